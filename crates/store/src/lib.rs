@@ -1,0 +1,243 @@
+//! The object-store side of pgdrill.
+//!
+//! One narrow type, [`Store`], over the `object_store` crate: a local folder or any
+//! S3-compatible service (AWS S3, Cloudflare R2, Backblaze B2, Oracle OCI, MinIO, Ceph).
+//! Keys are relative to the store's prefix; callers never see the backend.
+//!
+//! Contracts every backend honours (checked by the conformance suite in `tests/`):
+//! - `put` replaces atomically: a reader sees the old object or the new one, never a mix.
+//! - `put_if_absent` fails with [`StoreError::AlreadyExists`] when the key exists.
+//! - An [`Upload`] is invisible until [`Upload::finish`] returns; dropping it or calling
+//!   [`Upload::abort`] leaves no object behind.
+//! - `list` returns every object under a prefix, in no guaranteed order.
+
+mod error;
+mod open;
+mod upload;
+
+pub use error::StoreError;
+pub use open::{StoreOptions, StoreUrl};
+pub use upload::Upload;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Metadata of one stored object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Key relative to the store prefix, `/`-separated.
+    pub key: String,
+    pub size: u64,
+    /// Seconds since the Unix epoch.
+    pub last_modified: i64,
+    pub etag: Option<String>,
+}
+
+/// A handle on one store location (folder or bucket + prefix).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    prefix: Option<Path>,
+    display: String,
+    kind: StoreKind,
+}
+
+/// Which kind of backend a store is; used for provider quirks and messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Local,
+    S3,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("url", &self.display).finish()
+    }
+}
+
+impl Store {
+    /// A store as the user would name it in messages (never contains credentials).
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    pub fn kind(&self) -> StoreKind {
+        self.kind
+    }
+
+    fn path(&self, key: &str) -> Result<Path, StoreError> {
+        let rel = Path::parse(key).map_err(|e| StoreError::InvalidKey {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(match &self.prefix {
+            Some(p) => p.parts().chain(rel.parts()).collect(),
+            None => rel,
+        })
+    }
+
+    fn relative(&self, path: &Path) -> String {
+        match &self.prefix {
+            Some(p) => path
+                .prefix_match(p)
+                .map(|parts| parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"))
+                .unwrap_or_else(|| path.to_string()),
+            None => path.to_string(),
+        }
+    }
+
+    /// Writes `bytes` at `key`, replacing any object there.
+    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        self.inner
+            .put(&path, PutPayload::from_bytes(bytes))
+            .await
+            .map_err(|e| StoreError::from_backend("write", key, e))?;
+        Ok(())
+    }
+
+    /// Writes `bytes` at `key` only if nothing is there yet.
+    pub async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.inner
+            .put_opts(&path, PutPayload::from_bytes(bytes), opts)
+            .await
+            .map_err(|e| StoreError::from_backend("create", key, e))?;
+        Ok(())
+    }
+
+    /// Reads a whole (small) object into memory: manifests, checksums, leases.
+    pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        let path = self.path(key)?;
+        let res = self
+            .inner
+            .get(&path)
+            .await
+            .map_err(|e| StoreError::from_backend("read", key, e))?;
+        res.bytes()
+            .await
+            .map_err(|e| StoreError::from_backend("read", key, e))
+    }
+
+    /// Streams an object; the size is the stored object's size at open time.
+    pub async fn get_stream(
+        &self,
+        key: &str,
+    ) -> Result<(u64, BoxStream<'static, Result<Bytes, StoreError>>), StoreError> {
+        let path = self.path(key)?;
+        let res = self
+            .inner
+            .get(&path)
+            .await
+            .map_err(|e| StoreError::from_backend("read", key, e))?;
+        let size = res.meta.size;
+        let owned_key = key.to_string();
+        let stream = res
+            .into_stream()
+            .map_err(move |e| StoreError::from_backend("read", &owned_key, e))
+            .boxed();
+        Ok((size, stream))
+    }
+
+    /// Reads bytes `range` of an object.
+    pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        let path = self.path(key)?;
+        self.inner
+            .get_range(&path, range)
+            .await
+            .map_err(|e| StoreError::from_backend("read a range of", key, e))
+    }
+
+    pub async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
+        let path = self.path(key)?;
+        let meta = self
+            .inner
+            .head(&path)
+            .await
+            .map_err(|e| StoreError::from_backend("stat", key, e))?;
+        Ok(self.info(meta))
+    }
+
+    /// Whether `key` exists.
+    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        match self.head(key).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn info(&self, meta: object_store::ObjectMeta) -> ObjectInfo {
+        ObjectInfo {
+            key: self.relative(&meta.location),
+            size: meta.size,
+            last_modified: meta.last_modified.timestamp(),
+            etag: meta.e_tag,
+        }
+    }
+
+    /// Every object below `prefix` (recursively).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let path = self.path(prefix)?;
+        let mut out = Vec::new();
+        let mut stream = self.inner.list(Some(&path));
+        while let Some(item) = stream.next().await {
+            let meta = item.map_err(|e| StoreError::from_backend("list", prefix, e))?;
+            out.push(self.info(meta));
+        }
+        Ok(out)
+    }
+
+    /// The names of the immediate "folders" below `prefix`.
+    pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let path = self.path(prefix)?;
+        let res = self
+            .inner
+            .list_with_delimiter(Some(&path))
+            .await
+            .map_err(|e| StoreError::from_backend("list", prefix, e))?;
+        let mut dirs: Vec<String> = res
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        dirs.sort();
+        Ok(dirs)
+    }
+
+    /// Deletes `key`; deleting a missing key is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        match self.inner.delete(&path).await {
+            Ok(()) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(StoreError::from_backend("delete", key, e)),
+        }
+    }
+
+    /// Starts a multipart upload of `key` with parts of `part_size` bytes and at most
+    /// `max_in_flight` parts uploading at once. Nothing is visible until `finish`.
+    pub async fn upload(
+        &self,
+        key: &str,
+        part_size: usize,
+        max_in_flight: usize,
+    ) -> Result<Upload, StoreError> {
+        let path = self.path(key)?;
+        let inner = self
+            .inner
+            .put_multipart(&path)
+            .await
+            .map_err(|e| StoreError::from_backend("start upload of", key, e))?;
+        Ok(Upload::new(key, inner, part_size, max_in_flight))
+    }
+}

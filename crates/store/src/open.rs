@@ -1,0 +1,235 @@
+use crate::{Store, StoreError, StoreKind};
+use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ClientOptions, ObjectStore, RetryConfig};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A parsed store location.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// A local folder (`file:///path` or a plain path).
+    Local { path: std::path::PathBuf },
+    /// `s3://bucket/prefix`.
+    S3 { bucket: String, prefix: String },
+}
+
+impl StoreUrl {
+    pub fn parse(raw: &str) -> Result<StoreUrl, StoreError> {
+        let bad = |reason: &str| StoreError::BadUrl {
+            url: raw.to_string(),
+            reason: reason.to_string(),
+        };
+        let raw_trim = raw.trim();
+        if raw_trim.is_empty() {
+            return Err(bad("it is empty; give a folder path, file:///path or s3://bucket/prefix"));
+        }
+        if let Some(rest) = raw_trim.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("it names no bucket (s3://bucket/prefix)"));
+            }
+            if bucket.contains('@') || bucket.contains(':') {
+                return Err(bad("credentials do not belong in the store URL; use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or access_key_id_env in the config"));
+            }
+            return Ok(StoreUrl::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
+        }
+        if let Some(rest) = raw_trim.strip_prefix("file://") {
+            if !rest.starts_with('/') {
+                return Err(bad("file URLs must be absolute (file:///var/backups/pgdrill)"));
+            }
+            return Ok(StoreUrl::Local { path: rest.into() });
+        }
+        if raw_trim.contains("://") {
+            return Err(bad("only file:// and s3:// (any S3-compatible service) are supported"));
+        }
+        Ok(StoreUrl::Local {
+            path: raw_trim.into(),
+        })
+    }
+}
+
+/// How to reach an S3-compatible service. Unset fields fall back to the standard `AWS_*`
+/// environment variables.
+#[derive(Clone, Default)]
+pub struct StoreOptions {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Path-style addressing (`https://endpoint/bucket/key`); MinIO and most S3-compatible
+    /// services want it; AWS S3 and R2 accept virtual-host style too.
+    pub path_style: Option<bool>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    /// Environment to read `AWS_*` variables from (tests inject their own).
+    pub env: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id.as_ref().map(|_| "***"))
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl StoreOptions {
+    fn env_var(&self, name: &str) -> Option<String> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+impl Store {
+    /// Opens the store named by `url`. Creates a local folder if missing; does no network
+    /// call for S3 (use `doctor` for a round trip).
+    pub fn open(url: &str, opts: &StoreOptions) -> Result<Store, StoreError> {
+        match StoreUrl::parse(url)? {
+            StoreUrl::Local { path } => open_local(url, &path),
+            StoreUrl::S3 { bucket, prefix } => open_s3(&bucket, &prefix, opts),
+        }
+    }
+}
+
+fn open_local(url: &str, path: &std::path::Path) -> Result<Store, StoreError> {
+    std::fs::create_dir_all(path).map_err(|e| StoreError::BadUrl {
+        url: url.to_string(),
+        reason: format!("cannot create folder {}: {e}", path.display()),
+    })?;
+    let fs = LocalFileSystem::new_with_prefix(path).map_err(|e| StoreError::BadUrl {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    Ok(Store {
+        inner: Arc::new(fs),
+        prefix: None,
+        display: format!("file://{}", abs.display()),
+        kind: StoreKind::Local,
+    })
+}
+
+fn open_s3(bucket: &str, prefix: &str, opts: &StoreOptions) -> Result<Store, StoreError> {
+    let mut b = AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_conditional_put(S3ConditionalPut::ETagMatch)
+        .with_retry(RetryConfig {
+            max_retries: 5,
+            retry_timeout: Duration::from_secs(120),
+            ..Default::default()
+        });
+    let endpoint = opts
+        .endpoint
+        .clone()
+        .or_else(|| opts.env_var("AWS_ENDPOINT_URL"))
+        .or_else(|| opts.env_var("AWS_ENDPOINT_URL_S3"))
+        .or_else(|| opts.env_var("AWS_ENDPOINT"));
+    let mut client = ClientOptions::new()
+        .with_timeout(Duration::from_secs(300))
+        .with_connect_timeout(Duration::from_secs(15));
+    if let Some(ep) = &endpoint {
+        if ep.starts_with("http://") {
+            client = client.with_allow_http(true);
+        }
+        b = b.with_endpoint(ep.trim_end_matches('/'));
+    }
+    b = b.with_client_options(client);
+    let region = opts
+        .region
+        .clone()
+        .or_else(|| opts.env_var("AWS_REGION"))
+        .or_else(|| opts.env_var("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| if endpoint.is_some() { "auto".into() } else { "us-east-1".into() });
+    b = b.with_region(region);
+    // Custom endpoints (MinIO, R2, B2, OCI) default to path style; AWS itself to virtual host.
+    let path_style = opts.path_style.unwrap_or(endpoint.is_some());
+    b = b.with_virtual_hosted_style_request(!path_style);
+    let key = opts
+        .access_key_id
+        .clone()
+        .or_else(|| opts.env_var("AWS_ACCESS_KEY_ID"));
+    let secret = opts
+        .secret_access_key
+        .clone()
+        .or_else(|| opts.env_var("AWS_SECRET_ACCESS_KEY"));
+    match (key, secret) {
+        (Some(k), Some(s)) => {
+            b = b.with_access_key_id(k).with_secret_access_key(s);
+            let token = opts
+                .session_token
+                .clone()
+                .or_else(|| opts.env_var("AWS_SESSION_TOKEN"));
+            if let Some(t) = token {
+                b = b.with_token(t);
+            }
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(StoreError::BadUrl {
+                url: format!("s3://{bucket}/{prefix}"),
+                reason: "only one of the access key id and the secret access key is set; set both".into(),
+            })
+        }
+        (None, None) => {}
+    }
+    let s3 = b.build().map_err(|e| StoreError::BadUrl {
+        url: format!("s3://{bucket}/{prefix}"),
+        reason: e.to_string(),
+    })?;
+    let inner: Arc<dyn ObjectStore> = Arc::new(s3);
+    let prefix_path = if prefix.is_empty() {
+        None
+    } else {
+        Some(Path::parse(prefix).map_err(|e| StoreError::BadUrl {
+            url: format!("s3://{bucket}/{prefix}"),
+            reason: e.to_string(),
+        })?)
+    };
+    let display = match &endpoint {
+        Some(ep) => format!("s3://{bucket}/{prefix} at {ep}"),
+        None => format!("s3://{bucket}/{prefix}"),
+    };
+    Ok(Store {
+        inner,
+        prefix: prefix_path,
+        display,
+        kind: StoreKind::S3,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_store_urls() {
+        assert_eq!(
+            StoreUrl::parse("s3://b/some/prefix/").ok(),
+            Some(StoreUrl::S3 {
+                bucket: "b".into(),
+                prefix: "some/prefix".into()
+            })
+        );
+        assert_eq!(
+            StoreUrl::parse("file:///var/x").ok(),
+            Some(StoreUrl::Local { path: "/var/x".into() })
+        );
+        assert_eq!(
+            StoreUrl::parse("./rel").ok(),
+            Some(StoreUrl::Local { path: "./rel".into() })
+        );
+        assert!(StoreUrl::parse("gs://x").is_err());
+        assert!(StoreUrl::parse("s3://key:secret@bucket/x").is_err());
+        assert!(StoreUrl::parse("").is_err());
+    }
+}
