@@ -1,0 +1,1124 @@
+//! Streaming parser for pg_dump's custom archive format (`pg_dump -Fc`).
+//!
+//! pgdrill tees `pg_dump -Fc -Z0` stdout into [`parse_archive`] while the same bytes are
+//! compressed and uploaded. The parser reads the archive front to back exactly once, never
+//! seeks and never holds a data block in memory: table data flows through a fixed-size buffer
+//! and rows are counted with `memchr`. What it keeps is proportional to the TOC (the schema),
+//! not to the data.
+//!
+//! # Format contract (pg_backup_archiver.c / pg_backup_custom.c, archive versions 1.12–1.16)
+//!
+//! * `Int`: one sign byte (0 = positive, 1 = negative) then `int_size` magnitude bytes,
+//!   least significant first.
+//! * `Str`: an `Int` length then that many bytes; length -1 is SQL NULL.
+//! * `Offset`: one flag byte (1 = position not set, 2 = position set, 3 = no data) then
+//!   `off_size` bytes of file position, which a streaming reader ignores.
+//! * Header: `PGDMP`, major, minor, revision, int_size, off_size, format (1 = custom); since
+//!   1.15 a compression-algorithm byte, before that an `Int` compression level (0 = none,
+//!   anything else = gzip); seven `Int`s of creation time; `Str` database name, server
+//!   version, pg_dump version.
+//! * TOC: an `Int` entry count, then per entry: dump id, had-dumper flag, table oid, oid, tag,
+//!   desc, section, defn, drop stmt, copy stmt, namespace, tablespace, table AM (1.14+),
+//!   relkind `Int` (1.16+), owner, "with oids", dependency `Str`s ended by NULL, and the
+//!   custom format's data `Offset`.
+//! * Data: until end of file, blocks of `type byte, Int dump id`. Type 1 (table data) is a
+//!   run of `Int length, bytes` chunks ended by length 0. Type 3 (large objects) is a run of
+//!   `Int oid` each followed by such chunks, ended by oid 0.
+//! * Table data is COPY text: one `\n` per row (embedded newlines are escaped as `\n`), and
+//!   pg_dump appends the end-of-copy trailer `\.\n\n\n` to every table's data in the archive
+//!   (checked against real pg_dump 15, 16 and 18 output). The trailer is required and excluded
+//!   from both the row count and `data_bytes`. Without compression pg_dump writes one chunk
+//!   per row, so chunk boundaries fall anywhere relative to lines; nothing here relies on them.
+//! * Only uncompressed data is read: for a compressed archive the header and TOC are parsed and
+//!   the first data block yields [`ArchiveError::Unsupported`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, BufRead, BufReader, Read};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What one pass over a custom-format archive learned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveSummary {
+    /// Archive format version, e.g. "1.14" (PG 15), "1.15" (PG 16), "1.16" (PG 17/18).
+    pub archive_version: String,
+    /// Database name recorded in the header.
+    pub database: String,
+    /// Server ("remote") version string recorded in the header.
+    pub server_version: String,
+    /// Version string of the pg_dump that wrote the archive.
+    pub dump_version: String,
+    /// "none", "gzip", "lz4" or "zstd", as the header says.
+    pub compression: String,
+    /// Every TABLE DATA entry, in TOC order, with its counted rows.
+    pub tables: Vec<TableCount>,
+    /// SCHEMA entries plus the schemas of dumped tables (so "public" appears), sorted, deduplicated.
+    pub schemas: Vec<String>,
+    /// EXTENSION entry tags, sorted, deduplicated.
+    pub extensions: Vec<String>,
+    /// Lowercase hex SHA-256 of the schema-defining TOC entries, see [`schema_fingerprint`].
+    pub schema_fingerprint: String,
+    /// The TOC has a DATABASE entry.
+    pub has_database_entry: bool,
+    /// Large objects found in the large-object data blocks.
+    pub large_objects: u64,
+    /// Number of TOC entries.
+    pub entries: usize,
+}
+
+impl ArchiveSummary {
+    /// Sum of the rows of all tables.
+    pub fn total_rows(&self) -> u64 {
+        self.tables.iter().map(|t| t.rows).sum()
+    }
+
+    /// The table `schema.name`, if the archive has data for it.
+    pub fn table(&self, schema: &str, name: &str) -> Option<&TableCount> {
+        self.tables
+            .iter()
+            .find(|t| t.schema == schema && t.name == name)
+    }
+}
+
+/// Rows of one table as they are in the dump.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableCount {
+    pub schema: String,
+    pub name: String,
+    /// Exact number of COPY rows.
+    pub rows: u64,
+    /// Bytes of COPY text, without pg_dump's `\.` trailer.
+    pub data_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The reader failed.
+    #[error("reading the archive failed: {0}")]
+    Io(#[from] io::Error),
+    /// No `PGDMP` magic (or fewer than 5 bytes), or a directory-format `toc.dat`.
+    #[error("not a pg_dump custom-format archive (run pg_dump with -Fc)")]
+    NotCustomFormat,
+    /// A valid archive this parser cannot count: version outside 1.12–1.16, compressed
+    /// data, or `--inserts` table data.
+    #[error("unsupported archive: {0}")]
+    Unsupported(String),
+    /// Truncated input (including a clean end before all announced data blocks) or bytes
+    /// that do not follow the format.
+    #[error("corrupt or truncated archive: {0}")]
+    Corrupt(String),
+}
+
+type Result<T> = std::result::Result<T, ArchiveError>;
+
+/// Reads a custom-format archive from `reader` to its end and summarises it.
+///
+/// Memory use is bounded by the TOC size, whatever the amount of data. On the first problem
+/// it returns the error at once without draining the rest of `reader`: a caller that tees a
+/// pipe into this parser must keep its writer side working when the reader is dropped.
+/// A summary is only returned when every data block the TOC announces was read completely.
+pub fn parse_archive<R: Read>(reader: R) -> Result<ArchiveSummary> {
+    let mut src = Source::new(reader);
+    let layout = read_layout(&mut src)?;
+    let mut ar = Wire {
+        src,
+        int_size: layout.int_size,
+        off_size: layout.off_size,
+    };
+    let header = read_header(&mut ar, layout)?;
+    let toc = read_toc(&mut ar, header.layout.minor)?;
+    let mut data = DataPhase::new(&toc, header.compression);
+    data.read_blocks(&mut ar)?;
+    data.check_complete()?;
+    Ok(summarize(header, toc, data))
+}
+
+// ---------------------------------------------------------------------------------------
+// Byte source
+
+/// Size of the one read buffer; chunks are processed in place from it.
+const BUF_SIZE: usize = 64 * 1024;
+/// Largest string accepted in the TOC (PostgreSQL's MaxAllocSize, 1 GiB).
+const MAX_STR: u64 = 1 << 30;
+
+/// Buffered reader that tracks its position for error messages.
+struct Source<R> {
+    inner: BufReader<R>,
+    pos: u64,
+}
+
+impl<R: Read> Source<R> {
+    fn new(reader: R) -> Self {
+        Source {
+            inner: BufReader::with_capacity(BUF_SIZE, reader),
+            pos: 0,
+        }
+    }
+
+    /// Bytes available in the buffer after refilling it if empty; 0 means end of input.
+    fn available(&mut self) -> Result<usize> {
+        loop {
+            match self.inner.fill_buf() {
+                Ok(buf) => return Ok(buf.len()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn eof(&self, what: &str) -> ArchiveError {
+        ArchiveError::Corrupt(format!(
+            "archive ends at byte {} while reading {what}",
+            self.pos
+        ))
+    }
+
+    /// The next byte, or `None` at a clean end of input.
+    fn try_byte(&mut self) -> Result<Option<u8>> {
+        if self.available()? == 0 {
+            return Ok(None);
+        }
+        let byte = self.inner.buffer()[0];
+        self.advance(1);
+        Ok(Some(byte))
+    }
+
+    fn byte(&mut self, what: &str) -> Result<u8> {
+        self.try_byte()?.ok_or_else(|| self.eof(what))
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.inner.consume(n);
+        self.pos += n as u64;
+    }
+
+    /// Hands the next `len` bytes to `sink` piecewise, straight out of the read buffer.
+    fn stream(&mut self, mut len: u64, what: &str, mut sink: impl FnMut(&[u8])) -> Result<()> {
+        while len > 0 {
+            let n = self.available()?;
+            if n == 0 {
+                return Err(self.eof(what));
+            }
+            let take = n.min(usize::try_from(len).unwrap_or(usize::MAX));
+            sink(&self.inner.buffer()[..take]);
+            self.advance(take);
+            len -= take as u64;
+        }
+        Ok(())
+    }
+
+    fn exact(&mut self, out: &mut [u8], what: &str) -> Result<()> {
+        // Fast path: pg_dump writes one chunk per COPY row, so this runs once per row.
+        if let Some(bytes) = self.inner.buffer().get(..out.len()) {
+            out.copy_from_slice(bytes);
+            self.advance(out.len());
+            return Ok(());
+        }
+        let mut filled = 0;
+        self.stream(out.len() as u64, what, |piece| {
+            out[filled..filled + piece.len()].copy_from_slice(piece);
+            filled += piece.len();
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Archive primitives: Int, Str, Offset
+
+/// A [`Source`] plus the integer and offset widths the header declared.
+struct Wire<R> {
+    src: Source<R>,
+    int_size: usize,
+    off_size: usize,
+}
+
+impl<R: Read> Wire<R> {
+    /// `ReadInt`: sign byte, then `int_size` little-endian magnitude bytes.
+    fn int(&mut self, what: &str) -> Result<i64> {
+        let sign = self.src.byte(what)?;
+        let mut bytes = [0u8; 8];
+        self.src.exact(&mut bytes[..self.int_size], what)?;
+        let magnitude = i64::try_from(u64::from_le_bytes(bytes))
+            .map_err(|_| self.corrupt(format!("integer out of range in {what}")))?;
+        match sign {
+            0 => Ok(magnitude),
+            1 => Ok(-magnitude),
+            other => Err(self.corrupt(format!("bad sign byte {other} in {what}"))),
+        }
+    }
+
+    /// An `Int` that must not be negative (lengths, counts, oids).
+    fn count(&mut self, what: &str) -> Result<u64> {
+        let value = self.int(what)?;
+        u64::try_from(value).map_err(|_| self.corrupt(format!("negative {what} ({value})")))
+    }
+
+    /// `ReadStr`: `Int` length then bytes; a negative length is NULL.
+    fn str(&mut self, what: &str) -> Result<Option<Vec<u8>>> {
+        let Some(len) = self.str_len(what)? else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        self.src
+            .stream(len, what, |piece| out.extend_from_slice(piece))?;
+        Ok(Some(out))
+    }
+
+    /// A `Str` as text; NULL becomes "" (the archiver treats them alike for names).
+    fn text(&mut self, what: &str) -> Result<String> {
+        let bytes = self.str(what)?.unwrap_or_default();
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Reads past a `Str`; returns false if it was NULL.
+    fn skip_str(&mut self, what: &str) -> Result<bool> {
+        match self.str_len(what)? {
+            Some(len) => self.src.stream(len, what, |_| {}).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    fn str_len(&mut self, what: &str) -> Result<Option<u64>> {
+        let len = self.int(what)?;
+        if len < 0 {
+            return Ok(None);
+        }
+        let len = len.unsigned_abs();
+        if len > MAX_STR {
+            return Err(self.corrupt(format!("{what} claims {len} bytes")));
+        }
+        Ok(Some(len))
+    }
+
+    /// `ReadOffset`: flag byte then `off_size` position bytes; returns the flag.
+    fn offset_flag(&mut self, what: &str) -> Result<u8> {
+        let flag = self.src.byte(what)?;
+        if !(OFFSET_POS_NOT_SET..=OFFSET_NO_DATA).contains(&flag) {
+            return Err(self.corrupt(format!("bad data offset flag {flag} in {what}")));
+        }
+        self.src.stream(self.off_size as u64, what, |_| {})?;
+        Ok(flag)
+    }
+
+    fn corrupt(&self, msg: String) -> ArchiveError {
+        ArchiveError::Corrupt(format!("{msg} (near byte {})", self.src.pos))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Header
+
+const MAGIC: &[u8; 5] = b"PGDMP";
+/// `archCustom` in pg_backup.h; directory-format `toc.dat` has the same magic but format 5.
+const FORMAT_CUSTOM: u8 = 1;
+/// Oldest archive version read: 1.12 (PostgreSQL 9.0). All fields gated at or below it are
+/// therefore always present.
+const MIN_MINOR: u8 = 12;
+/// Newest archive version whose layout is known: 1.16 (PostgreSQL 17, 18).
+const MAX_MINOR: u8 = 16;
+/// 1.14 added the table access method to TOC entries.
+const V_TABLEAM: u8 = 14;
+/// 1.15 replaced the compression level `Int` with a compression algorithm byte.
+const V_COMPRESSION_ALGORITHM: u8 = 15;
+/// 1.16 added the relkind `Int` to TOC entries.
+const V_RELKIND: u8 = 16;
+
+const OFFSET_POS_NOT_SET: u8 = 1;
+const OFFSET_NO_DATA: u8 = 3;
+
+const BLK_DATA: u8 = 1;
+const BLK_BLOBS: u8 = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compression {
+    None,
+    Gzip,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// `pg_compress_algorithm` as stored since archive 1.15.
+    fn from_algorithm(byte: u8) -> Result<Self> {
+        match byte {
+            0 => Ok(Compression::None),
+            1 => Ok(Compression::Gzip),
+            2 => Ok(Compression::Lz4),
+            3 => Ok(Compression::Zstd),
+            other => Err(ArchiveError::Unsupported(format!(
+                "unknown compression algorithm {other} in header"
+            ))),
+        }
+    }
+}
+
+/// The fixed-width start of the header: how the rest of the archive is encoded.
+#[derive(Clone, Copy)]
+struct Layout {
+    minor: u8,
+    revision: u8,
+    int_size: usize,
+    off_size: usize,
+}
+
+struct Header {
+    layout: Layout,
+    compression: Compression,
+    database: String,
+    server_version: String,
+    dump_version: String,
+}
+
+/// Reads magic, version, int/offset sizes and format byte.
+fn read_layout<R: Read>(src: &mut Source<R>) -> Result<Layout> {
+    let mut magic = [0u8; 5];
+    for slot in &mut magic {
+        *slot = src.try_byte()?.ok_or(ArchiveError::NotCustomFormat)?;
+    }
+    if &magic != MAGIC {
+        return Err(ArchiveError::NotCustomFormat);
+    }
+    let mut fixed = [0u8; 6];
+    src.exact(&mut fixed, "archive header")?;
+    let [major, minor, revision, int_size, off_size, format] = fixed;
+    check_version(major, minor)?;
+    if format != FORMAT_CUSTOM {
+        return Err(ArchiveError::NotCustomFormat);
+    }
+    if !(1..=8).contains(&int_size) || !(1..=16).contains(&off_size) {
+        return Err(ArchiveError::Unsupported(format!(
+            "integer size {int_size} / offset size {off_size} in header"
+        )));
+    }
+    Ok(Layout {
+        minor,
+        revision,
+        int_size: usize::from(int_size),
+        off_size: usize::from(off_size),
+    })
+}
+
+fn check_version(major: u8, minor: u8) -> Result<()> {
+    if major < 1 || (major == 1 && minor < MIN_MINOR) {
+        return Err(ArchiveError::Unsupported(format!(
+            "archive version {major}.{minor} is older than 1.{MIN_MINOR}"
+        )));
+    }
+    if major > 1 || minor > MAX_MINOR {
+        return Err(ArchiveError::Unsupported(format!(
+            "archive version {major}.{minor} is newer than 1.{MAX_MINOR}, the newest this parser knows"
+        )));
+    }
+    Ok(())
+}
+
+/// Reads the rest of the header: compression, creation time and three strings.
+fn read_header<R: Read>(ar: &mut Wire<R>, layout: Layout) -> Result<Header> {
+    let compression = if layout.minor >= V_COMPRESSION_ALGORITHM {
+        Compression::from_algorithm(ar.src.byte("compression algorithm")?)?
+    } else if ar.int("compression level")? == 0 {
+        Compression::None
+    } else {
+        Compression::Gzip
+    };
+    for _ in 0..7 {
+        ar.int("creation time")?;
+    }
+    Ok(Header {
+        layout,
+        compression,
+        database: ar.text("database name")?,
+        server_version: ar.text("server version")?,
+        dump_version: ar.text("pg_dump version")?,
+    })
+}
+
+impl Layout {
+    fn version(&self) -> String {
+        match self.revision {
+            0 => format!("1.{}", self.minor),
+            rev => format!("1.{}.{rev}", self.minor),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// TOC
+
+/// The parts of a TOC entry the summary needs.
+struct TocEntry {
+    dump_id: i64,
+    desc: String,
+    tag: String,
+    namespace: String,
+    /// The entry has a data block in the archive (offset flag is not "no data").
+    has_data: bool,
+    /// Its data is COPY text (it has a COPY statement).
+    is_copy: bool,
+    /// `desc\0namespace\0tag\0defn\0`, if the entry counts for the schema fingerprint.
+    fingerprint_part: Option<Vec<u8>>,
+}
+
+fn read_toc<R: Read>(ar: &mut Wire<R>, minor: u8) -> Result<Vec<TocEntry>> {
+    let count = ar.count("TOC entry count")?;
+    let mut entries = Vec::new();
+    for _ in 0..count {
+        entries.push(read_toc_entry(ar, minor)?);
+    }
+    Ok(entries)
+}
+
+/// One entry, field by field as `ReadToc` and `_ReadExtraToc` read it.
+fn read_toc_entry<R: Read>(ar: &mut Wire<R>, minor: u8) -> Result<TocEntry> {
+    let dump_id = ar.int("TOC entry id")?;
+    if dump_id <= 0 {
+        return Err(ar.corrupt(format!("TOC entry id {dump_id} out of range")));
+    }
+    ar.int("had-dumper flag")?;
+    ar.skip_str("table oid")?;
+    ar.skip_str("oid")?;
+    let tag = ar.str("tag")?.unwrap_or_default();
+    let desc = ar.str("desc")?.unwrap_or_default();
+    ar.int("section")?;
+    let defn = ar.str("defn")?.unwrap_or_default();
+    ar.skip_str("drop statement")?;
+    let is_copy = ar.str("copy statement")?.is_some_and(|s| !s.is_empty());
+    let namespace = ar.str("namespace")?.unwrap_or_default();
+    ar.skip_str("tablespace")?;
+    if minor >= V_TABLEAM {
+        ar.skip_str("table access method")?;
+    }
+    if minor >= V_RELKIND {
+        ar.int("relkind")?;
+    }
+    ar.skip_str("owner")?;
+    ar.skip_str("with-oids flag")?;
+    while ar.skip_str("dependency")? {}
+    let has_data = ar.offset_flag("data offset")? != OFFSET_NO_DATA;
+    let fingerprint_part = fingerprint_part(&desc, &namespace, &tag, &defn);
+    Ok(TocEntry {
+        dump_id,
+        desc: lossy(desc),
+        tag: lossy(tag),
+        namespace: lossy(namespace),
+        has_data,
+        is_copy,
+        fingerprint_part,
+    })
+}
+
+fn lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Entry types that carry data or per-dump state rather than schema.
+const NON_SCHEMA_DESCS: &[&[u8]] = &[
+    b"TABLE DATA",
+    b"SEQUENCE SET",
+    b"BLOB",
+    b"BLOBS",
+    b"BLOB METADATA",
+    b"LARGE OBJECT",
+    b"LARGE OBJECTS",
+    b"DATABASE",
+    b"DATABASE PROPERTIES",
+    b"ENCODING",
+    b"STDSTRINGS",
+    b"SEARCHPATH",
+    b"STATISTICS DATA",
+    b"MATERIALIZED VIEW DATA",
+];
+
+/// The fingerprint contribution of an entry, or `None` if it does not describe schema.
+///
+/// Excluded: data entries, per-database and per-dump settings, large objects (whose TOC
+/// entries list oids), and COMMENT/ACL/SECURITY LABEL entries on the database itself or on
+/// large objects (tags "DATABASE name", "LARGE OBJECT oid"), so the fingerprint follows the
+/// schema only, not the data or the database's name. Defns need no cleaning: the random
+/// `\restrict` key of pg_dump 17.6+/18 goes only into plain-format output, never into the
+/// custom-format TOC (a test checks the fixtures).
+fn fingerprint_part(desc: &[u8], namespace: &[u8], tag: &[u8], defn: &[u8]) -> Option<Vec<u8>> {
+    let attached = [&b"COMMENT"[..], b"ACL", b"SECURITY LABEL"].contains(&desc);
+    let about_db_or_lo =
+        attached && (tag.starts_with(b"DATABASE ") || tag.starts_with(b"LARGE OBJECT"));
+    if NON_SCHEMA_DESCS.contains(&desc) || about_db_or_lo {
+        return None;
+    }
+    let mut part = Vec::with_capacity(desc.len() + namespace.len() + tag.len() + defn.len() + 4);
+    for field in [desc, namespace, tag, defn] {
+        part.extend_from_slice(field);
+        part.push(0);
+    }
+    Some(part)
+}
+
+/// SHA-256 over the entries' contributions in sorted byte order, so the TOC's order (which
+/// follows oids and dump ids) does not matter. Lowercase hex.
+pub fn schema_fingerprint<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let mut parts: Vec<&[u8]> = parts.into_iter().collect();
+    parts.sort_unstable();
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hex::encode(hasher.finalize())
+}
+
+// ---------------------------------------------------------------------------------------
+// Data blocks
+
+/// End-of-copy trailer pg_dump writes after each table's COPY rows: `\.` and three newlines.
+const COPY_TRAILER: &[u8; 5] = b"\\.\n\n\n";
+
+/// What a data block is expected to hold.
+enum Expect {
+    /// COPY rows of `tables[index]`.
+    Copy(usize),
+    /// A TABLE DATA entry without a COPY statement (`pg_dump --inserts`).
+    Inserts,
+    /// Large objects (BLOBS).
+    LargeObjects,
+    /// Some other entry with data: read past it.
+    Other,
+}
+
+struct Pending {
+    label: String,
+    expect: Expect,
+    seen: bool,
+}
+
+struct DataPhase {
+    compression: Compression,
+    by_id: HashMap<i64, Pending>,
+    tables: Vec<TableCount>,
+    large_objects: u64,
+}
+
+impl DataPhase {
+    fn new(toc: &[TocEntry], compression: Compression) -> Self {
+        let mut tables = Vec::new();
+        let mut by_id = HashMap::new();
+        for entry in toc.iter().filter(|e| e.has_data) {
+            let label = format!("{} {}.{}", entry.desc, entry.namespace, entry.tag);
+            let expect = match entry.desc.as_str() {
+                "TABLE DATA" if entry.is_copy => {
+                    tables.push(TableCount {
+                        schema: entry.namespace.clone(),
+                        name: entry.tag.clone(),
+                        rows: 0,
+                        data_bytes: 0,
+                    });
+                    Expect::Copy(tables.len() - 1)
+                }
+                "TABLE DATA" => Expect::Inserts,
+                "BLOBS" => Expect::LargeObjects,
+                _ => Expect::Other,
+            };
+            let pending = Pending {
+                label,
+                expect,
+                seen: false,
+            };
+            by_id.insert(entry.dump_id, pending);
+        }
+        DataPhase {
+            compression,
+            by_id,
+            tables,
+            large_objects: 0,
+        }
+    }
+
+    /// Reads blocks until the input ends cleanly between two blocks.
+    fn read_blocks<R: Read>(&mut self, ar: &mut Wire<R>) -> Result<()> {
+        while let Some(kind) = ar.src.try_byte()? {
+            let id = ar.int("data block id")?;
+            self.read_block(ar, kind, id)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the body of the block of type `kind` for TOC entry `id`.
+    fn read_block<R: Read>(&mut self, ar: &mut Wire<R>, kind: u8, id: i64) -> Result<()> {
+        let pending = self
+            .by_id
+            .get_mut(&id)
+            .ok_or_else(|| ar.corrupt(format!("data block for unknown TOC entry {id}")))?;
+        if std::mem::replace(&mut pending.seen, true) {
+            return Err(ar.corrupt(format!("second data block for {}", pending.label)));
+        }
+        if self.compression != Compression::None {
+            return Err(ArchiveError::Unsupported(format!(
+                "table data is compressed ({}); row counting needs an uncompressed archive: run pg_dump with -Z0",
+                self.compression.name()
+            )));
+        }
+        match (kind, &pending.expect) {
+            (BLK_DATA, Expect::Copy(index)) => count_copy_rows(ar, &mut self.tables[*index]),
+            (BLK_DATA, Expect::Inserts) => Err(ArchiveError::Unsupported(format!(
+                "{} is INSERT statements, not COPY rows: run pg_dump without --inserts",
+                pending.label
+            ))),
+            (BLK_DATA, Expect::Other) => skip_chunks(ar),
+            (BLK_BLOBS, Expect::LargeObjects) => {
+                self.large_objects += skip_large_objects(ar)?;
+                Ok(())
+            }
+            _ => Err(ar.corrupt(format!("data block of type {kind} for {}", pending.label))),
+        }
+    }
+
+    /// Every entry the TOC announced data for must have had its block.
+    fn check_complete(&self) -> Result<()> {
+        let mut missing: Vec<&str> = self
+            .by_id
+            .values()
+            .filter(|p| !p.seen)
+            .map(|p| p.label.as_str())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        missing.sort_unstable();
+        Err(ArchiveError::Corrupt(format!(
+            "archive ends before the data of {} entries ({}{})",
+            missing.len(),
+            missing[..missing.len().min(5)].join(", "),
+            if missing.len() > 5 { ", ..." } else { "" }
+        )))
+    }
+}
+
+/// Running row count over one table's COPY text, fed piece by piece.
+#[derive(Default)]
+struct CopyCounter {
+    newlines: u64,
+    bytes: u64,
+    /// The last (up to) `COPY_TRAILER.len() + 1` bytes seen.
+    tail: Vec<u8>,
+}
+
+impl CopyCounter {
+    fn feed(&mut self, piece: &[u8]) {
+        self.newlines += memchr::memchr_iter(b'\n', piece).count() as u64;
+        self.bytes += piece.len() as u64;
+        let keep = COPY_TRAILER.len() + 1;
+        let from = piece.len().saturating_sub(keep);
+        self.tail.extend_from_slice(&piece[from..]);
+        let excess = self.tail.len().saturating_sub(keep);
+        self.tail.drain(..excess);
+    }
+
+    /// (rows, data bytes) once the trailer is checked and taken off.
+    fn finish(&self) -> Option<(u64, u64)> {
+        let trailer_len = COPY_TRAILER.len() as u64;
+        if !self.tail.ends_with(COPY_TRAILER) {
+            return None;
+        }
+        // The trailer starts the data or follows a row's newline.
+        let starts_line = self.bytes == trailer_len || self.tail.first() == Some(&b'\n');
+        let trailer_newlines = 3;
+        starts_line.then(|| (self.newlines - trailer_newlines, self.bytes - trailer_len))
+    }
+}
+
+fn count_copy_rows<R: Read>(ar: &mut Wire<R>, table: &mut TableCount) -> Result<()> {
+    let mut counter = CopyCounter::default();
+    loop {
+        let len = ar.count("data chunk length")?;
+        if len == 0 {
+            break;
+        }
+        ar.src
+            .stream(len, "table data", |piece| counter.feed(piece))?;
+    }
+    let (rows, bytes) = counter.finish().ok_or_else(|| {
+        ar.corrupt(format!(
+            "COPY data of {}.{} does not end with pg_dump's \\. trailer",
+            table.schema, table.name
+        ))
+    })?;
+    table.rows = rows;
+    table.data_bytes = bytes;
+    Ok(())
+}
+
+/// Reads past `Int length, bytes` chunks up to the zero length.
+fn skip_chunks<R: Read>(ar: &mut Wire<R>) -> Result<()> {
+    loop {
+        let len = ar.count("data chunk length")?;
+        if len == 0 {
+            return Ok(());
+        }
+        ar.src.stream(len, "data chunk", |_| {})?;
+    }
+}
+
+/// Reads past a large-object block (`Int oid`, chunks; ... oid 0) and counts the objects.
+fn skip_large_objects<R: Read>(ar: &mut Wire<R>) -> Result<u64> {
+    let mut count = 0;
+    // Oids above 2^31 are written as negative Ints, so only zero ends the block.
+    while ar.int("large object oid")? != 0 {
+        skip_chunks(ar)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+// ---------------------------------------------------------------------------------------
+// Summary
+
+fn summarize(header: Header, toc: Vec<TocEntry>, data: DataPhase) -> ArchiveSummary {
+    let mut schemas = BTreeSet::new();
+    let mut extensions = BTreeSet::new();
+    for entry in &toc {
+        match entry.desc.as_str() {
+            "SCHEMA" => schemas.insert(entry.tag.clone()),
+            "TABLE" | "TABLE DATA" if !entry.namespace.is_empty() => {
+                schemas.insert(entry.namespace.clone())
+            }
+            "EXTENSION" => extensions.insert(entry.tag.clone()),
+            _ => false,
+        };
+    }
+    let fingerprint = schema_fingerprint(toc.iter().filter_map(|e| e.fingerprint_part.as_deref()));
+    ArchiveSummary {
+        archive_version: header.layout.version(),
+        compression: header.compression.name().to_owned(),
+        database: header.database,
+        server_version: header.server_version,
+        dump_version: header.dump_version,
+        tables: data.tables,
+        schemas: schemas.into_iter().collect(),
+        extensions: extensions.into_iter().collect(),
+        schema_fingerprint: fingerprint,
+        has_database_entry: toc.iter().any(|e| e.desc == "DATABASE"),
+        large_objects: data.large_objects,
+        entries: toc.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    }
+
+    fn parse(bytes: &[u8]) -> ArchiveSummary {
+        parse_archive(bytes).unwrap_or_else(|e| panic!("parse failed: {e}"))
+    }
+
+    fn rows(summary: &ArchiveSummary) -> Vec<(String, u64)> {
+        summary
+            .tables
+            .iter()
+            .map(|t| (format!("{}.{}", t.schema, t.name), t.rows))
+            .collect()
+    }
+
+    fn sorted(mut v: Vec<(String, u64)>) -> Vec<(String, u64)> {
+        v.sort();
+        v
+    }
+
+    fn expect_rows(list: &[(&str, u64)]) -> Vec<(String, u64)> {
+        sorted(list.iter().map(|(n, r)| (n.to_string(), *r)).collect())
+    }
+
+    /// `select count(*)` of each table when make_fixtures.sh dumped v1.
+    const V1_ROWS: &[(&str, u64)] = &[
+        ("audit.tricky", 9),
+        ("public.empty_table", 0),
+        ("public.single_row", 1),
+        ("sales.Order Items", 3),
+        ("sales.big", 5000),
+    ];
+
+    /// The same after the v2 data changes (and after ADD COLUMN, which moves no rows).
+    const V2_ROWS: &[(&str, u64)] = &[
+        ("audit.tricky", 10),
+        ("public.empty_table", 0),
+        ("public.single_row", 1),
+        ("sales.Order Items", 2),
+        ("sales.big", 4000),
+    ];
+
+    fn check_v1(file: &str, version: &str, dump_prefix: &str, extension: &str) {
+        let s = parse(&fixture(file));
+        assert_eq!(s.archive_version, version);
+        assert_eq!(s.database, "drill_fixture");
+        assert!(
+            s.dump_version.starts_with(dump_prefix),
+            "{}",
+            s.dump_version
+        );
+        assert!(
+            s.server_version.starts_with(dump_prefix),
+            "{}",
+            s.server_version
+        );
+        assert_eq!(s.compression, "none");
+        assert_eq!(sorted(rows(&s)), expect_rows(V1_ROWS));
+        assert_eq!(s.schemas, ["audit", "public", "sales"]);
+        assert_eq!(s.extensions, [extension]);
+        assert_eq!(s.large_objects, 1);
+        assert!(s.has_database_entry);
+        assert_eq!(s.total_rows(), 5013);
+        let empty = s.table("public", "empty_table").expect("empty_table");
+        assert_eq!(empty.data_bytes, 0);
+        let tricky = s.table("audit", "tricky").expect("tricky");
+        assert!(tricky.data_bytes > 0);
+        assert_eq!(s.schema_fingerprint.len(), 64);
+    }
+
+    #[test]
+    fn pg15_archive_1_14_exact_rows() {
+        check_v1("pg15_v1.pgc", "1.14", "15.", "citext");
+    }
+
+    #[test]
+    fn pg16_archive_1_15_exact_rows() {
+        check_v1("pg16_v1.pgc", "1.15", "16.", "vector");
+    }
+
+    #[test]
+    fn pg18_archive_1_16_exact_rows() {
+        check_v1("pg18_v1.pgc", "1.16", "18.", "citext");
+    }
+
+    #[test]
+    fn changed_data_exact_rows_with_toc_offsets_set() {
+        // v2 was written with -f, so its TOC carries data offsets; v1 came through a pipe.
+        for file in [
+            "pg15_v2.pgc",
+            "pg18_v2.pgc",
+            "pg15_addcol.pgc",
+            "pg18_addcol.pgc",
+        ] {
+            let s = parse(&fixture(file));
+            assert_eq!(sorted(rows(&s)), expect_rows(V2_ROWS), "{file}");
+            assert_eq!(s.large_objects, 2, "{file}");
+        }
+    }
+
+    #[test]
+    fn tables_are_in_toc_order() {
+        let s = parse(&fixture("pg18_v1.pgc"));
+        let names: Vec<String> = rows(&s).into_iter().map(|(n, _)| n).collect();
+        // pg_dump sorts TABLE DATA entries by schema, then name.
+        let expected = [
+            "audit.tricky",
+            "public.empty_table",
+            "public.single_row",
+            "sales.Order Items",
+            "sales.big",
+        ];
+        assert_eq!(names, expected);
+    }
+
+    #[test]
+    fn fingerprint_ignores_data_but_sees_added_column() {
+        for nn in ["15", "18"] {
+            let v1 = parse(&fixture(&format!("pg{nn}_v1.pgc")));
+            let v2 = parse(&fixture(&format!("pg{nn}_v2.pgc")));
+            let addcol = parse(&fixture(&format!("pg{nn}_addcol.pgc")));
+            assert_eq!(v1.schema_fingerprint, v2.schema_fingerprint, "pg{nn}");
+            assert_ne!(v2.schema_fingerprint, addcol.schema_fingerprint, "pg{nn}");
+        }
+    }
+
+    #[test]
+    fn fingerprint_is_order_independent() {
+        let a: &[u8] = b"TABLE\0s\0a\0CREATE a\0";
+        let b: &[u8] = b"TABLE\0s\0b\0CREATE b\0";
+        assert_eq!(schema_fingerprint([a, b]), schema_fingerprint([b, a]));
+        assert_ne!(schema_fingerprint([a]), schema_fingerprint([a, b]));
+    }
+
+    #[test]
+    fn custom_format_defns_carry_no_restrict_key() {
+        // PG 17.6+/18 put `\restrict <random key>` only into plain-format output.
+        for file in ["pg15_v1.pgc", "pg16_v1.pgc", "pg18_v1.pgc"] {
+            let bytes = fixture(file);
+            assert!(!bytes.windows(9).any(|w| w == b"\\restrict"), "{file}");
+        }
+    }
+
+    /// A reader that hands out one byte per call and is interrupted in between.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        interrupt: bool,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.interrupt = !self.interrupt;
+            if self.interrupt {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let Some((&first, rest)) = self.bytes.split_first() else {
+                return Ok(0);
+            };
+            match buf.first_mut() {
+                Some(slot) => *slot = first,
+                None => return Ok(0),
+            }
+            self.bytes = rest;
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn one_byte_reads_give_the_same_summary() {
+        for file in ["pg15_v1.pgc", "pg18_v2.pgc"] {
+            let bytes = fixture(file);
+            let trickled = parse_archive(Trickle {
+                bytes: &bytes,
+                interrupt: false,
+            })
+            .expect("trickled parse");
+            assert_eq!(trickled, parse(&bytes), "{file}");
+        }
+    }
+
+    fn assert_truncation_fails(bytes: &[u8], cut: usize) {
+        match parse_archive(&bytes[..cut]) {
+            Err(ArchiveError::Corrupt(_)) => {}
+            // Fewer than 5 bytes cannot be told apart from any other short input.
+            Err(ArchiveError::NotCustomFormat) if cut < MAGIC.len() => {}
+            other => panic!("cut at {cut} of {}: {other:?}", bytes.len()),
+        }
+    }
+
+    #[test]
+    fn truncated_archives_fail_at_every_sampled_cut() {
+        for file in ["pg15_v1.pgc", "pg18_v1.pgc"] {
+            let bytes = fixture(file);
+            // Every cut through the header and first TOC entries, then a sample.
+            let header = 0..2_000;
+            let toc = (2_000..12_000).step_by(5);
+            let body = (12_000..bytes.len()).step_by(331);
+            let tail = bytes.len().saturating_sub(64)..bytes.len();
+            for cut in header.chain(toc).chain(body).chain(tail) {
+                assert_truncation_fails(&bytes, cut);
+            }
+        }
+    }
+
+    #[test]
+    fn truncation_between_data_blocks_is_caught() {
+        // A data block ends with the COPY trailer chunk and a zero-length chunk; cutting
+        // right after it leaves a well-formed prefix that lacks the later tables' data.
+        let bytes = fixture("pg18_v1.pgc");
+        let block_end = [&b"\\.\n\n\n"[..], &[0, 0, 0, 0, 0]].concat();
+        let cuts: Vec<usize> = bytes
+            .windows(block_end.len())
+            .enumerate()
+            .filter(|(_, w)| *w == block_end.as_slice())
+            .map(|(i, w)| i + w.len())
+            .collect();
+        assert_eq!(cuts.len(), 5, "one per table");
+        for cut in cuts {
+            match parse_archive(&bytes[..cut]) {
+                Err(ArchiveError::Corrupt(msg)) => assert!(msg.contains("ends before"), "{msg}"),
+                other => panic!("cut at {cut}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_is_not_custom_format() {
+        let inputs: [&[u8]; 4] = [
+            b"",
+            b"PGD",
+            b"--\n-- PostgreSQL database dump\n--\n",
+            &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0],
+        ];
+        for input in inputs {
+            assert!(
+                matches!(parse_archive(input), Err(ArchiveError::NotCustomFormat)),
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn directory_format_toc_is_not_custom_format() {
+        let mut bytes = fixture("pg18_v1.pgc");
+        bytes[10] = 5; // archDirectory
+        assert!(matches!(
+            parse_archive(bytes.as_slice()),
+            Err(ArchiveError::NotCustomFormat)
+        ));
+    }
+
+    #[test]
+    fn compressed_archive_is_unsupported() {
+        match parse_archive(fixture("pg15_gzip.pgc").as_slice()) {
+            Err(ArchiveError::Unsupported(msg)) => {
+                assert!(msg.contains("gzip") && msg.contains("-Z0"), "{msg}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn versions_outside_1_12_to_1_16_are_unsupported() {
+        for minor in [11, 17] {
+            let mut bytes = fixture("pg18_v1.pgc");
+            bytes[6] = minor;
+            match parse_archive(bytes.as_slice()) {
+                Err(ArchiveError::Unsupported(msg)) => assert!(msg.contains("version"), "{msg}"),
+                other => panic!("1.{minor}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn missing_copy_trailer_is_corrupt() {
+        let mut bytes = fixture("pg15_v1.pgc");
+        let at = bytes
+            .windows(COPY_TRAILER.len())
+            .position(|w| w == COPY_TRAILER)
+            .expect("a trailer");
+        bytes[at] = b'x';
+        match parse_archive(bytes.as_slice()) {
+            Err(ArchiveError::Corrupt(msg)) => assert!(msg.contains("trailer"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn copy_counter_handles_split_trailer() {
+        let mut counter = CopyCounter::default();
+        for piece in [&b"a\tb\n"[..], b"c\n\\", b".\n", b"\n", b"\n"] {
+            counter.feed(piece);
+        }
+        assert_eq!(counter.finish(), Some((2, 6)));
+
+        let mut empty = CopyCounter::default();
+        empty.feed(COPY_TRAILER);
+        assert_eq!(empty.finish(), Some((0, 0)));
+
+        let mut glued = CopyCounter::default();
+        glued.feed(b"a\\.\n\n\n");
+        assert_eq!(glued.finish(), None);
+    }
+}
