@@ -1,0 +1,170 @@
+//! pgdrill's own connections: the snapshot-holding session of a backup and catalog facts.
+
+use crate::conninfo::ConnSpec;
+use crate::tools::PgVersion;
+use tokio_postgres::{Client, NoTls};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("cannot connect to {target}: {detail}")]
+    Connect { target: String, detail: String },
+    #[error("query failed on {target} while trying to {action}: {detail}")]
+    Query {
+        target: String,
+        action: &'static str,
+        detail: String,
+    },
+}
+
+/// Server facts recorded in the manifest and used by safety guards.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ServerFacts {
+    pub version: PgVersion,
+    pub version_num: u32,
+    pub version_string: String,
+    /// `pg_control_system().system_identifier`, when the role may read it.
+    pub system_identifier: Option<String>,
+    pub database: String,
+    pub database_size_bytes: Option<i64>,
+    pub in_recovery: bool,
+    pub current_user: String,
+}
+
+/// Connects with pgdrill's own client. The connection task is spawned on the runtime.
+pub async fn connect(spec: &ConnSpec) -> Result<Client, PgError> {
+    let (client, conn) = spec
+        .tokio_config()
+        .connect(NoTls)
+        .await
+        .map_err(|e| PgError::Connect {
+            target: spec.redacted(),
+            detail: describe(&e),
+        })?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// One line describing a tokio-postgres error, with the server's message when there is one.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn query_err<'a>(
+    spec: &'a ConnSpec,
+    action: &'static str,
+) -> impl Fn(tokio_postgres::Error) -> PgError + 'a {
+    move |e| PgError::Query {
+        target: spec.redacted(),
+        action,
+        detail: describe(&e),
+    }
+}
+
+/// Reads the facts of the server and database `client` is connected to.
+pub async fn server_facts(client: &Client, spec: &ConnSpec) -> Result<ServerFacts, PgError> {
+    let row = client
+        .query_one(
+            "select current_setting('server_version_num')::int4, version(), current_database(), \
+             pg_database_size(current_database()), pg_is_in_recovery(), current_user::text",
+            &[],
+        )
+        .await
+        .map_err(query_err(spec, "read server facts"))?;
+    let version_num: i32 = row.get(0);
+    let version_num = u32::try_from(version_num).unwrap_or(0);
+    // pg_control_system() needs superuser or pg_monitor-like grants on some setups: optional.
+    let system_identifier = match client
+        .query_one("select system_identifier::text from pg_control_system()", &[])
+        .await
+    {
+        Ok(r) => r.get::<_, Option<String>>(0),
+        Err(_) => None,
+    };
+    Ok(ServerFacts {
+        version: PgVersion::from_server_num(version_num),
+        version_num,
+        version_string: row.get(1),
+        system_identifier,
+        database: row.get(2),
+        database_size_bytes: row.get(3),
+        in_recovery: row.get(4),
+        current_user: row.get(5),
+    })
+}
+
+/// A session holding a REPEATABLE READ transaction whose snapshot `pg_dump --snapshot` uses.
+/// Keep it alive until pg_dump has finished; dropping it ends the transaction.
+pub struct SnapshotSession {
+    client: Client,
+    pub facts: ServerFacts,
+    /// `None` when the server could not export a snapshot (then `note` says why).
+    pub snapshot_id: Option<String>,
+    /// The snapshot's time (transaction start), RFC 3339 UTC.
+    pub snapshot_time: String,
+    pub note: Option<String>,
+}
+
+impl SnapshotSession {
+    pub async fn open(spec: &ConnSpec) -> Result<SnapshotSession, PgError> {
+        let client = connect(spec).await?;
+        let facts = server_facts(&client, spec).await?;
+        client
+            .batch_execute("begin isolation level repeatable read read only")
+            .await
+            .map_err(query_err(spec, "begin the snapshot transaction"))?;
+        let (snapshot_id, note) = match client.query_one("select pg_export_snapshot()", &[]).await
+        {
+            Ok(r) => (Some(r.get::<_, String>(0)), None),
+            Err(e) => {
+                // e.g. a standby before PG 10: continue without a shared snapshot.
+                client
+                    .batch_execute("rollback; begin isolation level repeatable read read only")
+                    .await
+                    .map_err(query_err(spec, "restart the snapshot transaction"))?;
+                (
+                    None,
+                    Some(format!(
+                        "the server could not export a snapshot ({}); row counts were taken from the dump stream itself",
+                        describe(&e)
+                    )),
+                )
+            }
+        };
+        let snapshot_time: String = client
+            .query_one(
+                "select to_char(now() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+                &[],
+            )
+            .await
+            .map_err(query_err(spec, "read the snapshot time"))?
+            .get(0);
+        Ok(SnapshotSession {
+            client,
+            facts,
+            snapshot_id,
+            snapshot_time,
+            note,
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Ends the transaction (read only: nothing to commit).
+    pub async fn close(self) {
+        let _ = self.client.batch_execute("rollback").await;
+    }
+}
