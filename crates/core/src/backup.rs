@@ -1,0 +1,528 @@
+//! One backup: snapshot → pg_dump → sha256(raw) + archive parser → zstd → age →
+//! sha256(stored) → multipart upload → SHA256SUMS → manifest (written last, put-if-absent).
+//! Any failure aborts the upload and writes no manifest.
+
+use crate::cancel::Cancel;
+use crate::config::{DatabaseSettings, Policy};
+use crate::crypto::EncryptionKeys;
+use crate::ids::BackupId;
+use crate::layout;
+use crate::manifest::*;
+use crate::pipeline::{BlockSender, Digested, HashWriter, StdBlockReader};
+use crate::progress::Progress;
+use crate::{Error, Result};
+use bytes::{Bytes, BytesMut};
+use chrono::Utc;
+use pgdrill_pg::archive::{parse_archive, ArchiveSummary};
+use pgdrill_pg::client::SnapshotSession;
+use pgdrill_pg::{ConnSpec, PgInstall, PgTools};
+use pgdrill_store::Store;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+const READ_CHUNK: usize = 1 << 20;
+
+/// Everything one backup needs, resolved by the caller.
+pub struct BackupJob<'a> {
+    pub store: &'a Store,
+    pub db: &'a DatabaseSettings,
+    pub source: ConnSpec,
+    pub keys: &'a EncryptionKeys,
+    pub tools: &'a PgTools,
+    pub compression_level: i32,
+    /// zstd worker threads; 0 = one per core.
+    pub compression_threads: u32,
+    pub part_size: usize,
+    pub max_in_flight: usize,
+    pub policy: &'a Policy,
+    pub progress: Arc<Progress>,
+    pub cancel: Cancel,
+}
+
+/// pg_dump options pgdrill sets itself, or that would put a secret in argv.
+const FORBIDDEN_ARGS: &[&str] = &[
+    "-F", "--format", "-Z", "--compress", "-f", "--file", "-d", "--dbname", "-h", "--host", "-p",
+    "--port", "-U", "--username", "--snapshot", "-j", "--jobs", "-W", "--password",
+];
+
+pub fn check_pg_dump_args(args: &[String]) -> Result<()> {
+    for a in args {
+        let flag = a.split('=').next().unwrap_or(a);
+        let short_joined = FORBIDDEN_ARGS
+            .iter()
+            .any(|f| f.len() == 2 && a.starts_with(f) && !a.starts_with("--"));
+        if FORBIDDEN_ARGS.contains(&flag) || short_joined {
+            return Err(Error::Invalid(format!(
+                "pg_dump_args may not contain {flag}: pgdrill sets the format, compression, output, snapshot and connection itself"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn now_rfc3339() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Runs one backup; returns the manifest written.
+pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
+    check_pg_dump_args(&job.db.pg_dump_args)?;
+    if job.source.looks_like_transaction_pooler() {
+        return Err(Error::Invalid(format!(
+            "{} looks like a transaction-mode pooler (PgBouncer/Supavisor on 6543), where pg_dump's snapshot cannot be shared: use the direct connection URL (port 5432)",
+            job.source.redacted()
+        )));
+    }
+    let started = Instant::now();
+    let started_at = now_rfc3339();
+    let id = BackupId::new(Utc::now());
+    job.progress.stage("snapshot");
+    let session = SnapshotSession::open(&job.source).await?;
+    let t_snapshot = started.elapsed().as_secs_f64();
+    let install = job.tools.pick("pg_dump", session.facts.version.major)?;
+    let result = dump_and_upload(&job, &id, &session, &install).await;
+    session.close().await;
+    let (stream, summary) = result?;
+    job.progress.stage("manifest");
+    let finished_at = now_rfc3339();
+    let mut stage_seconds = BTreeMap::new();
+    stage_seconds.insert("snapshot".to_string(), t_snapshot);
+    stage_seconds.insert("dump_and_upload".to_string(), stream.seconds);
+    stage_seconds.insert("total".to_string(), started.elapsed().as_secs_f64());
+    let times = Times {
+        started_at,
+        finished_at,
+        stage_seconds,
+    };
+    let manifest = build_manifest(&job, &id, &install, stream, summary, times);
+    write_completion(job.store, &manifest).await?;
+    Ok(manifest)
+}
+
+/// Writes SHA256SUMS, then the manifest with put-if-absent: the completion rule.
+async fn write_completion(store: &Store, m: &Manifest) -> Result<()> {
+    let sums: String = m
+        .objects
+        .iter()
+        .map(|o| format!("{}  {}\n", o.sha256, o.name))
+        .collect();
+    store
+        .put(&layout::backup_object(&m.database, &m.backup_id, layout::SHA256SUMS), Bytes::from(sums))
+        .await?;
+    store
+        .put_if_absent(
+            &layout::backup_object(&m.database, &m.backup_id, layout::MANIFEST),
+            Bytes::from(m.to_json()),
+        )
+        .await?;
+    Ok(())
+}
+
+/// What the streaming part produced.
+struct StreamResult {
+    seconds: f64,
+    raw: Digested,
+    stored: Digested,
+    object_name: String,
+    args: Vec<String>,
+    snapshot_id: Option<String>,
+    snapshot_time: String,
+    snapshot_note: Option<String>,
+    facts: pgdrill_pg::client::ServerFacts,
+}
+
+fn dump_args(job: &BackupJob<'_>, snapshot: Option<&str>) -> Vec<String> {
+    let mut args = vec![
+        "--format=custom".to_string(),
+        "--compress=0".to_string(),
+        "--no-password".to_string(),
+    ];
+    if let Some(s) = snapshot {
+        args.push(format!("--snapshot={s}"));
+    }
+    args.extend(job.db.pg_dump_args.iter().cloned());
+    args
+}
+
+fn spawn_pg_dump(
+    install: &PgInstall,
+    args: &[String],
+    source: &ConnSpec,
+    passfile: Option<&std::path::Path>,
+) -> Result<Child> {
+    let mut cmd = Command::new(install.bin("pg_dump"));
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for v in ConnSpec::inherited_vars_to_clear() {
+        cmd.env_remove(v);
+    }
+    cmd.envs(source.child_env(passfile));
+    cmd.spawn().map_err(|e| {
+        Error::Failed(format!(
+            "cannot start {}: {e}",
+            install.bin("pg_dump").display()
+        ))
+    })
+}
+
+/// Keeps the last lines pg_dump wrote to stderr, for the error message and the log.
+fn collect_stderr(stderr: std::process::ChildStderr) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        let mut lines = std::collections::VecDeque::new();
+        let reader = std::io::BufReader::new(stderr);
+        for line in std::io::BufRead::lines(reader).map_while(|l| l.ok()) {
+            if lines.len() == 20 {
+                lines.pop_front();
+            }
+            lines.push_back(line);
+        }
+        lines.into_iter().collect()
+    })
+}
+
+struct EncodeOut {
+    raw: Digested,
+    stored: Digested,
+}
+
+/// The blocking stage: reads pg_dump's stdout, feeds the parser, compresses, encrypts and
+/// hands blocks to the uploader.
+fn encode_stage(
+    mut stdout: std::process::ChildStdout,
+    parse_tx: std::sync::mpsc::SyncSender<Bytes>,
+    keys: EncryptionKeys,
+    level: i32,
+    threads: u32,
+    out_tx: tokio::sync::mpsc::Sender<Bytes>,
+    progress: Arc<Progress>,
+) -> Result<EncodeOut> {
+    let io_err = |e: std::io::Error| Error::Failed(format!("the compression/encryption stage failed: {e}"));
+    let hashed = HashWriter::new(BlockSender::new(out_tx, READ_CHUNK));
+    let sink = keys.wrap(hashed)?;
+    let mut z = zstd::stream::write::Encoder::new(sink, level).map_err(io_err)?;
+    if threads > 1 {
+        z.multithread(threads).map_err(io_err)?;
+    }
+    let mut raw_hash = Sha256::new();
+    let mut raw_bytes = 0u64;
+    let mut parser_alive = true;
+    loop {
+        let mut buf = BytesMut::zeroed(READ_CHUNK);
+        let n = match stdout.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::Failed(format!("cannot read pg_dump's output: {e}"))),
+        };
+        buf.truncate(n);
+        let chunk = buf.freeze();
+        raw_hash.update(&chunk);
+        raw_bytes += n as u64;
+        progress.add(n as u64);
+        if parser_alive && parse_tx.send(chunk.clone()).is_err() {
+            parser_alive = false;
+        }
+        z.write_all(&chunk).map_err(io_err)?;
+    }
+    drop(parse_tx);
+    let sink = z.finish().map_err(io_err)?;
+    let hashed = sink.finish().map_err(io_err)?;
+    let (sender, stored) = hashed.finish();
+    sender.finish().map_err(io_err)?;
+    Ok(EncodeOut {
+        raw: Digested {
+            sha256: hex::encode(raw_hash.finalize()),
+            bytes: raw_bytes,
+        },
+        stored,
+    })
+}
+
+fn worker_threads(configured: u32) -> u32 {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+}
+
+async fn dump_and_upload(
+    job: &BackupJob<'_>,
+    id: &BackupId,
+    session: &SnapshotSession,
+    install: &PgInstall,
+) -> Result<(StreamResult, std::result::Result<ArchiveSummary, String>)> {
+    let t0 = Instant::now();
+    let object_name = layout::dump_object_name(job.keys.enabled());
+    let key = layout::backup_object(&job.db.name, id, &object_name);
+    let part_size = session
+        .facts
+        .database_size_bytes
+        .map(|s| (s.max(0) as usize / 9000).next_multiple_of(1 << 20))
+        .unwrap_or(0)
+        .max(job.part_size);
+    let mut upload = job.store.upload(&key, part_size, job.max_in_flight).await?;
+    let passfile = job
+        .source
+        .write_passfile()
+        .map_err(|e| Error::Failed(format!("cannot write the temporary password file: {e}")))?;
+    let args = dump_args(job, session.snapshot_id.as_deref());
+    job.progress.stage("dump");
+    let mut child = match spawn_pg_dump(install, &args, &job.source, passfile.as_ref().map(|f| f.path())) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = upload.abort().await;
+            return Err(e);
+        }
+    };
+    let (stdout, stderr) = match (child.stdout.take(), child.stderr.take()) {
+        (Some(o), Some(e)) => (o, e),
+        _ => {
+            let _ = child.kill();
+            let _ = upload.abort().await;
+            return Err(Error::Failed("cannot capture pg_dump's output".into()));
+        }
+    };
+    let child = Arc::new(Mutex::new(child));
+    let stderr_lines = collect_stderr(stderr);
+    let (parse_tx, parse_rx) = std::sync::mpsc::sync_channel::<Bytes>(16);
+    let parser = std::thread::spawn(move || {
+        parse_archive(StdBlockReader::new(parse_rx)).map_err(|e| e.to_string())
+    });
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let keys = job.keys.clone();
+    let (level, threads) = (job.compression_level, worker_threads(job.compression_threads));
+    let progress = job.progress.clone();
+    let encoder = tokio::task::spawn_blocking(move || {
+        encode_stage(stdout, parse_tx, keys, level, threads, out_tx, progress)
+    });
+
+    let mut cancel = job.cancel.clone();
+    let pump = async {
+        while let Some(block) = out_rx.recv().await {
+            upload.write(block).await?;
+        }
+        Ok::<(), pgdrill_store::StoreError>(())
+    };
+    let (pumped, interrupted) = tokio::select! {
+        r = pump => (r, false),
+        _ = cancel.cancelled() => (Ok(()), true),
+    };
+    if pumped.is_err() || interrupted {
+        kill(&child);
+    }
+    drop(out_rx);
+    let encoded = encoder
+        .await
+        .map_err(|e| Error::Failed(format!("the compression stage crashed: {e}")))?;
+    let status = {
+        let child = child.clone();
+        tokio::task::spawn_blocking(move || child.lock().map_err(|_| ()).and_then(|mut c| c.wait().map_err(|_| ())))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+    };
+    let stderr_tail = stderr_lines.join().unwrap_or_default();
+    let summary = parser.join().unwrap_or_else(|_| Err("the archive parser crashed".into()));
+    drop(passfile);
+
+    let failure = if interrupted {
+        Some(Error::Failed(
+            "the backup was interrupted by a signal; the partial upload was aborted and no manifest was written".into(),
+        ))
+    } else if let Err(e) = pumped {
+        Some(Error::Failed(format!("the upload failed, so the backup was aborted: {e}")))
+    } else if !status.map(|s| s.success()).unwrap_or(false) {
+        Some(Error::Failed(pg_dump_failure(status, &stderr_tail)))
+    } else if let Err(e) = &encoded {
+        Some(Error::Failed(e.to_string()))
+    } else if encoded.as_ref().map(|e| e.raw.bytes == 0).unwrap_or(false) {
+        Some(Error::Failed(
+            "pg_dump exited successfully but wrote nothing; the backup was aborted".into(),
+        ))
+    } else {
+        None
+    };
+    if let Some(e) = failure {
+        let _ = upload.abort().await;
+        return Err(e);
+    }
+    let encoded = encoded?;
+    job.progress.stage("finish upload");
+    if let Err(e) = upload.finish().await {
+        return Err(Error::Failed(format!("the upload could not be completed: {e}")));
+    }
+    let result = StreamResult {
+        seconds: t0.elapsed().as_secs_f64(),
+        raw: encoded.raw,
+        stored: encoded.stored,
+        object_name,
+        args,
+        snapshot_id: session.snapshot_id.clone(),
+        snapshot_time: session.snapshot_time.clone(),
+        snapshot_note: session.note.clone(),
+        facts: session.facts.clone(),
+    };
+    Ok((result, summary))
+}
+
+fn kill(child: &Arc<Mutex<Child>>) {
+    if let Ok(mut c) = child.lock() {
+        let _ = c.kill();
+    }
+}
+
+fn pg_dump_failure(status: Option<std::process::ExitStatus>, stderr: &[String]) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let how = match status {
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(c), _) => format!("exited with status {c}"),
+            (None, Some(sig)) => format!("was killed by signal {sig}"),
+            _ => "failed".to_string(),
+        },
+        None => "could not be waited for".to_string(),
+    };
+    let detail = stderr
+        .iter()
+        .rev()
+        .find(|l| l.contains("error") || l.contains("FATAL"))
+        .or_else(|| stderr.last())
+        .map(|l| format!(": {}", l.trim()))
+        .unwrap_or_default();
+    format!("pg_dump {how}{detail}; the partial upload was aborted and no manifest was written")
+}
+
+struct Times {
+    started_at: String,
+    finished_at: String,
+    stage_seconds: BTreeMap<String, f64>,
+}
+
+fn build_manifest(
+    job: &BackupJob<'_>,
+    id: &BackupId,
+    install: &PgInstall,
+    stream: StreamResult,
+    summary: std::result::Result<ArchiveSummary, String>,
+    times: Times,
+) -> Manifest {
+    let content = match summary {
+        Ok(s) => Content {
+            archive_version: s.archive_version,
+            tables: s
+                .tables
+                .into_iter()
+                .map(|t| TableRows {
+                    schema: t.schema,
+                    name: t.name,
+                    rows: t.rows,
+                })
+                .collect(),
+            schemas: s.schemas,
+            extensions: s.extensions,
+            schema_fingerprint: s.schema_fingerprint,
+            large_objects: s.large_objects,
+            toc_entries: s.entries,
+            note: None,
+        },
+        Err(e) => Content {
+            note: Some(format!("the archive could not be parsed, so no row counts were recorded: {e}")),
+            ..Content::default()
+        },
+    };
+    let creates_database = job
+        .db
+        .pg_dump_args
+        .iter()
+        .any(|a| a == "--create" || a == "-C");
+    Manifest {
+        format_version: FORMAT_VERSION,
+        tool: ToolInfo {
+            name: "pgdrill".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        backup_id: id.clone(),
+        database: job.db.name.clone(),
+        source: SourceInfo {
+            url: job.source.redacted(),
+            host: job.source.host.clone(),
+            port: job.source.port,
+            dbname: job.source.dbname.clone(),
+            user: job.source.user.clone(),
+        },
+        server: ServerInfo {
+            version: stream.facts.version.to_string(),
+            version_num: stream.facts.version_num,
+            version_string: stream.facts.version_string.clone(),
+            system_identifier: stream.facts.system_identifier.clone(),
+            database_size_bytes: stream.facts.database_size_bytes,
+            in_recovery: stream.facts.in_recovery,
+        },
+        pg_dump: DumpTool {
+            path: install.bin("pg_dump").display().to_string(),
+            version: install.version.to_string(),
+            args: stream.args.clone(),
+            creates_database,
+        },
+        snapshot: SnapshotInfo {
+            exported: stream.snapshot_id.is_some(),
+            id: stream.snapshot_id.clone(),
+            time: stream.snapshot_time.clone(),
+            note: stream.snapshot_note.clone(),
+        },
+        started_at: times.started_at,
+        finished_at: times.finished_at,
+        stage_seconds: times.stage_seconds,
+        raw_bytes: stream.raw.bytes,
+        stored_bytes: stream.stored.bytes,
+        compression: Compression {
+            algorithm: "zstd".into(),
+            level: job.compression_level,
+        },
+        encryption: Encryption {
+            scheme: if job.keys.enabled() { "age".into() } else { "none".into() },
+            recipient_fingerprints: job.keys.fingerprints(),
+            passphrase: job.keys.has_passphrase(),
+        },
+        objects: vec![StoredObject {
+            name: stream.object_name.clone(),
+            kind: "dump".into(),
+            size: stream.stored.bytes,
+            sha256: stream.stored.sha256.clone(),
+            raw_size: stream.raw.bytes,
+            raw_sha256: stream.raw.sha256.clone(),
+        }],
+        content,
+        policy: serde_json::to_value(job.policy).unwrap_or_default(),
+        host: hostname(),
+    }
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pg_dump_args_that_would_break_the_contract_are_refused() {
+        for bad in ["-Fp", "--format=plain", "-f", "--dbname=postgres://u:pw@h/x", "-Z9", "-j4"] {
+            assert!(check_pg_dump_args(&[bad.to_string()]).is_err(), "{bad}");
+        }
+        for ok in ["--exclude-table-data=audit", "-n", "public", "--create", "-T", "--no-comments"] {
+            assert!(check_pg_dump_args(&[ok.to_string()]).is_ok(), "{ok}");
+        }
+    }
+}

@@ -1,0 +1,583 @@
+//! Settings: `pgdrill.toml`, then `PGDRILL_*` environment variables, then flags (applied by
+//! the CLI). Loading is a pure function of (file text, environment) so it is tested without
+//! touching the process environment.
+
+use crate::ids::DbName;
+use crate::{Error, Result};
+use pgdrill_pg::{ConnSpec, Secret};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub type Env = BTreeMap<String, String>;
+
+/// Sections whose keys `PGDRILL_<SECTION>_<KEY>` may set.
+const SECTIONS: &[&str] = &["store", "encryption", "compression", "policy", "drill", "restore"];
+/// Variables with a meaning of their own (not config keys).
+const SPECIAL_VARS: &[&str] = &[
+    "PGDRILL_CONFIG",
+    "PGDRILL_SOURCE_URL",
+    "PGDRILL_STORE",
+    "PGDRILL_TARGET_URL",
+    "PGDRILL_PG_BIN",
+    "PGDRILL_PG_PATHS",
+    "PGDRILL_LOG",
+];
+/// Keys whose values stay strings even when they look like numbers.
+const STRING_KEYS: &[&str] = &["url", "endpoint", "region", "identity_file", "monthly_restore_day", "name"];
+/// Keys holding lists; from the environment they are comma-separated.
+const LIST_KEYS: &[&str] = &["recipients", "pg_dump_args", "protected_targets", "identity_files"];
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub policy_file: Option<String>,
+    #[serde(default)]
+    pub protected_targets: Vec<String>,
+    #[serde(default)]
+    pub store: StoreSection,
+    #[serde(default)]
+    pub encryption: EncryptionSection,
+    #[serde(default)]
+    pub compression: CompressionSection,
+    #[serde(default)]
+    pub policy: Policy,
+    #[serde(default)]
+    pub restore: RestoreSection,
+    #[serde(default, rename = "database")]
+    pub databases: Vec<DatabaseSection>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    pub url: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub path_style: Option<bool>,
+    pub access_key_id_env: Option<String>,
+    pub secret_access_key_env: Option<String>,
+    pub part_size_mib: Option<u64>,
+    pub max_in_flight: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionSection {
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    pub passphrase_env: Option<String>,
+    pub identity_file: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionSection {
+    pub level: Option<i32>,
+    pub threads: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreSection {
+    pub jobs: Option<u32>,
+    /// pg_restore error lines (substrings) that do not fail a restore.
+    #[serde(default)]
+    pub ignore_errors: Vec<String>,
+}
+
+/// Policy keys, the same names as the JSON policy file of seed 000.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Policy {
+    pub rpo_minutes: Option<u64>,
+    pub rto_minutes: Option<u64>,
+    pub retention_days: Option<u64>,
+    pub logical_export_frequency_minutes: Option<u64>,
+    pub monthly_restore_day: Option<String>,
+    pub freshness_alert_minutes: Option<u64>,
+    /// Keys pgdrill does not use yet are kept and recorded in manifests.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl Policy {
+    /// `other`'s set keys win.
+    fn overlay(mut self, other: &Policy) -> Policy {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f.clone(); } )* };
+        }
+        take!(
+            rpo_minutes,
+            rto_minutes,
+            retention_days,
+            logical_export_frequency_minutes,
+            monthly_restore_day,
+            freshness_alert_minutes
+        );
+        for (k, v) in &other.extra {
+            self.extra.insert(k.clone(), v.clone());
+        }
+        self
+    }
+
+    /// Backup freshness threshold: explicit, else the export frequency plus 2 h, else 8 h.
+    pub fn freshness_minutes(&self) -> u64 {
+        self.freshness_alert_minutes.unwrap_or_else(|| {
+            self.logical_export_frequency_minutes
+                .map(|f| f + 120)
+                .unwrap_or(480)
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    #[serde(default)]
+    pub pg_dump_args: Vec<String>,
+    /// Drill settings and checks, interpreted by the drill module.
+    #[serde(default)]
+    pub drill: toml::Table,
+}
+
+/// Where a source URL comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceRef {
+    Url(Secret),
+    Env(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct DatabaseSettings {
+    pub name: DbName,
+    pub source: Option<SourceRef>,
+    pub pg_dump_args: Vec<String>,
+    pub drill: toml::Table,
+}
+
+impl DatabaseSettings {
+    /// The source connection; fails (exit 2) when it is not configured or its variable unset.
+    pub fn source_spec(&self, env: &Env) -> Result<ConnSpec> {
+        let env_vec: Vec<(String, String)> =
+            env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let url = match &self.source {
+            Some(SourceRef::Url(u)) => u.expose().to_string(),
+            Some(SourceRef::Env(var)) => env.get(var).cloned().filter(|v| !v.is_empty()).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "database {}: url_env names {var}, which is not set; export it or use --source URL",
+                    self.name
+                ))
+            })?,
+            None => {
+                return Err(Error::Invalid(format!(
+                    "database {} has no source: set url_env in its [[database]] entry or pass --source URL",
+                    self.name
+                )))
+            }
+        };
+        Ok(ConnSpec::parse_with_env(&url, &env_vec)?)
+    }
+}
+
+/// Settings after file, environment and flags, validated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub store_url: Option<String>,
+    pub store_options: pgdrill_store::StoreOptions,
+    pub part_size: usize,
+    pub max_in_flight: usize,
+    pub recipients: Vec<String>,
+    pub passphrase_env: Option<String>,
+    pub identity_files: Vec<PathBuf>,
+    pub compression_level: i32,
+    pub compression_threads: u32,
+    pub policy: Policy,
+    pub protected_targets: Vec<String>,
+    pub restore: RestoreSection,
+    pub databases: Vec<DatabaseSettings>,
+    /// Where relative paths in the config are resolved.
+    pub base_dir: PathBuf,
+}
+
+impl Settings {
+    /// Loads settings from an optional config file text and the environment.
+    pub fn load(text: Option<&str>, origin: &str, base_dir: &Path, env: &Env) -> Result<Settings> {
+        let mut value: toml::Table = match text {
+            Some(t) => t.parse::<toml::Table>().map_err(|e| {
+                Error::Invalid(format!("{origin} is not valid TOML: {}", one_line(&e.to_string())))
+            })?,
+            None => toml::Table::new(),
+        };
+        interpolate_table(&mut value, env, "")?;
+        overlay_env(&mut value, env);
+        let file: FileConfig = toml::Value::Table(value).try_into().map_err(|e: toml::de::Error| {
+            Error::Invalid(format!("{origin}: {}", one_line(&e.to_string())))
+        })?;
+        Settings::from_file(file, base_dir, env)
+    }
+
+    fn from_file(file: FileConfig, base_dir: &Path, env: &Env) -> Result<Settings> {
+        let mut policy = Policy::default();
+        if let Some(pf) = &file.policy_file {
+            policy = read_policy_file(&base_dir.join(pf))?;
+        }
+        policy = policy.overlay(&file.policy);
+        let store_options = store_options(&file.store, env)?;
+        let level = file.compression.level.unwrap_or(3);
+        if !(1..=19).contains(&level) {
+            return Err(Error::Invalid(format!(
+                "compression.level {level} is out of range: use 1 (fastest) to 19 (smallest)"
+            )));
+        }
+        let mut databases = Vec::new();
+        for (i, d) in file.databases.iter().enumerate() {
+            databases.push(database_settings(d, i, env)?);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for d in &databases {
+            if !seen.insert(d.name.clone()) {
+                return Err(Error::Invalid(format!(
+                    "two [[database]] entries are named {}: give each a distinct name",
+                    d.name
+                )));
+            }
+        }
+        Ok(Settings {
+            store_url: file.store.url.clone().or_else(|| env.get("PGDRILL_STORE").cloned()),
+            store_options,
+            part_size: (file.store.part_size_mib.unwrap_or(16).clamp(5, 4096) as usize) << 20,
+            max_in_flight: file.store.max_in_flight.unwrap_or(4).clamp(1, 64) as usize,
+            recipients: file.encryption.recipients.clone(),
+            passphrase_env: file.encryption.passphrase_env.clone(),
+            identity_files: file
+                .encryption
+                .identity_file
+                .iter()
+                .map(|p| base_dir.join(p))
+                .collect(),
+            compression_level: level,
+            compression_threads: file.compression.threads.unwrap_or(0),
+            policy,
+            protected_targets: file.protected_targets.clone(),
+            restore: file.restore.clone(),
+            databases,
+            base_dir: base_dir.to_path_buf(),
+        })
+    }
+
+    /// The passphrase named by `passphrase_env`, if any; an unset variable is an error.
+    pub fn passphrase(&self, env: &Env) -> Result<Option<Secret>> {
+        match &self.passphrase_env {
+            None => Ok(None),
+            Some(var) => match env.get(var).filter(|v| !v.is_empty()) {
+                Some(v) => Ok(Some(Secret::new(v.clone()))),
+                None => Err(Error::Invalid(format!(
+                    "passphrase_env names {var}, which is not set; export it or remove passphrase_env"
+                ))),
+            },
+        }
+    }
+
+    /// The databases a command acts on: the one named, or all of them.
+    pub fn select(&self, name: Option<&str>) -> Result<Vec<&DatabaseSettings>> {
+        match name {
+            Some(n) => {
+                let found: Vec<_> = self.databases.iter().filter(|d| d.name.as_str() == n).collect();
+                if found.is_empty() {
+                    let known: Vec<_> = self.databases.iter().map(|d| d.name.as_str()).collect();
+                    return Err(Error::Invalid(format!(
+                        "no database named {n} is configured (known: {}); check --name",
+                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                    )));
+                }
+                Ok(found)
+            }
+            None if self.databases.is_empty() => Err(Error::Invalid(
+                "no database is configured: pass --source URL (or set PGDRILL_SOURCE_URL), or add a [[database]] entry to pgdrill.toml".into(),
+            )),
+            None => Ok(self.databases.iter().collect()),
+        }
+    }
+
+    /// Adds or replaces the database given on the command line (`--source`, `--name`).
+    pub fn set_source_database(&mut self, url: Secret, name: Option<&str>, env: &Env) -> Result<()> {
+        let env_vec: Vec<(String, String)> =
+            env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let spec = ConnSpec::parse_with_env(url.expose(), &env_vec)?;
+        let name = DbName::parse(name.unwrap_or(&spec.dbname)).map_err(Error::Invalid)?;
+        if let Some(d) = self.databases.iter_mut().find(|d| d.name == name) {
+            d.source = Some(SourceRef::Url(url));
+        } else {
+            self.databases.push(DatabaseSettings {
+                name,
+                source: Some(SourceRef::Url(url)),
+                pg_dump_args: Vec::new(),
+                drill: toml::Table::new(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn store_options(s: &StoreSection, env: &Env) -> Result<pgdrill_store::StoreOptions> {
+    let named = |var: &Option<String>, what: &str| -> Result<Option<String>> {
+        match var {
+            None => Ok(None),
+            Some(v) => env.get(v).filter(|x| !x.is_empty()).cloned().map(Some).ok_or_else(|| {
+                Error::Invalid(format!("store.{what} names {v}, which is not set; export it"))
+            }),
+        }
+    };
+    Ok(pgdrill_store::StoreOptions {
+        endpoint: s.endpoint.clone(),
+        region: s.region.clone(),
+        path_style: s.path_style,
+        access_key_id: named(&s.access_key_id_env, "access_key_id_env")?,
+        secret_access_key: named(&s.secret_access_key_env, "secret_access_key_env")?,
+        session_token: None,
+        env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    })
+}
+
+fn database_settings(d: &DatabaseSection, index: usize, env: &Env) -> Result<DatabaseSettings> {
+    let source = match (&d.url, &d.url_env) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Invalid(format!(
+                "[[database]] #{} sets both url and url_env: keep one (url_env keeps the secret out of the file)",
+                index + 1
+            )))
+        }
+        (Some(u), None) => Some(SourceRef::Url(Secret::new(u.clone()))),
+        (None, Some(v)) => Some(SourceRef::Env(v.clone())),
+        (None, None) => None,
+    };
+    let name = match &d.name {
+        Some(n) => n.clone(),
+        None => {
+            let probe = DatabaseSettings {
+                name: DbName::parse("x").map_err(Error::Invalid)?,
+                source: source.clone(),
+                pg_dump_args: vec![],
+                drill: toml::Table::new(),
+            };
+            probe
+                .source_spec(env)
+                .map(|s| s.dbname)
+                .map_err(|_| {
+                    Error::Invalid(format!(
+                        "[[database]] #{} has no name and no usable URL to take it from: set name = \"...\"",
+                        index + 1
+                    ))
+                })?
+        }
+    };
+    Ok(DatabaseSettings {
+        name: DbName::parse(&name).map_err(Error::Invalid)?,
+        source,
+        pg_dump_args: d.pg_dump_args.clone(),
+        drill: d.drill.clone(),
+    })
+}
+
+/// Reads the seed-000 style JSON policy file (same key names).
+pub fn read_policy_file(path: &Path) -> Result<Policy> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::Invalid(format!("cannot read policy_file {}: {e}", path.display()))
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::Invalid(format!("policy_file {} is not a valid policy ({e})", path.display()))
+    })
+}
+
+/// Replaces `${VAR}` in every string; `$${` stays a literal `${`.
+fn interpolate_table(t: &mut toml::Table, env: &Env, path: &str) -> Result<()> {
+    for (k, v) in t.iter_mut() {
+        let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+        interpolate_value(v, env, &p)?;
+    }
+    Ok(())
+}
+
+fn interpolate_value(v: &mut toml::Value, env: &Env, path: &str) -> Result<()> {
+    match v {
+        toml::Value::String(s) => *s = interpolate(s, env, path)?,
+        toml::Value::Array(a) => {
+            for x in a {
+                interpolate_value(x, env, path)?;
+            }
+        }
+        toml::Value::Table(t) => interpolate_table(t, env, path)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+pub fn interpolate(s: &str, env: &Env, path: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i..];
+        if let Some(lit) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = lit;
+        } else if let Some(body) = after.strip_prefix("${") {
+            let end = body.find('}').ok_or_else(|| {
+                Error::Invalid(format!("{path}: unclosed ${{ in the value"))
+            })?;
+            let var = &body[..end];
+            let val = env.get(var).ok_or_else(|| {
+                Error::Invalid(format!("{path} uses ${{{var}}}, which is not set; export it"))
+            })?;
+            out.push_str(val);
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Applies `PGDRILL_<SECTION>_<KEY>` and `PGDRILL_<KEY>` variables over the file's table.
+fn overlay_env(t: &mut toml::Table, env: &Env) {
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("PGDRILL_") else { continue };
+        if SPECIAL_VARS.contains(&name.as_str()) || rest.is_empty() {
+            continue;
+        }
+        let lower = rest.to_ascii_lowercase();
+        let (section, key) = match SECTIONS.iter().find(|s| lower.starts_with(&format!("{s}_"))) {
+            Some(s) => (Some(*s), lower[s.len() + 1..].to_string()),
+            None => (None, lower.clone()),
+        };
+        let value = env_value(&key, raw);
+        let target = match section {
+            Some(s) => {
+                let entry = t
+                    .entry(s.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                match entry.as_table_mut() {
+                    Some(tbl) => tbl,
+                    None => continue,
+                }
+            }
+            None => &mut *t,
+        };
+        target.insert(key, value);
+    }
+}
+
+fn env_value(key: &str, raw: &str) -> toml::Value {
+    if LIST_KEYS.contains(&key) {
+        return toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        );
+    }
+    if STRING_KEYS.contains(&key) || key.ends_with("_env") {
+        return toml::Value::String(raw.to_string());
+    }
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match raw {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn env_overrides_file_and_interpolates() {
+        let text = r#"
+            [store]
+            url = "s3://${BUCKET}/pgdrill"
+            region = "eu-west-1"
+            [policy]
+            rpo_minutes = 60
+            [[database]]
+            name = "app"
+            url_env = "PROD_DIRECT_URL"
+        "#;
+        let e = env(&[
+            ("BUCKET", "b1"),
+            ("PGDRILL_STORE_REGION", "auto"),
+            ("PGDRILL_POLICY_RPO_MINUTES", "30"),
+            ("PROD_DIRECT_URL", "postgres://u:pw@h/db"),
+        ]);
+        let s = Settings::load(Some(text), "t.toml", Path::new("/"), &e).expect("load");
+        assert_eq!(s.store_url.as_deref(), Some("s3://b1/pgdrill"));
+        assert_eq!(s.store_options.region.as_deref(), Some("auto"));
+        assert_eq!(s.policy.rpo_minutes, Some(30));
+        let spec = s.databases[0].source_spec(&e).expect("spec");
+        assert_eq!(spec.dbname, "db");
+    }
+
+    #[test]
+    fn policy_file_of_seed_000_is_accepted_and_overlaid() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(dir.path().join("ops")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("ops/ops_backup_policy.json"),
+            r#"{"rpo_minutes": 60, "rto_minutes": 240, "retention_days": 30,
+                "logical_export_frequency_minutes": 360, "monthly_restore_day": "first_sunday"}"#,
+        )
+        .expect("write");
+        let text = "policy_file = \"ops/ops_backup_policy.json\"\n[policy]\nrto_minutes = 120\n";
+        let s = Settings::load(Some(text), "t", dir.path(), &Env::new()).expect("load");
+        assert_eq!(s.policy.rpo_minutes, Some(60));
+        assert_eq!(s.policy.rto_minutes, Some(120));
+        assert_eq!(s.policy.monthly_restore_day.as_deref(), Some("first_sunday"));
+        assert_eq!(s.policy.freshness_minutes(), 480);
+    }
+
+    #[test]
+    fn bad_config_is_invalid_with_a_named_key() {
+        let e = Settings::load(Some("[store]\nurll = 1\n"), "t.toml", Path::new("/"), &Env::new())
+            .expect_err("unknown key");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("urll"), "{e}");
+        let e = Settings::load(Some("[store]\nurl = \"${NOPE}\"\n"), "t", Path::new("/"), &Env::new())
+            .expect_err("unset var");
+        assert!(e.to_string().contains("NOPE"));
+        let e = Settings::load(Some("[compression]\nlevel = 40\n"), "t", Path::new("/"), &Env::new())
+            .expect_err("level");
+        assert!(e.to_string().contains("compression.level"));
+    }
+
+    #[test]
+    fn several_databases_and_name_from_url() {
+        let text = "[[database]]\nurl_env = \"A\"\n[[database]]\nname = \"b\"\nurl_env = \"B\"\n";
+        let e = env(&[("A", "postgres://u@h/alpha"), ("B", "postgres://u@h/beta")]);
+        let s = Settings::load(Some(text), "t", Path::new("/"), &e).expect("load");
+        let names: Vec<_> = s.select(None).expect("all").iter().map(|d| d.name.to_string()).collect();
+        assert_eq!(names, vec!["alpha", "b"]);
+        assert_eq!(s.select(Some("b")).expect("b").len(), 1);
+        assert!(s.select(Some("zzz")).is_err());
+    }
+
+    #[test]
+    fn literal_dollar_brace_is_kept() {
+        assert_eq!(interpolate("a$${X}b$c", &Env::new(), "k").expect("ok"), "a${X}b$c");
+    }
+}

@@ -1,0 +1,18 @@
+//! pgdrill's core: ids, the manifest and catalog, the backup pipeline, verify/export,
+//! restore, drills, retention and policy. Callers pass typed settings in; nothing here
+//! reads the process environment on its own or exits the process.
+
+pub mod backup;
+pub mod cancel;
+pub mod catalog;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod ids;
+pub mod layout;
+pub mod manifest;
+pub mod pipeline;
+pub mod progress;
+pub mod verify;
+
+pub use error::{Error, Result};

@@ -1,0 +1,278 @@
+//! The read path: stream a stored object, check its size and SHA-256, decrypt, decompress
+//! and check the raw digest. Used by `verify`, `export` and restores.
+
+use crate::cancel::Cancel;
+use crate::crypto::DecryptionKeys;
+use crate::layout;
+use crate::manifest::{Manifest, StoredObject};
+use crate::pipeline::{BlockReader, Digested, HashReader, HashWriter};
+use crate::progress::Progress;
+use crate::{Error, Result};
+use futures::StreamExt;
+use pgdrill_store::Store;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Digests seen while decoding one object.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Decoded {
+    pub name: String,
+    pub stored_bytes: u64,
+    pub stored_sha256: String,
+    pub raw_bytes: u64,
+    pub raw_sha256: String,
+}
+
+/// A writer that remembers whether its own writes failed, so a failing destination is not
+/// mistaken for a corrupt source.
+struct Flagged<W> {
+    inner: W,
+    failed: Arc<AtomicBool>,
+}
+
+impl<W: Write> Write for Flagged<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|_| self.failed.store(true, Ordering::Relaxed))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().inspect_err(|_| self.failed.store(true, Ordering::Relaxed))
+    }
+}
+
+/// Streams `object` of backup `m` into `sink` as raw pg_dump bytes and checks every digest.
+/// On any mismatch the error is an integrity error naming the object; `sink` may have
+/// received bytes by then, so callers spool or use a throwaway target.
+pub async fn decode_object<W: Write + Send + 'static>(
+    store: &Store,
+    m: &Manifest,
+    object: &StoredObject,
+    keys: Arc<DecryptionKeys>,
+    sink: W,
+    progress: Arc<Progress>,
+    cancel: Cancel,
+) -> Result<(Decoded, W)> {
+    let key = layout::backup_object(&m.database, &m.backup_id, &object.name);
+    let (size, mut stream) = store.get_stream(&key).await?;
+    progress.set_total(size);
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(8);
+    let store_failed = Arc::new(AtomicBool::new(false));
+    let sink_failed = Arc::new(AtomicBool::new(false));
+    let encrypted = m.encrypted();
+    let name = object.name.clone();
+    let sink_flag = sink_failed.clone();
+    let prog = progress.clone();
+    let decoder = tokio::task::spawn_blocking(move || {
+        decode_blocking(BlockReader::new(rx), encrypted, &keys, &name, sink, sink_flag, prog)
+    });
+    let mut cancel = cancel;
+    let feed = async {
+        while let Some(item) = stream.next().await {
+            let item = item.map_err(|e| {
+                store_failed.store(true, Ordering::Relaxed);
+                io::Error::other(e.to_string())
+            });
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                break;
+            }
+        }
+    };
+    let interrupted = tokio::select! {
+        _ = feed => false,
+        _ = cancel.cancelled() => true,
+    };
+    drop(tx);
+    let outcome = decoder
+        .await
+        .map_err(|e| Error::Failed(format!("the decode stage crashed: {e}")))?;
+    if interrupted {
+        return Err(Error::Failed("interrupted by a signal".into()));
+    }
+    let (decoded, sink) = match outcome {
+        Ok(x) => x,
+        Err(DecodeFail::Sink(e)) => return Err(Error::Failed(format!("cannot write the output: {e}"))),
+        Err(DecodeFail::Other(_)) if store_failed.load(Ordering::Relaxed) => {
+            return Err(Error::Failed(format!("reading {key} from the store failed; try again")))
+        }
+        Err(DecodeFail::Key(e)) => return Err(e),
+        Err(DecodeFail::Other(e)) => {
+            return Err(Error::Integrity(format!(
+                "{key} is corrupt or truncated ({e}); restore from another backup"
+            )))
+        }
+    };
+    check_digests(&key, object, &decoded)?;
+    Ok((decoded, sink))
+}
+
+enum DecodeFail {
+    Key(Error),
+    Sink(io::Error),
+    Other(String),
+}
+
+fn decode_blocking<W: Write>(
+    input: BlockReader,
+    encrypted: bool,
+    keys: &DecryptionKeys,
+    name: &str,
+    sink: W,
+    sink_failed: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+) -> std::result::Result<(Decoded, W), DecodeFail> {
+    let mut stored = HashReader::new(ProgressReader { inner: input, progress });
+    let mut out = HashWriter::new(Flagged {
+        inner: sink,
+        failed: sink_failed.clone(),
+    });
+    let copied = {
+        let plain: Box<dyn Read + '_> = if encrypted {
+            match keys.decrypt(&mut stored, name) {
+                Ok(r) => r,
+                Err(Error::Key(m)) => return Err(DecodeFail::Key(Error::Key(m))),
+                Err(e) => return Err(DecodeFail::Other(e.to_string())),
+            }
+        } else {
+            Box::new(&mut stored)
+        };
+        zstd::stream::read::Decoder::new(plain).and_then(|mut z| io::copy(&mut z, &mut out))
+    };
+    if let Err(e) = copied {
+        if sink_failed.load(Ordering::Relaxed) {
+            return Err(DecodeFail::Sink(e));
+        }
+        return Err(DecodeFail::Other(e.to_string()));
+    }
+    out.flush().map_err(DecodeFail::Sink)?;
+    let stored_d: Digested = stored
+        .drain_and_finish()
+        .map_err(|e| DecodeFail::Other(e.to_string()))?;
+    let (flagged, raw_d) = out.finish();
+    Ok((
+        Decoded {
+            name: name.to_string(),
+            stored_bytes: stored_d.bytes,
+            stored_sha256: stored_d.sha256,
+            raw_bytes: raw_d.bytes,
+            raw_sha256: raw_d.sha256,
+        },
+        flagged.inner,
+    ))
+}
+
+struct ProgressReader<R> {
+    inner: R,
+    progress: Arc<Progress>,
+}
+
+impl<R: Read> Read for ProgressReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.add(n as u64);
+        Ok(n)
+    }
+}
+
+fn check_digests(key: &str, o: &StoredObject, d: &Decoded) -> Result<()> {
+    if d.stored_bytes != o.size {
+        return Err(Error::Integrity(format!(
+            "{key} has {} bytes but the manifest records {}: the object is truncated or was replaced",
+            d.stored_bytes, o.size
+        )));
+    }
+    if d.stored_sha256 != o.sha256 {
+        return Err(Error::Integrity(format!(
+            "{key} does not match its SHA-256 in the manifest: the object is corrupt"
+        )));
+    }
+    if d.raw_sha256 != o.raw_sha256 || d.raw_bytes != o.raw_size {
+        return Err(Error::Integrity(format!(
+            "{key} decodes to a dump that does not match the manifest's raw SHA-256"
+        )));
+    }
+    Ok(())
+}
+
+/// Re-reads every stored object of a backup and checks it end to end.
+pub async fn verify(
+    store: &Store,
+    m: &Manifest,
+    keys: Arc<DecryptionKeys>,
+    progress: Arc<Progress>,
+    cancel: Cancel,
+) -> Result<Vec<Decoded>> {
+    let mut out = Vec::new();
+    check_sums_file(store, m).await?;
+    for o in &m.objects {
+        progress.stage(&format!("verify {}", o.name));
+        let (d, _) = decode_object(store, m, o, keys.clone(), io::sink(), progress.clone(), cancel.clone()).await?;
+        out.push(d);
+    }
+    Ok(out)
+}
+
+/// SHA256SUMS must agree with the manifest.
+async fn check_sums_file(store: &Store, m: &Manifest) -> Result<()> {
+    let key = layout::backup_object(&m.database, &m.backup_id, layout::SHA256SUMS);
+    let text = store.get(&key).await.map_err(|e| match e {
+        pgdrill_store::StoreError::NotFound { .. } => {
+            Error::Integrity(format!("{key} is missing"))
+        }
+        other => other.into(),
+    })?;
+    let text = String::from_utf8_lossy(&text);
+    for o in &m.objects {
+        let line = format!("{}  {}", o.sha256, o.name);
+        if !text.lines().any(|l| l == line) {
+            return Err(Error::Integrity(format!(
+                "{key} does not list {} with the manifest's digest",
+                o.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the plain pg_dump archive of a backup to `out` (via a temp file renamed only after
+/// every digest matched) and `out.sha256` in `sha256sum -c` format.
+pub async fn export(
+    store: &Store,
+    m: &Manifest,
+    keys: Arc<DecryptionKeys>,
+    out: &Path,
+    progress: Arc<Progress>,
+    cancel: Cancel,
+) -> Result<Decoded> {
+    let dump = m
+        .dump_object()
+        .ok_or_else(|| Error::Integrity("the manifest lists no dump".into()))?
+        .clone();
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let file_name = out
+        .file_name()
+        .ok_or_else(|| Error::Invalid(format!("{} is not a file path", out.display())))?
+        .to_string_lossy()
+        .to_string();
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}.partial-"))
+        .tempfile_in(&dir)
+        .map_err(|e| Error::Invalid(format!("cannot write in {}: {e}", dir.display())))?;
+    let (tmp_file, tmp_path) = tmp.into_parts();
+    progress.stage("export");
+    let (decoded, file) = decode_object(store, m, &dump, keys, tmp_file, progress, cancel).await?;
+    file.sync_all()
+        .map_err(|e| Error::Failed(format!("cannot flush {}: {e}", out.display())))?;
+    tmp_path
+        .persist(out)
+        .map_err(|e| Error::Failed(format!("cannot move the export to {}: {e}", out.display())))?;
+    let sums = format!("{}  {}\n", decoded.raw_sha256, file_name);
+    std::fs::write(dir.join(format!("{file_name}.sha256")), sums)
+        .map_err(|e| Error::Failed(format!("cannot write {}.sha256: {e}", out.display())))?;
+    Ok(decoded)
+}
