@@ -1,0 +1,117 @@
+//! Command-line definitions (DESIGN.md §8). Parsing only: validation happens in `context`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the operation ran and failed (backup failed, a drill check failed, an SLO is violated)
+  2  bad input or bad config
+  3  integrity failure (checksum mismatch, truncated or corrupt object, invalid manifest)
+  4  wrong or missing decryption key
+  5  refused by a safety guard (nothing was changed)
+  6  locked (another job holds the lease)";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pgdrill",
+    version,
+    about = "Back PostgreSQL up to object storage, restore it safely, and prove on a schedule that the backups restore.",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    /// Config file (default: ./pgdrill.toml when present; env PGDRILL_CONFIG).
+    #[arg(long, global = true, env = "PGDRILL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// One JSON document on stdout; logs stay on stderr.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More detail on stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub conn: ConnFlags,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags that stand in for a config file.
+#[derive(Args, Debug, Default, Clone)]
+pub struct ConnFlags {
+    /// Source database URL (env PGDRILL_SOURCE_URL). Prefer the env variable: argv is visible to other users.
+    #[arg(long, global = true, value_name = "URL")]
+    pub source: Option<String>,
+    /// Store: a folder, file:///path or s3://bucket/prefix (env PGDRILL_STORE).
+    #[arg(long, global = true, value_name = "URL")]
+    pub store: Option<String>,
+    /// Database name in the store (default: the URL's database name).
+    #[arg(long, global = true, value_name = "DB")]
+    pub name: Option<String>,
+    /// age X25519 recipient to encrypt new backups to (repeatable).
+    #[arg(long = "recipient", global = true, value_name = "AGE_PUBKEY")]
+    pub recipients: Vec<String>,
+    /// Name of the environment variable holding the encryption passphrase.
+    #[arg(long, global = true, value_name = "VAR")]
+    pub passphrase_env: Option<String>,
+    /// age identity file used to decrypt (restore, verify, export, drill).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write a commented pgdrill.toml (and an age key pair with --generate-key).
+    Init(InitArgs),
+    /// Back up the configured databases (or --source); prints the backup id.
+    Backup,
+    /// Complete backups, newest first.
+    List,
+    /// Show a backup's manifest in readable form.
+    Show(SelectArgs),
+    /// Re-read every stored byte of a backup and check it end to end.
+    Verify(VerifyArgs),
+    /// Write a backup as a plain pg_dump archive plus FILE.sha256.
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Also write an age identity file (mode 0600) and put its recipient in the config.
+    #[arg(long)]
+    pub generate_key: bool,
+    /// Where to write the config (default ./pgdrill.toml, or --config).
+    #[arg(long, value_name = "FILE")]
+    pub path: Option<PathBuf>,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SelectArgs {
+    /// A backup id or `latest`.
+    #[arg(default_value = "latest")]
+    pub backup: String,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// A backup id or `latest`.
+    pub backup: Option<String>,
+    /// Verify every complete backup.
+    #[arg(long, conflicts_with = "backup")]
+    pub all: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A backup id or `latest`.
+    pub backup: String,
+    /// Output file (a pg_dump custom-format archive).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+}

@@ -1,0 +1,96 @@
+use super::Output;
+use crate::context::Ctx;
+use crate::ui::{human_bytes, human_secs};
+use pgdrill_core::backup::{self, BackupJob};
+use pgdrill_core::progress::Progress;
+use pgdrill_core::{Error, Result};
+use serde_json::json;
+
+pub async fn run(ctx: &Ctx) -> Result<Output> {
+    let databases = ctx.settings.select(ctx.name.as_deref())?;
+    let store = ctx.store()?;
+    let keys = ctx.encryption_keys()?;
+    if !keys.enabled() {
+        ctx.ui.warn("backups are not encrypted: set [encryption] recipients or passphrase_env (or --recipient)");
+    }
+    let tools = ctx.tools();
+    let mut done = Vec::new();
+    let mut failures = Vec::new();
+    let mut first_error: Option<Error> = None;
+    for db in databases {
+        let source = match db.source_spec(&ctx.env) {
+            Ok(s) => s,
+            Err(e) => {
+                failures.push(json!({"database": db.name, "error": e.to_string(), "exit_code": e.exit_code()}));
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
+        ctx.ui.info(format!("backing up {} ({}) to {}", db.name, source.redacted(), store.display()));
+        let progress = Progress::new();
+        let _guard = ctx.ui.progress(progress.clone());
+        let job = BackupJob {
+            store: &store,
+            db,
+            source,
+            keys: &keys,
+            tools: &tools,
+            compression_level: ctx.settings.compression_level,
+            compression_threads: ctx.settings.compression_threads,
+            part_size: ctx.settings.part_size,
+            max_in_flight: ctx.settings.max_in_flight,
+            policy: &ctx.settings.policy,
+            progress,
+            cancel: ctx.cancel.clone(),
+        };
+        match backup::run(job).await {
+            Ok(m) => done.push(m),
+            Err(e) => {
+                let e = e.context(format!("backup of {}", db.name));
+                ctx.ui.warn(e.to_string());
+                failures.push(json!({"database": db.name, "error": e.to_string(), "exit_code": e.exit_code()}));
+                first_error.get_or_insert(e);
+            }
+        }
+        if ctx.cancel.is_cancelled() {
+            break;
+        }
+    }
+    if done.is_empty() {
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+    }
+    let mut human = String::new();
+    for m in &done {
+        human.push_str(&format!("{}\n", m.backup_id));
+        ctx.ui.info(format!(
+            "{}: {} raw, {} stored, {} tables, {} in {}",
+            m.database,
+            human_bytes(m.raw_bytes),
+            human_bytes(m.stored_bytes),
+            m.content.tables.len(),
+            if m.encrypted() { "encrypted" } else { "not encrypted" },
+            human_secs(m.stage_seconds.get("total").copied().unwrap_or(0.0)),
+        ));
+    }
+    let summaries: Vec<_> = done
+        .iter()
+        .map(|m| {
+            json!({
+                "database": m.database,
+                "backup_id": m.backup_id,
+                "raw_bytes": m.raw_bytes,
+                "stored_bytes": m.stored_bytes,
+                "tables": m.content.tables.len(),
+                "seconds": m.stage_seconds.get("total"),
+                "snapshot_time": m.snapshot.time,
+            })
+        })
+        .collect();
+    Ok(Output {
+        json: json!({"backups": summaries, "failures": failures}),
+        human,
+        exit_code: if failures.is_empty() { 0 } else { 1 },
+    })
+}

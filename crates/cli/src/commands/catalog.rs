@@ -1,0 +1,151 @@
+//! Read-side commands: list, show, verify, export.
+
+use super::Output;
+use crate::cli::{ExportArgs, SelectArgs, VerifyArgs};
+use crate::context::Ctx;
+use crate::ui::{human_bytes, human_secs, table};
+use pgdrill_core::manifest::Manifest;
+use pgdrill_core::progress::Progress;
+use pgdrill_core::{catalog, verify, Result};
+use serde_json::json;
+
+pub async fn list(ctx: &Ctx) -> Result<Output> {
+    let store = ctx.store()?;
+    let mut all: Vec<Manifest> = Vec::new();
+    for db in ctx.databases_to_list(&store).await? {
+        let listing = catalog::list(&store, &db).await?;
+        for (id, reason) in &listing.unreadable {
+            ctx.ui.warn(format!("backup {id} of {db} is not listed: {reason}"));
+        }
+        all.extend(listing.complete);
+    }
+    all.sort_by(|a, b| b.backup_id.cmp(&a.backup_id));
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|m| {
+            vec![
+                m.backup_id.to_string(),
+                m.database.to_string(),
+                m.snapshot.time.clone(),
+                human_bytes(m.raw_bytes),
+                human_bytes(m.stored_bytes),
+                m.content.tables.len().to_string(),
+                if m.encrypted() { "age".into() } else { "no".into() },
+            ]
+        })
+        .collect();
+    let human = if rows.is_empty() {
+        format!("no complete backups in {}\n", store.display())
+    } else {
+        table(&["ID", "DATABASE", "SNAPSHOT", "RAW", "STORED", "TABLES", "ENCRYPTED"], &rows)
+    };
+    let json = json!(all
+        .iter()
+        .map(|m| json!({
+            "backup_id": m.backup_id,
+            "database": m.database,
+            "snapshot_time": m.snapshot.time,
+            "finished_at": m.finished_at,
+            "raw_bytes": m.raw_bytes,
+            "stored_bytes": m.stored_bytes,
+            "tables": m.content.tables.len(),
+            "encrypted": m.encrypted(),
+            "server_version": m.server.version,
+        }))
+        .collect::<Vec<_>>());
+    Ok(Output::ok(json, human))
+}
+
+pub async fn show(ctx: &Ctx, args: &SelectArgs) -> Result<Output> {
+    let store = ctx.store()?;
+    let db = ctx.one_database(&store).await?;
+    let m = catalog::resolve(&store, &db, &args.backup).await?;
+    let json = serde_json::to_value(&m).unwrap_or_default();
+    Ok(Output::ok(json, render_manifest(&m)))
+}
+
+fn render_manifest(m: &Manifest) -> String {
+    let mut s = String::new();
+    let mut kv = |k: &str, v: String| s.push_str(&format!("{k:<18}{v}\n"));
+    kv("backup", m.backup_id.to_string());
+    kv("database", m.database.to_string());
+    kv("source", m.source.url.clone());
+    kv("server", format!("PostgreSQL {} (system id {})", m.server.version, m.server.system_identifier.as_deref().unwrap_or("unknown")));
+    kv("pg_dump", format!("{} {}", m.pg_dump.version, m.pg_dump.args.join(" ")));
+    kv("snapshot", format!("{}{}", m.snapshot.time, if m.snapshot.exported { " (exported, row counts exact)" } else { " (not exported)" }));
+    kv("started", m.started_at.clone());
+    kv("finished", m.finished_at.clone());
+    kv("duration", human_secs(m.stage_seconds.get("total").copied().unwrap_or(0.0)));
+    kv("size", format!("{} raw, {} stored ({} level {})", human_bytes(m.raw_bytes), human_bytes(m.stored_bytes), m.compression.algorithm, m.compression.level));
+    kv("encryption", if m.encrypted() { format!("age ({} recipient(s){})", m.encryption.recipient_fingerprints.len(), if m.encryption.passphrase { ", passphrase" } else { "" }) } else { "none".into() });
+    kv("schemas", m.content.schemas.join(", "));
+    kv("extensions", if m.content.extensions.is_empty() { "none".into() } else { m.content.extensions.join(", ") });
+    kv("schema digest", m.content.schema_fingerprint.chars().take(16).collect());
+    kv("host", m.host.clone());
+    for o in &m.objects {
+        kv("object", format!("{} {} sha256 {}", o.name, human_bytes(o.size), o.sha256));
+    }
+    if let Some(n) = &m.content.note {
+        kv("note", n.clone());
+    }
+    let rows: Vec<Vec<String>> = m
+        .content
+        .tables
+        .iter()
+        .map(|t| vec![format!("{}.{}", t.schema, t.name), t.rows.to_string()])
+        .collect();
+    s.push('\n');
+    s.push_str(&table(&["TABLE", "ROWS"], &rows));
+    s
+}
+
+pub async fn verify(ctx: &Ctx, args: &VerifyArgs) -> Result<Output> {
+    let store = ctx.store()?;
+    let db = ctx.one_database(&store).await?;
+    let keys = ctx.decryption_keys()?;
+    let manifests = if args.all {
+        catalog::list(&store, &db).await?.complete
+    } else {
+        vec![catalog::resolve(&store, &db, args.backup.as_deref().unwrap_or("latest")).await?]
+    };
+    let mut results = Vec::new();
+    let mut human = String::new();
+    for m in &manifests {
+        let progress = Progress::new();
+        let _g = ctx.ui.progress(progress.clone());
+        let checked = verify::verify(&store, m, keys.clone(), progress, ctx.cancel.clone()).await?;
+        for d in &checked {
+            human.push_str(&format!(
+                "ok  {} {} ({} stored, {} raw, sha256 {})\n",
+                m.backup_id,
+                d.name,
+                human_bytes(d.stored_bytes),
+                human_bytes(d.raw_bytes),
+                &d.stored_sha256[..16]
+            ));
+        }
+        results.push(json!({"backup_id": m.backup_id, "objects": checked, "ok": true}));
+    }
+    Ok(Output::ok(json!({"database": db, "verified": results}), human))
+}
+
+pub async fn export(ctx: &Ctx, args: &ExportArgs) -> Result<Output> {
+    let store = ctx.store()?;
+    let db = ctx.one_database(&store).await?;
+    let m = catalog::resolve(&store, &db, &args.backup).await?;
+    let keys = ctx.decryption_keys()?;
+    let progress = Progress::new();
+    let _g = ctx.ui.progress(progress.clone());
+    let d = verify::export(&store, &m, keys, &args.output, progress, ctx.cancel.clone()).await?;
+    let human = format!(
+        "wrote {} ({}) and {}.sha256; restore it with: pg_restore -d TARGET_URL {}\n",
+        args.output.display(),
+        human_bytes(d.raw_bytes),
+        args.output.display(),
+        args.output.display()
+    );
+    Ok(Output::ok(
+        json!({"backup_id": m.backup_id, "file": args.output, "bytes": d.raw_bytes, "sha256": d.raw_sha256}),
+        human,
+    ))
+}

@@ -1,0 +1,143 @@
+//! The edge: config file + environment + flags, validated once into what commands use.
+
+use crate::cli::Cli;
+use crate::ui::Ui;
+use pgdrill_core::cancel::Cancel;
+use pgdrill_core::config::{Env, Settings};
+use pgdrill_core::crypto::{DecryptionKeys, EncryptionKeys};
+use pgdrill_core::ids::DbName;
+use pgdrill_core::{catalog, Error, Result};
+use pgdrill_pg::{PgTools, Secret};
+use pgdrill_store::Store;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub struct Ctx {
+    pub settings: Settings,
+    pub env: Env,
+    pub ui: Ui,
+    pub cancel: Cancel,
+    pub config_path: Option<PathBuf>,
+    pub name: Option<String>,
+}
+
+impl Ctx {
+    pub fn load(cli: &Cli, ui: Ui, cancel: Cancel) -> Result<Ctx> {
+        let env: Env = std::env::vars().collect();
+        let config_path = match &cli.config {
+            Some(p) => Some(p.clone()),
+            None => Some(PathBuf::from("pgdrill.toml")).filter(|p| p.exists()),
+        };
+        let (text, origin, base_dir) = match &config_path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    Error::Invalid(format!("cannot read the config file {}: {e}", p.display()))
+                })?;
+                let base = p
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from("."));
+                (Some(text), p.display().to_string(), base)
+            }
+            None => (None, "environment".to_string(), PathBuf::from(".")),
+        };
+        let mut settings = Settings::load(text.as_deref(), &origin, &base_dir, &env)?;
+        let flags = &cli.conn;
+        if let Some(s) = &flags.store {
+            settings.store_url = Some(s.clone());
+        }
+        let source = flags
+            .source
+            .clone()
+            .or_else(|| env.get("PGDRILL_SOURCE_URL").cloned().filter(|s| !s.is_empty()));
+        if let Some(url) = source {
+            settings.set_source_database(Secret::new(url), flags.name.as_deref(), &env)?;
+        }
+        if !flags.recipients.is_empty() {
+            settings.recipients = flags.recipients.clone();
+        }
+        if let Some(v) = &flags.passphrase_env {
+            settings.passphrase_env = Some(v.clone());
+        }
+        if let Some(i) = &flags.identity {
+            settings.identity_files = vec![i.clone()];
+        }
+        if settings.identity_files.is_empty() {
+            if let Some(i) = env.get("PGDRILL_IDENTITY").filter(|s| !s.is_empty()) {
+                settings.identity_files = vec![PathBuf::from(i)];
+            }
+        }
+        Ok(Ctx {
+            settings,
+            env,
+            ui,
+            cancel,
+            config_path,
+            name: flags.name.clone(),
+        })
+    }
+
+    pub fn store(&self) -> Result<Store> {
+        let url = self.settings.store_url.as_deref().ok_or_else(|| {
+            Error::Invalid(
+                "no store is configured: pass --store URL, set PGDRILL_STORE, or set [store] url in pgdrill.toml".into(),
+            )
+        })?;
+        Ok(Store::open(url, &self.settings.store_options)?)
+    }
+
+    pub fn encryption_keys(&self) -> Result<EncryptionKeys> {
+        EncryptionKeys::new(&self.settings.recipients, self.settings.passphrase(&self.env)?)
+    }
+
+    pub fn decryption_keys(&self) -> Result<Arc<DecryptionKeys>> {
+        let passphrase = match self.settings.passphrase(&self.env) {
+            Ok(p) => p,
+            Err(_) => None,
+        };
+        Ok(Arc::new(DecryptionKeys::new(&self.settings.identity_files, passphrase)?))
+    }
+
+    pub fn tools(&self) -> PgTools {
+        PgTools::discover()
+    }
+
+    /// The one database a read command is about: --name, the only configured one, or the
+    /// only one found in the store.
+    pub async fn one_database(&self, store: &Store) -> Result<DbName> {
+        if let Some(n) = &self.name {
+            return DbName::parse(n).map_err(Error::Invalid);
+        }
+        if self.settings.databases.len() == 1 {
+            return Ok(self.settings.databases[0].name.clone());
+        }
+        let found = if self.settings.databases.is_empty() {
+            catalog::databases(store).await?
+        } else {
+            self.settings.databases.iter().map(|d| d.name.clone()).collect()
+        };
+        match found.len() {
+            1 => Ok(found[0].clone()),
+            0 => Err(Error::Invalid(format!(
+                "no database has backups in {}: run `pgdrill backup` first or check --store",
+                store.display()
+            ))),
+            _ => Err(Error::Invalid(format!(
+                "several databases are known ({}): pick one with --name",
+                found.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// The databases `list` shows: --name, the configured ones, or all found in the store.
+    pub async fn databases_to_list(&self, store: &Store) -> Result<Vec<DbName>> {
+        if let Some(n) = &self.name {
+            return Ok(vec![DbName::parse(n).map_err(Error::Invalid)?]);
+        }
+        if !self.settings.databases.is_empty() {
+            return Ok(self.settings.databases.iter().map(|d| d.name.clone()).collect());
+        }
+        catalog::databases(store).await
+    }
+}

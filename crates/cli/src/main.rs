@@ -1,0 +1,94 @@
+//! pgdrill: back PostgreSQL up to object storage, restore it safely, prove it restores.
+
+mod cli;
+mod commands;
+mod context;
+mod ui;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use commands::Output;
+use context::Ctx;
+use pgdrill_core::cancel::{Cancel, CancelHandle};
+use pgdrill_core::Error;
+use std::process::ExitCode;
+use ui::Ui;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let ui = Ui {
+        json: cli.json,
+        verbose: cli.verbose,
+        quiet: cli.quiet,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        let (handle, cancel) = Cancel::new();
+        watch_signals(handle);
+        let ctx = Ctx::load(&cli, ui, cancel)?;
+        dispatch(&cli, &ctx).await
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    finish(ui, result)
+}
+
+async fn dispatch(cli: &Cli, ctx: &Ctx) -> Result<Output, Error> {
+    match &cli.command {
+        Command::Init(a) => commands::init::run(ctx, a),
+        Command::Backup => commands::backup::run(ctx).await,
+        Command::List => commands::catalog::list(ctx).await,
+        Command::Show(a) => commands::catalog::show(ctx, a).await,
+        Command::Verify(a) => commands::catalog::verify(ctx, a).await,
+        Command::Export(a) => commands::catalog::export(ctx, a).await,
+    }
+}
+
+/// SIGINT/SIGTERM cancel the running job, which cleans up and exits non-zero.
+fn watch_signals(handle: CancelHandle) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+        eprintln!("pgdrill: signal received, stopping and cleaning up");
+        handle.cancel();
+    });
+}
+
+fn finish(ui: Ui, result: Result<Output, Error>) -> ExitCode {
+    match result {
+        Ok(out) => {
+            if ui.json {
+                println!("{}", serde_json::to_string_pretty(&out.json).unwrap_or_default());
+            } else {
+                print!("{}", out.human);
+            }
+            ExitCode::from(out.exit_code)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            if ui.json {
+                let doc = serde_json::json!({"error": {"message": e.to_string(), "exit_code": e.exit_code()}});
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
