@@ -1,0 +1,531 @@
+//! Finding PostgreSQL binaries (`pg_dump`, `pg_restore`, `initdb`, `pg_ctl`, `postgres`, ...).
+//!
+//! A machine may hold several PostgreSQL installs (Debian's `/usr/lib/postgresql/N/bin`, a
+//! `pg_config --bindir`, directories from `PGDRILL_PG_PATHS`, packaged server-only bundles).
+//! [`PgTools`] lists them newest first and picks the right one for a job: a `pg_dump` at least as
+//! new as the server it dumps, a server at least as new as the dump it restores.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+
+/// Tools whose presence makes a directory a PostgreSQL bin directory, in the order they are
+/// asked for their version.
+const MARKER_TOOLS: &[&str] = &[
+    "pg_dump",
+    "pg_restore",
+    "psql",
+    "postgres",
+    "initdb",
+    "pg_ctl",
+];
+
+/// Tools a directory needs to run a local server.
+pub const SERVER_TOOLS: &[&str] = &["initdb", "pg_ctl", "postgres"];
+
+/// A PostgreSQL version, major and minor (`15.18`, `18.1`; `9.6` for the old three-part scheme).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct PgVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl PgVersion {
+    /// From `server_version_num` / `PQserverVersion`: `150018` is 15.18; `90624` is 9.6 (the
+    /// patch level of pre-10 versions is dropped).
+    pub fn from_server_num(num: u32) -> Self {
+        if num >= 100_000 {
+            PgVersion {
+                major: num / 10_000,
+                minor: num % 10_000,
+            }
+        } else {
+            PgVersion {
+                major: num / 10_000,
+                minor: (num / 100) % 100,
+            }
+        }
+    }
+
+    /// Parses `"15.18"`, `"18.1"`, `"18beta1"` (18.0), `"9.6.24"` (9.6), the output of
+    /// `pg_dump --version` (`"pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"`), of
+    /// `pg_config --version` (`"PostgreSQL 15.18"`) and of `SELECT version()`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        let rest = match s.find("(PostgreSQL)") {
+            Some(i) => &s[i + "(PostgreSQL)".len()..],
+            None => match s.find("PostgreSQL ") {
+                Some(i) => &s[i + "PostgreSQL ".len()..],
+                None => s,
+            },
+        };
+        let token = rest
+            .split_whitespace()
+            .find(|t| t.starts_with(|c: char| c.is_ascii_digit()))?;
+        let digits = |t: &str| -> (Option<u32>, usize) {
+            let end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            (t[..end].parse().ok(), end)
+        };
+        let (major, end) = digits(token);
+        let major = major?;
+        let after = &token[end..];
+        let minor = match after.strip_prefix('.') {
+            Some(m) => digits(m).0.unwrap_or(0),
+            None => 0,
+        };
+        if major == 0 {
+            return None;
+        }
+        Some(PgVersion { major, minor })
+    }
+}
+
+impl fmt::Display for PgVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// One directory of PostgreSQL binaries and the version they report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PgInstall {
+    pub bin_dir: PathBuf,
+    pub version: PgVersion,
+}
+
+impl PgInstall {
+    /// Path of `tool` in this install (whether or not it exists).
+    pub fn bin(&self, tool: &str) -> PathBuf {
+        self.bin_dir.join(tool)
+    }
+
+    /// Whether this install has an executable `tool`.
+    pub fn has(&self, tool: &str) -> bool {
+        is_executable(&self.bin(tool))
+    }
+
+    /// Whether this install can run a local server (`initdb`, `pg_ctl`, `postgres`).
+    pub fn has_server(&self) -> bool {
+        SERVER_TOOLS.iter().all(|t| self.has(t))
+    }
+}
+
+/// Why no suitable binary could be picked. Messages are one sentence that says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("{tool} was not found in PGDRILL_PG_BIN, PGDRILL_PG_PATHS, PATH, `pg_config --bindir`, /usr/lib/postgresql/*/bin or /usr/local/pgsql/bin: {}", install_hint(tool, None))]
+    NotFound { tool: String },
+    #[error("{tool} {found} is older than the server (PostgreSQL {need_major}): {}", install_hint(tool, Some(*need_major)))]
+    TooOld {
+        tool: String,
+        found: PgVersion,
+        need_major: u32,
+    },
+}
+
+fn is_server_tool(tool: &str) -> bool {
+    SERVER_TOOLS.contains(&tool)
+}
+
+fn install_hint(tool: &str, major: Option<u32>) -> String {
+    let what = if is_server_tool(tool) {
+        "server binaries (initdb, pg_ctl, postgres)"
+    } else {
+        "client tools"
+    };
+    match major {
+        Some(m) => format!("install PostgreSQL {m} {what} or point PGDRILL_PG_BIN at them"),
+        None => format!("install the PostgreSQL {what} or point PGDRILL_PG_BIN at them"),
+    }
+}
+
+/// The PostgreSQL installs found on this machine, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct PgTools {
+    installs: Vec<PgInstall>,
+}
+
+impl PgTools {
+    /// `PGDRILL_PG_BIN` set: only that directory. Otherwise every directory from
+    /// [`PgTools::candidate_dirs`].
+    pub fn discover() -> Self {
+        Self::from_dirs(Self::candidate_dirs())
+    }
+
+    /// Directories [`PgTools::discover`] looks at, in order, before probing them:
+    /// `PGDRILL_PG_BIN` alone if set; else `PGDRILL_PG_PATHS` (colon-separated), each `PATH`
+    /// directory holding `pg_dump`/`pg_restore`/`initdb`/`postgres` (symlinks followed to the real
+    /// directory; Debian's `pg_wrapper` skipped), `pg_config --bindir`,
+    /// `/usr/lib/postgresql/*/bin` and `/usr/local/pgsql/bin`.
+    pub fn candidate_dirs() -> Vec<PathBuf> {
+        if let Some(dir) = std::env::var_os("PGDRILL_PG_BIN").filter(|v| !v.is_empty()) {
+            return vec![PathBuf::from(dir)];
+        }
+        let mut dirs = Vec::new();
+        if let Some(paths) = std::env::var_os("PGDRILL_PG_PATHS") {
+            dirs.extend(std::env::split_paths(&paths).filter(|p| !p.as_os_str().is_empty()));
+        }
+        if let Some(path) = std::env::var_os("PATH") {
+            for dir in std::env::split_paths(&path) {
+                for tool in ["pg_dump", "pg_restore", "initdb", "postgres"] {
+                    let p = dir.join(tool);
+                    if !is_executable(&p) {
+                        continue;
+                    }
+                    if let Some(real) = real_tool_dir(&p) {
+                        dirs.push(real);
+                    }
+                }
+            }
+        }
+        if let Some(dir) = pg_config_bindir() {
+            dirs.push(dir);
+        }
+        let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let n = name.parse::<u32>().unwrap_or(0);
+                Some((n, e.path().join("bin"))).filter(|(_, p)| p.is_dir())
+            })
+            .collect();
+        debian.sort_by_key(|d| std::cmp::Reverse(d.0));
+        dirs.extend(debian.into_iter().map(|(_, p)| p));
+        dirs.push(PathBuf::from("/usr/local/pgsql/bin"));
+        dirs
+    }
+
+    /// Probes each directory (`<tool> --version`, cached per directory for the process) and keeps
+    /// those holding PostgreSQL binaries, deduplicated by real path, newest first.
+    pub fn from_dirs(dirs: impl IntoIterator<Item = PathBuf>) -> Self {
+        let mut seen = HashSet::new();
+        let mut installs = Vec::new();
+        for dir in dirs {
+            if !dir.is_dir() {
+                continue;
+            }
+            let key = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+            if !seen.insert(key) {
+                continue;
+            }
+            if let Some(version) = dir_version(&dir) {
+                installs.push(PgInstall {
+                    bin_dir: dir,
+                    version,
+                });
+            }
+        }
+        // Stable: among equal versions, discovery order is kept.
+        installs.sort_by_key(|i| std::cmp::Reverse(i.version));
+        PgTools { installs }
+    }
+
+    /// All installs found, newest first.
+    pub fn installs(&self) -> &[PgInstall] {
+        &self.installs
+    }
+
+    /// The newest install that has `tool`, if its major is at least `min_major`.
+    pub fn pick(&self, tool: &str, min_major: u32) -> Result<PgInstall, ToolError> {
+        let newest =
+            self.installs
+                .iter()
+                .find(|i| i.has(tool))
+                .ok_or_else(|| ToolError::NotFound {
+                    tool: tool.to_string(),
+                })?;
+        if newest.version.major < min_major {
+            return Err(ToolError::TooOld {
+                tool: tool.to_string(),
+                found: newest.version,
+                need_major: min_major,
+            });
+        }
+        Ok(newest.clone())
+    }
+
+    /// A directory with `initdb`, `pg_ctl` and `postgres` whose major is at least `min_major`:
+    /// the same major if present (newest minor), else the lowest newer major.
+    pub fn pick_server(&self, min_major: u32) -> Result<PgInstall, ToolError> {
+        let servers: Vec<&PgInstall> = self.installs.iter().filter(|i| i.has_server()).collect();
+        // installs are newest first, so the first match of a major is its newest minor.
+        if let Some(same) = servers.iter().find(|i| i.version.major == min_major) {
+            return Ok((*same).clone());
+        }
+        let lowest_newer = servers
+            .iter()
+            .filter(|i| i.version.major > min_major)
+            .min_by_key(|i| (i.version.major, std::cmp::Reverse(i.version.minor)));
+        if let Some(i) = lowest_newer {
+            return Ok((*i).clone());
+        }
+        match servers.first() {
+            Some(newest) => Err(ToolError::TooOld {
+                tool: "postgres".to_string(),
+                found: newest.version,
+                need_major: min_major,
+            }),
+            None => Err(ToolError::NotFound {
+                tool: "postgres".to_string(),
+            }),
+        }
+    }
+
+    /// The newest install able to run a local server.
+    pub fn newest_server(&self) -> Option<PgInstall> {
+        self.installs.iter().find(|i| i.has_server()).cloned()
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// The real directory of a tool found on PATH, following symlinks; `None` for Debian's
+/// `pg_wrapper` (it picks a version by its own rules: the real directories are listed anyway).
+fn real_tool_dir(tool: &Path) -> Option<PathBuf> {
+    if is_pg_wrapper(tool) {
+        return None;
+    }
+    let real = std::fs::canonicalize(tool).ok()?;
+    let dir = real.parent()?.to_path_buf();
+    // Symlinked from elsewhere: prefer the real directory; otherwise keep the PATH spelling.
+    if std::fs::symlink_metadata(tool)
+        .map(|m| m.file_type().is_symlink())
+        .unwrap_or(false)
+    {
+        Some(dir)
+    } else {
+        Some(tool.parent()?.to_path_buf())
+    }
+}
+
+/// Debian's `/usr/bin/pg_dump` and friends are symlinks to `pg_wrapper`, a Perl script.
+fn is_pg_wrapper(p: &Path) -> bool {
+    if std::fs::canonicalize(p).is_ok_and(|r| r.file_name().is_some_and(|n| n == "pg_wrapper")) {
+        return true;
+    }
+    let mut head = [0u8; 512];
+    let n = std::fs::File::open(p)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    let head = &head[..n];
+    head.starts_with(b"#!") && head.windows(10).any(|w| w == b"pg_wrapper")
+}
+
+fn pg_config_bindir() -> Option<PathBuf> {
+    let out = Command::new("pg_config")
+        .arg("--bindir")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let s = String::from_utf8(out.stdout).ok()?;
+    let s = s.trim();
+    (!s.is_empty()).then(|| PathBuf::from(s))
+}
+
+fn version_cache() -> &'static Mutex<HashMap<PathBuf, Option<PgVersion>>> {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Option<PgVersion>>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Version of the binaries in `dir`, from `--version` of the first marker tool it has.
+fn dir_version(dir: &Path) -> Option<PgVersion> {
+    let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if let Ok(cache) = version_cache().lock() {
+        if let Some(v) = cache.get(&key) {
+            return *v;
+        }
+    }
+    let version = MARKER_TOOLS.iter().find_map(|tool| {
+        let p = dir.join(tool);
+        if !is_executable(&p) || is_pg_wrapper(&p) {
+            return None;
+        }
+        tool_version(&p)
+    });
+    if let Ok(mut cache) = version_cache().lock() {
+        cache.insert(key, version);
+    }
+    version
+}
+
+/// Runs `<tool> --version` and parses its output.
+pub fn tool_version(tool: &Path) -> Option<PgVersion> {
+    let out = Command::new(tool)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let s = String::from_utf8_lossy(&out.stdout);
+    if !s.contains("PostgreSQL") {
+        return None;
+    }
+    PgVersion::parse(&s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(major: u32, minor: u32) -> PgVersion {
+        PgVersion { major, minor }
+    }
+
+    #[test]
+    fn server_num() {
+        assert_eq!(PgVersion::from_server_num(150018), v(15, 18));
+        assert_eq!(PgVersion::from_server_num(180001), v(18, 1));
+        assert_eq!(PgVersion::from_server_num(100000), v(10, 0));
+        assert_eq!(PgVersion::from_server_num(90624), v(9, 6));
+    }
+
+    #[test]
+    fn parse_versions() {
+        assert_eq!(PgVersion::parse("15.18"), Some(v(15, 18)));
+        assert_eq!(PgVersion::parse("18.1"), Some(v(18, 1)));
+        assert_eq!(PgVersion::parse("18beta1"), Some(v(18, 0)));
+        assert_eq!(PgVersion::parse("19devel"), Some(v(19, 0)));
+        assert_eq!(PgVersion::parse("9.6.24"), Some(v(9, 6)));
+        assert_eq!(
+            PgVersion::parse("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
+            Some(v(15, 18))
+        );
+        assert_eq!(
+            PgVersion::parse("initdb (PostgreSQL) 18beta1\n"),
+            Some(v(18, 0))
+        );
+        assert_eq!(PgVersion::parse("PostgreSQL 17.10"), Some(v(17, 10)));
+        assert_eq!(
+            PgVersion::parse("PostgreSQL 16.4 on x86_64-pc-linux-gnu, compiled by gcc"),
+            Some(v(16, 4))
+        );
+        assert_eq!(PgVersion::parse("garbage"), None);
+        assert_eq!(PgVersion::parse(""), None);
+    }
+
+    #[test]
+    fn display_and_order() {
+        assert_eq!(v(15, 18).to_string(), "15.18");
+        assert!(v(15, 18) < v(17, 2));
+        assert!(v(9, 6) < v(10, 0));
+        assert!(v(17, 10) > v(17, 9));
+    }
+
+    #[test]
+    fn error_messages_name_versions_and_fix() {
+        let e = ToolError::TooOld {
+            tool: "pg_dump".into(),
+            found: v(15, 18),
+            need_major: 17,
+        };
+        assert_eq!(
+            e.to_string(),
+            "pg_dump 15.18 is older than the server (PostgreSQL 17): install PostgreSQL 17 \
+             client tools or point PGDRILL_PG_BIN at them"
+        );
+        let e = ToolError::NotFound {
+            tool: "postgres".into(),
+        };
+        assert!(e.to_string().contains("server binaries"), "{e}");
+    }
+
+    /// Fake bin dirs with shell-script tools printing a version.
+    fn fake_dir(root: &Path, name: &str, version: &str, tools: &[&str]) -> PathBuf {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for t in tools {
+            let p = dir.join(t);
+            std::fs::write(
+                &p,
+                format!("#!/bin/sh\necho '{t} (PostgreSQL) {version}'\n"),
+            )
+            .expect("write");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        dir
+    }
+
+    #[test]
+    fn picks_newest_and_server() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let all = [
+            "pg_dump",
+            "pg_restore",
+            "psql",
+            "initdb",
+            "pg_ctl",
+            "postgres",
+        ];
+        let d15 = fake_dir(tmp.path(), "15", "15.18", &all);
+        let d17 = fake_dir(tmp.path(), "17", "17.6", &["initdb", "pg_ctl", "postgres"]);
+        let d18 = fake_dir(tmp.path(), "18", "18.1", &all);
+        let tools = PgTools::from_dirs(vec![d15.clone(), d17.clone(), d18.clone(), d15.clone()]);
+        let versions: Vec<_> = tools.installs().iter().map(|i| i.version).collect();
+        assert_eq!(versions, vec![v(18, 1), v(17, 6), v(15, 18)]);
+
+        assert_eq!(tools.pick("pg_dump", 15).expect("pick").bin_dir, d18);
+        assert_eq!(tools.pick("pg_dump", 18).expect("pick").bin_dir, d18);
+        assert!(matches!(
+            tools.pick("pg_dump", 19),
+            Err(ToolError::TooOld { need_major: 19, .. })
+        ));
+        assert!(matches!(
+            tools.pick("pg_nothing", 1),
+            Err(ToolError::NotFound { .. })
+        ));
+
+        assert_eq!(tools.pick_server(15).expect("srv").bin_dir, d15);
+        assert_eq!(tools.pick_server(16).expect("srv").bin_dir, d17);
+        assert_eq!(tools.pick_server(17).expect("srv").bin_dir, d17);
+        assert_eq!(tools.pick_server(18).expect("srv").bin_dir, d18);
+        assert!(matches!(
+            tools.pick_server(19),
+            Err(ToolError::TooOld { found, .. }) if found == v(18, 1)
+        ));
+        assert!(matches!(
+            PgTools::from_dirs(Vec::new()).pick_server(15),
+            Err(ToolError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn skips_wrapper_scripts_on_path() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let w = tmp.path().join("pg_wrapper");
+        std::fs::write(&w, "#!/usr/bin/perl\n").expect("write");
+        std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let p = tmp.path().join("pg_dump");
+        std::os::unix::fs::symlink(&w, &p).expect("symlink");
+        assert_eq!(real_tool_dir(&p), None);
+        let real = tmp.path().join("real");
+        std::fs::create_dir(&real).expect("mkdir");
+        let tool = real.join("initdb");
+        std::fs::write(&tool, "#!/bin/sh\n").expect("write");
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let link = tmp.path().join("initdb");
+        std::os::unix::fs::symlink(&tool, &link).expect("symlink");
+        assert_eq!(
+            real_tool_dir(&link),
+            Some(std::fs::canonicalize(&real).expect("canon"))
+        );
+    }
+}
