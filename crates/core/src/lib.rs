@@ -13,6 +13,7 @@ pub mod layout;
 pub mod manifest;
 pub mod pipeline;
 pub mod progress;
+pub mod restore;
 pub mod verify;
 
 pub use error::{Error, Result};

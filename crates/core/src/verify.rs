@@ -15,6 +15,45 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// How objects are read: keys, progress, cancellation and download parallelism.
+#[derive(Clone)]
+pub struct ReadOpts {
+    pub keys: Arc<DecryptionKeys>,
+    pub progress: Arc<Progress>,
+    pub cancel: Cancel,
+    /// Ranged GETs in flight; 1 = one sequential stream.
+    pub parallel: usize,
+}
+
+/// Size of one ranged GET when downloading in parallel.
+const RANGE_SIZE: u64 = 16 << 20;
+
+/// The object's bytes in order: one GET, or `parallel` ranged GETs in flight whose results
+/// are delivered in order (memory: at most `parallel` ranges).
+async fn open_stream(
+    store: &Store,
+    key: &str,
+    size: u64,
+    parallel: usize,
+) -> Result<futures::stream::BoxStream<'static, std::result::Result<bytes::Bytes, pgdrill_store::StoreError>>> {
+    if parallel <= 1 || size <= RANGE_SIZE {
+        return Ok(store.get_stream(key).await?.1);
+    }
+    let store = store.clone();
+    let key = key.to_string();
+    let ranges: Vec<std::ops::Range<u64>> = (0..size)
+        .step_by(RANGE_SIZE as usize)
+        .map(|start| start..(start + RANGE_SIZE).min(size))
+        .collect();
+    let stream = futures::stream::iter(ranges)
+        .map(move |r| {
+            let (store, key) = (store.clone(), key.clone());
+            async move { store.get_range(&key, r).await }
+        })
+        .buffered(parallel);
+    Ok(stream.boxed())
+}
+
 /// Digests seen while decoding one object.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Decoded {
@@ -48,14 +87,13 @@ pub async fn decode_object<W: Write + Send + 'static>(
     store: &Store,
     m: &Manifest,
     object: &StoredObject,
-    keys: Arc<DecryptionKeys>,
     sink: W,
-    progress: Arc<Progress>,
-    cancel: Cancel,
+    opts: &ReadOpts,
 ) -> Result<(Decoded, W)> {
     let key = layout::backup_object(&m.database, &m.backup_id, &object.name);
-    let (size, mut stream) = store.get_stream(&key).await?;
-    progress.set_total(size);
+    let mut stream = open_stream(store, &key, object.size, opts.parallel).await?;
+    let (keys, progress, cancel) = (opts.keys.clone(), opts.progress.clone(), opts.cancel.clone());
+    progress.set_total(object.size);
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(8);
     let store_failed = Arc::new(AtomicBool::new(false));
     let sink_failed = Arc::new(AtomicBool::new(false));
@@ -196,18 +234,12 @@ fn check_digests(key: &str, o: &StoredObject, d: &Decoded) -> Result<()> {
 }
 
 /// Re-reads every stored object of a backup and checks it end to end.
-pub async fn verify(
-    store: &Store,
-    m: &Manifest,
-    keys: Arc<DecryptionKeys>,
-    progress: Arc<Progress>,
-    cancel: Cancel,
-) -> Result<Vec<Decoded>> {
+pub async fn verify(store: &Store, m: &Manifest, opts: &ReadOpts) -> Result<Vec<Decoded>> {
     let mut out = Vec::new();
     check_sums_file(store, m).await?;
     for o in &m.objects {
-        progress.stage(&format!("verify {}", o.name));
-        let (d, _) = decode_object(store, m, o, keys.clone(), io::sink(), progress.clone(), cancel.clone()).await?;
+        opts.progress.stage(&format!("verify {}", o.name));
+        let (d, _) = decode_object(store, m, o, io::sink(), opts).await?;
         out.push(d);
     }
     Ok(out)
@@ -237,14 +269,7 @@ async fn check_sums_file(store: &Store, m: &Manifest) -> Result<()> {
 
 /// Writes the plain pg_dump archive of a backup to `out` (via a temp file renamed only after
 /// every digest matched) and `out.sha256` in `sha256sum -c` format.
-pub async fn export(
-    store: &Store,
-    m: &Manifest,
-    keys: Arc<DecryptionKeys>,
-    out: &Path,
-    progress: Arc<Progress>,
-    cancel: Cancel,
-) -> Result<Decoded> {
+pub async fn export(store: &Store, m: &Manifest, out: &Path, opts: &ReadOpts) -> Result<Decoded> {
     let dump = m
         .dump_object()
         .ok_or_else(|| Error::Integrity("the manifest lists no dump".into()))?
@@ -264,8 +289,8 @@ pub async fn export(
         .tempfile_in(&dir)
         .map_err(|e| Error::Invalid(format!("cannot write in {}: {e}", dir.display())))?;
     let (tmp_file, tmp_path) = tmp.into_parts();
-    progress.stage("export");
-    let (decoded, file) = decode_object(store, m, &dump, keys, tmp_file, progress, cancel).await?;
+    opts.progress.stage("export");
+    let (decoded, file) = decode_object(store, m, &dump, tmp_file, opts).await?;
     file.sync_all()
         .map_err(|e| Error::Failed(format!("cannot flush {}: {e}", out.display())))?;
     tmp_path

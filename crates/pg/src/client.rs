@@ -168,3 +168,66 @@ impl SnapshotSession {
         let _ = self.client.batch_execute("rollback").await;
     }
 }
+
+/// Quotes an identifier for SQL (never splice names unquoted).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Whether database `name` exists on the server `client` is connected to.
+pub async fn database_exists(client: &Client, spec: &ConnSpec, name: &str) -> Result<bool, PgError> {
+    let row = client
+        .query_one("select count(*) from pg_database where datname = $1", &[&name])
+        .await
+        .map_err(query_err(spec, "look the target database up"))?;
+    Ok(row.get::<_, i64>(0) > 0)
+}
+
+pub async fn create_database(client: &Client, spec: &ConnSpec, name: &str) -> Result<(), PgError> {
+    client
+        .batch_execute(&format!("create database {}", quote_ident(name)))
+        .await
+        .map_err(query_err(spec, "create the target database"))
+}
+
+/// Drops a database, disconnecting its sessions (PG 13+ `WITH (FORCE)`).
+pub async fn drop_database(client: &Client, spec: &ConnSpec, name: &str) -> Result<(), PgError> {
+    let version: i32 = client
+        .query_one("select current_setting('server_version_num')::int4", &[])
+        .await
+        .map_err(query_err(spec, "read the server version"))?
+        .get(0);
+    let force = if version >= 130000 { " with (force)" } else { "" };
+    client
+        .batch_execute(&format!("drop database if exists {}{force}", quote_ident(name)))
+        .await
+        .map_err(query_err(spec, "drop the database"))
+}
+
+/// Counts user objects (relations, functions, types) outside the system schemas.
+pub async fn user_object_count(client: &Client, spec: &ConnSpec) -> Result<i64, PgError> {
+    let row = client
+        .query_one(
+            "select (select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+               where n.nspname not in ('pg_catalog', 'information_schema') \
+                 and n.nspname not like 'pg\\_toast%' and n.nspname not like 'pg\\_temp%' \
+                 and c.relkind in ('r','v','m','S','f','p') \
+                 and not exists (select 1 from pg_depend d where d.objid = c.oid and d.deptype = 'e')) \
+             + (select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace \
+               where n.nspname not in ('pg_catalog', 'information_schema') \
+                 and not exists (select 1 from pg_depend d where d.objid = p.oid and d.deptype = 'e'))",
+            &[],
+        )
+        .await
+        .map_err(query_err(spec, "check whether the target database is empty"))?;
+    Ok(row.get(0))
+}
+
+/// Extensions the server can install.
+pub async fn available_extensions(client: &Client, spec: &ConnSpec) -> Result<Vec<String>, PgError> {
+    let rows = client
+        .query("select name from pg_available_extensions", &[])
+        .await
+        .map_err(query_err(spec, "list the available extensions"))?;
+    Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+}
