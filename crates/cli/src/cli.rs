@@ -76,6 +76,35 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Write a backup as a plain pg_dump archive plus FILE.sha256.
     Export(ExportArgs),
+    /// Restore a backup into a target database (guarded: never over the source).
+    Restore(RestoreArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// A backup id or `latest`.
+    pub backup: String,
+    /// Target database URL (env PGDRILL_TARGET_URL); created when missing.
+    #[arg(long, value_name = "URL", conflicts_with = "ephemeral")]
+    pub target: Option<String>,
+    /// Restore into a throwaway local cluster instead of --target.
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// With --ephemeral: leave the cluster running and print its URL and stop command.
+    #[arg(long, requires = "ephemeral")]
+    pub keep: bool,
+    /// Parallel pg_restore jobs (spools to a temp file when > 1).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<u32>,
+    /// Replace what the dump contains in a non-empty target (pg_restore --clean --if-exists).
+    #[arg(long)]
+    pub clean: bool,
+    /// Also restore roles and other globals (off by default).
+    #[arg(long)]
+    pub globals: bool,
+    /// Allow a dump made with --create to re-create its database.
+    #[arg(long)]
+    pub allow_create: bool,
 }
 
 #[derive(Args, Debug)]

@@ -47,10 +47,11 @@ impl Ctx {
         if let Some(s) = &flags.store {
             settings.store_url = Some(s.clone());
         }
-        let source = flags
-            .source
-            .clone()
-            .or_else(|| env.get("PGDRILL_SOURCE_URL").cloned().filter(|s| !s.is_empty()));
+        let source = flags.source.clone().or_else(|| {
+            env.get("PGDRILL_SOURCE_URL")
+                .cloned()
+                .filter(|s| !s.is_empty())
+        });
         if let Some(url) = source {
             settings.set_source_database(Secret::new(url), flags.name.as_deref(), &env)?;
         }
@@ -88,7 +89,10 @@ impl Ctx {
     }
 
     pub fn encryption_keys(&self) -> Result<EncryptionKeys> {
-        EncryptionKeys::new(&self.settings.recipients, self.settings.passphrase(&self.env)?)
+        EncryptionKeys::new(
+            &self.settings.recipients,
+            self.settings.passphrase(&self.env)?,
+        )
     }
 
     pub fn decryption_keys(&self) -> Result<Arc<DecryptionKeys>> {
@@ -96,7 +100,10 @@ impl Ctx {
             Ok(p) => p,
             Err(_) => None,
         };
-        Ok(Arc::new(DecryptionKeys::new(&self.settings.identity_files, passphrase)?))
+        Ok(Arc::new(DecryptionKeys::new(
+            &self.settings.identity_files,
+            passphrase,
+        )?))
     }
 
     pub fn tools(&self) -> PgTools {
@@ -115,7 +122,11 @@ impl Ctx {
         let found = if self.settings.databases.is_empty() {
             catalog::databases(store).await?
         } else {
-            self.settings.databases.iter().map(|d| d.name.clone()).collect()
+            self.settings
+                .databases
+                .iter()
+                .map(|d| d.name.clone())
+                .collect()
         };
         match found.len() {
             1 => Ok(found[0].clone()),
@@ -125,7 +136,11 @@ impl Ctx {
             ))),
             _ => Err(Error::Invalid(format!(
                 "several databases are known ({}): pick one with --name",
-                found.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
+                found
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         }
     }
@@ -136,7 +151,12 @@ impl Ctx {
             return Ok(vec![DbName::parse(n).map_err(Error::Invalid)?]);
         }
         if !self.settings.databases.is_empty() {
-            return Ok(self.settings.databases.iter().map(|d| d.name.clone()).collect());
+            return Ok(self
+                .settings
+                .databases
+                .iter()
+                .map(|d| d.name.clone())
+                .collect());
         }
         catalog::databases(store).await
     }

@@ -28,7 +28,10 @@ fn main() -> ExitCode {
         verbose: cli.verbose,
         quiet: cli.quiet,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -53,6 +56,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> Result<Output, Error> {
         Command::Show(a) => commands::catalog::show(ctx, a).await,
         Command::Verify(a) => commands::catalog::verify(ctx, a).await,
         Command::Export(a) => commands::catalog::export(ctx, a).await,
+        Command::Restore(a) => commands::restore::run(ctx, a).await,
     }
 }
 
@@ -60,7 +64,10 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> Result<Output, Error> {
 fn watch_signals(handle: CancelHandle) {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             return;
         };
         tokio::select! {
@@ -76,7 +83,10 @@ fn finish(ui: Ui, result: Result<Output, Error>) -> ExitCode {
     match result {
         Ok(out) => {
             if ui.json {
-                println!("{}", serde_json::to_string_pretty(&out.json).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&out.json).unwrap_or_default()
+                );
             } else {
                 print!("{}", out.human);
             }

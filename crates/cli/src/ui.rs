@@ -21,6 +21,7 @@ impl Ui {
     pub fn warn(&self, msg: impl AsRef<str>) {
         eprintln!("warning: {}", msg.as_ref());
     }
+    #[allow(dead_code)]
     pub fn debug(&self, msg: impl AsRef<str>) {
         if self.verbose > 0 {
             eprintln!("{}", msg.as_ref());
@@ -45,7 +46,11 @@ impl Ui {
                 }
                 let secs = stage_start.elapsed().as_secs_f64().max(0.001);
                 let pct = if total > 0 {
-                    format!(" of {} ({:.0}%)", human_bytes(total), bytes as f64 * 100.0 / total as f64)
+                    format!(
+                        " of {} ({:.0}%)",
+                        human_bytes(total),
+                        bytes as f64 * 100.0 / total as f64
+                    )
                 } else {
                     String::new()
                 };
@@ -92,7 +97,11 @@ pub fn human_secs(s: f64) -> String {
     } else if s < 3600.0 {
         format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
     } else {
-        format!("{}h{:02}m", (s / 3600.0) as u64, ((s % 3600.0) / 60.0) as u64)
+        format!(
+            "{}h{:02}m",
+            (s / 3600.0) as u64,
+            ((s % 3600.0) / 60.0) as u64
+        )
     }
 }
 

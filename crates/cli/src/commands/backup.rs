@@ -26,7 +26,12 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
                 continue;
             }
         };
-        ctx.ui.info(format!("backing up {} ({}) to {}", db.name, source.redacted(), store.display()));
+        ctx.ui.info(format!(
+            "backing up {} ({}) to {}",
+            db.name,
+            source.redacted(),
+            store.display()
+        ));
         let progress = Progress::new();
         let _guard = ctx.ui.progress(progress.clone());
         let job = BackupJob {
@@ -70,7 +75,11 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
             human_bytes(m.raw_bytes),
             human_bytes(m.stored_bytes),
             m.content.tables.len(),
-            if m.encrypted() { "encrypted" } else { "not encrypted" },
+            if m.encrypted() {
+                "encrypted"
+            } else {
+                "not encrypted"
+            },
             human_secs(m.stage_seconds.get("total").copied().unwrap_or(0.0)),
         ));
     }

@@ -15,7 +15,8 @@ pub async fn list(ctx: &Ctx) -> Result<Output> {
     for db in ctx.databases_to_list(&store).await? {
         let listing = catalog::list(&store, &db).await?;
         for (id, reason) in &listing.unreadable {
-            ctx.ui.warn(format!("backup {id} of {db} is not listed: {reason}"));
+            ctx.ui
+                .warn(format!("backup {id} of {db} is not listed: {reason}"));
         }
         all.extend(listing.complete);
     }
@@ -30,14 +31,29 @@ pub async fn list(ctx: &Ctx) -> Result<Output> {
                 human_bytes(m.raw_bytes),
                 human_bytes(m.stored_bytes),
                 m.content.tables.len().to_string(),
-                if m.encrypted() { "age".into() } else { "no".into() },
+                if m.encrypted() {
+                    "age".into()
+                } else {
+                    "no".into()
+                },
             ]
         })
         .collect();
     let human = if rows.is_empty() {
         format!("no complete backups in {}\n", store.display())
     } else {
-        table(&["ID", "DATABASE", "SNAPSHOT", "RAW", "STORED", "TABLES", "ENCRYPTED"], &rows)
+        table(
+            &[
+                "ID",
+                "DATABASE",
+                "SNAPSHOT",
+                "RAW",
+                "STORED",
+                "TABLES",
+                "ENCRYPTED",
+            ],
+            &rows,
+        )
     };
     let json = json!(all
         .iter()
@@ -70,20 +86,81 @@ fn render_manifest(m: &Manifest) -> String {
     kv("backup", m.backup_id.to_string());
     kv("database", m.database.to_string());
     kv("source", m.source.url.clone());
-    kv("server", format!("PostgreSQL {} (system id {})", m.server.version, m.server.system_identifier.as_deref().unwrap_or("unknown")));
-    kv("pg_dump", format!("{} {}", m.pg_dump.version, m.pg_dump.args.join(" ")));
-    kv("snapshot", format!("{}{}", m.snapshot.time, if m.snapshot.exported { " (exported, row counts exact)" } else { " (not exported)" }));
+    kv(
+        "server",
+        format!(
+            "PostgreSQL {} (system id {})",
+            m.server.version,
+            m.server.system_identifier.as_deref().unwrap_or("unknown")
+        ),
+    );
+    kv(
+        "pg_dump",
+        format!("{} {}", m.pg_dump.version, m.pg_dump.args.join(" ")),
+    );
+    kv(
+        "snapshot",
+        format!(
+            "{}{}",
+            m.snapshot.time,
+            if m.snapshot.exported {
+                " (exported, row counts exact)"
+            } else {
+                " (not exported)"
+            }
+        ),
+    );
     kv("started", m.started_at.clone());
     kv("finished", m.finished_at.clone());
-    kv("duration", human_secs(m.stage_seconds.get("total").copied().unwrap_or(0.0)));
-    kv("size", format!("{} raw, {} stored ({} level {})", human_bytes(m.raw_bytes), human_bytes(m.stored_bytes), m.compression.algorithm, m.compression.level));
-    kv("encryption", if m.encrypted() { format!("age ({} recipient(s){})", m.encryption.recipient_fingerprints.len(), if m.encryption.passphrase { ", passphrase" } else { "" }) } else { "none".into() });
+    kv(
+        "duration",
+        human_secs(m.stage_seconds.get("total").copied().unwrap_or(0.0)),
+    );
+    kv(
+        "size",
+        format!(
+            "{} raw, {} stored ({} level {})",
+            human_bytes(m.raw_bytes),
+            human_bytes(m.stored_bytes),
+            m.compression.algorithm,
+            m.compression.level
+        ),
+    );
+    kv(
+        "encryption",
+        if m.encrypted() {
+            format!(
+                "age ({} recipient(s){})",
+                m.encryption.recipient_fingerprints.len(),
+                if m.encryption.passphrase {
+                    ", passphrase"
+                } else {
+                    ""
+                }
+            )
+        } else {
+            "none".into()
+        },
+    );
     kv("schemas", m.content.schemas.join(", "));
-    kv("extensions", if m.content.extensions.is_empty() { "none".into() } else { m.content.extensions.join(", ") });
-    kv("schema digest", m.content.schema_fingerprint.chars().take(16).collect());
+    kv(
+        "extensions",
+        if m.content.extensions.is_empty() {
+            "none".into()
+        } else {
+            m.content.extensions.join(", ")
+        },
+    );
+    kv(
+        "schema digest",
+        m.content.schema_fingerprint.chars().take(16).collect(),
+    );
     kv("host", m.host.clone());
     for o in &m.objects {
-        kv("object", format!("{} {} sha256 {}", o.name, human_bytes(o.size), o.sha256));
+        kv(
+            "object",
+            format!("{} {} sha256 {}", o.name, human_bytes(o.size), o.sha256),
+        );
     }
     if let Some(n) = &m.content.note {
         kv("note", n.clone());
@@ -113,7 +190,13 @@ pub async fn verify(ctx: &Ctx, args: &VerifyArgs) -> Result<Output> {
     for m in &manifests {
         let progress = Progress::new();
         let _g = ctx.ui.progress(progress.clone());
-        let checked = verify::verify(&store, m, keys.clone(), progress, ctx.cancel.clone()).await?;
+        let opts = verify::ReadOpts {
+            keys: keys.clone(),
+            progress,
+            cancel: ctx.cancel.clone(),
+            parallel: 4,
+        };
+        let checked = verify::verify(&store, m, &opts).await?;
         for d in &checked {
             human.push_str(&format!(
                 "ok  {} {} ({} stored, {} raw, sha256 {})\n",
@@ -126,7 +209,10 @@ pub async fn verify(ctx: &Ctx, args: &VerifyArgs) -> Result<Output> {
         }
         results.push(json!({"backup_id": m.backup_id, "objects": checked, "ok": true}));
     }
-    Ok(Output::ok(json!({"database": db, "verified": results}), human))
+    Ok(Output::ok(
+        json!({"database": db, "verified": results}),
+        human,
+    ))
 }
 
 pub async fn export(ctx: &Ctx, args: &ExportArgs) -> Result<Output> {
@@ -136,7 +222,13 @@ pub async fn export(ctx: &Ctx, args: &ExportArgs) -> Result<Output> {
     let keys = ctx.decryption_keys()?;
     let progress = Progress::new();
     let _g = ctx.ui.progress(progress.clone());
-    let d = verify::export(&store, &m, keys, &args.output, progress, ctx.cancel.clone()).await?;
+    let opts = verify::ReadOpts {
+        keys,
+        progress,
+        cancel: ctx.cancel.clone(),
+        parallel: 4,
+    };
+    let d = verify::export(&store, &m, &args.output, &opts).await?;
     let human = format!(
         "wrote {} ({}) and {}.sha256; restore it with: pg_restore -d TARGET_URL {}\n",
         args.output.display(),

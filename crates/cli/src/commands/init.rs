@@ -31,10 +31,19 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> Result<Output> {
         let (identity, recipient) = generate_identity(&created);
         write_private(&key_path, identity.as_bytes(), args.force)?;
         text = text
-            .replace("# recipients = [\"age1...\"]", &format!("recipients = [\"{recipient}\"]"))
+            .replace(
+                "# recipients = [\"age1...\"]",
+                &format!("recipients = [\"{recipient}\"]"),
+            )
             .replace(
                 "# identity_file = \"pgdrill-age.key\"",
-                &format!("identity_file = \"{}\"", key_path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()),
+                &format!(
+                    "identity_file = \"{}\"",
+                    key_path
+                        .file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default()
+                ),
             );
         human.push_str(&format!(
             "wrote {} (mode 0600): keep a copy off this machine, backups cannot be restored without it\npublic recipient: {recipient}\n",

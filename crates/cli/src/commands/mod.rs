@@ -1,6 +1,7 @@
 pub mod backup;
 pub mod catalog;
 pub mod init;
+pub mod restore;
 
 /// What a command produced: a JSON document for --json, and text for people.
 pub struct Output {

@@ -1,0 +1,121 @@
+use super::Output;
+use crate::cli::RestoreArgs;
+use crate::context::Ctx;
+use crate::ui::human_secs;
+use pgdrill_core::progress::Progress;
+use pgdrill_core::restore::{self, RestoreJob};
+use pgdrill_core::{catalog, Error, Result};
+use pgdrill_pg::cluster::{Cluster, ClusterOptions};
+use pgdrill_pg::ConnSpec;
+use serde_json::json;
+
+pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
+    if args.globals {
+        return Err(Error::Invalid(
+            "this backup format has no globals object yet, so --globals cannot restore roles; create them on the target first".into(),
+        ));
+    }
+    let store = ctx.store()?;
+    let db = ctx.one_database(&store).await?;
+    let manifest = catalog::resolve(&store, &db, &args.backup).await?;
+    let keys = ctx.decryption_keys()?;
+    let tools = ctx.tools();
+    let source = ctx
+        .settings
+        .databases
+        .iter()
+        .find(|d| d.name == db)
+        .and_then(|d| d.source_spec(&ctx.env).ok());
+    let mut cluster = None;
+    let target = if args.ephemeral {
+        let major = manifest.server.version_num / 10000;
+        let install = tools.pick_server(major)?;
+        ctx.ui.info(format!(
+            "starting a throwaway PostgreSQL {} cluster",
+            install.version
+        ));
+        let c = tokio::task::spawn_blocking(move || Cluster::start(ClusterOptions::new(install)))
+            .await
+            .map_err(|e| Error::Failed(format!("the cluster start crashed: {e}")))?
+            .map_err(|e| Error::Failed(format!("cannot start a throwaway cluster: {e}")))?;
+        let url = c.url(&manifest.source.dbname);
+        cluster = Some(c);
+        ConnSpec::parse_with_env(&url, &[])?
+    } else {
+        let url = args
+            .target
+            .clone()
+            .or_else(|| ctx.env.get("PGDRILL_TARGET_URL").cloned().filter(|s| !s.is_empty()))
+            .ok_or_else(|| {
+                Error::Invalid(
+                    "restore needs an explicit target: pass --target URL (or set PGDRILL_TARGET_URL), or use --ephemeral".into(),
+                )
+            })?;
+        let env: Vec<(String, String)> = ctx
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        ConnSpec::parse_with_env(&url, &env)?
+    };
+    let jobs = args
+        .jobs
+        .or(ctx.settings.restore.jobs)
+        .unwrap_or(1)
+        .clamp(1, 64);
+    let progress = Progress::new();
+    let _g = ctx.ui.progress(progress.clone());
+    ctx.ui.info(format!(
+        "restoring {} of {} into {}",
+        manifest.backup_id,
+        db,
+        target.redacted()
+    ));
+    let job = RestoreJob {
+        store: &store,
+        manifest: &manifest,
+        target,
+        source,
+        protected_targets: &ctx.settings.protected_targets,
+        tools: &tools,
+        read: restore::read_opts(keys, progress, ctx.cancel.clone(), jobs),
+        jobs,
+        clean: args.clean,
+        allow_create: args.allow_create,
+        ignore_errors: &ctx.settings.restore.ignore_errors,
+        spool_dir: None,
+    };
+    let report = restore::run(job).await?;
+    let mut json = serde_json::to_value(&report).unwrap_or_default();
+    let mut human = format!(
+        "restored {} into {} in {} (download {}, restore {}, analyze {})\n",
+        report.backup_id,
+        report.target,
+        human_secs(report.total_seconds),
+        human_secs(report.download_seconds),
+        human_secs(report.restore_seconds),
+        human_secs(report.analyze_seconds)
+    );
+    for e in &report.ignored_errors {
+        human.push_str(&format!("ignored (allowlisted): {e}\n"));
+    }
+    if let Some(c) = cluster {
+        if args.keep {
+            let url = c.url(&manifest.source.dbname);
+            let kept = c.keep();
+            human.push_str(&format!(
+                "the cluster keeps running:\n  url:  {url}\n  stop: {}\n",
+                kept.stop_command
+            ));
+            json["ephemeral"] =
+                json!({"url": url, "data_dir": kept.data_dir, "stop_command": kept.stop_command});
+        } else {
+            tokio::task::spawn_blocking(move || c.stop())
+                .await
+                .map_err(|e| Error::Failed(format!("the cluster stop crashed: {e}")))?
+                .map_err(|e| Error::Failed(format!("cannot stop the throwaway cluster: {e}")))?;
+            human.push_str("the throwaway cluster was stopped and removed\n");
+        }
+    }
+    Ok(Output::ok(json, human))
+}

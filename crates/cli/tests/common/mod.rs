@@ -1,0 +1,157 @@
+//! Shared harness for the CLI integration tests: run the real binary with a controlled
+//! environment, and start sources with the testkit fixture.
+#![allow(dead_code)]
+
+use pgdrill_testkit as tk;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pgdrill"))
+}
+
+/// The PostgreSQL bin dirs the test machine has (system + scripts/setup-test-deps.sh).
+pub fn pg_paths() -> String {
+    let mut dirs: Vec<String> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(tk::TEST_DEPS_ROOT) {
+        for e in rd.flatten() {
+            let bin = e.path().join("bin");
+            if e.file_name().to_string_lossy().starts_with("pg") && bin.is_dir() {
+                dirs.push(bin.display().to_string());
+            }
+        }
+    }
+    dirs.sort();
+    dirs.join(":")
+}
+
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON document ({e}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+    #[track_caller]
+    pub fn ok(&self) -> &Self {
+        assert_eq!(
+            self.code, 0,
+            "expected success; stderr:\n{}\nstdout:\n{}",
+            self.stderr, self.stdout
+        );
+        self
+    }
+    #[track_caller]
+    pub fn code(&self, expected: i32) -> &Self {
+        assert_eq!(
+            self.code, expected,
+            "unexpected exit code; stderr:\n{}\nstdout:\n{}",
+            self.stderr, self.stdout
+        );
+        self
+    }
+}
+
+/// A `pgdrill` command with a clean environment: PATH, HOME, and the test PG dirs only.
+pub fn cmd(cwd: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "HOME",
+            std::env::var("HOME").unwrap_or_else(|_| "/root".into()),
+        )
+        .env("PGDRILL_PG_PATHS", pg_paths())
+        .current_dir(cwd)
+        .stdin(Stdio::null());
+    c
+}
+
+pub fn run(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut c = cmd(cwd);
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().expect("run pgdrill");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// A source cluster with database `app` holding the testkit fixture.
+pub struct Source {
+    pub cluster: tk::Cluster,
+    pub url: String,
+}
+
+pub async fn source(major: Option<u32>) -> Source {
+    let cluster = tk::cluster(major);
+    let admin = tk::connect(&cluster.url("postgres")).await;
+    admin
+        .batch_execute("create database app")
+        .await
+        .expect("create app");
+    let url = cluster.url("app");
+    tk::load_fixture(&url).await;
+    Source { cluster, url }
+}
+
+/// Creates an empty database on a cluster and returns its URL.
+pub async fn empty_db(cluster: &tk::Cluster, name: &str) -> String {
+    let admin = tk::connect(&cluster.url("postgres")).await;
+    admin
+        .batch_execute(&format!("create database \"{name}\""))
+        .await
+        .expect("create db");
+    cluster.url(name)
+}
+
+/// pg_dump for fingerprints: the newest with full client tools.
+pub fn pg_dump() -> PathBuf {
+    tk::pg_bin("pg_dump", 0)
+}
+
+pub fn backup_ids(store: &Path, db: &str) -> Vec<String> {
+    let dir = store.join(db).join("backups");
+    let mut ids: Vec<String> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+/// Every file below `dir` (relative paths), for "nothing was left behind" checks.
+pub fn files_below(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
+        if let Ok(rd) = std::fs::read_dir(d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(base, &p, out);
+                } else {
+                    out.push(p.strip_prefix(base).unwrap_or(&p).display().to_string());
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
