@@ -78,6 +78,42 @@ pub enum Command {
     Export(ExportArgs),
     /// Restore a backup into a target database (guarded: never over the source).
     Restore(RestoreArgs),
+    /// Restore into a throwaway cluster (or --target server), run the checks, measure RPO/RTO, write evidence.
+    Drill(DrillArgs),
+    /// Past drills from the store with verdict, RTO and RPO.
+    Drills,
+    /// A self-contained demo: throwaway source database, backup to a folder, drill, report.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DrillArgs {
+    /// A backup id or `latest`.
+    #[arg(default_value = "latest")]
+    pub backup: String,
+    /// A server to drill on (a fresh database is created there and dropped afterwards);
+    /// default: [database.drill] target_url_env, then a throwaway local cluster.
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// Where to write the evidence (default ./pgdrill-reports/<drill-id>/).
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Keep the restored database (and throwaway cluster) afterwards.
+    #[arg(long)]
+    pub keep: bool,
+    /// Keep it only when the drill fails.
+    #[arg(long)]
+    pub keep_on_failure: bool,
+    /// Parallel pg_restore jobs.
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Folder for the demo's store and reports.
+    #[arg(long, default_value = "pgdrill-demo")]
+    pub dir: PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -45,8 +45,25 @@ pub struct BackupJob<'a> {
 
 /// pg_dump options pgdrill sets itself, or that would put a secret in argv.
 const FORBIDDEN_ARGS: &[&str] = &[
-    "-F", "--format", "-Z", "--compress", "-f", "--file", "-d", "--dbname", "-h", "--host", "-p",
-    "--port", "-U", "--username", "--snapshot", "-j", "--jobs", "-W", "--password",
+    "-F",
+    "--format",
+    "-Z",
+    "--compress",
+    "-f",
+    "--file",
+    "-d",
+    "--dbname",
+    "-h",
+    "--host",
+    "-p",
+    "--port",
+    "-U",
+    "--username",
+    "--snapshot",
+    "-j",
+    "--jobs",
+    "-W",
+    "--password",
 ];
 
 pub fn check_pg_dump_args(args: &[String]) -> Result<()> {
@@ -111,7 +128,10 @@ async fn write_completion(store: &Store, m: &Manifest) -> Result<()> {
         .map(|o| format!("{}  {}\n", o.sha256, o.name))
         .collect();
     store
-        .put(&layout::backup_object(&m.database, &m.backup_id, layout::SHA256SUMS), Bytes::from(sums))
+        .put(
+            &layout::backup_object(&m.database, &m.backup_id, layout::SHA256SUMS),
+            Bytes::from(sums),
+        )
         .await?;
     store
         .put_if_absent(
@@ -202,7 +222,8 @@ fn encode_stage(
     out_tx: tokio::sync::mpsc::Sender<Bytes>,
     progress: Arc<Progress>,
 ) -> Result<EncodeOut> {
-    let io_err = |e: std::io::Error| Error::Failed(format!("the compression/encryption stage failed: {e}"));
+    let io_err =
+        |e: std::io::Error| Error::Failed(format!("the compression/encryption stage failed: {e}"));
     let hashed = HashWriter::new(BlockSender::new(out_tx, READ_CHUNK));
     let sink = keys.wrap(hashed)?;
     let mut z = zstd::stream::write::Encoder::new(sink, level).map_err(io_err)?;
@@ -275,7 +296,12 @@ async fn dump_and_upload(
         .map_err(|e| Error::Failed(format!("cannot write the temporary password file: {e}")))?;
     let args = dump_args(job, session.snapshot_id.as_deref());
     job.progress.stage("dump");
-    let mut child = match spawn_pg_dump(install, &args, &job.source, passfile.as_ref().map(|f| f.path())) {
+    let mut child = match spawn_pg_dump(
+        install,
+        &args,
+        &job.source,
+        passfile.as_ref().map(|f| f.path()),
+    ) {
         Ok(c) => c,
         Err(e) => {
             let _ = upload.abort().await;
@@ -298,7 +324,10 @@ async fn dump_and_upload(
     });
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let keys = job.keys.clone();
-    let (level, threads) = (job.compression_level, worker_threads(job.compression_threads));
+    let (level, threads) = (
+        job.compression_level,
+        worker_threads(job.compression_threads),
+    );
     let progress = job.progress.clone();
     let encoder = tokio::task::spawn_blocking(move || {
         encode_stage(stdout, parse_tx, keys, level, threads, out_tx, progress)
@@ -324,13 +353,20 @@ async fn dump_and_upload(
         .map_err(|e| Error::Failed(format!("the compression stage crashed: {e}")))?;
     let status = {
         let child = child.clone();
-        tokio::task::spawn_blocking(move || child.lock().map_err(|_| ()).and_then(|mut c| c.wait().map_err(|_| ())))
-            .await
-            .ok()
-            .and_then(|r| r.ok())
+        tokio::task::spawn_blocking(move || {
+            child
+                .lock()
+                .map_err(|_| ())
+                .and_then(|mut c| c.wait().map_err(|_| ()))
+        })
+        .await
+        .ok()
+        .and_then(|r| r.ok())
     };
     let stderr_tail = stderr_lines.join().unwrap_or_default();
-    let summary = parser.join().unwrap_or_else(|_| Err("the archive parser crashed".into()));
+    let summary = parser
+        .join()
+        .unwrap_or_else(|_| Err("the archive parser crashed".into()));
     drop(passfile);
 
     let failure = if interrupted {
@@ -338,7 +374,9 @@ async fn dump_and_upload(
             "the backup was interrupted by a signal; the partial upload was aborted and no manifest was written".into(),
         ))
     } else if let Err(e) = pumped {
-        Some(Error::Failed(format!("the upload failed, so the backup was aborted: {e}")))
+        Some(Error::Failed(format!(
+            "the upload failed, so the backup was aborted: {e}"
+        )))
     } else if !status.map(|s| s.success()).unwrap_or(false) {
         Some(Error::Failed(pg_dump_failure(status, &stderr_tail)))
     } else if let Err(e) = &encoded {
@@ -357,7 +395,9 @@ async fn dump_and_upload(
     let encoded = encoded?;
     job.progress.stage("finish upload");
     if let Err(e) = upload.finish().await {
-        return Err(Error::Failed(format!("the upload could not be completed: {e}")));
+        return Err(Error::Failed(format!(
+            "the upload could not be completed: {e}"
+        )));
     }
     let result = StreamResult {
         seconds: t0.elapsed().as_secs_f64(),
@@ -433,7 +473,9 @@ fn build_manifest(
             note: None,
         },
         Err(e) => Content {
-            note: Some(format!("the archive could not be parsed, so no row counts were recorded: {e}")),
+            note: Some(format!(
+                "the archive could not be parsed, so no row counts were recorded: {e}"
+            )),
             ..Content::default()
         },
     };
@@ -487,7 +529,11 @@ fn build_manifest(
             level: job.compression_level,
         },
         encryption: Encryption {
-            scheme: if job.keys.enabled() { "age".into() } else { "none".into() },
+            scheme: if job.keys.enabled() {
+                "age".into()
+            } else {
+                "none".into()
+            },
             recipient_fingerprints: job.keys.fingerprints(),
             passphrase: job.keys.has_passphrase(),
         },
@@ -518,10 +564,24 @@ mod tests {
 
     #[test]
     fn pg_dump_args_that_would_break_the_contract_are_refused() {
-        for bad in ["-Fp", "--format=plain", "-f", "--dbname=postgres://u:pw@h/x", "-Z9", "-j4"] {
+        for bad in [
+            "-Fp",
+            "--format=plain",
+            "-f",
+            "--dbname=postgres://u:pw@h/x",
+            "-Z9",
+            "-j4",
+        ] {
             assert!(check_pg_dump_args(&[bad.to_string()]).is_err(), "{bad}");
         }
-        for ok in ["--exclude-table-data=audit", "-n", "public", "--create", "-T", "--no-comments"] {
+        for ok in [
+            "--exclude-table-data=audit",
+            "-n",
+            "public",
+            "--create",
+            "-T",
+            "--no-comments",
+        ] {
             assert!(check_pg_dump_args(&[ok.to_string()]).is_ok(), "{ok}");
         }
     }

@@ -78,7 +78,8 @@ pub async fn resolve(store: &Store, db: &DbName, selector: &str) -> Result<Manif
             ))
         });
     }
-    let id = BackupId::parse(selector).map_err(|e| Error::Invalid(format!("{e}; or use latest")))?;
+    let id =
+        BackupId::parse(selector).map_err(|e| Error::Invalid(format!("{e}; or use latest")))?;
     read_manifest(store, db, &id).await
 }
 
@@ -86,7 +87,9 @@ pub async fn resolve(store: &Store, db: &DbName, selector: &str) -> Result<Manif
 pub async fn databases(store: &Store) -> Result<Vec<DbName>> {
     let mut out = Vec::new();
     for dir in store.list_dirs("").await? {
-        let Ok(name) = DbName::parse(&dir) else { continue };
+        let Ok(name) = DbName::parse(&dir) else {
+            continue;
+        };
         let sub = store.list_dirs(&dir).await?;
         if sub.iter().any(|s| s == "backups") {
             out.push(name);

@@ -12,7 +12,14 @@ use std::path::{Path, PathBuf};
 pub type Env = BTreeMap<String, String>;
 
 /// Sections whose keys `PGDRILL_<SECTION>_<KEY>` may set.
-const SECTIONS: &[&str] = &["store", "encryption", "compression", "policy", "drill", "restore"];
+const SECTIONS: &[&str] = &[
+    "store",
+    "encryption",
+    "compression",
+    "policy",
+    "drill",
+    "restore",
+];
 /// Variables with a meaning of their own (not config keys).
 const SPECIAL_VARS: &[&str] = &[
     "PGDRILL_CONFIG",
@@ -24,9 +31,21 @@ const SPECIAL_VARS: &[&str] = &[
     "PGDRILL_LOG",
 ];
 /// Keys whose values stay strings even when they look like numbers.
-const STRING_KEYS: &[&str] = &["url", "endpoint", "region", "identity_file", "monthly_restore_day", "name"];
+const STRING_KEYS: &[&str] = &[
+    "url",
+    "endpoint",
+    "region",
+    "identity_file",
+    "monthly_restore_day",
+    "name",
+];
 /// Keys holding lists; from the environment they are comma-separated.
-const LIST_KEYS: &[&str] = &["recipients", "pg_dump_args", "protected_targets", "identity_files"];
+const LIST_KEYS: &[&str] = &[
+    "recipients",
+    "pg_dump_args",
+    "protected_targets",
+    "identity_files",
+];
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -207,15 +226,21 @@ impl Settings {
     pub fn load(text: Option<&str>, origin: &str, base_dir: &Path, env: &Env) -> Result<Settings> {
         let mut value: toml::Table = match text {
             Some(t) => t.parse::<toml::Table>().map_err(|e| {
-                Error::Invalid(format!("{origin} is not valid TOML: {}", one_line(&e.to_string())))
+                Error::Invalid(format!(
+                    "{origin} is not valid TOML: {}",
+                    one_line(&e.to_string())
+                ))
             })?,
             None => toml::Table::new(),
         };
         interpolate_table(&mut value, env, "")?;
         overlay_env(&mut value, env);
-        let file: FileConfig = toml::Value::Table(value).try_into().map_err(|e: toml::de::Error| {
-            Error::Invalid(format!("{origin}: {}", one_line(&e.to_string())))
-        })?;
+        let file: FileConfig =
+            toml::Value::Table(value)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    Error::Invalid(format!("{origin}: {}", one_line(&e.to_string())))
+                })?;
         Settings::from_file(file, base_dir, env)
     }
 
@@ -246,7 +271,11 @@ impl Settings {
             }
         }
         Ok(Settings {
-            store_url: file.store.url.clone().or_else(|| env.get("PGDRILL_STORE").cloned()),
+            store_url: file
+                .store
+                .url
+                .clone()
+                .or_else(|| env.get("PGDRILL_STORE").cloned()),
             store_options,
             part_size: (file.store.part_size_mib.unwrap_or(16).clamp(5, 4096) as usize) << 20,
             max_in_flight: file.store.max_in_flight.unwrap_or(4).clamp(1, 64) as usize,
@@ -303,7 +332,12 @@ impl Settings {
     }
 
     /// Adds or replaces the database given on the command line (`--source`, `--name`).
-    pub fn set_source_database(&mut self, url: Secret, name: Option<&str>, env: &Env) -> Result<()> {
+    pub fn set_source_database(
+        &mut self,
+        url: Secret,
+        name: Option<&str>,
+        env: &Env,
+    ) -> Result<()> {
         let env_vec: Vec<(String, String)> =
             env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let spec = ConnSpec::parse_with_env(url.expose(), &env_vec)?;
@@ -326,9 +360,16 @@ fn store_options(s: &StoreSection, env: &Env) -> Result<pgdrill_store::StoreOpti
     let named = |var: &Option<String>, what: &str| -> Result<Option<String>> {
         match var {
             None => Ok(None),
-            Some(v) => env.get(v).filter(|x| !x.is_empty()).cloned().map(Some).ok_or_else(|| {
-                Error::Invalid(format!("store.{what} names {v}, which is not set; export it"))
-            }),
+            Some(v) => env
+                .get(v)
+                .filter(|x| !x.is_empty())
+                .cloned()
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "store.{what} names {v}, which is not set; export it"
+                    ))
+                }),
         }
     };
     Ok(pgdrill_store::StoreOptions {
@@ -384,18 +425,29 @@ fn database_settings(d: &DatabaseSection, index: usize, env: &Env) -> Result<Dat
 
 /// Reads the seed-000 style JSON policy file (same key names).
 pub fn read_policy_file(path: &Path) -> Result<Policy> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::Invalid(format!("cannot read policy_file {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Invalid(format!("cannot read policy_file {}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| {
-        Error::Invalid(format!("policy_file {} is not a valid policy ({e})", path.display()))
+        Error::Invalid(format!(
+            "policy_file {} is not a valid policy ({e})",
+            path.display()
+        ))
     })
 }
 
 /// Replaces `${VAR}` in every string; `$${` stays a literal `${`.
 fn interpolate_table(t: &mut toml::Table, env: &Env, path: &str) -> Result<()> {
     for (k, v) in t.iter_mut() {
-        let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+        // Drill checks are interpolated when they run, so a variable only the drill
+        // environment sets does not break every other command.
+        if k == "drill" {
+            continue;
+        }
+        let p = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
         interpolate_value(v, env, &p)?;
     }
     Ok(())
@@ -425,12 +477,14 @@ pub fn interpolate(s: &str, env: &Env, path: &str) -> Result<String> {
             out.push_str("${");
             rest = lit;
         } else if let Some(body) = after.strip_prefix("${") {
-            let end = body.find('}').ok_or_else(|| {
-                Error::Invalid(format!("{path}: unclosed ${{ in the value"))
-            })?;
+            let end = body
+                .find('}')
+                .ok_or_else(|| Error::Invalid(format!("{path}: unclosed ${{ in the value")))?;
             let var = &body[..end];
             let val = env.get(var).ok_or_else(|| {
-                Error::Invalid(format!("{path} uses ${{{var}}}, which is not set; export it"))
+                Error::Invalid(format!(
+                    "{path} uses ${{{var}}}, which is not set; export it"
+                ))
             })?;
             out.push_str(val);
             rest = &body[end + 1..];
@@ -446,12 +500,17 @@ pub fn interpolate(s: &str, env: &Env, path: &str) -> Result<String> {
 /// Applies `PGDRILL_<SECTION>_<KEY>` and `PGDRILL_<KEY>` variables over the file's table.
 fn overlay_env(t: &mut toml::Table, env: &Env) {
     for (name, raw) in env {
-        let Some(rest) = name.strip_prefix("PGDRILL_") else { continue };
+        let Some(rest) = name.strip_prefix("PGDRILL_") else {
+            continue;
+        };
         if SPECIAL_VARS.contains(&name.as_str()) || rest.is_empty() {
             continue;
         }
         let lower = rest.to_ascii_lowercase();
-        let (section, key) = match SECTIONS.iter().find(|s| lower.starts_with(&format!("{s}_"))) {
+        let (section, key) = match SECTIONS
+            .iter()
+            .find(|s| lower.starts_with(&format!("{s}_")))
+        {
             Some(s) => (Some(*s), lower[s.len() + 1..].to_string()),
             None => (None, lower.clone()),
         };
@@ -504,7 +563,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -547,21 +609,39 @@ mod tests {
         let s = Settings::load(Some(text), "t", dir.path(), &Env::new()).expect("load");
         assert_eq!(s.policy.rpo_minutes, Some(60));
         assert_eq!(s.policy.rto_minutes, Some(120));
-        assert_eq!(s.policy.monthly_restore_day.as_deref(), Some("first_sunday"));
+        assert_eq!(
+            s.policy.monthly_restore_day.as_deref(),
+            Some("first_sunday")
+        );
         assert_eq!(s.policy.freshness_minutes(), 480);
     }
 
     #[test]
     fn bad_config_is_invalid_with_a_named_key() {
-        let e = Settings::load(Some("[store]\nurll = 1\n"), "t.toml", Path::new("/"), &Env::new())
-            .expect_err("unknown key");
+        let e = Settings::load(
+            Some("[store]\nurll = 1\n"),
+            "t.toml",
+            Path::new("/"),
+            &Env::new(),
+        )
+        .expect_err("unknown key");
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("urll"), "{e}");
-        let e = Settings::load(Some("[store]\nurl = \"${NOPE}\"\n"), "t", Path::new("/"), &Env::new())
-            .expect_err("unset var");
+        let e = Settings::load(
+            Some("[store]\nurl = \"${NOPE}\"\n"),
+            "t",
+            Path::new("/"),
+            &Env::new(),
+        )
+        .expect_err("unset var");
         assert!(e.to_string().contains("NOPE"));
-        let e = Settings::load(Some("[compression]\nlevel = 40\n"), "t", Path::new("/"), &Env::new())
-            .expect_err("level");
+        let e = Settings::load(
+            Some("[compression]\nlevel = 40\n"),
+            "t",
+            Path::new("/"),
+            &Env::new(),
+        )
+        .expect_err("level");
         assert!(e.to_string().contains("compression.level"));
     }
 
@@ -570,7 +650,12 @@ mod tests {
         let text = "[[database]]\nurl_env = \"A\"\n[[database]]\nname = \"b\"\nurl_env = \"B\"\n";
         let e = env(&[("A", "postgres://u@h/alpha"), ("B", "postgres://u@h/beta")]);
         let s = Settings::load(Some(text), "t", Path::new("/"), &e).expect("load");
-        let names: Vec<_> = s.select(None).expect("all").iter().map(|d| d.name.to_string()).collect();
+        let names: Vec<_> = s
+            .select(None)
+            .expect("all")
+            .iter()
+            .map(|d| d.name.to_string())
+            .collect();
         assert_eq!(names, vec!["alpha", "b"]);
         assert_eq!(s.select(Some("b")).expect("b").len(), 1);
         assert!(s.select(Some("zzz")).is_err());
@@ -578,6 +663,9 @@ mod tests {
 
     #[test]
     fn literal_dollar_brace_is_kept() {
-        assert_eq!(interpolate("a$${X}b$c", &Env::new(), "k").expect("ok"), "a${X}b$c");
+        assert_eq!(
+            interpolate("a$${X}b$c", &Env::new(), "k").expect("ok"),
+            "a${X}b$c"
+        );
     }
 }

@@ -67,7 +67,10 @@ impl EncryptionKeys {
     }
 
     pub fn fingerprints(&self) -> Vec<String> {
-        self.recipients.iter().map(|(s, _)| fingerprint(s)).collect()
+        self.recipients
+            .iter()
+            .map(|(s, _)| fingerprint(s))
+            .collect()
     }
 
     /// Wraps `out` in an encrypting writer (or passes it through when disabled).
@@ -76,7 +79,9 @@ impl EncryptionKeys {
             age::Encryptor::with_user_passphrase(SecretString::from(p.expose().to_string()))
         } else if !self.recipients.is_empty() {
             age::Encryptor::with_recipients(
-                self.recipients.iter().map(|(_, r)| r as &dyn age::Recipient),
+                self.recipients
+                    .iter()
+                    .map(|(_, r)| r as &dyn age::Recipient),
             )
             .map_err(|e| Error::Invalid(format!("cannot encrypt to the recipients: {e}")))?
         } else {
@@ -176,8 +181,12 @@ impl DecryptionKeys {
                     "{what} is encrypted to age recipients: give the identity file with --identity FILE (or identity_file in the config)"
                 )));
             }
-            d.decrypt(self.identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
-                .map_err(|e| map_decrypt_err(e, what))?
+            d.decrypt(
+                self.identities
+                    .iter()
+                    .map(|i| i.as_ref() as &dyn age::Identity),
+            )
+            .map_err(|e| map_decrypt_err(e, what))?
         };
         Ok(Box::new(reader))
     }
@@ -204,7 +213,10 @@ fn map_decrypt_err(e: age::DecryptError, what: &str) -> Error {
 
 fn read_identity_file(path: &Path) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::Key(format!("cannot read the identity file {}: {e}", path.display()))
+        Error::Key(format!(
+            "cannot read the identity file {}: {e}",
+            path.display()
+        ))
     })?;
     let mut out: Vec<Box<dyn age::Identity + Send + Sync>> = Vec::new();
     for line in text.lines().map(str::trim) {
@@ -220,7 +232,10 @@ fn read_identity_file(path: &Path) -> Result<Vec<Box<dyn age::Identity + Send + 
         out.push(Box::new(id));
     }
     if out.is_empty() {
-        return Err(Error::Key(format!("{} holds no age identity", path.display())));
+        return Err(Error::Key(format!(
+            "{} holds no age identity",
+            path.display()
+        )));
     }
     Ok(out)
 }
@@ -239,7 +254,10 @@ pub fn generate_identity(created: &str) -> (String, String) {
 /// The public recipients of the identities in `path`.
 pub fn identity_file_recipients(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::Key(format!("cannot read the identity file {}: {e}", path.display()))
+        Error::Key(format!(
+            "cannot read the identity file {}: {e}",
+            path.display()
+        ))
     })?;
     let mut out = Vec::new();
     for line in text.lines().map(str::trim) {

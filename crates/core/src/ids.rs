@@ -66,7 +66,9 @@ time_id!(BackupId, "backup");
 time_id!(DrillId, "drill");
 
 /// A database's name in the store: a safe single path segment.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct DbName(String);
 
@@ -76,7 +78,8 @@ impl DbName {
             && s.len() <= 128
             && s != "."
             && s != ".."
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if ok {
             Ok(DbName(s.to_string()))
         } else {
@@ -116,12 +119,23 @@ mod tests {
 
     #[test]
     fn ids_sort_by_time_and_round_trip() {
-        let a = BackupId::new(Utc.with_ymd_and_hms(2026, 11, 21, 2, 0, 0).single().expect("t"));
-        let b = BackupId::new(Utc.with_ymd_and_hms(2026, 11, 21, 8, 0, 0).single().expect("t"));
+        let a = BackupId::new(
+            Utc.with_ymd_and_hms(2026, 11, 21, 2, 0, 0)
+                .single()
+                .expect("t"),
+        );
+        let b = BackupId::new(
+            Utc.with_ymd_and_hms(2026, 11, 21, 8, 0, 0)
+                .single()
+                .expect("t"),
+        );
         assert!(a < b);
         assert!(a.as_str().starts_with("20261121T020000Z-"));
         assert_eq!(BackupId::parse(a.as_str()).expect("parse"), a);
-        assert_eq!(a.time(), Utc.with_ymd_and_hms(2026, 11, 21, 2, 0, 0).single());
+        assert_eq!(
+            a.time(),
+            Utc.with_ymd_and_hms(2026, 11, 21, 2, 0, 0).single()
+        );
         assert!(BackupId::parse("latest").is_err());
         assert!(BackupId::parse("20261121T020000Z-zzzz").is_err());
     }

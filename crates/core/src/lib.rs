@@ -7,6 +7,7 @@ pub mod cancel;
 pub mod catalog;
 pub mod config;
 pub mod crypto;
+pub mod drill;
 pub mod error;
 pub mod ids;
 pub mod layout;

@@ -141,7 +141,9 @@ impl Manifest {
     /// Parses and checks a stored manifest; anything off is an integrity failure (exit 3).
     pub fn from_json(bytes: &[u8], key: &str) -> Result<Manifest> {
         let probe: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-            Error::Integrity(format!("{key} is not valid JSON ({e}); the backup cannot be trusted"))
+            Error::Integrity(format!(
+                "{key} is not valid JSON ({e}); the backup cannot be trusted"
+            ))
         })?;
         let version = probe.get("format_version").and_then(|v| v.as_u64());
         if version != Some(u64::from(FORMAT_VERSION)) {
@@ -150,7 +152,9 @@ impl Manifest {
             )));
         }
         let m: Manifest = serde_json::from_value(probe).map_err(|e| {
-            Error::Integrity(format!("{key} is not a valid manifest ({e}); the backup cannot be trusted"))
+            Error::Integrity(format!(
+                "{key} is not a valid manifest ({e}); the backup cannot be trusted"
+            ))
         })?;
         if m.dump_object().is_none() {
             return Err(Error::Integrity(format!("{key} lists no dump object")));

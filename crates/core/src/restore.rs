@@ -12,7 +12,7 @@ use crate::manifest::Manifest;
 use crate::progress::Progress;
 use crate::verify::{decode_object, ReadOpts};
 use crate::{Error, Result};
-use pgdrill_pg::client::{self, quote_ident};
+use pgdrill_pg::client;
 use pgdrill_pg::{ConnSpec, PgInstall, PgTools};
 use pgdrill_store::Store;
 use std::io::Write;
@@ -65,10 +65,26 @@ pub async fn preflight(job: &RestoreJob<'_>) -> Result<bool> {
         }
     }
     let m = job.manifest;
-    let same_as_recorded = (m.source.host.to_ascii_lowercase(), m.source.port, m.source.dbname.clone());
-    let fold = |k: (String, u16, String)| ConnSpec { host: k.0, port: k.1, dbname: k.2, ..t.clone() }.identity_key();
+    let same_as_recorded = (
+        m.source.host.to_ascii_lowercase(),
+        m.source.port,
+        m.source.dbname.clone(),
+    );
+    let fold = |k: (String, u16, String)| {
+        ConnSpec {
+            host: k.0,
+            port: k.1,
+            dbname: k.2,
+            ..t.clone()
+        }
+        .identity_key()
+    };
     if t.identity_key() == fold(same_as_recorded)
-        || job.source.as_ref().map(|s| s.identity_key() == t.identity_key()).unwrap_or(false)
+        || job
+            .source
+            .as_ref()
+            .map(|s| s.identity_key() == t.identity_key())
+            .unwrap_or(false)
     {
         return Err(Error::Refused(format!(
             "{} is the backup's source database; nothing was changed (restore into another database)",
@@ -171,15 +187,22 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
             job.read.progress.stage("analyze");
             let ta = Instant::now();
             let c = client::connect(&job.target).await?;
-            c.batch_execute("analyze")
-                .await
-                .map_err(|e| Error::Failed(format!("ANALYZE failed after the restore: {}", client::describe(&e))))?;
+            c.batch_execute("analyze").await.map_err(|e| {
+                Error::Failed(format!(
+                    "ANALYZE failed after the restore: {}",
+                    client::describe(&e)
+                ))
+            })?;
             Ok(RestoreReport {
                 backup_id: job.manifest.backup_id.to_string(),
                 target: job.target.redacted(),
                 created_database: !exists,
                 jobs: job.jobs,
-                pg_restore: format!("{} ({})", install.version, install.bin("pg_restore").display()),
+                pg_restore: format!(
+                    "{} ({})",
+                    install.version,
+                    install.bin("pg_restore").display()
+                ),
                 download_seconds: download,
                 restore_seconds: restore,
                 analyze_seconds: ta.elapsed().as_secs_f64(),
@@ -199,7 +222,11 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
 }
 
 /// Returns (download seconds, restore seconds, ignored errors).
-async fn restore_into(job: &RestoreJob<'_>, install: &PgInstall, existed: bool) -> Result<(f64, f64, Vec<String>)> {
+async fn restore_into(
+    job: &RestoreJob<'_>,
+    install: &PgInstall,
+    existed: bool,
+) -> Result<(f64, f64, Vec<String>)> {
     let dump = job
         .manifest
         .dump_object()
@@ -215,11 +242,24 @@ async fn restore_into(job: &RestoreJob<'_>, install: &PgInstall, existed: bool) 
         let t = Instant::now();
         job.read.progress.stage("download + restore");
         let mut child = spawn_pg_restore(install, job, None, single_txn, pf.as_deref())?;
-        let stdin = child.stdin.take().ok_or_else(|| Error::Failed("cannot open pg_restore's input".into()))?;
-        let stderr = child.stderr.take().ok_or_else(|| Error::Failed("cannot read pg_restore's errors".into()))?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| Error::Failed("cannot open pg_restore's input".into()))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| Error::Failed("cannot read pg_restore's errors".into()))?;
         let child = Arc::new(Mutex::new(child));
         let errors = collect_lines(stderr);
-        let decoded = decode_object(job.store, job.manifest, &dump, Holdback::new(stdin), &job.read).await;
+        let decoded = decode_object(
+            job.store,
+            job.manifest,
+            &dump,
+            Holdback::new(stdin),
+            &job.read,
+        )
+        .await;
         let held = match decoded {
             Ok((_, held)) => held,
             Err(e) => {
@@ -232,9 +272,11 @@ async fn restore_into(job: &RestoreJob<'_>, install: &PgInstall, existed: bool) 
         let status = wait(&child).await;
         let lines = errors.join().unwrap_or_default();
         if let Err(e) = released {
-            return Err(pg_restore_failure(status, &lines, job.ignore_errors).err().unwrap_or_else(|| {
-                Error::Failed(format!("pg_restore stopped reading the dump: {e}"))
-            }));
+            return Err(pg_restore_failure(status, &lines, job.ignore_errors)
+                .err()
+                .unwrap_or_else(|| {
+                    Error::Failed(format!("pg_restore stopped reading the dump: {e}"))
+                }));
         }
         let ignored = pg_restore_failure(status, &lines, job.ignore_errors)?;
         let secs = t.elapsed().as_secs_f64();
@@ -243,8 +285,17 @@ async fn restore_into(job: &RestoreJob<'_>, install: &PgInstall, existed: bool) 
         let spool = spool_file(job)?;
         let t = Instant::now();
         job.read.progress.stage("download");
-        let file = spool.reopen().map_err(|e| Error::Failed(format!("cannot open the spool file: {e}")))?;
-        let (_, file) = decode_object(job.store, job.manifest, &dump, std::io::BufWriter::with_capacity(1 << 20, file), &job.read).await?;
+        let file = spool
+            .reopen()
+            .map_err(|e| Error::Failed(format!("cannot open the spool file: {e}")))?;
+        let (_, file) = decode_object(
+            job.store,
+            job.manifest,
+            &dump,
+            std::io::BufWriter::with_capacity(1 << 20, file),
+            &job.read,
+        )
+        .await?;
         file.into_inner()
             .map_err(|e| Error::Failed(format!("cannot write the spool file: {e}")))?
             .sync_all()
@@ -253,7 +304,10 @@ async fn restore_into(job: &RestoreJob<'_>, install: &PgInstall, existed: bool) 
         let t = Instant::now();
         job.read.progress.stage("restore");
         let mut child = spawn_pg_restore(install, job, Some(spool.path()), false, pf.as_deref())?;
-        let stderr = child.stderr.take().ok_or_else(|| Error::Failed("cannot read pg_restore's errors".into()))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| Error::Failed("cannot read pg_restore's errors".into()))?;
         let child = Arc::new(Mutex::new(child));
         let errors = collect_lines(stderr);
         let mut cancel = job.read.cancel.clone();
@@ -270,8 +324,9 @@ async fn restore_into(job: &RestoreJob<'_>, install: &PgInstall, existed: bool) 
 fn spool_file(job: &RestoreJob<'_>) -> Result<tempfile::NamedTempFile> {
     let dir = job.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     let need = job.manifest.raw_bytes + job.manifest.raw_bytes / 10 + (64 << 20);
-    let stat = rustix::fs::statvfs(&dir)
-        .map_err(|e| Error::Invalid(format!("cannot check free space in {}: {e}", dir.display())))?;
+    let stat = rustix::fs::statvfs(&dir).map_err(|e| {
+        Error::Invalid(format!("cannot check free space in {}: {e}", dir.display()))
+    })?;
     let free = stat.f_bavail.saturating_mul(stat.f_frsize);
     if free < need {
         return Err(Error::Failed(format!(
@@ -284,7 +339,12 @@ fn spool_file(job: &RestoreJob<'_>) -> Result<tempfile::NamedTempFile> {
     tempfile::Builder::new()
         .prefix("pgdrill-spool-")
         .tempfile_in(&dir)
-        .map_err(|e| Error::Failed(format!("cannot create a spool file in {}: {e}", dir.display())))
+        .map_err(|e| {
+            Error::Failed(format!(
+                "cannot create a spool file in {}: {e}",
+                dir.display()
+            ))
+        })
 }
 
 fn spawn_pg_restore(
@@ -295,8 +355,11 @@ fn spawn_pg_restore(
     passfile: Option<&std::path::Path>,
 ) -> Result<Child> {
     let mut cmd = Command::new(install.bin("pg_restore"));
-    cmd.arg(format!("--dbname={}", job.target.dbname))
-        .args(["--no-owner", "--no-privileges", "--no-password"]);
+    cmd.arg(format!("--dbname={}", job.target.dbname)).args([
+        "--no-owner",
+        "--no-privileges",
+        "--no-password",
+    ]);
     if job.clean {
         cmd.args(["--clean", "--if-exists"]);
     }
@@ -320,14 +383,21 @@ fn spawn_pg_restore(
         cmd.env_remove(v);
     }
     cmd.envs(job.target.child_env(passfile));
-    cmd.spawn()
-        .map_err(|e| Error::Failed(format!("cannot start {}: {e}", install.bin("pg_restore").display())))
+    cmd.spawn().map_err(|e| {
+        Error::Failed(format!(
+            "cannot start {}: {e}",
+            install.bin("pg_restore").display()
+        ))
+    })
 }
 
 fn collect_lines(stderr: std::process::ChildStderr) -> std::thread::JoinHandle<Vec<String>> {
     std::thread::spawn(move || {
         let reader = std::io::BufReader::new(stderr);
-        std::io::BufRead::lines(reader).map_while(|l| l.ok()).take(10_000).collect()
+        std::io::BufRead::lines(reader)
+            .map_while(|l| l.ok())
+            .take(10_000)
+            .collect()
     })
 }
 
@@ -360,7 +430,10 @@ pub fn pg_restore_failure(
         let l = &lines[i];
         if l.contains("error:") && !l.contains("errors ignored on restore") {
             let mut entry = l.trim().to_string();
-            if let Some(next) = lines.get(i + 1).filter(|n| n.trim_start().starts_with("Command was:")) {
+            if let Some(next) = lines
+                .get(i + 1)
+                .filter(|n| n.trim_start().starts_with("Command was:"))
+            {
                 entry.push_str(" | ");
                 entry.push_str(next.trim());
                 i += 1;
@@ -378,8 +451,16 @@ pub fn pg_restore_failure(
         return Ok(ignored);
     }
     if failing.is_empty() {
-        let how = status.map(|s| s.to_string()).unwrap_or_else(|| "no status".into());
-        let tail = lines.iter().rev().take(3).cloned().collect::<Vec<_>>().join(" / ");
+        let how = status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "no status".into());
+        let tail = lines
+            .iter()
+            .rev()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" / ");
         return Err(Error::Failed(format!("pg_restore failed ({how}): {tail}")));
     }
     let shown: Vec<&String> = failing.iter().take(10).collect();
@@ -429,7 +510,12 @@ impl<W: Write> Write for Holdback<W> {
 }
 
 /// Progress and cancellation for a restore, bundled for callers.
-pub fn read_opts(keys: Arc<crate::crypto::DecryptionKeys>, progress: Arc<Progress>, cancel: Cancel, jobs: u32) -> ReadOpts {
+pub fn read_opts(
+    keys: Arc<crate::crypto::DecryptionKeys>,
+    progress: Arc<Progress>,
+    cancel: Cancel,
+    jobs: u32,
+) -> ReadOpts {
     ReadOpts {
         keys,
         progress,
@@ -470,9 +556,15 @@ mod tests {
         let e = pg_restore_failure(None, &lines, &[]).expect_err("fails");
         assert!(e.to_string().contains("2 error(s)"));
         assert!(e.to_string().contains("transaction_timeout"));
-        let e = pg_restore_failure(None, &lines, &["transaction_timeout".into()]).expect_err("one left");
+        let e = pg_restore_failure(None, &lines, &["transaction_timeout".into()])
+            .expect_err("one left");
         assert!(e.to_string().contains("1 error(s)"));
-        let ok = pg_restore_failure(None, &lines, &["transaction_timeout".into(), "already exists".into()]).expect("all allowed");
+        let ok = pg_restore_failure(
+            None,
+            &lines,
+            &["transaction_timeout".into(), "already exists".into()],
+        )
+        .expect("all allowed");
         assert_eq!(ok.len(), 2);
     }
 

@@ -35,7 +35,12 @@ async fn open_stream(
     key: &str,
     size: u64,
     parallel: usize,
-) -> Result<futures::stream::BoxStream<'static, std::result::Result<bytes::Bytes, pgdrill_store::StoreError>>> {
+) -> Result<
+    futures::stream::BoxStream<
+        'static,
+        std::result::Result<bytes::Bytes, pgdrill_store::StoreError>,
+    >,
+> {
     if parallel <= 1 || size <= RANGE_SIZE {
         return Ok(store.get_stream(key).await?.1);
     }
@@ -73,10 +78,14 @@ struct Flagged<W> {
 
 impl<W: Write> Write for Flagged<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf).inspect_err(|_| self.failed.store(true, Ordering::Relaxed))
+        self.inner
+            .write(buf)
+            .inspect_err(|_| self.failed.store(true, Ordering::Relaxed))
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush().inspect_err(|_| self.failed.store(true, Ordering::Relaxed))
+        self.inner
+            .flush()
+            .inspect_err(|_| self.failed.store(true, Ordering::Relaxed))
     }
 }
 
@@ -92,7 +101,11 @@ pub async fn decode_object<W: Write + Send + 'static>(
 ) -> Result<(Decoded, W)> {
     let key = layout::backup_object(&m.database, &m.backup_id, &object.name);
     let mut stream = open_stream(store, &key, object.size, opts.parallel).await?;
-    let (keys, progress, cancel) = (opts.keys.clone(), opts.progress.clone(), opts.cancel.clone());
+    let (keys, progress, cancel) = (
+        opts.keys.clone(),
+        opts.progress.clone(),
+        opts.cancel.clone(),
+    );
     progress.set_total(object.size);
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(8);
     let store_failed = Arc::new(AtomicBool::new(false));
@@ -102,7 +115,15 @@ pub async fn decode_object<W: Write + Send + 'static>(
     let sink_flag = sink_failed.clone();
     let prog = progress.clone();
     let decoder = tokio::task::spawn_blocking(move || {
-        decode_blocking(BlockReader::new(rx), encrypted, &keys, &name, sink, sink_flag, prog)
+        decode_blocking(
+            BlockReader::new(rx),
+            encrypted,
+            &keys,
+            &name,
+            sink,
+            sink_flag,
+            prog,
+        )
     });
     let mut cancel = cancel;
     let feed = async {
@@ -130,9 +151,13 @@ pub async fn decode_object<W: Write + Send + 'static>(
     }
     let (decoded, sink) = match outcome {
         Ok(x) => x,
-        Err(DecodeFail::Sink(e)) => return Err(Error::Failed(format!("cannot write the output: {e}"))),
+        Err(DecodeFail::Sink(e)) => {
+            return Err(Error::Failed(format!("cannot write the output: {e}")))
+        }
         Err(DecodeFail::Other(_)) if store_failed.load(Ordering::Relaxed) => {
-            return Err(Error::Failed(format!("reading {key} from the store failed; try again")))
+            return Err(Error::Failed(format!(
+                "reading {key} from the store failed; try again"
+            )))
         }
         Err(DecodeFail::Key(e)) => return Err(e),
         Err(DecodeFail::Other(e)) => {
@@ -160,7 +185,10 @@ fn decode_blocking<W: Write>(
     sink_failed: Arc<AtomicBool>,
     progress: Arc<Progress>,
 ) -> std::result::Result<(Decoded, W), DecodeFail> {
-    let mut stored = HashReader::new(ProgressReader { inner: input, progress });
+    let mut stored = HashReader::new(ProgressReader {
+        inner: input,
+        progress,
+    });
     let mut out = HashWriter::new(Flagged {
         inner: sink,
         failed: sink_failed.clone(),
@@ -249,9 +277,7 @@ pub async fn verify(store: &Store, m: &Manifest, opts: &ReadOpts) -> Result<Vec<
 async fn check_sums_file(store: &Store, m: &Manifest) -> Result<()> {
     let key = layout::backup_object(&m.database, &m.backup_id, layout::SHA256SUMS);
     let text = store.get(&key).await.map_err(|e| match e {
-        pgdrill_store::StoreError::NotFound { .. } => {
-            Error::Integrity(format!("{key} is missing"))
-        }
+        pgdrill_store::StoreError::NotFound { .. } => Error::Integrity(format!("{key} is missing")),
         other => other.into(),
     })?;
     let text = String::from_utf8_lossy(&text);

@@ -1,0 +1,254 @@
+use super::Output;
+use crate::cli::DrillArgs;
+use crate::context::Ctx;
+use crate::ui::table;
+use pgdrill_core::drill::{self, evidence::DrillResult, DrillJob};
+use pgdrill_core::progress::Progress;
+use pgdrill_core::{Error, Result};
+use pgdrill_pg::ConnSpec;
+use serde_json::json;
+
+pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
+    let databases = ctx.settings.select(ctx.name.as_deref()).or_else(|e| {
+        if ctx.settings.databases.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Err(e)
+        }
+    })?;
+    let store = ctx.store()?;
+    // A config naming only the store: drill every database found in it.
+    let found;
+    let owned: Vec<pgdrill_core::config::DatabaseSettings>;
+    let databases: Vec<&pgdrill_core::config::DatabaseSettings> = if databases.is_empty() {
+        found = pgdrill_core::catalog::databases(&store).await?;
+        owned = found
+            .iter()
+            .map(|n| pgdrill_core::config::DatabaseSettings {
+                name: n.clone(),
+                source: None,
+                pg_dump_args: vec![],
+                drill: toml_empty(),
+            })
+            .collect();
+        owned.iter().collect()
+    } else {
+        databases
+    };
+    if databases.is_empty() {
+        return Err(Error::Invalid(format!(
+            "no database has backups in {}: run `pgdrill backup` first",
+            store.display()
+        )));
+    }
+    let keys = ctx.decryption_keys()?;
+    let tools = ctx.tools();
+    let mut results: Vec<DrillResult> = Vec::new();
+    let mut human = String::new();
+    let mut kept_json = Vec::new();
+    for db in databases {
+        let target = target_for(ctx, args, db)?;
+        let jobs = args
+            .jobs
+            .or_else(|| {
+                db.drill
+                    .get("jobs")
+                    .and_then(|v| v.as_integer())
+                    .map(|j| j as u32)
+            })
+            .or(ctx.settings.restore.jobs)
+            .unwrap_or(1)
+            .clamp(1, 64);
+        let progress = Progress::new();
+        let _g = ctx.ui.progress(progress.clone());
+        ctx.ui.info(format!(
+            "drilling {} backup {} into {}",
+            db.name,
+            args.backup,
+            target
+                .as_ref()
+                .map(|t| t.redacted())
+                .unwrap_or_else(|| "a throwaway local cluster".into())
+        ));
+        let outcome = drill::run(DrillJob {
+            store: &store,
+            db,
+            selector: &args.backup,
+            target,
+            tools: &tools,
+            keys: keys.clone(),
+            policy: &ctx.settings.policy,
+            protected_targets: &ctx.settings.protected_targets,
+            ignore_errors: &ctx.settings.restore.ignore_errors,
+            jobs,
+            env: &ctx.env,
+            report_dir: args.report_dir.as_ref().map(|d| {
+                if results.is_empty() {
+                    d.clone()
+                } else {
+                    d.join(db.name.as_str())
+                }
+            }),
+            keep: args.keep,
+            keep_on_failure: args.keep_on_failure,
+            progress,
+            cancel: ctx.cancel.clone(),
+        })
+        .await?;
+        human.push_str(&render(&outcome.result));
+        human.push_str(&format!("evidence: {}\n", outcome.report_dir.display()));
+        if let Some((url, stop)) = &outcome.kept {
+            human.push_str(&format!("kept: {url}\n"));
+            if let Some(s) = stop {
+                human.push_str(&format!("stop it with: {s}\n"));
+            }
+            kept_json.push(json!({"database": db.name, "url": url, "stop_command": stop}));
+        }
+        results.push(outcome.result);
+    }
+    let failed = results.iter().any(|r| r.verdict != "pass");
+    let json = if results.len() == 1 && kept_json.is_empty() {
+        serde_json::to_value(&results[0]).unwrap_or_default()
+    } else {
+        json!({"drills": results, "kept": kept_json})
+    };
+    Ok(Output {
+        json,
+        human,
+        exit_code: if failed { 1 } else { 0 },
+    })
+}
+
+fn toml_empty() -> toml::Table {
+    toml::Table::new()
+}
+
+fn target_for(
+    ctx: &Ctx,
+    args: &DrillArgs,
+    db: &pgdrill_core::config::DatabaseSettings,
+) -> Result<Option<ConnSpec>> {
+    let env: Vec<(String, String)> = ctx
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let from_config = db.drill.get("target_url_env").and_then(|v| v.as_str()).map(|var| {
+        ctx.env.get(var).cloned().filter(|s| !s.is_empty()).ok_or_else(|| {
+            Error::Invalid(format!("[database.drill] target_url_env names {var}, which is not set; export it or pass --target"))
+        })
+    });
+    let url = match (&args.target, from_config) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(r)) => Some(r?),
+        (None, None) => ctx
+            .env
+            .get("PGDRILL_TARGET_URL")
+            .cloned()
+            .filter(|s| !s.is_empty()),
+    };
+    url.map(|u| ConnSpec::parse_with_env(&u, &env).map_err(Error::from))
+        .transpose()
+}
+
+fn fmt_min(m: Option<f64>) -> String {
+    m.map(|m| {
+        if m < 1.0 {
+            format!("{:.0}s", m * 60.0)
+        } else {
+            format!("{m:.1}min")
+        }
+    })
+    .unwrap_or_else(|| "n/a".into())
+}
+
+pub fn render(r: &DrillResult) -> String {
+    let mut s = format!(
+        "{} drill {} of {} (backup {}): RTO {} {}, RPO {} {}\n",
+        if r.verdict == "pass" { "PASS" } else { "FAIL" },
+        r.drill_id,
+        r.database,
+        r.backup.id,
+        fmt_min(r.rto.minutes),
+        target_word(r.rto.passed, r.rto.target_minutes),
+        fmt_min(r.rpo.minutes),
+        target_word(r.rpo.passed, r.rpo.target_minutes),
+    );
+    if let Some(e) = &r.error {
+        s.push_str(&format!("error: {e}\n"));
+    }
+    let rows: Vec<Vec<String>> = r
+        .checks
+        .iter()
+        .map(|c| {
+            vec![
+                if c.passed {
+                    "pass".into()
+                } else {
+                    "FAIL".into()
+                },
+                c.name.clone(),
+                c.actual.chars().take(90).collect(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        s.push_str(&table(&["RESULT", "CHECK", "ACTUAL"], &rows));
+    }
+    s
+}
+
+fn target_word(p: Option<bool>, t: Option<u64>) -> String {
+    match (p, t) {
+        (Some(true), Some(t)) => format!("(target {t}min: met)"),
+        (Some(false), Some(t)) => format!("(target {t}min: MISSED)"),
+        _ => "(no target)".into(),
+    }
+}
+
+pub async fn list(ctx: &Ctx) -> Result<Output> {
+    let store = ctx.store()?;
+    let mut all = Vec::new();
+    for db in ctx.databases_to_list(&store).await? {
+        all.extend(drill::list(&store, &db).await?);
+    }
+    all.sort_by(|a, b| b.drill_id.cmp(&a.drill_id));
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|r| {
+            vec![
+                r.drill_id.clone(),
+                r.database.clone(),
+                r.verdict.clone(),
+                r.backup.id.clone(),
+                format!(
+                    "{}/{}",
+                    r.checks.iter().filter(|c| c.passed).count(),
+                    r.checks.len()
+                ),
+                fmt_min(r.rto.minutes),
+                fmt_min(r.rpo.minutes),
+            ]
+        })
+        .collect();
+    let human = if rows.is_empty() {
+        "no drills recorded yet: run `pgdrill drill`\n".to_string()
+    } else {
+        table(
+            &[
+                "DRILL", "DATABASE", "VERDICT", "BACKUP", "CHECKS", "RTO", "RPO",
+            ],
+            &rows,
+        )
+    };
+    let json = json!(all
+        .iter()
+        .map(|r| json!({
+            "drill_id": r.drill_id, "database": r.database, "verdict": r.verdict, "backup_id": r.backup.id,
+            "started_at": r.started_at, "rto_minutes": r.rto.minutes, "rto_passed": r.rto.passed,
+            "rpo_minutes": r.rpo.minutes, "rpo_passed": r.rpo.passed,
+            "checks_passed": r.checks.iter().filter(|c| c.passed).count(), "checks": r.checks.len(),
+        }))
+        .collect::<Vec<_>>());
+    Ok(Output::ok(json, human))
+}

@@ -1,0 +1,396 @@
+//! Drills: pick a backup → restore into a target (a fresh database on a configured server,
+//! or a throwaway local cluster) → run the checks → RPO/RTO against the policy → evidence
+//! (result.json, report.md, report.html, drill.log) locally and in the store.
+
+pub mod checks;
+mod command;
+pub mod evidence;
+mod http;
+
+use crate::cancel::Cancel;
+use crate::catalog;
+use crate::config::{DatabaseSettings, Env, Policy};
+use crate::crypto::DecryptionKeys;
+use crate::ids::DrillId;
+use crate::layout;
+use crate::manifest::Manifest;
+use crate::progress::Progress;
+use crate::restore::{self, RestoreJob};
+use crate::{Error, Result};
+use checks::{CheckCtx, CheckResult};
+use chrono::{DateTime, Utc};
+use evidence::*;
+use pgdrill_pg::cluster::{Cluster, ClusterOptions};
+use pgdrill_pg::{client, ConnSpec, PgTools};
+use pgdrill_store::Store;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct DrillJob<'a> {
+    pub store: &'a Store,
+    pub db: &'a DatabaseSettings,
+    /// `latest` or a backup id.
+    pub selector: &'a str,
+    /// A server to restore on (a fresh database is created there); `None` = throwaway cluster.
+    pub target: Option<ConnSpec>,
+    pub tools: &'a PgTools,
+    pub keys: Arc<DecryptionKeys>,
+    pub policy: &'a Policy,
+    pub protected_targets: &'a [String],
+    pub ignore_errors: &'a [String],
+    pub jobs: u32,
+    pub env: &'a Env,
+    /// Where evidence is written locally (default ./pgdrill-reports/<drill-id>/).
+    pub report_dir: Option<PathBuf>,
+    pub keep: bool,
+    pub keep_on_failure: bool,
+    pub progress: Arc<Progress>,
+    pub cancel: Cancel,
+}
+
+pub struct DrillOutcome {
+    pub result: DrillResult,
+    pub report_dir: PathBuf,
+    /// Set when the restored database was kept: its URL (throwaway credentials) and how to stop it.
+    pub kept: Option<(String, Option<String>)>,
+}
+
+/// Timestamped lines for drill.log.
+struct Log {
+    start: Instant,
+    lines: Vec<String>,
+}
+
+impl Log {
+    fn say(&mut self, msg: impl AsRef<str>) {
+        let t = self.start.elapsed().as_secs_f64();
+        self.lines.push(format!("[{:>8.2}s] {}", t, msg.as_ref()));
+    }
+}
+
+pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
+    let started_at = Utc::now();
+    let id = DrillId::new(started_at);
+    let mut log = Log {
+        start: Instant::now(),
+        lines: Vec::new(),
+    };
+    let specs = checks::parse_checks(&job.db.drill, job.env)?;
+    let listing = catalog::list(job.store, &job.db.name).await?;
+    let manifest = if job.selector == "latest" {
+        listing.complete.first().cloned().ok_or_else(|| {
+            Error::Invalid(format!(
+                "there is no complete backup of {} to drill: run `pgdrill backup` first",
+                job.db.name
+            ))
+        })?
+    } else {
+        catalog::resolve(job.store, &job.db.name, job.selector).await?
+    };
+    log.say(format!(
+        "drill {id} of {} backup {} (snapshot {})",
+        job.db.name, manifest.backup_id, manifest.snapshot.time
+    ));
+    let snapshots: Vec<DateTime<Utc>> = listing
+        .complete
+        .iter()
+        .filter_map(|m| parse_time(&m.snapshot.time))
+        .collect();
+
+    // Target: a fresh database on the configured server, or a throwaway cluster.
+    let mut cluster: Option<Cluster> = None;
+    let (target, target_kind) = match &job.target {
+        Some(t) => (
+            t.with_dbname(&format!(
+                "pgdrill_drill_{}",
+                id.as_str().to_ascii_lowercase().replace('-', "_")
+            )),
+            "server",
+        ),
+        None => {
+            let major = manifest.server.version_num / 10000;
+            let install = job.tools.pick_server(major)?;
+            log.say(format!(
+                "starting a throwaway PostgreSQL {} cluster",
+                install.version
+            ));
+            job.progress.stage("start cluster");
+            let c =
+                tokio::task::spawn_blocking(move || Cluster::start(ClusterOptions::new(install)))
+                    .await
+                    .map_err(|e| Error::Failed(format!("the cluster start crashed: {e}")))?
+                    .map_err(|e| Error::Failed(format!("cannot start a throwaway cluster: {e}")))?;
+            let url = c.url(&manifest.source.dbname);
+            cluster = Some(c);
+            (ConnSpec::parse_with_env(&url, &[])?, "ephemeral")
+        }
+    };
+    log.say(format!("target {} ({target_kind})", target.redacted()));
+
+    let t_restore = Instant::now();
+    let restored = restore::run(RestoreJob {
+        store: job.store,
+        manifest: &manifest,
+        target: target.clone(),
+        source: job.db.source_spec(job.env).ok(),
+        protected_targets: job.protected_targets,
+        tools: job.tools,
+        read: restore::read_opts(
+            job.keys.clone(),
+            job.progress.clone(),
+            job.cancel.clone(),
+            job.jobs,
+        ),
+        jobs: job.jobs,
+        clean: false,
+        allow_create: false,
+        ignore_errors: job.ignore_errors,
+        spool_dir: None,
+    })
+    .await;
+    let mut stages = Vec::new();
+    let mut error = None;
+    let mut check_results: Vec<CheckResult> = Vec::new();
+    let mut rto_seconds = None;
+    let mut target_version = None;
+    match &restored {
+        Ok(r) => {
+            log.say(format!(
+                "restored in {:.1}s with {} (download {:.1}s, restore {:.1}s, analyze {:.1}s)",
+                r.total_seconds,
+                r.pg_restore,
+                r.download_seconds,
+                r.restore_seconds,
+                r.analyze_seconds
+            ));
+            for e in &r.ignored_errors {
+                log.say(format!("pg_restore error allowlisted: {e}"));
+            }
+            if job.jobs > 1 {
+                stages.push(Stage::new("download", 0.0, r.download_seconds));
+                stages.push(Stage::new("restore", r.download_seconds, r.restore_seconds));
+            } else {
+                stages.push(Stage::new("download + restore", 0.0, r.restore_seconds));
+            }
+            stages.push(Stage::new(
+                "analyze",
+                r.total_seconds - r.analyze_seconds,
+                r.analyze_seconds,
+            ));
+            rto_seconds = Some(r.total_seconds);
+        }
+        Err(e) => {
+            log.say(format!("restore failed: {e}"));
+            stages.push(Stage::new(
+                "restore",
+                0.0,
+                t_restore.elapsed().as_secs_f64(),
+            ));
+            error = Some(e.to_string());
+        }
+    }
+
+    if restored.is_ok() {
+        job.progress.stage("checks");
+        let t_checks = t_restore.elapsed().as_secs_f64();
+        let tc = Instant::now();
+        match client::connect(&target).await {
+            Ok(c) => {
+                target_version = client::server_facts(&c, &target)
+                    .await
+                    .ok()
+                    .map(|f| f.version.to_string());
+                let mut lines = Vec::new();
+                for spec in &specs {
+                    let mut ctx = CheckCtx {
+                        client: &c,
+                        target: &target,
+                        manifest: &manifest,
+                        env: job.env,
+                        log: &mut lines,
+                    };
+                    let r = checks::run_check(spec, &mut ctx).await;
+                    log.lines.append(&mut lines);
+                    log.say(format!(
+                        "check {:?} ({}): {} — {}",
+                        r.name,
+                        r.kind,
+                        if r.passed { "pass" } else { "FAIL" },
+                        r.actual
+                    ));
+                    check_results.push(r);
+                    if job.cancel.is_cancelled() {
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                error = Some(format!("cannot connect to the restored database: {e}"));
+                log.say(error.clone().unwrap_or_default());
+            }
+        }
+        stages.push(Stage::new("checks", t_checks, tc.elapsed().as_secs_f64()));
+    }
+
+    let finished_at = Utc::now();
+    let rpo = rpo(&manifest, &snapshots, started_at, job.policy);
+    let rto = Target::evaluate(rto_seconds.map(|s| s / 60.0), job.policy.rto_minutes);
+    let verdict_pass = error.is_none()
+        && check_results.len() == specs.len()
+        && check_results.iter().all(|c| c.passed)
+        && rpo.passed != Some(false)
+        && rto.passed != Some(false);
+
+    // Clean up unless asked to keep.
+    let keep = job.keep || (job.keep_on_failure && !verdict_pass);
+    let mut kept = None;
+    if keep && restored.is_ok() {
+        let stop = cluster.take().map(|c| c.keep().stop_command);
+        kept = Some((command_url(&target), stop));
+        log.say("the restored database was kept (--keep)");
+    } else {
+        if job.target.is_some() && restored.is_ok() {
+            let admin = target.with_dbname("postgres");
+            if let Ok(c) = client::connect(&admin).await {
+                match client::drop_database(&c, &admin, &target.dbname).await {
+                    Ok(()) => log.say(format!("dropped {}", target.dbname)),
+                    Err(e) => log.say(format!("could not drop {}: {e}", target.dbname)),
+                }
+            }
+        }
+        if let Some(c) = cluster.take() {
+            let stopped = tokio::task::spawn_blocking(move || c.stop()).await;
+            log.say(match stopped {
+                Ok(Ok(())) => "the throwaway cluster was stopped and removed".to_string(),
+                other => format!("the throwaway cluster did not stop cleanly: {other:?}"),
+            });
+        }
+    }
+    stages.push(Stage::new(
+        "total",
+        0.0,
+        (finished_at - started_at).num_milliseconds() as f64 / 1000.0,
+    ));
+
+    let result = DrillResult {
+        schema_version: RESULT_SCHEMA_VERSION,
+        drill_id: id.to_string(),
+        database: job.db.name.to_string(),
+        verdict: if verdict_pass {
+            "pass".into()
+        } else {
+            "fail".into()
+        },
+        started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        finished_at: finished_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        tool: ToolVersion {
+            name: "pgdrill".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        host: crate::backup::hostname(),
+        backup: BackupRef::from_manifest(&manifest),
+        target: TargetInfo {
+            kind: target_kind.into(),
+            url: target.redacted(),
+            server_version: target_version,
+            kept: kept.is_some(),
+        },
+        stages,
+        rpo,
+        rto,
+        checks: check_results,
+        error,
+        policy: serde_json::to_value(job.policy).unwrap_or_default(),
+    };
+    let report_dir = job
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("pgdrill-reports").join(id.as_str()));
+    let secrets: Vec<String> = target
+        .password
+        .iter()
+        .map(|p| p.expose().to_string())
+        .collect();
+    write_evidence(
+        job.store,
+        &job.db.name,
+        &id,
+        &result,
+        &log.lines,
+        &report_dir,
+        &secrets,
+    )
+    .await?;
+    Ok(DrillOutcome {
+        result,
+        report_dir,
+        kept,
+    })
+}
+
+fn command_url(t: &ConnSpec) -> String {
+    let pw = t
+        .password
+        .as_ref()
+        .map(|p| format!(":{}", p.expose()))
+        .unwrap_or_default();
+    format!(
+        "postgresql://{}{pw}@{}:{}/{}",
+        t.user, t.host, t.port, t.dbname
+    )
+}
+
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// RPO = drill start − the backup's snapshot time, and the worst gap between consecutive
+/// complete backups within the retention window.
+fn rpo(m: &Manifest, snapshots: &[DateTime<Utc>], now: DateTime<Utc>, policy: &Policy) -> Target {
+    let snap = parse_time(&m.snapshot.time).unwrap_or(now);
+    let current = (now - snap).num_seconds() as f64 / 60.0;
+    let window = chrono::Duration::days(policy.retention_days.unwrap_or(30) as i64);
+    let mut times: Vec<DateTime<Utc>> = snapshots
+        .iter()
+        .copied()
+        .filter(|t| *t >= now - window)
+        .collect();
+    times.sort();
+    let worst_gap = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).num_seconds() as f64 / 60.0)
+        .fold(0.0f64, f64::max);
+    let mut t = Target::evaluate(Some(current), policy.rpo_minutes);
+    t.worst_gap_minutes = Some(worst_gap);
+    if let (Some(limit), Some(p)) = (policy.rpo_minutes, t.passed) {
+        t.passed = Some(p && worst_gap <= limit as f64);
+    }
+    t
+}
+
+/// Past drills of one database from the store, newest first.
+pub async fn list(store: &Store, db: &crate::ids::DbName) -> Result<Vec<DrillResult>> {
+    let mut out = Vec::new();
+    for dir in store.list_dirs(&layout::drills_prefix(db)).await? {
+        let Ok(id) = DrillId::parse(&dir) else {
+            continue;
+        };
+        match store
+            .get(&layout::drill_object(db, &id, "result.json"))
+            .await
+        {
+            Ok(bytes) => {
+                if let Ok(r) = serde_json::from_slice::<DrillResult>(&bytes) {
+                    out.push(r);
+                }
+            }
+            Err(pgdrill_store::StoreError::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    out.sort_by(|a, b| b.drill_id.cmp(&a.drill_id));
+    Ok(out)
+}
