@@ -274,7 +274,8 @@ impl Settings {
             store_url: file
                 .store
                 .url
-                .clone()
+                .as_deref()
+                .map(|u| resolve_local(u, base_dir))
                 .or_else(|| env.get("PGDRILL_STORE").cloned()),
             store_options,
             part_size: (file.store.part_size_mib.unwrap_or(16).clamp(5, 4096) as usize) << 20,
@@ -421,6 +422,16 @@ fn database_settings(d: &DatabaseSection, index: usize, env: &Env) -> Result<Dat
         pg_dump_args: d.pg_dump_args.clone(),
         drill: d.drill.clone(),
     })
+}
+
+/// A relative folder store in a config file is relative to that file's folder.
+fn resolve_local(url: &str, base_dir: &Path) -> String {
+    let is_relative_path = !url.contains("://") && !url.starts_with('/');
+    if is_relative_path {
+        base_dir.join(url).display().to_string()
+    } else {
+        url.to_string()
+    }
 }
 
 /// Reads the seed-000 style JSON policy file (same key names).
