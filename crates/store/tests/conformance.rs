@@ -1,0 +1,457 @@
+//! One storage conformance suite, run against every backend: a local folder and a real
+//! S3-protocol server (moto) on loopback. A hand-written server answering 500 stands in only
+//! where a real server cannot be made to fail on demand.
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use pgdrill_store::{Store, StoreError, StoreKind, StoreOptions, StoreUrl};
+use pgdrill_testkit::S3Server;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const MIB: usize = 1 << 20;
+const NONE: [&str; 0] = [];
+
+/// Awaits a store call and panics with the call's text when it fails.
+macro_rules! ok {
+    ($call:expr) => {
+        $call
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", stringify!($call)))
+    };
+}
+
+/// What a backend keeps outside its objects while an upload is open: staged part files in a
+/// local folder, pending multipart uploads on S3. Must be empty once an upload is finished,
+/// aborted or dropped.
+type Leftovers<'a> = &'a (dyn Fn() -> Vec<String> + Sync);
+
+/// Every contract from the top of `pgdrill_store`'s lib.rs; leaves the store empty.
+async fn conformance(store: &Store, leftovers: Leftovers<'_>) {
+    put_get_head_delete(store).await;
+    put_if_absent(store).await;
+    ranges_and_streams(store).await;
+    listing(store).await;
+    odd_keys(store).await;
+    multipart_finish(store, leftovers).await;
+    multipart_abort_and_drop(store, leftovers).await;
+    assert_eq!(listed(store, "").await, NONE);
+}
+
+async fn put_get_head_delete(store: &Store) {
+    let key = "basic/obj.bin";
+    ok!(store.put(key, "first version".into()));
+    assert_eq!(ok!(store.get(key)), "first version");
+    let first = ok!(store.head(key));
+    assert_eq!((first.key.as_str(), first.size), (key, 13));
+    assert!(first.last_modified > 1_600_000_000, "{first:?}");
+    if store.kind() == StoreKind::S3 {
+        assert!(first.etag.as_ref().is_some_and(|e| !e.is_empty()));
+    }
+    // A shorter overwrite: no tail of the old content may survive.
+    ok!(store.put(key, "v2".into()));
+    assert_eq!(ok!(store.get(key)), "v2");
+    let second = ok!(store.head(key));
+    assert_eq!(second.size, 2);
+    if first.etag.is_some() {
+        assert_ne!(first.etag, second.etag, "an overwrite must change the etag");
+    }
+    assert!(ok!(store.exists(key)));
+
+    let missing = "basic/missing";
+    not_found(store.get(missing).await, missing);
+    not_found(store.head(missing).await, missing);
+    not_found(
+        store.get_stream(missing).await.map(|(size, _)| size),
+        missing,
+    );
+    assert!(!ok!(store.exists(missing)));
+    ok!(store.delete(key));
+    assert!(!ok!(store.exists(key)));
+    ok!(store.delete(key)); // again: deleting a missing key is Ok
+    ok!(store.delete(missing));
+}
+
+async fn put_if_absent(store: &Store) {
+    let key = "lease/lock";
+    ok!(store.put_if_absent(key, "owner-1".into()));
+    match store.put_if_absent(key, "owner-2".into()).await {
+        Err(StoreError::AlreadyExists { key: k }) => assert_eq!(k, key),
+        other => panic!("second put_if_absent: {other:?}"),
+    }
+    assert_eq!(ok!(store.get(key)), "owner-1");
+    ok!(store.delete(key));
+    ok!(store.put_if_absent(key, "owner-3".into()));
+    assert_eq!(ok!(store.get(key)), "owner-3");
+    ok!(store.delete(key));
+}
+
+async fn ranges_and_streams(store: &Store) {
+    let data = Bytes::from(pseudo_random(300_000, 7));
+    ok!(store.put("read/blob", data.clone()));
+    for r in [0..1, 65_530..131_080, 299_990..300_000] {
+        let got = ok!(store.get_range("read/blob", r.clone()));
+        let want = &data[r.start as usize..r.end as usize];
+        assert_same_bytes(&format!("range {r:?}"), &got, want);
+    }
+    let (size, stream) = ok!(store.get_stream("read/blob"));
+    assert_eq!(size, 300_000);
+    let chunks: Vec<Bytes> = ok!(stream.try_collect::<Vec<_>>());
+    assert_same_bytes("stream", &chunks.concat(), &data);
+    ok!(store.delete("read/blob"));
+}
+
+async fn listing(store: &Store) {
+    // Sorted; "ls/ab/" shares a string prefix with "ls/a/" and must not leak into it.
+    let all: Vec<&str> = "ls/a.txt ls/a/1 ls/a/b/2 ls/a/b/c/3 ls/ab/4 ls/b/5"
+        .split(' ')
+        .collect();
+    for &k in &all {
+        ok!(store.put(k, k.into()));
+    }
+    let infos = ok!(store.list("ls"));
+    assert!(infos.iter().all(|o| o.size == o.key.len() as u64));
+    assert_eq!(listed(store, "ls").await, all);
+    let a = ["ls/a/1", "ls/a/b/2", "ls/a/b/c/3"];
+    assert_eq!(listed(store, "ls/a").await, a);
+    assert_eq!(listed(store, "ls/a/").await, a);
+    assert_eq!(listed(store, "ls/ab").await, ["ls/ab/4"]);
+    assert_eq!(listed(store, "ls/none").await, NONE);
+    assert_eq!(ok!(store.list_dirs("ls")), ["a", "ab", "b"]);
+    assert_eq!(ok!(store.list_dirs("ls/a")), ["b"]);
+    assert_eq!(ok!(store.list_dirs("ls/none")), NONE);
+    for k in all {
+        ok!(store.delete(k));
+    }
+}
+
+async fn odd_keys(store: &Store) {
+    let mut odd = vec!["odd/with space/file name.txt", "odd/x/a+b=c&d.txt"];
+    odd.push("odd/ünïcödé/日本語 ✓.bin");
+    for &k in &odd {
+        ok!(store.put(k, k.into()));
+        assert_eq!(ok!(store.get(k)), k);
+        assert_eq!(ok!(store.head(k)).key, k);
+    }
+    assert_eq!(listed(store, "odd").await, odd);
+    assert_eq!(ok!(store.list_dirs("odd")), ["with space", "x", "ünïcödé"]);
+    for k in odd {
+        ok!(store.delete(k));
+        assert!(!ok!(store.exists(k)), "{k}");
+    }
+}
+
+async fn multipart_finish(store: &Store, leftovers: Leftovers<'_>) {
+    let key = "mp/big.bin";
+    let data = Bytes::from(pseudo_random(12 * MIB + 12_345, 42));
+    let mut up = ok!(store.upload(key, 5 * MIB, 2));
+    let mut at = 0;
+    for len in [1, 4093, 3 * MIB, 2 * MIB + 17, 7, 5 * MIB - 1, usize::MAX] {
+        let end = at + len.min(data.len() - at);
+        ok!(up.write(data.slice(at..end)));
+        at = end;
+        // Parts are uploading or uploaded by now, yet nothing is visible.
+        assert!(!ok!(store.exists(key)), "visible at {at} bytes");
+        assert_eq!(listed(store, "mp").await, NONE, "listed at {at} bytes");
+    }
+    assert_eq!(up.bytes(), data.len() as u64);
+    assert!(!leftovers().is_empty(), "the probe sees no open upload");
+    assert_eq!(ok!(up.finish()), data.len() as u64);
+    assert_eq!(ok!(store.head(key)).size, data.len() as u64);
+    assert_same_bytes("multipart", &ok!(store.get(key)), &data);
+    assert_eq!(listed(store, "mp").await, [key]);
+    assert_eq!(leftovers(), NONE, "left behind by finish");
+    ok!(store.delete(key));
+}
+
+async fn multipart_abort_and_drop(store: &Store, leftovers: Leftovers<'_>) {
+    let data = Bytes::from(pseudo_random(11 * MIB, 9));
+    for (key, drop_it) in [("mp/aborted.bin", false), ("mp/dropped.bin", true)] {
+        let mut up = ok!(store.upload(key, 5 * MIB, 2));
+        // The third write waits for capacity: at least one part has reached the store.
+        for (a, b) in [(0, 6 * MIB), (6 * MIB, 11 * MIB), (0, 1)] {
+            ok!(up.write(data.slice(a..b)));
+        }
+        assert!(!leftovers().is_empty(), "{key}: the probe sees nothing");
+        if drop_it {
+            drop(up);
+            // The abort runs in the background: give it a bounded time.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !leftovers().is_empty() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        } else {
+            ok!(up.abort());
+        }
+        assert_eq!(leftovers(), NONE, "{key}: left behind");
+        assert!(!ok!(store.exists(key)), "{key} exists");
+        assert_eq!(listed(store, "mp").await, NONE, "{key} listed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_folder_conforms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let url = root.to_str().expect("utf-8 temp path");
+    let store = Store::open(url, &StoreOptions::default()).expect("open local");
+    assert_eq!(store.kind(), StoreKind::Local);
+    assert!(store.display().starts_with("file:///"), "{store:?}");
+    // LocalFileSystem stages uploads as `<path>#<n>` next to the destination.
+    let staged = || files_under(&root).into_iter().filter(|f| f.contains('#'));
+    conformance(&store, &|| staged().collect()).await;
+    assert_eq!(files_under(&root), NONE, "files left on disk");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_server_conforms() {
+    let s3 = S3Server::start();
+    s3.create_bucket("conformance");
+    let opts = StoreOptions {
+        env: s3.env(),
+        ..Default::default()
+    };
+    let store = Store::open("s3://conformance/some/prefix", &opts).expect("open s3");
+    assert_eq!(store.kind(), StoreKind::S3);
+    // A neighbour whose prefix extends ours as a string: listing must not pick it up.
+    let sibling = Store::open("s3://conformance/some/prefix-sibling", &opts).expect("open");
+    ok!(sibling.put("ls/a/1", "sibling".into()));
+    conformance(&store, &|| pending_uploads(&s3, "conformance")).await;
+
+    ok!(store.put("rel/x", "x".into()));
+    assert_eq!(listed(&store, "").await, ["rel/x"]);
+    let mut raw = s3.list_keys("conformance");
+    raw.sort();
+    assert_eq!(raw, ["some/prefix-sibling/ls/a/1", "some/prefix/rel/x"]);
+}
+
+/// The `R2_ACCESS_KEY_ID` path: credentials and endpoint passed by name, no `AWS_*` at all.
+#[tokio::test]
+async fn s3_credentials_from_named_options() {
+    let s3 = S3Server::start();
+    s3.create_bucket("named");
+    let opts = StoreOptions {
+        endpoint: Some(s3.endpoint()),
+        access_key_id: Some("named-key-id".into()),
+        secret_access_key: Some("named-secret".into()),
+        ..Default::default()
+    };
+    let store = Store::open("s3://named/p", &opts).expect("open");
+    ok!(store.put("hello", "hi".into()));
+    assert_eq!(ok!(store.get("hello")), "hi");
+    assert_eq!(listed(&store, "").await, ["hello"]);
+    assert_eq!(s3.list_keys("named"), ["p/hello"]);
+
+    let mut half = opts.clone();
+    half.secret_access_key = None;
+    match Store::open("s3://named/p", &half) {
+        Err(e @ StoreError::BadUrl { .. }) => assert!(!e.to_string().contains("named-key-id")),
+        other => panic!("a key id without a secret: {other:?}"),
+    }
+}
+
+#[test]
+fn store_urls_parse() {
+    let s3 = |b: &str, p: &str| {
+        Some(StoreUrl::S3 {
+            bucket: b.into(),
+            prefix: p.into(),
+        })
+    };
+    assert_eq!(StoreUrl::parse("s3://b").ok(), s3("b", ""));
+    assert_eq!(StoreUrl::parse(" s3://b//p/q// ").ok(), s3("b", "p/q"));
+    let local = Some(StoreUrl::Local {
+        path: "/var/bk".into(),
+    });
+    assert_eq!(StoreUrl::parse("/var/bk").ok(), local);
+    for bad in "s3:// | s3:///p | file://rel | https://b/p | s3://k:s@b/p |  ".split('|') {
+        let parsed = StoreUrl::parse(bad);
+        assert!(matches!(parsed, Err(StoreError::BadUrl { .. })), "{bad:?}");
+    }
+    // A prefix with an empty segment cannot name objects; refuse it when opening.
+    assert!(Store::open("s3://b/a//c", &StoreOptions::default()).is_err());
+}
+
+#[test]
+fn debug_output_hides_secrets() {
+    let canary = "CANARY-s3cr3t-7f3a";
+    let opts = StoreOptions {
+        endpoint: Some("http://127.0.0.1:9".into()),
+        access_key_id: Some("key-id".into()),
+        secret_access_key: Some(canary.into()),
+        session_token: Some(canary.into()),
+        env: vec![("AWS_SECRET_ACCESS_KEY".into(), canary.into())],
+        ..Default::default()
+    };
+    for shown in [format!("{opts:?}"), format!("{opts:#?}")] {
+        assert!(!shown.contains(canary), "{shown}");
+        assert!(shown.contains("127.0.0.1:9"), "{shown}");
+    }
+    let store = Store::open("s3://b/p", &opts).expect("open");
+    assert!(!format!("{store:?} {}", store.display()).contains(canary));
+}
+
+#[tokio::test]
+async fn put_gives_up_on_a_server_answering_500() {
+    const KEY_ID: &str = "fault-key-id";
+    const SECRET: &str = "fault-secret-canary";
+    let (endpoint, finish) = serve_500(40);
+    let opts = StoreOptions {
+        endpoint: Some(endpoint),
+        access_key_id: Some(KEY_ID.into()),
+        secret_access_key: Some(SECRET.into()),
+        ..Default::default()
+    };
+    let store = Store::open("s3://faulty/p", &opts).expect("open");
+    let started = Instant::now();
+    let err = store.put("db/k", "payload".into()).await;
+    let err = err.expect_err("put against a server answering 500");
+    let took = started.elapsed();
+    let heads = finish();
+    let msg = err.to_string();
+    eprintln!("gave up after {} requests in {took:?}: {msg}", heads.len());
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(!msg.contains('\n') && msg.contains("db/k"), "{msg}");
+    // Retried, but within a budget (store: 5 retries, 120 s; the brief: 30 s).
+    assert!((2..40).contains(&heads.len()), "{} requests", heads.len());
+    assert!(took < Duration::from_secs(30), "gave up after {took:?}");
+    // The named credentials sign the requests; the secret itself never travels.
+    for h in &heads {
+        assert!(h.starts_with("PUT /faulty/p/db/k "), "{h}");
+        assert!(h.contains(&format!("Credential={KEY_ID}/")), "{h}");
+        assert!(!h.contains(SECRET), "{h}");
+    }
+    assert!(!msg.contains(SECRET), "{msg}");
+}
+
+/// A bounded fake S3 endpoint answering every request with 500 and a multi-line S3 error
+/// body, one request per connection. It stops after `max` requests, after 60 s, or when the
+/// returned function is called; that function gives back the request heads it saw.
+fn serve_500(max: usize) -> (String, impl FnOnce() -> Vec<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    let thread = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut heads = Vec::new();
+        while heads.len() < max && !stopped.load(Ordering::SeqCst) && Instant::now() < deadline {
+            match listener.accept() {
+                Ok((conn, _)) => heads.extend(answer_500(conn)),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        heads
+    });
+    let finish = move || {
+        stop.store(true, Ordering::SeqCst);
+        thread.join().expect("fake server thread")
+    };
+    (endpoint, finish)
+}
+
+/// Reads one request, body included (closing on unread data would reset the connection
+/// instead of answering), and answers 500. `None` on I/O errors.
+fn answer_500(mut conn: TcpStream) -> Option<String> {
+    conn.set_nonblocking(false).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let (mut buf, mut chunk, mut head, mut want) = (Vec::new(), [0u8; 4096], None, usize::MAX);
+    while buf.len() < want {
+        let n = conn.read(&mut chunk).ok().filter(|n| *n > 0)?;
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let text = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let lower = text.to_ascii_lowercase();
+            let len = lower
+                .split("content-length:")
+                .nth(1)
+                .and_then(|v| v.lines().next());
+            want = end + 4 + len.and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            head = Some(text);
+        }
+    }
+    let body = "<?xml version=\"1.0\"?>\n<Error><Code>InternalError</Code>\n\
+                <Message>We encountered an internal error.\nPlease try again.</Message></Error>";
+    let resp = format!(
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(resp.as_bytes()).ok()?;
+    head
+}
+
+/// Keys of the multipart uploads moto still holds open in `bucket`.
+fn pending_uploads(s3: &S3Server, bucket: &str) -> Vec<String> {
+    let (status, body) = s3
+        .request("GET", &format!("/{bucket}?uploads"), &[])
+        .expect("list");
+    assert_eq!(status, 200, "listing multipart uploads: {body}");
+    body.split("<Upload>")
+        .skip(1)
+        .filter_map(|u| u.split("<Key>").nth(1)?.split("</Key>").next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every regular file below `root`, relative, sorted.
+fn files_under(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo: Vec<PathBuf> = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let rel = path.strip_prefix(root).expect("below root");
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Keys below `prefix`, sorted.
+async fn listed(store: &Store, prefix: &str) -> Vec<String> {
+    let mut keys: Vec<String> = ok!(store.list(prefix)).into_iter().map(|o| o.key).collect();
+    keys.sort();
+    keys
+}
+
+fn not_found<T: std::fmt::Debug>(res: Result<T, StoreError>, missing: &str) {
+    match res {
+        Err(StoreError::NotFound { key }) => assert_eq!(key, missing),
+        other => panic!("reading missing {missing}: {other:?}"),
+    }
+}
+
+/// Byte equality that reports lengths and the first difference instead of dumping MiBs.
+fn assert_same_bytes(what: &str, got: &[u8], want: &[u8]) {
+    if got != want {
+        let at = got.iter().zip(want).position(|(a, b)| a != b);
+        let (g, w) = (got.len(), want.len());
+        panic!("{what}: got {g} bytes, want {w}; first difference at {at:?}");
+    }
+}
+
+/// Deterministic incompressible bytes (xorshift64).
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 32) as u8
+    };
+    (0..len).map(|_| next()).collect()
+}
