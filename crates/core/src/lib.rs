@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod pipeline;
 pub mod progress;
 pub mod restore;
+pub mod retention;
 pub mod verify;
 
 pub use error::{Error, Result};
