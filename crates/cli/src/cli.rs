@@ -84,6 +84,24 @@ pub enum Command {
     Drills,
     /// A self-contained demo: throwaway source database, backup to a folder, drill, report.
     Demo(DemoArgs),
+    /// Delete backups the retention rules no longer keep (--dry-run prints the plan).
+    Prune(PruneArgs),
+    /// SLOs: backup freshness, drill freshness, RTO/RPO, size anomaly; exit 1 when violated.
+    Status(StatusArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Print the plan, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Also write Prometheus text to FILE (node_exporter textfile collector), atomically.
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -60,6 +60,8 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> Result<Output, Error> {
         Command::Drill(a) => commands::drill::run(ctx, a).await,
         Command::Drills => commands::drill::list(ctx).await,
         Command::Demo(a) => commands::demo::run(ctx, a).await,
+        Command::Prune(a) => commands::operate::prune(ctx, a).await,
+        Command::Status(a) => commands::operate::status(ctx, a).await,
     }
 }
 

@@ -19,6 +19,8 @@ const SECTIONS: &[&str] = &[
     "policy",
     "drill",
     "restore",
+    "retention",
+    "alerts",
 ];
 /// Variables with a meaning of their own (not config keys).
 const SPECIAL_VARS: &[&str] = &[
@@ -63,6 +65,8 @@ pub struct FileConfig {
     pub policy: Policy,
     #[serde(default)]
     pub restore: RestoreSection,
+    #[serde(default)]
+    pub retention: crate::retention::RetentionSection,
     #[serde(default, rename = "database")]
     pub databases: Vec<DatabaseSection>,
 }
@@ -114,6 +118,8 @@ pub struct Policy {
     pub logical_export_frequency_minutes: Option<u64>,
     pub monthly_restore_day: Option<String>,
     pub freshness_alert_minutes: Option<u64>,
+    /// Drill SLO: a passing drill within this many days (default: this calendar month).
+    pub drill_max_age_days: Option<u64>,
     /// Keys pgdrill does not use yet are kept and recorded in manifests.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -131,7 +137,8 @@ impl Policy {
             retention_days,
             logical_export_frequency_minutes,
             monthly_restore_day,
-            freshness_alert_minutes
+            freshness_alert_minutes,
+            drill_max_age_days
         );
         for (k, v) in &other.extra {
             self.extra.insert(k.clone(), v.clone());
@@ -160,6 +167,8 @@ pub struct DatabaseSection {
     /// Drill settings and checks, interpreted by the drill module.
     #[serde(default)]
     pub drill: toml::Table,
+    /// Optional audit row written into the source after each backup.
+    pub audit: Option<crate::audit::AuditSection>,
 }
 
 /// Where a source URL comes from.
@@ -175,6 +184,7 @@ pub struct DatabaseSettings {
     pub source: Option<SourceRef>,
     pub pg_dump_args: Vec<String>,
     pub drill: toml::Table,
+    pub audit: Option<crate::audit::AuditSection>,
 }
 
 impl DatabaseSettings {
@@ -216,6 +226,7 @@ pub struct Settings {
     pub policy: Policy,
     pub protected_targets: Vec<String>,
     pub restore: RestoreSection,
+    pub retention: crate::retention::RetentionSection,
     pub databases: Vec<DatabaseSettings>,
     /// Where relative paths in the config are resolved.
     pub base_dir: PathBuf,
@@ -293,6 +304,7 @@ impl Settings {
             policy,
             protected_targets: file.protected_targets.clone(),
             restore: file.restore.clone(),
+            retention: file.retention.clone(),
             databases,
             base_dir: base_dir.to_path_buf(),
         })
@@ -351,6 +363,7 @@ impl Settings {
                 source: Some(SourceRef::Url(url)),
                 pg_dump_args: Vec::new(),
                 drill: toml::Table::new(),
+                audit: None,
             });
         }
         Ok(())
@@ -404,6 +417,7 @@ fn database_settings(d: &DatabaseSection, index: usize, env: &Env) -> Result<Dat
                 source: source.clone(),
                 pg_dump_args: vec![],
                 drill: toml::Table::new(),
+                audit: None,
             };
             probe
                 .source_spec(env)
@@ -421,6 +435,7 @@ fn database_settings(d: &DatabaseSection, index: usize, env: &Env) -> Result<Dat
         source,
         pg_dump_args: d.pg_dump_args.clone(),
         drill: d.drill.clone(),
+        audit: d.audit.clone(),
     })
 }
 

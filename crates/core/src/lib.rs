@@ -2,6 +2,8 @@
 //! restore, drills, retention and policy. Callers pass typed settings in; nothing here
 //! reads the process environment on its own or exits the process.
 
+pub mod alert;
+pub mod audit;
 pub mod backup;
 pub mod cancel;
 pub mod catalog;
@@ -11,11 +13,14 @@ pub mod drill;
 pub mod error;
 pub mod ids;
 pub mod layout;
+pub mod lease;
 pub mod manifest;
 pub mod pipeline;
 pub mod progress;
+pub mod prune;
 pub mod restore;
 pub mod retention;
+pub mod status;
 pub mod verify;
 
 pub use error::{Error, Result};

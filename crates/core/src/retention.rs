@@ -110,7 +110,11 @@ pub fn plan(
             add(&mut reasons, &c.id, "used by the last passing drill".into());
         }
         if c.time > now {
-            add(&mut reasons, &c.id, "dated in the future (clock skew?)".into());
+            add(
+                &mut reasons,
+                &c.id,
+                "dated in the future (clock skew?)".into(),
+            );
         }
     }
     if let Some(n) = p.keep_last {
@@ -130,7 +134,9 @@ pub fn plan(
             let w = d.iso_week_date();
             format!("{}-W{:02}", w.year(), w.week())
         }),
-        ("monthly", p.keep_monthly, |d| format!("{}-{:02}", d.year(), d.month())),
+        ("monthly", p.keep_monthly, |d| {
+            format!("{}-{:02}", d.year(), d.month())
+        }),
     ];
     for (label, n, key) in buckets {
         let Some(n) = n else { continue };
@@ -153,7 +159,10 @@ pub fn plan(
         }
     }
     // keep_min: the newest backups until at least keep_min are kept.
-    let mut kept = sorted.iter().filter(|c| reasons.contains_key(&c.id)).count();
+    let mut kept = sorted
+        .iter()
+        .filter(|c| reasons.contains_key(&c.id))
+        .count();
     for c in &sorted {
         if kept >= p.keep_min {
             break;
@@ -208,28 +217,45 @@ mod tests {
     fn kept_times(plan: &Plan, all: &[Candidate]) -> Vec<String> {
         plan.keep
             .iter()
-            .map(|(id, _)| all.iter().find(|c| &c.id == id).map(|c| c.time.to_string()).unwrap_or_default())
+            .map(|(id, _)| {
+                all.iter()
+                    .find(|c| &c.id == id)
+                    .map(|c| c.time.to_string())
+                    .unwrap_or_default()
+            })
             .collect()
     }
 
     #[test]
     fn daily_buckets_follow_the_time_zone() {
         // 23:30 UTC on the 1st is the 2nd in Berlin: in UTC these are two days, in Berlin one.
-        let all = vec![cand("2026-03-01T22:30:00Z"), cand("2026-03-01T23:30:00Z"), cand("2026-03-02T10:00:00Z")];
+        let all = vec![
+            cand("2026-03-01T22:30:00Z"),
+            cand("2026-03-01T23:30:00Z"),
+            cand("2026-03-02T10:00:00Z"),
+        ];
         let now = ts("2026-03-03T00:00:00Z");
         let mut p = policy("UTC");
         p.keep_daily = Some(7);
         let utc = plan(&all, &[], &[], &p, now);
-        assert_eq!(kept_times(&utc, &all), vec!["2026-03-02T10:00:00Z", "2026-03-01T23:30:00Z"]);
+        assert_eq!(
+            kept_times(&utc, &all),
+            vec!["2026-03-02T10:00:00Z", "2026-03-01T23:30:00Z"]
+        );
         p.tz = TimeZone::get("Europe/Berlin").expect("tz");
         let berlin = plan(&all, &[], &[], &p, now);
-        assert_eq!(kept_times(&berlin, &all), vec!["2026-03-02T10:00:00Z", "2026-03-01T22:30:00Z"]);
+        assert_eq!(
+            kept_times(&berlin, &all),
+            vec!["2026-03-02T10:00:00Z", "2026-03-01T22:30:00Z"]
+        );
     }
 
     #[test]
     fn dst_change_does_not_merge_or_split_days() {
         // New York springs forward on 2026-03-08; one backup a day at 06:30 UTC.
-        let all: Vec<Candidate> = (5..=11).map(|d| cand(&format!("2026-03-{d:02}T06:30:00Z"))).collect();
+        let all: Vec<Candidate> = (5..=11)
+            .map(|d| cand(&format!("2026-03-{d:02}T06:30:00Z")))
+            .collect();
         let mut p = policy("America/New_York");
         p.keep_daily = Some(7);
         let out = plan(&all, &[], &[], &p, ts("2026-03-12T00:00:00Z"));
@@ -241,7 +267,9 @@ mod tests {
     fn gfs_keeps_one_per_bucket_and_deletes_the_rest() {
         let mut all = Vec::new();
         for d in 1..=60 {
-            let day = jiff::civil::date(2026, 1, 1).checked_add(jiff::Span::new().days(d - 1)).expect("date");
+            let day = jiff::civil::date(2026, 1, 1)
+                .checked_add(jiff::Span::new().days(d - 1))
+                .expect("date");
             all.push(cand(&format!("{day}T02:00:00Z")));
             all.push(cand(&format!("{day}T14:00:00Z")));
         }
@@ -251,9 +279,15 @@ mod tests {
         p.keep_monthly = Some(3);
         let out = plan(&all, &[], &[], &p, ts("2026-03-02T00:00:00Z"));
         // 7 daily (newest each day) + weekly/monthly representatives that are not already daily.
-        assert!(out.keep.len() >= 7 && out.keep.len() <= 7 + 4 + 3, "{}", out.keep.len());
+        assert!(
+            out.keep.len() >= 7 && out.keep.len() <= 7 + 4 + 3,
+            "{}",
+            out.keep.len()
+        );
         assert_eq!(out.keep.len() + out.delete.len(), all.len());
-        assert!(out.keep[0].1.contains(&"newest complete backup".to_string()));
+        assert!(out.keep[0]
+            .1
+            .contains(&"newest complete backup".to_string()));
     }
 
     #[test]
@@ -270,26 +304,43 @@ mod tests {
     #[test]
     fn every_recent_run_failed_keeps_the_old_complete_ones() {
         // Only old complete backups and recent incomplete ones: keep_min protects the old.
-        let all = vec![cand("2026-01-01T00:00:00Z"), cand("2026-01-02T00:00:00Z"), cand("2026-01-03T00:00:00Z")];
+        let all = vec![
+            cand("2026-01-01T00:00:00Z"),
+            cand("2026-01-02T00:00:00Z"),
+            cand("2026-01-03T00:00:00Z"),
+        ];
         let failed = cand("2026-02-01T00:00:00Z");
         let mut p = policy("UTC");
         p.keep_within_days = Some(7);
         p.keep_min = 2;
         let now = ts("2026-02-03T00:00:00Z");
         let out = plan(&all, &[(failed.id.clone(), failed.time)], &[], &p, now);
-        assert_eq!(kept_times(&out, &all), vec!["2026-01-03T00:00:00Z", "2026-01-02T00:00:00Z"]);
+        assert_eq!(
+            kept_times(&out, &all),
+            vec!["2026-01-03T00:00:00Z", "2026-01-02T00:00:00Z"]
+        );
         assert_eq!(out.delete.len(), 1);
         assert_eq!(out.delete_incomplete, vec![failed.id]);
     }
 
     #[test]
     fn clock_skew_and_the_drilled_backup_are_kept() {
-        let all = vec![cand("2026-01-01T00:00:00Z"), cand("2026-01-05T00:00:00Z"), cand("2026-03-01T00:00:00Z")];
+        let all = vec![
+            cand("2026-01-01T00:00:00Z"),
+            cand("2026-01-05T00:00:00Z"),
+            cand("2026-03-01T00:00:00Z"),
+        ];
         let mut p = policy("UTC");
         p.keep_last = Some(1);
         p.keep_min = 0;
         // "now" is before the newest backup: the clock of the host running prune is behind.
-        let out = plan(&all, &[], &[all[0].id.clone()], &p, ts("2026-02-01T00:00:00Z"));
+        let out = plan(
+            &all,
+            &[],
+            &[all[0].id.clone()],
+            &p,
+            ts("2026-02-01T00:00:00Z"),
+        );
         let kept: Vec<&BackupId> = out.keep.iter().map(|(id, _)| id).collect();
         assert!(kept.contains(&&all[2].id), "future-dated newest is kept");
         assert!(kept.contains(&&all[0].id), "drilled backup is kept");
@@ -301,13 +352,23 @@ mod tests {
         let young = cand("2026-01-01T12:00:00Z");
         let old = cand("2025-12-30T00:00:00Z");
         let p = policy("UTC");
-        let out = plan(&[], &[(young.id.clone(), young.time), (old.id.clone(), old.time)], &[], &p, ts("2026-01-02T00:00:00Z"));
+        let out = plan(
+            &[],
+            &[(young.id.clone(), young.time), (old.id.clone(), old.time)],
+            &[],
+            &p,
+            ts("2026-01-02T00:00:00Z"),
+        );
         assert_eq!(out.delete_incomplete, vec![old.id]);
     }
 
     #[test]
     fn no_rule_deletes_nothing() {
-        let all = vec![cand("2026-01-01T00:00:00Z"), cand("2026-01-02T00:00:00Z"), cand("2026-01-03T00:00:00Z")];
+        let all = vec![
+            cand("2026-01-01T00:00:00Z"),
+            cand("2026-01-02T00:00:00Z"),
+            cand("2026-01-03T00:00:00Z"),
+        ];
         let out = plan(&all, &[], &[], &policy("UTC"), ts("2027-01-01T00:00:00Z"));
         assert!(out.delete.is_empty());
         assert!(out.note.is_some());

@@ -85,7 +85,12 @@ impl Store {
         match &self.prefix {
             Some(p) => path
                 .prefix_match(p)
-                .map(|parts| parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"))
+                .map(|parts| {
+                    parts
+                        .map(|p| p.as_ref().to_string())
+                        .collect::<Vec<_>>()
+                        .join("/")
+                })
                 .unwrap_or_else(|| path.to_string()),
             None => path.to_string(),
         }
@@ -101,18 +106,63 @@ impl Store {
         Ok(())
     }
 
-    /// Writes `bytes` at `key` only if nothing is there yet.
-    pub async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
+    /// Writes `bytes` at `key` only if nothing is there yet; returns the new ETag.
+    pub async fn put_if_absent(
+        &self,
+        key: &str,
+        bytes: Bytes,
+    ) -> Result<Option<String>, StoreError> {
         let path = self.path(key)?;
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
-        self.inner
+        let res = self
+            .inner
             .put_opts(&path, PutPayload::from_bytes(bytes), opts)
             .await
             .map_err(|e| StoreError::from_backend("create", key, e))?;
-        Ok(())
+        Ok(res.e_tag)
+    }
+
+    /// Replaces `key` only if its current ETag is `etag` (compare-and-swap), returning the new
+    /// ETag; [`StoreError::AlreadyExists`] when the object changed meanwhile. On S3 this is
+    /// `If-Match`, atomic across hosts. A local folder has no conditional update: it compares
+    /// then writes, which is atomic only for processes on one host taking turns.
+    pub async fn put_if_match(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        etag: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let path = self.path(key)?;
+        if self.kind == StoreKind::Local {
+            let current = self.head(key).await?;
+            if current.etag.as_deref() != Some(etag) {
+                return Err(StoreError::AlreadyExists {
+                    key: key.to_string(),
+                });
+            }
+            let res = self
+                .inner
+                .put(&path, PutPayload::from_bytes(bytes))
+                .await
+                .map_err(|e| StoreError::from_backend("replace", key, e))?;
+            return Ok(res.e_tag);
+        }
+        let opts = PutOptions {
+            mode: PutMode::Update(object_store::UpdateVersion {
+                e_tag: Some(etag.to_string()),
+                version: None,
+            }),
+            ..Default::default()
+        };
+        let res = self
+            .inner
+            .put_opts(&path, PutPayload::from_bytes(bytes), opts)
+            .await
+            .map_err(|e| StoreError::from_backend("replace", key, e))?;
+        Ok(res.e_tag)
     }
 
     /// Reads a whole (small) object into memory: manifests, checksums, leases.

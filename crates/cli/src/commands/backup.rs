@@ -1,13 +1,16 @@
+use super::operate::LEASE_TTL;
 use super::Output;
 use crate::context::Ctx;
 use crate::ui::{human_bytes, human_secs};
 use pgdrill_core::backup::{self, BackupJob};
 use pgdrill_core::progress::Progress;
+use pgdrill_core::{lease, status};
 use pgdrill_core::{Error, Result};
 use serde_json::json;
 
 pub async fn run(ctx: &Ctx) -> Result<Output> {
     let databases = ctx.settings.select(ctx.name.as_deref())?;
+    let several = databases.len() > 1;
     let store = ctx.store()?;
     let keys = ctx.encryption_keys()?;
     if !keys.enabled() {
@@ -48,11 +51,42 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
             progress,
             cancel: ctx.cancel.clone(),
         };
-        match backup::run(job).await {
-            Ok(m) => done.push(m),
+        let result = match lease::acquire(&store, &db.name, "backup", LEASE_TTL).await {
+            Ok(held) => {
+                if let Some(prev) = &held.took_over_from {
+                    ctx.ui.warn(format!(
+                        "took over a stale lease of {} held by a {} job on {} (pid {})",
+                        db.name, prev.job, prev.host, prev.pid
+                    ));
+                }
+                let r = backup::run(job).await;
+                held.release().await;
+                r
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(m) => {
+                if let Some(audit) = &db.audit {
+                    if let Ok(spec) = db.source_spec(&ctx.env) {
+                        if let Err(e) = pgdrill_core::audit::write(&spec, audit, &m).await {
+                            ctx.ui.warn(format!(
+                                "the audit row for {} was not written (the backup is fine): {e}",
+                                m.backup_id
+                            ));
+                        }
+                    }
+                }
+                done.push(m)
+            }
             Err(e) => {
                 let e = e.context(format!("backup of {}", db.name));
-                ctx.ui.warn(e.to_string());
+                if several {
+                    ctx.ui.warn(e.to_string());
+                }
+                if !matches!(e, Error::Locked(_)) {
+                    status::record_failure(&store, &db.name, "backup", &e.to_string()).await;
+                }
                 failures.push(json!({"database": db.name, "error": e.to_string(), "exit_code": e.exit_code()}));
                 first_error.get_or_insert(e);
             }

@@ -115,6 +115,7 @@ async fn demo_with_source(
         drill: DEMO_CHECKS
             .parse::<toml::Table>()
             .map_err(|e| Error::Invalid(e.to_string()))?,
+        audit: None,
     };
     let policy = Policy {
         rpo_minutes: Some(60),

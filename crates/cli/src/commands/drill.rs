@@ -29,6 +29,7 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
                 source: None,
                 pg_dump_args: vec![],
                 drill: toml_empty(),
+                audit: None,
             })
             .collect();
         owned.iter().collect()
@@ -70,6 +71,9 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
                 .map(|t| t.redacted())
                 .unwrap_or_else(|| "a throwaway local cluster".into())
         ));
+        let held =
+            pgdrill_core::lease::acquire(&store, &db.name, "drill", super::operate::LEASE_TTL)
+                .await?;
         let outcome = drill::run(DrillJob {
             store: &store,
             db,
@@ -94,7 +98,9 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
             progress,
             cancel: ctx.cancel.clone(),
         })
-        .await?;
+        .await;
+        held.release().await;
+        let outcome = outcome?;
         human.push_str(&render(&outcome.result));
         human.push_str(&format!("evidence: {}\n", outcome.report_dir.display()));
         if let Some((url, stop)) = &outcome.kept {
@@ -212,7 +218,7 @@ pub async fn list(ctx: &Ctx) -> Result<Output> {
     for db in ctx.databases_to_list(&store).await? {
         all.extend(drill::list(&store, &db).await?);
     }
-    all.sort_by(|a, b| b.drill_id.cmp(&a.drill_id));
+    drill::sort_newest_first(&mut all);
     let rows: Vec<Vec<String>> = all
         .iter()
         .map(|r| {

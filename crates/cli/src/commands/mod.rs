@@ -3,6 +3,7 @@ pub mod catalog;
 pub mod demo;
 pub mod drill;
 pub mod init;
+pub mod operate;
 pub mod restore;
 
 /// What a command produced: a JSON document for --json, and text for people.

@@ -1,0 +1,145 @@
+//! prune and status.
+
+use super::Output;
+use crate::cli::{PruneArgs, StatusArgs};
+use crate::context::Ctx;
+use crate::ui::table;
+use pgdrill_core::retention::RetentionPolicy;
+use pgdrill_core::status::{self, DrillWindow};
+use pgdrill_core::{catalog, drill, lease, prune, Error, Result};
+use serde_json::json;
+
+pub const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
+    let store = ctx.store()?;
+    let policy =
+        RetentionPolicy::from_section(&ctx.settings.retention, ctx.settings.policy.retention_days)?;
+    let mut human = String::new();
+    let mut docs = Vec::new();
+    for db in ctx.databases_to_list(&store).await? {
+        let held = if args.dry_run {
+            None
+        } else {
+            Some(lease::acquire(&store, &db, "prune", LEASE_TTL).await?)
+        };
+        let out = prune::run(&store, &db, &policy, args.dry_run).await;
+        if let Some(l) = held {
+            l.release().await;
+        }
+        let out = out?;
+        let p = &out.plan;
+        if let Some(n) = &p.note {
+            ctx.ui.warn(n);
+        }
+        let mut rows: Vec<Vec<String>> = p
+            .keep
+            .iter()
+            .map(|(id, r)| vec![id.to_string(), "keep".into(), r.join("; ")])
+            .collect();
+        rows.extend(
+            p.delete
+                .iter()
+                .map(|id| vec![id.to_string(), "delete".into(), String::new()]),
+        );
+        rows.extend(p.delete_incomplete.iter().map(|id| {
+            vec![
+                id.to_string(),
+                "delete".into(),
+                "incomplete (no manifest) past the grace period".into(),
+            ]
+        }));
+        human.push_str(&format!(
+            "{db}: {} kept, {} deleted{}, {} incomplete removed\n",
+            p.keep.len(),
+            p.delete.len(),
+            if args.dry_run {
+                " (dry run: nothing was deleted)"
+            } else {
+                ""
+            },
+            p.delete_incomplete.len()
+        ));
+        human.push_str(&table(&["BACKUP", "ACTION", "WHY"], &rows));
+        docs.push(json!({
+            "database": db,
+            "dry_run": args.dry_run,
+            "keep": p.keep.iter().map(|(id, r)| json!({"backup_id": id, "reasons": r})).collect::<Vec<_>>(),
+            "delete": p.delete,
+            "delete_incomplete": p.delete_incomplete,
+            "deleted_objects": out.deleted_objects,
+            "note": p.note,
+        }));
+    }
+    Ok(Output::ok(json!({"prune": docs}), human))
+}
+
+pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<Output> {
+    let store = ctx.store()?;
+    let window = match ctx.settings.policy.drill_max_age_days {
+        Some(n) => DrillWindow::Days(n),
+        None => DrillWindow::CalendarMonth,
+    };
+    let mut statuses = Vec::new();
+    for db in ctx.databases_to_list(&store).await? {
+        let listing = catalog::list(&store, &db).await?;
+        let drills = drill::list(&store, &db).await?;
+        let failure = status::read_failure(&store, &db).await;
+        statuses.push(status::evaluate(
+            db.as_str(),
+            &listing.complete,
+            &drills,
+            failure,
+            &ctx.settings.policy,
+            window,
+            chrono::Utc::now(),
+        ));
+    }
+    if statuses.is_empty() {
+        return Err(Error::Invalid(format!(
+            "no database is configured or has backups in {}",
+            store.display()
+        )));
+    }
+    if let Some(path) = &args.prometheus {
+        write_atomic(path, &status::prometheus(&statuses))?;
+    }
+    let rows: Vec<Vec<String>> = statuses
+        .iter()
+        .flat_map(|s| {
+            s.slos.iter().map(move |slo| {
+                vec![
+                    s.database.clone(),
+                    slo.name.clone(),
+                    if slo.ok {
+                        "ok".into()
+                    } else {
+                        "VIOLATED".into()
+                    },
+                    slo.detail.clone(),
+                ]
+            })
+        })
+        .collect();
+    let violated = statuses.iter().any(|s| !s.ok());
+    let human = table(&["DATABASE", "SLO", "STATE", "DETAIL"], &rows);
+    Ok(Output {
+        json: json!({"ok": !violated, "databases": statuses}),
+        human,
+        exit_code: if violated { 1 } else { 0 },
+    })
+}
+
+fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| Error::Invalid(format!("cannot write in {}: {e}", dir.display())))?;
+    std::fs::write(tmp.path(), text)
+        .map_err(|e| Error::Failed(format!("cannot write {}: {e}", path.display())))?;
+    tmp.persist(path)
+        .map_err(|e| Error::Failed(format!("cannot write {}: {e}", path.display())))?;
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! `prune`: plan with [`crate::retention::plan`], then delete. The manifest goes first so a
+//! half-deleted backup is never listed as complete.
+
+use crate::ids::{BackupId, DbName};
+use crate::retention::{self, Candidate, Plan, RetentionPolicy};
+use crate::{catalog, drill, layout, Result};
+use pgdrill_store::Store;
+
+pub struct PruneOutcome {
+    pub plan: Plan,
+    pub deleted_objects: usize,
+}
+
+pub async fn run(
+    store: &Store,
+    db: &DbName,
+    policy: &RetentionPolicy,
+    dry_run: bool,
+) -> Result<PruneOutcome> {
+    let listing = catalog::list(store, db).await?;
+    let drills = drill::list(store, db).await?;
+    let protected: Vec<BackupId> = drills
+        .iter()
+        .find(|d| d.verdict == "pass")
+        .and_then(|d| BackupId::parse(&d.backup.id).ok())
+        .into_iter()
+        .collect();
+    let complete: Vec<Candidate> = listing
+        .complete
+        .iter()
+        .map(|m| Candidate {
+            id: m.backup_id.clone(),
+            time: m
+                .snapshot
+                .time
+                .parse()
+                .or_else(|_| m.started_at.parse())
+                .unwrap_or_else(|_| {
+                    jiff::Timestamp::from_second(id_seconds(&m.backup_id))
+                        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+                }),
+        })
+        .collect();
+    let incomplete: Vec<(BackupId, jiff::Timestamp)> = listing
+        .incomplete
+        .iter()
+        .map(|(id, secs)| {
+            (
+                id.clone(),
+                jiff::Timestamp::from_second(*secs).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+            )
+        })
+        .collect();
+    // Folders whose manifest is unreadable are neither kept nor deleted: a person must look.
+    let plan = retention::plan(
+        &complete,
+        &incomplete,
+        &protected,
+        policy,
+        jiff::Timestamp::now(),
+    );
+    let mut deleted_objects = 0;
+    if !dry_run {
+        for id in &plan.delete {
+            store
+                .delete(&layout::backup_object(db, id, layout::MANIFEST))
+                .await?;
+            deleted_objects += 1 + delete_folder(store, db, id).await?;
+        }
+        for id in &plan.delete_incomplete {
+            deleted_objects += delete_folder(store, db, id).await?;
+        }
+    }
+    Ok(PruneOutcome {
+        plan,
+        deleted_objects,
+    })
+}
+
+fn id_seconds(id: &BackupId) -> i64 {
+    id.time().map(|t| t.timestamp()).unwrap_or(0)
+}
+
+async fn delete_folder(store: &Store, db: &DbName, id: &BackupId) -> Result<usize> {
+    let objects = store.list(&layout::backup_dir(db, id)).await?;
+    for o in &objects {
+        store.delete(&o.key).await?;
+    }
+    Ok(objects.len())
+}

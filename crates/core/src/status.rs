@@ -1,0 +1,465 @@
+//! SLO status, a pure function of (backups, drills, last failure, policy, clock): backup
+//! freshness, drill freshness, last RTO/RPO against targets, size anomaly, last failure.
+
+use crate::config::Policy;
+use crate::drill::evidence::DrillResult;
+use crate::drill::parse_time;
+use crate::manifest::Manifest;
+use chrono::{DateTime, Datelike, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A failed job, recorded best-effort in the store (`<db>/last_failure.json`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FailureRecord {
+    pub job: String,
+    pub at: DateTime<Utc>,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Slo {
+    pub name: String,
+    pub ok: bool,
+    /// What was measured, for people ("newest backup 3.2 h old").
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct DbStatus {
+    pub database: String,
+    pub backups: usize,
+    pub newest_backup: Option<String>,
+    pub newest_snapshot: Option<String>,
+    pub newest_age_seconds: Option<i64>,
+    pub freshness_threshold_seconds: i64,
+    pub newest_raw_bytes: Option<u64>,
+    pub newest_stored_bytes: Option<u64>,
+    pub last_drill: Option<String>,
+    pub last_drill_verdict: Option<String>,
+    pub last_passing_drill_at: Option<String>,
+    pub last_rto_seconds: Option<f64>,
+    pub last_rpo_seconds: Option<f64>,
+    pub last_failure: Option<FailureRecord>,
+    pub slos: Vec<Slo>,
+}
+
+impl DbStatus {
+    pub fn ok(&self) -> bool {
+        self.slos.iter().all(|s| s.ok)
+    }
+}
+
+/// How recent a passing drill must be.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum DrillWindow {
+    CalendarMonth,
+    Days(u64),
+}
+
+fn hours(secs: i64) -> String {
+    if secs < 3600 {
+        format!("{} min", secs / 60)
+    } else if secs < 172_800 {
+        format!("{:.1} h", secs as f64 / 3600.0)
+    } else {
+        format!("{:.1} days", secs as f64 / 86_400.0)
+    }
+}
+
+/// `complete` newest first (as the catalog lists them); `drills` newest first.
+pub fn evaluate(
+    database: &str,
+    complete: &[Manifest],
+    drills: &[DrillResult],
+    last_failure: Option<FailureRecord>,
+    policy: &Policy,
+    window: DrillWindow,
+    now: DateTime<Utc>,
+) -> DbStatus {
+    let threshold = policy.freshness_minutes() as i64 * 60;
+    let newest = complete.first();
+    let age = newest
+        .and_then(|m| parse_time(&m.snapshot.time))
+        .map(|t| (now - t).num_seconds());
+    let mut slos = Vec::new();
+    slos.push(match age {
+        Some(a) => Slo {
+            name: "backup_freshness".into(),
+            ok: a <= threshold,
+            detail: format!(
+                "newest backup is {} old (threshold {})",
+                hours(a.max(0)),
+                hours(threshold)
+            ),
+        },
+        None => Slo {
+            name: "backup_freshness".into(),
+            ok: false,
+            detail: "no complete backup".into(),
+        },
+    });
+    let passing = drills.iter().find(|d| d.verdict == "pass");
+    let pass_time = passing.and_then(|d| parse_time(&d.started_at));
+    let drill_ok = match (pass_time, window) {
+        (None, _) => false,
+        (Some(t), DrillWindow::CalendarMonth) => t.year() == now.year() && t.month() == now.month(),
+        (Some(t), DrillWindow::Days(n)) => (now - t).num_seconds() <= n as i64 * 86_400,
+    };
+    let window_text = match window {
+        DrillWindow::CalendarMonth => "this calendar month".to_string(),
+        DrillWindow::Days(n) => format!("in the last {n} days"),
+    };
+    slos.push(Slo {
+        name: "drill_freshness".into(),
+        ok: drill_ok,
+        detail: match pass_time {
+            Some(t) => format!(
+                "last passing drill {} ({} required)",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                window_text
+            ),
+            None => format!("no passing drill recorded (one {window_text} required)"),
+        },
+    });
+    let last = drills.first();
+    if let Some(d) = last {
+        if let Some(ok) = d.rto.passed {
+            slos.push(Slo {
+                name: "rto".into(),
+                ok,
+                detail: format!(
+                    "last drill RTO {:.1} min, target {} min",
+                    d.rto.minutes.unwrap_or(0.0),
+                    d.rto.target_minutes.unwrap_or(0)
+                ),
+            });
+        }
+        if let Some(ok) = d.rpo.passed {
+            slos.push(Slo {
+                name: "rpo".into(),
+                ok,
+                detail: format!(
+                    "last drill RPO {:.1} min, target {} min",
+                    d.rpo.minutes.unwrap_or(0.0),
+                    d.rpo.target_minutes.unwrap_or(0)
+                ),
+            });
+        }
+    }
+    if let Some(s) = size_anomaly(complete) {
+        slos.push(s);
+    }
+    let newest_time = newest.and_then(|m| parse_time(&m.finished_at));
+    let failure = last_failure.filter(|f| newest_time.map(|t| f.at > t).unwrap_or(true));
+    if let Some(f) = &failure {
+        slos.push(Slo {
+            name: "last_run".into(),
+            ok: false,
+            detail: format!(
+                "{} failed at {}: {}",
+                f.job,
+                f.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                f.message
+            ),
+        });
+    }
+    DbStatus {
+        database: database.to_string(),
+        backups: complete.len(),
+        newest_backup: newest.map(|m| m.backup_id.to_string()),
+        newest_snapshot: newest.map(|m| m.snapshot.time.clone()),
+        newest_age_seconds: age,
+        freshness_threshold_seconds: threshold,
+        newest_raw_bytes: newest.map(|m| m.raw_bytes),
+        newest_stored_bytes: newest.map(|m| m.stored_bytes),
+        last_drill: last.map(|d| d.drill_id.clone()),
+        last_drill_verdict: last.map(|d| d.verdict.clone()),
+        last_passing_drill_at: passing.map(|d| d.started_at.clone()),
+        last_rto_seconds: last.and_then(|d| d.rto.minutes).map(|m| m * 60.0),
+        last_rpo_seconds: last.and_then(|d| d.rpo.minutes).map(|m| m * 60.0),
+        last_failure: failure,
+        slos,
+    }
+}
+
+/// The newest dump under half the median of the previous five is an anomaly.
+fn size_anomaly(complete: &[Manifest]) -> Option<Slo> {
+    let newest = complete.first()?;
+    let mut prev: Vec<u64> = complete
+        .iter()
+        .skip(1)
+        .take(5)
+        .map(|m| m.raw_bytes)
+        .collect();
+    if prev.is_empty() {
+        return None;
+    }
+    prev.sort_unstable();
+    let median = if prev.len() % 2 == 1 {
+        prev[prev.len() / 2] as f64
+    } else {
+        (prev[prev.len() / 2 - 1] + prev[prev.len() / 2]) as f64 / 2.0
+    };
+    let ok = newest.raw_bytes as f64 >= median / 2.0;
+    Some(Slo {
+        name: "dump_size".into(),
+        ok,
+        detail: format!(
+            "newest dump {} bytes, median of the previous {} is {:.0}",
+            newest.raw_bytes,
+            prev.len(),
+            median
+        ),
+    })
+}
+
+fn esc_label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Prometheus text exposition (also for node_exporter's textfile collector).
+pub fn prometheus(statuses: &[DbStatus]) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, kind: &str, rows: Vec<(String, f64)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, v) in rows {
+            out.push_str(&format!("{name}{{{labels}}} {v}\n"));
+        }
+    };
+    let db = |s: &DbStatus| format!("database=\"{}\"", esc_label(&s.database));
+    metric(
+        "pgdrill_backups",
+        "Complete backups in the store.",
+        "gauge",
+        statuses.iter().map(|s| (db(s), s.backups as f64)).collect(),
+    );
+    metric(
+        "pgdrill_backup_last_success_timestamp_seconds",
+        "Snapshot time of the newest complete backup.",
+        "gauge",
+        statuses
+            .iter()
+            .filter_map(|s| {
+                s.newest_snapshot
+                    .as_deref()
+                    .and_then(parse_time)
+                    .map(|t| (db(s), t.timestamp() as f64))
+            })
+            .collect(),
+    );
+    metric(
+        "pgdrill_backup_age_seconds",
+        "Age of the newest complete backup.",
+        "gauge",
+        statuses
+            .iter()
+            .filter_map(|s| s.newest_age_seconds.map(|a| (db(s), a as f64)))
+            .collect(),
+    );
+    metric(
+        "pgdrill_backup_freshness_threshold_seconds",
+        "Backup freshness SLO threshold.",
+        "gauge",
+        statuses
+            .iter()
+            .map(|s| (db(s), s.freshness_threshold_seconds as f64))
+            .collect(),
+    );
+    let mut sizes = Vec::new();
+    for s in statuses {
+        if let (Some(r), Some(st)) = (s.newest_raw_bytes, s.newest_stored_bytes) {
+            sizes.push((format!("{},kind=\"raw\"", db(s)), r as f64));
+            sizes.push((format!("{},kind=\"stored\"", db(s)), st as f64));
+        }
+    }
+    metric(
+        "pgdrill_backup_size_bytes",
+        "Size of the newest complete backup.",
+        "gauge",
+        sizes,
+    );
+    metric(
+        "pgdrill_drill_last_pass_timestamp_seconds",
+        "Start time of the last passing drill.",
+        "gauge",
+        statuses
+            .iter()
+            .filter_map(|s| {
+                s.last_passing_drill_at
+                    .as_deref()
+                    .and_then(parse_time)
+                    .map(|t| (db(s), t.timestamp() as f64))
+            })
+            .collect(),
+    );
+    metric(
+        "pgdrill_drill_rto_seconds",
+        "RTO measured by the last drill.",
+        "gauge",
+        statuses
+            .iter()
+            .filter_map(|s| s.last_rto_seconds.map(|v| (db(s), v)))
+            .collect(),
+    );
+    metric(
+        "pgdrill_drill_rpo_seconds",
+        "RPO measured by the last drill.",
+        "gauge",
+        statuses
+            .iter()
+            .filter_map(|s| s.last_rpo_seconds.map(|v| (db(s), v)))
+            .collect(),
+    );
+    let mut slo_rows = Vec::new();
+    for s in statuses {
+        for slo in &s.slos {
+            slo_rows.push((
+                format!("{},slo=\"{}\"", db(s), esc_label(&slo.name)),
+                if slo.ok { 1.0 } else { 0.0 },
+            ));
+        }
+    }
+    metric(
+        "pgdrill_slo_ok",
+        "1 when the SLO is met, 0 when violated.",
+        "gauge",
+        slo_rows,
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            freshness_alert_minutes: Some(480),
+            ..Policy::default()
+        }
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        parse_time(s).expect("time")
+    }
+
+    #[test]
+    fn no_backup_and_no_drill_violate_both_slos() {
+        let s = evaluate(
+            "app",
+            &[],
+            &[],
+            None,
+            &policy(),
+            DrillWindow::CalendarMonth,
+            t("2026-11-21T00:00:00Z"),
+        );
+        assert!(!s.ok());
+        assert_eq!(s.slos.iter().filter(|x| !x.ok).count(), 2);
+        let text = prometheus(&[s]);
+        assert!(text.contains("pgdrill_slo_ok{database=\"app\",slo=\"backup_freshness\"} 0"));
+        assert!(text.contains("# TYPE pgdrill_backups gauge"));
+    }
+
+    #[test]
+    fn drill_window_is_the_calendar_month_or_n_days() {
+        let d = |verdict: &str, at: &str| {
+            let mut r: DrillResult = serde_json::from_value(serde_json::json!({
+                "schema_version": 1, "drill_id": "20261101T000000Z-0000", "database": "app", "verdict": verdict,
+                "started_at": at, "finished_at": at, "tool": {"name": "pgdrill", "version": "0"}, "host": "h",
+                "backup": {"id": "x", "snapshot_time": at, "finished_at": at, "server_version": "15", "pg_dump_version": "15", "objects": []},
+                "target": {"kind": "ephemeral", "url": "u", "server_version": null, "kept": false},
+                "stages": [], "rpo": {"minutes": null, "target_minutes": null, "passed": null},
+                "rto": {"minutes": null, "target_minutes": null, "passed": null}, "checks": [], "error": null, "policy": {}
+            }))
+            .expect("drill");
+            r.verdict = verdict.into();
+            r
+        };
+        let now = t("2026-12-02T00:00:00Z");
+        let last_month = vec![d("pass", "2026-11-30T00:00:00Z")];
+        let s = evaluate(
+            "app",
+            &[],
+            &last_month,
+            None,
+            &policy(),
+            DrillWindow::CalendarMonth,
+            now,
+        );
+        assert!(
+            !s.slos
+                .iter()
+                .find(|x| x.name == "drill_freshness")
+                .expect("slo")
+                .ok
+        );
+        let s = evaluate(
+            "app",
+            &[],
+            &last_month,
+            None,
+            &policy(),
+            DrillWindow::Days(7),
+            now,
+        );
+        assert!(
+            s.slos
+                .iter()
+                .find(|x| x.name == "drill_freshness")
+                .expect("slo")
+                .ok
+        );
+        let failing_now = vec![
+            d("fail", "2026-12-01T00:00:00Z"),
+            d("pass", "2026-12-01T00:00:00Z"),
+        ];
+        let s = evaluate(
+            "app",
+            &[],
+            &failing_now,
+            None,
+            &policy(),
+            DrillWindow::CalendarMonth,
+            now,
+        );
+        assert!(
+            s.slos
+                .iter()
+                .find(|x| x.name == "drill_freshness")
+                .expect("slo")
+                .ok
+        );
+    }
+}
+
+fn failure_key(db: &crate::ids::DbName) -> String {
+    format!("{db}/last_failure.json")
+}
+
+/// Records a failed job (best effort: a store that is down cannot record anything).
+pub async fn record_failure(
+    store: &pgdrill_store::Store,
+    db: &crate::ids::DbName,
+    job: &str,
+    message: &str,
+) {
+    let rec = FailureRecord {
+        job: job.into(),
+        at: Utc::now(),
+        message: message.into(),
+    };
+    if let Ok(body) = serde_json::to_vec_pretty(&rec) {
+        let _ = store.put(&failure_key(db), bytes::Bytes::from(body)).await;
+    }
+}
+
+pub async fn read_failure(
+    store: &pgdrill_store::Store,
+    db: &crate::ids::DbName,
+) -> Option<FailureRecord> {
+    let b = store.get(&failure_key(db)).await.ok()?;
+    serde_json::from_slice(&b).ok()
+}
