@@ -57,9 +57,18 @@ pub async fn write(source: &ConnSpec, cfg: &AuditSection, m: &Manifest) -> Resul
     let (schema, table) = crate::drill::checks::split_table(&cfg.table);
     let qualified = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
     let cols: Vec<String> = columns.keys().map(|c| quote_ident(c)).collect();
+    // A rendered JSON object (e.g. {summary_json}) goes in as JSON, so a json/jsonb column
+    // gets an object; text columns receive its text either way.
     let values: serde_json::Map<String, serde_json::Value> = columns
         .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(render(v, m))))
+        .map(|(k, v)| {
+            let text = render(v, m);
+            let value = match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(j) if j.is_object() => j,
+                _ => serde_json::Value::String(text),
+            };
+            (k.clone(), value)
+        })
         .collect();
     let sql = format!(
         "insert into {qualified} ({cols}) select {cols} from json_populate_record(null::{qualified}, $1::text::json)",

@@ -46,6 +46,11 @@ pub async fn list(store: &Store, db: &DbName) -> Result<Listing> {
             Err(e) => listing.unreadable.push((id, e.to_string())),
         }
     }
+    // Ids sort by time only to the second: order by snapshot time so `latest` is the newest
+    // even when two backups started within one second.
+    listing.complete.sort_by(|a, b| {
+        (b.snapshot.time.as_str(), &b.backup_id).cmp(&(a.snapshot.time.as_str(), &a.backup_id))
+    });
     Ok(listing)
 }
 

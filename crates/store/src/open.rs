@@ -23,7 +23,9 @@ impl StoreUrl {
         };
         let raw_trim = raw.trim();
         if raw_trim.is_empty() {
-            return Err(bad("it is empty; give a folder path, file:///path or s3://bucket/prefix"));
+            return Err(bad(
+                "it is empty; give a folder path, file:///path or s3://bucket/prefix",
+            ));
         }
         if let Some(rest) = raw_trim.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -40,12 +42,16 @@ impl StoreUrl {
         }
         if let Some(rest) = raw_trim.strip_prefix("file://") {
             if !rest.starts_with('/') {
-                return Err(bad("file URLs must be absolute (file:///var/backups/pgdrill)"));
+                return Err(bad(
+                    "file URLs must be absolute (file:///var/backups/pgdrill)",
+                ));
             }
             return Ok(StoreUrl::Local { path: rest.into() });
         }
         if raw_trim.contains("://") {
-            return Err(bad("only file:// and s3:// (any S3-compatible service) are supported"));
+            return Err(bad(
+                "only file:// and s3:// (any S3-compatible service) are supported",
+            ));
         }
         Ok(StoreUrl::Local {
             path: raw_trim.into(),
@@ -76,7 +82,10 @@ impl std::fmt::Debug for StoreOptions {
             .field("region", &self.region)
             .field("path_style", &self.path_style)
             .field("access_key_id", &self.access_key_id.as_ref().map(|_| "***"))
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "***"))
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "***"),
+            )
             .finish()
     }
 }
@@ -107,10 +116,13 @@ fn open_local(url: &str, path: &std::path::Path) -> Result<Store, StoreError> {
         url: url.to_string(),
         reason: format!("cannot create folder {}: {e}", path.display()),
     })?;
-    let fs = LocalFileSystem::new_with_prefix(path).map_err(|e| StoreError::BadUrl {
-        url: url.to_string(),
-        reason: e.to_string(),
-    })?;
+    let fs = LocalFileSystem::new_with_prefix(path)
+        .map_err(|e| StoreError::BadUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?
+        // Deleting the last object of a folder removes the folder, as on object stores.
+        .with_automatic_cleanup(true);
     let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     Ok(Store {
         inner: Arc::new(fs),
@@ -150,7 +162,13 @@ fn open_s3(bucket: &str, prefix: &str, opts: &StoreOptions) -> Result<Store, Sto
         .clone()
         .or_else(|| opts.env_var("AWS_REGION"))
         .or_else(|| opts.env_var("AWS_DEFAULT_REGION"))
-        .unwrap_or_else(|| if endpoint.is_some() { "auto".into() } else { "us-east-1".into() });
+        .unwrap_or_else(|| {
+            if endpoint.is_some() {
+                "auto".into()
+            } else {
+                "us-east-1".into()
+            }
+        });
     b = b.with_region(region);
     // Custom endpoints (MinIO, R2, B2, OCI) default to path style; AWS itself to virtual host.
     let path_style = opts.path_style.unwrap_or(endpoint.is_some());
@@ -177,7 +195,8 @@ fn open_s3(bucket: &str, prefix: &str, opts: &StoreOptions) -> Result<Store, Sto
         (Some(_), None) | (None, Some(_)) => {
             return Err(StoreError::BadUrl {
                 url: format!("s3://{bucket}/{prefix}"),
-                reason: "only one of the access key id and the secret access key is set; set both".into(),
+                reason: "only one of the access key id and the secret access key is set; set both"
+                    .into(),
             })
         }
         (None, None) => {}
@@ -222,11 +241,15 @@ mod tests {
         );
         assert_eq!(
             StoreUrl::parse("file:///var/x").ok(),
-            Some(StoreUrl::Local { path: "/var/x".into() })
+            Some(StoreUrl::Local {
+                path: "/var/x".into()
+            })
         );
         assert_eq!(
             StoreUrl::parse("./rel").ok(),
-            Some(StoreUrl::Local { path: "./rel".into() })
+            Some(StoreUrl::Local {
+                path: "./rel".into()
+            })
         );
         assert!(StoreUrl::parse("gs://x").is_err());
         assert!(StoreUrl::parse("s3://key:secret@bucket/x").is_err());

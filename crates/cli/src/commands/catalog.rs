@@ -20,7 +20,9 @@ pub async fn list(ctx: &Ctx) -> Result<Output> {
         }
         all.extend(listing.complete);
     }
-    all.sort_by(|a, b| b.backup_id.cmp(&a.backup_id));
+    all.sort_by(|a, b| {
+        (b.snapshot.time.as_str(), &b.backup_id).cmp(&(a.snapshot.time.as_str(), &a.backup_id))
+    });
     let rows: Vec<Vec<String>> = all
         .iter()
         .map(|m| {

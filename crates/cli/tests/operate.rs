@@ -1,0 +1,278 @@
+//! prune, status, leases and the audit row, end to end against real clusters.
+
+mod common;
+use common::*;
+use pgdrill_testkit as tk;
+use std::path::Path;
+
+fn write_config(dir: &Path, store: &Path, extra: &str) {
+    let text = format!(
+        "[store]\nurl = \"{}\"\n[[database]]\nname = \"app\"\nurl_env = \"SRC\"\n{extra}\n",
+        store.display()
+    );
+    std::fs::write(dir.join("pgdrill.toml"), text).expect("config");
+}
+
+fn backup(dir: &Path, url: &str) -> String {
+    let out = run(dir, &["--json", "backup"], &[("SRC", url)]);
+    out.ok();
+    out.json()["backups"][0]["backup_id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prune_keeps_by_rule_and_removes_old_incomplete_backups() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    write_config(dir.path(), &store, "");
+    let ids: Vec<String> = (0..4).map(|_| backup(dir.path(), &src.url)).collect();
+    // An incomplete backup folder (no manifest) from long ago, and a fresh one.
+    let old = store.join("app/backups/20200101T000000Z-abcd");
+    std::fs::create_dir_all(&old).expect("mkdir");
+    std::fs::write(old.join("dump.pgc.zst"), b"partial").expect("write");
+    let st = std::process::Command::new("touch")
+        .args([
+            "-d",
+            "2020-01-01",
+            &old.join("dump.pgc.zst").display().to_string(),
+        ])
+        .status()
+        .expect("touch");
+    assert!(st.success());
+    let young = store.join("app/backups/20991231T000000Z-abcd");
+    std::fs::create_dir_all(&young).expect("mkdir");
+    std::fs::write(young.join("dump.pgc.zst"), b"partial").expect("write");
+
+    let env = [
+        ("SRC", src.url.as_str()),
+        ("PGDRILL_RETENTION_KEEP_LAST", "2"),
+        ("PGDRILL_RETENTION_KEEP_MIN", "1"),
+    ];
+    let dry = run(dir.path(), &["--json", "prune", "--dry-run"], &env);
+    dry.ok();
+    let plan = &dry.json()["prune"][0];
+    assert_eq!(plan["delete"].as_array().expect("delete").len(), 2);
+    assert_eq!(
+        plan["delete_incomplete"],
+        serde_json::json!(["20200101T000000Z-abcd"])
+    );
+    assert_eq!(
+        backup_ids(&store, "app").len(),
+        6,
+        "a dry run deletes nothing"
+    );
+
+    run(dir.path(), &["prune"], &env).ok();
+    let mut want = vec![
+        ids[2].clone(),
+        ids[3].clone(),
+        "20991231T000000Z-abcd".to_string(),
+    ];
+    want.sort();
+    assert_eq!(
+        backup_ids(&store, "app"),
+        want,
+        "deleted backups leave no folder behind"
+    );
+    // Newest first by snapshot time, even for backups started within the same second.
+    let listed = run(dir.path(), &["--json", "list"], &env);
+    let listed: Vec<String> = listed
+        .json()
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|b| b["backup_id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(listed, vec![ids[3].clone(), ids[2].clone()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_exit_codes_follow_each_slo() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    write_config(dir.path(), &store, "");
+    let env = [("SRC", src.url.as_str())];
+    // Nothing yet: freshness and drill SLOs violated.
+    let s = run(dir.path(), &["--json", "status"], &env);
+    s.code(1);
+    let violated = |o: &Out| -> Vec<String> {
+        o.json()["databases"][0]["slos"]
+            .as_array()
+            .expect("slos")
+            .iter()
+            .filter(|x| x["ok"] == false)
+            .map(|x| x["name"].as_str().expect("n").to_string())
+            .collect()
+    };
+    assert_eq!(violated(&s), vec!["backup_freshness", "drill_freshness"]);
+
+    backup(dir.path(), &src.url);
+    run(dir.path(), &["drill"], &env).ok();
+    let prom = dir.path().join("pgdrill.prom");
+    let s = run(
+        dir.path(),
+        &[
+            "--json",
+            "status",
+            "--prometheus",
+            prom.to_str().expect("p"),
+        ],
+        &env,
+    );
+    s.code(0);
+    let text = std::fs::read_to_string(&prom).expect("prom");
+    assert!(
+        text.contains("pgdrill_slo_ok{database=\"app\",slo=\"backup_freshness\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("pgdrill_drill_rto_seconds{database=\"app\"}"));
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (_, value) = line.rsplit_once(' ').expect("sample");
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("bad sample {line}"));
+    }
+
+    // Freshness threshold of 0 minutes: violated.
+    let s = run(
+        dir.path(),
+        &["--json", "status"],
+        &[
+            ("SRC", src.url.as_str()),
+            ("PGDRILL_POLICY_FRESHNESS_ALERT_MINUTES", "0"),
+        ],
+    );
+    s.code(1);
+    assert_eq!(violated(&s), vec!["backup_freshness"]);
+
+    // A much smaller dump: size anomaly.
+    let c = tk::connect(&src.url).await;
+    c.batch_execute("truncate app.customers cascade")
+        .await
+        .expect("truncate");
+    backup(dir.path(), &src.url);
+    let s = run(dir.path(), &["--json", "status"], &env);
+    s.code(1);
+    assert!(
+        violated(&s).contains(&"dump_size".to_string()),
+        "{}",
+        s.stdout
+    );
+
+    // A failed backup: the last run is reported until a backup succeeds again.
+    let bad = format!(
+        "postgresql://postgres:{}@127.0.0.1:1/app",
+        src.cluster.password()
+    );
+    run(dir.path(), &["backup"], &[("SRC", bad.as_str())]).code(1);
+    let s = run(dir.path(), &["--json", "status"], &env);
+    assert!(violated(&s).contains(&"last_run".to_string()));
+    assert!(!s.stdout.contains(src.cluster.password()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_concurrent_backup_is_locked_out_and_writes_nothing() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    write_config(dir.path(), &store, "");
+    // A pg_dump that waits before dumping keeps the first backup (and its lease) running.
+    let shim = dir.path().join("shim");
+    std::fs::create_dir_all(&shim).expect("shim");
+    let real = tk::pg_bin("pg_dump", src.cluster.version().major);
+    std::fs::write(shim.join("pg_dump"), format!("#!/bin/sh\ncase \"$1\" in --version) exec '{}' --version;; esac\nsleep 3\nexec '{}' \"$@\"\n", real.display(), real.display())).expect("write");
+    std::process::Command::new("chmod")
+        .args(["+x", &shim.join("pg_dump").display().to_string()])
+        .status()
+        .expect("chmod");
+    let mut first = cmd(dir.path());
+    first
+        .args(["--json", "backup"])
+        .env("SRC", &src.url)
+        .env("PGDRILL_PG_BIN", &shim);
+    first
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = first.spawn().expect("spawn");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let second = run(dir.path(), &["backup"], &[("SRC", src.url.as_str())]);
+    second.code(6);
+    assert!(second.stderr.contains("locked"), "{}", second.stderr);
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        backup_ids(&store, "app").len(),
+        1,
+        "only the first backup exists"
+    );
+    assert!(
+        !store.join("app/lease.json").exists(),
+        "the lease is released"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_lease_is_taken_over_and_the_audit_row_is_written() {
+    let src = source(None).await;
+    let c = tk::connect(&src.url).await;
+    c.batch_execute(
+        "create table \"AuditLog\" (id bigserial primary key, \"entityType\" text not null, \"entityId\" text not null, \
+         action text not null, metadata jsonb, \"createdAt\" timestamptz not null default now())",
+    )
+    .await
+    .expect("audit table");
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    write_config(
+        dir.path(),
+        &store,
+        "[database.audit]\ntable = \"AuditLog\"\n",
+    );
+    std::fs::create_dir_all(store.join("app")).expect("mkdir");
+    std::fs::write(
+        store.join("app/lease.json"),
+        r#"{"owner":"x","host":"deadhost","pid":4242,"job":"backup","acquired_at":"2020-01-01T00:00:00Z","expires_at":"2020-01-01T00:10:00Z"}"#,
+    )
+    .expect("stale lease");
+    let out = run(
+        dir.path(),
+        &["--json", "backup"],
+        &[("SRC", src.url.as_str())],
+    );
+    out.ok();
+    assert!(
+        out.stderr.contains("took over a stale lease") && out.stderr.contains("deadhost"),
+        "{}",
+        out.stderr
+    );
+    let id = out.json()["backups"][0]["backup_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let row = c
+        .query_one(
+            "select \"entityType\", \"entityId\", metadata->>'backup_id' from \"AuditLog\"",
+            &[],
+        )
+        .await
+        .expect("row");
+    assert_eq!(row.get::<_, String>(0), "DatabaseBackup");
+    assert_eq!(row.get::<_, String>(1), id);
+    assert_eq!(row.get::<_, String>(2), id);
+
+    // A broken audit table is reported but does not fail the backup.
+    c.batch_execute("drop table \"AuditLog\"")
+        .await
+        .expect("drop");
+    let out = run(dir.path(), &["backup"], &[("SRC", src.url.as_str())]);
+    out.ok();
+    assert!(out.stderr.contains("audit row"), "{}", out.stderr);
+}
