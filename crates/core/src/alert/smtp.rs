@@ -1,0 +1,388 @@
+//! A minimal SMTP client (RFC 5321): EHLO (HELO fallback), optional AUTH PLAIN, MAIL FROM,
+//! RCPT TO per recipient, DATA with dot-stuffing, QUIT; every reply code is checked.
+//!
+//! No TLS: STARTTLS would need `tokio-rustls` and `webpki-roots` as direct dependencies of
+//! this crate (both already in the tree via reqwest) and is left out of this build. So
+//! `starttls = true` is refused, and a password is only sent to a loopback relay (a local MTA
+//! that forwards with TLS); without AUTH, any host is allowed (an internal relay on port 25).
+
+use super::redact::Redactor;
+use super::{Delivery, Failure, SmtpSection};
+use crate::{Error, Result};
+use chrono::{DateTime, Utc};
+use pgdrill_pg::Secret;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// SMTP's line limit is 1000 octets with CRLF; longer bodies go base64.
+const MAX_LINE: usize = 990;
+const MAX_REPLY_LINES: usize = 64;
+
+#[derive(Debug)]
+pub(super) struct SmtpTarget {
+    host: String,
+    port: u16,
+    from: String,
+    to: Vec<String>,
+    auth: Option<(String, Secret)>,
+}
+
+impl SmtpTarget {
+    pub(super) fn from_config(
+        s: &SmtpSection,
+        env: &BTreeMap<String, String>,
+        red: &mut Redactor,
+    ) -> Result<SmtpTarget> {
+        let invalid = |m: String| Err(Error::Invalid(format!("alerts.smtp: {m}")));
+        if s.starttls {
+            return invalid(
+                "starttls = true is not supported by this build (plain SMTP only); \
+                 send through a local relay on 127.0.0.1 that forwards with TLS"
+                    .into(),
+            );
+        }
+        let host = s.host.trim();
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return invalid("host must be a host name or address".into());
+        }
+        for addr in std::iter::once(&s.from).chain(&s.to) {
+            if !is_plain_address(addr) {
+                return invalid(format!("{addr:?} is not a plain email address"));
+            }
+        }
+        if s.to.is_empty() {
+            return invalid("to lists no recipient".into());
+        }
+        let auth = match (&s.username, &s.password_env) {
+            (None, None) => None,
+            (Some(user), Some(var)) => {
+                let pass = super::env_value(env, "alerts.smtp.password_env", var, red)?;
+                if !is_loopback(host) {
+                    return invalid(format!(
+                        "AUTH without TLS is only allowed to a loopback relay, not {host}; \
+                         unset username and password_env or relay through 127.0.0.1"
+                    ));
+                }
+                Some((user.clone(), Secret::new(pass)))
+            }
+            _ => return invalid("username and password_env go together".into()),
+        };
+        Ok(SmtpTarget {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port: s.port.unwrap_or(25),
+            from: s.from.clone(),
+            to: s.to.clone(),
+            auth,
+        })
+    }
+}
+
+fn is_plain_address(a: &str) -> bool {
+    let bad = |c: char| c.is_whitespace() || c.is_control() || "<>,;:\"()[]\\".contains(c);
+    matches!(a.split_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty()) && !a.contains(bad)
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The DATA payload: headers, the body dot-stuffed (or base64), and the final `.` line.
+pub(super) fn render(t: &SmtpTarget, subject: &str, body: &str, date: DateTime<Utc>) -> String {
+    let lines: Vec<&str> = body.lines().collect();
+    let plain = body.is_ascii() && lines.iter().all(|l| l.len() <= MAX_LINE);
+    let mut out = String::new();
+    let mut header = |name: &str, value: &str| out.push_str(&format!("{name}: {value}\r\n"));
+    header("Date", &date.to_rfc2822());
+    header("From", &t.from);
+    header("To", &t.to.join(",\r\n "));
+    header("Subject", &encode_header(subject));
+    header(
+        "Message-ID",
+        &format!(
+            "<{:016x}.{}@pgdrill>",
+            rand::random::<u64>(),
+            date.timestamp()
+        ),
+    );
+    header("MIME-Version", "1.0");
+    header("Content-Type", "text/plain; charset=utf-8");
+    header(
+        "Content-Transfer-Encoding",
+        if plain { "7bit" } else { "base64" },
+    );
+    header("Auto-Submitted", "auto-generated");
+    out.push_str("\r\n");
+    if plain {
+        for line in lines {
+            if line.starts_with('.') {
+                out.push('.');
+            }
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    } else {
+        let encoded = base64(body.replace('\n', "\r\n").as_bytes());
+        for chunk in encoded.as_bytes().chunks(76) {
+            out.push_str(&String::from_utf8_lossy(chunk));
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str(".\r\n");
+    out
+}
+
+/// ASCII as is; otherwise RFC 2047 encoded words of at most 45 bytes each.
+fn encode_header(v: &str) -> String {
+    if v.is_ascii() {
+        return v.to_string();
+    }
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    for c in v.chars() {
+        if cur.len() + c.len_utf8() > 45 {
+            words.push(format!("=?UTF-8?B?{}?=", base64(cur.as_bytes())));
+            cur.clear();
+        }
+        cur.push(c);
+    }
+    if !cur.is_empty() {
+        words.push(format!("=?UTF-8?B?{}?=", base64(cur.as_bytes())));
+    }
+    words.join("\r\n ")
+}
+
+pub(super) fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+struct Reply {
+    code: u16,
+    text: String,
+}
+
+impl Reply {
+    fn describe(&self) -> String {
+        format!(
+            "{} {}",
+            self.code,
+            self.text.chars().take(200).collect::<String>()
+        )
+    }
+}
+
+struct Conn {
+    io: BufReader<TcpStream>,
+}
+
+impl Conn {
+    async fn reply(&mut self) -> std::result::Result<Reply, Failure> {
+        let mut text = Vec::new();
+        for _ in 0..MAX_REPLY_LINES {
+            let mut line = Vec::new();
+            let n = (&mut self.io)
+                .take(2048)
+                .read_until(b'\n', &mut line)
+                .await
+                .map_err(|e| Failure::transient(format!("read from the server: {e}")))?;
+            if n == 0 || !line.ends_with(b"\n") {
+                return Err(Failure::transient("the server closed the connection"));
+            }
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end();
+            let code = line.get(..3).and_then(|c| c.parse::<u16>().ok());
+            let (Some(code), sep) = (code, line.as_bytes().get(3).copied()) else {
+                return Err(Failure::permanent("malformed reply from the server"));
+            };
+            text.push(line.get(4..).unwrap_or("").to_string());
+            if sep != Some(b'-') {
+                return Ok(Reply {
+                    code,
+                    text: text.join(" "),
+                });
+            }
+        }
+        Err(Failure::permanent("reply from the server is too long"))
+    }
+
+    async fn send(&mut self, line: &str) -> std::result::Result<(), Failure> {
+        self.io
+            .get_mut()
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .map_err(|e| Failure::transient(format!("write to the server: {e}")))
+    }
+
+    /// A reply outside `ok`: 4xx may pass on retry, 5xx will not.
+    async fn expect(&mut self, what: &str, ok: &[u16]) -> std::result::Result<Reply, Failure> {
+        let r = self.reply().await?;
+        if ok.contains(&r.code) {
+            return Ok(r);
+        }
+        Err(Failure {
+            message: format!("{what} answered {}", r.describe()),
+            retryable: (400..500).contains(&r.code),
+        })
+    }
+}
+
+/// One delivery attempt of an already rendered message.
+pub(super) async fn send(t: &SmtpTarget, data: &str) -> Delivery {
+    let stream = TcpStream::connect((t.host.as_str(), t.port))
+        .await
+        .map_err(|e| {
+            Failure::transient(format!("could not connect to {}:{} ({e})", t.host, t.port))
+        })?;
+    let helo = match stream.local_addr() {
+        Ok(SocketAddr::V4(a)) => format!("[{}]", a.ip()),
+        Ok(SocketAddr::V6(a)) => format!("[IPv6:{}]", a.ip()),
+        Err(_) => "localhost".to_string(),
+    };
+    let mut c = Conn {
+        io: BufReader::new(stream),
+    };
+    c.expect("the greeting", &[220]).await?;
+    c.send(&format!("EHLO {helo}")).await?;
+    if c.reply().await?.code != 250 {
+        c.send(&format!("HELO {helo}")).await?;
+        c.expect("HELO", &[250]).await?;
+    }
+    if let Some((user, pass)) = &t.auth {
+        let token = base64(format!("\0{user}\0{}", pass.expose()).as_bytes());
+        c.send(&format!("AUTH PLAIN {token}")).await?;
+        // The reply text is not shown: some servers echo what they were sent.
+        let r = c.reply().await?;
+        if r.code != 235 {
+            return Err(Failure {
+                message: format!("AUTH PLAIN answered {}", r.code),
+                retryable: (400..500).contains(&r.code),
+            });
+        }
+    }
+    c.send(&format!("MAIL FROM:<{}>", t.from)).await?;
+    c.expect("MAIL FROM", &[250]).await?;
+    let mut refused = Vec::new();
+    for rcpt in &t.to {
+        c.send(&format!("RCPT TO:<{rcpt}>")).await?;
+        if let Err(f) = c.expect(&format!("RCPT TO {rcpt}"), &[250, 251]).await {
+            refused.push(f);
+        }
+    }
+    if refused.len() == t.to.len() {
+        let _ = c.send("QUIT").await;
+        let retryable = refused.iter().all(|f| f.retryable);
+        let message = refused.into_iter().map(|f| f.message).collect::<Vec<_>>();
+        return Err(Failure {
+            message: message.join("; "),
+            retryable,
+        });
+    }
+    c.send("DATA").await?;
+    c.expect("DATA", &[354]).await?;
+    c.io.get_mut()
+        .write_all(data.as_bytes())
+        .await
+        .map_err(|e| Failure::transient(format!("write to the server: {e}")))?;
+    c.expect("the end of DATA", &[250]).await?;
+    if c.send("QUIT").await.is_ok() {
+        let _ = c.reply().await;
+    }
+    Ok(match refused.is_empty() {
+        true => None,
+        false => Some(
+            refused
+                .into_iter()
+                .map(|f| f.message)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        let cases = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, enc) in cases {
+            assert_eq!(base64(plain.as_bytes()), enc);
+        }
+    }
+
+    fn target() -> SmtpTarget {
+        SmtpTarget {
+            host: "127.0.0.1".into(),
+            port: 25,
+            from: "pgdrill@example.com".into(),
+            to: vec!["a@example.com".into(), "b@example.com".into()],
+            auth: None,
+        }
+    }
+
+    #[test]
+    fn render_dot_stuffs_and_terminates() {
+        let data = render(&target(), "[pgdrill] x", "one\n.\n..two\nthree", Utc::now());
+        assert!(
+            data.contains("\r\n\r\none\r\n..\r\n...two\r\nthree\r\n.\r\n"),
+            "{data}"
+        );
+        assert!(data.contains("To: a@example.com,\r\n b@example.com\r\n"));
+        assert!(data.contains("Content-Transfer-Encoding: 7bit\r\n"));
+    }
+
+    #[test]
+    fn non_ascii_goes_base64_and_subject_is_encoded() {
+        let data = render(
+            &target(),
+            "[pgdrill] backup_failed café",
+            "café\n.x",
+            Utc::now(),
+        );
+        assert!(data.contains("Content-Transfer-Encoding: base64\r\n"));
+        assert!(data.contains("Subject: =?UTF-8?B?"));
+        assert!(data.ends_with("\r\n.\r\n"));
+    }
+
+    #[test]
+    fn addresses_are_plain() {
+        assert!(is_plain_address("ops@example.com"));
+        assert!(!is_plain_address("ops@example.com>\r\nRCPT TO:<x@y"));
+        assert!(!is_plain_address("Ops <ops@example.com>"));
+        assert!(!is_plain_address("ops"));
+        assert!(is_loopback("localhost") && is_loopback("127.0.0.1") && is_loopback("[::1]"));
+        assert!(!is_loopback("smtp.example.com"));
+    }
+}
