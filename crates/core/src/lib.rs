@@ -2,6 +2,7 @@
 //! restore, drills, retention and policy. Callers pass typed settings in; nothing here
 //! reads the process environment on its own or exits the process.
 
+pub mod alert;
 pub mod audit;
 pub mod backup;
 pub mod cancel;
