@@ -276,3 +276,124 @@ async fn a_stale_lease_is_taken_over_and_the_audit_row_is_written() {
     out.ok();
     assert!(out.stderr.contains("audit row"), "{}", out.stderr);
 }
+
+/// A local HTTP receiver: answers 200 to every request and records "METHOD PATH\nBODY".
+fn receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    std::thread::JoinHandle<()>,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    listener.set_nonblocking(false).expect("blocking");
+    let handle = std::thread::spawn(move || {
+        // Bounded: at most 40 requests, and the listener dies with the test process.
+        for stream in listener.incoming().take(40) {
+            let Ok(mut stream) = stream else { break };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            let first = request
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            log.lock()
+                .expect("lock")
+                .push(format!("{first}\n{}", String::from_utf8_lossy(&body)));
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (url, seen, handle)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_failure_and_recovery_reach_the_webhook_and_pings_without_secrets() {
+    let src = source(None).await;
+    let (url, seen, _h) = receiver();
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    write_config(
+        dir.path(),
+        &store,
+        "[alerts]\nwebhook_url_env = \"HOOK\"\nping_url_env = \"PING\"\n",
+    );
+    let hook = format!("{url}/hook/CANARY_HOOK_TOKEN");
+    let ping = format!("{url}/ping/CANARY_PING_ID");
+    let bad = format!(
+        "postgresql://postgres:{}@127.0.0.1:1/app",
+        src.cluster.password()
+    );
+    run(
+        dir.path(),
+        &["backup"],
+        &[
+            ("SRC", bad.as_str()),
+            ("HOOK", hook.as_str()),
+            ("PING", ping.as_str()),
+        ],
+    )
+    .code(1);
+    run(
+        dir.path(),
+        &["backup"],
+        &[
+            ("SRC", src.url.as_str()),
+            ("HOOK", hook.as_str()),
+            ("PING", ping.as_str()),
+        ],
+    )
+    .ok();
+    let seen = seen.lock().expect("lock").clone();
+    let paths: Vec<&str> = seen
+        .iter()
+        .map(|s| s.lines().next().unwrap_or(""))
+        .collect();
+    assert!(
+        paths.contains(&"GET /ping/CANARY_PING_ID/start")
+            || paths.contains(&"POST /ping/CANARY_PING_ID/start"),
+        "{paths:?}"
+    );
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.ends_with("/ping/CANARY_PING_ID/fail")),
+        "{paths:?}"
+    );
+    let hooks: Vec<&String> = seen
+        .iter()
+        .filter(|s| s.starts_with("POST /hook/"))
+        .collect();
+    assert_eq!(hooks.len(), 2, "one failure and one recovery: {seen:?}");
+    assert!(hooks[0].contains("backup_failed"), "{}", hooks[0]);
+    assert!(hooks[1].contains("recovered"), "{}", hooks[1]);
+    for s in &seen {
+        let body = s.split_once('\n').map(|x| x.1).unwrap_or("");
+        assert!(
+            !body.contains(src.cluster.password()),
+            "the database password leaked into an alert"
+        );
+        assert!(
+            !body.contains("CANARY"),
+            "a webhook URL token leaked into an alert body"
+        );
+    }
+}

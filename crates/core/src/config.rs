@@ -67,6 +67,8 @@ pub struct FileConfig {
     pub restore: RestoreSection,
     #[serde(default)]
     pub retention: crate::retention::RetentionSection,
+    #[serde(default)]
+    pub alerts: crate::alert::AlertsSection,
     #[serde(default, rename = "database")]
     pub databases: Vec<DatabaseSection>,
 }
@@ -227,6 +229,7 @@ pub struct Settings {
     pub protected_targets: Vec<String>,
     pub restore: RestoreSection,
     pub retention: crate::retention::RetentionSection,
+    pub alerts: crate::alert::AlertsSection,
     pub databases: Vec<DatabaseSettings>,
     /// Where relative paths in the config are resolved.
     pub base_dir: PathBuf,
@@ -305,6 +308,7 @@ impl Settings {
             protected_targets: file.protected_targets.clone(),
             restore: file.restore.clone(),
             retention: file.retention.clone(),
+            alerts: file.alerts.clone(),
             databases,
             base_dir: base_dir.to_path_buf(),
         })

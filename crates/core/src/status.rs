@@ -456,6 +456,11 @@ pub async fn record_failure(
     }
 }
 
+/// Forgets the recorded failure once a job of that database succeeded again.
+pub async fn clear_failure(store: &pgdrill_store::Store, db: &crate::ids::DbName) {
+    let _ = store.delete(&failure_key(db)).await;
+}
+
 pub async fn read_failure(
     store: &pgdrill_store::Store,
     db: &crate::ids::DbName,

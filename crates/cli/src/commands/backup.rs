@@ -2,6 +2,7 @@ use super::operate::LEASE_TTL;
 use super::Output;
 use crate::context::Ctx;
 use crate::ui::{human_bytes, human_secs};
+use pgdrill_core::alert::EventKind;
 use pgdrill_core::backup::{self, BackupJob};
 use pgdrill_core::progress::Progress;
 use pgdrill_core::{lease, status};
@@ -17,6 +18,7 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
         ctx.ui.warn("backups are not encrypted: set [encryption] recipients or passphrase_env (or --recipient)");
     }
     let tools = ctx.tools();
+    let notifier = crate::alerts::Notifier::new(ctx, &store)?;
     let mut done = Vec::new();
     let mut failures = Vec::new();
     let mut first_error: Option<Error> = None;
@@ -51,6 +53,15 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
             progress,
             cancel: ctx.cancel.clone(),
         };
+        notifier
+            .send(
+                ctx,
+                EventKind::JobStarted,
+                db.name.as_str(),
+                format!("backup of {} started", db.name),
+                json!({}),
+            )
+            .await;
         let result = match lease::acquire(&store, &db.name, "backup", LEASE_TTL).await {
             Ok(held) => {
                 if let Some(prev) = &held.took_over_from {
@@ -77,6 +88,28 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
                         }
                     }
                 }
+                let was_failing = status::read_failure(&store, &db.name).await.is_some();
+                let kind = if was_failing {
+                    EventKind::Recovered
+                } else {
+                    EventKind::BackupSucceeded
+                };
+                let summary = format!(
+                    "backup {} of {} completed ({} bytes stored)",
+                    m.backup_id, m.database, m.stored_bytes
+                );
+                notifier
+                    .send(
+                        ctx,
+                        kind,
+                        db.name.as_str(),
+                        summary,
+                        json!({"backup_id": m.backup_id}),
+                    )
+                    .await;
+                if was_failing {
+                    status::clear_failure(&store, &db.name).await;
+                }
                 done.push(m)
             }
             Err(e) => {
@@ -86,6 +119,15 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
                 }
                 if !matches!(e, Error::Locked(_)) {
                     status::record_failure(&store, &db.name, "backup", &e.to_string()).await;
+                    notifier
+                        .send(
+                            ctx,
+                            EventKind::BackupFailed,
+                            db.name.as_str(),
+                            e.to_string(),
+                            json!({"exit_code": e.exit_code()}),
+                        )
+                        .await;
                 }
                 failures.push(json!({"database": db.name, "error": e.to_string(), "exit_code": e.exit_code()}));
                 first_error.get_or_insert(e);

@@ -2,6 +2,7 @@ use super::Output;
 use crate::cli::DrillArgs;
 use crate::context::Ctx;
 use crate::ui::table;
+use pgdrill_core::alert::EventKind;
 use pgdrill_core::drill::{self, evidence::DrillResult, DrillJob};
 use pgdrill_core::progress::Progress;
 use pgdrill_core::{Error, Result};
@@ -44,6 +45,7 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
     }
     let keys = ctx.decryption_keys()?;
     let tools = ctx.tools();
+    let notifier = crate::alerts::Notifier::new(ctx, &store)?;
     let mut results: Vec<DrillResult> = Vec::new();
     let mut human = String::new();
     let mut kept_json = Vec::new();
@@ -101,6 +103,43 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
         .await;
         held.release().await;
         let outcome = outcome?;
+        let r = &outcome.result;
+        let (kind, summary) = if r.verdict == "pass" {
+            (
+                EventKind::DrillPassed,
+                format!(
+                    "drill {} of {} passed: RTO {}, RPO {}",
+                    r.drill_id,
+                    r.database,
+                    fmt_min(r.rto.minutes),
+                    fmt_min(r.rpo.minutes)
+                ),
+            )
+        } else {
+            let failed: Vec<&str> = r
+                .checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| c.name.as_str())
+                .collect();
+            let why = r
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("failed checks: {}", failed.join(", ")));
+            (
+                EventKind::DrillFailed,
+                format!("drill {} of {} failed: {why}", r.drill_id, r.database),
+            )
+        };
+        notifier
+            .send(
+                ctx,
+                kind,
+                db.name.as_str(),
+                summary,
+                json!({"drill_id": r.drill_id, "backup_id": r.backup.id}),
+            )
+            .await;
         human.push_str(&render(&outcome.result));
         human.push_str(&format!("evidence: {}\n", outcome.report_dir.display()));
         if let Some((url, stop)) = &outcome.kept {

@@ -4,6 +4,7 @@ use super::Output;
 use crate::cli::{PruneArgs, StatusArgs};
 use crate::context::Ctx;
 use crate::ui::table;
+use pgdrill_core::alert::EventKind;
 use pgdrill_core::retention::RetentionPolicy;
 use pgdrill_core::status::{self, DrillWindow};
 use pgdrill_core::{catalog, drill, lease, prune, Error, Result};
@@ -94,6 +95,49 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<Output> {
             window,
             chrono::Utc::now(),
         ));
+    }
+    let notifier = crate::alerts::Notifier::new(ctx, &store)?;
+    for s in &statuses {
+        let key = format!("{}/status_state.json", s.database);
+        let was_violated = store
+            .get(&key)
+            .await
+            .map(|b| b.as_ref() == b"violated")
+            .unwrap_or(false);
+        let violated: Vec<String> = s
+            .slos
+            .iter()
+            .filter(|x| !x.ok)
+            .map(|x| format!("{}: {}", x.name, x.detail))
+            .collect();
+        if !violated.is_empty() {
+            let summary = format!("SLO violated for {}: {}", s.database, violated.join("; "));
+            notifier
+                .send(
+                    ctx,
+                    EventKind::SloViolated,
+                    &s.database,
+                    summary,
+                    json!({"slos": s.slos}),
+                )
+                .await;
+        } else if was_violated {
+            notifier
+                .send(
+                    ctx,
+                    EventKind::Recovered,
+                    &s.database,
+                    format!("all SLOs of {} are met again", s.database),
+                    json!({}),
+                )
+                .await;
+        }
+        let state: &'static [u8] = if violated.is_empty() {
+            b"ok"
+        } else {
+            b"violated"
+        };
+        let _ = store.put(&key, bytes::Bytes::from_static(state)).await;
     }
     if statuses.is_empty() {
         return Err(Error::Invalid(format!(

@@ -1,0 +1,53 @@
+//! Sends alert events from CLI jobs; the de-dup state lives in the store
+//! (`alerts/state.json`) so cron runs on different hosts share it. Never fails a job.
+
+use crate::context::Ctx;
+use pgdrill_core::alert::{AlertEvent, Alerter, DedupState, EventKind};
+use pgdrill_store::Store;
+
+const STATE_KEY: &str = "alerts/state.json";
+
+pub struct Notifier {
+    alerter: Option<Alerter>,
+    store: Store,
+}
+
+impl Notifier {
+    pub fn new(ctx: &Ctx, store: &Store) -> pgdrill_core::Result<Notifier> {
+        let alerter = Alerter::from_config(&ctx.settings.alerts, &ctx.env)?;
+        Ok(Notifier {
+            alerter: (!alerter.is_empty()).then_some(alerter),
+            store: store.clone(),
+        })
+    }
+
+    pub async fn send(
+        &self,
+        ctx: &Ctx,
+        kind: EventKind,
+        database: &str,
+        summary: String,
+        details: serde_json::Value,
+    ) {
+        let Some(alerter) = &self.alerter else { return };
+        let mut state: DedupState = match self.store.get(STATE_KEY).await {
+            Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
+            Err(_) => DedupState::default(),
+        };
+        let event = AlertEvent {
+            kind,
+            database: database.to_string(),
+            summary,
+            details,
+            at: chrono::Utc::now(),
+        };
+        for o in alerter.notify(&event, &mut state).await {
+            if let Some(e) = o.error {
+                ctx.ui.warn(format!("alert via {} failed: {e}", o.channel));
+            }
+        }
+        if let Ok(body) = serde_json::to_vec(&state) {
+            let _ = self.store.put(STATE_KEY, bytes::Bytes::from(body)).await;
+        }
+    }
+}
