@@ -88,6 +88,8 @@ pub enum Command {
     Prune(PruneArgs),
     /// SLOs: backup freshness, drill freshness, RTO/RPO, size anomaly; exit 1 when violated.
     Status(StatusArgs),
+    /// Preflight: database, privileges, tool versions, store round trip, keys, disk, drill target.
+    Doctor,
 }
 
 #[derive(Args, Debug)]

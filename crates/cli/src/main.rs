@@ -63,6 +63,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> Result<Output, Error> {
         Command::Demo(a) => commands::demo::run(ctx, a).await,
         Command::Prune(a) => commands::operate::prune(ctx, a).await,
         Command::Status(a) => commands::operate::status(ctx, a).await,
+        Command::Doctor => commands::doctor::run(ctx).await,
     }
 }
 

@@ -397,3 +397,74 @@ async fn backup_failure_and_recovery_reach_the_webhook_and_pings_without_secrets
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_passes_on_a_good_setup_and_names_what_is_broken() {
+    let src = source(None).await;
+    let s3 = tk::S3Server::start();
+    s3.create_bucket("good");
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = dir.path().join("k.key");
+    let out = run(
+        dir.path(),
+        &["--json", "init", "--generate-key", "--path", "gen.toml"],
+        &[],
+    );
+    out.ok();
+    std::fs::rename(dir.path().join("pgdrill-age.key"), &key).expect("mv key");
+    let recipient = out.json()["recipient"].as_str().expect("r").to_string();
+    let text = format!(
+        "[store]\nurl = \"s3://good/pg\"\n[encryption]\nrecipients = [\"{recipient}\"]\nidentity_file = \"k.key\"\n[[database]]\nname = \"app\"\nurl_env = \"SRC\"\n"
+    );
+    std::fs::write(dir.path().join("pgdrill.toml"), text).expect("config");
+    let owned = s3.env();
+    let mut env: Vec<(&str, &str)> = owned
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    env.push(("SRC", src.url.as_str()));
+    let good = run(dir.path(), &["--json", "doctor"], &env);
+    good.ok();
+    let names: Vec<String> = good.json()["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| c["name"].as_str().expect("n").to_string())
+        .collect();
+    for want in [
+        "store: multipart",
+        "store: conditional put",
+        "store: ranged get",
+        "identity",
+        "app: privileges",
+        "app: pg_dump",
+        "app: drill target",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "missing check {want}: {names:?}"
+        );
+    }
+    assert!(!good.stdout.contains(src.cluster.password()));
+
+    // A missing bucket and a key that does not match the recipients.
+    let broken = format!(
+        "[store]\nurl = \"s3://missing-bucket/pg\"\n[encryption]\nrecipients = [\"age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq\"]\nidentity_file = \"k.key\"\n[[database]]\nname = \"app\"\nurl_env = \"SRC\"\n"
+    );
+    std::fs::write(dir.path().join("pgdrill.toml"), broken).expect("config");
+    let bad = run(dir.path(), &["--json", "doctor"], &env);
+    bad.code(1);
+    let failed: Vec<String> = bad.json()["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["name"].as_str().expect("n").to_string())
+        .collect();
+    assert!(failed.contains(&"store: put".to_string()), "{failed:?}");
+    assert!(failed.contains(&"identity".to_string()), "{failed:?}");
+    assert!(
+        !bad.stdout.contains(&s3.secret_key().to_string()),
+        "the S3 secret leaked"
+    );
+}
