@@ -96,10 +96,9 @@ impl Ctx {
     }
 
     pub fn decryption_keys(&self) -> Result<Arc<DecryptionKeys>> {
-        let passphrase = match self.settings.passphrase(&self.env) {
-            Ok(p) => p,
-            Err(_) => None,
-        };
+        // An unset passphrase variable only matters for passphrase-encrypted backups, where
+        // decryption then says which variable to set.
+        let passphrase = self.settings.passphrase(&self.env).unwrap_or_default();
         Ok(Arc::new(DecryptionKeys::new(
             &self.settings.identity_files,
             passphrase,

@@ -448,9 +448,7 @@ async fn doctor_passes_on_a_good_setup_and_names_what_is_broken() {
     assert!(!good.stdout.contains(src.cluster.password()));
 
     // A missing bucket and a key that does not match the recipients.
-    let broken = format!(
-        "[store]\nurl = \"s3://missing-bucket/pg\"\n[encryption]\nrecipients = [\"age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq\"]\nidentity_file = \"k.key\"\n[[database]]\nname = \"app\"\nurl_env = \"SRC\"\n"
-    );
+    let broken = "[store]\nurl = \"s3://missing-bucket/pg\"\n[encryption]\nrecipients = [\"age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq\"]\nidentity_file = \"k.key\"\n[[database]]\nname = \"app\"\nurl_env = \"SRC\"\n";
     std::fs::write(dir.path().join("pgdrill.toml"), broken).expect("config");
     let bad = run(dir.path(), &["--json", "doctor"], &env);
     bad.code(1);

@@ -69,6 +69,9 @@ impl RetentionPolicy {
     }
 }
 
+/// Names the calendar bucket (day, ISO week, month) a local date falls in.
+type BucketKey = fn(&jiff::civil::Date) -> String;
+
 /// One complete backup as retention sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Candidate {
@@ -128,7 +131,7 @@ pub fn plan(
             add(&mut reasons, &c.id, format!("within {days} days"));
         }
     }
-    let buckets: [(&str, Option<usize>, fn(&jiff::civil::Date) -> String); 3] = [
+    let buckets: [(&str, Option<usize>, BucketKey); 3] = [
         ("daily", p.keep_daily, |d| d.to_string()),
         ("weekly", p.keep_weekly, |d| {
             let w = d.iso_week_date();

@@ -330,6 +330,40 @@ pub fn prometheus(statuses: &[DbStatus]) -> String {
     out
 }
 
+fn failure_key(db: &crate::ids::DbName) -> String {
+    format!("{db}/last_failure.json")
+}
+
+/// Records a failed job (best effort: a store that is down cannot record anything).
+pub async fn record_failure(
+    store: &pgdrill_store::Store,
+    db: &crate::ids::DbName,
+    job: &str,
+    message: &str,
+) {
+    let rec = FailureRecord {
+        job: job.into(),
+        at: Utc::now(),
+        message: message.into(),
+    };
+    if let Ok(body) = serde_json::to_vec_pretty(&rec) {
+        let _ = store.put(&failure_key(db), bytes::Bytes::from(body)).await;
+    }
+}
+
+/// Forgets the recorded failure once a job of that database succeeded again.
+pub async fn clear_failure(store: &pgdrill_store::Store, db: &crate::ids::DbName) {
+    let _ = store.delete(&failure_key(db)).await;
+}
+
+pub async fn read_failure(
+    store: &pgdrill_store::Store,
+    db: &crate::ids::DbName,
+) -> Option<FailureRecord> {
+    let b = store.get(&failure_key(db)).await.ok()?;
+    serde_json::from_slice(&b).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,38 +467,4 @@ mod tests {
                 .ok
         );
     }
-}
-
-fn failure_key(db: &crate::ids::DbName) -> String {
-    format!("{db}/last_failure.json")
-}
-
-/// Records a failed job (best effort: a store that is down cannot record anything).
-pub async fn record_failure(
-    store: &pgdrill_store::Store,
-    db: &crate::ids::DbName,
-    job: &str,
-    message: &str,
-) {
-    let rec = FailureRecord {
-        job: job.into(),
-        at: Utc::now(),
-        message: message.into(),
-    };
-    if let Ok(body) = serde_json::to_vec_pretty(&rec) {
-        let _ = store.put(&failure_key(db), bytes::Bytes::from(body)).await;
-    }
-}
-
-/// Forgets the recorded failure once a job of that database succeeded again.
-pub async fn clear_failure(store: &pgdrill_store::Store, db: &crate::ids::DbName) {
-    let _ = store.delete(&failure_key(db)).await;
-}
-
-pub async fn read_failure(
-    store: &pgdrill_store::Store,
-    db: &crate::ids::DbName,
-) -> Option<FailureRecord> {
-    let b = store.get(&failure_key(db)).await.ok()?;
-    serde_json::from_slice(&b).ok()
 }

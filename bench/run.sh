@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# pgdrill benchmark: one generated database (pgbench scale $SCALE plus a table of text, jsonb
+# and bytea), timed in one run:
+#   backup:  pg_dump -Fc -Z0 > /dev/null (the floor), pg_dump -Fc > file (the usual baseline),
+#            pgdrill backup (encrypted) to a local folder and to an S3 server (s3s-fs on loopback)
+#   restore: pg_restore -j 2 from a local unencrypted file vs pgdrill restore --jobs 2 from S3,
+#            encrypted
+# Each measurement is the median of $RUNS runs; peak RSS comes from /usr/bin/time -v.
+# Usage: sudo bash bench/run.sh [SCALE]   (SCALE default 20; RUNS=3 by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SCALE=${1:-${SCALE:-20}}
+RUNS=${RUNS:-3}
+ROOT=$(pwd)
+
+need_apt=()
+command -v /usr/bin/time >/dev/null 2>&1 || need_apt+=(time)
+ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || need_apt+=(postgresql postgresql-contrib)
+command -v zstd >/dev/null || need_apt+=(zstd)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+S3SFS=/opt/pgdrill-bench/bin/s3s-fs
+[ -x "$S3SFS" ] || cargo install s3s-fs --version 0.14.1 --locked --features binary --root /opt/pgdrill-bench
+cargo build --release --locked -p pgdrill >/dev/null
+PGDRILL=$ROOT/target/release/pgdrill
+
+BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+WORK=$(mktemp -d /tmp/pgdrill-bench-XXXXXX)
+chmod 755 "$WORK"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+S3PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cleanup() {
+  runuser -u postgres -- "$BIN/pg_ctl" -D "$WORK/data" -m fast -w stop >/dev/null 2>&1 || true
+  [ -n "${S3PID:-}" ] && kill "$S3PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir -p "$WORK/sock" "$WORK/s3data/bench"
+chown postgres "$WORK/sock"
+runuser -u postgres -- "$BIN/initdb" -D "$WORK/data" -A trust -U postgres >/dev/null
+runuser -u postgres -- "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w start \
+  -o "-p $PORT -k $WORK/sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_wal_size=4GB -c shared_buffers=256MB" >/dev/null
+export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
+"$BIN/psql" -qc "create database bench"
+echo "generating: pgbench scale $SCALE + a text/jsonb/bytea table"
+"$BIN/pgbench" -q -i -s "$SCALE" bench >/dev/null 2>&1
+ROWS=$((SCALE * 10000))
+"$BIN/psql" -q -d bench -c "create table docs (id bigint primary key, title text, body text, attrs jsonb, blob bytea)" \
+  -c "insert into docs select g, 'doc ' || g, repeat(md5(g::text), 8) || ' ' || md5((g*7)::text), jsonb_build_object('n', g, 'tags', jsonb_build_array(md5(g::text), g % 97), 'ok', g % 2 = 0), decode(md5((g*13)::text) || md5((g*17)::text) || md5((g*19)::text) || md5((g*23)::text), 'hex') from generate_series(1, $ROWS) g" \
+  -c "vacuum analyze"
+DBSIZE=$("$BIN/psql" -Atc "select pg_size_pretty(pg_database_size('bench'))" -d bench)
+
+"$S3SFS" --host 127.0.0.1 --port "$S3PORT" --access-key bench --secret-key benchsecret "$WORK/s3data" >"$WORK/s3.log" 2>&1 &
+S3PID=$!
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$S3PORT") 2>/dev/null && break; sleep 0.1; done
+
+"$PGDRILL" init --generate-key --path "$WORK/gen.toml" >/dev/null
+RECIPIENT=$(grep -o 'age1[0-9a-z]*' "$WORK/pgdrill-age.key" | head -1)
+export AWS_ENDPOINT_URL=http://127.0.0.1:$S3PORT AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
+SRC="postgresql://postgres@127.0.0.1:$PORT/bench"
+
+# time_cmd NAME CMD...: wall seconds and peak RSS (KiB) of one run, appended to $WORK/NAME
+time_cmd() {
+  local name=$1; shift
+  /usr/bin/time -f "%e %M" -o "$WORK/t" "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; return 1; }
+  cat "$WORK/t" >> "$WORK/$name"
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+wall() { awk '{print $1}' "$WORK/$1" | median; }
+rss() { awk '{print $2}' "$WORK/$1" | sort -n | tail -1; }
+
+for i in $(seq "$RUNS"); do
+  echo "run $i/$RUNS"
+  time_cmd floor bash -c "'$BIN/pg_dump' -Fc -Z0 -d bench > /dev/null"
+  time_cmd baseline bash -c "'$BIN/pg_dump' -Fc -d bench > '$WORK/baseline.pgc'"
+  time_cmd local "$PGDRILL" -q backup --source "$SRC" --store "$WORK/store" --recipient "$RECIPIENT"
+  time_cmd s3 "$PGDRILL" -q backup --source "$SRC" --store s3://bench/pg --recipient "$RECIPIENT"
+done
+"$BIN/pg_dump" -Fc -Z0 -d bench -f "$WORK/plain.pgc"
+STORED=$(du -b "$(ls -d "$WORK"/store/bench/backups/*/ | tail -1)"dump.pgc.zst.age | cut -f1)
+BASELINE=$(stat -c %s "$WORK/baseline.pgc")
+RAW=$(stat -c %s "$WORK/plain.pgc")
+for i in $(seq "$RUNS"); do
+  "$BIN/psql" -qc "drop database if exists r1" -c "drop database if exists r2" -c "create database r1"
+  time_cmd restore_floor "$BIN/pg_restore" -j 2 --no-owner -d r1 "$WORK/plain.pgc"
+  time_cmd restore_s3 "$PGDRILL" -q restore latest --name bench --store s3://bench/pg --identity "$WORK/pgdrill-age.key" --jobs 2 --target "postgresql://postgres@127.0.0.1:$PORT/r2"
+done
+
+F=$(wall floor); B=$(wall baseline); L=$(wall local); S=$(wall s3); RF=$(wall restore_floor); RS=$(wall restore_s3)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+cat <<REPORT
+## scale $SCALE ($DBSIZE database, raw dump $((RAW / 1048576)) MiB), median of $RUNS runs, $(nproc) cores
+| measurement | wall s | × floor | peak RSS MiB | bytes |
+|---|---|---|---|---|
+| pg_dump -Fc -Z0 > /dev/null (floor) | $F | 1.00 | $(( $(rss floor) / 1024 )) | $RAW |
+| pg_dump -Fc > file (baseline) | $B | $(ratio "$B" "$F") | $(( $(rss baseline) / 1024 )) | $BASELINE |
+| pgdrill backup → folder, zstd + age | $L | $(ratio "$L" "$F") | $(( $(rss local) / 1024 )) | $STORED |
+| pgdrill backup → S3 (s3s-fs), zstd + age | $S | $(ratio "$S" "$F") | $(( $(rss s3) / 1024 )) | $STORED |
+| pg_restore -j 2 from a local file (restore floor) | $RF | 1.00 | $(( $(rss restore_floor) / 1024 )) | |
+| pgdrill restore --jobs 2 from S3, encrypted | $RS | $(ratio "$RS" "$RF") | $(( $(rss restore_s3) / 1024 )) | |
+REPORT
