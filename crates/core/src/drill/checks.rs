@@ -113,6 +113,20 @@ impl CheckKind {
 /// Parses and validates the checks of a `[database.drill]` table; `row_counts` is added
 /// unless `row_counts = false`. Fails with exit 2 before anything is restored.
 pub fn parse_checks(drill: &toml::Table, env: &Env) -> Result<Vec<CheckSpec>> {
+    // A misspelt key (`[[database.drill.checks]]`, `row_count = false`) would otherwise be
+    // ignored silently and the drill would pass with fewer checks than configured.
+    const KEYS: &[&str] = &["check", "row_counts", "target_url_env", "jobs"];
+    if let Some(k) = drill.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(Error::Invalid(format!(
+            "[database.drill] has an unknown key {k:?}: the keys are {} (checks go in [[database.drill.check]])",
+            KEYS.join(", ")
+        )));
+    }
+    if let Some(v) = drill.get("row_counts").filter(|v| !v.is_bool()) {
+        return Err(Error::Invalid(format!(
+            "[database.drill] row_counts must be true or false, not {v}"
+        )));
+    }
     let mut out = Vec::new();
     let row_counts = drill
         .get("row_counts")
@@ -674,6 +688,8 @@ mod tests {
             "[[check]]\nkind = \"sql\"\nquery = \"select 1\"\nexpect = { a = 1 }\n",
             "[[check]]\nkind = \"http\"\nurl = \"${UNSET_VAR}/health\"\n",
             "[[check]]\nkind = \"sql\"\nquery = \"select 1\"\nexpect = 1\ntypo = 2\n",
+            "[[checks]]\nkind = \"command\"\nrun = \"true\"\n",
+            "row_counts = \"no\"\n",
         ] {
             let e = parse(bad).expect_err(bad);
             assert_eq!(e.exit_code(), 2, "{bad}");

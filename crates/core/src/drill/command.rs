@@ -90,8 +90,7 @@ pub async fn run(script: &str, timeout: u64, ctx: &mut CheckCtx<'_>) -> Outcome 
             let last = e
                 .lines()
                 .chain(o.lines())
-                .filter(|l| !l.trim().is_empty())
-                .last()
+                .rfind(|l| !l.trim().is_empty())
                 .unwrap_or("")
                 .to_string();
             let code = status

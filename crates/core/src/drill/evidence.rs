@@ -358,6 +358,18 @@ tr.bad td{{background:#fdecec}}code{{font-size:.85em;word-break:break-all}}
     )
 }
 
+/// Replaces `secrets` in everything a check or the drill reported (printed and written).
+pub fn scrub_result(r: &mut DrillResult, secrets: &[String]) {
+    for c in &mut r.checks {
+        for field in [&mut c.subject, &mut c.expected, &mut c.actual] {
+            *field = scrub(std::mem::take(field), secrets);
+        }
+    }
+    if let Some(e) = r.error.take() {
+        r.error = Some(scrub(e, secrets));
+    }
+}
+
 fn scrub(text: String, secrets: &[String]) -> String {
     secrets
         .iter()

@@ -109,11 +109,21 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
             "server",
         ),
         None => {
-            let major = manifest.server.version_num / 10000;
+            // pg_dump's output loads into its own major and newer, not into older ones
+            // (`SET transaction_timeout` from pg_dump 17+ breaks a 15 server): a 15 database
+            // dumped by pg_dump 18 is drilled on 18.
+            let dump_major = manifest
+                .pg_dump
+                .version
+                .split('.')
+                .next()
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0);
+            let major = (manifest.server.version_num / 10000).max(dump_major);
             let install = job.tools.pick_server(major)?;
             log.say(format!(
-                "starting a throwaway PostgreSQL {} cluster",
-                install.version
+                "starting a throwaway PostgreSQL {} cluster (source server {}, pg_dump {})",
+                install.version, manifest.server.version, manifest.pg_dump.version
             ));
             job.progress.stage("start cluster");
             let c =
@@ -247,7 +257,13 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
     let mut kept = None;
     if keep && restored.is_ok() {
         let stop = cluster.take().map(|c| c.keep().stop_command);
-        kept = Some((command_url(&target), stop));
+        // A throwaway cluster's password is only known to us; a configured server's is the
+        // user's own secret and is never printed.
+        let url = match job.target {
+            Some(_) => target.redacted(),
+            None => command_url(&target),
+        };
+        kept = Some((url, stop));
         log.say("the restored database was kept (--keep)");
     } else {
         if job.target.is_some() && restored.is_ok() {
@@ -273,7 +289,13 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         (finished_at - started_at).num_milliseconds() as f64 / 1000.0,
     ));
 
-    let result = DrillResult {
+    let secrets = secrets(
+        &target,
+        job.db.source_spec(job.env).ok().as_ref(),
+        &specs,
+        job.env,
+    );
+    let mut result = DrillResult {
         schema_version: RESULT_SCHEMA_VERSION,
         drill_id: id.to_string(),
         database: job.db.name.to_string(),
@@ -307,11 +329,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         .report_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("pgdrill-reports").join(id.as_str()));
-    let secrets: Vec<String> = target
-        .password
-        .iter()
-        .map(|p| p.expose().to_string())
-        .collect();
+    scrub_result(&mut result, &secrets);
     write_evidence(
         job.store,
         &job.db.name,
@@ -327,6 +345,65 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         report_dir,
         kept,
     })
+}
+
+/// What must never reach the evidence or the printed result: the target's and the source's
+/// passwords, the http checks' bearer tokens, and the secrets of the environment a user
+/// command inherits and may print (variables named like secrets, passwords inside URLs).
+fn secrets(
+    target: &ConnSpec,
+    source: Option<&ConnSpec>,
+    specs: &[checks::CheckSpec],
+    env: &crate::config::Env,
+) -> Vec<String> {
+    const SECRET_NAMES: &[&str] = &[
+        "PASSWORD",
+        "PASSWD",
+        "PASSPHRASE",
+        "SECRET",
+        "TOKEN",
+        "API_KEY",
+        "PRIVATE_KEY",
+    ];
+    let mut out: Vec<String> = [Some(target), source]
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.password.as_ref().map(|p| p.expose().to_string()))
+        .collect();
+    for s in specs {
+        if let checks::CheckKind::Http {
+            bearer_token_env: Some(v),
+            ..
+        } = &s.kind
+        {
+            out.extend(env.get(v).cloned());
+        }
+    }
+    for (k, v) in env {
+        let name = k.to_ascii_uppercase();
+        if v.len() >= 8 && SECRET_NAMES.iter().any(|n| name.contains(n)) {
+            out.push(v.clone());
+        }
+        // scheme://user:password@host
+        if let Some((_, rest)) = v.split_once("://") {
+            let userinfo = rest.split(['/', '?', '#']).next().unwrap_or("");
+            if let Some((user, _)) = userinfo.rsplit_once('@') {
+                if let Some((_, pw)) = user.split_once(':') {
+                    out.push(pw.to_string());
+                }
+            }
+        }
+    }
+    let encoded: Vec<String> = out
+        .iter()
+        .map(|s| url::form_urlencoded::byte_serialize(s.as_bytes()).collect())
+        .collect();
+    out.extend(encoded);
+    out.retain(|s| s.len() >= 4);
+    // Longest first, so a secret containing another is replaced whole.
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
 }
 
 fn command_url(t: &ConnSpec) -> String {
@@ -391,6 +468,15 @@ pub async fn list(store: &Store, db: &crate::ids::DbName) -> Result<Vec<DrillRes
             Err(e) => return Err(e.into()),
         }
     }
-    out.sort_by(|a, b| b.drill_id.cmp(&a.drill_id));
+    sort_newest_first(&mut out);
     Ok(out)
+}
+
+/// Newest first by start time (milliseconds), then id: ids only have second resolution and a
+/// random suffix, so two drills started within one second would otherwise sort at random.
+pub fn sort_newest_first(results: &mut [DrillResult]) {
+    results.sort_by(|a, b| {
+        (b.started_at.as_str(), b.drill_id.as_str())
+            .cmp(&(a.started_at.as_str(), a.drill_id.as_str()))
+    });
 }
