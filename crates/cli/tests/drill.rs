@@ -542,3 +542,25 @@ fn the_demo_prints_a_passing_report_and_writes_the_evidence() {
     assert_valid_result(&result);
     assert_eq!(result["verdict"], "pass");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn command_checks_cannot_see_the_source_url() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let config = format!(
+        "[store]\nurl = \"{}\"\n[[database]]\nname = \"app\"\nurl_env = \"PROD_DIRECT_URL\"\n\
+         [database.drill]\nrow_counts = false\n[[database.drill.check]]\nname = \"isolated\"\nkind = \"command\"\n\
+         run = 'test -z \"$PROD_DIRECT_URL\" && test -z \"$PGDRILL_SOURCE_URL\" && test -n \"$DATABASE_URL\" && case \"$DATABASE_URL\" in *pgdrill_drill_*|*/app*) exit 0;; esac; exit 1'\n",
+        store.display()
+    );
+    std::fs::write(dir.path().join("pgdrill.toml"), config).expect("config");
+    let env = [
+        ("PROD_DIRECT_URL", src.url.as_str()),
+        ("PGDRILL_SOURCE_URL", src.url.as_str()),
+    ];
+    run(dir.path(), &["backup"], &env).ok();
+    let out = run(dir.path(), &["--json", "drill", "--report-dir", "r"], &env);
+    out.ok();
+    assert_eq!(out.json()["checks"][0]["passed"], true, "{}", out.stdout);
+}

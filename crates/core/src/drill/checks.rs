@@ -336,6 +336,9 @@ pub struct CheckCtx<'a> {
     pub env: &'a Env,
     /// Lines for drill.log (command output, HTTP attempts).
     pub log: &'a mut Vec<String>,
+    /// Environment variables a user command must not see (the source's URL): a test suite
+    /// run by a drill must never be able to reach production by accident.
+    pub hidden_env: &'a [String],
 }
 
 pub async fn run_check(spec: &CheckSpec, ctx: &mut CheckCtx<'_>) -> CheckResult {

@@ -44,6 +44,14 @@ pub async fn run(script: &str, timeout: u64, ctx: &mut CheckCtx<'_>) -> Outcome 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    for v in ctx.hidden_env {
+        cmd.env_remove(v);
+    }
+    for v in ConnSpec::inherited_vars_to_clear() {
+        cmd.env_remove(v);
+    }
+    cmd.env("DATABASE_URL", database_url(ctx.target))
+        .envs(ctx.target.child_env(None));
     if let Some(pw) = &ctx.target.password {
         cmd.env("PGPASSWORD", pw.expose());
     }

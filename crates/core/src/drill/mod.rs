@@ -212,6 +212,8 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
                     .ok()
                     .map(|f| f.version.to_string());
                 let mut lines = Vec::new();
+                let hidden_env =
+                    source_url_vars(job.env, job.db.source_spec(job.env).ok().as_ref());
                 for spec in &specs {
                     let mut ctx = CheckCtx {
                         client: &c,
@@ -219,6 +221,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
                         manifest: &manifest,
                         env: job.env,
                         log: &mut lines,
+                        hidden_env: &hidden_env,
                     };
                     let r = checks::run_check(spec, &mut ctx).await;
                     log.lines.append(&mut lines);
@@ -403,6 +406,25 @@ fn secrets(
     // Longest first, so a secret containing another is replaced whole.
     out.sort_by_key(|s| std::cmp::Reverse(s.len()));
     out.dedup();
+    out
+}
+
+/// Environment variables that name the source database (by value, whatever their name), which
+/// user commands run by a drill must not see.
+fn source_url_vars(env: &Env, source: Option<&ConnSpec>) -> Vec<String> {
+    let mut out = vec!["PGDRILL_SOURCE_URL".to_string()];
+    let Some(source) = source else { return out };
+    let key = source.identity_key();
+    for (name, value) in env {
+        let is_url = value.starts_with("postgres://") || value.starts_with("postgresql://");
+        if is_url
+            && ConnSpec::parse_with_env(value, &[])
+                .map(|s| s.identity_key() == key)
+                .unwrap_or(false)
+        {
+            out.push(name.clone());
+        }
+    }
     out
 }
 
