@@ -32,17 +32,31 @@ pub struct ServerFacts {
 
 /// Connects with pgdrill's own client. The connection task is spawned on the runtime.
 pub async fn connect(spec: &ConnSpec) -> Result<Client, PgError> {
-    let (client, conn) = spec
-        .tokio_config()
-        .connect(NoTls)
-        .await
-        .map_err(|e| PgError::Connect {
-            target: spec.redacted(),
-            detail: describe(&e),
-        })?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let fail = |detail: String| PgError::Connect {
+        target: spec.redacted(),
+        detail,
+    };
+    let mut config = spec.tokio_config();
+    let client = match crate::tls::for_spec(spec).map_err(fail)? {
+        crate::tls::Tls::Off => {
+            let (client, conn) = config
+                .connect(NoTls)
+                .await
+                .map_err(|e| fail(describe(&e)))?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            client
+        }
+        crate::tls::Tls::On(mode, tls) => {
+            config.ssl_mode(mode);
+            let (client, conn) = config.connect(tls).await.map_err(|e| fail(describe(&e)))?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            client
+        }
+    };
     Ok(client)
 }
 
@@ -86,7 +100,10 @@ pub async fn server_facts(client: &Client, spec: &ConnSpec) -> Result<ServerFact
     let version_num = u32::try_from(version_num).unwrap_or(0);
     // pg_control_system() needs superuser or pg_monitor-like grants on some setups: optional.
     let system_identifier = match client
-        .query_one("select system_identifier::text from pg_control_system()", &[])
+        .query_one(
+            "select system_identifier::text from pg_control_system()",
+            &[],
+        )
         .await
     {
         Ok(r) => r.get::<_, Option<String>>(0),
@@ -124,8 +141,7 @@ impl SnapshotSession {
             .batch_execute("begin isolation level repeatable read read only")
             .await
             .map_err(query_err(spec, "begin the snapshot transaction"))?;
-        let (snapshot_id, note) = match client.query_one("select pg_export_snapshot()", &[]).await
-        {
+        let (snapshot_id, note) = match client.query_one("select pg_export_snapshot()", &[]).await {
             Ok(r) => (Some(r.get::<_, String>(0)), None),
             Err(e) => {
                 // e.g. a standby before PG 10: continue without a shared snapshot.
@@ -175,9 +191,16 @@ pub fn quote_ident(name: &str) -> String {
 }
 
 /// Whether database `name` exists on the server `client` is connected to.
-pub async fn database_exists(client: &Client, spec: &ConnSpec, name: &str) -> Result<bool, PgError> {
+pub async fn database_exists(
+    client: &Client,
+    spec: &ConnSpec,
+    name: &str,
+) -> Result<bool, PgError> {
     let row = client
-        .query_one("select count(*) from pg_database where datname = $1", &[&name])
+        .query_one(
+            "select count(*) from pg_database where datname = $1",
+            &[&name],
+        )
         .await
         .map_err(query_err(spec, "look the target database up"))?;
     Ok(row.get::<_, i64>(0) > 0)
@@ -197,9 +220,16 @@ pub async fn drop_database(client: &Client, spec: &ConnSpec, name: &str) -> Resu
         .await
         .map_err(query_err(spec, "read the server version"))?
         .get(0);
-    let force = if version >= 130000 { " with (force)" } else { "" };
+    let force = if version >= 130000 {
+        " with (force)"
+    } else {
+        ""
+    };
     client
-        .batch_execute(&format!("drop database if exists {}{force}", quote_ident(name)))
+        .batch_execute(&format!(
+            "drop database if exists {}{force}",
+            quote_ident(name)
+        ))
         .await
         .map_err(query_err(spec, "drop the database"))
 }
@@ -224,10 +254,80 @@ pub async fn user_object_count(client: &Client, spec: &ConnSpec) -> Result<i64, 
 }
 
 /// Extensions the server can install.
-pub async fn available_extensions(client: &Client, spec: &ConnSpec) -> Result<Vec<String>, PgError> {
+pub async fn available_extensions(
+    client: &Client,
+    spec: &ConnSpec,
+) -> Result<Vec<String>, PgError> {
     let rows = client
         .query("select name from pg_available_extensions", &[])
         .await
         .map_err(query_err(spec, "list the available extensions"))?;
     Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+}
+
+/// Like [`user_object_count`], leaving out the objects in `schemas` (schemas a restore does
+/// not touch, such as a managed platform's own).
+pub async fn user_object_count_excluding(
+    client: &Client,
+    spec: &ConnSpec,
+    schemas: &[String],
+) -> Result<i64, PgError> {
+    if schemas.is_empty() {
+        return user_object_count(client, spec).await;
+    }
+    let row = client
+        .query_one(
+            "select (select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+               where n.nspname not in ('pg_catalog', 'information_schema') \
+                 and n.nspname <> all($1::text[]) \
+                 and n.nspname not like 'pg\\_toast%' and n.nspname not like 'pg\\_temp%' \
+                 and c.relkind in ('r','v','m','S','f','p') \
+                 and not exists (select 1 from pg_depend d where d.objid = c.oid and d.deptype = 'e')) \
+             + (select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace \
+               where n.nspname not in ('pg_catalog', 'information_schema') \
+                 and n.nspname <> all($1::text[]) \
+                 and not exists (select 1 from pg_depend d where d.objid = p.oid and d.deptype = 'e'))",
+            &[&schemas],
+        )
+        .await
+        .map_err(query_err(spec, "check whether the target database is empty"))?;
+    Ok(row.get(0))
+}
+
+/// Rows of a catalog query, every column read as text (cast in the SQL); `$1` is bound to
+/// `names` as a `text[]` when the query uses it.
+pub async fn text_rows(
+    client: &Client,
+    spec: &ConnSpec,
+    action: &'static str,
+    sql: &str,
+    names: &[String],
+) -> Result<Vec<Vec<Option<String>>>, PgError> {
+    let rows = if sql.contains("$1") {
+        client.query(sql, &[&names]).await
+    } else {
+        client.query(sql, &[]).await
+    }
+    .map_err(query_err(spec, action))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| r.get::<_, Option<String>>(i))
+                .collect()
+        })
+        .collect())
+}
+
+/// Runs SQL statements (no parameters, no results).
+pub async fn execute(
+    client: &Client,
+    spec: &ConnSpec,
+    action: &'static str,
+    sql: &str,
+) -> Result<(), PgError> {
+    client
+        .batch_execute(sql)
+        .await
+        .map_err(query_err(spec, action))
 }
