@@ -202,15 +202,25 @@ fn assert_one_sentence(out: &Out, code: i32, needles: &[&str]) -> String {
     msg
 }
 
-/// No object at all in the store (no manifest, no SHA256SUMS, no staged `#` part file), `list`
-/// shows no backup, and no password file is left in the run's TMPDIR.
+/// No backup object in the store (no manifest, no SHA256SUMS, no staged `#` part file): at most
+/// the failure record `status` reads (`<db>/last_failure.json`), carrying the printed error;
+/// `list` shows no backup, and no password file is left in the run's TMPDIR.
 #[track_caller]
-fn assert_nothing_left(place: &Place) {
+fn assert_nothing_left(place: &Place, msg: &str) {
     let files = files_below(&place.store);
+    let record = "app/last_failure.json";
+    let others: Vec<&String> = files.iter().filter(|f| *f != record).collect();
     assert!(
-        files.is_empty(),
-        "a failed backup must leave no file in the store: {files:?}"
+        others.is_empty(),
+        "a failed backup must leave no backup file in the store: {others:?}"
     );
+    if files.iter().any(|f| f == record) {
+        let rec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(place.store.join(record)).expect("record"))
+                .expect("failure record is JSON");
+        assert_eq!(rec["job"], "backup", "{rec}");
+        assert_eq!(rec["message"], msg, "{rec}");
+    }
     let list = place.run(&["--json", "list", "--store", &place.store_s()], &[]);
     list.ok();
     assert_eq!(
@@ -329,12 +339,12 @@ async fn pg_dump_failures_abort_the_backup_and_leave_nothing() {
             &[("PGDRILL_SOURCE_URL", &src.url), ("PGDRILL_PG_BIN", &bin_s)],
         );
         eprintln!("case {what}: {}", out.stderr.trim());
-        assert_one_sentence(&out, 1, needles);
+        let msg = assert_one_sentence(&out, 1, needles);
         assert!(
             !out.stderr.contains(src.cluster.password()),
             "{what}: the password leaked"
         );
-        assert_nothing_left(&place);
+        assert_nothing_left(&place, &msg);
         assert_no_leftover_processes(&place);
     }
 }
@@ -373,17 +383,17 @@ async fn too_old_pg_dump_is_refused_naming_both_versions() {
         out.code,
         out.stderr
     );
-    assert_one_sentence(
+    let msg = assert_one_sentence(
         &out,
         out.code,
         &[&format!("pg_dump {old_version}"), "PostgreSQL 18"],
     );
     assert!(
-        !place.store.join("app").exists(),
+        !place.store.join("app/backups").exists(),
         "nothing may be uploaded: {:?}",
         files_below(&place.store)
     );
-    assert_nothing_left(&place);
+    assert_nothing_left(&place, &msg);
 }
 
 /// A transaction-mode pooler URL (port 6543) is bad input: exit 2, "use the direct URL",
@@ -409,11 +419,11 @@ async fn transaction_pooler_url_is_refused_with_exit_2() {
     );
     assert!(!msg.contains("u:p@"), "the password leaked: {msg}");
     assert!(
-        !place.store.join("app").exists(),
+        !place.store.join("app/backups").exists(),
         "nothing may be uploaded: {:?}",
         files_below(&place.store)
     );
-    assert_nothing_left(&place);
+    assert_nothing_left(&place, &msg);
 }
 
 /// SIGINT while the dump streams and a first part is already in the store: exit 1, the
@@ -442,12 +452,12 @@ async fn sigint_mid_stream_aborts_the_upload() {
     );
     signal(&child, "-INT");
     let out = wait_out(child, 20);
-    assert_one_sentence(&out, 1, &["interrupted by a signal", "aborted"]);
+    let msg = assert_one_sentence(&out, 1, &["interrupted by a signal", "aborted"]);
     assert!(
         staged_files(&place.store).is_empty(),
         "the multipart upload was not aborted"
     );
-    assert_nothing_left(&place);
+    assert_nothing_left(&place, &msg);
     assert_no_leftover_processes(&place);
 }
 
@@ -491,8 +501,8 @@ async fn sigterm_kills_a_stuck_pg_dump_and_aborts_the_upload() {
     );
     signal(&child, "-TERM");
     let out = wait_out(child, 20);
-    assert_one_sentence(&out, 1, &["interrupted by a signal", "aborted"]);
-    assert_nothing_left(&place);
+    let msg = assert_one_sentence(&out, 1, &["interrupted by a signal", "aborted"]);
+    assert_nothing_left(&place, &msg);
     assert_no_leftover_processes(&place);
     locker.batch_execute("rollback").await.expect("unlock");
 }

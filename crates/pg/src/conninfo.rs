@@ -90,6 +90,18 @@ impl ConnSpec {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
         };
+        // An `@` after the host means a password with an unencoded `/` or `?`: parsing on would
+        // show part of it as the port, the database name or a parameter.
+        if userinfo.is_none()
+            && (path.contains('@')
+                || query
+                    .split('&')
+                    .any(|kv| kv.split('=').next().unwrap_or_default().contains('@')))
+        {
+            return Err(invalid(
+                "an '@' follows the host: percent-encode '/', '?' and '@' in the password (%2F, %3F, %40)",
+            ));
+        }
         let (mut user, mut password) = (None, None);
         if let Some(u) = userinfo {
             let (name, pw) = u.split_once(':').map_or((u, None), |(a, b)| (a, Some(b)));
@@ -101,7 +113,9 @@ impl ConnSpec {
         let (mut host, mut port) = (None, None);
         if !hostport.is_empty() {
             if hostport.contains(',') {
-                return Err(invalid("several hosts in one URL are not supported; name one server"));
+                return Err(invalid(
+                    "several hosts in one URL are not supported; name one server",
+                ));
             }
             let (h, p) = if let Some(stripped) = hostport.strip_prefix('[') {
                 let (h, after) = stripped
@@ -118,7 +132,10 @@ impl ConnSpec {
                 host = Some(pct_decode(&h));
             }
             if let Some(p) = p.filter(|p| !p.is_empty()) {
-                port = Some(p.parse::<u16>().map_err(|_| invalid("the port is not a number"))?);
+                port = Some(
+                    p.parse::<u16>()
+                        .map_err(|_| invalid("the port is not a number"))?,
+                );
             }
         }
         let mut dbname = (!path.is_empty()).then(|| pct_decode(path));
@@ -191,7 +208,10 @@ impl ConnSpec {
         } else {
             self.host.clone()
         };
-        let mut s = format!("postgresql://{}@{}:{}/{}", self.user, host, self.port, self.dbname);
+        let mut s = format!(
+            "postgresql://{}@{}:{}/{}",
+            self.user, host, self.port, self.dbname
+        );
         let mut q: Vec<String> = Vec::new();
         if self.host.starts_with('/') {
             q.push(format!("host={}", self.host));
@@ -253,8 +273,18 @@ impl ConnSpec {
     /// spec above is the only source of truth.
     pub fn inherited_vars_to_clear() -> &'static [&'static str] {
         &[
-            "PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGPASSFILE",
-            "PGSERVICE", "PGSERVICEFILE", "PGOPTIONS", "PGSSLMODE", "DATABASE_URL",
+            "PGHOST",
+            "PGHOSTADDR",
+            "PGPORT",
+            "PGUSER",
+            "PGPASSWORD",
+            "PGDATABASE",
+            "PGPASSFILE",
+            "PGSERVICE",
+            "PGSERVICEFILE",
+            "PGOPTIONS",
+            "PGSSLMODE",
+            "DATABASE_URL",
         ]
     }
 
@@ -264,7 +294,9 @@ impl ConnSpec {
             return Ok(None);
         };
         // tempfile creates files with mode 0600.
-        let mut f = tempfile::Builder::new().prefix("pgdrill-pgpass-").tempfile()?;
+        let mut f = tempfile::Builder::new()
+            .prefix("pgdrill-pgpass-")
+            .tempfile()?;
         let escaped = pw.expose().replace('\\', "\\\\").replace(':', "\\:");
         writeln!(f, "*:*:*:*:{escaped}")?;
         f.flush()?;
@@ -295,20 +327,25 @@ impl ConnSpec {
     }
 }
 
-/// Best-effort redaction of a raw string that failed to parse.
+/// Best-effort redaction of a raw string that failed to parse. Everything before the last `@`
+/// counts as user information (a password may hold an unencoded `/`, `?` or `@`): only the
+/// user name is kept, and the query is dropped.
 pub fn redact_url(raw: &str) -> String {
     let Some((scheme, rest)) = raw.split_once("://") else {
         return "<unparsable>".into();
     };
-    let (before_query, _) = rest.split_once('?').unwrap_or((rest, ""));
-    let authority_end = before_query.find('/').unwrap_or(before_query.len());
-    let authority = &before_query[..authority_end];
-    let tail = &before_query[authority_end..];
-    let shown = match authority.rsplit_once('@') {
-        Some((u, h)) => format!("{}@{h}", u.split(':').next().unwrap_or("")),
-        None => authority.to_string(),
+    let (user, after) = match rest.rsplit_once('@') {
+        Some((userinfo, after)) => {
+            let end = userinfo.find([':', '/', '?']).unwrap_or(userinfo.len());
+            (Some(&userinfo[..end]), after)
+        }
+        None => (None, rest),
     };
-    format!("{scheme}://{shown}{tail}")
+    let shown = after.split('?').next().unwrap_or_default();
+    match user {
+        Some(u) => format!("{scheme}://{u}@{shown}"),
+        None => format!("{scheme}://{shown}"),
+    }
 }
 
 #[cfg(test)]
@@ -328,7 +365,10 @@ mod tests {
         assert_eq!(c.password.as_ref().map(|s| s.expose()), Some("x2"));
         assert_eq!(c.dbname, "prod");
         let r = c.redacted();
-        assert_eq!(r, "postgresql://app@db.example.com:6432/prod?sslmode=require");
+        assert_eq!(
+            r,
+            "postgresql://app@db.example.com:6432/prod?sslmode=require"
+        );
         assert!(!format!("{c:?}").contains("x2"));
     }
 
@@ -344,7 +384,10 @@ mod tests {
         assert_eq!(c.port, 5555);
         assert_eq!(c.user, "envuser");
         assert_eq!(c.password.as_ref().map(|s| s.expose()), Some("envpw"));
-        assert_eq!(c.redacted(), "postgresql://envuser@:5555/mydb?host=/tmp/sock");
+        assert_eq!(
+            c.redacted(),
+            "postgresql://envuser@:5555/mydb?host=/tmp/sock"
+        );
     }
 
     #[test]
@@ -365,6 +408,24 @@ mod tests {
         assert!(!e.to_string().contains("CANARY"));
         let e = ConnSpec::parse_with_env("postgres://u:CANARY@h:port/x", &[]).expect_err("fail");
         assert!(!e.to_string().contains("CANARY"));
+        // Unencoded '/', '?' or '@' in a password.
+        for raw in [
+            "postgresql://u:CANARY/x@h:5432/db",
+            "postgresql://u:12/CANARY@h/db",
+            "postgresql://u:CANARY?x@h/db",
+            "postgresql://u:12?CANARY@h/db",
+            "postgresql://u:ab/CANARY?x=1@h/db",
+        ] {
+            let e = ConnSpec::parse_with_env(raw, &[]).expect_err(raw);
+            assert!(!e.to_string().contains("CANARY"), "{raw}: {e}");
+        }
+        assert_eq!(
+            redact_url("postgresql://u:pw/CANARY@h:1/db?password=CANARY"),
+            "postgresql://u@h:1/db"
+        );
+        let c = p("postgresql://u:p%2FCANARY@h/db?application_name=me@corp");
+        assert_eq!(c.password.as_ref().map(|s| s.expose()), Some("p/CANARY"));
+        assert!(!c.redacted().contains("CANARY"));
     }
 
     #[test]
@@ -374,7 +435,10 @@ mod tests {
         let f = c.write_passfile().expect("write").expect("some");
         let text = std::fs::read_to_string(f.path()).expect("read");
         assert_eq!(text, "*:*:*:*:a\\:b\\\\c\n");
-        let mode = std::fs::metadata(f.path()).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(f.path())
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -31,9 +31,8 @@ impl StoreError {
         let key = key.to_string();
         match e {
             object_store::Error::NotFound { .. } => StoreError::NotFound { key },
-            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
-                StoreError::AlreadyExists { key }
-            }
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => StoreError::AlreadyExists { key },
             object_store::Error::PermissionDenied { source, .. }
             | object_store::Error::Unauthenticated { source, .. } => StoreError::Denied {
                 action,

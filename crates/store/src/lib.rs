@@ -16,7 +16,7 @@ mod open;
 mod upload;
 
 pub use error::StoreError;
-pub use open::{StoreOptions, StoreUrl};
+pub use open::{redact_store_url, StoreOptions, StoreUrl};
 pub use upload::Upload;
 
 use bytes::Bytes;

@@ -18,7 +18,7 @@ pub enum StoreUrl {
 impl StoreUrl {
     pub fn parse(raw: &str) -> Result<StoreUrl, StoreError> {
         let bad = |reason: &str| StoreError::BadUrl {
-            url: raw.to_string(),
+            url: redact_store_url(raw),
             reason: reason.to_string(),
         };
         let raw_trim = raw.trim();
@@ -57,6 +57,20 @@ impl StoreUrl {
             path: raw_trim.into(),
         })
     }
+}
+
+/// A store URL as it may be shown: user information (`key:secret@`) and the query removed.
+pub fn redact_store_url(raw: &str) -> String {
+    let raw = raw.trim();
+    let Some((scheme, rest)) = raw.split_once("://") else {
+        return raw.split(['?', '@']).next().unwrap_or("").to_string();
+    };
+    let rest = rest.split('?').next().unwrap_or("");
+    let rest = match rest.rsplit_once('@') {
+        Some((_, after)) => format!("***@{after}"),
+        None => rest.to_string(),
+    };
+    format!("{scheme}://{rest}")
 }
 
 /// How to reach an S3-compatible service. Unset fields fall back to the standard `AWS_*`

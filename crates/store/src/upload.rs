@@ -23,7 +23,10 @@ impl Upload {
     ) -> Self {
         Upload {
             key: key.to_string(),
-            writer: Some(WriteMultipart::new_with_chunk_size(inner, part_size.max(5 << 20))),
+            writer: Some(WriteMultipart::new_with_chunk_size(
+                inner,
+                part_size.max(5 << 20),
+            )),
             max_in_flight: max_in_flight.max(1),
             bytes: 0,
         }
@@ -60,6 +63,13 @@ impl Upload {
             detail: "the upload was already finished or aborted".into(),
             retryable: false,
         })?;
+        // Wait for every part first: object_store's `finish` returns early on a failed part
+        // without aborting, which would leave the multipart upload open on S3.
+        let mut writer = writer;
+        if let Err(e) = writer.wait_for_capacity(0).await {
+            let _ = writer.abort().await;
+            return Err(StoreError::from_backend("upload a part of", &self.key, e));
+        }
         writer
             .finish()
             .await
