@@ -6,20 +6,27 @@
 //! - `jobs > 1` spools to a temp file and verifies before pg_restore starts;
 //! - a database pgdrill created is dropped on any failure; an existing database (`--clean`)
 //!   is restored in one transaction when `jobs == 1`, so a failure leaves it as it was.
+//!
+//! A signal (the [`Cancel`] token) stops pg_restore at any stage: SIGTERM first, so that it
+//! cancels its server queries and stops its parallel workers, then SIGKILL.
+//!
+//! Backups of Supabase projects get the handling of `docs/SUPABASE.md` (module `supabase`).
+
+mod supabase;
 
 use crate::cancel::Cancel;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, StoredObject};
 use crate::progress::Progress;
 use crate::verify::{decode_object, ReadOpts};
 use crate::{Error, Result};
 use pgdrill_pg::client;
 use pgdrill_pg::{ConnSpec, PgInstall, PgTools};
 use pgdrill_store::Store;
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub struct RestoreJob<'a> {
     pub store: &'a Store,
@@ -43,6 +50,7 @@ pub struct RestoreReport {
     pub backup_id: String,
     pub target: String,
     pub created_database: bool,
+    /// pg_restore jobs actually used.
     pub jobs: u32,
     pub pg_restore: String,
     pub download_seconds: f64,
@@ -51,10 +59,37 @@ pub struct RestoreReport {
     pub total_seconds: f64,
     /// pg_restore errors that the allowlist covered.
     pub ignored_errors: Vec<String>,
+    /// `supabase` when the backup is a Supabase project's (docs/SUPABASE.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Roles created on the target before the restore (Supabase platform roles).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub created_roles: Vec<String>,
+    /// Archive entries deliberately not restored, each with the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+    /// How the restore deviated from the defaults, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// What the guards learned about the target.
+struct TargetInfo {
+    exists: bool,
+    /// The dump creates its database itself (`pg_dump --create`, restored with `--allow-create`).
+    create_mode: bool,
+    /// The backup is a Supabase project's (docs/SUPABASE.md).
+    supabase: bool,
+    /// Supabase platform schemas the target database already has (it is another project).
+    platform_schemas: Vec<String>,
 }
 
 /// Checks every guard without changing anything. Returns whether the target database exists.
 pub async fn preflight(job: &RestoreJob<'_>) -> Result<bool> {
+    Ok(inspect(job).await?.exists)
+}
+
+async fn inspect(job: &RestoreJob<'_>) -> Result<TargetInfo> {
     let t = &job.target;
     for p in job.protected_targets {
         if is_protected(t, p) {
@@ -65,36 +100,36 @@ pub async fn preflight(job: &RestoreJob<'_>) -> Result<bool> {
         }
     }
     let m = job.manifest;
-    let same_as_recorded = (
-        m.source.host.to_ascii_lowercase(),
-        m.source.port,
-        m.source.dbname.clone(),
-    );
-    let fold = |k: (String, u16, String)| {
-        ConnSpec {
-            host: k.0,
-            port: k.1,
-            dbname: k.2,
-            ..t.clone()
-        }
-        .identity_key()
+    let recorded = ConnSpec {
+        host: m.source.host.clone(),
+        port: m.source.port,
+        dbname: m.source.dbname.clone(),
+        ..t.clone()
     };
-    if t.identity_key() == fold(same_as_recorded)
+    if t.identity_key() == recorded.identity_key()
         || job
             .source
             .as_ref()
-            .map(|s| s.identity_key() == t.identity_key())
-            .unwrap_or(false)
+            .is_some_and(|s| s.identity_key() == t.identity_key())
     {
         return Err(Error::Refused(format!(
             "{} is the backup's source database; nothing was changed (restore into another database)",
             t.redacted()
         )));
     }
-    if m.pg_dump.creates_database && !job.allow_create {
+    let create_mode = m.pg_dump.creates_database;
+    if create_mode && !job.allow_create {
         return Err(Error::Refused(
             "this dump re-creates its database (pg_dump --create); nothing was changed (pass --allow-create if that is intended)".into(),
         ));
+    }
+    if create_mode && t.dbname != m.source.dbname {
+        // pg_restore --create restores into the database named in the dump, whatever the
+        // target URL says: the guards must look at that database, so the names must agree.
+        return Err(Error::Refused(format!(
+            "this dump re-creates its database under its own name `{}`, but the target names `{}`; nothing was changed (use a target URL ending in /{} on another server)",
+            m.source.dbname, t.dbname, m.source.dbname
+        )));
     }
     let admin = t.with_dbname(&maintenance_db(t));
     let client = client::connect(&admin).await?;
@@ -108,30 +143,49 @@ pub async fn preflight(job: &RestoreJob<'_>) -> Result<bool> {
         }
     }
     let exists = client::database_exists(&client, &admin, &t.dbname).await?;
+    let supabase = supabase::is_supabase_backup(m);
+    let mut platform_schemas = Vec::new();
     if exists {
         let target_client = client::connect(t).await?;
-        let objects = client::user_object_count(&target_client, t).await?;
+        if supabase {
+            platform_schemas = supabase::target_platform_schemas(t).await?;
+        }
+        let objects =
+            client::user_object_count_excluding(&target_client, t, &platform_schemas).await?;
         if objects > 0 && !job.clean {
             return Err(Error::Refused(format!(
                 "{} is not empty ({objects} objects); nothing was changed (pass --clean to replace what the dump contains, or restore into a new database)",
                 t.redacted()
             )));
         }
+        if create_mode && !job.clean {
+            return Err(Error::Refused(format!(
+                "{} exists and this dump re-creates it; nothing was changed (pass --clean to drop and re-create it, or drop it first)",
+                t.redacted()
+            )));
+        }
     }
     let available = client::available_extensions(&client, &admin).await?;
-    let missing: Vec<&String> = m
+    let missing: Vec<&str> = m
         .content
         .extensions
         .iter()
-        .filter(|e| e.as_str() != "plpgsql" && !available.contains(e))
+        .map(String::as_str)
+        .filter(|e| *e != "plpgsql" && !available.iter().any(|a| a == e))
+        .filter(|e| !(supabase && supabase::PLATFORM_EXTENSIONS.contains(e)))
         .collect();
     if !missing.is_empty() {
         return Err(Error::Failed(format!(
             "the target server lacks extensions the backup uses: {}; install them there first (nothing was restored)",
-            missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            missing.join(", ")
         )));
     }
-    Ok(exists)
+    Ok(TargetInfo {
+        exists,
+        create_mode,
+        supabase,
+        platform_schemas,
+    })
 }
 
 fn maintenance_db(t: &ConnSpec) -> String {
@@ -163,10 +217,35 @@ fn entry_has_db(url: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// How pg_restore runs.
+struct Mode {
+    /// Download and verify into a local file first (else stream into pg_restore's stdin).
+    spool: bool,
+    jobs: u32,
+    single_txn: bool,
+    /// `pg_restore --create`: the dump creates its database.
+    create: bool,
+    /// Restore GRANTs (else `--no-privileges`).
+    privileges: bool,
+    /// `--use-list` file: the archive entries to restore, in order.
+    list: Option<PathBuf>,
+}
+
+fn interrupted() -> Error {
+    Error::Failed("the restore was interrupted by a signal".into())
+}
+
+fn check_cancel(job: &RestoreJob<'_>) -> Result<()> {
+    if job.read.cancel.is_cancelled() {
+        return Err(interrupted());
+    }
+    Ok(())
+}
+
 /// Restores a backup into `job.target`.
 pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
     let t0 = Instant::now();
-    let exists = preflight(&job).await?;
+    let info = inspect(&job).await?;
     let dump_major = job
         .manifest
         .pg_dump
@@ -177,45 +256,106 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
         .unwrap_or(0);
     let install = job.tools.pick("pg_restore", dump_major)?;
     let admin = job.target.with_dbname(&maintenance_db(&job.target));
-    if !exists {
-        let c = client::connect(&admin).await?;
-        client::create_database(&c, &admin, &job.target.dbname).await?;
+    let dump = job
+        .manifest
+        .dump_object()
+        .ok_or_else(|| Error::Integrity("the manifest lists no dump".into()))?
+        .clone();
+
+    let mut mode = Mode {
+        spool: job.jobs > 1 || info.create_mode,
+        jobs: job.jobs.max(1),
+        single_txn: false,
+        create: info.create_mode,
+        privileges: false,
+        list: None,
+    };
+    let mut notes = Vec::new();
+    let mut plan = None;
+    let mut list_file = None;
+    if info.supabase {
+        job.read.progress.stage("read the table of contents");
+        let toc = read_toc(&job, &install, &dump).await?;
+        let p = supabase::plan(&job, &admin, &info.platform_schemas, info.exists, &toc).await?;
+        let mut f = tempfile::Builder::new()
+            .prefix("pgdrill-list-")
+            .tempfile()
+            .map_err(|e| Error::Failed(format!("cannot write the restore list: {e}")))?;
+        f.write_all(p.list.as_bytes())
+            .and_then(|_| f.flush())
+            .map_err(|e| Error::Failed(format!("cannot write the restore list: {e}")))?;
+        mode.list = Some(f.path().to_path_buf());
+        mode.privileges = true;
+        if p.reorder {
+            mode.spool = true;
+            if mode.jobs > 1 {
+                notes.push("pg_restore ran serially: the Supabase platform tables' rows load in foreign-key order".to_string());
+            }
+            mode.jobs = 1;
+        }
+        notes.extend(p.notes.iter().cloned());
+        list_file = Some(f);
+        plan = Some(p);
     }
-    let outcome = restore_into(&job, &install, exists).await;
-    match outcome {
-        Ok((download, restore, ignored)) => {
-            job.read.progress.stage("analyze");
-            let ta = Instant::now();
-            let c = client::connect(&job.target).await?;
-            c.batch_execute("analyze").await.map_err(|e| {
+    mode.single_txn = info.exists && !info.create_mode && mode.jobs == 1;
+    check_cancel(&job)?;
+
+    let mut created_roles = Vec::new();
+    if let Some(p) = &plan {
+        created_roles = supabase::create_roles(&admin, &p.missing_roles).await?;
+    }
+    let outcome = async {
+        if !info.exists && !info.create_mode {
+            let c = client::connect(&admin).await?;
+            client::create_database(&c, &admin, &job.target.dbname).await?;
+        }
+        let r = restore_into(&job, &install, &dump, &mode).await?;
+        check_cancel(&job)?;
+        job.read.progress.stage("analyze");
+        let ta = Instant::now();
+        let c = client::connect(&job.target).await?;
+        let mut cancel = job.read.cancel.clone();
+        tokio::select! {
+            r = c.batch_execute("analyze") => r.map_err(|e| {
                 Error::Failed(format!(
                     "ANALYZE failed after the restore: {}",
                     client::describe(&e)
                 ))
-            })?;
-            Ok(RestoreReport {
-                backup_id: job.manifest.backup_id.to_string(),
-                target: job.target.redacted(),
-                created_database: !exists,
-                jobs: job.jobs,
-                pg_restore: format!(
-                    "{} ({})",
-                    install.version,
-                    install.bin("pg_restore").display()
-                ),
-                download_seconds: download,
-                restore_seconds: restore,
-                analyze_seconds: ta.elapsed().as_secs_f64(),
-                total_seconds: t0.elapsed().as_secs_f64(),
-                ignored_errors: ignored,
-            })
+            })?,
+            _ = cancel.cancelled() => return Err(interrupted()),
         }
+        Ok::<_, Error>((r, ta.elapsed().as_secs_f64()))
+    }
+    .await;
+    drop(list_file);
+    match outcome {
+        Ok(((download, restore, ignored), analyze)) => Ok(RestoreReport {
+            backup_id: job.manifest.backup_id.to_string(),
+            target: job.target.redacted(),
+            created_database: !info.exists,
+            jobs: mode.jobs,
+            pg_restore: format!(
+                "{} ({})",
+                install.version,
+                install.bin("pg_restore").display()
+            ),
+            download_seconds: download,
+            restore_seconds: restore,
+            analyze_seconds: analyze,
+            total_seconds: t0.elapsed().as_secs_f64(),
+            ignored_errors: ignored,
+            profile: plan.as_ref().map(|_| "supabase".to_string()),
+            created_roles,
+            skipped: plan.map(|p| p.skipped).unwrap_or_default(),
+            notes,
+        }),
         Err(e) => {
-            if !exists {
+            if !info.exists {
                 if let Ok(c) = client::connect(&admin).await {
                     let _ = client::drop_database(&c, &admin, &job.target.dbname).await;
                 }
             }
+            supabase::drop_roles(&admin, &created_roles).await;
             Err(e)
         }
     }
@@ -225,37 +365,31 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
 async fn restore_into(
     job: &RestoreJob<'_>,
     install: &PgInstall,
-    existed: bool,
+    dump: &StoredObject,
+    mode: &Mode,
 ) -> Result<(f64, f64, Vec<String>)> {
-    let dump = job
-        .manifest
-        .dump_object()
-        .ok_or_else(|| Error::Integrity("the manifest lists no dump".into()))?
-        .clone();
     let passfile = job
         .target
         .write_passfile()
         .map_err(|e| Error::Failed(format!("cannot write the temporary password file: {e}")))?;
     let pf = passfile.as_ref().map(|f| f.path().to_path_buf());
-    if job.jobs <= 1 {
-        let single_txn = existed;
+    let mut cancel = job.read.cancel.clone();
+    if !mode.spool {
         let t = Instant::now();
         job.read.progress.stage("download + restore");
-        let mut child = spawn_pg_restore(install, job, None, single_txn, pf.as_deref())?;
-        let stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| Error::Failed("cannot open pg_restore's input".into()))?;
-        let stderr = child
-            .stderr
-            .take()
-            .ok_or_else(|| Error::Failed("cannot read pg_restore's errors".into()))?;
-        let child = Arc::new(Mutex::new(child));
+        let cmd = pg_restore_command(install, job, mode, None, pf.as_deref());
+        let mut proc = Proc::spawn(cmd, install)?;
+        let stdin = proc.child.stdin.take();
+        let stderr = proc.child.stderr.take();
+        let (Some(stdin), Some(stderr)) = (stdin, stderr) else {
+            return Err(Error::Failed("cannot connect to pg_restore's input".into()));
+        };
         let errors = collect_lines(stderr);
+        let watcher = Watcher::start(proc.pid(), cancel.clone());
         let decoded = decode_object(
             job.store,
             job.manifest,
-            &dump,
+            dump,
             Holdback::new(stdin),
             &job.read,
         )
@@ -263,22 +397,34 @@ async fn restore_into(
         let held = match decoded {
             Ok((_, held)) => held,
             Err(e) => {
-                kill(&child);
-                let _ = errors.join();
-                return Err(e);
+                watcher.finish().await;
+                // Whether pg_restore stopped by itself (its verdict matters) or is still
+                // waiting for input (the failure was upstream: stop it, blame the stream).
+                let status = proc.exited_within(Duration::from_millis(300)).await;
+                proc.stop().await;
+                let lines = errors.join().unwrap_or_default();
+                check_cancel(job)?;
+                return Err(
+                    explain_early_stop(job, dump, e, status, &lines, mode.single_txn).await,
+                );
             }
         };
+        // pg_restore may still be busy with the held-back tail: the watcher stays on.
         let released = held.release();
-        let status = wait(&child).await;
+        watcher.finish().await;
+        let status = proc.wait(&mut cancel).await;
         let lines = errors.join().unwrap_or_default();
+        let status = status?;
         if let Err(e) = released {
-            return Err(pg_restore_failure(status, &lines, job.ignore_errors)
-                .err()
-                .unwrap_or_else(|| {
-                    Error::Failed(format!("pg_restore stopped reading the dump: {e}"))
-                }));
+            return Err(
+                verdict(Some(status), &lines, job.ignore_errors, mode.single_txn)
+                    .err()
+                    .unwrap_or_else(|| {
+                        Error::Failed(format!("pg_restore stopped reading the dump: {e}"))
+                    }),
+            );
         }
-        let ignored = pg_restore_failure(status, &lines, job.ignore_errors)?;
+        let ignored = verdict(Some(status), &lines, job.ignore_errors, mode.single_txn)?;
         let secs = t.elapsed().as_secs_f64();
         Ok((secs, secs, ignored))
     } else {
@@ -291,7 +437,7 @@ async fn restore_into(
         let (_, file) = decode_object(
             job.store,
             job.manifest,
-            &dump,
+            dump,
             std::io::BufWriter::with_capacity(1 << 20, file),
             &job.read,
         )
@@ -301,23 +447,123 @@ async fn restore_into(
             .sync_all()
             .map_err(|e| Error::Failed(format!("cannot write the spool file: {e}")))?;
         let download = t.elapsed().as_secs_f64();
+        check_cancel(job)?;
         let t = Instant::now();
         job.read.progress.stage("restore");
-        let mut child = spawn_pg_restore(install, job, Some(spool.path()), false, pf.as_deref())?;
-        let stderr = child
+        let cmd = pg_restore_command(install, job, mode, Some(spool.path()), pf.as_deref());
+        let mut proc = Proc::spawn(cmd, install)?;
+        let stderr = proc
+            .child
             .stderr
             .take()
             .ok_or_else(|| Error::Failed("cannot read pg_restore's errors".into()))?;
-        let child = Arc::new(Mutex::new(child));
         let errors = collect_lines(stderr);
-        let mut cancel = job.read.cancel.clone();
-        let status = tokio::select! {
-            s = wait(&child) => s,
-            _ = cancel.cancelled() => { kill(&child); return Err(Error::Failed("the restore was interrupted by a signal".into())); }
-        };
+        let status = proc.wait(&mut cancel).await;
         let lines = errors.join().unwrap_or_default();
-        let ignored = pg_restore_failure(status, &lines, job.ignore_errors)?;
+        let ignored = verdict(Some(status?), &lines, job.ignore_errors, mode.single_txn)?;
         Ok((download, t.elapsed().as_secs_f64(), ignored))
+    }
+}
+
+/// The stream into pg_restore ended early: a corrupt or undecryptable object, a store
+/// failure, or pg_restore itself stopped reading. pg_restore may stop *because* the bytes were
+/// corrupt before the digest could tell, so the object is re-checked before blaming it.
+async fn explain_early_stop(
+    job: &RestoreJob<'_>,
+    dump: &StoredObject,
+    e: Error,
+    status: Option<ExitStatus>,
+    lines: &[String],
+    single_txn: bool,
+) -> Error {
+    if matches!(e, Error::Integrity(_) | Error::Key(_)) {
+        return e;
+    }
+    job.read.progress.stage("verify the stored dump");
+    if let Err(v @ (Error::Integrity(_) | Error::Key(_))) =
+        decode_object(job.store, job.manifest, dump, std::io::sink(), &job.read).await
+    {
+        return v;
+    }
+    let rolled_back = if single_txn {
+        "; the restore ran in one transaction, which was rolled back, so the target is unchanged"
+    } else {
+        ""
+    };
+    // pg_restore complaining that its input ended is the consequence of the stream stopping,
+    // not a cause: then the stream's own error is the one to report.
+    let (mut failing, _) = classify(lines, &[]);
+    failing.retain(|l| !l.contains("could not read from input file") && !l.contains("end of file"));
+    if failing.is_empty() && lines.iter().any(|l| is_error_line(l)) {
+        return e;
+    }
+    if failing.is_empty() {
+        return match status {
+            Some(s) if !s.success() => Error::Failed(format!(
+                "pg_restore stopped before the end of the dump ({s}): {}{rolled_back}",
+                tail(lines, 3)
+            )),
+            _ => e,
+        };
+    }
+    Error::Failed(format!(
+        "pg_restore stopped before the end of the dump: {}{rolled_back}",
+        failing
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ;; ")
+    ))
+}
+
+/// `pg_restore --list` of the dump, read from the head of the stored object (pg_restore stops
+/// reading after the table of contents, so a large dump is not downloaded for this).
+async fn read_toc(
+    job: &RestoreJob<'_>,
+    install: &PgInstall,
+    dump: &StoredObject,
+) -> Result<String> {
+    let mut cmd = Command::new(install.bin("pg_restore"));
+    cmd.arg("--list")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for v in ConnSpec::inherited_vars_to_clear() {
+        cmd.env_remove(v);
+    }
+    let mut proc = Proc::spawn(cmd, install)?;
+    let (Some(stdin), Some(mut stdout), Some(stderr)) = (
+        proc.child.stdin.take(),
+        proc.child.stdout.take(),
+        proc.child.stderr.take(),
+    ) else {
+        return Err(Error::Failed("cannot connect to pg_restore --list".into()));
+    };
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let errors = collect_lines(stderr);
+    let watcher = Watcher::start(proc.pid(), job.read.cancel.clone());
+    let decoded = decode_object(job.store, job.manifest, dump, stdin, &job.read)
+        .await
+        .map(|_| ());
+    watcher.finish().await;
+    let mut cancel = job.read.cancel.clone();
+    let status = proc.wait(&mut cancel).await?;
+    let text = out.join().unwrap_or_default();
+    let lines = errors.join().unwrap_or_default();
+    check_cancel(job)?;
+    match decoded {
+        Err(e @ (Error::Integrity(_) | Error::Key(_))) => Err(e),
+        _ if status.success() && text.contains(';') => Ok(text),
+        Err(e) => Err(explain_early_stop(job, dump, e, Some(status), &lines, false).await),
+        Ok(()) => Err(Error::Failed(format!(
+            "pg_restore --list cannot read the dump ({status}): {}",
+            tail(&lines, 3)
+        ))),
     }
 }
 
@@ -347,31 +593,41 @@ fn spool_file(job: &RestoreJob<'_>) -> Result<tempfile::NamedTempFile> {
         })
 }
 
-fn spawn_pg_restore(
+fn pg_restore_command(
     install: &PgInstall,
     job: &RestoreJob<'_>,
-    file: Option<&std::path::Path>,
-    single_txn: bool,
-    passfile: Option<&std::path::Path>,
-) -> Result<Child> {
+    mode: &Mode,
+    file: Option<&Path>,
+    passfile: Option<&Path>,
+) -> Command {
     let mut cmd = Command::new(install.bin("pg_restore"));
-    cmd.arg(format!("--dbname={}", job.target.dbname)).args([
-        "--no-owner",
-        "--no-privileges",
-        "--no-password",
-    ]);
+    // With --create, pg_restore connects to the maintenance database, creates the dump's
+    // database (whose name the guards checked equals the target's) and switches to it.
+    let db = if mode.create {
+        maintenance_db(&job.target)
+    } else {
+        job.target.dbname.clone()
+    };
+    cmd.arg(format!("--dbname={db}"))
+        .args(["--no-owner", "--no-password"]);
+    if !mode.privileges {
+        cmd.arg("--no-privileges");
+    }
     if job.clean {
         cmd.args(["--clean", "--if-exists"]);
     }
-    if single_txn {
+    if mode.single_txn {
         cmd.arg("--single-transaction");
     }
-    if job.manifest.pg_dump.creates_database && job.allow_create {
+    if mode.create {
         cmd.arg("--create");
+    }
+    if let Some(l) = &mode.list {
+        cmd.arg(format!("--use-list={}", l.display()));
     }
     match file {
         Some(f) => {
-            cmd.arg(format!("--jobs={}", job.jobs)).arg(f);
+            cmd.arg(format!("--jobs={}", mode.jobs)).arg(f);
             cmd.stdin(Stdio::null());
         }
         None => {
@@ -383,12 +639,121 @@ fn spawn_pg_restore(
         cmd.env_remove(v);
     }
     cmd.envs(job.target.child_env(passfile));
-    cmd.spawn().map_err(|e| {
-        Error::Failed(format!(
-            "cannot start {}: {e}",
-            install.bin("pg_restore").display()
-        ))
-    })
+    cmd
+}
+
+/// A child process that never outlives pgdrill's interest in it.
+struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command, install: &PgInstall) -> Result<Proc> {
+        let child = cmd.spawn().map_err(|e| {
+            Error::Failed(format!(
+                "cannot start {}: {e}",
+                install.bin("pg_restore").display()
+            ))
+        })?;
+        Ok(Proc { child })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the exit; on a signal, stops the process and returns the interruption.
+    async fn wait(&mut self, cancel: &mut Cancel) -> Result<ExitStatus> {
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(s)) => return Ok(s),
+                Ok(None) => {}
+                Err(e) => return Err(Error::Failed(format!("cannot wait for pg_restore: {e}"))),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(25)) => {}
+                _ = cancel.cancelled() => {
+                    self.stop().await;
+                    return Err(interrupted());
+                }
+            }
+        }
+    }
+
+    /// The exit status if the process ends within `grace`.
+    async fn exited_within(&mut self, grace: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the process if it still runs: SIGTERM (pg_restore then cancels its queries and
+    /// stops its workers), SIGKILL after 5 s. Returns the exit status.
+    async fn stop(&mut self) -> Option<ExitStatus> {
+        if let Ok(Some(s)) = self.child.try_wait() {
+            return Some(s);
+        }
+        send_signal(self.pid(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Sends `signal` (a name such as `TERM`) to `pid` with the shell's `kill` builtin.
+fn send_signal(pid: u32, signal: &str) {
+    let _ = Command::new("/bin/sh")
+        .args([
+            "-c",
+            "kill -s \"$1\" \"$2\"",
+            "sh",
+            signal,
+            &pid.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Sends SIGTERM to a child once the job is cancelled, so that a stage blocked on the child
+/// (a full pipe) ends too. The child must not be reaped before [`Watcher::finish`].
+struct Watcher(tokio::task::JoinHandle<()>);
+
+impl Watcher {
+    fn start(pid: u32, mut cancel: Cancel) -> Watcher {
+        Watcher(tokio::spawn(async move {
+            cancel.cancelled().await;
+            send_signal(pid, "TERM");
+        }))
+    }
+
+    async fn finish(self) {
+        self.0.abort();
+        let _ = self.0.await;
+    }
 }
 
 fn collect_lines(stderr: std::process::ChildStderr) -> std::thread::JoinHandle<Vec<String>> {
@@ -401,34 +766,30 @@ fn collect_lines(stderr: std::process::ChildStderr) -> std::thread::JoinHandle<V
     })
 }
 
-fn kill(child: &Arc<Mutex<Child>>) {
-    if let Ok(mut c) = child.lock() {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
+fn tail(lines: &[String], n: usize) -> String {
+    lines
+        .iter()
+        .rev()
+        .take(n)
+        .rev()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
-async fn wait(child: &Arc<Mutex<Child>>) -> Option<std::process::ExitStatus> {
-    let child = child.clone();
-    tokio::task::spawn_blocking(move || child.lock().ok().and_then(|mut c| c.wait().ok()))
-        .await
-        .ok()
-        .flatten()
+fn is_error_line(l: &str) -> bool {
+    l.starts_with("pg_restore: error:")
+        || (l.starts_with("pg_restore: [archiver") && l.contains("ERROR"))
 }
 
-/// pg_restore's verdict: `Ok(ignored errors)` when it succeeded or every error is
-/// allowlisted, else an error listing the failing statements.
-pub fn pg_restore_failure(
-    status: Option<std::process::ExitStatus>,
-    lines: &[String],
-    allow: &[String],
-) -> Result<Vec<String>> {
+/// pg_restore's error lines (each with its "Command was:" line): (failing, allowlisted).
+fn classify(lines: &[String], allow: &[String]) -> (Vec<String>, Vec<String>) {
     let mut failing = Vec::new();
     let mut ignored = Vec::new();
     let mut i = 0;
     while i < lines.len() {
         let l = &lines[i];
-        if l.contains("error:") && !l.contains("errors ignored on restore") {
+        if is_error_line(l) {
             let mut entry = l.trim().to_string();
             if let Some(next) = lines
                 .get(i + 1)
@@ -446,22 +807,65 @@ pub fn pg_restore_failure(
         }
         i += 1;
     }
-    let ok_status = status.map(|s| s.success()).unwrap_or(false);
-    if failing.is_empty() && (ok_status || !ignored.is_empty()) {
+    (failing, ignored)
+}
+
+/// pg_restore's verdict: `Ok(ignored errors)` when it succeeded or every error is
+/// allowlisted, else an error listing the failing statements.
+pub fn pg_restore_failure(
+    status: Option<ExitStatus>,
+    lines: &[String],
+    allow: &[String],
+) -> Result<Vec<String>> {
+    verdict(status, lines, allow, false)
+}
+
+/// Like [`pg_restore_failure`]; with `single_txn`, any error means pg_restore stopped and
+/// rolled everything back, so even allowlisted errors fail the restore.
+fn verdict(
+    status: Option<ExitStatus>,
+    lines: &[String],
+    allow: &[String],
+    single_txn: bool,
+) -> Result<Vec<String>> {
+    let (failing, ignored) = classify(lines, allow);
+    let ok_status = status.is_some_and(|s| s.success());
+    let how = status
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "no status".into());
+    if single_txn && (!ok_status || !failing.is_empty() || !ignored.is_empty()) {
+        let all: Vec<String> = failing.iter().chain(&ignored).take(10).cloned().collect();
+        let why = if all.is_empty() {
+            format!("pg_restore failed ({how}): {}", tail(lines, 3))
+        } else {
+            format!(
+                "pg_restore stopped at the first error: {}",
+                all.join(" ;; ")
+            )
+        };
+        let hint = if ignored.is_empty() {
+            ""
+        } else {
+            " ([restore] ignore_errors cannot apply inside that one transaction: restore into a new database, or pass --jobs 2 or more, which restores without the transaction and may leave the target partly restored on failure)"
+        };
+        return Err(Error::Failed(format!(
+            "{why}; the restore into the existing database ran in one transaction, which was rolled back, so the target is unchanged{hint}"
+        )));
+    }
+    // pg_restore counts the errors it skipped; every one of them must be allowlisted.
+    let reported = lines
+        .iter()
+        .find_map(|l| l.split("errors ignored on restore:").nth(1))
+        .and_then(|n| n.trim().parse::<usize>().ok());
+    if failing.is_empty() && (ok_status || (!ignored.is_empty() && reported == Some(ignored.len())))
+    {
         return Ok(ignored);
     }
     if failing.is_empty() {
-        let how = status
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "no status".into());
-        let tail = lines
-            .iter()
-            .rev()
-            .take(3)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(" / ");
-        return Err(Error::Failed(format!("pg_restore failed ({how}): {tail}")));
+        return Err(Error::Failed(format!(
+            "pg_restore failed ({how}): {}",
+            tail(lines, 3)
+        )));
     }
     let shown: Vec<&String> = failing.iter().take(10).collect();
     Err(Error::Failed(format!(
@@ -566,6 +970,28 @@ mod tests {
         )
         .expect("all allowed");
         assert_eq!(ok.len(), 2);
+    }
+
+    #[test]
+    fn one_transaction_fails_on_any_error_and_counts_must_agree() {
+        let allow = ["transaction_timeout".to_string()];
+        let lines: Vec<String> = [
+            "pg_restore: error: could not execute query: ERROR:  unrecognized configuration parameter \"transaction_timeout\"",
+            "Command was: SET transaction_timeout = 0;",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let e = verdict(None, &lines, &allow, true).expect_err("rolled back");
+        assert!(e.to_string().contains("unchanged"), "{e}");
+        assert!(e.to_string().contains("ignore_errors"), "{e}");
+        // Without pg_restore's own count of skipped errors, it did not go on: a failure.
+        assert!(verdict(None, &lines, &allow, false).is_err());
+        let mut done = lines.clone();
+        done.push("pg_restore: warning: errors ignored on restore: 1".into());
+        assert_eq!(verdict(None, &done, &allow, false).expect("ok").len(), 1);
+        done.push("pg_restore: error: could not read from input file: end of file".into());
+        assert!(verdict(None, &done, &allow, false).is_err());
     }
 
     #[test]

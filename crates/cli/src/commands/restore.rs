@@ -99,6 +99,22 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
     for e in &report.ignored_errors {
         human.push_str(&format!("ignored (allowlisted): {e}\n"));
     }
+    if let Some(p) = &report.profile {
+        human.push_str(&format!(
+            "{p} profile (docs/SUPABASE.md): created roles: {}\n",
+            if report.created_roles.is_empty() {
+                "none".to_string()
+            } else {
+                report.created_roles.join(", ")
+            }
+        ));
+    }
+    for s in &report.skipped {
+        human.push_str(&format!("not restored: {s}\n"));
+    }
+    for n in &report.notes {
+        human.push_str(&format!("note: {n}\n"));
+    }
     if let Some(c) = cluster {
         if args.keep {
             let url = c.url(&manifest.source.dbname);

@@ -1,0 +1,329 @@
+//! `pgdrill restore`: streaming and parallel restores identical to the source (fidelity oracle),
+//! throwaway clusters, signals, pg_restore errors, cross-version targets and extensions.
+
+mod common;
+mod restore_util;
+use common::*;
+use pgdrill_testkit as tk;
+use restore_util::*;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restores_identically_streaming_parallel_and_ephemeral() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    backup(dir.path(), &store, &src.url, &[]);
+    let want = tk::fingerprint(&src.url, &pg_dump()).await;
+
+    // jobs 1 (streaming) into a database that does not exist yet: created, identical.
+    let t1 = src.cluster.url("copy1");
+    let out = restore(dir.path(), &store, &t1, &[]);
+    out.ok();
+    let j = out.json();
+    assert_eq!(j["created_database"], true, "{j}");
+    assert_eq!(j["jobs"], 1);
+    for k in [
+        "download_seconds",
+        "restore_seconds",
+        "analyze_seconds",
+        "total_seconds",
+    ] {
+        assert!(j[k].as_f64().is_some(), "{k} missing: {j}");
+    }
+    assert!(!out.stdout.contains(src.cluster.password()));
+    tk::fingerprint(&t1, &pg_dump()).await.assert_same(&want);
+
+    // jobs 2 (spool + pg_restore -j 2): identical, and the spool file is gone.
+    let tmp = shared_tmp();
+    let tmp_s = tmp.path().display().to_string();
+    let t2 = src.cluster.url("copy2");
+    let out = restore_env(
+        dir.path(),
+        &store,
+        &t2,
+        &["--jobs", "2"],
+        &[("TMPDIR", &tmp_s)],
+    );
+    out.ok();
+    assert_eq!(out.json()["jobs"], 2);
+    tk::fingerprint(&t2, &pg_dump()).await.assert_same(&want);
+    assert!(entries(tmp.path()).is_empty(), "spool left behind");
+
+    // --ephemeral: a throwaway cluster, identical content, torn down afterwards.
+    let out = restore_env(
+        dir.path(),
+        &store,
+        "",
+        &["--ephemeral"],
+        &[("TMPDIR", &tmp_s)],
+    );
+    out.ok();
+    assert!(entries(tmp.path()).is_empty(), "cluster dir left behind");
+    assert!(survivors(&tmp_s).is_empty(), "{:?}", survivors(&tmp_s));
+
+    // --ephemeral --keep: URL and stop command; the URL works; the stop command removes it.
+    let out = restore_env(
+        dir.path(),
+        &store,
+        "",
+        &["--ephemeral", "--keep", "--jobs", "2"],
+        &[("TMPDIR", &tmp_s)],
+    );
+    out.ok();
+    let j = out.json();
+    let url = j["ephemeral"]["url"].as_str().expect("url").to_string();
+    let stop = j["ephemeral"]["stop_command"]
+        .as_str()
+        .expect("stop")
+        .to_string();
+    assert_eq!(
+        scalar(&url, "select count(*)::text from app.customers").await,
+        "3000"
+    );
+    tk::fingerprint(&url, &pg_dump()).await.assert_same(&want);
+    assert_eq!(entries(tmp.path()).len(), 1, "the kept cluster's directory");
+    let st = std::process::Command::new("sh")
+        .args(["-c", &format!("( {stop} ) >/dev/null 2>&1")])
+        .status()
+        .expect("sh");
+    assert!(st.success(), "stop command failed: {stop}");
+    assert!(
+        entries(tmp.path()).is_empty(),
+        "stop command left the directory"
+    );
+    assert!(survivors(&tmp_s).is_empty(), "{:?}", survivors(&tmp_s));
+
+    // pg_restore errors are never ignored: a policy naming a role the throwaway cluster
+    // lacks fails the restore, listing the statement; the allowlist turns it into a success
+    // that reports the ignored error.
+    let roles_url = empty_db(&src.cluster, "roles").await;
+    tk::connect(&roles_url)
+        .await
+        .batch_execute(
+            "create role app_reader; create table t (id int primary key); \
+             insert into t select generate_series(1, 10); alter table t enable row level security; \
+             create policy readers on t for select to app_reader using (true);",
+        )
+        .await
+        .expect("roles db");
+    let rstore = dir.path().join("rstore");
+    backup(dir.path(), &rstore, &roles_url, &[]);
+    let out = restore_env(
+        dir.path(),
+        &rstore,
+        "",
+        &["--ephemeral"],
+        &[("TMPDIR", &tmp_s)],
+    );
+    out.code(1);
+    assert!(
+        out.stderr.contains("role \"app_reader\" does not exist")
+            && out.stderr.contains("CREATE POLICY"),
+        "{}",
+        out.stderr
+    );
+    let cfg = dir.path().join("cfg");
+    std::fs::create_dir(&cfg).expect("mkdir");
+    std::fs::write(
+        cfg.join("pgdrill.toml"),
+        "[restore]\nignore_errors = ['role \"app_reader\" does not exist']\n",
+    )
+    .expect("config");
+    let out = restore_env(&cfg, &rstore, "", &["--ephemeral"], &[("TMPDIR", &tmp_s)]);
+    out.ok();
+    let ignored = out.json()["ignored_errors"].to_string();
+    assert!(
+        ignored.contains("app_reader") && ignored.contains("CREATE POLICY"),
+        "{ignored}"
+    );
+    assert!(entries(tmp.path()).is_empty(), "cluster dir left behind");
+}
+
+/// A source whose restore takes seconds whatever the machine: every row of `slow.t` passes a
+/// CHECK that sleeps 2 ms.
+async fn slow_source(rows: u32) -> Source {
+    let cluster = tk::cluster(None);
+    let url = empty_db(&cluster, "slow").await;
+    let c = tk::connect(&url).await;
+    c.batch_execute(&format!(
+        "create schema slow; \
+         create function slow.nap(int) returns boolean language sql as $$ \
+           select case when current_setting('slow.off', true) = 'on' then true \
+                       else (select true from pg_sleep(0.002)) end $$; \
+         create table slow.t (id int primary key, v text, check (slow.nap(id))); \
+         set slow.off = 'on'; \
+         insert into slow.t select g, md5(g::text) from generate_series(1, {rows}) g;"
+    ))
+    .await
+    .expect("slow fixture");
+    Source { cluster, url }
+}
+
+/// Starts `pgdrill restore`, sends SIGTERM once pg_restore runs, returns the exit status.
+fn interrupted_restore(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    cluster_in: Option<&std::path::Path>,
+) -> i32 {
+    let mut c = cmd(dir);
+    c.args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let child = c.spawn().expect("spawn");
+    let pid = child.id();
+    let found = wait_for_child(pid, "pg_restore", Duration::from_secs(30));
+    assert!(found.is_some(), "pg_restore never started");
+    if let Some(d) = cluster_in {
+        let clusters = entries(d)
+            .iter()
+            .filter(|p| p.to_string_lossy().contains("pgdrill-cluster-"))
+            .count();
+        assert_eq!(
+            clusters,
+            1,
+            "the throwaway cluster lives in {}",
+            d.display()
+        );
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    sigterm(pid);
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "pgdrill took {:?} to stop after SIGTERM: {stderr}",
+        started.elapsed()
+    );
+    let code = out.status.code().unwrap_or(-1);
+    assert_ne!(code, 0, "an interrupted restore must fail: {stderr}");
+    code
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_restore_and_leaves_nothing_behind() {
+    let src = slow_source(2500).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    backup(dir.path(), &store, &src.url, &[]);
+    let store_s = store.display().to_string();
+
+    for (db, jobs) in [("term1", "1"), ("term2", "2")] {
+        let target = src.cluster.url(db);
+        interrupted_restore(
+            dir.path(),
+            &[
+                "restore", "latest", "--store", &store_s, "--target", &target, "--jobs", jobs,
+            ],
+            &[],
+            None,
+        );
+        assert!(
+            survivors(&format!("--dbname={db}")).is_empty(),
+            "pg_restore left running: {:?}",
+            survivors(&format!("--dbname={db}"))
+        );
+        assert!(survivors(&format!(" {db} ")).is_empty(), "backend left");
+        assert!(
+            !db_exists(&src.cluster, db).await,
+            "jobs {jobs}: {db} still exists"
+        );
+    }
+
+    let tmp = shared_tmp();
+    let tmp_s = tmp.path().display().to_string();
+    interrupted_restore(
+        dir.path(),
+        &["restore", "latest", "--store", &store_s, "--ephemeral"],
+        &[("TMPDIR", &tmp_s)],
+        Some(tmp.path()),
+    );
+    assert!(survivors(&tmp_s).is_empty(), "{:?}", survivors(&tmp_s));
+    assert!(entries(tmp.path()).is_empty(), "cluster dir left behind");
+}
+
+/// A PG 17 server (no client tools: pgdrill dumps it with PG 18's pg_dump) restores into PG 18
+/// identically, and into PG 15 only once the 18-only settings are allowlisted. A backup using
+/// an extension the target server lacks is refused before anything is created.
+#[tokio::test(flavor = "multi_thread")]
+async fn cross_version_targets_and_missing_extensions() {
+    let src = source(Some(17)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    backup(dir.path(), &store, &src.url, &[]);
+    let show = run(
+        dir.path(),
+        &[
+            "--json",
+            "show",
+            "latest",
+            "--store",
+            &store.display().to_string(),
+        ],
+        &[],
+    );
+    assert!(
+        show.json()["pg_dump"]["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("18")),
+        "{}",
+        show.stdout
+    );
+    let want = tk::fingerprint(&src.url, &pg_dump()).await;
+
+    let c18 = tk::cluster(Some(18));
+    restore(dir.path(), &store, &c18.url("app"), &[]).ok();
+    tk::fingerprint(&c18.url("app"), &pg_dump())
+        .await
+        .assert_same(&want);
+
+    let c15 = tk::cluster(Some(15));
+    let out = restore(dir.path(), &store, &c15.url("app"), &[]);
+    out.code(1);
+    assert!(
+        out.stderr.contains("transaction_timeout") && out.stderr.contains("Command was"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !db_exists(&c15, "app").await,
+        "the failed target must be dropped"
+    );
+    let cfg = dir.path().join("cfg");
+    std::fs::create_dir(&cfg).expect("mkdir");
+    std::fs::write(
+        cfg.join("pgdrill.toml"),
+        "[restore]\nignore_errors = ['unrecognized configuration parameter \"transaction_timeout\"']\n",
+    )
+    .expect("config");
+    let out = restore(&cfg, &store, &c15.url("app"), &[]);
+    out.ok();
+    assert!(out.json()["ignored_errors"]
+        .to_string()
+        .contains("transaction_timeout"));
+    let got = tk::fingerprint(&c15.url("app"), &pg_dump()).await;
+    assert_eq!(got.tables, want.tables, "table contents differ on PG 15");
+    assert_eq!(got.sequences, want.sequences);
+    assert_eq!(got.large_objects, want.large_objects);
+
+    // pgcrypto: in PG 15's contrib, not in the PG 18 test server.
+    let ext = empty_db(&c15, "ext").await;
+    tk::connect(&ext)
+        .await
+        .batch_execute(
+            "create extension pgcrypto; create table k (v bytea default gen_random_bytes(8))",
+        )
+        .await
+        .expect("ext db");
+    let estore = dir.path().join("estore");
+    backup(dir.path(), &estore, &ext, &[]);
+    let out = restore(dir.path(), &estore, &c18.url("ext"), &[]);
+    out.code(1);
+    assert!(out.stderr.contains("pgcrypto"), "{}", out.stderr);
+    assert!(!db_exists(&c18, "ext").await, "nothing may be created");
+}

@@ -1,0 +1,257 @@
+//! `pgdrill restore` safety: every guard refuses with exit 5 and touches nothing; integrity and
+//! key failures (exit 3, 4) stop before anything becomes visible in the target.
+
+mod common;
+mod restore_util;
+use common::*;
+use pgdrill_testkit as tk;
+use restore_util::*;
+use std::path::Path;
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write");
+}
+
+/// A copy of folder store `from` at `to`, whose dump object `damage` then alters.
+fn damaged_copy(from: &Path, to: &Path, id: &str, damage: impl FnOnce(&mut Vec<u8>)) {
+    let st = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(st.success());
+    let obj = dump_object(to, "app", id);
+    let mut bytes = std::fs::read(&obj).expect("read");
+    damage(&mut bytes);
+    std::fs::write(&obj, bytes).expect("write");
+}
+
+async fn user_tables(url: &str) -> String {
+    scalar(
+        url,
+        "select count(*)::text from pg_tables where schemaname not in ('pg_catalog','information_schema')",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guards_refuse_with_exit_5_and_change_nothing() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    backup(dir.path(), &store, &src.url, &[]);
+    let want = tk::fingerprint(&src.url, &pg_dump()).await;
+
+    // The source itself, by the same URL and spelled differently (localhost vs 127.0.0.1).
+    restore(dir.path(), &store, &src.url, &["--clean"]).code(5);
+    let spelled = src.url.replace("127.0.0.1", "localhost");
+    assert_ne!(spelled, src.url);
+    let out = restore(dir.path(), &store, &spelled, &["--clean"]);
+    out.code(5);
+    assert!(out.stderr.contains("source"), "{}", out.stderr);
+
+    // protected_targets from the config file: refused, the database is not even created.
+    let cfg_dir = dir.path().join("cfg");
+    std::fs::create_dir(&cfg_dir).expect("mkdir");
+    write(
+        &cfg_dir.join("pgdrill.toml"),
+        &format!(
+            "protected_targets = [\"postgres://someone@127.0.0.1:{}/prot\"]\n",
+            src.cluster.port()
+        ),
+    );
+    let out = restore(&cfg_dir, &store, &src.cluster.url("prot"), &[]);
+    out.code(5);
+    assert!(out.stderr.contains("protected"), "{}", out.stderr);
+    assert!(!db_exists(&src.cluster, "prot").await);
+
+    // A non-empty target without --clean: refused and unchanged; with --clean: identical.
+    let busy = src.cluster.url("busy");
+    restore(dir.path(), &store, &busy, &[]).ok();
+    let c = tk::connect(&busy).await;
+    c.batch_execute("delete from public.\"Order Items\" where order_id < 50; update app.customers set name = 'changed' where id < 100; select setval('app.invoice_number_seq', 5000)")
+        .await
+        .expect("modify");
+    let modified = tk::fingerprint(&busy, &pg_dump()).await;
+    let out = restore(dir.path(), &store, &busy, &[]);
+    out.code(5);
+    assert!(out.stderr.contains("--clean"), "{}", out.stderr);
+    tk::fingerprint(&busy, &pg_dump())
+        .await
+        .assert_same(&modified);
+    restore(dir.path(), &store, &busy, &["--clean"]).ok();
+    tk::fingerprint(&busy, &pg_dump()).await.assert_same(&want);
+
+    // A dump made with pg_dump --create: refused without --allow-create, and with it unless
+    // the target names the dump's own database (pg_restore --create restores into that one).
+    let cdir = dir.path().join("create");
+    std::fs::create_dir(&cdir).expect("mkdir");
+    let cstore = cdir.join("store");
+    write(
+        &cdir.join("pgdrill.toml"),
+        &format!(
+            "[store]\nurl = \"{}\"\n[[database]]\nname = \"app\"\nurl_env = \"SRC\"\npg_dump_args = [\"--create\"]\n",
+            cstore.display()
+        ),
+    );
+    run(&cdir, &["backup"], &[("SRC", &src.url)]).ok();
+    let fresh = src.cluster.url("fresh");
+    restore(&cdir, &cstore, &fresh, &[]).code(5);
+    let out = restore(&cdir, &cstore, &fresh, &["--allow-create"]);
+    out.code(5);
+    assert!(out.stderr.contains("`app`"), "{}", out.stderr);
+    assert!(!db_exists(&src.cluster, "fresh").await);
+    // With --allow-create into a database of the dump's name elsewhere: created, identical.
+    let tmp = shared_tmp();
+    let tmp_s = tmp.path().display().to_string();
+    let out = restore_env(
+        &cdir,
+        &cstore,
+        "",
+        &["--ephemeral", "--keep", "--allow-create"],
+        &[("TMPDIR", &tmp_s)],
+    );
+    out.ok();
+    let j = out.json();
+    let url = j["ephemeral"]["url"].as_str().expect("url");
+    tk::fingerprint(url, &pg_dump()).await.assert_same(&want);
+    let stop = j["ephemeral"]["stop_command"].as_str().expect("stop");
+    let st = std::process::Command::new("sh")
+        .args(["-c", &format!("( {stop} ) >/dev/null 2>&1")])
+        .status()
+        .expect("sh");
+    assert!(st.success());
+
+    tk::fingerprint(&src.url, &pg_dump())
+        .await
+        .assert_same(&want);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn integrity_and_key_failures_leave_the_target_untouched() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = dir.path().join("good");
+    let id = backup(dir.path(), &good, &src.url, &[]);
+
+    let corrupt = dir.path().join("corrupt");
+    damaged_copy(&good, &corrupt, &id, |b| {
+        let mid = b.len() / 2;
+        b[mid] ^= 0x5a;
+    });
+    let truncated = dir.path().join("truncated");
+    damaged_copy(&good, &truncated, &id, |b| b.truncate(b.len() / 2));
+
+    for (db, jobs) in [("c1", "1"), ("c2", "2")] {
+        let out = restore(
+            dir.path(),
+            &corrupt,
+            &src.cluster.url(db),
+            &["--jobs", jobs],
+        );
+        out.code(3);
+        assert!(out.stderr.contains("corrupt"), "{}", out.stderr);
+        assert!(!db_exists(&src.cluster, db).await, "{db} must be dropped");
+    }
+    restore(dir.path(), &truncated, &src.cluster.url("t1"), &[]).code(3);
+    assert!(!db_exists(&src.cluster, "t1").await);
+
+    // --clean over an existing database with a corrupt dump (one transaction): unchanged.
+    let keep = src.cluster.url("keep");
+    restore(dir.path(), &good, &keep, &[]).ok();
+    let c = tk::connect(&keep).await;
+    c.batch_execute("update app.customers set name = 'local change' where id = 7")
+        .await
+        .expect("modify");
+    let before = tk::fingerprint(&keep, &pg_dump()).await;
+    restore(dir.path(), &corrupt, &keep, &["--clean"]).code(3);
+    tk::fingerprint(&keep, &pg_dump())
+        .await
+        .assert_same(&before);
+
+    // pg_restore stopping mid-stream (first error inside the one transaction of a restore into
+    // an existing database) is reported with its statement, and the target is unchanged.
+    let chk = empty_db(&src.cluster, "chk").await;
+    tk::connect(&chk)
+        .await
+        .batch_execute(
+            "create function okf(int) returns boolean language sql as \
+               $$ select coalesce(current_setting('app.ok', true), '') = 'on' or $1 < 100 $$; \
+             create table a (id int check (okf(id))); set app.ok = 'on'; \
+             insert into a select generate_series(1, 1000); \
+             create table z as select g id, repeat(md5(g::text), 20) w \
+               from generate_series(1, 20000) g;",
+        )
+        .await
+        .expect("chk db");
+    let cstore = dir.path().join("chk");
+    backup(dir.path(), &cstore, &chk, &[]);
+    let chk2 = empty_db(&src.cluster, "chk2").await;
+    let out = restore(dir.path(), &cstore, &chk2, &[]);
+    out.code(1);
+    assert!(
+        out.stderr.contains("a_id_check") && out.stderr.contains("unchanged"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(user_tables(&chk2).await, "0");
+
+    // Wrong identity (new target: not created) and wrong passphrase (existing empty target:
+    // still empty) are exit 4.
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).expect("mkdir");
+    let keygen = |name: &str| -> String {
+        let path = keys.join(name);
+        let out = std::process::Command::new("age-keygen")
+            .arg("-o")
+            .arg(&path)
+            .output()
+            .expect("age-keygen");
+        assert!(out.status.success());
+        let text = std::fs::read_to_string(&path).expect("key");
+        text.lines()
+            .find_map(|l| l.strip_prefix("# public key: "))
+            .expect("public key")
+            .to_string()
+    };
+    let recipient = keygen("right.key");
+    keygen("wrong.key");
+    let enc = dir.path().join("enc");
+    let enc_s = enc.display().to_string();
+    run(
+        dir.path(),
+        &["backup", "--store", &enc_s, "--recipient", &recipient],
+        &[("PGDRILL_SOURCE_URL", &src.url)],
+    )
+    .ok();
+    let wrong = keys.join("wrong.key").display().to_string();
+    restore(
+        dir.path(),
+        &enc,
+        &src.cluster.url("k1"),
+        &["--identity", &wrong],
+    )
+    .code(4);
+    assert!(!db_exists(&src.cluster, "k1").await);
+
+    let pass = dir.path().join("pass");
+    let pass_s = pass.display().to_string();
+    run(
+        dir.path(),
+        &["backup", "--store", &pass_s, "--passphrase-env", "PASS"],
+        &[("PGDRILL_SOURCE_URL", &src.url), ("PASS", "right horse")],
+    )
+    .ok();
+    let empty = empty_db(&src.cluster, "k2").await;
+    let out = restore_env(
+        dir.path(),
+        &pass,
+        &empty,
+        &["--passphrase-env", "PASS"],
+        &[("PASS", "wrong horse")],
+    );
+    out.code(4);
+    assert!(db_exists(&src.cluster, "k2").await);
+    assert_eq!(user_tables(&empty).await, "0");
+}
