@@ -166,6 +166,22 @@ impl Manifest {
         self.objects.iter().find(|o| o.kind == "dump")
     }
 
+    /// Major version of the pg_dump that made the dump (pg_restore must be at least this).
+    pub fn dump_major(&self) -> u32 {
+        self.pg_dump
+            .version
+            .split('.')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The oldest server major the dump loads into: pg_dump's output loads into its own
+    /// major and newer, not older (pg_dump 17+ emits `SET transaction_timeout`).
+    pub fn restore_major(&self) -> u32 {
+        (self.server.version_num / 10000).max(self.dump_major())
+    }
+
     pub fn encrypted(&self) -> bool {
         self.encryption.scheme != "none"
     }
@@ -176,5 +192,32 @@ impl Manifest {
             .iter()
             .map(|t| ((t.schema.clone(), t.name.clone()), t.rows))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dump_loads_into_the_newer_of_the_server_and_pg_dump_majors() {
+        let mut m: Manifest = serde_json::from_value(serde_json::json!({
+            "format_version": 1, "tool": {"name": "pgdrill", "version": "0"},
+            "backup_id": "20261121T020000Z-7f3a", "database": "app",
+            "source": {"url": "u", "host": "h", "port": 5432, "dbname": "app", "user": "u"},
+            "server": {"version": "15.18", "version_num": 150018, "version_string": "", "system_identifier": null, "database_size_bytes": null, "in_recovery": false},
+            "pg_dump": {"path": "p", "version": "18.6", "args": []},
+            "snapshot": {"exported": true, "id": null, "time": "t", "note": null},
+            "started_at": "s", "finished_at": "f", "stage_seconds": {}, "raw_bytes": 0, "stored_bytes": 0,
+            "compression": {"algorithm": "zstd", "level": 3},
+            "encryption": {"scheme": "none", "recipient_fingerprints": [], "passphrase": false},
+            "objects": [], "content": {"archive_version": "1.16", "tables": [], "schemas": [], "extensions": [], "schema_fingerprint": "", "large_objects": 0, "toc_entries": 0},
+            "policy": {}, "host": "h"
+        }))
+        .expect("manifest");
+        assert_eq!(m.dump_major(), 18);
+        assert_eq!(m.restore_major(), 18);
+        m.pg_dump.version = "15.18".into();
+        assert_eq!(m.restore_major(), 15);
     }
 }

@@ -246,15 +246,7 @@ fn check_cancel(job: &RestoreJob<'_>) -> Result<()> {
 pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
     let t0 = Instant::now();
     let info = inspect(&job).await?;
-    let dump_major = job
-        .manifest
-        .pg_dump
-        .version
-        .split('.')
-        .next()
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(0);
-    let install = job.tools.pick("pg_restore", dump_major)?;
+    let install = job.tools.pick("pg_restore", job.manifest.dump_major())?;
     let admin = job.target.with_dbname(&maintenance_db(&job.target));
     let dump = job
         .manifest

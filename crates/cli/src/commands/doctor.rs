@@ -407,10 +407,7 @@ async fn drill_target(
     let name = format!("{}: drill target", db.name);
     let var = db.drill.get("target_url_env").and_then(|v| v.as_str());
     let Some(var) = var else {
-        let need = latest
-            .map(|m| m.server.version_num / 10000)
-            .or(major)
-            .unwrap_or(0);
+        let need = latest.map(|m| m.restore_major()).or(major).unwrap_or(0);
         return match tools.pick_server(need) {
             Ok(i) => pass(&name, format!("throwaway clusters with PostgreSQL {} ({})", i.version, i.bin_dir.display())),
             Err(e) => fail(&name, e.to_string(), "install the PostgreSQL server package (initdb, postgres) or set [database.drill] target_url_env"),

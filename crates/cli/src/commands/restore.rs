@@ -28,7 +28,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
         .and_then(|d| d.source_spec(&ctx.env).ok());
     let mut cluster = None;
     let target = if args.ephemeral {
-        let major = manifest.server.version_num / 10000;
+        let major = manifest.restore_major();
         let install = tools.pick_server(major)?;
         ctx.ui.info(format!(
             "starting a throwaway PostgreSQL {} cluster",

@@ -109,17 +109,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
             "server",
         ),
         None => {
-            // pg_dump's output loads into its own major and newer, not into older ones
-            // (`SET transaction_timeout` from pg_dump 17+ breaks a 15 server): a 15 database
-            // dumped by pg_dump 18 is drilled on 18.
-            let dump_major = manifest
-                .pg_dump
-                .version
-                .split('.')
-                .next()
-                .and_then(|v| v.parse::<u32>().ok())
-                .unwrap_or(0);
-            let major = (manifest.server.version_num / 10000).max(dump_major);
+            let major = manifest.restore_major();
             let install = job.tools.pick_server(major)?;
             log.say(format!(
                 "starting a throwaway PostgreSQL {} cluster (source server {}, pg_dump {})",
