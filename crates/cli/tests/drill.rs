@@ -276,8 +276,12 @@ run = 'env; echo "DATABASE_URL=$DATABASE_URL PGPASSWORD=$PGPASSWORD"; exit 3'
         assert!(log.contains(want), "drill.log lacks {want:?}:\n{log}");
     }
     assert!(
-        log.contains("APP_DB_URL=postgresql://src_user:***@"),
+        log.contains("DATABASE_URL=postgresql://drill_user:***@"),
         "the env dump is in the log, scrubbed:\n{log}"
+    );
+    assert!(
+        !log.contains("APP_DB_URL="),
+        "a user command must not even see the source URL variable:\n{log}"
     );
 
     // No canary anywhere: evidence, stdout, stderr.
