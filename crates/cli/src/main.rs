@@ -64,6 +64,8 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> Result<Output, Error> {
         Command::Prune(a) => commands::operate::prune(ctx, a).await,
         Command::Status(a) => commands::operate::status(ctx, a).await,
         Command::Doctor => commands::doctor::run(ctx).await,
+        Command::Serve(a) => commands::serve::run(ctx, a).await,
+        Command::Mirror(a) => commands::mirror::run(ctx, a).await,
     }
 }
 

@@ -21,6 +21,8 @@ const SECTIONS: &[&str] = &[
     "restore",
     "retention",
     "alerts",
+    "schedule",
+    "serve",
 ];
 /// Variables with a meaning of their own (not config keys).
 const SPECIAL_VARS: &[&str] = &[
@@ -69,8 +71,14 @@ pub struct FileConfig {
     pub retention: crate::retention::RetentionSection,
     #[serde(default)]
     pub alerts: crate::alert::AlertsSection,
+    #[serde(default)]
+    pub schedule: ScheduleSection,
+    #[serde(default)]
+    pub serve: ServeSection,
     #[serde(default, rename = "database")]
     pub databases: Vec<DatabaseSection>,
+    #[serde(default, rename = "mirror")]
+    pub mirrors: Vec<crate::mirror::MirrorSection>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -109,6 +117,39 @@ pub struct RestoreSection {
     /// pg_restore error lines (substrings) that do not fail a restore.
     #[serde(default)]
     pub ignore_errors: Vec<String>,
+}
+
+/// `[schedule]`: when `pgdrill serve` runs each job. Values are `every <N>s|m|h|d`, a 5-field
+/// cron expression (with `DOW#n`), `first_sunday` or `off`; they are parsed by the server
+/// crate. `backup` defaults to the policy's `logical_export_frequency_minutes`, `drill` to its
+/// `monthly_restore_day`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSection {
+    pub backup: Option<String>,
+    pub drill: Option<String>,
+    pub prune: Option<String>,
+    pub status: Option<String>,
+    /// Hook for `mirror` (DESIGN.md §7); a build without it refuses a mirror schedule.
+    pub mirror: Option<String>,
+    /// IANA time zone the cron expressions are read in (default UTC).
+    pub timezone: Option<String>,
+    /// Each run starts up to this many seconds late, at random (spreads hosts apart).
+    pub jitter_seconds: Option<u64>,
+}
+
+/// `[serve]`: the daemon's HTTP endpoint and shutdown.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSection {
+    /// Address to listen on (default 127.0.0.1:9187).
+    pub listen: Option<String>,
+    /// Environment variable holding a bearer token every request but /healthz must carry.
+    pub bearer_token_env: Option<String>,
+    pub basic_auth_user: Option<String>,
+    pub basic_auth_password_env: Option<String>,
+    /// How long SIGTERM waits for a running job before aborting it (default 60).
+    pub shutdown_grace_seconds: Option<u64>,
 }
 
 /// Policy keys, the same names as the JSON policy file of seed 000.
@@ -166,6 +207,10 @@ pub struct DatabaseSection {
     pub url_env: Option<String>,
     #[serde(default)]
     pub pg_dump_args: Vec<String>,
+    /// Also back up roles and tablespaces (`pg_dumpall --globals-only --no-role-passwords`)
+    /// as `globals.sql.zst[.age]`; restored only with `restore --globals`.
+    #[serde(default)]
+    pub globals: bool,
     /// Drill settings and checks, interpreted by the drill module.
     #[serde(default)]
     pub drill: toml::Table,
@@ -185,6 +230,7 @@ pub struct DatabaseSettings {
     pub name: DbName,
     pub source: Option<SourceRef>,
     pub pg_dump_args: Vec<String>,
+    pub globals: bool,
     pub drill: toml::Table,
     pub audit: Option<crate::audit::AuditSection>,
 }
@@ -230,7 +276,11 @@ pub struct Settings {
     pub restore: RestoreSection,
     pub retention: crate::retention::RetentionSection,
     pub alerts: crate::alert::AlertsSection,
+    pub schedule: ScheduleSection,
+    pub serve: ServeSection,
     pub databases: Vec<DatabaseSettings>,
+    /// `[[mirror]]` entries (uploads buckets), validated; relative folders resolved.
+    pub mirrors: Vec<crate::mirror::MirrorSection>,
     /// Where relative paths in the config are resolved.
     pub base_dir: PathBuf,
 }
@@ -309,7 +359,10 @@ impl Settings {
             restore: file.restore.clone(),
             retention: file.retention.clone(),
             alerts: file.alerts.clone(),
+            schedule: file.schedule.clone(),
+            serve: file.serve.clone(),
             databases,
+            mirrors: crate::mirror::config::resolve_sections(&file.mirrors, base_dir)?,
             base_dir: base_dir.to_path_buf(),
         })
     }
@@ -366,6 +419,7 @@ impl Settings {
                 name,
                 source: Some(SourceRef::Url(url)),
                 pg_dump_args: Vec::new(),
+                globals: false,
                 drill: toml::Table::new(),
                 audit: None,
             });
@@ -420,6 +474,7 @@ fn database_settings(d: &DatabaseSection, index: usize, env: &Env) -> Result<Dat
                 name: DbName::parse("x").map_err(Error::Invalid)?,
                 source: source.clone(),
                 pg_dump_args: vec![],
+                globals: false,
                 drill: toml::Table::new(),
                 audit: None,
             };
@@ -438,6 +493,7 @@ fn database_settings(d: &DatabaseSection, index: usize, env: &Env) -> Result<Dat
         name: DbName::parse(&name).map_err(Error::Invalid)?,
         source,
         pg_dump_args: d.pg_dump_args.clone(),
+        globals: d.globals,
         drill: d.drill.clone(),
         audit: d.audit.clone(),
     })

@@ -64,6 +64,7 @@ macro_rules! time_id {
 
 time_id!(BackupId, "backup");
 time_id!(DrillId, "drill");
+time_id!(SnapshotId, "snapshot");
 
 /// A database's name in the store: a safe single path segment.
 #[derive(

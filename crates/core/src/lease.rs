@@ -63,7 +63,18 @@ pub async fn acquire(
     job: &str,
     ttl: std::time::Duration,
 ) -> Result<Lease> {
-    let key = layout::lease_key(db);
+    acquire_key(store, &layout::lease_key(db), db.as_str(), job, ttl).await
+}
+
+/// Like [`acquire`] for a lease object at `key` (e.g. a mirror's); `what` names it in messages.
+pub async fn acquire_key(
+    store: &Store,
+    key: &str,
+    what: &str,
+    job: &str,
+    ttl: std::time::Duration,
+) -> Result<Lease> {
+    let (key, db) = (key.to_string(), what);
     let ttl_c = Duration::from_std(ttl).unwrap_or(Duration::minutes(10));
     let mine = record(job, ttl_c, Utc::now());
     let mut took_over_from = None;

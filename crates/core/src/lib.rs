@@ -15,6 +15,7 @@ pub mod ids;
 pub mod layout;
 pub mod lease;
 pub mod manifest;
+pub mod mirror;
 pub mod pipeline;
 pub mod progress;
 pub mod prune;

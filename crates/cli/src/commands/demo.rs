@@ -112,6 +112,7 @@ async fn demo_with_source(
         name: DbName::parse("shop").map_err(Error::Invalid)?,
         source: Some(SourceRef::Url(Secret::new(source.url("shop")))),
         pg_dump_args: vec![],
+        globals: false,
         drill: DEMO_CHECKS
             .parse::<toml::Table>()
             .map_err(|e| Error::Invalid(e.to_string()))?,

@@ -29,6 +29,7 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
                 name: n.clone(),
                 source: None,
                 pg_dump_args: vec![],
+                globals: false,
                 drill: toml_empty(),
                 audit: None,
             })

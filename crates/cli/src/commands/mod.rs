@@ -4,8 +4,10 @@ pub mod demo;
 pub mod doctor;
 pub mod drill;
 pub mod init;
+pub mod mirror;
 pub mod operate;
 pub mod restore;
+pub mod serve;
 
 /// What a command produced: a JSON document for --json, and text for people.
 pub struct Output {

@@ -1,0 +1,313 @@
+//! The daemon: binds the HTTP endpoint, catches up missed runs, runs jobs when they are
+//! due (one exclusive job per database at a time), keeps the store view fresh, and on
+//! shutdown lets running jobs finish within the grace before aborting them.
+
+use crate::config::ServeConfig;
+use crate::http::{self, App};
+use crate::jobs::{JobKey, JobKind, JobOutcome, JobRunner};
+use crate::state::{self, DbData, JobState, State};
+use crate::timetable::Timetable;
+use futures::stream::{FuturesUnordered, StreamExt};
+use jiff::Timestamp;
+use pgdrill_core::cancel::Cancel;
+use pgdrill_core::config::Policy;
+use pgdrill_core::ids::DbName;
+use pgdrill_core::{Error, Result};
+use pgdrill_store::Store;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where the daemon reads the time; tests inject their own.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// Longest the loop sleeps between rounds (the /healthz heartbeat).
+const MAX_SLEEP: Duration = Duration::from_secs(5);
+/// How often the store view is re-read without a job having ended (other hosts' runs).
+const REFRESH_EVERY: Duration = Duration::from_secs(300);
+/// After the grace is over and jobs were told to abort, how long they get to clean up.
+const ABORT_BOUND: Duration = Duration::from_secs(30);
+
+pub struct Daemon<'a> {
+    pub config: ServeConfig,
+    pub store: Store,
+    /// The databases per-database jobs run for.
+    pub databases: Vec<DbName>,
+    pub policy: Policy,
+    pub runner: &'a dyn JobRunner,
+    /// Fires on SIGTERM/SIGINT: stop starting jobs, wait for the running ones, return.
+    pub shutdown: Cancel,
+    pub clock: Arc<dyn Clock>,
+    /// Where progress lines go (stderr in the CLI).
+    pub log: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+type Running<'a> = FuturesUnordered<Pin<Box<dyn Future<Output = (JobKey, f64, JobOutcome)> + 'a>>>;
+
+/// Runs until `shutdown` fires; returns once every job has ended (or was abandoned after
+/// the abort bound) and the listener is closed.
+pub async fn run(d: Daemon<'_>) -> Result<()> {
+    for (kind, _) in &d.config.schedules {
+        if !d.runner.supports(*kind) {
+            return Err(Error::Invalid(format!(
+                "schedule.{} is set, but this build cannot run {} jobs: remove the key",
+                kind.name(),
+                kind.name()
+            )));
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(d.config.listen)
+        .await
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "cannot listen on {}: {e} (pick another address with --listen)",
+                d.config.listen
+            ))
+        })?;
+    let now = d.clock.now();
+    let mut dbs = Vec::new();
+    for name in &d.databases {
+        dbs.push(state::load(&d.store, name, None).await);
+    }
+    for db in dbs.iter().filter(|x| x.error.is_some()) {
+        (d.log)(&format!(
+            "serve: {}: {}",
+            db.name,
+            db.error.as_deref().unwrap_or_default()
+        ));
+    }
+    let mut jobs = Vec::new();
+    for (kind, schedule) in &d.config.schedules {
+        if *kind == JobKind::Mirror {
+            jobs.push((
+                JobKey {
+                    kind: *kind,
+                    database: None,
+                },
+                schedule.clone(),
+            ));
+        } else {
+            for db in &d.databases {
+                let key = JobKey {
+                    kind: *kind,
+                    database: Some(db.clone()),
+                };
+                jobs.push((key, schedule.clone()));
+            }
+        }
+    }
+    let mut table = Timetable::new(jobs, d.config.tz.clone());
+    let find = |k: &JobKey| dbs.iter().find(|x| Some(&x.name) == k.database.as_ref());
+    let jitter_max = d.config.jitter_seconds;
+    let mut jitter = move || {
+        if jitter_max == 0 {
+            0
+        } else {
+            rand::random::<u64>() % (jitter_max + 1)
+        }
+    };
+    table.start(
+        now,
+        |k| {
+            find(k)
+                .map(|x| x.last_run(k.kind))
+                .unwrap_or(crate::timetable::LastRun::Unknown)
+        },
+        &mut jitter,
+    );
+    let job_states: Vec<JobState> = table
+        .entries
+        .iter()
+        .map(|e| JobState {
+            key: e.key.clone(),
+            schedule: e.schedule.to_string(),
+            next_run: e.next_start,
+            pending: e.pending,
+            running_since: None,
+            last_started: None,
+            last_duration_seconds: None,
+            last_ok: None,
+            last_summary: None,
+            last_success: find(&e.key).and_then(|x| x.last_success(e.key.kind)),
+        })
+        .collect();
+    for e in table
+        .entries
+        .iter()
+        .filter(|e| e.pending && e.key.kind != JobKind::Status)
+    {
+        (d.log)(&format!(
+            "serve: {} missed a scheduled run (the store's last one is older than {}); running it once now",
+            e.key,
+            e.schedule
+                .prev_at_or_before(now, &d.config.tz)
+                .map(|t| t.to_string())
+                .unwrap_or_default()
+        ));
+    }
+    let state = Arc::new(State::new(job_states, dbs, now));
+    let app = Arc::new(App {
+        state: state.clone(),
+        store: d.store.clone(),
+        auth: d.config.auth.clone(),
+        tz: d.config.tz.clone(),
+        tz_name: d.config.tz_name.clone(),
+        policy: d.policy.clone(),
+        store_display: d.store.display().to_string(),
+        clock: d.clock.clone(),
+    });
+    let addr = listener.local_addr().unwrap_or(d.config.listen);
+    let http_task = tokio::spawn(http::serve(listener, app));
+    let refresher = tokio::spawn(refresh_loop(
+        d.store.clone(),
+        d.databases.clone(),
+        state.clone(),
+    ));
+    (d.log)(&format!(
+        "serve: listening on http://{addr}/ ({} jobs, time zone {})",
+        table.entries.len(),
+        d.config.tz_name
+    ));
+    let (abort_handle, abort) = Cancel::new();
+    let mut running: Running<'_> = FuturesUnordered::new();
+    let mut running_keys: Vec<JobKey> = Vec::new();
+    let mut shutdown = d.shutdown.clone();
+    loop {
+        let now = d.clock.now();
+        state.beat(now);
+        table.tick(now, &mut jitter);
+        let startable = if shutdown.is_cancelled() {
+            Vec::new()
+        } else {
+            table.runnable(&running_keys)
+        };
+        for key in startable {
+            table.started(&key);
+            state.update_job(&key, |j| {
+                j.running_since = Some(now);
+                j.last_started = Some(now);
+            });
+            (d.log)(&format!("serve: {key} started"));
+            running_keys.push(key.clone());
+            let (runner, cancel) = (d.runner, abort.clone());
+            running.push(Box::pin(async move {
+                let t = Instant::now();
+                let out = runner.run(&key, cancel).await;
+                (key, t.elapsed().as_secs_f64(), out)
+            }));
+        }
+        for e in &table.entries {
+            state.update_job(&e.key, |j| {
+                j.next_run = e.next_start;
+                j.pending = e.pending;
+            });
+        }
+        let wait = table
+            .next_wakeup()
+            .map(|w| Duration::try_from(w.duration_since(now)).unwrap_or(Duration::ZERO))
+            .unwrap_or(MAX_SLEEP)
+            .min(MAX_SLEEP);
+        tokio::select! {
+            Some(done) = running.next(), if !running.is_empty() => {
+                finish(&d, &state, &mut running_keys, done);
+            }
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    state.set_stopping();
+    if !running.is_empty() {
+        (d.log)(&format!(
+            "serve: stopping; waiting up to {}s for {} running job(s)",
+            d.config.shutdown_grace.as_secs(),
+            running.len()
+        ));
+    }
+    let drained = drain(
+        &d,
+        &state,
+        &mut running,
+        &mut running_keys,
+        d.config.shutdown_grace,
+    )
+    .await;
+    if !drained {
+        (d.log)("serve: the shutdown grace is over; aborting the running job(s)");
+        abort_handle.cancel();
+        if !drain(&d, &state, &mut running, &mut running_keys, ABORT_BOUND).await {
+            (d.log)("serve: a job did not stop after it was aborted; leaving it behind");
+        }
+    }
+    http_task.abort();
+    refresher.abort();
+    (d.log)("serve: stopped");
+    Ok(())
+}
+
+/// Waits up to `bound` for every running job; false when some are still running.
+async fn drain(
+    d: &Daemon<'_>,
+    state: &State,
+    running: &mut Running<'_>,
+    keys: &mut Vec<JobKey>,
+    bound: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + bound;
+    while !running.is_empty() {
+        match tokio::time::timeout_at(deadline, running.next()).await {
+            Ok(Some(done)) => finish(d, state, keys, done),
+            Ok(None) => break,
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+fn finish(d: &Daemon<'_>, state: &State, keys: &mut Vec<JobKey>, done: (JobKey, f64, JobOutcome)) {
+    let (key, seconds, out) = done;
+    keys.retain(|k| k != &key);
+    let now = d.clock.now();
+    (d.log)(&format!(
+        "serve: {key} {} in {seconds:.1}s: {}",
+        if out.ok { "succeeded" } else { "failed" },
+        out.summary
+    ));
+    state.update_job(&key, |j| {
+        j.running_since = None;
+        j.last_duration_seconds = Some(seconds);
+        j.last_ok = Some(out.ok);
+        j.last_summary = Some(out.summary.clone());
+        if out.ok {
+            j.last_success = Some(now);
+        }
+    });
+    state.refresh.notify_one();
+}
+
+/// Re-reads the store view after each job and every few minutes.
+async fn refresh_loop(store: Store, databases: Vec<DbName>, state: Arc<State>) {
+    loop {
+        tokio::select! {
+            _ = state.refresh.notified() => {}
+            _ = tokio::time::sleep(REFRESH_EVERY) => {}
+        }
+        let previous = state.dbs();
+        let mut fresh: Vec<DbData> = Vec::new();
+        for name in &databases {
+            let prev = previous.iter().find(|p| &p.name == name);
+            fresh.push(state::load(&store, name, prev).await);
+        }
+        state.set_dbs(fresh);
+    }
+}

@@ -1,0 +1,471 @@
+//! The read-only dashboard at `/`: one self-contained HTML page (inline CSS and SVG, no
+//! script, no external assets), every value escaped.
+
+use crate::charts::{self, Chart, Scale, Series};
+use crate::http::App;
+use crate::state::{DbData, JobState};
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use pgdrill_core::status::DbStatus;
+use std::fmt::Write;
+
+/// Rows per table; the charts use the whole history.
+const TABLE_ROWS: usize = 12;
+
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Path segments here are DbName/DrillId (safe characters), encoded anyway.
+fn url_seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn bytes(n: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 || v >= 100.0 || v.fract() == 0.0 {
+        format!("{v:.0} {}", UNITS[i])
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+pub fn secs(s: f64) -> String {
+    if s == 0.0 {
+        "0 s".into()
+    } else if s > 0.0 && s < 1.0 {
+        format!("{s:.2} s")
+    } else if s < 90.0 {
+        one_decimal(s, "s")
+    } else if s < 5400.0 {
+        one_decimal(s / 60.0, "min")
+    } else {
+        one_decimal(s / 3600.0, "h")
+    }
+}
+
+/// `12.5 min`, and `30 min` rather than `30.0 min`.
+fn one_decimal(v: f64, unit: &str) -> String {
+    let t = format!("{v:.1}");
+    format!("{} {unit}", t.strip_suffix(".0").unwrap_or(&t))
+}
+
+/// At most `n` characters, with an ellipsis when cut.
+fn short(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>().trim_end())
+    }
+}
+
+fn ago(secs: i64) -> String {
+    match secs {
+        s if s < 0 => format!("in {}", ago(-s).trim_end_matches(" ago")),
+        s if s < 90 => format!("{s} s ago"),
+        s if s < 5400 => format!("{} min ago", s / 60),
+        s if s < 172_800 => format!("{:.1} h ago", s as f64 / 3600.0),
+        s => format!("{:.1} days ago", s as f64 / 86_400.0),
+    }
+}
+
+fn when(t: Timestamp, tz: &TimeZone) -> String {
+    t.to_zoned(tz.clone())
+        .strftime("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
+fn when_str(s: &str, tz: &TimeZone) -> String {
+    s.parse::<Timestamp>()
+        .map(|t| when(t, tz))
+        .unwrap_or_else(|_| s.to_string())
+}
+
+fn secs_of(s: &str) -> Option<i64> {
+    s.parse::<Timestamp>().ok().map(|t| t.as_second())
+}
+
+fn pill(ok: Option<bool>, text: &str) -> String {
+    let class = match ok {
+        Some(true) => "ok",
+        Some(false) => "bad",
+        None => "idle",
+    };
+    format!("<span class=\"pill {class}\">{}</span>", esc(text))
+}
+
+/// Inline in the page: no external assets, so it works offline and under a strict CSP.
+const STYLE: &str = include_str!("dashboard.css");
+
+pub fn render(app: &App) -> String {
+    let now = app.clock.now();
+    let chrono_now = chrono::DateTime::from_timestamp(now.as_second(), 0).unwrap_or_default();
+    let dbs = app.state.dbs();
+    let jobs = app.state.jobs();
+    let statuses: Vec<DbStatus> = dbs
+        .iter()
+        .map(|d| d.status(&app.policy, chrono_now))
+        .collect();
+    let violated = statuses.iter().filter(|s| !s.ok()).count();
+    let overall = if dbs.is_empty() {
+        pill(None, "no databases")
+    } else if violated == 0 {
+        pill(Some(true), "all SLOs met")
+    } else {
+        pill(
+            Some(false),
+            &format!("SLO violated on {violated} of {} databases", dbs.len()),
+        )
+    };
+    let mut h = String::with_capacity(64 * 1024);
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=en><head><meta charset=utf-8>\
+         <meta name=viewport content=\"width=device-width,initial-scale=1\">\
+         <title>pgdrill: {}</title><style>{STYLE}</style></head><body>\
+         <header class=top><div class=brand>pgdrill</div>\
+         <div class=meta>store <code>{}</code> · times in {} · page generated {}</div>{overall}</header><main>",
+        esc(&dbs.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")),
+        esc(&app.store_display),
+        esc(&app.tz_name),
+        esc(&when(now, &app.tz)),
+    );
+    if dbs.is_empty() {
+        h.push_str("<section class=db><p class=muted>No database is configured or has backups in this store yet.</p></section>");
+    }
+    for (d, st) in dbs.iter().zip(&statuses) {
+        database(&mut h, app, d, st, &jobs, now);
+    }
+    jobs_table(&mut h, &jobs, &app.tz, now);
+    let _ = write!(
+        h,
+        "</main><footer>pgdrill {} · read-only dashboard · this page reloads every 60 s · \
+         <a href=\"/metrics\">/metrics</a></footer></body></html>",
+        env!("CARGO_PKG_VERSION")
+    );
+    h
+}
+
+fn database(
+    h: &mut String,
+    app: &App,
+    d: &DbData,
+    st: &DbStatus,
+    jobs: &[JobState],
+    now: Timestamp,
+) {
+    let tz = &app.tz;
+    let name = d.name.as_str();
+    let _ = write!(
+        h,
+        "<section class=db id=\"db-{}\"><div class=db-head><h2>{}</h2>{}</div>",
+        esc(name),
+        esc(name),
+        if st.ok() {
+            pill(Some(true), "SLOs met")
+        } else {
+            pill(Some(false), "SLO violated")
+        }
+    );
+    if let Some(e) = &d.error {
+        let _ = write!(h, "<div class=err>{}</div>", esc(e));
+    }
+    // Cards.
+    let newest = d.backups.first();
+    let total: u64 = d.backups.iter().map(|m| m.stored_bytes).sum();
+    let next = |kind: crate::jobs::JobKind| {
+        jobs.iter()
+            .find(|j| j.key.kind == kind && j.key.database.as_ref() == Some(&d.name))
+            .and_then(|j| j.next_run)
+    };
+    let card = |h: &mut String, k: &str, v: String, s: String| {
+        let _ = write!(
+            h,
+            "<div class=card><div class=k>{}</div><div class=v>{}</div><div class=s title=\"{}\">{}</div></div>",
+            esc(k), v, esc(&s), esc(&s)
+        );
+    };
+    h.push_str("<div class=cards>");
+    card(
+        h,
+        "Newest backup",
+        esc(&st
+            .newest_age_seconds
+            .map(ago)
+            .unwrap_or_else(|| "none".into())),
+        newest
+            .map(|m| format!("{} · {}", m.backup_id, bytes(m.stored_bytes as f64)))
+            .unwrap_or_else(|| "no complete backup yet".into()),
+    );
+    card(
+        h,
+        "Backups stored",
+        esc(&d.backups.len().to_string()),
+        format!("{} in the store", bytes(total as f64)),
+    );
+    let last = d.drills.first();
+    card(
+        h,
+        "Last drill",
+        last.map(|r| pill(Some(r.verdict == "pass"), &r.verdict.to_uppercase()))
+            .unwrap_or_else(|| pill(None, "none")),
+        last.map(|r| {
+            format!(
+                "{} · RTO {}",
+                when_str(&r.started_at, tz),
+                r.rto
+                    .minutes
+                    .map(|m| secs(m * 60.0))
+                    .unwrap_or_else(|| "n/a".into())
+            )
+        })
+        .unwrap_or_else(|| "no drill recorded yet".into()),
+    );
+    let (nb, nd) = (
+        next(crate::jobs::JobKind::Backup),
+        next(crate::jobs::JobKind::Drill),
+    );
+    card(
+        h,
+        "Next backup",
+        esc(&nb
+            .map(|t| ago(now.as_second() - t.as_second()))
+            .unwrap_or_else(|| "not scheduled".into())),
+        format!(
+            "next drill: {}",
+            nd.map(|t| when(t, tz))
+                .unwrap_or_else(|| "not scheduled".into())
+        ),
+    );
+    h.push_str("</div>");
+    // SLOs.
+    h.push_str("<h3>Service levels</h3><table><tr><th>SLO</th><th>State</th><th>Detail</th></tr>");
+    for s in &st.slos {
+        let _ = write!(
+            h,
+            "<tr><td class=t>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&s.name.replace('_', " ")),
+            pill(Some(s.ok), if s.ok { "ok" } else { "violated" }),
+            esc(&s.detail)
+        );
+    }
+    h.push_str("</table>");
+    charts(h, d, app);
+    backups_table(h, d, tz);
+    drills_table(h, d, tz);
+    h.push_str("</section>");
+}
+
+fn charts(h: &mut String, d: &DbData, app: &App) {
+    let tz = &app.tz;
+    let pts = |f: &dyn Fn(&pgdrill_core::manifest::Manifest) -> Option<f64>| -> Vec<(i64, f64, Option<&'static str>)> {
+        d.backups
+            .iter()
+            .filter_map(|m| Some((secs_of(&m.snapshot.time)?, f(m)?, None)))
+            .collect()
+    };
+    let size = Chart {
+        label: "Backup size over time",
+        series: vec![
+            Series {
+                name: "raw dump".into(),
+                color: "#8c959f",
+                points: pts(&|m| Some(m.raw_bytes as f64)),
+            },
+            Series {
+                name: "stored".into(),
+                color: "#0969da",
+                points: pts(&|m| Some(m.stored_bytes as f64)),
+            },
+        ],
+        scale: Scale::Bytes,
+        fmt_y: bytes,
+        target: None,
+    };
+    let duration = Chart {
+        label: "Backup duration over time",
+        series: vec![Series {
+            name: "duration".into(),
+            color: "#8250df",
+            points: pts(&|m| m.stage_seconds.get("total").copied()),
+        }],
+        scale: Scale::Seconds,
+        fmt_y: secs,
+        target: None,
+    };
+    let rto_points: Vec<_> = d
+        .drills
+        .iter()
+        .filter_map(|r| {
+            let color = if r.verdict == "pass" {
+                "#1a7f37"
+            } else {
+                "#cf222e"
+            };
+            Some((secs_of(&r.started_at)?, r.rto.minutes? * 60.0, Some(color)))
+        })
+        .collect();
+    let rto = Chart {
+        label: "Drill RTO over time",
+        series: vec![Series {
+            name: "RTO (green pass, red fail)".into(),
+            color: "#57606a",
+            points: rto_points,
+        }],
+        scale: Scale::Seconds,
+        fmt_y: secs,
+        target: app
+            .policy
+            .rto_minutes
+            .map(|m| (m as f64 * 60.0, format!("target {m} min"))),
+    };
+    h.push_str("<h3>History</h3><div class=charts>");
+    for (title, c) in [
+        ("Backup size", size),
+        ("Backup duration", duration),
+        ("Drill RTO", rto),
+    ] {
+        let _ = write!(
+            h,
+            "<div class=chartbox><div class=t>{}</div>{}</div>",
+            esc(title),
+            charts::render(&c, tz)
+        );
+    }
+    h.push_str("</div>");
+}
+
+fn backups_table(h: &mut String, d: &DbData, tz: &TimeZone) {
+    let _ = write!(h, "<h3>Latest backups ({} complete)</h3>", d.backups.len());
+    if d.backups.is_empty() {
+        h.push_str("<p class=muted>No complete backup yet.</p>");
+        return;
+    }
+    h.push_str("<table class=backups><tr><th>Backup</th><th>Snapshot</th><th>Raw</th><th>Stored</th><th>Duration</th><th>Tables</th><th>Encrypted</th></tr>");
+    for m in d.backups.iter().take(TABLE_ROWS) {
+        let _ = write!(
+            h,
+            "<tr><td class=mono>{}</td><td class=t>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td>{}</td></tr>",
+            esc(m.backup_id.as_str()),
+            esc(&when_str(&m.snapshot.time, tz)),
+            esc(&bytes(m.raw_bytes as f64)),
+            esc(&bytes(m.stored_bytes as f64)),
+            esc(&m.stage_seconds.get("total").map(|s| secs(*s)).unwrap_or_default()),
+            m.content.tables.len(),
+            if m.encrypted() { "yes" } else { "<span class=muted>no</span>" }
+        );
+    }
+    h.push_str("</table>");
+}
+
+fn drills_table(h: &mut String, d: &DbData, tz: &TimeZone) {
+    let _ = write!(h, "<h3>Drills ({})</h3>", d.drills.len());
+    if d.drills.is_empty() {
+        h.push_str("<p class=muted>No drill recorded yet.</p>");
+        return;
+    }
+    h.push_str("<table class=drills><tr><th>Drill</th><th>Started</th><th>Verdict</th><th>Checks</th><th>RTO</th><th>RPO</th><th>Backup</th></tr>");
+    let fmt_min = |m: Option<f64>, passed: Option<bool>| {
+        let v = m.map(|m| secs(m * 60.0)).unwrap_or_else(|| "n/a".into());
+        match passed {
+            Some(false) => format!("<span class=\"pill bad\">{}</span>", esc(&v)),
+            _ => esc(&v),
+        }
+    };
+    for r in d.drills.iter().take(TABLE_ROWS) {
+        let passed = r.checks.iter().filter(|c| c.passed).count();
+        let _ = write!(
+            h,
+            "<tr><td class=mono><a href=\"/drills/{}/{}\">{}</a></td><td class=t>{}</td><td>{}</td><td class=num>{passed}/{}</td><td class=num>{}</td><td class=num>{}</td><td class=mono>{}</td></tr>",
+            url_seg(d.name.as_str()),
+            url_seg(&r.drill_id),
+            esc(&r.drill_id),
+            esc(&when_str(&r.started_at, tz)),
+            pill(Some(r.verdict == "pass"), &r.verdict),
+            r.checks.len(),
+            fmt_min(r.rto.minutes, r.rto.passed),
+            fmt_min(r.rpo.minutes, r.rpo.passed),
+            esc(&r.backup.id)
+        );
+    }
+    h.push_str("</table>");
+}
+
+fn jobs_table(h: &mut String, jobs: &[JobState], tz: &TimeZone, now: Timestamp) {
+    h.push_str("<section class=jobs><h2>Scheduled jobs</h2><table class=jobs><tr><th>Job</th><th>Database</th><th>Schedule</th><th>State</th><th>Last run</th><th>Result</th><th>Duration</th><th>Next run</th></tr>");
+    for j in jobs {
+        let state = match (j.running_since, j.pending) {
+            (Some(t), _) => format!(
+                "<span class=\"pill run\">running {} s</span>",
+                now.as_second() - t.as_second()
+            ),
+            (None, true) => "<span class=\"pill idle\">waiting</span>".into(),
+            (None, false) => "<span class=muted>idle</span>".into(),
+        };
+        let result = match (j.last_ok, &j.last_summary) {
+            (Some(ok), Some(s)) => format!(
+                "{} <span class=muted title=\"{}\">{}</span>",
+                pill(Some(ok), if ok { "ok" } else { "failed" }),
+                esc(s),
+                esc(&short(s, 90))
+            ),
+            _ => "<span class=muted>not run yet</span>".into(),
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{state}</td><td class=t>{}</td><td>{result}</td><td class=num>{}</td><td class=t>{}</td></tr>",
+            esc(j.key.kind.name()),
+            esc(j.key.database_label()),
+            esc(&j.schedule),
+            esc(&j.last_started.map(|t| when(t, tz)).unwrap_or_default()),
+            esc(&j.last_duration_seconds.map(secs).unwrap_or_default()),
+            esc(&j.next_run.map(|t| when(t, tz)).unwrap_or_default()),
+        );
+    }
+    h.push_str("</table></section>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_and_units() {
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(url_seg("a b/c"), "a%20b%2Fc");
+        assert_eq!(bytes(1536.0), "1.5 KiB");
+        assert_eq!(bytes(12.0), "12 B");
+        assert_eq!(secs(30.0), "30 s");
+        assert_eq!(secs(91.0), "1.5 min");
+        assert_eq!(secs(600.0), "10 min");
+        assert_eq!(ago(7200), "2.0 h ago");
+        assert_eq!(ago(-120), "in 2 min");
+        assert_eq!(short("abcdef", 4), "abc…");
+        assert_eq!(short("abc", 4), "abc");
+    }
+}

@@ -1,0 +1,24 @@
+//! `pgdrill serve`: the scheduler, the HTTP endpoint (`/healthz`, `/metrics`, the read-only
+//! dashboard and the drills' reports). The jobs themselves are run through a
+//! [`jobs::JobRunner`] the caller provides, so this crate never depends on the CLI.
+//!
+//! - [`schedule`]: schedules and their fire times, pure (`next_after`, `prev_at_or_before`);
+//! - [`timetable`]: which jobs are due and may start, pure (catch-up, one job per database);
+//! - [`daemon`]: the loop that runs them, with shutdown grace;
+//! - [`http`], [`metrics`], [`dashboard`], [`charts`]: what it serves.
+
+pub mod charts;
+pub mod config;
+pub mod daemon;
+pub mod dashboard;
+pub mod http;
+pub mod jobs;
+pub mod metrics;
+pub mod schedule;
+pub mod state;
+pub mod timetable;
+
+pub use config::ServeConfig;
+pub use daemon::{run, Clock, Daemon, SystemClock};
+pub use jobs::{JobFuture, JobKey, JobKind, JobOutcome, JobRunner};
+pub use schedule::Schedule;

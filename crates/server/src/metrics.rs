@@ -1,0 +1,121 @@
+//! `/metrics`: the SLO, backup and drill gauges of `pgdrill status` (the same text as
+//! `status --prometheus`), plus the daemon's own: per job and database the last success,
+//! the last duration, whether it runs now and when it runs next; per database the failed
+//! checks of the last drill and the bytes all complete backups take in the store.
+
+use crate::http::App;
+use pgdrill_core::status;
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Out(String);
+
+impl Out {
+    fn metric(&mut self, name: &str, help: &str, rows: Vec<(String, f64)>) {
+        self.0
+            .push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for (labels, v) in rows {
+            self.0.push_str(&format!("{name}{{{labels}}} {v}\n"));
+        }
+    }
+}
+
+pub fn render(app: &App) -> String {
+    let now = app.clock.now();
+    let chrono_now = chrono::DateTime::from_timestamp(now.as_second(), 0).unwrap_or_default();
+    let dbs = app.state.dbs();
+    let statuses: Vec<_> = dbs
+        .iter()
+        .map(|d| d.status(&app.policy, chrono_now))
+        .collect();
+    let mut out = Out(status::prometheus(&statuses));
+    let jobs = app.state.jobs();
+    let job_labels = |j: &crate::state::JobState| {
+        format!(
+            "job=\"{}\",database=\"{}\"",
+            j.key.kind.name(),
+            esc(j.key.database_label())
+        )
+    };
+    out.metric(
+        "pgdrill_job_last_success_timestamp_seconds",
+        "When the job last succeeded (backups and passing drills also from the store).",
+        jobs.iter()
+            .filter_map(|j| {
+                j.last_success
+                    .map(|t| (job_labels(j), t.as_second() as f64))
+            })
+            .collect(),
+    );
+    out.metric(
+        "pgdrill_job_duration_seconds",
+        "How long the job's last run in this daemon took.",
+        jobs.iter()
+            .filter_map(|j| j.last_duration_seconds.map(|s| (job_labels(j), s)))
+            .collect(),
+    );
+    out.metric(
+        "pgdrill_job_running",
+        "1 while the job runs.",
+        jobs.iter()
+            .map(|j| (job_labels(j), j.running_since.map_or(0.0, |_| 1.0)))
+            .collect(),
+    );
+    out.metric(
+        "pgdrill_job_last_run_ok",
+        "1 when the job's last run in this daemon succeeded, 0 when it failed.",
+        jobs.iter()
+            .filter_map(|j| {
+                j.last_ok
+                    .map(|ok| (job_labels(j), if ok { 1.0 } else { 0.0 }))
+            })
+            .collect(),
+    );
+    out.metric(
+        "pgdrill_job_next_run_timestamp_seconds",
+        "When the job runs next.",
+        jobs.iter()
+            .filter_map(|j| j.next_run.map(|t| (job_labels(j), t.as_second() as f64)))
+            .collect(),
+    );
+    let db = |name: &str| format!("database=\"{}\"", esc(name));
+    out.metric(
+        "pgdrill_check_failures",
+        "Checks that failed in the last drill.",
+        dbs.iter()
+            .filter_map(|d| {
+                d.drills.first().map(|r| {
+                    let failed = r.checks.iter().filter(|c| !c.passed).count();
+                    (db(d.name.as_str()), failed as f64)
+                })
+            })
+            .collect(),
+    );
+    out.metric(
+        "pgdrill_backup_stored_bytes",
+        "Bytes all complete backups of the database take in the store.",
+        dbs.iter()
+            .map(|d| {
+                let total: u64 = d.backups.iter().map(|m| m.stored_bytes).sum();
+                (db(d.name.as_str()), total as f64)
+            })
+            .collect(),
+    );
+    out.metric(
+        "pgdrill_store_read_ok",
+        "0 when the daemon's last read of the database's backups and drills failed.",
+        dbs.iter()
+            .map(|d| {
+                (
+                    db(d.name.as_str()),
+                    if d.error.is_some() { 0.0 } else { 1.0 },
+                )
+            })
+            .collect(),
+    );
+    out.0
+}

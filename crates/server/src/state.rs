@@ -1,0 +1,198 @@
+//! What the scheduler and the HTTP side share: the jobs' state, a cached view of the store
+//! (backups, drills, last failure per database) and the scheduler's heartbeat. Locks are
+//! held only to copy data in or out, never across an await.
+
+use crate::jobs::JobKey;
+use crate::timetable::LastRun;
+use jiff::Timestamp;
+use pgdrill_core::config::Policy;
+use pgdrill_core::drill::evidence::DrillResult;
+use pgdrill_core::ids::DbName;
+use pgdrill_core::manifest::Manifest;
+use pgdrill_core::status::{self, DbStatus, DrillWindow, FailureRecord};
+use pgdrill_core::{catalog, drill};
+use pgdrill_store::Store;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock};
+
+/// The scheduler's view of one job, for /metrics and the dashboard.
+#[derive(Clone, Debug)]
+pub struct JobState {
+    pub key: JobKey,
+    pub schedule: String,
+    pub next_run: Option<Timestamp>,
+    pub pending: bool,
+    pub running_since: Option<Timestamp>,
+    pub last_started: Option<Timestamp>,
+    pub last_duration_seconds: Option<f64>,
+    pub last_ok: Option<bool>,
+    pub last_summary: Option<String>,
+    pub last_success: Option<Timestamp>,
+}
+
+/// One database as the store shows it.
+#[derive(Clone, Debug)]
+pub struct DbData {
+    pub name: DbName,
+    /// Complete backups, newest first.
+    pub backups: Vec<Manifest>,
+    /// Drills, newest first.
+    pub drills: Vec<DrillResult>,
+    pub failure: Option<FailureRecord>,
+    /// Set when the store could not be read; the lists are then the previous ones.
+    pub error: Option<String>,
+}
+
+impl DbData {
+    pub fn status(&self, policy: &Policy, now: chrono::DateTime<chrono::Utc>) -> DbStatus {
+        status::evaluate(
+            self.name.as_str(),
+            &self.backups,
+            &self.drills,
+            self.failure.clone(),
+            policy,
+            drill_window(policy),
+            now,
+        )
+    }
+
+    /// When the store last saw this job done (backups: the newest backup's end; drills:
+    /// the newest drill's end), for the catch-up at start.
+    pub fn last_run(&self, kind: crate::jobs::JobKind) -> LastRun {
+        use crate::jobs::JobKind;
+        if self.error.is_some() {
+            return LastRun::Unknown;
+        }
+        let t = match kind {
+            JobKind::Backup => self.backups.first().map(|m| m.finished_at.as_str()),
+            JobKind::Drill => self.drills.first().map(|d| d.finished_at.as_str()),
+            JobKind::Status => return LastRun::Never,
+            JobKind::Prune | JobKind::Mirror => return LastRun::Unknown,
+        };
+        match t.map(|s| s.parse::<Timestamp>()) {
+            None => LastRun::Never,
+            Some(Ok(t)) => LastRun::At(t),
+            Some(Err(_)) => LastRun::Unknown,
+        }
+    }
+
+    /// The last successful run the store shows (a passing drill for drills).
+    pub fn last_success(&self, kind: crate::jobs::JobKind) -> Option<Timestamp> {
+        use crate::jobs::JobKind;
+        let t = match kind {
+            JobKind::Backup => self.backups.first().map(|m| m.finished_at.as_str()),
+            JobKind::Drill => self
+                .drills
+                .iter()
+                .find(|d| d.verdict == "pass")
+                .map(|d| d.finished_at.as_str()),
+            _ => None,
+        };
+        t.and_then(|s| s.parse().ok())
+    }
+}
+
+pub fn drill_window(policy: &Policy) -> DrillWindow {
+    match policy.drill_max_age_days {
+        Some(n) => DrillWindow::Days(n),
+        None => DrillWindow::CalendarMonth,
+    }
+}
+
+/// Reads one database's backups, drills and last failure from the store.
+pub async fn load(store: &Store, name: &DbName, previous: Option<&DbData>) -> DbData {
+    let listed = async {
+        let listing = catalog::list(store, name).await?;
+        let drills = drill::list(store, name).await?;
+        Ok::<_, pgdrill_core::Error>((listing.complete, drills))
+    }
+    .await;
+    match listed {
+        Ok((backups, drills)) => DbData {
+            name: name.clone(),
+            backups,
+            drills,
+            failure: status::read_failure(store, name).await,
+            error: None,
+        },
+        Err(e) => {
+            let mut d = previous.cloned().unwrap_or(DbData {
+                name: name.clone(),
+                backups: Vec::new(),
+                drills: Vec::new(),
+                failure: None,
+                error: None,
+            });
+            d.error = Some(format!("cannot read the store: {e}"));
+            d
+        }
+    }
+}
+
+pub struct State {
+    jobs: Mutex<Vec<JobState>>,
+    dbs: RwLock<Vec<DbData>>,
+    heartbeat: AtomicI64,
+    stopping: AtomicBool,
+    /// Wakes the refresher: a job ended, the store changed.
+    pub refresh: tokio::sync::Notify,
+    pub started: Timestamp,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl State {
+    pub fn new(jobs: Vec<JobState>, dbs: Vec<DbData>, now: Timestamp) -> State {
+        State {
+            jobs: Mutex::new(jobs),
+            dbs: RwLock::new(dbs),
+            heartbeat: AtomicI64::new(now.as_second()),
+            stopping: AtomicBool::new(false),
+            refresh: tokio::sync::Notify::new(),
+            started: now,
+        }
+    }
+
+    pub fn jobs(&self) -> Vec<JobState> {
+        lock(&self.jobs).clone()
+    }
+
+    pub fn update_job(&self, key: &JobKey, f: impl FnOnce(&mut JobState)) {
+        if let Some(j) = lock(&self.jobs).iter_mut().find(|j| &j.key == key) {
+            f(j);
+        }
+    }
+
+    pub fn dbs(&self) -> Vec<DbData> {
+        self.dbs
+            .read()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    pub fn set_dbs(&self, dbs: Vec<DbData>) {
+        match self.dbs.write() {
+            Ok(mut g) => *g = dbs,
+            Err(p) => *p.into_inner() = dbs,
+        }
+    }
+
+    pub fn beat(&self, now: Timestamp) {
+        self.heartbeat.store(now.as_second(), Ordering::Relaxed);
+    }
+
+    /// Seconds since the scheduler loop last went round.
+    pub fn heartbeat_age(&self, now: Timestamp) -> i64 {
+        now.as_second() - self.heartbeat.load(Ordering::Relaxed)
+    }
+
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,251 @@
+//! The scheduler's bookkeeping, pure: which jobs are due, which may start now. Time comes
+//! in as arguments; jitter as a function; nothing here sleeps or reads a clock.
+
+use crate::jobs::JobKey;
+use crate::schedule::Schedule;
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+
+/// What the store says about a job's last run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LastRun {
+    /// Nothing is recorded for this kind of job (prune): never caught up at start.
+    Unknown,
+    /// It never ran: caught up at start if the schedule has fired before.
+    Never,
+    At(Timestamp),
+}
+
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub key: JobKey,
+    pub schedule: Schedule,
+    /// The next nominal fire time.
+    pub next_fire: Option<Timestamp>,
+    /// When that run starts: the fire time plus jitter.
+    pub next_start: Option<Timestamp>,
+    /// Due and not started yet. Missed fire times collapse into this one flag, so a job
+    /// that missed N runs runs once.
+    pub pending: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Timetable {
+    pub entries: Vec<Entry>,
+    tz: TimeZone,
+}
+
+impl Timetable {
+    /// Entries run in (database, kind) order: backup before drill when both are due.
+    pub fn new(mut jobs: Vec<(JobKey, Schedule)>, tz: TimeZone) -> Timetable {
+        jobs.sort_by(|a, b| (&a.0.database, a.0.kind).cmp(&(&b.0.database, b.0.kind)));
+        Timetable {
+            entries: jobs
+                .into_iter()
+                .map(|(key, schedule)| Entry {
+                    key,
+                    schedule,
+                    next_fire: None,
+                    next_start: None,
+                    pending: false,
+                })
+                .collect(),
+            tz,
+        }
+    }
+
+    /// At start: a job whose last run is older than its schedule's previous fire time is
+    /// due now (once); every job gets its next fire time after `now`.
+    pub fn start(
+        &mut self,
+        now: Timestamp,
+        last: impl Fn(&JobKey) -> LastRun,
+        jitter: &mut dyn FnMut() -> u64,
+    ) {
+        for e in &mut self.entries {
+            e.pending = match last(&e.key) {
+                LastRun::Unknown => false,
+                LastRun::Never => e.schedule.missed(None, now, &self.tz),
+                LastRun::At(t) => e.schedule.missed(Some(t), now, &self.tz),
+            };
+            plan_next(e, now, &self.tz, jitter);
+        }
+    }
+
+    /// Marks the jobs whose start time has come as pending and plans their next fire time
+    /// after `now`. Returns the keys that became due.
+    pub fn tick(&mut self, now: Timestamp, jitter: &mut dyn FnMut() -> u64) -> Vec<JobKey> {
+        let mut due = Vec::new();
+        for e in &mut self.entries {
+            if e.next_start.is_some_and(|s| s <= now) {
+                e.pending = true;
+                due.push(e.key.clone());
+                plan_next(e, now, &self.tz, jitter);
+            }
+        }
+        due
+    }
+
+    /// Pending jobs that may start given the running ones: never the same job twice, at
+    /// most one exclusive job per database, status not during a backup of its database
+    /// ([`crate::jobs::JobKind::waits_for`]).
+    pub fn runnable(&self, running: &[JobKey]) -> Vec<JobKey> {
+        let mut active: Vec<JobKey> = running.to_vec();
+        let mut out = Vec::new();
+        for e in &self.entries {
+            let blocked = active.iter().any(|r| {
+                r == &e.key || (r.database == e.key.database && e.key.kind.waits_for(r.kind))
+            });
+            if e.pending && !blocked {
+                active.push(e.key.clone());
+                out.push(e.key.clone());
+            }
+        }
+        out
+    }
+
+    pub fn started(&mut self, key: &JobKey) {
+        if let Some(e) = self.entries.iter_mut().find(|e| &e.key == key) {
+            e.pending = false;
+        }
+    }
+
+    /// When something next becomes due.
+    pub fn next_wakeup(&self) -> Option<Timestamp> {
+        self.entries.iter().filter_map(|e| e.next_start).min()
+    }
+
+    pub fn entry(&self, key: &JobKey) -> Option<&Entry> {
+        self.entries.iter().find(|e| &e.key == key)
+    }
+}
+
+fn plan_next(e: &mut Entry, now: Timestamp, tz: &TimeZone, jitter: &mut dyn FnMut() -> u64) {
+    e.next_fire = e.schedule.next_after(now, tz);
+    e.next_start = e.next_fire.map(|f| {
+        f.checked_add(SignedDuration::from_secs(jitter() as i64))
+            .unwrap_or(f)
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::JobKind;
+    use pgdrill_core::ids::DbName;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("ts")
+    }
+
+    fn key(kind: JobKind, db: &str) -> JobKey {
+        JobKey {
+            kind,
+            database: Some(DbName::parse(db).expect("db")),
+        }
+    }
+
+    fn table(jobs: &[(JobKind, &str, &str)]) -> Timetable {
+        Timetable::new(
+            jobs.iter()
+                .map(|(k, db, s)| (key(*k, db), Schedule::parse(s).expect("schedule")))
+                .collect(),
+            TimeZone::UTC,
+        )
+    }
+
+    #[test]
+    fn missed_runs_are_caught_up_once_at_start_and_not_again() {
+        let mut t = table(&[
+            (JobKind::Backup, "app", "every 6h"),
+            (JobKind::Drill, "app", "first_sunday"),
+            (JobKind::Prune, "app", "0 3 * * *"),
+        ]);
+        let now = ts("2026-05-10T13:00:00Z");
+        t.start(
+            now,
+            |k| match k.kind {
+                // Three days without a backup: twelve missed fire times.
+                JobKind::Backup => LastRun::At(ts("2026-05-07T13:00:00Z")),
+                JobKind::Drill => LastRun::At(ts("2026-05-03T04:30:00Z")),
+                _ => LastRun::Unknown,
+            },
+            &mut || 0,
+        );
+        assert_eq!(t.runnable(&[]), [key(JobKind::Backup, "app")]);
+        t.started(&key(JobKind::Backup, "app"));
+        assert_eq!(
+            t.entry(&key(JobKind::Backup, "app"))
+                .and_then(|e| e.next_start),
+            Some(ts("2026-05-10T18:00:00Z"))
+        );
+        // Seconds later nothing is due again.
+        assert!(t.tick(ts("2026-05-10T13:00:05Z"), &mut || 0).is_empty());
+        assert!(t.runnable(&[]).is_empty());
+        assert_eq!(t.next_wakeup(), Some(ts("2026-05-10T18:00:00Z")));
+    }
+
+    #[test]
+    fn a_long_sleep_makes_a_job_due_once() {
+        let mut t = table(&[(JobKind::Backup, "app", "every 1m")]);
+        t.start(ts("2026-01-01T00:00:00Z"), |_| LastRun::Unknown, &mut || 0);
+        // The process was suspended for an hour: sixty fire times passed.
+        let due = t.tick(ts("2026-01-01T01:00:30Z"), &mut || 0);
+        assert_eq!(due.len(), 1);
+        assert!(t.tick(ts("2026-01-01T01:00:31Z"), &mut || 0).is_empty());
+        assert_eq!(
+            t.entry(&key(JobKind::Backup, "app"))
+                .and_then(|e| e.next_fire),
+            Some(ts("2026-01-01T01:01:00Z"))
+        );
+    }
+
+    #[test]
+    fn one_exclusive_job_per_database_status_runs_alongside_a_drill() {
+        let mut t = table(&[
+            (JobKind::Drill, "app", "every 1m"),
+            (JobKind::Backup, "app", "every 1m"),
+            (JobKind::Status, "app", "every 1m"),
+            (JobKind::Backup, "other", "every 1m"),
+        ]);
+        t.start(ts("2026-01-01T00:00:30Z"), |_| LastRun::Never, &mut || 0);
+        // The backup goes first; status waits for it; the other database is independent.
+        assert_eq!(
+            t.runnable(&[]),
+            [key(JobKind::Backup, "app"), key(JobKind::Backup, "other")]
+        );
+        let backup = key(JobKind::Backup, "app");
+        t.started(&backup);
+        assert_eq!(
+            t.runnable(std::slice::from_ref(&backup)),
+            [key(JobKind::Backup, "other")],
+            "the drill and status wait for the backup of the same database"
+        );
+        let drill = key(JobKind::Drill, "app");
+        assert_eq!(
+            t.runnable(&[]),
+            [
+                drill.clone(),
+                key(JobKind::Status, "app"),
+                key(JobKind::Backup, "other")
+            ]
+        );
+        t.started(&drill);
+        assert_eq!(
+            t.runnable(&[drill]),
+            [key(JobKind::Status, "app"), key(JobKind::Backup, "other")],
+            "status runs during a drill"
+        );
+    }
+
+    #[test]
+    fn jitter_delays_the_start_not_the_fire_time() {
+        let mut t = table(&[(JobKind::Backup, "app", "every 1h")]);
+        t.start(ts("2026-01-01T00:10:00Z"), |_| LastRun::Unknown, &mut || 90);
+        let e = t.entry(&key(JobKind::Backup, "app")).expect("entry");
+        assert_eq!(e.next_fire, Some(ts("2026-01-01T01:00:00Z")));
+        assert_eq!(e.next_start, Some(ts("2026-01-01T01:01:30Z")));
+        assert!(t.tick(ts("2026-01-01T01:00:10Z"), &mut || 90).is_empty());
+        assert_eq!(t.tick(ts("2026-01-01T01:01:30Z"), &mut || 90).len(), 1);
+    }
+}
