@@ -104,6 +104,21 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
     let result = dump_and_upload(&job, &id, &session, &install).await;
     session.close().await;
     let (stream, summary) = result?;
+    let mut extra = Vec::new();
+    if job.db.globals {
+        match globals_and_upload(&job, &id, stream.facts.version.major).await {
+            Ok(o) => extra.push(o),
+            Err(e) => {
+                // Nothing half-written: the dump already uploaded goes too.
+                if let Ok(objects) = job.store.list(&layout::backup_dir(&job.db.name, &id)).await {
+                    for o in objects {
+                        let _ = job.store.delete(&o.key).await;
+                    }
+                }
+                return Err(e);
+            }
+        }
+    }
     job.progress.stage("manifest");
     let finished_at = now_rfc3339();
     let mut stage_seconds = BTreeMap::new();
@@ -115,7 +130,8 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
         finished_at,
         stage_seconds,
     };
-    let manifest = build_manifest(&job, &id, &install, stream, summary, times);
+    let mut manifest = build_manifest(&job, &id, &install, stream, summary, times);
+    manifest.objects.extend(extra);
     write_completion(job.store, &manifest).await?;
     Ok(manifest)
 }
@@ -168,13 +184,14 @@ fn dump_args(job: &BackupJob<'_>, snapshot: Option<&str>) -> Vec<String> {
     args
 }
 
-fn spawn_pg_dump(
+fn spawn_tool(
     install: &PgInstall,
+    tool: &str,
     args: &[String],
     source: &ConnSpec,
     passfile: Option<&std::path::Path>,
 ) -> Result<Child> {
-    let mut cmd = Command::new(install.bin("pg_dump"));
+    let mut cmd = Command::new(install.bin(tool));
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -183,12 +200,8 @@ fn spawn_pg_dump(
         cmd.env_remove(v);
     }
     cmd.envs(source.child_env(passfile));
-    cmd.spawn().map_err(|e| {
-        Error::Failed(format!(
-            "cannot start {}: {e}",
-            install.bin("pg_dump").display()
-        ))
-    })
+    cmd.spawn()
+        .map_err(|e| Error::Failed(format!("cannot start {}: {e}", install.bin(tool).display())))
 }
 
 /// Keeps the last lines pg_dump wrote to stderr, for the error message and the log.
@@ -215,7 +228,7 @@ struct EncodeOut {
 /// hands blocks to the uploader.
 fn encode_stage(
     mut stdout: std::process::ChildStdout,
-    parse_tx: std::sync::mpsc::SyncSender<Bytes>,
+    parse_tx: Option<std::sync::mpsc::SyncSender<Bytes>>,
     keys: EncryptionKeys,
     level: i32,
     threads: u32,
@@ -246,8 +259,8 @@ fn encode_stage(
         raw_hash.update(&chunk);
         raw_bytes += n as u64;
         progress.add(n as u64);
-        if parser_alive && parse_tx.send(chunk.clone()).is_err() {
-            parser_alive = false;
+        if let (true, Some(tx)) = (parser_alive, &parse_tx) {
+            parser_alive = tx.send(chunk.clone()).is_ok();
         }
         z.write_all(&chunk).map_err(io_err)?;
     }
@@ -289,16 +302,92 @@ async fn dump_and_upload(
         .map(|s| (s.max(0) as usize / 9000).next_multiple_of(1 << 20))
         .unwrap_or(0)
         .max(job.part_size);
-    let mut upload = job.store.upload(&key, part_size, job.max_in_flight).await?;
+    let args = dump_args(job, session.snapshot_id.as_deref());
+    job.progress.stage("dump");
+    let streamed = stream_child(job, &key, part_size, install, "pg_dump", &args, true).await?;
+    let result = StreamResult {
+        seconds: t0.elapsed().as_secs_f64(),
+        raw: streamed.raw,
+        stored: streamed.stored,
+        object_name,
+        args,
+        snapshot_id: session.snapshot_id.clone(),
+        snapshot_time: session.snapshot_time.clone(),
+        snapshot_note: session.note.clone(),
+        facts: session.facts.clone(),
+    };
+    let summary = streamed
+        .summary
+        .unwrap_or_else(|| Err("the archive was not parsed".into()));
+    Ok((result, summary))
+}
+
+/// Roles and tablespaces (`pg_dumpall --globals-only --no-role-passwords`), stored as
+/// `globals.sql.zst[.age]` through the same stages as the dump.
+async fn globals_and_upload(
+    job: &BackupJob<'_>,
+    id: &BackupId,
+    server_major: u32,
+) -> Result<StoredObject> {
+    let install = job.tools.pick("pg_dumpall", server_major)?;
+    let name = layout::globals_object_name(job.keys.enabled());
+    let key = layout::backup_object(&job.db.name, id, &name);
+    let args = vec![
+        "--globals-only".to_string(),
+        "--no-role-passwords".to_string(),
+        "--no-password".to_string(),
+        format!("--database={}", job.source.dbname),
+    ];
+    job.progress.stage("globals");
+    let s = stream_child(
+        job,
+        &key,
+        job.part_size,
+        &install,
+        "pg_dumpall",
+        &args,
+        false,
+    )
+    .await?;
+    Ok(StoredObject {
+        name,
+        kind: "globals".into(),
+        size: s.stored.bytes,
+        sha256: s.stored.sha256,
+        raw_size: s.raw.bytes,
+        raw_sha256: s.raw.sha256,
+    })
+}
+
+/// What one streamed child produced.
+struct Streamed {
+    raw: Digested,
+    stored: Digested,
+    summary: Option<std::result::Result<ArchiveSummary, String>>,
+}
+
+/// Runs `tool` (pg_dump or pg_dumpall) and streams its stdout through sha256, the optional
+/// archive parser, zstd and age into a multipart upload of `key`. Commit explicitly: the
+/// upload completes only when the child exited 0, wrote something, and nothing else failed;
+/// otherwise (or on a signal) the child is killed and the upload aborted.
+async fn stream_child(
+    job: &BackupJob<'_>,
+    key: &str,
+    part_size: usize,
+    install: &PgInstall,
+    tool: &str,
+    args: &[String],
+    parse: bool,
+) -> Result<Streamed> {
+    let mut upload = job.store.upload(key, part_size, job.max_in_flight).await?;
     let passfile = job
         .source
         .write_passfile()
         .map_err(|e| Error::Failed(format!("cannot write the temporary password file: {e}")))?;
-    let args = dump_args(job, session.snapshot_id.as_deref());
-    job.progress.stage("dump");
-    let mut child = match spawn_pg_dump(
+    let mut child = match spawn_tool(
         install,
-        &args,
+        tool,
+        args,
         &job.source,
         passfile.as_ref().map(|f| f.path()),
     ) {
@@ -313,15 +402,20 @@ async fn dump_and_upload(
         _ => {
             let _ = child.kill();
             let _ = upload.abort().await;
-            return Err(Error::Failed("cannot capture pg_dump's output".into()));
+            return Err(Error::Failed(format!("cannot capture {tool}'s output")));
         }
     };
     let child = Arc::new(Mutex::new(child));
     let stderr_lines = collect_stderr(stderr);
-    let (parse_tx, parse_rx) = std::sync::mpsc::sync_channel::<Bytes>(16);
-    let parser = std::thread::spawn(move || {
-        parse_archive(StdBlockReader::new(parse_rx)).map_err(|e| e.to_string())
-    });
+    let (parse_tx, parser) = if parse {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(16);
+        let handle = std::thread::spawn(move || {
+            parse_archive(StdBlockReader::new(rx)).map_err(|e| e.to_string())
+        });
+        (Some(tx), Some(handle))
+    } else {
+        (None, None)
+    };
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let keys = job.keys.clone();
     let (level, threads) = (
@@ -364,9 +458,10 @@ async fn dump_and_upload(
         .and_then(|r| r.ok())
     };
     let stderr_tail = stderr_lines.join().unwrap_or_default();
-    let summary = parser
-        .join()
-        .unwrap_or_else(|_| Err("the archive parser crashed".into()));
+    let summary = parser.map(|p| {
+        p.join()
+            .unwrap_or_else(|_| Err("the archive parser crashed".into()))
+    });
     drop(passfile);
 
     let failure = if interrupted {
@@ -378,13 +473,13 @@ async fn dump_and_upload(
             "the upload failed, so the backup was aborted: {e}"
         )))
     } else if !status.map(|s| s.success()).unwrap_or(false) {
-        Some(Error::Failed(pg_dump_failure(status, &stderr_tail)))
+        Some(Error::Failed(tool_failure(tool, status, &stderr_tail)))
     } else if let Err(e) = &encoded {
         Some(Error::Failed(e.to_string()))
     } else if encoded.as_ref().map(|e| e.raw.bytes == 0).unwrap_or(false) {
-        Some(Error::Failed(
-            "pg_dump exited successfully but wrote nothing; the backup was aborted".into(),
-        ))
+        Some(Error::Failed(format!(
+            "{tool} exited successfully but wrote nothing; the backup was aborted"
+        )))
     } else {
         None
     };
@@ -399,18 +494,11 @@ async fn dump_and_upload(
             "the upload could not be completed: {e}"
         )));
     }
-    let result = StreamResult {
-        seconds: t0.elapsed().as_secs_f64(),
+    Ok(Streamed {
         raw: encoded.raw,
         stored: encoded.stored,
-        object_name,
-        args,
-        snapshot_id: session.snapshot_id.clone(),
-        snapshot_time: session.snapshot_time.clone(),
-        snapshot_note: session.note.clone(),
-        facts: session.facts.clone(),
-    };
-    Ok((result, summary))
+        summary,
+    })
 }
 
 fn kill(child: &Arc<Mutex<Child>>) {
@@ -419,7 +507,7 @@ fn kill(child: &Arc<Mutex<Child>>) {
     }
 }
 
-fn pg_dump_failure(status: Option<std::process::ExitStatus>, stderr: &[String]) -> String {
+fn tool_failure(tool: &str, status: Option<std::process::ExitStatus>, stderr: &[String]) -> String {
     use std::os::unix::process::ExitStatusExt;
     let how = match status {
         Some(s) => match (s.code(), s.signal()) {
@@ -436,7 +524,17 @@ fn pg_dump_failure(status: Option<std::process::ExitStatus>, stderr: &[String]) 
         .or_else(|| stderr.last())
         .map(|l| format!(": {}", l.trim()))
         .unwrap_or_default();
-    format!("pg_dump {how}{detail}; the partial upload was aborted and no manifest was written")
+    let hint = if stderr
+        .iter()
+        .any(|l| l.contains("invalid snapshot identifier"))
+    {
+        " (a transaction-mode pooler between pgdrill and the server? use the direct connection URL)"
+    } else {
+        ""
+    };
+    format!(
+        "{tool} {how}{detail}{hint}; the partial upload was aborted and no manifest was written"
+    )
 }
 
 struct Times {

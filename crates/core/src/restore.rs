@@ -12,6 +12,7 @@
 //!
 //! Backups of Supabase projects get the handling of `docs/SUPABASE.md` (module `supabase`).
 
+mod globals;
 mod supabase;
 
 use crate::cancel::Cancel;
@@ -43,6 +44,8 @@ pub struct RestoreJob<'a> {
     /// Substrings of pg_restore error lines that do not fail the restore.
     pub ignore_errors: &'a [String],
     pub spool_dir: Option<PathBuf>,
+    /// Also restore roles and tablespaces from the backup's globals object.
+    pub globals: bool,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -292,6 +295,10 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
     mode.single_txn = info.exists && !info.create_mode && mode.jobs == 1;
     check_cancel(&job)?;
 
+    if job.globals {
+        notes.extend(globals::restore(&job, &admin).await?);
+        check_cancel(&job)?;
+    }
     let mut created_roles = Vec::new();
     if let Some(p) = &plan {
         created_roles = supabase::create_roles(&admin, &p.missing_roles).await?;

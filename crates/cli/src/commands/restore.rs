@@ -10,11 +10,6 @@ use pgdrill_pg::ConnSpec;
 use serde_json::json;
 
 pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
-    if args.globals {
-        return Err(Error::Invalid(
-            "this backup format has no globals object yet, so --globals cannot restore roles; create them on the target first".into(),
-        ));
-    }
     let store = ctx.store()?;
     let db = ctx.one_database(&store).await?;
     let manifest = catalog::resolve(&store, &db, &args.backup).await?;
@@ -84,6 +79,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
         allow_create: args.allow_create,
         ignore_errors: &ctx.settings.restore.ignore_errors,
         spool_dir: None,
+        globals: args.globals,
     };
     let report = restore::run(job).await?;
     let mut json = serde_json::to_value(&report).unwrap_or_default();

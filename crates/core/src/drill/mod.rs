@@ -147,6 +147,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         allow_create: false,
         ignore_errors: job.ignore_errors,
         spool_dir: None,
+        globals: false,
     })
     .await;
     let mut stages = Vec::new();
