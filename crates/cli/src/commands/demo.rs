@@ -171,6 +171,7 @@ async fn demo_with_source(
         report_dir: Some(dir.join("reports").join(manifest.backup_id.as_str())),
         keep: false,
         keep_on_failure: false,
+        mirrors: &[],
         progress: Progress::new(),
         cancel: ctx.cancel.clone(),
     })

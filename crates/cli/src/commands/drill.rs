@@ -98,6 +98,7 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
             }),
             keep: args.keep,
             keep_on_failure: args.keep_on_failure,
+            mirrors: &ctx.settings.mirrors,
             progress,
             cancel: ctx.cancel.clone(),
         })

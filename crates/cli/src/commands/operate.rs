@@ -72,7 +72,23 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
             "note": p.note,
         }));
     }
-    Ok(Output::ok(json!({"prune": docs}), human))
+    let mut out = json!({"prune": docs});
+    let mirror_selected = ctx
+        .name
+        .as_ref()
+        .map(|n| ctx.settings.mirrors.iter().any(|m| &m.name == n))
+        .unwrap_or(true);
+    if !ctx.settings.mirrors.is_empty() && mirror_selected {
+        let args = super::mirror::PruneArgs {
+            dry_run: args.dry_run,
+            keep_last: None,
+            keep_within_days: None,
+        };
+        let m = super::mirror::prune(ctx, &store, &args).await?;
+        human.push_str(&m.human);
+        out["mirrors"] = m.json["prune"].clone();
+    }
+    Ok(Output::ok(out, human))
 }
 
 pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<Output> {

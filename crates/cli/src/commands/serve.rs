@@ -53,8 +53,8 @@ struct CliRunner<'c> {
 
 impl JobRunner for CliRunner<'_> {
     fn supports(&self, kind: JobKind) -> bool {
-        // Hook: `mirror` runs here once `pgdrill mirror run` can be called per schedule.
-        !matches!(kind, JobKind::Mirror)
+        let _ = kind;
+        true
     }
 
     fn run<'a>(&'a self, job: &'a JobKey, cancel: Cancel) -> JobFuture<'a> {
@@ -91,9 +91,17 @@ impl JobRunner for CliRunner<'_> {
                 JobKind::Status => {
                     super::operate::status(&ctx, &StatusArgs { prometheus: None }).await
                 }
-                JobKind::Mirror => Err(Error::Invalid(
-                    "mirror is not available in serve yet".into(),
-                )),
+                JobKind::Mirror => match ctx.store() {
+                    Ok(store) => {
+                        let args = super::mirror::RunArgs {
+                            from: None,
+                            allow_drop: false,
+                            concurrency: None,
+                        };
+                        super::mirror::run_mirrors(&ctx, &store, &args).await
+                    }
+                    Err(e) => Err(e),
+                },
             };
             outcome(job.kind, result)
         })

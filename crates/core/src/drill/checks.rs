@@ -52,6 +52,11 @@ pub enum CheckKind {
         #[serde(default)]
         retries: u32,
     },
+    MirrorParity {
+        mirror: String,
+        /// Where to restore the uploads (default: a throwaway folder).
+        to: Option<String>,
+    },
     Command {
         run: String,
         #[serde(default = "default_command_timeout")]
@@ -106,6 +111,7 @@ impl CheckKind {
             CheckKind::Sql { .. } => "sql",
             CheckKind::Http { .. } => "http",
             CheckKind::Command { .. } => "command",
+            CheckKind::MirrorParity { .. } => "mirror_parity",
         }
     }
 }
@@ -229,6 +235,11 @@ fn validate(name: &str, k: &CheckKind, env: &Env) -> Result<()> {
             Ok(())
         }
         CheckKind::Command { run, .. } if run.trim().is_empty() => bad("run is empty"),
+        CheckKind::MirrorParity { mirror, .. }
+            if crate::mirror::MirrorName::parse(mirror).is_err() =>
+        {
+            bad("mirror must name a mirror (letters, digits, '-', '_' or '.')")
+        }
         _ => Ok(()),
     }
 }
@@ -336,6 +347,8 @@ pub struct CheckCtx<'a> {
     pub env: &'a Env,
     /// Lines for drill.log (command output, HTTP attempts).
     pub log: &'a mut Vec<String>,
+    pub store: &'a pgdrill_store::Store,
+    pub mirrors: &'a [crate::mirror::MirrorSection],
     /// Environment variables a user command must not see (the source's URL): a test suite
     /// run by a drill must never be able to reach production by accident.
     pub hidden_env: &'a [String],
@@ -382,6 +395,9 @@ pub async fn run_check(spec: &CheckSpec, ctx: &mut CheckCtx<'_>) -> CheckResult 
             sql(ctx, query, expect, *timeout_seconds).await,
         ),
         CheckKind::Http { .. } => super::http::run(&spec.kind, ctx).await,
+        CheckKind::MirrorParity { mirror, to } => {
+            super::mirror_check::run(mirror, to.as_deref(), ctx).await
+        }
         CheckKind::Command {
             run,
             timeout_seconds,

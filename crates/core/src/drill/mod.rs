@@ -6,6 +6,7 @@ pub mod checks;
 mod command;
 pub mod evidence;
 mod http;
+mod mirror_check;
 
 use crate::cancel::Cancel;
 use crate::catalog;
@@ -45,6 +46,8 @@ pub struct DrillJob<'a> {
     pub report_dir: Option<PathBuf>,
     pub keep: bool,
     pub keep_on_failure: bool,
+    /// `[[mirror]]` entries, for `mirror_parity` checks.
+    pub mirrors: &'a [crate::mirror::MirrorSection],
     pub progress: Arc<Progress>,
     pub cancel: Cancel,
 }
@@ -213,6 +216,8 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
                         env: job.env,
                         log: &mut lines,
                         hidden_env: &hidden_env,
+                        store: job.store,
+                        mirrors: job.mirrors,
                     };
                     let r = checks::run_check(spec, &mut ctx).await;
                     log.lines.append(&mut lines);

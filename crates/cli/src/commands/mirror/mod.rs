@@ -8,6 +8,7 @@ pub use args::{MirrorArgs, MirrorCommand, PruneArgs, RunArgs};
 use super::Output;
 use crate::context::Ctx;
 use crate::ui::{human_bytes, table};
+use pgdrill_core::alert::EventKind;
 use pgdrill_core::mirror::{self, config::default_options, Location, MirrorName, MirrorSection};
 use pgdrill_core::mirror::{Place, RunJob};
 use pgdrill_core::progress::Progress;
@@ -106,7 +107,9 @@ fn store_place(ctx: &Ctx) -> Result<Option<Place>> {
     }
 }
 
-async fn run_mirrors(ctx: &Ctx, store: &Store, args: &RunArgs) -> Result<Output> {
+/// Runs every selected mirror; a source that suddenly shrank or a failed run alerts.
+pub async fn run_mirrors(ctx: &Ctx, store: &Store, args: &RunArgs) -> Result<Output> {
+    let notifier = crate::alerts::Notifier::new(ctx, store)?;
     if args.from.is_some() && ctx.name.is_none() {
         return Err(Error::Invalid(
             "--from needs --name (the mirror's name in the store)".into(),
@@ -122,6 +125,19 @@ async fn run_mirrors(ctx: &Ctx, store: &Store, args: &RunArgs) -> Result<Output>
             Ok(r) => {
                 if let Some(d) = &r.source_drop {
                     eprintln!("error: mirror {}: {}", r.name, d.message);
+                    let summary = format!(
+                        "mirror {}: no snapshot recorded, nothing deleted: {}",
+                        r.name, d.message
+                    );
+                    notifier
+                        .send(
+                            ctx,
+                            EventKind::BackupFailed,
+                            &r.name.to_string(),
+                            summary,
+                            json!({"mirror": r.name}),
+                        )
+                        .await;
                     human.push_str(&format!(
                         "{}: no snapshot recorded: {}\n",
                         r.name, d.message
@@ -146,9 +162,20 @@ async fn run_mirrors(ctx: &Ctx, store: &Store, args: &RunArgs) -> Result<Output>
                 }
                 reports.push(serde_json::to_value(&r).unwrap_or_default());
             }
-            Err(e) if !several => return Err(e),
             Err(e) => {
                 let e = e.context(format!("mirror {}", t.name));
+                notifier
+                    .send(
+                        ctx,
+                        EventKind::BackupFailed,
+                        t.name.as_str(),
+                        e.to_string(),
+                        json!({"mirror": t.name}),
+                    )
+                    .await;
+                if !several {
+                    return Err(e);
+                }
                 ctx.ui.warn(e.to_string());
                 exit_code = exit_code.max(e.exit_code());
                 failures.push(
@@ -220,7 +247,8 @@ async fn list(ctx: &Ctx, store: &Store) -> Result<Output> {
     ))
 }
 
-async fn prune(ctx: &Ctx, store: &Store, args: &PruneArgs) -> Result<Output> {
+/// Snapshot and object retention of every selected mirror (also run by `pgdrill prune`).
+pub async fn prune(ctx: &Ctx, store: &Store, args: &PruneArgs) -> Result<Output> {
     let mut docs = Vec::new();
     let mut human = String::new();
     for t in select(ctx, Some(store)).await? {
