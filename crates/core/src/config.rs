@@ -17,7 +17,6 @@ const SECTIONS: &[&str] = &[
     "encryption",
     "compression",
     "policy",
-    "drill",
     "restore",
     "retention",
     "alerts",
@@ -27,6 +26,7 @@ const SECTIONS: &[&str] = &[
 /// Variables with a meaning of their own (not config keys).
 const SPECIAL_VARS: &[&str] = &[
     "PGDRILL_CONFIG",
+    "PGDRILL_IDENTITY",
     "PGDRILL_SOURCE_URL",
     "PGDRILL_STORE",
     "PGDRILL_TARGET_URL",
@@ -298,13 +298,22 @@ impl Settings {
             None => toml::Table::new(),
         };
         interpolate_table(&mut value, env, "")?;
-        overlay_env(&mut value, env);
-        let file: FileConfig =
-            toml::Value::Table(value)
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    Error::Invalid(format!("{origin}: {}", one_line(&e.to_string())))
-                })?;
+        let applied = overlay_env(&mut value, env);
+        let file: FileConfig = toml::Value::Table(value).try_into().map_err(
+            |e: toml::de::Error| {
+                let msg = one_line(&e.to_string());
+                let from_env = applied
+                    .iter()
+                    .find(|(key, _)| msg.contains(&format!("`{key}`")))
+                    .map(|(_, var)| {
+                        format!(
+                            " (set by the environment variable {var}: unset it or fix its name)"
+                        )
+                    })
+                    .unwrap_or_default();
+                Error::Invalid(format!("{origin}: {msg}{from_env}"))
+            },
+        )?;
         Settings::from_file(file, base_dir, env)
     }
 
@@ -584,7 +593,10 @@ pub fn interpolate(s: &str, env: &Env, path: &str) -> Result<String> {
 }
 
 /// Applies `PGDRILL_<SECTION>_<KEY>` and `PGDRILL_<KEY>` variables over the file's table.
-fn overlay_env(t: &mut toml::Table, env: &Env) {
+/// Returns (config key, variable) for every variable applied, so an error about a key can
+/// name the variable it came from.
+fn overlay_env(t: &mut toml::Table, env: &Env) -> Vec<(String, String)> {
+    let mut applied = Vec::new();
     for (name, raw) in env {
         let Some(rest) = name.strip_prefix("PGDRILL_") else {
             continue;
@@ -613,8 +625,10 @@ fn overlay_env(t: &mut toml::Table, env: &Env) {
             }
             None => &mut *t,
         };
+        applied.push((key.clone(), name.clone()));
         target.insert(key, value);
     }
+    applied
 }
 
 fn env_value(key: &str, raw: &str) -> toml::Value {
@@ -745,6 +759,26 @@ mod tests {
         assert_eq!(names, vec!["alpha", "b"]);
         assert_eq!(s.select(Some("b")).expect("b").len(), 1);
         assert!(s.select(Some("zzz")).is_err());
+    }
+
+    #[test]
+    fn an_unknown_key_from_the_environment_names_the_variable() {
+        let e = Settings::load(
+            None,
+            "environment",
+            Path::new("/"),
+            &env(&[("PGDRILL_STORE_URLL", "x")]),
+        )
+        .expect_err("typo");
+        assert!(e.to_string().contains("PGDRILL_STORE_URLL"), "{e}");
+        // Variables with their own meaning are not config keys.
+        Settings::load(
+            None,
+            "environment",
+            Path::new("/"),
+            &env(&[("PGDRILL_IDENTITY", "/k")]),
+        )
+        .expect("identity");
     }
 
     #[test]
