@@ -248,12 +248,11 @@ fn encode_stage(
     let mut parser_alive = true;
     loop {
         let mut buf = BytesMut::zeroed(READ_CHUNK);
-        let n = match stdout.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::Failed(format!("cannot read pg_dump's output: {e}"))),
-        };
+        let n = fill(&mut stdout, &mut buf)
+            .map_err(|e| Error::Failed(format!("cannot read pg_dump's output: {e}")))?;
+        if n == 0 {
+            break;
+        }
         buf.truncate(n);
         let chunk = buf.freeze();
         raw_hash.update(&chunk);
@@ -276,6 +275,21 @@ fn encode_stage(
         },
         stored,
     })
+}
+
+/// Reads until `buf` is full or the stream ends (a pipe returns at most 64 KiB per read; a
+/// full chunk keeps the per-chunk costs, allocation and hand-offs, small).
+fn fill(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 fn worker_threads(configured: u32) -> u32 {

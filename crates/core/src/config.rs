@@ -299,21 +299,22 @@ impl Settings {
         };
         interpolate_table(&mut value, env, "")?;
         let applied = overlay_env(&mut value, env);
-        let file: FileConfig = toml::Value::Table(value).try_into().map_err(
-            |e: toml::de::Error| {
-                let msg = one_line(&e.to_string());
-                let from_env = applied
-                    .iter()
-                    .find(|(key, _)| msg.contains(&format!("`{key}`")))
-                    .map(|(_, var)| {
-                        format!(
+        let file: FileConfig =
+            toml::Value::Table(value)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    let msg = one_line(&e.to_string());
+                    let from_env = applied
+                        .iter()
+                        .find(|(key, _)| msg.contains(&format!("`{key}`")))
+                        .map(|(_, var)| {
+                            format!(
                             " (set by the environment variable {var}: unset it or fix its name)"
                         )
-                    })
-                    .unwrap_or_default();
-                Error::Invalid(format!("{origin}: {msg}{from_env}"))
-            },
-        )?;
+                        })
+                        .unwrap_or_default();
+                    Error::Invalid(format!("{origin}: {msg}{from_env}"))
+                })?;
         Settings::from_file(file, base_dir, env)
     }
 
@@ -324,7 +325,7 @@ impl Settings {
         }
         policy = policy.overlay(&file.policy);
         let store_options = store_options(&file.store, env)?;
-        let level = file.compression.level.unwrap_or(3);
+        let level = file.compression.level.unwrap_or(2);
         if !(1..=19).contains(&level) {
             return Err(Error::Invalid(format!(
                 "compression.level {level} is out of range: use 1 (fastest) to 19 (smallest)"
@@ -437,22 +438,22 @@ impl Settings {
     }
 }
 
+/// The value of the environment variable a `*_env` key names; `None` when the key is unset,
+/// an error naming the variable when it is set but the variable is not.
+pub fn named_env(env: &Env, var: &Option<String>, key: &str) -> Result<Option<String>> {
+    match var {
+        None => Ok(None),
+        Some(v) => env
+            .get(v)
+            .filter(|x| !x.is_empty())
+            .cloned()
+            .map(Some)
+            .ok_or_else(|| Error::Invalid(format!("{key} names {v}, which is not set; export it"))),
+    }
+}
+
 fn store_options(s: &StoreSection, env: &Env) -> Result<pgdrill_store::StoreOptions> {
-    let named = |var: &Option<String>, what: &str| -> Result<Option<String>> {
-        match var {
-            None => Ok(None),
-            Some(v) => env
-                .get(v)
-                .filter(|x| !x.is_empty())
-                .cloned()
-                .map(Some)
-                .ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "store.{what} names {v}, which is not set; export it"
-                    ))
-                }),
-        }
-    };
+    let named = |var: &Option<String>, what: &str| named_env(env, var, &format!("store.{what}"));
     Ok(pgdrill_store::StoreOptions {
         endpoint: s.endpoint.clone(),
         region: s.region.clone(),

@@ -312,15 +312,9 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
         check_cancel(&job)?;
         job.read.progress.stage("analyze");
         let ta = Instant::now();
-        let c = client::connect(&job.target).await?;
         let mut cancel = job.read.cancel.clone();
         tokio::select! {
-            r = c.batch_execute("analyze") => r.map_err(|e| {
-                Error::Failed(format!(
-                    "ANALYZE failed after the restore: {}",
-                    client::describe(&e)
-                ))
-            })?,
+            r = analyze(&job.target, mode.jobs) => r?,
             _ = cancel.cancelled() => return Err(interrupted()),
         }
         Ok::<_, Error>((r, ta.elapsed().as_secs_f64()))
@@ -358,6 +352,49 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
             Err(e)
         }
     }
+}
+
+/// ANALYZE every table, over `jobs` connections at once (as `vacuumdb -j` does), biggest
+/// tables first so one large table does not finish last.
+async fn analyze(target: &ConnSpec, jobs: u32) -> Result<()> {
+    let fail = |e: tokio_postgres::Error| {
+        Error::Failed(format!(
+            "ANALYZE failed after the restore: {}",
+            client::describe(&e)
+        ))
+    };
+    let c = client::connect(target).await?;
+    let rows = c
+        .query(
+            "select quote_ident(n.nspname) || '.' || quote_ident(c.relname) from pg_class c \
+             join pg_namespace n on n.oid = c.relnamespace where c.relkind in ('r', 'm', 'p') \
+             and n.nspname not in ('pg_catalog', 'information_schema') \
+             and n.nspname not like 'pg\\_toast%' order by pg_relation_size(c.oid) desc",
+            &[],
+        )
+        .await
+        .map_err(fail)?;
+    let tables: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(tables.into_iter()));
+    let workers = (0..jobs.max(1)).map(|_| {
+        let queue = queue.clone();
+        async move {
+            let c = client::connect(target).await?;
+            loop {
+                let next = queue.lock().ok().and_then(|mut q| q.next());
+                let Some(table) = next else {
+                    return Ok::<(), Error>(());
+                };
+                c.batch_execute(&format!("analyze {table}"))
+                    .await
+                    .map_err(fail)?;
+            }
+        }
+    });
+    for r in futures::future::join_all(workers).await {
+        r?;
+    }
+    Ok(())
 }
 
 /// Returns (download seconds, restore seconds, ignored errors).
@@ -441,10 +478,22 @@ async fn restore_into(
             &job.read,
         )
         .await?;
-        file.into_inner()
-            .map_err(|e| Error::Failed(format!("cannot write the spool file: {e}")))?
-            .sync_all()
+        // No fsync: the spool is a throwaway file pg_restore reads back at once.
+        let mut file = file
+            .into_inner()
             .map_err(|e| Error::Failed(format!("cannot write the spool file: {e}")))?;
+        // Our dumps came through a pipe, so their TOC has no data offsets; set them as
+        // pg_dump does for files, or every pg_restore worker scans for its blocks.
+        let patched =
+            tokio::task::spawn_blocking(move || pgdrill_pg::archive::set_data_offsets(&mut file))
+                .await
+                .map_err(|e| Error::Failed(format!("the spool stage crashed: {e}")))?;
+        if let Err(e) = patched {
+            // Only a speed-up: pg_restore still reads an archive without offsets.
+            job.read
+                .progress
+                .stage(&format!("restore (data offsets not set: {e})"));
+        }
         let download = t.elapsed().as_secs_f64();
         check_cancel(job)?;
         let t = Instant::now();

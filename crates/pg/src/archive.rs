@@ -32,7 +32,7 @@
 //! * Only uncompressed data is read: for a compressed archive the header and TOC are parsed and
 //!   the first data block yields [`ArchiveError::Unsupported`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, BufRead, BufReader, Read};
 
 use serde::{Deserialize, Serialize};
@@ -132,6 +132,98 @@ pub fn parse_archive<R: Read>(reader: R) -> Result<ArchiveSummary> {
     data.read_blocks(&mut ar)?;
     data.check_complete()?;
     Ok(summarize(header, toc, data))
+}
+
+/// Writes each data block's position into its TOC entry, as pg_dump does when its output is
+/// seekable. A dump that came through a pipe (as pgdrill's do) has no offsets, so
+/// `pg_restore -j` would have to scan the file for every block; with them set it seeks
+/// straight there. Scans the TOC, then seeks past the data; returns how many were set.
+pub fn set_data_offsets(file: &mut std::fs::File) -> Result<usize> {
+    use std::io::{Seek, SeekFrom, Write};
+    file.seek(SeekFrom::Start(0))?;
+    let (toc, toc_end, int_size, off_size) = {
+        let mut src = Source::new(&mut *file);
+        let layout = read_layout(&mut src)?;
+        let mut ar = Wire {
+            src,
+            int_size: layout.int_size,
+            off_size: layout.off_size,
+        };
+        let header = read_header(&mut ar, layout)?;
+        let toc = read_toc(&mut ar, header.layout.minor)?;
+        (toc, ar.src.pos, ar.int_size, ar.off_size)
+    };
+    file.seek(SeekFrom::Start(toc_end))?;
+    let blocks = block_positions(&mut *file, toc_end, int_size)?;
+    let mut set = 0;
+    for entry in toc.iter().filter(|e| e.has_data) {
+        let Some(pos) = blocks.get(&entry.dump_id) else {
+            continue;
+        };
+        let mut field = vec![OFFSET_POS_SET];
+        field.extend_from_slice(&pos.to_le_bytes()[..off_size.min(8)]);
+        field.resize(1 + off_size, 0);
+        file.seek(SeekFrom::Start(entry.offset_pos))?;
+        file.write_all(&field)?;
+        set += 1;
+    }
+    file.flush()?;
+    Ok(set)
+}
+
+/// dump id → position of its data block, seeking past chunk contents.
+fn block_positions(
+    file: &mut std::fs::File,
+    start: u64,
+    int_size: usize,
+) -> Result<BTreeMap<i64, u64>> {
+    let mut r = io::BufReader::with_capacity(BUF_SIZE, file);
+    let mut pos = start;
+    let mut out = BTreeMap::new();
+    let int = |r: &mut io::BufReader<&mut std::fs::File>, pos: &mut u64| -> Result<i64> {
+        let mut b = [0u8; 9];
+        r.read_exact(&mut b[..1 + int_size])?;
+        *pos += 1 + int_size as u64;
+        let mut mag = [0u8; 8];
+        mag[..int_size.min(8)].copy_from_slice(&b[1..1 + int_size.min(8)]);
+        let v = i64::try_from(u64::from_le_bytes(mag))
+            .map_err(|_| ArchiveError::Corrupt(format!("integer out of range near byte {pos}")))?;
+        Ok(if b[0] == 1 { -v } else { v })
+    };
+    loop {
+        let block_pos = pos;
+        let mut kind = [0u8; 1];
+        match r.read(&mut kind)? {
+            0 => break,
+            _ => pos += 1,
+        }
+        let id = int(&mut r, &mut pos)?;
+        out.insert(id, block_pos);
+        let chunks = |r: &mut io::BufReader<&mut std::fs::File>, pos: &mut u64| -> Result<()> {
+            loop {
+                let len = int(r, pos)?;
+                if len <= 0 {
+                    return Ok(());
+                }
+                r.seek_relative(len)?;
+                *pos += len as u64;
+            }
+        };
+        match kind[0] {
+            BLK_DATA => chunks(&mut r, &mut pos)?,
+            BLK_BLOBS => {
+                while int(&mut r, &mut pos)? != 0 {
+                    chunks(&mut r, &mut pos)?;
+                }
+            }
+            other => {
+                return Err(ArchiveError::Corrupt(format!(
+                    "unknown data block type {other} at byte {block_pos}"
+                )))
+            }
+        }
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -325,6 +417,7 @@ const V_COMPRESSION_ALGORITHM: u8 = 15;
 const V_RELKIND: u8 = 16;
 
 const OFFSET_POS_NOT_SET: u8 = 1;
+const OFFSET_POS_SET: u8 = 2;
 const OFFSET_NO_DATA: u8 = 3;
 
 const BLK_DATA: u8 = 1;
@@ -463,6 +556,8 @@ struct TocEntry {
     namespace: String,
     /// The entry has a data block in the archive (offset flag is not "no data").
     has_data: bool,
+    /// Position of the entry's data offset field (its flag byte) in the archive.
+    offset_pos: u64,
     /// Its data is COPY text (it has a COPY statement).
     is_copy: bool,
     /// `desc\0namespace\0tag\0defn\0`, if the entry counts for the schema fingerprint.
@@ -504,6 +599,7 @@ fn read_toc_entry<R: Read>(ar: &mut Wire<R>, minor: u8) -> Result<TocEntry> {
     ar.skip_str("owner")?;
     ar.skip_str("with-oids flag")?;
     while ar.skip_str("dependency")? {}
+    let offset_pos = ar.src.pos;
     let has_data = ar.offset_flag("data offset")? != OFFSET_NO_DATA;
     let fingerprint_part = fingerprint_part(&desc, &namespace, &tag, &defn);
     Ok(TocEntry {
@@ -512,6 +608,7 @@ fn read_toc_entry<R: Read>(ar: &mut Wire<R>, minor: u8) -> Result<TocEntry> {
         tag: lossy(tag),
         namespace: lossy(namespace),
         has_data,
+        offset_pos,
         is_copy,
         fingerprint_part,
     })
@@ -813,6 +910,66 @@ fn summarize(header: Header, toc: Vec<TocEntry>, data: DataPhase) -> ArchiveSumm
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn data_offsets_are_set_in_a_piped_archive_and_point_at_their_blocks() {
+        use std::io::{Read as _, Seek, SeekFrom, Write as _};
+        for name in ["pg15_v1.pgc", "pg18_v1.pgc"] {
+            let bytes = fixture(name);
+            let before = parse(&bytes);
+            let mut f = tempfile::tempfile().expect("tmp");
+            f.write_all(&bytes).expect("write");
+            let set = set_data_offsets(&mut f).expect("set offsets");
+            assert!(set >= before.tables.len(), "{name}: {set} offsets set");
+            let mut patched = Vec::new();
+            f.seek(SeekFrom::Start(0)).expect("seek");
+            f.read_to_end(&mut patched).expect("read");
+            assert_eq!(
+                patched.len(),
+                bytes.len(),
+                "patching never changes the size"
+            );
+            assert_eq!(
+                parse(&patched),
+                before,
+                "{name}: same content after patching"
+            );
+            // Every entry with data now points at a block carrying its own id.
+            let mut src = Source::new(&patched[..]);
+            let layout = read_layout(&mut src).expect("layout");
+            let mut ar = Wire {
+                src,
+                int_size: layout.int_size,
+                off_size: layout.off_size,
+            };
+            let header = read_header(&mut ar, layout).expect("header");
+            let toc = read_toc(&mut ar, header.layout.minor).expect("toc");
+            for e in toc.iter().filter(|e| e.has_data) {
+                let at = e.offset_pos as usize;
+                assert_eq!(
+                    patched[at], OFFSET_POS_SET,
+                    "{name}: entry {} offset set",
+                    e.dump_id
+                );
+                let mut pos = [0u8; 8];
+                pos[..ar.off_size].copy_from_slice(&patched[at + 1..at + 1 + ar.off_size]);
+                let block = u64::from_le_bytes(pos) as usize;
+                assert!(
+                    matches!(patched[block], BLK_DATA | BLK_BLOBS),
+                    "{name}: block type at {block}"
+                );
+                let id_bytes = &patched[block + 2..block + 2 + ar.int_size];
+                let mut id = [0u8; 8];
+                id[..ar.int_size].copy_from_slice(id_bytes);
+                assert_eq!(
+                    u64::from_le_bytes(id) as i64,
+                    e.dump_id,
+                    "{name}: block of entry {}",
+                    e.dump_id
+                );
+            }
+        }
+    }
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -136,7 +136,7 @@ async fn demo_with_source(
         source: spec.clone(),
         keys: &enc,
         tools,
-        compression_level: 3,
+        compression_level: 2,
         compression_threads: 0,
         part_size: 16 << 20,
         max_in_flight: 4,

@@ -48,21 +48,8 @@ impl MirrorSection {
 
     /// How to reach an S3 source (credentials from the named variables, else `AWS_*`).
     pub fn source_options(&self, env: &Env) -> Result<StoreOptions> {
-        let named = |var: &Option<String>, what: &str| -> Result<Option<String>> {
-            match var {
-                None => Ok(None),
-                Some(v) => env
-                    .get(v)
-                    .filter(|x| !x.is_empty())
-                    .cloned()
-                    .map(Some)
-                    .ok_or_else(|| {
-                        Error::Invalid(format!(
-                            "[[mirror]] {}: {what} names {v}, which is not set; export it",
-                            self.name
-                        ))
-                    }),
-            }
+        let named = |var: &Option<String>, what: &str| {
+            crate::config::named_env(env, var, &format!("[[mirror]] {}: {what}", self.name))
         };
         Ok(StoreOptions {
             endpoint: self.endpoint.clone(),
