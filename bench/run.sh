@@ -39,7 +39,7 @@ trap cleanup EXIT
 mkdir -p "$WORK/sock" "$WORK/data" "$WORK/s3data/bench"
 chown postgres "$WORK/sock" "$WORK/data"
 runuser -u postgres -- "$BIN/initdb" -D "$WORK/data" -A trust -U postgres >/dev/null
-runuser -u postgres -- "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w start \
+runuser -u postgres -- "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/sock/pg.log" -w start \
   -o "-p $PORT -k $WORK/sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_wal_size=4GB -c shared_buffers=256MB" >/dev/null
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
 "$BIN/psql" -qc "create database bench"
