@@ -127,6 +127,9 @@ const THROTTLED: &str = r#"exec perl -e '$| = 1; my $n = 0; while (read(STDIN, m
 /// Live processes started (directly or not) by a pgdrill run of `place`.
 fn leftovers(place: &Place) -> Vec<String> {
     let marker = place.marker();
+    // pgdrill hands its libpq children only an allowlisted environment, which keeps TMPDIR:
+    // the run's own TMPDIR marks them as well as the marker marks pgdrill itself.
+    let tmpdir = format!("TMPDIR={}", place.tmp.display());
     let me = std::process::id().to_string();
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
@@ -139,7 +142,10 @@ fn leftovers(place: &Place) -> Vec<String> {
             continue; // zombies and kernel threads
         }
         let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
-        if environ.split(|b| *b == 0).any(|v| v == marker.as_bytes()) {
+        if environ
+            .split(|b| *b == 0)
+            .any(|v| v == marker.as_bytes() || v == tmpdir.as_bytes())
+        {
             found.push(format!(
                 "{pid}: {}",
                 String::from_utf8_lossy(&cmdline).replace('\0', " ")

@@ -70,6 +70,7 @@ case "$1" in --version|-V) exec "$REAL" "$@" ;; esac
   echo "cmdline: $(tr '\0' ' ' < /proc/$$/cmdline)"
   echo "parent-cmdline: $(tr '\0' ' ' < /proc/$PPID/cmdline)"
   echo "pg-vars: $(env | grep '^PG' | cut -d= -f1 | sort | tr '\n' ' ')"
+  echo "env-names: $(env | cut -d= -f1 | sort | tr '\n' ' ')"
   echo "passfile: $PGPASSFILE"
   echo "passfile-mode: $(stat -c %a "$PGPASSFILE" 2>/dev/null)"
 }} >> "$LOG"
@@ -128,6 +129,20 @@ fn assert_password_only_via_passfile(log: &Path, expected: usize) {
             "PGPASSWORD must not be used: {vars:?}"
         );
         assert!(vars.contains(&"PGPASSFILE"), "no PGPASSFILE: {vars:?}");
+        // pgdrill's other secrets (S3 keys, the passphrase variable, the source URL) are not
+        // in pg_dump's environment at all.
+        let names: Vec<&str> = field(call, "env-names").split_whitespace().collect();
+        for secret in [
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_ACCESS_KEY_ID",
+            "PASS",
+            "PGDRILL_SOURCE_URL",
+        ] {
+            assert!(
+                !names.contains(&secret),
+                "{secret} reached pg_dump: {names:?}"
+            );
+        }
         let passfile = field(call, "passfile");
         assert!(!passfile.is_empty(), "PGPASSFILE is empty");
         assert_eq!(

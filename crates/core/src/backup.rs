@@ -196,10 +196,7 @@ fn spawn_tool(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for v in ConnSpec::inherited_vars_to_clear() {
-        cmd.env_remove(v);
-    }
-    cmd.envs(source.child_env(passfile));
+    source.configure_child(&mut cmd, passfile);
     cmd.spawn()
         .map_err(|e| Error::Failed(format!("cannot start {}: {e}", install.bin(tool).display())))
 }
@@ -239,10 +236,15 @@ fn encode_stage(
         |e: std::io::Error| Error::Failed(format!("the compression/encryption stage failed: {e}"));
     let hashed = HashWriter::new(BlockSender::new(out_tx, READ_CHUNK));
     let sink = keys.wrap(hashed)?;
-    let mut z = zstd::stream::write::Encoder::new(sink, level).map_err(io_err)?;
+    let mut op = zstd::stream::raw::Encoder::new(level).map_err(io_err)?;
     if threads > 1 {
-        z.multithread(threads).map_err(io_err)?;
+        op.set_parameter(zstd::stream::raw::CParameter::NbWorkers(threads))
+            .map_err(io_err)?;
     }
+    // With worker threads, each write hands on at most one output buffer of finished jobs;
+    // the default 32 KiB left megabytes inside zstd until the end (late uploads, more
+    // memory). A buffer larger than a read chunk keeps the output flowing.
+    let mut z = zstd::stream::zio::Writer::new_with_capacity(sink, op, 4 * READ_CHUNK);
     let mut raw_hash = Sha256::new();
     let mut raw_bytes = 0u64;
     let mut parser_alive = true;
@@ -264,7 +266,8 @@ fn encode_stage(
         z.write_all(&chunk).map_err(io_err)?;
     }
     drop(parse_tx);
-    let sink = z.finish().map_err(io_err)?;
+    z.finish().map_err(io_err)?;
+    let (sink, _) = z.into_inner();
     let hashed = sink.finish().map_err(io_err)?;
     let (sender, stored) = hashed.finish();
     sender.finish().map_err(io_err)?;

@@ -577,9 +577,7 @@ async fn read_toc(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for v in ConnSpec::inherited_vars_to_clear() {
-        cmd.env_remove(v);
-    }
+    job.target.configure_child(&mut cmd, None);
     let mut proc = Proc::spawn(cmd, install)?;
     let (Some(stdin), Some(mut stdout), Some(stderr)) = (
         proc.child.stdin.take(),
@@ -683,10 +681,7 @@ fn pg_restore_command(
         }
     }
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-    for v in ConnSpec::inherited_vars_to_clear() {
-        cmd.env_remove(v);
-    }
-    cmd.envs(job.target.child_env(passfile));
+    job.target.configure_child(&mut cmd, passfile);
     cmd
 }
 

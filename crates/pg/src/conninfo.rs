@@ -269,6 +269,32 @@ impl ConnSpec {
         env
     }
 
+    /// Prepares `cmd` (pg_dump, pg_dumpall, pg_restore, psql) to connect with this spec: its
+    /// environment is cleared down to what locates programs and sets locale and time zone,
+    /// then the connection settings are added. Secrets pgdrill holds for other purposes (S3
+    /// keys, passphrases, other databases' URLs) never reach these children.
+    pub fn configure_child(&self, cmd: &mut std::process::Command, passfile: Option<&Path>) {
+        const KEEP: &[&str] = &[
+            "PATH",
+            "HOME",
+            "USER",
+            "LOGNAME",
+            "LANG",
+            "LANGUAGE",
+            "TZ",
+            "TMPDIR",
+            "LD_LIBRARY_PATH",
+        ];
+        cmd.env_clear();
+        for (k, v) in std::env::vars_os() {
+            let name = k.to_string_lossy();
+            if KEEP.contains(&name.as_ref()) || name.starts_with("LC_") {
+                cmd.env(&k, &v);
+            }
+        }
+        cmd.envs(self.child_env(passfile));
+    }
+
     /// libpq variables a child must not inherit from pgdrill's own environment, so that the
     /// spec above is the only source of truth.
     pub fn inherited_vars_to_clear() -> &'static [&'static str] {

@@ -35,10 +35,7 @@ pub async fn restore(job: &RestoreJob<'_>, admin: &ConnSpec) -> Result<Vec<Strin
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    for v in ConnSpec::inherited_vars_to_clear() {
-        cmd.env_remove(v);
-    }
-    cmd.envs(admin.child_env(passfile.as_ref().map(|f| f.path())));
+    admin.configure_child(&mut cmd, passfile.as_ref().map(|f| f.path()));
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::Failed(format!("cannot start {}: {e}", psql.bin("psql").display())))?;
