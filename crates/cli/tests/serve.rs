@@ -41,7 +41,11 @@ async fn serve_runs_schedules_serves_metrics_and_dashboard_and_stops_on_sigterm(
         ),
     )
     .expect("config");
-    let marker = format!("SERVE_TEST_MARKER={}-{}", std::process::id(), port);
+    // A TMPDIR of its own marks serve and everything it starts: pgdrill hands its libpq
+    // children only an allowlisted environment, and TMPDIR is on the list.
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).expect("mkdir tmp");
+    let marker = format!("TMPDIR={}", tmp.display());
     let (mk, mv) = marker.split_once('=').expect("marker");
     let mut child = cmd(dir.path())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -273,7 +277,11 @@ async fn serve_aborts_a_job_that_outlives_the_shutdown_grace() {
         ),
     )
     .expect("config");
-    let marker = format!("SERVE_TEST_MARKER={}-{}", std::process::id(), port);
+    // A TMPDIR of its own marks serve and everything it starts: pgdrill hands its libpq
+    // children only an allowlisted environment, and TMPDIR is on the list.
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).expect("mkdir tmp");
+    let marker = format!("TMPDIR={}", tmp.display());
     let (mk, mv) = marker.split_once('=').expect("marker");
     let mut child = cmd(dir.path())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
