@@ -21,7 +21,6 @@ impl Ui {
     pub fn warn(&self, msg: impl AsRef<str>) {
         eprintln!("warning: {}", msg.as_ref());
     }
-    #[allow(dead_code)]
     pub fn debug(&self, msg: impl AsRef<str>) {
         if self.verbose > 0 {
             eprintln!("{}", msg.as_ref());

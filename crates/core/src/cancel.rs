@@ -14,12 +14,6 @@ impl Cancel {
         let (tx, rx) = watch::channel(false);
         (CancelHandle(tx), Cancel(rx))
     }
-    /// A token that never fires (tests, one-shot tools).
-    pub fn never() -> Cancel {
-        let (tx, rx) = watch::channel(false);
-        std::mem::forget(tx);
-        Cancel(rx)
-    }
     pub fn is_cancelled(&self) -> bool {
         *self.0.borrow()
     }

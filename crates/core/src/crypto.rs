@@ -156,11 +156,6 @@ impl DecryptionKeys {
         self.identities.is_empty() && self.passphrase.is_none()
     }
 
-    /// Public recipients of the loaded identities (for `doctor`'s key check).
-    pub fn recipients(&self) -> Vec<String> {
-        Vec::new()
-    }
-
     /// Wraps `input` (age ciphertext) in a decrypting reader. Errors: no or wrong key → exit 4;
     /// a damaged header → exit 3.
     pub fn decrypt<'a, R: Read + 'a>(&self, input: R, what: &str) -> Result<Box<dyn Read + 'a>> {

@@ -87,11 +87,7 @@ struct TargetInfo {
     platform_schemas: Vec<String>,
 }
 
-/// Checks every guard without changing anything. Returns whether the target database exists.
-pub async fn preflight(job: &RestoreJob<'_>) -> Result<bool> {
-    Ok(inspect(job).await?.exists)
-}
-
+/// Checks every guard without changing anything, and learns what the target holds.
 async fn inspect(job: &RestoreJob<'_>) -> Result<TargetInfo> {
     let t = &job.target;
     for p in job.protected_targets {
