@@ -160,9 +160,14 @@ pub struct RestoreArgs {
     /// With --ephemeral: leave the cluster running and print its URL and stop command.
     #[arg(long, requires = "ephemeral")]
     pub keep: bool,
-    /// Parallel pg_restore jobs (spools to a temp file when > 1).
+    /// Parallel pg_restore jobs. Into a new database, table data streams from the store
+    /// into N pg_restore runs; otherwise the dump is spooled to a temp file first.
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<u32>,
+    /// With --jobs > 1: download and verify the whole dump into a temp file before
+    /// pg_restore starts, instead of streaming it.
+    #[arg(long)]
+    pub spool: bool,
     /// Replace what the dump contains in a non-empty target (pg_restore --clean --if-exists).
     #[arg(long)]
     pub clean: bool,

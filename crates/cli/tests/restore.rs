@@ -34,7 +34,7 @@ async fn restores_identically_streaming_parallel_and_ephemeral() {
     assert!(!out.stdout.contains(src.cluster.password()));
     tk::fingerprint(&t1, &pg_dump()).await.assert_same(&want);
 
-    // jobs 2 (spool + pg_restore -j 2): identical, and the spool file is gone.
+    // jobs 2 into a new database: streamed from the store into parallel pg_restore runs.
     let tmp = shared_tmp();
     let tmp_s = tmp.path().display().to_string();
     let t2 = src.cluster.url("copy2");
@@ -47,7 +47,23 @@ async fn restores_identically_streaming_parallel_and_ephemeral() {
     );
     out.ok();
     assert_eq!(out.json()["jobs"], 2);
+    assert_eq!(out.json()["mode"], "stream", "{}", out.json());
     tk::fingerprint(&t2, &pg_dump()).await.assert_same(&want);
+    assert!(entries(tmp.path()).is_empty(), "temp files left behind");
+
+    // jobs 2 --spool: download and verify into a spool file, then pg_restore -j 2; the
+    // spool file is gone afterwards.
+    let t3 = src.cluster.url("copy3");
+    let out = restore_env(
+        dir.path(),
+        &store,
+        &t3,
+        &["--jobs", "2", "--spool"],
+        &[("TMPDIR", &tmp_s)],
+    );
+    out.ok();
+    assert_eq!(out.json()["mode"], "spool", "{}", out.json());
+    tk::fingerprint(&t3, &pg_dump()).await.assert_same(&want);
     assert!(entries(tmp.path()).is_empty(), "spool left behind");
 
     // --ephemeral: a throwaway cluster, identical content, torn down afterwards.
@@ -138,6 +154,66 @@ async fn restores_identically_streaming_parallel_and_ephemeral() {
         "{ignored}"
     );
     assert!(entries(tmp.path()).is_empty(), "cluster dir left behind");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streamed_restore_loads_a_large_table_in_parts_and_stays_identical() {
+    let src = source(None).await;
+    // `app.big` (~12 MB of COPY text) is cut at a row boundary and loaded by both lanes;
+    // `app.ordered` has a BRIN index, so its rows must keep their order: never cut.
+    tk::connect(&src.url)
+        .await
+        .batch_execute(
+            "create table app.big (id bigint primary key, body text, n numeric);              insert into app.big select g, repeat(md5(g::text), 3), g / 7.0                from generate_series(1, 120000) g;              create table app.ordered (id bigint, t text);              insert into app.ordered select g, repeat('x', 90) from generate_series(1, 90000) g;              create index ordered_brin on app.ordered using brin (id);              create index big_expr on app.big ((lower(body)));",
+        )
+        .await
+        .expect("large tables");
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let id = backup(dir.path(), &store, &src.url, &[]);
+    // The backup carries the index that makes ranged restores possible.
+    assert!(
+        dump_object(&store, "app", &id)
+            .with_file_name("dump.index.json.zst")
+            .exists(),
+        "no dump index"
+    );
+    let want = tk::fingerprint(&src.url, &pg_dump()).await;
+    let target = src.cluster.url("parts");
+    let out = restore(dir.path(), &store, &target, &["--jobs", "2"]);
+    out.ok();
+    let j = out.json();
+    assert_eq!(j["mode"], "stream", "{j}");
+    let notes = j["notes"].to_string();
+    assert!(
+        notes.contains("1 large table(s) loaded in parts"),
+        "{notes}"
+    );
+    tk::fingerprint(&target, &pg_dump())
+        .await
+        .assert_same(&want);
+    assert_eq!(
+        scalar(&target, "select count(*)::text from app.big").await,
+        "120000"
+    );
+    // ANALYZE ran on every table, including the statistics of the expression index.
+    assert_eq!(
+        scalar(
+            &target,
+            "select count(*)::text from pg_stat_user_tables \
+             where schemaname = 'app' and last_analyze is null and n_live_tup > 0"
+        )
+        .await,
+        "0"
+    );
+    assert_eq!(
+        scalar(
+            &target,
+            "select count(*)::text from pg_stats where tablename = 'big_expr'"
+        )
+        .await,
+        "1"
+    );
 }
 
 /// A source whose restore takes seconds whatever the machine: every row of `slow.t` passes a

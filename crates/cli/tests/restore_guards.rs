@@ -154,8 +154,16 @@ async fn integrity_and_key_failures_leave_the_target_untouched() {
         assert!(out.stderr.contains("corrupt"), "{}", out.stderr);
         assert!(!db_exists(&src.cluster, db).await, "{db} must be dropped");
     }
-    restore(dir.path(), &truncated, &src.cluster.url("t1"), &[]).code(3);
-    assert!(!db_exists(&src.cluster, "t1").await);
+    for (db, jobs) in [("t1", "1"), ("t2", "2")] {
+        restore(
+            dir.path(),
+            &truncated,
+            &src.cluster.url(db),
+            &["--jobs", jobs],
+        )
+        .code(3);
+        assert!(!db_exists(&src.cluster, db).await, "{db} must be dropped");
+    }
 
     // --clean over an existing database with a corrupt dump (one transaction): unchanged.
     let keep = src.cluster.url("keep");
@@ -226,14 +234,30 @@ async fn integrity_and_key_failures_leave_the_target_untouched() {
     )
     .ok();
     let wrong = keys.join("wrong.key").display().to_string();
-    restore(
+    for (db, jobs) in [("k1", "1"), ("k1b", "2")] {
+        restore(
+            dir.path(),
+            &enc,
+            &src.cluster.url(db),
+            &["--identity", &wrong, "--jobs", jobs],
+        )
+        .code(4);
+        assert!(!db_exists(&src.cluster, db).await, "{db} must be dropped");
+    }
+    // The right key: a streamed restore of the encrypted backup is identical.
+    let right = keys.join("right.key").display().to_string();
+    let enc_target = src.cluster.url("k1c");
+    let out = restore(
         dir.path(),
         &enc,
-        &src.cluster.url("k1"),
-        &["--identity", &wrong],
-    )
-    .code(4);
-    assert!(!db_exists(&src.cluster, "k1").await);
+        &enc_target,
+        &["--identity", &right, "--jobs", "2"],
+    );
+    out.ok();
+    assert_eq!(out.json()["mode"], "stream", "{}", out.json());
+    tk::fingerprint(&enc_target, &pg_dump())
+        .await
+        .assert_same(&tk::fingerprint(&src.url, &pg_dump()).await);
 
     let pass = dir.path().join("pass");
     let pass_s = pass.display().to_string();

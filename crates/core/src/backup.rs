@@ -5,6 +5,7 @@
 use crate::cancel::Cancel;
 use crate::config::{DatabaseSettings, Policy};
 use crate::crypto::EncryptionKeys;
+use crate::frames::{DumpIndex, FramedEncoder};
 use crate::ids::BackupId;
 use crate::layout;
 use crate::manifest::*;
@@ -105,16 +106,32 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
     session.close().await;
     let (stream, summary) = result?;
     let mut extra = Vec::new();
+    if let Ok(s) = &summary {
+        let index = DumpIndex {
+            version: 1,
+            raw_size: stream.raw.bytes,
+            compressed_size: stream.compressed,
+            frames: stream.frames.clone(),
+            toc_end: s.toc_end,
+            blocks: s.blocks.clone(),
+        };
+        // Without a consistent index a restore reads the dump front to back: still correct.
+        if index.check().is_ok() {
+            match upload_index(&job, &id, &index).await {
+                Ok(o) => extra.push(o),
+                Err(e) => {
+                    delete_backup_objects(&job, &id).await;
+                    return Err(e);
+                }
+            }
+        }
+    }
     if job.db.globals {
         match globals_and_upload(&job, &id, stream.facts.version.major).await {
             Ok(o) => extra.push(o),
             Err(e) => {
                 // Nothing half-written: the dump already uploaded goes too.
-                if let Ok(objects) = job.store.list(&layout::backup_dir(&job.db.name, &id)).await {
-                    for o in objects {
-                        let _ = job.store.delete(&o.key).await;
-                    }
-                }
+                delete_backup_objects(&job, &id).await;
                 return Err(e);
             }
         }
@@ -134,6 +151,44 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
     manifest.objects.extend(extra);
     write_completion(job.store, &manifest).await?;
     Ok(manifest)
+}
+
+async fn delete_backup_objects(job: &BackupJob<'_>, id: &BackupId) {
+    if let Ok(objects) = job.store.list(&layout::backup_dir(&job.db.name, id)).await {
+        for o in objects {
+            let _ = job.store.delete(&o.key).await;
+        }
+    }
+}
+
+/// Stores the dump index (JSON, through zstd and age like the dump).
+async fn upload_index(
+    job: &BackupJob<'_>,
+    id: &BackupId,
+    index: &DumpIndex,
+) -> Result<StoredObject> {
+    let json = serde_json::to_vec(index)
+        .map_err(|e| Error::Failed(format!("cannot encode the dump index: {e}")))?;
+    let io_err = |e: std::io::Error| Error::Failed(format!("cannot encode the dump index: {e}"));
+    let compressed = zstd::bulk::compress(&json, 3).map_err(io_err)?;
+    let mut sink = job.keys.wrap(HashWriter::new(Vec::new()))?;
+    sink.write_all(&compressed).map_err(io_err)?;
+    let (bytes, stored) = sink.finish().map_err(io_err)?.finish();
+    let name = layout::index_object_name(job.keys.enabled());
+    job.store
+        .put(
+            &layout::backup_object(&job.db.name, id, &name),
+            Bytes::from(bytes),
+        )
+        .await?;
+    Ok(StoredObject {
+        name,
+        kind: "index".into(),
+        size: stored.bytes,
+        sha256: stored.sha256,
+        raw_size: json.len() as u64,
+        raw_sha256: hex::encode(Sha256::digest(&json)),
+    })
 }
 
 /// Writes SHA256SUMS, then the manifest with put-if-absent: the completion rule.
@@ -161,6 +216,8 @@ async fn write_completion(store: &Store, m: &Manifest) -> Result<()> {
 /// What the streaming part produced.
 struct StreamResult {
     seconds: f64,
+    frames: Vec<[u64; 2]>,
+    compressed: u64,
     raw: Digested,
     stored: Digested,
     object_name: String,
@@ -219,6 +276,9 @@ fn collect_stderr(stderr: std::process::ChildStderr) -> std::thread::JoinHandle<
 struct EncodeOut {
     raw: Digested,
     stored: Digested,
+    /// `[raw, compressed]` offsets of the zstd frames.
+    frames: Vec<[u64; 2]>,
+    compressed: u64,
 }
 
 /// The blocking stage: reads pg_dump's stdout, feeds the parser, compresses, encrypts and
@@ -236,15 +296,8 @@ fn encode_stage(
         |e: std::io::Error| Error::Failed(format!("the compression/encryption stage failed: {e}"));
     let hashed = HashWriter::new(BlockSender::new(out_tx, READ_CHUNK));
     let sink = keys.wrap(hashed)?;
-    let mut op = zstd::stream::raw::Encoder::new(level).map_err(io_err)?;
-    if threads > 1 {
-        op.set_parameter(zstd::stream::raw::CParameter::NbWorkers(threads))
-            .map_err(io_err)?;
-    }
-    // With worker threads, each write hands on at most one output buffer of finished jobs;
-    // the default 32 KiB left megabytes inside zstd until the end (late uploads, more
-    // memory). A buffer larger than a read chunk keeps the output flowing.
-    let mut z = zstd::stream::zio::Writer::new_with_capacity(sink, op, 4 * READ_CHUNK);
+    // Independent frames, so that a parallel restore can start decoding at any of them.
+    let mut z = FramedEncoder::new(sink, level, threads).map_err(io_err)?;
     let mut raw_hash = Sha256::new();
     let mut raw_bytes = 0u64;
     let mut parser_alive = true;
@@ -266,8 +319,7 @@ fn encode_stage(
         z.write_all(&chunk).map_err(io_err)?;
     }
     drop(parse_tx);
-    z.finish().map_err(io_err)?;
-    let (sink, _) = z.into_inner();
+    let (sink, frames, compressed) = z.finish().map_err(io_err)?;
     let hashed = sink.finish().map_err(io_err)?;
     let (sender, stored) = hashed.finish();
     sender.finish().map_err(io_err)?;
@@ -277,6 +329,8 @@ fn encode_stage(
             bytes: raw_bytes,
         },
         stored,
+        frames,
+        compressed,
     })
 }
 
@@ -324,6 +378,8 @@ async fn dump_and_upload(
     let streamed = stream_child(job, &key, part_size, install, "pg_dump", &args, true).await?;
     let result = StreamResult {
         seconds: t0.elapsed().as_secs_f64(),
+        frames: streamed.frames,
+        compressed: streamed.compressed,
         raw: streamed.raw,
         stored: streamed.stored,
         object_name,
@@ -381,6 +437,8 @@ struct Streamed {
     raw: Digested,
     stored: Digested,
     summary: Option<std::result::Result<ArchiveSummary, String>>,
+    frames: Vec<[u64; 2]>,
+    compressed: u64,
 }
 
 /// Runs `tool` (pg_dump or pg_dumpall) and streams its stdout through sha256, the optional
@@ -515,6 +573,8 @@ async fn stream_child(
         raw: encoded.raw,
         stored: encoded.stored,
         summary,
+        frames: encoded.frames,
+        compressed: encoded.compressed,
     })
 }
 

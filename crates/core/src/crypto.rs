@@ -159,8 +159,18 @@ impl DecryptionKeys {
     /// Wraps `input` (age ciphertext) in a decrypting reader. Errors: no or wrong key → exit 4;
     /// a damaged header → exit 3.
     pub fn decrypt<'a, R: Read + 'a>(&self, input: R, what: &str) -> Result<Box<dyn Read + 'a>> {
+        Ok(Box::new(self.decrypt_stream(input, what)?))
+    }
+
+    /// Like [`DecryptionKeys::decrypt`], keeping age's reader, which can seek (to any 64 KiB
+    /// chunk, each authenticated on its own) when `input` can.
+    pub fn decrypt_stream<R: Read>(
+        &self,
+        input: R,
+        what: &str,
+    ) -> Result<age::stream::StreamReader<R>> {
         let d = age::Decryptor::new(input).map_err(|e| map_decrypt_err(e, what))?;
-        let reader = if d.is_scrypt() {
+        if d.is_scrypt() {
             let Some(p) = &self.passphrase else {
                 return Err(Error::Key(format!(
                     "{what} is encrypted with a passphrase: set passphrase_env (or --passphrase-env VAR) to the variable holding it"
@@ -169,7 +179,7 @@ impl DecryptionKeys {
             let mut id = age::scrypt::Identity::new(SecretString::from(p.expose().to_string()));
             id.set_max_work_factor(22);
             d.decrypt(std::iter::once(&id as &dyn age::Identity))
-                .map_err(|e| map_decrypt_err(e, what))?
+                .map_err(|e| map_decrypt_err(e, what))
         } else {
             if self.identities.is_empty() {
                 return Err(Error::Key(format!(
@@ -181,9 +191,8 @@ impl DecryptionKeys {
                     .iter()
                     .map(|i| i.as_ref() as &dyn age::Identity),
             )
-            .map_err(|e| map_decrypt_err(e, what))?
-        };
-        Ok(Box::new(reader))
+            .map_err(|e| map_decrypt_err(e, what))
+        }
     }
 }
 

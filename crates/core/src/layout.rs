@@ -38,6 +38,15 @@ pub fn dump_object_name(encrypted: bool) -> String {
     }
 }
 
+/// The dump index (frame and block offsets for ranged restores).
+pub fn index_object_name(encrypted: bool) -> String {
+    if encrypted {
+        "dump.index.json.zst.age".into()
+    } else {
+        "dump.index.json.zst".into()
+    }
+}
+
 pub fn globals_object_name(encrypted: bool) -> String {
     if encrypted {
         "globals.sql.zst.age".into()

@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 pub mod drill;
 pub mod error;
+pub mod frames;
 pub mod ids;
 pub mod layout;
 pub mod lease;

@@ -13,6 +13,7 @@
 //! Backups of Supabase projects get the handling of `docs/SUPABASE.md` (module `supabase`).
 
 mod globals;
+mod stream;
 mod supabase;
 
 use crate::cancel::Cancel;
@@ -46,6 +47,9 @@ pub struct RestoreJob<'a> {
     pub spool_dir: Option<PathBuf>,
     /// Also restore roles and tablespaces from the backup's globals object.
     pub globals: bool,
+    /// With `jobs > 1`: download and verify into a spool file before pg_restore starts,
+    /// even where the streamed restore applies.
+    pub spool: bool,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -55,6 +59,9 @@ pub struct RestoreReport {
     pub created_database: bool,
     /// pg_restore jobs actually used.
     pub jobs: u32,
+    /// `stream` (ranged reads into parallel pg_restore runs), `spool` (download and verify
+    /// into a temp file, then `pg_restore -j`) or `pipe` (one pg_restore reading the stream).
+    pub mode: String,
     pub pg_restore: String,
     pub download_seconds: f64,
     pub restore_seconds: f64,
@@ -299,10 +306,30 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
     if let Some(p) = &plan {
         created_roles = supabase::create_roles(&admin, &p.missing_roles).await?;
     }
+    // The streamed restore needs a database it may drop on failure: one created here.
+    let mut index = None;
+    if !job.spool && mode.jobs > 1 && !info.exists && !info.create_mode && plan.is_none() {
+        match stream::load_index(&job, &dump).await {
+            Ok(i) => index = i,
+            Err(e) => notes.push(format!(
+                "the dump index could not be used ({e}); restored from a spool file instead"
+            )),
+        }
+        check_cancel(&job)?;
+    }
+    let mode_name = match (&index, mode.spool) {
+        (Some(_), _) => "stream",
+        (None, true) => "spool",
+        (None, false) => "pipe",
+    };
     let outcome = async {
         if !info.exists && !info.create_mode {
             let c = client::connect(&admin).await?;
             client::create_database(&c, &admin, &job.target.dbname).await?;
+        }
+        if let Some(index) = index {
+            let s = stream::restore(&job, &install, &dump, index, mode.jobs).await?;
+            return Ok(((s.download, s.restore, s.ignored, s.notes), s.analyze));
         }
         let r = restore_into(&job, &install, &dump, &mode).await?;
         check_cancel(&job)?;
@@ -313,16 +340,21 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
             r = analyze(&job.target, mode.jobs) => r?,
             _ = cancel.cancelled() => return Err(interrupted()),
         }
-        Ok::<_, Error>((r, ta.elapsed().as_secs_f64()))
+        let (download, restore, ignored) = r;
+        Ok::<_, Error>((
+            (download, restore, ignored, Vec::new()),
+            ta.elapsed().as_secs_f64(),
+        ))
     }
     .await;
     drop(list_file);
     match outcome {
-        Ok(((download, restore, ignored), analyze)) => Ok(RestoreReport {
+        Ok(((download, restore, ignored, more_notes), analyze)) => Ok(RestoreReport {
             backup_id: job.manifest.backup_id.to_string(),
             target: job.target.redacted(),
             created_database: !info.exists,
             jobs: mode.jobs,
+            mode: mode_name.to_string(),
             pg_restore: format!(
                 "{} ({})",
                 install.version,
@@ -336,7 +368,7 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
             profile: plan.as_ref().map(|_| "supabase".to_string()),
             created_roles,
             skipped: plan.map(|p| p.skipped).unwrap_or_default(),
-            notes,
+            notes: notes.into_iter().chain(more_notes).collect(),
         }),
         Err(e) => {
             if !info.exists {
@@ -353,6 +385,21 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
 /// ANALYZE every table, over `jobs` connections at once (as `vacuumdb -j` does), biggest
 /// tables first so one large table does not finish last.
 async fn analyze(target: &ConnSpec, jobs: u32) -> Result<()> {
+    analyze_pass(target, jobs, AnalyzePass::All).await
+}
+
+/// Which tables an ANALYZE pass covers.
+enum AnalyzePass<'a> {
+    All,
+    /// Tables and partitioned tables, except those in the set (`"schema"."name"`, quoted),
+    /// once their data is in (materialized views are filled later).
+    Loaded(&'a std::collections::HashSet<String>),
+    /// Materialized views, and tables whose statistics need objects made after the data
+    /// (expression indexes, extended statistics).
+    Dependent,
+}
+
+async fn analyze_pass(target: &ConnSpec, jobs: u32, pass: AnalyzePass<'_>) -> Result<()> {
     let fail = |e: tokio_postgres::Error| {
         Error::Failed(format!(
             "ANALYZE failed after the restore: {}",
@@ -362,7 +409,11 @@ async fn analyze(target: &ConnSpec, jobs: u32) -> Result<()> {
     let c = client::connect(target).await?;
     let rows = c
         .query(
-            "select quote_ident(n.nspname) || '.' || quote_ident(c.relname) from pg_class c \
+            "select '\"' || replace(n.nspname, '\"', '\"\"') || '\".\"' \
+             || replace(c.relname, '\"', '\"\"') || '\"', \
+             exists (select 1 from pg_index i where i.indrelid = c.oid \
+             and i.indexprs is not null) or exists (select 1 from pg_statistic_ext x \
+             where x.stxrelid = c.oid), c.relkind = 'm' from pg_class c \
              join pg_namespace n on n.oid = c.relnamespace where c.relkind in ('r', 'm', 'p') \
              and n.nspname not in ('pg_catalog', 'information_schema') \
              and n.nspname not like 'pg\\_toast%' order by pg_relation_size(c.oid) desc",
@@ -370,7 +421,22 @@ async fn analyze(target: &ConnSpec, jobs: u32) -> Result<()> {
         )
         .await
         .map_err(fail)?;
-    let tables: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let tables: Vec<String> = rows
+        .iter()
+        .filter(|r| {
+            let (name, dependent, view) = (
+                r.get::<_, String>(0),
+                r.get::<_, bool>(1),
+                r.get::<_, bool>(2),
+            );
+            match pass {
+                AnalyzePass::All => true,
+                AnalyzePass::Loaded(done) => !view && !done.contains(&name),
+                AnalyzePass::Dependent => view || dependent,
+            }
+        })
+        .map(|r| r.get(0))
+        .collect();
     let queue = std::sync::Arc::new(std::sync::Mutex::new(tables.into_iter()));
     let workers = (0..jobs.max(1)).map(|_| {
         let queue = queue.clone();

@@ -65,7 +65,34 @@ pub struct ArchiveSummary {
     pub large_objects: u64,
     /// Number of TOC entries.
     pub entries: usize,
+    /// Byte offset where the data blocks start (the end of the header and TOC).
+    #[serde(default)]
+    pub toc_end: u64,
+    /// Every data block, in archive order, with its byte span (see [`DataBlock`]).
+    #[serde(default)]
+    pub blocks: Vec<DataBlock>,
 }
+
+/// Where one data block lies in the archive, for restores that read blocks by range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataBlock {
+    /// The TOC entry (dump id) the block belongs to.
+    pub id: i64,
+    /// Offset of the block's type byte.
+    pub start: u64,
+    /// Offset just past the block's end marker.
+    pub end: u64,
+    /// Offsets of chunk headers that start a COPY row, roughly every [`SPLIT_EVERY`] bytes
+    /// (sparser for very large tables): the block can be cut there into parts that load
+    /// separately. Empty for large objects and small tables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub splits: Vec<u64>,
+}
+
+/// Spacing of recorded split points in a table's data (doubled whenever a block has more
+/// than [`MAX_SPLITS`] of them).
+pub const SPLIT_EVERY: u64 = 4 << 20;
+const MAX_SPLITS: usize = 128;
 
 impl ArchiveSummary {
     /// Sum of the rows of all tables.
@@ -128,10 +155,107 @@ pub fn parse_archive<R: Read>(reader: R) -> Result<ArchiveSummary> {
     };
     let header = read_header(&mut ar, layout)?;
     let toc = read_toc(&mut ar, header.layout.minor)?;
+    let toc_end = ar.src.pos;
     let mut data = DataPhase::new(&toc, header.compression);
     data.read_blocks(&mut ar)?;
     data.check_complete()?;
-    Ok(summarize(header, toc, data))
+    let mut summary = summarize(header, toc, data.large_objects, data.tables);
+    summary.toc_end = toc_end;
+    summary.blocks = data.blocks;
+    Ok(summary)
+}
+
+/// One TOC entry as a restore needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TocItem {
+    pub dump_id: i64,
+    pub desc: String,
+    pub namespace: String,
+    pub tag: String,
+    /// The section pg_restore assigns: entries without one (comments, ACLs) follow the
+    /// entry before them, as in `ProcessArchiveRestoreOptions`.
+    pub section: Section,
+    pub deps: Vec<i64>,
+    /// Its definition makes a table's physical row order matter (a BRIN index or
+    /// `CLUSTER ON`).
+    pub orders_rows: bool,
+}
+
+/// pg_restore's `--section`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    PreData,
+    Data,
+    PostData,
+}
+
+/// The header and TOC of an archive (its first `toc_end` bytes).
+#[derive(Debug, Clone)]
+pub struct Toc {
+    pub int_size: usize,
+    pub items: Vec<TocItem>,
+}
+
+/// Reads the header and TOC at the start of `reader` (nothing after them).
+pub fn read_toc_items<R: Read>(reader: R) -> Result<Toc> {
+    let mut src = Source::new(reader);
+    let layout = read_layout(&mut src)?;
+    let mut ar = Wire {
+        src,
+        int_size: layout.int_size,
+        off_size: layout.off_size,
+    };
+    let header = read_header(&mut ar, layout)?;
+    let toc = read_toc(&mut ar, header.layout.minor)?;
+    let mut current = Section::PreData;
+    let items = toc
+        .into_iter()
+        .map(|e| {
+            current = match e.section {
+                SECTION_PRE_DATA => Section::PreData,
+                SECTION_DATA => Section::Data,
+                SECTION_POST_DATA => Section::PostData,
+                _ => current,
+            };
+            TocItem {
+                dump_id: e.dump_id,
+                desc: e.desc,
+                namespace: e.namespace,
+                tag: e.tag,
+                section: current,
+                deps: e.deps,
+                orders_rows: e.orders_rows,
+            }
+        })
+        .collect();
+    Ok(Toc {
+        int_size: ar.int_size,
+        items,
+    })
+}
+
+/// `Int` encoding of `value` with `int_size` magnitude bytes (pg_backup_archiver's WriteInt).
+pub fn encode_int(value: i64, int_size: usize) -> Vec<u8> {
+    let mut out = vec![u8::from(value < 0)];
+    out.extend_from_slice(&value.unsigned_abs().to_le_bytes()[..int_size.min(8)]);
+    out.resize(1 + int_size, 0);
+    out
+}
+
+/// The end of a COPY data block cut short: pg_dump's end-of-copy trailer as one chunk, then
+/// the zero-length chunk that ends a block.
+pub fn copy_block_end(int_size: usize) -> Vec<u8> {
+    let mut out = encode_int(COPY_TRAILER.len() as i64, int_size);
+    out.extend_from_slice(COPY_TRAILER);
+    out.extend(encode_int(0, int_size));
+    out
+}
+
+/// The start of a table data block for TOC entry `id`.
+pub fn copy_block_start(id: i64, int_size: usize) -> Vec<u8> {
+    let mut out = vec![BLK_DATA];
+    out.extend(encode_int(id, int_size));
+    out
 }
 
 /// Writes each data block's position into its TOC entry, as pg_dump does when its output is
@@ -416,6 +540,10 @@ const V_COMPRESSION_ALGORITHM: u8 = 15;
 /// 1.16 added the relkind `Int` to TOC entries.
 const V_RELKIND: u8 = 16;
 
+const SECTION_PRE_DATA: i64 = 2;
+const SECTION_DATA: i64 = 3;
+const SECTION_POST_DATA: i64 = 4;
+
 const OFFSET_POS_NOT_SET: u8 = 1;
 const OFFSET_POS_SET: u8 = 2;
 const OFFSET_NO_DATA: u8 = 3;
@@ -558,6 +686,10 @@ struct TocEntry {
     has_data: bool,
     /// Position of the entry's data offset field (its flag byte) in the archive.
     offset_pos: u64,
+    /// `teSection` as stored (1 = none, 2 = pre-data, 3 = data, 4 = post-data).
+    section: i64,
+    deps: Vec<i64>,
+    orders_rows: bool,
     /// Its data is COPY text (it has a COPY statement).
     is_copy: bool,
     /// `desc\0namespace\0tag\0defn\0`, if the entry counts for the schema fingerprint.
@@ -584,7 +716,7 @@ fn read_toc_entry<R: Read>(ar: &mut Wire<R>, minor: u8) -> Result<TocEntry> {
     ar.skip_str("oid")?;
     let tag = ar.str("tag")?.unwrap_or_default();
     let desc = ar.str("desc")?.unwrap_or_default();
-    ar.int("section")?;
+    let section = ar.int("section")?;
     let defn = ar.str("defn")?.unwrap_or_default();
     ar.skip_str("drop statement")?;
     let is_copy = ar.str("copy statement")?.is_some_and(|s| !s.is_empty());
@@ -598,11 +730,23 @@ fn read_toc_entry<R: Read>(ar: &mut Wire<R>, minor: u8) -> Result<TocEntry> {
     }
     ar.skip_str("owner")?;
     ar.skip_str("with-oids flag")?;
-    while ar.skip_str("dependency")? {}
+    let mut deps = Vec::new();
+    while let Some(dep) = ar.str("dependency")? {
+        if let Ok(id) = String::from_utf8_lossy(&dep).trim().parse() {
+            deps.push(id);
+        }
+    }
     let offset_pos = ar.src.pos;
     let has_data = ar.offset_flag("data offset")? != OFFSET_NO_DATA;
     let fingerprint_part = fingerprint_part(&desc, &namespace, &tag, &defn);
+    let orders_rows = {
+        let d = String::from_utf8_lossy(&defn).to_ascii_lowercase();
+        d.contains(" using brin") || d.contains(" cluster on ")
+    };
     Ok(TocEntry {
+        section,
+        deps,
+        orders_rows,
         dump_id,
         desc: lossy(desc),
         tag: lossy(tag),
@@ -700,6 +844,7 @@ struct DataPhase {
     by_id: HashMap<i64, Pending>,
     tables: Vec<TableCount>,
     large_objects: u64,
+    blocks: Vec<DataBlock>,
 }
 
 impl DataPhase {
@@ -734,20 +879,30 @@ impl DataPhase {
             by_id,
             tables,
             large_objects: 0,
+            blocks: Vec::new(),
         }
     }
 
     /// Reads blocks until the input ends cleanly between two blocks.
     fn read_blocks<R: Read>(&mut self, ar: &mut Wire<R>) -> Result<()> {
-        while let Some(kind) = ar.src.try_byte()? {
+        loop {
+            let start = ar.src.pos;
+            let Some(kind) = ar.src.try_byte()? else {
+                return Ok(());
+            };
             let id = ar.int("data block id")?;
-            self.read_block(ar, kind, id)?;
+            let splits = self.read_block(ar, kind, id)?;
+            self.blocks.push(DataBlock {
+                id,
+                start,
+                end: ar.src.pos,
+                splits,
+            });
         }
-        Ok(())
     }
 
-    /// Reads the body of the block of type `kind` for TOC entry `id`.
-    fn read_block<R: Read>(&mut self, ar: &mut Wire<R>, kind: u8, id: i64) -> Result<()> {
+    /// Reads the body of the block of type `kind` for TOC entry `id`; returns its split points.
+    fn read_block<R: Read>(&mut self, ar: &mut Wire<R>, kind: u8, id: i64) -> Result<Vec<u64>> {
         let pending = self
             .by_id
             .get_mut(&id)
@@ -767,10 +922,10 @@ impl DataPhase {
                 "{} is INSERT statements, not COPY rows: run pg_dump without --inserts",
                 pending.label
             ))),
-            (BLK_DATA, Expect::Other) => skip_chunks(ar),
+            (BLK_DATA, Expect::Other) => skip_chunks(ar).map(|()| Vec::new()),
             (BLK_BLOBS, Expect::LargeObjects) => {
                 self.large_objects += skip_large_objects(ar)?;
-                Ok(())
+                Ok(Vec::new())
             }
             _ => Err(ar.corrupt(format!("data block of type {kind} for {}", pending.label))),
         }
@@ -830,16 +985,42 @@ impl CopyCounter {
     }
 }
 
-fn count_copy_rows<R: Read>(ar: &mut Wire<R>, table: &mut TableCount) -> Result<()> {
+/// Counts the rows of one COPY block; returns the offsets of chunk headers where a row
+/// starts, about every [`SPLIT_EVERY`] bytes (at most [`MAX_SPLITS`], spaced wider as needed).
+fn count_copy_rows<R: Read>(ar: &mut Wire<R>, table: &mut TableCount) -> Result<Vec<u64>> {
     let mut counter = CopyCounter::default();
+    let mut splits = Vec::new();
+    let mut every = SPLIT_EVERY;
+    let mut next = ar.src.pos + every;
+    // The data so far ends a row: the next chunk starts one.
+    let mut at_row_start = true;
     loop {
+        let chunk = ar.src.pos;
+        if at_row_start && chunk >= next {
+            splits.push(chunk);
+            if splits.len() > MAX_SPLITS {
+                let mut i = 0;
+                splits.retain(|_| {
+                    i += 1;
+                    i % 2 == 0
+                });
+                every *= 2;
+            }
+            next = chunk + every;
+        }
         let len = ar.count("data chunk length")?;
         if len == 0 {
             break;
         }
-        ar.src
-            .stream(len, "table data", |piece| counter.feed(piece))?;
+        ar.src.stream(len, "table data", |piece| {
+            counter.feed(piece);
+            at_row_start = piece.last() == Some(&b'\n');
+        })?;
     }
+    // A split right before the trailer chunk would cut off no rows.
+    let trailer_chunk = COPY_TRAILER.len() as u64 + 1 + ar.int_size as u64;
+    let end = ar.src.pos;
+    splits.retain(|&p| p + trailer_chunk + 1 + ar.int_size as u64 + 1 < end);
     let (rows, bytes) = counter.finish().ok_or_else(|| {
         ar.corrupt(format!(
             "COPY data of {}.{} does not end with pg_dump's \\. trailer",
@@ -848,7 +1029,7 @@ fn count_copy_rows<R: Read>(ar: &mut Wire<R>, table: &mut TableCount) -> Result<
     })?;
     table.rows = rows;
     table.data_bytes = bytes;
-    Ok(())
+    Ok(splits)
 }
 
 /// Reads past `Int length, bytes` chunks up to the zero length.
@@ -876,7 +1057,12 @@ fn skip_large_objects<R: Read>(ar: &mut Wire<R>) -> Result<u64> {
 // ---------------------------------------------------------------------------------------
 // Summary
 
-fn summarize(header: Header, toc: Vec<TocEntry>, data: DataPhase) -> ArchiveSummary {
+fn summarize(
+    header: Header,
+    toc: Vec<TocEntry>,
+    large_objects: u64,
+    tables: Vec<TableCount>,
+) -> ArchiveSummary {
     let mut schemas = BTreeSet::new();
     let mut extensions = BTreeSet::new();
     for entry in &toc {
@@ -896,13 +1082,15 @@ fn summarize(header: Header, toc: Vec<TocEntry>, data: DataPhase) -> ArchiveSumm
         database: header.database,
         server_version: header.server_version,
         dump_version: header.dump_version,
-        tables: data.tables,
+        tables,
         schemas: schemas.into_iter().collect(),
         extensions: extensions.into_iter().collect(),
         schema_fingerprint: fingerprint,
         has_database_entry: toc.iter().any(|e| e.desc == "DATABASE"),
-        large_objects: data.large_objects,
+        large_objects,
         entries: toc.len(),
+        toc_end: 0,
+        blocks: Vec::new(),
     }
 }
 

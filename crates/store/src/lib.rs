@@ -207,6 +207,30 @@ impl Store {
             .map_err(|e| StoreError::from_backend("read a range of", key, e))
     }
 
+    /// A byte range of the object version whose ETag is `etag` (when given): if the object
+    /// was replaced since, the read fails instead of mixing two versions.
+    pub async fn get_range_pinned(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        etag: Option<&str>,
+    ) -> Result<Bytes, StoreError> {
+        let path = self.path(key)?;
+        let opts = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(range)),
+            if_match: etag.map(str::to_string),
+            ..Default::default()
+        };
+        let res = self
+            .inner
+            .get_opts(&path, opts)
+            .await
+            .map_err(|e| StoreError::from_backend("read a range of", key, e))?;
+        res.bytes()
+            .await
+            .map_err(|e| StoreError::from_backend("read a range of", key, e))
+    }
+
     pub async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
         let path = self.path(key)?;
         let meta = self

@@ -80,6 +80,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
         ignore_errors: &ctx.settings.restore.ignore_errors,
         spool_dir: None,
         globals: args.globals,
+        spool: args.spool,
     };
     let report = restore::run(job).await?;
     let mut json = serde_json::to_value(&report).unwrap_or_default();

@@ -137,7 +137,7 @@ pub fn dump_object(store: &Path, db: &str, id: &str) -> PathBuf {
         .into_iter()
         .find(|p| {
             p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("dump."))
+                .is_some_and(|n| n.to_string_lossy().starts_with("dump.pgc"))
         })
         .expect("dump object")
 }

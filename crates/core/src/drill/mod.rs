@@ -151,6 +151,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         ignore_errors: job.ignore_errors,
         spool_dir: None,
         globals: false,
+        spool: false,
     })
     .await;
     let mut stages = Vec::new();
