@@ -81,9 +81,13 @@ done
 STORED=$(du -b "$(ls -d "$WORK"/store/bench/backups/*/ | tail -1)"dump.pgc.zst.age | cut -f1)
 BASELINE=$(stat -c %s "$WORK/baseline.pgc")
 RAW=$(stat -c %s "$WORK/plain.pgc")
+# Each restore starts on a quiet server: the other restored copy dropped (no autovacuum on it)
+# and a checkpoint taken (no flush of the previous run's pages during this one).
+quiet() { "$BIN/psql" -qc "drop database if exists r1" -c "drop database if exists r2" -c "checkpoint"; sync; }
 for i in $(seq "$RUNS"); do
-  "$BIN/psql" -qc "drop database if exists r1" -c "drop database if exists r2" -c "create database r1"
+  quiet; "$BIN/psql" -qc "create database r1"
   time_cmd restore_floor "$BIN/pg_restore" -j 2 --no-owner -d r1 "$WORK/plain.pgc"
+  quiet
   time_cmd restore_s3 "$PGDRILL" -q restore latest --name bench --store s3://bench/pg --identity "$WORK/pgdrill-age.key" --jobs 2 --target "postgresql://postgres@127.0.0.1:$PORT/r2"
 done
 

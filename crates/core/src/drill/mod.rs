@@ -172,7 +172,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
             for e in &r.ignored_errors {
                 log.say(format!("pg_restore error allowlisted: {e}"));
             }
-            if job.jobs > 1 {
+            if r.mode == "spool" {
                 stages.push(Stage::new("download", 0.0, r.download_seconds));
                 stages.push(Stage::new("restore", r.download_seconds, r.restore_seconds));
             } else {
