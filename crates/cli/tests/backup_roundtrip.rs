@@ -96,6 +96,7 @@ async fn encrypted_backup_to_folder_round_trips_through_export_and_standard_tool
         files,
         vec![
             format!("app/backups/{id}/SHA256SUMS"),
+            format!("app/backups/{id}/dump.index.json.zst.age"),
             format!("app/backups/{id}/dump.pgc.zst.age"),
             format!("app/backups/{id}/manifest.json"),
         ]

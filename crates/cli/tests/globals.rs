@@ -44,7 +44,11 @@ async fn globals_are_backed_up_and_restored_only_on_request() {
         .collect();
     assert_eq!(
         objects,
-        vec!["dump:dump.pgc.zst.age", "globals:globals.sql.zst.age"]
+        vec![
+            "dump:dump.pgc.zst.age",
+            "index:dump.index.json.zst.age",
+            "globals:globals.sql.zst.age"
+        ]
     );
     let sums = std::fs::read_to_string(
         std::fs::read_dir(store.join("app/backups"))
@@ -56,7 +60,7 @@ async fn globals_are_backed_up_and_restored_only_on_request() {
             .join("SHA256SUMS"),
     )
     .expect("sums");
-    assert_eq!(sums.lines().count(), 2);
+    assert_eq!(sums.lines().count(), 3);
     run(dir.path(), &["verify"], &env).ok();
 
     // A fresh server without those roles: the policy cannot be restored without --globals.

@@ -395,8 +395,9 @@ enum AnalyzePass<'a> {
     /// once their data is in (materialized views are filled later).
     Loaded(&'a std::collections::HashSet<String>),
     /// Materialized views, and tables whose statistics need objects made after the data
-    /// (expression indexes, extended statistics).
-    Dependent,
+    /// (expression indexes, extended statistics), except those in the set (analyzed after
+    /// their own indexes already).
+    Dependent(&'a std::collections::HashSet<String>),
 }
 
 async fn analyze_pass(target: &ConnSpec, jobs: u32, pass: AnalyzePass<'_>) -> Result<()> {
@@ -432,7 +433,7 @@ async fn analyze_pass(target: &ConnSpec, jobs: u32, pass: AnalyzePass<'_>) -> Re
             match pass {
                 AnalyzePass::All => true,
                 AnalyzePass::Loaded(done) => !view && !done.contains(&name),
-                AnalyzePass::Dependent => view || dependent,
+                AnalyzePass::Dependent(done) => view || (dependent && !done.contains(&name)),
             }
         })
         .map(|r| r.get(0))

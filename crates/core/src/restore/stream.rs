@@ -543,11 +543,24 @@ async fn run_stages(
     progress.stage("download + restore");
     progress.set_total(src.size);
     // The whole-object check runs beside everything else.
+    let want = job
+        .manifest
+        .dump_object()
+        .map(|d| d.sha256.clone())
+        .unwrap_or_default();
     let verifier = {
         let (src, progress, stop) = (src.clone(), progress.clone(), stop.clone());
         tokio::spawn(async move {
             let t = Instant::now();
-            let r = stored_digest(&src, &progress).await;
+            let r = stored_digest(&src, &progress).await.and_then(|d| {
+                if d.bytes != src.size || d.sha256 != want {
+                    return Err(Error::Integrity(format!(
+                        "{} does not match its SHA-256 in the manifest: the object is corrupt; restore from another backup",
+                        src.key
+                    )));
+                }
+                Ok(d)
+            });
             if r.is_err() {
                 stop.cancel();
             }
@@ -564,7 +577,7 @@ async fn run_stages(
         }
     };
     let checked = checked.map_err(|e| Error::Failed(format!("the digest check crashed: {e}")))?;
-    let (digest, download) = match (checked, &outcome) {
+    let (_, download) = match (checked, &outcome) {
         (Err(e @ (Error::Integrity(_) | Error::Key(_))), _) => return Err(e),
         (_, Err(_)) if job.read.cancel.is_cancelled() => return Err(interrupted()),
         (Ok(_), Err(_)) => return Err(outcome.err().unwrap_or_else(interrupted)),
@@ -572,17 +585,6 @@ async fn run_stages(
         (Err(e), _) => return Err(e),
         (Ok(d), Ok(_)) => d,
     };
-    let dump_sha = &job
-        .manifest
-        .dump_object()
-        .map(|d| d.sha256.clone())
-        .unwrap_or_default();
-    if digest.bytes != src.size || &digest.sha256 != dump_sha {
-        return Err(Error::Integrity(format!(
-            "{} does not match its SHA-256 in the manifest: the object is corrupt; restore from another backup",
-            src.key
-        )));
-    }
     let (restore_secs, analyze, ignored, notes) = outcome?;
     check_cancel(job)?;
     Ok(Streamed {
@@ -709,7 +711,6 @@ async fn stages(
 
     job.read.progress.stage("restore: schema");
     let pre_list = list_file(&section_list(&toc, Section::PreData))?;
-    let post_list = list_file(&section_list(&toc, Section::PostData))?;
     ignored.extend(
         runner
             .file(
@@ -729,20 +730,20 @@ async fn stages(
         .filter(|i| i.desc == "TABLE DATA")
         .map(|i| (i.dump_id, qualified(&i.namespace, &i.tag)))
         .collect();
+    let own_post = table_post_data(&toc);
     job.read
         .progress
         .stage(&format!("restore: data ({n_tasks} tasks on {jobs} lanes)"));
+    let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
     let shared = Arc::new(Lanes {
         queues: lanes_plan
             .into_iter()
             .map(|l| Mutex::new(l.into_iter().collect()))
             .collect(),
         parts: Mutex::new(parts),
-        analyzed: Mutex::new(HashSet::new()),
-        analyze_secs: Mutex::new(0.0),
         ignored: Mutex::new(Vec::new()),
-        early: Mutex::new(Vec::new()),
         head: Arc::new(head),
+        finished: Mutex::new(Some(done_tx)),
     });
     let lanes = (0..jobs.max(1) as usize).map(|n| {
         lane(
@@ -750,14 +751,57 @@ async fn stages(
             &runner,
             src,
             shared.clone(),
-            &names,
             stop.clone(),
             stopped.clone(),
         )
     });
-    let results = futures::future::join_all(lanes).await;
-    // The first real failure, not the interruptions it caused in the other lanes.
+    let lanes = async {
+        let r = futures::future::join_all(lanes).await;
+        // No more tables will finish: closing the channel ends the tail driver.
+        if let Ok(mut tx) = shared.finished.lock() {
+            tx.take();
+        }
+        r
+    };
+    // Each table whose data is all in gets its own indexes and constraints (the post-data
+    // entries that depend on it alone) and then its ANALYZE, while the lanes load on.
+    let tails = Tails {
+        runner: &runner,
+        head_file: head_file.path(),
+        own_post: &own_post,
+        names: &names,
+        done_post: Mutex::new(HashSet::new()),
+        analyzed: Mutex::new(HashSet::new()),
+        ignored: Mutex::new(Vec::new()),
+        failure: Mutex::new(None),
+    };
+    let driver = {
+        use futures::StreamExt;
+        let (tails, stop, stopped) = (&tails, stop.clone(), stopped.clone());
+        let finished = futures::stream::unfold(done_rx, |mut rx| async move {
+            rx.recv().await.map(|id| (id, rx))
+        });
+        finished.for_each_concurrent(jobs.max(1) as usize, move |id| {
+            let (stop, stopped) = (stop.clone(), stopped.clone());
+            async move {
+                if stopped.is_cancelled() {
+                    return;
+                }
+                if let Err(e) = tails.run(id, stopped).await {
+                    if let Ok(mut f) = tails.failure.lock() {
+                        f.get_or_insert(e);
+                    }
+                    stop.cancel();
+                }
+            }
+        })
+    };
+    let (results, ()) = futures::future::join(lanes, driver).await;
+    // The first real failure, not the interruptions it caused elsewhere.
     let mut failures: Vec<Error> = results.into_iter().filter_map(|r| r.err()).collect();
+    if let Some(e) = tails.failure.lock().ok().and_then(|mut f| f.take()) {
+        failures.insert(0, e);
+    }
     if !failures.is_empty() {
         stop.cancel();
         let cause = failures
@@ -767,47 +811,55 @@ async fn stages(
         return Err(failures.swap_remove(cause));
     }
     ignored.extend(shared.ignored.lock().map(|g| g.clone()).unwrap_or_default());
+    ignored.extend(tails.ignored.lock().map(|g| g.clone()).unwrap_or_default());
     if stopped.is_cancelled() {
         return Err(interrupted());
     }
 
-    // Indexes and constraints, and beside them the ANALYZE of what is not analyzed yet (each
-    // ANALYZE waits for its table's index builds, or they for it: their locks conflict).
+    // What is left of post-data (foreign keys, entries on several tables, ...), and beside it
+    // the ANALYZE of tables not analyzed yet.
     job.read
         .progress
         .stage("restore: indexes, constraints and ANALYZE");
-    let done = shared
-        .analyzed
+    let analyzed = tails.analyzed.lock().map(|g| g.clone()).unwrap_or_default();
+    let done_post = tails
+        .done_post
         .lock()
         .map(|g| g.clone())
         .unwrap_or_default();
+    let rest: String = toc
+        .items
+        .iter()
+        .filter(|i| i.section == Section::PostData && !large_object(i))
+        .filter(|i| !done_post.contains(&i.dump_id))
+        .map(|i| format!("{};\n", i.dump_id))
+        .collect();
+    let post_list = list_file(&rest)?;
     let post_args = [
         format!("--use-list={}", post_list.path().display()),
         format!("--jobs={jobs}"),
     ];
     let post_args: Vec<&str> = post_args.iter().map(String::as_str).collect();
-    let post = runner.file(&post_args, head_file.path(), stopped.clone());
-    let loaded = super::analyze_pass(&job.target, jobs, super::AnalyzePass::Loaded(&done));
-    let early: Vec<_> = shared
-        .early
-        .lock()
-        .map(|mut e| e.drain(..).collect())
-        .unwrap_or_default();
-    let early = futures::future::join_all(early);
+    let post = async {
+        if rest.is_empty() {
+            return Ok(Vec::new());
+        }
+        runner
+            .file(&post_args, head_file.path(), stopped.clone())
+            .await
+    };
+    let loaded = super::analyze_pass(&job.target, jobs, super::AnalyzePass::Loaded(&analyzed));
     let mut cancel = stopped.clone();
-    let (post, loaded, early) = tokio::select! {
-        r = futures::future::join3(post, loaded, early) => r,
+    let (post, loaded) = tokio::select! {
+        r = futures::future::join(post, loaded) => r,
         _ = cancel.cancelled() => return Err(interrupted()),
     };
     ignored.extend(post?);
     loaded?;
-    for r in early {
-        r.map_err(|e| Error::Failed(format!("an ANALYZE crashed: {e}")))??;
-    }
     let restore_secs = t0.elapsed().as_secs_f64();
     let ta = Instant::now();
     tokio::select! {
-        r = super::analyze_pass(&job.target, jobs, super::AnalyzePass::Dependent) => r?,
+        r = super::analyze_pass(&job.target, jobs, super::AnalyzePass::Dependent(&analyzed)) => r?,
         _ = cancel.cancelled() => return Err(interrupted()),
     }
     let analyze = ta.elapsed().as_secs_f64();
@@ -819,11 +871,10 @@ async fn stages(
             String::new()
         }
     )];
-    let early = shared.analyze_secs.lock().map(|g| *g).unwrap_or(0.0);
-    if early > 0.0 {
+    if !analyzed.is_empty() {
         notes.push(format!(
-            "{} table(s) were analyzed as soon as their data was in ({early:.1}s, overlapped with loading)",
-            done.len()
+            "{} table(s) got their indexes and ANALYZE as soon as their data was in",
+            analyzed.len()
         ));
     }
     Ok((restore_secs, analyze, ignored, notes))
@@ -862,13 +913,11 @@ struct Lanes {
     queues: Vec<Mutex<std::collections::VecDeque<Task>>>,
     /// Parts of each table's data still to load.
     parts: Mutex<HashMap<i64, usize>>,
-    analyzed: Mutex<HashSet<String>>,
-    analyze_secs: Mutex<f64>,
     ignored: Mutex<Vec<String>>,
-    /// ANALYZEs started while loading went on.
-    early: Mutex<Vec<tokio::task::JoinHandle<Result<()>>>>,
     /// The archive's header and TOC, which every data task's input starts with.
     head: Arc<Vec<u8>>,
+    /// Where a lane reports a table whose data is all in (closed when the lanes are done).
+    finished: Mutex<Option<tokio::sync::mpsc::UnboundedSender<i64>>>,
 }
 
 impl Lanes {
@@ -890,7 +939,6 @@ async fn lane(
     runner: &Runner<'_, '_>,
     src: &Source,
     shared: Arc<Lanes>,
-    names: &HashMap<i64, String>,
     stop: Arc<CancelHandle>,
     stopped: Cancel,
 ) -> Result<()> {
@@ -930,44 +978,105 @@ async fn lane(
                 .copied()
                 .collect()
         };
-        // At the end (nothing left to load) the final phase analyzes, beside the indexes.
-        let more = shared
-            .queues
-            .iter()
-            .any(|q| q.lock().map(|q| !q.is_empty()).unwrap_or(false));
-        // ANALYZE it beside the loading (its own connection; the lane goes on loading).
-        for id in finished.into_iter().filter(|_| more) {
-            let Some(table) = names.get(&id) else {
-                continue;
-            };
-            if let Ok(mut a) = shared.analyzed.lock() {
-                a.insert(table.clone());
-            }
-            let (target, table, shared2) =
-                (runner.job.target.clone(), table.clone(), shared.clone());
-            let mut cancel = stopped.clone();
-            let h = tokio::spawn(async move {
-                let t = Instant::now();
-                let c = client::connect(&target).await?;
-                let sql = format!("analyze {table}");
-                tokio::select! {
-                    r = c.batch_execute(&sql) => {
-                        r.map_err(|e| Error::Failed(format!(
-                            "ANALYZE failed after the restore: {}",
-                            client::describe(&e)
-                        )))?;
-                    }
-                    _ = cancel.cancelled() => return Ok(()),
+        if let Ok(tx) = shared.finished.lock() {
+            for id in finished {
+                if let Some(tx) = tx.as_ref() {
+                    let _ = tx.send(id);
                 }
-                if let Ok(mut s) = shared2.analyze_secs.lock() {
-                    *s += t.elapsed().as_secs_f64();
-                }
-                Ok(())
-            });
-            if let Ok(mut e) = shared.early.lock() {
-                e.push(h);
             }
         }
+    }
+}
+
+/// The post-data entries that belong to one table's data alone: all their dependencies are
+/// that table or pre-data objects (its indexes, primary key, checks, triggers, ...; not
+/// foreign keys, which also need the referenced table). Keyed by TABLE DATA dump id.
+fn table_post_data(toc: &Toc) -> HashMap<i64, Vec<i64>> {
+    let by_id: HashMap<i64, &archive::TocItem> = toc.items.iter().map(|i| (i.dump_id, i)).collect();
+    // TABLE entry → its TABLE DATA entry.
+    let data_of: HashMap<i64, i64> = toc
+        .items
+        .iter()
+        .filter(|i| i.desc == "TABLE DATA")
+        .flat_map(|d| {
+            d.deps
+                .iter()
+                .filter(|t| by_id.get(t).is_some_and(|t| t.desc == "TABLE"))
+                .map(move |t| (*t, d.dump_id))
+        })
+        .collect();
+    let mut out: HashMap<i64, Vec<i64>> = HashMap::new();
+    for p in toc
+        .items
+        .iter()
+        .filter(|i| i.section == Section::PostData && !large_object(i))
+    {
+        let tables: HashSet<i64> = p
+            .deps
+            .iter()
+            .filter(|d| data_of.contains_key(d))
+            .copied()
+            .collect();
+        let others_pre = p.deps.iter().all(|d| {
+            tables.contains(d)
+                || by_id
+                    .get(d)
+                    .is_some_and(|i| i.section == Section::PreData && !large_object(i))
+        });
+        if tables.len() == 1 && others_pre {
+            if let Some(data) = tables.iter().next().and_then(|t| data_of.get(t)) {
+                out.entry(*data).or_default().push(p.dump_id);
+            }
+        }
+    }
+    out
+}
+
+/// Per-table work once its data is in: its own post-data entries, then ANALYZE.
+struct Tails<'a, 'r, 'j> {
+    runner: &'a Runner<'r, 'j>,
+    head_file: &'a Path,
+    own_post: &'a HashMap<i64, Vec<i64>>,
+    names: &'a HashMap<i64, String>,
+    done_post: Mutex<HashSet<i64>>,
+    analyzed: Mutex<HashSet<String>>,
+    ignored: Mutex<Vec<String>>,
+    failure: Mutex<Option<Error>>,
+}
+
+impl Tails<'_, '_, '_> {
+    async fn run(&self, data_id: i64, mut stopped: Cancel) -> Result<()> {
+        let Some(table) = self.names.get(&data_id) else {
+            return Ok(());
+        };
+        if let Some(post) = self.own_post.get(&data_id) {
+            let text: String = post.iter().map(|id| format!("{id};\n")).collect();
+            let list = list_file(&text)?;
+            let arg = format!("--use-list={}", list.path().display());
+            let ignored = self
+                .runner
+                .file(&[&arg], self.head_file, stopped.clone())
+                .await?;
+            if let Ok(mut g) = self.ignored.lock() {
+                g.extend(ignored);
+            }
+            if let Ok(mut d) = self.done_post.lock() {
+                d.extend(post.iter().copied());
+            }
+        }
+        let c = client::connect(&self.runner.job.target).await?;
+        let sql = format!("analyze {table}");
+        tokio::select! {
+            r = c.batch_execute(&sql) => r.map_err(|e| Error::Failed(format!(
+                "ANALYZE failed after the restore: {}",
+                client::describe(&e)
+            )))?,
+            _ = stopped.cancelled() => return Err(interrupted()),
+        }
+        if let Ok(mut a) = self.analyzed.lock() {
+            a.insert(table.clone());
+        }
+        Ok(())
     }
 }
 
