@@ -7,12 +7,17 @@
 //!    blocks, or a part of a large table's block cut at a row boundary the backup recorded.
 //!    A lane feeds `pg_restore -L <its entries>` on stdin with the header and TOC followed by
 //!    exactly those bytes, fetched by ranged GETs from the frame that holds them, decrypted
-//!    (age chunks are authenticated one by one) and decompressed. Largest tasks go first.
-//!    Each table is ANALYZEd as soon as its last part is in, while other lanes still load.
-//! 3. `pg_restore -j N` builds indexes and constraints (the post-data entries) from the TOC,
-//!    while the tables not analyzed yet are ANALYZEd beside it.
-//! 4. Tables whose statistics need the post-data objects (expression indexes, extended
-//!    statistics), partitioned parents and materialized views are ANALYZEd last.
+//!    (age chunks are authenticated one by one) and decompressed. Work is dealt so that the
+//!    lanes finish together (see [`plan`]).
+//! 3. As soon as a table's data is all in, its own post-data entries (indexes, primary key,
+//!    checks, triggers: those depending on it alone) are restored and it is ANALYZEd, at most
+//!    N tables at a time, while the lanes load on (as `pg_restore -j` starts a table's
+//!    indexes once its data is in).
+//! 4. `pg_restore -j N` restores the remaining post-data entries (foreign keys, ...) while
+//!    tables not analyzed yet (partitioned parents, ...) are ANALYZEd beside it; materialized
+//!    views and tables with expression indexes or extended statistics not analyzed after
+//!    them get a last ANALYZE.
+//! 5. Large-object entries run in one pg_restore, in TOC order, on the least loaded lane.
 //!
 //! Integrity: a separate sequential read of the whole stored object checks its size and
 //! SHA-256 while the lanes work (every read is pinned to the object's ETag, so all of them
