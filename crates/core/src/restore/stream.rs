@@ -45,6 +45,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// Tables with at least this much data get their indexes and ANALYZE as soon as they are
+/// loaded; smaller ones in the final phase.
+const TAIL_MIN: u64 = 8 << 20;
+
 /// Smallest part a large table is cut into.
 const MIN_PART: u64 = 4 << 20;
 /// Most small blocks restored by one pg_restore.
@@ -576,6 +580,11 @@ async fn run_stages(
     // A failure elsewhere may be the consequence of a damaged object: the check decides.
     let checked = match outcome {
         Ok(_) => verifier.await,
+        // A signal: stop at once, the whole-object check included.
+        Err(_) if job.read.cancel.is_cancelled() => {
+            verifier.abort();
+            return Err(interrupted());
+        }
         Err(_) => {
             stop.cancel();
             verifier.await
@@ -736,6 +745,15 @@ async fn stages(
         .map(|i| (i.dump_id, qualified(&i.namespace, &i.tag)))
         .collect();
     let own_post = table_post_data(&toc);
+    // Small tables wait for the final phase: one pg_restore and one connection per table
+    // would cost more than they save.
+    let big: HashSet<i64> = src
+        .index
+        .blocks
+        .iter()
+        .filter(|b| b.end - b.start >= TAIL_MIN)
+        .map(|b| b.id)
+        .collect();
     job.read
         .progress
         .stage(&format!("restore: data ({n_tasks} tasks on {jobs} lanes)"));
@@ -775,6 +793,7 @@ async fn stages(
         head_file: head_file.path(),
         own_post: &own_post,
         names: &names,
+        big: &big,
         done_post: Mutex::new(HashSet::new()),
         analyzed: Mutex::new(HashSet::new()),
         ignored: Mutex::new(Vec::new()),
@@ -1043,6 +1062,8 @@ struct Tails<'a, 'r, 'j> {
     head_file: &'a Path,
     own_post: &'a HashMap<i64, Vec<i64>>,
     names: &'a HashMap<i64, String>,
+    /// Tables with enough data to be worth their own pg_restore and ANALYZE early.
+    big: &'a HashSet<i64>,
     done_post: Mutex<HashSet<i64>>,
     analyzed: Mutex<HashSet<String>>,
     ignored: Mutex<Vec<String>>,
@@ -1051,7 +1072,11 @@ struct Tails<'a, 'r, 'j> {
 
 impl Tails<'_, '_, '_> {
     async fn run(&self, data_id: i64, mut stopped: Cancel) -> Result<()> {
-        let Some(table) = self.names.get(&data_id) else {
+        let Some(table) = self
+            .names
+            .get(&data_id)
+            .filter(|_| self.big.contains(&data_id))
+        else {
             return Ok(());
         };
         if let Some(post) = self.own_post.get(&data_id) {
