@@ -988,7 +988,7 @@ async fn lane(
         if let Ok(mut g) = shared.ignored.lock() {
             g.extend(ignored);
         }
-        // Tables whose last part just loaded are analyzed now.
+        // Tables whose last part just loaded go to the tail driver (indexes, ANALYZE).
         let finished: Vec<i64> = {
             let mut parts = shared.parts.lock().map_err(|_| interrupted())?;
             task.entries
