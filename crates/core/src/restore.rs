@@ -270,18 +270,12 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
     };
     let mut notes = Vec::new();
     let mut plan = None;
-    let mut list_file = None;
+    let mut list_guard = None;
     if info.supabase {
         job.read.progress.stage("read the table of contents");
         let toc = read_toc(&job, &install, &dump).await?;
         let p = supabase::plan(&job, &admin, &info.platform_schemas, info.exists, &toc).await?;
-        let mut f = tempfile::Builder::new()
-            .prefix("pgdrill-list-")
-            .tempfile()
-            .map_err(|e| Error::Failed(format!("cannot write the restore list: {e}")))?;
-        f.write_all(p.list.as_bytes())
-            .and_then(|_| f.flush())
-            .map_err(|e| Error::Failed(format!("cannot write the restore list: {e}")))?;
+        let f = list_file(&p.list)?;
         mode.list = Some(f.path().to_path_buf());
         mode.privileges = true;
         if p.reorder {
@@ -292,7 +286,7 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
             mode.jobs = 1;
         }
         notes.extend(p.notes.iter().cloned());
-        list_file = Some(f);
+        list_guard = Some(f);
         plan = Some(p);
     }
     mode.single_txn = info.exists && !info.create_mode && mode.jobs == 1;
@@ -347,7 +341,7 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
         ))
     }
     .await;
-    drop(list_file);
+    drop(list_guard);
     match outcome {
         Ok(((download, restore, ignored, more_notes), analyze)) => Ok(RestoreReport {
             backup_id: job.manifest.backup_id.to_string(),
@@ -674,6 +668,18 @@ async fn read_toc(
             tail(&lines, 3)
         ))),
     }
+}
+
+/// A temp file holding a `--use-list`.
+fn list_file(text: &str) -> Result<tempfile::NamedTempFile> {
+    let mut f = tempfile::Builder::new()
+        .prefix("pgdrill-list-")
+        .tempfile()
+        .map_err(|e| Error::Failed(format!("cannot write a restore list: {e}")))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.flush())
+        .map_err(|e| Error::Failed(format!("cannot write a restore list: {e}")))?;
+    Ok(f)
 }
 
 fn spool_file(job: &RestoreJob<'_>) -> Result<tempfile::NamedTempFile> {

@@ -146,6 +146,19 @@ type Result<T> = std::result::Result<T, ArchiveError>;
 /// pipe into this parser must keep its writer side working when the reader is dropped.
 /// A summary is only returned when every data block the TOC announces was read completely.
 pub fn parse_archive<R: Read>(reader: R) -> Result<ArchiveSummary> {
+    let (mut ar, header, toc) = read_front(reader)?;
+    let toc_end = ar.src.pos;
+    let mut data = DataPhase::new(&toc, header.compression);
+    data.read_blocks(&mut ar)?;
+    data.check_complete()?;
+    let mut summary = summarize(header, toc, data.large_objects, data.tables);
+    summary.toc_end = toc_end;
+    summary.blocks = data.blocks;
+    Ok(summary)
+}
+
+/// Reads the header and the TOC; the returned reader stands at the first data block.
+fn read_front<R: Read>(reader: R) -> Result<(Wire<R>, Header, Vec<TocEntry>)> {
     let mut src = Source::new(reader);
     let layout = read_layout(&mut src)?;
     let mut ar = Wire {
@@ -155,14 +168,7 @@ pub fn parse_archive<R: Read>(reader: R) -> Result<ArchiveSummary> {
     };
     let header = read_header(&mut ar, layout)?;
     let toc = read_toc(&mut ar, header.layout.minor)?;
-    let toc_end = ar.src.pos;
-    let mut data = DataPhase::new(&toc, header.compression);
-    data.read_blocks(&mut ar)?;
-    data.check_complete()?;
-    let mut summary = summarize(header, toc, data.large_objects, data.tables);
-    summary.toc_end = toc_end;
-    summary.blocks = data.blocks;
-    Ok(summary)
+    Ok((ar, header, toc))
 }
 
 /// One TOC entry as a restore needs it.
@@ -198,15 +204,7 @@ pub struct Toc {
 
 /// Reads the header and TOC at the start of `reader` (nothing after them).
 pub fn read_toc_items<R: Read>(reader: R) -> Result<Toc> {
-    let mut src = Source::new(reader);
-    let layout = read_layout(&mut src)?;
-    let mut ar = Wire {
-        src,
-        int_size: layout.int_size,
-        off_size: layout.off_size,
-    };
-    let header = read_header(&mut ar, layout)?;
-    let toc = read_toc(&mut ar, header.layout.minor)?;
+    let (ar, _, toc) = read_front(reader)?;
     let mut current = Section::PreData;
     let items = toc
         .into_iter()
@@ -266,15 +264,7 @@ pub fn set_data_offsets(file: &mut std::fs::File) -> Result<usize> {
     use std::io::{Seek, SeekFrom, Write};
     file.seek(SeekFrom::Start(0))?;
     let (toc, toc_end, int_size, off_size) = {
-        let mut src = Source::new(&mut *file);
-        let layout = read_layout(&mut src)?;
-        let mut ar = Wire {
-            src,
-            int_size: layout.int_size,
-            off_size: layout.off_size,
-        };
-        let header = read_header(&mut ar, layout)?;
-        let toc = read_toc(&mut ar, header.layout.minor)?;
+        let (ar, _, toc) = read_front(&mut *file)?;
         (toc, ar.src.pos, ar.int_size, ar.off_size)
     };
     file.seek(SeekFrom::Start(toc_end))?;
@@ -1123,15 +1113,7 @@ mod tests {
                 "{name}: same content after patching"
             );
             // Every entry with data now points at a block carrying its own id.
-            let mut src = Source::new(&patched[..]);
-            let layout = read_layout(&mut src).expect("layout");
-            let mut ar = Wire {
-                src,
-                int_size: layout.int_size,
-                off_size: layout.off_size,
-            };
-            let header = read_header(&mut ar, layout).expect("header");
-            let toc = read_toc(&mut ar, header.layout.minor).expect("toc");
+            let (ar, _, toc) = read_front(&patched[..]).expect("header and TOC");
             for e in toc.iter().filter(|e| e.has_data) {
                 let at = e.offset_pos as usize;
                 assert_eq!(

@@ -25,7 +25,7 @@
 //! key, pg_restore error, signal) drops the database, which pgdrill created for this restore:
 //! nothing restored is left behind.
 
-use super::{check_cancel, interrupted, verdict, Proc, RestoreJob};
+use super::{check_cancel, interrupted, list_file, verdict, Proc, RestoreJob};
 use crate::cancel::{Cancel, CancelHandle};
 use crate::frames::DumpIndex;
 use crate::manifest::StoredObject;
@@ -114,11 +114,7 @@ struct Plain(Box<dyn ReadSeek>);
 impl Source {
     fn open(&self) -> Result<Plain> {
         let ranges = RangeReader {
-            store: self.store.clone(),
-            key: self.key.clone(),
-            size: self.size,
-            etag: self.etag.clone(),
-            rt: self.rt.clone(),
+            src: self.clone(),
             pos: 0,
             buf: Bytes::new(),
             buf_start: 0,
@@ -166,11 +162,7 @@ fn pump(r: &mut impl Read, w: &mut impl Write, mut n: u64, buf: &mut [u8]) -> io
 /// A blocking `Read + Seek` over a stored object: ranged GETs of [`WINDOW`] bytes, the next
 /// one fetched while the current one is read.
 struct RangeReader {
-    store: Store,
-    key: String,
-    size: u64,
-    etag: Option<String>,
-    rt: tokio::runtime::Handle,
+    src: Source,
     pos: u64,
     buf: Bytes,
     buf_start: u64,
@@ -184,13 +176,7 @@ struct RangeReader {
 
 impl RangeReader {
     fn fetch(&self, start: u64) -> tokio::task::JoinHandle<std::result::Result<Bytes, StoreError>> {
-        let (store, key, etag) = (self.store.clone(), self.key.clone(), self.etag.clone());
-        let end = (start + self.window).min(self.size);
-        self.rt.spawn(async move {
-            store
-                .get_range_pinned(&key, start..end, etag.as_deref())
-                .await
-        })
+        fetch_range(&self.src, start, self.window)
     }
 
     fn fill(&mut self) -> io::Result<()> {
@@ -203,11 +189,12 @@ impl RangeReader {
             None => self.fetch(self.pos),
         };
         let bytes = self
+            .src
             .rt
             .block_on(handle)
             .map_err(io::Error::other)?
             .map_err(io::Error::other)?;
-        let want = (self.pos + self.window).min(self.size) - self.pos;
+        let want = (self.pos + self.window).min(self.src.size) - self.pos;
         if bytes.len() as u64 != want {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -218,7 +205,7 @@ impl RangeReader {
         self.buf_start = self.pos;
         self.window = (self.window * 4).min(WINDOW);
         let next = self.pos + want;
-        if next < self.size {
+        if next < self.src.size {
             self.ahead = Some((next, self.fetch(next)));
         }
         Ok(())
@@ -227,7 +214,7 @@ impl RangeReader {
 
 impl Read for RangeReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.pos >= self.size {
+        if self.pos >= self.src.size {
             return Ok(0);
         }
         let end = self.buf_start + self.buf.len() as u64;
@@ -246,7 +233,7 @@ impl Seek for RangeReader {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         let pos = match to {
             SeekFrom::Start(p) => Some(p),
-            SeekFrom::End(d) => self.size.checked_add_signed(d),
+            SeekFrom::End(d) => self.src.size.checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
         self.pos = pos.ok_or_else(|| io::Error::other("seek before the start"))?;
@@ -654,7 +641,7 @@ fn fetch_range(
 ) -> tokio::task::JoinHandle<std::result::Result<Bytes, StoreError>> {
     let (store, key, etag) = (src.store.clone(), src.key.clone(), src.etag.clone());
     let end = (start + step).min(src.size);
-    tokio::spawn(async move {
+    src.rt.spawn(async move {
         store
             .get_range_pinned(&key, start..end, etag.as_deref())
             .await
@@ -766,6 +753,7 @@ async fn stages(
         parts: Mutex::new(parts),
         ignored: Mutex::new(Vec::new()),
         head: Arc::new(head),
+        int_size: toc.int_size,
         finished: Mutex::new(Some(done_tx)),
     });
     let lanes = (0..jobs.max(1) as usize).map(|n| {
@@ -904,18 +892,6 @@ async fn stages(
     Ok((restore_secs, analyze, ignored, notes))
 }
 
-/// A temp file holding a `--use-list`.
-fn list_file(text: &str) -> Result<tempfile::NamedTempFile> {
-    let mut f = tempfile::Builder::new()
-        .prefix("pgdrill-list-")
-        .tempfile()
-        .map_err(|e| Error::Failed(format!("cannot write a restore list: {e}")))?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.flush())
-        .map_err(|e| Error::Failed(format!("cannot write a restore list: {e}")))?;
-    Ok(f)
-}
-
 fn decode_error(src: &Source, e: io::Error) -> Error {
     Error::Integrity(format!(
         "{} is corrupt or truncated ({e}); restore from another backup",
@@ -940,6 +916,8 @@ struct Lanes {
     ignored: Mutex<Vec<String>>,
     /// The archive's header and TOC, which every data task's input starts with.
     head: Arc<Vec<u8>>,
+    /// The archive's integer width (for the block starts and ends written between parts).
+    int_size: usize,
     /// Where a lane reports a table whose data is all in (closed when the lanes are done).
     finished: Mutex<Option<tokio::sync::mpsc::UnboundedSender<i64>>>,
 }
@@ -975,7 +953,14 @@ async fn lane(
             return Ok(());
         };
         let r = runner
-            .data_task(src, &shared.head, &task, plain.take(), stopped.clone())
+            .data_task(
+                src,
+                &shared.head,
+                shared.int_size,
+                &task,
+                plain.take(),
+                stopped.clone(),
+            )
             .await;
         let (reader, ignored) = match r {
             Ok(x) => x,
@@ -1151,6 +1136,7 @@ impl Runner<'_, '_> {
         &self,
         src: &Source,
         head: &Arc<Vec<u8>>,
+        int_size: usize,
         task: &Task,
         plain: Option<Plain>,
         mut stopped: Cancel,
@@ -1167,7 +1153,7 @@ impl Runner<'_, '_> {
         let errors = super::collect_lines(stderr);
         let feeder = {
             let (src, head, task) = (src.clone(), head.clone(), task.clone());
-            tokio::task::spawn_blocking(move || feed(&src, &head, &task, plain, stdin))
+            tokio::task::spawn_blocking(move || feed(&src, &head, int_size, &task, plain, stdin))
         };
         let status = proc.wait(&mut stopped).await;
         let fed = feeder
@@ -1194,6 +1180,7 @@ impl Runner<'_, '_> {
 fn feed(
     src: &Source,
     head: &[u8],
+    int_size: usize,
     task: &Task,
     plain: Option<Plain>,
     stdin: std::process::ChildStdin,
@@ -1208,9 +1195,6 @@ fn feed(
     let mut out = stdin;
     let broken = |e: io::Error| Error::Failed(format!("pg_restore stopped reading its input: {e}"));
     out.write_all(head).map_err(broken)?;
-    let int_size = archive::read_toc_items(head)
-        .map(|t| t.int_size)
-        .unwrap_or(4);
     for p in &task.pieces {
         if let Some(id) = p.open {
             out.write_all(&archive::copy_block_start(id, int_size))
