@@ -185,6 +185,8 @@ pub struct TocItem {
     /// Its definition makes a table's physical row order matter (a BRIN index or
     /// `CLUSTER ON`).
     pub orders_rows: bool,
+    /// The `COPY ... FROM stdin;` statement its data block is loaded with (table data).
+    pub copy_stmt: Option<String>,
 }
 
 /// pg_restore's `--section`s.
@@ -199,13 +201,29 @@ pub enum Section {
 #[derive(Debug, Clone)]
 pub struct Toc {
     pub int_size: usize,
+    /// Data blocks are stored as written (no compression inside the archive).
+    pub uncompressed: bool,
+    /// The session settings pg_restore applies before restoring anything: the definitions
+    /// of the `ENCODING`, `STDSTRINGS` and `SEARCHPATH` entries, in TOC order.
+    pub session: Vec<String>,
     pub items: Vec<TocItem>,
+}
+
+impl Toc {
+    /// The archive's client encoding (`UTF8`, `LATIN1`, ...), from its `ENCODING` entry.
+    pub fn encoding(&self) -> Option<String> {
+        self.session.iter().find_map(|s| {
+            let rest = s.trim().strip_prefix("SET client_encoding = '")?;
+            Some(rest.split('\'').next()?.to_owned())
+        })
+    }
 }
 
 /// Reads the header and TOC at the start of `reader` (nothing after them).
 pub fn read_toc_items<R: Read>(reader: R) -> Result<Toc> {
-    let (ar, _, toc) = read_front(reader)?;
+    let (ar, header, toc) = read_front(reader)?;
     let mut current = Section::PreData;
+    let session = toc.iter().filter_map(|e| e.session.clone()).collect();
     let items = toc
         .into_iter()
         .map(|e| {
@@ -223,11 +241,14 @@ pub fn read_toc_items<R: Read>(reader: R) -> Result<Toc> {
                 section: current,
                 deps: e.deps,
                 orders_rows: e.orders_rows,
+                copy_stmt: e.copy_stmt,
             }
         })
         .collect();
     Ok(Toc {
         int_size: ar.int_size,
+        uncompressed: header.compression == Compression::None,
+        session,
         items,
     })
 }
@@ -538,7 +559,7 @@ const OFFSET_POS_NOT_SET: u8 = 1;
 const OFFSET_POS_SET: u8 = 2;
 const OFFSET_NO_DATA: u8 = 3;
 
-const BLK_DATA: u8 = 1;
+pub const BLK_DATA: u8 = 1;
 const BLK_BLOBS: u8 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -682,6 +703,9 @@ struct TocEntry {
     orders_rows: bool,
     /// Its data is COPY text (it has a COPY statement).
     is_copy: bool,
+    copy_stmt: Option<String>,
+    /// The definition of a session-setting entry (`ENCODING`, `STDSTRINGS`, `SEARCHPATH`).
+    session: Option<String>,
     /// `desc\0namespace\0tag\0defn\0`, if the entry counts for the schema fingerprint.
     fingerprint_part: Option<Vec<u8>>,
 }
@@ -709,7 +733,11 @@ fn read_toc_entry<R: Read>(ar: &mut Wire<R>, minor: u8) -> Result<TocEntry> {
     let section = ar.int("section")?;
     let defn = ar.str("defn")?.unwrap_or_default();
     ar.skip_str("drop statement")?;
-    let is_copy = ar.str("copy statement")?.is_some_and(|s| !s.is_empty());
+    let copy_stmt = ar
+        .str("copy statement")?
+        .filter(|s| !s.is_empty())
+        .map(lossy);
+    let is_copy = copy_stmt.is_some();
     let namespace = ar.str("namespace")?.unwrap_or_default();
     ar.skip_str("tablespace")?;
     if minor >= V_TABLEAM {
@@ -733,6 +761,8 @@ fn read_toc_entry<R: Read>(ar: &mut Wire<R>, minor: u8) -> Result<TocEntry> {
         let d = String::from_utf8_lossy(&defn).to_ascii_lowercase();
         d.contains(" using brin") || d.contains(" cluster on ")
     };
+    let session = matches!(&desc[..], b"ENCODING" | b"STDSTRINGS" | b"SEARCHPATH")
+        .then(|| String::from_utf8_lossy(&defn).into_owned());
     Ok(TocEntry {
         section,
         deps,
@@ -744,6 +774,8 @@ fn read_toc_entry<R: Read>(ar: &mut Wire<R>, minor: u8) -> Result<TocEntry> {
         has_data,
         offset_pos,
         is_copy,
+        copy_stmt,
+        session,
         fingerprint_part,
     })
 }
@@ -1203,6 +1235,29 @@ mod tests {
         );
         assert_eq!(s.compression, "none");
         assert_eq!(sorted(rows(&s)), expect_rows(V1_ROWS));
+        // What a restore that runs the COPYs itself needs from the TOC.
+        let toc = read_toc_items(&fixture(file)[..]).expect("toc");
+        assert!(toc.uncompressed);
+        assert_eq!(toc.encoding().as_deref(), Some("UTF8"), "{:?}", toc.session);
+        assert!(
+            toc.session.iter().any(|s| s.contains("search_path")),
+            "{:?}",
+            toc.session
+        );
+        let data: Vec<&TocItem> = toc
+            .items
+            .iter()
+            .filter(|i| i.desc == "TABLE DATA")
+            .collect();
+        assert_eq!(data.len(), V1_ROWS.len());
+        for i in data {
+            let stmt = i.copy_stmt.as_deref().unwrap_or_default();
+            assert!(
+                stmt.starts_with(&format!("COPY {}.", i.namespace))
+                    && stmt.trim_end().ends_with("FROM stdin;"),
+                "{stmt}"
+            );
+        }
         assert_eq!(s.schemas, ["audit", "public", "sales"]);
         assert_eq!(s.extensions, [extension]);
         assert_eq!(s.large_objects, 1);
