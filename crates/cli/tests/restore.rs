@@ -403,3 +403,52 @@ async fn cross_version_targets_and_missing_extensions() {
     assert!(out.stderr.contains("pgcrypto"), "{}", out.stderr);
     assert!(!db_exists(&c18, "ext").await, "nothing may be created");
 }
+
+/// A LATIN1 database: pgdrill's own COPY connections speak UTF8, so its rows are loaded by
+/// pg_restore lanes (which convert), and come back the same in a UTF8 target.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_latin1_database_streams_through_pg_restore_lanes() {
+    let cluster = tk::cluster(None);
+    tk::connect(&cluster.url("postgres"))
+        .await
+        .batch_execute(
+            "create database latin template template0 encoding 'LATIN1' lc_collate 'C' lc_ctype 'C'",
+        )
+        .await
+        .expect("latin1 database");
+    let url = cluster.url("latin");
+    tk::connect(&url)
+        .await
+        .batch_execute(
+            "create table t (id int primary key, s text); \
+             insert into t select g, 'café ' || g || repeat('ü', g % 50) from generate_series(1, 60000) g;",
+        )
+        .await
+        .expect("rows");
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    backup(dir.path(), &store, &url, &[]);
+    let target = cluster.url("latin_copy");
+    let out = restore(dir.path(), &store, &target, &["--jobs", "2"]);
+    out.ok();
+    assert_eq!(out.json()["mode"], "stream", "{}", out.json());
+    assert_eq!(
+        scalar(&target, "select s from t where id = 2").await,
+        "café 2üü"
+    );
+    let rows = |url: String| async move {
+        tk::connect(&url)
+            .await
+            .query("select id, s from t order by id", &[])
+            .await
+            .expect("rows")
+            .iter()
+            .map(|r| (r.get::<_, i32>(0), r.get::<_, String>(1)))
+            .collect::<Vec<_>>()
+    };
+    let (got, want) = (rows(target.clone()).await, rows(url.clone()).await);
+    assert_eq!(got.len(), 60000);
+    if let Some((g, w)) = got.iter().zip(&want).find(|(g, w)| g != w) {
+        panic!("restored row {g:?} differs from {w:?}");
+    }
+}

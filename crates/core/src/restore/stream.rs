@@ -291,14 +291,26 @@ fn section_list(toc: &Toc, section: Section) -> String {
 /// Blocks smaller than this are restored in runs of neighbours, several per pg_restore.
 const SMALL: u64 = 1 << 20;
 
+/// COPY spends about as long on a row as on this many bytes of its text (pgbench_accounts'
+/// 100-byte rows load at about half the byte rate of 500-byte rows), so a table's load cost
+/// is estimated as `bytes + ROW_COST * rows`.
+const ROW_COST: u64 = 120;
+
 /// What one lane will load, in order, and how many parts each table's data has.
 ///
-/// Work units (a block, or a run of small neighbouring blocks) are dealt largest first and
-/// wrapped around the lanes, each lane taking `total / jobs` bytes: a unit that does not fit
-/// is cut at a recorded row boundary, its rest going to the next lane (McNaughton's rule).
-/// So the lanes finish together even when one table is most of the dump; the parts of a cut
-/// table load concurrently. Tables whose physical row order matters are never cut.
-fn plan(toc: &Toc, index: &DumpIndex, jobs: u32) -> (Vec<Vec<Task>>, HashMap<i64, usize>) {
+/// Work units (a block, or a run of small neighbouring blocks) are dealt by estimated load
+/// cost (bytes and rows), largest first, each to the least loaded lane. A splittable unit
+/// that would take that lane past its fair share (`total / jobs`) is instead spread over the
+/// lanes, cut at recorded row boundaries so that every lane it reaches ends at the same
+/// level ("water-filling"): the largest table is loaded by all lanes at once and is complete
+/// early, so its indexes and ANALYZE run while the lanes load the rest, and the lanes finish
+/// together. Tables whose physical row order matters are never cut.
+fn plan(
+    toc: &Toc,
+    index: &DumpIndex,
+    jobs: u32,
+    rows: &HashMap<i64, u64>,
+) -> (Vec<Vec<Task>>, HashMap<i64, usize>) {
     let jobs = jobs.max(1) as usize;
     let data: Vec<&archive::TocItem> = toc
         .items
@@ -318,11 +330,14 @@ fn plan(toc: &Toc, index: &DumpIndex, jobs: u32) -> (Vec<Vec<Task>>, HashMap<i64
             .is_some_and(|i| i.desc == "TABLE DATA" && !i.deps.iter().any(|d| ordered.contains(d)))
             && !b.splits.is_empty()
     };
+    let cost_of = |b: &archive::DataBlock| {
+        (b.end - b.start).saturating_add(rows.get(&b.id).copied().unwrap_or(0) * ROW_COST)
+    };
 
     // Work units: big blocks alone, small neighbours together.
-    let mut units: Vec<Task> = Vec::new();
+    let mut units: Vec<(Task, u64)> = Vec::new();
     let mut cuttable: Vec<Option<&archive::DataBlock>> = Vec::new();
-    let mut group: Option<Task> = None;
+    let mut group: Option<(Task, u64)> = None;
     for b in index.blocks.iter().filter(|b| items.contains_key(&b.id)) {
         let size = b.end - b.start;
         if size >= SMALL {
@@ -330,25 +345,31 @@ fn plan(toc: &Toc, index: &DumpIndex, jobs: u32) -> (Vec<Vec<Task>>, HashMap<i64
                 units.push(g);
                 cuttable.push(None);
             }
-            units.push(Task::whole(b));
+            units.push((Task::whole(b), cost_of(b)));
             cuttable.push(splittable(b).then_some(b));
             continue;
         }
-        let g = group.get_or_insert_with(|| Task {
-            entries: Vec::new(),
-            pieces: vec![Piece {
-                open: None,
-                from: b.start,
-                to: b.start,
-                close: false,
-            }],
-            bytes: 0,
+        let (g, cost) = group.get_or_insert_with(|| {
+            (
+                Task {
+                    entries: Vec::new(),
+                    pieces: vec![Piece {
+                        open: None,
+                        from: b.start,
+                        to: b.start,
+                        close: false,
+                    }],
+                    bytes: 0,
+                },
+                0,
+            )
         });
         if let Some(p) = g.pieces.last_mut() {
             p.to = b.end;
         }
         g.entries.push(b.id);
         g.bytes += size;
+        *cost += cost_of(b);
         if g.bytes >= 16 * SMALL || g.entries.len() >= MAX_GROUP {
             units.push(group.take().unwrap_or_else(|| unreachable!()));
             cuttable.push(None);
@@ -359,53 +380,29 @@ fn plan(toc: &Toc, index: &DumpIndex, jobs: u32) -> (Vec<Vec<Task>>, HashMap<i64
         cuttable.push(None);
     }
     let mut order: Vec<usize> = (0..units.len()).collect();
-    order.sort_by(|&a, &b| units[b].bytes.cmp(&units[a].bytes));
+    order.sort_by(|&a, &b| units[b].1.cmp(&units[a].1));
 
-    let total: u64 = units.iter().map(|u| u.bytes).sum();
-    let target = total.div_ceil(jobs as u64).max(1);
+    let total: u64 = units.iter().map(|u| u.1).sum();
+    let fair = total.div_ceil(jobs as u64).max(1);
     let mut lanes: Vec<Vec<Task>> = vec![Vec::new(); jobs];
+    let mut loads: Vec<u64> = vec![0; jobs];
     let mut parts: HashMap<i64, usize> = HashMap::new();
-    let (mut lane, mut filled) = (0usize, 0u64);
     for i in order {
-        let unit = &units[i];
+        let (unit, cost) = &units[i];
         for id in &unit.entries {
             parts.insert(*id, 1);
         }
-        let Some(block) = cuttable[i] else {
-            lanes[lane].push(unit.clone());
-            filled += unit.bytes;
-            if filled >= target && lane + 1 < jobs {
-                (lane, filled) = (lane + 1, 0);
+        let least = (0..jobs).min_by_key(|&l| loads[l]).unwrap_or(0);
+        match cuttable[i] {
+            Some(block) if jobs > 1 && loads[least] + cost > fair => {
+                let n = water_fill(block, *cost, &mut lanes, &mut loads);
+                parts.insert(block.id, n);
             }
-            continue;
-        };
-        // Deal the block's bytes, cutting where a lane is full.
-        let mut from = block.start;
-        let mut n = 0;
-        while from < block.end {
-            let room = target.saturating_sub(filled);
-            let cut = (lane + 1 < jobs)
-                .then(|| cut_near(block, from, from + room))
-                .flatten();
-            let to = cut.unwrap_or(block.end);
-            lanes[lane].push(Task {
-                entries: vec![block.id],
-                pieces: vec![Piece {
-                    open: (from > block.start).then_some(block.id),
-                    from,
-                    to,
-                    close: to < block.end,
-                }],
-                bytes: to - from,
-            });
-            n += 1;
-            filled += to - from;
-            if filled >= target.saturating_sub(MIN_PART / 2) && lane + 1 < jobs {
-                (lane, filled) = (lane + 1, 0);
+            _ => {
+                lanes[least].push(unit.clone());
+                loads[least] += cost;
             }
-            from = to;
         }
-        parts.insert(block.id, n);
     }
     // Data entries without a block (sequence values, ...): one run, on the lightest lane.
     let rest: Vec<i64> = data
@@ -413,13 +410,9 @@ fn plan(toc: &Toc, index: &DumpIndex, jobs: u32) -> (Vec<Vec<Task>>, HashMap<i64
         .filter(|i| !parts.contains_key(&i.dump_id))
         .map(|i| i.dump_id)
         .collect();
-    let light = |lanes: &Vec<Vec<Task>>| {
-        (0..jobs)
-            .min_by_key(|&l| lanes[l].iter().map(|t| t.bytes).sum::<u64>())
-            .unwrap_or(0)
-    };
+    let light = |loads: &[u64]| (0..jobs).min_by_key(|&l| loads[l]).unwrap_or(0);
     if !rest.is_empty() {
-        let l = light(&lanes);
+        let l = light(&loads);
         lanes[l].push(Task {
             entries: rest,
             pieces: Vec::new(),
@@ -447,7 +440,7 @@ fn plan(toc: &Toc, index: &DumpIndex, jobs: u32) -> (Vec<Vec<Task>>, HashMap<i64
             })
             .collect();
         let bytes = pieces.iter().map(|p| p.to - p.from).sum();
-        let l = light(&lanes);
+        let l = light(&loads);
         lanes[l].insert(
             0,
             Task {
@@ -483,6 +476,65 @@ fn cut_near(b: &archive::DataBlock, from: u64, want: u64) -> Option<u64> {
         .copied()
         .filter(|&s| s >= from + MIN_PART && s + MIN_PART <= b.end)
         .min_by_key(|&s| s.abs_diff(want))
+}
+
+/// Spreads a splittable block of estimated `cost` over the lanes so that every lane it
+/// reaches ends at the same level; cuts at the recorded split points nearest to each share.
+/// Returns the number of parts.
+fn water_fill(
+    block: &archive::DataBlock,
+    cost: u64,
+    lanes: &mut [Vec<Task>],
+    loads: &mut [u64],
+) -> usize {
+    // The level h where the lanes below it have room for exactly `cost`.
+    let mut sorted = loads.to_vec();
+    sorted.sort_unstable();
+    let mut level = u64::MAX;
+    let mut below = 0u64;
+    for k in 0..sorted.len() {
+        below += sorted[k];
+        let h = (below + cost) / (k as u64 + 1);
+        if sorted.get(k + 1).is_none_or(|&next| h <= next) {
+            level = h;
+            break;
+        }
+    }
+    let bytes = (block.end - block.start).max(1);
+    let mut takers: Vec<usize> = (0..loads.len()).filter(|&l| loads[l] < level).collect();
+    takers.sort_by_key(|&l| loads[l]);
+    let mut from = block.start;
+    let mut n = 0;
+    for (k, &lane) in takers.iter().enumerate() {
+        if from >= block.end {
+            break;
+        }
+        let share = level.saturating_sub(loads[lane]);
+        let want = from.saturating_add(
+            u64::try_from(u128::from(share) * u128::from(bytes) / u128::from(cost.max(1)))
+                .unwrap_or(u64::MAX),
+        );
+        let to = if k + 1 == takers.len() {
+            block.end
+        } else {
+            cut_near(block, from, want).unwrap_or(block.end)
+        };
+        lanes[lane].push(Task {
+            entries: vec![block.id],
+            pieces: vec![Piece {
+                open: (from > block.start).then_some(block.id),
+                from,
+                to,
+                close: to < block.end,
+            }],
+            bytes: to - from,
+        });
+        loads[lane] += u64::try_from(u128::from(to - from) * u128::from(cost) / u128::from(bytes))
+            .unwrap_or(u64::MAX);
+        n += 1;
+        from = to;
+    }
+    n
 }
 
 /// Runs the streamed restore into `job.target` (a database pgdrill just created).
@@ -664,6 +716,27 @@ fn read_error(src: &Source, e: StoreError) -> Error {
 
 type StageOut = (f64, f64, Vec<String>, Vec<String>);
 
+/// Rows of each TABLE DATA entry, from the manifest's counts.
+fn table_rows(job: &RestoreJob<'_>, toc: &Toc) -> HashMap<i64, u64> {
+    let counts: HashMap<(&str, &str), u64> = job
+        .manifest
+        .content
+        .tables
+        .iter()
+        .map(|t| ((t.schema.as_str(), t.name.as_str()), t.rows))
+        .collect();
+    toc.items
+        .iter()
+        .filter(|i| i.desc == "TABLE DATA")
+        .filter_map(|i| {
+            Some((
+                i.dump_id,
+                *counts.get(&(i.namespace.as_str(), i.tag.as_str()))?,
+            ))
+        })
+        .collect()
+}
+
 /// pre-data, data lanes, post-data, final ANALYZE.
 async fn stages(
     job: &RestoreJob<'_>,
@@ -722,7 +795,7 @@ async fn stages(
             .await?,
     );
 
-    let (lanes_plan, parts) = plan(&toc, &src.index, jobs);
+    let (lanes_plan, parts) = plan(&toc, &src.index, jobs, &table_rows(job, &toc));
     let split: usize = parts.values().filter(|&&n| n > 1).count();
     let n_tasks: usize = lanes_plan.iter().map(Vec::len).sum();
     let names: HashMap<i64, String> = toc
@@ -754,6 +827,8 @@ async fn stages(
         ignored: Mutex::new(Vec::new()),
         head: Arc::new(head),
         int_size: toc.int_size,
+        copies: direct_copies(&toc, &names),
+        session: session_sql(&toc),
         finished: Mutex::new(Some(done_tx)),
     });
     let lanes = (0..jobs.max(1) as usize).map(|n| {
@@ -918,6 +993,11 @@ struct Lanes {
     head: Arc<Vec<u8>>,
     /// The archive's integer width (for the block starts and ends written between parts).
     int_size: usize,
+    /// Tables whose data pgdrill COPYs itself: dump id → (COPY statement, table name).
+    /// Empty when the archive rules that out (see [`direct_copies`]).
+    copies: HashMap<i64, (String, String)>,
+    /// Session settings for pgdrill's own COPY connections (as pg_restore sets them).
+    session: String,
     /// Where a lane reports a table whose data is all in (closed when the lanes are done).
     finished: Mutex<Option<tokio::sync::mpsc::UnboundedSender<i64>>>,
 }
@@ -945,6 +1025,8 @@ async fn lane(
     stopped: Cancel,
 ) -> Result<()> {
     let mut plain: Option<Plain> = None;
+    // The lane's own connection for the COPYs it runs itself, opened on first use.
+    let mut conn: Option<tokio_postgres::Client> = None;
     loop {
         if stopped.is_cancelled() {
             return Ok(());
@@ -952,16 +1034,31 @@ async fn lane(
         let Some(task) = shared.next(n) else {
             return Ok(());
         };
-        let r = runner
-            .data_task(
-                src,
-                &shared.head,
-                shared.int_size,
-                &task,
-                plain.take(),
-                stopped.clone(),
-            )
-            .await;
+        let direct =
+            !task.pieces.is_empty() && task.entries.iter().all(|id| shared.copies.contains_key(id));
+        let r = if direct {
+            runner
+                .copy_task(
+                    src,
+                    &shared,
+                    &task,
+                    plain.take(),
+                    &mut conn,
+                    stopped.clone(),
+                )
+                .await
+        } else {
+            runner
+                .data_task(
+                    src,
+                    &shared.head,
+                    shared.int_size,
+                    &task,
+                    plain.take(),
+                    stopped.clone(),
+                )
+                .await
+        };
         let (reader, ignored) = match r {
             Ok(x) => x,
             Err(e) => {
@@ -1176,6 +1273,132 @@ impl Runner<'_, '_> {
     }
 }
 
+impl Runner<'_, '_> {
+    /// One data task loaded by pgdrill itself: the lane's connection runs each table's COPY
+    /// statement and sends the rows decoded from the task's pieces, as pg_restore would,
+    /// without a pg_restore process and a pipe in between. A COPY is completed only when
+    /// its block (or part) was decoded to its end; otherwise it is aborted.
+    async fn copy_task(
+        &self,
+        src: &Source,
+        shared: &Lanes,
+        task: &Task,
+        plain: Option<Plain>,
+        conn: &mut Option<tokio_postgres::Client>,
+        mut stopped: Cancel,
+    ) -> Result<(Option<Plain>, Vec<String>)> {
+        if conn.is_none() {
+            let c = client::connect(&self.job.target).await?;
+            c.batch_execute(&shared.session).await.map_err(|e| {
+                Error::Failed(format!(
+                    "setting up a restore session failed: {}",
+                    client::describe(&e)
+                ))
+            })?;
+            *conn = Some(c);
+        }
+        let Some(c) = conn.as_ref() else {
+            return Err(interrupted());
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<Feed>(8);
+        let feeder = {
+            let (src, task, int_size) = (src.clone(), task.clone(), shared.int_size);
+            tokio::task::spawn_blocking(move || feed_copy(&src, int_size, &task, plain, tx))
+        };
+        let sent = tokio::select! {
+            r = self.send_copies(c, shared, task, rx) => r,
+            _ = stopped.cancelled() => Err(interrupted()),
+        };
+        let fed = feeder
+            .await
+            .map_err(|e| Error::Failed(format!("the restore stage crashed: {e}")))?;
+        match (fed, sent) {
+            // The dump could not be read or decrypted: that is the cause.
+            (Err(e @ (Error::Integrity(_) | Error::Key(_))), _) => Err(e),
+            (_, Err(e)) => {
+                // The connection may be mid-COPY: never reuse it.
+                *conn = None;
+                Err(e)
+            }
+            (Err(e), Ok(_)) => Err(e),
+            (Ok(p), Ok(ignored)) => Ok((Some(p), ignored)),
+        }
+    }
+
+    /// Runs the COPYs of one task from the decoder's [`Feed`]s; returns the allowlisted
+    /// errors.
+    async fn send_copies(
+        &self,
+        c: &tokio_postgres::Client,
+        shared: &Lanes,
+        task: &Task,
+        mut rx: tokio::sync::mpsc::Receiver<Feed>,
+    ) -> Result<Vec<String>> {
+        use futures::SinkExt;
+        type Sink = std::pin::Pin<Box<tokio_postgres::CopyInSink<Bytes>>>;
+        let mut ignored = Vec::new();
+        let mut sink: Option<Sink> = None;
+        let mut table = String::new();
+        // Like pg_restore's "COPY failed for table" error: allowlisted, or the end.
+        let allow = self.job.ignore_errors;
+        let mut failed = |table: &str, e: &tokio_postgres::Error| -> Result<()> {
+            let entry = format!(
+                "error: COPY failed for table \"{table}\": {}",
+                client::describe(e)
+            );
+            if allow.iter().any(|a| entry.contains(a.as_str())) {
+                ignored.push(entry);
+                return Ok(());
+            }
+            Err(Error::Failed(format!(
+                "loading the data failed, so the restore failed (allowlist known errors in [restore] ignore_errors): {entry}"
+            )))
+        };
+        while let Some(feed) = rx.recv().await {
+            match feed {
+                Feed::Start(id) => {
+                    let Some((stmt, name)) = shared
+                        .copies
+                        .get(&id)
+                        .filter(|_| task.entries.contains(&id))
+                    else {
+                        return Err(Error::Integrity(format!(
+                            "the dump does not match its index (unexpected data block {id}); restore with --spool"
+                        )));
+                    };
+                    table = name.clone();
+                    sink = match c.copy_in::<_, Bytes>(stmt.as_str()).await {
+                        Ok(s) => Some(Box::pin(s)),
+                        Err(e) => {
+                            failed(&table, &e)?;
+                            None
+                        }
+                    };
+                }
+                Feed::Data(bytes) => {
+                    if let Some(s) = sink.as_mut() {
+                        if let Err(e) = s.send(bytes).await {
+                            sink = None;
+                            failed(&table, &e)?;
+                        }
+                    }
+                }
+                Feed::End => {
+                    if let Some(mut s) = sink.take() {
+                        if let Err(e) = s.as_mut().finish().await {
+                            failed(&table, &e)?;
+                        }
+                    }
+                }
+            }
+        }
+        // The decoder stopped early (its error says why): an unfinished COPY is aborted
+        // when its sink is dropped here.
+        drop(sink);
+        Ok(ignored)
+    }
+}
+
 /// Writes the TOC and the task's pieces into pg_restore's stdin (blocking).
 fn feed(
     src: &Source,
@@ -1235,6 +1458,240 @@ impl<W: Write> Write for Flag<W> {
     }
 }
 
+/// The tables whose data the lanes COPY themselves: every `TABLE DATA` entry with a COPY
+/// statement, when the archive's blocks are stored uncompressed and its encoding is UTF8
+/// (pgdrill's own connections speak UTF8). Otherwise none: pg_restore loads them all.
+fn direct_copies(toc: &Toc, names: &HashMap<i64, String>) -> HashMap<i64, (String, String)> {
+    let utf8 = toc
+        .encoding()
+        .is_some_and(|e| e.eq_ignore_ascii_case("UTF8") || e.eq_ignore_ascii_case("UTF-8"));
+    if !toc.uncompressed || !utf8 {
+        return HashMap::new();
+    }
+    toc.items
+        .iter()
+        .filter(|i| i.desc == "TABLE DATA")
+        .filter_map(|i| {
+            let stmt = i.copy_stmt.as_ref()?;
+            let name = names.get(&i.dump_id)?;
+            Some((i.dump_id, (stmt.clone(), name.clone())))
+        })
+        .collect()
+}
+
+/// The settings pg_restore gives its sessions (`_doSetFixedOutputState`): the archive's
+/// encoding, string syntax and search path, no timeouts, no row security.
+fn session_sql(toc: &Toc) -> String {
+    let mut sql = String::from(
+        "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0;\n",
+    );
+    // PostgreSQL 17+ only, as pg_restore does it.
+    sql.push_str(
+        "SELECT pg_catalog.set_config('transaction_timeout', '0', false) FROM pg_catalog.pg_settings WHERE name = 'transaction_timeout';\n",
+    );
+    for s in &toc.session {
+        sql.push_str(s.trim());
+        sql.push('\n');
+    }
+    sql.push_str(
+        "SET check_function_bodies = false; SET xmloption = content; SET client_min_messages = warning; SET row_security = off;",
+    );
+    sql
+}
+
+/// What a lane's decoder hands its COPY sender.
+#[derive(Debug)]
+enum Feed {
+    /// The data of this TABLE DATA entry (or of its next part) starts.
+    Start(i64),
+    Data(Bytes),
+    /// The block (or part) is complete.
+    End,
+}
+
+/// Where [`Chunks`] stands in the archive's data layout.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum At {
+    /// Before a block: the block type byte and the dump id.
+    Block,
+    /// Before a chunk's length.
+    Len,
+    /// Inside a chunk, this many bytes left.
+    Data(u64),
+}
+
+/// COPY data sent per message (a row is its own chunk in the archive: they are gathered).
+const COPY_BATCH: usize = 256 << 10;
+
+/// Turns decoded archive bytes (data blocks: `BLK_DATA`, dump id, then `Int length, bytes`
+/// chunks up to a zero length) into [`Feed`]s: the chunks' contents are the COPY text.
+struct Chunks<'a> {
+    tx: &'a tokio::sync::mpsc::Sender<Feed>,
+    int_size: usize,
+    at: At,
+    /// A header (block start or chunk length) split across writes.
+    partial: Vec<u8>,
+    out: bytes::BytesMut,
+    /// The receiver went away (the COPY side stopped).
+    gone: bool,
+}
+
+impl<'a> Chunks<'a> {
+    fn new(tx: &'a tokio::sync::mpsc::Sender<Feed>, int_size: usize) -> Self {
+        Chunks {
+            tx,
+            int_size,
+            at: At::Block,
+            partial: Vec::new(),
+            out: bytes::BytesMut::new(),
+            gone: false,
+        }
+    }
+
+    fn send(&mut self, f: Feed) -> io::Result<()> {
+        self.tx.blocking_send(f).map_err(|_| {
+            self.gone = true;
+            io::Error::new(io::ErrorKind::BrokenPipe, "the COPY stopped")
+        })
+    }
+
+    fn flush_data(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let data = self.out.split().freeze();
+        self.send(Feed::Data(data))
+    }
+
+    /// A part that starts at a row boundary inside the block of `id`.
+    fn open(&mut self, id: i64) -> io::Result<()> {
+        self.at = At::Len;
+        self.send(Feed::Start(id))
+    }
+
+    /// The end of a piece: at a chunk boundary, and the block ended unless `close`.
+    fn finish_piece(&mut self, close: bool) -> io::Result<()> {
+        let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+        match (self.at, close) {
+            (At::Len, true) if self.partial.is_empty() => {
+                self.flush_data()?;
+                self.at = At::Block;
+                self.send(Feed::End)
+            }
+            (At::Block, false) if self.partial.is_empty() => Ok(()),
+            _ => Err(bad(
+                "a data range of the dump index does not end where a block or row does",
+            )),
+        }
+    }
+
+    fn int(&self, b: &[u8]) -> io::Result<i64> {
+        let mut v: i64 = 0;
+        for (k, byte) in b[1..].iter().enumerate() {
+            v |= i64::from(*byte) << (8 * k);
+        }
+        if b[0] != 0 {
+            v = -v;
+        }
+        Ok(v)
+    }
+}
+
+impl Write for Chunks<'_> {
+    fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
+        let n = data.len();
+        let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+        while !data.is_empty() {
+            match self.at {
+                At::Data(left) => {
+                    let take = data.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    self.out.extend_from_slice(&data[..take]);
+                    data = &data[take..];
+                    self.at = if take as u64 == left {
+                        At::Len
+                    } else {
+                        At::Data(left - take as u64)
+                    };
+                    if self.out.len() >= COPY_BATCH {
+                        self.flush_data()?;
+                    }
+                }
+                At::Block | At::Len => {
+                    let need = if self.at == At::Block { 2 } else { 1 } + self.int_size;
+                    let take = (need - self.partial.len()).min(data.len());
+                    self.partial.extend_from_slice(&data[..take]);
+                    data = &data[take..];
+                    if self.partial.len() < need {
+                        continue;
+                    }
+                    let head = std::mem::take(&mut self.partial);
+                    if self.at == At::Block {
+                        if head[0] != archive::BLK_DATA {
+                            return Err(bad(format!("unexpected block type {}", head[0])));
+                        }
+                        let id = self.int(&head[1..])?;
+                        self.at = At::Len;
+                        self.send(Feed::Start(id))?;
+                    } else {
+                        let len = self.int(&head)?;
+                        if len < 0 {
+                            return Err(bad(format!("negative chunk length {len}")));
+                        }
+                        if len == 0 {
+                            self.flush_data()?;
+                            self.at = At::Block;
+                            self.send(Feed::End)?;
+                        } else {
+                            self.at = At::Data(len as u64);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Decodes the task's pieces into COPY data for [`Runner::copy_task`] (blocking).
+fn feed_copy(
+    src: &Source,
+    int_size: usize,
+    task: &Task,
+    plain: Option<Plain>,
+    tx: tokio::sync::mpsc::Sender<Feed>,
+) -> Result<Plain> {
+    let mut plain = match plain {
+        Some(p) => p,
+        None => src.open()?,
+    };
+    let mut chunks = Chunks::new(&tx, int_size);
+    let stopped = |_| Error::Failed("the COPY stopped reading its input".into());
+    for p in &task.pieces {
+        if let Some(id) = p.open {
+            chunks.open(id).map_err(stopped)?;
+        }
+        if let Err(e) = src.copy(&mut plain, p.from, p.to, &mut chunks) {
+            return Err(if chunks.gone {
+                stopped(e)
+            } else {
+                decode_error(src, e)
+            });
+        }
+        if let Err(e) = chunks.finish_piece(p.close) {
+            return Err(if chunks.gone {
+                stopped(e)
+            } else {
+                decode_error(src, e)
+            });
+        }
+    }
+    Ok(plain)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1249,6 +1706,7 @@ mod tests {
             section,
             deps,
             orders_rows: orders,
+            copy_stmt: (desc == "TABLE DATA").then(|| format!("COPY public.t{id} FROM stdin;\n")),
         }
     }
 
@@ -1262,6 +1720,135 @@ mod tests {
             toc_end: 100,
             blocks,
         }
+    }
+
+    fn feeds(rx: &mut tokio::sync::mpsc::Receiver<Feed>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(f) = rx.try_recv() {
+            out.push(match f {
+                Feed::Start(id) => format!("start {id}"),
+                Feed::Data(b) => format!("data {}", String::from_utf8_lossy(&b)),
+                Feed::End => "end".into(),
+            });
+        }
+        out
+    }
+
+    fn chunk(bytes: &[u8]) -> Vec<u8> {
+        let mut v = archive::encode_int(bytes.len() as i64, 4);
+        v.extend_from_slice(bytes);
+        v
+    }
+
+    #[test]
+    fn data_blocks_become_copy_feeds_whatever_the_write_sizes() {
+        // Two blocks, a row per chunk, as pg_dump writes them.
+        let mut raw = archive::copy_block_start(7, 4);
+        raw.extend(chunk(b"1\ta\n"));
+        raw.extend(chunk(b"2\tb\n"));
+        raw.extend(archive::encode_int(0, 4));
+        raw.extend(archive::copy_block_start(8, 4));
+        raw.extend(chunk(b"3\tc\n"));
+        raw.extend(archive::encode_int(0, 4));
+        for step in [1, 3, 7, raw.len()] {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+            let mut c = Chunks::new(&tx, 4);
+            for piece in raw.chunks(step) {
+                c.write_all(piece).expect("write");
+            }
+            c.finish_piece(false).expect("ends after a block");
+            assert_eq!(
+                feeds(&mut rx),
+                [
+                    "start 7",
+                    "data 1\ta\n2\tb\n",
+                    "end",
+                    "start 8",
+                    "data 3\tc\n",
+                    "end"
+                ],
+                "write size {step}"
+            );
+        }
+
+        // A part cut at row boundaries: no block header, no end marker of its own.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let mut c = Chunks::new(&tx, 4);
+        c.open(7).expect("open");
+        c.write_all(&[chunk(b"4\td\n"), chunk(b"5\te\n")].concat())
+            .expect("write");
+        c.finish_piece(true).expect("part ends at a row");
+        assert_eq!(feeds(&mut rx), ["start 7", "data 4\td\n5\te\n", "end"]);
+
+        // A range ending inside a row, or a block of another kind, is refused.
+        let (tx, _rx) = tokio::sync::mpsc::channel(64);
+        let mut c = Chunks::new(&tx, 4);
+        c.open(7).expect("open");
+        c.write_all(&chunk(b"6\tf\n")[..6]).expect("write");
+        assert!(c.finish_piece(true).is_err());
+        let mut c = Chunks::new(&tx, 4);
+        assert!(c.write_all(&[3u8, 0, 7, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn the_costliest_table_is_loaded_by_every_lane_first() {
+        let mb = 1u64 << 20;
+        // Many short rows cost more than few long ones of the same bytes.
+        let rowy = DataBlock {
+            id: 10,
+            start: 100,
+            end: 100 + 40 * mb,
+            splits: (1..10).map(|k| 100 + k * 4 * mb).collect(),
+        };
+        let wide = DataBlock {
+            id: 11,
+            start: rowy.end,
+            end: rowy.end + 60 * mb,
+            splits: (1..15).map(|k| rowy.end + k * 4 * mb).collect(),
+        };
+        let toc = Toc {
+            int_size: 4,
+            uncompressed: true,
+            session: Vec::new(),
+            items: vec![
+                item(1, "TABLE", Section::PreData, vec![], false),
+                item(2, "TABLE", Section::PreData, vec![], false),
+                item(10, "TABLE DATA", Section::Data, vec![1], false),
+                item(11, "TABLE DATA", Section::Data, vec![2], false),
+            ],
+        };
+        let ix = index(vec![rowy.clone(), wide.clone()]);
+        let rows = HashMap::from([(10, 1_000_000), (11, 10_000)]);
+        let (lanes, parts) = plan(&toc, &ix, 2, &rows);
+        // Both lanes start on the row-heavy table, each with half of it.
+        for lane in &lanes {
+            assert_eq!(lane[0].entries, vec![10], "{lanes:?}");
+            assert!(lane[0].bytes.abs_diff(20 * mb) <= 4 * mb, "{lanes:?}");
+        }
+        assert_eq!(parts[&10], 2);
+        // Every byte of both tables is dealt exactly once.
+        for b in [&rowy, &wide] {
+            let mut got: Vec<(u64, u64)> = lanes
+                .iter()
+                .flatten()
+                .filter(|t| t.entries == vec![b.id])
+                .map(|t| (t.pieces[0].from, t.pieces[0].to))
+                .collect();
+            got.sort_unstable();
+            assert_eq!(got.first().map(|r| r.0), Some(b.start));
+            assert_eq!(got.last().map(|r| r.1), Some(b.end));
+            assert!(got.windows(2).all(|w| w[0].1 == w[1].0), "{got:?}");
+        }
+        // Without the TOC's COPY statements (or with another encoding) pg_restore loads
+        // the data: nothing is loaded directly.
+        let names = HashMap::from([(10, "a".to_string()), (11, "b".to_string())]);
+        assert_eq!(direct_copies(&toc, &names).len(), 0, "no encoding known");
+        let mut utf8 = toc.clone();
+        utf8.session = vec!["SET client_encoding = 'UTF8';\n".into()];
+        assert_eq!(direct_copies(&utf8, &names).len(), 2);
+        let mut latin1 = utf8.clone();
+        latin1.session = vec!["SET client_encoding = 'LATIN1';\n".into()];
+        assert_eq!(direct_copies(&latin1, &names).len(), 0);
     }
 
     #[test]
@@ -1293,6 +1880,8 @@ mod tests {
         };
         let toc = Toc {
             int_size: 4,
+            uncompressed: true,
+            session: vec!["SET client_encoding = 'UTF8';\n".into()],
             items: vec![
                 item(1, "TABLE", Section::PreData, vec![], false),
                 item(2, "TABLE", Section::PreData, vec![], false),
@@ -1309,7 +1898,7 @@ mod tests {
             small1.clone(),
             small2.clone(),
         ]);
-        let (lanes, parts) = plan(&toc, &ix, 2);
+        let (lanes, parts) = plan(&toc, &ix, 2, &HashMap::new());
         assert_eq!(lanes.len(), 2);
         let load = |l: &Vec<Task>| l.iter().map(|t| t.bytes).sum::<u64>();
         let (a, b) = (load(&lanes[0]), load(&lanes[1]));
@@ -1355,7 +1944,7 @@ mod tests {
         let mut toc2 = toc.clone();
         toc2.items
             .push(item(20, "INDEX", Section::PostData, vec![1], true));
-        let (lanes, parts) = plan(&toc2, &ix, 2);
+        let (lanes, parts) = plan(&toc2, &ix, 2, &HashMap::new());
         assert_eq!(parts[&10], 1);
         assert_eq!(
             lanes
@@ -1366,7 +1955,7 @@ mod tests {
             1
         );
         // One lane: nothing is cut.
-        let (_, parts) = plan(&toc, &ix, 1);
+        let (_, parts) = plan(&toc, &ix, 1, &HashMap::new());
         assert!(parts.values().all(|&n| n == 1));
     }
 }
