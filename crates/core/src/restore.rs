@@ -251,14 +251,24 @@ fn check_cancel(job: &RestoreJob<'_>) -> Result<()> {
 /// Restores a backup into `job.target`.
 pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
     let t0 = Instant::now();
-    let info = inspect(&job).await?;
-    let install = job.tools.pick("pg_restore", job.manifest.dump_major())?;
-    let admin = job.target.with_dbname(&maintenance_db(&job.target));
     let dump = job
         .manifest
         .dump_object()
         .ok_or_else(|| Error::Integrity("the manifest lists no dump".into()))?
         .clone();
+    // The dump index (small) is read while the target is inspected, in case the restore
+    // streams; reading the store changes nothing.
+    let want_index = !job.spool && job.jobs > 1;
+    let (info, early_index) = tokio::join!(inspect(&job), async {
+        if want_index {
+            Some(stream::load_index(&job, &dump).await)
+        } else {
+            None
+        }
+    });
+    let info = info?;
+    let install = job.tools.pick("pg_restore", job.manifest.dump_major())?;
+    let admin = job.target.with_dbname(&maintenance_db(&job.target));
 
     let mut mode = Mode {
         spool: job.jobs > 1 || info.create_mode,
@@ -303,7 +313,11 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
     // The streamed restore needs a database it may drop on failure: one created here.
     let mut index = None;
     if !job.spool && mode.jobs > 1 && !info.exists && !info.create_mode && plan.is_none() {
-        match stream::load_index(&job, &dump).await {
+        let loaded = match early_index {
+            Some(r) => r,
+            None => stream::load_index(&job, &dump).await,
+        };
+        match loaded {
             Ok(i) => index = i,
             Err(e) => notes.push(format!(
                 "the dump index could not be used ({e}); restored from a spool file instead"

@@ -10,11 +10,15 @@ use pgdrill_pg::ConnSpec;
 use serde_json::json;
 
 pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
+    // Probing the PostgreSQL installs runs a few `--version`s: meanwhile, read the store.
+    let tools = tokio::task::spawn_blocking(pgdrill_pg::PgTools::discover);
     let store = ctx.store()?;
     let db = ctx.one_database(&store).await?;
     let manifest = catalog::resolve(&store, &db, &args.backup).await?;
     let keys = ctx.decryption_keys()?;
-    let tools = ctx.tools();
+    let tools = tools
+        .await
+        .map_err(|e| Error::Failed(format!("looking for PostgreSQL tools crashed: {e}")))?;
     let source = ctx
         .settings
         .databases
