@@ -214,6 +214,30 @@ async fn a_streamed_restore_loads_a_large_table_in_parts_and_stays_identical() {
         .await,
         "1"
     );
+
+    // `[restore] maintenance_work_mem` reaches pg_restore's sessions: a value the server
+    // refuses (1 kB, below its minimum) fails the restore, naming it, and the new database
+    // is dropped; a value that is no size at all is refused before anything happens.
+    let cfg = dir.path().join("cfg");
+    std::fs::create_dir(&cfg).expect("mkdir");
+    for (value, code) in [("1", 1), ("lots", 2)] {
+        std::fs::write(
+            cfg.join("pgdrill.toml"),
+            format!("[restore]\nmaintenance_work_mem = \"{value}\"\n"),
+        )
+        .expect("config");
+        let out = restore_env(&cfg, &store, &src.cluster.url("mem"), &["--jobs", "2"], &[]);
+        out.code(code);
+        assert!(
+            out.stderr.contains("maintenance_work_mem"),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            !db_exists(&src.cluster, "mem").await,
+            "{value}: mem left behind"
+        );
+    }
 }
 
 /// A source whose restore takes seconds whatever the machine: every row of `slow.t` passes a

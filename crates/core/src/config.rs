@@ -117,6 +117,9 @@ pub struct RestoreSection {
     /// pg_restore error lines (substrings) that do not fail a restore.
     #[serde(default)]
     pub ignore_errors: Vec<String>,
+    /// `maintenance_work_mem` of the restore's pg_restore sessions (index builds, foreign
+    /// keys), e.g. `"1GB"`. Default: the server's setting.
+    pub maintenance_work_mem: Option<String>,
 }
 
 /// `[schedule]`: when `pgdrill serve` runs each job. Values are `every <N>s|m|h|d`, a 5-field

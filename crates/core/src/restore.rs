@@ -44,6 +44,9 @@ pub struct RestoreJob<'a> {
     pub allow_create: bool,
     /// Substrings of pg_restore error lines that do not fail the restore.
     pub ignore_errors: &'a [String],
+    /// `maintenance_work_mem` for pg_restore's sessions (`[restore] maintenance_work_mem`);
+    /// `None`: the server's setting.
+    pub maintenance_work_mem: Option<String>,
     pub spool_dir: Option<PathBuf>,
     /// Also restore roles and tablespaces from the backup's globals object.
     pub globals: bool,
@@ -251,6 +254,7 @@ fn check_cancel(job: &RestoreJob<'_>) -> Result<()> {
 /// Restores a backup into `job.target`.
 pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
     let t0 = Instant::now();
+    check_memory_setting(job.maintenance_work_mem.as_deref())?;
     let dump = job
         .manifest
         .dump_object()
@@ -330,15 +334,23 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
         (None, true) => "spool",
         (None, false) => "pipe",
     };
-    let outcome = async {
+    // Only a database created here is dropped on failure (or one `pg_restore --create` made).
+    let created = std::sync::atomic::AtomicBool::new(false);
+    let create = async {
         if !info.exists && !info.create_mode {
             let c = client::connect(&admin).await?;
             client::create_database(&c, &admin, &job.target.dbname).await?;
+            created.store(true, std::sync::atomic::Ordering::SeqCst);
         }
+        Ok::<(), Error>(())
+    };
+    let outcome = async {
         if let Some(index) = index {
-            let s = stream::restore(&job, &install, &dump, index, mode.jobs).await?;
+            // The database is created while the dump's table of contents is fetched.
+            let s = stream::restore(&job, &install, &dump, index, mode.jobs, create).await?;
             return Ok(((s.download, s.restore, s.ignored, s.notes), s.analyze));
         }
+        create.await?;
         let r = restore_into(&job, &install, &dump, &mode).await?;
         check_cancel(&job)?;
         job.read.progress.stage("analyze");
@@ -379,7 +391,9 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
             notes: notes.into_iter().chain(more_notes).collect(),
         }),
         Err(e) => {
-            if !info.exists {
+            if created.load(std::sync::atomic::Ordering::SeqCst)
+                || (info.create_mode && !info.exists)
+            {
                 if let Ok(c) = client::connect(&admin).await {
                     let _ = client::drop_database(&c, &admin, &job.target.dbname).await;
                 }
@@ -446,11 +460,17 @@ async fn analyze_pass(target: &ConnSpec, jobs: u32, pass: AnalyzePass<'_>) -> Re
         })
         .map(|r| r.get(0))
         .collect();
+    // No more sessions than tables; the first one is the connection that listed them.
+    let n = (jobs.max(1) as usize).min(tables.len());
     let queue = std::sync::Arc::new(std::sync::Mutex::new(tables.into_iter()));
-    let workers = (0..jobs.max(1)).map(|_| {
-        let queue = queue.clone();
+    let mut listing = Some(c);
+    let workers = (0..n).map(|_| {
+        let (queue, conn) = (queue.clone(), listing.take());
         async move {
-            let c = client::connect(target).await?;
+            let c = match conn {
+                Some(c) => c,
+                None => client::connect(target).await?,
+            };
             loop {
                 let next = queue.lock().ok().and_then(|mut q| q.next());
                 let Some(table) = next else {
@@ -764,8 +784,41 @@ fn pg_restore_command(
         }
     }
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-    job.target.configure_child(&mut cmd, passfile);
+    configure_pg_restore(job, &mut cmd, passfile);
     cmd
+}
+
+/// Checks `[restore] maintenance_work_mem` before anything happens: a PostgreSQL memory
+/// size (digits and an optional unit).
+fn check_memory_setting(configured: Option<&str>) -> Result<()> {
+    let Some(v) = configured else {
+        return Ok(());
+    };
+    let digits = v.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &v[digits.len()..];
+    if digits.is_empty()
+        || !digits.chars().all(|c| c.is_ascii_digit())
+        || !["", "kB", "MB", "GB", "TB"].contains(&unit)
+    {
+        return Err(Error::Invalid(format!(
+            "[restore] maintenance_work_mem = \"{v}\" is not a PostgreSQL memory size: write it like \"512MB\" or \"2GB\""
+        )));
+    }
+    Ok(())
+}
+
+/// Connection settings for a pg_restore child, with the restore's `maintenance_work_mem`
+/// added to any `options` the target URL has.
+fn configure_pg_restore(job: &RestoreJob<'_>, cmd: &mut Command, passfile: Option<&Path>) {
+    job.target.configure_child(cmd, passfile);
+    if let Some(mem) = &job.maintenance_work_mem {
+        let mut opts = job.target.param("options").unwrap_or("").to_string();
+        if !opts.is_empty() {
+            opts.push(' ');
+        }
+        opts.push_str(&format!("-c maintenance_work_mem={mem}"));
+        cmd.env("PGOPTIONS", opts);
+    }
 }
 
 /// A child process that never outlives pgdrill's interest in it.
@@ -1057,6 +1110,17 @@ pub fn read_opts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maintenance_work_mem_must_be_a_memory_size() {
+        for good in [None, Some("1GB"), Some("2048"), Some("512MB"), Some("64kB")] {
+            assert!(check_memory_setting(good).is_ok(), "{good:?}");
+        }
+        for bad in ["lots", "1 GB", "GB", "1.5GB", "-1MB", "1Gb", " 2048 ", ""] {
+            let e = check_memory_setting(Some(bad)).expect_err(bad);
+            assert!(matches!(e, Error::Invalid(_)), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn holdback_keeps_the_tail_until_released() {

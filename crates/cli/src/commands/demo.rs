@@ -166,6 +166,7 @@ async fn demo_with_source(
         policy: &policy,
         protected_targets: &[],
         ignore_errors: &[],
+        maintenance_work_mem: None,
         jobs: 1,
         env: &env,
         report_dir: Some(dir.join("reports").join(manifest.backup_id.as_str())),

@@ -40,6 +40,8 @@ pub struct DrillJob<'a> {
     pub policy: &'a Policy,
     pub protected_targets: &'a [String],
     pub ignore_errors: &'a [String],
+    /// `[restore] maintenance_work_mem`.
+    pub maintenance_work_mem: Option<String>,
     pub jobs: u32,
     pub env: &'a Env,
     /// Where evidence is written locally (default ./pgdrill-reports/<drill-id>/).
@@ -149,6 +151,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         clean: false,
         allow_create: false,
         ignore_errors: job.ignore_errors,
+        maintenance_work_mem: job.maintenance_work_mem.clone(),
         spool_dir: None,
         globals: false,
         spool: false,

@@ -65,14 +65,35 @@ pub(super) struct Streamed {
     pub notes: Vec<String>,
 }
 
-/// The backup's dump index, if it has one (`None`: restore by spooling instead).
+/// A backup's dump index, and what the store says of the dump object it describes.
+pub(super) struct Loaded {
+    index: DumpIndex,
+    /// Size and ETag of the stored dump (every ranged read is pinned to that version).
+    object: pgdrill_store::ObjectInfo,
+}
+
+/// The backup's dump index, if it has one (`None`: restore by spooling instead), read
+/// while the dump object is looked up.
 pub(super) async fn load_index(
     job: &RestoreJob<'_>,
     dump: &StoredObject,
-) -> Result<Option<DumpIndex>> {
+) -> Result<Option<Loaded>> {
     let Some(obj) = job.manifest.objects.iter().find(|o| o.kind == "index") else {
         return Ok(None);
     };
+    let key = layout::backup_object(&job.manifest.database, &job.manifest.backup_id, &dump.name);
+    let (index, object) = tokio::join!(read_index(job, dump, obj), job.store.head(&key));
+    Ok(Some(Loaded {
+        index: index?,
+        object: object?,
+    }))
+}
+
+async fn read_index(
+    job: &RestoreJob<'_>,
+    dump: &StoredObject,
+    obj: &StoredObject,
+) -> Result<DumpIndex> {
     let opts = ReadOpts {
         keys: job.read.keys.clone(),
         progress: Progress::new(),
@@ -88,7 +109,7 @@ pub(super) async fn load_index(
             "the dump index describes a dump of another size".into(),
         ));
     }
-    Ok(Some(index))
+    Ok(index)
 }
 
 /// Everything a lane needs to read the stored dump.
@@ -542,11 +563,12 @@ pub(super) async fn restore(
     job: &RestoreJob<'_>,
     install: &PgInstall,
     dump: &StoredObject,
-    index: DumpIndex,
+    index: Loaded,
     jobs: u32,
+    create: impl std::future::Future<Output = Result<()>>,
 ) -> Result<Streamed> {
     let key = layout::backup_object(&job.manifest.database, &job.manifest.backup_id, &dump.name);
-    let meta = job.store.head(&key).await?;
+    let meta = index.object.clone();
     if meta.size != dump.size {
         return Err(Error::Integrity(format!(
             "{key} has {} bytes but the manifest records {}: the object is truncated or was replaced; restore from another backup",
@@ -561,7 +583,7 @@ pub(super) async fn restore(
         name: dump.name.clone(),
         encrypted: job.manifest.encrypted(),
         keys: job.read.keys.clone(),
-        index: Arc::new(index),
+        index: Arc::new(index.index),
         rt: tokio::runtime::Handle::current(),
     };
     // One token stops everything: the user's signal or the first failure.
@@ -574,7 +596,7 @@ pub(super) async fn restore(
             stop.cancel();
         })
     };
-    let result = run_stages(job, install, &src, jobs, stop.clone(), stopped).await;
+    let result = run_stages(job, install, &src, jobs, create, stop.clone(), stopped).await;
     forward.abort();
     result
 }
@@ -584,9 +606,25 @@ async fn run_stages(
     install: &PgInstall,
     src: &Source,
     jobs: u32,
+    create: impl std::future::Future<Output = Result<()>>,
     stop: Arc<CancelHandle>,
     stopped: Cancel,
 ) -> Result<Streamed> {
+    // Header and TOC, while the target database is created (a failure there ends the
+    // restore before anything else starts).
+    let head = {
+        let src = src.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+            let mut plain = src.open()?;
+            let mut head = Vec::new();
+            src.copy(&mut plain, 0, src.index.toc_end, &mut head)
+                .map_err(|e| decode_error(&src, e))?;
+            Ok(head)
+        })
+    };
+    let (head, created) = tokio::join!(head, create);
+    created?;
+    let head = head.map_err(|e| Error::Failed(format!("the restore stage crashed: {e}")))??;
     let progress = job.read.progress.clone();
     progress.stage("download + restore");
     progress.set_total(src.size);
@@ -615,7 +653,7 @@ async fn run_stages(
             r.map(|d| (d, t.elapsed().as_secs_f64()))
         })
     };
-    let outcome = stages(job, install, src, jobs, stop.clone(), stopped.clone()).await;
+    let outcome = stages(job, install, src, jobs, head, stop.clone(), stopped.clone()).await;
     // A failure elsewhere may be the consequence of a damaged object: the check decides.
     let checked = match outcome {
         Ok(_) => verifier.await,
@@ -743,23 +781,11 @@ async fn stages(
     install: &PgInstall,
     src: &Source,
     jobs: u32,
+    head: Vec<u8>,
     stop: Arc<CancelHandle>,
     stopped: Cancel,
 ) -> Result<StageOut> {
     let t0 = Instant::now();
-    // Header and TOC.
-    let head = {
-        let src = src.clone();
-        tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
-            let mut plain = src.open()?;
-            let mut head = Vec::new();
-            src.copy(&mut plain, 0, src.index.toc_end, &mut head)
-                .map_err(|e| decode_error(&src, e))?;
-            Ok(head)
-        })
-        .await
-        .map_err(|e| Error::Failed(format!("the restore stage crashed: {e}")))??
-    };
     let toc = archive::read_toc_items(&head[..]).map_err(|e| {
         Error::Integrity(format!("the dump's table of contents cannot be read: {e}"))
     })?;
@@ -783,18 +809,27 @@ async fn stages(
     };
     let mut ignored = Vec::new();
 
+    // The schema (pre-data) is restored while the lanes connect and start decoding their
+    // first task; no lane starts a COPY before the schema is in.
     job.read.progress.stage("restore: schema");
     let pre_list = list_file(&section_list(&toc, Section::PreData))?;
-    ignored.extend(
-        runner
+    let (schema_tx, schema_rx) = tokio::sync::watch::channel(false);
+    let pre = async {
+        let r = runner
             .file(
                 &[&format!("--use-list={}", pre_list.path().display())],
                 head_file.path(),
                 stopped.clone(),
             )
-            .await?,
-    );
-
+            .await;
+        match &r {
+            Ok(_) => {
+                let _ = schema_tx.send(true);
+            }
+            Err(_) => stop.cancel(),
+        }
+        r
+    };
     let (lanes_plan, parts) = plan(&toc, &src.index, jobs, &table_rows(job, &toc));
     let split: usize = parts.values().filter(|&&n| n > 1).count();
     let n_tasks: usize = lanes_plan.iter().map(Vec::len).sum();
@@ -814,9 +849,7 @@ async fn stages(
         .filter(|b| b.end - b.start >= TAIL_MIN)
         .map(|b| b.id)
         .collect();
-    job.read
-        .progress
-        .stage(&format!("restore: data ({n_tasks} tasks on {jobs} lanes)"));
+    let data_stage = format!("restore: data ({n_tasks} tasks on {jobs} lanes)");
     let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
     let shared = Arc::new(Lanes {
         queues: lanes_plan
@@ -830,6 +863,7 @@ async fn stages(
         copies: direct_copies(&toc, &names),
         session: session_sql(&toc),
         finished: Mutex::new(Some(done_tx)),
+        schema: schema_rx,
     });
     let lanes = (0..jobs.max(1) as usize).map(|n| {
         lane(
@@ -883,11 +917,23 @@ async fn stages(
             }
         })
     };
-    let (results, ()) = futures::future::join(lanes, driver).await;
+    let pre = async {
+        let r = pre.await;
+        if r.is_ok() {
+            job.read.progress.stage(&data_stage);
+        }
+        r
+    };
+    let (pre, (results, ())) =
+        futures::future::join(pre, futures::future::join(lanes, driver)).await;
     // The first real failure, not the interruptions it caused elsewhere.
     let mut failures: Vec<Error> = results.into_iter().filter_map(|r| r.err()).collect();
     if let Some(e) = tails.failure.lock().ok().and_then(|mut f| f.take()) {
         failures.insert(0, e);
+    }
+    match pre {
+        Ok(pre_ignored) => ignored.extend(pre_ignored),
+        Err(e) => failures.insert(0, e),
     }
     if !failures.is_empty() {
         stop.cancel();
@@ -922,9 +968,13 @@ async fn stages(
         .map(|i| format!("{};\n", i.dump_id))
         .collect();
     let post_list = list_file(&rest)?;
+    // No more pg_restore workers (each a connection) than entries left.
+    let post_jobs = jobs
+        .min(u32::try_from(rest.lines().count()).unwrap_or(u32::MAX))
+        .max(1);
     let post_args = [
         format!("--use-list={}", post_list.path().display()),
-        format!("--jobs={jobs}"),
+        format!("--jobs={post_jobs}"),
     ];
     let post_args: Vec<&str> = post_args.iter().map(String::as_str).collect();
     let post = async {
@@ -1000,6 +1050,19 @@ struct Lanes {
     session: String,
     /// Where a lane reports a table whose data is all in (closed when the lanes are done).
     finished: Mutex<Option<tokio::sync::mpsc::UnboundedSender<i64>>>,
+    /// Becomes true when the schema is restored: no COPY starts before.
+    schema: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Lanes {
+    /// Waits until the schema is restored (or the restore stops).
+    async fn schema_ready(&self, mut stopped: Cancel) -> Result<()> {
+        let mut rx = self.schema.clone();
+        tokio::select! {
+            r = rx.wait_for(|ready| *ready) => r.map(|_| ()).map_err(|_| interrupted()),
+            _ = stopped.cancelled() => Err(interrupted()),
+        }
+    }
 }
 
 impl Lanes {
@@ -1048,16 +1111,21 @@ async fn lane(
                 )
                 .await
         } else {
-            runner
-                .data_task(
-                    src,
-                    &shared.head,
-                    shared.int_size,
-                    &task,
-                    plain.take(),
-                    stopped.clone(),
-                )
-                .await
+            match shared.schema_ready(stopped.clone()).await {
+                Ok(()) => {
+                    runner
+                        .data_task(
+                            src,
+                            &shared.head,
+                            shared.int_size,
+                            &task,
+                            plain.take(),
+                            stopped.clone(),
+                        )
+                        .await
+                }
+                Err(e) => Err(e),
+            }
         };
         let (reader, ignored) = match r {
             Ok(x) => x,
@@ -1207,7 +1275,7 @@ impl Runner<'_, '_> {
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        self.job.target.configure_child(&mut cmd, self.passfile);
+        super::configure_pg_restore(self.job, &mut cmd, self.passfile);
         cmd
     }
 
@@ -1287,26 +1355,30 @@ impl Runner<'_, '_> {
         conn: &mut Option<tokio_postgres::Client>,
         mut stopped: Cancel,
     ) -> Result<(Option<Plain>, Vec<String>)> {
-        if conn.is_none() {
-            let c = client::connect(&self.job.target).await?;
-            c.batch_execute(&shared.session).await.map_err(|e| {
-                Error::Failed(format!(
-                    "setting up a restore session failed: {}",
-                    client::describe(&e)
-                ))
-            })?;
-            *conn = Some(c);
-        }
-        let Some(c) = conn.as_ref() else {
-            return Err(interrupted());
-        };
+        // The decoder starts at once; the connection opens meanwhile.
         let (tx, rx) = tokio::sync::mpsc::channel::<Feed>(8);
         let feeder = {
             let (src, task, int_size) = (src.clone(), task.clone(), shared.int_size);
             tokio::task::spawn_blocking(move || feed_copy(&src, int_size, &task, plain, tx))
         };
+        let wait = stopped.clone();
+        let sent = async {
+            if conn.is_none() {
+                let c = client::connect(&self.job.target).await?;
+                c.batch_execute(&shared.session).await.map_err(|e| {
+                    Error::Failed(format!(
+                        "setting up a restore session failed: {}",
+                        client::describe(&e)
+                    ))
+                })?;
+                *conn = Some(c);
+            }
+            let c = conn.as_ref().ok_or_else(interrupted)?;
+            shared.schema_ready(wait).await?;
+            self.send_copies(c, shared, task, rx).await
+        };
         let sent = tokio::select! {
-            r = self.send_copies(c, shared, task, rx) => r,
+            r = sent => r,
             _ = stopped.cancelled() => Err(interrupted()),
         };
         let fed = feeder
