@@ -95,6 +95,8 @@ struct TargetInfo {
     supabase: bool,
     /// Supabase platform schemas the target database already has (it is another project).
     platform_schemas: Vec<String>,
+    /// The connection to the maintenance database the guards used (it creates the target).
+    admin: std::sync::Mutex<Option<tokio_postgres::Client>>,
 }
 
 /// Checks every guard without changing anything, and learns what the target holds.
@@ -194,6 +196,7 @@ async fn inspect(job: &RestoreJob<'_>) -> Result<TargetInfo> {
         create_mode,
         supabase,
         platform_schemas,
+        admin: std::sync::Mutex::new(Some(client)),
     })
 }
 
@@ -271,6 +274,10 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
         }
     });
     let info = info?;
+    if info.exists || info.create_mode {
+        // Nothing to create: the guards' connection is not needed any more.
+        drop(info.admin.lock().ok().and_then(|mut c| c.take()));
+    }
     let install = job.tools.pick("pg_restore", job.manifest.dump_major())?;
     let admin = job.target.with_dbname(&maintenance_db(&job.target));
 
@@ -338,7 +345,11 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
     let created = std::sync::atomic::AtomicBool::new(false);
     let create = async {
         if !info.exists && !info.create_mode {
-            let c = client::connect(&admin).await?;
+            let kept = info.admin.lock().ok().and_then(|mut c| c.take());
+            let c = match kept {
+                Some(c) if !c.is_closed() => c,
+                _ => client::connect(&admin).await?,
+            };
             client::create_database(&c, &admin, &job.target.dbname).await?;
             created.store(true, std::sync::atomic::Ordering::SeqCst);
         }
@@ -784,7 +795,7 @@ fn pg_restore_command(
         }
     }
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-    configure_pg_restore(job, &mut cmd, passfile);
+    configure_pg_restore(job, &mut cmd, passfile, &[]);
     cmd
 }
 
@@ -807,18 +818,41 @@ fn check_memory_setting(configured: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// Connection settings for a pg_restore child, with the restore's `maintenance_work_mem`
-/// added to any `options` the target URL has.
-fn configure_pg_restore(job: &RestoreJob<'_>, cmd: &mut Command, passfile: Option<&Path>) {
+/// Connection settings for a pg_restore child: `settings` (server settings for its
+/// session), then any `options` the target URL has (so the user's own win), then the
+/// restore's `maintenance_work_mem`.
+fn configure_pg_restore(
+    job: &RestoreJob<'_>,
+    cmd: &mut Command,
+    passfile: Option<&Path>,
+    settings: &[(&str, &str)],
+) {
     job.target.configure_child(cmd, passfile);
-    if let Some(mem) = &job.maintenance_work_mem {
-        let mut opts = job.target.param("options").unwrap_or("").to_string();
-        if !opts.is_empty() {
-            opts.push(' ');
-        }
-        opts.push_str(&format!("-c maintenance_work_mem={mem}"));
+    if let Some(opts) = pg_options(
+        settings,
+        job.target.param("options"),
+        job.maintenance_work_mem.as_deref(),
+    ) {
         cmd.env("PGOPTIONS", opts);
     }
+}
+
+/// `PGOPTIONS` for a pg_restore child, if it needs one: see [`configure_pg_restore`].
+fn pg_options(
+    settings: &[(&str, &str)],
+    url_options: Option<&str>,
+    maintenance_work_mem: Option<&str>,
+) -> Option<String> {
+    if settings.is_empty() && maintenance_work_mem.is_none() {
+        return None;
+    }
+    let mut opts: Vec<String> = settings
+        .iter()
+        .map(|(k, v)| format!("-c {k}={v}"))
+        .collect();
+    opts.extend(url_options.filter(|o| !o.is_empty()).map(str::to_string));
+    opts.extend(maintenance_work_mem.map(|m| format!("-c maintenance_work_mem={m}")));
+    Some(opts.join(" "))
 }
 
 /// A child process that never outlives pgdrill's interest in it.
@@ -1110,6 +1144,24 @@ pub fn read_opts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pg_restore_sessions_get_settings_that_the_url_can_override() {
+        assert_eq!(pg_options(&[], Some("-c work_mem=8MB"), None), None);
+        assert_eq!(
+            pg_options(
+                &[("max_parallel_maintenance_workers", "0")],
+                Some("-c max_parallel_maintenance_workers=4"),
+                Some("1GB")
+            )
+            .as_deref(),
+            Some("-c max_parallel_maintenance_workers=0 -c max_parallel_maintenance_workers=4 -c maintenance_work_mem=1GB")
+        );
+        assert_eq!(
+            pg_options(&[], None, Some("512MB")).as_deref(),
+            Some("-c maintenance_work_mem=512MB")
+        );
+    }
 
     #[test]
     fn maintenance_work_mem_must_be_a_memory_size() {
