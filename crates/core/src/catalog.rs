@@ -20,8 +20,12 @@ pub struct Listing {
     pub unreadable: Vec<(BackupId, String)>,
 }
 
-/// Lists one database's backups with a single LIST and one GET per manifest.
-pub async fn list(store: &Store, db: &DbName) -> Result<Listing> {
+/// Manifests read at once.
+const READ_AHEAD: usize = 16;
+
+/// Backup folders of one database, newest id first: `(id, has a manifest, newest object's
+/// time)`. One LIST.
+async fn folders(store: &Store, db: &DbName) -> Result<Vec<(BackupId, bool, i64)>> {
     let objects = store.list(&layout::backups_prefix(db)).await?;
     let mut folders: BTreeMap<BackupId, (bool, i64)> = BTreeMap::new();
     for o in &objects {
@@ -35,24 +39,90 @@ pub async fn list(store: &Store, db: &DbName) -> Result<Listing> {
         e.0 |= file == layout::MANIFEST;
         e.1 = e.1.max(o.last_modified);
     }
+    Ok(folders
+        .into_iter()
+        .rev()
+        .map(|(id, (m, t))| (id, m, t))
+        .collect())
+}
+
+/// Newest snapshot first (ids sort by time only to the second, so two backups started
+/// within one second are ordered by their snapshot).
+fn newest_first(a: &Manifest, b: &Manifest) -> std::cmp::Ordering {
+    (b.snapshot.time.as_str(), &b.backup_id).cmp(&(a.snapshot.time.as_str(), &a.backup_id))
+}
+
+/// Lists one database's backups with a single LIST and one GET per manifest
+/// ([`READ_AHEAD`] at a time).
+pub async fn list(store: &Store, db: &DbName) -> Result<Listing> {
+    use futures::StreamExt;
     let mut listing = Listing::default();
-    for (id, (has_manifest, newest)) in folders.into_iter().rev() {
-        if !has_manifest {
+    let mut complete = Vec::new();
+    for (id, has_manifest, newest) in folders(store, db).await? {
+        if has_manifest {
+            complete.push(id);
+        } else {
             listing.incomplete.push((id, newest));
-            continue;
         }
-        match read_manifest(store, db, &id).await {
+    }
+    let mut read = futures::stream::iter(complete)
+        .map(|id| async move {
+            let r = read_manifest(store, db, &id).await;
+            (id, r)
+        })
+        .buffered(READ_AHEAD);
+    while let Some((id, r)) = read.next().await {
+        match r {
             Ok(m) => listing.complete.push(m),
             Err(e) => listing.unreadable.push((id, e.to_string())),
         }
     }
-    // Ids sort by time only to the second: order by snapshot time so `latest` is the newest
-    // even when two backups started within one second.
-    listing.complete.sort_by(|a, b| {
-        (b.snapshot.time.as_str(), &b.backup_id).cmp(&(a.snapshot.time.as_str(), &a.backup_id))
-    });
+    listing.complete.sort_by(newest_first);
     Ok(listing)
 }
+
+/// The complete backup with the newest snapshot, reading manifests newest id first and
+/// stopping at ids more than [`LATEST_HORIZON`] older than the newest snapshot found (a
+/// backup's snapshot is taken right after it starts), so that `latest` costs a few GETs
+/// however many backups the store holds.
+pub async fn latest(store: &Store, db: &DbName) -> Result<Option<Manifest>> {
+    use futures::StreamExt;
+    let ids: Vec<BackupId> = folders(store, db)
+        .await?
+        .into_iter()
+        .filter(|f| f.1)
+        .map(|f| f.0)
+        .collect();
+    let mut best: Option<Manifest> = None;
+    let mut read = futures::stream::iter(ids)
+        .map(|id| async move {
+            let r = read_manifest(store, db, &id).await;
+            (id, r)
+        })
+        .buffered(READ_AHEAD);
+    while let Some((id, r)) = read.next().await {
+        if let (Some(b), Some(t)) = (&best, id.time()) {
+            let horizon = chrono::DateTime::parse_from_rfc3339(&b.snapshot.time)
+                .ok()
+                .map(|s| s.with_timezone(&chrono::Utc) - LATEST_HORIZON);
+            if horizon.is_some_and(|h| t < h) {
+                break;
+            }
+        }
+        // An unreadable manifest is not a restorable backup (`list` shows it).
+        let Ok(m) = r else { continue };
+        if best
+            .as_ref()
+            .is_none_or(|b| newest_first(&m, b) == std::cmp::Ordering::Less)
+        {
+            best = Some(m);
+        }
+    }
+    Ok(best)
+}
+
+/// How far before the newest snapshot found [`latest`] still looks at backups.
+const LATEST_HORIZON: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 pub async fn read_manifest(store: &Store, db: &DbName, id: &BackupId) -> Result<Manifest> {
     let key = layout::backup_object(db, id, layout::MANIFEST);
@@ -75,8 +145,7 @@ pub async fn read_manifest(store: &Store, db: &DbName, id: &BackupId) -> Result<
 /// Resolves `latest` or a backup id to a complete backup's manifest.
 pub async fn resolve(store: &Store, db: &DbName, selector: &str) -> Result<Manifest> {
     if selector == "latest" {
-        let listing = list(store, db).await?;
-        return listing.complete.into_iter().next().ok_or_else(|| {
+        return latest(store, db).await?.ok_or_else(|| {
             Error::Invalid(format!(
                 "there is no complete backup of {db} in {}: run `pgdrill backup` first",
                 store.display()
@@ -101,4 +170,86 @@ pub async fn databases(store: &Store) -> Result<Vec<DbName>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(id: &str, snapshot: &str) -> serde_json::Value {
+        serde_json::json!({
+            "format_version": 1, "tool": {"name": "pgdrill", "version": "0"},
+            "backup_id": id, "database": "app",
+            "source": {"url": "u", "host": "h", "port": 5432, "dbname": "app", "user": "u"},
+            "server": {"version": "15.18", "version_num": 150018, "version_string": "", "system_identifier": null, "database_size_bytes": null, "in_recovery": false},
+            "pg_dump": {"path": "p", "version": "15.18", "args": []},
+            "snapshot": {"exported": true, "id": null, "time": snapshot, "note": null},
+            "started_at": "s", "finished_at": "f", "stage_seconds": {}, "raw_bytes": 0, "stored_bytes": 0,
+            "compression": {"algorithm": "zstd", "level": 3},
+            "encryption": {"scheme": "none", "recipient_fingerprints": [], "passphrase": false},
+            "objects": [{"name": "dump.pgc.zst", "kind": "dump", "size": 1, "sha256": "", "raw_size": 1, "raw_sha256": ""}],
+            "content": {"archive_version": "1.16", "tables": [], "schemas": [], "extensions": [], "schema_fingerprint": "", "large_objects": 0, "toc_entries": 0},
+            "policy": {}, "host": "h"
+        })
+    }
+
+    #[tokio::test]
+    async fn latest_is_the_newest_snapshot_without_reading_every_manifest() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(
+            dir.path().to_str().expect("utf8"),
+            &pgdrill_store::StoreOptions::default(),
+        )
+        .expect("store");
+        let db = DbName::parse("app").expect("db");
+        let put = |id: &str, json: Vec<u8>| {
+            let key =
+                layout::backup_object(&db, &BackupId::parse(id).expect("id"), layout::MANIFEST);
+            let store = store.clone();
+            async move { store.put(&key, json.into()).await.expect("put") }
+        };
+        let m = |id: &str, t: &str| serde_json::to_vec(&manifest(id, t)).expect("json");
+        assert!(latest(&store, &db).await.expect("empty").is_none());
+        // Three days of backups; the two newest started within one second, the one with the
+        // smaller id took its snapshot later.
+        put(
+            "20261101T020000Z-aaaa",
+            m("20261101T020000Z-aaaa", "2026-11-01T02:00:01Z"),
+        )
+        .await;
+        put(
+            "20261103T020000Z-bbbb",
+            m("20261103T020000Z-bbbb", "2026-11-03T02:00:03Z"),
+        )
+        .await;
+        put(
+            "20261103T020000Z-cccc",
+            m("20261103T020000Z-cccc", "2026-11-03T02:00:02Z"),
+        )
+        .await;
+        // The newest id has an unreadable manifest: not a restorable backup.
+        put("20261104T020000Z-dddd", b"{not json".to_vec()).await;
+        let l = latest(&store, &db).await.expect("latest").expect("some");
+        assert_eq!(l.backup_id.as_str(), "20261103T020000Z-bbbb");
+        // `list` agrees, and shows the unreadable one.
+        let listing = list(&store, &db).await.expect("list");
+        assert_eq!(listing.complete[0].backup_id, l.backup_id);
+        assert_eq!(listing.complete.len(), 3);
+        assert_eq!(listing.unreadable.len(), 1);
+        // A backup started two days before the newest snapshot is not read for `latest`,
+        // even if its snapshot time claims otherwise (a snapshot is taken as a backup starts).
+        put(
+            "20261101T020000Z-aaaa",
+            m("20261101T020000Z-aaaa", "2026-12-01T00:00:00Z"),
+        )
+        .await;
+        let l = latest(&store, &db).await.expect("latest").expect("some");
+        assert_eq!(l.backup_id.as_str(), "20261103T020000Z-bbbb");
+        assert_eq!(
+            list(&store, &db).await.expect("list").complete[0]
+                .backup_id
+                .as_str(),
+            "20261101T020000Z-aaaa"
+        );
+    }
 }
