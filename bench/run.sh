@@ -5,8 +5,11 @@
 #            pgdrill backup (encrypted) to a local folder and to an S3 server (s3s-fs on loopback)
 #   restore: pg_restore -j 2 from a local unencrypted file vs pgdrill restore --jobs 2 from S3,
 #            encrypted
+#            (the floor); also timed with the database's creation (createdb + pg_restore),
+#            which pgdrill's time includes
 # Each measurement is the median of $RUNS runs; peak RSS comes from /usr/bin/time -v.
-# Usage: sudo bash bench/run.sh [SCALE]   (SCALE default 20; RUNS=3 by default)
+# Usage: sudo bash bench/run.sh [SCALE]   (SCALE default 20; RUNS=3 by default;
+#        ONLY=restore skips the backup timings: one backup is taken to restore from)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCALE=${1:-${SCALE:-20}}
@@ -70,8 +73,11 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 wall() { awk '{print $1}' "$WORK/$1" | median; }
 rss() { awk '{print $2}' "$WORK/$1" | sort -n | tail -1; }
 
-for i in $(seq "$RUNS"); do
-  echo "run $i/$RUNS"
+ONLY=${ONLY:-all}
+BACKUP_RUNS=$RUNS
+[ "$ONLY" = restore ] && BACKUP_RUNS=1
+for i in $(seq "$BACKUP_RUNS"); do
+  echo "backup run $i/$BACKUP_RUNS"
   time_cmd floor bash -c "'$BIN/pg_dump' -Fc -Z0 -d bench > /dev/null"
   time_cmd baseline bash -c "'$BIN/pg_dump' -Fc -d bench > '$WORK/baseline.pgc'"
   time_cmd local "$PGDRILL" -q backup --source "$SRC" --store "$WORK/store" --recipient "$RECIPIENT"
@@ -83,15 +89,18 @@ BASELINE=$(stat -c %s "$WORK/baseline.pgc")
 RAW=$(stat -c %s "$WORK/plain.pgc")
 # Each restore starts on a quiet server: the other restored copy dropped (no autovacuum on it)
 # and a checkpoint taken (no flush of the previous run's pages during this one).
-quiet() { "$BIN/psql" -qc "drop database if exists r1" -c "drop database if exists r2" -c "checkpoint"; sync; }
+quiet() { "$BIN/psql" -qc "set client_min_messages = warning" -c "drop database if exists r1" -c "drop database if exists r2" -c "checkpoint"; sync; }
 for i in $(seq "$RUNS"); do
+  echo "restore run $i/$RUNS"
   quiet; "$BIN/psql" -qc "create database r1"
   time_cmd restore_floor "$BIN/pg_restore" -j 2 --no-owner -d r1 "$WORK/plain.pgc"
+  quiet
+  time_cmd restore_floor_db bash -c "'$BIN/createdb' r1 && '$BIN/pg_restore' -j 2 --no-owner -d r1 '$WORK/plain.pgc'"
   quiet
   time_cmd restore_s3 "$PGDRILL" -q restore latest --name bench --store s3://bench/pg --identity "$WORK/pgdrill-age.key" --jobs 2 --target "postgresql://postgres@127.0.0.1:$PORT/r2"
 done
 
-F=$(wall floor); B=$(wall baseline); L=$(wall local); S=$(wall s3); RF=$(wall restore_floor); RS=$(wall restore_s3)
+F=$(wall floor); B=$(wall baseline); L=$(wall local); S=$(wall s3); RF=$(wall restore_floor); RS=$(wall restore_s3); RM=$(wall restore_floor_db)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 cat <<REPORT
 ## scale $SCALE ($DBSIZE database, raw dump $((RAW / 1048576)) MiB), median of $RUNS runs, $(nproc) cores
@@ -102,5 +111,13 @@ cat <<REPORT
 | pgdrill backup → folder, zstd + age | $L | $(ratio "$L" "$F") | $(( $(rss local) / 1024 )) | $STORED |
 | pgdrill backup → S3 (s3s-fs), zstd + age | $S | $(ratio "$S" "$F") | $(( $(rss s3) / 1024 )) | $STORED |
 | pg_restore -j 2 from a local file (restore floor) | $RF | 1.00 | $(( $(rss restore_floor) / 1024 )) | |
-| pgdrill restore --jobs 2 from S3, encrypted | $RS | $(ratio "$RS" "$RF") | $(( $(rss restore_s3) / 1024 )) | |
+| createdb + pg_restore -j 2 from a local file | $RM | $(ratio "$RM" "$RF") | $(( $(rss restore_floor_db) / 1024 )) | |
+| pgdrill restore --jobs 2 from S3, encrypted | $RS | $(ratio "$RS" "$RF") ($(ratio "$RS" "$RM") of createdb + pg_restore) | $(( $(rss restore_s3) / 1024 )) | |
 REPORT
+# Paired ratios: each pgdrill restore against the floor run just before it (the VM's speed
+# drifts over minutes; a pair shares the same phase).
+paired() { paste -d' ' <(awk '{print $1}' "$WORK/$1") <(awk '{print $1}' "$WORK/$2") | awk '{printf "%.3f\n", $1 / $2}'; }
+echo
+echo "restore runs (s): floor $(awk '{printf "%s ", $1}' "$WORK/restore_floor")| createdb + floor $(awk '{printf "%s ", $1}' "$WORK/restore_floor_db")| pgdrill $(awk '{printf "%s ", $1}' "$WORK/restore_s3")"
+echo "paired pgdrill/floor: $(paired restore_s3 restore_floor | tr '\n' ' ')median $(paired restore_s3 restore_floor | median)"
+echo "paired pgdrill/(createdb + floor): $(paired restore_s3 restore_floor_db | tr '\n' ' ')median $(paired restore_s3 restore_floor_db | median)"
