@@ -43,6 +43,12 @@ impl DumpIndex {
             .unwrap_or((0, 0))
     }
 
+    /// Compressed offset just past the frame that holds raw offset `pos`.
+    pub fn frame_end(&self, pos: u64) -> u64 {
+        let i = self.frames.partition_point(|f| f[0] <= pos);
+        self.frames.get(i).map_or(self.compressed_size, |f| f[1])
+    }
+
     /// Checks that the index describes a whole archive consistently.
     pub fn check(&self) -> Result<()> {
         let bad = |what: &str| {
@@ -289,6 +295,19 @@ mod tests {
             .read_to_end(&mut tail)
             .expect("decode");
         assert!(tail[..] == raw[r as usize..], "a frame decodes on its own");
+        // The compressed bytes of the frames from `frame_for(a)` to `frame_end(b)` are all
+        // that decoding raw bytes a..b needs.
+        let (a, b) = (FRAME_RAW as u64 - 10, FRAME_RAW as u64 + 10);
+        let (ra, ca) = index.frame_for(a);
+        let cb = index.frame_end(b - 1);
+        assert_eq!(cb, frames[2][1]);
+        assert_eq!(index.frame_end(raw.len() as u64 - 1), size);
+        let mut part = Vec::new();
+        zstd::stream::read::Decoder::new(&out[ca as usize..cb as usize])
+            .expect("decoder")
+            .read_to_end(&mut part)
+            .expect("decode");
+        assert!(part[(a - ra) as usize..(b - ra) as usize] == raw[a as usize..b as usize]);
     }
 
     #[test]

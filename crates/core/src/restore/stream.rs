@@ -42,6 +42,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -129,6 +130,9 @@ struct Source {
     encrypted: bool,
     keys: Arc<crate::crypto::DecryptionKeys>,
     index: Arc<DumpIndex>,
+    /// Stored offset of the first age chunk (after the header and the nonce), derived from
+    /// the sizes; `None` when they do not add up (reads are then not bounded ahead).
+    payload_start: Option<u64>,
     rt: tokio::runtime::Handle,
 }
 
@@ -136,10 +140,37 @@ trait ReadSeek: Read + Seek + Send {}
 impl<T: Read + Seek + Send> ReadSeek for T {}
 
 /// One lane's reader of the compressed stream (decrypted), positioned by seeking.
-struct Plain(Box<dyn ReadSeek>);
+struct Plain {
+    reader: Box<dyn ReadSeek>,
+    /// Stored offset past which the current copy needs nothing: shared with the
+    /// [`RangeReader`] below, which fetches and reads ahead only up to it.
+    limit: Arc<AtomicU64>,
+}
+
+/// Plaintext bytes per age chunk, and the chunk's tag.
+const AGE_CHUNK: u64 = 64 << 10;
+const AGE_TAG: u64 = 16;
+/// Read beyond a copy's last frame that a decoder may still ask for (zstd's input buffer,
+/// a partial age chunk).
+const SLACK: u64 = 256 << 10;
+/// Bytes per GET past the limit (an age header, a decoder's last read): on demand only.
+const ON_DEMAND: u64 = 64 << 10;
+
+/// Where the age payload's chunks start in an encrypted object of `stored` bytes holding
+/// `compressed` plaintext bytes: header, 16-byte nonce, then chunks of 64 KiB plus a tag
+/// (at least one).
+fn age_payload_start(stored: u64, compressed: u64) -> Option<u64> {
+    let chunks = compressed.div_ceil(AGE_CHUNK).max(1);
+    let payload = 16 + compressed + chunks * AGE_TAG;
+    stored
+        .checked_sub(payload)
+        .filter(|header| (1..=1 << 20).contains(header))
+        .map(|header| header + 16)
+}
 
 impl Source {
     fn open(&self) -> Result<Plain> {
+        let limit = Arc::new(AtomicU64::new(0));
         let ranges = RangeReader {
             src: self.clone(),
             pos: 0,
@@ -147,22 +178,35 @@ impl Source {
             buf_start: 0,
             ahead: None,
             window: WINDOW / 16,
+            limit: limit.clone(),
         };
-        if self.encrypted {
-            Ok(Plain(Box::new(
-                self.keys.decrypt_stream(ranges, &self.name)?,
-            )))
+        let reader: Box<dyn ReadSeek> = if self.encrypted {
+            Box::new(self.keys.decrypt_stream(ranges, &self.name)?)
         } else {
-            Ok(Plain(Box::new(ranges)))
-        }
+            Box::new(ranges)
+        };
+        Ok(Plain { reader, limit })
+    }
+
+    /// Stored offset just past what decoding compressed bytes up to `end` reads.
+    fn stored_end(&self, end: u64) -> u64 {
+        let stored = if !self.encrypted {
+            Some(end)
+        } else {
+            self.payload_start
+                .map(|p| p + end.div_ceil(AGE_CHUNK) * (AGE_CHUNK + AGE_TAG))
+        };
+        stored.map_or(self.size, |e| e.saturating_add(SLACK).min(self.size))
     }
 
     /// Copies raw archive bytes `from..to` into `out`, decoding from the frame that holds
     /// `from`.
     fn copy(&self, plain: &mut Plain, from: u64, to: u64, out: &mut impl Write) -> io::Result<()> {
         let (raw, compressed) = self.index.frame_for(from);
-        plain.0.seek(SeekFrom::Start(compressed))?;
-        let mut z = zstd::stream::read::Decoder::new(&mut plain.0)?;
+        let end = self.index.frame_end(to.saturating_sub(1).max(from));
+        plain.limit.store(self.stored_end(end), Ordering::Relaxed);
+        plain.reader.seek(SeekFrom::Start(compressed))?;
+        let mut z = zstd::stream::read::Decoder::new(&mut plain.reader)?;
         let mut buf = vec![0u8; 1 << 20];
         pump(&mut z, &mut io::sink(), from - raw, &mut buf)?;
         pump(&mut z, out, to - from, &mut buf)
@@ -186,34 +230,46 @@ fn pump(r: &mut impl Read, w: &mut impl Write, mut n: u64, buf: &mut [u8]) -> io
     Ok(())
 }
 
-/// A blocking `Read + Seek` over a stored object: ranged GETs of [`WINDOW`] bytes, the next
-/// one fetched while the current one is read.
+/// A ranged GET in flight.
+type Fetch = tokio::task::JoinHandle<std::result::Result<Bytes, StoreError>>;
+
+/// A blocking `Read + Seek` over a stored object: ranged GETs of up to [`WINDOW`] bytes,
+/// the next one fetched while the current one is read, neither past the current copy's
+/// limit (beyond it, small GETs on demand only).
 struct RangeReader {
     src: Source,
     pos: u64,
     buf: Bytes,
     buf_start: u64,
-    ahead: Option<(
-        u64,
-        tokio::task::JoinHandle<std::result::Result<Bytes, StoreError>>,
-    )>,
+    /// The GET in flight for the bytes after the buffer: (offset, length, handle).
+    ahead: Option<(u64, u64, Fetch)>,
     /// Bytes per GET: small at first (a lane may need only the TOC), growing to [`WINDOW`].
     window: u64,
+    limit: Arc<AtomicU64>,
 }
 
 impl RangeReader {
-    fn fetch(&self, start: u64) -> tokio::task::JoinHandle<std::result::Result<Bytes, StoreError>> {
-        fetch_range(&self.src, start, self.window)
+    /// Bytes to fetch at `at`: the window, cut at the limit; past it, [`SLACK`] at a time.
+    fn span(&self, at: u64) -> u64 {
+        let limit = self.limit.load(Ordering::Relaxed);
+        let len = if at < limit {
+            self.window.min(limit - at)
+        } else {
+            ON_DEMAND
+        };
+        len.min(self.src.size - at)
     }
 
     fn fill(&mut self) -> io::Result<()> {
-        let handle = match self.ahead.take() {
-            Some((at, h)) if at == self.pos => h,
-            Some((_, h)) => {
-                h.abort();
-                self.fetch(self.pos)
+        let (len, handle) = match self.ahead.take() {
+            Some((at, len, h)) if at == self.pos => (len, h),
+            other => {
+                if let Some((_, _, h)) = other {
+                    h.abort();
+                }
+                let len = self.span(self.pos);
+                (len, fetch_range(&self.src, self.pos, len))
             }
-            None => self.fetch(self.pos),
         };
         let bytes = self
             .src
@@ -221,8 +277,7 @@ impl RangeReader {
             .block_on(handle)
             .map_err(io::Error::other)?
             .map_err(io::Error::other)?;
-        let want = (self.pos + self.window).min(self.src.size) - self.pos;
-        if bytes.len() as u64 != want {
+        if bytes.len() as u64 != len {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the stored object is shorter than the manifest says",
@@ -231,9 +286,10 @@ impl RangeReader {
         self.buf = bytes;
         self.buf_start = self.pos;
         self.window = (self.window * 4).min(WINDOW);
-        let next = self.pos + want;
-        if next < self.src.size {
-            self.ahead = Some((next, self.fetch(next)));
+        let next = self.pos + len;
+        if next < self.src.size && next < self.limit.load(Ordering::Relaxed) {
+            let len = self.span(next);
+            self.ahead = Some((next, len, fetch_range(&self.src, next, len)));
         }
         Ok(())
     }
@@ -270,7 +326,7 @@ impl Seek for RangeReader {
 
 impl Drop for RangeReader {
     fn drop(&mut self) {
-        if let Some((_, h)) = self.ahead.take() {
+        if let Some((_, _, h)) = self.ahead.take() {
             h.abort();
         }
     }
@@ -589,6 +645,7 @@ pub(super) async fn restore(
         name: dump.name.clone(),
         encrypted: job.manifest.encrypted(),
         keys: job.read.keys.clone(),
+        payload_start: age_payload_start(dump.size, index.index.compressed_size),
         index: Arc::new(index.index),
         rt: tokio::runtime::Handle::current(),
     };
@@ -1827,6 +1884,41 @@ mod tests {
         let mut v = archive::encode_int(bytes.len() as i64, 4);
         v.extend_from_slice(bytes);
         v
+    }
+
+    #[test]
+    fn age_chunks_are_located_from_the_sizes_alone() {
+        let (identity, recipient) = crate::crypto::generate_identity("2026-01-01T00:00:00Z");
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = dir.path().join("key.txt");
+        std::fs::write(&key, identity).expect("key");
+        let enc = crate::crypto::EncryptionKeys::new(&[recipient], None).expect("keys");
+        for len in [0usize, 1, 65_535, 65_536, 65_537, 200_000] {
+            let plain: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut sink = enc.wrap(Vec::new()).expect("wrap");
+            sink.write_all(&plain).expect("write");
+            let stored = sink.finish().expect("finish");
+            let start = age_payload_start(stored.len() as u64, len as u64).expect("start");
+            // Every chunk ends where the mapping says: cutting the object there still
+            // decrypts everything before the cut.
+            let chunks = (len as u64).div_ceil(AGE_CHUNK).max(1);
+            assert_eq!(
+                start + (len as u64) + chunks * AGE_TAG,
+                stored.len() as u64,
+                "{len}"
+            );
+            if len > 65_536 {
+                let cut = (start + AGE_CHUNK + AGE_TAG) as usize;
+                let keys = crate::crypto::DecryptionKeys::new(std::slice::from_ref(&key), None)
+                    .expect("dk");
+                let mut r = keys.decrypt(&stored[..cut], "t").expect("decrypt");
+                let mut got = vec![0u8; AGE_CHUNK as usize];
+                r.read_exact(&mut got).expect("first chunk");
+                assert_eq!(got, plain[..AGE_CHUNK as usize]);
+            }
+        }
+        // Sizes that do not add up give no bound.
+        assert_eq!(age_payload_start(100, 200), None);
     }
 
     #[test]
