@@ -231,6 +231,27 @@ impl Store {
             .map_err(|e| StoreError::from_backend("read a range of", key, e))
     }
 
+    /// The first `len` bytes of an object (all of it when shorter) and what the store says
+    /// of the whole object (size, ETag), in one request.
+    pub async fn get_prefix(&self, key: &str, len: u64) -> Result<(Bytes, ObjectInfo), StoreError> {
+        let path = self.path(key)?;
+        let opts = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(0..len)),
+            ..Default::default()
+        };
+        let res = self
+            .inner
+            .get_opts(&path, opts)
+            .await
+            .map_err(|e| StoreError::from_backend("read", key, e))?;
+        let info = self.info(res.meta.clone());
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|e| StoreError::from_backend("read", key, e))?;
+        Ok((bytes, info))
+    }
+
     pub async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
         let path = self.path(key)?;
         let meta = self

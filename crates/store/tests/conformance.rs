@@ -98,6 +98,17 @@ async fn ranges_and_streams(store: &Store) {
         let want = &data[r.start as usize..r.end as usize];
         assert_same_bytes(&format!("range {r:?}"), &got, want);
     }
+    // A prefix comes with the whole object's size and the ETag a pinned read accepts; a
+    // prefix longer than the object is the object.
+    let head = ok!(store.head("read/blob"));
+    let (prefix, info) = ok!(store.get_prefix("read/blob", 65_536));
+    assert_same_bytes("prefix", &prefix, &data[..65_536]);
+    assert_eq!((info.size, &info.etag), (300_000, &head.etag));
+    let pinned = ok!(store.get_range_pinned("read/blob", 10..20, info.etag.as_deref()));
+    assert_same_bytes("pinned", &pinned, &data[10..20]);
+    let (all, info) = ok!(store.get_prefix("read/blob", 1 << 20));
+    assert_same_bytes("long prefix", &all, &data);
+    assert_eq!(info.size, 300_000);
     let (size, stream) = ok!(store.get_stream("read/blob"));
     assert_eq!(size, 300_000);
     let chunks: Vec<Bytes> = ok!(stream.try_collect::<Vec<_>>());

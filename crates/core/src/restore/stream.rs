@@ -77,7 +77,14 @@ pub(super) struct Loaded {
     index: DumpIndex,
     /// Size and ETag of the stored dump (every ranged read is pinned to that version).
     object: pgdrill_store::ObjectInfo,
+    /// The dump's first [`PREFIX`] bytes (its header and TOC), read with its size and ETag.
+    prefix: Bytes,
 }
+
+/// Bytes of the stored dump read with its size and ETag, before anything else: they hold
+/// the archive's header and table of contents, so the schema can be restored without
+/// another round trip to the store.
+const PREFIX: u64 = 256 << 10;
 
 /// The backup's dump index, if it has one (`None`: restore by spooling instead), read
 /// while the dump object is looked up.
@@ -89,10 +96,15 @@ pub(super) async fn load_index(
         return Ok(None);
     };
     let key = layout::backup_object(&job.manifest.database, &job.manifest.backup_id, &dump.name);
-    let (index, object) = tokio::join!(read_index(job, dump, obj), job.store.head(&key));
+    let (index, prefix) = tokio::join!(
+        read_index(job, dump, obj),
+        job.store.get_prefix(&key, PREFIX)
+    );
+    let (prefix, object) = prefix?;
     Ok(Some(Loaded {
         index: index?,
-        object: object?,
+        object,
+        prefix,
     }))
 }
 
@@ -133,6 +145,8 @@ struct Source {
     /// Stored offset of the first age chunk (after the header and the nonce), derived from
     /// the sizes; `None` when they do not add up (reads are then not bounded ahead).
     payload_start: Option<u64>,
+    /// The object's first bytes, already read (served without a GET).
+    prefix: Bytes,
     rt: tokio::runtime::Handle,
 }
 
@@ -261,6 +275,12 @@ impl RangeReader {
     }
 
     fn fill(&mut self) -> io::Result<()> {
+        let prefix = &self.src.prefix;
+        if self.pos < prefix.len() as u64 {
+            self.buf = prefix.slice(self.pos as usize..);
+            self.buf_start = self.pos;
+            return Ok(());
+        }
         let (len, handle) = match self.ahead.take() {
             Some((at, len, h)) if at == self.pos => (len, h),
             other => {
@@ -631,6 +651,7 @@ pub(super) async fn restore(
 ) -> Result<Streamed> {
     let key = layout::backup_object(&job.manifest.database, &job.manifest.backup_id, &dump.name);
     let meta = index.object.clone();
+    let prefix = index.prefix.clone();
     if meta.size != dump.size {
         return Err(Error::Integrity(format!(
             "{key} has {} bytes but the manifest records {}: the object is truncated or was replaced; restore from another backup",
@@ -646,6 +667,7 @@ pub(super) async fn restore(
         encrypted: job.manifest.encrypted(),
         keys: job.read.keys.clone(),
         payload_start: age_payload_start(dump.size, index.index.compressed_size),
+        prefix,
         index: Arc::new(index.index),
         rt: tokio::runtime::Handle::current(),
     };
