@@ -52,6 +52,21 @@ fn newest_first(a: &Manifest, b: &Manifest) -> std::cmp::Ordering {
     (b.snapshot.time.as_str(), &b.backup_id).cmp(&(a.snapshot.time.as_str(), &a.backup_id))
 }
 
+/// The manifests of `ids`, in that order, [`READ_AHEAD`] read at once.
+fn manifests<'a>(
+    store: &'a Store,
+    db: &'a DbName,
+    ids: Vec<BackupId>,
+) -> impl futures::Stream<Item = (BackupId, Result<Manifest>)> + 'a {
+    use futures::StreamExt;
+    futures::stream::iter(ids)
+        .map(move |id| async move {
+            let r = read_manifest(store, db, &id).await;
+            (id, r)
+        })
+        .buffered(READ_AHEAD)
+}
+
 /// Lists one database's backups with a single LIST and one GET per manifest
 /// ([`READ_AHEAD`] at a time).
 pub async fn list(store: &Store, db: &DbName) -> Result<Listing> {
@@ -65,12 +80,7 @@ pub async fn list(store: &Store, db: &DbName) -> Result<Listing> {
             listing.incomplete.push((id, newest));
         }
     }
-    let mut read = futures::stream::iter(complete)
-        .map(|id| async move {
-            let r = read_manifest(store, db, &id).await;
-            (id, r)
-        })
-        .buffered(READ_AHEAD);
+    let mut read = manifests(store, db, complete);
     while let Some((id, r)) = read.next().await {
         match r {
             Ok(m) => listing.complete.push(m),
@@ -94,12 +104,7 @@ pub async fn latest(store: &Store, db: &DbName) -> Result<Option<Manifest>> {
         .map(|f| f.0)
         .collect();
     let mut best: Option<Manifest> = None;
-    let mut read = futures::stream::iter(ids)
-        .map(|id| async move {
-            let r = read_manifest(store, db, &id).await;
-            (id, r)
-        })
-        .buffered(READ_AHEAD);
+    let mut read = manifests(store, db, ids);
     while let Some((id, r)) = read.next().await {
         if let (Some(b), Some(t)) = (&best, id.time()) {
             let horizon = chrono::DateTime::parse_from_rfc3339(&b.snapshot.time)

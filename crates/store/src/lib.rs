@@ -215,40 +215,41 @@ impl Store {
         range: Range<u64>,
         etag: Option<&str>,
     ) -> Result<Bytes, StoreError> {
-        let path = self.path(key)?;
         let opts = object_store::GetOptions {
             range: Some(object_store::GetRange::Bounded(range)),
             if_match: etag.map(str::to_string),
             ..Default::default()
         };
-        let res = self
-            .inner
-            .get_opts(&path, opts)
-            .await
-            .map_err(|e| StoreError::from_backend("read a range of", key, e))?;
-        res.bytes()
-            .await
-            .map_err(|e| StoreError::from_backend("read a range of", key, e))
+        Ok(self.get_with("read a range of", key, opts).await?.0)
     }
 
     /// The first `len` bytes of an object (all of it when shorter) and what the store says
     /// of the whole object (size, ETag), in one request.
     pub async fn get_prefix(&self, key: &str, len: u64) -> Result<(Bytes, ObjectInfo), StoreError> {
-        let path = self.path(key)?;
         let opts = object_store::GetOptions {
             range: Some(object_store::GetRange::Bounded(0..len)),
             ..Default::default()
         };
+        self.get_with("read", key, opts).await
+    }
+
+    async fn get_with(
+        &self,
+        what: &'static str,
+        key: &str,
+        opts: object_store::GetOptions,
+    ) -> Result<(Bytes, ObjectInfo), StoreError> {
+        let path = self.path(key)?;
         let res = self
             .inner
             .get_opts(&path, opts)
             .await
-            .map_err(|e| StoreError::from_backend("read", key, e))?;
+            .map_err(|e| StoreError::from_backend(what, key, e))?;
         let info = self.info(res.meta.clone());
         let bytes = res
             .bytes()
             .await
-            .map_err(|e| StoreError::from_backend("read", key, e))?;
+            .map_err(|e| StoreError::from_backend(what, key, e))?;
         Ok((bytes, info))
     }
 
