@@ -114,8 +114,11 @@ pub async fn latest(store: &Store, db: &DbName) -> Result<Option<Manifest>> {
                 break;
             }
         }
-        // An unreadable manifest is not a restorable backup (`list` shows it).
-        let Ok(m) = r else { continue };
+        let m = match r {
+            Ok(m) => m,
+            Err(e) if not_a_backup(&e) => continue,
+            Err(e) => return Err(e),
+        };
         if best
             .as_ref()
             .is_none_or(|b| newest_first(&m, b) == std::cmp::Ordering::Less)
@@ -124,6 +127,12 @@ pub async fn latest(store: &Store, db: &DbName) -> Result<Option<Manifest>> {
         }
     }
     Ok(best)
+}
+
+/// An invalid manifest, or one removed since the listing, is not a restorable backup (`list`
+/// shows it); a store failure (throttling, a timeout) is no reason to pick an older backup.
+fn not_a_backup(e: &Error) -> bool {
+    matches!(e, Error::Integrity(_) | Error::Invalid(_))
 }
 
 /// How far before the newest snapshot found [`latest`] still looks at backups.
@@ -236,6 +245,23 @@ mod tests {
         put("20261104T020000Z-dddd", b"{not json".to_vec()).await;
         let l = latest(&store, &db).await.expect("latest").expect("some");
         assert_eq!(l.backup_id.as_str(), "20261103T020000Z-bbbb");
+        assert!(not_a_backup(
+            &read_manifest(
+                &store,
+                &db,
+                &BackupId::parse("20261104T020000Z-dddd").expect("id")
+            )
+            .await
+            .expect_err("unreadable")
+        ));
+        assert!(!not_a_backup(&Error::from(
+            pgdrill_store::StoreError::Backend {
+                action: "get",
+                key: "k".into(),
+                detail: "503 SlowDown".into(),
+                retryable: true,
+            }
+        )));
         // `list` agrees, and shows the unreadable one.
         let listing = list(&store, &db).await.expect("list");
         assert_eq!(listing.complete[0].backup_id, l.backup_id);

@@ -83,16 +83,8 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
     };
     let specs = checks::parse_checks(&job.db.drill, job.env)?;
     let listing = catalog::list(job.store, &job.db.name).await?;
-    let manifest = if job.selector == "latest" {
-        listing.complete.first().cloned().ok_or_else(|| {
-            Error::Invalid(format!(
-                "there is no complete backup of {} to drill: run `pgdrill backup` first",
-                job.db.name
-            ))
-        })?
-    } else {
-        catalog::resolve(job.store, &job.db.name, job.selector).await?
-    };
+    // `latest` means what it means for `restore latest`.
+    let manifest = catalog::resolve(job.store, &job.db.name, job.selector).await?;
     log.say(format!(
         "drill {id} of {} backup {} (snapshot {})",
         job.db.name, manifest.backup_id, manifest.snapshot.time
