@@ -288,6 +288,22 @@ pub struct Settings {
     pub base_dir: PathBuf,
 }
 
+/// `[restore] maintenance_work_mem` must be a PostgreSQL memory size (digits and a unit of
+/// kB, MB, GB or TB, or none for kB): anything else could not be passed to the server safely.
+pub fn check_memory_size(v: &str) -> Result<()> {
+    let digits = v.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &v[digits.len()..];
+    if digits.is_empty()
+        || !digits.chars().all(|c| c.is_ascii_digit())
+        || !["", "kB", "MB", "GB", "TB"].contains(&unit)
+    {
+        return Err(Error::Invalid(format!(
+            "[restore] maintenance_work_mem = \"{v}\" is not a PostgreSQL memory size: write it like \"512MB\" or \"2GB\""
+        )));
+    }
+    Ok(())
+}
+
 impl Settings {
     /// Loads settings from an optional config file text and the environment.
     pub fn load(text: Option<&str>, origin: &str, base_dir: &Path, env: &Env) -> Result<Settings> {
@@ -333,6 +349,9 @@ impl Settings {
             return Err(Error::Invalid(format!(
                 "compression.level {level} is out of range: use 1 (fastest) to 19 (smallest)"
             )));
+        }
+        if let Some(m) = &file.restore.maintenance_work_mem {
+            check_memory_size(m)?;
         }
         let mut databases = Vec::new();
         for (i, d) in file.databases.iter().enumerate() {
@@ -747,6 +766,23 @@ mod tests {
         )
         .expect_err("level");
         assert!(e.to_string().contains("compression.level"));
+        // Caught when the config is read (doctor, serve), not when a restore starts.
+        let e = Settings::load(
+            Some("[restore]\nmaintenance_work_mem = \"1GB -c fsync=off\"\n"),
+            "t",
+            Path::new("/"),
+            &Env::new(),
+        )
+        .expect_err("maintenance_work_mem");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("maintenance_work_mem"), "{e}");
+        Settings::load(
+            Some("[restore]\nmaintenance_work_mem = \"512MB\"\n"),
+            "t",
+            Path::new("/"),
+            &Env::new(),
+        )
+        .expect("a memory size");
     }
 
     #[test]

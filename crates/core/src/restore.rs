@@ -802,20 +802,7 @@ fn pg_restore_command(
 /// Checks `[restore] maintenance_work_mem` before anything happens: a PostgreSQL memory
 /// size (digits and an optional unit).
 fn check_memory_setting(configured: Option<&str>) -> Result<()> {
-    let Some(v) = configured else {
-        return Ok(());
-    };
-    let digits = v.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let unit = &v[digits.len()..];
-    if digits.is_empty()
-        || !digits.chars().all(|c| c.is_ascii_digit())
-        || !["", "kB", "MB", "GB", "TB"].contains(&unit)
-    {
-        return Err(Error::Invalid(format!(
-            "[restore] maintenance_work_mem = \"{v}\" is not a PostgreSQL memory size: write it like \"512MB\" or \"2GB\""
-        )));
-    }
-    Ok(())
+    configured.map_or(Ok(()), crate::config::check_memory_size)
 }
 
 /// Connection settings for a pg_restore child: `settings` (server settings for its
