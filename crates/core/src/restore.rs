@@ -27,6 +27,7 @@ use pgdrill_store::Store;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,6 +96,8 @@ struct TargetInfo {
     supabase: bool,
     /// Supabase platform schemas the target database already has (it is another project).
     platform_schemas: Vec<String>,
+    /// The target server's `server_version_num`.
+    version_num: u32,
     /// The connection to the maintenance database the guards used (it creates the target).
     admin: std::sync::Mutex<Option<tokio_postgres::Client>>,
 }
@@ -196,6 +199,7 @@ async fn inspect(job: &RestoreJob<'_>) -> Result<TargetInfo> {
         create_mode,
         supabase,
         platform_schemas,
+        version_num: facts.version_num,
         admin: std::sync::Mutex::new(Some(client)),
     })
 }
@@ -263,23 +267,43 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
         .dump_object()
         .ok_or_else(|| Error::Integrity("the manifest lists no dump".into()))?
         .clone();
+    let admin = job.target.with_dbname(&maintenance_db(&job.target));
+    // Only a database created here is dropped on failure (or one `pg_restore --create` made).
+    let created = AtomicBool::new(false);
     // The dump index (small) is read while the target is inspected, in case the restore
-    // streams; reading the store changes nothing.
+    // streams; reading the store changes nothing. When it will stream (a new database, with
+    // no roles to restore or platform plan to make first), the database is created as soon
+    // as the guards pass, while the index may still be on its way.
     let want_index = !job.spool && job.jobs > 1;
-    let (info, early_index) = tokio::join!(inspect(&job), async {
-        if want_index {
-            Some(stream::load_index(&job, &dump).await)
-        } else {
-            None
+    let (info, early_index) = tokio::join!(
+        async {
+            let info = inspect(&job).await?;
+            let install = job.tools.pick("pg_restore", job.manifest.dump_major())?;
+            if want_index && !job.globals && !info.exists && !info.create_mode && !info.supabase {
+                create_target(&job, &info, &admin, &created).await?;
+            }
+            Ok::<_, Error>((info, install))
+        },
+        async {
+            if want_index {
+                Some(stream::load_index(&job, &dump).await)
+            } else {
+                None
+            }
         }
-    });
-    let info = info?;
+    );
+    let (info, install) = info?;
     if info.exists || info.create_mode {
         // Nothing to create: the guards' connection is not needed any more.
         drop(info.admin.lock().ok().and_then(|mut c| c.take()));
     }
-    let install = job.tools.pick("pg_restore", job.manifest.dump_major())?;
-    let admin = job.target.with_dbname(&maintenance_db(&job.target));
+    // From here on, a failure drops what was created.
+    let abandon = |e: Error| async {
+        if created.load(Ordering::SeqCst) {
+            drop_target(&job, &admin).await;
+        }
+        e
+    };
 
     let mut mode = Mode {
         spool: job.jobs > 1 || info.create_mode,
@@ -311,7 +335,9 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
         plan = Some(p);
     }
     mode.single_txn = info.exists && !info.create_mode && mode.jobs == 1;
-    check_cancel(&job)?;
+    if let Err(e) = check_cancel(&job) {
+        return Err(abandon(e).await);
+    }
 
     if job.globals {
         notes.extend(globals::restore(&job, &admin).await?);
@@ -334,31 +360,34 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
                 "the dump index could not be used ({e}); restored from a spool file instead"
             )),
         }
-        check_cancel(&job)?;
+        if let Err(e) = check_cancel(&job) {
+            return Err(abandon(e).await);
+        }
     }
     let mode_name = match (&index, mode.spool) {
         (Some(_), _) => "stream",
         (None, true) => "spool",
         (None, false) => "pipe",
     };
-    // Only a database created here is dropped on failure (or one `pg_restore --create` made).
-    let created = std::sync::atomic::AtomicBool::new(false);
     let create = async {
-        if !info.exists && !info.create_mode {
-            let kept = info.admin.lock().ok().and_then(|mut c| c.take());
-            let c = match kept {
-                Some(c) if !c.is_closed() => c,
-                _ => client::connect(&admin).await?,
-            };
-            client::create_database(&c, &admin, &job.target.dbname).await?;
-            created.store(true, std::sync::atomic::Ordering::SeqCst);
+        if !info.exists && !info.create_mode && !created.load(Ordering::SeqCst) {
+            create_target(&job, &info, &admin, &created).await?;
         }
         Ok::<(), Error>(())
     };
     let outcome = async {
         if let Some(index) = index {
             // The database is created while the dump's table of contents is fetched.
-            let s = stream::restore(&job, &install, &dump, index, mode.jobs, create).await?;
+            let s = stream::restore(
+                &job,
+                &install,
+                &dump,
+                index,
+                mode.jobs,
+                info.version_num,
+                create,
+            )
+            .await?;
             return Ok(((s.download, s.restore, s.ignored, s.notes), s.analyze));
         }
         create.await?;
@@ -402,16 +431,45 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
             notes: notes.into_iter().chain(more_notes).collect(),
         }),
         Err(e) => {
-            if created.load(std::sync::atomic::Ordering::SeqCst)
-                || (info.create_mode && !info.exists)
-            {
-                if let Ok(c) = client::connect(&admin).await {
-                    let _ = client::drop_database(&c, &admin, &job.target.dbname).await;
-                }
+            if created.load(Ordering::SeqCst) || (info.create_mode && !info.exists) {
+                drop_target(&job, &admin).await;
             }
             supabase::drop_roles(&admin, &created_roles).await;
             Err(e)
         }
+    }
+}
+
+/// Creates the target database, on the guards' connection when it is still open.
+async fn create_target(
+    job: &RestoreJob<'_>,
+    info: &TargetInfo,
+    admin: &ConnSpec,
+    created: &AtomicBool,
+) -> Result<()> {
+    let kept = info.admin.lock().ok().and_then(|mut c| c.take());
+    if let Some(c) = kept.filter(|c| !c.is_closed()) {
+        match client::create_database(&c, admin, &job.target.dbname).await {
+            Ok(()) => {
+                created.store(true, Ordering::SeqCst);
+                return Ok(());
+            }
+            // The guards' connection died while idle: connect anew below.
+            Err(_) if c.is_closed() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let c = client::connect(admin).await?;
+    client::create_database(&c, admin, &job.target.dbname).await?;
+    created.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Drops the target database after a failed restore (best effort: the error that caused
+/// it is what the user sees).
+async fn drop_target(job: &RestoreJob<'_>, admin: &ConnSpec) {
+    if let Ok(c) = client::connect(admin).await {
+        let _ = client::drop_database(&c, admin, &job.target.dbname).await;
     }
 }
 
@@ -863,15 +921,25 @@ impl Proc {
     }
 
     /// Waits for the exit; on a signal, stops the process and returns the interruption.
+    /// The exit is noticed at once (the next stage of a restore waits on it).
     async fn wait(&mut self, cancel: &mut Cancel) -> Result<ExitStatus> {
+        let mut exit = exit_notice(self.pid());
         loop {
             match self.child.try_wait() {
                 Ok(Some(s)) => return Ok(s),
                 Ok(None) => {}
                 Err(e) => return Err(Error::Failed(format!("cannot wait for pg_restore: {e}"))),
             }
+            let notice = async {
+                match exit.as_mut() {
+                    Some(rx) => drop(rx.await),
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(25)) => {}
+                _ = notice => exit = None,
+                // A slow poll besides, should the notice never come.
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                 _ = cancel.cancelled() => {
                     self.stop().await;
                     return Err(interrupted());
@@ -923,6 +991,22 @@ impl Drop for Proc {
 }
 
 /// Sends `signal` (a name such as `TERM`) to `pid` with the shell's `kill` builtin.
+/// A notice, as soon as the child `pid` has exited, from a blocking `waitid(WNOWAIT)` on
+/// a worker thread; the status is still collected by `try_wait`.
+fn exit_notice(pid: u32) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        use rustix::process::{waitid, WaitId, WaitIdOptions};
+        let _ = waitid(
+            WaitId::Pid(pid),
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+        );
+        let _ = tx.send(());
+    });
+    Some(rx)
+}
+
 fn send_signal(pid: u32, signal: &str) {
     let _ = Command::new("/bin/sh")
         .args([

@@ -54,7 +54,14 @@ const TAIL_MIN: u64 = 8 << 20;
 /// keep `--jobs` sessions busy, so a parallel index build would only add workers competing
 /// for the same cores (measured: about 5% more CPU for the whole restore on two cores).
 /// A target URL's own `options` override it.
-const BESIDE_LANES: &[(&str, &str)] = &[("max_parallel_maintenance_workers", "0")];
+/// The setting exists from PostgreSQL 11 (an older server refuses the connection).
+fn beside_lanes(server_version_num: u32) -> &'static [(&'static str, &'static str)] {
+    if server_version_num >= 110_000 {
+        &[("max_parallel_maintenance_workers", "0")]
+    } else {
+        &[]
+    }
+}
 
 /// Smallest part a large table is cut into.
 const MIN_PART: u64 = 4 << 20;
@@ -263,7 +270,7 @@ struct RangeReader {
 }
 
 impl RangeReader {
-    /// Bytes to fetch at `at`: the window, cut at the limit; past it, [`SLACK`] at a time.
+    /// Bytes to fetch at `at`: the window, cut at the limit; past it, [`ON_DEMAND`] at a time.
     fn span(&self, at: u64) -> u64 {
         let limit = self.limit.load(Ordering::Relaxed);
         let len = if at < limit {
@@ -647,6 +654,7 @@ pub(super) async fn restore(
     dump: &StoredObject,
     index: Loaded,
     jobs: u32,
+    server_version_num: u32,
     create: impl std::future::Future<Output = Result<()>>,
 ) -> Result<Streamed> {
     let key = layout::backup_object(&job.manifest.database, &job.manifest.backup_id, &dump.name);
@@ -681,16 +689,29 @@ pub(super) async fn restore(
             stop.cancel();
         })
     };
-    let result = run_stages(job, install, &src, jobs, create, stop.clone(), stopped).await;
+    let beside = beside_lanes(server_version_num);
+    let result = run_stages(
+        job,
+        install,
+        &src,
+        jobs,
+        beside,
+        create,
+        stop.clone(),
+        stopped,
+    )
+    .await;
     forward.abort();
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_stages(
     job: &RestoreJob<'_>,
     install: &PgInstall,
     src: &Source,
     jobs: u32,
+    beside: &'static [(&'static str, &'static str)],
     create: impl std::future::Future<Output = Result<()>>,
     stop: Arc<CancelHandle>,
     stopped: Cancel,
@@ -738,7 +759,17 @@ async fn run_stages(
             r.map(|d| (d, t.elapsed().as_secs_f64()))
         })
     };
-    let outcome = stages(job, install, src, jobs, head, stop.clone(), stopped.clone()).await;
+    let outcome = stages(
+        job,
+        install,
+        src,
+        jobs,
+        beside,
+        head,
+        stop.clone(),
+        stopped.clone(),
+    )
+    .await;
     // A failure elsewhere may be the consequence of a damaged object: the check decides.
     let checked = match outcome {
         Ok(_) => verifier.await,
@@ -861,11 +892,13 @@ fn table_rows(job: &RestoreJob<'_>, toc: &Toc) -> HashMap<i64, u64> {
 }
 
 /// pre-data, data lanes, post-data, final ANALYZE.
+#[allow(clippy::too_many_arguments)]
 async fn stages(
     job: &RestoreJob<'_>,
     install: &PgInstall,
     src: &Source,
     jobs: u32,
+    beside: &'static [(&'static str, &'static str)],
     head: Vec<u8>,
     stop: Arc<CancelHandle>,
     stopped: Cancel,
@@ -973,6 +1006,7 @@ async fn stages(
     let tails = Tails {
         runner: &runner,
         head_file: head_file.path(),
+        beside,
         own_post: &own_post,
         names: &names,
         big: &big,
@@ -1295,6 +1329,8 @@ fn table_post_data(toc: &Toc) -> HashMap<i64, Vec<i64>> {
 struct Tails<'a, 'r, 'j> {
     runner: &'a Runner<'r, 'j>,
     head_file: &'a Path,
+    /// Session settings of its index builds ([`beside_lanes`]).
+    beside: &'static [(&'static str, &'static str)],
     own_post: &'a HashMap<i64, Vec<i64>>,
     names: &'a HashMap<i64, String>,
     /// Tables with enough data to be worth their own pg_restore and ANALYZE early.
@@ -1320,7 +1356,7 @@ impl Tails<'_, '_, '_> {
             let arg = format!("--use-list={}", list.path().display());
             let ignored = self
                 .runner
-                .file_with(&[&arg], BESIDE_LANES, self.head_file, stopped.clone())
+                .file_with(&[&arg], self.beside, self.head_file, stopped.clone())
                 .await?;
             if let Ok(mut g) = self.ignored.lock() {
                 g.extend(ignored);
@@ -1906,6 +1942,17 @@ mod tests {
         let mut v = archive::encode_int(bytes.len() as i64, 4);
         v.extend_from_slice(bytes);
         v
+    }
+
+    #[test]
+    fn index_builds_beside_lanes_skip_a_setting_the_server_lacks() {
+        assert_eq!(
+            beside_lanes(150_018),
+            &[("max_parallel_maintenance_workers", "0")]
+        );
+        assert_eq!(beside_lanes(110_000).len(), 1);
+        // PostgreSQL 10 refuses a connection that sets an unknown parameter.
+        assert!(beside_lanes(100_023).is_empty());
     }
 
     #[test]
