@@ -260,11 +260,13 @@ async fn slow_source(rows: u32) -> Source {
     Source { cluster, url }
 }
 
-/// Starts `pgdrill restore`, sends SIGTERM once pg_restore runs, returns the exit status.
+/// Starts `pgdrill restore`, sends SIGTERM once it loads rows into database `copy_into`
+/// (else once pg_restore runs), returns the exit status.
 fn interrupted_restore(
     dir: &std::path::Path,
     args: &[&str],
     env: &[(&str, &str)],
+    copy_into: Option<&str>,
     cluster_in: Option<&std::path::Path>,
 ) -> i32 {
     let mut c = cmd(dir);
@@ -276,8 +278,17 @@ fn interrupted_restore(
     }
     let child = c.spawn().expect("spawn");
     let pid = child.id();
-    let found = wait_for_child(pid, "pg_restore", Duration::from_secs(30));
-    assert!(found.is_some(), "pg_restore never started");
+    match copy_into {
+        // The data phase is under way (a streamed restore runs no pg_restore then).
+        Some(db) => assert!(
+            wait_for_copy(db, Duration::from_secs(30)),
+            "the restore never started loading rows into {db}"
+        ),
+        None => assert!(
+            wait_for_child(pid, "pg_restore", Duration::from_secs(30)).is_some(),
+            "pg_restore never started"
+        ),
+    }
     if let Some(d) = cluster_in {
         let clusters = entries(d)
             .iter()
@@ -321,6 +332,7 @@ async fn sigterm_stops_the_restore_and_leaves_nothing_behind() {
                 "restore", "latest", "--store", &store_s, "--target", &target, "--jobs", jobs,
             ],
             &[],
+            Some(db),
             None,
         );
         assert!(
@@ -341,6 +353,7 @@ async fn sigterm_stops_the_restore_and_leaves_nothing_behind() {
         dir.path(),
         &["restore", "latest", "--store", &store_s, "--ephemeral"],
         &[("TMPDIR", &tmp_s)],
+        None,
         Some(tmp.path()),
     );
     assert!(survivors(&tmp_s).is_empty(), "{:?}", survivors(&tmp_s));

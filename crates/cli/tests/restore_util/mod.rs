@@ -92,6 +92,22 @@ pub fn wait_for_child(parent: u32, needle: &str, timeout: Duration) -> Option<u3
     None
 }
 
+/// Waits until a server process loads rows into database `db` (its process title ends in
+/// `COPY`): the data phase of a restore, whether pg_restore or pgdrill's own lanes send them.
+pub fn wait_for_copy(db: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let marker = format!(" {db} ");
+    while Instant::now() < deadline {
+        if processes().iter().any(|(_, _, c)| {
+            c.starts_with("postgres: ") && c.contains(&marker) && c.ends_with("COPY")
+        }) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
 /// Processes whose argv contains `needle` (after a grace period for them to exit).
 pub fn survivors(needle: &str) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(5);
