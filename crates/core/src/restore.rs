@@ -499,17 +499,24 @@ async fn analyze_pass(target: &ConnSpec, jobs: u32, pass: AnalyzePass<'_>) -> Re
         ))
     };
     let c = client::connect(target).await?;
+    // The size of a table left out is not read: another session may be building its index
+    // (pg_relation_size would wait for that session's lock).
+    let left_out: Vec<&str> = match &pass {
+        AnalyzePass::Loaded(done) => done.iter().map(String::as_str).collect(),
+        _ => Vec::new(),
+    };
     let rows = c
         .query(
-            "select '\"' || replace(n.nspname, '\"', '\"\"') || '\".\"' \
-             || replace(c.relname, '\"', '\"\"') || '\"', \
+            "select q, dependent, view from (select '\"' || replace(n.nspname, '\"', '\"\"') \
+             || '\".\"' || replace(c.relname, '\"', '\"\"') || '\"' as q, \
              exists (select 1 from pg_index i where i.indrelid = c.oid \
              and i.indexprs is not null) or exists (select 1 from pg_statistic_ext x \
-             where x.stxrelid = c.oid), c.relkind = 'm' from pg_class c \
+             where x.stxrelid = c.oid) as dependent, c.relkind = 'm' as view, c.oid from pg_class c \
              join pg_namespace n on n.oid = c.relnamespace where c.relkind in ('r', 'm', 'p') \
              and n.nspname not in ('pg_catalog', 'information_schema') \
-             and n.nspname not like 'pg\\_toast%' order by pg_relation_size(c.oid) desc",
-            &[],
+             and n.nspname not like 'pg\\_toast%') t \
+             order by case when q = any($1) then 0 else pg_relation_size(oid) end desc",
+            &[&left_out],
         )
         .await
         .map_err(fail)?;

@@ -993,13 +993,49 @@ async fn stages(
             stopped.clone(),
         )
     });
+    // Once all data is in, what post-data does not involve a large table (the small tables'
+    // indexes and constraints, ...) and the small tables' ANALYZE run beside the large
+    // tables' own indexes and ANALYZE.
+    let early: Vec<i64> = early_post_data(&toc, &own_post, &big);
+    let big_names: HashSet<String> = big.iter().filter_map(|id| names.get(id)).cloned().collect();
+    let early_list = list_file(&id_list(&early))?;
+    let early_args = [
+        format!("--use-list={}", early_list.path().display()),
+        format!(
+            "--jobs={}",
+            jobs.min(u32::try_from(early.len()).unwrap_or(u32::MAX))
+                .max(1)
+        ),
+    ];
     let lanes = async {
         let r = futures::future::join_all(lanes).await;
         // No more tables will finish: closing the channel ends the tail driver.
         if let Ok(mut tx) = shared.finished.lock() {
             tx.take();
         }
-        r
+        if r.iter().any(Result::is_err) || stopped.is_cancelled() {
+            return (r, Ok(Vec::new()));
+        }
+        job.read
+            .progress
+            .stage("restore: indexes, constraints and ANALYZE");
+        let post = async {
+            if early.is_empty() {
+                return Ok(Vec::new());
+            }
+            let args: Vec<&str> = early_args.iter().map(String::as_str).collect();
+            runner.file(&args, head_file.path(), stopped.clone()).await
+        };
+        let loaded = super::analyze_pass(&job.target, jobs, super::AnalyzePass::Loaded(&big_names));
+        let mut cancel = stopped.clone();
+        let after = tokio::select! {
+            (post, loaded) = futures::future::join(post, loaded) => loaded.and(post),
+            _ = cancel.cancelled() => Err(interrupted()),
+        };
+        if after.is_err() {
+            stop.cancel();
+        }
+        (r, after)
     };
     // Each table whose data is all in gets its own indexes and constraints (the post-data
     // entries that depend on it alone) and then its ANALYZE, while the lanes load on.
@@ -1043,10 +1079,14 @@ async fn stages(
         }
         r
     };
-    let (pre, (results, ())) =
+    let (pre, ((results, early_done), ())) =
         futures::future::join(pre, futures::future::join(lanes, driver)).await;
     // The first real failure, not the interruptions it caused elsewhere.
     let mut failures: Vec<Error> = results.into_iter().filter_map(|r| r.err()).collect();
+    match early_done {
+        Ok(early_ignored) => ignored.extend(early_ignored),
+        Err(e) => failures.push(e),
+    }
     if let Some(e) = tails.failure.lock().ok().and_then(|mut f| f.take()) {
         failures.insert(0, e);
     }
@@ -1068,17 +1108,15 @@ async fn stages(
         return Err(interrupted());
     }
 
-    // What is left of post-data (foreign keys, entries on several tables, ...), and beside it
+    // What is left of post-data (foreign keys to or from large tables, ...), and beside it
     // the ANALYZE of tables not analyzed yet.
-    job.read
-        .progress
-        .stage("restore: indexes, constraints and ANALYZE");
     let analyzed = tails.analyzed.lock().map(|g| g.clone()).unwrap_or_default();
-    let done_post = tails
+    let mut done_post = tails
         .done_post
         .lock()
         .map(|g| g.clone())
         .unwrap_or_default();
+    done_post.extend(early.iter().copied());
     let rest: String = toc
         .items
         .iter()
@@ -1104,7 +1142,19 @@ async fn stages(
             .file(&post_args, head_file.path(), stopped.clone())
             .await
     };
-    let loaded = super::analyze_pass(&job.target, jobs, super::AnalyzePass::Loaded(&analyzed));
+    // Every table is analyzed by now, unless a large table's tail did not get to it.
+    let loaded = async {
+        let missed: HashSet<&String> = big_names.difference(&analyzed).collect();
+        if missed.is_empty() {
+            return Ok(());
+        }
+        let others: HashSet<String> = names
+            .values()
+            .filter(|n| !missed.contains(n))
+            .cloned()
+            .collect();
+        super::analyze_pass(&job.target, jobs, super::AnalyzePass::Loaded(&others)).await
+    };
     let mut cancel = stopped.clone();
     let (post, loaded) = tokio::select! {
         r = futures::future::join(post, loaded) => r,
@@ -1323,6 +1373,52 @@ fn table_post_data(toc: &Toc) -> HashMap<i64, Vec<i64>> {
         }
     }
     out
+}
+
+/// The post-data entries that can run as soon as all data is in, beside the large tables'
+/// own entries: none of their dependencies, direct or through another post-data entry, is
+/// a large table (`big`: TABLE DATA ids), its data or its own entries. In TOC order.
+fn early_post_data(toc: &Toc, own_post: &HashMap<i64, Vec<i64>>, big: &HashSet<i64>) -> Vec<i64> {
+    let tables: HashSet<i64> = toc
+        .items
+        .iter()
+        .filter(|i| i.desc == "TABLE")
+        .map(|i| i.dump_id)
+        .collect();
+    let mut blocked: HashSet<i64> = big.clone();
+    for i in toc.items.iter().filter(|i| big.contains(&i.dump_id)) {
+        // The TABLE entry the large table's data belongs to.
+        blocked.extend(i.deps.iter().filter(|d| tables.contains(d)).copied());
+    }
+    for id in big {
+        blocked.extend(own_post.get(id).into_iter().flatten().copied());
+    }
+    let post: Vec<&archive::TocItem> = toc
+        .items
+        .iter()
+        .filter(|i| i.section == Section::PostData && !large_object(i))
+        .filter(|i| !blocked.contains(&i.dump_id))
+        .collect();
+    // Dependencies may come later in the TOC: repeat until nothing more is blocked.
+    loop {
+        let before = blocked.len();
+        for i in &post {
+            if i.deps.iter().any(|d| blocked.contains(d)) {
+                blocked.insert(i.dump_id);
+            }
+        }
+        if blocked.len() == before {
+            break;
+        }
+    }
+    post.iter()
+        .map(|i| i.dump_id)
+        .filter(|id| !blocked.contains(id))
+        .collect()
+}
+
+fn id_list(ids: &[i64]) -> String {
+    ids.iter().map(|id| format!("{id};\n")).collect()
 }
 
 /// Per-table work once its data is in: its own post-data entries, then ANALYZE.
@@ -1942,6 +2038,43 @@ mod tests {
         let mut v = archive::encode_int(bytes.len() as i64, 4);
         v.extend_from_slice(bytes);
         v
+    }
+
+    #[test]
+    fn post_data_that_does_not_involve_a_large_table_runs_early() {
+        let post = |id, desc, deps| item(id, desc, Section::PostData, deps, false);
+        let toc = Toc {
+            int_size: 4,
+            uncompressed: true,
+            session: Vec::new(),
+            items: vec![
+                item(1, "SCHEMA", Section::PreData, vec![], false),
+                item(2, "TABLE", Section::PreData, vec![1], false),
+                item(3, "TABLE", Section::PreData, vec![1], false),
+                item(10, "TABLE DATA", Section::Data, vec![2], false),
+                item(11, "TABLE DATA", Section::Data, vec![3], false),
+                // A comment on the foreign key below, listed before it.
+                post(25, "COMMENT", vec![24]),
+                post(20, "CONSTRAINT", vec![2]),
+                post(21, "CONSTRAINT", vec![3]),
+                post(22, "INDEX", vec![3]),
+                // The small table's foreign key to the large one's primary key.
+                post(24, "FK CONSTRAINT", vec![3, 20]),
+                // The large table's foreign key to the small one.
+                post(26, "FK CONSTRAINT", vec![2, 21]),
+                // Depends on the schema only.
+                post(27, "EVENT TRIGGER", vec![1]),
+            ],
+        };
+        let own = table_post_data(&toc);
+        assert_eq!(own.get(&10), Some(&vec![20]));
+        let big: HashSet<i64> = [10].into();
+        assert_eq!(early_post_data(&toc, &own, &big), vec![21, 22, 27]);
+        // Without a large table everything is early.
+        assert_eq!(
+            early_post_data(&toc, &own, &HashSet::new()),
+            vec![25, 20, 21, 22, 24, 26, 27]
+        );
     }
 
     #[test]
