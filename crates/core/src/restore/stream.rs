@@ -1905,6 +1905,10 @@ impl Write for Chunks<'_> {
             match self.at {
                 At::Data(left) => {
                     let take = data.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    if self.out.capacity() == 0 {
+                        // A batch's worth at once, not grown row by row.
+                        self.out.reserve(COPY_BATCH * 2);
+                    }
                     self.out.extend_from_slice(&data[..take]);
                     data = &data[take..];
                     self.at = if take as u64 == left {
@@ -1924,7 +1928,12 @@ impl Write for Chunks<'_> {
                     if self.partial.len() < need {
                         continue;
                     }
-                    let head = std::mem::take(&mut self.partial);
+                    // Copied out (no allocation per row: `partial` keeps its buffer).
+                    let mut buf = [0u8; 16];
+                    let head = &mut buf[..need];
+                    head.copy_from_slice(&self.partial);
+                    self.partial.clear();
+                    let head = &*head;
                     if self.at == At::Block {
                         if head[0] != archive::BLK_DATA {
                             return Err(bad(format!("unexpected block type {}", head[0])));
@@ -1933,7 +1942,7 @@ impl Write for Chunks<'_> {
                         self.at = At::Len;
                         self.send(Feed::Start(id))?;
                     } else {
-                        let len = self.int(&head)?;
+                        let len = self.int(head)?;
                         if len < 0 {
                             return Err(bad(format!("negative chunk length {len}")));
                         }
