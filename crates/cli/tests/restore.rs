@@ -162,11 +162,12 @@ async fn a_streamed_restore_loads_a_large_table_in_parts_and_stays_identical() {
     // `app.big` (~12 MB of COPY text) is cut at a row boundary and loaded by both lanes;
     // `app.ordered` has a BRIN index, so its rows must keep their order: never cut.
     // `app.refs` has a foreign key to `app.big`: it waits for `app.big`'s primary key, while
-    // its own primary key is made as soon as all data is in.
+    // its own primary key is made as soon as all data is in. The event trigger refuses any
+    // DDL: it must be restored after everything else.
     tk::connect(&src.url)
         .await
         .batch_execute(
-            "create table app.big (id bigint primary key, body text, n numeric);              insert into app.big select g, repeat(md5(g::text), 3), g / 7.0                from generate_series(1, 120000) g;              create table app.ordered (id bigint, t text);              insert into app.ordered select g, repeat('x', 90) from generate_series(1, 90000) g;              create index ordered_brin on app.ordered using brin (id);              create index big_expr on app.big ((lower(body)));              create table app.refs (id int primary key, big_id bigint references app.big (id));              insert into app.refs select g, g * 3 from generate_series(1, 500) g;",
+            "create table app.big (id bigint primary key, body text, n numeric);              insert into app.big select g, repeat(md5(g::text), 3), g / 7.0                from generate_series(1, 120000) g;              create table app.ordered (id bigint, t text);              insert into app.ordered select g, repeat('x', 90) from generate_series(1, 90000) g;              create index ordered_brin on app.ordered using brin (id);              create index big_expr on app.big ((lower(body)));              create table app.refs (id int primary key, big_id bigint references app.big (id));              insert into app.refs select g, g * 3 from generate_series(1, 500) g;              create function app.no_ddl() returns event_trigger language plpgsql as $$ begin raise exception 'no DDL after the event trigger'; end $$;              create event trigger no_ddl on ddl_command_start execute function app.no_ddl();",
         )
         .await
         .expect("large tables");

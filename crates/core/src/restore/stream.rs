@@ -1377,7 +1377,8 @@ fn table_post_data(toc: &Toc) -> HashMap<i64, Vec<i64>> {
 
 /// The post-data entries that can run as soon as all data is in, beside the large tables'
 /// own entries: none of their dependencies, direct or through another post-data entry, is
-/// a large table (`big`: TABLE DATA ids), its data or its own entries. In TOC order.
+/// a large table (`big`: TABLE DATA ids), its data or its own entries; not event triggers.
+/// In TOC order.
 fn early_post_data(toc: &Toc, own_post: &HashMap<i64, Vec<i64>>, big: &HashSet<i64>) -> Vec<i64> {
     let tables: HashSet<i64> = toc
         .items
@@ -1393,6 +1394,13 @@ fn early_post_data(toc: &Toc, own_post: &HashMap<i64, Vec<i64>>, big: &HashSet<i
     for id in big {
         blocked.extend(own_post.get(id).into_iter().flatten().copied());
     }
+    // Event triggers would fire on the large tables' index builds: pg_restore makes them last.
+    blocked.extend(
+        toc.items
+            .iter()
+            .filter(|i| i.desc == "EVENT TRIGGER")
+            .map(|i| i.dump_id),
+    );
     let post: Vec<&archive::TocItem> = toc
         .items
         .iter()
@@ -2072,14 +2080,16 @@ mod tests {
                 // The large table's foreign key to the small one.
                 post(26, "FK CONSTRAINT", vec![2, 21]),
                 // Depends on the schema only.
-                post(27, "EVENT TRIGGER", vec![1]),
+                post(27, "PUBLICATION", vec![1]),
+                // Would fire on the other entries' DDL: always last.
+                post(28, "EVENT TRIGGER", vec![]),
             ],
         };
         let own = table_post_data(&toc);
         assert_eq!(own.get(&10), Some(&vec![20]));
         let big: HashSet<i64> = [10].into();
         assert_eq!(early_post_data(&toc, &own, &big), vec![21, 22, 27]);
-        // Without a large table everything is early.
+        // Without a large table everything but the event trigger is early.
         assert_eq!(
             early_post_data(&toc, &own, &HashSet::new()),
             vec![25, 20, 21, 22, 24, 26, 27]
