@@ -49,7 +49,7 @@ impl S3Server {
                 .env("PYTHONUNBUFFERED", "1")
                 .spawn()
                 .unwrap_or_else(|e| panic!("starting {} failed: {e}", bin.display()));
-            match wait_ready(&mut child, port) {
+            match wait_ready(&mut child, port, &log_path) {
                 Ok(()) => {
                     return S3Server {
                         child: Some(child),
@@ -172,13 +172,21 @@ impl Drop for S3Server {
 }
 
 /// Polls until an HTTP request is answered; `Err` when the process died or timed out.
-fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
+/// Ready when *this* child says it listens on `port` and the port answers: another server
+/// (a parallel test's) may have taken the port between `free_port` and the child's bind,
+/// and would answer the probe while this child exits with "Address already in use".
+fn wait_ready(child: &mut Child, port: u16, log: &std::path::Path) -> Result<(), String> {
     let deadline = Instant::now() + READY_TIMEOUT;
+    let listening = format!("Running on http://127.0.0.1:{port}");
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("moto_server exited ({status})"));
         }
-        if http(port, "GET", "/moto-api/", &[]).is_ok() {
+        let said = std::fs::read_to_string(log).unwrap_or_default();
+        if said.contains("Address already in use") {
+            return Err(format!("port {port} was taken"));
+        }
+        if said.contains(&listening) && http(port, "GET", "/moto-api/", &[]).is_ok() {
             return Ok(());
         }
         if Instant::now() >= deadline {
