@@ -106,27 +106,52 @@ pub async fn latest(store: &Store, db: &DbName) -> Result<Option<Manifest>> {
     let mut best: Option<Manifest> = None;
     let mut read = manifests(store, db, ids);
     while let Some((id, r)) = read.next().await {
-        if let (Some(b), Some(t)) = (&best, id.time()) {
-            let horizon = chrono::DateTime::parse_from_rfc3339(&b.snapshot.time)
-                .ok()
-                .map(|s| s.with_timezone(&chrono::Utc) - LATEST_HORIZON);
-            if horizon.is_some_and(|h| t < h) {
-                break;
-            }
+        if best.as_ref().is_some_and(|b| beyond_horizon(b, &id)) {
+            break;
         }
         let m = match r {
             Ok(m) => m,
             Err(e) if not_a_backup(&e) => continue,
             Err(e) => return Err(e),
         };
-        if best
-            .as_ref()
-            .is_none_or(|b| newest_first(&m, b) == std::cmp::Ordering::Less)
-        {
+        if best.as_ref().is_none_or(|b| newest_first(&m, b).is_lt()) {
             best = Some(m);
         }
     }
     Ok(best)
+}
+
+/// [`latest`] among manifests already read (a [`Listing`]'s), by the same rule.
+pub fn latest_of(complete: &[Manifest]) -> Option<&Manifest> {
+    let mut by_id: Vec<&Manifest> = complete.iter().collect();
+    by_id.sort_by(|a, b| b.backup_id.cmp(&a.backup_id));
+    let mut best: Option<&Manifest> = None;
+    for m in by_id {
+        if best.is_some_and(|b| beyond_horizon(b, &m.backup_id)) {
+            break;
+        }
+        if best.is_none_or(|b| newest_first(m, b).is_lt()) {
+            best = Some(m);
+        }
+    }
+    best
+}
+
+/// Backup `id` (and every older one) started more than [`LATEST_HORIZON`] before `best`'s
+/// snapshot: it cannot be newer.
+fn beyond_horizon(best: &Manifest, id: &BackupId) -> bool {
+    let horizon = chrono::DateTime::parse_from_rfc3339(&best.snapshot.time)
+        .ok()
+        .map(|s| s.with_timezone(&chrono::Utc) - LATEST_HORIZON);
+    matches!((horizon, id.time()), (Some(h), Some(t)) if t < h)
+}
+
+/// The error for a database without a complete backup.
+pub fn no_backup(store: &Store, db: &DbName) -> Error {
+    Error::Invalid(format!(
+        "there is no complete backup of {db} in {}: run `pgdrill backup` first",
+        store.display()
+    ))
 }
 
 /// An invalid manifest, or one removed since the listing, is not a restorable backup (`list`
@@ -159,12 +184,7 @@ pub async fn read_manifest(store: &Store, db: &DbName, id: &BackupId) -> Result<
 /// Resolves `latest` or a backup id to a complete backup's manifest.
 pub async fn resolve(store: &Store, db: &DbName, selector: &str) -> Result<Manifest> {
     if selector == "latest" {
-        return latest(store, db).await?.ok_or_else(|| {
-            Error::Invalid(format!(
-                "there is no complete backup of {db} in {}: run `pgdrill backup` first",
-                store.display()
-            ))
-        });
+        return latest(store, db).await?.ok_or_else(|| no_backup(store, db));
     }
     let id =
         BackupId::parse(selector).map_err(|e| Error::Invalid(format!("{e}; or use latest")))?;
@@ -265,6 +285,10 @@ mod tests {
         // `list` agrees, and shows the unreadable one.
         let listing = list(&store, &db).await.expect("list");
         assert_eq!(listing.complete[0].backup_id, l.backup_id);
+        assert_eq!(
+            latest_of(&listing.complete).map(|m| &m.backup_id),
+            Some(&l.backup_id)
+        );
         assert_eq!(listing.complete.len(), 3);
         assert_eq!(listing.unreadable.len(), 1);
         // A backup started two days before the newest snapshot is not read for `latest`,
@@ -276,11 +300,15 @@ mod tests {
         .await;
         let l = latest(&store, &db).await.expect("latest").expect("some");
         assert_eq!(l.backup_id.as_str(), "20261103T020000Z-bbbb");
+        let listing = list(&store, &db).await.expect("list");
         assert_eq!(
-            list(&store, &db).await.expect("list").complete[0]
-                .backup_id
-                .as_str(),
+            listing.complete[0].backup_id.as_str(),
             "20261101T020000Z-aaaa"
+        );
+        // A listing's `latest` is the same backup.
+        assert_eq!(
+            latest_of(&listing.complete).map(|m| &m.backup_id),
+            Some(&l.backup_id)
         );
     }
 }

@@ -83,8 +83,14 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
     };
     let specs = checks::parse_checks(&job.db.drill, job.env)?;
     let listing = catalog::list(job.store, &job.db.name).await?;
-    // `latest` means what it means for `restore latest`.
-    let manifest = catalog::resolve(job.store, &job.db.name, job.selector).await?;
+    // `latest` means what it means for `restore latest` (from the listing read anyway).
+    let manifest = if job.selector == "latest" {
+        catalog::latest_of(&listing.complete)
+            .cloned()
+            .ok_or_else(|| catalog::no_backup(job.store, &job.db.name))?
+    } else {
+        catalog::resolve(job.store, &job.db.name, job.selector).await?
+    };
     log.say(format!(
         "drill {id} of {} backup {} (snapshot {})",
         job.db.name, manifest.backup_id, manifest.snapshot.time
