@@ -997,7 +997,6 @@ impl Drop for Proc {
     }
 }
 
-/// Sends `signal` (a name such as `TERM`) to `pid` with the shell's `kill` builtin.
 /// A notice, as soon as the child `pid` has exited, from a blocking `waitid(WNOWAIT)` on
 /// a worker thread; the status is still collected by `try_wait`.
 fn exit_notice(pid: u32) -> Option<tokio::sync::oneshot::Receiver<()>> {
@@ -1014,6 +1013,7 @@ fn exit_notice(pid: u32) -> Option<tokio::sync::oneshot::Receiver<()>> {
     Some(rx)
 }
 
+/// Sends `signal` (a name such as `TERM`) to `pid` with the shell's `kill` builtin.
 fn send_signal(pid: u32, signal: &str) {
     let _ = Command::new("/bin/sh")
         .args([

@@ -998,15 +998,6 @@ async fn stages(
     // tables' own indexes and ANALYZE.
     let early: Vec<i64> = early_post_data(&toc, &own_post, &big);
     let big_names: HashSet<String> = big.iter().filter_map(|id| names.get(id)).cloned().collect();
-    let early_list = list_file(&id_list(&early))?;
-    let early_args = [
-        format!("--use-list={}", early_list.path().display()),
-        format!(
-            "--jobs={}",
-            jobs.min(u32::try_from(early.len()).unwrap_or(u32::MAX))
-                .max(1)
-        ),
-    ];
     let lanes = async {
         let r = futures::future::join_all(lanes).await;
         // No more tables will finish: closing the channel ends the tail driver.
@@ -1019,13 +1010,7 @@ async fn stages(
         job.read
             .progress
             .stage("restore: indexes, constraints and ANALYZE");
-        let post = async {
-            if early.is_empty() {
-                return Ok(Vec::new());
-            }
-            let args: Vec<&str> = early_args.iter().map(String::as_str).collect();
-            runner.file(&args, head_file.path(), stopped.clone()).await
-        };
+        let post = runner.entries(&early, jobs, head_file.path(), stopped.clone());
         let loaded = super::analyze_pass(&job.target, jobs, super::AnalyzePass::Loaded(&big_names));
         let mut cancel = stopped.clone();
         let after = tokio::select! {
@@ -1117,31 +1102,14 @@ async fn stages(
         .map(|g| g.clone())
         .unwrap_or_default();
     done_post.extend(early.iter().copied());
-    let rest: String = toc
+    let rest: Vec<i64> = toc
         .items
         .iter()
         .filter(|i| i.section == Section::PostData && !large_object(i))
         .filter(|i| !done_post.contains(&i.dump_id))
-        .map(|i| format!("{};\n", i.dump_id))
+        .map(|i| i.dump_id)
         .collect();
-    let post_list = list_file(&rest)?;
-    // No more pg_restore workers (each a connection) than entries left.
-    let post_jobs = jobs
-        .min(u32::try_from(rest.lines().count()).unwrap_or(u32::MAX))
-        .max(1);
-    let post_args = [
-        format!("--use-list={}", post_list.path().display()),
-        format!("--jobs={post_jobs}"),
-    ];
-    let post_args: Vec<&str> = post_args.iter().map(String::as_str).collect();
-    let post = async {
-        if rest.is_empty() {
-            return Ok(Vec::new());
-        }
-        runner
-            .file(&post_args, head_file.path(), stopped.clone())
-            .await
-    };
+    let post = runner.entries(&rest, jobs, head_file.path(), stopped.clone());
     // Every table is analyzed by now, unless a large table's tail did not get to it.
     let loaded = async {
         let missed: HashSet<&String> = big_names.difference(&analyzed).collect();
@@ -1455,8 +1423,7 @@ impl Tails<'_, '_, '_> {
             return Ok(());
         };
         if let Some(post) = self.own_post.get(&data_id) {
-            let text: String = post.iter().map(|id| format!("{id};\n")).collect();
-            let list = list_file(&text)?;
+            let list = list_file(&id_list(post))?;
             let arg = format!("--use-list={}", list.path().display());
             let ignored = self
                 .runner
@@ -1509,6 +1476,30 @@ impl Runner<'_, '_> {
         self.file_with(extra, &[], file, stopped).await
     }
 
+    /// The entries `ids` by `pg_restore -j` from the TOC `file`, with no more workers (each a
+    /// connection) than entries.
+    async fn entries(
+        &self,
+        ids: &[i64],
+        jobs: u32,
+        file: &Path,
+        stopped: Cancel,
+    ) -> Result<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = list_file(&id_list(ids))?;
+        let workers = jobs
+            .min(u32::try_from(ids.len()).unwrap_or(u32::MAX))
+            .max(1);
+        let args = [
+            format!("--use-list={}", list.path().display()),
+            format!("--jobs={workers}"),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.file(&args, file, stopped).await
+    }
+
     /// [`Runner::file`] with server settings for pg_restore's session.
     async fn file_with(
         &self,
@@ -1542,8 +1533,7 @@ impl Runner<'_, '_> {
         plain: Option<Plain>,
         mut stopped: Cancel,
     ) -> Result<(Option<Plain>, Vec<String>)> {
-        let text: String = task.entries.iter().map(|id| format!("{id};\n")).collect();
-        let list = list_file(&text)?;
+        let list = list_file(&id_list(&task.entries))?;
         let mut cmd = self.command(&[&format!("--use-list={}", list.path().display())], &[]);
         cmd.stdin(Stdio::piped());
         let mut proc = Proc::spawn(cmd, self.install)?;
@@ -1938,10 +1928,9 @@ impl Write for Chunks<'_> {
                     }
                     // Copied out (no allocation per row: `partial` keeps its buffer).
                     let mut buf = [0u8; 16];
-                    let head = &mut buf[..need];
-                    head.copy_from_slice(&self.partial);
+                    buf[..need].copy_from_slice(&self.partial);
                     self.partial.clear();
-                    let head = &*head;
+                    let head = &buf[..need];
                     if self.at == At::Block {
                         if head[0] != archive::BLK_DATA {
                             return Err(bad(format!("unexpected block type {}", head[0])));
@@ -2027,6 +2016,16 @@ mod tests {
         }
     }
 
+    /// A TOC of `items`: 4-byte ints, uncompressed blocks, no session settings.
+    fn toc(items: Vec<TocItem>) -> Toc {
+        Toc {
+            int_size: 4,
+            uncompressed: true,
+            session: Vec::new(),
+            items,
+        }
+    }
+
     fn index(blocks: Vec<DataBlock>) -> DumpIndex {
         let end = blocks.last().map(|b| b.end).unwrap_or(100);
         DumpIndex {
@@ -2060,31 +2059,26 @@ mod tests {
     #[test]
     fn post_data_that_does_not_involve_a_large_table_runs_early() {
         let post = |id, desc, deps| item(id, desc, Section::PostData, deps, false);
-        let toc = Toc {
-            int_size: 4,
-            uncompressed: true,
-            session: Vec::new(),
-            items: vec![
-                item(1, "SCHEMA", Section::PreData, vec![], false),
-                item(2, "TABLE", Section::PreData, vec![1], false),
-                item(3, "TABLE", Section::PreData, vec![1], false),
-                item(10, "TABLE DATA", Section::Data, vec![2], false),
-                item(11, "TABLE DATA", Section::Data, vec![3], false),
-                // A comment on the foreign key below, listed before it.
-                post(25, "COMMENT", vec![24]),
-                post(20, "CONSTRAINT", vec![2]),
-                post(21, "CONSTRAINT", vec![3]),
-                post(22, "INDEX", vec![3]),
-                // The small table's foreign key to the large one's primary key.
-                post(24, "FK CONSTRAINT", vec![3, 20]),
-                // The large table's foreign key to the small one.
-                post(26, "FK CONSTRAINT", vec![2, 21]),
-                // Depends on the schema only.
-                post(27, "PUBLICATION", vec![1]),
-                // Would fire on the other entries' DDL: always last.
-                post(28, "EVENT TRIGGER", vec![]),
-            ],
-        };
+        let toc = toc(vec![
+            item(1, "SCHEMA", Section::PreData, vec![], false),
+            item(2, "TABLE", Section::PreData, vec![1], false),
+            item(3, "TABLE", Section::PreData, vec![1], false),
+            item(10, "TABLE DATA", Section::Data, vec![2], false),
+            item(11, "TABLE DATA", Section::Data, vec![3], false),
+            // A comment on the foreign key below, listed before it.
+            post(25, "COMMENT", vec![24]),
+            post(20, "CONSTRAINT", vec![2]),
+            post(21, "CONSTRAINT", vec![3]),
+            post(22, "INDEX", vec![3]),
+            // The small table's foreign key to the large one's primary key.
+            post(24, "FK CONSTRAINT", vec![3, 20]),
+            // The large table's foreign key to the small one.
+            post(26, "FK CONSTRAINT", vec![2, 21]),
+            // Depends on the schema only.
+            post(27, "PUBLICATION", vec![1]),
+            // Would fire on the other entries' DDL: always last.
+            post(28, "EVENT TRIGGER", vec![]),
+        ]);
         let own = table_post_data(&toc);
         assert_eq!(own.get(&10), Some(&vec![20]));
         let big: HashSet<i64> = [10].into();
@@ -2208,17 +2202,12 @@ mod tests {
             end: rowy.end + 60 * mb,
             splits: (1..15).map(|k| rowy.end + k * 4 * mb).collect(),
         };
-        let toc = Toc {
-            int_size: 4,
-            uncompressed: true,
-            session: Vec::new(),
-            items: vec![
-                item(1, "TABLE", Section::PreData, vec![], false),
-                item(2, "TABLE", Section::PreData, vec![], false),
-                item(10, "TABLE DATA", Section::Data, vec![1], false),
-                item(11, "TABLE DATA", Section::Data, vec![2], false),
-            ],
-        };
+        let toc = toc(vec![
+            item(1, "TABLE", Section::PreData, vec![], false),
+            item(2, "TABLE", Section::PreData, vec![], false),
+            item(10, "TABLE DATA", Section::Data, vec![1], false),
+            item(11, "TABLE DATA", Section::Data, vec![2], false),
+        ]);
         let ix = index(vec![rowy.clone(), wide.clone()]);
         let rows = HashMap::from([(10, 1_000_000), (11, 10_000)]);
         let (lanes, parts) = plan(&toc, &ix, 2, &rows);
