@@ -3,10 +3,9 @@
 # and bytea), timed in one run:
 #   backup:  pg_dump -Fc -Z0 > /dev/null (the floor), pg_dump -Fc > file (the usual baseline),
 #            pgdrill backup (encrypted) to a local folder and to an S3 server (s3s-fs on loopback)
-#   restore: pg_restore -j 2 from a local unencrypted file vs pgdrill restore --jobs 2 from S3,
-#            encrypted
-#            (the floor); also timed with the database's creation (createdb + pg_restore),
-#            which pgdrill's time includes
+#   restore: pg_restore -j 2 from a local unencrypted file (the floor; also timed with the
+#            database's creation, createdb + pg_restore, which pgdrill's time includes) vs
+#            pgdrill restore --jobs 2 from S3, encrypted
 # Each measurement is the median of $RUNS runs; peak RSS comes from /usr/bin/time -v.
 # Usage: sudo bash bench/run.sh [SCALE]   (SCALE default 20; RUNS=3 by default;
 #        ONLY=restore skips the backup timings: one backup is taken to restore from)

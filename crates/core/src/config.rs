@@ -685,6 +685,11 @@ fn one_line(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Settings from `text` alone (no environment).
+    fn load(text: &str) -> Result<Settings> {
+        Settings::load(Some(text), "t.toml", Path::new("/"), &Env::new())
+    }
+
     fn env(pairs: &[(&str, &str)]) -> Env {
         pairs
             .iter()
@@ -741,48 +746,19 @@ mod tests {
 
     #[test]
     fn bad_config_is_invalid_with_a_named_key() {
-        let e = Settings::load(
-            Some("[store]\nurll = 1\n"),
-            "t.toml",
-            Path::new("/"),
-            &Env::new(),
-        )
-        .expect_err("unknown key");
+        let e = load("[store]\nurll = 1\n").expect_err("unknown key");
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("urll"), "{e}");
-        let e = Settings::load(
-            Some("[store]\nurl = \"${NOPE}\"\n"),
-            "t",
-            Path::new("/"),
-            &Env::new(),
-        )
-        .expect_err("unset var");
+        let e = load("[store]\nurl = \"${NOPE}\"\n").expect_err("unset var");
         assert!(e.to_string().contains("NOPE"));
-        let e = Settings::load(
-            Some("[compression]\nlevel = 40\n"),
-            "t",
-            Path::new("/"),
-            &Env::new(),
-        )
-        .expect_err("level");
+        let e = load("[compression]\nlevel = 40\n").expect_err("level");
         assert!(e.to_string().contains("compression.level"));
         // Caught when the config is read (doctor, serve), not when a restore starts.
-        let e = Settings::load(
-            Some("[restore]\nmaintenance_work_mem = \"1GB -c fsync=off\"\n"),
-            "t",
-            Path::new("/"),
-            &Env::new(),
-        )
-        .expect_err("maintenance_work_mem");
+        let e = load("[restore]\nmaintenance_work_mem = \"1GB -c fsync=off\"\n")
+            .expect_err("maintenance_work_mem");
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("maintenance_work_mem"), "{e}");
-        Settings::load(
-            Some("[restore]\nmaintenance_work_mem = \"512MB\"\n"),
-            "t",
-            Path::new("/"),
-            &Env::new(),
-        )
-        .expect("a memory size");
+        load("[restore]\nmaintenance_work_mem = \"512MB\"\n").expect("a memory size");
     }
 
     #[test]

@@ -79,13 +79,20 @@ pub fn processes() -> Vec<(u32, u32, String)> {
 
 /// Waits until `parent` has a child whose argv contains `needle`; returns its pid.
 pub fn wait_for_child(parent: u32, needle: &str, timeout: Duration) -> Option<u32> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Some(p) = processes()
+    poll(timeout, || {
+        processes()
             .into_iter()
             .find(|(_, pp, c)| *pp == parent && c.contains(needle))
-        {
-            return Some(p.0);
+            .map(|p| p.0)
+    })
+}
+
+/// `f()` every 20 ms until it gives something or `timeout` passes.
+fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(t) = f() {
+            return Some(t);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -95,17 +102,16 @@ pub fn wait_for_child(parent: u32, needle: &str, timeout: Duration) -> Option<u3
 /// Waits until a server process loads rows into database `db` (its process title ends in
 /// `COPY`): the data phase of a restore, whether pg_restore or pgdrill's own lanes send them.
 pub fn wait_for_copy(db: &str, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
     let marker = format!(" {db} ");
-    while Instant::now() < deadline {
-        if processes().iter().any(|(_, _, c)| {
-            c.starts_with("postgres: ") && c.contains(&marker) && c.ends_with("COPY")
-        }) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+    poll(timeout, || {
+        processes()
+            .iter()
+            .any(|(_, _, c)| {
+                c.starts_with("postgres: ") && c.contains(&marker) && c.ends_with("COPY")
+            })
+            .then_some(())
+    })
+    .is_some()
 }
 
 /// Processes whose argv contains `needle` (after a grace period for them to exit).
