@@ -228,7 +228,8 @@ impl Source {
         plain.limit.store(self.stored_end(end), Ordering::Relaxed);
         plain.reader.seek(SeekFrom::Start(compressed))?;
         let mut z = zstd::stream::read::Decoder::new(&mut plain.reader)?;
-        let mut buf = vec![0u8; 1 << 20];
+        // Small enough that what the decoder writes is still in cache when it is parsed.
+        let mut buf = vec![0u8; 128 << 10];
         pump(&mut z, &mut io::sink(), from - raw, &mut buf)?;
         pump(&mut z, out, to - from, &mut buf)
     }
@@ -1902,11 +1903,16 @@ impl Write for Chunks<'_> {
         while !data.is_empty() {
             match self.at {
                 At::Data(left) => {
-                    let take = data.len().min(usize::try_from(left).unwrap_or(usize::MAX));
                     if self.out.capacity() == 0 {
-                        // A batch's worth at once, not grown row by row.
-                        self.out.reserve(COPY_BATCH * 2);
+                        // One batch's worth at once, never grown (growing copies it): a
+                        // row may be split between two COPY messages, as COPY allows.
+                        self.out.reserve(COPY_BATCH);
                     }
+                    let room = self.out.capacity() - self.out.len();
+                    let take = data
+                        .len()
+                        .min(room)
+                        .min(usize::try_from(left).unwrap_or(usize::MAX));
                     self.out.extend_from_slice(&data[..take]);
                     data = &data[take..];
                     self.at = if take as u64 == left {
@@ -1914,7 +1920,7 @@ impl Write for Chunks<'_> {
                     } else {
                         At::Data(left - take as u64)
                     };
-                    if self.out.len() >= COPY_BATCH {
+                    if self.out.len() == self.out.capacity() {
                         self.flush_data()?;
                     }
                 }
@@ -2184,6 +2190,42 @@ mod tests {
         assert!(c.finish_piece(true).is_err());
         let mut c = Chunks::new(&tx, 4);
         assert!(c.write_all(&[3u8, 0, 7, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn rows_beyond_one_batch_go_in_full_batches_split_anywhere() {
+        // 3.5 batches of rows of an odd length: rows straddle the batch boundaries.
+        let row = b"12345\tsome text of a row\t{\"k\": 1}\n";
+        let rows = COPY_BATCH * 7 / 2 / row.len();
+        let mut raw = archive::copy_block_start(9, 4);
+        for _ in 0..rows {
+            raw.extend(chunk(row));
+        }
+        raw.extend(archive::encode_int(0, 4));
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let mut c = Chunks::new(&tx, 4);
+        for piece in raw.chunks(100_000) {
+            c.write_all(piece).expect("write");
+        }
+        c.finish_piece(false).expect("ends after a block");
+        drop(c);
+        let mut sizes = Vec::new();
+        let mut data = Vec::new();
+        let mut marks = Vec::new();
+        while let Ok(f) = rx.try_recv() {
+            match f {
+                Feed::Data(b) => {
+                    sizes.push(b.len());
+                    data.extend_from_slice(&b);
+                }
+                Feed::Start(id) => marks.push(format!("start {id}")),
+                Feed::End => marks.push("end".into()),
+            }
+        }
+        assert_eq!(marks, ["start 9", "end"]);
+        assert_eq!(data, row.repeat(rows), "the COPY text, byte for byte");
+        assert_eq!(sizes.len(), 4, "{sizes:?}");
+        assert!(sizes[..3].iter().all(|&s| s == COPY_BATCH), "{sizes:?}");
     }
 
     #[test]
