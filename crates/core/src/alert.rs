@@ -12,7 +12,8 @@
 //! - Nothing secret leaves: webhook and ping URLs and the SMTP password are secrets; they, their
 //!   long path segments and any URL userinfo or `password=` value are scrubbed from every
 //!   payload and error, and errors name the channel, never its URL.
-//! - SMTP is plain (no TLS, see `smtp.rs`): AUTH is only allowed to a loopback relay.
+//! - SMTP goes over TLS (`tls` or `starttls`, certificates checked) or plain to a relay: AUTH
+//!   is only sent over TLS or to a loopback relay.
 
 mod dedup;
 mod http;
@@ -57,21 +58,29 @@ pub struct AlertsSection {
     pub dedup_minutes: Option<u64>,
 }
 
-/// `[alerts.smtp]`: plain SMTP to a relay. STARTTLS is not supported by this build and
-/// `starttls = true` is refused; AUTH PLAIN is only allowed to a loopback host.
+/// `[alerts.smtp]`: SMTP to a relay or a mail provider. `tls = true` connects with TLS
+/// (SMTPS, port 465), `starttls = true` upgrades a plain connection (port 587) and never falls
+/// back to plain text; the server's certificate is checked against the system's roots and
+/// `ca_file`. AUTH PLAIN needs TLS, or a loopback host.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpSection {
     pub host: String,
-    /// Default 25.
+    /// Default 465 with `tls`, 587 with `starttls`, else 25.
     pub port: Option<u16>,
     pub from: String,
     pub to: Vec<String>,
     pub username: Option<String>,
     /// Variable holding the SMTP password (required with `username`).
     pub password_env: Option<String>,
+    /// Upgrade the connection with STARTTLS (required: no plain-text fallback).
     #[serde(default)]
     pub starttls: bool,
+    /// TLS from the first byte (SMTPS).
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of CA certificates trusted besides the system's (a private CA).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -143,6 +143,8 @@ async fn serve_http(sock: TcpStream, answer: Answer, seen: Arc<Mutex<Vec<Req>>>)
 
 #[derive(Clone, Debug, Default)]
 struct Mail {
+    /// The mail came over TLS.
+    tls: bool,
     auth: Option<String>,
     mail_from: String,
     rcpt: Vec<String>,
@@ -173,21 +175,74 @@ impl Drop for SmtpReceiver {
     }
 }
 
+/// How the test SMTP server offers TLS (its certificate: `tests/fixtures/tls`, issued by
+/// the test CA in `ca.pem` for localhost and 127.0.0.1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ServerTls {
+    None,
+    /// Offers STARTTLS.
+    StartTls,
+    /// Offers STARTTLS, and sends a line after its 220 reply before the handshake.
+    StartTlsInjecting,
+    /// TLS from the first byte (SMTPS).
+    Implicit,
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
+}
+
+fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(fixture("server.pem"))
+        .expect("server.pem")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certs");
+    let key = PrivateKeyDer::from_pem_file(fixture("server.key")).expect("server.key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 impl SmtpReceiver {
     /// Refuses `RCPT TO` for the addresses in `refuse` with 550.
     async fn start(refuse: &[&str]) -> SmtpReceiver {
+        Self::start_tls(refuse, ServerTls::None).await
+    }
+
+    async fn start_tls(refuse: &[&str], tls: ServerTls) -> SmtpReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let mails = Arc::new(Mutex::new(Vec::new()));
         let seen = mails.clone();
         let refuse: Vec<String> = refuse.iter().map(|s| s.to_string()).collect();
+        let acceptor = tls_acceptor();
         let task = tokio::spawn(async move {
             let serve = async {
                 for _ in 0..10 {
                     let Ok((sock, _)) = listener.accept().await else {
                         return;
                     };
-                    serve_smtp(sock, &refuse, &seen).await;
+                    let sock: Box<dyn Io> = if tls == ServerTls::Implicit {
+                        match acceptor.accept(sock).await {
+                            Ok(s) => Box::new(s),
+                            Err(_) => continue,
+                        }
+                    } else {
+                        Box::new(sock)
+                    };
+                    serve_smtp(sock, tls, &acceptor, &refuse, &seen).await;
                 }
             };
             let _ = tokio::time::timeout(RECEIVER_LIFETIME, serve).await;
@@ -199,9 +254,18 @@ impl SmtpReceiver {
     }
 }
 
-async fn serve_smtp(sock: TcpStream, refuse: &[String], seen: &Mutex<Vec<Mail>>) {
+async fn serve_smtp(
+    sock: Box<dyn Io>,
+    tls: ServerTls,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    refuse: &[String],
+    seen: &Mutex<Vec<Mail>>,
+) {
     let mut io = BufReader::new(sock);
-    let mut mail = Mail::default();
+    let mut mail = Mail {
+        tls: tls == ServerTls::Implicit,
+        ..Mail::default()
+    };
     if io.get_mut().write_all(b"220 test ESMTP\r\n").await.is_err() {
         return;
     }
@@ -212,8 +276,30 @@ async fn serve_smtp(sock: TcpStream, refuse: &[String], seen: &Mutex<Vec<Mail>>)
         }
         let cmd = line.trim_end();
         let upper = cmd.to_ascii_uppercase();
+        let offers_starttls = !mail.tls && tls != ServerTls::None && tls != ServerTls::Implicit;
         let reply: &str = if upper.starts_with("EHLO") {
-            "250-test\r\n250-AUTH PLAIN\r\n250 SIZE 1000000\r\n"
+            if offers_starttls {
+                "250-test\r\n250-STARTTLS\r\n250 SIZE 1000000\r\n"
+            } else {
+                "250-test\r\n250-AUTH PLAIN\r\n250 SIZE 1000000\r\n"
+            }
+        } else if upper == "STARTTLS" && offers_starttls {
+            let ready: &[u8] = if tls == ServerTls::StartTlsInjecting {
+                b"220 go ahead\r\n250 injected\r\n"
+            } else {
+                b"220 go ahead\r\n"
+            };
+            if io.get_mut().write_all(ready).await.is_err() {
+                return;
+            }
+            let Ok(secured) = acceptor.accept(io.into_inner()).await else {
+                return;
+            };
+            io = BufReader::new(Box::new(secured));
+            mail.tls = true;
+            continue;
+        } else if cmd.starts_with("AUTH PLAIN ") && offers_starttls {
+            "530 5.7.0 Must issue a STARTTLS command first\r\n"
         } else if let Some(token) = cmd.strip_prefix("AUTH PLAIN ") {
             mail.auth = Some(token.to_string());
             "235 2.7.0 ok\r\n"
@@ -459,6 +545,108 @@ mod alert {
         assert!(body.contains("Row counts differ in 2 tables."));
         assert!(body.contains("tables: 2"));
         assert!(body.contains("restore drill failed"));
+    }
+
+    /// One email alert through `section`; the outcome of the email channel.
+    async fn send_one(section: SmtpSection) -> ChannelOutcome {
+        let cfg = AlertsSection {
+            smtp: Some(section),
+            ..Default::default()
+        };
+        let alerter =
+            Alerter::from_config(&cfg, &env(&[("SMTP_PW", "pw-CANARY-tls")])).expect("config");
+        let ev = event(EventKind::BackupFailed, "pg_dump failed.");
+        let mut out = alerter.notify(&ev, &mut DedupState::default()).await;
+        assert_eq!(out.len(), 1, "{out:?}");
+        out.remove(0)
+    }
+
+    #[tokio::test]
+    async fn email_goes_over_starttls_and_smtps_with_the_server_certificate_checked() {
+        // STARTTLS: the password only after the upgrade (the server refuses AUTH before).
+        let smtp = SmtpReceiver::start_tls(&[], ServerTls::StartTls).await;
+        let out = send_one(SmtpSection {
+            starttls: true,
+            ca_file: Some(fixture("ca.pem")),
+            username: Some("pgdrill".into()),
+            password_env: Some("SMTP_PW".into()),
+            ..smtp_section(smtp.port, &["ops@example.com"])
+        })
+        .await;
+        assert!(out.sent && out.error.is_none(), "{out:?}");
+        let mails = smtp.mails();
+        assert_eq!(mails.len(), 1);
+        assert!(mails[0].tls, "the mail came over TLS");
+        assert!(mails[0].auth.is_some());
+        assert!(mails[0]
+            .data
+            .contains("Subject: [pgdrill] backup_failed app\r\n"));
+
+        // SMTPS: TLS from the first byte, by host name.
+        let smtps = SmtpReceiver::start_tls(&[], ServerTls::Implicit).await;
+        let out = send_one(SmtpSection {
+            host: "localhost".into(),
+            tls: true,
+            ca_file: Some(fixture("ca.pem")),
+            ..smtp_section(smtps.port, &["ops@example.com"])
+        })
+        .await;
+        assert!(out.sent && out.error.is_none(), "{out:?}");
+        assert_eq!(smtps.mails().len(), 1);
+        assert!(smtps.mails()[0].tls);
+    }
+
+    #[tokio::test]
+    async fn tls_never_falls_back_to_plain_text() {
+        // A certificate from a CA the client does not trust (no ca_file): refused, nothing
+        // sent, not retried.
+        let smtp = SmtpReceiver::start_tls(&[], ServerTls::StartTls).await;
+        let t = Instant::now();
+        let out = send_one(SmtpSection {
+            starttls: true,
+            username: Some("pgdrill".into()),
+            password_env: Some("SMTP_PW".into()),
+            ..smtp_section(smtp.port, &["ops@example.com"])
+        })
+        .await;
+        let err = out.error.clone().unwrap_or_default();
+        assert!(!out.sent && err.contains("certificate"), "{out:?}");
+        assert!(!err.contains("CANARY"), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(5), "not retried");
+        assert!(smtp.mails().is_empty());
+
+        // A server that offers no STARTTLS: no mail in plain text.
+        let plain = SmtpReceiver::start_tls(&[], ServerTls::None).await;
+        let out = send_one(SmtpSection {
+            starttls: true,
+            ca_file: Some(fixture("ca.pem")),
+            ..smtp_section(plain.port, &["ops@example.com"])
+        })
+        .await;
+        assert!(
+            !out.sent && out.error.as_deref().unwrap_or("").contains("STARTTLS"),
+            "{out:?}"
+        );
+        assert!(plain.mails().is_empty());
+
+        // Bytes after the STARTTLS reply, before the handshake (injected commands): refused.
+        let inject = SmtpReceiver::start_tls(&[], ServerTls::StartTlsInjecting).await;
+        let out = send_one(SmtpSection {
+            starttls: true,
+            ca_file: Some(fixture("ca.pem")),
+            ..smtp_section(inject.port, &["ops@example.com"])
+        })
+        .await;
+        assert!(
+            !out.sent
+                && out
+                    .error
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("before the TLS handshake"),
+            "{out:?}"
+        );
+        assert!(inject.mails().is_empty());
     }
 
     #[tokio::test]
@@ -812,17 +1000,52 @@ mod alert {
             Alerter::from_config(&remote_auth, &env(&[("PW", "secret")])),
             Err(Error::Invalid(m)) if m.contains("loopback")
         ));
-        let starttls = AlertsSection {
+        // Over TLS, AUTH may go to any host.
+        let remote_tls = AlertsSection {
             smtp: Some(SmtpSection {
                 starttls: true,
+                ..remote_auth.smtp.clone().expect("smtp")
+            }),
+            ..Default::default()
+        };
+        Alerter::from_config(&remote_tls, &env(&[("PW", "secret")])).expect("AUTH over TLS");
+        let both = AlertsSection {
+            smtp: Some(SmtpSection {
+                starttls: true,
+                tls: true,
                 ..smtp_section(587, &["ops@example.com"])
             }),
             ..Default::default()
         };
         assert!(matches!(
-            Alerter::from_config(&starttls, &BTreeMap::new()),
-            Err(Error::Invalid(m)) if m.contains("starttls")
+            Alerter::from_config(&both, &BTreeMap::new()),
+            Err(Error::Invalid(m)) if m.contains("exclude each other")
         ));
+        let plain_ca = AlertsSection {
+            smtp: Some(SmtpSection {
+                ca_file: Some(fixture("ca.pem")),
+                ..smtp_section(25, &["ops@example.com"])
+            }),
+            ..Default::default()
+        };
+        assert!(matches!(
+            Alerter::from_config(&plain_ca, &BTreeMap::new()),
+            Err(Error::Invalid(m)) if m.contains("ca_file")
+        ));
+        for bad in [fixture("missing.pem"), fixture("server.key")] {
+            let cfg = AlertsSection {
+                smtp: Some(SmtpSection {
+                    tls: true,
+                    ca_file: Some(bad.clone()),
+                    ..smtp_section(465, &["ops@example.com"])
+                }),
+                ..Default::default()
+            };
+            match Alerter::from_config(&cfg, &BTreeMap::new()) {
+                Err(Error::Invalid(m)) => assert!(m.contains("ca_file"), "{m}"),
+                other => panic!("{}: expected Invalid, got {other:?}", bad.display()),
+            }
+        }
         let injected = AlertsSection {
             smtp: Some(smtp_section(25, &["ops@example.com>\r\nRCPT TO:<x@y"])),
             ..Default::default()
@@ -852,7 +1075,7 @@ mod alert {
         .expect("parse");
         assert_eq!(cfg.dedup_minutes, Some(60));
         let smtp = cfg.smtp.expect("smtp");
-        assert_eq!((smtp.port, smtp.starttls), (None, false));
+        assert_eq!((smtp.port, smtp.starttls, smtp.tls), (None, false, false));
         assert!(toml::from_str::<AlertsSection>("slack_url = \"https://x\"").is_err());
     }
 }

@@ -1,10 +1,11 @@
 //! A minimal SMTP client (RFC 5321): EHLO (HELO fallback), optional AUTH PLAIN, MAIL FROM,
 //! RCPT TO per recipient, DATA with dot-stuffing, QUIT; every reply code is checked.
 //!
-//! No TLS: STARTTLS would need `tokio-rustls` and `webpki-roots` as direct dependencies of
-//! this crate (both already in the tree via reqwest) and is left out of this build. So
-//! `starttls = true` is refused, and a password is only sent to a loopback relay (a local MTA
-//! that forwards with TLS); without AUTH, any host is allowed (an internal relay on port 25).
+//! TLS (rustls, certificates checked against the system's roots and an optional CA file):
+//! `tls` from the first byte (SMTPS), or `starttls` after EHLO (RFC 3207), which must succeed:
+//! there is no fallback to plain text, and anything the server sent after its STARTTLS reply
+//! and before the handshake is refused (command injection). A password is only sent over TLS
+//! or to a loopback relay; without AUTH, plain SMTP goes to any host (an internal relay).
 
 use super::redact::Redactor;
 use super::{Delivery, Failure, SmtpSection};
@@ -13,12 +14,24 @@ use chrono::{DateTime, Utc};
 use pgdrill_pg::Secret;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::TlsConnector;
 
 /// SMTP's line limit is 1000 octets with CRLF; longer bodies go base64.
 const MAX_LINE: usize = 990;
 const MAX_REPLY_LINES: usize = 64;
+
+/// How the connection is secured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Security {
+    Plain,
+    StartTls,
+    Tls,
+}
 
 #[derive(Debug)]
 pub(super) struct SmtpTarget {
@@ -27,6 +40,9 @@ pub(super) struct SmtpTarget {
     from: String,
     to: Vec<String>,
     auth: Option<(String, Secret)>,
+    security: Security,
+    /// Built once (the system's roots are read here), for `StartTls` and `Tls`.
+    tls: Option<Arc<ClientConfig>>,
 }
 
 impl SmtpTarget {
@@ -36,12 +52,20 @@ impl SmtpTarget {
         red: &mut Redactor,
     ) -> Result<SmtpTarget> {
         let invalid = |m: String| Err(Error::Invalid(format!("alerts.smtp: {m}")));
-        if s.starttls {
-            return invalid(
-                "starttls = true is not supported by this build (plain SMTP only); \
-                 send through a local relay on 127.0.0.1 that forwards with TLS"
-                    .into(),
-            );
+        let security = match (s.tls, s.starttls) {
+            (false, false) => Security::Plain,
+            (false, true) => Security::StartTls,
+            (true, false) => Security::Tls,
+            (true, true) => {
+                return invalid(
+                    "tls and starttls exclude each other: tls = true for port 465 (SMTPS), \
+                     starttls = true for port 587"
+                        .into(),
+                );
+            }
+        };
+        if s.ca_file.is_some() && security == Security::Plain {
+            return invalid("ca_file is only used with tls = true or starttls = true".into());
         }
         let host = s.host.trim();
         if host.is_empty() || host.contains(char::is_whitespace) {
@@ -59,27 +83,79 @@ impl SmtpTarget {
             (None, None) => None,
             (Some(user), Some(var)) => {
                 let pass = super::env_value(env, "alerts.smtp.password_env", var, red)?;
-                if !is_loopback(host) {
+                if security == Security::Plain && !is_loopback(host) {
                     return invalid(format!(
                         "AUTH without TLS is only allowed to a loopback relay, not {host}; \
-                         unset username and password_env or relay through 127.0.0.1"
+                         set starttls = true (port 587) or tls = true (port 465)"
                     ));
                 }
                 Some((user.clone(), Secret::new(pass)))
             }
             _ => return invalid("username and password_env go together".into()),
         };
+        let tls = match security {
+            Security::Plain => None,
+            _ => Some(tls_config(s.ca_file.as_deref())?),
+        };
+        let default_port = match security {
+            Security::Plain => 25,
+            Security::StartTls => 587,
+            Security::Tls => 465,
+        };
         Ok(SmtpTarget {
             host: host
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_string(),
-            port: s.port.unwrap_or(25),
+            port: s.port.unwrap_or(default_port),
             from: s.from.clone(),
             to: s.to.clone(),
             auth,
+            security,
+            tls,
         })
     }
+}
+
+/// A TLS client trusting the system's roots and the certificates of `ca_file`.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<Arc<ClientConfig>> {
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    // Unreadable system certificates are skipped (as reqwest does); none at all is only an
+    // error when no CA file is given either.
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let bad = |e: String| {
+            Error::Invalid(format!(
+                "alerts.smtp.ca_file {}: {e}; give a PEM file of CA certificates",
+                path.display()
+            ))
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| bad(e.to_string()))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("no certificate in it".into()));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    if roots.is_empty() {
+        return Err(Error::Invalid(
+            "alerts.smtp: no CA certificates found on this system to check the server with; \
+             install ca-certificates or set ca_file"
+                .into(),
+        ));
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Failed(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 fn is_plain_address(a: &str) -> bool {
@@ -194,8 +270,12 @@ impl Reply {
     }
 }
 
+/// A plain or TLS connection.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 struct Conn {
-    io: BufReader<TcpStream>,
+    io: BufReader<Box<dyn Io>>,
 }
 
 impl Conn {
@@ -249,6 +329,43 @@ impl Conn {
     }
 }
 
+/// The TLS handshake over `stream`, the server's certificate checked for `t.host`.
+async fn handshake(
+    t: &SmtpTarget,
+    stream: Box<dyn Io>,
+) -> std::result::Result<Box<dyn Io>, Failure> {
+    let (Some(tls), Ok(name)) = (&t.tls, ServerName::try_from(t.host.clone())) else {
+        return Err(Failure::permanent(format!(
+            "{} is not a host name TLS can check a certificate for",
+            t.host
+        )));
+    };
+    let tls = TlsConnector::from(tls.clone());
+    let stream = tls.connect(name, stream).await.map_err(|e| {
+        // A certificate that does not verify will not verify on retry either.
+        let permanent = e
+            .get_ref()
+            .is_some_and(|inner| inner.to_string().contains("certificate"));
+        Failure {
+            message: format!("TLS with {}:{} failed ({e})", t.host, t.port),
+            retryable: !permanent,
+        }
+    })?;
+    Ok(Box::new(stream))
+}
+
+/// EHLO (HELO when refused); the EHLO reply when it was accepted.
+async fn greet(c: &mut Conn, helo: &str) -> std::result::Result<Option<Reply>, Failure> {
+    c.send(&format!("EHLO {helo}")).await?;
+    let r = c.reply().await?;
+    if r.code == 250 {
+        return Ok(Some(r));
+    }
+    c.send(&format!("HELO {helo}")).await?;
+    c.expect("HELO", &[250]).await?;
+    Ok(None)
+}
+
 /// One delivery attempt of an already rendered message.
 pub(super) async fn send(t: &SmtpTarget, data: &str) -> Delivery {
     let stream = TcpStream::connect((t.host.as_str(), t.port))
@@ -261,14 +378,34 @@ pub(super) async fn send(t: &SmtpTarget, data: &str) -> Delivery {
         Ok(SocketAddr::V6(a)) => format!("[IPv6:{}]", a.ip()),
         Err(_) => "localhost".to_string(),
     };
+    let mut stream: Box<dyn Io> = Box::new(stream);
+    if t.security == Security::Tls {
+        stream = handshake(t, stream).await?;
+    }
     let mut c = Conn {
         io: BufReader::new(stream),
     };
     c.expect("the greeting", &[220]).await?;
-    c.send(&format!("EHLO {helo}")).await?;
-    if c.reply().await?.code != 250 {
-        c.send(&format!("HELO {helo}")).await?;
-        c.expect("HELO", &[250]).await?;
+    let ehlo = greet(&mut c, &helo).await?;
+    if t.security == Security::StartTls {
+        if ehlo.is_none() {
+            return Err(Failure::permanent(
+                "the server refused EHLO, so it offers no STARTTLS (starttls = true)",
+            ));
+        }
+        c.send("STARTTLS").await?;
+        c.expect("STARTTLS", &[220]).await?;
+        // Bytes already buffered were sent before the handshake: a man in the middle can
+        // inject commands there (CVE-2011-0411), so they are refused, not read.
+        if !c.io.buffer().is_empty() {
+            return Err(Failure::permanent(
+                "the server sent data after its STARTTLS reply, before the TLS handshake",
+            ));
+        }
+        let plain = std::mem::replace(&mut c.io, BufReader::new(Box::new(tokio::io::empty())));
+        c.io = BufReader::new(handshake(t, plain.into_inner()).await?);
+        // Everything learned before TLS is forgotten (RFC 3207 §4.2): greet again.
+        greet(&mut c, &helo).await?;
     }
     if let Some((user, pass)) = &t.auth {
         let token = base64(format!("\0{user}\0{}", pass.expose()).as_bytes());
@@ -349,6 +486,8 @@ mod tests {
             from: "pgdrill@example.com".into(),
             to: vec!["a@example.com".into(), "b@example.com".into()],
             auth: None,
+            security: Security::Plain,
+            tls: None,
         }
     }
 
