@@ -95,6 +95,15 @@ async fn guards_refuse_with_exit_5_and_change_nothing() {
             cstore.display()
         ),
     );
+    // Database-level settings and comment travel with --create (pg_dump output without
+    // --create, hence the fingerprints, do not show them).
+    tk::connect(&src.url)
+        .await
+        .batch_execute(
+            "alter database app set work_mem = '8MB'; comment on database app is 'the app'",
+        )
+        .await
+        .expect("database properties");
     run(&cdir, &["backup"], &[("SRC", &src.url)]).ok();
     let fresh = src.cluster.url("fresh");
     restore(&cdir, &cstore, &fresh, &[]).code(5);
@@ -116,6 +125,14 @@ async fn guards_refuse_with_exit_5_and_change_nothing() {
     let j = out.json();
     let url = j["ephemeral"]["url"].as_str().expect("url");
     tk::fingerprint(url, &pg_dump()).await.assert_same(&want);
+    let props = scalar(
+        url,
+        "select shobj_description(d.oid, 'pg_database') || ' ' || array_to_string(s.setconfig, ',') \
+         from pg_database d join pg_db_role_setting s on s.setdatabase = d.oid and s.setrole = 0 \
+         where d.datname = 'app'",
+    )
+    .await;
+    assert_eq!(props, "the app work_mem=8MB");
     let stop = j["ephemeral"]["stop_command"].as_str().expect("stop");
     let st = std::process::Command::new("sh")
         .args(["-c", &format!("( {stop} ) >/dev/null 2>&1")])
@@ -278,4 +295,75 @@ async fn integrity_and_key_failures_leave_the_target_untouched() {
     out.code(4);
     assert!(db_exists(&src.cluster, "k2").await);
     assert_eq!(user_tables(&empty).await, "0");
+}
+
+/// A dump made with `pg_dump --create`, restored with `--allow-create` into a server where the
+/// database did not exist when the guards looked, but was created by someone else just before
+/// pg_restore ran: their database is neither restored into nor dropped (exit 5).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_created_meanwhile_by_someone_else_is_left_alone() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    write(
+        &dir.path().join("pgdrill.toml"),
+        &format!(
+            "[store]\nurl = \"{}\"\n[[database]]\nname = \"app\"\nurl_env = \"SRC\"\npg_dump_args = [\"--create\"]\n",
+            store.display()
+        ),
+    );
+    run(dir.path(), &["backup"], &[("SRC", &src.url)]).ok();
+    let other = tk::cluster(None);
+
+    // pg_restore, wrapped: the first run that creates the database first lets "someone else"
+    // create it (with a table of theirs), as if they had raced the restore.
+    let real = tk::pg_bin("pg_restore", 0);
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("mkdir");
+    for e in std::fs::read_dir(real.parent().expect("bin dir"))
+        .expect("ls")
+        .flatten()
+    {
+        if e.file_name() != "pg_restore" {
+            std::os::unix::fs::symlink(e.path(), bin.join(e.file_name())).expect("symlink");
+        }
+    }
+    let psql = tk::pg_bin("psql", 0);
+    let mark = dir.path().join("raced");
+    let wrapper = bin.join("pg_restore");
+    write(
+        &wrapper,
+        &format!(
+            "#!/bin/sh\ncase \" $* \" in *\" --create \"*) case \" $* \" in *\" --list \"*) ;; *)\n  if [ ! -e {mark} ]; then touch {mark}; {psql} -X -q -d postgres -c 'create database app' && {psql} -X -q -d app -c 'create table theirs (x int)' || exit 99; fi;;\nesac;; esac\nexec {real} \"$@\"\n",
+            mark = mark.display(),
+            psql = psql.display(),
+            real = real.display()
+        ),
+    );
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let bin_s = bin.display().to_string();
+    let out = restore_env(
+        dir.path(),
+        &store,
+        &other.url("app"),
+        &["--allow-create"],
+        &[("PGDRILL_PG_BIN", &bin_s)],
+    );
+    out.code(5);
+    assert!(mark.exists(), "the wrapper never ran");
+    assert!(out.stderr.contains("someone else"), "{}", out.stderr);
+    assert!(db_exists(&other, "app").await, "their database was dropped");
+    let tables = scalar(
+        &other.url("app"),
+        "select string_agg(tablename, ',') from pg_tables where schemaname not in ('pg_catalog','information_schema')",
+    )
+    .await;
+    assert_eq!(
+        tables, "theirs",
+        "the dump was restored into their database"
+    );
 }

@@ -241,6 +241,8 @@ struct Mode {
     single_txn: bool,
     /// `pg_restore --create`: the dump creates its database.
     create: bool,
+    /// `--clean --if-exists`.
+    clean: bool,
     /// Restore GRANTs (else `--no-privileges`).
     privileges: bool,
     /// `--use-list` file: the archive entries to restore, in order.
@@ -310,6 +312,7 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
         jobs: job.jobs.max(1),
         single_txn: false,
         create: info.create_mode,
+        clean: job.clean,
         privileges: false,
         list: None,
     };
@@ -391,7 +394,7 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
             return Ok(((s.download, s.restore, s.ignored, s.notes), s.analyze));
         }
         create.await?;
-        let r = restore_into(&job, &install, &dump, &mode).await?;
+        let r = restore_into(&job, &install, &dump, &mode, &created, !info.exists).await?;
         check_cancel(&job)?;
         job.read.progress.stage("analyze");
         let ta = Instant::now();
@@ -431,7 +434,7 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
             notes: notes.into_iter().chain(more_notes).collect(),
         }),
         Err(e) => {
-            if created.load(Ordering::SeqCst) || (info.create_mode && !info.exists) {
+            if created.load(Ordering::SeqCst) {
                 drop_target(&job, &admin).await;
             }
             supabase::drop_roles(&admin, &created_roles).await;
@@ -570,6 +573,8 @@ async fn restore_into(
     install: &PgInstall,
     dump: &StoredObject,
     mode: &Mode,
+    created: &AtomicBool,
+    new_database: bool,
 ) -> Result<(f64, f64, Vec<String>)> {
     let passfile = job
         .target
@@ -664,6 +669,23 @@ async fn restore_into(
         let download = t.elapsed().as_secs_f64();
         check_cancel(job)?;
         let t = Instant::now();
+        let fresh;
+        let mut mode = mode;
+        if mode.create {
+            job.read.progress.stage("create the database");
+            create_from_dump(job, install, mode, spool.path(), pf.as_deref()).await?;
+            if new_database {
+                created.store(true, Ordering::SeqCst);
+            }
+            // The rest goes into that new, empty database: nothing to clean.
+            fresh = Mode {
+                create: false,
+                clean: false,
+                list: mode.list.clone(),
+                ..*mode
+            };
+            mode = &fresh;
+        }
         job.read.progress.stage("restore");
         let cmd = pg_restore_command(install, job, mode, Some(spool.path()), pf.as_deref());
         let mut proc = Proc::spawn(cmd, install)?;
@@ -678,6 +700,90 @@ async fn restore_into(
         let ignored = verdict(Some(status?), &lines, job.ignore_errors, mode.single_txn)?;
         Ok((download, t.elapsed().as_secs_f64(), ignored))
     }
+}
+
+/// `pg_restore --create`, first step: creates the dump's database (with its settings and
+/// comment) and nothing else, stopping at the first error. The guards saw no such database
+/// (or `--clean` replaces it), but one created since, by someone else, must be neither restored
+/// into nor dropped on failure: a second step restores the rest once this one succeeded.
+async fn create_from_dump(
+    job: &RestoreJob<'_>,
+    install: &PgInstall,
+    mode: &Mode,
+    spool: &Path,
+    passfile: Option<&Path>,
+) -> Result<()> {
+    // With --create, pg_restore restores the DATABASE entries whatever the list says; the list
+    // adds the database's comment and security labels.
+    let mut ls = Command::new(install.bin("pg_restore"));
+    ls.args(["--list", "--create"]).arg(spool);
+    job.target.configure_child(&mut ls, None);
+    let out = tokio::task::spawn_blocking(move || ls.output())
+        .await
+        .map_err(|e| Error::Failed(format!("pg_restore --list crashed: {e}")))?
+        .map_err(|e| Error::Failed(format!("cannot run pg_restore --list: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Failed(format!(
+            "pg_restore --list cannot read the dump ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let list = list_file(&database_entries(&String::from_utf8_lossy(&out.stdout)))?;
+    let step = Mode {
+        jobs: 1,
+        single_txn: false,
+        list: Some(list.path().to_path_buf()),
+        ..*mode
+    };
+    let mut cmd = pg_restore_command(install, job, &step, Some(spool), passfile);
+    cmd.arg("--exit-on-error");
+    let mut proc = Proc::spawn(cmd, install)?;
+    let stderr = proc
+        .child
+        .stderr
+        .take()
+        .ok_or_else(|| Error::Failed("cannot read pg_restore's errors".into()))?;
+    let errors = collect_lines(stderr);
+    let mut cancel = job.read.cancel.clone();
+    let status = proc.wait(&mut cancel).await;
+    let lines = errors.join().unwrap_or_default();
+    let status = status?;
+    if status.success() {
+        return Ok(());
+    }
+    let (failing, _) = classify(&lines, &[]);
+    let db = &job.target.dbname;
+    if !job.clean
+        && failing
+            .iter()
+            .any(|l| l.contains(&format!("database \"{db}\" already exists")))
+    {
+        return Err(Error::Refused(format!(
+            "the database `{db}` was created on the target by someone else after the checks passed; nothing was restored into it or dropped (restore elsewhere, or pass --clean to replace it)"
+        )));
+    }
+    Err(Error::Failed(format!(
+        "pg_restore could not create the database `{db}`, so nothing was restored: {}",
+        if failing.is_empty() {
+            tail(&lines, 3)
+        } else {
+            failing.join(" ;; ")
+        }
+    )))
+}
+
+/// The entries of a `pg_restore --list --create` that belong to the database object itself.
+fn database_entries(toc: &str) -> String {
+    toc.lines()
+        .filter(|l| {
+            // "ID; CATALOG OID DESC SCHEMA NAME OWNER"; the database's are "DATABASE - app ..."
+            // and "COMMENT - DATABASE app ...".
+            let rest = l.splitn(4, ' ').nth(3).unwrap_or("");
+            !l.starts_with(';') && (rest.starts_with("DATABASE ") || rest.contains(" - DATABASE "))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// The stream into pg_restore ended early: a corrupt or undecryptable object, a store
@@ -838,7 +944,7 @@ fn pg_restore_command(
     if !mode.privileges {
         cmd.arg("--no-privileges");
     }
-    if job.clean {
+    if mode.clean {
         cmd.args(["--clean", "--if-exists"]);
     }
     if mode.single_txn {
@@ -1312,6 +1418,20 @@ mod tests {
         assert_eq!(verdict(None, &done, &allow, false).expect("ok").len(), 1);
         done.push("pg_restore: error: could not read from input file: end of file".into());
         assert!(verdict(None, &done, &allow, false).is_err());
+    }
+
+    #[test]
+    fn the_database_step_lists_only_the_database_itself() {
+        let toc =
+            ";\n; Archive created at 2026-12-03\n;\n3344; 1262 16384 DATABASE - app postgres\n\
+3345; 0 0 COMMENT - DATABASE app postgres\n3346; 0 0 DATABASE PROPERTIES - app postgres\n\
+214; 1259 16388 TABLE public t postgres\n215; 0 0 COMMENT public TABLE t postgres\n\
+3338; 0 16388 TABLE DATA public t postgres\n";
+        assert_eq!(
+            database_entries(toc),
+            "3344; 1262 16384 DATABASE - app postgres\n3345; 0 0 COMMENT - DATABASE app postgres\n\
+3346; 0 0 DATABASE PROPERTIES - app postgres\n"
+        );
     }
 
     #[test]
