@@ -27,6 +27,20 @@ fn damaged_copy(from: &Path, to: &Path, id: &str, damage: impl FnOnce(&mut Vec<u
     std::fs::write(&obj, bytes).expect("write");
 }
 
+/// A config in `dir` whose database `app` (from env `SRC`) is dumped with `pg_dump --create`
+/// into the folder store `dir/store`, which it returns.
+fn create_mode_config(dir: &Path) -> std::path::PathBuf {
+    let store = dir.join("store");
+    write(
+        &dir.join("pgdrill.toml"),
+        &format!(
+            "[store]\nurl = \"{}\"\n[[database]]\nname = \"app\"\nurl_env = \"SRC\"\npg_dump_args = [\"--create\"]\n",
+            store.display()
+        ),
+    );
+    store
+}
+
 async fn user_tables(url: &str) -> String {
     scalar(
         url,
@@ -87,14 +101,7 @@ async fn guards_refuse_with_exit_5_and_change_nothing() {
     // the target names the dump's own database (pg_restore --create restores into that one).
     let cdir = dir.path().join("create");
     std::fs::create_dir(&cdir).expect("mkdir");
-    let cstore = cdir.join("store");
-    write(
-        &cdir.join("pgdrill.toml"),
-        &format!(
-            "[store]\nurl = \"{}\"\n[[database]]\nname = \"app\"\nurl_env = \"SRC\"\npg_dump_args = [\"--create\"]\n",
-            cstore.display()
-        ),
-    );
+    let cstore = create_mode_config(&cdir);
     // Database-level settings and comment travel with --create (pg_dump output without
     // --create, hence the fingerprints, do not show them).
     tk::connect(&src.url)
@@ -304,14 +311,7 @@ async fn integrity_and_key_failures_leave_the_target_untouched() {
 async fn a_database_created_meanwhile_by_someone_else_is_left_alone() {
     let src = source(None).await;
     let dir = tempfile::tempdir().expect("tmp");
-    let store = dir.path().join("store");
-    write(
-        &dir.path().join("pgdrill.toml"),
-        &format!(
-            "[store]\nurl = \"{}\"\n[[database]]\nname = \"app\"\nurl_env = \"SRC\"\npg_dump_args = [\"--create\"]\n",
-            store.display()
-        ),
-    );
+    let store = create_mode_config(dir.path());
     run(dir.path(), &["backup"], &[("SRC", &src.url)]).ok();
     let other = tk::cluster(None);
 

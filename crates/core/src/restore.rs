@@ -234,6 +234,7 @@ fn entry_has_db(url: &str) -> bool {
 }
 
 /// How pg_restore runs.
+#[derive(Clone)]
 struct Mode {
     /// Download and verify into a local file first (else stream into pg_restore's stdin).
     spool: bool,
@@ -681,23 +682,14 @@ async fn restore_into(
             fresh = Mode {
                 create: false,
                 clean: false,
-                list: mode.list.clone(),
-                ..*mode
+                ..mode.clone()
             };
             mode = &fresh;
         }
         job.read.progress.stage("restore");
         let cmd = pg_restore_command(install, job, mode, Some(spool.path()), pf.as_deref());
-        let mut proc = Proc::spawn(cmd, install)?;
-        let stderr = proc
-            .child
-            .stderr
-            .take()
-            .ok_or_else(|| Error::Failed("cannot read pg_restore's errors".into()))?;
-        let errors = collect_lines(stderr);
-        let status = proc.wait(&mut cancel).await;
-        let lines = errors.join().unwrap_or_default();
-        let ignored = verdict(Some(status?), &lines, job.ignore_errors, mode.single_txn)?;
+        let (status, lines) = Proc::run(cmd, install, &mut cancel).await?;
+        let ignored = verdict(Some(status), &lines, job.ignore_errors, mode.single_txn)?;
         Ok((download, t.elapsed().as_secs_f64(), ignored))
     }
 }
@@ -734,21 +726,11 @@ async fn create_from_dump(
         jobs: 1,
         single_txn: false,
         list: Some(list.path().to_path_buf()),
-        ..*mode
+        ..mode.clone()
     };
     let mut cmd = pg_restore_command(install, job, &step, Some(spool), passfile);
     cmd.arg("--exit-on-error");
-    let mut proc = Proc::spawn(cmd, install)?;
-    let stderr = proc
-        .child
-        .stderr
-        .take()
-        .ok_or_else(|| Error::Failed("cannot read pg_restore's errors".into()))?;
-    let errors = collect_lines(stderr);
-    let mut cancel = job.read.cancel.clone();
-    let status = proc.wait(&mut cancel).await;
-    let lines = errors.join().unwrap_or_default();
-    let status = status?;
+    let (status, lines) = Proc::run(cmd, install, &mut job.read.cancel.clone()).await?;
     if status.success() {
         return Ok(());
     }
@@ -1027,6 +1009,25 @@ impl Proc {
             ))
         })?;
         Ok(Proc { child })
+    }
+
+    /// Runs `cmd` (stdin set by the caller, stderr piped) to its end: its exit status and
+    /// stderr lines.
+    async fn run(
+        cmd: Command,
+        install: &PgInstall,
+        cancel: &mut Cancel,
+    ) -> Result<(ExitStatus, Vec<String>)> {
+        let mut proc = Proc::spawn(cmd, install)?;
+        let stderr = proc
+            .child
+            .stderr
+            .take()
+            .ok_or_else(|| Error::Failed("cannot read pg_restore's errors".into()))?;
+        let errors = collect_lines(stderr);
+        let status = proc.wait(cancel).await;
+        let lines = errors.join().unwrap_or_default();
+        Ok((status?, lines))
     }
 
     fn pid(&self) -> u32 {

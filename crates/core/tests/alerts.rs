@@ -615,38 +615,25 @@ mod alert {
         assert!(t.elapsed() < Duration::from_secs(5), "not retried");
         assert!(smtp.mails().is_empty());
 
-        // A server that offers no STARTTLS: no mail in plain text.
-        let plain = SmtpReceiver::start_tls(&[], ServerTls::None).await;
-        let out = send_one(SmtpSection {
-            starttls: true,
-            ca_file: Some(fixture("ca.pem")),
-            ..smtp_section(plain.port, &["ops@example.com"])
-        })
-        .await;
-        assert!(
-            !out.sent && out.error.as_deref().unwrap_or("").contains("STARTTLS"),
-            "{out:?}"
-        );
-        assert!(plain.mails().is_empty());
-
-        // Bytes after the STARTTLS reply, before the handshake (injected commands): refused.
-        let inject = SmtpReceiver::start_tls(&[], ServerTls::StartTlsInjecting).await;
-        let out = send_one(SmtpSection {
-            starttls: true,
-            ca_file: Some(fixture("ca.pem")),
-            ..smtp_section(inject.port, &["ops@example.com"])
-        })
-        .await;
-        assert!(
-            !out.sent
-                && out
-                    .error
-                    .as_deref()
-                    .unwrap_or("")
-                    .contains("before the TLS handshake"),
-            "{out:?}"
-        );
-        assert!(inject.mails().is_empty());
+        // A server that offers no STARTTLS (no mail in plain text), and one that sends bytes
+        // after its STARTTLS reply, before the handshake (injected commands): refused.
+        for (server_tls, why) in [
+            (ServerTls::None, "STARTTLS"),
+            (ServerTls::StartTlsInjecting, "before the TLS handshake"),
+        ] {
+            let server = SmtpReceiver::start_tls(&[], server_tls).await;
+            let out = send_one(SmtpSection {
+                starttls: true,
+                ca_file: Some(fixture("ca.pem")),
+                ..smtp_section(server.port, &["ops@example.com"])
+            })
+            .await;
+            assert!(
+                !out.sent && out.error.as_deref().unwrap_or("").contains(why),
+                "{server_tls:?}: {out:?}"
+            );
+            assert!(server.mails().is_empty());
+        }
     }
 
     #[tokio::test]

@@ -1511,16 +1511,8 @@ impl Runner<'_, '_> {
     ) -> Result<Vec<String>> {
         let mut cmd = self.command(extra, settings);
         cmd.arg(file).stdin(Stdio::null());
-        let mut proc = Proc::spawn(cmd, self.install)?;
-        let stderr = proc
-            .child
-            .stderr
-            .take()
-            .ok_or_else(|| Error::Failed("cannot read pg_restore's errors".into()))?;
-        let errors = super::collect_lines(stderr);
-        let status = proc.wait(&mut stopped).await;
-        let lines = errors.join().unwrap_or_default();
-        verdict(Some(status?), &lines, self.job.ignore_errors, false)
+        let (status, lines) = Proc::run(cmd, self.install, &mut stopped).await?;
+        verdict(Some(status), &lines, self.job.ignore_errors, false)
     }
 
     /// One data task: pg_restore `--use-list` fed the TOC and the task's bytes on stdin.
