@@ -117,6 +117,10 @@ pub struct RestoreSection {
     /// pg_restore error lines (substrings) that do not fail a restore.
     #[serde(default)]
     pub ignore_errors: Vec<String>,
+    /// Extensions not to restore (with their comments and grants), e.g. an untrusted
+    /// extension a non-superuser cannot create and the restore can go without.
+    #[serde(default)]
+    pub skip_extensions: Vec<String>,
     /// `maintenance_work_mem` of the restore's pg_restore sessions (index builds, foreign
     /// keys), e.g. `"1GB"`. Default: the server's setting.
     pub maintenance_work_mem: Option<String>,

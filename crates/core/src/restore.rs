@@ -13,8 +13,12 @@
 //! Backups of Supabase projects get the handling of `docs/SUPABASE.md` (module `supabase`).
 
 mod globals;
+mod preflight;
+mod sql;
 mod stream;
 mod supabase;
+
+pub use sql::unquote_ident;
 
 use crate::cancel::Cancel;
 use crate::manifest::{Manifest, StoredObject};
@@ -24,7 +28,7 @@ use crate::{Error, Result};
 use pgdrill_pg::client;
 use pgdrill_pg::{ConnSpec, PgInstall, PgTools};
 use pgdrill_store::Store;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +58,9 @@ pub struct RestoreJob<'a> {
     /// With `jobs > 1`: download and verify into a spool file before pg_restore starts,
     /// even where the streamed restore applies.
     pub spool: bool,
+    /// Extensions not to restore (`[restore] skip_extensions`), with their comments and
+    /// grants.
+    pub skip_extensions: &'a [String],
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -76,7 +83,8 @@ pub struct RestoreReport {
     /// `supabase` when the backup is a Supabase project's (docs/SUPABASE.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
-    /// Roles created on the target before the restore (Supabase platform roles).
+    /// Roles created (NOLOGIN) on the target before the restore: the backup's entries name
+    /// them and the target lacked them. Dropped again when the restore fails.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub created_roles: Vec<String>,
     /// Archive entries deliberately not restored, each with the reason.
@@ -98,6 +106,8 @@ struct TargetInfo {
     platform_schemas: Vec<String>,
     /// The target server's `server_version_num`.
     version_num: u32,
+    /// The restoring role is a superuser (it can create any role or extension the dump names).
+    superuser: bool,
     /// The connection to the maintenance database the guards used (it creates the target).
     admin: std::sync::Mutex<Option<tokio_postgres::Client>>,
 }
@@ -200,8 +210,17 @@ async fn inspect(job: &RestoreJob<'_>) -> Result<TargetInfo> {
         supabase,
         platform_schemas,
         version_num: facts.version_num,
+        superuser: is_superuser(&client).await,
         admin: std::sync::Mutex::new(Some(client)),
     })
+}
+
+async fn is_superuser(c: &tokio_postgres::Client) -> bool {
+    c.query_one("select rolsuper from pg_roles where rolname = current_user", &[])
+        .await
+        .ok()
+        .and_then(|r| r.try_get::<_, bool>(0).ok())
+        .unwrap_or(false)
 }
 
 fn maintenance_db(t: &ConnSpec) -> String {
@@ -273,27 +292,28 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
     let admin = job.target.with_dbname(&maintenance_db(&job.target));
     // Only a database created here is dropped on failure (or one `pg_restore --create` made).
     let created = AtomicBool::new(false);
-    // The dump index (small) is read while the target is inspected, in case the restore
-    // streams; reading the store changes nothing. When it will stream (a new database, with
-    // no roles to restore or platform plan to make first), the database is created as soon
-    // as the guards pass, while the index may still be on its way.
-    let want_index = !job.spool && job.jobs > 1;
+    // The dump index (small) and the dump's first bytes are read while the target is
+    // inspected: the preflight reads the table of contents from them, and a streamed
+    // restore its data. Reading the store changes nothing. When it will stream into a new
+    // database as a superuser (who can create whatever the preflight finds missing), the
+    // database is created as soon as the guards pass, while the index is on its way.
+    let may_stream = !job.spool && job.jobs > 1;
     let (info, early_index) = tokio::join!(
         async {
             let info = inspect(&job).await?;
             let install = job.tools.pick("pg_restore", job.manifest.dump_major())?;
-            if want_index && !job.globals && !info.exists && !info.create_mode && !info.supabase {
+            if may_stream
+                && info.superuser
+                && !job.globals
+                && !info.exists
+                && !info.create_mode
+                && !info.supabase
+            {
                 create_target(&job, &info, &admin, &created).await?;
             }
             Ok::<_, Error>((info, install))
         },
-        async {
-            if want_index {
-                Some(stream::load_index(&job, &dump).await)
-            } else {
-                None
-            }
-        }
+        stream::load_index(&job, &dump)
     );
     let (info, install) = info?;
     if info.exists || info.create_mode {
@@ -314,29 +334,29 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
         single_txn: false,
         create: info.create_mode,
         clean: job.clean,
-        privileges: false,
+        privileges: info.supabase,
         list: None,
     };
     let mut notes = Vec::new();
-    let mut plan = None;
+    job.read.progress.stage("read the table of contents");
+    let loaded = early_index.as_ref().ok().and_then(Option::as_ref);
+    let planned = match plan(&job, &info, &admin, &dump, loaded).await {
+        Ok(p) => p,
+        Err(e) => return Err(abandon(e).await),
+    };
+    notes.extend(planned.notes.iter().cloned());
     let mut list_guard = None;
-    if info.supabase {
-        job.read.progress.stage("read the table of contents");
-        let toc = read_toc(&job, &install, &dump).await?;
-        let p = supabase::plan(&job, &admin, &info.platform_schemas, info.exists, &toc).await?;
-        let f = list_file(&p.list)?;
+    if let Some(list) = &planned.list {
+        let f = list_file(list)?;
         mode.list = Some(f.path().to_path_buf());
-        mode.privileges = true;
-        if p.reorder {
-            mode.spool = true;
-            if mode.jobs > 1 {
-                notes.push("pg_restore ran serially: the Supabase platform tables' rows load in foreign-key order".to_string());
-            }
-            mode.jobs = 1;
-        }
-        notes.extend(p.notes.iter().cloned());
         list_guard = Some(f);
-        plan = Some(p);
+    }
+    if planned.reorder {
+        mode.spool = true;
+        if mode.jobs > 1 {
+            notes.push("pg_restore ran serially: the Supabase platform tables' rows load in foreign-key order".to_string());
+        }
+        mode.jobs = 1;
     }
     mode.single_txn = info.exists && !info.create_mode && mode.jobs == 1;
     if let Err(e) = check_cancel(&job) {
@@ -347,24 +367,22 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
         notes.extend(globals::restore(&job, &admin).await?);
         check_cancel(&job)?;
     }
-    let mut created_roles = Vec::new();
-    if let Some(p) = &plan {
-        created_roles = supabase::create_roles(&admin, &p.missing_roles).await?;
-    }
-    // The streamed restore needs a database it may drop on failure: one created here.
+    let created_roles = match preflight::create_roles(&admin, &planned.create_roles).await {
+        Ok(r) => r,
+        Err(e) => return Err(abandon(e).await),
+    };
+    // The streamed restore needs a database it may drop on failure: one created here,
+    // and the whole archive (a list, or reordered rows, go through pg_restore's own order).
     let mut index = None;
-    if !job.spool && mode.jobs > 1 && !info.exists && !info.create_mode && plan.is_none() {
-        let loaded = match early_index {
-            Some(r) => r,
-            None => stream::load_index(&job, &dump).await,
-        };
-        match loaded {
+    if may_stream && !info.exists && !info.create_mode && planned.list.is_none() {
+        match early_index {
             Ok(i) => index = i,
             Err(e) => notes.push(format!(
                 "the dump index could not be used ({e}); restored from a spool file instead"
             )),
         }
         if let Err(e) = check_cancel(&job) {
+            preflight::drop_roles(&admin, &created_roles).await;
             return Err(abandon(e).await);
         }
     }
@@ -429,16 +447,16 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
             analyze_seconds: analyze,
             total_seconds: t0.elapsed().as_secs_f64(),
             ignored_errors: ignored,
-            profile: plan.as_ref().map(|_| "supabase".to_string()),
+            profile: info.supabase.then(|| "supabase".to_string()),
             created_roles,
-            skipped: plan.map(|p| p.skipped).unwrap_or_default(),
+            skipped: planned.skipped,
             notes: notes.into_iter().chain(more_notes).collect(),
         }),
         Err(e) => {
             if created.load(Ordering::SeqCst) {
                 drop_target(&job, &admin).await;
             }
-            supabase::drop_roles(&admin, &created_roles).await;
+            preflight::drop_roles(&admin, &created_roles).await;
             Err(e)
         }
     }
@@ -822,50 +840,91 @@ async fn explain_early_stop(
 
 /// `pg_restore --list` of the dump, read from the head of the stored object (pg_restore stops
 /// reading after the table of contents, so a large dump is not downloaded for this).
-async fn read_toc(
+/// What the preflight decided: the `--use-list` (when anything is left out), the roles to
+/// create, and what is not restored and why.
+struct Planned {
+    list: Option<String>,
+    create_roles: Vec<String>,
+    skipped: Vec<String>,
+    notes: Vec<String>,
+    /// Supabase platform rows load after the other data (a serial pg_restore).
+    reorder: bool,
+}
+
+/// The preflight (module `preflight`) and, for Supabase backups, the platform plan (module
+/// `supabase`): everything decided from the archive's table of contents and the target
+/// before anything is changed.
+async fn plan(
     job: &RestoreJob<'_>,
-    install: &PgInstall,
+    info: &TargetInfo,
+    admin: &ConnSpec,
     dump: &StoredObject,
-) -> Result<String> {
-    let mut cmd = Command::new(install.bin("pg_restore"));
-    cmd.arg("--list")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    job.target.configure_child(&mut cmd, None);
-    let mut proc = Proc::spawn(cmd, install)?;
-    let (Some(stdin), Some(mut stdout), Some(stderr)) = (
-        proc.child.stdin.take(),
-        proc.child.stdout.take(),
-        proc.child.stderr.take(),
-    ) else {
-        return Err(Error::Failed("cannot connect to pg_restore --list".into()));
+    loaded: Option<&stream::Loaded>,
+) -> Result<Planned> {
+    let toc = match loaded {
+        Some(l) => stream::read_toc(job, dump, l).await?,
+        None => read_toc_fallback(job, dump).await?,
     };
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let errors = collect_lines(stderr);
-    let watcher = Watcher::start(proc.pid(), job.read.cancel.clone());
-    let decoded = decode_object(job.store, job.manifest, dump, stdin, &job.read)
-        .await
-        .map(|_| ());
-    watcher.finish().await;
-    let mut cancel = job.read.cancel.clone();
-    let status = proc.wait(&mut cancel).await?;
-    let text = out.join().unwrap_or_default();
-    let lines = errors.join().unwrap_or_default();
     check_cancel(job)?;
-    match decoded {
-        Err(e @ (Error::Integrity(_) | Error::Key(_))) => Err(e),
-        _ if status.success() && text.contains(';') => Ok(text),
-        Err(e) => Err(explain_early_stop(job, dump, e, Some(status), &lines, false).await),
-        Ok(()) => Err(Error::Failed(format!(
-            "pg_restore --list cannot read the dump ({status}): {}",
-            tail(&lines, 3)
-        ))),
+    let items = &toc.items;
+    let target = (info.exists && !info.create_mode).then_some(&job.target);
+    let facts = preflight::facts(admin, target, items).await?;
+    let skips = preflight::skips(items, &facts, job.skip_extensions)?;
+    let by_id: std::collections::HashMap<i64, &pgdrill_pg::archive::TocItem> =
+        items.iter().map(|i| (i.dump_id, i)).collect();
+    let mut skipped: Vec<String> = skips
+        .iter()
+        .map(|(id, why)| {
+            let what = by_id.get(id).map(|i| preflight::describe(i)).unwrap_or_default();
+            format!("{what}: {why}")
+        })
+        .collect();
+    let mut list = preflight::list_text(items, &skips);
+    let mut notes = Vec::new();
+    let mut reorder = false;
+    if info.supabase {
+        let p = supabase::plan(job, admin, &info.platform_schemas, info.exists, &list).await?;
+        list = p.list;
+        skipped.extend(p.skipped);
+        notes.extend(p.notes);
+        reorder = p.reorder;
     }
+    let kept = preflight::kept_ids(&list);
+    let (needed, wanted) = preflight::roles(items, &kept, info.supabase);
+    let create_roles = preflight::roles_to_create(&needed, &wanted, &facts, &mut notes)?;
+    let filtered = kept.len() < items.len();
+    Ok(Planned {
+        list: filtered.then_some(list),
+        create_roles,
+        skipped,
+        notes,
+        reorder,
+    })
+}
+
+/// The table of contents of a backup without a dump index: the dump is decoded (and its
+/// digests checked) and its first bytes kept, up to a bound.
+async fn read_toc_fallback(
+    job: &RestoreJob<'_>,
+    dump: &StoredObject,
+) -> Result<pgdrill_pg::archive::Toc> {
+    /// More than the TOC of any real database (5,000 tables take about 2 MiB).
+    const MAX_TOC: usize = 256 << 20;
+    struct Head(Vec<u8>);
+    impl Write for Head {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let room = MAX_TOC.saturating_sub(self.0.len());
+            self.0.extend_from_slice(&buf[..buf.len().min(room)]);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let (_, head) = decode_object(job.store, job.manifest, dump, Head(Vec::new()), &job.read).await?;
+    pgdrill_pg::archive::read_toc_items(&head.0[..]).map_err(|e| {
+        Error::Integrity(format!("the dump's table of contents cannot be read: {e}"))
+    })
 }
 
 /// A temp file holding a `--use-list`.

@@ -187,6 +187,29 @@ pub struct TocItem {
     pub orders_rows: bool,
     /// The `COPY ... FROM stdin;` statement its data block is loaded with (table data).
     pub copy_stmt: Option<String>,
+    /// The SQL pg_restore runs for it (`CREATE ...`, `GRANT ...`, `COMMENT ...`).
+    pub defn: String,
+    /// The role named as its owner (empty for entries without one).
+    pub owner: String,
+    /// The catalog OIDs of the dumped object, as `pg_restore --list` prints them.
+    pub table_oid: String,
+    pub oid: String,
+}
+
+impl TocItem {
+    /// The line `pg_restore --list` prints for this entry (`ID; TABLEOID OID DESC NS TAG
+    /// OWNER`); pg_restore's `--use-list` reads only its leading id.
+    pub fn list_line(&self) -> String {
+        let ns = if self.namespace.is_empty() {
+            "-"
+        } else {
+            &self.namespace
+        };
+        format!(
+            "{}; {} {} {} {} {} {}",
+            self.dump_id, self.table_oid, self.oid, self.desc, ns, self.tag, self.owner
+        )
+    }
 }
 
 /// pg_restore's `--section`s.
@@ -242,6 +265,10 @@ pub fn read_toc_items<R: Read>(reader: R) -> Result<Toc> {
                 deps: e.deps,
                 orders_rows: e.orders_rows,
                 copy_stmt: e.copy_stmt,
+                defn: e.defn,
+                owner: e.owner,
+                table_oid: e.table_oid,
+                oid: e.oid,
             }
         })
         .collect();
@@ -708,6 +735,10 @@ struct TocEntry {
     session: Option<String>,
     /// `desc\0namespace\0tag\0defn\0`, if the entry counts for the schema fingerprint.
     fingerprint_part: Option<Vec<u8>>,
+    defn: String,
+    owner: String,
+    table_oid: String,
+    oid: String,
 }
 
 fn read_toc<R: Read>(ar: &mut Wire<R>, minor: u8) -> Result<Vec<TocEntry>> {
@@ -726,8 +757,8 @@ fn read_toc_entry<R: Read>(ar: &mut Wire<R>, minor: u8) -> Result<TocEntry> {
         return Err(ar.corrupt(format!("TOC entry id {dump_id} out of range")));
     }
     ar.int("had-dumper flag")?;
-    ar.skip_str("table oid")?;
-    ar.skip_str("oid")?;
+    let table_oid = ar.str("table oid")?.map(lossy).unwrap_or_default();
+    let oid = ar.str("oid")?.map(lossy).unwrap_or_default();
     let tag = ar.str("tag")?.unwrap_or_default();
     let desc = ar.str("desc")?.unwrap_or_default();
     let section = ar.int("section")?;
@@ -746,7 +777,7 @@ fn read_toc_entry<R: Read>(ar: &mut Wire<R>, minor: u8) -> Result<TocEntry> {
     if minor >= V_RELKIND {
         ar.int("relkind")?;
     }
-    ar.skip_str("owner")?;
+    let owner = ar.str("owner")?.map(lossy).unwrap_or_default();
     ar.skip_str("with-oids flag")?;
     let mut deps = Vec::new();
     while let Some(dep) = ar.str("dependency")? {
@@ -764,6 +795,10 @@ fn read_toc_entry<R: Read>(ar: &mut Wire<R>, minor: u8) -> Result<TocEntry> {
     let session = matches!(&desc[..], b"ENCODING" | b"STDSTRINGS" | b"SEARCHPATH")
         .then(|| String::from_utf8_lossy(&defn).into_owned());
     Ok(TocEntry {
+        defn: lossy(defn),
+        owner,
+        table_oid,
+        oid,
         section,
         deps,
         orders_rows,

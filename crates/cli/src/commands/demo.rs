@@ -166,6 +166,7 @@ async fn demo_with_source(
         policy: &policy,
         protected_targets: &[],
         ignore_errors: &[],
+        skip_extensions: &[],
         maintenance_work_mem: None,
         jobs: 1,
         env: &env,

@@ -87,6 +87,7 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
             policy: &ctx.settings.policy,
             protected_targets: &ctx.settings.protected_targets,
             ignore_errors: &ctx.settings.restore.ignore_errors,
+            skip_extensions: &ctx.settings.restore.skip_extensions,
             maintenance_work_mem: ctx.settings.restore.maintenance_work_mem.clone(),
             jobs,
             env: &ctx.env,

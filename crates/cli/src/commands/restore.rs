@@ -82,6 +82,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
         clean: args.clean,
         allow_create: args.allow_create,
         ignore_errors: &ctx.settings.restore.ignore_errors,
+        skip_extensions: &ctx.settings.restore.skip_extensions,
         maintenance_work_mem: ctx.settings.restore.maintenance_work_mem.clone(),
         spool_dir: None,
         globals: args.globals,

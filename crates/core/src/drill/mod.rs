@@ -40,6 +40,8 @@ pub struct DrillJob<'a> {
     pub policy: &'a Policy,
     pub protected_targets: &'a [String],
     pub ignore_errors: &'a [String],
+    /// `[restore] skip_extensions`.
+    pub skip_extensions: &'a [String],
     /// `[restore] maintenance_work_mem`.
     pub maintenance_work_mem: Option<String>,
     pub jobs: u32,
@@ -153,6 +155,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         spool_dir: None,
         globals: false,
         spool: false,
+        skip_extensions: job.skip_extensions,
     })
     .await;
     let mut stages = Vec::new();

@@ -80,7 +80,7 @@ pub(super) struct Streamed {
 }
 
 /// A backup's dump index, and what the store says of the dump object it describes.
-pub(super) struct Loaded {
+pub(crate) struct Loaded {
     index: DumpIndex,
     /// Size and ETag of the stored dump (every ranged read is pinned to that version).
     object: pgdrill_store::ObjectInfo,
@@ -113,6 +113,41 @@ pub(super) async fn load_index(
         object,
         prefix,
     }))
+}
+
+/// The archive's header and table of contents, decoded by ranged reads of the frames that
+/// hold them (the restore's preflight reads the entries' definitions before anything runs).
+pub(super) async fn read_toc(
+    job: &RestoreJob<'_>,
+    dump: &StoredObject,
+    loaded: &Loaded,
+) -> Result<archive::Toc> {
+    let key = layout::backup_object(&job.manifest.database, &job.manifest.backup_id, &dump.name);
+    let src = Source {
+        store: job.store.clone(),
+        key,
+        size: dump.size,
+        etag: loaded.object.etag.clone(),
+        name: dump.name.clone(),
+        encrypted: job.manifest.encrypted(),
+        keys: job.read.keys.clone(),
+        payload_start: age_payload_start(dump.size, loaded.index.compressed_size),
+        prefix: loaded.prefix.clone(),
+        index: Arc::new(loaded.index.clone()),
+        rt: tokio::runtime::Handle::current(),
+    };
+    let head = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+        let mut plain = src.open()?;
+        let mut head = Vec::new();
+        src.copy(&mut plain, 0, src.index.toc_end, &mut head)
+            .map_err(|e| decode_error(&src, e))?;
+        Ok(head)
+    })
+    .await
+    .map_err(|e| Error::Failed(format!("reading the table of contents crashed: {e}")))??;
+    archive::read_toc_items(&head[..]).map_err(|e| {
+        Error::Integrity(format!("the dump's table of contents cannot be read: {e}"))
+    })
 }
 
 async fn read_index(
@@ -2011,6 +2046,10 @@ mod tests {
             deps,
             orders_rows: orders,
             copy_stmt: (desc == "TABLE DATA").then(|| format!("COPY public.t{id} FROM stdin;\n")),
+            defn: String::new(),
+            owner: String::new(),
+            table_oid: "0".into(),
+            oid: "0".into(),
         }
     }
 

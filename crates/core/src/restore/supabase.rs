@@ -11,9 +11,10 @@
 //!   triggers on platform tables and the rows of the account and file-metadata tables are
 //!   restored (those rows after the other data, in foreign-key order).
 
+use super::sql::unquote_ident;
 use super::RestoreJob;
 use crate::manifest::Manifest;
-use crate::{Error, Result};
+use crate::Result;
 use pgdrill_pg::client::{self, quote_ident};
 use pgdrill_pg::ConnSpec;
 use std::collections::{BTreeMap, HashSet};
@@ -177,8 +178,6 @@ pub async fn target_platform_schemas(t: &ConnSpec) -> Result<Vec<String>> {
 pub struct Plan {
     /// The `pg_restore --use-list` file.
     pub list: String,
-    /// Platform roles to create before the restore.
-    pub missing_roles: Vec<String>,
     /// Entries not restored, with the reason (summarised per schema where many).
     pub skipped: Vec<String>,
     /// Platform rows are restored after the other data: pg_restore must follow the list's
@@ -223,21 +222,6 @@ pub async fn plan(
         .map(|l| parse_line(l, &job.manifest.content.schemas))
         .collect();
     let ac = client::connect(admin).await?;
-    let roles: HashSet<String> = first_column(
-        client::text_rows(
-            &ac,
-            admin,
-            "list roles",
-            "select rolname::text from pg_roles where rolname = any($1::text[])",
-            &owned(PLATFORM_ROLES),
-        )
-        .await?,
-    );
-    let missing_roles: Vec<String> = PLATFORM_ROLES
-        .iter()
-        .filter(|r| !roles.contains(**r))
-        .map(|r| r.to_string())
-        .collect();
     let mut facts = Facts {
         platform_schemas: platform_schemas.to_vec(),
         available_extensions: client::available_extensions(&ac, admin)
@@ -347,8 +331,7 @@ pub async fn plan(
             facts.data.insert((s.to_string(), tb.to_string()), state);
         }
     }
-    let mut p = filter(&entries, &facts);
-    p.missing_roles = missing_roles;
+    let p = filter(&entries, &facts);
     Ok(p)
 }
 
@@ -482,7 +465,7 @@ fn filter(entries: &[Line<'_>], f: &Facts) -> Plan {
         .collect();
 
     let decide = |e: &Entry<'_>| -> Decision {
-        let on_object = |prefix: &str| e.tag.strip_prefix(prefix);
+        let on_object = |prefix: &str| e.tag.strip_prefix(prefix).map(unquote_ident);
         match e.desc {
             "EVENT TRIGGER" => {
                 return Decision::Skip(
@@ -520,13 +503,13 @@ fn filter(entries: &[Line<'_>], f: &Facts) -> Plan {
                 if on_object("EVENT TRIGGER ").is_some() {
                     return Decision::Skip("belongs to a skipped event trigger".into());
                 }
-                if on_object("EXTENSION ").is_some_and(skipped_ext) {
+                if on_object("EXTENSION ").is_some_and(|x| skipped_ext(&x)) {
                     return Decision::Skip("belongs to a skipped extension".into());
                 }
-                if on_object("PUBLICATION ").is_some_and(|p| skipped_pubs.contains(p)) {
+                if on_object("PUBLICATION ").is_some_and(|p| skipped_pubs.contains(p.as_str())) {
                     return Decision::Skip("belongs to a publication already on the target".into());
                 }
-                if on_object("SCHEMA ").is_some_and(platform) {
+                if on_object("SCHEMA ").is_some_and(|x| platform(&x)) {
                     return Decision::Platform;
                 }
             }
@@ -644,45 +627,9 @@ fn filter(entries: &[Line<'_>], f: &Facts) -> Plan {
     list.push('\n');
     Plan {
         list,
-        missing_roles: Vec::new(),
         skipped,
         reorder,
         notes,
-    }
-}
-
-/// Creates `roles` (NOLOGIN) and returns them; on failure drops those it created.
-pub async fn create_roles(admin: &ConnSpec, roles: &[String]) -> Result<Vec<String>> {
-    if roles.is_empty() {
-        return Ok(Vec::new());
-    }
-    let c = client::connect(admin).await?;
-    let mut created = Vec::new();
-    for r in roles {
-        let sql = format!("create role {} nologin", quote_ident(r));
-        if let Err(e) = client::execute(&c, admin, "create a Supabase platform role", &sql).await {
-            drop_roles(admin, &created).await;
-            return Err(Error::Failed(format!(
-                "the backup's policies and grants name the Supabase role {r}, which the target lacks and pgdrill could not create ({e}); create the platform roles there first or restore as a role with CREATEROLE"
-            )));
-        }
-        created.push(r.clone());
-    }
-    Ok(created)
-}
-
-/// Drops roles this restore created (best effort: after a failed restore).
-pub async fn drop_roles(admin: &ConnSpec, roles: &[String]) {
-    if roles.is_empty() {
-        return;
-    }
-    let Ok(c) = client::connect(admin).await else {
-        return;
-    };
-    for r in roles {
-        let _ = c
-            .batch_execute(&format!("drop role if exists {}", quote_ident(r)))
-            .await;
     }
 }
 

@@ -1,0 +1,499 @@
+//! What an archive needs from its target that the restoring role may lack, found from the
+//! archive's own table of contents before anything is changed (docs/SUPABASE.md,
+//! docs/MANAGED.md):
+//! - the roles its entries name (policies' `TO`, grants, default privileges, `SET ROLE`,
+//!   owners): missing ones are created `NOLOGIN`, or the restore stops naming them all;
+//! - what only a superuser may create: untrusted extensions (skipped when nothing but
+//!   their comments and grants depends on them, or when `[restore] skip_extensions` names
+//!   them), event triggers, publications of all tables or of a schema, subscriptions, and
+//!   functions that set a superuser-only parameter (these stop the restore);
+//! - extensions already installed in the target database (their comments need their
+//!   owner).
+//!
+//! The decisions are pure functions of the TOC and [`Facts`]; only [`facts`] and the role
+//! creation talk to the server.
+
+use super::sql::{self, unquote_ident, RoleUse};
+use crate::{Error, Result};
+use pgdrill_pg::archive::TocItem;
+use pgdrill_pg::client::{self, quote_ident};
+use pgdrill_pg::ConnSpec;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// What the target server and the restoring role are.
+#[derive(Debug, Default)]
+pub struct Facts {
+    pub user: String,
+    pub superuser: bool,
+    pub createrole: bool,
+    pub roles: HashSet<String>,
+    /// Extensions a non-superuser may create (`trusted`).
+    pub trusted_extensions: HashSet<String>,
+    /// Extensions installed in the target database (when it exists).
+    pub installed_extensions: HashSet<String>,
+    /// Settings named by the archive's functions that the restoring role may not set.
+    pub forbidden_settings: HashSet<String>,
+}
+
+/// Entries not to restore: dump id → why.
+pub type Skips = BTreeMap<i64, String>;
+
+/// Reads the [`Facts`] the decisions need. `target` is read only when it exists.
+pub async fn facts(admin: &ConnSpec, target: Option<&ConnSpec>, items: &[TocItem]) -> Result<Facts> {
+    let c = client::connect(admin).await?;
+    let me = client::text_rows(
+        &c,
+        admin,
+        "read the restoring role",
+        "select current_user::text, rolsuper::text, rolcreaterole::text from pg_roles where rolname = current_user",
+        &[],
+    )
+    .await?;
+    let row = me.into_iter().next().unwrap_or_default();
+    let col = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+    let mut f = Facts {
+        user: col(0),
+        superuser: col(1) == "true",
+        createrole: col(2) == "true",
+        ..Facts::default()
+    };
+    f.roles = column(
+        client::text_rows(&c, admin, "list roles", "select rolname::text from pg_roles", &[])
+            .await?,
+    );
+    // `trusted` exists from PostgreSQL 13 on; before, only a superuser creates extensions.
+    f.trusted_extensions = client::text_rows(
+        &c,
+        admin,
+        "list trusted extensions",
+        "select distinct name::text from pg_available_extension_versions where trusted",
+        &[],
+    )
+    .await
+    .map(column)
+    .unwrap_or_default();
+    let settings: Vec<String> = items
+        .iter()
+        .filter(|i| matches!(i.desc.as_str(), "FUNCTION" | "PROCEDURE"))
+        .flat_map(|i| sql::refs(&i.defn).settings)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !f.superuser && !settings.is_empty() {
+        let superuser_only = column(
+            client::text_rows(
+                &c,
+                admin,
+                "read parameter contexts",
+                "select name::text from pg_settings where context = 'superuser' and name = any($1::text[])",
+                &settings,
+            )
+            .await?,
+        );
+        // PostgreSQL 15 lets a superuser grant SET on a parameter.
+        let granted = column(
+            client::text_rows(
+                &c,
+                admin,
+                "read parameter privileges",
+                "select p::text from unnest($1::text[]) p where has_parameter_privilege(p, 'SET')",
+                &superuser_only.iter().cloned().collect::<Vec<_>>(),
+            )
+            .await
+            .unwrap_or_default(),
+        );
+        f.forbidden_settings = superuser_only.difference(&granted).cloned().collect();
+    }
+    if let Some(t) = target {
+        let tc = client::connect(t).await?;
+        f.installed_extensions = column(
+            client::text_rows(&tc, t, "list extensions", "select extname::text from pg_extension", &[])
+                .await?,
+        );
+    }
+    Ok(f)
+}
+
+fn column(rows: Vec<Vec<Option<String>>>) -> HashSet<String> {
+    rows.into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect()
+}
+
+/// The object a COMMENT/ACL/SECURITY LABEL entry is about: (`EXTENSION`, `uuid-ossp`).
+fn about(item: &TocItem) -> Option<(&str, String)> {
+    if !matches!(item.desc.as_str(), "COMMENT" | "ACL" | "SECURITY LABEL") {
+        return None;
+    }
+    for kind in ["EVENT TRIGGER", "EXTENSION", "PUBLICATION", "SUBSCRIPTION"] {
+        if let Some(rest) = item.tag.strip_prefix(kind).and_then(|r| r.strip_prefix(' ')) {
+            return Some((kind, unquote_ident(rest)));
+        }
+    }
+    None
+}
+
+/// Entries the restoring role cannot create and that can be left out, with the reason;
+/// or, when something it cannot create is needed, an error naming all of it.
+pub fn skips(items: &[TocItem], f: &Facts, skip_extensions: &[String]) -> Result<Skips> {
+    let mut skip = Skips::new();
+    let mut blockers = Vec::new();
+    let by_id: BTreeMap<i64, &TocItem> = items.iter().map(|i| (i.dump_id, i)).collect();
+    let mut skipped_ext: BTreeMap<String, String> = BTreeMap::new();
+    for i in items.iter().filter(|i| i.desc == "EXTENSION") {
+        let name = unquote_ident(&i.tag);
+        let why = if f.installed_extensions.contains(&name) {
+            Some("already installed in the target database".to_string())
+        } else if skip_extensions.iter().any(|s| *s == name) {
+            Some("named in [restore] skip_extensions".to_string())
+        } else if !f.superuser && !f.trusted_extensions.contains(&name) {
+            let needs: Vec<String> = items
+                .iter()
+                .filter(|d| d.deps.contains(&i.dump_id))
+                .filter(|d| !matches!(d.desc.as_str(), "COMMENT" | "ACL" | "SECURITY LABEL"))
+                .map(|d| describe(d))
+                .collect();
+            if needs.is_empty() {
+                Some(format!(
+                    "only a superuser can create the extension {name} and nothing restored depends on it"
+                ))
+            } else {
+                blockers.push(format!(
+                    "the extension {name} (only a superuser can create it; {} need it)",
+                    needs.join(", ")
+                ));
+                None
+            }
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            skip.insert(i.dump_id, why.clone());
+            skipped_ext.insert(name, why);
+        }
+    }
+    for i in items {
+        if skip.contains_key(&i.dump_id) {
+            continue;
+        }
+        let why = match i.desc.as_str() {
+            "EVENT TRIGGER" if !f.superuser => {
+                Some("creating an event trigger needs a superuser".to_string())
+            }
+            "PUBLICATION" if !f.superuser && i.defn.to_ascii_uppercase().contains("FOR ALL TABLES") => {
+                Some("a publication of all tables needs a superuser".to_string())
+            }
+            "PUBLICATION TABLES IN SCHEMA" if !f.superuser => {
+                Some("publishing a whole schema needs a superuser".to_string())
+            }
+            "SUBSCRIPTION" | "SUBSCRIPTION TABLE" if !f.superuser => {
+                Some("creating a subscription needs a superuser".to_string())
+            }
+            "FUNCTION" | "PROCEDURE" if !f.forbidden_settings.is_empty() => {
+                let bad: Vec<String> = sql::refs(&i.defn)
+                    .settings
+                    .into_iter()
+                    .filter(|s| f.forbidden_settings.contains(s))
+                    .collect();
+                if !bad.is_empty() {
+                    blockers.push(format!(
+                        "{} (sets {}, which only a superuser may set)",
+                        describe(i),
+                        bad.join(", ")
+                    ));
+                }
+                None
+            }
+            _ => match about(i) {
+                Some(("EXTENSION", name)) if skipped_ext.contains_key(&name) => {
+                    Some(format!("belongs to the extension {name}, which is not restored"))
+                }
+                Some(("EVENT TRIGGER", _)) if !f.superuser => {
+                    Some("belongs to an event trigger, which is not restored".to_string())
+                }
+                _ => i
+                    .deps
+                    .iter()
+                    .filter_map(|d| skip.get(d).map(|w| (d, w)))
+                    .find(|_| matches!(i.desc.as_str(), "COMMENT" | "ACL" | "SECURITY LABEL"))
+                    .map(|(d, _)| {
+                        format!(
+                            "belongs to {}, which is not restored",
+                            by_id.get(d).map(|x| describe(x)).unwrap_or_default()
+                        )
+                    }),
+            },
+        };
+        if let Some(why) = why {
+            skip.insert(i.dump_id, why);
+        }
+    }
+    if blockers.is_empty() {
+        return Ok(skip);
+    }
+    Err(Error::Failed(format!(
+        "the restoring role {} cannot create what the backup holds: {}; nothing was changed (restore as a superuser, or name such extensions in [restore] skip_extensions if the restore may go without them)",
+        f.user,
+        blockers.join("; ")
+    )))
+}
+
+/// `TABLE public.todos`, `EXTENSION pgcrypto`.
+pub fn describe(i: &TocItem) -> String {
+    if i.namespace.is_empty() || i.namespace == "-" {
+        format!("{} {}", i.desc, i.tag)
+    } else {
+        format!("{} {}.{}", i.desc, i.namespace, i.tag)
+    }
+}
+
+/// Roles the kept entries name: (needed, wanted). Needed ones make their statement fail
+/// when missing (a policy's roles always; grants and default privileges when privileges
+/// are restored); wanted ones (owners, `SET ROLE`, user mappings) are created when the
+/// restoring role can, else left out with a note.
+pub fn roles(
+    items: &[TocItem],
+    kept: &HashSet<i64>,
+    privileges: bool,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut needed = BTreeSet::new();
+    let mut wanted = BTreeSet::new();
+    for i in items.iter().filter(|i| kept.contains(&i.dump_id)) {
+        if !i.owner.is_empty() {
+            wanted.insert(i.owner.clone());
+        }
+        for (r, why) in sql::refs(&i.defn).roles {
+            match why {
+                RoleUse::Policy => needed.insert(r),
+                RoleUse::Privilege if privileges => needed.insert(r),
+                RoleUse::Privilege | RoleUse::Setting => wanted.insert(r),
+            };
+        }
+    }
+    let wanted = wanted.difference(&needed).cloned().collect();
+    (needed, wanted)
+}
+
+/// The roles to create, or an error naming every needed role that is missing when the
+/// restoring role cannot create roles. Predefined `pg_*` roles cannot be created.
+pub fn roles_to_create(
+    needed: &BTreeSet<String>,
+    wanted: &BTreeSet<String>,
+    f: &Facts,
+    notes: &mut Vec<String>,
+) -> Result<Vec<String>> {
+    let missing = |s: &BTreeSet<String>| -> Vec<String> {
+        s.iter()
+            .filter(|r| !f.roles.contains(*r) && !r.starts_with("pg_"))
+            .cloned()
+            .collect()
+    };
+    let (need, want) = (missing(needed), missing(wanted));
+    if f.superuser || f.createrole {
+        return Ok(need.into_iter().chain(want).collect());
+    }
+    if !need.is_empty() {
+        return Err(Error::Failed(format!(
+            "the backup's policies and grants name roles the target server lacks: {}; the restoring role {} cannot create roles, so nothing was changed (create them there first, or restore as a role with CREATEROLE)",
+            need.join(", "),
+            f.user
+        )));
+    }
+    if !want.is_empty() {
+        notes.push(format!(
+            "roles named only as owners or settings were not created (the restoring role cannot create roles; objects belong to it): {}",
+            want.join(", ")
+        ));
+    }
+    Ok(Vec::new())
+}
+
+/// Creates `roles` (NOLOGIN) and returns them; on failure drops those it created.
+pub async fn create_roles(admin: &ConnSpec, roles: &[String]) -> Result<Vec<String>> {
+    if roles.is_empty() {
+        return Ok(Vec::new());
+    }
+    let c = client::connect(admin).await?;
+    // `--globals` may have created some of them since the preflight looked.
+    let existing = column(
+        client::text_rows(&c, admin, "list roles", "select rolname::text from pg_roles", &[])
+            .await?,
+    );
+    let mut created = Vec::new();
+    for r in roles.iter().filter(|r| !existing.contains(*r)) {
+        let sql = format!("create role {} nologin", quote_ident(r));
+        if let Err(e) = client::execute(&c, admin, "create a role the backup names", &sql).await {
+            drop_roles(admin, &created).await;
+            return Err(Error::Failed(format!(
+                "the backup names the role {r}, which the target lacks and pgdrill could not create ({e}); nothing was restored (create it there first or restore as a role with CREATEROLE)"
+            )));
+        }
+        created.push(r.clone());
+    }
+    Ok(created)
+}
+
+/// Drops roles this restore created (best effort: after a failed restore).
+pub async fn drop_roles(admin: &ConnSpec, roles: &[String]) {
+    if roles.is_empty() {
+        return;
+    }
+    let Ok(c) = client::connect(admin).await else {
+        return;
+    };
+    for r in roles {
+        let _ = c
+            .batch_execute(&format!("drop role if exists {}", quote_ident(r)))
+            .await;
+    }
+}
+
+/// The `--use-list` text of `items` with `skip`'s entries commented out.
+pub fn list_text(items: &[TocItem], skip: &Skips) -> String {
+    let mut out = String::new();
+    for i in items {
+        if skip.contains_key(&i.dump_id) {
+            out.push(';');
+        }
+        out.push_str(&i.list_line());
+        out.push('\n');
+    }
+    out
+}
+
+/// Dump ids of the entries a `--use-list` text keeps.
+pub fn kept_ids(list: &str) -> HashSet<i64> {
+    list.lines()
+        .filter(|l| !l.starts_with(';'))
+        .filter_map(|l| l.split_once(';')?.0.trim().parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgdrill_pg::archive::Section;
+
+    fn item(id: i64, desc: &str, ns: &str, tag: &str, owner: &str, defn: &str) -> TocItem {
+        TocItem {
+            dump_id: id,
+            desc: desc.into(),
+            namespace: ns.into(),
+            tag: tag.into(),
+            section: Section::PreData,
+            deps: Vec::new(),
+            orders_rows: false,
+            copy_stmt: None,
+            defn: defn.into(),
+            owner: owner.into(),
+            table_oid: "0".into(),
+            oid: "0".into(),
+        }
+    }
+
+    fn toc() -> Vec<TocItem> {
+        let mut comment = item(3, "COMMENT", "", "EXTENSION \"uuid-ossp\"", "", "COMMENT ON EXTENSION \"uuid-ossp\" IS 'x';");
+        comment.deps = vec![2];
+        let mut stat_acl = item(5, "ACL", "extensions", "FUNCTION pg_stat_statements_reset()", "supabase_admin", "GRANT ALL ON FUNCTION extensions.pg_stat_statements_reset() TO postgres WITH GRANT OPTION;");
+        stat_acl.deps = vec![4];
+        let mut table = item(7, "TABLE", "public", "docs", "postgres", "CREATE TABLE public.docs (id extensions.citext);");
+        table.deps = vec![6];
+        vec![
+            item(1, "SCHEMA", "", "extensions", "supabase_admin", "CREATE SCHEMA extensions;"),
+            item(2, "EXTENSION", "", "uuid-ossp", "", "CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\" WITH SCHEMA extensions;"),
+            comment,
+            item(4, "EXTENSION", "", "pg_stat_statements", "", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA extensions;"),
+            stat_acl,
+            item(6, "EXTENSION", "", "citext", "", "CREATE EXTENSION IF NOT EXISTS citext WITH SCHEMA extensions;"),
+            table,
+            item(8, "EVENT TRIGGER", "", "pgrst_ddl_watch", "supabase_admin", "CREATE EVENT TRIGGER pgrst_ddl_watch ON ddl_command_end EXECUTE FUNCTION extensions.pgrst_ddl_watch();"),
+            item(9, "POLICY", "public", "docs readers", "postgres", "CREATE POLICY readers ON public.docs FOR SELECT TO authenticated USING (true);"),
+            item(10, "FUNCTION", "public", "noisy()", "postgres", "CREATE FUNCTION public.noisy() RETURNS void\n    LANGUAGE sql\n    SET log_min_messages TO 'fatal'\n    AS $$ select $$;"),
+            item(11, "ACL", "pgbouncer", "FUNCTION get_auth(p_usename text)", "supabase_admin", "REVOKE ALL ON FUNCTION pgbouncer.get_auth(p_usename text) FROM PUBLIC;\nGRANT ALL ON FUNCTION pgbouncer.get_auth(p_usename text) TO pgbouncer;"),
+        ]
+    }
+
+    fn facts(superuser: bool) -> Facts {
+        Facts {
+            user: "postgres".into(),
+            superuser,
+            createrole: true,
+            roles: ["postgres".to_string()].into_iter().collect(),
+            trusted_extensions: ["citext".to_string()].into_iter().collect(),
+            installed_extensions: ["uuid-ossp".to_string()].into_iter().collect(),
+            forbidden_settings: HashSet::new(),
+        }
+    }
+
+    #[test]
+    fn installed_extension_and_its_quoted_comment_are_skipped() {
+        let s = skips(&toc(), &facts(true), &[]).expect("skips");
+        assert!(s[&2].contains("already installed"), "{s:?}");
+        assert!(s[&3].contains("uuid-ossp"), "{s:?}");
+        assert_eq!(s.len(), 2, "a superuser creates the rest: {s:?}");
+    }
+
+    #[test]
+    fn non_superuser_skips_what_only_a_superuser_creates_when_nothing_needs_it() {
+        let s = skips(&toc(), &facts(false), &[]).expect("skips");
+        assert!(s[&4].contains("pg_stat_statements"), "{s:?}");
+        assert!(s[&5].contains("pg_stat_statements"), "its grant goes too: {s:?}");
+        assert!(s[&8].contains("event trigger"), "{s:?}");
+        assert!(!s.contains_key(&6), "citext is trusted: {s:?}");
+        assert!(!s.contains_key(&7));
+    }
+
+    #[test]
+    fn non_superuser_stops_naming_every_blocker() {
+        let mut items = toc();
+        items[5] = item(6, "EXTENSION", "", "citext", "", "CREATE EXTENSION citext;");
+        let mut f = facts(false);
+        f.trusted_extensions.clear();
+        f.forbidden_settings.insert("log_min_messages".into());
+        let e = skips(&items, &f, &[]).expect_err("blocked").to_string();
+        assert!(e.contains("citext") && e.contains("TABLE public.docs"), "{e}");
+        assert!(e.contains("FUNCTION public.noisy()") && e.contains("log_min_messages"), "{e}");
+        assert!(e.contains("nothing was changed"), "{e}");
+    }
+
+    #[test]
+    fn roles_come_from_the_archive() {
+        let items = toc();
+        let kept: HashSet<i64> = items.iter().map(|i| i.dump_id).collect();
+        let (needed, wanted) = roles(&items, &kept, true);
+        assert_eq!(
+            needed.into_iter().collect::<Vec<_>>(),
+            ["authenticated", "pgbouncer", "postgres"]
+        );
+        assert_eq!(wanted.into_iter().collect::<Vec<_>>(), ["supabase_admin"]);
+        // Without privileges, grants run no statement: only the policy's role is needed.
+        let (needed, _) = roles(&items, &kept, false);
+        assert_eq!(needed.into_iter().collect::<Vec<_>>(), ["authenticated"]);
+    }
+
+    #[test]
+    fn a_role_that_cannot_create_roles_stops_naming_all_missing() {
+        let items = toc();
+        let kept: HashSet<i64> = items.iter().map(|i| i.dump_id).collect();
+        let (needed, wanted) = roles(&items, &kept, true);
+        let mut f = facts(false);
+        f.createrole = false;
+        let e = roles_to_create(&needed, &wanted, &f, &mut Vec::new())
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("authenticated, pgbouncer"), "{e}");
+        f.createrole = true;
+        let made = roles_to_create(&needed, &wanted, &f, &mut Vec::new()).expect("ok");
+        assert_eq!(made, ["authenticated", "pgbouncer", "supabase_admin"]);
+    }
+
+    #[test]
+    fn list_text_comments_out_skips_and_kept_ids_reads_it_back() {
+        let items = toc();
+        let skip: Skips = [(2, "x".to_string())].into_iter().collect();
+        let text = list_text(&items, &skip);
+        assert!(text.contains("\n;2; 0 0 EXTENSION - uuid-ossp \n"), "{text}");
+        let kept = kept_ids(&text);
+        assert!(!kept.contains(&2) && kept.contains(&3) && kept.len() == items.len() - 1);
+    }
+}
