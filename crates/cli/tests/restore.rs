@@ -110,9 +110,8 @@ async fn restores_identically_streaming_parallel_and_ephemeral() {
     );
     assert!(survivors(&tmp_s).is_empty(), "{:?}", survivors(&tmp_s));
 
-    // pg_restore errors are never ignored: a policy naming a role the throwaway cluster
-    // lacks fails the restore, listing the statement; the allowlist turns it into a success
-    // that reports the ignored error.
+    // A role the dump's policy names and the throwaway cluster lacks is created (NOLOGIN)
+    // from the archive itself, listed, and the policy restored.
     let roles_url = empty_db(&src.cluster, "roles").await;
     tk::connect(&roles_url)
         .await
@@ -132,10 +131,39 @@ async fn restores_identically_streaming_parallel_and_ephemeral() {
         &["--ephemeral"],
         &[("TMPDIR", &tmp_s)],
     );
+    out.ok();
+    assert_eq!(
+        out.json()["created_roles"],
+        serde_json::json!(["app_reader"])
+    );
+
+    // pg_restore errors are never ignored: a check constraint that reads a table whose rows
+    // come later fails the COPY, listing the statement; the allowlist turns it into a
+    // success that reports the ignored error.
+    let check_url = empty_db(&src.cluster, "checks").await;
+    tk::connect(&check_url)
+        .await
+        .batch_execute(
+            "create table z_parent (id int primary key); insert into z_parent values (1); \
+             create function has_parent(int) returns boolean language sql stable \
+               as 'select exists (select 1 from public.z_parent where id = $1)'; \
+             create table a_child (p int check (public.has_parent(p))); \
+             insert into a_child values (1);",
+        )
+        .await
+        .expect("checks db");
+    let cstore = dir.path().join("cstore");
+    backup(dir.path(), &cstore, &check_url, &[]);
+    let out = restore_env(
+        dir.path(),
+        &cstore,
+        "",
+        &["--ephemeral"],
+        &[("TMPDIR", &tmp_s)],
+    );
     out.code(1);
     assert!(
-        out.stderr.contains("role \"app_reader\" does not exist")
-            && out.stderr.contains("CREATE POLICY"),
+        out.stderr.contains("a_child_p_check") && out.stderr.contains("COPY"),
         "{}",
         out.stderr
     );
@@ -143,16 +171,13 @@ async fn restores_identically_streaming_parallel_and_ephemeral() {
     std::fs::create_dir(&cfg).expect("mkdir");
     std::fs::write(
         cfg.join("pgdrill.toml"),
-        "[restore]\nignore_errors = ['role \"app_reader\" does not exist']\n",
+        "[restore]\nignore_errors = ['violates check constraint \"a_child_p_check\"']\n",
     )
     .expect("config");
-    let out = restore_env(&cfg, &rstore, "", &["--ephemeral"], &[("TMPDIR", &tmp_s)]);
+    let out = restore_env(&cfg, &cstore, "", &["--ephemeral"], &[("TMPDIR", &tmp_s)]);
     out.ok();
     let ignored = out.json()["ignored_errors"].to_string();
-    assert!(
-        ignored.contains("app_reader") && ignored.contains("CREATE POLICY"),
-        "{ignored}"
-    );
+    assert!(ignored.contains("a_child_p_check"), "{ignored}");
     assert!(entries(tmp.path()).is_empty(), "cluster dir left behind");
 }
 

@@ -176,10 +176,12 @@ impl Manifest {
             .unwrap_or(0)
     }
 
-    /// The oldest server major the dump loads into: pg_dump's output loads into its own
-    /// major and newer, not older (pg_dump 17+ emits `SET transaction_timeout`).
+    /// The oldest server major the dump loads into: the source server's, and 17 for a dump
+    /// of pg_dump 17 or newer (its pg_restore sets `transaction_timeout`, which PostgreSQL
+    /// 17 introduced; the dump itself holds only what the source server had).
     pub fn restore_major(&self) -> u32 {
-        (self.server.version_num / 10000).max(self.dump_major())
+        let tools_floor = if self.dump_major() >= 17 { 17 } else { 0 };
+        (self.server.version_num / 10000).max(tools_floor)
     }
 
     pub fn encrypted(&self) -> bool {
@@ -200,7 +202,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_dump_loads_into_the_newer_of_the_server_and_pg_dump_majors() {
+    fn a_dump_loads_into_the_server_major_and_17_for_pg_dump_17_or_newer() {
         let mut m: Manifest = serde_json::from_value(serde_json::json!({
             "format_version": 1, "tool": {"name": "pgdrill", "version": "0"},
             "backup_id": "20261121T020000Z-7f3a", "database": "app",
@@ -216,7 +218,10 @@ mod tests {
         }))
         .expect("manifest");
         assert_eq!(m.dump_major(), 18);
+        assert_eq!(m.restore_major(), 17);
+        m.server.version_num = 180001;
         assert_eq!(m.restore_major(), 18);
+        m.server.version_num = 150018;
         m.pg_dump.version = "15.18".into();
         assert_eq!(m.restore_major(), 15);
     }

@@ -216,11 +216,14 @@ async fn inspect(job: &RestoreJob<'_>) -> Result<TargetInfo> {
 }
 
 async fn is_superuser(c: &tokio_postgres::Client) -> bool {
-    c.query_one("select rolsuper from pg_roles where rolname = current_user", &[])
-        .await
-        .ok()
-        .and_then(|r| r.try_get::<_, bool>(0).ok())
-        .unwrap_or(false)
+    c.query_one(
+        "select rolsuper from pg_roles where rolname = current_user",
+        &[],
+    )
+    .await
+    .ok()
+    .and_then(|r| r.try_get::<_, bool>(0).ok())
+    .unwrap_or(false)
 }
 
 fn maintenance_db(t: &ConnSpec) -> String {
@@ -430,6 +433,11 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
     }
     .await;
     drop(list_guard);
+    let mut planned = planned;
+    if outcome.is_ok() && !planned.deferred.is_empty() {
+        let missed = run_deferred(&job.target, &planned.deferred).await;
+        planned.skipped.extend(missed);
+    }
     match outcome {
         Ok(((download, restore, ignored, more_notes), analyze)) => Ok(RestoreReport {
             backup_id: job.manifest.backup_id.to_string(),
@@ -536,7 +544,8 @@ async fn analyze_pass(target: &ConnSpec, jobs: u32, pass: AnalyzePass<'_>) -> Re
              where x.stxrelid = c.oid) as dependent, c.relkind = 'm' as view, c.oid from pg_class c \
              join pg_namespace n on n.oid = c.relnamespace where c.relkind in ('r', 'm', 'p') \
              and n.nspname not in ('pg_catalog', 'information_schema') \
-             and n.nspname not like 'pg\\_toast%') t \
+             and n.nspname not like 'pg\\_toast%' \
+             and has_schema_privilege(n.oid, 'USAGE') and pg_has_role(c.relowner, 'USAGE')) t \
              order by case when q = any($1) then 0 else pg_relation_size(oid) end desc",
             &[&left_out],
         )
@@ -844,6 +853,9 @@ async fn explain_early_stop(
 /// create, and what is not restored and why.
 struct Planned {
     list: Option<String>,
+    /// Grants on extension members, run after the restore one by one (see
+    /// `preflight::extension_member_grants`): (what, SQL).
+    deferred: Vec<(String, String)>,
     create_roles: Vec<String>,
     skipped: Vec<String>,
     notes: Vec<String>,
@@ -869,13 +881,24 @@ async fn plan(
     let items = &toc.items;
     let target = (info.exists && !info.create_mode).then_some(&job.target);
     let facts = preflight::facts(admin, target, items).await?;
-    let skips = preflight::skips(items, &facts, job.skip_extensions)?;
+    let mut skips = preflight::skips(items, &facts, job.skip_extensions)?;
+    let mut deferred = Vec::new();
+    if info.supabase {
+        for (id, what, sql) in preflight::extension_member_grants(items, &skips) {
+            skips.insert(id, String::new());
+            deferred.push((what, sql));
+        }
+    }
     let by_id: std::collections::HashMap<i64, &pgdrill_pg::archive::TocItem> =
         items.iter().map(|i| (i.dump_id, i)).collect();
     let mut skipped: Vec<String> = skips
         .iter()
+        .filter(|(_, why)| !why.is_empty())
         .map(|(id, why)| {
-            let what = by_id.get(id).map(|i| preflight::describe(i)).unwrap_or_default();
+            let what = by_id
+                .get(id)
+                .map(|i| preflight::describe(i))
+                .unwrap_or_default();
             format!("{what}: {why}")
         })
         .collect();
@@ -894,12 +917,37 @@ async fn plan(
     let create_roles = preflight::roles_to_create(&needed, &wanted, &facts, &mut notes)?;
     let filtered = kept.len() < items.len();
     Ok(Planned {
+        deferred,
         list: filtered.then_some(list),
         create_roles,
         skipped,
         notes,
         reorder,
     })
+}
+
+/// Runs the deferred grants one by one on the restored database; returns those that failed,
+/// as `skipped` lines.
+async fn run_deferred(target: &ConnSpec, deferred: &[(String, String)]) -> Vec<String> {
+    let c = match client::connect(target).await {
+        Ok(c) => c,
+        Err(e) => return vec![format!("grants on extension objects: cannot connect ({e})")],
+    };
+    let mut missed = Vec::new();
+    for (what, sql) in deferred {
+        let run = format!("begin; {sql}; commit;");
+        if let Err(e) = c.batch_execute(&run).await {
+            let _ = c.batch_execute("rollback").await;
+            let why = e
+                .as_db_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or_else(|| e.to_string());
+            missed.push(format!(
+                "{what}: the target's version of the extension refused it ({why})"
+            ));
+        }
+    }
+    missed
 }
 
 /// The table of contents of a backup without a dump index: the dump is decoded (and its
@@ -921,10 +969,10 @@ async fn read_toc_fallback(
             Ok(())
         }
     }
-    let (_, head) = decode_object(job.store, job.manifest, dump, Head(Vec::new()), &job.read).await?;
-    pgdrill_pg::archive::read_toc_items(&head.0[..]).map_err(|e| {
-        Error::Integrity(format!("the dump's table of contents cannot be read: {e}"))
-    })
+    let (_, head) =
+        decode_object(job.store, job.manifest, dump, Head(Vec::new()), &job.read).await?;
+    pgdrill_pg::archive::read_toc_items(&head.0[..])
+        .map_err(|e| Error::Integrity(format!("the dump's table of contents cannot be read: {e}")))
 }
 
 /// A temp file holding a `--use-list`.

@@ -30,6 +30,9 @@ pub struct ClusterOptions {
     pub install: PgInstall,
     /// Extra `postgresql.conf` settings, e.g. `("fsync", "off")` for tests.
     pub settings: Vec<(String, String)>,
+    /// The bootstrap superuser's name (`postgres`; a managed platform's layout may need
+    /// another, e.g. `supabase_admin` with a non-superuser `postgres`).
+    pub superuser: String,
 }
 
 impl ClusterOptions {
@@ -37,6 +40,7 @@ impl ClusterOptions {
         ClusterOptions {
             install,
             settings: Vec::new(),
+            superuser: "postgres".into(),
         }
     }
 
@@ -115,6 +119,7 @@ pub struct Cluster {
     log_path: PathBuf,
     port: u16,
     password: String,
+    superuser: String,
     run_as: Option<RunAs>,
     postmaster_pid: Option<u32>,
     running: bool,
@@ -175,6 +180,7 @@ impl Cluster {
             log_path,
             port: 0,
             password: random_password()?,
+            superuser: opts.superuser,
             run_as,
             postmaster_pid: None,
             running: false,
@@ -210,7 +216,7 @@ impl Cluster {
     }
 
     pub fn superuser(&self) -> &str {
-        "postgres"
+        &self.superuser
     }
 
     /// The superuser's password, random per cluster.

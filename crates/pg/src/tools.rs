@@ -114,6 +114,24 @@ impl PgInstall {
     pub fn has_server(&self) -> bool {
         SERVER_TOOLS.iter().all(|t| self.has(t))
     }
+
+    /// Whether this install ships the extension `name` (its `.control` file), looked up
+    /// where the layouts in use put them: `../share/postgresql/extension` (source builds,
+    /// npm), `../share/extension` (PyPI), `/usr/share/postgresql/<major>/extension` (Debian).
+    pub fn has_extension(&self, name: &str) -> bool {
+        let file = format!("{name}.control");
+        let up = self.bin_dir.join("..");
+        [
+            up.join("share/postgresql/extension"),
+            up.join("share/extension"),
+            PathBuf::from(format!(
+                "/usr/share/postgresql/{}/extension",
+                self.version.major
+            )),
+        ]
+        .iter()
+        .any(|d| d.join(&file).is_file())
+    }
 }
 
 /// Why no suitable binary could be picked. Messages are one sentence that says what to do.
@@ -277,6 +295,37 @@ impl PgTools {
                 tool: "postgres".to_string(),
             }),
         }
+    }
+
+    /// Like [`pick_server`](Self::pick_server), but preferring (in the same order) an
+    /// install that ships every extension in `extensions`, so that a throwaway cluster can
+    /// restore what the dump needs.
+    pub fn pick_server_with(
+        &self,
+        min_major: u32,
+        extensions: &[String],
+    ) -> Result<PgInstall, ToolError> {
+        let first = self.pick_server(min_major)?;
+        let ships_all = |i: &PgInstall| {
+            extensions
+                .iter()
+                .filter(|e| e.as_str() != "plpgsql")
+                .all(|e| i.has_extension(e))
+        };
+        if ships_all(&first) {
+            return Ok(first);
+        }
+        let mut candidates: Vec<&PgInstall> = self
+            .installs
+            .iter()
+            .filter(|i| i.has_server() && i.version.major >= min_major)
+            .collect();
+        candidates.sort_by_key(|i| (i.version.major, std::cmp::Reverse(i.version.minor)));
+        Ok(candidates
+            .into_iter()
+            .find(|i| ships_all(i))
+            .cloned()
+            .unwrap_or(first))
     }
 
     /// The newest install able to run a local server.

@@ -103,6 +103,18 @@ pub fn cluster(major: Option<u32>) -> Cluster {
         .unwrap_or_else(|e| panic!("starting a PostgreSQL {version} test cluster failed: {e}"))
 }
 
+/// Starts a throwaway cluster whose bootstrap superuser is `superuser` (e.g. `supabase_admin`,
+/// so that a role named `postgres` can be an ordinary one, as on managed platforms).
+pub fn cluster_as(major: Option<u32>, superuser: &str) -> Cluster {
+    let install = server_install(major);
+    let version = install.version;
+    let mut opts = ClusterOptions::new(install);
+    opts.settings = fast_settings();
+    opts.superuser = superuser.to_string();
+    Cluster::start(opts)
+        .unwrap_or_else(|e| panic!("starting a PostgreSQL {version} test cluster failed: {e}"))
+}
+
 /// Path of the newest `tool` (e.g. `pg_dump`) whose major is at least `min_major`; panics with
 /// the setup hint when there is none.
 pub fn pg_bin(tool: &str, min_major: u32) -> PathBuf {

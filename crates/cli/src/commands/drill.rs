@@ -297,6 +297,7 @@ pub async fn list(ctx: &Ctx) -> Result<Output> {
             "started_at": r.started_at, "rto_minutes": r.rto.minutes, "rto_passed": r.rto.passed,
             "rpo_minutes": r.rpo.minutes, "rpo_passed": r.rpo.passed,
             "checks_passed": r.checks.iter().filter(|c| c.passed).count(), "checks": r.checks.len(),
+            "created_roles": r.created_roles, "skipped": r.skipped,
         }))
         .collect::<Vec<_>>());
     Ok(Output::ok(json, human))

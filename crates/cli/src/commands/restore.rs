@@ -28,7 +28,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
     let mut cluster = None;
     let target = if args.ephemeral {
         let major = manifest.restore_major();
-        let install = tools.pick_server(major)?;
+        let install = tools.pick_server_with(major, &manifest.content.extensions)?;
         ctx.ui.info(format!(
             "starting a throwaway PostgreSQL {} cluster",
             install.version

@@ -116,12 +116,79 @@ impl CheckKind {
     }
 }
 
+/// `fail_on_skipped = true` (with `allow_skipped = ["substring", ...]`): the drill fails when
+/// the restore left out an archive entry that no allowlist substring matches. `None` when
+/// not asked for.
+pub fn skipped_rule(drill: &toml::Table) -> Result<Option<Vec<String>>> {
+    let on = match drill.get("fail_on_skipped") {
+        None => false,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(v) => {
+            return Err(Error::Invalid(format!(
+                "[database.drill] fail_on_skipped must be true or false, not {v}"
+            )))
+        }
+    };
+    let allow = match drill.get("allow_skipped") {
+        None => Vec::new(),
+        Some(toml::Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                Error::Invalid("[database.drill] allow_skipped must be a list of strings".into())
+            })?,
+        Some(_) => {
+            return Err(Error::Invalid(
+                "[database.drill] allow_skipped must be a list of strings".into(),
+            ))
+        }
+    };
+    Ok(on.then_some(allow))
+}
+
+/// The check that `skipped_rule` asks for, over the restore's `skipped` entries.
+pub fn skipped_check(skipped: &[String], allow: &[String]) -> CheckResult {
+    let outside: Vec<&String> = skipped
+        .iter()
+        .filter(|s| !allow.iter().any(|a| s.contains(a.as_str())))
+        .collect();
+    CheckResult {
+        name: "nothing skipped outside the allowlist".into(),
+        kind: "skipped".into(),
+        subject: "archive entries the restore left out".into(),
+        expected: if allow.is_empty() {
+            "none".into()
+        } else {
+            format!("only entries matching: {}", allow.join(", "))
+        },
+        actual: if outside.is_empty() {
+            format!("{} skipped, all allowed", skipped.len())
+        } else {
+            outside
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+        passed: outside.is_empty(),
+        duration_seconds: 0.0,
+    }
+}
+
 /// Parses and validates the checks of a `[database.drill]` table; `row_counts` is added
 /// unless `row_counts = false`. Fails with exit 2 before anything is restored.
 pub fn parse_checks(drill: &toml::Table, env: &Env) -> Result<Vec<CheckSpec>> {
     // A misspelt key (`[[database.drill.checks]]`, `row_count = false`) would otherwise be
     // ignored silently and the drill would pass with fewer checks than configured.
-    const KEYS: &[&str] = &["check", "row_counts", "target_url_env", "jobs"];
+    const KEYS: &[&str] = &[
+        "check",
+        "row_counts",
+        "target_url_env",
+        "jobs",
+        "fail_on_skipped",
+        "allow_skipped",
+    ];
     if let Some(k) = drill.keys().find(|k| !KEYS.contains(&k.as_str())) {
         return Err(Error::Invalid(format!(
             "[database.drill] has an unknown key {k:?}: the keys are {} (checks go in [[database.drill.check]])",
@@ -588,8 +655,10 @@ async fn row_counts(ctx: &CheckCtx<'_>) -> Outcome {
     let mut diffs = Vec::new();
     let mut total = 0u64;
     for t in &ctx.manifest.content.tables {
+        // The snapshot counts what each table's own COPY held: never its inheritance
+        // children's or partitions' rows, so the restored side counts `ONLY` the same.
         let q = format!(
-            "select count(*) from {}.{}",
+            "select count(*) from only {}.{}",
             quote_ident(&t.schema),
             quote_ident(&t.name)
         );

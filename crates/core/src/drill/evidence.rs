@@ -31,6 +31,12 @@ pub struct DrillResult {
     pub rpo: Target,
     pub rto: Target,
     pub checks: Vec<CheckResult>,
+    /// Roles the restore created (NOLOGIN) because the backup names them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created_roles: Vec<String>,
+    /// Archive entries the restore left out, each with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
     pub error: Option<String>,
     pub policy: serde_json::Value,
 }
@@ -218,6 +224,18 @@ pub fn render_md(r: &DrillResult) -> String {
             c.duration_seconds
         ));
     }
+    if !r.skipped.is_empty() || !r.created_roles.is_empty() {
+        s.push_str("\n## Not restored, and roles created\n\n");
+        for k in &r.skipped {
+            s.push_str(&format!("- skipped: {}\n", md_cell(k)));
+        }
+        if !r.created_roles.is_empty() {
+            s.push_str(&format!(
+                "- roles created (NOLOGIN), named by the backup: {}\n",
+                md_cell(&r.created_roles.join(", "))
+            ));
+        }
+    }
     s.push_str(&format!(
         "\n## Provenance\n\n- backup objects: {}\n- source server PostgreSQL {}, pg_dump {}\n- target {} (PostgreSQL {})\n- pgdrill {} on {}, {} → {}\n",
         r.backup.objects.iter().map(|o| format!("`{}` sha256 `{}`", o.name, o.sha256)).collect::<Vec<_>>().join(", "),
@@ -296,7 +314,7 @@ tr.bad td{{background:#fdecec}}code{{font-size:.85em;word-break:break-all}}
 <div class=kpi>RPO<b class={rpo_class}>{rpo}</b><small>target {rpo_t} · {rpo_v} · worst gap {gap}</small></div></div>
 <h2>Timeline</h2>{bars}
 <h2>Checks</h2><table><tr><th>check</th><th>kind</th><th>subject</th><th>expected</th><th>actual</th><th>result</th><th>time</th></tr>{rows}</table>
-<h2>Provenance</h2><p><small>target {target} (PostgreSQL {tver}) · source PostgreSQL {sver}, pg_dump {dver} · objects {objs} · pgdrill {tool} on {host} · {start} → {end}</small></p>
+{skipped}<h2>Provenance</h2><p><small>target {target} (PostgreSQL {tver}) · source PostgreSQL {sver}, pg_dump {dver} · objects {objs} · pgdrill {tool} on {host} · {start} → {end}</small></p>
 </body></html>
 "#,
         id = esc(&r.drill_id),
@@ -340,6 +358,25 @@ tr.bad td{{background:#fdecec}}code{{font-size:.85em;word-break:break-all}}
         gap = fmt_min(r.rpo.worst_gap_minutes),
         bars = bars,
         rows = rows,
+        skipped = if r.skipped.is_empty() && r.created_roles.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<h2>Not restored, and roles created</h2><ul>{}{}</ul>",
+                r.skipped
+                    .iter()
+                    .map(|k| format!("<li>skipped: {}</li>", esc(k)))
+                    .collect::<String>(),
+                if r.created_roles.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "<li>roles created (NOLOGIN), named by the backup: {}</li>",
+                        esc(&r.created_roles.join(", "))
+                    )
+                }
+            )
+        },
         target = esc(&r.target.url),
         tver = esc(r.target.server_version.as_deref().unwrap_or("?")),
         sver = esc(&r.backup.server_version),

@@ -84,6 +84,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         lines: Vec::new(),
     };
     let specs = checks::parse_checks(&job.db.drill, job.env)?;
+    let skipped_rule = checks::skipped_rule(&job.db.drill)?;
     let listing = catalog::list(job.store, &job.db.name).await?;
     // `latest` means what it means for `restore latest` (from the listing read anyway).
     let manifest = if job.selector == "latest" {
@@ -115,7 +116,9 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         ),
         None => {
             let major = manifest.restore_major();
-            let install = job.tools.pick_server(major)?;
+            let install = job
+                .tools
+                .pick_server_with(major, &manifest.content.extensions)?;
             log.say(format!(
                 "starting a throwaway PostgreSQL {} cluster (source server {}, pg_dump {})",
                 install.version, manifest.server.version, manifest.pg_dump.version
@@ -238,6 +241,16 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
                         break;
                     }
                 }
+                if let (Some(allow), Ok(r)) = (&skipped_rule, &restored) {
+                    let r = checks::skipped_check(&r.skipped, allow);
+                    log.say(format!(
+                        "check {:?}: {} — {}",
+                        r.name,
+                        if r.passed { "pass" } else { "FAIL" },
+                        r.actual
+                    ));
+                    check_results.push(r);
+                }
             }
             Err(e) => {
                 error = Some(format!("cannot connect to the restored database: {e}"));
@@ -251,7 +264,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
     let rpo = rpo(&manifest, &snapshots, started_at, job.policy);
     let rto = Target::evaluate(rto_seconds.map(|s| s / 60.0), job.policy.rto_minutes);
     let verdict_pass = error.is_none()
-        && check_results.len() == specs.len()
+        && check_results.len() == specs.len() + usize::from(skipped_rule.is_some())
         && check_results.iter().all(|c| c.passed)
         && rpo.passed != Some(false)
         && rto.passed != Some(false);
@@ -326,6 +339,14 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         rpo,
         rto,
         checks: check_results,
+        created_roles: restored
+            .as_ref()
+            .map(|r| r.created_roles.clone())
+            .unwrap_or_default(),
+        skipped: restored
+            .as_ref()
+            .map(|r| r.skipped.clone())
+            .unwrap_or_default(),
         error,
         policy: serde_json::to_value(job.policy).unwrap_or_default(),
     };

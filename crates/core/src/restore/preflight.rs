@@ -39,7 +39,11 @@ pub struct Facts {
 pub type Skips = BTreeMap<i64, String>;
 
 /// Reads the [`Facts`] the decisions need. `target` is read only when it exists.
-pub async fn facts(admin: &ConnSpec, target: Option<&ConnSpec>, items: &[TocItem]) -> Result<Facts> {
+pub async fn facts(
+    admin: &ConnSpec,
+    target: Option<&ConnSpec>,
+    items: &[TocItem],
+) -> Result<Facts> {
     let c = client::connect(admin).await?;
     let me = client::text_rows(
         &c,
@@ -58,8 +62,14 @@ pub async fn facts(admin: &ConnSpec, target: Option<&ConnSpec>, items: &[TocItem
         ..Facts::default()
     };
     f.roles = column(
-        client::text_rows(&c, admin, "list roles", "select rolname::text from pg_roles", &[])
-            .await?,
+        client::text_rows(
+            &c,
+            admin,
+            "list roles",
+            "select rolname::text from pg_roles",
+            &[],
+        )
+        .await?,
     );
     // `trusted` exists from PostgreSQL 13 on; before, only a superuser creates extensions.
     f.trusted_extensions = client::text_rows(
@@ -107,8 +117,14 @@ pub async fn facts(admin: &ConnSpec, target: Option<&ConnSpec>, items: &[TocItem
     if let Some(t) = target {
         let tc = client::connect(t).await?;
         f.installed_extensions = column(
-            client::text_rows(&tc, t, "list extensions", "select extname::text from pg_extension", &[])
-                .await?,
+            client::text_rows(
+                &tc,
+                t,
+                "list extensions",
+                "select extname::text from pg_extension",
+                &[],
+            )
+            .await?,
         );
     }
     Ok(f)
@@ -126,7 +142,11 @@ fn about(item: &TocItem) -> Option<(&str, String)> {
         return None;
     }
     for kind in ["EVENT TRIGGER", "EXTENSION", "PUBLICATION", "SUBSCRIPTION"] {
-        if let Some(rest) = item.tag.strip_prefix(kind).and_then(|r| r.strip_prefix(' ')) {
+        if let Some(rest) = item
+            .tag
+            .strip_prefix(kind)
+            .and_then(|r| r.strip_prefix(' '))
+        {
             return Some((kind, unquote_ident(rest)));
         }
     }
@@ -180,7 +200,9 @@ pub fn skips(items: &[TocItem], f: &Facts, skip_extensions: &[String]) -> Result
             "EVENT TRIGGER" if !f.superuser => {
                 Some("creating an event trigger needs a superuser".to_string())
             }
-            "PUBLICATION" if !f.superuser && i.defn.to_ascii_uppercase().contains("FOR ALL TABLES") => {
+            "PUBLICATION"
+                if !f.superuser && i.defn.to_ascii_uppercase().contains("FOR ALL TABLES") =>
+            {
                 Some("a publication of all tables needs a superuser".to_string())
             }
             "PUBLICATION TABLES IN SCHEMA" if !f.superuser => {
@@ -205,9 +227,9 @@ pub fn skips(items: &[TocItem], f: &Facts, skip_extensions: &[String]) -> Result
                 None
             }
             _ => match about(i) {
-                Some(("EXTENSION", name)) if skipped_ext.contains_key(&name) => {
-                    Some(format!("belongs to the extension {name}, which is not restored"))
-                }
+                Some(("EXTENSION", name)) if skipped_ext.contains_key(&name) => Some(format!(
+                    "belongs to the extension {name}, which is not restored"
+                )),
                 Some(("EVENT TRIGGER", _)) if !f.superuser => {
                     Some("belongs to an event trigger, which is not restored".to_string())
                 }
@@ -236,6 +258,20 @@ pub fn skips(items: &[TocItem], f: &Facts, skip_extensions: &[String]) -> Result
         f.user,
         blockers.join("; ")
     )))
+}
+
+/// Grants on objects that belong to an extension (their dependency is an object the
+/// archive does not hold: the extension creates it). The target's version of the
+/// extension may lack the object (`pg_stat_statements_reset` changed its arguments), so
+/// these run one by one after the restore, and a failure is listed, not fatal.
+pub fn extension_member_grants(items: &[TocItem], skip: &Skips) -> Vec<(i64, String, String)> {
+    let ids: HashSet<i64> = items.iter().map(|i| i.dump_id).collect();
+    items
+        .iter()
+        .filter(|i| i.desc == "ACL" && !skip.contains_key(&i.dump_id))
+        .filter(|i| !i.deps.is_empty() && i.deps.iter().all(|d| !ids.contains(d)))
+        .map(|i| (i.dump_id, describe(i), i.defn.clone()))
+        .collect()
 }
 
 /// `TABLE public.todos`, `EXTENSION pgcrypto`.
@@ -316,8 +352,14 @@ pub async fn create_roles(admin: &ConnSpec, roles: &[String]) -> Result<Vec<Stri
     let c = client::connect(admin).await?;
     // `--globals` may have created some of them since the preflight looked.
     let existing = column(
-        client::text_rows(&c, admin, "list roles", "select rolname::text from pg_roles", &[])
-            .await?,
+        client::text_rows(
+            &c,
+            admin,
+            "list roles",
+            "select rolname::text from pg_roles",
+            &[],
+        )
+        .await?,
     );
     let mut created = Vec::new();
     for r in roles.iter().filter(|r| !existing.contains(*r)) {
@@ -392,11 +434,25 @@ mod tests {
     }
 
     fn toc() -> Vec<TocItem> {
-        let mut comment = item(3, "COMMENT", "", "EXTENSION \"uuid-ossp\"", "", "COMMENT ON EXTENSION \"uuid-ossp\" IS 'x';");
+        let mut comment = item(
+            3,
+            "COMMENT",
+            "",
+            "EXTENSION \"uuid-ossp\"",
+            "",
+            "COMMENT ON EXTENSION \"uuid-ossp\" IS 'x';",
+        );
         comment.deps = vec![2];
         let mut stat_acl = item(5, "ACL", "extensions", "FUNCTION pg_stat_statements_reset()", "supabase_admin", "GRANT ALL ON FUNCTION extensions.pg_stat_statements_reset() TO postgres WITH GRANT OPTION;");
         stat_acl.deps = vec![4];
-        let mut table = item(7, "TABLE", "public", "docs", "postgres", "CREATE TABLE public.docs (id extensions.citext);");
+        let mut table = item(
+            7,
+            "TABLE",
+            "public",
+            "docs",
+            "postgres",
+            "CREATE TABLE public.docs (id extensions.citext);",
+        );
         table.deps = vec![6];
         vec![
             item(1, "SCHEMA", "", "extensions", "supabase_admin", "CREATE SCHEMA extensions;"),
@@ -437,7 +493,10 @@ mod tests {
     fn non_superuser_skips_what_only_a_superuser_creates_when_nothing_needs_it() {
         let s = skips(&toc(), &facts(false), &[]).expect("skips");
         assert!(s[&4].contains("pg_stat_statements"), "{s:?}");
-        assert!(s[&5].contains("pg_stat_statements"), "its grant goes too: {s:?}");
+        assert!(
+            s[&5].contains("pg_stat_statements"),
+            "its grant goes too: {s:?}"
+        );
         assert!(s[&8].contains("event trigger"), "{s:?}");
         assert!(!s.contains_key(&6), "citext is trusted: {s:?}");
         assert!(!s.contains_key(&7));
@@ -451,8 +510,14 @@ mod tests {
         f.trusted_extensions.clear();
         f.forbidden_settings.insert("log_min_messages".into());
         let e = skips(&items, &f, &[]).expect_err("blocked").to_string();
-        assert!(e.contains("citext") && e.contains("TABLE public.docs"), "{e}");
-        assert!(e.contains("FUNCTION public.noisy()") && e.contains("log_min_messages"), "{e}");
+        assert!(
+            e.contains("citext") && e.contains("TABLE public.docs"),
+            "{e}"
+        );
+        assert!(
+            e.contains("FUNCTION public.noisy()") && e.contains("log_min_messages"),
+            "{e}"
+        );
         assert!(e.contains("nothing was changed"), "{e}");
     }
 
@@ -492,7 +557,10 @@ mod tests {
         let items = toc();
         let skip: Skips = [(2, "x".to_string())].into_iter().collect();
         let text = list_text(&items, &skip);
-        assert!(text.contains("\n;2; 0 0 EXTENSION - uuid-ossp \n"), "{text}");
+        assert!(
+            text.contains("\n;2; 0 0 EXTENSION - uuid-ossp \n"),
+            "{text}"
+        );
         let kept = kept_ids(&text);
         assert!(!kept.contains(&2) && kept.contains(&3) && kept.len() == items.len() - 1);
     }

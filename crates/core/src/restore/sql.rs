@@ -294,9 +294,9 @@ fn function_settings(stmt: &[(Tok, u32)], refs: &mut Refs) {
                             }
                             j += 2;
                         }
-                        let assigns = stmt.get(j).is_some_and(|t| {
-                            word(t) == Some("to") || t.0 == Tok::Punct('=')
-                        });
+                        let assigns = stmt
+                            .get(j)
+                            .is_some_and(|t| word(t) == Some("to") || t.0 == Tok::Punct('='));
                         if assigns {
                             if name == "role" || name == "session_authorization" {
                                 if let Some((Tok::Str(v) | Tok::Ident(v) | Tok::Word(v), _)) =
@@ -347,7 +347,14 @@ mod tests {
         let got: Vec<String> = roles(d).into_iter().map(|(r, _)| r).collect();
         assert_eq!(
             got,
-            ["pgbouncer", "anon", "Odd Role", "rds_superuser", "app", "rdsadmin"]
+            [
+                "pgbouncer",
+                "anon",
+                "Odd Role",
+                "rds_superuser",
+                "app",
+                "rdsadmin"
+            ]
         );
     }
 
@@ -380,7 +387,12 @@ mod tests {
         let r = refs(d);
         assert_eq!(
             r.settings,
-            ["search_path", "log_min_messages", "role", "pgrst.db_schemas"]
+            [
+                "search_path",
+                "log_min_messages",
+                "role",
+                "pgrst.db_schemas"
+            ]
         );
         assert_eq!(
             r.roles,

@@ -145,9 +145,8 @@ pub(super) async fn read_toc(
     })
     .await
     .map_err(|e| Error::Failed(format!("reading the table of contents crashed: {e}")))??;
-    archive::read_toc_items(&head[..]).map_err(|e| {
-        Error::Integrity(format!("the dump's table of contents cannot be read: {e}"))
-    })
+    archive::read_toc_items(&head[..])
+        .map_err(|e| Error::Integrity(format!("the dump's table of contents cannot be read: {e}")))
 }
 
 async fn read_index(

@@ -1,0 +1,263 @@
+//! Real projects' layouts (issue 15): a Supabase-shaped project built after the public
+//! `supabase/postgres` migrations (fixtures/supabase/README.md), on stock PostgreSQL 15 with
+//! a non-superuser `postgres`, and an RDS-like source whose admin roles own objects and
+//! hold grants. Each is restored and drilled with default settings, and the restored data,
+//! grants and policies are compared with the source. Targets run PostgreSQL 17: the
+//! tests' client tools are PostgreSQL 18's, whose pg_restore sets `transaction_timeout`,
+//! which servers before 17 do not know.
+
+mod common;
+mod restore_util;
+use common::*;
+use pgdrill_testkit as tk;
+use restore_util::*;
+
+const ROLES: &str = include_str!("fixtures/supabase/roles.sql");
+const PLATFORM: &str = include_str!("fixtures/supabase/platform.sql");
+const APP: &str = include_str!("fixtures/supabase/app.sql");
+
+/// Grants to the API roles and the platform's own, and the policies, as comparable text.
+const GRANTS: &str = "select string_agg(x, E'\\n' order by x) from ( \
+    select format('%s %s.%s %s', grantee, table_schema, table_name, privilege_type) x \
+      from information_schema.role_table_grants \
+     where grantee in ('anon', 'authenticated', 'service_role', 'pgbouncer') \
+    union all \
+    select format('%s %s.%s() %s', grantee, routine_schema, routine_name, privilege_type) \
+      from information_schema.role_routine_grants \
+     where grantee in ('anon', 'authenticated', 'service_role', 'pgbouncer') \
+       and routine_schema not in ('pg_catalog', 'information_schema', 'extensions')) g";
+const POLICIES: &str =
+    "select string_agg(format('%s.%s %s %s %s', schemaname, tablename, policyname, roles, cmd), \
+    E'\\n' order by schemaname, tablename, policyname) from pg_policies";
+
+async fn text(url: &str, sql: &str) -> String {
+    scalar(url, sql).await
+}
+
+/// The Supabase-shaped project on PostgreSQL 15: (cluster, superuser URL of the project).
+async fn supabase_project() -> (tk::Cluster, String) {
+    let c = tk::cluster_as(Some(15), "supabase_admin");
+    let admin = tk::connect(&c.url("postgres")).await;
+    admin.batch_execute(ROLES).await.expect("roles");
+    admin
+        .batch_execute("create database proj owner postgres")
+        .await
+        .expect("project db");
+    let url = c.url("proj");
+    tk::connect(&url)
+        .await
+        .batch_execute(PLATFORM)
+        .await
+        .expect("platform");
+    let as_postgres = format!(
+        "postgresql://postgres:fixture-postgres-pw@127.0.0.1:{}/proj",
+        c.port()
+    );
+    tk::connect(&as_postgres)
+        .await
+        .batch_execute(APP)
+        .await
+        .expect("app");
+    (c, url)
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn supabase_project_restores_and_drills_on_stock_postgres() {
+    let (_src_cluster, src) = supabase_project().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    backup(dir.path(), &store, &src, &[]);
+    let want = tk::fingerprint(&src, &pg_dump()).await;
+    let want_grants = text(&src, GRANTS).await;
+    let want_policies = text(&src, POLICIES).await;
+
+    // 1. The default drill (a throwaway cluster) passes, row counts included: the
+    //    inheritance parent and the partitioned tables count ONLY their own rows.
+    std::fs::write(
+        dir.path().join("pgdrill.toml"),
+        format!(
+            "[store]\nurl = \"{}\"\n\n[[database]]\nname = \"proj\"\nurl_env = \"PROJ_URL\"\n",
+            store.display()
+        ),
+    )
+    .expect("config");
+    let out = run(dir.path(), &["--json", "drill"], &[("PROJ_URL", &src)]);
+    out.ok();
+    let j = out.json();
+    assert_eq!(j["verdict"], "pass", "{j}");
+    assert_eq!(j["target"]["kind"], "ephemeral", "{j}");
+    let created = strings(&j["created_roles"]);
+    for r in [
+        "pgbouncer",
+        "supabase_realtime_admin",
+        "supabase_functions_admin",
+    ] {
+        assert!(created.iter().any(|c| c == r), "{r} in {created:?}");
+    }
+
+    // 2. Plain PostgreSQL as a superuser: the roles the archive names are created, data,
+    //    grants and policies are exact.
+    let plain = tk::cluster(Some(17));
+    let target = plain.url("proj");
+    let out = restore(dir.path(), &store, &target, &["--jobs", "2"]);
+    out.ok();
+    let got = tk::fingerprint(&target, &pg_dump()).await;
+    assert_eq!(got.tables, want.tables);
+    assert_eq!(got.sequences, want.sequences);
+    assert_eq!(text(&target, GRANTS).await, want_grants);
+    assert_eq!(text(&target, POLICIES).await, want_policies);
+    let skipped = out.json()["skipped"].to_string();
+    assert!(
+        skipped.contains("EVENT TRIGGER pgrst_ddl_watch"),
+        "{skipped}"
+    );
+
+    // 3. Plain PostgreSQL as a role with CREATEDB and CREATEROLE only: what only a
+    //    superuser may create and nothing needs (pg_stat_statements, event triggers) is
+    //    skipped and listed; the rest is exact.
+    let padmin = tk::connect(&plain.url("postgres")).await;
+    padmin
+        .batch_execute("create role deployer login password 'deployer-pw' createdb createrole")
+        .await
+        .expect("deployer");
+    let as_deployer = format!(
+        "postgresql://deployer:deployer-pw@127.0.0.1:{}/proj2",
+        plain.port()
+    );
+    let out = restore(dir.path(), &store, &as_deployer, &[]);
+    out.ok();
+    let skipped = out.json()["skipped"].to_string();
+    assert!(skipped.contains("pg_stat_statements"), "{skipped}");
+    let target2 = plain.url("proj2");
+    let got = tk::fingerprint(&target2, &pg_dump()).await;
+    assert_eq!(got.tables, want.tables);
+    assert_eq!(text(&target2, POLICIES).await, want_policies);
+
+    // 4. A role that cannot create roles, on a server lacking them: stops before changing
+    //    anything, naming every missing role.
+    let bare = tk::cluster(Some(17));
+    tk::connect(&bare.url("postgres"))
+        .await
+        .batch_execute("create role app login password 'app-pw' createdb")
+        .await
+        .expect("app role");
+    let as_app = format!("postgresql://app:app-pw@127.0.0.1:{}/proj", bare.port());
+    let out = restore(dir.path(), &store, &as_app, &[]);
+    out.code(1);
+    for r in ["anon", "authenticated", "pgbouncer", "service_role"] {
+        assert!(out.stderr.contains(r), "{r}: {}", out.stderr);
+    }
+    assert!(out.stderr.contains("nothing was changed"), "{}", out.stderr);
+    assert!(!db_exists(&bare, "proj").await, "the target was created");
+
+    // 5. Another Supabase project, restored by its non-superuser `postgres`: the
+    //    extension comments ("uuid-ossp", quoted in the TOC) are the target's, the
+    //    project's tables arrive exact.
+    let (other, other_url) = supabase_project_empty().await;
+    let as_other_postgres = other_url.replace("__PW__", "fixture-postgres-pw");
+    let out = restore(dir.path(), &store, &as_other_postgres, &[]);
+    out.ok();
+    let skipped = out.json()["skipped"].to_string();
+    assert!(
+        skipped.contains("EXTENSION \\\"uuid-ossp\\\"") || skipped.contains("uuid-ossp"),
+        "{skipped}"
+    );
+    let got = tk::fingerprint(&other.url("proj"), &pg_dump()).await;
+    for t in [
+        "\"public\".\"todos\"",
+        "\"public\".\"article\"",
+        "\"public\".\"video\"",
+        "\"public\".\"page_views_2024\"",
+        "\"auth\".\"users\"",
+        "\"storage\".\"objects\"",
+    ] {
+        assert_eq!(got.tables.get(t), want.tables.get(t), "{t}");
+    }
+}
+
+/// A second Supabase-shaped project with the platform but no project content; its URL as
+/// `postgres` with the password placeholder `__PW__`.
+async fn supabase_project_empty() -> (tk::Cluster, String) {
+    let c = tk::cluster_as(Some(17), "supabase_admin");
+    let admin = tk::connect(&c.url("postgres")).await;
+    admin.batch_execute(ROLES).await.expect("roles");
+    admin
+        .batch_execute("create database proj owner postgres")
+        .await
+        .expect("project db");
+    tk::connect(&c.url("proj"))
+        .await
+        .batch_execute(PLATFORM)
+        .await
+        .expect("platform");
+    let url = format!("postgresql://postgres:__PW__@127.0.0.1:{}/proj", c.port());
+    (c, url)
+}
+
+/// An RDS-like source: `rds_superuser` owns the application schema's objects and grants
+/// to application roles, `rdsadmin` appears in default privileges, a policy names an
+/// application role; restored into plain PostgreSQL, the roles are created from the
+/// archive and the data and policies are exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn rds_layout_restores_with_the_roles_its_archive_names() {
+    let c = tk::cluster(Some(15));
+    let admin = tk::connect(&c.url("postgres")).await;
+    admin
+        .batch_execute(
+            "create role rdsadmin; create role rds_superuser; create role app_rw; create role app_ro; \
+             create role \"Reporting Team\"; grant rds_superuser to postgres;",
+        )
+        .await
+        .expect("roles");
+    admin
+        .batch_execute("create database shop owner rds_superuser")
+        .await
+        .expect("shop db");
+    let src = c.url("shop");
+    tk::connect(&src)
+        .await
+        .batch_execute(
+            "create schema shop authorization rds_superuser; \
+             create table shop.orders (id bigint generated by default as identity primary key, \
+               customer text not null, total numeric(10,2), placed_at timestamptz not null); \
+             alter table shop.orders owner to rds_superuser; \
+             insert into shop.orders (customer, total, placed_at) \
+               select 'c' || g, g * 1.5, timestamptz '2024-01-01' + g * interval '1 hour' from generate_series(1, 500) g; \
+             alter table shop.orders enable row level security; \
+             create policy rw on shop.orders to app_rw using (true); \
+             create policy ro on shop.orders for select to app_ro, \"Reporting Team\" using (placed_at > '2024-01-05'); \
+             grant select on shop.orders to app_ro, \"Reporting Team\"; \
+             grant all on shop.orders to app_rw; \
+             alter default privileges for role rds_superuser in schema shop grant select on tables to app_ro; \
+             alter default privileges for role rdsadmin revoke execute on functions from public;",
+        )
+        .await
+        .expect("shop");
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    backup(dir.path(), &store, &src, &[]);
+    let want = tk::fingerprint(&src, &pg_dump()).await;
+    let want_policies = text(&src, POLICIES).await;
+    let plain = tk::cluster(Some(17));
+    let target = plain.url("shop");
+    let out = restore(dir.path(), &store, &target, &[]);
+    out.ok();
+    let created = strings(&out.json()["created_roles"]);
+    for r in ["app_rw", "app_ro", "Reporting Team", "rds_superuser"] {
+        assert!(created.iter().any(|c| c == r), "{r} in {created:?}");
+    }
+    let got = tk::fingerprint(&target, &pg_dump()).await;
+    assert_eq!(got.tables, want.tables);
+    assert_eq!(got.sequences, want.sequences);
+    assert_eq!(text(&target, POLICIES).await, want_policies);
+}
