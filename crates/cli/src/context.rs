@@ -52,8 +52,15 @@ impl Ctx {
                 .cloned()
                 .filter(|s| !s.is_empty())
         });
+        // An explicit `--source` means that database alone, even where a pgdrill.toml
+        // configures others.
+        let mut name = flags.name.clone();
         if let Some(url) = source {
-            settings.set_source_database(Secret::new(url), flags.name.as_deref(), &env)?;
+            let picked =
+                settings.set_source_database(Secret::new(url), flags.name.as_deref(), &env)?;
+            if flags.source.is_some() {
+                name = Some(picked);
+            }
         }
         if !flags.recipients.is_empty() {
             settings.recipients = flags.recipients.clone();
@@ -75,7 +82,7 @@ impl Ctx {
             ui,
             cancel,
             config_path,
-            name: flags.name.clone(),
+            name,
         })
     }
 

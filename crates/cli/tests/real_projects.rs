@@ -261,3 +261,64 @@ async fn rds_layout_restores_with_the_roles_its_archive_names() {
     assert_eq!(got.sequences, want.sequences);
     assert_eq!(text(&target, POLICIES).await, want_policies);
 }
+
+/// `--source` and `--name` mean one database: `backup --source` in a folder whose
+/// pgdrill.toml configures another backs up the given one alone; `drill --name` without a
+/// config drills that database alone; a drill of every database in the store reports the
+/// one that has no complete backup beside the others' results.
+#[tokio::test(flavor = "multi_thread")]
+async fn explicit_source_and_name_mean_that_database_alone() {
+    let c = tk::cluster(None);
+    let a = empty_db(&c, "a").await;
+    let b = empty_db(&c, "b").await;
+    for url in [&a, &b] {
+        tk::connect(url)
+            .await
+            .batch_execute("create table t (id int primary key); insert into t values (1), (2);")
+            .await
+            .expect("table");
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let store_s = store.display().to_string();
+    std::fs::write(
+        dir.path().join("pgdrill.toml"),
+        format!(
+            "[store]\nurl = \"{store_s}\"\n\n[[database]]\nname = \"a\"\nurl_env = \"A_URL\"\n"
+        ),
+    )
+    .expect("config");
+    let out = run(
+        dir.path(),
+        &["--json", "backup", "--source", &b],
+        &[("A_URL", &a)],
+    );
+    out.ok();
+    let backups = out.json()["backups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(backups.len(), 1, "{}", out.stdout);
+    assert!(backup_ids(&store, "a").is_empty(), "a was backed up too");
+    // b's only backup loses its manifest (a failed backup); a gets a complete one.
+    for id in backup_ids(&store, "b") {
+        std::fs::remove_file(store.join("b/backups").join(&id).join("manifest.json"))
+            .expect("remove manifest");
+    }
+    run(dir.path(), &["--json", "backup"], &[("A_URL", &a)]).ok();
+
+    let bare = tempfile::tempdir().expect("tmp");
+    let out = run(
+        bare.path(),
+        &["--json", "drill", "--store", &store_s, "--name", "a"],
+        &[],
+    );
+    out.ok();
+    assert_eq!(out.json()["database"], "a", "{}", out.stdout);
+    let out = run(bare.path(), &["--json", "drill", "--store", &store_s], &[]);
+    out.code(1);
+    let j = out.json();
+    assert_eq!(j["drills"][0]["database"], "a", "{j}");
+    assert_eq!(j["drills"][0]["verdict"], "pass", "{j}");
+    assert_eq!(j["errors"][0]["database"], "b", "{j}");
+}

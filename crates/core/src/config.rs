@@ -437,17 +437,19 @@ impl Settings {
         }
     }
 
-    /// Adds or replaces the database given on the command line (`--source`, `--name`).
+    /// Adds or replaces the database given on the command line (`--source`, `--name`);
+    /// returns its name.
     pub fn set_source_database(
         &mut self,
         url: Secret,
         name: Option<&str>,
         env: &Env,
-    ) -> Result<()> {
+    ) -> Result<String> {
         let env_vec: Vec<(String, String)> =
             env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let spec = ConnSpec::parse_with_env(url.expose(), &env_vec)?;
         let name = DbName::parse(name.unwrap_or(&spec.dbname)).map_err(Error::Invalid)?;
+        let picked = name.to_string();
         if let Some(d) = self.databases.iter_mut().find(|d| d.name == name) {
             d.source = Some(SourceRef::Url(url));
         } else {
@@ -460,7 +462,7 @@ impl Settings {
                 audit: None,
             });
         }
-        Ok(())
+        Ok(picked)
     }
 }
 

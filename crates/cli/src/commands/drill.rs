@@ -19,10 +19,26 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
     })?;
     let store = ctx.store()?;
     // A config naming only the store: drill every database found in it.
-    let found;
+    let mut found;
     let owned: Vec<pgdrill_core::config::DatabaseSettings>;
     let databases: Vec<&pgdrill_core::config::DatabaseSettings> = if databases.is_empty() {
         found = pgdrill_core::catalog::databases(&store).await?;
+        // `--name X` means that database alone, whatever else the store holds.
+        if let Some(n) = ctx.name.as_deref() {
+            if !found.iter().any(|f| f.as_str() == n) {
+                let names: Vec<&str> = found.iter().map(|f| f.as_str()).collect();
+                return Err(Error::Invalid(format!(
+                    "{} holds no backups of a database named {n} (it has: {}); check --name",
+                    store.display(),
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                )));
+            }
+            found.retain(|f| f.as_str() == n);
+        }
         owned = found
             .iter()
             .map(|n| pgdrill_core::config::DatabaseSettings {
@@ -50,6 +66,10 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
     let mut results: Vec<DrillResult> = Vec::new();
     let mut human = String::new();
     let mut kept_json = Vec::new();
+    // With several databases, one that cannot be drilled (no complete backup, a bad
+    // setting) is reported beside the others' results instead of ending the run.
+    let several = databases.len() > 1;
+    let mut errors: Vec<(String, Error)> = Vec::new();
     for db in databases {
         let target = target_for(ctx, args, db)?;
         let jobs = args
@@ -106,7 +126,24 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
         })
         .await;
         held.release().await;
-        let outcome = outcome?;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) if several => {
+                human.push_str(&format!("{}: cannot drill: {e}\n", db.name));
+                notifier
+                    .send(
+                        ctx,
+                        EventKind::DrillFailed,
+                        db.name.as_str(),
+                        format!("drill of {} could not run: {e}", db.name),
+                        json!({}),
+                    )
+                    .await;
+                errors.push((db.name.to_string(), e));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let r = &outcome.result;
         let (kind, summary) = if r.verdict == "pass" {
             (
@@ -156,15 +193,30 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
         results.push(outcome.result);
     }
     let failed = results.iter().any(|r| r.verdict != "pass");
-    let json = if results.len() == 1 && kept_json.is_empty() {
+    let json = if results.len() == 1 && kept_json.is_empty() && errors.is_empty() {
         serde_json::to_value(&results[0]).unwrap_or_default()
     } else {
-        json!({"drills": results, "kept": kept_json})
+        let errs: Vec<serde_json::Value> = errors
+            .iter()
+            .map(|(db, e)| json!({"database": db, "error": e.to_string(), "exit_code": e.exit_code()}))
+            .collect();
+        json!({"drills": results, "kept": kept_json, "errors": errs})
+    };
+    // A database whose backup is corrupt (3) or whose key is wrong (4) says so in the exit
+    // code; any other that could not be drilled, or a failed drill, exits 1.
+    let exit_code = match errors
+        .iter()
+        .map(|(_, e)| e.exit_code())
+        .find(|c| matches!(c, 3 | 4))
+    {
+        Some(c) => c,
+        None if failed || !errors.is_empty() => 1,
+        None => 0,
     };
     Ok(Output {
         json,
         human,
-        exit_code: if failed { 1 } else { 0 },
+        exit_code,
     })
 }
 
