@@ -105,6 +105,47 @@ async fn supabase_project_restores_and_drills_on_stock_postgres() {
         assert!(created.iter().any(|c| c == r), "{r} in {created:?}");
     }
 
+    let skipped = strings(&j["skipped"]);
+    assert!(
+        skipped
+            .iter()
+            .any(|s| s.starts_with("EVENT TRIGGER pgrst_ddl_watch")),
+        "{skipped:?}"
+    );
+    let report = std::fs::read_dir(dir.path().join("pgdrill-reports"))
+        .expect("reports")
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path().join("report.md")).unwrap_or_default())
+        .next()
+        .unwrap_or_default();
+    assert!(
+        report.contains("## Not restored") && report.contains("skipped: EVENT TRIGGER"),
+        "{report}"
+    );
+    // A drill told to fail on anything skipped outside its allowlist fails, naming it.
+    std::fs::write(
+        dir.path().join("pgdrill.toml"),
+        format!(
+            "[store]\nurl = \"{}\"\n\n[[database]]\nname = \"proj\"\nurl_env = \"PROJ_URL\"\n\n[database.drill]\nfail_on_skipped = true\nallow_skipped = [\"EVENT TRIGGER\", \"pg_stat_statements\"]\n",
+            store.display()
+        ),
+    )
+    .expect("config");
+    let out = run(dir.path(), &["--json", "drill"], &[("PROJ_URL", &src)]);
+    out.code(1);
+    let j = out.json();
+    let check = j["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["kind"] == "skipped"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(check["passed"], false, "{j}");
+    let actual = check["actual"].as_str().unwrap_or_default();
+    assert!(
+        actual.contains("DEFAULT ACL") && !actual.contains("EVENT TRIGGER"),
+        "{actual}"
+    );
+
     // 2. Plain PostgreSQL as a superuser: the roles the archive names are created, data,
     //    grants and policies are exact.
     let plain = tk::cluster(Some(17));
@@ -183,7 +224,40 @@ async fn supabase_project_restores_and_drills_on_stock_postgres() {
     ] {
         assert_eq!(got.tables.get(t), want.tables.get(t), "{t}");
     }
+    // 6. A project of a newer platform version (its identities require a column the
+    //    backup's rows lack): stops before anything is changed, naming table and column.
+    tk::connect(&other.url("postgres"))
+        .await
+        .batch_execute("create database newer owner postgres")
+        .await
+        .expect("newer db");
+    let newer = tk::connect(&other.url("newer")).await;
+    newer.batch_execute(PLATFORM).await.expect("platform");
+    newer
+        .batch_execute("alter table auth.identities add column provider_type text not null")
+        .await
+        .expect("newer layout");
+    let as_newer = as_other_postgres.replace("/proj", "/newer");
+    let out = restore(dir.path(), &store, &as_newer, &[]);
+    out.code(1);
+    assert!(
+        out.stderr.contains("auth.identities") && out.stderr.contains("provider_type"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("nothing was changed"), "{}", out.stderr);
+    assert_eq!(
+        text(
+            &other.url("newer"),
+            "select count(*)::text from pg_tables where schemaname = 'public'"
+        )
+        .await,
+        "0",
+        "the target was changed"
+    );
 }
+
+/// A second Supabase-shaped project with the platform but no project content
 
 /// A second Supabase-shaped project with the platform but no project content; its URL as
 /// `postgres` with the password placeholder `__PW__`.

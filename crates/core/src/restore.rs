@@ -906,7 +906,15 @@ async fn plan(
     let mut notes = Vec::new();
     let mut reorder = false;
     if info.supabase {
-        let p = supabase::plan(job, admin, &info.platform_schemas, info.exists, &list).await?;
+        let p = supabase::plan(
+            job,
+            admin,
+            &info.platform_schemas,
+            info.exists,
+            &list,
+            items,
+        )
+        .await?;
         list = p.list;
         skipped.extend(p.skipped);
         notes.extend(p.notes);

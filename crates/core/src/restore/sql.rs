@@ -148,6 +148,19 @@ fn quoted(c: &[char], i: usize, q: char, backslash: bool) -> (String, usize) {
     (s, j)
 }
 
+/// The column names of a `COPY table (a, "B c") FROM stdin;` statement, unquoted.
+pub fn copy_columns(copy: &str) -> Vec<String> {
+    tokens(copy)
+        .into_iter()
+        .filter(|(_, d)| *d == 1)
+        .filter_map(|(t, _)| match t {
+            Tok::Word(w) => Some(w),
+            Tok::Ident(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
 /// How an entry names a role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RoleUse {
@@ -326,6 +339,14 @@ mod tests {
 
     fn roles(defn: &str) -> Vec<(String, RoleUse)> {
         refs(defn).roles
+    }
+
+    #[test]
+    fn copy_columns_are_read_unquoted() {
+        assert_eq!(
+            copy_columns("COPY auth.identities (provider_id, \"User Id\", email) FROM stdin;\n"),
+            ["provider_id", "User Id", "email"]
+        );
     }
 
     #[test]

@@ -11,10 +11,12 @@
 //!   triggers on platform tables and the rows of the account and file-metadata tables are
 //!   restored (those rows after the other data, in foreign-key order).
 
-use super::sql::unquote_ident;
+use super::sql::{self, unquote_ident};
 use super::RestoreJob;
 use crate::manifest::Manifest;
+use crate::Error;
 use crate::Result;
+use pgdrill_pg::archive::TocItem;
 use pgdrill_pg::client::{self, quote_ident};
 use pgdrill_pg::ConnSpec;
 use std::collections::{BTreeMap, HashSet};
@@ -216,12 +218,14 @@ pub async fn plan(
     platform_schemas: &[String],
     exists: bool,
     toc: &str,
+    items: &[TocItem],
 ) -> Result<Plan> {
     let entries: Vec<Line<'_>> = toc
         .lines()
         .map(|l| parse_line(l, &job.manifest.content.schemas))
         .collect();
     let ac = client::connect(admin).await?;
+    let mut mismatches = Vec::new();
     let mut facts = Facts {
         platform_schemas: platform_schemas.to_vec(),
         available_extensions: client::available_extensions(&ac, admin)
@@ -328,11 +332,87 @@ pub async fn plan(
                 Ok(_) => DataState::Missing,
                 Err(e) => DataState::Unreadable(e.to_string()),
             };
+            if state == DataState::Empty {
+                let copy = items
+                    .iter()
+                    .find(|i| i.desc == "TABLE DATA" && i.namespace == *s && i.tag == *tb)
+                    .and_then(|i| i.copy_stmt.as_deref());
+                if let Some(copy) = copy {
+                    mismatches.extend(layout_mismatch(&c, t, s, tb, copy).await?);
+                }
+            }
             facts.data.insert((s.to_string(), tb.to_string()), state);
+        }
+        if !mismatches.is_empty() {
+            let migrations = client::text_rows(
+                &c,
+                t,
+                "read the platform's migration version",
+                "select coalesce(max(version), 'none')::text from auth.schema_migrations",
+                &[],
+            )
+            .await
+            .ok()
+            .and_then(|r| first(&r).map(str::to_string))
+            .unwrap_or_else(|| "unknown".into());
+            return Err(Error::Failed(format!(
+                "the backup's platform tables have another layout than the target project's (its auth migrations are at {migrations}): {}; nothing was changed (restore into a project of the source's platform version, or into plain PostgreSQL, then move the rows with a migration)",
+                mismatches.join("; ")
+            )));
         }
     }
     let p = filter(&entries, &facts);
     Ok(p)
+}
+
+/// How the rows of a platform table in the backup (its COPY column list) would not fit
+/// the target project's table: columns the target lacks, and columns it requires (NOT
+/// NULL, no default, not generated) that the rows do not carry.
+async fn layout_mismatch(
+    c: &tokio_postgres::Client,
+    t: &ConnSpec,
+    schema: &str,
+    table: &str,
+    copy: &str,
+) -> Result<Vec<String>> {
+    let have: HashSet<String> = sql::copy_columns(copy).into_iter().collect();
+    let name = format!("{}.{}", quote_ident(schema), quote_ident(table));
+    let rows = client::text_rows(
+        c,
+        t,
+        "read a platform table's columns",
+        "select attname::text, (attnotnull and not atthasdef and attidentity = '' \
+           and attgenerated = '')::text, (attgenerated <> '')::text \
+         from pg_attribute where attrelid = to_regclass(($1::text[])[1]) \
+           and attnum > 0 and not attisdropped",
+        std::slice::from_ref(&name),
+    )
+    .await?;
+    let mut target: HashSet<String> = HashSet::new();
+    let mut out = Vec::new();
+    for r in rows {
+        let col = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+        let (col_name, required, generated) = (col(0), col(1) == "true", col(2) == "true");
+        if required && !have.contains(&col_name) {
+            out.push(format!(
+                "{schema}.{table} on the target requires the column {col_name}, which the backup's rows lack"
+            ));
+        }
+        if generated && have.contains(&col_name) {
+            out.push(format!(
+                "{schema}.{table}.{col_name} is generated on the target but stored in the backup"
+            ));
+        }
+        target.insert(col_name);
+    }
+    let mut extra: Vec<&String> = have.iter().filter(|h| !target.contains(*h)).collect();
+    extra.sort();
+    for x in extra {
+        out.push(format!(
+            "{schema}.{table} on the target has no column {x}, which the backup's rows have"
+        ));
+    }
+    Ok(out)
 }
 
 fn owned(v: &[&str]) -> Vec<String> {
