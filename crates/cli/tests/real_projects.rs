@@ -257,8 +257,6 @@ async fn supabase_project_restores_and_drills_on_stock_postgres() {
     );
 }
 
-/// A second Supabase-shaped project with the platform but no project content
-
 /// A second Supabase-shaped project with the platform but no project content; its URL as
 /// `postgres` with the password placeholder `__PW__`.
 async fn supabase_project_empty() -> (tk::Cluster, String) {
@@ -395,4 +393,65 @@ async fn explicit_source_and_name_mean_that_database_alone() {
     assert_eq!(j["drills"][0]["database"], "a", "{j}");
     assert_eq!(j["drills"][0]["verdict"], "pass", "{j}");
     assert_eq!(j["errors"][0]["database"], "b", "{j}");
+}
+
+/// `storage_objects`: the restored `storage.objects` rows against the uploads mirror's
+/// snapshot at the backup's time: a row whose file is missing fails the check, naming it;
+/// files no row names are counted as orphans.
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_objects_rows_are_checked_against_the_uploads_snapshot() {
+    let (_c, src) = supabase_project().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let uploads = dir.path().join("uploads");
+    std::fs::create_dir_all(uploads.join("avatars")).expect("mkdir");
+    // app.sql records avatars/<g>.png of 1000 + g bytes for g in 1..=30; 7 is missing.
+    for g in (1..=30).filter(|g| *g != 7) {
+        std::fs::write(
+            uploads.join(format!("avatars/{g}.png")),
+            vec![b'x'; 1000 + g],
+        )
+        .expect("file");
+    }
+    std::fs::write(uploads.join("avatars/orphan.png"), b"nobody's").expect("orphan");
+    let store = dir.path().join("store");
+    std::fs::write(
+        dir.path().join("pgdrill.toml"),
+        format!(
+            "[store]\nurl = \"{}\"\n[[mirror]]\nname = \"uploads\"\nfrom = \"{}\"\n\
+             [[database]]\nname = \"proj\"\nurl_env = \"PROJ_URL\"\n[database.drill]\nrow_counts = false\n\
+             [[database.drill.check]]\nname = \"files\"\nkind = \"storage_objects\"\nmirror = \"uploads\"\n",
+            store.display(),
+            uploads.display()
+        ),
+    )
+    .expect("config");
+    let env = [("PROJ_URL", src.as_str())];
+    run(dir.path(), &["mirror", "run"], &env).ok();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    run(dir.path(), &["--json", "backup"], &env).ok();
+    let out = run(dir.path(), &["--json", "drill"], &env);
+    out.code(1);
+    let j = out.json();
+    let check = &j["checks"][0];
+    assert_eq!(check["kind"], "storage_objects", "{j}");
+    assert_eq!(check["passed"], false, "{j}");
+    let actual = check["actual"].as_str().unwrap_or_default();
+    assert!(
+        actual.contains("1 rows without a file (avatars/7.png)")
+            && actual.contains("1 orphan files"),
+        "{actual}"
+    );
+    // With the file back (and the sizes the rows record), the next backup's drill passes.
+    std::fs::write(uploads.join("avatars/7.png"), vec![b'x'; 1007]).expect("file");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    run(dir.path(), &["mirror", "run"], &env).ok();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    run(dir.path(), &["--json", "backup"], &env).ok();
+    let out = run(dir.path(), &["--json", "drill"], &env);
+    out.ok();
+    let actual = out.json()["checks"][0]["actual"].to_string();
+    assert!(
+        actual.contains("30 object rows all have their file"),
+        "{actual}"
+    );
 }

@@ -57,11 +57,22 @@ pub enum CheckKind {
         /// Where to restore the uploads (default: a throwaway folder).
         to: Option<String>,
     },
+    /// Supabase: `storage.objects` rows against the mirror snapshot at the backup's time.
+    StorageObjects {
+        mirror: String,
+        /// The file's key in the mirror, from `{bucket}` and `{name}`.
+        #[serde(default = "default_storage_key")]
+        key: String,
+    },
     Command {
         run: String,
         #[serde(default = "default_command_timeout")]
         timeout_seconds: u64,
     },
+}
+
+fn default_storage_key() -> String {
+    super::storage_check::DEFAULT_KEY.into()
 }
 
 fn default_timeout() -> u64 {
@@ -112,6 +123,7 @@ impl CheckKind {
             CheckKind::Http { .. } => "http",
             CheckKind::Command { .. } => "command",
             CheckKind::MirrorParity { .. } => "mirror_parity",
+            CheckKind::StorageObjects { .. } => "storage_objects",
         }
     }
 }
@@ -302,10 +314,13 @@ fn validate(name: &str, k: &CheckKind, env: &Env) -> Result<()> {
             Ok(())
         }
         CheckKind::Command { run, .. } if run.trim().is_empty() => bad("run is empty"),
-        CheckKind::MirrorParity { mirror, .. }
+        CheckKind::MirrorParity { mirror, .. } | CheckKind::StorageObjects { mirror, .. }
             if crate::mirror::MirrorName::parse(mirror).is_err() =>
         {
             bad("mirror must name a mirror (letters, digits, '-', '_' or '.')")
+        }
+        CheckKind::StorageObjects { key, .. } if !key.contains("{name}") => {
+            bad("key must contain {name} (e.g. \"{bucket}/{name}\")")
         }
         _ => Ok(()),
     }
@@ -464,6 +479,9 @@ pub async fn run_check(spec: &CheckSpec, ctx: &mut CheckCtx<'_>) -> CheckResult 
         CheckKind::Http { .. } => super::http::run(&spec.kind, ctx).await,
         CheckKind::MirrorParity { mirror, to } => {
             super::mirror_check::run(mirror, to.as_deref(), ctx).await
+        }
+        CheckKind::StorageObjects { mirror, key } => {
+            super::storage_check::run(mirror, key, ctx).await
         }
         CheckKind::Command {
             run,

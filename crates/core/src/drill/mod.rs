@@ -7,6 +7,7 @@ mod command;
 pub mod evidence;
 mod http;
 mod mirror_check;
+mod storage_check;
 
 use crate::cancel::Cancel;
 use crate::catalog;

@@ -164,14 +164,14 @@ pub fn skips(items: &[TocItem], f: &Facts, skip_extensions: &[String]) -> Result
         let name = unquote_ident(&i.tag);
         let why = if f.installed_extensions.contains(&name) {
             Some("already installed in the target database".to_string())
-        } else if skip_extensions.iter().any(|s| *s == name) {
+        } else if skip_extensions.contains(&name) {
             Some("named in [restore] skip_extensions".to_string())
         } else if !f.superuser && !f.trusted_extensions.contains(&name) {
             let needs: Vec<String> = items
                 .iter()
                 .filter(|d| d.deps.contains(&i.dump_id))
                 .filter(|d| !matches!(d.desc.as_str(), "COMMENT" | "ACL" | "SECURITY LABEL"))
-                .map(|d| describe(d))
+                .map(describe)
                 .collect();
             if needs.is_empty() {
                 Some(format!(

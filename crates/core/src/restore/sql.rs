@@ -199,7 +199,7 @@ pub fn refs(defn: &str) -> Refs {
     refs
 }
 
-fn word<'a>(t: &'a (Tok, u32)) -> Option<&'a str> {
+fn word(t: &(Tok, u32)) -> Option<&str> {
     match t {
         (Tok::Word(w), _) => Some(w.as_str()),
         _ => None,
