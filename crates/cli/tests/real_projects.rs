@@ -332,6 +332,44 @@ async fn rds_layout_restores_with_the_roles_its_archive_names() {
     assert_eq!(got.tables, want.tables);
     assert_eq!(got.sequences, want.sequences);
     assert_eq!(text(&target, POLICIES).await, want_policies);
+
+    // A restore that fails after creating roles drops them again (and its database).
+    admin
+        .batch_execute("create role only_here")
+        .await
+        .expect("role");
+    admin
+        .batch_execute("create database broken")
+        .await
+        .expect("broken db");
+    let broken = c.url("broken");
+    tk::connect(&broken)
+        .await
+        .batch_execute(
+            "create table z_parent (id int primary key); insert into z_parent values (1); \
+             create function has_parent(int) returns boolean language sql stable \
+               as 'select exists (select 1 from public.z_parent where id = $1)'; \
+             create table a_child (p int check (public.has_parent(p))); \
+             insert into a_child values (1); alter table a_child enable row level security; \
+             create policy mine on a_child to only_here using (true);",
+        )
+        .await
+        .expect("broken content");
+    let bstore = dir.path().join("bstore");
+    backup(dir.path(), &bstore, &broken, &[]);
+    let out = restore(dir.path(), &bstore, &plain.url("broken"), &[]);
+    out.code(1);
+    assert_eq!(
+        text(
+            &plain.url("postgres"),
+            "select count(*)::text from pg_roles where rolname = 'only_here'"
+        )
+        .await,
+        "0",
+        "the role created for the failed restore is left: {}",
+        out.stderr
+    );
+    assert!(!db_exists(&plain, "broken").await, "{}", out.stderr);
 }
 
 /// `--source` and `--name` mean one database: `backup --source` in a folder whose
