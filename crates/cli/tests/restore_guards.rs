@@ -367,3 +367,64 @@ async fn a_database_created_meanwhile_by_someone_else_is_left_alone() {
         "the dump was restored into their database"
     );
 }
+
+/// A config in `dir` listing `entries` as protected_targets.
+fn protected_config(dir: &Path, entries: &[String]) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let list: Vec<String> = entries.iter().map(|e| format!("{e:?}")).collect();
+    write(
+        &dir.join("pgdrill.toml"),
+        &format!("protected_targets = [{}]\n", list.join(", ")),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protected_target_matches_unix_socket_spelling() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    backup(dir.path(), &store, &src.url, &[]);
+    let port = src.cluster.port();
+    let (user, pw) = (src.cluster.superuser(), src.cluster.password());
+    let sock = src.cluster.socket_dir().display().to_string();
+    let enc = sock.replace('/', "%2F");
+
+    // An entry by TCP address protects the same server reached through its unix socket.
+    let by_tcp = dir.path().join("tcp");
+    protected_config(&by_tcp, &[format!("postgresql://127.0.0.1:{port}/prot")]);
+    for target in [
+        format!("postgresql://{user}@{enc}:{port}/prot"),
+        format!("postgresql://{user}@:{port}/prot?host={sock}"),
+        format!("postgresql://{user}:{pw}@localhost:{port}/prot"),
+    ] {
+        let out = restore(&by_tcp, &store, &target, &[]);
+        out.code(5);
+        assert!(out.stderr.contains("protected"), "{target}: {}", out.stderr);
+    }
+    // `localhost` protects 127.0.0.1 (and the socket).
+    let by_name = dir.path().join("name");
+    protected_config(&by_name, &["localhost".to_string()]);
+    restore(&by_name, &store, &src.cluster.url("prot"), &[]).code(5);
+    // A spelling no rule folds (127.1 is 127.0.0.1): the server's identity decides.
+    let by_alias = dir.path().join("alias");
+    protected_config(&by_alias, &[format!("postgresql://127.1:{port}/prot")]);
+    let out = restore(&by_alias, &store, &src.cluster.url("prot"), &[]);
+    out.code(5);
+    assert!(out.stderr.contains("system identifier"), "{}", out.stderr);
+    // ... and only for the database it names.
+    restore(&by_alias, &store, &src.cluster.url("other"), &[]).ok();
+    assert!(!db_exists(&src.cluster, "prot").await);
+
+    // An entry that protects nothing is a config error, before anything is read.
+    let bad = dir.path().join("bad");
+    protected_config(&bad, &[format!("127.0.0.1:{port}")]);
+    let out = restore(&bad, &store, &src.cluster.url("prot2"), &[]);
+    out.code(2);
+    assert!(
+        out.stderr
+            .contains(&format!("postgresql://127.0.0.1:{port}/")),
+        "{}",
+        out.stderr
+    );
+    assert!(!db_exists(&src.cluster, "prot2").await);
+}

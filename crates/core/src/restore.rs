@@ -37,7 +37,7 @@ pub struct RestoreJob<'a> {
     pub target: ConnSpec,
     /// The configured source of this database, when known (guard: never restore over it).
     pub source: Option<ConnSpec>,
-    pub protected_targets: &'a [String],
+    pub protected_targets: &'a [crate::protect::ProtectedTarget],
     pub tools: &'a PgTools,
     pub read: ReadOpts,
     pub jobs: u32,
@@ -105,14 +105,8 @@ struct TargetInfo {
 /// Checks every guard without changing anything, and learns what the target holds.
 async fn inspect(job: &RestoreJob<'_>) -> Result<TargetInfo> {
     let t = &job.target;
-    for p in job.protected_targets {
-        if is_protected(t, p) {
-            return Err(Error::Refused(format!(
-                "{} is listed in protected_targets; nothing was changed (restore somewhere else)",
-                t.redacted()
-            )));
-        }
-    }
+    // By spelling first, before connecting anywhere; by server identity below.
+    crate::protect::check(job.protected_targets, t, None, "").await?;
     let m = job.manifest;
     let recorded = ConnSpec {
         host: m.source.host.clone(),
@@ -148,6 +142,13 @@ async fn inspect(job: &RestoreJob<'_>) -> Result<TargetInfo> {
     let admin = t.with_dbname(&maintenance_db(t));
     let client = client::connect(&admin).await?;
     let facts = client::server_facts(&client, &admin).await?;
+    crate::protect::check(
+        job.protected_targets,
+        t,
+        facts.system_identifier.as_deref(),
+        &admin.dbname,
+    )
+    .await?;
     if let (Some(a), Some(b)) = (&facts.system_identifier, &m.server.system_identifier) {
         if a == b && t.dbname == m.source.dbname {
             return Err(Error::Refused(format!(
@@ -210,27 +211,6 @@ fn maintenance_db(t: &ConnSpec) -> String {
     } else {
         "postgres".into()
     }
-}
-
-fn is_protected(t: &ConnSpec, entry: &str) -> bool {
-    if entry.contains("://") {
-        return ConnSpec::parse_with_env(entry, &[])
-            .map(|p| {
-                let (h, port, db) = p.identity_key();
-                let (th, tport, tdb) = t.identity_key();
-                // A URL without a path protects every database on that server.
-                h == th && port == tport && (db == tdb || !entry_has_db(entry))
-            })
-            .unwrap_or(false);
-    }
-    t.host.eq_ignore_ascii_case(entry)
-}
-
-fn entry_has_db(url: &str) -> bool {
-    url.split_once("://")
-        .map(|(_, rest)| rest.split('?').next().unwrap_or("").contains('/'))
-        .map(|has| has && !url.split('?').next().unwrap_or("").ends_with('/'))
-        .unwrap_or(false)
 }
 
 /// How pg_restore runs.
@@ -1433,15 +1413,5 @@ mod tests {
             "3344; 1262 16384 DATABASE - app postgres\n3345; 0 0 COMMENT - DATABASE app postgres\n\
 3346; 0 0 DATABASE PROPERTIES - app postgres\n"
         );
-    }
-
-    #[test]
-    fn protected_targets_match_hosts_and_urls() {
-        let t = ConnSpec::parse_with_env("postgres://u@db.prod:5432/app", &[]).expect("t");
-        assert!(is_protected(&t, "db.prod"));
-        assert!(is_protected(&t, "postgres://x@db.prod:5432/app"));
-        assert!(is_protected(&t, "postgres://x@db.prod:5432/"));
-        assert!(!is_protected(&t, "postgres://x@db.prod:5432/other"));
-        assert!(!is_protected(&t, "db.staging"));
     }
 }

@@ -75,7 +75,12 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
         manifest: &manifest,
         target,
         source,
-        protected_targets: &ctx.settings.protected_targets,
+        // A throwaway cluster started above is nobody's protected server.
+        protected_targets: if cluster.is_some() {
+            &[]
+        } else {
+            &ctx.settings.protected_targets
+        },
         tools: &tools,
         read: restore::read_opts(keys, progress, ctx.cancel.clone(), jobs),
         jobs,

@@ -38,7 +38,7 @@ pub struct DrillJob<'a> {
     pub tools: &'a PgTools,
     pub keys: Arc<DecryptionKeys>,
     pub policy: &'a Policy,
-    pub protected_targets: &'a [String],
+    pub protected_targets: &'a [crate::protect::ProtectedTarget],
     pub ignore_errors: &'a [String],
     /// `[restore] maintenance_work_mem`.
     pub maintenance_work_mem: Option<String>,
@@ -137,7 +137,13 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         manifest: &manifest,
         target: target.clone(),
         source: job.db.source_spec(job.env).ok(),
-        protected_targets: job.protected_targets,
+        // A throwaway cluster this drill started cannot be anyone's protected server (and
+        // would match an entry such as `localhost` by spelling).
+        protected_targets: if cluster.is_some() {
+            &[]
+        } else {
+            job.protected_targets
+        },
         tools: job.tools,
         read: restore::read_opts(
             job.keys.clone(),
