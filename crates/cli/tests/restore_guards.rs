@@ -428,3 +428,65 @@ async fn protected_target_matches_unix_socket_spelling() {
     );
     assert!(!db_exists(&src.cluster, "prot2").await);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_object_only_target_is_refused() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    backup(dir.path(), &store, &src.url, &[]);
+    // A database holding nothing but one large object is not empty.
+    let lo = empty_db(&src.cluster, "lo").await;
+    tk::connect(&lo)
+        .await
+        .batch_execute("select lo_from_bytea(424242, 'precious')")
+        .await
+        .expect("large object");
+    for jobs in ["1", "4"] {
+        let out = restore(dir.path(), &store, &lo, &["--jobs", jobs]);
+        out.code(5);
+        assert!(out.stderr.contains("not empty"), "{}", out.stderr);
+    }
+    assert_eq!(
+        scalar(&lo, "select convert_from(lo_get(424242), 'UTF8')").await,
+        "precious"
+    );
+    assert_eq!(user_tables(&lo).await, "0");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failure_after_touching_the_target_says_it_was_changed() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let id = backup(dir.path(), &store, &src.url, &[]);
+    let busy = src.cluster.url("busy");
+    restore(dir.path(), &store, &busy, &[]).ok();
+    // Before the target is touched (the dump is verified first): nothing was changed.
+    let bad = dir.path().join("bad");
+    damaged_copy(&store, &bad, &id, |b| {
+        let at = b.len() / 2;
+        b[at] ^= 0x55;
+    });
+    let out = restore(dir.path(), &bad, &busy, &["--clean", "--jobs", "2"]);
+    out.code(3);
+    assert!(
+        out.stderr.contains("`busy` was not changed"),
+        "{}",
+        out.stderr
+    );
+    // A view of its own on a table the dump replaces: --clean cannot drop that table, so
+    // pg_restore fails after it changed the database, and the message says so.
+    tk::connect(&busy)
+        .await
+        .batch_execute("create view public.mine as select * from app.customers")
+        .await
+        .expect("view");
+    let out = restore(dir.path(), &store, &busy, &["--clean", "--jobs", "2"]);
+    out.code(1);
+    assert!(
+        out.stderr.contains("`busy` WAS CHANGED"),
+        "{}",
+        out.stderr
+    );
+}

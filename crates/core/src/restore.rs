@@ -241,8 +241,55 @@ fn check_cancel(job: &RestoreJob<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Restores a backup into `job.target`.
+/// What a failed restore left in the target, for its message.
+#[derive(Default)]
+struct Traces {
+    /// pg_restore wrote into the existing target database outside one transaction (or
+    /// dropped it to re-create it): a failure leaves it changed.
+    changed: AtomicBool,
+    /// The database this restore created was dropped again.
+    dropped: AtomicBool,
+}
+
+/// Restores a backup into `job.target`. A failure says whether the target database was
+/// changed: left partly restored, or untouched (a database created for the restore is
+/// dropped again).
 pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
+    let traces = Traces::default();
+    let db = job.target.dbname.clone();
+    run_traced(job, &traces).await.map_err(|e| {
+        if matches!(e, Error::Refused(_)) {
+            return e;
+        }
+        let note = if traces.changed.load(Ordering::SeqCst) {
+            format!(
+                "the target database `{db}` WAS CHANGED: it is partly restored (restore again with --clean, or drop it)"
+            )
+        } else if traces.dropped.load(Ordering::SeqCst) {
+            format!("the database `{db}` this restore created was dropped again; nothing else was changed")
+        } else if e.to_string().contains("unchanged") {
+            return e;
+        } else {
+            format!("the target database `{db}` was not changed")
+        };
+        append(e, &note)
+    })
+}
+
+/// `e` with `; note` after its message, same kind.
+fn append(e: Error, note: &str) -> Error {
+    let add = |m: String| format!("{m}; {note}");
+    match e {
+        Error::Failed(m) => Error::Failed(add(m)),
+        Error::Invalid(m) => Error::Invalid(add(m)),
+        Error::Integrity(m) => Error::Integrity(add(m)),
+        Error::Key(m) => Error::Key(add(m)),
+        Error::Refused(m) => Error::Refused(add(m)),
+        Error::Locked(m) => Error::Locked(add(m)),
+    }
+}
+
+async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreReport> {
     let t0 = Instant::now();
     check_memory_setting(job.maintenance_work_mem.as_deref())?;
     let dump = job
@@ -284,6 +331,7 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
     let abandon = |e: Error| async {
         if created.load(Ordering::SeqCst) {
             drop_target(&job, &admin).await;
+            traces.dropped.store(true, Ordering::SeqCst);
         }
         e
     };
@@ -375,7 +423,7 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
             return Ok(((s.download, s.restore, s.ignored, s.notes), s.analyze));
         }
         create.await?;
-        let r = restore_into(&job, &install, &dump, &mode, &created, !info.exists).await?;
+        let r = restore_into(&job, &install, &dump, &mode, &created, traces, !info.exists).await?;
         check_cancel(&job)?;
         job.read.progress.stage("analyze");
         let ta = Instant::now();
@@ -417,6 +465,7 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
         Err(e) => {
             if created.load(Ordering::SeqCst) {
                 drop_target(&job, &admin).await;
+                traces.dropped.store(true, Ordering::SeqCst);
             }
             supabase::drop_roles(&admin, &created_roles).await;
             Err(e)
@@ -555,6 +604,7 @@ async fn restore_into(
     dump: &StoredObject,
     mode: &Mode,
     created: &AtomicBool,
+    traces: &Traces,
     new_database: bool,
 ) -> Result<(f64, f64, Vec<String>)> {
     let passfile = job
@@ -654,6 +704,10 @@ async fn restore_into(
         let mut mode = mode;
         if mode.create {
             job.read.progress.stage("create the database");
+            // With --clean, pg_restore drops the existing database first.
+            if !new_database {
+                traces.changed.store(true, Ordering::SeqCst);
+            }
             create_from_dump(job, install, mode, spool.path(), pf.as_deref()).await?;
             if new_database {
                 created.store(true, Ordering::SeqCst);
@@ -667,6 +721,9 @@ async fn restore_into(
             mode = &fresh;
         }
         job.read.progress.stage("restore");
+        if !new_database && !mode.single_txn {
+            traces.changed.store(true, Ordering::SeqCst);
+        }
         let cmd = pg_restore_command(install, job, mode, Some(spool.path()), pf.as_deref());
         let (status, lines) = Proc::run(cmd, install, &mut cancel).await?;
         let ignored = verdict(Some(status), &lines, job.ignore_errors, mode.single_txn)?;
