@@ -107,6 +107,9 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
         held.release().await;
         let outcome = outcome?;
         let r = &outcome.result;
+        for w in &r.warnings {
+            ctx.ui.warn(w);
+        }
         let (kind, summary) = if r.verdict == "pass" {
             (
                 EventKind::DrillPassed,

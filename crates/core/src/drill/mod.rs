@@ -84,13 +84,15 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
     let specs = checks::parse_checks(&job.db.drill, job.env)?;
     let listing = catalog::list(job.store, &job.db.name).await?;
     // `latest` means what it means for `restore latest` (from the listing read anyway).
-    let manifest = if job.selector == "latest" {
-        catalog::latest_of(&listing.complete)
-            .cloned()
-            .ok_or_else(|| catalog::no_backup(job.store, &job.db.name))?
+    let resolved = if job.selector == "latest" {
+        catalog::latest_in(job.store, &job.db.name, &listing)?
     } else {
         catalog::resolve(job.store, &job.db.name, job.selector).await?
     };
+    let (manifest, warnings) = (resolved.manifest, resolved.warnings);
+    for w in &warnings {
+        log.say(format!("warning: {w}"));
+    }
     log.say(format!(
         "drill {id} of {} backup {} (snapshot {})",
         job.db.name, manifest.backup_id, manifest.snapshot.time
@@ -330,6 +332,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         rto,
         checks: check_results,
         error,
+        warnings,
         policy: serde_json::to_value(job.policy).unwrap_or_default(),
     };
     let report_dir = job
