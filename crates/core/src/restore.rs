@@ -919,7 +919,8 @@ fn list_file(text: &str) -> Result<tempfile::NamedTempFile> {
 
 fn spool_file(job: &RestoreJob<'_>) -> Result<tempfile::NamedTempFile> {
     let dir = job.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let need = job.manifest.raw_bytes + job.manifest.raw_bytes / 10 + (64 << 20);
+    let raw = job.manifest.raw_bytes;
+    let need = raw.saturating_add(raw / 10).saturating_add(64 << 20);
     let stat = rustix::fs::statvfs(&dir).map_err(|e| {
         Error::Invalid(format!("cannot check free space in {}: {e}", dir.display()))
     })?;
