@@ -6,10 +6,18 @@ mod common;
 mod restore_util;
 use common::*;
 use restore_util::*;
+use serde_json::Value;
 use std::path::Path;
 
 fn manifest_path(store: &Path, id: &str) -> std::path::PathBuf {
     store.join(format!("app/backups/{id}/manifest.json"))
+}
+
+fn edit_manifest(store: &Path, id: &str, f: impl FnOnce(&mut Value)) {
+    let p = manifest_path(store, id);
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&p).expect("read")).expect("json");
+    f(&mut v);
+    std::fs::write(&p, serde_json::to_vec_pretty(&v).expect("json")).expect("write");
 }
 
 /// Runs `pgdrill --json <args> --store <store>` in `dir`.
@@ -72,16 +80,30 @@ async fn verify_all_reports_truncated_newest_manifest() {
         let j = out.json();
         assert_eq!(j["backup_id"], older.as_str());
         let w = j["warnings"].as_array().expect("warnings");
-        assert!(w.len() == 1 && w[0].as_str().unwrap_or("").contains(&newest), "{j}");
+        assert!(
+            w.len() == 1 && w[0].as_str().unwrap_or("").contains(&newest),
+            "{j}"
+        );
         assert!(out.stderr.contains("warning:") && out.stderr.contains(&newest));
         let store_s = store.display().to_string();
         let out = run(
             dir.path(),
-            &["restore", "latest", "--store", &store_s, "--target", &src.cluster.url(&format!("t_{damage}"))],
+            &[
+                "restore",
+                "latest",
+                "--store",
+                &store_s,
+                "--target",
+                &src.cluster.url(&format!("t_{damage}")),
+            ],
             &[],
         );
         out.ok();
-        assert!(out.stderr.contains(&format!("warning: backup {newest}")), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("warning: backup {newest}")),
+            "{}",
+            out.stderr
+        );
         std::fs::write(&p, &good).expect("repair");
     }
 
@@ -94,7 +116,14 @@ async fn verify_all_reports_truncated_newest_manifest() {
     let reports_s = reports.display().to_string();
     let out = run(
         dir.path(),
-        &["--json", "drill", "--store", &store_s, "--report-dir", &reports_s],
+        &[
+            "--json",
+            "drill",
+            "--store",
+            &store_s,
+            "--report-dir",
+            &reports_s,
+        ],
         &[("TMPDIR", &tmp_s)],
     );
     out.ok();
@@ -116,4 +145,59 @@ async fn verify_all_reports_truncated_newest_manifest() {
     out.code(3);
     assert!(out.stderr.contains(&id), "{}", out.stderr);
     assert!(!db_exists(&src.cluster, "lone").await);
+}
+
+/// A crafted manifest (a huge object size, an object name outside the backup's folder): every
+/// command exits 3 naming the field, and no target database is created.
+#[tokio::test(flavor = "multi_thread")]
+async fn crafted_manifest_exits_3_naming_the_field_in_every_command() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = dir.path().join("good");
+    let id = backup(dir.path(), &good, &src.url, &[]);
+    let crafted: [(&str, &str, Value); 3] = [
+        ("huge", "objects[0].size", serde_json::json!(u64::MAX)),
+        (
+            "dotdot",
+            "objects[0].name",
+            serde_json::json!("../../other/dump.pgc.zst"),
+        ),
+        ("abs", "objects[0].name", serde_json::json!("/etc/passwd")),
+    ];
+    for (name, field, value) in crafted {
+        let store = dir.path().join(name);
+        let st = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&good)
+            .arg(&store)
+            .status()
+            .expect("cp");
+        assert!(st.success());
+        let key = field.rsplit('.').next().unwrap_or_default().to_string();
+        edit_manifest(&store, &id, |m| m["objects"][0][&key] = value);
+        let db = format!("c_{name}");
+        let target = src.cluster.url(&db);
+        let export = dir.path().join(format!("{name}.pgc"));
+        let export_s = export.display().to_string();
+        let runs: Vec<Vec<&str>> = vec![
+            vec!["restore", &id, "--target", &target, "--jobs", "1"],
+            vec!["restore", &id, "--target", &target, "--jobs", "2"],
+            vec!["restore", "latest", "--target", &target, "--jobs", "2"],
+            vec!["verify", &id],
+            vec!["verify", "--all"],
+            vec!["export", &id, "-o", &export_s],
+            vec!["drill", &id, "--target", &target],
+        ];
+        for args in runs {
+            let out = cmd_json(dir.path(), &store, &args);
+            out.code(3);
+            assert!(
+                out.stderr.contains(field) && out.stderr.contains("invalid manifest"),
+                "{name} {args:?}: {}",
+                out.stderr
+            );
+        }
+        assert!(!db_exists(&src.cluster, &db).await);
+        assert!(!export.exists());
+    }
 }

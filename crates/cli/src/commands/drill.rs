@@ -50,6 +50,8 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
     let mut results: Vec<DrillResult> = Vec::new();
     let mut human = String::new();
     let mut kept_json = Vec::new();
+    // The worst drill's code: 4 (key) over 3 (integrity) over 1 (failed).
+    let mut exit_code = 0u8;
     for db in databases {
         let target = target_for(ctx, args, db)?;
         let jobs = args
@@ -110,6 +112,7 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
         for w in &r.warnings {
             ctx.ui.warn(w);
         }
+        exit_code = exit_code.max(outcome.exit_code);
         let (kind, summary) = if r.verdict == "pass" {
             (
                 EventKind::DrillPassed,
@@ -157,7 +160,6 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
         }
         results.push(outcome.result);
     }
-    let failed = results.iter().any(|r| r.verdict != "pass");
     let json = if results.len() == 1 && kept_json.is_empty() {
         serde_json::to_value(&results[0]).unwrap_or_default()
     } else {
@@ -166,7 +168,7 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
     Ok(Output {
         json,
         human,
-        exit_code: if failed { 1 } else { 0 },
+        exit_code,
     })
 }
 

@@ -59,6 +59,9 @@ pub struct DrillOutcome {
     pub report_dir: PathBuf,
     /// Set when the restored database was kept: its URL (throwaway credentials) and how to stop it.
     pub kept: Option<(String, Option<String>)>,
+    /// The drill's exit code (DESIGN.md §8): 0 pass, 1 fail, 3 the backup is corrupt, 4 the
+    /// key does not open it.
+    pub exit_code: u8,
 }
 
 /// Timestamped lines for drill.log.
@@ -335,6 +338,13 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         warnings,
         policy: serde_json::to_value(job.policy).unwrap_or_default(),
     };
+    // A backup that cannot be read fails the drill as it fails a restore: integrity (3) or
+    // key (4), not just "failed" (1).
+    let exit_code = match &restored {
+        Err(e @ (Error::Integrity(_) | Error::Key(_))) => e.exit_code(),
+        _ if verdict_pass => 0,
+        _ => 1,
+    };
     let report_dir = job
         .report_dir
         .clone()
@@ -354,6 +364,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         result,
         report_dir,
         kept,
+        exit_code,
     })
 }
 
