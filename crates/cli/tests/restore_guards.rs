@@ -484,9 +484,5 @@ async fn failure_after_touching_the_target_says_it_was_changed() {
         .expect("view");
     let out = restore(dir.path(), &store, &busy, &["--clean", "--jobs", "2"]);
     out.code(1);
-    assert!(
-        out.stderr.contains("`busy` WAS CHANGED"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("`busy` WAS CHANGED"), "{}", out.stderr);
 }

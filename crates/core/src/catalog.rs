@@ -438,7 +438,11 @@ mod tests {
             let r = resolve(&store, &db, "latest").await.expect("latest");
             assert_eq!(r.manifest.backup_id.as_str(), "20261103T020000Z-bbbb");
             assert_eq!(r.warnings.len(), 1);
-            assert!(r.warnings[0].contains("20261104T020000Z-dddd"), "{:?}", r.warnings);
+            assert!(
+                r.warnings[0].contains("20261104T020000Z-dddd"),
+                "{:?}",
+                r.warnings
+            );
             let listing = list(&store, &db).await.expect("list");
             let r = latest_in(&store, &db, &listing).expect("latest_in");
             assert_eq!(r.manifest.backup_id.as_str(), "20261103T020000Z-bbbb");

@@ -150,7 +150,10 @@ pub async fn check(
             let spec = p.probe_spec(t, maintenance_db);
             let id = tokio::time::timeout(PROBE_TIMEOUT, async {
                 let c = client::connect(&spec).await.ok()?;
-                client::server_facts(&c, &spec).await.ok()?.system_identifier
+                client::server_facts(&c, &spec)
+                    .await
+                    .ok()?
+                    .system_identifier
             })
             .await
             .ok()
@@ -185,7 +188,8 @@ fn url_names_database(url: &str) -> bool {
     let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
     let path = before_query.split_once('/').map_or("", |(_, p)| p);
     !path.is_empty()
-        || url::form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "dbname" && !v.is_empty())
+        || url::form_urlencoded::parse(query.as_bytes())
+            .any(|(k, v)| k == "dbname" && !v.is_empty())
 }
 
 #[cfg(test)]
@@ -223,7 +227,10 @@ mod tests {
         assert!(protects(entry, "postgresql://u@localhost:5432/db"));
         assert!(protects(entry, "postgresql://u@[::1]:5432/db"));
         assert!(!protects(entry, "postgresql://u@%2Ftmp%2Fpg:5433/db"));
-        assert!(protects("postgresql:///db?host=/tmp/pg", "postgresql://u@127.0.0.1/db"));
+        assert!(protects(
+            "postgresql:///db?host=/tmp/pg",
+            "postgresql://u@127.0.0.1/db"
+        ));
     }
 
     #[test]
@@ -241,13 +248,29 @@ mod tests {
 
     #[test]
     fn unparsable_protected_target_is_a_config_error() {
-        for bad in ["127.0.0.1:58002", "db.prod:5432/app", "", "user@db.prod", "mysql://x", "postgresql://h:notaport/db"] {
+        for bad in [
+            "127.0.0.1:58002",
+            "db.prod:5432/app",
+            "",
+            "user@db.prod",
+            "mysql://x",
+            "postgresql://h:notaport/db",
+        ] {
             let e = ProtectedTarget::parse(bad).expect_err(bad);
             assert_eq!(e.exit_code(), 2, "{bad}: {e}");
         }
         let e = ProtectedTarget::parse("127.0.0.1:58002").expect_err("host:port");
-        assert!(e.to_string().contains("postgresql://127.0.0.1:58002/"), "{e}");
-        for good in ["db.prod", "10.0.0.5", "::1", "/var/run/postgresql", "db_1.internal"] {
+        assert!(
+            e.to_string().contains("postgresql://127.0.0.1:58002/"),
+            "{e}"
+        );
+        for good in [
+            "db.prod",
+            "10.0.0.5",
+            "::1",
+            "/var/run/postgresql",
+            "db_1.internal",
+        ] {
             assert_eq!(
                 ProtectedTarget::parse(good).expect(good),
                 ProtectedTarget::Host(good.into())
