@@ -163,13 +163,13 @@ fn mutate(v: &mut Value, pick: u64, with: Value) {
     let next = pick.rotate_right(7) ^ 0x9e37_79b9_7f4a_7c15;
     let i = (pick / 4) as usize;
     match v {
-        Value::Object(map) if !map.is_empty() && pick % 4 != 0 => {
+        Value::Object(map) if !map.is_empty() && !pick.is_multiple_of(4) => {
             let k = map.keys().nth(i % map.len()).cloned().unwrap_or_default();
             if let Some(child) = map.get_mut(&k) {
                 mutate(child, next, with);
             }
         }
-        Value::Array(items) if !items.is_empty() && pick % 4 != 0 => {
+        Value::Array(items) if !items.is_empty() && !pick.is_multiple_of(4) => {
             let n = items.len();
             mutate(&mut items[i % n], next, with);
         }
