@@ -247,7 +247,7 @@ pub async fn export(ctx: &Ctx, args: &ExportArgs) -> Result<Output> {
     for w in &r.warnings {
         ctx.ui.warn(w);
     }
-    let m = r.manifest;
+    let (m, warnings) = (r.manifest, r.warnings);
     let keys = ctx.decryption_keys()?;
     let progress = Progress::new();
     let _g = ctx.ui.progress(progress.clone());
@@ -266,7 +266,7 @@ pub async fn export(ctx: &Ctx, args: &ExportArgs) -> Result<Output> {
         args.output.display()
     );
     Ok(Output::ok(
-        json!({"backup_id": m.backup_id, "file": args.output, "bytes": d.raw_bytes, "sha256": d.raw_sha256}),
+        json!({"backup_id": m.backup_id, "file": args.output, "bytes": d.raw_bytes, "sha256": d.raw_sha256, "warnings": warnings}),
         human,
     ))
 }
