@@ -405,6 +405,17 @@ async fn protected_target_matches_unix_socket_spelling() {
     let by_name = dir.path().join("name");
     protected_config(&by_name, &["localhost".to_string()]);
     restore(&by_name, &store, &src.cluster.url("prot"), &[]).code(5);
+    // ... but not a throwaway cluster pgdrill starts itself (it is on localhost too).
+    let tmp = shared_tmp();
+    let tmp_s = tmp.path().display().to_string();
+    restore_env(
+        &by_name,
+        &store,
+        "",
+        &["--ephemeral"],
+        &[("TMPDIR", &tmp_s)],
+    )
+    .ok();
     // A spelling no rule folds (127.1 is 127.0.0.1): the server's identity decides.
     let by_alias = dir.path().join("alias");
     protected_config(&by_alias, &[format!("postgresql://127.1:{port}/prot")]);
