@@ -36,6 +36,8 @@ async fn verify_all_reports_truncated_newest_manifest() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = dir.path().join("store");
     let older = backup(dir.path(), &store, &src.url, &[]);
+    // Ids order by the second: start the next backup in a later one.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let newest = backup(dir.path(), &store, &src.url, &[]);
     assert!(newest > older);
     for damage in ["truncated", "empty", "invalid"] {

@@ -141,11 +141,17 @@ pub async fn latest(store: &Store, db: &DbName) -> Result<Latest> {
             best = Some(m);
         }
     }
-    damaged.retain(|(id, _)| best.as_ref().is_none_or(|b| id > &b.backup_id));
+    damaged.retain(|(id, _)| best.as_ref().is_none_or(|b| maybe_newer(id, b)));
     Ok(Latest {
         manifest: best,
         damaged,
     })
+}
+
+/// Backup `id`, whose manifest cannot be read, may be newer than `best`: its id is greater, or
+/// it started in the same second (ids order by the second only; its snapshot is unknown).
+fn maybe_newer(id: &BackupId, best: &Manifest) -> bool {
+    id > &best.backup_id || (id.time().is_some() && id.time() == best.backup_id.time())
 }
 
 /// [`latest`] as a [`Resolved`]: warnings for the damaged newer manifests; an integrity error
@@ -162,7 +168,7 @@ pub fn latest_in(store: &Store, db: &DbName, listing: &Listing) -> Result<Resolv
     let damaged: Vec<(BackupId, String)> = listing
         .unreadable
         .iter()
-        .filter(|(id, _)| best.as_ref().is_none_or(|b| id > &b.backup_id))
+        .filter(|(id, _)| best.as_ref().is_none_or(|b| maybe_newer(id, b)))
         .cloned()
         .collect();
     resolved(store, db, best, &damaged)
