@@ -488,7 +488,7 @@ async fn a_config_naming_only_the_store_drills_on_a_throwaway_cluster_it_removes
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_drill_of_a_corrupt_backup_fails_with_evidence_and_leaves_nothing() {
+async fn drill_of_corrupt_backup_exits_3_with_evidence() {
     let b = Bench::new(CHECKS_SQL).await;
     b.config("rto_minutes = 30", "");
     let id = b.backup();
@@ -498,7 +498,7 @@ async fn a_drill_of_a_corrupt_backup_fails_with_evidence_and_leaves_nothing() {
     bytes[mid] ^= 0xff;
     std::fs::write(&dump, bytes).expect("corrupt");
     let out = b.drill(&["--target", &b.server_url(), "--keep-on-failure"], &[]);
-    out.code(1);
+    out.code(3);
     let r = out.json();
     assert_valid_result(&r);
     assert_eq!(r["verdict"], "fail");
@@ -517,6 +517,34 @@ async fn a_drill_of_a_corrupt_backup_fails_with_evidence_and_leaves_nothing() {
         b.drill_databases().await.is_empty(),
         "the half-restored database was dropped"
     );
+}
+
+/// A wrong key fails the drill as it fails a restore (exit 4), with its evidence written.
+#[tokio::test(flavor = "multi_thread")]
+async fn drill_with_wrong_key_exits_4_with_evidence() {
+    let b = Bench::new(CHECKS_SQL).await;
+    b.config("rto_minutes = 30", "");
+    let text = std::fs::read_to_string(b.path().join("pgdrill.toml")).expect("config");
+    std::fs::write(
+        b.path().join("pgdrill.toml"),
+        format!("[encryption]\npassphrase_env = \"PASS\"\n\n{text}"),
+    )
+    .expect("config");
+    let out = b.run(&["--json", "backup"], &[("PASS", "right horse battery")]);
+    out.ok();
+    let out = b.drill(
+        &["--target", &b.server_url()],
+        &[("PASS", "wrong horse battery")],
+    );
+    out.code(4);
+    let r = out.json();
+    assert_valid_result(&r);
+    assert_eq!(r["verdict"], "fail");
+    evidence_in(&b.store.join(format!(
+        "app/drills/{}",
+        r["drill_id"].as_str().expect("id")
+    )));
+    assert!(b.drill_databases().await.is_empty());
 }
 
 #[test]

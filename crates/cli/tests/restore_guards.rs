@@ -367,3 +367,133 @@ async fn a_database_created_meanwhile_by_someone_else_is_left_alone() {
         "the dump was restored into their database"
     );
 }
+
+/// A config in `dir` listing `entries` as protected_targets.
+fn protected_config(dir: &Path, entries: &[String]) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let list: Vec<String> = entries.iter().map(|e| format!("{e:?}")).collect();
+    write(
+        &dir.join("pgdrill.toml"),
+        &format!("protected_targets = [{}]\n", list.join(", ")),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protected_target_matches_unix_socket_spelling() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    backup(dir.path(), &store, &src.url, &[]);
+    let port = src.cluster.port();
+    let (user, pw) = (src.cluster.superuser(), src.cluster.password());
+    let sock = src.cluster.socket_dir().display().to_string();
+    let enc = sock.replace('/', "%2F");
+
+    // An entry by TCP address protects the same server reached through its unix socket.
+    let by_tcp = dir.path().join("tcp");
+    protected_config(&by_tcp, &[format!("postgresql://127.0.0.1:{port}/prot")]);
+    for target in [
+        format!("postgresql://{user}@{enc}:{port}/prot"),
+        format!("postgresql://{user}@:{port}/prot?host={sock}"),
+        format!("postgresql://{user}:{pw}@localhost:{port}/prot"),
+    ] {
+        let out = restore(&by_tcp, &store, &target, &[]);
+        out.code(5);
+        assert!(out.stderr.contains("protected"), "{target}: {}", out.stderr);
+    }
+    // `localhost` protects 127.0.0.1 (and the socket).
+    let by_name = dir.path().join("name");
+    protected_config(&by_name, &["localhost".to_string()]);
+    restore(&by_name, &store, &src.cluster.url("prot"), &[]).code(5);
+    // ... but not a throwaway cluster pgdrill starts itself (it is on localhost too).
+    let tmp = shared_tmp();
+    let tmp_s = tmp.path().display().to_string();
+    restore_env(
+        &by_name,
+        &store,
+        "",
+        &["--ephemeral"],
+        &[("TMPDIR", &tmp_s)],
+    )
+    .ok();
+    // A spelling no rule folds (127.1 is 127.0.0.1): the server's identity decides.
+    let by_alias = dir.path().join("alias");
+    protected_config(&by_alias, &[format!("postgresql://127.1:{port}/prot")]);
+    let out = restore(&by_alias, &store, &src.cluster.url("prot"), &[]);
+    out.code(5);
+    assert!(out.stderr.contains("system identifier"), "{}", out.stderr);
+    // ... and only for the database it names.
+    restore(&by_alias, &store, &src.cluster.url("other"), &[]).ok();
+    assert!(!db_exists(&src.cluster, "prot").await);
+
+    // An entry that protects nothing is a config error, before anything is read.
+    let bad = dir.path().join("bad");
+    protected_config(&bad, &[format!("127.0.0.1:{port}")]);
+    let out = restore(&bad, &store, &src.cluster.url("prot2"), &[]);
+    out.code(2);
+    assert!(
+        out.stderr
+            .contains(&format!("postgresql://127.0.0.1:{port}/")),
+        "{}",
+        out.stderr
+    );
+    assert!(!db_exists(&src.cluster, "prot2").await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_object_only_target_is_refused() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    backup(dir.path(), &store, &src.url, &[]);
+    // A database holding nothing but one large object is not empty.
+    let lo = empty_db(&src.cluster, "lo").await;
+    tk::connect(&lo)
+        .await
+        .batch_execute("select lo_from_bytea(424242, 'precious')")
+        .await
+        .expect("large object");
+    for jobs in ["1", "4"] {
+        let out = restore(dir.path(), &store, &lo, &["--jobs", jobs]);
+        out.code(5);
+        assert!(out.stderr.contains("not empty"), "{}", out.stderr);
+    }
+    assert_eq!(
+        scalar(&lo, "select convert_from(lo_get(424242), 'UTF8')").await,
+        "precious"
+    );
+    assert_eq!(user_tables(&lo).await, "0");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failure_after_touching_the_target_says_it_was_changed() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let id = backup(dir.path(), &store, &src.url, &[]);
+    let busy = src.cluster.url("busy");
+    restore(dir.path(), &store, &busy, &[]).ok();
+    // Before the target is touched (the dump is verified first): nothing was changed.
+    let bad = dir.path().join("bad");
+    damaged_copy(&store, &bad, &id, |b| {
+        let at = b.len() / 2;
+        b[at] ^= 0x55;
+    });
+    let out = restore(dir.path(), &bad, &busy, &["--clean", "--jobs", "2"]);
+    out.code(3);
+    assert!(
+        out.stderr.contains("`busy` was not changed"),
+        "{}",
+        out.stderr
+    );
+    // A view of its own on a table the dump replaces: --clean cannot drop that table, so
+    // pg_restore fails after it changed the database, and the message says so.
+    tk::connect(&busy)
+        .await
+        .batch_execute("create view public.mine as select * from app.customers")
+        .await
+        .expect("view");
+    let out = restore(dir.path(), &store, &busy, &["--clean", "--jobs", "2"]);
+    out.code(1);
+    assert!(out.stderr.contains("`busy` WAS CHANGED"), "{}", out.stderr);
+}

@@ -91,11 +91,29 @@ pub async fn list(store: &Store, db: &DbName) -> Result<Listing> {
     Ok(listing)
 }
 
+/// A resolved backup, and what the resolution passed over.
+#[derive(Debug)]
+pub struct Resolved {
+    pub manifest: Manifest,
+    /// One sentence per newer backup whose manifest is damaged (`latest` used an older one).
+    pub warnings: Vec<String>,
+}
+
+/// The result of [`latest`].
+#[derive(Debug, Default)]
+pub struct Latest {
+    pub manifest: Option<Manifest>,
+    /// Backups newer than `manifest` whose manifest is damaged (an integrity failure), with
+    /// the reason: they would have been `latest`.
+    pub damaged: Vec<(BackupId, String)>,
+}
+
 /// The complete backup with the newest snapshot, reading manifests newest id first and
 /// stopping at ids more than [`LATEST_HORIZON`] older than the newest snapshot found (a
 /// backup's snapshot is taken right after it starts), so that `latest` costs a few GETs
-/// however many backups the store holds.
-pub async fn latest(store: &Store, db: &DbName) -> Result<Option<Manifest>> {
+/// however many backups the store holds. Newer backups with a damaged manifest are skipped
+/// and reported, never silently.
+pub async fn latest(store: &Store, db: &DbName) -> Result<Latest> {
     use futures::StreamExt;
     let ids: Vec<BackupId> = folders(store, db)
         .await?
@@ -104,6 +122,7 @@ pub async fn latest(store: &Store, db: &DbName) -> Result<Option<Manifest>> {
         .map(|f| f.0)
         .collect();
     let mut best: Option<Manifest> = None;
+    let mut damaged = Vec::new();
     let mut read = manifests(store, db, ids);
     while let Some((id, r)) = read.next().await {
         if best.as_ref().is_some_and(|b| beyond_horizon(b, &id)) {
@@ -111,6 +130,10 @@ pub async fn latest(store: &Store, db: &DbName) -> Result<Option<Manifest>> {
         }
         let m = match r {
             Ok(m) => m,
+            Err(Error::Integrity(e)) => {
+                damaged.push((id, e));
+                continue;
+            }
             Err(e) if not_a_backup(&e) => continue,
             Err(e) => return Err(e),
         };
@@ -118,7 +141,63 @@ pub async fn latest(store: &Store, db: &DbName) -> Result<Option<Manifest>> {
             best = Some(m);
         }
     }
-    Ok(best)
+    damaged.retain(|(id, _)| best.as_ref().is_none_or(|b| maybe_newer(id, b)));
+    Ok(Latest {
+        manifest: best,
+        damaged,
+    })
+}
+
+/// Backup `id`, whose manifest cannot be read, may be newer than `best`: its id is greater, or
+/// it started in the same second (ids order by the second only; its snapshot is unknown).
+fn maybe_newer(id: &BackupId, best: &Manifest) -> bool {
+    id > &best.backup_id || (id.time().is_some() && id.time() == best.backup_id.time())
+}
+
+/// [`latest`] as a [`Resolved`]: warnings for the damaged newer manifests; an integrity error
+/// when they leave no complete backup.
+pub async fn latest_resolved(store: &Store, db: &DbName) -> Result<Resolved> {
+    let l = latest(store, db).await?;
+    resolved(store, db, l.manifest, &l.damaged)
+}
+
+/// [`latest_of`] over a whole listing: the same backup, with the same warnings as
+/// [`latest_resolved`].
+pub fn latest_in(store: &Store, db: &DbName, listing: &Listing) -> Result<Resolved> {
+    let best = latest_of(&listing.complete).cloned();
+    let damaged: Vec<(BackupId, String)> = listing
+        .unreadable
+        .iter()
+        .filter(|(id, _)| best.as_ref().is_none_or(|b| maybe_newer(id, b)))
+        .cloned()
+        .collect();
+    resolved(store, db, best, &damaged)
+}
+
+fn resolved(
+    store: &Store,
+    db: &DbName,
+    best: Option<Manifest>,
+    damaged: &[(BackupId, String)],
+) -> Result<Resolved> {
+    let Some(manifest) = best else {
+        if let Some((id, why)) = damaged.first() {
+            return Err(Error::Integrity(format!(
+                "the newest backup {id} of {db} has a damaged manifest ({why}) and there is no older complete backup: run `pgdrill verify --all`, then a new backup"
+            )));
+        }
+        return Err(no_backup(store, db));
+    };
+    let warnings = damaged
+        .iter()
+        .map(|(id, why)| {
+            format!(
+                "backup {id} of {db} is newer than {} but its manifest is damaged ({why}); using {} instead: run `pgdrill verify --all`",
+                manifest.backup_id, manifest.backup_id
+            )
+        })
+        .collect();
+    Ok(Resolved { manifest, warnings })
 }
 
 /// [`latest`] among manifests already read (a [`Listing`]'s), by the same rule.
@@ -182,13 +261,16 @@ pub async fn read_manifest(store: &Store, db: &DbName, id: &BackupId) -> Result<
 }
 
 /// Resolves `latest` or a backup id to a complete backup's manifest.
-pub async fn resolve(store: &Store, db: &DbName, selector: &str) -> Result<Manifest> {
+pub async fn resolve(store: &Store, db: &DbName, selector: &str) -> Result<Resolved> {
     if selector == "latest" {
-        return latest(store, db).await?.ok_or_else(|| no_backup(store, db));
+        return latest_resolved(store, db).await;
     }
     let id =
         BackupId::parse(selector).map_err(|e| Error::Invalid(format!("{e}; or use latest")))?;
-    read_manifest(store, db, &id).await
+    Ok(Resolved {
+        manifest: read_manifest(store, db, &id).await?,
+        warnings: Vec::new(),
+    })
 }
 
 /// Database names that have a `backups/` folder in the store.
@@ -243,7 +325,7 @@ mod tests {
             async move { store.put(&key, json.into()).await.expect("put") }
         };
         let m = |id: &str, t: &str| serde_json::to_vec(&manifest(id, t)).expect("json");
-        assert!(latest(&store, &db).await.expect("empty").is_none());
+        assert!(latest(&store, &db).await.expect("empty").manifest.is_none());
         // Three days of backups; the two newest started within one second, the one with the
         // smaller id took its snapshot later.
         put(
@@ -263,8 +345,12 @@ mod tests {
         .await;
         // The newest id has an unreadable manifest: not a restorable backup.
         put("20261104T020000Z-dddd", b"{not json".to_vec()).await;
-        let l = latest(&store, &db).await.expect("latest").expect("some");
+        let found = latest(&store, &db).await.expect("latest");
+        let l = found.manifest.expect("some");
         assert_eq!(l.backup_id.as_str(), "20261103T020000Z-bbbb");
+        // ... and it is named, not skipped silently.
+        assert_eq!(found.damaged.len(), 1);
+        assert_eq!(found.damaged[0].0.as_str(), "20261104T020000Z-dddd");
         assert!(not_a_backup(
             &read_manifest(
                 &store,
@@ -298,7 +384,11 @@ mod tests {
             m("20261101T020000Z-aaaa", "2026-12-01T00:00:00Z"),
         )
         .await;
-        let l = latest(&store, &db).await.expect("latest").expect("some");
+        let l = latest(&store, &db)
+            .await
+            .expect("latest")
+            .manifest
+            .expect("some");
         assert_eq!(l.backup_id.as_str(), "20261103T020000Z-bbbb");
         let listing = list(&store, &db).await.expect("list");
         assert_eq!(
@@ -310,5 +400,59 @@ mod tests {
             latest_of(&listing.complete).map(|m| &m.backup_id),
             Some(&l.backup_id)
         );
+    }
+
+    #[tokio::test]
+    async fn latest_names_a_truncated_empty_or_invalid_newest_manifest() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(
+            dir.path().to_str().expect("utf8"),
+            &pgdrill_store::StoreOptions::default(),
+        )
+        .expect("store");
+        let db = DbName::parse("app").expect("db");
+        let key = |id: &str| {
+            layout::backup_object(&db, &BackupId::parse(id).expect("id"), layout::MANIFEST)
+        };
+        let good = serde_json::to_vec(&manifest("20261103T020000Z-bbbb", "2026-11-03T02:00:03Z"))
+            .expect("json");
+        let half = good[..good.len() / 2].to_vec();
+        for damaged in [half, Vec::new(), b"{\"format_version\": 1}".to_vec()] {
+            // Only the damaged one: an integrity failure, not "no backup".
+            let dir2 = tempfile::tempdir().expect("tmp");
+            let alone = Store::open(
+                dir2.path().to_str().expect("utf8"),
+                &pgdrill_store::StoreOptions::default(),
+            )
+            .expect("store");
+            alone
+                .put(&key("20261104T020000Z-dddd"), damaged.clone().into())
+                .await
+                .expect("put");
+            let e = resolve(&alone, &db, "latest").await.expect_err("damaged");
+            assert_eq!(e.exit_code(), 3, "{e}");
+            assert!(e.to_string().contains("20261104T020000Z-dddd"), "{e}");
+            // With an older complete backup: that one, and a warning naming the damaged one.
+            store
+                .put(&key("20261103T020000Z-bbbb"), good.clone().into())
+                .await
+                .expect("put");
+            store
+                .put(&key("20261104T020000Z-dddd"), damaged.into())
+                .await
+                .expect("put");
+            let r = resolve(&store, &db, "latest").await.expect("latest");
+            assert_eq!(r.manifest.backup_id.as_str(), "20261103T020000Z-bbbb");
+            assert_eq!(r.warnings.len(), 1);
+            assert!(
+                r.warnings[0].contains("20261104T020000Z-dddd"),
+                "{:?}",
+                r.warnings
+            );
+            let listing = list(&store, &db).await.expect("list");
+            let r = latest_in(&store, &db, &listing).expect("latest_in");
+            assert_eq!(r.manifest.backup_id.as_str(), "20261103T020000Z-bbbb");
+            assert_eq!(r.warnings.len(), 1);
+        }
     }
 }

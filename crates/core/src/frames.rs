@@ -49,7 +49,17 @@ impl DumpIndex {
         self.frames.get(i).map_or(self.compressed_size, |f| f[1])
     }
 
-    /// Checks that the index describes a whole archive consistently.
+    /// Parses and checks an index object's bytes (already decoded).
+    pub fn from_json(bytes: &[u8]) -> Result<DumpIndex> {
+        let index: DumpIndex = serde_json::from_slice(bytes)
+            .map_err(|e| Error::Integrity(format!("the dump index is not valid JSON ({e})")))?;
+        index.check()?;
+        Ok(index)
+    }
+
+    /// Checks that the index describes a whole archive consistently: every offset within the
+    /// sizes it states, and the sizes within [`crate::manifest::MAX_OBJECT_SIZE`], so that
+    /// no offset arithmetic on it can overflow.
     pub fn check(&self) -> Result<()> {
         let bad = |what: &str| {
             Err(Error::Integrity(format!(
@@ -58,6 +68,10 @@ impl DumpIndex {
         };
         if self.version != 1 {
             return bad("unknown version");
+        }
+        let max = crate::manifest::MAX_OBJECT_SIZE;
+        if self.raw_size > max || self.compressed_size > max {
+            return bad("sizes out of range");
         }
         if self.frames.first() != Some(&[0, 0]) {
             return bad("no first frame");
@@ -68,6 +82,13 @@ impl DumpIndex {
             .any(|w| w[1][0] <= w[0][0] || w[1][1] <= w[0][1])
         {
             return bad("frames out of order");
+        }
+        if self
+            .frames
+            .last()
+            .is_some_and(|f| f[0] > self.raw_size || f[1] > self.compressed_size)
+        {
+            return bad("a frame starts past the end of the dump");
         }
         let mut at = self.toc_end;
         for b in &self.blocks {

@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod mirror;
 pub mod pipeline;
 pub mod progress;
+pub mod protect;
 pub mod prune;
 pub mod restore;
 pub mod retention;

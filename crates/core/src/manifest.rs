@@ -9,6 +9,21 @@ use std::collections::BTreeMap;
 /// Bumped on any incompatible change; readers refuse versions they do not know.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The largest object (and raw dump) size a manifest may record: 1 PiB, far above any
+/// object store's object limit, far below what would overflow an offset computation.
+pub const MAX_OBJECT_SIZE: u64 = 1 << 50;
+
+/// An object name a manifest may list: one path segment of letters, digits, `.`, `_` and
+/// `-`, not starting with a dot (so never `..`, never a path, never empty).
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
     pub format_version: u32,
@@ -159,7 +174,50 @@ impl Manifest {
         if m.dump_object().is_none() {
             return Err(Error::Integrity(format!("{key} lists no dump object")));
         }
+        m.check_bounds(key)?;
         Ok(m)
+    }
+
+    /// Every object name is a plain file name inside the backup's folder, and every size is
+    /// below [`MAX_OBJECT_SIZE`]: nothing a manifest says may point a read elsewhere or size
+    /// an allocation (the read path also checks each size against the stored object's).
+    fn check_bounds(&self, key: &str) -> Result<()> {
+        let invalid = |field: String, why: &str| {
+            Err(Error::Integrity(format!(
+                "{key} is an invalid manifest: {field} {why}; the backup cannot be trusted"
+            )))
+        };
+        for (i, o) in self.objects.iter().enumerate() {
+            if !is_plain_name(&o.name) {
+                return invalid(
+                    format!("objects[{i}].name {:?}", o.name),
+                    "is not a plain object name inside the backup's folder",
+                );
+            }
+            if self.objects[..i].iter().any(|p| p.name == o.name) {
+                return invalid(format!("objects[{i}].name {:?}", o.name), "is listed twice");
+            }
+            for (field, v) in [("size", o.size), ("raw_size", o.raw_size)] {
+                if v > MAX_OBJECT_SIZE {
+                    return invalid(
+                        format!("objects[{i}].{field} ({v})"),
+                        "is larger than any object pgdrill writes",
+                    );
+                }
+            }
+        }
+        for (field, v) in [
+            ("raw_bytes", self.raw_bytes),
+            ("stored_bytes", self.stored_bytes),
+        ] {
+            if v > MAX_OBJECT_SIZE {
+                return invalid(
+                    format!("{field} ({v})"),
+                    "is larger than any backup pgdrill writes",
+                );
+            }
+        }
+        Ok(())
     }
 
     pub fn dump_object(&self) -> Option<&StoredObject> {

@@ -41,7 +41,7 @@ pub struct RestoreJob<'a> {
     pub target: ConnSpec,
     /// The configured source of this database, when known (guard: never restore over it).
     pub source: Option<ConnSpec>,
-    pub protected_targets: &'a [String],
+    pub protected_targets: &'a [crate::protect::ProtectedTarget],
     pub tools: &'a PgTools,
     pub read: ReadOpts,
     pub jobs: u32,
@@ -115,14 +115,8 @@ struct TargetInfo {
 /// Checks every guard without changing anything, and learns what the target holds.
 async fn inspect(job: &RestoreJob<'_>) -> Result<TargetInfo> {
     let t = &job.target;
-    for p in job.protected_targets {
-        if is_protected(t, p) {
-            return Err(Error::Refused(format!(
-                "{} is listed in protected_targets; nothing was changed (restore somewhere else)",
-                t.redacted()
-            )));
-        }
-    }
+    // By spelling first, before connecting anywhere; by server identity below.
+    crate::protect::check(job.protected_targets, t, None, "").await?;
     let m = job.manifest;
     let recorded = ConnSpec {
         host: m.source.host.clone(),
@@ -158,6 +152,13 @@ async fn inspect(job: &RestoreJob<'_>) -> Result<TargetInfo> {
     let admin = t.with_dbname(&maintenance_db(t));
     let client = client::connect(&admin).await?;
     let facts = client::server_facts(&client, &admin).await?;
+    crate::protect::check(
+        job.protected_targets,
+        t,
+        facts.system_identifier.as_deref(),
+        &admin.dbname,
+    )
+    .await?;
     if let (Some(a), Some(b)) = (&facts.system_identifier, &m.server.system_identifier) {
         if a == b && t.dbname == m.source.dbname {
             return Err(Error::Refused(format!(
@@ -234,27 +235,6 @@ fn maintenance_db(t: &ConnSpec) -> String {
     }
 }
 
-fn is_protected(t: &ConnSpec, entry: &str) -> bool {
-    if entry.contains("://") {
-        return ConnSpec::parse_with_env(entry, &[])
-            .map(|p| {
-                let (h, port, db) = p.identity_key();
-                let (th, tport, tdb) = t.identity_key();
-                // A URL without a path protects every database on that server.
-                h == th && port == tport && (db == tdb || !entry_has_db(entry))
-            })
-            .unwrap_or(false);
-    }
-    t.host.eq_ignore_ascii_case(entry)
-}
-
-fn entry_has_db(url: &str) -> bool {
-    url.split_once("://")
-        .map(|(_, rest)| rest.split('?').next().unwrap_or("").contains('/'))
-        .map(|has| has && !url.split('?').next().unwrap_or("").ends_with('/'))
-        .unwrap_or(false)
-}
-
 /// How pg_restore runs.
 #[derive(Clone)]
 struct Mode {
@@ -283,8 +263,55 @@ fn check_cancel(job: &RestoreJob<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Restores a backup into `job.target`.
+/// What a failed restore left in the target, for its message.
+#[derive(Default)]
+struct Traces {
+    /// pg_restore wrote into the existing target database outside one transaction (or
+    /// dropped it to re-create it): a failure leaves it changed.
+    changed: AtomicBool,
+    /// The database this restore created was dropped again.
+    dropped: AtomicBool,
+}
+
+/// Restores a backup into `job.target`. A failure says whether the target database was
+/// changed: left partly restored, or untouched (a database created for the restore is
+/// dropped again).
 pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
+    let traces = Traces::default();
+    let db = job.target.dbname.clone();
+    run_traced(job, &traces).await.map_err(|e| {
+        if matches!(e, Error::Refused(_)) {
+            return e;
+        }
+        let note = if traces.changed.load(Ordering::SeqCst) {
+            format!(
+                "the target database `{db}` WAS CHANGED: it is partly restored (restore again with --clean, or drop it)"
+            )
+        } else if traces.dropped.load(Ordering::SeqCst) {
+            format!("the database `{db}` this restore created was dropped again; nothing else was changed")
+        } else if e.to_string().contains("unchanged") {
+            return e;
+        } else {
+            format!("the target database `{db}` was not changed")
+        };
+        append(e, &note)
+    })
+}
+
+/// `e` with `; note` after its message, same kind.
+fn append(e: Error, note: &str) -> Error {
+    let add = |m: String| format!("{m}; {note}");
+    match e {
+        Error::Failed(m) => Error::Failed(add(m)),
+        Error::Invalid(m) => Error::Invalid(add(m)),
+        Error::Integrity(m) => Error::Integrity(add(m)),
+        Error::Key(m) => Error::Key(add(m)),
+        Error::Refused(m) => Error::Refused(add(m)),
+        Error::Locked(m) => Error::Locked(add(m)),
+    }
+}
+
+async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreReport> {
     let t0 = Instant::now();
     check_memory_setting(job.maintenance_work_mem.as_deref())?;
     let dump = job
@@ -327,6 +354,7 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
     let abandon = |e: Error| async {
         if created.load(Ordering::SeqCst) {
             drop_target(&job, &admin).await;
+            traces.dropped.store(true, Ordering::SeqCst);
         }
         e
     };
@@ -416,7 +444,7 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
             return Ok(((s.download, s.restore, s.ignored, s.notes), s.analyze));
         }
         create.await?;
-        let r = restore_into(&job, &install, &dump, &mode, &created, !info.exists).await?;
+        let r = restore_into(&job, &install, &dump, &mode, &created, traces, !info.exists).await?;
         check_cancel(&job)?;
         job.read.progress.stage("analyze");
         let ta = Instant::now();
@@ -463,6 +491,7 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
         Err(e) => {
             if created.load(Ordering::SeqCst) {
                 drop_target(&job, &admin).await;
+                traces.dropped.store(true, Ordering::SeqCst);
             }
             preflight::drop_roles(&admin, &created_roles).await;
             Err(e)
@@ -602,6 +631,7 @@ async fn restore_into(
     dump: &StoredObject,
     mode: &Mode,
     created: &AtomicBool,
+    traces: &Traces,
     new_database: bool,
 ) -> Result<(f64, f64, Vec<String>)> {
     let passfile = job
@@ -701,6 +731,10 @@ async fn restore_into(
         let mut mode = mode;
         if mode.create {
             job.read.progress.stage("create the database");
+            // With --clean, pg_restore drops the existing database first.
+            if !new_database {
+                traces.changed.store(true, Ordering::SeqCst);
+            }
             create_from_dump(job, install, mode, spool.path(), pf.as_deref()).await?;
             if new_database {
                 created.store(true, Ordering::SeqCst);
@@ -714,6 +748,9 @@ async fn restore_into(
             mode = &fresh;
         }
         job.read.progress.stage("restore");
+        if !new_database && !mode.single_txn {
+            traces.changed.store(true, Ordering::SeqCst);
+        }
         let cmd = pg_restore_command(install, job, mode, Some(spool.path()), pf.as_deref());
         let (status, lines) = Proc::run(cmd, install, &mut cancel).await?;
         let ignored = verdict(Some(status), &lines, job.ignore_errors, mode.single_txn)?;
@@ -997,7 +1034,8 @@ fn list_file(text: &str) -> Result<tempfile::NamedTempFile> {
 
 fn spool_file(job: &RestoreJob<'_>) -> Result<tempfile::NamedTempFile> {
     let dir = job.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let need = job.manifest.raw_bytes + job.manifest.raw_bytes / 10 + (64 << 20);
+    let raw = job.manifest.raw_bytes;
+    let need = raw.saturating_add(raw / 10).saturating_add(64 << 20);
     let stat = rustix::fs::statvfs(&dir).map_err(|e| {
         Error::Invalid(format!("cannot check free space in {}: {e}", dir.display()))
     })?;
@@ -1548,15 +1586,5 @@ mod tests {
             "3344; 1262 16384 DATABASE - app postgres\n3345; 0 0 COMMENT - DATABASE app postgres\n\
 3346; 0 0 DATABASE PROPERTIES - app postgres\n"
         );
-    }
-
-    #[test]
-    fn protected_targets_match_hosts_and_urls() {
-        let t = ConnSpec::parse_with_env("postgres://u@db.prod:5432/app", &[]).expect("t");
-        assert!(is_protected(&t, "db.prod"));
-        assert!(is_protected(&t, "postgres://x@db.prod:5432/app"));
-        assert!(is_protected(&t, "postgres://x@db.prod:5432/"));
-        assert!(!is_protected(&t, "postgres://x@db.prod:5432/other"));
-        assert!(!is_protected(&t, "db.staging"));
     }
 }

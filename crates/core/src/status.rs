@@ -47,6 +47,28 @@ impl DbStatus {
     pub fn ok(&self) -> bool {
         self.slos.iter().all(|s| s.ok)
     }
+
+    /// Backups whose manifest cannot be read (truncated, empty, invalid) violate the
+    /// `manifest_integrity` SLO: the freshness above only counts the readable ones, so a
+    /// damaged newest backup must not pass unseen.
+    pub fn add_damaged_manifests(&mut self, unreadable: &[(crate::ids::BackupId, String)]) {
+        if unreadable.is_empty() {
+            return;
+        }
+        let list: Vec<String> = unreadable
+            .iter()
+            .map(|(id, why)| format!("{id} ({why})"))
+            .collect();
+        self.slos.push(Slo {
+            name: "manifest_integrity".into(),
+            ok: false,
+            detail: format!(
+                "{} backup(s) with a damaged manifest: {}",
+                unreadable.len(),
+                list.join("; ")
+            ),
+        });
+    }
 }
 
 /// How recent a passing drill must be.

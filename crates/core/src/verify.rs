@@ -28,8 +28,20 @@ pub struct ReadOpts {
 /// Size of one ranged GET when downloading in parallel.
 const RANGE_SIZE: u64 = 16 << 20;
 
+/// The stored object must have the size the manifest records: a different size is a
+/// truncated or replaced object, and the manifest's number must not size anything.
+fn check_size(key: &str, stored: u64, recorded: u64) -> Result<()> {
+    if stored != recorded {
+        return Err(Error::Integrity(format!(
+            "{key} is corrupt or truncated: the store holds {stored} bytes but the manifest records {recorded}; restore from another backup"
+        )));
+    }
+    Ok(())
+}
+
 /// The object's bytes in order: one GET, or `parallel` ranged GETs in flight whose results
-/// are delivered in order (memory: at most `parallel` ranges).
+/// are delivered in order (memory: at most `parallel` ranges). Fails before reading when the
+/// stored object's size differs from `size` (the manifest's).
 async fn open_stream(
     store: &Store,
     key: &str,
@@ -42,14 +54,17 @@ async fn open_stream(
     >,
 > {
     if parallel <= 1 || size <= RANGE_SIZE {
-        return Ok(store.get_stream(key).await?.1);
+        let (stored, stream) = store.get_stream(key).await?;
+        check_size(key, stored, size)?;
+        return Ok(stream);
     }
+    check_size(key, store.head(key).await?.size, size)?;
     let store = store.clone();
     let key = key.to_string();
-    let ranges: Vec<std::ops::Range<u64>> = (0..size)
-        .step_by(RANGE_SIZE as usize)
-        .map(|start| start..(start + RANGE_SIZE).min(size))
-        .collect();
+    let ranges = (0..size.div_ceil(RANGE_SIZE)).map(move |i| {
+        let start = i * RANGE_SIZE;
+        start..(start + RANGE_SIZE).min(size)
+    });
     let stream = futures::stream::iter(ranges)
         .map(move |r| {
             let (store, key) = (store.clone(), key.clone());

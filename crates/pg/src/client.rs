@@ -234,23 +234,10 @@ pub async fn drop_database(client: &Client, spec: &ConnSpec, name: &str) -> Resu
         .map_err(query_err(spec, "drop the database"))
 }
 
-/// Counts user objects (relations, functions, types) outside the system schemas.
+/// Counts user objects (relations, functions) outside the system schemas, and large objects
+/// (content a restore would overwrite as much as a table's).
 pub async fn user_object_count(client: &Client, spec: &ConnSpec) -> Result<i64, PgError> {
-    let row = client
-        .query_one(
-            "select (select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace \
-               where n.nspname not in ('pg_catalog', 'information_schema') \
-                 and n.nspname not like 'pg\\_toast%' and n.nspname not like 'pg\\_temp%' \
-                 and c.relkind in ('r','v','m','S','f','p') \
-                 and not exists (select 1 from pg_depend d where d.objid = c.oid and d.deptype = 'e')) \
-             + (select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace \
-               where n.nspname not in ('pg_catalog', 'information_schema') \
-                 and not exists (select 1 from pg_depend d where d.objid = p.oid and d.deptype = 'e'))",
-            &[],
-        )
-        .await
-        .map_err(query_err(spec, "check whether the target database is empty"))?;
-    Ok(row.get(0))
+    user_object_count_excluding(client, spec, &[]).await
 }
 
 /// Extensions the server can install.
@@ -272,9 +259,6 @@ pub async fn user_object_count_excluding(
     spec: &ConnSpec,
     schemas: &[String],
 ) -> Result<i64, PgError> {
-    if schemas.is_empty() {
-        return user_object_count(client, spec).await;
-    }
     let row = client
         .query_one(
             "select (select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace \
@@ -286,7 +270,8 @@ pub async fn user_object_count_excluding(
              + (select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace \
                where n.nspname not in ('pg_catalog', 'information_schema') \
                  and n.nspname <> all($1::text[]) \
-                 and not exists (select 1 from pg_depend d where d.objid = p.oid and d.deptype = 'e'))",
+                 and not exists (select 1 from pg_depend d where d.objid = p.oid and d.deptype = 'e')) \
+             + (select count(*) from pg_largeobject_metadata)",
             &[&schemas],
         )
         .await

@@ -229,11 +229,13 @@ impl ConnSpec {
     }
 
     /// The key two specs share when they name the same database on the same server:
-    /// lower-cased host with loopback names folded together, port, database.
+    /// lower-cased host with loopback names and unix socket directories folded together (a
+    /// socket on a port is the local server on that port), port, database.
     pub fn identity_key(&self) -> (String, u16, String) {
         let h = self.host.to_ascii_lowercase();
         let host = match h.as_str() {
-            "localhost" | "127.0.0.1" | "::1" | "" => "localhost".to_string(),
+            "localhost" | "127.0.0.1" | "::1" | "[::1]" | "" => "localhost".to_string(),
+            _ if h.starts_with('/') => "localhost".to_string(),
             _ => h,
         };
         (host, self.port, self.dbname.clone())

@@ -39,13 +39,15 @@ pub struct DbData {
     /// Drills, newest first.
     pub drills: Vec<DrillResult>,
     pub failure: Option<FailureRecord>,
+    /// Backups whose manifest cannot be read, with the reason (a status violation).
+    pub damaged: Vec<(pgdrill_core::ids::BackupId, String)>,
     /// Set when the store could not be read; the lists are then the previous ones.
     pub error: Option<String>,
 }
 
 impl DbData {
     pub fn status(&self, policy: &Policy, now: chrono::DateTime<chrono::Utc>) -> DbStatus {
-        status::evaluate(
+        let mut s = status::evaluate(
             self.name.as_str(),
             &self.backups,
             &self.drills,
@@ -53,7 +55,9 @@ impl DbData {
             policy,
             drill_window(policy),
             now,
-        )
+        );
+        s.add_damaged_manifests(&self.damaged);
+        s
     }
 
     /// When the store last saw this job done (backups: the newest backup's end; drills:
@@ -104,13 +108,14 @@ pub async fn load(store: &Store, name: &DbName, previous: Option<&DbData>) -> Db
     let listed = async {
         let listing = catalog::list(store, name).await?;
         let drills = drill::list(store, name).await?;
-        Ok::<_, pgdrill_core::Error>((listing.complete, drills))
+        Ok::<_, pgdrill_core::Error>((listing, drills))
     }
     .await;
     match listed {
-        Ok((backups, drills)) => DbData {
+        Ok((listing, drills)) => DbData {
             name: name.clone(),
-            backups,
+            backups: listing.complete,
+            damaged: listing.unreadable,
             drills,
             failure: status::read_failure(store, name).await,
             error: None,
@@ -119,6 +124,7 @@ pub async fn load(store: &Store, name: &DbName, previous: Option<&DbData>) -> Db
             let mut d = previous.cloned().unwrap_or(DbData {
                 name: name.clone(),
                 backups: Vec::new(),
+                damaged: Vec::new(),
                 drills: Vec::new(),
                 failure: None,
                 error: None,

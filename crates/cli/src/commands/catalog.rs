@@ -77,9 +77,12 @@ pub async fn list(ctx: &Ctx) -> Result<Output> {
 pub async fn show(ctx: &Ctx, args: &SelectArgs) -> Result<Output> {
     let store = ctx.store()?;
     let db = ctx.one_database(&store).await?;
-    let m = catalog::resolve(&store, &db, &args.backup).await?;
-    let json = serde_json::to_value(&m).unwrap_or_default();
-    Ok(Output::ok(json, render_manifest(&m)))
+    let r = catalog::resolve(&store, &db, &args.backup).await?;
+    for w in &r.warnings {
+        ctx.ui.warn(w);
+    }
+    let json = serde_json::to_value(&r.manifest).unwrap_or_default();
+    Ok(Output::ok(json, render_manifest(&r.manifest)))
 }
 
 fn render_manifest(m: &Manifest) -> String {
@@ -182,13 +185,27 @@ pub async fn verify(ctx: &Ctx, args: &VerifyArgs) -> Result<Output> {
     let store = ctx.store()?;
     let db = ctx.one_database(&store).await?;
     let keys = ctx.decryption_keys()?;
+    // A damaged manifest is an integrity failure of its backup: reported, exit 3.
+    let mut damaged = Vec::new();
+    let mut warnings = Vec::new();
     let manifests = if args.all {
-        catalog::list(&store, &db).await?.complete
+        let listing = catalog::list(&store, &db).await?;
+        damaged = listing.unreadable;
+        listing.complete
     } else {
-        vec![catalog::resolve(&store, &db, args.backup.as_deref().unwrap_or("latest")).await?]
+        let r = catalog::resolve(&store, &db, args.backup.as_deref().unwrap_or("latest")).await?;
+        warnings = r.warnings;
+        vec![r.manifest]
     };
+    for w in &warnings {
+        ctx.ui.warn(w);
+    }
     let mut results = Vec::new();
     let mut human = String::new();
+    for (id, why) in &damaged {
+        human.push_str(&format!("BAD {id} manifest.json: {why}\n"));
+        results.push(json!({"backup_id": id, "ok": false, "error": why}));
+    }
     for m in &manifests {
         let progress = Progress::new();
         let _g = ctx.ui.progress(progress.clone());
@@ -211,16 +228,26 @@ pub async fn verify(ctx: &Ctx, args: &VerifyArgs) -> Result<Output> {
         }
         results.push(json!({"backup_id": m.backup_id, "objects": checked, "ok": true}));
     }
-    Ok(Output::ok(
-        json!({"database": db, "verified": results}),
+    for (id, why) in &damaged {
+        ctx.ui.warn(format!(
+            "backup {id} of {db} has a damaged manifest and cannot be restored: {why}"
+        ));
+    }
+    Ok(Output {
+        json: json!({"database": db, "verified": results, "warnings": warnings}),
         human,
-    ))
+        exit_code: if damaged.is_empty() { 0 } else { 3 },
+    })
 }
 
 pub async fn export(ctx: &Ctx, args: &ExportArgs) -> Result<Output> {
     let store = ctx.store()?;
     let db = ctx.one_database(&store).await?;
-    let m = catalog::resolve(&store, &db, &args.backup).await?;
+    let r = catalog::resolve(&store, &db, &args.backup).await?;
+    for w in &r.warnings {
+        ctx.ui.warn(w);
+    }
+    let (m, warnings) = (r.manifest, r.warnings);
     let keys = ctx.decryption_keys()?;
     let progress = Progress::new();
     let _g = ctx.ui.progress(progress.clone());
@@ -239,7 +266,7 @@ pub async fn export(ctx: &Ctx, args: &ExportArgs) -> Result<Output> {
         args.output.display()
     );
     Ok(Output::ok(
-        json!({"backup_id": m.backup_id, "file": args.output, "bytes": d.raw_bytes, "sha256": d.raw_sha256}),
+        json!({"backup_id": m.backup_id, "file": args.output, "bytes": d.raw_bytes, "sha256": d.raw_sha256, "warnings": warnings}),
         human,
     ))
 }

@@ -70,6 +70,8 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
     // setting) is reported beside the others' results instead of ending the run.
     let several = databases.len() > 1;
     let mut errors: Vec<(String, Error)> = Vec::new();
+    // The worst drill's code: 4 (key) over 3 (integrity) over 1 (failed).
+    let mut exit_code = 0u8;
     for db in databases {
         let target = target_for(ctx, args, db)?;
         let jobs = args
@@ -145,6 +147,10 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
             Err(e) => return Err(e),
         };
         let r = &outcome.result;
+        for w in &r.warnings {
+            ctx.ui.warn(w);
+        }
+        exit_code = exit_code.max(outcome.exit_code);
         let (kind, summary) = if r.verdict == "pass" {
             (
                 EventKind::DrillPassed,
@@ -192,7 +198,6 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
         }
         results.push(outcome.result);
     }
-    let failed = results.iter().any(|r| r.verdict != "pass");
     let json = if results.len() == 1 && kept_json.is_empty() && errors.is_empty() {
         serde_json::to_value(&results[0]).unwrap_or_default()
     } else {
@@ -202,17 +207,12 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
             .collect();
         json!({"drills": results, "kept": kept_json, "errors": errs})
     };
-    // A database whose backup is corrupt (3) or whose key is wrong (4) says so in the exit
-    // code; any other that could not be drilled, or a failed drill, exits 1.
-    let exit_code = match errors
-        .iter()
-        .map(|(_, e)| e.exit_code())
-        .find(|c| matches!(c, 3 | 4))
-    {
-        Some(c) => c,
-        None if failed || !errors.is_empty() => 1,
-        None => 0,
-    };
+    // A database that could not be drilled counts like a failed drill, or as its error's
+    // code when that is integrity (3) or key (4): 4 over 3 over 1.
+    for (_, e) in &errors {
+        let c = e.exit_code();
+        exit_code = exit_code.max(if matches!(c, 3 | 4) { c } else { 1 });
+    }
     Ok(Output {
         json,
         human,

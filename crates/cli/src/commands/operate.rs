@@ -102,7 +102,7 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<Output> {
         let listing = catalog::list(&store, &db).await?;
         let drills = drill::list(&store, &db).await?;
         let failure = status::read_failure(&store, &db).await;
-        statuses.push(status::evaluate(
+        let mut s = status::evaluate(
             db.as_str(),
             &listing.complete,
             &drills,
@@ -110,7 +110,9 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<Output> {
             &ctx.settings.policy,
             window,
             chrono::Utc::now(),
-        ));
+        );
+        s.add_damaged_manifests(&listing.unreadable);
+        statuses.push(s);
     }
     let notifier = crate::alerts::Notifier::new(ctx, &store)?;
     for s in &statuses {

@@ -14,7 +14,11 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
     let tools = tokio::task::spawn_blocking(pgdrill_pg::PgTools::discover);
     let store = ctx.store()?;
     let db = ctx.one_database(&store).await?;
-    let manifest = catalog::resolve(&store, &db, &args.backup).await?;
+    let resolved = catalog::resolve(&store, &db, &args.backup).await?;
+    for w in &resolved.warnings {
+        ctx.ui.warn(w);
+    }
+    let (manifest, warnings) = (resolved.manifest, resolved.warnings);
     let keys = ctx.decryption_keys()?;
     let tools = tools
         .await
@@ -75,7 +79,12 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
         manifest: &manifest,
         target,
         source,
-        protected_targets: &ctx.settings.protected_targets,
+        // A throwaway cluster started above is nobody's protected server.
+        protected_targets: if cluster.is_some() {
+            &[]
+        } else {
+            &ctx.settings.protected_targets
+        },
         tools: &tools,
         read: restore::read_opts(keys, progress, ctx.cancel.clone(), jobs),
         jobs,
@@ -90,6 +99,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
     };
     let report = restore::run(job).await?;
     let mut json = serde_json::to_value(&report).unwrap_or_default();
+    json["warnings"] = json!(warnings);
     let mut human = format!(
         "restored {} into {} in {} (download {}, restore {}, analyze {})\n",
         report.backup_id,

@@ -38,6 +38,9 @@ pub struct DrillResult {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<String>,
     pub error: Option<String>,
+    /// What choosing the backup passed over (a newer backup with a damaged manifest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub policy: serde_json::Value,
 }
 
@@ -181,6 +184,9 @@ pub fn render_md(r: &DrillResult) -> String {
     ));
     if let Some(e) = &r.error {
         s.push_str(&format!("> **Error:** {e}\n\n"));
+    }
+    for w in &r.warnings {
+        s.push_str(&format!("> **Warning:** {w}\n\n"));
     }
     s.push_str("## Targets\n\n| measure | value | target | verdict |\n|---|---|---|---|\n");
     s.push_str(&format!(
@@ -326,9 +332,10 @@ tr.bad td{{background:#fdecec}}code{{font-size:.85em;word-break:break-all}}
         snap = esc(&r.backup.snapshot_time),
         error = r
             .error
-            .as_ref()
+            .iter()
+            .chain(&r.warnings)
             .map(|e| format!("<p class=err>{}</p>", esc(e)))
-            .unwrap_or_default(),
+            .collect::<String>(),
         passed = passed,
         nchecks = r.checks.len(),
         rto = fmt_min(r.rto.minutes),

@@ -39,7 +39,7 @@ pub struct DrillJob<'a> {
     pub tools: &'a PgTools,
     pub keys: Arc<DecryptionKeys>,
     pub policy: &'a Policy,
-    pub protected_targets: &'a [String],
+    pub protected_targets: &'a [crate::protect::ProtectedTarget],
     pub ignore_errors: &'a [String],
     /// `[restore] skip_extensions`.
     pub skip_extensions: &'a [String],
@@ -62,6 +62,9 @@ pub struct DrillOutcome {
     pub report_dir: PathBuf,
     /// Set when the restored database was kept: its URL (throwaway credentials) and how to stop it.
     pub kept: Option<(String, Option<String>)>,
+    /// The drill's exit code (DESIGN.md §8): 0 pass, 1 fail, 3 the backup is corrupt, 4 the
+    /// key does not open it.
+    pub exit_code: u8,
 }
 
 /// Timestamped lines for drill.log.
@@ -88,13 +91,15 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
     let skipped_rule = checks::skipped_rule(&job.db.drill)?;
     let listing = catalog::list(job.store, &job.db.name).await?;
     // `latest` means what it means for `restore latest` (from the listing read anyway).
-    let manifest = if job.selector == "latest" {
-        catalog::latest_of(&listing.complete)
-            .cloned()
-            .ok_or_else(|| catalog::no_backup(job.store, &job.db.name))?
+    let resolved = if job.selector == "latest" {
+        catalog::latest_in(job.store, &job.db.name, &listing)?
     } else {
         catalog::resolve(job.store, &job.db.name, job.selector).await?
     };
+    let (manifest, warnings) = (resolved.manifest, resolved.warnings);
+    for w in &warnings {
+        log.say(format!("warning: {w}"));
+    }
     log.say(format!(
         "drill {id} of {} backup {} (snapshot {})",
         job.db.name, manifest.backup_id, manifest.snapshot.time
@@ -143,7 +148,13 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         manifest: &manifest,
         target: target.clone(),
         source: job.db.source_spec(job.env).ok(),
-        protected_targets: job.protected_targets,
+        // A throwaway cluster this drill started cannot be anyone's protected server (and
+        // would match an entry such as `localhost` by spelling).
+        protected_targets: if cluster.is_some() {
+            &[]
+        } else {
+            job.protected_targets
+        },
         tools: job.tools,
         read: restore::read_opts(
             job.keys.clone(),
@@ -349,7 +360,15 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
             .map(|r| r.skipped.clone())
             .unwrap_or_default(),
         error,
+        warnings,
         policy: serde_json::to_value(job.policy).unwrap_or_default(),
+    };
+    // A backup that cannot be read fails the drill as it fails a restore: integrity (3) or
+    // key (4), not just "failed" (1).
+    let exit_code = match &restored {
+        Err(e @ (Error::Integrity(_) | Error::Key(_))) => e.exit_code(),
+        _ if verdict_pass => 0,
+        _ => 1,
     };
     let report_dir = job
         .report_dir
@@ -370,6 +389,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         result,
         report_dir,
         kept,
+        exit_code,
     })
 }
 

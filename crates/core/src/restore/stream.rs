@@ -160,16 +160,46 @@ async fn read_index(
         cancel: job.read.cancel.clone(),
         parallel: 1,
     };
-    let (_, json) = decode_object(job.store, job.manifest, obj, Vec::new(), &opts).await?;
-    let index: DumpIndex = serde_json::from_slice(&json)
-        .map_err(|e| Error::Integrity(format!("the dump index is not valid JSON ({e})")))?;
-    index.check()?;
-    if index.raw_size != dump.raw_size {
+    // The index decodes into memory: no more than the manifest says (and never more than
+    // MAX_INDEX), whatever the stored bytes expand to.
+    let cap = obj.raw_size.min(MAX_INDEX) as usize;
+    let sink = Capped {
+        buf: Vec::new(),
+        cap,
+    };
+    let (_, json) = decode_object(job.store, job.manifest, obj, sink, &opts).await?;
+    let index = DumpIndex::from_json(&json.buf)?;
+    if index.raw_size != dump.raw_size || index.compressed_size > dump.size {
         return Err(Error::Integrity(
             "the dump index describes a dump of another size".into(),
         ));
     }
     Ok(index)
+}
+
+/// The largest dump index read into memory (an index is about 100 bytes per table).
+const MAX_INDEX: u64 = 256 << 20;
+
+/// A `Vec` sink that refuses to grow past `cap` bytes.
+struct Capped {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        if self.buf.len().saturating_add(b.len()) > self.cap {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the dump index decodes to more bytes than its manifest entry records",
+            ));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Everything a lane needs to read the stored dump.

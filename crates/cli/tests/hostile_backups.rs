@@ -1,0 +1,205 @@
+//! Damaged and crafted manifests in the store, as every command meets them: a damaged newest
+//! manifest is reported (never silently skipped), a crafted one is an integrity failure
+//! (exit 3) before anything is read by its numbers or names, and nothing is touched.
+
+mod common;
+mod restore_util;
+use common::*;
+use restore_util::*;
+use serde_json::Value;
+use std::path::Path;
+
+fn manifest_path(store: &Path, id: &str) -> std::path::PathBuf {
+    store.join(format!("app/backups/{id}/manifest.json"))
+}
+
+fn edit_manifest(store: &Path, id: &str, f: impl FnOnce(&mut Value)) {
+    let p = manifest_path(store, id);
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&p).expect("read")).expect("json");
+    f(&mut v);
+    std::fs::write(&p, serde_json::to_vec_pretty(&v).expect("json")).expect("write");
+}
+
+/// Runs `pgdrill --json <args> --store <store>` in `dir`.
+fn cmd_json(dir: &Path, store: &Path, args: &[&str]) -> Out {
+    let store_s = store.display().to_string();
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    all.extend(["--store", &store_s]);
+    let tmp = std::env::temp_dir().display().to_string();
+    run(dir, &all, &[("TMPDIR", &tmp)])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_all_reports_truncated_newest_manifest() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let older = backup(dir.path(), &store, &src.url, &[]);
+    // Ids order by the second: start the next backup in a later one.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let newest = backup(dir.path(), &store, &src.url, &[]);
+    assert!(newest > older);
+    for damage in ["truncated", "empty", "invalid"] {
+        let p = manifest_path(&store, &newest);
+        let good = std::fs::read(&p).expect("manifest");
+        let bad = match damage {
+            "truncated" => good[..good.len() / 2].to_vec(),
+            "empty" => Vec::new(),
+            _ => b"{\"format_version\": 1, \"backup_id\": 7}".to_vec(),
+        };
+        std::fs::write(&p, &bad).expect("damage");
+
+        // verify --all: the damaged one is reported and fails the run; the others verified.
+        let out = cmd_json(dir.path(), &store, &["verify", "--all"]);
+        out.code(3);
+        assert!(out.stderr.contains(&newest), "{damage}: {}", out.stderr);
+        let j = out.json();
+        let rows = j["verified"].as_array().expect("verified");
+        assert!(rows
+            .iter()
+            .any(|r| r["backup_id"] == newest.as_str() && r["ok"] == false));
+        assert!(rows
+            .iter()
+            .any(|r| r["backup_id"] == older.as_str() && r["ok"] == true));
+
+        // status: a violation naming it, not just the older backup's age.
+        let out = cmd_json(dir.path(), &store, &["status"]);
+        out.code(1);
+        let slos = out.json()["databases"][0]["slos"].clone();
+        let slo = slos
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == "manifest_integrity"))
+            .unwrap_or_else(|| panic!("{damage}: no manifest_integrity SLO in {slos}"));
+        assert_eq!(slo["ok"], false);
+        assert!(slo["detail"].as_str().unwrap_or("").contains(&newest));
+
+        // restore latest: the older backup, with a warning naming the damaged one (stderr in
+        // text mode, `warnings` in the JSON document).
+        let target = src.cluster.url(&format!("r_{damage}"));
+        let out = restore(dir.path(), &store, &target, &[]);
+        out.ok();
+        let j = out.json();
+        assert_eq!(j["backup_id"], older.as_str());
+        let w = j["warnings"].as_array().expect("warnings");
+        assert!(
+            w.len() == 1 && w[0].as_str().unwrap_or("").contains(&newest),
+            "{j}"
+        );
+        assert!(out.stderr.contains("warning:") && out.stderr.contains(&newest));
+        let store_s = store.display().to_string();
+        let out = run(
+            dir.path(),
+            &[
+                "restore",
+                "latest",
+                "--store",
+                &store_s,
+                "--target",
+                &src.cluster.url(&format!("t_{damage}")),
+            ],
+            &[],
+        );
+        out.ok();
+        assert!(
+            out.stderr.contains(&format!("warning: backup {newest}")),
+            "{}",
+            out.stderr
+        );
+        std::fs::write(&p, &good).expect("repair");
+    }
+
+    // drill latest: the warning is in its evidence too.
+    std::fs::write(manifest_path(&store, &newest), b"").expect("damage");
+    let tmp = shared_tmp();
+    let tmp_s = tmp.path().display().to_string();
+    let store_s = store.display().to_string();
+    let reports = dir.path().join("reports");
+    let reports_s = reports.display().to_string();
+    let out = run(
+        dir.path(),
+        &[
+            "--json",
+            "drill",
+            "--store",
+            &store_s,
+            "--report-dir",
+            &reports_s,
+        ],
+        &[("TMPDIR", &tmp_s)],
+    );
+    out.ok();
+    let j = out.json();
+    assert_eq!(j["backup"]["id"], older.as_str());
+    assert!(
+        j["warnings"][0].as_str().unwrap_or("").contains(&newest),
+        "{j}"
+    );
+    assert!(out.stderr.contains(&newest), "{}", out.stderr);
+    let evidence = std::fs::read_to_string(reports.join("result.json")).expect("result.json");
+    assert!(evidence.contains(&newest));
+
+    // Only a damaged backup: an integrity failure, not "there is no backup".
+    let lone = dir.path().join("lone");
+    let id = backup(dir.path(), &lone, &src.url, &[]);
+    std::fs::write(manifest_path(&lone, &id), b"{").expect("damage");
+    let out = restore(dir.path(), &lone, &src.cluster.url("lone"), &[]);
+    out.code(3);
+    assert!(out.stderr.contains(&id), "{}", out.stderr);
+    assert!(!db_exists(&src.cluster, "lone").await);
+}
+
+/// A crafted manifest (a huge object size, an object name outside the backup's folder): every
+/// command exits 3 naming the field, and no target database is created.
+#[tokio::test(flavor = "multi_thread")]
+async fn crafted_manifest_exits_3_naming_the_field_in_every_command() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = dir.path().join("good");
+    let id = backup(dir.path(), &good, &src.url, &[]);
+    let crafted: [(&str, &str, Value); 3] = [
+        ("huge", "objects[0].size", serde_json::json!(u64::MAX)),
+        (
+            "dotdot",
+            "objects[0].name",
+            serde_json::json!("../../other/dump.pgc.zst"),
+        ),
+        ("abs", "objects[0].name", serde_json::json!("/etc/passwd")),
+    ];
+    for (name, field, value) in crafted {
+        let store = dir.path().join(name);
+        let st = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&good)
+            .arg(&store)
+            .status()
+            .expect("cp");
+        assert!(st.success());
+        let key = field.rsplit('.').next().unwrap_or_default().to_string();
+        edit_manifest(&store, &id, |m| m["objects"][0][&key] = value);
+        let db = format!("c_{name}");
+        let target = src.cluster.url(&db);
+        let export = dir.path().join(format!("{name}.pgc"));
+        let export_s = export.display().to_string();
+        let runs: Vec<Vec<&str>> = vec![
+            vec!["restore", &id, "--target", &target, "--jobs", "1"],
+            vec!["restore", &id, "--target", &target, "--jobs", "2"],
+            vec!["restore", "latest", "--target", &target, "--jobs", "2"],
+            vec!["verify", &id],
+            vec!["verify", "--all"],
+            vec!["export", &id, "-o", &export_s],
+            vec!["drill", &id, "--target", &target],
+        ];
+        for args in runs {
+            let out = cmd_json(dir.path(), &store, &args);
+            out.code(3);
+            assert!(
+                out.stderr.contains(field) && out.stderr.contains("invalid manifest"),
+                "{name} {args:?}: {}",
+                out.stderr
+            );
+        }
+        assert!(!db_exists(&src.cluster, &db).await);
+        assert!(!export.exists());
+    }
+}
