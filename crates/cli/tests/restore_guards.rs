@@ -416,9 +416,13 @@ async fn protected_target_matches_unix_socket_spelling() {
         &[("TMPDIR", &tmp_s)],
     )
     .ok();
-    // A spelling no rule folds (127.1 is 127.0.0.1): the server's identity decides.
+    // A spelling no rule folds (127.1 is 127.0.0.1): the server's identity decides, asked
+    // with the entry's own credentials (the target's password never goes to another host).
     let by_alias = dir.path().join("alias");
-    protected_config(&by_alias, &[format!("postgresql://127.1:{port}/prot")]);
+    protected_config(
+        &by_alias,
+        &[format!("postgresql://{user}:{pw}@127.1:{port}/prot")],
+    );
     let out = restore(&by_alias, &store, &src.cluster.url("prot"), &[]);
     out.code(5);
     assert!(out.stderr.contains("system identifier"), "{}", out.stderr);

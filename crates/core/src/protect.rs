@@ -71,13 +71,16 @@ impl ProtectedTarget {
     }
 
     /// Where to ask the entry's server for its identity: its host and port (a bare host: the
-    /// target's port), with the entry's credentials when it has a password, else the target's
-    /// (they work there if it is the target's server, which is what the probe asks).
+    /// target's port), with the entry's own credentials when it has a password. Otherwise the
+    /// target's user name but **no password**: the target's password is never sent to another
+    /// server (a protected server that asks for one is then compared by spelling only; give
+    /// its entry a user and `${VAR}` password to protect it under every name).
     fn probe_spec(&self, t: &ConnSpec, maintenance_db: &str) -> ConnSpec {
         match self {
             ProtectedTarget::Host(h) => ConnSpec {
                 host: h.clone(),
                 dbname: maintenance_db.to_string(),
+                password: None,
                 ..t.clone()
             },
             // The maintenance database: the system identifier is the server's, and the
@@ -89,6 +92,7 @@ impl ProtectedTarget {
                     ConnSpec {
                         host: spec.host.clone(),
                         port: spec.port,
+                        password: None,
                         ..t.clone()
                     }
                 };
