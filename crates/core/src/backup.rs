@@ -97,7 +97,7 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
     }
     let started = Instant::now();
     let started_at = now_rfc3339();
-    let id = BackupId::new(Utc::now());
+    let id = BackupId::new(crate::clock::Clock::process().now());
     job.progress.stage("snapshot");
     let session = SnapshotSession::open(&job.source).await?;
     let t_snapshot = started.elapsed().as_secs_f64();

@@ -33,6 +33,8 @@ const SPECIAL_VARS: &[&str] = &[
     "PGDRILL_PG_BIN",
     "PGDRILL_PG_PATHS",
     "PGDRILL_LOG",
+    // Read by debug builds only, by tests (see `clock`).
+    "PGDRILL_TEST_CLOCK_OFFSET_SECS",
 ];
 /// Keys whose values stay strings even when they look like numbers.
 const STRING_KEYS: &[&str] = &[

@@ -76,7 +76,7 @@ pub async fn acquire_key(
 ) -> Result<Lease> {
     let (key, db) = (key.to_string(), what);
     let ttl_c = Duration::from_std(ttl).unwrap_or(Duration::minutes(10));
-    let mine = record(job, ttl_c, Utc::now());
+    let mine = record(job, ttl_c, crate::clock::Clock::process().now());
     let mut took_over_from = None;
     let etag = match store.put_if_absent(&key, body(&mine)).await {
         Ok(etag) => etag,
@@ -88,7 +88,7 @@ pub async fn acquire_key(
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
             if let Some(c) = &current {
-                if c.expires_at > Utc::now() {
+                if c.expires_at > crate::clock::Clock::process().now() {
                     return Err(Error::Locked(format!(
                         "{db} is locked by a {} job on {} (pid {}) until {}: wait for it, or if it died the lease expires then",
                         c.job,
@@ -125,7 +125,7 @@ pub async fn acquire_key(
                 tokio::time::sleep(ttl / 3).await;
                 let mut g = state.lock().await;
                 let Some(etag) = g.1.clone() else { break };
-                g.0.expires_at = Utc::now() + ttl_c;
+                g.0.expires_at = crate::clock::Clock::process().now() + ttl_c;
                 match store.put_if_match(&key, body(&g.0), &etag).await {
                     Ok(new) => g.1 = new,
                     Err(_) => break,

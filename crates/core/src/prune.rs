@@ -57,7 +57,7 @@ pub async fn run(
         &incomplete,
         &protected,
         policy,
-        jiff::Timestamp::now(),
+        crate::clock::Clock::process().now_jiff(),
     );
     let mut deleted_objects = 0;
     if !dry_run {
