@@ -242,6 +242,16 @@ async fn a_stale_lease_is_taken_over_and_the_audit_row_is_written() {
         r#"{"owner":"x","host":"deadhost","pid":4242,"job":"backup","acquired_at":"2020-01-01T00:00:00Z","expires_at":"2020-01-01T00:10:00Z"}"#,
     )
     .expect("stale lease");
+    // Stale by the store's clock: last written long ago.
+    let st = std::process::Command::new("touch")
+        .args([
+            "-d",
+            "2020-01-01",
+            &store.join("app/lease.json").display().to_string(),
+        ])
+        .status()
+        .expect("touch");
+    assert!(st.success());
     let out = run(
         dir.path(),
         &["--json", "backup"],
@@ -464,5 +474,159 @@ async fn doctor_passes_on_a_good_setup_and_names_what_is_broken() {
     assert!(
         !bad.stdout.contains(&s3.secret_key().to_string()),
         "the S3 secret leaked"
+    );
+}
+
+/// Starts a backup whose `pg_dumpall` (the globals, dumped after the dump and its index are
+/// stored and before the manifest) waits `secs` seconds, and returns once the dump object is
+/// in the store: the backup is then running, holds its lease, and its folder has no manifest.
+// The child is handed to the caller, which waits for it.
+#[allow(clippy::zombie_processes)]
+fn backup_paused_before_manifest(
+    dir: &Path,
+    store: &Path,
+    src: &Source,
+    secs: u32,
+) -> (std::process::Child, std::path::PathBuf) {
+    let shim = dir.join("shim");
+    std::fs::create_dir_all(&shim).expect("shim");
+    let major = src.cluster.version().major;
+    for (tool, pause) in [("pg_dump", 0), ("pg_dumpall", secs)] {
+        let real = tk::pg_bin(tool, major);
+        let script = format!(
+            "#!/bin/sh\ncase \"$1\" in --version) exec '{r}' --version;; esac\nsleep {pause}\nexec '{r}' \"$@\"\n",
+            r = real.display()
+        );
+        std::fs::write(shim.join(tool), script).expect("write shim");
+        std::process::Command::new("chmod")
+            .args(["+x", &shim.join(tool).display().to_string()])
+            .status()
+            .expect("chmod");
+    }
+    let mut c = cmd(dir);
+    c.args(["--json", "backup"])
+        .env("SRC", &src.url)
+        .env("PGDRILL_PG_BIN", &shim)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("spawn backup");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let ids = backup_ids(store, "app");
+        if let Some(id) = ids.last() {
+            let folder = store.join("app/backups").join(id);
+            if folder.join("dump.pgc.zst").exists() {
+                return (child, folder);
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("wait");
+            panic!(
+                "the backup never stored its dump: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Issue 24.1: a host whose clock was 2 h ahead judged a running backup's lease expired,
+/// took it over, and its prune deleted the backup's dump as "incomplete past the grace
+/// period"; the backup then published a manifest with no dump behind it.
+#[tokio::test(flavor = "multi_thread")]
+async fn skewed_clock_cannot_take_over_live_lease() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    write_config(
+        dir.path(),
+        &store,
+        "globals = true\n[retention]\nkeep_last = 5\nincomplete_grace_hours = 1\n",
+    );
+    let (child, folder) = backup_paused_before_manifest(dir.path(), &store, &src, 8);
+    let prune = run(
+        dir.path(),
+        &["prune"],
+        &[
+            ("SRC", src.url.as_str()),
+            ("PGDRILL_TEST_CLOCK_OFFSET_SECS", "7200"),
+        ],
+    );
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    prune.code(6);
+    assert!(
+        prune.stderr.contains("clock"),
+        "the skew is named: {}",
+        prune.stderr
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        folder.join("dump.pgc.zst").exists(),
+        "the running backup's dump was deleted"
+    );
+    assert!(folder.join("manifest.json").exists(), "{stderr}");
+    run(
+        dir.path(),
+        &["verify", "latest"],
+        &[("SRC", src.url.as_str())],
+    )
+    .ok();
+    // doctor names the skew.
+    let doctor = run(
+        dir.path(),
+        &["--json", "doctor"],
+        &[
+            ("SRC", src.url.as_str()),
+            ("PGDRILL_TEST_CLOCK_OFFSET_SECS", "7200"),
+        ],
+    );
+    doctor.code(1);
+    let clock = doctor.json()["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "store: clock")
+        .cloned()
+        .expect("a clock check");
+    assert_eq!(clock["ok"], false, "{clock}");
+    assert!(
+        clock["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("2 h 0 min ahead"),
+        "{clock}"
+    );
+}
+
+/// Issue 24.1: a backup whose lease was taken over while it ran still wrote its manifest.
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_that_lost_its_lease_publishes_no_manifest() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    write_config(dir.path(), &store, "globals = true\n");
+    let (child, folder) = backup_paused_before_manifest(dir.path(), &store, &src, 4);
+    // Another host takes the lease over (as a skewed host running an older pgdrill did).
+    std::fs::write(
+        store.join("app/lease.json"),
+        r#"{"owner":"other","host":"otherhost","pid":77,"job":"prune","acquired_at":"2020-01-01T00:00:00Z","expires_at":"2999-01-01T00:00:00Z"}"#,
+    )
+    .expect("take the lease");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("lease") && stderr.contains("otherhost"),
+        "{stderr}"
+    );
+    assert!(
+        !folder.join("manifest.json").exists(),
+        "a backup without its lease published a manifest"
+    );
+    assert!(
+        store.join("app/lease.json").exists(),
+        "the other holder's lease stays"
     );
 }

@@ -42,6 +42,9 @@ pub struct BackupJob<'a> {
     pub policy: &'a Policy,
     pub progress: Arc<Progress>,
     pub cancel: Cancel,
+    /// The database's lease, held by the caller: confirmed before the manifest is written
+    /// (a backup that lost it publishes nothing), and its clock names the backup.
+    pub lease: Option<&'a crate::lease::Lease>,
 }
 
 /// pg_dump options pgdrill sets itself, or that would put a secret in argv.
@@ -97,7 +100,11 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
     }
     let started = Instant::now();
     let started_at = now_rfc3339();
-    let id = BackupId::new(crate::clock::Clock::process().now());
+    // Named by the store's clock when this host's is more than a minute off it.
+    let id = BackupId::new(match job.lease {
+        Some(l) if l.skew_warning().is_some() => l.store_now(),
+        _ => crate::clock::Clock::process().now(),
+    });
     job.progress.stage("snapshot");
     let session = SnapshotSession::open(&job.source).await?;
     let t_snapshot = started.elapsed().as_secs_f64();
@@ -149,6 +156,12 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
     };
     let mut manifest = build_manifest(&job, &id, &install, stream, summary, times);
     manifest.objects.extend(extra);
+    if let Some(lease) = job.lease {
+        if let Err(e) = lease.confirm().await {
+            delete_backup_objects(&job, &id).await;
+            return Err(e);
+        }
+    }
     write_completion(job.store, &manifest).await?;
     Ok(manifest)
 }

@@ -1,7 +1,12 @@
 //! `prune`: plan with [`crate::retention::plan`], then delete. The manifest goes first so a
 //! half-deleted backup is never listed as complete.
+//!
+//! Ages are judged by the store's clock (the lease measured how far this host's is off), and
+//! the deletions happen only after the lease is confirmed still ours: a prune on a host whose
+//! clock is wrong, or one that lost its lease, deletes nothing of a backup still running.
 
 use crate::ids::{BackupId, DbName};
+use crate::lease::Lease;
 use crate::retention::{self, Candidate, Plan, RetentionPolicy};
 use crate::{catalog, drill, layout, Result};
 use pgdrill_store::Store;
@@ -16,6 +21,7 @@ pub async fn run(
     db: &DbName,
     policy: &RetentionPolicy,
     dry_run: bool,
+    lease: Option<&Lease>,
 ) -> Result<PruneOutcome> {
     let listing = catalog::list(store, db).await?;
     let drills = drill::list(store, db).await?;
@@ -52,15 +58,32 @@ pub async fn run(
         })
         .collect();
     // Folders whose manifest is unreadable are neither kept nor deleted: a person must look.
-    let plan = retention::plan(
-        &complete,
-        &incomplete,
-        &protected,
-        policy,
-        crate::clock::Clock::process().now_jiff(),
-    );
+    let now = match lease {
+        Some(l) => jiff::Timestamp::from_second(l.store_now().timestamp())
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+        None => crate::clock::Clock::process().now_jiff(),
+    };
+    let mut plan = retention::plan(&complete, &incomplete, &protected, policy, now);
+    if let Some(prev) = lease.and_then(|l| l.took_over_from.as_ref()) {
+        // The job whose lease lapsed may have been writing one of these; the next prune
+        // removes them once they are past the grace period with nobody holding the lease.
+        if !plan.delete_incomplete.is_empty() {
+            plan.delete_incomplete.clear();
+            let note = format!(
+                "incomplete backups are kept this time: the lease was taken over from a {} job on {}",
+                prev.job, prev.host
+            );
+            plan.note = Some(match plan.note.take() {
+                Some(n) => format!("{n}; {note}"),
+                None => note,
+            });
+        }
+    }
     let mut deleted_objects = 0;
     if !dry_run {
+        if let Some(l) = lease {
+            l.confirm().await?;
+        }
         for id in &plan.delete {
             store
                 .delete(&layout::backup_object(db, id, layout::MANIFEST))

@@ -3,7 +3,8 @@
 use super::Output;
 use crate::context::Ctx;
 use bytes::Bytes;
-use pgdrill_core::{catalog, crypto, Result};
+use pgdrill_core::clock::Clock;
+use pgdrill_core::{catalog, crypto, lease, Result};
 use pgdrill_pg::{client, ConnSpec};
 use pgdrill_store::{Store, StoreError};
 use serde_json::json;
@@ -200,7 +201,31 @@ async fn store_round_trip(store: &Store) -> Vec<Check> {
         }
     }
     out.push(step("delete", deleted, "prune needs DeleteObject"));
+    out.push(clock(store, &base).await);
     out
+}
+
+/// This host's clock against the store's (the last-modified time it gives a new object):
+/// leases and prune ages are judged by the store's clock, but backup ids and messages use
+/// the host's.
+async fn clock(store: &Store, base: &str) -> Check {
+    let probe = format!("{base}/clock.json");
+    match lease::store_clock(store, &probe, Clock::process()).await {
+        Ok((_, skew)) if skew.abs() > lease::SKEW_WARN_SECONDS => fail(
+            "store: clock",
+            lease::describe_skew(skew),
+            "fix this host's time sync (NTP): pgdrill judges leases and prune ages by the store's clock, but names backups by this host's",
+        ),
+        Ok((_, skew)) => pass(
+            "store: clock",
+            format!("within {} s of the store's clock", skew.abs().max(1)),
+        ),
+        Err(e) => fail(
+            "store: clock",
+            e.to_string(),
+            "the store must report when an object was written",
+        ),
+    }
 }
 
 fn rand_u32() -> u32 {

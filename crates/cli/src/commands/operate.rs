@@ -12,6 +12,19 @@ use serde_json::json;
 
 pub const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// What a job says when it takes a lease: a clock far off the store's, a lapsed lease taken over.
+pub fn warn_lease(ctx: &Ctx, what: &impl std::fmt::Display, held: &lease::Lease) {
+    if let Some(w) = held.skew_warning() {
+        ctx.ui.warn(w);
+    }
+    if let Some(prev) = &held.took_over_from {
+        ctx.ui.warn(format!(
+            "took over a stale lease of {what} held by a {} job on {} (pid {})",
+            prev.job, prev.host, prev.pid
+        ));
+    }
+}
+
 pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
     let store = ctx.store()?;
     let policy =
@@ -22,9 +35,11 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
         let held = if args.dry_run {
             None
         } else {
-            Some(lease::acquire(&store, &db, "prune", LEASE_TTL).await?)
+            let l = lease::acquire(&store, &db, "prune", LEASE_TTL).await?;
+            warn_lease(ctx, &db, &l);
+            Some(l)
         };
-        let out = prune::run(&store, &db, &policy, args.dry_run).await;
+        let out = prune::run(&store, &db, &policy, args.dry_run, held.as_ref()).await;
         if let Some(l) = held {
             l.release().await;
         }
