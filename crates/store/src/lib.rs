@@ -12,6 +12,7 @@
 //! - `list` returns every object under a prefix, in no guaranteed order.
 
 mod error;
+mod faults;
 mod open;
 mod upload;
 
@@ -68,6 +69,19 @@ impl Store {
 
     pub fn kind(&self) -> StoreKind {
         self.kind
+    }
+
+    /// For tests: this store with every write of a key ending in `key_suffix` acknowledged
+    /// and not stored (plain, conditional and multipart writes alike), as a store that
+    /// answers 200 and loses the object.
+    pub fn with_dropped_puts(self, key_suffix: &str) -> Store {
+        Store {
+            inner: Arc::new(faults::DropPuts {
+                inner: self.inner,
+                suffix: key_suffix.to_string(),
+            }),
+            ..self
+        }
     }
 
     fn path(&self, key: &str) -> Result<Path, StoreError> {
