@@ -630,3 +630,46 @@ async fn backup_that_lost_its_lease_publishes_no_manifest() {
         "the other holder's lease stays"
     );
 }
+
+/// Issue 24.2: a store that answered 200 without storing made backups that exited 0 but
+/// never listed (manifest lost) or failed verify (index or SHA256SUMS lost).
+#[tokio::test(flavor = "multi_thread")]
+async fn dropped_put_fails_backup_before_manifest() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    write_config(dir.path(), &store, "");
+    for lost in [
+        "dump.pgc.zst",
+        "dump.index.json.zst",
+        "SHA256SUMS",
+        "manifest.json",
+    ] {
+        let out = run(
+            dir.path(),
+            &["backup"],
+            &[("SRC", src.url.as_str()), ("PGDRILL_TEST_DROP_PUT", lost)],
+        );
+        out.code(1);
+        assert!(
+            out.stderr.contains(lost) && out.stderr.contains("acknowledged"),
+            "{lost}: {}",
+            out.stderr
+        );
+        assert!(
+            !files_below(&store)
+                .iter()
+                .any(|f| f.ends_with("manifest.json")),
+            "{lost}: a manifest was left: {:?}",
+            files_below(&store)
+        );
+        let listed = run(
+            dir.path(),
+            &["--json", "list"],
+            &[("SRC", src.url.as_str())],
+        );
+        listed.ok();
+        assert_eq!(listed.json(), serde_json::json!([]), "{lost}");
+    }
+    backup(dir.path(), &src.url);
+}
