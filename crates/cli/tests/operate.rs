@@ -673,3 +673,84 @@ async fn dropped_put_fails_backup_before_manifest() {
     }
     backup(dir.path(), &src.url);
 }
+
+/// Issue 16.5: a prune during a restore deleted the backup being read.
+#[tokio::test(flavor = "multi_thread")]
+async fn prune_keeps_backup_being_restored() {
+    let src = source(None).await;
+    let target = empty_db(&src.cluster, "target").await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    write_config(
+        dir.path(),
+        &store,
+        "[retention]\nkeep_last = 1\nkeep_min = 1\n",
+    );
+    let old = backup(dir.path(), &src.url);
+    backup(dir.path(), &src.url);
+    // A pg_restore that waits before restoring keeps the restore (and its read) running.
+    let real = tk::pg_bin("pg_restore", 0);
+    let shim = dir.path().join("shim");
+    std::fs::create_dir_all(&shim).expect("shim");
+    for e in std::fs::read_dir(real.parent().expect("bin dir"))
+        .expect("ls")
+        .flatten()
+    {
+        if e.file_name() != "pg_restore" {
+            std::os::unix::fs::symlink(e.path(), shim.join(e.file_name())).expect("symlink");
+        }
+    }
+    std::fs::write(
+        shim.join("pg_restore"),
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" --list \"*|*\" --version \"*) ;; *) sleep 5;; esac\nexec '{r}' \"$@\"\n",
+            r = real.display()
+        ),
+    )
+    .expect("write shim");
+    std::process::Command::new("chmod")
+        .args(["+x", &shim.join("pg_restore").display().to_string()])
+        .status()
+        .expect("chmod");
+    let mut restore = cmd(dir.path());
+    restore
+        .args(["restore", &old, "--target", &target])
+        .env("SRC", &src.url)
+        .env("PGDRILL_PG_BIN", &shim)
+        // Its own password file folder: nothing else on the machine sweeps it meanwhile.
+        .env("TMPDIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let restore = restore.spawn().expect("spawn restore");
+    let marks = store.join("app/readers").join(&old);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while files_below(&marks).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let env = [("SRC", src.url.as_str())];
+    let prune = run(dir.path(), &["--json", "prune"], &env);
+    let out = restore.wait_with_output().expect("wait");
+    prune.ok();
+    assert_eq!(
+        prune.json()["prune"][0]["delete"],
+        serde_json::json!([]),
+        "{}",
+        prune.stdout
+    );
+    assert!(prune.stdout.contains("being read"), "{}", prune.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        backup_ids(&store, "app").len(),
+        2,
+        "the restored backup stays"
+    );
+    assert!(files_below(&marks).is_empty(), "the mark is released");
+    // With the restore over, the next prune applies the rules.
+    let prune = run(dir.path(), &["--json", "prune"], &env);
+    prune.ok();
+    assert_eq!(prune.json()["prune"][0]["delete"], serde_json::json!([old]));
+}

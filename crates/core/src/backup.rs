@@ -102,8 +102,8 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
     let started_at = now_rfc3339();
     // Named by the store's clock when this host's is more than a minute off it.
     let id = BackupId::new(match job.lease {
-        Some(l) if l.skew_warning().is_some() => l.store_now(),
-        _ => crate::clock::Clock::process().now(),
+        Some(l) => l.trusted_now(),
+        None => crate::clock::Clock::process().now(),
     });
     job.progress.stage("snapshot");
     let session = SnapshotSession::open(&job.source).await?;

@@ -393,6 +393,16 @@ impl Lease {
         self.clock.now() + Duration::seconds(self.clock_skew)
     }
 
+    /// Now, for naming and dating: this host's clock, unless it is more than a minute off the
+    /// store's, then the store's (measured to a second or so, so not used when close).
+    pub fn trusted_now(&self) -> DateTime<Utc> {
+        if self.clock_skew.abs() > SKEW_WARN_SECONDS {
+            self.store_now()
+        } else {
+            self.clock.now()
+        }
+    }
+
     /// A warning when this host's clock and the store's differ by more than a minute.
     pub fn skew_warning(&self) -> Option<String> {
         (self.clock_skew.abs() > SKEW_WARN_SECONDS).then(|| {

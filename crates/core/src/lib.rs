@@ -21,6 +21,7 @@ pub mod mirror;
 pub mod pipeline;
 pub mod progress;
 pub mod prune;
+pub mod readers;
 pub mod restore;
 pub mod retention;
 pub mod status;

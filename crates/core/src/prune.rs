@@ -8,8 +8,9 @@
 use crate::ids::{BackupId, DbName};
 use crate::lease::Lease;
 use crate::retention::{self, Candidate, Plan, RetentionPolicy};
-use crate::{catalog, drill, layout, Result};
+use crate::{catalog, drill, layout, readers, Result};
 use pgdrill_store::Store;
+use std::collections::BTreeSet;
 
 pub struct PruneOutcome {
     pub plan: Plan,
@@ -59,7 +60,7 @@ pub async fn run(
         .collect();
     // Folders whose manifest is unreadable are neither kept nor deleted: a person must look.
     let now = match lease {
-        Some(l) => jiff::Timestamp::from_second(l.store_now().timestamp())
+        Some(l) => jiff::Timestamp::from_millisecond(l.trusted_now().timestamp_millis())
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
         None => crate::clock::Clock::process().now_jiff(),
     };
@@ -79,6 +80,11 @@ pub async fn run(
             });
         }
     }
+    // Backups being read (a restore, verify or export running) stay whatever the rules say.
+    // Marks are judged by the store's clock, like leases.
+    let store_now = lease.map_or(now.as_second(), |l| l.store_now().timestamp());
+    let (being_read, lapsed_marks) = readers::scan(store, db, store_now).await?;
+    keep_being_read(&mut plan, &being_read);
     let mut deleted_objects = 0;
     if !dry_run {
         if let Some(l) = lease {
@@ -88,16 +94,45 @@ pub async fn run(
             store
                 .delete(&layout::backup_object(db, id, layout::MANIFEST))
                 .await?;
-            deleted_objects += 1 + delete_folder(store, db, id).await?;
+            deleted_objects += 1;
+            // A reader marks, then checks the manifest; prune deletes the manifest, then
+            // checks the marks: one of the two sees the other. A reader that got in first
+            // keeps the objects (the folder is then incomplete, removed past the grace period).
+            if readers::scan_backup(store, db, id, store_now).await? {
+                continue;
+            }
+            deleted_objects += delete_folder(store, db, id).await?;
         }
         for id in &plan.delete_incomplete {
             deleted_objects += delete_folder(store, db, id).await?;
+        }
+        for key in &lapsed_marks {
+            store.delete(key).await?;
         }
     }
     Ok(PruneOutcome {
         plan,
         deleted_objects,
     })
+}
+
+fn keep_being_read(plan: &mut Plan, being_read: &BTreeSet<BackupId>) {
+    let (read, delete): (Vec<BackupId>, Vec<BackupId>) = plan
+        .delete
+        .drain(..)
+        .partition(|id| being_read.contains(id));
+    plan.delete = delete;
+    plan.delete_incomplete.retain(|id| !being_read.contains(id));
+    if read.is_empty() {
+        return;
+    }
+    for id in read {
+        plan.keep.push((
+            id,
+            vec!["being read (a restore, verify or export is running)".into()],
+        ));
+    }
+    plan.keep.sort_by(|a, b| b.0.cmp(&a.0));
 }
 
 fn id_seconds(id: &BackupId) -> i64 {
