@@ -754,3 +754,62 @@ async fn prune_keeps_backup_being_restored() {
     prune.ok();
     assert_eq!(prune.json()["prune"][0]["delete"], serde_json::json!([old]));
 }
+
+/// Issue 16.8: a killed backup's staged part file (`dump.pgc.zst.age#1`, 16 MiB) survived
+/// `prune` whatever the grace period.
+#[test]
+fn prune_removes_stale_part_files() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    write_config(
+        dir.path(),
+        &store,
+        "[retention]\nkeep_last = 2\nincomplete_grace_hours = 1\n",
+    );
+    let old = store.join("app/backups/20200101T000000Z-abcd/dump.pgc.zst.age#1");
+    let fresh = store.join("app/backups/20991231T000000Z-abcd/dump.pgc.zst#7");
+    for p in [&old, &fresh] {
+        std::fs::create_dir_all(p.parent().expect("dir")).expect("mkdir");
+        std::fs::write(p, vec![0u8; 4096]).expect("write part");
+    }
+    let st = std::process::Command::new("touch")
+        .args(["-d", "2020-01-01", &old.display().to_string()])
+        .status()
+        .expect("touch");
+    assert!(st.success());
+    let doctor_check = || {
+        let d = run(dir.path(), &["--json", "doctor"], &[]);
+        d.json()["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["name"] == "store: unfinished uploads")
+            .cloned()
+            .expect("the check")
+    };
+    let before = doctor_check();
+    assert_eq!(before["ok"], false, "{before}");
+    assert!(
+        before["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("dump.pgc.zst.age#1"),
+        "{before}"
+    );
+
+    let dry = run(dir.path(), &["--json", "prune", "--dry-run"], &[]);
+    dry.ok();
+    assert!(old.exists(), "a dry run deletes nothing");
+    let out = run(dir.path(), &["--json", "prune"], &[]);
+    out.ok();
+    assert_eq!(
+        out.json()["prune"][0]["stale_parts"],
+        serde_json::json!(["app/backups/20200101T000000Z-abcd/dump.pgc.zst.age#1"]),
+        "{}",
+        out.stdout
+    );
+    assert!(!old.exists(), "the stale part file survived prune");
+    assert!(!old.parent().expect("dir").exists(), "its folder is gone");
+    assert!(fresh.exists(), "a part inside the grace period stays");
+    assert_eq!(doctor_check()["ok"], true);
+}

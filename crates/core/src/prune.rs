@@ -9,12 +9,15 @@ use crate::ids::{BackupId, DbName};
 use crate::lease::Lease;
 use crate::retention::{self, Candidate, Plan, RetentionPolicy};
 use crate::{catalog, drill, layout, readers, Result};
-use pgdrill_store::Store;
+use pgdrill_store::{ObjectInfo, Store};
 use std::collections::BTreeSet;
 
 pub struct PruneOutcome {
     pub plan: Plan,
     pub deleted_objects: usize,
+    /// Part files of unfinished uploads past the grace period (local folder stores), removed
+    /// unless this is a dry run.
+    pub stale_parts: Vec<ObjectInfo>,
 }
 
 pub async fn run(
@@ -85,6 +88,18 @@ pub async fn run(
     let store_now = lease.map_or(now.as_second(), |l| l.store_now().timestamp());
     let (being_read, lapsed_marks) = readers::scan(store, db, store_now).await?;
     keep_being_read(&mut plan, &being_read);
+    // Part files a killed backup staged (its upload never completed), past the grace period.
+    let grace = policy.incomplete_grace_hours as i64 * 3600;
+    let stale_parts: Vec<ObjectInfo> = if lease.is_some_and(|l| l.took_over_from.is_some()) {
+        Vec::new()
+    } else {
+        store
+            .staged_parts(&layout::backups_prefix(db))
+            .await?
+            .into_iter()
+            .filter(|p| store_now - p.last_modified > grace)
+            .collect()
+    };
     let mut deleted_objects = 0;
     if !dry_run {
         if let Some(l) = lease {
@@ -109,10 +124,14 @@ pub async fn run(
         for key in &lapsed_marks {
             store.delete(key).await?;
         }
+        for part in &stale_parts {
+            store.delete_staged_part(&part.key).await?;
+        }
     }
     Ok(PruneOutcome {
         plan,
         deleted_objects,
+        stale_parts,
     })
 }
 

@@ -77,6 +77,18 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
             p.delete_incomplete.len()
         ));
         human.push_str(&table(&["BACKUP", "ACTION", "WHY"], &rows));
+        if !out.stale_parts.is_empty() {
+            human.push_str(&format!(
+                "{db}: {} {} part files of unfinished uploads (killed backups), {} bytes\n",
+                if args.dry_run {
+                    "would remove"
+                } else {
+                    "removed"
+                },
+                out.stale_parts.len(),
+                out.stale_parts.iter().map(|p| p.size).sum::<u64>()
+            ));
+        }
         docs.push(json!({
             "database": db,
             "dry_run": args.dry_run,
@@ -84,6 +96,7 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
             "delete": p.delete,
             "delete_incomplete": p.delete_incomplete,
             "deleted_objects": out.deleted_objects,
+            "stale_parts": out.stale_parts.iter().map(|p| &p.key).collect::<Vec<_>>(),
             "note": p.note,
         }));
     }
