@@ -813,3 +813,37 @@ fn prune_removes_stale_part_files() {
     assert!(fresh.exists(), "a part inside the grace period stays");
     assert_eq!(doctor_check()["ok"], true);
 }
+
+/// Issue 24.6: `prune` ran silently when manifests were unreadable.
+#[test]
+fn prune_warns_and_keeps_backups_with_unreadable_manifests() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    write_config(
+        dir.path(),
+        &store,
+        "[retention]\nkeep_last = 1\nkeep_min = 1\nincomplete_grace_hours = 0\n",
+    );
+    let folder = store.join("app/backups/20200101T000000Z-abcd");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    std::fs::write(
+        folder.join("manifest.json"),
+        b"{\"format_version\": 1, trunc",
+    )
+    .expect("write");
+    std::fs::write(folder.join("dump.pgc.zst"), b"data").expect("write");
+    let out = run(dir.path(), &["--json", "prune"], &[]);
+    out.ok();
+    assert!(
+        out.stderr.contains("unreadable") && out.stderr.contains("20200101T000000Z-abcd"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.json()["prune"][0]["keep"][0]["backup_id"],
+        "20200101T000000Z-abcd",
+        "{}",
+        out.stdout
+    );
+    assert!(folder.join("dump.pgc.zst").exists(), "the backup was kept");
+}

@@ -18,6 +18,8 @@ pub struct PruneOutcome {
     /// Part files of unfinished uploads past the grace period (local folder stores), removed
     /// unless this is a dry run.
     pub stale_parts: Vec<ObjectInfo>,
+    /// Backups whose manifest could not be read (kept), with the reason.
+    pub unreadable: Vec<(BackupId, String)>,
 }
 
 pub async fn run(
@@ -61,7 +63,7 @@ pub async fn run(
             )
         })
         .collect();
-    // Folders whose manifest is unreadable are neither kept nor deleted: a person must look.
+    // Folders whose manifest is unreadable are kept, and said so: a person must look.
     let now = match lease {
         Some(l) => jiff::Timestamp::from_millisecond(l.trusted_now().timestamp_millis())
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
@@ -82,6 +84,17 @@ pub async fn run(
                 None => note,
             });
         }
+    }
+    for (id, why) in &listing.unreadable {
+        plan.keep.push((
+            id.clone(),
+            vec![format!(
+                "manifest unreadable, kept for a person to look at ({why})"
+            )],
+        ));
+    }
+    if !listing.unreadable.is_empty() {
+        plan.keep.sort_by(|a, b| b.0.cmp(&a.0));
     }
     // Backups being read (a restore, verify or export running) stay whatever the rules say.
     // Marks are judged by the store's clock, like leases.
@@ -132,6 +145,7 @@ pub async fn run(
         plan,
         deleted_objects,
         stale_parts,
+        unreadable: listing.unreadable,
     })
 }
 

@@ -48,6 +48,11 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
         if let Some(n) = &p.note {
             ctx.ui.warn(n);
         }
+        for (id, why) in &out.unreadable {
+            ctx.ui.warn(format!(
+                "backup {id} of {db} has an unreadable manifest, so prune keeps it: {why}; check it with `pgdrill verify {id}` and delete the folder by hand if it is garbage"
+            ));
+        }
         let mut rows: Vec<Vec<String>> = p
             .keep
             .iter()
@@ -97,6 +102,7 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
             "delete_incomplete": p.delete_incomplete,
             "deleted_objects": out.deleted_objects,
             "stale_parts": out.stale_parts.iter().map(|p| &p.key).collect::<Vec<_>>(),
+            "unreadable": out.unreadable.iter().map(|(id, why)| json!({"backup_id": id, "error": why})).collect::<Vec<_>>(),
             "note": p.note,
         }));
     }
