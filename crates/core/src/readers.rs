@@ -20,18 +20,25 @@ pub const READ_MARK_TTL: std::time::Duration = std::time::Duration::from_secs(60
 /// (a dropped mark stops being renewed and lapses).
 pub struct ReadMark {
     store: Store,
-    key: String,
-    renewer: tokio::task::JoinHandle<()>,
+    /// `None` when the mark could not be written (see `warning`).
+    key: Option<String>,
+    renewer: Option<tokio::task::JoinHandle<()>>,
+    /// Set when the mark could not be written (read-only credentials, a store error): the
+    /// read goes on unprotected, and the caller says so.
+    pub warning: Option<String>,
 }
 
 impl Drop for ReadMark {
     fn drop(&mut self) {
-        self.renewer.abort();
+        if let Some(r) = &self.renewer {
+            r.abort();
+        }
     }
 }
 
 /// Marks backup `id` of `db` as being read by `job` (restore, verify, export). Fails when the
-/// backup's manifest is gone by the time the mark is written (pruned meanwhile).
+/// backup's manifest is gone by the time the mark is written (pruned meanwhile). A mark that
+/// cannot be written does not stop the read: the returned mark then carries a warning.
 pub async fn mark(store: &Store, db: &DbName, id: &BackupId, job: &str) -> Result<ReadMark> {
     mark_with_ttl(store, db, id, job, READ_MARK_TTL).await
 }
@@ -58,7 +65,16 @@ async fn mark_with_ttl(
         }))
         .unwrap_or_default(),
     );
-    store.put(&key, body.clone()).await?;
+    if let Err(e) = store.put(&key, body.clone()).await {
+        return Ok(ReadMark {
+            store: store.clone(),
+            key: None,
+            renewer: None,
+            warning: Some(format!(
+                "could not mark backup {id} as being read ({e}), so a prune running meanwhile may delete it"
+            )),
+        });
+    }
     if !store
         .exists(&layout::backup_object(db, id, layout::MANIFEST))
         .await?
@@ -80,16 +96,21 @@ async fn mark_with_ttl(
     };
     Ok(ReadMark {
         store: store.clone(),
-        key,
-        renewer,
+        key: Some(key),
+        renewer: Some(renewer),
+        warning: None,
     })
 }
 
 impl ReadMark {
     /// Stops renewing and deletes the mark.
-    pub async fn release(self) {
-        self.renewer.abort();
-        let _ = self.store.delete(&self.key).await;
+    pub async fn release(mut self) {
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+        }
+        if let Some(key) = self.key.take() {
+            let _ = self.store.delete(&key).await;
+        }
     }
 }
 
@@ -169,5 +190,27 @@ mod tests {
         m.release().await;
         let (live, lapsed) = scan(&store, &db, now).await.expect("scan");
         assert!(live.is_empty() && lapsed.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_mark_that_cannot_be_written_warns_and_lets_the_read_go_on() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(
+            dir.path().to_str().expect("utf-8"),
+            &pgdrill_store::StoreOptions::default(),
+        )
+        .expect("store");
+        let db = DbName::parse("app").expect("db");
+        let id = BackupId::parse("20260101T000000Z-abcd").expect("id");
+        // A file where the marks' folder should be: every mark write fails.
+        std::fs::create_dir_all(dir.path().join("app")).expect("mkdir");
+        std::fs::write(dir.path().join("app/readers"), b"").expect("block");
+        let m = mark(&store, &db, &id, "restore").await.expect("not fatal");
+        assert!(m
+            .warning
+            .as_deref()
+            .unwrap_or("")
+            .contains("could not mark"));
+        m.release().await;
     }
 }

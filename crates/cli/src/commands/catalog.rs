@@ -199,6 +199,9 @@ pub async fn verify(ctx: &Ctx, args: &VerifyArgs) -> Result<Output> {
             parallel: 4,
         };
         let reading = readers::mark(&store, &db, &m.backup_id, "verify").await?;
+        if let Some(w) = &reading.warning {
+            ctx.ui.warn(w);
+        }
         let checked = verify::verify(&store, m, &opts).await;
         reading.release().await;
         let checked = checked?;
@@ -234,6 +237,9 @@ pub async fn export(ctx: &Ctx, args: &ExportArgs) -> Result<Output> {
         parallel: 4,
     };
     let reading = readers::mark(&store, &db, &m.backup_id, "export").await?;
+    if let Some(w) = &reading.warning {
+        ctx.ui.warn(w);
+    }
     let d = verify::export(&store, &m, &args.output, &opts).await;
     reading.release().await;
     let d = d?;

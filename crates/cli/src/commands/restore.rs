@@ -89,6 +89,9 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
     };
     // Marked as being read, so a prune meanwhile keeps it.
     let reading = readers::mark(&store, &db, &manifest.backup_id, "restore").await?;
+    if let Some(w) = &reading.warning {
+        ctx.ui.warn(w);
+    }
     let report = restore::run(job).await;
     reading.release().await;
     let report = report?;
