@@ -105,7 +105,17 @@ impl Ctx {
                 "no store is configured: pass --store URL, set PGDRILL_STORE, or set [store] url in pgdrill.toml".into(),
             )
         })?;
-        Ok(Store::open(url, &self.settings.store_options)?)
+        let store = Store::open(url, &self.settings.store_options)?;
+        // Tests of stores that acknowledge writes they lose; release builds never do this.
+        #[cfg(debug_assertions)]
+        if let Some(suffix) = self
+            .env
+            .get("PGDRILL_TEST_DROP_PUT")
+            .filter(|s| !s.is_empty())
+        {
+            return Ok(store.with_dropped_puts(suffix));
+        }
+        Ok(store)
     }
 
     pub fn encryption_keys(&self) -> Result<EncryptionKeys> {

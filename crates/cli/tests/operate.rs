@@ -242,6 +242,16 @@ async fn a_stale_lease_is_taken_over_and_the_audit_row_is_written() {
         r#"{"owner":"x","host":"deadhost","pid":4242,"job":"backup","acquired_at":"2020-01-01T00:00:00Z","expires_at":"2020-01-01T00:10:00Z"}"#,
     )
     .expect("stale lease");
+    // Stale by the store's clock: last written long ago.
+    let st = std::process::Command::new("touch")
+        .args([
+            "-d",
+            "2020-01-01",
+            &store.join("app/lease.json").display().to_string(),
+        ])
+        .status()
+        .expect("touch");
+    assert!(st.success());
     let out = run(
         dir.path(),
         &["--json", "backup"],
@@ -465,4 +475,375 @@ async fn doctor_passes_on_a_good_setup_and_names_what_is_broken() {
         !bad.stdout.contains(&s3.secret_key().to_string()),
         "the S3 secret leaked"
     );
+}
+
+/// Starts a backup whose `pg_dumpall` (the globals, dumped after the dump and its index are
+/// stored and before the manifest) waits `secs` seconds, and returns once the dump object is
+/// in the store: the backup is then running, holds its lease, and its folder has no manifest.
+// The child is handed to the caller, which waits for it.
+#[allow(clippy::zombie_processes)]
+fn backup_paused_before_manifest(
+    dir: &Path,
+    store: &Path,
+    src: &Source,
+    secs: u32,
+) -> (std::process::Child, std::path::PathBuf) {
+    let shim = dir.join("shim");
+    std::fs::create_dir_all(&shim).expect("shim");
+    let major = src.cluster.version().major;
+    for (tool, pause) in [("pg_dump", 0), ("pg_dumpall", secs)] {
+        let real = tk::pg_bin(tool, major);
+        let script = format!(
+            "#!/bin/sh\ncase \"$1\" in --version) exec '{r}' --version;; esac\nsleep {pause}\nexec '{r}' \"$@\"\n",
+            r = real.display()
+        );
+        std::fs::write(shim.join(tool), script).expect("write shim");
+        std::process::Command::new("chmod")
+            .args(["+x", &shim.join(tool).display().to_string()])
+            .status()
+            .expect("chmod");
+    }
+    let mut c = cmd(dir);
+    c.args(["--json", "backup"])
+        .env("SRC", &src.url)
+        .env("PGDRILL_PG_BIN", &shim)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("spawn backup");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let ids = backup_ids(store, "app");
+        if let Some(id) = ids.last() {
+            let folder = store.join("app/backups").join(id);
+            if folder.join("dump.pgc.zst").exists() {
+                return (child, folder);
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("wait");
+            panic!(
+                "the backup never stored its dump: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Issue 24.1: a host whose clock was 2 h ahead judged a running backup's lease expired,
+/// took it over, and its prune deleted the backup's dump as "incomplete past the grace
+/// period"; the backup then published a manifest with no dump behind it.
+#[tokio::test(flavor = "multi_thread")]
+async fn skewed_clock_cannot_take_over_live_lease() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    write_config(
+        dir.path(),
+        &store,
+        "globals = true\n[retention]\nkeep_last = 5\nincomplete_grace_hours = 1\n",
+    );
+    let (child, folder) = backup_paused_before_manifest(dir.path(), &store, &src, 8);
+    let prune = run(
+        dir.path(),
+        &["prune"],
+        &[
+            ("SRC", src.url.as_str()),
+            ("PGDRILL_TEST_CLOCK_OFFSET_SECS", "7200"),
+        ],
+    );
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    prune.code(6);
+    assert!(
+        prune.stderr.contains("clock"),
+        "the skew is named: {}",
+        prune.stderr
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        folder.join("dump.pgc.zst").exists(),
+        "the running backup's dump was deleted"
+    );
+    assert!(folder.join("manifest.json").exists(), "{stderr}");
+    run(
+        dir.path(),
+        &["verify", "latest"],
+        &[("SRC", src.url.as_str())],
+    )
+    .ok();
+    // doctor names the skew.
+    let doctor = run(
+        dir.path(),
+        &["--json", "doctor"],
+        &[
+            ("SRC", src.url.as_str()),
+            ("PGDRILL_TEST_CLOCK_OFFSET_SECS", "7200"),
+        ],
+    );
+    doctor.code(1);
+    let clock = doctor.json()["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "store: clock")
+        .cloned()
+        .expect("a clock check");
+    assert_eq!(clock["ok"], false, "{clock}");
+    assert!(
+        clock["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("2 h 0 min ahead"),
+        "{clock}"
+    );
+}
+
+/// Issue 24.1: a backup whose lease was taken over while it ran still wrote its manifest.
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_that_lost_its_lease_publishes_no_manifest() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    write_config(dir.path(), &store, "globals = true\n");
+    let (child, folder) = backup_paused_before_manifest(dir.path(), &store, &src, 4);
+    // Another host takes the lease over (as a skewed host running an older pgdrill did).
+    std::fs::write(
+        store.join("app/lease.json"),
+        r#"{"owner":"other","host":"otherhost","pid":77,"job":"prune","acquired_at":"2020-01-01T00:00:00Z","expires_at":"2999-01-01T00:00:00Z"}"#,
+    )
+    .expect("take the lease");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("lease") && stderr.contains("otherhost"),
+        "{stderr}"
+    );
+    assert!(
+        !folder.join("manifest.json").exists(),
+        "a backup without its lease published a manifest"
+    );
+    assert!(
+        store.join("app/lease.json").exists(),
+        "the other holder's lease stays"
+    );
+}
+
+/// Issue 24.2: a store that answered 200 without storing made backups that exited 0 but
+/// never listed (manifest lost) or failed verify (index or SHA256SUMS lost).
+#[tokio::test(flavor = "multi_thread")]
+async fn dropped_put_fails_backup_before_manifest() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    write_config(dir.path(), &store, "");
+    for lost in [
+        "dump.pgc.zst",
+        "dump.index.json.zst",
+        "SHA256SUMS",
+        "manifest.json",
+    ] {
+        let out = run(
+            dir.path(),
+            &["backup"],
+            &[("SRC", src.url.as_str()), ("PGDRILL_TEST_DROP_PUT", lost)],
+        );
+        out.code(1);
+        assert!(
+            out.stderr.contains(lost) && out.stderr.contains("acknowledged"),
+            "{lost}: {}",
+            out.stderr
+        );
+        assert!(
+            !files_below(&store)
+                .iter()
+                .any(|f| f.ends_with("manifest.json")),
+            "{lost}: a manifest was left: {:?}",
+            files_below(&store)
+        );
+        let listed = run(
+            dir.path(),
+            &["--json", "list"],
+            &[("SRC", src.url.as_str())],
+        );
+        listed.ok();
+        assert_eq!(listed.json(), serde_json::json!([]), "{lost}");
+    }
+    backup(dir.path(), &src.url);
+}
+
+/// Issue 16.5: a prune during a restore deleted the backup being read.
+#[tokio::test(flavor = "multi_thread")]
+async fn prune_keeps_backup_being_restored() {
+    let src = source(None).await;
+    let target = empty_db(&src.cluster, "target").await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    write_config(
+        dir.path(),
+        &store,
+        "[retention]\nkeep_last = 1\nkeep_min = 1\n",
+    );
+    let old = backup(dir.path(), &src.url);
+    backup(dir.path(), &src.url);
+    // A pg_restore that waits before restoring keeps the restore (and its read) running.
+    let real = tk::pg_bin("pg_restore", 0);
+    let shim = dir.path().join("shim");
+    std::fs::create_dir_all(&shim).expect("shim");
+    for e in std::fs::read_dir(real.parent().expect("bin dir"))
+        .expect("ls")
+        .flatten()
+    {
+        if e.file_name() != "pg_restore" {
+            std::os::unix::fs::symlink(e.path(), shim.join(e.file_name())).expect("symlink");
+        }
+    }
+    std::fs::write(
+        shim.join("pg_restore"),
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" --list \"*|*\" --version \"*) ;; *) sleep 5;; esac\nexec '{r}' \"$@\"\n",
+            r = real.display()
+        ),
+    )
+    .expect("write shim");
+    std::process::Command::new("chmod")
+        .args(["+x", &shim.join("pg_restore").display().to_string()])
+        .status()
+        .expect("chmod");
+    let mut restore = cmd(dir.path());
+    restore
+        .args(["restore", &old, "--target", &target])
+        .env("SRC", &src.url)
+        .env("PGDRILL_PG_BIN", &shim)
+        // Its own password file folder: nothing else on the machine sweeps it meanwhile.
+        .env("TMPDIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let restore = restore.spawn().expect("spawn restore");
+    let marks = store.join("app/readers").join(&old);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while files_below(&marks).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let env = [("SRC", src.url.as_str())];
+    let prune = run(dir.path(), &["--json", "prune"], &env);
+    let out = restore.wait_with_output().expect("wait");
+    prune.ok();
+    assert_eq!(
+        prune.json()["prune"][0]["delete"],
+        serde_json::json!([]),
+        "{}",
+        prune.stdout
+    );
+    assert!(prune.stdout.contains("being read"), "{}", prune.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        backup_ids(&store, "app").len(),
+        2,
+        "the restored backup stays"
+    );
+    assert!(files_below(&marks).is_empty(), "the mark is released");
+    // With the restore over, the next prune applies the rules.
+    let prune = run(dir.path(), &["--json", "prune"], &env);
+    prune.ok();
+    assert_eq!(prune.json()["prune"][0]["delete"], serde_json::json!([old]));
+}
+
+/// Issue 16.8: a killed backup's staged part file (`dump.pgc.zst.age#1`, 16 MiB) survived
+/// `prune` whatever the grace period.
+#[test]
+fn prune_removes_stale_part_files() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    write_config(
+        dir.path(),
+        &store,
+        "[retention]\nkeep_last = 2\nincomplete_grace_hours = 1\n",
+    );
+    let old = store.join("app/backups/20200101T000000Z-abcd/dump.pgc.zst.age#1");
+    let fresh = store.join("app/backups/20991231T000000Z-abcd/dump.pgc.zst#7");
+    for p in [&old, &fresh] {
+        std::fs::create_dir_all(p.parent().expect("dir")).expect("mkdir");
+        std::fs::write(p, vec![0u8; 4096]).expect("write part");
+    }
+    let st = std::process::Command::new("touch")
+        .args(["-d", "2020-01-01", &old.display().to_string()])
+        .status()
+        .expect("touch");
+    assert!(st.success());
+    let doctor_check = || {
+        let d = run(dir.path(), &["--json", "doctor"], &[]);
+        d.json()["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["name"] == "store: unfinished uploads")
+            .cloned()
+            .expect("the check")
+    };
+    let before = doctor_check();
+    assert_eq!(before["ok"], false, "{before}");
+    assert!(
+        before["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("dump.pgc.zst.age#1"),
+        "{before}"
+    );
+
+    let dry = run(dir.path(), &["--json", "prune", "--dry-run"], &[]);
+    dry.ok();
+    assert!(old.exists(), "a dry run deletes nothing");
+    let out = run(dir.path(), &["--json", "prune"], &[]);
+    out.ok();
+    assert_eq!(
+        out.json()["prune"][0]["stale_parts"],
+        serde_json::json!(["app/backups/20200101T000000Z-abcd/dump.pgc.zst.age#1"]),
+        "{}",
+        out.stdout
+    );
+    assert!(!old.exists(), "the stale part file survived prune");
+    assert!(!old.parent().expect("dir").exists(), "its folder is gone");
+    assert!(fresh.exists(), "a part inside the grace period stays");
+    assert_eq!(doctor_check()["ok"], true);
+}
+
+/// Issue 24.6: `prune` ran silently when manifests were unreadable.
+#[test]
+fn prune_warns_and_keeps_backups_with_unreadable_manifests() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    write_config(
+        dir.path(),
+        &store,
+        "[retention]\nkeep_last = 1\nkeep_min = 1\nincomplete_grace_hours = 0\n",
+    );
+    let folder = store.join("app/backups/20200101T000000Z-abcd");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    std::fs::write(
+        folder.join("manifest.json"),
+        b"{\"format_version\": 1, trunc",
+    )
+    .expect("write");
+    std::fs::write(folder.join("dump.pgc.zst"), b"data").expect("write");
+    let out = run(dir.path(), &["--json", "prune"], &[]);
+    out.ok();
+    assert!(
+        out.stderr.contains("unreadable") && out.stderr.contains("20200101T000000Z-abcd"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.json()["prune"][0]["keep"][0]["backup_id"],
+        "20200101T000000Z-abcd",
+        "{}",
+        out.stdout
+    );
+    assert!(folder.join("dump.pgc.zst").exists(), "the backup was kept");
 }

@@ -42,6 +42,9 @@ pub struct BackupJob<'a> {
     pub policy: &'a Policy,
     pub progress: Arc<Progress>,
     pub cancel: Cancel,
+    /// The database's lease, held by the caller: confirmed before the manifest is written
+    /// (a backup that lost it publishes nothing), and its clock names the backup.
+    pub lease: Option<&'a crate::lease::Lease>,
 }
 
 /// pg_dump options pgdrill sets itself, or that would put a secret in argv.
@@ -97,7 +100,11 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
     }
     let started = Instant::now();
     let started_at = now_rfc3339();
-    let id = BackupId::new(Utc::now());
+    // Named by the store's clock when this host's is more than a minute off it.
+    let id = BackupId::new(match job.lease {
+        Some(l) => l.trusted_now(),
+        None => crate::clock::Clock::process().now(),
+    });
     job.progress.stage("snapshot");
     let session = SnapshotSession::open(&job.source).await?;
     let t_snapshot = started.elapsed().as_secs_f64();
@@ -149,7 +156,7 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
     };
     let mut manifest = build_manifest(&job, &id, &install, stream, summary, times);
     manifest.objects.extend(extra);
-    write_completion(job.store, &manifest).await?;
+    publish(&job, &manifest).await?;
     Ok(manifest)
 }
 
@@ -191,26 +198,82 @@ async fn upload_index(
     })
 }
 
-/// Writes SHA256SUMS, then the manifest with put-if-absent: the completion rule.
-async fn write_completion(store: &Store, m: &Manifest) -> Result<()> {
+/// The completion rule, trusting no acknowledgement: every object is confirmed stored with
+/// its size, SHA256SUMS is written and confirmed, the lease is confirmed still ours, then the
+/// manifest is written with put-if-absent and confirmed stored and listed. Any failure
+/// deletes what the backup stored (its manifest included) and publishes nothing.
+async fn publish(job: &BackupJob<'_>, m: &Manifest) -> Result<()> {
+    let store = job.store;
     let sums: String = m
         .objects
         .iter()
         .map(|o| format!("{}  {}\n", o.sha256, o.name))
         .collect();
-    store
-        .put(
-            &layout::backup_object(&m.database, &m.backup_id, layout::SHA256SUMS),
-            Bytes::from(sums),
-        )
-        .await?;
-    store
-        .put_if_absent(
-            &layout::backup_object(&m.database, &m.backup_id, layout::MANIFEST),
-            Bytes::from(m.to_json()),
-        )
-        .await?;
+    let before_manifest = async {
+        for o in &m.objects {
+            confirm_stored(store, m, &o.name, o.size).await?;
+        }
+        let sums_len = sums.len() as u64;
+        store
+            .put(
+                &layout::backup_object(&m.database, &m.backup_id, layout::SHA256SUMS),
+                Bytes::from(sums),
+            )
+            .await?;
+        confirm_stored(store, m, layout::SHA256SUMS, sums_len).await?;
+        if let Some(lease) = job.lease {
+            lease.confirm().await?;
+        }
+        Ok::<_, Error>(())
+    };
+    if let Err(e) = before_manifest.await {
+        delete_backup_objects(job, &m.backup_id).await;
+        return Err(e);
+    }
+    let json = m.to_json();
+    let json_len = json.len() as u64;
+    let key = layout::backup_object(&m.database, &m.backup_id, layout::MANIFEST);
+    // An existing manifest is another backup's (ids are unique): never clean up after this.
+    store.put_if_absent(&key, Bytes::from(json)).await?;
+    let after = async {
+        confirm_stored(store, m, layout::MANIFEST, json_len).await?;
+        let listed = store
+            .list(&layout::backup_dir(&m.database, &m.backup_id))
+            .await?;
+        if !listed.iter().any(|o| o.key == key) {
+            return Err(Error::Failed(format!(
+                "the store acknowledged {} of backup {} and reads it back but does not list it, so the backup would never be found: nothing was published",
+                layout::MANIFEST,
+                m.backup_id
+            )));
+        }
+        Ok(())
+    };
+    if let Err(e) = after.await {
+        delete_backup_objects(job, &m.backup_id).await;
+        return Err(e);
+    }
     Ok(())
+}
+
+/// Fails unless the store holds `name` of backup `m` with `size` bytes (one HEAD).
+async fn confirm_stored(store: &Store, m: &Manifest, name: &str, size: u64) -> Result<()> {
+    let key = layout::backup_object(&m.database, &m.backup_id, name);
+    let lost = |what: String| {
+        Error::Failed(format!(
+            "the store acknowledged {name} of backup {} but {what}: nothing was published; check the store's health",
+            m.backup_id
+        ))
+    };
+    match store.head(&key).await {
+        Ok(info) if info.size == size => Ok(()),
+        Ok(info) => Err(lost(format!(
+            "holds {} bytes of the {size} written",
+            info.size
+        ))),
+        Err(pgdrill_store::StoreError::NotFound { .. }) => Err(lost("does not have it".into())),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What the streaming part produced.

@@ -32,3 +32,20 @@ impl CancelHandle {
         let _ = self.0.send(true);
     }
 }
+
+impl Cancel {
+    /// A token cancelled as soon as `a` or `b` is (e.g. a signal, or a job's lost lease).
+    pub fn either(a: &Cancel, b: &Cancel) -> Cancel {
+        let (handle, merged) = Cancel::new();
+        let (mut a, mut b) = (a.clone(), b.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = a.cancelled() => handle.cancel(),
+                _ = b.cancelled() => handle.cancel(),
+                // Every holder of the merged token is gone: nothing left to tell.
+                _ = handle.0.closed() => {}
+            }
+        });
+        merged
+    }
+}

@@ -33,6 +33,9 @@ const SPECIAL_VARS: &[&str] = &[
     "PGDRILL_PG_BIN",
     "PGDRILL_PG_PATHS",
     "PGDRILL_LOG",
+    // Read by debug builds only, by tests (see `clock`).
+    "PGDRILL_TEST_CLOCK_OFFSET_SECS",
+    "PGDRILL_TEST_DROP_PUT",
 ];
 /// Keys whose values stay strings even when they look like numbers.
 const STRING_KEYS: &[&str] = &[

@@ -25,6 +25,15 @@ pub fn drill_object(db: &DbName, id: &DrillId, name: &str) -> String {
     format!("{db}/drills/{id}/{name}")
 }
 
+/// Marks of running readers (restore, verify, export): `<db>/readers/<backup-id>/<owner>.json`.
+pub fn read_marks_prefix(db: &DbName) -> String {
+    format!("{db}/readers")
+}
+
+pub fn read_mark(db: &DbName, id: &BackupId, owner: &str) -> String {
+    format!("{db}/readers/{id}/{owner}.json")
+}
+
 pub fn lease_key(db: &DbName) -> String {
     format!("{db}/lease.json")
 }

@@ -1,14 +1,25 @@
 //! `prune`: plan with [`crate::retention::plan`], then delete. The manifest goes first so a
 //! half-deleted backup is never listed as complete.
+//!
+//! Ages are judged by the store's clock (the lease measured how far this host's is off), and
+//! the deletions happen only after the lease is confirmed still ours: a prune on a host whose
+//! clock is wrong, or one that lost its lease, deletes nothing of a backup still running.
 
 use crate::ids::{BackupId, DbName};
+use crate::lease::Lease;
 use crate::retention::{self, Candidate, Plan, RetentionPolicy};
-use crate::{catalog, drill, layout, Result};
-use pgdrill_store::Store;
+use crate::{catalog, drill, layout, readers, Result};
+use pgdrill_store::{ObjectInfo, Store};
+use std::collections::BTreeSet;
 
 pub struct PruneOutcome {
     pub plan: Plan,
     pub deleted_objects: usize,
+    /// Part files of unfinished uploads past the grace period (local folder stores), removed
+    /// unless this is a dry run.
+    pub stale_parts: Vec<ObjectInfo>,
+    /// Backups whose manifest could not be read (kept), with the reason.
+    pub unreadable: Vec<(BackupId, String)>,
 }
 
 pub async fn run(
@@ -16,6 +27,7 @@ pub async fn run(
     db: &DbName,
     policy: &RetentionPolicy,
     dry_run: bool,
+    lease: Option<&Lease>,
 ) -> Result<PruneOutcome> {
     let listing = catalog::list(store, db).await?;
     let drills = drill::list(store, db).await?;
@@ -51,30 +63,109 @@ pub async fn run(
             )
         })
         .collect();
-    // Folders whose manifest is unreadable are neither kept nor deleted: a person must look.
-    let plan = retention::plan(
-        &complete,
-        &incomplete,
-        &protected,
-        policy,
-        jiff::Timestamp::now(),
-    );
+    // Folders whose manifest is unreadable are kept, and said so: a person must look.
+    let now = match lease {
+        Some(l) => jiff::Timestamp::from_millisecond(l.trusted_now().timestamp_millis())
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+        None => crate::clock::Clock::process().now_jiff(),
+    };
+    let mut plan = retention::plan(&complete, &incomplete, &protected, policy, now);
+    if let Some(prev) = lease.and_then(|l| l.took_over_from.as_ref()) {
+        // The job whose lease lapsed may have been writing one of these; the next prune
+        // removes them once they are past the grace period with nobody holding the lease.
+        if !plan.delete_incomplete.is_empty() {
+            plan.delete_incomplete.clear();
+            let note = format!(
+                "incomplete backups are kept this time: the lease was taken over from a {} job on {}",
+                prev.job, prev.host
+            );
+            plan.note = Some(match plan.note.take() {
+                Some(n) => format!("{n}; {note}"),
+                None => note,
+            });
+        }
+    }
+    for (id, why) in &listing.unreadable {
+        plan.keep.push((
+            id.clone(),
+            vec![format!(
+                "manifest unreadable, kept for a person to look at ({why})"
+            )],
+        ));
+    }
+    if !listing.unreadable.is_empty() {
+        plan.keep.sort_by(|a, b| b.0.cmp(&a.0));
+    }
+    // Backups being read (a restore, verify or export running) stay whatever the rules say.
+    // Marks are judged by the store's clock, like leases.
+    let store_now = lease.map_or(now.as_second(), |l| l.store_now().timestamp());
+    let (being_read, lapsed_marks) = readers::scan(store, db, store_now).await?;
+    keep_being_read(&mut plan, &being_read);
+    // Part files a killed backup staged (its upload never completed), past the grace period.
+    let grace = policy.incomplete_grace_hours as i64 * 3600;
+    let stale_parts: Vec<ObjectInfo> = if lease.is_some_and(|l| l.took_over_from.is_some()) {
+        Vec::new()
+    } else {
+        store
+            .staged_parts(&layout::backups_prefix(db))
+            .await?
+            .into_iter()
+            .filter(|p| store_now - p.last_modified > grace)
+            .collect()
+    };
     let mut deleted_objects = 0;
     if !dry_run {
+        if let Some(l) = lease {
+            l.confirm().await?;
+        }
         for id in &plan.delete {
             store
                 .delete(&layout::backup_object(db, id, layout::MANIFEST))
                 .await?;
-            deleted_objects += 1 + delete_folder(store, db, id).await?;
+            deleted_objects += 1;
+            // A reader marks, then checks the manifest; prune deletes the manifest, then
+            // checks the marks: one of the two sees the other. A reader that got in first
+            // keeps the objects (the folder is then incomplete, removed past the grace period).
+            if readers::scan_backup(store, db, id, store_now).await? {
+                continue;
+            }
+            deleted_objects += delete_folder(store, db, id).await?;
         }
         for id in &plan.delete_incomplete {
             deleted_objects += delete_folder(store, db, id).await?;
+        }
+        for key in &lapsed_marks {
+            store.delete(key).await?;
+        }
+        for part in &stale_parts {
+            store.delete_staged_part(&part.key).await?;
         }
     }
     Ok(PruneOutcome {
         plan,
         deleted_objects,
+        stale_parts,
+        unreadable: listing.unreadable,
     })
+}
+
+fn keep_being_read(plan: &mut Plan, being_read: &BTreeSet<BackupId>) {
+    let (read, delete): (Vec<BackupId>, Vec<BackupId>) = plan
+        .delete
+        .drain(..)
+        .partition(|id| being_read.contains(id));
+    plan.delete = delete;
+    plan.delete_incomplete.retain(|id| !being_read.contains(id));
+    if read.is_empty() {
+        return;
+    }
+    for id in read {
+        plan.keep.push((
+            id,
+            vec!["being read (a restore, verify or export is running)".into()],
+        ));
+    }
+    plan.keep.sort_by(|a, b| b.0.cmp(&a.0));
 }
 
 fn id_seconds(id: &BackupId) -> i64 {

@@ -280,11 +280,15 @@ fn finish(d: &Daemon<'_>, state: &State, keys: &mut Vec<JobKey>, done: (JobKey, 
     let now = d.clock.now();
     (d.log)(&format!(
         "serve: {key} {} in {seconds:.1}s: {}",
-        if out.ok { "succeeded" } else { "failed" },
+        verdict(&out),
         out.summary
     ));
     state.update_job(&key, |j| {
         j.running_since = None;
+        if out.skipped {
+            // Someone else ran it: this daemon's last result of the job still stands.
+            return;
+        }
         j.last_duration_seconds = Some(seconds);
         j.last_ok = Some(out.ok);
         j.last_summary = Some(out.summary.clone());
@@ -293,6 +297,17 @@ fn finish(d: &Daemon<'_>, state: &State, keys: &mut Vec<JobKey>, done: (JobKey, 
         }
     });
     state.refresh.notify_one();
+}
+
+/// How a finished job is logged.
+fn verdict(out: &JobOutcome) -> &'static str {
+    if out.skipped {
+        "skipped (another job holds the lease)"
+    } else if out.ok {
+        "succeeded"
+    } else {
+        "failed"
+    }
 }
 
 /// Re-reads the store view after each job and every few minutes.
@@ -309,5 +324,22 @@ async fn refresh_loop(store: Store, databases: Vec<DbName>, state: Arc<State>) {
             fresh.push(state::load(&store, name, prev).await);
         }
         state.set_dbs(fresh);
+    }
+}
+
+#[cfg(test)]
+mod verdict_tests {
+    use super::*;
+
+    #[test]
+    fn lease_conflict_is_logged_as_skipped() {
+        let out = |ok, skipped| JobOutcome {
+            ok,
+            skipped,
+            summary: String::new(),
+        };
+        assert!(verdict(&out(false, true)).starts_with("skipped"));
+        assert_eq!(verdict(&out(false, false)), "failed");
+        assert_eq!(verdict(&out(true, false)), "succeeded");
     }
 }

@@ -71,6 +71,9 @@ impl std::fmt::Display for JobKey {
 pub struct JobOutcome {
     /// The job did what it is for (a backup completed, a drill passed, status was evaluated).
     pub ok: bool,
+    /// Nothing ran: another job (on another host, or another daemon) holds the database's
+    /// lease. Neither a success nor a failure; the job's last result stays as it was.
+    pub skipped: bool,
     /// One line for the log and the dashboard.
     pub summary: String,
 }
@@ -81,7 +84,7 @@ pub type JobFuture<'a> = Pin<Box<dyn Future<Output = JobOutcome> + 'a>>;
 /// - `run` runs one job to its end and reports it; it never panics and never exits the
 ///   process. Errors are outcomes (`ok: false`), not `Err`.
 /// - The runner takes the store lease where the job needs one (as the CLI commands do), so
-///   a job another host is running ends as a failed outcome naming the lock.
+///   a job another host is running ends as a skipped outcome naming the lock.
 /// - `cancel` fires when the daemon's shutdown grace is over: the job must then stop its
 ///   children, abort uploads and return promptly. Before that, shutdown waits for it.
 /// - The future need not be `Send`: the scheduler drives it on its own task.

@@ -143,6 +143,7 @@ fn open_local(url: &str, path: &std::path::Path) -> Result<Store, StoreError> {
         prefix: None,
         display: format!("file://{}", abs.display()),
         kind: StoreKind::Local,
+        local_root: Some(abs),
     })
 }
 
@@ -237,6 +238,7 @@ fn open_s3(bucket: &str, prefix: &str, opts: &StoreOptions) -> Result<Store, Sto
         prefix: prefix_path,
         display,
         kind: StoreKind::S3,
+        local_root: None,
     })
 }
 

@@ -4,6 +4,7 @@ use crate::context::Ctx;
 use crate::ui::{human_bytes, human_secs};
 use pgdrill_core::alert::EventKind;
 use pgdrill_core::backup::{self, BackupJob};
+use pgdrill_core::cancel::Cancel;
 use pgdrill_core::progress::Progress;
 use pgdrill_core::{lease, status};
 use pgdrill_core::{Error, Result};
@@ -39,20 +40,6 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
         ));
         let progress = Progress::new();
         let _guard = ctx.ui.progress(progress.clone());
-        let job = BackupJob {
-            store: &store,
-            db,
-            source,
-            keys: &keys,
-            tools: &tools,
-            compression_level: ctx.settings.compression_level,
-            compression_threads: ctx.settings.compression_threads,
-            part_size: ctx.settings.part_size,
-            max_in_flight: ctx.settings.max_in_flight,
-            policy: &ctx.settings.policy,
-            progress,
-            cancel: ctx.cancel.clone(),
-        };
         notifier
             .send(
                 ctx,
@@ -64,13 +51,29 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
             .await;
         let result = match lease::acquire(&store, &db.name, "backup", LEASE_TTL).await {
             Ok(held) => {
-                if let Some(prev) = &held.took_over_from {
-                    ctx.ui.warn(format!(
-                        "took over a stale lease of {} held by a {} job on {} (pid {})",
-                        db.name, prev.job, prev.host, prev.pid
-                    ));
-                }
+                super::operate::warn_lease(ctx, &db.name, &held);
+                let job = BackupJob {
+                    store: &store,
+                    db,
+                    source,
+                    keys: &keys,
+                    tools: &tools,
+                    compression_level: ctx.settings.compression_level,
+                    compression_threads: ctx.settings.compression_threads,
+                    part_size: ctx.settings.part_size,
+                    max_in_flight: ctx.settings.max_in_flight,
+                    policy: &ctx.settings.policy,
+                    progress,
+                    // A lost lease stops the backup as a signal would.
+                    cancel: Cancel::either(&ctx.cancel, &held.lost_signal()),
+                    lease: Some(&held),
+                };
                 let r = backup::run(job).await;
+                // Ended by its lost lease: say so rather than "cancelled".
+                let r = match (r, held.lost().await) {
+                    (Err(_), Some(lost)) => Err(lost),
+                    (r, _) => r,
+                };
                 held.release().await;
                 r
             }

@@ -6,7 +6,7 @@ use crate::context::Ctx;
 use crate::ui::{human_bytes, human_secs, table};
 use pgdrill_core::manifest::Manifest;
 use pgdrill_core::progress::Progress;
-use pgdrill_core::{catalog, verify, Result};
+use pgdrill_core::{catalog, readers, verify, Result};
 use serde_json::json;
 
 pub async fn list(ctx: &Ctx) -> Result<Output> {
@@ -215,7 +215,13 @@ pub async fn verify(ctx: &Ctx, args: &VerifyArgs) -> Result<Output> {
             cancel: ctx.cancel.clone(),
             parallel: 4,
         };
-        let checked = verify::verify(&store, m, &opts).await?;
+        let reading = readers::mark(&store, &db, &m.backup_id, "verify").await?;
+        if let Some(w) = &reading.warning {
+            ctx.ui.warn(w);
+        }
+        let checked = verify::verify(&store, m, &opts).await;
+        reading.release().await;
+        let checked = checked?;
         for d in &checked {
             human.push_str(&format!(
                 "ok  {} {} ({} stored, {} raw, sha256 {})\n",
@@ -257,7 +263,13 @@ pub async fn export(ctx: &Ctx, args: &ExportArgs) -> Result<Output> {
         cancel: ctx.cancel.clone(),
         parallel: 4,
     };
-    let d = verify::export(&store, &m, &args.output, &opts).await?;
+    let reading = readers::mark(&store, &db, &m.backup_id, "export").await?;
+    if let Some(w) = &reading.warning {
+        ctx.ui.warn(w);
+    }
+    let d = verify::export(&store, &m, &args.output, &opts).await;
+    reading.release().await;
+    let d = d?;
     let human = format!(
         "wrote {} ({}) and {}.sha256; restore it with: pg_restore -d TARGET_URL {}\n",
         args.output.display(),

@@ -143,6 +143,7 @@ async fn demo_with_source(
         policy: &policy,
         progress,
         cancel: ctx.cancel.clone(),
+        lease: None,
     })
     .await?;
     ctx.ui.info(format!(

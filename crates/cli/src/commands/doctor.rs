@@ -3,9 +3,10 @@
 use super::Output;
 use crate::context::Ctx;
 use bytes::Bytes;
-use pgdrill_core::{catalog, crypto, Result};
+use pgdrill_core::clock::Clock;
+use pgdrill_core::{catalog, crypto, lease, Result};
 use pgdrill_pg::{client, ConnSpec};
-use pgdrill_store::{Store, StoreError};
+use pgdrill_store::{Store, StoreError, StoreKind};
 use serde_json::json;
 
 #[derive(serde::Serialize)]
@@ -50,6 +51,7 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
     };
     if let Some(s) = &store {
         checks.extend(store_round_trip(s).await);
+        checks.push(unfinished_uploads(ctx, s).await);
     }
     checks.extend(keys(ctx));
     for db in &ctx.settings.databases {
@@ -200,7 +202,68 @@ async fn store_round_trip(store: &Store) -> Vec<Check> {
         }
     }
     out.push(step("delete", deleted, "prune needs DeleteObject"));
+    out.push(clock(store, &base).await);
     out
+}
+
+/// This host's clock against the store's (the last-modified time it gives a new object):
+/// leases and prune ages are judged by the store's clock, but backup ids and messages use
+/// the host's.
+async fn clock(store: &Store, base: &str) -> Check {
+    let probe = format!("{base}/clock.json");
+    match lease::store_clock(store, &probe, Clock::process()).await {
+        Ok((_, skew)) if skew.abs() > lease::SKEW_WARN_SECONDS => fail(
+            "store: clock",
+            lease::describe_skew(skew),
+            "fix this host's time sync (NTP): pgdrill judges leases and prune ages by the store's clock, but names backups by this host's",
+        ),
+        Ok((_, skew)) => pass(
+            "store: clock",
+            format!("within {} s of the store's clock", skew.abs().max(1)),
+        ),
+        Err(e) => fail(
+            "store: clock",
+            e.to_string(),
+            "the store must report when an object was written",
+        ),
+    }
+}
+
+/// Part files of uploads that never completed (a killed backup's), older than the grace
+/// period after which `prune` removes them.
+async fn unfinished_uploads(ctx: &Ctx, store: &Store) -> Check {
+    const NAME: &str = "store: unfinished uploads";
+    if store.kind() != StoreKind::Local {
+        return pass(
+            NAME,
+            "S3 keeps unfinished multipart uploads out of listings; a bucket lifecycle rule AbortIncompleteMultipartUpload removes them",
+        );
+    }
+    let grace_hours = ctx.settings.retention.incomplete_grace_hours.unwrap_or(24);
+    let now = Clock::process().now().timestamp();
+    match store.staged_parts("").await {
+        Ok(parts) => {
+            let stale: Vec<_> = parts
+                .iter()
+                .filter(|p| now - p.last_modified > grace_hours as i64 * 3600)
+                .collect();
+            if stale.is_empty() {
+                pass(NAME, format!("none older than {grace_hours} h"))
+            } else {
+                fail(
+                    NAME,
+                    format!(
+                        "{} part files of unfinished uploads older than {grace_hours} h ({} bytes), e.g. {}",
+                        stale.len(),
+                        stale.iter().map(|p| p.size).sum::<u64>(),
+                        stale[0].key
+                    ),
+                    "run `pgdrill prune`, which removes them",
+                )
+            }
+        }
+        Err(e) => fail(NAME, e.to_string(), "check the store folder's permissions"),
+    }
 }
 
 fn rand_u32() -> u32 {

@@ -99,6 +99,7 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
         let held =
             pgdrill_core::lease::acquire(&store, &db.name, "drill", super::operate::LEASE_TTL)
                 .await?;
+        super::operate::warn_lease(ctx, &db.name, &held);
         let outcome = drill::run(DrillJob {
             store: &store,
             db,

@@ -12,6 +12,19 @@ use serde_json::json;
 
 pub const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// What a job says when it takes a lease: a clock far off the store's, a lapsed lease taken over.
+pub fn warn_lease(ctx: &Ctx, what: &impl std::fmt::Display, held: &lease::Lease) {
+    if let Some(w) = held.skew_warning() {
+        ctx.ui.warn(w);
+    }
+    if let Some(prev) = &held.took_over_from {
+        ctx.ui.warn(format!(
+            "took over a stale lease of {what} held by a {} job on {} (pid {})",
+            prev.job, prev.host, prev.pid
+        ));
+    }
+}
+
 pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
     let store = ctx.store()?;
     let policy =
@@ -22,9 +35,11 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
         let held = if args.dry_run {
             None
         } else {
-            Some(lease::acquire(&store, &db, "prune", LEASE_TTL).await?)
+            let l = lease::acquire(&store, &db, "prune", LEASE_TTL).await?;
+            warn_lease(ctx, &db, &l);
+            Some(l)
         };
-        let out = prune::run(&store, &db, &policy, args.dry_run).await;
+        let out = prune::run(&store, &db, &policy, args.dry_run, held.as_ref()).await;
         if let Some(l) = held {
             l.release().await;
         }
@@ -32,6 +47,11 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
         let p = &out.plan;
         if let Some(n) = &p.note {
             ctx.ui.warn(n);
+        }
+        for (id, why) in &out.unreadable {
+            ctx.ui.warn(format!(
+                "backup {id} of {db} has an unreadable manifest, so prune keeps it: {why}; check it with `pgdrill verify {id}` and delete the folder by hand if it is garbage"
+            ));
         }
         let mut rows: Vec<Vec<String>> = p
             .keep
@@ -62,6 +82,18 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
             p.delete_incomplete.len()
         ));
         human.push_str(&table(&["BACKUP", "ACTION", "WHY"], &rows));
+        if !out.stale_parts.is_empty() {
+            human.push_str(&format!(
+                "{db}: {} {} part files of unfinished uploads (killed backups), {} bytes\n",
+                if args.dry_run {
+                    "would remove"
+                } else {
+                    "removed"
+                },
+                out.stale_parts.len(),
+                out.stale_parts.iter().map(|p| p.size).sum::<u64>()
+            ));
+        }
         docs.push(json!({
             "database": db,
             "dry_run": args.dry_run,
@@ -69,6 +101,8 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
             "delete": p.delete,
             "delete_incomplete": p.delete_incomplete,
             "deleted_objects": out.deleted_objects,
+            "stale_parts": out.stale_parts.iter().map(|p| &p.key).collect::<Vec<_>>(),
+            "unreadable": out.unreadable.iter().map(|(id, why)| json!({"backup_id": id, "error": why})).collect::<Vec<_>>(),
             "note": p.note,
         }));
     }

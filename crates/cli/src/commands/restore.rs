@@ -4,7 +4,7 @@ use crate::context::Ctx;
 use crate::ui::human_secs;
 use pgdrill_core::progress::Progress;
 use pgdrill_core::restore::{self, RestoreJob};
-use pgdrill_core::{catalog, Error, Result};
+use pgdrill_core::{catalog, readers, Error, Result};
 use pgdrill_pg::cluster::{Cluster, ClusterOptions};
 use pgdrill_pg::ConnSpec;
 use serde_json::json;
@@ -97,7 +97,14 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
         globals: args.globals,
         spool: args.spool,
     };
-    let report = restore::run(job).await?;
+    // Marked as being read, so a prune meanwhile keeps it.
+    let reading = readers::mark(&store, &db, &manifest.backup_id, "restore").await?;
+    if let Some(w) = &reading.warning {
+        ctx.ui.warn(w);
+    }
+    let report = restore::run(job).await;
+    reading.release().await;
+    let report = report?;
     let mut json = serde_json::to_value(&report).unwrap_or_default();
     json["warnings"] = json!(warnings);
     let mut human = format!(

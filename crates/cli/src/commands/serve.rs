@@ -117,8 +117,10 @@ fn outcome(kind: JobKind, result: Result<Output>) -> JobOutcome {
         Err(e) => {
             return JobOutcome {
                 ok: false,
+                // Another host or daemon runs this job now: not a failure of this one.
+                skipped: matches!(e, Error::Locked(_)),
                 summary: e.to_string(),
-            }
+            };
         }
     };
     let j = &out.json;
@@ -187,6 +189,25 @@ fn outcome(kind: JobKind, result: Result<Output>) -> JobOutcome {
     };
     JobOutcome {
         ok: kind == JobKind::Status || out.exit_code == 0,
+        skipped: false,
         summary,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_conflict_is_a_skipped_job_not_a_failure() {
+        for kind in [JobKind::Backup, JobKind::Drill, JobKind::Prune] {
+            let o = outcome(
+                kind,
+                Err(Error::Locked("app is locked by a backup job".into())),
+            );
+            assert!(o.skipped && !o.ok, "{kind:?}");
+            let o = outcome(kind, Err(Error::Failed("pg_dump failed".into())));
+            assert!(!o.skipped && !o.ok, "{kind:?}");
+        }
     }
 }

@@ -1,0 +1,112 @@
+//! Fault-injecting decorators, for tests: the store misbehaves in ways real services have.
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, UploadPart,
+};
+use std::sync::Arc;
+
+/// Acknowledges every write of a key ending in `suffix` (plain, conditional or multipart)
+/// without storing it, as a store that answers 200 and loses the object.
+#[derive(Debug)]
+pub(crate) struct DropPuts {
+    pub(crate) inner: Arc<dyn ObjectStore>,
+    pub(crate) suffix: String,
+}
+
+impl DropPuts {
+    fn drops(&self, location: &Path) -> bool {
+        location.as_ref().ends_with(&self.suffix)
+    }
+}
+
+fn fake_ack() -> PutResult {
+    PutResult {
+        e_tag: Some("\"dropped\"".into()),
+        version: None,
+    }
+}
+
+impl std::fmt::Display for DropPuts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DropPuts({}, {})", self.suffix, self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for DropPuts {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        if self.drops(location) {
+            return Ok(fake_ack());
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        let upload = self.inner.put_multipart_opts(location, opts).await?;
+        if self.drops(location) {
+            return Ok(Box::new(DroppedUpload(upload)));
+        }
+        Ok(upload)
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn head(&self, location: &Path) -> Result<ObjectMeta> {
+        self.inner.head(location).await
+    }
+
+    async fn delete(&self, location: &Path) -> Result<()> {
+        self.inner.delete(location).await
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy(&self, from: &Path, to: &Path) -> Result<()> {
+        self.inner.copy(from, to).await
+    }
+
+    async fn copy_if_not_exists(&self, from: &Path, to: &Path) -> Result<()> {
+        self.inner.copy_if_not_exists(from, to).await
+    }
+}
+
+/// Uploads its parts, then discards them when asked to complete, and says it completed.
+#[derive(Debug)]
+struct DroppedUpload(Box<dyn MultipartUpload>);
+
+#[async_trait]
+impl MultipartUpload for DroppedUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        self.0.put_part(data)
+    }
+
+    async fn complete(&mut self) -> Result<PutResult> {
+        self.0.abort().await?;
+        Ok(fake_ack())
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        self.0.abort().await
+    }
+}
