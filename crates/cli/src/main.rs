@@ -29,6 +29,8 @@ fn main() -> ExitCode {
         verbose: cli.verbose,
         quiet: cli.quiet,
     };
+    // Password files a killed pgdrill left behind (their owner no longer holds their lock).
+    pgdrill_pg::passfile::sweep_stale(&std::env::temp_dir());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
