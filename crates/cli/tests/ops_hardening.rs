@@ -2,11 +2,14 @@
 //! `$TMPDIR`, stalls bounded, dying targets cleaned up, `serve` alive under load.
 
 mod common;
+mod fault_proxy;
 mod restore_util;
 use common::*;
+use fault_proxy::FaultProxy;
 use pgdrill_testkit as tk;
 use restore_util::*;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// Pids of live processes whose command line contains `needle`.
 fn pids_with(needle: &str) -> Vec<u32> {
@@ -222,4 +225,148 @@ async fn group_readable_identity_file_is_warned_about() {
         "{}",
         exposed.stderr
     );
+}
+
+/// Runs pgdrill like [`run`], but fails the test if it has not exited within `secs`.
+fn run_within(secs: u64, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut c = cmd(cwd);
+    c.args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("spawn pgdrill");
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pgdrill {args:?} did not exit within {secs} s (it hangs)");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().expect("output");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// The S3 server's variables, with the endpoint pointing at `endpoint` instead.
+fn s3_env_via(s3: &tk::S3Server, endpoint: &str) -> Vec<(String, String)> {
+    s3.env()
+        .into_iter()
+        .map(|(k, v)| {
+            if k.starts_with("AWS_ENDPOINT") {
+                (k, endpoint.to_string())
+            } else {
+                (k, v)
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stalled_list_is_an_error_not_empty() {
+    let src = source(None).await;
+    let s3 = tk::S3Server::start();
+    s3.create_bucket("backups");
+    let proxy = FaultProxy::start(&s3.endpoint());
+    let dir = tempfile::tempdir().expect("tmp");
+    let owned = s3_env_via(&s3, &proxy.endpoint);
+    let mut env: Vec<(&str, &str)> = owned
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    env.extend([
+        ("PGDRILL_STORE", "s3://backups/pg"),
+        ("PGDRILL_STORE_TIMEOUT_SECONDS", "1"),
+        ("PGDRILL_STORE_RETRY_SECONDS", "3"),
+    ]);
+    let mut with_source = env.clone();
+    with_source.push(("PGDRILL_SOURCE_URL", &src.url));
+    run_within(60, dir.path(), &["--json", "backup"], &with_source).ok();
+    run_within(30, dir.path(), &["--json", "list"], &env).ok();
+
+    // A manifest GET that never answers: retried, then an error (exit 1), not "no backups".
+    proxy.stall("manifest.json");
+    let started = Instant::now();
+    let out = run_within(40, dir.path(), &["--json", "list"], &env);
+    let took = started.elapsed();
+    eprintln!("stalled GET, after {took:?}: {}", out.stderr.trim());
+    out.code(1);
+    assert!(out.json()["error"]["message"].is_string(), "{}", out.stdout);
+    assert!(out.stderr.contains("manifest.json"), "{}", out.stderr);
+    let stalled = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("STALLED GET") && r.contains("manifest.json"))
+        .count();
+    assert!(
+        stalled >= 2,
+        "the stalled GET was not retried: {:?}",
+        proxy.requests()
+    );
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+
+    // A LIST that never answers: the same.
+    proxy.clear();
+    proxy.stall("list-type=2");
+    let out = run_within(40, dir.path(), &["--json", "list"], &env);
+    out.code(1);
+    assert!(out.json()["error"]["message"].is_string(), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_blocked_by_lock_names_the_holder() {
+    let src = source(None).await;
+    let locker = tk::connect(&src.url).await;
+    locker
+        .batch_execute(
+            "set application_name = 'nightly-migration'; begin; \
+             lock table app.customers in access exclusive mode",
+        )
+        .await
+        .expect("lock");
+    let pid: i32 = locker
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let store_s = store.display().to_string();
+    let started = Instant::now();
+    let out = run_within(
+        60,
+        dir.path(),
+        &["--json", "backup", "--store", &store_s],
+        &[
+            ("PGDRILL_SOURCE_URL", &src.url),
+            ("PGDRILL_BACKUP_LOCK_WAIT_TIMEOUT_SECONDS", "2"),
+        ],
+    );
+    out.code(1);
+    let msg = out.json()["error"]["message"]
+        .as_str()
+        .expect("message")
+        .to_string();
+    eprintln!("{msg}");
+    for want in [
+        "app.customers",
+        &format!("pid {pid}"),
+        "nightly-migration",
+        &format!("pg_terminate_backend({pid})"),
+        "lock_wait_timeout_seconds",
+    ] {
+        assert!(msg.contains(want), "{want:?} missing from: {msg}");
+    }
+    assert!(!msg.contains('\n'), "{msg}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(backup_ids(&store, "app").iter().all(|id| !store
+        .join("app/backups")
+        .join(id)
+        .join("manifest.json")
+        .exists()));
+    locker.batch_execute("rollback").await.expect("unlock");
 }

@@ -40,7 +40,10 @@ impl StoreError {
                 detail: one_line(&source.to_string()),
             },
             other => {
-                let detail = one_line(&other.to_string());
+                let detail = match transport_failure(&other) {
+                    Some(advice) => advice.to_string(),
+                    None => one_line(&other.to_string()),
+                };
                 let retryable = !matches!(
                     other,
                     object_store::Error::NotSupported { .. }
@@ -67,6 +70,25 @@ impl StoreError {
             }
         )
     }
+}
+
+/// What a request that failed without an answer (after its retries) means for the user: the
+/// raw text names internals (`Generic S3 error: Error performing GET ... max_retries`).
+fn transport_failure(e: &object_store::Error) -> Option<&'static str> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<reqwest::Error>() {
+            return Some(if r.is_timeout() {
+                "the store did not answer in time, even after retries: check the endpoint and the network, or raise [store] timeout_seconds"
+            } else if r.is_connect() {
+                "the store could not be reached, even after retries: check that the endpoint is right and the server is up, or raise [store] retry_seconds"
+            } else {
+                "the connection to the store failed, even after retries: check the endpoint and the network, or raise [store] retry_seconds"
+            });
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// Backend errors can span lines and repeat themselves; keep messages to one line.

@@ -27,6 +27,9 @@ use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use std::ops::Range;
 use std::sync::Arc;
 
+/// Size of the ranged GETs a large object is streamed by.
+pub const STREAM_CHUNK: u64 = 8 << 20;
+
 /// Metadata of one stored object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -178,11 +181,30 @@ impl Store {
             .map_err(|e| StoreError::from_backend("read", key, e))
     }
 
-    /// Streams an object; the size is the stored object's size at open time.
+    /// Streams an object; the size is the stored object's size at open time. From an object
+    /// store, a large object is read by ranged GETs of [`STREAM_CHUNK`] bytes pinned to its
+    /// ETag (two in flight), so that every request is bounded by the store's timeout however
+    /// large the object, and a stalled one is retried alone.
     pub async fn get_stream(
         &self,
         key: &str,
     ) -> Result<(u64, BoxStream<'static, Result<Bytes, StoreError>>), StoreError> {
+        if self.kind == StoreKind::S3 {
+            let info = self.head(key).await?;
+            if info.size > STREAM_CHUNK {
+                let (store, owned_key, size) = (self.clone(), key.to_string(), info.size);
+                let stream = futures::stream::iter((0..size).step_by(STREAM_CHUNK as usize))
+                    .map(move |start| {
+                        let (store, key, etag) =
+                            (store.clone(), owned_key.clone(), info.etag.clone());
+                        let range = start..(start + STREAM_CHUNK).min(size);
+                        async move { store.get_range_pinned(&key, range, etag.as_deref()).await }
+                    })
+                    .buffered(2)
+                    .boxed();
+                return Ok((size, stream));
+            }
+        }
         let path = self.path(key)?;
         let res = self
             .inner
