@@ -370,3 +370,79 @@ async fn backup_blocked_by_lock_names_the_holder() {
         .exists()));
     locker.batch_execute("rollback").await.expect("unlock");
 }
+
+/// `pg_ctl restart -m immediate` of a test cluster, as the OS user owning its data directory
+/// (the server runs unprivileged when the tests run as root).
+fn restart_immediately(cluster: &tk::Cluster) {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    let meta = std::fs::metadata(cluster.data_dir()).expect("data dir");
+    let root = cluster
+        .data_dir()
+        .parent()
+        .expect("cluster root")
+        .to_path_buf();
+    let st = std::process::Command::new(cluster.install().bin("pg_ctl"))
+        .arg("-D")
+        .arg(cluster.data_dir())
+        .arg("-l")
+        .arg(cluster.log_path())
+        .args(["-w", "-t", "60", "restart", "-m", "immediate"])
+        .current_dir(root)
+        .uid(meta.uid())
+        .gid(meta.gid())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("pg_ctl restart");
+    assert!(st.success(), "pg_ctl restart failed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn target_restart_mid_restore_drops_created_database() {
+    let src = source(None).await;
+    tk::connect(&src.url)
+        .await
+        .batch_execute(
+            "create table app.bulk (id int primary key, payload text not null);
+             insert into app.bulk select g, repeat(md5(g::text), 16) from generate_series(1, 400000) g;",
+        )
+        .await
+        .expect("fill");
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    backup(dir.path(), &store, &src.url, &[]);
+    let store_s = store.display().to_string();
+    let target = tk::cluster(None);
+    for jobs in ["1", "2"] {
+        let db = format!("restarted_{jobs}");
+        let url = target.url(&db);
+        let mut c = cmd(dir.path());
+        c.args([
+            "--json", "restore", "latest", "--store", &store_s, "--target", &url, "--jobs", jobs,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        let child = c.spawn().expect("spawn restore");
+        assert!(
+            wait_for_copy(&db, Duration::from_secs(60)),
+            "--jobs {jobs}: no COPY into {db} seen"
+        );
+        restart_immediately(&target);
+        let o = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        eprintln!("--jobs {jobs}: {}", stderr.trim());
+        assert_eq!(o.status.code(), Some(1), "--jobs {jobs}: {stderr}");
+        assert!(
+            stderr.contains("connection to the target was lost"),
+            "--jobs {jobs}: {stderr}"
+        );
+        assert!(!stderr.contains("ignore_errors"), "--jobs {jobs}: {stderr}");
+        assert!(!stderr.contains("\"\""), "--jobs {jobs}: {stderr}");
+        assert!(
+            !db_exists(&target, &db).await,
+            "--jobs {jobs}: {db} was left on the target"
+        );
+    }
+}

@@ -788,6 +788,30 @@ mod tests {
     }
 
     #[test]
+    fn store_timeouts_and_lock_wait_come_from_file_or_environment() {
+        use std::time::Duration;
+        let s = load("").expect("defaults");
+        assert_eq!(s.store_options.timeout, None);
+        assert_eq!(s.lock_wait_timeout, Duration::from_secs(300));
+        let e = env(&[
+            ("PGDRILL_STORE_TIMEOUT_SECONDS", "5"),
+            ("PGDRILL_STORE_RETRY_SECONDS", "45"),
+            ("PGDRILL_BACKUP_LOCK_WAIT_TIMEOUT_SECONDS", "20"),
+        ]);
+        let s = Settings::load(None, "environment", Path::new("/"), &e).expect("env");
+        assert_eq!(s.store_options.timeout, Some(Duration::from_secs(5)));
+        assert_eq!(s.store_options.retry_window, Some(Duration::from_secs(45)));
+        assert_eq!(s.lock_wait_timeout, Duration::from_secs(20));
+        for bad in [
+            "[store]\ntimeout_seconds = 0\n",
+            "[backup]\nlock_wait_timeout_seconds = 0\n",
+        ] {
+            let e = load(bad).expect_err(bad);
+            assert_eq!(e.exit_code(), 2, "{e}");
+        }
+    }
+
+    #[test]
     fn bad_config_is_invalid_with_a_named_key() {
         let e = load("[store]\nurll = 1\n").expect_err("unknown key");
         assert_eq!(e.exit_code(), 2);

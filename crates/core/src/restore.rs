@@ -12,6 +12,7 @@
 //!
 //! Backups of Supabase projects get the handling of `docs/SUPABASE.md` (module `supabase`).
 
+mod cleanup;
 mod globals;
 mod stream;
 mod supabase;
@@ -302,8 +303,9 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
     }
     // From here on, a failure drops what was created.
     let abandon = |e: Error| async {
+        let e = cleanup::explain_lost_connection(e);
         if created.load(Ordering::SeqCst) {
-            drop_target(&job, &admin).await;
+            return cleanup::with_note(e, drop_target(&job, &admin).await);
         }
         e
     };
@@ -435,8 +437,9 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
             notes: notes.into_iter().chain(more_notes).collect(),
         }),
         Err(e) => {
+            let mut e = cleanup::explain_lost_connection(e);
             if created.load(Ordering::SeqCst) {
-                drop_target(&job, &admin).await;
+                e = cleanup::with_note(e, drop_target(&job, &admin).await);
             }
             supabase::drop_roles(&admin, &created_roles).await;
             Err(e)
@@ -469,12 +472,10 @@ async fn create_target(
     Ok(())
 }
 
-/// Drops the target database after a failed restore (best effort: the error that caused
-/// it is what the user sees).
-async fn drop_target(job: &RestoreJob<'_>, admin: &ConnSpec) {
-    if let Ok(c) = client::connect(admin).await {
-        let _ = client::drop_database(&c, admin, &job.target.dbname).await;
-    }
+/// Drops the target database after a failed restore, waiting a bounded time for a target
+/// that restarts; returns what to add to the error when it is still there.
+async fn drop_target(job: &RestoreJob<'_>, admin: &ConnSpec) -> Option<String> {
+    cleanup::drop_created(admin, &job.target.dbname).await
 }
 
 /// ANALYZE every table, over `jobs` connections at once (as `vacuumdb -j` does), biggest
