@@ -446,3 +446,71 @@ async fn target_restart_mid_restore_drops_created_database() {
         );
     }
 }
+
+/// GET /healthz with a deadline of `within` for the whole answer; the status line's code.
+fn healthz_within(port: u16, within: Duration) -> Result<u16, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(within))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&raw);
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status in {text:?}"))
+}
+
+#[test]
+fn healthz_answers_under_idle_connection_flood() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    std::fs::write(
+        dir.path().join("pgdrill.toml"),
+        format!(
+            "[store]\nurl = \"{}\"\n[schedule]\nbackup = \"off\"\ndrill = \"off\"\nprune = \"off\"\nstatus = \"off\"\n\
+             [[database]]\nname = \"app\"\nurl_env = \"UNSET_SOURCE_URL\"\n",
+            dir.path().join("store").display()
+        ),
+    )
+    .expect("config");
+    let mut child = cmd(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start serve");
+    wait_until(30, "serve answers /healthz", || {
+        healthz_within(port, Duration::from_secs(2)) == Ok(200)
+    });
+
+    // 200 connections that never send a byte, 100 that send half a request head.
+    let mut flood = Vec::new();
+    for i in 0..300 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        if i >= 200 {
+            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n");
+        }
+        flood.push(s);
+    }
+    for round in 0..3 {
+        let started = Instant::now();
+        let got = healthz_within(port, Duration::from_secs(2));
+        let took = started.elapsed();
+        if got != Ok(200) || took > Duration::from_secs(2) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("round {round}: /healthz under 300 idle connections: {got:?} after {took:?}");
+        }
+    }
+    drop(flood);
+    kill(child.id(), "-TERM");
+    let _ = child.wait();
+}
