@@ -111,16 +111,23 @@ impl Ctx {
     pub fn decryption_keys(&self) -> Result<Arc<DecryptionKeys>> {
         // An unset passphrase variable only matters for passphrase-encrypted backups, where
         // decryption then says which variable to set.
-        let passphrase = self.settings.passphrase(&self.env).unwrap_or_default();
+        let passphrase = self.settings.passphrase(&self.env);
+        let unset_var = passphrase
+            .is_err()
+            .then(|| self.settings.passphrase_env.clone())
+            .flatten();
         for f in &self.settings.identity_files {
             if let Some(w) = exposed_identity_file(f) {
                 self.ui.warn(w);
             }
         }
-        Ok(Arc::new(DecryptionKeys::new(
-            &self.settings.identity_files,
-            passphrase,
-        )?))
+        Ok(Arc::new(
+            DecryptionKeys::new(
+                &self.settings.identity_files,
+                passphrase.unwrap_or_default(),
+            )?
+            .with_unset_passphrase_var(unset_var),
+        ))
     }
 
     pub fn tools(&self) -> PgTools {

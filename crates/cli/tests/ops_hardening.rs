@@ -514,3 +514,58 @@ fn healthz_answers_under_idle_connection_flood() {
     kill(child.id(), "-TERM");
     let _ = child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unset_passphrase_variable_is_named_not_the_flag() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store_s = dir.path().join("store").display().to_string();
+    run(
+        dir.path(),
+        &["backup", "--store", &store_s, "--passphrase-env", "BK_PASS"],
+        &[
+            ("PGDRILL_SOURCE_URL", &src.url),
+            ("BK_PASS", "correct horse"),
+        ],
+    )
+    .ok();
+    let out = run(
+        dir.path(),
+        &[
+            "verify",
+            "latest",
+            "--store",
+            &store_s,
+            "--passphrase-env",
+            "BK_PASS",
+        ],
+        &[],
+    );
+    out.code(4);
+    assert!(
+        out.stderr.contains("BK_PASS") && out.stderr.contains("is not set"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn missing_bucket_is_named_with_its_endpoint() {
+    let s3 = tk::S3Server::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let owned = s3.env();
+    let env: Vec<(&str, &str)> = owned
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let out = run_within(
+        60,
+        dir.path(),
+        &["list", "--store", "s3://no-such-bucket/pg"],
+        &env,
+    );
+    out.code(2);
+    let want = format!("bucket no-such-bucket does not exist at {}", s3.endpoint());
+    assert!(out.stderr.contains(&want), "{}", out.stderr);
+    assert!(!out.stderr.contains('<'), "raw XML: {}", out.stderr);
+}

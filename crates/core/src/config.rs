@@ -429,7 +429,7 @@ impl Settings {
             Some(var) => match env.get(var).filter(|v| !v.is_empty()) {
                 Some(v) => Ok(Some(Secret::new(v.clone()))),
                 None => Err(Error::Invalid(format!(
-                    "passphrase_env names {var}, which is not set; export it or remove passphrase_env"
+                    "the passphrase variable {var} (named by --passphrase-env or passphrase_env) is not set: export it, or remove passphrase_env"
                 ))),
             },
         }

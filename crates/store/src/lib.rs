@@ -48,6 +48,8 @@ pub struct Store {
     prefix: Option<Path>,
     display: String,
     kind: StoreKind,
+    /// S3: the bucket and the endpoint it is reached at, for messages.
+    bucket: Option<(String, String)>,
 }
 
 /// Which kind of backend a store is; used for provider quirks and messages.
@@ -71,6 +73,17 @@ impl Store {
 
     pub fn kind(&self) -> StoreKind {
         self.kind
+    }
+
+    /// A backend error as a [`StoreError`]; a bucket that does not exist is named as such.
+    fn fail(&self, action: &'static str, key: &str, e: object_store::Error) -> StoreError {
+        match &self.bucket {
+            Some((bucket, endpoint)) if error::no_such_bucket(&e) => StoreError::NoBucket {
+                bucket: bucket.clone(),
+                endpoint: endpoint.clone(),
+            },
+            _ => StoreError::from_backend(action, key, e),
+        }
     }
 
     fn path(&self, key: &str) -> Result<Path, StoreError> {
@@ -105,7 +118,7 @@ impl Store {
         self.inner
             .put(&path, PutPayload::from_bytes(bytes))
             .await
-            .map_err(|e| StoreError::from_backend("write", key, e))?;
+            .map_err(|e| self.fail("write", key, e))?;
         Ok(())
     }
 
@@ -124,7 +137,7 @@ impl Store {
             .inner
             .put_opts(&path, PutPayload::from_bytes(bytes), opts)
             .await
-            .map_err(|e| StoreError::from_backend("create", key, e))?;
+            .map_err(|e| self.fail("create", key, e))?;
         Ok(res.e_tag)
     }
 
@@ -150,7 +163,7 @@ impl Store {
                 .inner
                 .put(&path, PutPayload::from_bytes(bytes))
                 .await
-                .map_err(|e| StoreError::from_backend("replace", key, e))?;
+                .map_err(|e| self.fail("replace", key, e))?;
             return Ok(res.e_tag);
         }
         let opts = PutOptions {
@@ -164,7 +177,7 @@ impl Store {
             .inner
             .put_opts(&path, PutPayload::from_bytes(bytes), opts)
             .await
-            .map_err(|e| StoreError::from_backend("replace", key, e))?;
+            .map_err(|e| self.fail("replace", key, e))?;
         Ok(res.e_tag)
     }
 
@@ -175,10 +188,8 @@ impl Store {
             .inner
             .get(&path)
             .await
-            .map_err(|e| StoreError::from_backend("read", key, e))?;
-        res.bytes()
-            .await
-            .map_err(|e| StoreError::from_backend("read", key, e))
+            .map_err(|e| self.fail("read", key, e))?;
+        res.bytes().await.map_err(|e| self.fail("read", key, e))
     }
 
     /// Streams an object; the size is the stored object's size at open time. From an object
@@ -210,7 +221,7 @@ impl Store {
             .inner
             .get(&path)
             .await
-            .map_err(|e| StoreError::from_backend("read", key, e))?;
+            .map_err(|e| self.fail("read", key, e))?;
         let size = res.meta.size;
         let owned_key = key.to_string();
         let stream = res
@@ -226,7 +237,7 @@ impl Store {
         self.inner
             .get_range(&path, range)
             .await
-            .map_err(|e| StoreError::from_backend("read a range of", key, e))
+            .map_err(|e| self.fail("read a range of", key, e))
     }
 
     /// A byte range of the object version whose ETag is `etag` (when given): if the object
@@ -266,12 +277,9 @@ impl Store {
             .inner
             .get_opts(&path, opts)
             .await
-            .map_err(|e| StoreError::from_backend(what, key, e))?;
+            .map_err(|e| self.fail(what, key, e))?;
         let info = self.info(res.meta.clone());
-        let bytes = res
-            .bytes()
-            .await
-            .map_err(|e| StoreError::from_backend(what, key, e))?;
+        let bytes = res.bytes().await.map_err(|e| self.fail(what, key, e))?;
         Ok((bytes, info))
     }
 
@@ -281,7 +289,7 @@ impl Store {
             .inner
             .head(&path)
             .await
-            .map_err(|e| StoreError::from_backend("stat", key, e))?;
+            .map_err(|e| self.fail("stat", key, e))?;
         Ok(self.info(meta))
     }
 
@@ -309,7 +317,7 @@ impl Store {
         let mut out = Vec::new();
         let mut stream = self.inner.list(Some(&path));
         while let Some(item) = stream.next().await {
-            let meta = item.map_err(|e| StoreError::from_backend("list", prefix, e))?;
+            let meta = item.map_err(|e| self.fail("list", prefix, e))?;
             out.push(self.info(meta));
         }
         Ok(out)
@@ -322,7 +330,7 @@ impl Store {
             .inner
             .list_with_delimiter(Some(&path))
             .await
-            .map_err(|e| StoreError::from_backend("list", prefix, e))?;
+            .map_err(|e| self.fail("list", prefix, e))?;
         let mut dirs: Vec<String> = res
             .common_prefixes
             .iter()
@@ -338,7 +346,7 @@ impl Store {
         match self.inner.delete(&path).await {
             Ok(()) => Ok(()),
             Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(StoreError::from_backend("delete", key, e)),
+            Err(e) => Err(self.fail("delete", key, e)),
         }
     }
 
@@ -355,7 +363,7 @@ impl Store {
             .inner
             .put_multipart(&path)
             .await
-            .map_err(|e| StoreError::from_backend("start upload of", key, e))?;
+            .map_err(|e| self.fail("start upload of", key, e))?;
         Ok(Upload::new(key, inner, part_size, max_in_flight))
     }
 }

@@ -155,6 +155,7 @@ fn open_local(url: &str, path: &std::path::Path) -> Result<Store, StoreError> {
         prefix: None,
         display: format!("file://{}", abs.display()),
         kind: StoreKind::Local,
+        bucket: None,
     })
 }
 
@@ -194,7 +195,7 @@ fn open_s3(bucket: &str, prefix: &str, opts: &StoreOptions) -> Result<Store, Sto
                 "us-east-1".into()
             }
         });
-    b = b.with_region(region);
+    b = b.with_region(region.clone());
     // Custom endpoints (MinIO, R2, B2, OCI) default to path style; AWS itself to virtual host.
     let path_style = opts.path_style.unwrap_or(endpoint.is_some());
     b = b.with_virtual_hosted_style_request(!path_style);
@@ -243,11 +244,15 @@ fn open_s3(bucket: &str, prefix: &str, opts: &StoreOptions) -> Result<Store, Sto
         Some(ep) => format!("s3://{bucket}/{prefix} at {ep}"),
         None => format!("s3://{bucket}/{prefix}"),
     };
+    let at = endpoint
+        .clone()
+        .unwrap_or_else(|| format!("AWS S3 (region {region})"));
     Ok(Store {
         inner,
         prefix: prefix_path,
         display,
         kind: StoreKind::S3,
+        bucket: Some((bucket.to_string(), at)),
     })
 }
 

@@ -251,6 +251,35 @@ async fn s3_server_conforms() {
     assert_eq!(raw, ["some/prefix-sibling/ls/a/1", "some/prefix/rel/x"]);
 }
 
+/// A bucket that does not exist is named with its endpoint (no S3 XML) by every call whose
+/// answer has a body.
+#[tokio::test]
+async fn missing_bucket_is_named_with_its_endpoint() {
+    let s3 = S3Server::start();
+    let opts = StoreOptions {
+        env: s3.env(),
+        ..Default::default()
+    };
+    let store = Store::open("s3://no-such-bucket/p", &opts).expect("open");
+    let want = format!(
+        "bucket no-such-bucket does not exist at {}: create it, or fix the bucket name in the store URL",
+        s3.endpoint()
+    );
+    let errors = [
+        store.get("db/manifest.json").await.map(|_| ()),
+        store.list("db/").await.map(|_| ()),
+        store.list_dirs("").await.map(|_| ()),
+        store.put("db/x", "x".into()).await.map(|_| ()),
+    ];
+    // (A HEAD answer has no body to tell a missing bucket from a missing object.)
+    for (i, r) in errors.into_iter().enumerate() {
+        match r {
+            Err(e @ StoreError::NoBucket { .. }) => assert_eq!(e.to_string(), want, "call {i}"),
+            other => panic!("call {i}: {other:?}"),
+        }
+    }
+}
+
 /// The `R2_ACCESS_KEY_ID` path: credentials and endpoint passed by name, no `AWS_*` at all.
 #[tokio::test]
 async fn s3_credentials_from_named_options() {
