@@ -569,3 +569,53 @@ fn missing_bucket_is_named_with_its_endpoint() {
     assert!(out.stderr.contains(&want), "{}", out.stderr);
     assert!(!out.stderr.contains('<'), "raw XML: {}", out.stderr);
 }
+
+#[test]
+fn refused_mirror_restore_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let src = d.join("src");
+    for i in 0..40 {
+        let p = src.join(format!("a/f{i:02}"));
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, vec![i as u8; 200_000]).expect("write");
+    }
+    std::fs::create_dir_all(src.join("z/link")).expect("mkdir");
+    std::fs::write(src.join("z/link/x"), b"x").expect("write");
+    let mirror = |args: &[&str]| {
+        let mut all = vec!["--json", "--store", "store", "mirror"];
+        all.extend_from_slice(args);
+        run(d, &all, &[])
+    };
+    mirror(&["run", "--name", "up", "--from", "src"]).ok();
+
+    // The destination holds a symlink where the snapshot has the folder z/link.
+    let out = d.join("out");
+    let elsewhere = d.join("elsewhere");
+    std::fs::create_dir_all(out.join("z")).expect("mkdir");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    std::os::unix::fs::symlink(&elsewhere, out.join("z/link")).expect("symlink");
+    let r = mirror(&["restore", "--name", "up", "latest", "--to", "out"]);
+    r.code(5);
+    assert!(r.stderr.contains("symlink"), "{}", r.stderr);
+    let mut left: Vec<String> = Vec::new();
+    for e in walk(&out) {
+        left.push(e.strip_prefix(&out).unwrap_or(&e).display().to_string());
+    }
+    left.sort();
+    assert_eq!(left, ["z", "z/link"], "the destination changed");
+    assert!(files_below(&elsewhere).is_empty());
+}
+
+/// Every entry below `dir` (symlinks not followed).
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        out.push(p.clone());
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(walk(&p));
+        }
+    }
+    out
+}
