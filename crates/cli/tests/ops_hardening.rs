@@ -619,3 +619,36 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_waits_out_a_store_restart() {
+    let src = source(None).await;
+    let s3 = tk::S3Server::start();
+    s3.create_bucket("backups");
+    let proxy = FaultProxy::start(&s3.endpoint());
+    let dir = tempfile::tempdir().expect("tmp");
+    let owned = s3_env_via(&s3, &proxy.endpoint);
+    let mut env: Vec<(&str, &str)> = owned
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    env.extend([
+        ("PGDRILL_STORE", "s3://backups/pg"),
+        ("PGDRILL_SOURCE_URL", src.url.as_str()),
+    ]);
+    // Every request fails for 8 s (closed unanswered), as while the store restarts.
+    proxy.down_for(Duration::from_secs(8));
+    let started = Instant::now();
+    let out = run_within(90, dir.path(), &["--json", "backup"], &env);
+    let took = started.elapsed();
+    let refused = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("DOWN"))
+        .count();
+    eprintln!("{refused} requests refused; the backup took {took:?}");
+    out.ok();
+    assert!(refused >= 3, "{:?}", proxy.requests());
+    assert!(took >= Duration::from_secs(8), "{took:?}");
+    run_within(30, dir.path(), &["--json", "verify", "latest"], &env).ok();
+}

@@ -1,20 +1,22 @@
 //! A fault-injecting HTTP proxy in front of the S3 server: it forwards each request on a
 //! connection of its own (`Connection: close`), except those whose request line contains a
 //! "stall" needle, which it reads and never answers (the connection stays open, silent).
-//! Stops its threads when dropped.
+//! While "down", it reads each request and closes the connection without an answer (a
+//! server restarting). Stops its threads when dropped.
 #![allow(dead_code)]
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct FaultProxy {
     pub endpoint: String,
     stalls: Arc<Mutex<Vec<String>>>,
     seen: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
+    down_until: Arc<Mutex<Option<Instant>>>,
 }
 
 impl FaultProxy {
@@ -30,15 +32,25 @@ impl FaultProxy {
         let stalls = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (st, se, sp) = (stalls.clone(), seen.clone(), stop.clone());
+        let down_until = Arc::new(Mutex::new(None));
+        let (st, se, sp, du) = (
+            stalls.clone(),
+            seen.clone(),
+            stop.clone(),
+            down_until.clone(),
+        );
         std::thread::spawn(move || {
             while !sp.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((conn, _)) => {
                         let (st, se, sp, up) =
                             (st.clone(), se.clone(), sp.clone(), upstream.clone());
+                        let down = du
+                            .lock()
+                            .map(|d| d.is_some_and(|t| Instant::now() < t))
+                            .unwrap_or(false);
                         std::thread::spawn(move || {
-                            let _ = serve(conn, &up, &st, &se, &sp);
+                            let _ = serve(conn, &up, &st, &se, &sp, down);
                         });
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -53,6 +65,14 @@ impl FaultProxy {
             stalls,
             seen,
             stop,
+            down_until,
+        }
+    }
+
+    /// For `how_long` from now, every request is read and its connection closed unanswered.
+    pub fn down_for(&self, how_long: Duration) {
+        if let Ok(mut d) = self.down_until.lock() {
+            *d = Some(Instant::now() + how_long);
         }
     }
 
@@ -87,6 +107,7 @@ fn serve(
     stalls: &Mutex<Vec<String>>,
     seen: &Mutex<Vec<String>>,
     stop: &AtomicBool,
+    down: bool,
 ) -> std::io::Result<()> {
     conn.set_nonblocking(false)?;
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -118,6 +139,12 @@ fn serve(
             return Ok(());
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+    if down {
+        if let Ok(mut s) = seen.lock() {
+            s.push(format!("DOWN {line}"));
+        }
+        return Ok(());
     }
     let stalled = stalls
         .lock()
