@@ -102,6 +102,12 @@ fn status_failure(text: &str) -> Option<String> {
     Some(format!("the store answered HTTP {status}{said}, {advice}"))
 }
 
+/// Whether the call failed without an answer from the store (timeouts, refused or broken
+/// connections), after its retries.
+pub(crate) fn is_transport_failure(e: &object_store::Error) -> bool {
+    transport_failure(e).is_some()
+}
+
 /// Whether the service answered `NoSuchBucket` (a 404 whose body names the code).
 pub(crate) fn no_such_bucket(e: &object_store::Error) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);

@@ -12,6 +12,7 @@
 //! - `list` returns every object under a prefix, in no guaranteed order.
 
 mod error;
+mod health;
 mod open;
 mod upload;
 
@@ -50,6 +51,7 @@ pub struct Store {
     kind: StoreKind,
     /// S3: the bucket and the endpoint it is reached at, for messages.
     bucket: Option<(String, String)>,
+    health: Arc<health::Health>,
 }
 
 /// Which kind of backend a store is; used for provider quirks and messages.
@@ -73,6 +75,18 @@ impl Store {
 
     pub fn kind(&self) -> StoreKind {
         self.kind
+    }
+
+    /// Runs one backend call under the store's [`health::Health`].
+    async fn call<T>(
+        &self,
+        action: &'static str,
+        key: &str,
+        call: impl std::future::Future<Output = object_store::Result<T>>,
+    ) -> Result<T, StoreError> {
+        self.health
+            .run(action, key, call, |e| self.fail(action, key, e))
+            .await
     }
 
     /// A backend error as a [`StoreError`]; a bucket that does not exist is named as such.
@@ -115,10 +129,8 @@ impl Store {
     /// Writes `bytes` at `key`, replacing any object there.
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
         let path = self.path(key)?;
-        self.inner
-            .put(&path, PutPayload::from_bytes(bytes))
-            .await
-            .map_err(|e| self.fail("write", key, e))?;
+        let put = self.inner.put(&path, PutPayload::from_bytes(bytes));
+        self.call("write", key, put).await?;
         Ok(())
     }
 
@@ -133,12 +145,10 @@ impl Store {
             mode: PutMode::Create,
             ..Default::default()
         };
-        let res = self
+        let put = self
             .inner
-            .put_opts(&path, PutPayload::from_bytes(bytes), opts)
-            .await
-            .map_err(|e| self.fail("create", key, e))?;
-        Ok(res.e_tag)
+            .put_opts(&path, PutPayload::from_bytes(bytes), opts);
+        Ok(self.call("create", key, put).await?.e_tag)
     }
 
     /// Replaces `key` only if its current ETag is `etag` (compare-and-swap), returning the new
@@ -159,12 +169,8 @@ impl Store {
                     key: key.to_string(),
                 });
             }
-            let res = self
-                .inner
-                .put(&path, PutPayload::from_bytes(bytes))
-                .await
-                .map_err(|e| self.fail("replace", key, e))?;
-            return Ok(res.e_tag);
+            let put = self.inner.put(&path, PutPayload::from_bytes(bytes));
+            return Ok(self.call("replace", key, put).await?.e_tag);
         }
         let opts = PutOptions {
             mode: PutMode::Update(object_store::UpdateVersion {
@@ -173,23 +179,17 @@ impl Store {
             }),
             ..Default::default()
         };
-        let res = self
+        let put = self
             .inner
-            .put_opts(&path, PutPayload::from_bytes(bytes), opts)
-            .await
-            .map_err(|e| self.fail("replace", key, e))?;
-        Ok(res.e_tag)
+            .put_opts(&path, PutPayload::from_bytes(bytes), opts);
+        Ok(self.call("replace", key, put).await?.e_tag)
     }
 
     /// Reads a whole (small) object into memory: manifests, checksums, leases.
     pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
         let path = self.path(key)?;
-        let res = self
-            .inner
-            .get(&path)
-            .await
-            .map_err(|e| self.fail("read", key, e))?;
-        res.bytes().await.map_err(|e| self.fail("read", key, e))
+        let get = async { self.inner.get(&path).await?.bytes().await };
+        self.call("read", key, get).await
     }
 
     /// Streams an object; the size is the stored object's size at open time. From an object
@@ -217,11 +217,7 @@ impl Store {
             }
         }
         let path = self.path(key)?;
-        let res = self
-            .inner
-            .get(&path)
-            .await
-            .map_err(|e| self.fail("read", key, e))?;
+        let res = self.call("read", key, self.inner.get(&path)).await?;
         let size = res.meta.size;
         let owned_key = key.to_string();
         let stream = res
@@ -234,10 +230,8 @@ impl Store {
     /// Reads bytes `range` of an object.
     pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         let path = self.path(key)?;
-        self.inner
-            .get_range(&path, range)
+        self.call("read a range of", key, self.inner.get_range(&path, range))
             .await
-            .map_err(|e| self.fail("read a range of", key, e))
     }
 
     /// A byte range of the object version whose ETag is `etag` (when given): if the object
@@ -273,23 +267,18 @@ impl Store {
         opts: object_store::GetOptions,
     ) -> Result<(Bytes, ObjectInfo), StoreError> {
         let path = self.path(key)?;
-        let res = self
-            .inner
-            .get_opts(&path, opts)
-            .await
-            .map_err(|e| self.fail(what, key, e))?;
-        let info = self.info(res.meta.clone());
-        let bytes = res.bytes().await.map_err(|e| self.fail(what, key, e))?;
-        Ok((bytes, info))
+        let get = async {
+            let res = self.inner.get_opts(&path, opts).await?;
+            let meta = res.meta.clone();
+            Ok((res.bytes().await?, meta))
+        };
+        let (bytes, meta) = self.call(what, key, get).await?;
+        Ok((bytes, self.info(meta)))
     }
 
     pub async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
         let path = self.path(key)?;
-        let meta = self
-            .inner
-            .head(&path)
-            .await
-            .map_err(|e| self.fail("stat", key, e))?;
+        let meta = self.call("stat", key, self.inner.head(&path)).await?;
         Ok(self.info(meta))
     }
 
@@ -314,23 +303,17 @@ impl Store {
     /// Every object below `prefix` (recursively).
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let path = self.path(prefix)?;
-        let mut out = Vec::new();
-        let mut stream = self.inner.list(Some(&path));
-        while let Some(item) = stream.next().await {
-            let meta = item.map_err(|e| self.fail("list", prefix, e))?;
-            out.push(self.info(meta));
-        }
-        Ok(out)
+        let list = self.inner.list(Some(&path)).try_collect::<Vec<_>>();
+        let metas = self.call("list", prefix, list).await?;
+        Ok(metas.into_iter().map(|m| self.info(m)).collect())
     }
 
     /// The names of the immediate "folders" below `prefix`.
     pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let path = self.path(prefix)?;
         let res = self
-            .inner
-            .list_with_delimiter(Some(&path))
-            .await
-            .map_err(|e| self.fail("list", prefix, e))?;
+            .call("list", prefix, self.inner.list_with_delimiter(Some(&path)))
+            .await?;
         let mut dirs: Vec<String> = res
             .common_prefixes
             .iter()
@@ -343,11 +326,13 @@ impl Store {
     /// Deletes `key`; deleting a missing key is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
-        match self.inner.delete(&path).await {
-            Ok(()) => Ok(()),
-            Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.fail("delete", key, e)),
-        }
+        let delete = async {
+            match self.inner.delete(&path).await {
+                Err(object_store::Error::NotFound { .. }) => Ok(()),
+                r => r,
+            }
+        };
+        self.call("delete", key, delete).await
     }
 
     /// Starts a multipart upload of `key` with parts of `part_size` bytes and at most
@@ -360,10 +345,14 @@ impl Store {
     ) -> Result<Upload, StoreError> {
         let path = self.path(key)?;
         let inner = self
-            .inner
-            .put_multipart(&path)
-            .await
-            .map_err(|e| self.fail("start upload of", key, e))?;
-        Ok(Upload::new(key, inner, part_size, max_in_flight))
+            .call("start upload of", key, self.inner.put_multipart(&path))
+            .await?;
+        Ok(Upload::new(
+            key,
+            inner,
+            part_size,
+            max_in_flight,
+            self.health.clone(),
+        ))
     }
 }

@@ -156,6 +156,7 @@ fn open_local(url: &str, path: &std::path::Path) -> Result<Store, StoreError> {
         display: format!("file://{}", abs.display()),
         kind: StoreKind::Local,
         bucket: None,
+        health: Default::default(),
     })
 }
 
@@ -253,6 +254,7 @@ fn open_s3(bucket: &str, prefix: &str, opts: &StoreOptions) -> Result<Store, Sto
         display,
         kind: StoreKind::S3,
         bucket: Some((bucket.to_string(), at)),
+        health: Default::default(),
     })
 }
 
