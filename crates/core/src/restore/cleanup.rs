@@ -56,8 +56,10 @@ pub(super) fn with_note(e: Error, note: Option<String>) -> Error {
     }
 }
 
-/// What libpq, tokio-postgres and the server say when a session ends under a client:
-/// a restart, a crash, `pg_terminate_backend`, a network cut.
+/// What libpq, tokio-postgres and the server say when a session ends under a client, or a
+/// new one cannot start because the server is going or coming back: a restart, a crash,
+/// `pg_terminate_backend`, a network cut. (Not "connection to server ... failed" alone: a
+/// server refusing a setting or a login says that too.)
 const LOST: &[&str] = &[
     "server closed the connection unexpectedly",
     "terminating connection because of crash of another server process",
@@ -66,9 +68,8 @@ const LOST: &[&str] = &[
     "the database system is shutting down",
     "the database system is starting up",
     "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
     "no connection to the server",
-    "could not connect to server",
-    "connection to server at",
     "SSL SYSCALL error: EOF detected",
     "connection closed",
     "Connection reset by peer",
@@ -79,11 +80,15 @@ const LOST: &[&str] = &[
 /// dump's statements (and pointing at `[restore] ignore_errors`).
 pub(super) fn explain_lost_connection(e: Error) -> Error {
     let Error::Failed(m) = &e else { return e };
-    let Some(marker) = LOST.iter().find(|l| m.contains(*l)) else {
+    let Some(at) = LOST.iter().find_map(|l| m.find(*l)) else {
         return e;
     };
+    // The message that says so: from its "error: " (or the start) to the end of its line.
+    let start = m[..at].rfind("error: ").unwrap_or(0);
+    let end = m[at..].find(" ;; ").map_or(m.len(), |i| at + i);
+    let evidence: String = m[start..end].chars().take(300).collect();
     Error::Failed(format!(
-        "the connection to the target was lost during the restore ({marker}): the server restarted, crashed or closed the session; check that it is up, then run the restore again"
+        "the connection to the target was lost during the restore ({evidence}): the server restarted, crashed or closed the session; check that it is up, then run the restore again"
     ))
 }
 
@@ -103,6 +108,16 @@ mod tests {
         .to_string();
         assert!(lost.contains("connection to the target was lost"), "{lost}");
         assert!(!lost.contains("ignore_errors"), "{lost}");
+        assert!(
+            lost.contains("(error: could not execute query: server closed"),
+            "{lost}"
+        );
+        // A server refusing a setting is not a lost connection: its reason stays.
+        let refused = "pg_restore failed: connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  1 is outside the valid range for parameter \"maintenance_work_mem\"";
+        assert_eq!(
+            explain_lost_connection(Error::Failed(refused.into())).to_string(),
+            refused
+        );
         let other = Error::Failed("relation \"x\" does not exist".into());
         assert_eq!(
             explain_lost_connection(other).to_string(),
