@@ -128,11 +128,23 @@ impl Ctx {
     pub fn decryption_keys(&self) -> Result<Arc<DecryptionKeys>> {
         // An unset passphrase variable only matters for passphrase-encrypted backups, where
         // decryption then says which variable to set.
-        let passphrase = self.settings.passphrase(&self.env).unwrap_or_default();
-        Ok(Arc::new(DecryptionKeys::new(
-            &self.settings.identity_files,
-            passphrase,
-        )?))
+        let passphrase = self.settings.passphrase(&self.env);
+        let unset_var = passphrase
+            .is_err()
+            .then(|| self.settings.passphrase_env.clone())
+            .flatten();
+        for f in &self.settings.identity_files {
+            if let Some(w) = exposed_identity_file(f) {
+                self.ui.warn(w);
+            }
+        }
+        Ok(Arc::new(
+            DecryptionKeys::new(
+                &self.settings.identity_files,
+                passphrase.unwrap_or_default(),
+            )?
+            .with_unset_passphrase_var(unset_var),
+        ))
     }
 
     pub fn tools(&self) -> PgTools {
@@ -189,4 +201,18 @@ impl Ctx {
         }
         catalog::databases(store).await
     }
+}
+
+/// A warning when an identity file (a private key) can be read by group or others, as ssh
+/// gives for private keys.
+pub fn exposed_identity_file(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "the identity file {} is accessible by group or others (mode {mode:03o}): anyone who can read it can decrypt every backup; run chmod 600 {}",
+            path.display(),
+            path.display()
+        )
+    })
 }

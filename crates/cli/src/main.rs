@@ -37,6 +37,8 @@ fn main() -> ExitCode {
     {
         pgdrill_core::clock::Clock::set_process_offset(secs);
     }
+    // Password files a killed pgdrill left behind (their owner no longer holds their lock).
+    pgdrill_pg::passfile::sweep_stale(&std::env::temp_dir());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

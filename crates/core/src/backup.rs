@@ -25,6 +25,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+mod locks;
+
 const READ_CHUNK: usize = 1 << 20;
 
 /// Everything one backup needs, resolved by the caller.
@@ -39,6 +41,8 @@ pub struct BackupJob<'a> {
     pub compression_threads: u32,
     pub part_size: usize,
     pub max_in_flight: usize,
+    /// How long pg_dump waits for a table lock before the backup fails naming its holder.
+    pub lock_wait_timeout: std::time::Duration,
     pub policy: &'a Policy,
     pub progress: Arc<Progress>,
     pub cancel: Cancel,
@@ -300,6 +304,8 @@ fn dump_args(job: &BackupJob<'_>, snapshot: Option<&str>) -> Vec<String> {
     if let Some(s) = snapshot {
         args.push(format!("--snapshot={s}"));
     }
+    // Before the user's arguments, so that a --lock-wait-timeout of theirs wins.
+    args.push(locks::pg_dump_arg(job.lock_wait_timeout));
     args.extend(job.db.pg_dump_args.iter().cloned());
     args
 }
@@ -611,7 +617,13 @@ async fn stream_child(
             "the upload failed, so the backup was aborted: {e}"
         )))
     } else if !status.map(|s| s.success()).unwrap_or(false) {
-        Some(Error::Failed(tool_failure(tool, status, &stderr_tail)))
+        let msg = match locks::timed_out_tables(&stderr_tail) {
+            Some(tables) if tool == "pg_dump" => {
+                locks::describe(&job.source, &tables, job.lock_wait_timeout).await
+            }
+            _ => tool_failure(tool, status, &stderr_tail),
+        };
+        Some(Error::Failed(msg))
     } else if let Err(e) = &encoded {
         Some(Error::Failed(e.to_string()))
     } else if encoded.as_ref().map(|e| e.raw.bytes == 0).unwrap_or(false) {

@@ -84,7 +84,10 @@ pub async fn list(store: &Store, db: &DbName) -> Result<Listing> {
     while let Some((id, r)) = read.next().await {
         match r {
             Ok(m) => listing.complete.push(m),
-            Err(e) => listing.unreadable.push((id, e.to_string())),
+            Err(e) if not_a_backup(&e) => listing.unreadable.push((id, e.to_string())),
+            // A store that failed (a timeout, throttling) says nothing about the backup:
+            // a listing without it would be wrong, not short.
+            Err(e) => return Err(e),
         }
     }
     listing.complete.sort_by(newest_first);

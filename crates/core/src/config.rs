@@ -14,6 +14,7 @@ pub type Env = BTreeMap<String, String>;
 /// Sections whose keys `PGDRILL_<SECTION>_<KEY>` may set.
 const SECTIONS: &[&str] = &[
     "store",
+    "backup",
     "encryption",
     "compression",
     "policy",
@@ -63,6 +64,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub store: StoreSection,
     #[serde(default)]
+    pub backup: BackupSection,
+    #[serde(default)]
     pub encryption: EncryptionSection,
     #[serde(default)]
     pub compression: CompressionSection,
@@ -95,7 +98,24 @@ pub struct StoreSection {
     pub secret_access_key_env: Option<String>,
     pub part_size_mib: Option<u64>,
     pub max_in_flight: Option<u64>,
+    /// Bound on one store request, in seconds (default 60); a request that stalls longer is
+    /// abandoned and retried when that is safe.
+    pub timeout_seconds: Option<u64>,
+    /// How long a failing store request is retried, with backoff and jitter (default 30).
+    pub retry_seconds: Option<u64>,
 }
+
+/// `[backup]`
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSection {
+    /// How long pg_dump waits for a table lock at its start (another session holding an
+    /// `ACCESS EXCLUSIVE` lock) before the backup fails naming the holder (default 300).
+    pub lock_wait_timeout_seconds: Option<u64>,
+}
+
+/// Default of `[backup] lock_wait_timeout_seconds`.
+pub const DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS: u64 = 300;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -276,6 +296,8 @@ pub struct Settings {
     pub store_options: pgdrill_store::StoreOptions,
     pub part_size: usize,
     pub max_in_flight: usize,
+    /// `[backup] lock_wait_timeout_seconds`.
+    pub lock_wait_timeout: std::time::Duration,
     pub recipients: Vec<String>,
     pub passphrase_env: Option<String>,
     pub identity_files: Vec<PathBuf>,
@@ -383,6 +405,7 @@ impl Settings {
             store_options,
             part_size: (file.store.part_size_mib.unwrap_or(16).clamp(5, 4096) as usize) << 20,
             max_in_flight: file.store.max_in_flight.unwrap_or(4).clamp(1, 64) as usize,
+            lock_wait_timeout: lock_wait_timeout(&file.backup)?,
             recipients: file.encryption.recipients.clone(),
             passphrase_env: file.encryption.passphrase_env.clone(),
             identity_files: file
@@ -413,7 +436,7 @@ impl Settings {
             Some(var) => match env.get(var).filter(|v| !v.is_empty()) {
                 Some(v) => Ok(Some(Secret::new(v.clone()))),
                 None => Err(Error::Invalid(format!(
-                    "passphrase_env names {var}, which is not set; export it or remove passphrase_env"
+                    "the passphrase variable {var} (named by --passphrase-env or passphrase_env) is not set: export it, or remove passphrase_env"
                 ))),
             },
         }
@@ -493,7 +516,27 @@ fn store_options(s: &StoreSection, env: &Env) -> Result<pgdrill_store::StoreOpti
         secret_access_key: named(&s.secret_access_key_env, "secret_access_key_env")?,
         session_token: None,
         env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        timeout: match s.timeout_seconds {
+            Some(0) => {
+                return Err(Error::Invalid(
+                    "[store] timeout_seconds = 0 would fail every request: give at least 1 (default 60)".into(),
+                ))
+            }
+            t => t.map(std::time::Duration::from_secs),
+        },
+        retry_window: s.retry_seconds.map(std::time::Duration::from_secs),
     })
+}
+
+fn lock_wait_timeout(b: &BackupSection) -> Result<std::time::Duration> {
+    match b.lock_wait_timeout_seconds {
+        Some(0) => Err(Error::Invalid(
+            "[backup] lock_wait_timeout_seconds = 0 would let pg_dump wait forever for a lock: give a number of seconds (default 300)".into(),
+        )),
+        t => Ok(std::time::Duration::from_secs(
+            t.unwrap_or(DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS),
+        )),
+    }
 }
 
 fn database_settings(d: &DatabaseSection, index: usize, env: &Env) -> Result<DatabaseSettings> {
@@ -751,6 +794,30 @@ mod tests {
             Some("first_sunday")
         );
         assert_eq!(s.policy.freshness_minutes(), 480);
+    }
+
+    #[test]
+    fn store_timeouts_and_lock_wait_come_from_file_or_environment() {
+        use std::time::Duration;
+        let s = load("").expect("defaults");
+        assert_eq!(s.store_options.timeout, None);
+        assert_eq!(s.lock_wait_timeout, Duration::from_secs(300));
+        let e = env(&[
+            ("PGDRILL_STORE_TIMEOUT_SECONDS", "5"),
+            ("PGDRILL_STORE_RETRY_SECONDS", "45"),
+            ("PGDRILL_BACKUP_LOCK_WAIT_TIMEOUT_SECONDS", "20"),
+        ]);
+        let s = Settings::load(None, "environment", Path::new("/"), &e).expect("env");
+        assert_eq!(s.store_options.timeout, Some(Duration::from_secs(5)));
+        assert_eq!(s.store_options.retry_window, Some(Duration::from_secs(45)));
+        assert_eq!(s.lock_wait_timeout, Duration::from_secs(20));
+        for bad in [
+            "[store]\ntimeout_seconds = 0\n",
+            "[backup]\nlock_wait_timeout_seconds = 0\n",
+        ] {
+            let e = load(bad).expect_err(bad);
+            assert_eq!(e.exit_code(), 2, "{e}");
+        }
     }
 
     #[test]

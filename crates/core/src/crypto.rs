@@ -129,6 +129,8 @@ impl<W: Write> Sink<W> {
 pub struct DecryptionKeys {
     identities: Vec<Box<dyn age::Identity + Send + Sync>>,
     passphrase: Option<Secret>,
+    /// The passphrase variable that was named but is not set (for the error message).
+    unset_passphrase_var: Option<String>,
 }
 
 impl std::fmt::Debug for DecryptionKeys {
@@ -149,7 +151,15 @@ impl DecryptionKeys {
         Ok(DecryptionKeys {
             identities,
             passphrase,
+            unset_passphrase_var: None,
         })
+    }
+
+    /// Remembers that the passphrase variable `var` was named but is not set, so that a
+    /// passphrase-encrypted backup says so instead of asking for the flag.
+    pub fn with_unset_passphrase_var(mut self, var: Option<String>) -> Self {
+        self.unset_passphrase_var = var;
+        self
     }
 
     pub fn is_empty(&self) -> bool {
@@ -172,9 +182,14 @@ impl DecryptionKeys {
         let d = age::Decryptor::new(input).map_err(|e| map_decrypt_err(e, what))?;
         if d.is_scrypt() {
             let Some(p) = &self.passphrase else {
-                return Err(Error::Key(format!(
-                    "{what} is encrypted with a passphrase: set passphrase_env (or --passphrase-env VAR) to the variable holding it"
-                )));
+                return Err(Error::Key(match &self.unset_passphrase_var {
+                    Some(var) => format!(
+                        "{what} is encrypted with a passphrase, but the variable {var} named by --passphrase-env or passphrase_env is not set: export it"
+                    ),
+                    None => format!(
+                        "{what} is encrypted with a passphrase: set passphrase_env (or --passphrase-env VAR) to the variable holding it"
+                    ),
+                }));
             };
             let mut id = age::scrypt::Identity::new(SecretString::from(p.expose().to_string()));
             id.set_max_work_factor(22);

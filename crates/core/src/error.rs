@@ -56,9 +56,9 @@ impl Error {
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::BadUrl { .. } | StoreError::InvalidKey { .. } => {
-                Error::Invalid(e.to_string())
-            }
+            StoreError::BadUrl { .. }
+            | StoreError::InvalidKey { .. }
+            | StoreError::NoBucket { .. } => Error::Invalid(e.to_string()),
             _ => Error::Failed(e.to_string()),
         }
     }

@@ -162,9 +162,14 @@ impl Manifest {
         })?;
         let version = probe.get("format_version").and_then(|v| v.as_u64());
         if version != Some(u64::from(FORMAT_VERSION)) {
-            return Err(Error::Integrity(format!(
-                "{key} has format_version {version:?}, this pgdrill reads {FORMAT_VERSION}: upgrade pgdrill"
-            )));
+            return Err(Error::Integrity(match version {
+                Some(v) => format!(
+                    "{key} has format_version {v}, this pgdrill reads {FORMAT_VERSION}: upgrade pgdrill"
+                ),
+                None => format!(
+                    "{key} has no valid format_version; the backup cannot be trusted"
+                ),
+            }));
         }
         let m: Manifest = serde_json::from_value(probe).map_err(|e| {
             Error::Integrity(format!(
@@ -282,5 +287,19 @@ mod tests {
         m.server.version_num = 150018;
         m.pg_dump.version = "15.18".into();
         assert_eq!(m.restore_major(), 15);
+    }
+
+    #[test]
+    fn an_unknown_format_version_is_named_plainly() {
+        let e = Manifest::from_json(br#"{"format_version": 2}"#, "m.json").expect_err("v2");
+        assert_eq!(
+            (e.exit_code(), e.to_string()),
+            (
+                3,
+                "m.json has format_version 2, this pgdrill reads 1: upgrade pgdrill".into()
+            )
+        );
+        let e = Manifest::from_json(br#"{"format_version": "x"}"#, "m.json").expect_err("bad");
+        assert!(!e.to_string().contains("None"), "{e}");
     }
 }

@@ -12,6 +12,7 @@
 //!
 //! Backups of Supabase projects get the handling of `docs/SUPABASE.md` (module `supabase`).
 
+mod cleanup;
 mod globals;
 mod preflight;
 mod sql;
@@ -352,9 +353,16 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
     }
     // From here on, a failure drops what was created.
     let abandon = |e: Error| async {
+        let e = cleanup::explain_lost_connection(e);
         if created.load(Ordering::SeqCst) {
-            drop_target(&job, &admin).await;
-            traces.dropped.store(true, Ordering::SeqCst);
+            let note = drop_target(&job, &admin).await;
+            let flag = if note.is_none() {
+                &traces.dropped
+            } else {
+                &traces.changed
+            };
+            flag.store(true, Ordering::SeqCst);
+            return cleanup::with_note(e, note);
         }
         e
     };
@@ -489,9 +497,16 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
             notes: notes.into_iter().chain(more_notes).collect(),
         }),
         Err(e) => {
+            let mut e = cleanup::explain_lost_connection(e);
             if created.load(Ordering::SeqCst) {
-                drop_target(&job, &admin).await;
-                traces.dropped.store(true, Ordering::SeqCst);
+                let note = drop_target(&job, &admin).await;
+                let flag = if note.is_none() {
+                    &traces.dropped
+                } else {
+                    &traces.changed
+                };
+                flag.store(true, Ordering::SeqCst);
+                e = cleanup::with_note(e, note);
             }
             preflight::drop_roles(&admin, &created_roles).await;
             Err(e)
@@ -524,12 +539,10 @@ async fn create_target(
     Ok(())
 }
 
-/// Drops the target database after a failed restore (best effort: the error that caused
-/// it is what the user sees).
-async fn drop_target(job: &RestoreJob<'_>, admin: &ConnSpec) {
-    if let Ok(c) = client::connect(admin).await {
-        let _ = client::drop_database(&c, admin, &job.target.dbname).await;
-    }
+/// Drops the target database after a failed restore, waiting a bounded time for a target
+/// that restarts; returns what to add to the error when it is still there.
+async fn drop_target(job: &RestoreJob<'_>, admin: &ConnSpec) -> Option<String> {
+    cleanup::drop_created(admin, &job.target.dbname).await
 }
 
 /// ANALYZE every table, over `jobs` connections at once (as `vacuumdb -j` does), biggest

@@ -279,25 +279,12 @@ impl Cluster {
     /// A command for a server binary, run as the unprivileged user when we are root.
     fn command(&self, tool: &str) -> Command {
         let mut cmd = Command::new(self.install.bin(tool));
+        // The server inherits this environment for its whole life; it holds nothing of
+        // pgdrill's own (S3 keys, source URLs, libpq PG* variables).
+        crate::conninfo::basic_child_env(&mut cmd);
         cmd.current_dir(&self.root)
             .stdin(Stdio::null())
             .env("LC_ALL", "C");
-        for var in [
-            "PGDATA",
-            "PGPORT",
-            "PGHOST",
-            "PGHOSTADDR",
-            "PGUSER",
-            "PGPASSWORD",
-            "PGPASSFILE",
-            "PGDATABASE",
-            "PGSERVICE",
-            "PGOPTIONS",
-            "PGCLIENTENCODING",
-            "PGTZ",
-        ] {
-            cmd.env_remove(var);
-        }
         if let Some(u) = &self.run_as {
             cmd.uid(u.uid).gid(u.gid);
             cmd.env("USER", &u.name).env("LOGNAME", &u.name);

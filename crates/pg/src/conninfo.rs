@@ -2,7 +2,6 @@
 //! children through the environment and a 0600 password file, never through argv.
 
 use std::fmt;
-use std::io::Write;
 use std::path::Path;
 
 /// A secret value whose `Debug` and `Display` print `***`.
@@ -276,24 +275,7 @@ impl ConnSpec {
     /// then the connection settings are added. Secrets pgdrill holds for other purposes (S3
     /// keys, passphrases, other databases' URLs) never reach these children.
     pub fn configure_child(&self, cmd: &mut std::process::Command, passfile: Option<&Path>) {
-        const KEEP: &[&str] = &[
-            "PATH",
-            "HOME",
-            "USER",
-            "LOGNAME",
-            "LANG",
-            "LANGUAGE",
-            "TZ",
-            "TMPDIR",
-            "LD_LIBRARY_PATH",
-        ];
-        cmd.env_clear();
-        for (k, v) in std::env::vars_os() {
-            let name = k.to_string_lossy();
-            if KEEP.contains(&name.as_ref()) || name.starts_with("LC_") {
-                cmd.env(&k, &v);
-            }
-        }
+        basic_child_env(cmd);
         cmd.envs(self.child_env(passfile));
     }
 
@@ -316,19 +298,13 @@ impl ConnSpec {
         ]
     }
 
-    /// Writes a 0600 pgpass file holding this spec's password, if it has one.
-    pub fn write_passfile(&self) -> std::io::Result<Option<tempfile::NamedTempFile>> {
-        let Some(pw) = &self.password else {
-            return Ok(None);
-        };
-        // tempfile creates files with mode 0600.
-        let mut f = tempfile::Builder::new()
-            .prefix("pgdrill-pgpass-")
-            .tempfile()?;
-        let escaped = pw.expose().replace('\\', "\\\\").replace(':', "\\:");
-        writeln!(f, "*:*:*:*:{escaped}")?;
-        f.flush()?;
-        Ok(Some(f))
+    /// Writes a 0600 pgpass file holding this spec's password, if it has one; it is deleted
+    /// when dropped, and by the next pgdrill command if this process is killed first.
+    pub fn write_passfile(&self) -> std::io::Result<Option<crate::passfile::PassFile>> {
+        self.password
+            .as_ref()
+            .map(|pw| crate::passfile::PassFile::create(pw.expose()))
+            .transpose()
     }
 
     /// A tokio-postgres config for pgdrill's own connections.
@@ -352,6 +328,33 @@ impl ConnSpec {
     /// Whether this looks like a transaction-mode pooler (Supavisor/PgBouncer on 6543).
     pub fn looks_like_transaction_pooler(&self) -> bool {
         self.port == 6543 || self.param("pgbouncer") == Some("true")
+    }
+}
+
+/// Clears `cmd`'s environment down to what locates programs and sets locale and time zone
+/// (`PATH`, `HOME`, `USER`, `LOGNAME`, `LANG`, `LANGUAGE`, `LC_*`, `TZ`, `TMPDIR`,
+/// `LD_LIBRARY_PATH`). Every PostgreSQL program pgdrill starts (pg_dump, pg_restore, psql,
+/// initdb, pg_ctl, the throwaway server) gets this and only what it needs on top: S3 keys,
+/// passphrases and connection URLs pgdrill holds never reach them, nor their
+/// `/proc/<pid>/environ` (readable by the user a throwaway server runs as).
+pub fn basic_child_env(cmd: &mut std::process::Command) {
+    const KEEP: &[&str] = &[
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "LD_LIBRARY_PATH",
+    ];
+    cmd.env_clear();
+    for (k, v) in std::env::vars_os() {
+        let name = k.to_string_lossy();
+        if KEEP.contains(&name.as_ref()) || name.starts_with("LC_") {
+            cmd.env(&k, &v);
+        }
     }
 }
 

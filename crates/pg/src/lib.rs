@@ -7,6 +7,7 @@ pub mod archive;
 pub mod client;
 pub mod cluster;
 pub mod conninfo;
+pub mod passfile;
 pub mod tls;
 pub mod tools;
 

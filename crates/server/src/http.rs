@@ -1,5 +1,8 @@
 //! A minimal HTTP/1.1 server for GET requests: one request per connection
-//! (`Connection: close`), a small header limit and a read timeout. Routes:
+//! (`Connection: close`), a small header limit and read and write timeouts. Every connection
+//! is its own task and the accept loop never waits, so `/healthz` answers whatever other
+//! clients do: past [`MAX_CONNECTIONS`], the oldest connection that has not sent its request
+//! yet is closed to make room (idle or slow-header clients cannot starve the probe). Routes:
 //! `/healthz` (always open), `/metrics`, `/` (the dashboard) and `/drills/<db>/<drill-id>`
 //! (the stored report.html), the last three behind the configured bearer token or basic
 //! auth, compared in constant time.
@@ -12,14 +15,21 @@ use pgdrill_core::ids::{DbName, DrillId};
 use pgdrill_core::layout;
 use pgdrill_store::{Store, StoreError};
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 
 const MAX_HEAD: usize = 16 * 1024;
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_CONNECTIONS: usize = 64;
+/// Time a client has to send its whole request head.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client has to take the whole response.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open connections above which the oldest one still waiting for its request is closed.
+const MAX_CONNECTIONS: usize = 256;
 /// /healthz fails when the scheduler loop has not gone round for this long.
 const HEARTBEAT_LIMIT: i64 = 60;
 
@@ -59,25 +69,94 @@ impl Response {
 
 /// Accepts connections until the task is aborted.
 pub async fn serve(listener: TcpListener, app: Arc<App>) {
-    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let waiting = Arc::new(Waiting::default());
+    let open = Arc::new(AtomicUsize::new(0));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
+        if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+            waiting.evict_oldest();
+        }
+        let guard = OpenGuard::new(open.clone());
+        let ticket = Waiting::register(&waiting);
         let app = app.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            let _ = connection(stream, &app).await;
+            let _guard = guard;
+            let _ = connection(stream, &app, ticket).await;
         });
     }
 }
 
-async fn connection(mut stream: TcpStream, app: &App) -> std::io::Result<()> {
-    let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
+/// Counts an open connection while it lives.
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl OpenGuard {
+    fn new(open: Arc<AtomicUsize>) -> OpenGuard {
+        open.fetch_add(1, Ordering::SeqCst);
+        OpenGuard(open)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Connections that have not sent their request head yet, oldest first.
+#[derive(Default)]
+struct Waiting {
+    next: AtomicU64,
+    queue: Mutex<VecDeque<(u64, Arc<Notify>)>>,
+}
+
+impl Waiting {
+    fn register(this: &Arc<Waiting>) -> Ticket {
+        let id = this.next.fetch_add(1, Ordering::SeqCst);
+        let evicted = Arc::new(Notify::new());
+        if let Ok(mut q) = this.queue.lock() {
+            q.push_back((id, evicted.clone()));
+        }
+        Ticket {
+            id,
+            evicted,
+            waiting: this.clone(),
+        }
+    }
+
+    /// Tells the oldest waiting connection to close (a stored permit if it has not started).
+    fn evict_oldest(&self) {
+        let oldest = self.queue.lock().ok().and_then(|mut q| q.pop_front());
+        if let Some((_, n)) = oldest {
+            n.notify_one();
+        }
+    }
+}
+
+/// A connection's place in [`Waiting`], left when dropped (its head arrived or it ended).
+struct Ticket {
+    id: u64,
+    evicted: Arc<Notify>,
+    waiting: Arc<Waiting>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Ok(mut q) = self.waiting.queue.lock() {
+            q.retain(|(i, _)| *i != self.id);
+        }
+    }
+}
+
+async fn connection(mut stream: TcpStream, app: &App, ticket: Ticket) -> std::io::Result<()> {
+    let read = tokio::select! {
+        r = tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)) => r,
+        _ = ticket.evicted.notified() => return Ok(()),
+    };
+    drop(ticket);
+    let head = match read {
         Ok(Ok(Some(h))) => h,
         Ok(Ok(None)) => {
             return write(
@@ -280,7 +359,15 @@ fn base64(input: &[u8]) -> String {
     out
 }
 
+/// Writes the response; a client that does not take it within [`WRITE_TIMEOUT`] is dropped.
 async fn write(stream: &mut TcpStream, r: Response, head_only: bool) -> std::io::Result<()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, write_all(stream, r, head_only)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+async fn write_all(stream: &mut TcpStream, r: Response, head_only: bool) -> std::io::Result<()> {
     let reason = match r.status {
         200 => "OK",
         400 => "Bad Request",

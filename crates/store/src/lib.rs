@@ -13,6 +13,7 @@
 
 mod error;
 mod faults;
+mod health;
 mod open;
 mod upload;
 
@@ -27,6 +28,9 @@ use object_store::path::Path;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use std::ops::Range;
 use std::sync::Arc;
+
+/// Size of the ranged GETs a large object is streamed by.
+pub const STREAM_CHUNK: u64 = 8 << 20;
 
 /// Metadata of one stored object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +52,9 @@ pub struct Store {
     kind: StoreKind,
     /// The folder of a local store (where unfinished uploads stage their `#<n>` part files).
     local_root: Option<std::path::PathBuf>,
+    /// S3: the bucket and the endpoint it is reached at, for messages.
+    bucket: Option<(String, String)>,
+    health: Arc<health::Health>,
 }
 
 /// Which kind of backend a store is; used for provider quirks and messages.
@@ -86,6 +93,29 @@ impl Store {
         }
     }
 
+    /// Runs one backend call under the store's [`health::Health`].
+    async fn call<T>(
+        &self,
+        action: &'static str,
+        key: &str,
+        call: impl std::future::Future<Output = object_store::Result<T>>,
+    ) -> Result<T, StoreError> {
+        self.health
+            .run(action, key, call, |e| self.fail(action, key, e))
+            .await
+    }
+
+    /// A backend error as a [`StoreError`]; a bucket that does not exist is named as such.
+    fn fail(&self, action: &'static str, key: &str, e: object_store::Error) -> StoreError {
+        match &self.bucket {
+            Some((bucket, endpoint)) if error::no_such_bucket(&e) => StoreError::NoBucket {
+                bucket: bucket.clone(),
+                endpoint: endpoint.clone(),
+            },
+            _ => StoreError::from_backend(action, key, e),
+        }
+    }
+
     fn path(&self, key: &str) -> Result<Path, StoreError> {
         let rel = Path::parse(key).map_err(|e| StoreError::InvalidKey {
             key: key.to_string(),
@@ -115,10 +145,8 @@ impl Store {
     /// Writes `bytes` at `key`, replacing any object there.
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
         let path = self.path(key)?;
-        self.inner
-            .put(&path, PutPayload::from_bytes(bytes))
-            .await
-            .map_err(|e| StoreError::from_backend("write", key, e))?;
+        let put = self.inner.put(&path, PutPayload::from_bytes(bytes));
+        self.call("write", key, put).await?;
         Ok(())
     }
 
@@ -133,12 +161,10 @@ impl Store {
             mode: PutMode::Create,
             ..Default::default()
         };
-        let res = self
+        let put = self
             .inner
-            .put_opts(&path, PutPayload::from_bytes(bytes), opts)
-            .await
-            .map_err(|e| StoreError::from_backend("create", key, e))?;
-        Ok(res.e_tag)
+            .put_opts(&path, PutPayload::from_bytes(bytes), opts);
+        Ok(self.call("create", key, put).await?.e_tag)
     }
 
     /// Replaces `key` only if its current ETag is `etag` (compare-and-swap), returning the new
@@ -159,12 +185,8 @@ impl Store {
                     key: key.to_string(),
                 });
             }
-            let res = self
-                .inner
-                .put(&path, PutPayload::from_bytes(bytes))
-                .await
-                .map_err(|e| StoreError::from_backend("replace", key, e))?;
-            return Ok(res.e_tag);
+            let put = self.inner.put(&path, PutPayload::from_bytes(bytes));
+            return Ok(self.call("replace", key, put).await?.e_tag);
         }
         let opts = PutOptions {
             mode: PutMode::Update(object_store::UpdateVersion {
@@ -173,38 +195,45 @@ impl Store {
             }),
             ..Default::default()
         };
-        let res = self
+        let put = self
             .inner
-            .put_opts(&path, PutPayload::from_bytes(bytes), opts)
-            .await
-            .map_err(|e| StoreError::from_backend("replace", key, e))?;
-        Ok(res.e_tag)
+            .put_opts(&path, PutPayload::from_bytes(bytes), opts);
+        Ok(self.call("replace", key, put).await?.e_tag)
     }
 
     /// Reads a whole (small) object into memory: manifests, checksums, leases.
     pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
         let path = self.path(key)?;
-        let res = self
-            .inner
-            .get(&path)
-            .await
-            .map_err(|e| StoreError::from_backend("read", key, e))?;
-        res.bytes()
-            .await
-            .map_err(|e| StoreError::from_backend("read", key, e))
+        let get = async { self.inner.get(&path).await?.bytes().await };
+        self.call("read", key, get).await
     }
 
-    /// Streams an object; the size is the stored object's size at open time.
+    /// Streams an object; the size is the stored object's size at open time. From an object
+    /// store, a large object is read by ranged GETs of [`STREAM_CHUNK`] bytes pinned to its
+    /// ETag (two in flight), so that every request is bounded by the store's timeout however
+    /// large the object, and a stalled one is retried alone.
     pub async fn get_stream(
         &self,
         key: &str,
     ) -> Result<(u64, BoxStream<'static, Result<Bytes, StoreError>>), StoreError> {
+        if self.kind == StoreKind::S3 {
+            let info = self.head(key).await?;
+            if info.size > STREAM_CHUNK {
+                let (store, owned_key, size) = (self.clone(), key.to_string(), info.size);
+                let stream = futures::stream::iter((0..size).step_by(STREAM_CHUNK as usize))
+                    .map(move |start| {
+                        let (store, key, etag) =
+                            (store.clone(), owned_key.clone(), info.etag.clone());
+                        let range = start..(start + STREAM_CHUNK).min(size);
+                        async move { store.get_range_pinned(&key, range, etag.as_deref()).await }
+                    })
+                    .buffered(2)
+                    .boxed();
+                return Ok((size, stream));
+            }
+        }
         let path = self.path(key)?;
-        let res = self
-            .inner
-            .get(&path)
-            .await
-            .map_err(|e| StoreError::from_backend("read", key, e))?;
+        let res = self.call("read", key, self.inner.get(&path)).await?;
         let size = res.meta.size;
         let owned_key = key.to_string();
         let stream = res
@@ -217,10 +246,8 @@ impl Store {
     /// Reads bytes `range` of an object.
     pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         let path = self.path(key)?;
-        self.inner
-            .get_range(&path, range)
+        self.call("read a range of", key, self.inner.get_range(&path, range))
             .await
-            .map_err(|e| StoreError::from_backend("read a range of", key, e))
     }
 
     /// A byte range of the object version whose ETag is `etag` (when given): if the object
@@ -256,26 +283,18 @@ impl Store {
         opts: object_store::GetOptions,
     ) -> Result<(Bytes, ObjectInfo), StoreError> {
         let path = self.path(key)?;
-        let res = self
-            .inner
-            .get_opts(&path, opts)
-            .await
-            .map_err(|e| StoreError::from_backend(what, key, e))?;
-        let info = self.info(res.meta.clone());
-        let bytes = res
-            .bytes()
-            .await
-            .map_err(|e| StoreError::from_backend(what, key, e))?;
-        Ok((bytes, info))
+        let get = async {
+            let res = self.inner.get_opts(&path, opts).await?;
+            let meta = res.meta.clone();
+            Ok((res.bytes().await?, meta))
+        };
+        let (bytes, meta) = self.call(what, key, get).await?;
+        Ok((bytes, self.info(meta)))
     }
 
     pub async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
         let path = self.path(key)?;
-        let meta = self
-            .inner
-            .head(&path)
-            .await
-            .map_err(|e| StoreError::from_backend("stat", key, e))?;
+        let meta = self.call("stat", key, self.inner.head(&path)).await?;
         Ok(self.info(meta))
     }
 
@@ -300,23 +319,17 @@ impl Store {
     /// Every object below `prefix` (recursively).
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let path = self.path(prefix)?;
-        let mut out = Vec::new();
-        let mut stream = self.inner.list(Some(&path));
-        while let Some(item) = stream.next().await {
-            let meta = item.map_err(|e| StoreError::from_backend("list", prefix, e))?;
-            out.push(self.info(meta));
-        }
-        Ok(out)
+        let list = self.inner.list(Some(&path)).try_collect::<Vec<_>>();
+        let metas = self.call("list", prefix, list).await?;
+        Ok(metas.into_iter().map(|m| self.info(m)).collect())
     }
 
     /// The names of the immediate "folders" below `prefix`.
     pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let path = self.path(prefix)?;
         let res = self
-            .inner
-            .list_with_delimiter(Some(&path))
-            .await
-            .map_err(|e| StoreError::from_backend("list", prefix, e))?;
+            .call("list", prefix, self.inner.list_with_delimiter(Some(&path)))
+            .await?;
         let mut dirs: Vec<String> = res
             .common_prefixes
             .iter()
@@ -329,11 +342,13 @@ impl Store {
     /// Deletes `key`; deleting a missing key is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
-        match self.inner.delete(&path).await {
-            Ok(()) => Ok(()),
-            Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(StoreError::from_backend("delete", key, e)),
-        }
+        let delete = async {
+            match self.inner.delete(&path).await {
+                Err(object_store::Error::NotFound { .. }) => Ok(()),
+                r => r,
+            }
+        };
+        self.call("delete", key, delete).await
     }
 
     /// Unfinished uploads below `prefix`: on a local folder, the `<key>#<n>` files an upload
@@ -406,11 +421,15 @@ impl Store {
     ) -> Result<Upload, StoreError> {
         let path = self.path(key)?;
         let inner = self
-            .inner
-            .put_multipart(&path)
-            .await
-            .map_err(|e| StoreError::from_backend("start upload of", key, e))?;
-        Ok(Upload::new(key, inner, part_size, max_in_flight))
+            .call("start upload of", key, self.inner.put_multipart(&path))
+            .await?;
+        Ok(Upload::new(
+            key,
+            inner,
+            part_size,
+            max_in_flight,
+            self.health.clone(),
+        ))
     }
 }
 

@@ -2,7 +2,7 @@ use crate::{Store, StoreError, StoreKind};
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ClientOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,7 +87,19 @@ pub struct StoreOptions {
     pub session_token: Option<String>,
     /// Environment to read `AWS_*` variables from (tests inject their own).
     pub env: Vec<(String, String)>,
+    /// Bound on one request, from connecting to the last byte of the answer
+    /// ([`DEFAULT_TIMEOUT`] when unset). A request that stalls longer is abandoned and, if it
+    /// is safe to repeat, retried.
+    pub timeout: Option<Duration>,
+    /// How long a failing request keeps being retried, with exponential backoff and jitter
+    /// ([`DEFAULT_RETRY_WINDOW`] when unset), e.g. while the server restarts.
+    pub retry_window: Option<Duration>,
 }
+
+/// Default bound on one store request (a part upload of 16 MiB needs about 280 KB/s).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time a failing store request is retried for.
+pub const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for StoreOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,18 +156,19 @@ fn open_local(url: &str, path: &std::path::Path) -> Result<Store, StoreError> {
         display: format!("file://{}", abs.display()),
         kind: StoreKind::Local,
         local_root: Some(abs),
+        bucket: None,
+        health: Default::default(),
     })
 }
 
 fn open_s3(bucket: &str, prefix: &str, opts: &StoreOptions) -> Result<Store, StoreError> {
+    let timeout = opts.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let mut b = AmazonS3Builder::new()
         .with_bucket_name(bucket)
         .with_conditional_put(S3ConditionalPut::ETagMatch)
-        .with_retry(RetryConfig {
-            max_retries: 5,
-            retry_timeout: Duration::from_secs(120),
-            ..Default::default()
-        });
+        .with_retry(retry_config(
+            opts.retry_window.unwrap_or(DEFAULT_RETRY_WINDOW),
+        ));
     let endpoint = opts
         .endpoint
         .clone()
@@ -163,8 +176,8 @@ fn open_s3(bucket: &str, prefix: &str, opts: &StoreOptions) -> Result<Store, Sto
         .or_else(|| opts.env_var("AWS_ENDPOINT_URL_S3"))
         .or_else(|| opts.env_var("AWS_ENDPOINT"));
     let mut client = ClientOptions::new()
-        .with_timeout(Duration::from_secs(300))
-        .with_connect_timeout(Duration::from_secs(15));
+        .with_timeout(timeout)
+        .with_connect_timeout(timeout.min(Duration::from_secs(15)));
     if let Some(ep) = &endpoint {
         if ep.starts_with("http://") {
             client = client.with_allow_http(true);
@@ -184,7 +197,7 @@ fn open_s3(bucket: &str, prefix: &str, opts: &StoreOptions) -> Result<Store, Sto
                 "us-east-1".into()
             }
         });
-    b = b.with_region(region);
+    b = b.with_region(region.clone());
     // Custom endpoints (MinIO, R2, B2, OCI) default to path style; AWS itself to virtual host.
     let path_style = opts.path_style.unwrap_or(endpoint.is_some());
     b = b.with_virtual_hosted_style_request(!path_style);
@@ -233,13 +246,34 @@ fn open_s3(bucket: &str, prefix: &str, opts: &StoreOptions) -> Result<Store, Sto
         Some(ep) => format!("s3://{bucket}/{prefix} at {ep}"),
         None => format!("s3://{bucket}/{prefix}"),
     };
+    let at = endpoint
+        .clone()
+        .unwrap_or_else(|| format!("AWS S3 (region {region})"));
     Ok(Store {
         inner,
         prefix: prefix_path,
         display,
         kind: StoreKind::S3,
         local_root: None,
+        bucket: Some((bucket.to_string(), at)),
+        health: Default::default(),
     })
+}
+
+/// Retries bounded by time rather than by count: backoff from 250 ms doubling up to 8 s,
+/// each sleep drawn at random below its bound (jitter, so that several clients do not retry
+/// in step), until `window` has passed since the first attempt. Timeouts are retried only for
+/// requests that are safe to repeat (GET, HEAD, LIST, PUT of a whole object or part).
+fn retry_config(window: Duration) -> RetryConfig {
+    RetryConfig {
+        max_retries: 1_000,
+        retry_timeout: window,
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(8),
+            base: 2.0,
+        },
+    }
 }
 
 #[cfg(test)]

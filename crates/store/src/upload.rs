@@ -1,6 +1,8 @@
+use crate::health::Health;
 use crate::StoreError;
 use bytes::Bytes;
 use object_store::{MultipartUpload, WriteMultipart};
+use std::sync::Arc;
 
 /// A multipart upload in progress.
 ///
@@ -12,6 +14,7 @@ pub struct Upload {
     writer: Option<WriteMultipart>,
     max_in_flight: usize,
     bytes: u64,
+    health: Arc<Health>,
 }
 
 impl Upload {
@@ -20,6 +23,7 @@ impl Upload {
         inner: Box<dyn MultipartUpload>,
         part_size: usize,
         max_in_flight: usize,
+        health: Arc<Health>,
     ) -> Self {
         Upload {
             key: key.to_string(),
@@ -29,6 +33,7 @@ impl Upload {
             )),
             max_in_flight: max_in_flight.max(1),
             bytes: 0,
+            health,
         }
     }
 
@@ -41,10 +46,15 @@ impl Upload {
             detail: "the upload was already finished or aborted".into(),
             retryable: false,
         })?;
-        writer
-            .wait_for_capacity(self.max_in_flight)
-            .await
-            .map_err(|e| StoreError::from_backend("upload a part of", &self.key, e))?;
+        let key = &self.key;
+        self.health
+            .run(
+                "upload a part of",
+                key,
+                writer.wait_for_capacity(self.max_in_flight),
+                |e| StoreError::from_backend("upload a part of", key, e),
+            )
+            .await?;
         self.bytes += data.len() as u64;
         writer.put(data);
         Ok(())
@@ -66,24 +76,40 @@ impl Upload {
         // Wait for every part first: object_store's `finish` returns early on a failed part
         // without aborting, which would leave the multipart upload open on S3.
         let mut writer = writer;
-        if let Err(e) = writer.wait_for_capacity(0).await {
-            let _ = writer.abort().await;
-            return Err(StoreError::from_backend("upload a part of", &self.key, e));
+        let key = &self.key;
+        let parts = self
+            .health
+            .run("upload a part of", key, writer.wait_for_capacity(0), |e| {
+                StoreError::from_backend("upload a part of", key, e)
+            })
+            .await;
+        if let Err(e) = parts {
+            let abort = writer.abort();
+            let _ = self
+                .health
+                .run("abort the upload of", key, abort, |e| {
+                    StoreError::from_backend("abort the upload of", key, e)
+                })
+                .await;
+            return Err(e);
         }
-        writer
-            .finish()
-            .await
-            .map_err(|e| StoreError::from_backend("complete the upload of", &self.key, e))?;
+        self.health
+            .run("complete the upload of", key, writer.finish(), |e| {
+                StoreError::from_backend("complete the upload of", key, e)
+            })
+            .await?;
         Ok(self.bytes)
     }
 
     /// Aborts the upload and waits for the store to discard the parts.
     pub async fn abort(mut self) -> Result<(), StoreError> {
         if let Some(writer) = self.writer.take() {
-            writer
-                .abort()
-                .await
-                .map_err(|e| StoreError::from_backend("abort the upload of", &self.key, e))?;
+            let key = &self.key;
+            self.health
+                .run("abort the upload of", key, writer.abort(), |e| {
+                    StoreError::from_backend("abort the upload of", key, e)
+                })
+                .await?;
         }
         Ok(())
     }

@@ -62,6 +62,7 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
                     compression_threads: ctx.settings.compression_threads,
                     part_size: ctx.settings.part_size,
                     max_in_flight: ctx.settings.max_in_flight,
+                    lock_wait_timeout: ctx.settings.lock_wait_timeout,
                     policy: &ctx.settings.policy,
                     progress,
                     // A lost lease stops the backup as a signal would.

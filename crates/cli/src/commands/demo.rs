@@ -140,6 +140,9 @@ async fn demo_with_source(
         compression_threads: 0,
         part_size: 16 << 20,
         max_in_flight: 4,
+        lock_wait_timeout: std::time::Duration::from_secs(
+            pgdrill_core::config::DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS,
+        ),
         policy: &policy,
         progress,
         cancel: ctx.cancel.clone(),

@@ -59,6 +59,7 @@ impl MirrorSection {
             secret_access_key: named(&self.secret_access_key_env, "secret_access_key_env")?,
             session_token: None,
             env: env_vec(env),
+            ..Default::default()
         })
     }
 

@@ -58,6 +58,7 @@ pub async fn restore_snapshot(
     guard(manifest, dest.place(), opts)?;
     if let Backend::Folder(root) = dest.backend() {
         check_folder_keys(manifest)?;
+        check_folder_paths(root, manifest).await?;
         tokio::fs::create_dir_all(root)
             .await
             .map_err(|e| Error::Failed(format!("cannot create {}: {e}", root.display())))?;
@@ -156,6 +157,62 @@ fn check_folder_keys(manifest: &SnapshotManifest) -> Result<()> {
     )))
 }
 
+/// Before anything is written: refuses (exit 5) a destination where a folder on the way to a
+/// key is a symlink, and fails one where it is a file, so that a refusal leaves the
+/// destination as it was ([`safe_parent`] checks again while writing).
+async fn check_folder_paths(root: &Path, manifest: &SnapshotManifest) -> Result<()> {
+    let mut seen = HashSet::new();
+    for e in &manifest.objects {
+        let segs: Vec<&str> = e.key.split('/').collect();
+        let mut dir = root.to_path_buf();
+        for seg in &segs[..segs.len().saturating_sub(1)] {
+            dir.push(seg);
+            if !seen.insert(dir.clone()) {
+                continue;
+            }
+            match tokio::fs::symlink_metadata(&dir).await {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(Error::Refused(format!(
+                        "{} is a symlink; restore does not write through symlinks: remove it or restore elsewhere (nothing was written)",
+                        dir.display()
+                    )))
+                }
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(Error::Failed(format!(
+                        "{} is a file where the snapshot has a folder; remove it or restore elsewhere (nothing was written)",
+                        dir.display()
+                    )))
+                }
+                // Nothing below a missing folder exists yet.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => break,
+                Err(err) => {
+                    return Err(Error::Failed(format!("cannot stat {}: {err}", dir.display())))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A temporary file removed when dropped unless it was renamed into place: a restore that
+/// stops (an error elsewhere, a signal) leaves no `.pgdrill-tmp-*` file behind.
+struct TempFile(Option<PathBuf>);
+
+impl TempFile {
+    fn kept(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 /// `Ok(Some(why))` when the stored object is missing or does not match (nothing written).
 async fn restore_one(
     store: &Store,
@@ -223,6 +280,7 @@ async fn write_file(
     let mut f = tokio::fs::File::create(&tmp)
         .await
         .map_err(|err| io("create", err))?;
+    let guard = TempFile(Some(tmp.clone()));
     let mut check = Check::new(e, progress);
     let res: Result<()> = async {
         while let Some(chunk) = s.next().await {
@@ -234,21 +292,14 @@ async fn write_file(
     }
     .await;
     drop(f);
-    let verdict = match res {
-        Ok(()) => check.check(),
-        Err(err) => {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(err);
-        }
-    };
+    let verdict = res.map(|()| check.check())?;
     if verdict.is_some() {
-        let _ = tokio::fs::remove_file(&tmp).await;
         return Ok(verdict);
     }
-    if let Err(err) = tokio::fs::rename(&tmp, &path).await {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(io("rename into", err));
-    }
+    tokio::fs::rename(&tmp, &path)
+        .await
+        .map_err(|err| io("rename into", err))?;
+    guard.kept();
     Ok(None)
 }
 

@@ -1698,7 +1698,7 @@ impl Runner<'_, '_> {
         let allow = self.job.ignore_errors;
         let mut failed = |table: &str, e: &tokio_postgres::Error| -> Result<()> {
             let entry = format!(
-                "error: COPY failed for table \"{table}\": {}",
+                "error: COPY failed for table {table}: {}",
                 client::describe(e)
             );
             if allow.iter().any(|a| entry.contains(a.as_str())) {
