@@ -52,9 +52,26 @@ pub const PLATFORM_SCHEMAS: &[&str] = &[
     "_analytics",
 ];
 
-/// Extensions the platform installs itself that stock PostgreSQL does not ship: skipped
-/// (not refused) when the target server lacks them.
-pub const PLATFORM_EXTENSIONS: &[&str] = &["pg_graphql", "supabase_vault", "pgsodium", "pgjwt"];
+/// Extensions the platform installs itself (or offers with one click) that stock PostgreSQL
+/// does not ship and that hold no project data types: skipped (not refused) when the target
+/// server lacks them, with their comments, grants and configuration rows. An extension the
+/// project's tables use (`vector`, `postgis`, ...) still stops the restore when missing.
+pub const PLATFORM_EXTENSIONS: &[&str] = &[
+    "pg_graphql",
+    "supabase_vault",
+    "pgsodium",
+    "pgjwt",
+    "pg_net",
+    "pg_cron",
+    "pgaudit",
+    "pg_stat_monitor",
+    "plpgsql_check",
+    "index_advisor",
+    "hypopg",
+    "pg_repack",
+    "pg_tle",
+    "supautils",
+];
 
 /// Platform tables whose rows are the project's own (accounts, file metadata), in an order
 /// that satisfies the foreign keys between them.
