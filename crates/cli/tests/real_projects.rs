@@ -370,6 +370,43 @@ async fn rds_layout_restores_with_the_roles_its_archive_names() {
         out.stderr
     );
     assert!(!db_exists(&plain, "broken").await, "{}", out.stderr);
+
+    // A function that sets a superuser-only parameter cannot be created by a role with only
+    // CREATEDB and CREATEROLE: the preflight stops before anything is changed, naming it.
+    admin
+        .batch_execute("create database noisy")
+        .await
+        .expect("noisy db");
+    let noisy = c.url("noisy");
+    tk::connect(&noisy)
+        .await
+        .batch_execute(
+            "create table t (id int primary key); insert into t values (1); \
+             create function quiet() returns int language sql set log_min_messages to 'fatal' as 'select 1';",
+        )
+        .await
+        .expect("noisy content");
+    let nstore = dir.path().join("nstore");
+    backup(dir.path(), &nstore, &noisy, &[]);
+    tk::connect(&plain.url("postgres"))
+        .await
+        .batch_execute("create role deployer login password 'deployer-pw' createdb createrole")
+        .await
+        .expect("deployer");
+    let as_deployer = format!(
+        "postgresql://deployer:deployer-pw@127.0.0.1:{}/noisy",
+        plain.port()
+    );
+    let out = restore(dir.path(), &nstore, &as_deployer, &["--jobs", "2"]);
+    out.code(1);
+    assert!(
+        out.stderr.contains("FUNCTION public.quiet()")
+            && out.stderr.contains("log_min_messages")
+            && out.stderr.contains("nothing was changed"),
+        "{}",
+        out.stderr
+    );
+    assert!(!db_exists(&plain, "noisy").await, "{}", out.stderr);
 }
 
 /// `--source` and `--name` mean one database: `backup --source` in a folder whose
