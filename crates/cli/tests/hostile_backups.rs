@@ -7,7 +7,7 @@ mod restore_util;
 use common::*;
 use restore_util::*;
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn manifest_path(store: &Path, id: &str) -> std::path::PathBuf {
     store.join(format!("app/backups/{id}/manifest.json"))
@@ -202,4 +202,94 @@ async fn crafted_manifest_exits_3_naming_the_field_in_every_command() {
         assert!(!db_exists(&src.cluster, &db).await);
         assert!(!export.exists());
     }
+}
+
+/// A copy of the folder store `good` at `dir/name` without the backup's object `object`.
+fn store_without(dir: &Path, good: &Path, name: &str, id: &str, object: &str) -> PathBuf {
+    let store = dir.join(name);
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(good)
+        .arg(&store)
+        .status()
+        .expect("cp");
+    assert!(st.success());
+    std::fs::remove_file(store.join(format!("app/backups/{id}/{object}"))).expect("delete");
+    store
+}
+
+/// Runs a drill of `id` (`--jobs jobs`) on a throwaway cluster with its evidence in `dir/<name>-reports`.
+fn drill(dir: &Path, store: &Path, id: &str, name: &str, jobs: &str) -> (Out, PathBuf) {
+    let tmp = shared_tmp();
+    let tmp_s = tmp.path().display().to_string();
+    let store_s = store.display().to_string();
+    let reports = dir.join(format!("{name}-reports"));
+    let reports_s = reports.display().to_string();
+    let out = run(
+        dir,
+        &[
+            "--json",
+            "drill",
+            id,
+            "--store",
+            &store_s,
+            "--report-dir",
+            &reports_s,
+            "--jobs",
+            jobs,
+        ],
+        &[("TMPDIR", &tmp_s)],
+    );
+    (out, reports)
+}
+
+/// A stored object deleted while its manifest is still there: verify, export, restore (every
+/// mode) and drill exit 3 naming the object, the drill with its evidence written, and no
+/// target database is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_dump_object_exits_3_naming_it() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = dir.path().join("good");
+    let id = backup(dir.path(), &good, &src.url, &[]);
+    let store = store_without(dir.path(), &good, "nodump", &id, "dump.pgc.zst");
+    let target = src.cluster.url("m_dump");
+    let export = dir.path().join("m.pgc");
+    let export_s = export.display().to_string();
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["verify", &id],
+        vec!["verify", "--all"],
+        vec!["export", &id, "-o", &export_s],
+        vec!["restore", &id, "--target", &target, "--jobs", "1"],
+        vec!["restore", &id, "--target", &target, "--jobs", "2"],
+        vec![
+            "restore", &id, "--target", &target, "--jobs", "2", "--spool",
+        ],
+    ];
+    for args in runs {
+        let out = cmd_json(dir.path(), &store, &args);
+        out.code(3);
+        assert!(
+            out.stderr.contains("dump.pgc.zst") && out.stderr.contains("missing"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    assert!(!db_exists(&src.cluster, "m_dump").await);
+    assert!(!export.exists());
+
+    let (out, reports) = drill(dir.path(), &store, &id, "nodump", "2");
+    out.code(3);
+    let said = out.json()["error"].as_str().unwrap_or("").to_string();
+    assert!(
+        said.contains("dump.pgc.zst") && said.contains("missing"),
+        "{said}"
+    );
+    let evidence = std::fs::read_to_string(reports.join("result.json")).expect("result.json");
+    let j: Value = serde_json::from_str(&evidence).expect("json");
+    assert_eq!(j["verdict"], "fail");
+    assert!(
+        j["error"].as_str().unwrap_or("").contains("dump.pgc.zst"),
+        "{j}"
+    );
 }
