@@ -293,3 +293,85 @@ async fn missing_dump_object_exits_3_naming_it() {
         "{j}"
     );
 }
+
+/// A backup whose dump index (listed in its manifest) is missing fails `verify` with exit 3;
+/// a drill reports the same (exit 3, evidence naming the index), whatever its `--jobs`.
+#[tokio::test(flavor = "multi_thread")]
+async fn drill_fails_like_verify_when_the_dump_index_is_missing() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = dir.path().join("good");
+    let id = backup(dir.path(), &good, &src.url, &[]);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(manifest_path(&good, &id)).expect("read"))
+            .expect("json");
+    let index = manifest["objects"]
+        .as_array()
+        .and_then(|a| a.iter().find(|o| o["kind"] == "index"))
+        .and_then(|o| o["name"].as_str())
+        .expect("an index object")
+        .to_string();
+    let store = store_without(dir.path(), &good, "noindex", &id, &index);
+
+    let out = cmd_json(dir.path(), &store, &["verify", &id]);
+    out.code(3);
+    assert!(out.stderr.contains(&index), "{}", out.stderr);
+
+    for jobs in ["1", "2"] {
+        let (out, reports) = drill(dir.path(), &store, &id, &format!("noindex{jobs}"), jobs);
+        out.code(3);
+        let said = out.json()["error"].as_str().unwrap_or("").to_string();
+        assert!(said.contains(&index) && said.contains("missing"), "{said}");
+        let j: Value = serde_json::from_str(
+            &std::fs::read_to_string(reports.join("result.json")).expect("result.json"),
+        )
+        .expect("json");
+        assert_eq!(j["verdict"], "fail");
+        assert!(j["error"].as_str().unwrap_or("").contains(&index), "{j}");
+    }
+
+    // A restore does without the index, but says so.
+    let out = cmd_json(
+        dir.path(),
+        &store,
+        &[
+            "restore",
+            &id,
+            "--target",
+            &src.cluster.url("m_index"),
+            "--jobs",
+            "2",
+        ],
+    );
+    out.ok();
+    assert!(
+        out.stderr.contains("warning:") && out.stderr.contains(&index),
+        "{}",
+        out.stderr
+    );
+    assert!(out.json()["damaged"][0]
+        .as_str()
+        .unwrap_or("")
+        .contains(&index));
+
+    // A corrupt index (same size, one byte changed) fails the drill the same way.
+    let corrupt = store_without(dir.path(), &good, "badindex", &id, "SHA256SUMS");
+    std::fs::copy(
+        good.join(format!("app/backups/{id}/SHA256SUMS")),
+        corrupt.join(format!("app/backups/{id}/SHA256SUMS")),
+    )
+    .expect("copy");
+    let p = corrupt.join(format!("app/backups/{id}/{index}"));
+    let mut bytes = std::fs::read(&p).expect("index");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&p, bytes).expect("write");
+    let (out, _) = drill(dir.path(), &corrupt, &id, "badindex", "1");
+    out.code(3);
+    let said = out.json()["error"].as_str().unwrap_or("").to_string();
+    assert!(said.contains(&index), "{said}");
+
+    // The drill on the intact store passes (the check above is about the index alone).
+    let (out, _) = drill(dir.path(), &good, &id, "good", "2");
+    out.ok();
+}

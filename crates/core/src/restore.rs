@@ -94,6 +94,11 @@ pub struct RestoreReport {
     /// How the restore deviated from the defaults, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Objects of the backup found missing or corrupt that the restore did without (its dump
+    /// index: the dump was restored from a spool file instead): `verify` fails on them, and
+    /// so does a drill.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<String>,
 }
 
 /// What the guards learned about the target.
@@ -377,6 +382,12 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
         list: None,
     };
     let mut notes = Vec::new();
+    // A listed index the store does not have, or that does not match its digests, does not
+    // stop a restore (the dump alone is enough) but is reported as what it is.
+    let damaged: Vec<String> = match &early_index {
+        Err(e @ Error::Integrity(_)) => vec![e.to_string()],
+        _ => Vec::new(),
+    };
     job.read.progress.stage("read the table of contents");
     let loaded = early_index.as_ref().ok().and_then(Option::as_ref);
     let planned = match plan(&job, &info, &admin, &dump, loaded).await {
@@ -495,6 +506,7 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
             created_roles,
             skipped: planned.skipped,
             notes: notes.into_iter().chain(more_notes).collect(),
+            damaged,
         }),
         Err(e) => {
             let mut e = cleanup::explain_lost_connection(e);
