@@ -116,6 +116,8 @@ struct TargetInfo {
     superuser: bool,
     /// The connection to the maintenance database the guards used (it creates the target).
     admin: std::sync::Mutex<Option<tokio_postgres::Client>>,
+    /// What creating the target database had to change (a locale the server lacks).
+    create_notes: std::sync::Mutex<Vec<String>>,
 }
 
 /// Checks every guard without changing anything, and learns what the target holds.
@@ -219,6 +221,7 @@ async fn inspect(job: &RestoreJob<'_>) -> Result<TargetInfo> {
         version_num: facts.version_num,
         superuser: is_superuser(&client).await,
         admin: std::sync::Mutex::new(Some(client)),
+        create_notes: std::sync::Mutex::new(Vec::new()),
     })
 }
 
@@ -505,7 +508,15 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
             profile: info.supabase.then(|| "supabase".to_string()),
             created_roles,
             skipped: planned.skipped,
-            notes: notes.into_iter().chain(more_notes).collect(),
+            notes: info
+                .create_notes
+                .lock()
+                .map(|n| n.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .chain(notes)
+                .chain(more_notes)
+                .collect(),
             damaged,
         }),
         Err(e) => {
@@ -533,11 +544,25 @@ async fn create_target(
     admin: &ConnSpec,
     created: &AtomicBool,
 ) -> Result<()> {
+    // The source database's encoding and locale (SQL_ASCII or LATIN1 data cannot be
+    // restored into a UTF8 database); an old manifest without them: the server's default.
+    let src = &job.manifest.source;
+    let like = client::DbLocale {
+        encoding: src.encoding.clone(),
+        lc_collate: src.lc_collate.clone(),
+        lc_ctype: src.lc_ctype.clone(),
+    };
+    let noted = |note: Option<String>| {
+        if let (Some(n), Ok(mut notes)) = (note, info.create_notes.lock()) {
+            notes.push(n);
+        }
+    };
     let kept = info.admin.lock().ok().and_then(|mut c| c.take());
     if let Some(c) = kept.filter(|c| !c.is_closed()) {
-        match client::create_database(&c, admin, &job.target.dbname).await {
-            Ok(()) => {
+        match client::create_database_like(&c, admin, &job.target.dbname, &like).await {
+            Ok(note) => {
                 created.store(true, Ordering::SeqCst);
+                noted(note);
                 return Ok(());
             }
             // The guards' connection died while idle: connect anew below.
@@ -546,8 +571,9 @@ async fn create_target(
         }
     }
     let c = client::connect(admin).await?;
-    client::create_database(&c, admin, &job.target.dbname).await?;
+    let note = client::create_database_like(&c, admin, &job.target.dbname, &like).await?;
     created.store(true, Ordering::SeqCst);
+    noted(note);
     Ok(())
 }
 
