@@ -585,6 +585,25 @@ async fn a_sql_ascii_database_with_non_utf8_bytes_round_trips() {
         assert_eq!(ascii_content(&target).await, want, "--jobs {jobs}");
     }
 
+    // A manifest of an older version records no encoding: the archive's is used.
+    let path = store.join(format!("ascii/backups/{id}/manifest.json"));
+    let mut old = manifest.clone();
+    for k in ["encoding", "lc_collate", "lc_ctype"] {
+        old["source"].as_object_mut().expect("source").remove(k);
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&old).expect("json")).expect("write");
+    for jobs in ["1", "2"] {
+        let target = cluster.url(&format!("ascii_old_{jobs}"));
+        let out = restore(dir.path(), &store, &target, &["--jobs", jobs]);
+        out.ok();
+        assert_eq!(
+            ascii_content(&target).await,
+            want,
+            "old manifest, --jobs {jobs}"
+        );
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&manifest).expect("json")).expect("write");
+
     // A drill on the same server (kept, to compare its content).
     let store_s = store.display().to_string();
     let server = cluster.url("postgres");

@@ -341,14 +341,17 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
         async {
             let info = inspect(&job).await?;
             let install = job.tools.pick("pg_restore", job.manifest.dump_major())?;
+            // An older manifest does not record the source's encoding: the database is
+            // created once the table of contents (which does) has been read.
             if may_stream
                 && info.superuser
                 && !job.globals
                 && !info.exists
                 && !info.create_mode
                 && !info.supabase
+                && job.manifest.source.encoding.is_some()
             {
-                create_target(&job, &info, &admin, &created).await?;
+                create_target(&job, &info, &admin, &created, None).await?;
             }
             Ok::<_, Error>((info, install))
         },
@@ -444,9 +447,10 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
         (None, true) => "spool",
         (None, false) => "pipe",
     };
+    let archive_encoding = planned.encoding.clone();
     let create = async {
         if !info.exists && !info.create_mode && !created.load(Ordering::SeqCst) {
-            create_target(&job, &info, &admin, &created).await?;
+            create_target(&job, &info, &admin, &created, archive_encoding).await?;
         }
         Ok::<(), Error>(())
     };
@@ -543,12 +547,14 @@ async fn create_target(
     info: &TargetInfo,
     admin: &ConnSpec,
     created: &AtomicBool,
+    archive_encoding: Option<String>,
 ) -> Result<()> {
     // The source database's encoding and locale (SQL_ASCII or LATIN1 data cannot be
-    // restored into a UTF8 database); an old manifest without them: the server's default.
+    // restored into a UTF8 database); an old manifest without them: the archive's encoding
+    // and the server's default locale.
     let src = &job.manifest.source;
     let like = client::DbLocale {
-        encoding: src.encoding.clone(),
+        encoding: src.encoding.clone().or(archive_encoding),
         lc_collate: src.lc_collate.clone(),
         lc_ctype: src.lc_ctype.clone(),
     };
@@ -949,6 +955,9 @@ struct Planned {
     notes: Vec<String>,
     /// Supabase platform rows load after the other data (a serial pg_restore).
     reorder: bool,
+    /// The archive's encoding (its `ENCODING` entry): the target database's when the
+    /// manifest does not record the source's (older versions).
+    encoding: Option<String>,
 }
 
 /// The preflight (module `preflight`) and, for Supabase backups, the platform plan (module
@@ -1019,6 +1028,7 @@ async fn plan(
         skipped,
         notes,
         reorder,
+        encoding: toc.encoding(),
     })
 }
 
