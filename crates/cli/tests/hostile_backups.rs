@@ -7,7 +7,7 @@ mod restore_util;
 use common::*;
 use restore_util::*;
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn manifest_path(store: &Path, id: &str) -> std::path::PathBuf {
     store.join(format!("app/backups/{id}/manifest.json"))
@@ -202,4 +202,176 @@ async fn crafted_manifest_exits_3_naming_the_field_in_every_command() {
         assert!(!db_exists(&src.cluster, &db).await);
         assert!(!export.exists());
     }
+}
+
+/// A copy of the folder store `good` at `dir/name` without the backup's object `object`.
+fn store_without(dir: &Path, good: &Path, name: &str, id: &str, object: &str) -> PathBuf {
+    let store = dir.join(name);
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(good)
+        .arg(&store)
+        .status()
+        .expect("cp");
+    assert!(st.success());
+    std::fs::remove_file(store.join(format!("app/backups/{id}/{object}"))).expect("delete");
+    store
+}
+
+/// Runs a drill of `id` (`--jobs jobs`) on a throwaway cluster with its evidence in `dir/<name>-reports`.
+fn drill(dir: &Path, store: &Path, id: &str, name: &str, jobs: &str) -> (Out, PathBuf) {
+    let tmp = shared_tmp();
+    let tmp_s = tmp.path().display().to_string();
+    let store_s = store.display().to_string();
+    let reports = dir.join(format!("{name}-reports"));
+    let reports_s = reports.display().to_string();
+    let out = run(
+        dir,
+        &[
+            "--json",
+            "drill",
+            id,
+            "--store",
+            &store_s,
+            "--report-dir",
+            &reports_s,
+            "--jobs",
+            jobs,
+        ],
+        &[("TMPDIR", &tmp_s)],
+    );
+    (out, reports)
+}
+
+/// A stored object deleted while its manifest is still there: verify, export, restore (every
+/// mode) and drill exit 3 naming the object, the drill with its evidence written, and no
+/// target database is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_dump_object_exits_3_naming_it() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = dir.path().join("good");
+    let id = backup(dir.path(), &good, &src.url, &[]);
+    let store = store_without(dir.path(), &good, "nodump", &id, "dump.pgc.zst");
+    let target = src.cluster.url("m_dump");
+    let export = dir.path().join("m.pgc");
+    let export_s = export.display().to_string();
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["verify", &id],
+        vec!["verify", "--all"],
+        vec!["export", &id, "-o", &export_s],
+        vec!["restore", &id, "--target", &target, "--jobs", "1"],
+        vec!["restore", &id, "--target", &target, "--jobs", "2"],
+        vec![
+            "restore", &id, "--target", &target, "--jobs", "2", "--spool",
+        ],
+    ];
+    for args in runs {
+        let out = cmd_json(dir.path(), &store, &args);
+        out.code(3);
+        assert!(
+            out.stderr.contains("dump.pgc.zst") && out.stderr.contains("missing"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    assert!(!db_exists(&src.cluster, "m_dump").await);
+    assert!(!export.exists());
+
+    let (out, reports) = drill(dir.path(), &store, &id, "nodump", "2");
+    out.code(3);
+    let said = out.json()["error"].as_str().unwrap_or("").to_string();
+    assert!(
+        said.contains("dump.pgc.zst") && said.contains("missing"),
+        "{said}"
+    );
+    let evidence = std::fs::read_to_string(reports.join("result.json")).expect("result.json");
+    let j: Value = serde_json::from_str(&evidence).expect("json");
+    assert_eq!(j["verdict"], "fail");
+    assert!(
+        j["error"].as_str().unwrap_or("").contains("dump.pgc.zst"),
+        "{j}"
+    );
+}
+
+/// A backup whose dump index (listed in its manifest) is missing fails `verify` with exit 3;
+/// a drill reports the same (exit 3, evidence naming the index), whatever its `--jobs`.
+#[tokio::test(flavor = "multi_thread")]
+async fn drill_fails_like_verify_when_the_dump_index_is_missing() {
+    let src = source(None).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = dir.path().join("good");
+    let id = backup(dir.path(), &good, &src.url, &[]);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(manifest_path(&good, &id)).expect("read"))
+            .expect("json");
+    let index = manifest["objects"]
+        .as_array()
+        .and_then(|a| a.iter().find(|o| o["kind"] == "index"))
+        .and_then(|o| o["name"].as_str())
+        .expect("an index object")
+        .to_string();
+    let store = store_without(dir.path(), &good, "noindex", &id, &index);
+
+    let out = cmd_json(dir.path(), &store, &["verify", &id]);
+    out.code(3);
+    assert!(out.stderr.contains(&index), "{}", out.stderr);
+
+    for jobs in ["1", "2"] {
+        let (out, reports) = drill(dir.path(), &store, &id, &format!("noindex{jobs}"), jobs);
+        out.code(3);
+        let said = out.json()["error"].as_str().unwrap_or("").to_string();
+        assert!(said.contains(&index) && said.contains("missing"), "{said}");
+        let j: Value = serde_json::from_str(
+            &std::fs::read_to_string(reports.join("result.json")).expect("result.json"),
+        )
+        .expect("json");
+        assert_eq!(j["verdict"], "fail");
+        assert!(j["error"].as_str().unwrap_or("").contains(&index), "{j}");
+    }
+
+    // A restore does without the index, but says so.
+    let out = cmd_json(
+        dir.path(),
+        &store,
+        &[
+            "restore",
+            &id,
+            "--target",
+            &src.cluster.url("m_index"),
+            "--jobs",
+            "2",
+        ],
+    );
+    out.ok();
+    assert!(
+        out.stderr.contains("warning:") && out.stderr.contains(&index),
+        "{}",
+        out.stderr
+    );
+    assert!(out.json()["damaged"][0]
+        .as_str()
+        .unwrap_or("")
+        .contains(&index));
+
+    // A corrupt index (same size, one byte changed) fails the drill the same way.
+    let corrupt = store_without(dir.path(), &good, "badindex", &id, "SHA256SUMS");
+    std::fs::copy(
+        good.join(format!("app/backups/{id}/SHA256SUMS")),
+        corrupt.join(format!("app/backups/{id}/SHA256SUMS")),
+    )
+    .expect("copy");
+    let p = corrupt.join(format!("app/backups/{id}/{index}"));
+    let mut bytes = std::fs::read(&p).expect("index");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&p, bytes).expect("write");
+    let (out, _) = drill(dir.path(), &corrupt, &id, "badindex", "1");
+    out.code(3);
+    let said = out.json()["error"].as_str().unwrap_or("").to_string();
+    assert!(said.contains(&index), "{said}");
+
+    // The drill on the intact store passes (the check above is about the index alone).
+    let (out, _) = drill(dir.path(), &good, &id, "good", "2");
+    out.ok();
 }

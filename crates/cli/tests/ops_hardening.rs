@@ -652,3 +652,44 @@ async fn backup_waits_out_a_store_restart() {
     assert!(took >= Duration::from_secs(8), "{took:?}");
     run_within(30, dir.path(), &["--json", "verify", "latest"], &env).ok();
 }
+
+/// The whole config is validated at load: an invalid schedule or a zero policy duration is
+/// refused by every command (not only by `serve`), exit 2, in one sentence naming the key.
+#[test]
+fn invalid_schedule_and_zero_policy_values_are_refused_by_every_command() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let cases: [(&str, &str); 6] = [
+        ("[schedule]\nbackup = \"0 25 * * *\"\n", "[schedule] backup"),
+        ("[schedule]\ndrill = \"sometimes\"\n", "[schedule] drill"),
+        (
+            "[schedule]\ntimezone = \"Mars/Olympus\"\n",
+            "[schedule] timezone",
+        ),
+        ("[policy]\nrpo_minutes = 0\n", "rpo_minutes"),
+        ("[policy]\nretention_days = 0\n", "retention_days"),
+        ("[policy]\nrto_minutes = -5\n", "rto_minutes"),
+    ];
+    for (toml, key) in cases {
+        let text = format!("[store]\nurl = \"{}\"\n{toml}", store.display());
+        std::fs::write(dir.path().join("pgdrill.toml"), text).expect("config");
+        for args in [vec!["status"], vec!["doctor"], vec!["list"]] {
+            let out = run(dir.path(), &args, &[]);
+            out.code(2);
+            let line = out.stderr.trim();
+            assert!(
+                line.contains(key) && line.lines().count() == 1,
+                "{toml} {args:?}: {}",
+                out.stderr
+            );
+        }
+    }
+    // A valid schedule still loads.
+    let text = format!(
+        "[store]\nurl = \"{}\"\n[schedule]\nbackup = \"0 3 * * *\"\ndrill = \"first_sunday\"\n[policy]\nrpo_minutes = 60\n",
+        store.display()
+    );
+    std::fs::write(dir.path().join("pgdrill.toml"), text).expect("config");
+    let out = run(dir.path(), &["list"], &[]);
+    assert_ne!(out.code, 2, "{}", out.stderr);
+}

@@ -470,7 +470,8 @@ async fn cross_version_targets_and_missing_extensions() {
 }
 
 /// A LATIN1 database: pgdrill's own COPY connections speak UTF8, so its rows are loaded by
-/// pg_restore lanes (which convert), and come back the same in a UTF8 target.
+/// pg_restore lanes (which convert), and come back the same (the target is created LATIN1,
+/// like the source).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_latin1_database_streams_through_pg_restore_lanes() {
     let cluster = tk::cluster(None);
@@ -516,4 +517,108 @@ async fn a_latin1_database_streams_through_pg_restore_lanes() {
     if let Some((g, w)) = got.iter().zip(&want).find(|(g, w)| g != w) {
         panic!("restored row {g:?} differs from {w:?}");
     }
+}
+
+/// Every row of `t` as `id:hex of its bytes`, hashed, and the database's encoding.
+async fn ascii_content(url: &str) -> (String, String) {
+    let rows = scalar(
+        url,
+        "select md5(string_agg(id || ':' || encode(convert_to(s, 'SQL_ASCII'), 'hex'), ',' order by id)) from t",
+    )
+    .await;
+    let enc = scalar(
+        url,
+        "select pg_encoding_to_char(encoding)::text from pg_database where datname = current_database()",
+    )
+    .await;
+    (rows, enc)
+}
+
+/// A SQL_ASCII database holding bytes that are not UTF-8: the target database is created
+/// with the source's encoding (and locale), so restores (`--jobs 1`, streamed `--jobs 2`)
+/// and a drill load every byte unchanged (was: the target was created UTF8 and pg_restore
+/// failed on the first such byte).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sql_ascii_database_with_non_utf8_bytes_round_trips() {
+    let cluster = tk::cluster(None);
+    tk::connect(&cluster.url("postgres"))
+        .await
+        .batch_execute(
+            "create database ascii template template0 encoding 'SQL_ASCII' lc_collate 'C' lc_ctype 'C'",
+        )
+        .await
+        .expect("sql_ascii database");
+    let url = cluster.url("ascii");
+    tk::connect(&url)
+        .await
+        .batch_execute(
+            "create table t (id int primary key, s text); \
+             insert into t values (1, E'caf\\351'), (2, E'\\377\\376 raw \\200'), (3, 'plain'); \
+             insert into t select g, 'r' || E'\\344' || g from generate_series(4, 5000) g;",
+        )
+        .await
+        .expect("rows");
+    assert_eq!(
+        scalar(
+            &url,
+            "select encode(convert_to(s, 'SQL_ASCII'), 'hex') from t where id = 1"
+        )
+        .await,
+        "636166e9"
+    );
+    let want = ascii_content(&url).await;
+    assert_eq!(want.1, "SQL_ASCII");
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let id = backup(dir.path(), &store, &url, &[]);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(store.join(format!("ascii/backups/{id}/manifest.json"))).expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(manifest["source"]["encoding"], "SQL_ASCII", "{manifest}");
+    assert_eq!(manifest["source"]["lc_collate"], "C", "{manifest}");
+
+    for jobs in ["1", "2"] {
+        let target = cluster.url(&format!("ascii_{jobs}"));
+        let out = restore(dir.path(), &store, &target, &["--jobs", jobs]);
+        out.ok();
+        assert_eq!(ascii_content(&target).await, want, "--jobs {jobs}");
+    }
+
+    // A manifest of an older version records no encoding: the archive's is used.
+    let path = store.join(format!("ascii/backups/{id}/manifest.json"));
+    let mut old = manifest.clone();
+    for k in ["encoding", "lc_collate", "lc_ctype"] {
+        old["source"].as_object_mut().expect("source").remove(k);
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&old).expect("json")).expect("write");
+    for jobs in ["1", "2"] {
+        let target = cluster.url(&format!("ascii_old_{jobs}"));
+        let out = restore(dir.path(), &store, &target, &["--jobs", jobs]);
+        out.ok();
+        assert_eq!(
+            ascii_content(&target).await,
+            want,
+            "old manifest, --jobs {jobs}"
+        );
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&manifest).expect("json")).expect("write");
+
+    // A drill on the same server (kept, to compare its content).
+    let store_s = store.display().to_string();
+    let server = cluster.url("postgres");
+    let out = run(
+        dir.path(),
+        &[
+            "--json", "drill", "--store", &store_s, "--target", &server, "--keep",
+        ],
+        &[],
+    );
+    out.ok();
+    let drilled = scalar(
+        &server,
+        "select datname::text from pg_database where datname like 'pgdrill_drill_%'",
+    )
+    .await;
+    assert_eq!(ascii_content(&cluster.url(&drilled)).await, want);
 }

@@ -748,6 +748,9 @@ fn build_manifest(
             port: job.source.port,
             dbname: job.source.dbname.clone(),
             user: job.source.user.clone(),
+            encoding: stream.facts.encoding.clone(),
+            lc_collate: stream.facts.lc_collate.clone(),
+            lc_ctype: stream.facts.lc_ctype.clone(),
         },
         server: ServerInfo {
             version: stream.facts.version.to_string(),

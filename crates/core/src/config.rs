@@ -150,8 +150,8 @@ pub struct RestoreSection {
 }
 
 /// `[schedule]`: when `pgdrill serve` runs each job. Values are `every <N>s|m|h|d`, a 5-field
-/// cron expression (with `DOW#n`), `first_sunday` or `off`; they are parsed by the server
-/// crate. `backup` defaults to the policy's `logical_export_frequency_minutes`, `drill` to its
+/// cron expression (with `DOW#n`), `first_sunday` or `off` ([`crate::schedule`]); they are
+/// checked at config load, so every command refuses an invalid one. `backup` defaults to the policy's `logical_export_frequency_minutes`, `drill` to its
 /// `monthly_restore_day`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -317,6 +317,74 @@ pub struct Settings {
     pub base_dir: PathBuf,
 }
 
+/// Policy durations are positive: `rpo_minutes = 0` (or a negative number) would make every
+/// check fail, or mean nothing. `monthly_restore_day` is a schedule (the drill's default).
+fn check_policy(p: &Policy, origin: &str) -> Result<()> {
+    let keys = [
+        ("rpo_minutes", p.rpo_minutes),
+        ("rto_minutes", p.rto_minutes),
+        ("retention_days", p.retention_days),
+        (
+            "logical_export_frequency_minutes",
+            p.logical_export_frequency_minutes,
+        ),
+        ("freshness_alert_minutes", p.freshness_alert_minutes),
+        ("drill_max_age_days", p.drill_max_age_days),
+    ];
+    for (key, v) in keys {
+        if v == Some(0) {
+            return Err(Error::Invalid(format!(
+                "{origin} {key} = 0 is not a usable value: set it to 1 or more, or remove it"
+            )));
+        }
+    }
+    if let Some(day) = &p.monthly_restore_day {
+        crate::schedule::Schedule::parse(day).map_err(|e| {
+            Error::Invalid(format!(
+                "{origin} monthly_restore_day = {day:?} is not a schedule ({e}): write it like \"first_sunday\" or \"0 4 1 * *\""
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Every `[schedule]` expression and its time zone, as `pgdrill serve` will read them.
+fn check_schedule(s: &ScheduleSection, policy: &Policy) -> Result<()> {
+    let entries = [
+        ("backup", &s.backup),
+        ("drill", &s.drill),
+        ("prune", &s.prune),
+        ("status", &s.status),
+        ("mirror", &s.mirror),
+    ];
+    for (key, text) in entries {
+        if let Some(text) = text {
+            crate::schedule::Schedule::parse(text).map_err(|e| {
+                Error::Invalid(format!(
+                    "[schedule] {key} = {text:?} is not a schedule ({e}): write it like \"every 6h\", \"0 3 * * *\" (minute hour day month weekday) or \"off\""
+                ))
+            })?;
+        }
+    }
+    if let Some(tz) = &s.timezone {
+        jiff::tz::TimeZone::get(tz).map_err(|_| {
+            Error::Invalid(format!(
+                "[schedule] timezone = {tz:?} is not a known IANA time zone: write it like \"Europe/Berlin\" or \"UTC\""
+            ))
+        })?;
+    }
+    if s.backup.is_none() {
+        if let Some(m) = policy.logical_export_frequency_minutes {
+            crate::schedule::Schedule::parse(&format!("every {m}m")).map_err(|e| {
+                Error::Invalid(format!(
+                    "policy logical_export_frequency_minutes = {m} cannot be the backup schedule ({e}): lower it, or set [schedule] backup"
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// `[restore] maintenance_work_mem` must be a PostgreSQL memory size (digits and a unit of
 /// kB, MB, GB or TB, or none for kB): anything else could not be passed to the server safely.
 pub fn check_memory_size(v: &str) -> Result<()> {
@@ -361,7 +429,13 @@ impl Settings {
                         )
                         })
                         .unwrap_or_default();
-                    Error::Invalid(format!("{origin}: {msg}{from_env}"))
+                    // `integer `-5`, expected u64`: say what is wanted.
+                    let hint = if msg.contains("invalid value: integer `-") {
+                        " (it cannot be negative: use 1 or more)"
+                    } else {
+                        ""
+                    };
+                    Error::Invalid(format!("{origin}: {msg}{hint}{from_env}"))
                 })?;
         Settings::from_file(file, base_dir, env)
     }
@@ -369,9 +443,14 @@ impl Settings {
     fn from_file(file: FileConfig, base_dir: &Path, env: &Env) -> Result<Settings> {
         let mut policy = Policy::default();
         if let Some(pf) = &file.policy_file {
-            policy = read_policy_file(&base_dir.join(pf))?;
+            let path = base_dir.join(pf);
+            policy = read_policy_file(&path)?;
+            check_policy(&policy, &format!("policy_file {}:", path.display()))?;
         }
+        check_policy(&file.policy, "[policy]")?;
         policy = policy.overlay(&file.policy);
+        check_schedule(&file.schedule, &policy)?;
+        crate::retention::RetentionPolicy::from_section(&file.retention, policy.retention_days)?;
         let store_options = store_options(&file.store, env)?;
         let level = file.compression.level.unwrap_or(2);
         if !(1..=19).contains(&level) {

@@ -25,6 +25,7 @@ pub mod prune;
 pub mod readers;
 pub mod restore;
 pub mod retention;
+pub mod schedule;
 pub mod status;
 pub mod verify;
 

@@ -63,6 +63,14 @@ pub struct SourceInfo {
     pub port: u16,
     pub dbname: String,
     pub user: String,
+    /// The source database's encoding and libc locale (since 0.1: absent in older
+    /// manifests); a restore creates its database with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lc_collate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lc_ctype: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

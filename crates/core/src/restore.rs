@@ -94,6 +94,11 @@ pub struct RestoreReport {
     /// How the restore deviated from the defaults, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Objects of the backup found missing or corrupt that the restore did without (its dump
+    /// index: the dump was restored from a spool file instead): `verify` fails on them, and
+    /// so does a drill.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<String>,
 }
 
 /// What the guards learned about the target.
@@ -111,6 +116,8 @@ struct TargetInfo {
     superuser: bool,
     /// The connection to the maintenance database the guards used (it creates the target).
     admin: std::sync::Mutex<Option<tokio_postgres::Client>>,
+    /// What creating the target database had to change (a locale the server lacks).
+    create_notes: std::sync::Mutex<Vec<String>>,
 }
 
 /// Checks every guard without changing anything, and learns what the target holds.
@@ -214,6 +221,7 @@ async fn inspect(job: &RestoreJob<'_>) -> Result<TargetInfo> {
         version_num: facts.version_num,
         superuser: is_superuser(&client).await,
         admin: std::sync::Mutex::new(Some(client)),
+        create_notes: std::sync::Mutex::new(Vec::new()),
     })
 }
 
@@ -333,14 +341,17 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
         async {
             let info = inspect(&job).await?;
             let install = job.tools.pick("pg_restore", job.manifest.dump_major())?;
+            // An older manifest does not record the source's encoding: the database is
+            // created once the table of contents (which does) has been read.
             if may_stream
                 && info.superuser
                 && !job.globals
                 && !info.exists
                 && !info.create_mode
                 && !info.supabase
+                && job.manifest.source.encoding.is_some()
             {
-                create_target(&job, &info, &admin, &created).await?;
+                create_target(&job, &info, &admin, &created, None).await?;
             }
             Ok::<_, Error>((info, install))
         },
@@ -377,6 +388,12 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
         list: None,
     };
     let mut notes = Vec::new();
+    // A listed index the store does not have, or that does not match its digests, does not
+    // stop a restore (the dump alone is enough) but is reported as what it is.
+    let damaged: Vec<String> = match &early_index {
+        Err(e @ Error::Integrity(_)) => vec![e.to_string()],
+        _ => Vec::new(),
+    };
     job.read.progress.stage("read the table of contents");
     let loaded = early_index.as_ref().ok().and_then(Option::as_ref);
     let planned = match plan(&job, &info, &admin, &dump, loaded).await {
@@ -430,9 +447,10 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
         (None, true) => "spool",
         (None, false) => "pipe",
     };
+    let archive_encoding = planned.encoding.clone();
     let create = async {
         if !info.exists && !info.create_mode && !created.load(Ordering::SeqCst) {
-            create_target(&job, &info, &admin, &created).await?;
+            create_target(&job, &info, &admin, &created, archive_encoding).await?;
         }
         Ok::<(), Error>(())
     };
@@ -494,7 +512,16 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
             profile: info.supabase.then(|| "supabase".to_string()),
             created_roles,
             skipped: planned.skipped,
-            notes: notes.into_iter().chain(more_notes).collect(),
+            notes: info
+                .create_notes
+                .lock()
+                .map(|n| n.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .chain(notes)
+                .chain(more_notes)
+                .collect(),
+            damaged,
         }),
         Err(e) => {
             let mut e = cleanup::explain_lost_connection(e);
@@ -520,12 +547,28 @@ async fn create_target(
     info: &TargetInfo,
     admin: &ConnSpec,
     created: &AtomicBool,
+    archive_encoding: Option<String>,
 ) -> Result<()> {
+    // The source database's encoding and locale (SQL_ASCII or LATIN1 data cannot be
+    // restored into a UTF8 database); an old manifest without them: the archive's encoding
+    // and the server's default locale.
+    let src = &job.manifest.source;
+    let like = client::DbLocale {
+        encoding: src.encoding.clone().or(archive_encoding),
+        lc_collate: src.lc_collate.clone(),
+        lc_ctype: src.lc_ctype.clone(),
+    };
+    let noted = |note: Option<String>| {
+        if let (Some(n), Ok(mut notes)) = (note, info.create_notes.lock()) {
+            notes.push(n);
+        }
+    };
     let kept = info.admin.lock().ok().and_then(|mut c| c.take());
     if let Some(c) = kept.filter(|c| !c.is_closed()) {
-        match client::create_database(&c, admin, &job.target.dbname).await {
-            Ok(()) => {
+        match client::create_database_like(&c, admin, &job.target.dbname, &like).await {
+            Ok(note) => {
                 created.store(true, Ordering::SeqCst);
+                noted(note);
                 return Ok(());
             }
             // The guards' connection died while idle: connect anew below.
@@ -534,8 +577,9 @@ async fn create_target(
         }
     }
     let c = client::connect(admin).await?;
-    client::create_database(&c, admin, &job.target.dbname).await?;
+    let note = client::create_database_like(&c, admin, &job.target.dbname, &like).await?;
     created.store(true, Ordering::SeqCst);
+    noted(note);
     Ok(())
 }
 
@@ -911,6 +955,9 @@ struct Planned {
     notes: Vec<String>,
     /// Supabase platform rows load after the other data (a serial pg_restore).
     reorder: bool,
+    /// The archive's encoding (its `ENCODING` entry): the target database's when the
+    /// manifest does not record the source's (older versions).
+    encoding: Option<String>,
 }
 
 /// The preflight (module `preflight`) and, for Supabase backups, the platform plan (module
@@ -981,6 +1028,7 @@ async fn plan(
         skipped,
         notes,
         reorder,
+        encoding: toc.encoding(),
     })
 }
 

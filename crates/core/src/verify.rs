@@ -39,6 +39,22 @@ fn check_size(key: &str, stored: u64, recorded: u64) -> Result<()> {
     Ok(())
 }
 
+/// A listed object the store does not have is an integrity failure (exit 3) naming it; any
+/// other store error keeps its own kind.
+pub(crate) fn stored_object_error(key: &str, e: pgdrill_store::StoreError) -> Error {
+    match e {
+        pgdrill_store::StoreError::NotFound { .. } => missing_object(key),
+        other => other.into(),
+    }
+}
+
+/// The integrity error for an object the manifest lists but the store does not have.
+pub(crate) fn missing_object(key: &str) -> Error {
+    Error::Integrity(format!(
+        "{key} is missing from the store though the backup's manifest lists it; restore from another backup"
+    ))
+}
+
 /// The object's bytes in order: one GET, or `parallel` ranged GETs in flight whose results
 /// are delivered in order (memory: at most `parallel` ranges). Fails before reading when the
 /// stored object's size differs from `size` (the manifest's).
@@ -54,11 +70,18 @@ async fn open_stream(
     >,
 > {
     if parallel <= 1 || size <= RANGE_SIZE {
-        let (stored, stream) = store.get_stream(key).await?;
+        let (stored, stream) = store
+            .get_stream(key)
+            .await
+            .map_err(|e| stored_object_error(key, e))?;
         check_size(key, stored, size)?;
         return Ok(stream);
     }
-    check_size(key, store.head(key).await?.size, size)?;
+    let head = store
+        .head(key)
+        .await
+        .map_err(|e| stored_object_error(key, e))?;
+    check_size(key, head.size, size)?;
     let store = store.clone();
     let key = key.to_string();
     let ranges = (0..size.div_ceil(RANGE_SIZE)).map(move |i| {
@@ -291,10 +314,10 @@ pub async fn verify(store: &Store, m: &Manifest, opts: &ReadOpts) -> Result<Vec<
 /// SHA256SUMS must agree with the manifest.
 async fn check_sums_file(store: &Store, m: &Manifest) -> Result<()> {
     let key = layout::backup_object(&m.database, &m.backup_id, layout::SHA256SUMS);
-    let text = store.get(&key).await.map_err(|e| match e {
-        pgdrill_store::StoreError::NotFound { .. } => Error::Integrity(format!("{key} is missing")),
-        other => other.into(),
-    })?;
+    let text = store
+        .get(&key)
+        .await
+        .map_err(|e| stored_object_error(&key, e))?;
     let text = String::from_utf8_lossy(&text);
     for o in &m.objects {
         let line = format!("{}  {}", o.sha256, o.name);

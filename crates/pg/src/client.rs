@@ -28,6 +28,41 @@ pub struct ServerFacts {
     pub database_size_bytes: Option<i64>,
     pub in_recovery: bool,
     pub current_user: String,
+    /// The database's encoding (`UTF8`, `SQL_ASCII`, `LATIN1`, ...) and libc locale, when
+    /// `pg_database` could be read.
+    #[serde(default)]
+    pub encoding: Option<String>,
+    #[serde(default)]
+    pub lc_collate: Option<String>,
+    #[serde(default)]
+    pub lc_ctype: Option<String>,
+}
+
+/// Encoding and locale a database was created with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DbLocale {
+    pub encoding: Option<String>,
+    pub lc_collate: Option<String>,
+    pub lc_ctype: Option<String>,
+}
+
+/// The encoding and locale of database `name` (`None` fields when it cannot be read).
+pub async fn database_locale(client: &Client, name: &str) -> DbLocale {
+    match client
+        .query_opt(
+            "select pg_encoding_to_char(encoding)::text, datcollate::text, datctype::text \
+             from pg_database where datname = $1",
+            &[&name],
+        )
+        .await
+    {
+        Ok(Some(r)) => DbLocale {
+            encoding: r.get(0),
+            lc_collate: r.get(1),
+            lc_ctype: r.get(2),
+        },
+        _ => DbLocale::default(),
+    }
 }
 
 /// Connects with pgdrill's own client. The connection task is spawned on the runtime.
@@ -109,15 +144,20 @@ pub async fn server_facts(client: &Client, spec: &ConnSpec) -> Result<ServerFact
         Ok(r) => r.get::<_, Option<String>>(0),
         Err(_) => None,
     };
+    let database: String = row.get(2);
+    let locale = database_locale(client, &database).await;
     Ok(ServerFacts {
         version: PgVersion::from_server_num(version_num),
         version_num,
         version_string: row.get(1),
         system_identifier,
-        database: row.get(2),
+        database,
         database_size_bytes: row.get(3),
         in_recovery: row.get(4),
         current_user: row.get(5),
+        encoding: locale.encoding,
+        lc_collate: locale.lc_collate,
+        lc_ctype: locale.lc_ctype,
     })
 }
 
@@ -186,6 +226,17 @@ impl SnapshotSession {
 }
 
 /// Quotes an identifier for SQL (never splice names unquoted).
+/// A string literal for SQL text (locale and encoding names): quotes doubled, and an `E''`
+/// literal with doubled backslashes when there is a backslash.
+pub fn quote_literal(v: &str) -> String {
+    let q = v.replace('\'', "''");
+    if q.contains('\\') {
+        format!("E'{}'", q.replace('\\', "\\\\"))
+    } else {
+        format!("'{q}'")
+    }
+}
+
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
@@ -211,6 +262,84 @@ pub async fn create_database(client: &Client, spec: &ConnSpec, name: &str) -> Re
         .batch_execute(&format!("create database {}", quote_ident(name)))
         .await
         .map_err(query_err(spec, "create the target database"))
+}
+
+/// Creates database `name` with the encoding and locale of `want` where they differ from
+/// `template1`'s (then from `template0`, as a different encoding or locale needs). A locale
+/// the server does not have, or one that does not fit the encoding, falls back to
+/// `template1`'s locale and then to `C`; returns a note when the locale differs from `want`.
+/// Without an encoding in `want` (an old manifest) it is a plain `create database`.
+pub async fn create_database_like(
+    client: &Client,
+    spec: &ConnSpec,
+    name: &str,
+    want: &DbLocale,
+) -> Result<Option<String>, PgError> {
+    let Some(encoding) = want.encoding.as_deref() else {
+        create_database(client, spec, name).await?;
+        return Ok(None);
+    };
+    let template = database_locale(client, "template1").await;
+    let same_encoding = template
+        .encoding
+        .as_deref()
+        .is_some_and(|e| e.eq_ignore_ascii_case(encoding));
+    let same_locale = want.lc_collate.is_none()
+        || (want.lc_collate == template.lc_collate && want.lc_ctype == template.lc_ctype);
+    if same_encoding && same_locale {
+        create_database(client, spec, name).await?;
+        return Ok(None);
+    }
+    let wanted = (want.lc_collate.clone(), want.lc_ctype.clone());
+    let mut tries: Vec<(Option<String>, Option<String>)> = Vec::new();
+    if wanted.0.is_some() {
+        tries.push(wanted.clone());
+    }
+    tries.push((template.lc_collate.clone(), template.lc_ctype.clone()));
+    tries.push((Some("C".into()), Some("C".into())));
+    tries.dedup();
+    let mut last = None;
+    for (collate, ctype) in &tries {
+        let mut sql = format!(
+            "create database {} template template0 encoding {}",
+            quote_ident(name),
+            quote_literal(encoding)
+        );
+        if let (Some(c), Some(t)) = (collate, ctype) {
+            sql.push_str(&format!(
+                " lc_collate {} lc_ctype {}",
+                quote_literal(c),
+                quote_literal(t)
+            ));
+        }
+        match client.batch_execute(&sql).await {
+            Ok(()) => {
+                let note = (wanted.0.is_some() && (collate, ctype) != (&wanted.0, &wanted.1))
+                    .then(|| {
+                        format!(
+                            "the target server has no locale {} that fits encoding {encoding}: the database was created with LC_COLLATE {} and LC_CTYPE {}",
+                            wanted.0.as_deref().unwrap_or("?"),
+                            collate.as_deref().unwrap_or("?"),
+                            ctype.as_deref().unwrap_or("?")
+                        )
+                    });
+                return Ok(note);
+            }
+            // A locale the server lacks (42809) or one that does not fit the encoding
+            // (22023): try the next one. Anything else is the answer.
+            Err(e)
+                if e.as_db_error()
+                    .is_some_and(|d| matches!(d.code().code(), "42809" | "22023")) =>
+            {
+                last = Some(e);
+            }
+            Err(e) => return Err(query_err(spec, "create the target database")(e)),
+        }
+    }
+    match last {
+        Some(e) => Err(query_err(spec, "create the target database")(e)),
+        None => create_database(client, spec, name).await.map(|_| None),
+    }
 }
 
 /// Drops a database, disconnecting its sessions (PG 13+ `WITH (FORCE)`).

@@ -160,6 +160,19 @@ impl ConnSpec {
                 None => 5432,
             },
         };
+        // Percent-decoding is lossy: a name whose bytes are not UTF-8 (`caf%E9`, a LATIN1
+        // name) would become another name (`caf\u{FFFD}`). pgdrill's client and the store's
+        // keys take UTF-8 names only, so such a name is refused, not mangled.
+        for (what, v) in [("database name", &dbname), ("user name", &user)] {
+            if v.as_deref().is_some_and(|v| v.contains('\u{FFFD}'))
+                && !raw.contains('\u{FFFD}')
+                && !raw.to_ascii_uppercase().contains("%EF%BF%BD")
+            {
+                return Err(invalid(&format!(
+                    "its {what} is not UTF-8 once percent-decoded; pgdrill handles UTF-8 names only: rename the database or role (ALTER DATABASE/ROLE ... RENAME TO) to a UTF-8 name"
+                )));
+            }
+        }
         let user = user
             .or_else(|| get_env("PGUSER"))
             .or_else(|| get_env("USER"))
@@ -385,6 +398,16 @@ mod tests {
 
     fn p(s: &str) -> ConnSpec {
         ConnSpec::parse_with_env(s, &[]).expect("parse")
+    }
+
+    #[test]
+    fn a_database_name_that_is_not_utf8_is_refused_not_mangled() {
+        let e = ConnSpec::parse_with_env("postgresql://u@h/caf%E9", &[]).expect_err("latin1 name");
+        assert!(e.to_string().contains("database name is not UTF-8"), "{e}");
+        let e = ConnSpec::parse_with_env("postgresql://h/db?user=%FF", &[]).expect_err("name");
+        assert!(e.to_string().contains("user name is not UTF-8"), "{e}");
+        let ok = ConnSpec::parse_with_env("postgresql://u@h/caf%C3%A9", &[]).expect("utf-8");
+        assert_eq!(ok.dbname, "café");
     }
 
     #[test]

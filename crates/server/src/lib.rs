@@ -14,7 +14,9 @@ pub mod dashboard;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
-pub mod schedule;
+/// Schedules are parsed in the core crate, so every command validates `[schedule]` at
+/// config load.
+pub use pgdrill_core::schedule;
 pub mod state;
 pub mod timetable;
 

@@ -105,6 +105,14 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
     let report = restore::run(job).await;
     reading.release().await;
     let report = report?;
+    let mut warnings = warnings;
+    for d in &report.damaged {
+        let w = format!(
+            "the backup is damaged ({d}); the database was restored without it, but `pgdrill verify` fails on this backup: take a new backup"
+        );
+        ctx.ui.warn(&w);
+        warnings.push(w);
+    }
     let mut json = serde_json::to_value(&report).unwrap_or_default();
     json["warnings"] = json!(warnings);
     let mut human = format!(

@@ -457,3 +457,20 @@ pub async fn write_evidence(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A restore slower than the RTO fails it (the CLI test cannot make a restore take a
+    /// minute, and `rto_minutes = 0` is refused at config load).
+    #[test]
+    fn missed_rto_fails_and_is_reported_missed() {
+        let slow = Target::evaluate(Some(1.5), Some(1));
+        assert_eq!(slow.passed, Some(false));
+        assert_eq!(verdict_word(slow.passed), "MISSED");
+        assert_eq!(Target::evaluate(Some(0.5), Some(1)).passed, Some(true));
+        assert_eq!(Target::evaluate(None, Some(1)).passed, Some(false));
+        assert_eq!(Target::evaluate(Some(0.5), None).passed, None);
+    }
+}

@@ -191,6 +191,13 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
             for e in &r.ignored_errors {
                 log.say(format!("pg_restore error allowlisted: {e}"));
             }
+            // What `verify` would fail on fails the drill too, though the restore did
+            // without it (a missing or corrupt dump index).
+            if !r.damaged.is_empty() {
+                let said = r.damaged.join("; ");
+                log.say(format!("the backup is damaged: {said}"));
+                error = Some(said);
+            }
             if r.mode == "spool" {
                 stages.push(Stage::new("download", 0.0, r.download_seconds));
                 stages.push(Stage::new("restore", r.download_seconds, r.restore_seconds));
@@ -367,6 +374,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
     // key (4), not just "failed" (1).
     let exit_code = match &restored {
         Err(e @ (Error::Integrity(_) | Error::Key(_))) => e.exit_code(),
+        Ok(r) if !r.damaged.is_empty() => 3,
         _ if verdict_pass => 0,
         _ => 1,
     };

@@ -107,7 +107,7 @@ pub(super) async fn load_index(
         read_index(job, dump, obj),
         job.store.get_prefix(&key, PREFIX)
     );
-    let (prefix, object) = prefix?;
+    let (prefix, object) = prefix.map_err(|e| crate::verify::stored_object_error(&key, e))?;
     Ok(Some(Loaded {
         index: index?,
         object,
@@ -920,6 +920,9 @@ fn fetch_range(
 }
 
 fn read_error(src: &Source, e: StoreError) -> Error {
+    if matches!(e, StoreError::NotFound { .. }) {
+        return crate::verify::missing_object(&src.key);
+    }
     let msg = e.to_string();
     if msg.contains("412") || msg.to_ascii_lowercase().contains("precondition") {
         return Error::Integrity(format!(
