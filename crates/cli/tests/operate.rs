@@ -137,13 +137,14 @@ async fn status_exit_codes_follow_each_slo() {
             .unwrap_or_else(|_| panic!("bad sample {line}"));
     }
 
-    // Freshness threshold of 0 minutes: violated.
+    // Freshness threshold of 1 minute, seen two minutes later: violated.
     let s = run(
         dir.path(),
         &["--json", "status"],
         &[
             ("SRC", src.url.as_str()),
-            ("PGDRILL_POLICY_FRESHNESS_ALERT_MINUTES", "0"),
+            ("PGDRILL_POLICY_FRESHNESS_ALERT_MINUTES", "1"),
+            ("PGDRILL_TEST_CLOCK_OFFSET_SECS", "120"),
         ],
     );
     s.code(1);

@@ -143,7 +143,7 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<Output> {
             failure,
             &ctx.settings.policy,
             window,
-            chrono::Utc::now(),
+            pgdrill_core::clock::Clock::process().now(),
         );
         s.add_damaged_manifests(&listing.unreadable);
         statuses.push(s);
