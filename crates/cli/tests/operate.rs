@@ -815,6 +815,132 @@ fn prune_removes_stale_part_files() {
     assert_eq!(doctor_check()["ok"], true);
 }
 
+/// Issue 16.8 on S3: the multipart upload a killed backup left open (with its parts, which
+/// cost storage) survived `prune` forever; `doctor` did not see it.
+#[test]
+fn prune_aborts_stale_s3_multipart_uploads() {
+    let s3 = tk::S3Server::start();
+    s3.create_bucket("uploads-left-open");
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = |grace: u64| {
+        let text = format!(
+            "[store]\nurl = \"s3://uploads-left-open/pg\"\n[[database]]\nname = \"app\"\nurl_env = \"SRC\"\n\
+             [retention]\nkeep_last = 2\nincomplete_grace_hours = {grace}\n"
+        );
+        std::fs::write(dir.path().join("pgdrill.toml"), text).expect("config");
+    };
+    let owned = s3.env();
+    let env: Vec<(&str, &str)> = owned
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    // As a backup killed after its first part leaves it: started, one part uploaded.
+    let killed = "app/backups/20200101T000000Z-abcd/dump.pgc.zst.age";
+    open_multipart_upload(&s3, "uploads-left-open", &format!("pg/{killed}"));
+    // Another store's (a neighbouring prefix): never this prune's business.
+    let neighbour = "pg-other/app/backups/20200101T000000Z-abcd/dump.pgc.zst";
+    open_multipart_upload(&s3, "uploads-left-open", neighbour);
+    let both = vec![neighbour.to_string(), format!("pg/{killed}")];
+    let doctor_check = || {
+        let d = run(dir.path(), &["--json", "doctor"], &env);
+        d.json()["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["name"] == "store: unfinished uploads")
+            .cloned()
+            .expect("the check")
+    };
+
+    // Inside the grace period: kept (it may be a backup still running). moto dates every
+    // upload 2010-11-10, so "inside" takes a grace period reaching back further than that.
+    config(20 * 365 * 24);
+    let out = run(dir.path(), &["--json", "prune"], &env);
+    out.ok();
+    assert_eq!(out.json()["prune"][0]["stale_parts"], serde_json::json!([]));
+    assert_eq!(
+        open_uploads(&s3, "uploads-left-open"),
+        both,
+        "an upload inside the grace period was aborted"
+    );
+    let fresh = doctor_check();
+    assert_eq!(fresh["ok"], true, "{fresh}");
+
+    // Past it: reported, left alone by a dry run, aborted by prune.
+    config(24);
+    let stale = doctor_check();
+    assert_eq!(stale["ok"], false, "{stale}");
+    assert!(
+        stale["detail"].as_str().unwrap_or("").contains(killed),
+        "{stale}"
+    );
+    let dry = run(dir.path(), &["prune", "--dry-run"], &env);
+    dry.ok();
+    assert!(
+        dry.stdout
+            .contains("app: would abort 1 multipart uploads left open (killed backups)"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(
+        open_uploads(&s3, "uploads-left-open"),
+        both,
+        "a dry run aborted an upload"
+    );
+    let out = run(dir.path(), &["--json", "prune"], &env);
+    out.ok();
+    assert_eq!(
+        out.json()["prune"][0]["stale_parts"],
+        serde_json::json!([killed]),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        open_uploads(&s3, "uploads-left-open"),
+        [neighbour],
+        "the stale upload survived prune"
+    );
+    let after = doctor_check();
+    assert_eq!(after["ok"], true, "{after}");
+}
+
+/// Starts a multipart upload of `key` and uploads its first part, as moto's own client would.
+fn open_multipart_upload(s3: &tk::S3Server, bucket: &str, key: &str) {
+    let (status, body) = s3
+        .request("POST", &format!("/{bucket}/{key}?uploads"), &[])
+        .expect("create multipart upload");
+    assert_eq!(status, 200, "{body}");
+    let id = body
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|b| b.split("</UploadId>").next())
+        .expect("an upload id");
+    let (status, body) = s3
+        .request(
+            "PUT",
+            &format!("/{bucket}/{key}?partNumber=1&uploadId={id}"),
+            &[7u8; 64 * 1024],
+        )
+        .expect("upload part");
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The keys of the multipart uploads open in `bucket`, sorted, as the server lists them.
+fn open_uploads(s3: &tk::S3Server, bucket: &str) -> Vec<String> {
+    let (status, body) = s3
+        .request("GET", &format!("/{bucket}?uploads"), &[])
+        .expect("list multipart uploads");
+    assert_eq!(status, 200, "{body}");
+    let mut keys: Vec<String> = body
+        .split("<Upload>")
+        .skip(1)
+        .filter_map(|u| u.split("<Key>").nth(1)?.split("</Key>").next())
+        .map(str::to_string)
+        .collect();
+    keys.sort();
+    keys
+}
+
 /// Issue 24.6: `prune` ran silently when manifests were unreadable.
 #[test]
 fn prune_warns_and_keeps_backups_with_unreadable_manifests() {

@@ -9,15 +9,15 @@ use crate::ids::{BackupId, DbName};
 use crate::lease::Lease;
 use crate::retention::{self, Candidate, Plan, RetentionPolicy};
 use crate::{catalog, drill, layout, readers, Result};
-use pgdrill_store::{ObjectInfo, Store};
+use pgdrill_store::{StagedUpload, Store};
 use std::collections::BTreeSet;
 
 pub struct PruneOutcome {
     pub plan: Plan,
     pub deleted_objects: usize,
-    /// Part files of unfinished uploads past the grace period (local folder stores), removed
-    /// unless this is a dry run.
-    pub stale_parts: Vec<ObjectInfo>,
+    /// What unfinished uploads left past the grace period: part files on a local folder, open
+    /// multipart uploads on S3; removed (aborted) unless this is a dry run.
+    pub stale_parts: Vec<StagedUpload>,
     /// Backups whose manifest could not be read (kept), with the reason.
     pub unreadable: Vec<(BackupId, String)>,
 }
@@ -101,17 +101,29 @@ pub async fn run(
     let store_now = lease.map_or(now.as_second(), |l| l.store_now().timestamp());
     let (being_read, lapsed_marks) = readers::scan(store, db, store_now).await?;
     keep_being_read(&mut plan, &being_read);
-    // Part files a killed backup staged (its upload never completed), past the grace period.
+    // Part files a killed backup staged, or the S3 multipart upload it left open (its upload
+    // never completed), past the grace period.
     let grace = policy.incomplete_grace_hours as i64 * 3600;
-    let stale_parts: Vec<ObjectInfo> = if lease.is_some_and(|l| l.took_over_from.is_some()) {
+    let stale_parts: Vec<StagedUpload> = if lease.is_some_and(|l| l.took_over_from.is_some()) {
         Vec::new()
     } else {
-        store
-            .staged_parts(&layout::backups_prefix(db))
-            .await?
-            .into_iter()
-            .filter(|p| store_now - p.last_modified > grace)
-            .collect()
+        match store.staged_parts(&layout::backups_prefix(db)).await {
+            Ok(parts) => parts
+                .into_iter()
+                .filter(|p| store_now - p.last_modified > grace)
+                .collect(),
+            // Refused or not offered (credentials without s3:ListBucketMultipartUploads, a
+            // service without ListMultipartUploads): the rest of the prune still runs, and says so.
+            Err(e) if !e.is_retryable() => {
+                let note = format!("unfinished uploads were not looked for: {e}");
+                plan.note = Some(match plan.note.take() {
+                    Some(n) => format!("{n}; {note}"),
+                    None => note,
+                });
+                Vec::new()
+            }
+            Err(e) => return Err(e.into()),
+        }
     };
     let mut deleted_objects = 0;
     if !dry_run {
@@ -138,7 +150,7 @@ pub async fn run(
             store.delete(key).await?;
         }
         for part in &stale_parts {
-            store.delete_staged_part(&part.key).await?;
+            store.delete_staged_part(part).await?;
         }
     }
     Ok(PruneOutcome {

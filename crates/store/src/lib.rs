@@ -10,15 +10,21 @@
 //! - An [`Upload`] is invisible until [`Upload::finish`] returns; dropping it or calling
 //!   [`Upload::abort`] leaves no object behind.
 //! - `list` returns every object under a prefix, in no guaranteed order.
+//! - `staged_parts` lists what unfinished uploads left behind (a killed process's included),
+//!   and `delete_staged_part` removes it.
 
 mod error;
 mod faults;
 mod health;
 mod open;
+mod s3_uploads;
+mod sigv4;
+mod staged;
 mod upload;
 
 pub use error::StoreError;
 pub use open::{redact_store_url, StoreOptions, StoreUrl};
+pub use staged::StagedUpload;
 pub use upload::Upload;
 
 use bytes::Bytes;
@@ -54,6 +60,8 @@ pub struct Store {
     local_root: Option<std::path::PathBuf>,
     /// S3: the bucket and the endpoint it is reached at, for messages.
     bucket: Option<(String, String)>,
+    /// S3: what lists and aborts the multipart uploads other processes left open.
+    s3: Option<Arc<s3_uploads::S3Uploads>>,
     health: Arc<health::Health>,
 }
 
@@ -351,66 +359,6 @@ impl Store {
         self.call("delete", key, delete).await
     }
 
-    /// Unfinished uploads below `prefix`: on a local folder, the `<key>#<n>` files an upload
-    /// stages its parts in until it completes (left behind when the process was killed), with
-    /// their size and modification time; `key` is the part file's path relative to the store.
-    /// S3 keeps unfinished multipart uploads out of listings and `object_store` cannot list
-    /// them: there this returns nothing (a bucket lifecycle rule
-    /// `AbortIncompleteMultipartUpload` removes them).
-    pub async fn staged_parts(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
-        let Some(root) = self.local_root.clone() else {
-            return Ok(Vec::new());
-        };
-        self.path(prefix)?;
-        let prefix = prefix.to_string();
-        tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            walk_parts(&root, &root.join(&prefix), &mut out);
-            out
-        })
-        .await
-        .map_err(|e| StoreError::Backend {
-            action: "list unfinished uploads below",
-            key: String::new(),
-            detail: e.to_string(),
-            retryable: false,
-        })
-    }
-
-    /// Deletes a part file [`Store::staged_parts`] returned (and the folders it leaves empty).
-    pub async fn delete_staged_part(&self, key: &str) -> Result<(), StoreError> {
-        let Some(root) = self.local_root.clone() else {
-            return Ok(());
-        };
-        if !is_part_file(key) || key.split('/').any(|p| p == ".." || p.is_empty()) {
-            return Err(StoreError::InvalidKey {
-                key: key.to_string(),
-                reason: "not an upload part file".into(),
-            });
-        }
-        let file = root.join(key);
-        match std::fs::remove_file(&file) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(StoreError::Backend {
-                    action: "delete",
-                    key: key.to_string(),
-                    detail: e.to_string(),
-                    retryable: false,
-                })
-            }
-        }
-        let mut dir = file.parent();
-        while let Some(d) = dir.filter(|d| *d != root.as_path()) {
-            if std::fs::remove_dir(d).is_err() {
-                break;
-            }
-            dir = d.parent();
-        }
-        Ok(())
-    }
-
     /// Starts a multipart upload of `key` with parts of `part_size` bytes and at most
     /// `max_in_flight` parts uploading at once. Nothing is visible until `finish`.
     pub async fn upload(
@@ -430,49 +378,5 @@ impl Store {
             max_in_flight,
             self.health.clone(),
         ))
-    }
-}
-
-/// `name#<digits>`: a local upload's staged part file.
-fn is_part_file(key: &str) -> bool {
-    key.rsplit_once('#').is_some_and(|(name, n)| {
-        !name.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-    })
-}
-
-fn walk_parts(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<ObjectInfo>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if meta.is_dir() {
-            walk_parts(root, &path, out);
-            continue;
-        }
-        let Some(key) = path
-            .strip_prefix(root)
-            .ok()
-            .and_then(|p| p.to_str())
-            .map(str::to_string)
-        else {
-            continue;
-        };
-        if meta.is_file() && is_part_file(&key) {
-            let last_modified = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_secs() as i64);
-            out.push(ObjectInfo {
-                key,
-                size: meta.len(),
-                last_modified,
-                etag: None,
-            });
-        }
     }
 }

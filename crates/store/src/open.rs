@@ -1,3 +1,4 @@
+use crate::s3_uploads::S3Uploads;
 use crate::{Store, StoreError, StoreKind};
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
@@ -157,6 +158,7 @@ fn open_local(url: &str, path: &std::path::Path) -> Result<Store, StoreError> {
         kind: StoreKind::Local,
         local_root: Some(abs),
         bucket: None,
+        s3: None,
         health: Default::default(),
     })
 }
@@ -233,6 +235,25 @@ fn open_s3(bucket: &str, prefix: &str, opts: &StoreOptions) -> Result<Store, Sto
         url: format!("s3://{bucket}/{prefix}"),
         reason: e.to_string(),
     })?;
+    let uploads = S3Uploads {
+        client: reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(15)))
+            .build()
+            .map_err(|e| StoreError::BadUrl {
+                url: format!("s3://{bucket}/{prefix}"),
+                reason: format!("cannot set up the HTTP client: {e}"),
+            })?,
+        bucket_url: bucket_url(bucket, endpoint.as_deref(), &region, path_style).map_err(
+            |reason| StoreError::BadUrl {
+                url: format!("s3://{bucket}/{prefix}"),
+                reason,
+            },
+        )?,
+        region: region.clone(),
+        credentials: s3.credentials().clone(),
+        retry_window: opts.retry_window.unwrap_or(DEFAULT_RETRY_WINDOW),
+    };
     let inner: Arc<dyn ObjectStore> = Arc::new(s3);
     let prefix_path = if prefix.is_empty() {
         None
@@ -256,8 +277,31 @@ fn open_s3(bucket: &str, prefix: &str, opts: &StoreOptions) -> Result<Store, Sto
         kind: StoreKind::S3,
         local_root: None,
         bucket: Some((bucket.to_string(), at)),
+        s3: Some(Arc::new(uploads)),
         health: Default::default(),
     })
+}
+
+/// The bucket's URL as `object_store` builds it: a custom endpoint is the bucket's own host in
+/// virtual-hosted style, and gets `/<bucket>` appended in path style.
+fn bucket_url(
+    bucket: &str,
+    endpoint: Option<&str>,
+    region: &str,
+    path_style: bool,
+) -> Result<url::Url, String> {
+    let raw = match (endpoint.map(|e| e.trim_end_matches('/')), path_style) {
+        (Some(ep), false) => ep.to_string(),
+        (Some(ep), true) => format!("{ep}/{bucket}"),
+        (None, false) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+        (None, true) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
+    };
+    let url =
+        url::Url::parse(&raw).map_err(|e| format!("the endpoint {raw:?} is not a URL: {e}"))?;
+    if url.host_str().is_none() {
+        return Err(format!("the endpoint {raw:?} names no host"));
+    }
+    Ok(url)
 }
 
 /// Retries bounded by time rather than by count: backoff from 250 ms doubling up to 8 s,

@@ -251,6 +251,55 @@ async fn s3_server_conforms() {
     assert_eq!(raw, ["some/prefix-sibling/ls/a/1", "some/prefix/rel/x"]);
 }
 
+/// Issue 16.8: an S3 multipart upload left open by a killed process (its handle never
+/// finished, aborted or dropped) was invisible to `staged_parts`, so nothing ever aborted it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_lists_and_aborts_uploads_left_open() {
+    let s3 = S3Server::start();
+    s3.create_bucket("leftover");
+    let opts = StoreOptions {
+        env: s3.env(),
+        ..Default::default()
+    };
+    let store = Store::open("s3://leftover/pg", &opts).expect("open");
+    let sibling = Store::open("s3://leftover/pg-other", &opts).expect("open");
+    let key = "app/backups/20200101T000000Z-abcd/dump.pgc.zst.age";
+    for s in [&store, &sibling] {
+        let mut up = ok!(s.upload(key, 5 * MIB, 2));
+        ok!(up.write(Bytes::from(vec![1u8; 6 * MIB])));
+        ok!(up.write(Bytes::from_static(b"x"))); // waits until the first part is stored
+        std::mem::forget(up); // as if the process was killed: no abort
+    }
+    let parts = ok!(store.staged_parts("app/backups"));
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    assert_eq!(parts[0].key, key);
+    assert!(parts[0].upload_id.is_some());
+    // When the upload started, by the server (moto says 2010-11-10T20:48:33Z of every one).
+    assert!(
+        (1_000_000_000..=unix_now()).contains(&parts[0].last_modified),
+        "{parts:?}"
+    );
+    assert_eq!(ok!(store.staged_parts("")), parts, "the whole store");
+    assert_eq!(ok!(store.staged_parts("other")), []);
+    assert_eq!(pending_uploads(&s3, "leftover").len(), 2);
+
+    ok!(store.delete_staged_part(&parts[0]));
+    ok!(store.delete_staged_part(&parts[0])); // already gone: not an error
+    assert_eq!(ok!(store.staged_parts("")), []);
+    assert_eq!(
+        pending_uploads(&s3, "leftover"),
+        [format!("pg-other/{key}")],
+        "the neighbouring store's upload is not ours to abort"
+    );
+    assert_eq!(ok!(sibling.staged_parts("")).len(), 1);
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// A bucket that does not exist is named with its endpoint (no S3 XML) by every call whose
 /// answer has a body.
 #[tokio::test]
@@ -270,6 +319,7 @@ async fn missing_bucket_is_named_with_its_endpoint() {
         store.list("db/").await.map(|_| ()),
         store.list_dirs("").await.map(|_| ()),
         store.put("db/x", "x".into()).await.map(|_| ()),
+        store.staged_parts("db").await.map(|_| ()),
     ];
     // (A HEAD answer has no body to tell a missing bucket from a missing object.)
     for (i, r) in errors.into_iter().enumerate() {
@@ -384,10 +434,90 @@ async fn put_gives_up_on_a_server_answering_500() {
     assert!(!msg.contains(SECRET), "{msg}");
 }
 
+/// The signed requests `object_store` does not make (listing open multipart uploads) are
+/// bounded and retried like its own, signed with the store's credentials, and keep them out
+/// of what they say.
+#[tokio::test]
+async fn listing_open_uploads_gives_up_on_a_server_answering_500() {
+    const KEY_ID: &str = "fault-key-id";
+    const SECRET: &str = "fault-secret-canary";
+    const TOKEN: &str = "fault-token-canary";
+    let (endpoint, finish) = serve_500(40);
+    let opts = StoreOptions {
+        endpoint: Some(endpoint),
+        access_key_id: Some(KEY_ID.into()),
+        secret_access_key: Some(SECRET.into()),
+        session_token: Some(TOKEN.into()),
+        retry_window: Some(Duration::from_secs(3)),
+        ..Default::default()
+    };
+    let store = Store::open("s3://faulty/p", &opts).expect("open");
+    let started = Instant::now();
+    let err = store
+        .staged_parts("db")
+        .await
+        .expect_err("a server answering 500");
+    let took = started.elapsed();
+    let heads = finish();
+    let msg = err.to_string();
+    assert!(
+        !msg.contains('\n') && msg.contains("db") && msg.contains("HTTP 500"),
+        "{msg}"
+    );
+    assert!((3..40).contains(&heads.len()), "{} requests", heads.len());
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(15),
+        "gave up after {took:?}"
+    );
+    for h in &heads {
+        let lower = h.to_ascii_lowercase();
+        assert!(
+            h.starts_with("GET /faulty?uploads&prefix=p%2Fdb%2F "),
+            "{h}"
+        );
+        assert!(h.contains(&format!("Credential={KEY_ID}/")), "{h}");
+        assert!(
+            lower.contains("x-amz-security-token: fault-token-canary"),
+            "{h}"
+        );
+        assert!(!h.contains(SECRET), "{h}");
+    }
+    assert!(!msg.contains(SECRET) && !msg.contains(TOKEN), "{msg}");
+    assert!(!format!("{store:?}").contains(SECRET));
+}
+
+/// Credentials without `s3:ListBucketMultipartUploads`: refused at once (not retried over the
+/// window), as a refusal `prune` can report and get on with.
+#[tokio::test]
+async fn refused_upload_listing_is_denied_at_once() {
+    let (endpoint, finish) = serve_status(5, "403 Forbidden", "AccessDenied");
+    let opts = StoreOptions {
+        endpoint: Some(endpoint),
+        access_key_id: Some("k".into()),
+        secret_access_key: Some("s".into()),
+        retry_window: Some(Duration::from_secs(10)),
+        ..Default::default()
+    };
+    let store = Store::open("s3://faulty/p", &opts).expect("open");
+    let err = store.staged_parts("db").await.expect_err("refused");
+    assert_eq!(finish().len(), 1, "a refusal was retried");
+    assert!(matches!(err, StoreError::Denied { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+}
+
 /// A bounded fake S3 endpoint answering every request with 500 and a multi-line S3 error
 /// body, one request per connection. It stops after `max` requests, after 60 s, or when the
 /// returned function is called; that function gives back the request heads it saw.
 fn serve_500(max: usize) -> (String, impl FnOnce() -> Vec<String>) {
+    serve_status(max, "500 Internal Server Error", "InternalError")
+}
+
+/// [`serve_500`] answering `status` with the S3 error `code`.
+fn serve_status(
+    max: usize,
+    status: &'static str,
+    code: &'static str,
+) -> (String, impl FnOnce() -> Vec<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.set_nonblocking(true).expect("nonblocking");
     let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
@@ -398,7 +528,7 @@ fn serve_500(max: usize) -> (String, impl FnOnce() -> Vec<String>) {
         let mut heads = Vec::new();
         while heads.len() < max && !stopped.load(Ordering::SeqCst) && Instant::now() < deadline {
             match listener.accept() {
-                Ok((conn, _)) => heads.extend(answer_500(conn)),
+                Ok((conn, _)) => heads.extend(answer(conn, status, code)),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     std::thread::sleep(Duration::from_millis(5))
                 }
@@ -416,7 +546,7 @@ fn serve_500(max: usize) -> (String, impl FnOnce() -> Vec<String>) {
 
 /// Reads one request, body included (closing on unread data would reset the connection
 /// instead of answering), and answers 500. `None` on I/O errors.
-fn answer_500(mut conn: TcpStream) -> Option<String> {
+fn answer(mut conn: TcpStream, status: &str, code: &str) -> Option<String> {
     conn.set_nonblocking(false).ok()?;
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let (mut buf, mut chunk, mut head, mut want) = (Vec::new(), [0u8; 4096], None, usize::MAX);
@@ -434,10 +564,12 @@ fn answer_500(mut conn: TcpStream) -> Option<String> {
             head = Some(text);
         }
     }
-    let body = "<?xml version=\"1.0\"?>\n<Error><Code>InternalError</Code>\n\
-                <Message>We encountered an internal error.\nPlease try again.</Message></Error>";
+    let body = format!(
+        "<?xml version=\"1.0\"?>\n<Error><Code>{code}</Code>\n\
+         <Message>We encountered an internal error.\nPlease try again.</Message></Error>"
+    );
     let resp = format!(
-        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\n\
+        "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );

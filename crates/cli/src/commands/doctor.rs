@@ -229,16 +229,11 @@ async fn clock(store: &Store, base: &str) -> Check {
     }
 }
 
-/// Part files of uploads that never completed (a killed backup's), older than the grace
-/// period after which `prune` removes them.
+/// What uploads that never completed (a killed backup's) left behind: part files in a folder,
+/// open multipart uploads on S3; those older than the grace period after which `prune`
+/// removes them.
 async fn unfinished_uploads(ctx: &Ctx, store: &Store) -> Check {
     const NAME: &str = "store: unfinished uploads";
-    if store.kind() != StoreKind::Local {
-        return pass(
-            NAME,
-            "S3 keeps unfinished multipart uploads out of listings; a bucket lifecycle rule AbortIncompleteMultipartUpload removes them",
-        );
-    }
     let grace_hours = ctx.settings.retention.incomplete_grace_hours.unwrap_or(24);
     let now = Clock::process().now().timestamp();
     match store.staged_parts("").await {
@@ -249,6 +244,16 @@ async fn unfinished_uploads(ctx: &Ctx, store: &Store) -> Check {
                 .collect();
             if stale.is_empty() {
                 pass(NAME, format!("none older than {grace_hours} h"))
+            } else if store.kind() == StoreKind::S3 {
+                fail(
+                    NAME,
+                    format!(
+                        "{} multipart uploads left open older than {grace_hours} h, e.g. {}",
+                        stale.len(),
+                        stale[0].key
+                    ),
+                    "run `pgdrill prune`, which aborts them",
+                )
             } else {
                 fail(
                     NAME,
@@ -261,6 +266,14 @@ async fn unfinished_uploads(ctx: &Ctx, store: &Store) -> Check {
                     "run `pgdrill prune`, which removes them",
                 )
             }
+        }
+        Err(e @ StoreError::Denied { .. }) if store.kind() == StoreKind::S3 => fail(
+            NAME,
+            e.to_string(),
+            "allow s3:ListBucketMultipartUploads and s3:AbortMultipartUpload on the bucket, for `prune`",
+        ),
+        Err(e) if store.kind() == StoreKind::S3 => {
+            fail(NAME, e.to_string(), "fix the store check above first")
         }
         Err(e) => fail(NAME, e.to_string(), "check the store folder's permissions"),
     }

@@ -82,7 +82,9 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
             p.delete_incomplete.len()
         ));
         human.push_str(&table(&["BACKUP", "ACTION", "WHY"], &rows));
-        if !out.stale_parts.is_empty() {
+        let (uploads, files): (Vec<_>, Vec<_>) =
+            out.stale_parts.iter().partition(|p| p.upload_id.is_some());
+        if !files.is_empty() {
             human.push_str(&format!(
                 "{db}: {} {} part files of unfinished uploads (killed backups), {} bytes\n",
                 if args.dry_run {
@@ -90,8 +92,19 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
                 } else {
                     "removed"
                 },
-                out.stale_parts.len(),
-                out.stale_parts.iter().map(|p| p.size).sum::<u64>()
+                files.len(),
+                files.iter().map(|p| p.size).sum::<u64>()
+            ));
+        }
+        if !uploads.is_empty() {
+            human.push_str(&format!(
+                "{db}: {} {} multipart uploads left open (killed backups)\n",
+                if args.dry_run {
+                    "would abort"
+                } else {
+                    "aborted"
+                },
+                uploads.len(),
             ));
         }
         docs.push(json!({
