@@ -14,6 +14,7 @@
 
 mod cleanup;
 mod globals;
+mod plan;
 mod preflight;
 mod sql;
 mod stream;
@@ -303,21 +304,8 @@ pub async fn run(job: RestoreJob<'_>) -> Result<RestoreReport> {
         } else {
             format!("the target database `{db}` was not changed")
         };
-        append(e, &note)
+        cleanup::with_note(e, Some(note))
     })
-}
-
-/// `e` with `; note` after its message, same kind.
-fn append(e: Error, note: &str) -> Error {
-    let add = |m: String| format!("{m}; {note}");
-    match e {
-        Error::Failed(m) => Error::Failed(add(m)),
-        Error::Invalid(m) => Error::Invalid(add(m)),
-        Error::Integrity(m) => Error::Integrity(add(m)),
-        Error::Key(m) => Error::Key(add(m)),
-        Error::Refused(m) => Error::Refused(add(m)),
-        Error::Locked(m) => Error::Locked(add(m)),
-    }
 }
 
 async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreReport> {
@@ -396,7 +384,7 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
     };
     job.read.progress.stage("read the table of contents");
     let loaded = early_index.as_ref().ok().and_then(Option::as_ref);
-    let planned = match plan(&job, &info, &admin, &dump, loaded).await {
+    let planned = match plan::plan(&job, &info, &admin, &dump, loaded).await {
         Ok(p) => p,
         Err(e) => return Err(abandon(e).await),
     };
@@ -489,7 +477,7 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
     drop(list_guard);
     let mut planned = planned;
     if outcome.is_ok() && !planned.deferred.is_empty() {
-        let missed = run_deferred(&job.target, &planned.deferred).await;
+        let missed = plan::run_deferred(&job.target, &planned.deferred).await;
         planned.skipped.extend(missed);
     }
     match outcome {
@@ -943,144 +931,6 @@ async fn explain_early_stop(
 
 /// `pg_restore --list` of the dump, read from the head of the stored object (pg_restore stops
 /// reading after the table of contents, so a large dump is not downloaded for this).
-/// What the preflight decided: the `--use-list` (when anything is left out), the roles to
-/// create, and what is not restored and why.
-struct Planned {
-    list: Option<String>,
-    /// Grants on extension members, run after the restore one by one (see
-    /// `preflight::extension_member_grants`): (what, SQL).
-    deferred: Vec<(String, String)>,
-    create_roles: Vec<String>,
-    skipped: Vec<String>,
-    notes: Vec<String>,
-    /// Supabase platform rows load after the other data (a serial pg_restore).
-    reorder: bool,
-    /// The archive's encoding (its `ENCODING` entry): the target database's when the
-    /// manifest does not record the source's (older versions).
-    encoding: Option<String>,
-}
-
-/// The preflight (module `preflight`) and, for Supabase backups, the platform plan (module
-/// `supabase`): everything decided from the archive's table of contents and the target
-/// before anything is changed.
-async fn plan(
-    job: &RestoreJob<'_>,
-    info: &TargetInfo,
-    admin: &ConnSpec,
-    dump: &StoredObject,
-    loaded: Option<&stream::Loaded>,
-) -> Result<Planned> {
-    let toc = match loaded {
-        Some(l) => stream::read_toc(job, dump, l).await?,
-        None => read_toc_fallback(job, dump).await?,
-    };
-    check_cancel(job)?;
-    let items = &toc.items;
-    let target = (info.exists && !info.create_mode).then_some(&job.target);
-    let facts = preflight::facts(admin, target, items).await?;
-    let mut skips = preflight::skips(items, &facts, job.skip_extensions)?;
-    let mut deferred = Vec::new();
-    if info.supabase {
-        for (id, what, sql) in preflight::extension_member_grants(items, &skips) {
-            skips.insert(id, String::new());
-            deferred.push((what, sql));
-        }
-    }
-    let by_id: std::collections::HashMap<i64, &pgdrill_pg::archive::TocItem> =
-        items.iter().map(|i| (i.dump_id, i)).collect();
-    let mut skipped: Vec<String> = skips
-        .iter()
-        .filter(|(_, why)| !why.is_empty())
-        .map(|(id, why)| {
-            let what = by_id
-                .get(id)
-                .map(|i| preflight::describe(i))
-                .unwrap_or_default();
-            format!("{what}: {why}")
-        })
-        .collect();
-    let mut list = preflight::list_text(items, &skips);
-    let mut notes = Vec::new();
-    let mut reorder = false;
-    if info.supabase {
-        let p = supabase::plan(
-            job,
-            admin,
-            &info.platform_schemas,
-            info.exists,
-            &list,
-            items,
-        )
-        .await?;
-        list = p.list;
-        skipped.extend(p.skipped);
-        notes.extend(p.notes);
-        reorder = p.reorder;
-    }
-    let kept = preflight::kept_ids(&list);
-    let (needed, wanted) = preflight::roles(items, &kept, info.supabase);
-    let create_roles = preflight::roles_to_create(&needed, &wanted, &facts, &mut notes)?;
-    let filtered = kept.len() < items.len();
-    Ok(Planned {
-        deferred,
-        list: filtered.then_some(list),
-        create_roles,
-        skipped,
-        notes,
-        reorder,
-        encoding: toc.encoding(),
-    })
-}
-
-/// Runs the deferred grants one by one on the restored database; returns those that failed,
-/// as `skipped` lines.
-async fn run_deferred(target: &ConnSpec, deferred: &[(String, String)]) -> Vec<String> {
-    let c = match client::connect(target).await {
-        Ok(c) => c,
-        Err(e) => return vec![format!("grants on extension objects: cannot connect ({e})")],
-    };
-    let mut missed = Vec::new();
-    for (what, sql) in deferred {
-        let run = format!("begin; {sql}; commit;");
-        if let Err(e) = c.batch_execute(&run).await {
-            let _ = c.batch_execute("rollback").await;
-            let why = e
-                .as_db_error()
-                .map(|d| d.message().to_string())
-                .unwrap_or_else(|| e.to_string());
-            missed.push(format!(
-                "{what}: the target's version of the extension refused it ({why})"
-            ));
-        }
-    }
-    missed
-}
-
-/// The table of contents of a backup without a dump index: the dump is decoded (and its
-/// digests checked) and its first bytes kept, up to a bound.
-async fn read_toc_fallback(
-    job: &RestoreJob<'_>,
-    dump: &StoredObject,
-) -> Result<pgdrill_pg::archive::Toc> {
-    /// More than the TOC of any real database (5,000 tables take about 2 MiB).
-    const MAX_TOC: usize = 256 << 20;
-    struct Head(Vec<u8>);
-    impl Write for Head {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            let room = MAX_TOC.saturating_sub(self.0.len());
-            self.0.extend_from_slice(&buf[..buf.len().min(room)]);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let (_, head) =
-        decode_object(job.store, job.manifest, dump, Head(Vec::new()), &job.read).await?;
-    pgdrill_pg::archive::read_toc_items(&head.0[..])
-        .map_err(|e| Error::Integrity(format!("the dump's table of contents cannot be read: {e}")))
-}
-
 /// A temp file holding a `--use-list`.
 fn list_file(text: &str) -> Result<tempfile::NamedTempFile> {
     let mut f = tempfile::Builder::new()
