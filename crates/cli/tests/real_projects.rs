@@ -61,6 +61,18 @@ async fn supabase_project() -> (tk::Cluster, String) {
     (c, url)
 }
 
+/// Writes `dir/pgdrill.toml`: the folder store, database `proj` from `PROJ_URL`, then `extra`.
+fn proj_config(dir: &std::path::Path, store: &std::path::Path, extra: &str) {
+    std::fs::write(
+        dir.join("pgdrill.toml"),
+        format!(
+            "[store]\nurl = \"{}\"\n\n[[database]]\nname = \"proj\"\nurl_env = \"PROJ_URL\"\n{extra}",
+            store.display()
+        ),
+    )
+    .expect("config");
+}
+
 fn strings(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
         .map(|a| {
@@ -83,14 +95,7 @@ async fn supabase_project_restores_and_drills_on_stock_postgres() {
 
     // 1. The default drill (a throwaway cluster) passes, row counts included: the
     //    inheritance parent and the partitioned tables count ONLY their own rows.
-    std::fs::write(
-        dir.path().join("pgdrill.toml"),
-        format!(
-            "[store]\nurl = \"{}\"\n\n[[database]]\nname = \"proj\"\nurl_env = \"PROJ_URL\"\n",
-            store.display()
-        ),
-    )
-    .expect("config");
+    proj_config(dir.path(), &store, "");
     let out = run(dir.path(), &["--json", "drill"], &[("PROJ_URL", &src)]);
     out.ok();
     let j = out.json();
@@ -123,14 +128,11 @@ async fn supabase_project_restores_and_drills_on_stock_postgres() {
         "{report}"
     );
     // A drill told to fail on anything skipped outside its allowlist fails, naming it.
-    std::fs::write(
-        dir.path().join("pgdrill.toml"),
-        format!(
-            "[store]\nurl = \"{}\"\n\n[[database]]\nname = \"proj\"\nurl_env = \"PROJ_URL\"\n\n[database.drill]\nfail_on_skipped = true\nallow_skipped = [\"EVENT TRIGGER\", \"pg_stat_statements\"]\n",
-            store.display()
-        ),
-    )
-    .expect("config");
+    proj_config(
+        dir.path(),
+        &store,
+        "\n[database.drill]\nfail_on_skipped = true\nallow_skipped = [\"EVENT TRIGGER\", \"pg_stat_statements\"]\n",
+    );
     let out = run(dir.path(), &["--json", "drill"], &[("PROJ_URL", &src)]);
     out.code(1);
     let j = out.json();
@@ -345,14 +347,10 @@ async fn rds_layout_restores_with_the_roles_its_archive_names() {
     let broken = c.url("broken");
     tk::connect(&broken)
         .await
-        .batch_execute(
-            "create table z_parent (id int primary key); insert into z_parent values (1); \
-             create function has_parent(int) returns boolean language sql stable \
-               as 'select exists (select 1 from public.z_parent where id = $1)'; \
-             create table a_child (p int check (public.has_parent(p))); \
-             insert into a_child values (1); alter table a_child enable row level security; \
-             create policy mine on a_child to only_here using (true);",
-        )
+        .batch_execute(&format!(
+            "{FAILS_ON_RESTORE_SQL} alter table a_child enable row level security; \
+             create policy mine on a_child to only_here using (true);"
+        ))
         .await
         .expect("broken content");
     let bstore = dir.path().join("bstore");

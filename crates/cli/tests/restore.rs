@@ -143,13 +143,7 @@ async fn restores_identically_streaming_parallel_and_ephemeral() {
     let check_url = empty_db(&src.cluster, "checks").await;
     tk::connect(&check_url)
         .await
-        .batch_execute(
-            "create table z_parent (id int primary key); insert into z_parent values (1); \
-             create function has_parent(int) returns boolean language sql stable \
-               as 'select exists (select 1 from public.z_parent where id = $1)'; \
-             create table a_child (p int check (public.has_parent(p))); \
-             insert into a_child values (1);",
-        )
+        .batch_execute(FAILS_ON_RESTORE_SQL)
         .await
         .expect("checks db");
     let cstore = dir.path().join("cstore");

@@ -6,6 +6,15 @@ use pgdrill_testkit as tk;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Content whose every restore fails in pg_restore's data step: a check constraint reads a
+/// table whose rows are restored after the checked table's (a real-world pg_restore failure).
+pub const FAILS_ON_RESTORE_SQL: &str = "create table z_parent (id int primary key); \
+    insert into z_parent values (1); \
+    create function has_parent(int) returns boolean language sql stable \
+      as 'select exists (select 1 from public.z_parent where id = $1)'; \
+    create table a_child (p int check (public.has_parent(p))); \
+    insert into a_child values (1);";
+
 /// Backs `src_url` up into the folder store `store` and returns the backup id.
 pub fn backup(dir: &Path, store: &Path, src_url: &str, env: &[(&str, &str)]) -> String {
     let store_s = store.display().to_string();
