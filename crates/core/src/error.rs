@@ -41,14 +41,18 @@ impl Error {
 
     /// Prefixes the message with what was being done ("backup app: ...").
     pub fn context(self, what: impl std::fmt::Display) -> Error {
-        let wrap = |m: String| format!("{what}: {m}");
+        self.map_message(|m| format!("{what}: {m}"))
+    }
+
+    /// The same kind of error (same exit code) with its message rewritten by `f`.
+    pub fn map_message(self, f: impl FnOnce(String) -> String) -> Error {
         match self {
-            Error::Failed(m) => Error::Failed(wrap(m)),
-            Error::Invalid(m) => Error::Invalid(wrap(m)),
-            Error::Integrity(m) => Error::Integrity(wrap(m)),
-            Error::Key(m) => Error::Key(wrap(m)),
-            Error::Refused(m) => Error::Refused(wrap(m)),
-            Error::Locked(m) => Error::Locked(wrap(m)),
+            Error::Failed(m) => Error::Failed(f(m)),
+            Error::Invalid(m) => Error::Invalid(f(m)),
+            Error::Integrity(m) => Error::Integrity(f(m)),
+            Error::Key(m) => Error::Key(f(m)),
+            Error::Refused(m) => Error::Refused(f(m)),
+            Error::Locked(m) => Error::Locked(f(m)),
         }
     }
 }

@@ -351,20 +351,7 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
         drop(info.admin.lock().ok().and_then(|mut c| c.take()));
     }
     // From here on, a failure drops what was created.
-    let abandon = |e: Error| async {
-        let e = cleanup::explain_lost_connection(e);
-        if created.load(Ordering::SeqCst) {
-            let note = drop_target(&job, &admin).await;
-            let flag = if note.is_none() {
-                &traces.dropped
-            } else {
-                &traces.changed
-            };
-            flag.store(true, Ordering::SeqCst);
-            return cleanup::with_note(e, note);
-        }
-        e
-    };
+    let abandon = |e: Error| undo_create(&job, &admin, &created, traces, e);
 
     let mut mode = Mode {
         spool: job.jobs > 1 || info.create_mode,
@@ -512,17 +499,7 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
             damaged,
         }),
         Err(e) => {
-            let mut e = cleanup::explain_lost_connection(e);
-            if created.load(Ordering::SeqCst) {
-                let note = drop_target(&job, &admin).await;
-                let flag = if note.is_none() {
-                    &traces.dropped
-                } else {
-                    &traces.changed
-                };
-                flag.store(true, Ordering::SeqCst);
-                e = cleanup::with_note(e, note);
-            }
+            let e = undo_create(&job, &admin, &created, traces, e).await;
             preflight::drop_roles(&admin, &created_roles).await;
             Err(e)
         }
@@ -573,6 +550,29 @@ async fn create_target(
 
 /// Drops the target database after a failed restore, waiting a bounded time for a target
 /// that restarts; returns what to add to the error when it is still there.
+/// After a failure: says so plainly when the target went away, and drops the database this
+/// restore created (if it did), noting in `traces` whether it is gone or still there.
+async fn undo_create(
+    job: &RestoreJob<'_>,
+    admin: &ConnSpec,
+    created: &AtomicBool,
+    traces: &Traces,
+    e: Error,
+) -> Error {
+    let e = cleanup::explain_lost_connection(e);
+    if !created.load(Ordering::SeqCst) {
+        return e;
+    }
+    let note = drop_target(job, admin).await;
+    let flag = if note.is_none() {
+        &traces.dropped
+    } else {
+        &traces.changed
+    };
+    flag.store(true, Ordering::SeqCst);
+    cleanup::with_note(e, note)
+}
+
 async fn drop_target(job: &RestoreJob<'_>, admin: &ConnSpec) -> Option<String> {
     cleanup::drop_created(admin, &job.target.dbname).await
 }

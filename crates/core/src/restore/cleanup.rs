@@ -44,15 +44,9 @@ async fn drop_created_within(admin: &ConnSpec, db: &str, within: Duration) -> Op
 
 /// Appends `note` to the error's message, keeping its kind (exit code).
 pub(super) fn with_note(e: Error, note: Option<String>) -> Error {
-    let Some(note) = note else { return e };
-    let add = |m: String| format!("{m}; {note}");
-    match e {
-        Error::Failed(m) => Error::Failed(add(m)),
-        Error::Invalid(m) => Error::Invalid(add(m)),
-        Error::Integrity(m) => Error::Integrity(add(m)),
-        Error::Key(m) => Error::Key(add(m)),
-        Error::Refused(m) => Error::Refused(add(m)),
-        Error::Locked(m) => Error::Locked(add(m)),
+    match note {
+        Some(note) => e.map_message(|m| format!("{m}; {note}")),
+        None => e,
     }
 }
 

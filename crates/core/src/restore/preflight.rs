@@ -61,16 +61,7 @@ pub async fn facts(
         createrole: col(2) == "true",
         ..Facts::default()
     };
-    f.roles = column(
-        client::text_rows(
-            &c,
-            admin,
-            "list roles",
-            "select rolname::text from pg_roles",
-            &[],
-        )
-        .await?,
-    );
+    f.roles = role_names(&c, admin).await?;
     // `trusted` exists from PostgreSQL 13 on; before, only a superuser creates extensions.
     f.trusted_extensions = client::text_rows(
         &c,
@@ -128,6 +119,18 @@ pub async fn facts(
         );
     }
     Ok(f)
+}
+
+async fn role_names(c: &tokio_postgres::Client, admin: &ConnSpec) -> Result<HashSet<String>> {
+    let rows = client::text_rows(
+        c,
+        admin,
+        "list roles",
+        "select rolname::text from pg_roles",
+        &[],
+    )
+    .await?;
+    Ok(column(rows))
 }
 
 fn column(rows: Vec<Vec<Option<String>>>) -> HashSet<String> {
@@ -351,16 +354,7 @@ pub async fn create_roles(admin: &ConnSpec, roles: &[String]) -> Result<Vec<Stri
     }
     let c = client::connect(admin).await?;
     // `--globals` may have created some of them since the preflight looked.
-    let existing = column(
-        client::text_rows(
-            &c,
-            admin,
-            "list roles",
-            "select rolname::text from pg_roles",
-            &[],
-        )
-        .await?,
-    );
+    let existing = role_names(&c, admin).await?;
     let mut created = Vec::new();
     for r in roles.iter().filter(|r| !existing.contains(*r)) {
         let sql = format!("create role {} nologin", quote_ident(r));
