@@ -378,7 +378,10 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
     notes.extend(planned.notes.iter().cloned());
     let mut list_guard = None;
     if let Some(list) = &planned.list {
-        let f = list_file(list)?;
+        let f = match list_file(list) {
+            Ok(f) => f,
+            Err(e) => return Err(abandon(e).await),
+        };
         mode.list = Some(f.path().to_path_buf());
         list_guard = Some(f);
     }
