@@ -159,10 +159,55 @@ fn about(item: &TocItem) -> Option<(&str, String)> {
 /// Entries the restoring role cannot create and that can be left out, with the reason;
 /// or, when something it cannot create is needed, an error naming all of it.
 pub fn skips(items: &[TocItem], f: &Facts, skip_extensions: &[String]) -> Result<Skips> {
-    let mut skip = Skips::new();
     let mut blockers = Vec::new();
+    let (mut skip, skipped_ext) = extension_skips(items, f, skip_extensions, &mut blockers);
     let by_id: BTreeMap<i64, &TocItem> = items.iter().map(|i| (i.dump_id, i)).collect();
-    let mut skipped_ext: BTreeMap<String, String> = BTreeMap::new();
+    for i in items {
+        if skip.contains_key(&i.dump_id) {
+            continue;
+        }
+        let why = superuser_only(i, f, &mut blockers).or_else(|| match about(i) {
+            Some(("EXTENSION", name)) if skipped_ext.contains(&name) => Some(format!(
+                "belongs to the extension {name}, which is not restored"
+            )),
+            Some(("EVENT TRIGGER", _)) if !f.superuser => {
+                Some("belongs to an event trigger, which is not restored".to_string())
+            }
+            _ if matches!(i.desc.as_str(), "COMMENT" | "ACL" | "SECURITY LABEL") => {
+                i.deps.iter().find(|d| skip.contains_key(d)).map(|d| {
+                    format!(
+                        "belongs to {}, which is not restored",
+                        by_id.get(d).map(|x| describe(x)).unwrap_or_default()
+                    )
+                })
+            }
+            _ => None,
+        });
+        if let Some(why) = why {
+            skip.insert(i.dump_id, why);
+        }
+    }
+    if blockers.is_empty() {
+        return Ok(skip);
+    }
+    Err(Error::Failed(format!(
+        "the restoring role {} cannot create what the backup holds: {}; nothing was changed (restore as a superuser, or name such extensions in [restore] skip_extensions if the restore may go without them)",
+        f.user,
+        blockers.join("; ")
+    )))
+}
+
+/// The extensions not to restore (installed already, named in `skip_extensions`, or
+/// untrusted for a non-superuser with nothing depending on them), and their names; an
+/// untrusted one something needs goes to `blockers`.
+fn extension_skips(
+    items: &[TocItem],
+    f: &Facts,
+    skip_extensions: &[String],
+    blockers: &mut Vec<String>,
+) -> (Skips, HashSet<String>) {
+    let mut skip = Skips::new();
+    let mut names = HashSet::new();
     for i in items.iter().filter(|i| i.desc == "EXTENSION") {
         let name = unquote_ident(&i.tag);
         let why = if f.installed_extensions.contains(&name) {
@@ -191,76 +236,47 @@ pub fn skips(items: &[TocItem], f: &Facts, skip_extensions: &[String]) -> Result
             None
         };
         if let Some(why) = why {
-            skip.insert(i.dump_id, why.clone());
-            skipped_ext.insert(name, why);
-        }
-    }
-    for i in items {
-        if skip.contains_key(&i.dump_id) {
-            continue;
-        }
-        let why = match i.desc.as_str() {
-            "EVENT TRIGGER" if !f.superuser => {
-                Some("creating an event trigger needs a superuser".to_string())
-            }
-            "PUBLICATION"
-                if !f.superuser && i.defn.to_ascii_uppercase().contains("FOR ALL TABLES") =>
-            {
-                Some("a publication of all tables needs a superuser".to_string())
-            }
-            "PUBLICATION TABLES IN SCHEMA" if !f.superuser => {
-                Some("publishing a whole schema needs a superuser".to_string())
-            }
-            "SUBSCRIPTION" | "SUBSCRIPTION TABLE" if !f.superuser => {
-                Some("creating a subscription needs a superuser".to_string())
-            }
-            "FUNCTION" | "PROCEDURE" if !f.forbidden_settings.is_empty() => {
-                let bad: Vec<String> = sql::refs(&i.defn)
-                    .settings
-                    .into_iter()
-                    .filter(|s| f.forbidden_settings.contains(s))
-                    .collect();
-                if !bad.is_empty() {
-                    blockers.push(format!(
-                        "{} (sets {}, which only a superuser may set)",
-                        describe(i),
-                        bad.join(", ")
-                    ));
-                }
-                None
-            }
-            _ => match about(i) {
-                Some(("EXTENSION", name)) if skipped_ext.contains_key(&name) => Some(format!(
-                    "belongs to the extension {name}, which is not restored"
-                )),
-                Some(("EVENT TRIGGER", _)) if !f.superuser => {
-                    Some("belongs to an event trigger, which is not restored".to_string())
-                }
-                _ => i
-                    .deps
-                    .iter()
-                    .filter_map(|d| skip.get(d).map(|w| (d, w)))
-                    .find(|_| matches!(i.desc.as_str(), "COMMENT" | "ACL" | "SECURITY LABEL"))
-                    .map(|(d, _)| {
-                        format!(
-                            "belongs to {}, which is not restored",
-                            by_id.get(d).map(|x| describe(x)).unwrap_or_default()
-                        )
-                    }),
-            },
-        };
-        if let Some(why) = why {
             skip.insert(i.dump_id, why);
+            names.insert(name);
         }
     }
-    if blockers.is_empty() {
-        return Ok(skip);
+    (skip, names)
+}
+
+/// Why entry `i` is skipped because only a superuser may create it, if it is; a function
+/// setting a superuser-only parameter goes to `blockers` instead.
+fn superuser_only(i: &TocItem, f: &Facts, blockers: &mut Vec<String>) -> Option<String> {
+    if f.superuser {
+        return None;
     }
-    Err(Error::Failed(format!(
-        "the restoring role {} cannot create what the backup holds: {}; nothing was changed (restore as a superuser, or name such extensions in [restore] skip_extensions if the restore may go without them)",
-        f.user,
-        blockers.join("; ")
-    )))
+    match i.desc.as_str() {
+        "EVENT TRIGGER" => Some("creating an event trigger needs a superuser".to_string()),
+        "PUBLICATION" if i.defn.to_ascii_uppercase().contains("FOR ALL TABLES") => {
+            Some("a publication of all tables needs a superuser".to_string())
+        }
+        "PUBLICATION TABLES IN SCHEMA" => {
+            Some("publishing a whole schema needs a superuser".to_string())
+        }
+        "SUBSCRIPTION" | "SUBSCRIPTION TABLE" => {
+            Some("creating a subscription needs a superuser".to_string())
+        }
+        "FUNCTION" | "PROCEDURE" if !f.forbidden_settings.is_empty() => {
+            let bad: Vec<String> = sql::refs(&i.defn)
+                .settings
+                .into_iter()
+                .filter(|s| f.forbidden_settings.contains(s))
+                .collect();
+            if !bad.is_empty() {
+                blockers.push(format!(
+                    "{} (sets {}, which only a superuser may set)",
+                    describe(i),
+                    bad.join(", ")
+                ));
+            }
+            None
+        }
+        _ => None,
+    }
 }
 
 /// Grants on objects that belong to an extension (their dependency is an object the
