@@ -361,25 +361,31 @@ pub async fn plan(
             facts.data.insert((s.to_string(), tb.to_string()), state);
         }
         if !mismatches.is_empty() {
-            let migrations = client::text_rows(
-                &c,
-                t,
-                "read the platform's migration version",
-                "select coalesce(max(version), 'none')::text from auth.schema_migrations",
-                &[],
-            )
-            .await
-            .ok()
-            .and_then(|r| first(&r).map(str::to_string))
-            .unwrap_or_else(|| "unknown".into());
-            return Err(Error::Failed(format!(
-                "the backup's platform tables have another layout than the target project's (its auth migrations are at {migrations}): {}; nothing was changed (restore into a project of the source's platform version, or into plain PostgreSQL, then move the rows with a migration)",
-                mismatches.join("; ")
-            )));
+            return Err(layout_error(&c, t, &mismatches).await);
         }
     }
     let p = filter(&entries, &facts);
     Ok(p)
+}
+
+/// The refusal for platform rows that do not fit the target project, with the target's
+/// auth migration version (the usual cause: projects of different platform versions).
+async fn layout_error(c: &tokio_postgres::Client, t: &ConnSpec, mismatches: &[String]) -> Error {
+    let migrations = client::text_rows(
+        c,
+        t,
+        "read the platform's migration version",
+        "select coalesce(max(version), 'none')::text from auth.schema_migrations",
+        &[],
+    )
+    .await
+    .ok()
+    .and_then(|r| first(&r).map(str::to_string))
+    .unwrap_or_else(|| "unknown".into());
+    Error::Failed(format!(
+        "the backup's platform tables have another layout than the target project's (its auth migrations are at {migrations}): {}; nothing was changed (restore into a project of the source's platform version, or into plain PostgreSQL, then move the rows with a migration)",
+        mismatches.join("; ")
+    ))
 }
 
 /// How the rows of a platform table in the backup (its COPY column list) would not fit
