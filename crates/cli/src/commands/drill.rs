@@ -199,6 +199,20 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
         }
         results.push(outcome.result);
     }
+    Ok(summary(results, kept_json, errors, exit_code, human))
+}
+
+/// The run's output: one drill's result alone, or every result with the kept databases and
+/// the databases that could not be drilled. A database that could not be drilled counts
+/// like a failed drill, or as its error's code when that is integrity (3) or key (4):
+/// 4 over 3 over 1.
+fn summary(
+    results: Vec<DrillResult>,
+    kept_json: Vec<serde_json::Value>,
+    errors: Vec<(String, Error)>,
+    mut exit_code: u8,
+    human: String,
+) -> Output {
     let json = if results.len() == 1 && kept_json.is_empty() && errors.is_empty() {
         serde_json::to_value(&results[0]).unwrap_or_default()
     } else {
@@ -208,17 +222,15 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
             .collect();
         json!({"drills": results, "kept": kept_json, "errors": errs})
     };
-    // A database that could not be drilled counts like a failed drill, or as its error's
-    // code when that is integrity (3) or key (4): 4 over 3 over 1.
     for (_, e) in &errors {
         let c = e.exit_code();
         exit_code = exit_code.max(if matches!(c, 3 | 4) { c } else { 1 });
     }
-    Ok(Output {
+    Output {
         json,
         human,
         exit_code,
-    })
+    }
 }
 
 fn toml_empty() -> toml::Table {
