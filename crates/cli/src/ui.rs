@@ -104,6 +104,22 @@ pub fn human_secs(s: f64) -> String {
     }
 }
 
+/// A duration given in minutes, in the same units as [`human_secs`] (`0.4s`, `29m42s`,
+/// `2h05m`), or `n/a`.
+pub fn human_minutes(m: Option<f64>) -> String {
+    m.map(|m| human_secs(m * 60.0))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+/// Like [`table`], but `empty` instead of a header with no rows under it.
+pub fn table_or(headers: &[&str], rows: &[Vec<String>], empty: &str) -> String {
+    if rows.is_empty() {
+        empty.to_string()
+    } else {
+        table(headers, rows)
+    }
+}
+
 /// Renders rows as an aligned text table.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
@@ -131,4 +147,24 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drill_durations_share_one_unit_style() {
+        assert_eq!(human_minutes(Some(29.7)), "29m42s");
+        assert_eq!(human_minutes(Some(0.0)), "0.0s");
+        assert_eq!(human_minutes(Some(0.5)), "30.0s");
+        assert_eq!(human_minutes(Some(125.0)), "2h05m");
+        assert_eq!(human_minutes(None), "n/a");
+    }
+
+    #[test]
+    fn an_empty_table_prints_no_header() {
+        assert_eq!(table_or(&["A", "B"], &[], ""), "");
+        assert_eq!(table_or(&["A"], &[vec!["x".into()]], ""), "A\nx\n");
+    }
 }

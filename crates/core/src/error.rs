@@ -70,7 +70,7 @@ impl From<StoreError> for Error {
 
 impl From<pgdrill_pg::client::PgError> for Error {
     fn from(e: pgdrill_pg::client::PgError) -> Self {
-        Error::Failed(e.to_string())
+        Error::Failed(crate::hints::with_connect_hint(e.to_string()))
     }
 }
 

@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod drill;
 pub mod error;
 pub mod frames;
+pub mod hints;
 pub mod ids;
 pub mod layout;
 pub mod lease;

@@ -256,23 +256,16 @@ impl Cluster {
             let _ = dir.keep();
         }
         self.running = false;
-        let pg_ctl = self.install.bin("pg_ctl");
-        let stop = format!(
-            "{} -D {} -w stop -m fast",
-            shell_quote(&pg_ctl.to_string_lossy()),
-            shell_quote(&self.data_dir.to_string_lossy())
+        let stop_command = stop_command(
+            &self.install.bin("pg_ctl").to_string_lossy(),
+            &self.data_dir.to_string_lossy(),
+            &self.root.to_string_lossy(),
+            self.run_as.as_ref().map(|u| u.name.as_str()),
         );
-        let stop = match &self.run_as {
-            Some(u) => format!("su -s /bin/sh {} -c {}", u.name, shell_quote(&stop)),
-            None => stop,
-        };
         KeptCluster {
             url: self.url("postgres"),
             data_dir: self.data_dir.clone(),
-            stop_command: format!(
-                "{stop}; rm -rf {}",
-                shell_quote(&self.root.to_string_lossy())
-            ),
+            stop_command,
         }
     }
 
@@ -678,8 +671,36 @@ fn conf_quote(v: &str) -> String {
     format!("'{}'", v.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// The command that stops a kept cluster and removes its folder, as short as the paths
+/// allow: paths of plain characters go unquoted, so the `su -c` line nests no quotes.
+fn stop_command(pg_ctl: &str, data_dir: &str, root: &str, run_as: Option<&str>) -> String {
+    let stop = format!(
+        "{} -D {} -w stop -m fast",
+        shell_quote(pg_ctl),
+        shell_quote(data_dir)
+    );
+    let stop = match run_as {
+        Some(user) => format!(
+            "su -s /bin/sh {} -c {}",
+            shell_quote(user),
+            shell_quote(&stop)
+        ),
+        None => stop,
+    };
+    format!("{stop} && rm -rf {}", shell_quote(root))
+}
+
 fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
+    let plain = !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'/' | b'.' | b'_' | b'-' | b'+' | b':' | b'=' | b',')
+        });
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 fn percent_encode(s: &str) -> String {
@@ -705,6 +726,30 @@ mod tests {
         assert_eq!(shell_quote("a'b"), r"'a'\''b'");
         assert_eq!(percent_encode("my db/x"), "my%20db%2Fx");
         assert_eq!(percent_encode("app_1"), "app_1");
+    }
+
+    #[test]
+    fn stop_command_of_a_kept_cluster_nests_no_quotes() {
+        let as_postgres = stop_command(
+            "/usr/lib/postgresql/17/bin/pg_ctl",
+            "/tmp/.tmpAb12/data",
+            "/tmp/.tmpAb12",
+            Some("postgres"),
+        );
+        assert_eq!(
+            as_postgres,
+            "su -s /bin/sh postgres -c '/usr/lib/postgresql/17/bin/pg_ctl -D /tmp/.tmpAb12/data -w stop -m fast' && rm -rf /tmp/.tmpAb12"
+        );
+        let plain = stop_command(
+            "/opt/pg/bin/pg_ctl",
+            "/tmp/my dir/data",
+            "/tmp/my dir",
+            None,
+        );
+        assert_eq!(
+            plain,
+            "/opt/pg/bin/pg_ctl -D '/tmp/my dir/data' -w stop -m fast && rm -rf '/tmp/my dir'"
+        );
     }
 
     #[test]

@@ -122,7 +122,9 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
                     ctx.ui.warn(e.to_string());
                 }
                 if !matches!(e, Error::Locked(_)) {
-                    status::record_failure(&store, &db.name, "backup", &e.to_string()).await;
+                    if pgdrill_core::hints::worth_recording(&store, &db.name, &e).await {
+                        status::record_failure(&store, &db.name, "backup", &e.to_string()).await;
+                    }
                     notifier
                         .send(
                             ctx,

@@ -55,13 +55,16 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
     }
     checks.extend(keys(ctx));
     for db in &ctx.settings.databases {
-        let Ok(spec) = db.source_spec(&ctx.env) else {
-            checks.push(fail(
-                &format!("{}: source", db.name),
-                "no usable source URL",
-                "set url_env and export the variable",
-            ));
-            continue;
+        let spec = match db.source_spec(&ctx.env) {
+            Ok(spec) => spec,
+            Err(e) => {
+                checks.push(fail(
+                    &format!("{}: source", db.name),
+                    e.to_string(),
+                    source_hint(db),
+                ));
+                continue;
+            }
         };
         let major = source_checks(&mut checks, db.name.as_str(), &spec, &tools).await;
         let latest = match &store {
@@ -96,6 +99,19 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
         human,
         exit_code: if failed == 0 { 0 } else { 1 },
     })
+}
+
+/// What to do when a database's source URL cannot be had, by how it is configured.
+fn source_hint(db: &pgdrill_core::config::DatabaseSettings) -> String {
+    use pgdrill_core::config::SourceRef;
+    match &db.source {
+        Some(SourceRef::Env(var)) => format!(
+            "export {var}=postgresql://user:password@host:5432/{} (the direct URL, not a pooler's) where pgdrill runs",
+            db.name
+        ),
+        Some(SourceRef::Url(_)) => "check the URL given with --source or PGDRILL_SOURCE_URL".into(),
+        None => "set url_env in the [[database]] entry, or pass --source URL".into(),
+    }
 }
 
 /// Known provider quirks, named by endpoint.

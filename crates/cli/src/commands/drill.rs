@@ -266,14 +266,7 @@ fn target_for(
 }
 
 fn fmt_min(m: Option<f64>) -> String {
-    m.map(|m| {
-        if m < 1.0 {
-            format!("{:.0}s", m * 60.0)
-        } else {
-            format!("{m:.1}min")
-        }
-    })
-    .unwrap_or_else(|| "n/a".into())
+    crate::ui::human_minutes(m)
 }
 
 pub fn render(r: &DrillResult) -> String {

@@ -3,7 +3,7 @@
 use super::Output;
 use crate::cli::{PruneArgs, StatusArgs};
 use crate::context::Ctx;
-use crate::ui::table;
+use crate::ui::{table, table_or};
 use pgdrill_core::alert::EventKind;
 use pgdrill_core::retention::RetentionPolicy;
 use pgdrill_core::status::{self, DrillWindow};
@@ -81,7 +81,7 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
             },
             p.delete_incomplete.len()
         ));
-        human.push_str(&table(&["BACKUP", "ACTION", "WHY"], &rows));
+        human.push_str(&table_or(&["BACKUP", "ACTION", "WHY"], &rows, ""));
         let (uploads, files): (Vec<_>, Vec<_>) =
             out.stale_parts.iter().partition(|p| p.upload_id.is_some());
         if !files.is_empty() {
@@ -118,6 +118,12 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
             "unreadable": out.unreadable.iter().map(|(id, why)| json!({"backup_id": id, "error": why})).collect::<Vec<_>>(),
             "note": p.note,
         }));
+    }
+    if docs.is_empty() {
+        human.push_str(&format!(
+            "nothing to prune: {} holds no backups yet\n",
+            store.display()
+        ));
     }
     let mut out = json!({"prune": docs});
     let mirror_selected = ctx
