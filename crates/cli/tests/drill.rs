@@ -135,6 +135,14 @@ async fn rpo_and_rto_are_judged_against_the_policy_and_listed_in_the_history() {
         "{}",
         human.stdout
     );
+    // RTO and RPO in one unit style: RPO 5 min is "5m00s"-like, RTO seconds "1.2s"-like,
+    // never "5.0min" next to "1s".
+    assert!(!human.stdout.contains("min"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("m0") || human.stdout.contains("m1"),
+        "{}",
+        human.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -450,7 +458,17 @@ async fn a_config_naming_only_the_store_drills_on_a_throwaway_cluster_it_removes
         true,
         "all equal",
     );
-    evidence_in(&report);
+    let ev = evidence_in(&report);
+    timeline_accounts_for_the_whole_drill(&r);
+    // One backup has no gap between backups: none is claimed (it was "0 s").
+    assert!(r["rpo"].get("worst_gap_minutes").is_none(), "{}", r["rpo"]);
+    let file = |n: &str| &ev.iter().find(|(f, _)| f == n).expect("file").1;
+    assert!(
+        file("report.md").contains("| worst gap between backups | n/a (fewer than two backups) |"),
+        "{}",
+        file("report.md")
+    );
+    report_html_is_readable(file("report.html"));
 
     // The throwaway cluster: created by initdb under /tmp/pgdrill-cluster-*, restored into
     // with pg_restore, then stopped and removed.
@@ -545,6 +563,67 @@ async fn drill_with_wrong_key_exits_4_with_evidence() {
     assert!(b.drill_databases().await.is_empty());
 }
 
+/// The timeline names starting the throwaway cluster, and its stages (total aside) add up to
+/// nearly the whole drill instead of the restore alone.
+fn timeline_accounts_for_the_whole_drill(r: &Value) {
+    let stages = r["stages"].as_array().expect("stages");
+    let names: Vec<&str> = stages.iter().filter_map(|s| s["name"].as_str()).collect();
+    for want in [
+        "select backup",
+        "start throwaway cluster",
+        "checks",
+        "clean up",
+        "total",
+    ] {
+        assert!(names.contains(&want), "no stage {want}: {names:?}");
+    }
+    let total = stages
+        .iter()
+        .find(|s| s["name"] == "total")
+        .map(|s| num(&s["seconds"]))
+        .expect("total");
+    let sum: f64 = stages
+        .iter()
+        .filter(|s| s["name"] != "total")
+        .map(|s| num(&s["seconds"]))
+        .sum();
+    assert!(
+        sum >= 0.9 * total && sum <= total + 0.05,
+        "stages {sum} s of {total} s: {stages:?}"
+    );
+    // Each stage starts after the previous one ended (offsets from the drill's start).
+    let mut end = 0.0f64;
+    for s in stages.iter().filter(|s| s["name"] != "total") {
+        assert!(num(&s["start_seconds"]) + 0.01 >= end, "{stages:?}");
+        end = num(&s["start_seconds"]) + num(&s["seconds"]);
+    }
+}
+
+/// The HTML report: coloured results, a time column that does not wrap, SQL that breaks
+/// between words, provenance as a list, links to the other evidence, and a layout that fits
+/// a phone (viewport, wrapping KPIs, a scrolling table).
+fn report_html_is_readable(html: &str) {
+    for want in [
+        r#"<meta name=viewport content="width=device-width,initial-scale=1">"#,
+        "<span class=pass>pass</span>",
+        ".pass{color:#1a7f37",
+        "td.t,th.t,.num{white-space:nowrap}",
+        "overflow-wrap:break-word",
+        "<div class=scroll><table>",
+        "flex-wrap:wrap",
+        r#"<a href="drill.log">drill.log</a>"#,
+        r#"<a href="result.json">result.json</a>"#,
+        "<dl class=prov><dt>target</dt>",
+        "@media (max-width:600px)",
+    ] {
+        assert!(html.contains(want), "report.html lacks {want:?}:\n{html}");
+    }
+    assert!(
+        !html.contains("word-break:break-all"),
+        "SQL must not break mid-word"
+    );
+}
+
 #[test]
 fn the_demo_prints_a_passing_report_and_writes_the_evidence() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -571,6 +650,37 @@ fn the_demo_prints_a_passing_report_and_writes_the_evidence() {
     let result: Value = serde_json::from_str(&ev[3].1).expect("json");
     assert_valid_result(&result);
     assert_eq!(result["verdict"], "pass");
+    // The local evidence folder is named by the drill id, as in the store.
+    assert_eq!(
+        reports[0].file_name().and_then(|n| n.to_str()),
+        result["drill_id"].as_str(),
+        "{reports:?}"
+    );
+    assert!(demo
+        .join(format!(
+            "store/shop/drills/{}/result.json",
+            result["drill_id"].as_str().expect("id")
+        ))
+        .exists());
+    assert!(!out.stderr.contains("4/4 report:"), "{}", out.stderr);
+
+    // --json: one document on stdout, and no step on stderr announcing a report that is
+    // not printed.
+    let again = run(
+        dir.path(),
+        &["--json", "demo", "--dir", &demo.display().to_string()],
+        &[],
+    );
+    again.ok();
+    let j = again.json();
+    assert_eq!(j["drill"]["verdict"], "pass");
+    let last = again.stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("4/4 evidence written to ")
+            && last.ends_with(j["drill"]["drill_id"].as_str().expect("id")),
+        "{}",
+        again.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

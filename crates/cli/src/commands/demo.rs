@@ -174,7 +174,11 @@ async fn demo_with_source(
         maintenance_work_mem: None,
         jobs: 1,
         env: &env,
-        report_dir: Some(dir.join("reports").join(manifest.backup_id.as_str())),
+        // Named by the drill id once it is known, as everywhere else (see below).
+        report_dir: Some(
+            dir.join("reports")
+                .join(format!(".drill-of-{}", manifest.backup_id)),
+        ),
         keep: false,
         keep_on_failure: false,
         mirrors: &[],
@@ -182,7 +186,26 @@ async fn demo_with_source(
         cancel: ctx.cancel.clone(),
     })
     .await?;
-    ctx.ui.info("4/4 report:");
+    let report_dir = dir.join("reports").join(&outcome.result.drill_id);
+    std::fs::rename(&outcome.report_dir, &report_dir).map_err(|e| {
+        Error::Failed(format!(
+            "cannot rename {} to {}: {e}",
+            outcome.report_dir.display(),
+            report_dir.display()
+        ))
+    })?;
+    let outcome = drill::DrillOutcome {
+        report_dir,
+        ..outcome
+    };
+    if ctx.ui.json {
+        ctx.ui.info(format!(
+            "4/4 evidence written to {}",
+            outcome.report_dir.display()
+        ));
+    } else {
+        ctx.ui.info("4/4 the report (also in report.md):");
+    }
     let md = std::fs::read_to_string(outcome.report_dir.join("report.md")).unwrap_or_default();
     let human = format!(
         "{md}\nEvidence: {dir}/report.html, result.json, report.md, drill.log (also in the store under shop/drills/).\nStore: {store}  ·  key: {key}\n",

@@ -152,6 +152,14 @@ fn verdict_word(p: Option<bool>) -> &'static str {
     }
 }
 
+/// The worst gap between backups, or why there is none (one backup has no gap).
+fn fmt_gap(m: Option<f64>) -> String {
+    match m {
+        Some(_) => fmt_min(m),
+        None => "n/a (fewer than two backups)".into(),
+    }
+}
+
 fn fmt_min(m: Option<f64>) -> String {
     match m {
         Some(m) if m < 1.0 => format!("{:.0} s", m * 60.0),
@@ -209,7 +217,7 @@ pub fn render_md(r: &DrillResult) -> String {
     ));
     s.push_str(&format!(
         "| worst gap between backups | {} | | |\n\n",
-        fmt_min(r.rpo.worst_gap_minutes)
+        fmt_gap(r.rpo.worst_gap_minutes)
     ));
     s.push_str("## Timeline\n\n| stage | starts at | duration |\n|---|---|---|\n");
     for st in &r.stages {
@@ -242,6 +250,9 @@ pub fn render_md(r: &DrillResult) -> String {
             ));
         }
     }
+    s.push_str(
+        "\n## Evidence\n\n- [result.json](result.json): every check, timing and verdict, machine-readable\n- [drill.log](drill.log): what the drill did, line by line\n- [report.html](report.html): this report for a browser\n",
+    );
     s.push_str(&format!(
         "\n## Provenance\n\n- backup objects: {}\n- source server PostgreSQL {}, pg_dump {}\n- target {} (PostgreSQL {})\n- pgdrill {} on {}, {} → {}\n",
         r.backup.objects.iter().map(|o| format!("`{}` sha256 `{}`", o.name, o.sha256)).collect::<Vec<_>>().join(", "),
@@ -280,7 +291,7 @@ pub fn render_html(r: &DrillResult) -> String {
         .iter()
         .map(|s| {
             format!(
-                "<div class=row><span class=lbl>{}</span><span class=track><span class=bar style=\"margin-left:{:.2}%;width:{:.2}%\"></span></span><span class=num>{:.1} s</span></div>",
+                "<div class=row><span class=lbl>{}</span><span class=track><span class=bar style=\"margin-left:{:.2}%;width:{:.2}%\"></span></span><span class=num>{:.1}&nbsp;s</span></div>",
                 esc(&s.name),
                 s.start_seconds / total * 100.0,
                 (s.seconds / total * 100.0).max(0.5),
@@ -293,9 +304,10 @@ pub fn render_html(r: &DrillResult) -> String {
         .iter()
         .map(|c| {
             format!(
-                "<tr class={}><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{:.2} s</td></tr>",
+                "<tr class={}><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td class=res><span class={}>{}</span></td><td class=t>{:.2}&nbsp;s</td></tr>",
                 if c.passed { "ok" } else { "bad" },
                 esc(&c.name), esc(&c.kind), esc(&c.subject), esc(&c.expected), esc(&c.actual),
+                if c.passed { "pass" } else { "fail" },
                 if c.passed { "pass" } else { "FAIL" },
                 c.duration_seconds
             )
@@ -303,14 +315,17 @@ pub fn render_html(r: &DrillResult) -> String {
         .collect();
     let passed = r.checks.iter().filter(|c| c.passed).count();
     format!(
-        r#"<!doctype html><html lang=en><head><meta charset=utf-8><title>Drill {id} — {verdict}</title>
+        r#"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width,initial-scale=1"><title>Drill {id} — {verdict}</title>
 <style>body{{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:62rem;color:#1d232a;padding:0 1rem}}
 .banner{{padding:1rem 1.25rem;border-radius:8px;color:#fff;background:{color}}}.banner h1{{margin:0;font-size:1.5rem}}
-.kpis{{display:flex;gap:1rem;margin:1rem 0}}.kpi{{flex:1;border:1px solid #d5dbe1;border-radius:8px;padding:.75rem}}
+.kpis{{display:flex;flex-wrap:wrap;gap:1rem;margin:1rem 0}}.kpi{{flex:1 1 9rem;border:1px solid #d5dbe1;border-radius:8px;padding:.75rem}}
 .kpi b{{display:block;font-size:1.4rem}}.met{{color:#1a7f37}}.missed{{color:#c62828}}
 table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #e3e7eb;padding:.35rem .5rem;text-align:left;vertical-align:top}}
-tr.bad td{{background:#fdecec}}code{{font-size:.85em;word-break:break-all}}
-.row{{display:flex;align-items:center;gap:.5rem;margin:.2rem 0}}.lbl{{width:11rem}}.num{{width:5rem;text-align:right}}
+tr.bad td{{background:#fdecec}}code{{font-size:.85em;white-space:pre-wrap;overflow-wrap:break-word}}
+.scroll{{overflow-x:auto}}td.t,th.t,.num{{white-space:nowrap}}.pass{{color:#1a7f37;font-weight:600}}.fail{{color:#c62828;font-weight:600}}
+.row{{display:flex;align-items:center;gap:.5rem;margin:.2rem 0}}.lbl{{flex:0 0 9rem;overflow-wrap:break-word}}.num{{flex:0 0 4.5rem;text-align:right}}
+dl.prov{{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:0}}dl.prov dt{{color:#5b6570}}dl.prov dd{{margin:0;overflow-wrap:anywhere}}
+@media (max-width:600px){{body{{margin:1rem auto;font-size:14px}}.lbl{{flex-basis:6.5rem}}dl.prov{{grid-template-columns:1fr}}}}
 .track{{flex:1;background:#eef1f4;height:.9rem;border-radius:4px}}.bar{{display:block;height:100%;background:#3b6fd8;border-radius:4px}}
 .err{{background:#fdecec;border-left:4px solid #c62828;padding:.5rem 1rem}}small{{color:#5b6570}}</style></head><body>
 <div class=banner><h1>{verdict_word}: restore drill of {db}</h1><div>backup {bid} · snapshot {snap} · drill {id}</div></div>
@@ -319,8 +334,9 @@ tr.bad td{{background:#fdecec}}code{{font-size:.85em;word-break:break-all}}
 <div class=kpi>RTO<b class={rto_class}>{rto}</b><small>target {rto_t} · {rto_v}</small></div>
 <div class=kpi>RPO<b class={rpo_class}>{rpo}</b><small>target {rpo_t} · {rpo_v} · worst gap {gap}</small></div></div>
 <h2>Timeline</h2>{bars}
-<h2>Checks</h2><table><tr><th>check</th><th>kind</th><th>subject</th><th>expected</th><th>actual</th><th>result</th><th>time</th></tr>{rows}</table>
-{skipped}<h2>Provenance</h2><p><small>target {target} (PostgreSQL {tver}) · source PostgreSQL {sver}, pg_dump {dver} · objects {objs} · pgdrill {tool} on {host} · {start} → {end}</small></p>
+<h2>Checks</h2><div class=scroll><table><tr><th>check</th><th>kind</th><th>subject</th><th>expected</th><th>actual</th><th>result</th><th class=t>time</th></tr>{rows}</table></div>
+{skipped}<h2>Evidence</h2><ul><li><a href="result.json">result.json</a>: every check, timing and verdict, machine-readable</li><li><a href="drill.log">drill.log</a>: what the drill did, line by line</li><li><a href="report.md">report.md</a>: this report as Markdown</li></ul>
+<h2>Provenance</h2><dl class=prov><dt>target</dt><dd>{target} (PostgreSQL {tver})</dd><dt>source</dt><dd>PostgreSQL {sver}, pg_dump {dver}</dd><dt>backup objects</dt><dd>{objs}</dd><dt>run by</dt><dd>pgdrill {tool} on {host}</dd><dt>started</dt><dd>{start}</dd><dt>finished</dt><dd>{end}</dd></dl>
 </body></html>
 "#,
         id = esc(&r.drill_id),
@@ -362,7 +378,7 @@ tr.bad td{{background:#fdecec}}code{{font-size:.85em;word-break:break-all}}
         } else {
             "met"
         },
-        gap = fmt_min(r.rpo.worst_gap_minutes),
+        gap = fmt_gap(r.rpo.worst_gap_minutes),
         bars = bars,
         rows = rows,
         skipped = if r.skipped.is_empty() && r.created_roles.is_empty() {
@@ -388,13 +404,17 @@ tr.bad td{{background:#fdecec}}code{{font-size:.85em;word-break:break-all}}
         tver = esc(r.target.server_version.as_deref().unwrap_or("?")),
         sver = esc(&r.backup.server_version),
         dver = esc(&r.backup.pg_dump_version),
-        objs = esc(&r
+        objs = r
             .backup
             .objects
             .iter()
-            .map(|o| format!("{} sha256 {}", o.name, o.sha256))
+            .map(|o| format!(
+                "{} <small>sha256 <code>{}</code></small>",
+                esc(&o.name),
+                esc(&o.sha256)
+            ))
             .collect::<Vec<_>>()
-            .join(", ")),
+            .join("<br>"),
         tool = esc(&r.tool.version),
         host = esc(&r.host),
         start = esc(&r.started_at),

@@ -74,6 +74,11 @@ struct Log {
 }
 
 impl Log {
+    /// Seconds since the drill started.
+    fn elapsed(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
     fn say(&mut self, msg: impl AsRef<str>) {
         let t = self.start.elapsed().as_secs_f64();
         self.lines.push(format!("[{:>8.2}s] {}", t, msg.as_ref()));
@@ -110,7 +115,10 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         .filter_map(|m| parse_time(&m.snapshot.time))
         .collect();
 
+    // Every stage of the timeline starts at its offset from the drill's start.
+    let mut stages = vec![Stage::new("select backup", 0.0, log.elapsed())];
     // Target: a fresh database on the configured server, or a throwaway cluster.
+    let t_target = log.elapsed();
     let mut cluster: Option<Cluster> = None;
     let (target, target_kind) = match &job.target {
         Some(t) => (
@@ -137,12 +145,18 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
                     .map_err(|e| Error::Failed(format!("cannot start a throwaway cluster: {e}")))?;
             let url = c.url(&manifest.source.dbname);
             cluster = Some(c);
+            stages.push(Stage::new(
+                "start throwaway cluster",
+                t_target,
+                log.elapsed() - t_target,
+            ));
             (ConnSpec::parse_with_env(&url, &[])?, "ephemeral")
         }
     };
     log.say(format!("target {} ({target_kind})", target.redacted()));
 
     let t_restore = Instant::now();
+    let base = log.elapsed();
     let restored = restore::run(RestoreJob {
         store: job.store,
         manifest: &manifest,
@@ -173,7 +187,6 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         skip_extensions: job.skip_extensions,
     })
     .await;
-    let mut stages = Vec::new();
     let mut error = None;
     let mut check_results: Vec<CheckResult> = Vec::new();
     let mut rto_seconds = None;
@@ -199,14 +212,18 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
                 error = Some(said);
             }
             if r.mode == "spool" {
-                stages.push(Stage::new("download", 0.0, r.download_seconds));
-                stages.push(Stage::new("restore", r.download_seconds, r.restore_seconds));
+                stages.push(Stage::new("download", base, r.download_seconds));
+                stages.push(Stage::new(
+                    "restore",
+                    base + r.download_seconds,
+                    r.restore_seconds,
+                ));
             } else {
-                stages.push(Stage::new("download + restore", 0.0, r.restore_seconds));
+                stages.push(Stage::new("download + restore", base, r.restore_seconds));
             }
             stages.push(Stage::new(
                 "analyze",
-                r.total_seconds - r.analyze_seconds,
+                base + r.total_seconds - r.analyze_seconds,
                 r.analyze_seconds,
             ));
             rto_seconds = Some(r.total_seconds);
@@ -215,7 +232,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
             log.say(format!("restore failed: {e}"));
             stages.push(Stage::new(
                 "restore",
-                0.0,
+                base,
                 t_restore.elapsed().as_secs_f64(),
             ));
             error = Some(e.to_string());
@@ -224,7 +241,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
 
     if restored.is_ok() {
         job.progress.stage("checks");
-        let t_checks = t_restore.elapsed().as_secs_f64();
+        let t_checks = log.elapsed();
         let tc = Instant::now();
         match client::connect(&target).await {
             Ok(c) => {
@@ -290,6 +307,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
 
     // Clean up unless asked to keep.
     let keep = job.keep || (job.keep_on_failure && !verdict_pass);
+    let t_cleanup = log.elapsed();
     let mut kept = None;
     if keep && restored.is_ok() {
         let stop = cluster.take().map(|c| c.keep().stop_command);
@@ -320,10 +338,11 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         }
     }
     stages.push(Stage::new(
-        "total",
-        0.0,
-        (finished_at - started_at).num_milliseconds() as f64 / 1000.0,
+        if keep { "keep target" } else { "clean up" },
+        t_cleanup,
+        log.elapsed() - t_cleanup,
     ));
+    stages.push(Stage::new("total", 0.0, log.elapsed()));
 
     let secrets = secrets(
         &target,
@@ -509,14 +528,15 @@ fn rpo(m: &Manifest, snapshots: &[DateTime<Utc>], now: DateTime<Utc>, policy: &P
         .filter(|t| *t >= now - window)
         .collect();
     times.sort();
+    // One backup has no gap between backups: none is reported rather than 0.
     let worst_gap = times
         .windows(2)
         .map(|w| (w[1] - w[0]).num_seconds() as f64 / 60.0)
-        .fold(0.0f64, f64::max);
+        .reduce(f64::max);
     let mut t = Target::evaluate(Some(current), policy.rpo_minutes);
-    t.worst_gap_minutes = Some(worst_gap);
-    if let (Some(limit), Some(p)) = (policy.rpo_minutes, t.passed) {
-        t.passed = Some(p && worst_gap <= limit as f64);
+    t.worst_gap_minutes = worst_gap;
+    if let (Some(limit), Some(p), Some(gap)) = (policy.rpo_minutes, t.passed, worst_gap) {
+        t.passed = Some(p && gap <= limit as f64);
     }
     t
 }
