@@ -1,9 +1,18 @@
 //! Command-line definitions (DESIGN.md §8). Parsing only: validation happens in `context`.
+//!
+//! Every command's help shows its own options first, then the global ones, then only the
+//! connection flags it reads (the others are still accepted, hidden); its examples follow.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 
-pub const EXIT_CODES: &str = "\
+const MAIN_AFTER_HELP: &str = "\
+Examples:
+  pgdrill demo                          # the whole job on a throwaway database, nothing to configure
+  pgdrill init --generate-key           # write pgdrill.toml and an age key pair
+  pgdrill backup && pgdrill drill       # back up, then prove the backup restores
+  pgdrill <command> --help              # a command's options and examples
+
 Exit codes:
   0  success
   1  the operation ran and failed (backup failed, a drill check failed, an SLO is violated)
@@ -13,25 +22,32 @@ Exit codes:
   5  refused by a safety guard (nothing was changed)
   6  locked (another job holds the lease)";
 
-#[derive(Parser, Debug)]
+const GLOBAL: &str = "Global options";
+const CONNECTION: &str = "Connection options (instead of a config file)";
+
+/// The whole command line. `Parser` and `CommandFactory` are implemented by hand (below) so
+/// that parsing and `--help` both use [`command`].
+#[derive(Args, Debug)]
 #[command(
-    name = "pgdrill",
-    version,
+    version = env!("CARGO_PKG_VERSION"),
     about = "Back PostgreSQL up to object storage, restore it safely, and prove on a schedule that the backups restore.",
-    after_help = EXIT_CODES
+    long_about = "Back PostgreSQL up to object storage, restore it safely, and prove on a schedule that the backups restore.\n\n\
+        Settings come from pgdrill.toml (see `pgdrill init`), PGDRILL_* environment variables and flags; \
+        flags win over the environment, the environment over the file.",
+    after_help = MAIN_AFTER_HELP
 )]
 pub struct Cli {
-    /// Config file (default: ./pgdrill.toml when present; env PGDRILL_CONFIG).
-    #[arg(long, global = true, env = "PGDRILL_CONFIG")]
+    /// Config file [env: PGDRILL_CONFIG; default: ./pgdrill.toml when present]
+    #[arg(long, global = true, env = "PGDRILL_CONFIG", hide_env = true, value_name = "FILE", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
-    /// One JSON document on stdout; logs stay on stderr.
-    #[arg(long, global = true)]
+    /// One JSON document on stdout; logs stay on stderr
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
-    /// More detail on stderr.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// More detail on stderr
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
-    /// Only errors on stderr.
-    #[arg(short, long, global = true)]
+    /// Only errors on stderr
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
     #[command(flatten)]
     pub conn: ConnFlags,
@@ -42,57 +58,244 @@ pub struct Cli {
 /// Flags that stand in for a config file.
 #[derive(Args, Debug, Default, Clone)]
 pub struct ConnFlags {
-    /// Source database URL (env PGDRILL_SOURCE_URL). Prefer the env variable: argv is visible to other users.
-    #[arg(long, global = true, value_name = "URL")]
+    /// Source database URL [env: PGDRILL_SOURCE_URL]; prefer the variable, argv is visible to other users
+    #[arg(long, global = true, value_name = "URL", help_heading = CONNECTION)]
     pub source: Option<String>,
-    /// Store: a folder, file:///path or s3://bucket/prefix (env PGDRILL_STORE).
-    #[arg(long, global = true, value_name = "URL")]
+    /// Store: a folder, file:///path or s3://bucket/prefix [env: PGDRILL_STORE_URL]
+    #[arg(long, global = true, value_name = "URL", help_heading = CONNECTION)]
     pub store: Option<String>,
-    /// Database name in the store (default: the URL's database name).
-    #[arg(long, global = true, value_name = "DB")]
+    /// Database name in the store (default: the URL's database name, or every configured one)
+    #[arg(long, global = true, value_name = "DB", help_heading = CONNECTION)]
     pub name: Option<String>,
-    /// age X25519 recipient to encrypt new backups to (repeatable).
-    #[arg(long = "recipient", global = true, value_name = "AGE_PUBKEY")]
+    /// age X25519 recipient to encrypt new backups to (repeatable)
+    #[arg(long = "recipient", global = true, value_name = "AGE_PUBKEY", help_heading = CONNECTION)]
     pub recipients: Vec<String>,
-    /// Name of the environment variable holding the encryption passphrase.
-    #[arg(long, global = true, value_name = "VAR")]
+    /// Name of the environment variable holding the encryption passphrase
+    #[arg(long, global = true, value_name = "VAR", help_heading = CONNECTION)]
     pub passphrase_env: Option<String>,
-    /// age identity file used to decrypt (restore, verify, export, drill).
-    #[arg(long, global = true, value_name = "FILE")]
+    /// age identity file that decrypts backups
+    #[arg(long, global = true, value_name = "FILE", help_heading = CONNECTION)]
     pub identity: Option<PathBuf>,
 }
 
+/// The connection flags (argument ids) each command reads; the rest are hidden in its help.
+fn conn_flags_of(command: &str) -> &'static [&'static str] {
+    const ALL: &[&str] = &[
+        "source",
+        "store",
+        "name",
+        "recipients",
+        "passphrase_env",
+        "identity",
+    ];
+    match command {
+        "init" | "demo" => &[],
+        "backup" => &["source", "store", "name", "recipients", "passphrase_env"],
+        "list" | "show" | "drills" | "prune" | "status" | "mirror" => &["store", "name"],
+        "verify" | "export" => &["store", "name", "passphrase_env", "identity"],
+        "restore" | "drill" => &["source", "store", "name", "passphrase_env", "identity"],
+        _ => ALL,
+    }
+}
+
+/// The command line with each subcommand's help limited to the flags it reads.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::augment_args(clap::Command::new("pgdrill"));
+    let conn: Vec<clap::Arg> = ConnFlags::augment_args(clap::Command::new("conn"))
+        .get_arguments()
+        .cloned()
+        .collect();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in names {
+        let keep = conn_flags_of(&name);
+        // A subcommand that already has an argument of a global's id does not receive the
+        // global: a hidden copy keeps it parsed (and global) there, just not shown.
+        let hidden: Vec<clap::Arg> = conn
+            .iter()
+            .filter(|a| !keep.contains(&a.get_id().as_str()))
+            .map(|a| a.clone().hide(true))
+            .collect();
+        cmd = cmd.mut_subcommand(&name, |sc| sc.args(hidden));
+    }
+    cmd.mut_subcommand("mirror", |m| {
+        MIRROR_EXAMPLES.iter().fold(m, |m, (sub, examples)| {
+            m.mut_subcommand(*sub, |s| s.after_help(*examples))
+        })
+    })
+}
+
+/// Examples of the `mirror` subcommands (their arguments live in `commands::mirror::args`).
+const MIRROR_EXAMPLES: &[(&str, &str)] = &[
+    (
+        "run",
+        "Examples:\n  pgdrill mirror run                           # every [[mirror]] entry\n  pgdrill mirror run --name uploads --from s3://app-uploads/orders",
+    ),
+    (
+        "list",
+        "Examples:\n  pgdrill mirror list --name uploads\n  pgdrill mirror list --json",
+    ),
+    (
+        "verify",
+        "Examples:\n  pgdrill mirror verify                        # the latest snapshot\n  pgdrill mirror verify 20261121T020000Z-1a2b --name uploads",
+    ),
+    (
+        "restore",
+        "Examples:\n  pgdrill mirror restore latest --to ./uploads-restored\n  pgdrill mirror restore --at 2026-11-21T02:00:00Z --to s3://restore-bucket/uploads",
+    ),
+    (
+        "parity",
+        "Examples:\n  pgdrill mirror parity --with s3://app-uploads/orders\n  pgdrill mirror parity latest --with ./uploads-restored",
+    ),
+    (
+        "prune",
+        "Examples:\n  pgdrill mirror prune --dry-run\n  pgdrill mirror prune --keep-last 14",
+    ),
+];
+
+impl CommandFactory for Cli {
+    fn command() -> clap::Command {
+        command()
+    }
+    fn command_for_update() -> clap::Command {
+        command()
+    }
+}
+
+impl Parser for Cli {}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Write a commented pgdrill.toml (and an age key pair with --generate-key).
+    /// Write a commented pgdrill.toml (and an age key pair with --generate-key)
+    ///
+    /// The file lists every setting with its default; fill in the store and one [[database]]
+    /// entry. With --generate-key, an age identity is written with mode 0600 and its public
+    /// recipient goes into [encryption] recipients: keep the identity off the database host.
+    #[command(after_help = "\
+Examples:
+  pgdrill init --generate-key                  # ./pgdrill.toml and ./pgdrill-age.key
+  pgdrill init --path /etc/pgdrill/pgdrill.toml
+  pgdrill init --force                         # overwrite an existing file")]
     Init(InitArgs),
-    /// Back up the configured databases (or --source); prints the backup id.
+    /// Back up the configured databases (or --source); prints the backup id
+    ///
+    /// pg_dump streams through SHA-256, zstd and age into the store; manifest.json is written
+    /// last, so a failed backup never looks like one. Use the database's direct URL, not a
+    /// pooler's.
+    #[command(after_help = "\
+Examples:
+  pgdrill backup                               # every [[database]] in pgdrill.toml
+  pgdrill backup --name app                    # one of them
+  PGDRILL_SOURCE_URL=postgresql://app@db:5432/app pgdrill backup --store s3://bucket/pg --recipient age1...")]
     Backup,
-    /// Complete backups, newest first.
+    /// Complete backups, newest first
+    ///
+    /// A backup without its manifest (failed or still running) is never listed.
+    #[command(after_help = "\
+Examples:
+  pgdrill list
+  pgdrill list --name app --json
+  pgdrill list --store /var/backups/pgdrill")]
     List,
-    /// Show a backup's manifest in readable form.
+    /// Show a backup's manifest in readable form
+    ///
+    /// Tables with their row counts at the snapshot, versions, sizes, digests and the policy
+    /// in force; --json prints all of it.
+    #[command(after_help = "\
+Examples:
+  pgdrill show                                 # the latest backup
+  pgdrill show 20261121T020000Z-7f3a --json")]
     Show(SelectArgs),
-    /// Re-read every stored byte of a backup and check it end to end.
+    /// Re-read every stored byte of a backup and check it end to end
+    ///
+    /// Size, SHA-256, decryption, decompression and the raw SHA-256 of every object; exit 3 on
+    /// any mismatch, 4 when the key does not open it.
+    #[command(after_help = "\
+Examples:
+  pgdrill verify latest
+  pgdrill verify --all --identity pgdrill-age.key")]
     Verify(VerifyArgs),
-    /// Write a backup as a plain pg_dump archive plus FILE.sha256.
+    /// Write a backup as a plain pg_dump archive plus FILE.sha256
+    ///
+    /// The archive restores with pg_restore alone; it is renamed into place only after every
+    /// digest matched.
+    #[command(after_help = "\
+Examples:
+  pgdrill export latest -o app.pgc && sha256sum -c app.pgc.sha256
+  pg_restore --no-owner -d postgresql://localhost/app_copy app.pgc")]
     Export(ExportArgs),
-    /// Restore a backup into a target database (guarded: never over the source).
+    /// Restore a backup into a target database (guarded: never over the source)
+    ///
+    /// Refused (exit 5, nothing changed) when the target is the source, is listed in
+    /// protected_targets, or is not empty without --clean. A missing target database is created.
+    #[command(after_help = "\
+Examples:
+  pgdrill restore latest --target postgresql://app@staging:5432/app_restore
+  pgdrill restore latest --ephemeral --keep    # a throwaway local cluster, left running
+  pgdrill restore 20261121T020000Z-7f3a --target \"$STAGING_URL\" --clean --jobs 4")]
     Restore(RestoreArgs),
-    /// Restore into a throwaway cluster (or --target server), run the checks, measure RPO/RTO, write evidence.
+    /// Restore into a throwaway cluster (or --target server), run the checks, measure RPO/RTO, write evidence
+    ///
+    /// The checks come from [database.drill] (row counts equal to the backup's snapshot always
+    /// run). Evidence: result.json, report.md, report.html and drill.log, locally and in the
+    /// store. Exit 0 only if everything passed.
+    #[command(after_help = "\
+Examples:
+  pgdrill drill                                # the latest backup of every database
+  pgdrill drill --name app --report-dir ./evidence
+  pgdrill drill --keep-on-failure              # keep the restored database to look into")]
     Drill(DrillArgs),
-    /// Past drills from the store with verdict, RTO and RPO.
+    /// Past drills from the store with verdict, RTO and RPO
+    #[command(after_help = "\
+Examples:
+  pgdrill drills
+  pgdrill drills --name app --json")]
     Drills,
-    /// A self-contained demo: throwaway source database, backup to a folder, drill, report.
+    /// A self-contained demo: throwaway source database, backup to a folder, drill, report
+    ///
+    /// Needs a PostgreSQL server installed (initdb); changes nothing outside --dir.
+    #[command(after_help = "\
+Examples:
+  pgdrill demo
+  pgdrill demo --dir /tmp/pgdrill-demo --json")]
     Demo(DemoArgs),
-    /// Delete backups the retention rules no longer keep (--dry-run prints the plan).
+    /// Delete backups the retention rules no longer keep (--dry-run prints the plan)
+    ///
+    /// Never deletes the newest complete backup nor the one the last passing drill used;
+    /// [retention] sets the rules.
+    #[command(after_help = "\
+Examples:
+  pgdrill prune --dry-run
+  pgdrill backup && pgdrill prune              # in cron")]
     Prune(PruneArgs),
-    /// SLOs: backup freshness, drill freshness, RTO/RPO, size anomaly; exit 1 when violated.
+    /// SLOs: backup freshness, drill freshness, RTO/RPO, size anomaly; exit 1 when violated
+    #[command(after_help = "\
+Examples:
+  pgdrill status
+  pgdrill status --prometheus /var/lib/node_exporter/pgdrill.prom")]
     Status(StatusArgs),
-    /// Preflight: database, privileges, tool versions, store round trip, keys, disk, drill target.
+    /// Preflight: database, privileges, tool versions, store round trip, keys, disk, drill target
+    ///
+    /// Each check prints ok or FAIL with a hint; exit 1 if any failed. Run it after editing
+    /// pgdrill.toml and on every new host.
+    #[command(after_help = "\
+Examples:
+  pgdrill doctor
+  pgdrill doctor --json")]
     Doctor,
-    /// Run the [schedule] (backups, drills, prune, status) with /metrics, /healthz and a dashboard.
+    /// Run the [schedule] (backups, drills, prune, status) with /metrics, /healthz and a dashboard
+    #[command(after_help = "\
+Examples:
+  pgdrill serve
+  pgdrill serve --listen 0.0.0.0:9187")]
     Serve(ServeArgs),
-    /// Uploads buckets: copy a bucket or folder into the store with point-in-time snapshots.
+    /// Uploads buckets: copy a bucket or folder into the store with point-in-time snapshots
+    #[command(after_help = "\
+Examples:
+  pgdrill mirror run
+  pgdrill mirror restore --at 2026-11-21T02:00:00Z --to ./uploads-restored")]
     Mirror(crate::commands::mirror::MirrorArgs),
 }
 
@@ -151,7 +354,7 @@ pub struct DemoArgs {
 pub struct RestoreArgs {
     /// A backup id or `latest`.
     pub backup: String,
-    /// Target database URL (env PGDRILL_TARGET_URL); created when missing.
+    /// Target database URL [env: PGDRILL_TARGET_URL]; created when missing.
     #[arg(long, value_name = "URL", conflicts_with = "ephemeral")]
     pub target: Option<String>,
     /// Restore into a throwaway local cluster instead of --target.

@@ -102,7 +102,7 @@ impl Ctx {
     pub fn store(&self) -> Result<Store> {
         let url = self.settings.store_url.as_deref().ok_or_else(|| {
             Error::Invalid(
-                "no store is configured: pass --store URL, set PGDRILL_STORE, or set [store] url in pgdrill.toml".into(),
+                "no store is configured: pass --store URL, set PGDRILL_STORE_URL, or set [store] url in pgdrill.toml".into(),
             )
         })?;
         let store = Store::open(url, &self.settings.store_options)?;

@@ -173,3 +173,27 @@ fn prune_dry_run_on_an_empty_store_says_so_instead_of_an_empty_table() {
     );
     assert!(!out.stdout.contains("ACTION"), "{}", out.stdout);
 }
+
+#[test]
+fn the_store_variable_is_named_one_way_and_the_old_spelling_still_works() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&store).expect("mkdir");
+    let s = store.display().to_string();
+    for var in ["PGDRILL_STORE_URL", "PGDRILL_STORE"] {
+        let out = run(dir.path(), &["list"], &[(var, &s)]);
+        out.ok();
+        assert!(
+            out.stdout.contains("no complete backups in file://"),
+            "{var}: {}",
+            out.stdout
+        );
+    }
+    let none = run(dir.path(), &["list"], &[]);
+    none.code(2);
+    assert!(
+        none.stderr.contains("set PGDRILL_STORE_URL,"),
+        "{}",
+        none.stderr
+    );
+}

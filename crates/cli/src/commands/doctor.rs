@@ -44,7 +44,7 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
             checks.push(fail(
                 "store",
                 e.to_string(),
-                "set [store] url, PGDRILL_STORE or --store",
+                "set [store] url, PGDRILL_STORE_URL or --store",
             ));
             None
         }
