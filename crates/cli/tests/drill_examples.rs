@@ -1,4 +1,4 @@
-//! The seed examples under examples/ (issue 4, point 7): each example's schema.sql is loaded
+//! The examples under examples/ (issue 4, point 7): each example's schema.sql is loaded
 //! into a source, backed up, and drilled with the example's own pgdrill.toml → PASS; a broken
 //! copy of the data → FAIL with the check that catches it.
 
@@ -49,7 +49,7 @@ async fn drill_example(
     out
 }
 
-fn seed_000_env(b: &Bench) -> Vec<(String, String)> {
+fn supabase_r2_prisma_env(b: &Bench) -> Vec<(String, String)> {
     [
         ("PROD_DIRECT_URL", b.url.clone()),
         ("STAGING_DIRECT_URL", b.server_url()),
@@ -57,7 +57,7 @@ fn seed_000_env(b: &Bench) -> Vec<(String, String)> {
         ("R2_BUCKET", "backups".into()),
         ("R2_ACCESS_KEY_ID", "unused".into()),
         ("R2_SECRET_ACCESS_KEY", "unused".into()),
-        ("BACKUP_ENCRYPTION_PASSPHRASE", "seed-000 passphrase".into()),
+        ("BACKUP_ENCRYPTION_PASSPHRASE", "example passphrase".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -65,8 +65,8 @@ fn seed_000_env(b: &Bench) -> Vec<(String, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn seed_000_example_passes_and_fails_without_rls_on_workflow_steps() {
-    let out = drill_example("seed-000", "", &seed_000_env).await;
+async fn supabase_r2_prisma_example_passes_and_fails_without_rls_on_workflow_steps() {
+    let out = drill_example("supabase-r2-prisma", "", &supabase_r2_prisma_env).await;
     out.code(0);
     let r = out.json();
     assert_eq!(r["verdict"], "pass", "{r:#}");
@@ -78,10 +78,10 @@ async fn seed_000_example_passes_and_fails_without_rls_on_workflow_steps() {
     assert_eq!(r["checks"].as_array().map(Vec::len), Some(6));
 
     let broken = drill_example(
-        "seed-000",
+        "supabase-r2-prisma",
         r#"alter table "WorkflowStep" disable row level security;
            drop policy workflow_step_org_isolation on "WorkflowStep";"#,
-        &seed_000_env,
+        &supabase_r2_prisma_env,
     )
     .await;
     broken.code(1);
@@ -102,14 +102,14 @@ async fn seed_000_example_passes_and_fails_without_rls_on_workflow_steps() {
     assert_check(&r, "Prisma migrations applied", true, "migrations applied");
 }
 
-fn seed_001_env(http: &str) -> impl Fn(&Bench) -> Vec<(String, String)> + '_ {
+fn sql_validation_http_smoke_env(http: &str) -> impl Fn(&Bench) -> Vec<(String, String)> + '_ {
     move |b: &Bench| {
         [
             ("SOURCE_DB_URL", b.url.clone()),
             ("TARGET_DB_URL", b.server_url()),
             ("BACKUP_DIR", b.store_s()),
             ("TARGET_API_URL", http.to_string()),
-            ("API_BEARER_TOKEN", "seed-001-token".into()),
+            ("API_BEARER_TOKEN", "example-token".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -118,9 +118,14 @@ fn seed_001_env(http: &str) -> impl Fn(&Bench) -> Vec<(String, String)> + '_ {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn seed_001_example_passes_and_fails_on_invalid_progress() {
+async fn sql_validation_http_smoke_example_passes_and_fails_on_invalid_progress() {
     let api = HttpServer::start(&[(200, "ok")]);
-    let out = drill_example("seed-001", "", &seed_001_env(&api.base)).await;
+    let out = drill_example(
+        "sql-validation-http-smoke",
+        "",
+        &sql_validation_http_smoke_env(&api.base),
+    )
+    .await;
     out.code(0);
     let r = out.json();
     assert_eq!(r["verdict"], "pass", "{r:#}");
@@ -128,16 +133,16 @@ async fn seed_001_example_passes_and_fails_on_invalid_progress() {
     assert_check(&r, "app health endpoint returns ok", true, "HTTP 200: ok");
     assert_eq!(
         api.header(0, "authorization").as_deref(),
-        Some("Bearer seed-001-token")
+        Some("Bearer example-token")
     );
     assert_eq!(r["rpo"]["target_minutes"], 1440);
     assert_eq!(r["rto"]["target_minutes"], 120);
 
     let api = HttpServer::start(&[(200, "ok")]);
     let broken = drill_example(
-        "seed-001",
+        "sql-validation-http-smoke",
         "update lms_subsection_progress set progress_percent = 140 where id = 1;",
-        &seed_001_env(&api.base),
+        &sql_validation_http_smoke_env(&api.base),
     )
     .await;
     broken.code(1);

@@ -197,3 +197,15 @@ fn the_store_variable_is_named_one_way_and_the_old_spelling_still_works() {
         none.stderr
     );
 }
+
+#[test]
+fn init_says_what_to_do_next() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = run(dir.path(), &["init", "--generate-key"], &[]);
+    out.ok();
+    assert!(
+        out.stdout.contains("next: export DATABASE_URL=") && out.stdout.contains("pgdrill doctor"),
+        "{}",
+        out.stdout
+    );
+}

@@ -10,6 +10,11 @@ use std::path::{Path, PathBuf};
 
 const TEMPLATE: &str = include_str!("../../pgdrill.example.toml");
 
+/// What a newcomer does after `init` (the README's first-backup path).
+const NEXT_STEPS: &str = "next: export DATABASE_URL='postgresql://user:password@host:5432/app' (the direct URL, not a pooler's),
+      then run pgdrill doctor, pgdrill backup and pgdrill drill; the store is ./pgdrill-store until you set [store] url
+";
+
 pub fn run(ctx: &Ctx, args: &InitArgs) -> Result<Output> {
     let path = args
         .path
@@ -54,6 +59,7 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> Result<Output> {
     }
     std::fs::write(&path, text)
         .map_err(|e| Error::Invalid(format!("cannot write {}: {e}", path.display())))?;
+    human.push_str(NEXT_STEPS);
     Ok(Output::ok(out, human))
 }
 

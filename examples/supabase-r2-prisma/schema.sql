@@ -1,4 +1,4 @@
--- A fixture that satisfies examples/seed-000/pgdrill.toml: the tables a Prisma schema of a
+-- A fixture that satisfies examples/supabase-r2-prisma/pgdrill.toml: the tables a Prisma schema of a
 -- multi-tenant workflow app creates, org-scoped row level security with one policy per
 -- table, and a little data. Load it into an empty database:
 --   psql "$PROD_DIRECT_URL" -v ON_ERROR_STOP=1 -f schema.sql

@@ -1,4 +1,4 @@
--- A fixture that satisfies examples/seed-001/pgdrill.toml: the application-critical tables
+-- A fixture that satisfies examples/sql-validation-http-smoke/pgdrill.toml: the application-critical tables
 -- of an LMS/task app and the progress table the validation constrains (no CHECK constraint
 -- there: that is why the runbook validates it). Load it into an empty database:
 --   psql "$SOURCE_DB_URL" -v ON_ERROR_STOP=1 -f schema.sql
