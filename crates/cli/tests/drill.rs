@@ -624,6 +624,62 @@ fn report_html_is_readable(html: &str) {
     );
 }
 
+/// The page width headless Chromium lays `html` out at in a frame `width` px wide (a
+/// headless window is at least 500 px wide, a frame can be narrower).
+fn rendered_width(html: &Path, width: u32) -> u32 {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::copy(html, dir.path().join("report.html")).expect("copy");
+    let frame = dir.path().join("frame.html");
+    std::fs::write(
+        &frame,
+        format!(
+            "<!doctype html><html><body style=margin:0><iframe id=f src=report.html \
+             style=\"width:{width}px;height:900px;border:0\"></iframe><script>f.onload=()=>\
+             {{document.body.dataset.w=f.contentDocument.documentElement.scrollWidth}}</script>\
+             </body></html>"
+        ),
+    )
+    .expect("frame");
+    let bin = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("headless Chromium is needed: run scripts/setup-test-deps.sh (or apt-get install chromium)");
+    let out = std::process::Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            "--allow-file-access-from-files",
+            "--window-size=800,900",
+            &format!("--user-data-dir={}", dir.path().join("profile").display()),
+            "--dump-dom",
+            &format!("file://{}", frame.display()),
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("chromium");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let w = dom
+        .split("data-w=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| {
+            panic!(
+                "no width in the DOM:\n{dom}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    w.parse().expect("width")
+}
+
 #[test]
 fn the_demo_prints_a_passing_report_and_writes_the_evidence() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -663,6 +719,10 @@ fn the_demo_prints_a_passing_report_and_writes_the_evidence() {
         ))
         .exists());
     assert!(!out.stderr.contains("4/4 report:"), "{}", out.stderr);
+    // The HTML report fits a 420 px wide screen (it overflowed: wide time column, SQL, and
+    // provenance on one line).
+    let width = rendered_width(&reports[0].join("report.html"), 420);
+    assert!(width <= 420, "report.html is {width} px wide at 420 px");
 
     // --json: one document on stdout, and no step on stderr announcing a report that is
     // not printed.
