@@ -134,6 +134,25 @@ fn refused_connection_of_a_database_with_backups_is_recorded_for_status() {
 }
 
 #[test]
+fn refused_connection_of_a_configured_database_is_recorded_for_status_and_recovery() {
+    let dir = tempfile::tempdir().expect("tmp");
+    config(
+        dir.path(),
+        "[store]\nurl = \"./store\"\n[[database]]\nname = \"app\"\nurl_env = \"DATABASE_URL\"\n",
+    );
+    let out = run(dir.path(), &["backup"], &[("DATABASE_URL", REFUSED)]);
+    out.code(1);
+    assert!(
+        out.stderr.contains("check the host and port"),
+        "{}",
+        out.stderr
+    );
+    let record =
+        std::fs::read_to_string(dir.path().join("store/app/last_failure.json")).expect("record");
+    assert!(record.contains("cannot connect"), "{record}");
+}
+
+#[test]
 fn prune_dry_run_on_an_empty_store_says_so_instead_of_an_empty_table() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = dir.path().join("store");

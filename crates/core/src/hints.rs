@@ -42,15 +42,18 @@ pub fn is_connect_failure(e: &Error) -> bool {
     m.contains(CONNECT_FAILED) && connect_hint(&m).is_some()
 }
 
-/// Whether a failed job of `db` belongs in `<db>/last_failure.json`: not when the database
-/// never answered and the store holds nothing of it yet (a typo in a first URL must not
-/// create a folder in the store); every other failure is recorded. When the store cannot be
-/// listed, the failure is recorded (the write reports its own error).
-pub async fn worth_recording(store: &Store, db: &DbName, e: &Error) -> bool {
-    if !is_connect_failure(e) {
+/// Whether a failed job of `db` belongs in `<db>/last_failure.json`. Not when the database
+/// is named only by a URL on the command line (`configured` false: no config file names it),
+/// never answered, and the store holds nothing of it yet: a typo in a first URL must not leave
+/// a database in the store that `list`, `status` and `drills` would show from then on. A
+/// configured database's failures are always recorded (`status` and the recovery alert need
+/// them), and so is every failure after a connection. When the store cannot be listed, the
+/// failure is recorded (the write reports its own error).
+pub async fn worth_recording(store: &Store, db: &DbName, e: &Error, configured: bool) -> bool {
+    if configured || !is_connect_failure(e) {
         return true;
     }
-    match store.list(&format!("{db}/backups/")).await {
+    match store.list(&format!("{db}/")).await {
         Ok(objects) => !objects.is_empty(),
         Err(_) => true,
     }
@@ -82,7 +85,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_database_that_never_answered_is_recorded_only_once_it_has_backups() {
+    async fn an_unconfigured_database_that_never_answered_is_recorded_only_once_it_is_in_the_store()
+    {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(
             &dir.path().display().to_string(),
@@ -93,8 +97,17 @@ mod tests {
         let refused = Error::Failed(with_connect_hint(
             "cannot connect to postgresql://u@127.0.0.1:1/app: Connection refused".into(),
         ));
-        assert!(!worth_recording(&store, &db, &refused).await);
-        assert!(worth_recording(&store, &db, &Error::Failed("pg_dump exited 1".into())).await);
+        assert!(!worth_recording(&store, &db, &refused, false).await);
+        assert!(worth_recording(&store, &db, &refused, true).await);
+        assert!(
+            worth_recording(
+                &store,
+                &db,
+                &Error::Failed("pg_dump exited 1".into()),
+                false
+            )
+            .await
+        );
         store
             .put(
                 "app/backups/20260101T000000Z-aaaa/manifest.json",
@@ -102,6 +115,6 @@ mod tests {
             )
             .await
             .expect("put");
-        assert!(worth_recording(&store, &db, &refused).await);
+        assert!(worth_recording(&store, &db, &refused, false).await);
     }
 }

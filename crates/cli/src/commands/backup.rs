@@ -122,7 +122,14 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
                     ctx.ui.warn(e.to_string());
                 }
                 if !matches!(e, Error::Locked(_)) {
-                    if pgdrill_core::hints::worth_recording(&store, &db.name, &e).await {
+                    if pgdrill_core::hints::worth_recording(
+                        &store,
+                        &db.name,
+                        &e,
+                        ctx.config_path.is_some(),
+                    )
+                    .await
+                    {
                         status::record_failure(&store, &db.name, "backup", &e.to_string()).await;
                     }
                     notifier
