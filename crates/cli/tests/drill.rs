@@ -571,6 +571,7 @@ fn timeline_accounts_for_the_whole_drill(r: &Value) {
     for want in [
         "select backup",
         "start throwaway cluster",
+        "prepare restore",
         "checks",
         "clean up",
         "total",
