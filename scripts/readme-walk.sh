@@ -28,10 +28,16 @@ home="$work/home"
 mkdir -p "$clone" "$home/.cargo/bin"
 
 echo "== a fresh copy of the repository in $clone"
-(cd "$repo" && git ls-files -z --cached --others --exclude-standard) |
-  (cd "$repo" && while IFS= read -r -d '' f; do
-    [ -e "$f" ] && cp --parents -P -- "$f" "$clone/"
-  done)
+files() { # NUL-separated: the tracked (and new, not ignored) files; all but build output outside git
+  if git -C "$repo" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git -C "$repo" ls-files -z --cached --others --exclude-standard
+  else
+    (cd "$repo" && find . \( -path ./target -o -path ./.git \) -prune -o -type f -print0)
+  fi
+}
+files | (cd "$repo" && while IFS= read -r -d '' f; do
+  if [ -e "$f" ]; then cp --parents -P -- "$f" "$clone/"; fi
+done)
 [ ! -e "$clone/target" ] || { echo "the copy holds build output" >&2; exit 1; }
 
 # PATH: every program of the caller's PATH but sudo (when root), and the cargo shim.
