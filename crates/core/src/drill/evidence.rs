@@ -162,7 +162,7 @@ fn fmt_gap(m: Option<f64>) -> String {
 
 fn fmt_min(m: Option<f64>) -> String {
     match m {
-        Some(m) if m < 1.0 => format!("{:.0} s", m * 60.0),
+        Some(m) if m < 1.0 => format!("{:.1} s", m * 60.0),
         Some(m) if m < 120.0 => format!("{m:.1} min"),
         Some(m) => format!("{:.1} h", m / 60.0),
         None => "n/a".into(),
@@ -484,6 +484,13 @@ mod tests {
 
     /// A restore slower than the RTO fails it (the CLI test cannot make a restore take a
     /// minute, and `rto_minutes = 0` is refused at config load).
+    #[test]
+    fn durations_under_a_minute_keep_their_tenths() {
+        assert_eq!(fmt_min(Some(0.4 / 60.0)), "0.4 s");
+        assert_eq!(fmt_min(Some(1.5)), "1.5 min");
+        assert_eq!(fmt_gap(None), "n/a (fewer than two backups)");
+    }
+
     #[test]
     fn missed_rto_fails_and_is_reported_missed() {
         let slow = Target::evaluate(Some(1.5), Some(1));
