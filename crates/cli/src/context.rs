@@ -6,6 +6,8 @@ use pgdrill_core::cancel::Cancel;
 use pgdrill_core::config::{Env, Settings};
 use pgdrill_core::crypto::{DecryptionKeys, EncryptionKeys};
 use pgdrill_core::ids::DbName;
+use pgdrill_core::jobs::{Events, JobEnv};
+use pgdrill_core::progress::Progress;
 use pgdrill_core::{catalog, Error, Result};
 use pgdrill_pg::{PgTools, Secret};
 use pgdrill_store::Store;
@@ -96,6 +98,18 @@ impl Ctx {
             cancel,
             config_path: self.config_path.clone(),
             name: name.map(str::to_string),
+        }
+    }
+
+    /// What a core job runs with: this context's store, settings, environment map, cancel
+    /// token, and the terminal for its messages.
+    pub fn job_env<'a>(&'a self, store: &'a Store) -> JobEnv<'a> {
+        JobEnv {
+            store,
+            settings: &self.settings,
+            env: &self.env,
+            cancel: self.cancel.clone(),
+            events: &self.ui,
         }
     }
 
@@ -215,4 +229,20 @@ pub fn exposed_identity_file(path: &Path) -> Option<String> {
             path.display()
         )
     })
+}
+
+/// A job's messages go to stderr, its progress to the terminal's progress line.
+impl Events for Ui {
+    fn info(&self, msg: &str) {
+        Ui::info(self, msg)
+    }
+    fn warn(&self, msg: &str) {
+        Ui::warn(self, msg)
+    }
+    fn debug(&self, msg: &str) {
+        Ui::debug(self, msg)
+    }
+    fn progress(&self, progress: Arc<Progress>) -> Box<dyn std::any::Any + Send> {
+        Box::new(Ui::progress(self, progress))
+    }
 }

@@ -1,6 +1,5 @@
 //! pgdrill: back PostgreSQL up to object storage, restore it safely, prove it restores.
 
-mod alerts;
 mod cli;
 mod commands;
 mod context;

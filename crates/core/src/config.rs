@@ -266,6 +266,19 @@ pub struct DatabaseSettings {
 }
 
 impl DatabaseSettings {
+    /// A database known only from the store (no source, no drill settings): what a drill of
+    /// a config that names only the store runs with.
+    pub fn store_only(name: DbName) -> DatabaseSettings {
+        DatabaseSettings {
+            name,
+            source: None,
+            pg_dump_args: vec![],
+            globals: false,
+            drill: toml::Table::new(),
+            audit: None,
+        }
+    }
+
     /// The source connection; fails (exit 2) when it is not configured or its variable unset.
     pub fn source_spec(&self, env: &Env) -> Result<ConnSpec> {
         let env_vec: Vec<(String, String)> =

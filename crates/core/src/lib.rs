@@ -14,6 +14,7 @@ pub mod drill;
 pub mod error;
 pub mod frames;
 pub mod ids;
+pub mod jobs;
 pub mod layout;
 pub mod lease;
 pub mod manifest;

@@ -44,6 +44,13 @@ pub struct DrillResult {
     pub policy: serde_json::Value,
 }
 
+impl DrillResult {
+    /// Whether the drill passed (every check, RTO and RPO).
+    pub fn passed(&self) -> bool {
+        self.verdict == "pass"
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ToolVersion {
     pub name: String,
