@@ -1,5 +1,8 @@
 //! Command-line definitions (DESIGN.md §8). Parsing only: validation happens in `context`.
 
+/// `pgdrill mirror`'s arguments.
+pub mod mirror;
+
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -93,7 +96,7 @@ pub enum Command {
     /// Run the [schedule] (backups, drills, prune, status) with /metrics, /healthz and a dashboard.
     Serve(ServeArgs),
     /// Uploads buckets: copy a bucket or folder into the store with point-in-time snapshots.
-    Mirror(crate::commands::mirror::MirrorArgs),
+    Mirror(mirror::MirrorArgs),
 }
 
 #[derive(Args, Debug)]

@@ -1,6 +1,5 @@
 //! The edge: config file + environment + flags, validated once into what commands use.
 
-use crate::cli::Cli;
 use crate::ui::Ui;
 use pgdrill_core::cancel::Cancel;
 use pgdrill_core::config::{Env, Settings};
@@ -23,10 +22,24 @@ pub struct Ctx {
     pub name: Option<String>,
 }
 
+/// The flags that override the settings (`--config`, `--store`, `--source`, `--name`,
+/// `--recipient`, `--passphrase-env`, `--identity`), as `main` took them from the parsed
+/// command line (this module does not depend on the clap definitions).
+#[derive(Clone, Debug, Default)]
+pub struct Flags {
+    pub config: Option<PathBuf>,
+    pub store: Option<String>,
+    pub source: Option<String>,
+    pub name: Option<String>,
+    pub recipients: Vec<String>,
+    pub passphrase_env: Option<String>,
+    pub identity: Option<PathBuf>,
+}
+
 impl Ctx {
-    pub fn load(cli: &Cli, ui: Ui, cancel: Cancel) -> Result<Ctx> {
+    pub fn load(flags: &Flags, ui: Ui, cancel: Cancel) -> Result<Ctx> {
         let env: Env = std::env::vars().collect();
-        let config_path = match &cli.config {
+        let config_path = match &flags.config {
             Some(p) => Some(p.clone()),
             None => Some(PathBuf::from("pgdrill.toml")).filter(|p| p.exists()),
         };
@@ -45,7 +58,6 @@ impl Ctx {
             None => (None, "environment".to_string(), PathBuf::from(".")),
         };
         let mut settings = Settings::load(text.as_deref(), &origin, &base_dir, &env)?;
-        let flags = &cli.conn;
         if let Some(s) = &flags.store {
             settings.store_url = Some(s.clone());
         }

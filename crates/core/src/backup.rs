@@ -804,12 +804,8 @@ fn build_manifest(
     }
 }
 
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown".into())
-}
+/// Moved to the lease (a leaf below the backup); kept here for callers.
+pub use crate::lease::hostname;
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub type Env = BTreeMap<String, String>;
+mod typed;
+
+pub use crate::env::{interpolate, named_env, Env};
+pub use typed::{
+    parse_listen, DrillSettings, Schedules, ServeSettings, DEFAULT_PRUNE, DEFAULT_STATUS,
+};
 
 /// Sections whose keys `PGDRILL_<SECTION>_<KEY>` may set.
 const SECTIONS: &[&str] = &[
@@ -261,7 +266,11 @@ pub struct DatabaseSettings {
     pub source: Option<SourceRef>,
     pub pg_dump_args: Vec<String>,
     pub globals: bool,
+    /// The raw `[database.drill]` table: its checks are parsed when a drill runs, with that
+    /// run's environment.
     pub drill: toml::Table,
+    /// Its own settings, typed at load.
+    pub drill_settings: DrillSettings,
     pub audit: Option<crate::audit::AuditSection>,
 }
 
@@ -275,6 +284,7 @@ impl DatabaseSettings {
             pg_dump_args: vec![],
             globals: false,
             drill: toml::Table::new(),
+            drill_settings: DrillSettings::default(),
             audit: None,
         }
     }
@@ -319,10 +329,12 @@ pub struct Settings {
     pub policy: Policy,
     pub protected_targets: Vec<crate::protect::ProtectedTarget>,
     pub restore: RestoreSection,
-    pub retention: crate::retention::RetentionSection,
+    /// `[retention]` with the policy's `retention_days` folded in.
+    pub retention: crate::retention::RetentionPolicy,
     pub alerts: crate::alert::AlertsSection,
-    pub schedule: ScheduleSection,
-    pub serve: ServeSection,
+    /// `[schedule]` parsed, with its defaults from the policy.
+    pub schedule: Schedules,
+    pub serve: ServeSettings,
     pub databases: Vec<DatabaseSettings>,
     /// `[[mirror]]` entries (uploads buckets), validated; relative folders resolved.
     pub mirrors: Vec<crate::mirror::MirrorSection>,
@@ -357,43 +369,6 @@ fn check_policy(p: &Policy, origin: &str) -> Result<()> {
                 "{origin} monthly_restore_day = {day:?} is not a schedule ({e}): write it like \"first_sunday\" or \"0 4 1 * *\""
             ))
         })?;
-    }
-    Ok(())
-}
-
-/// Every `[schedule]` expression and its time zone, as `pgdrill serve` will read them.
-fn check_schedule(s: &ScheduleSection, policy: &Policy) -> Result<()> {
-    let entries = [
-        ("backup", &s.backup),
-        ("drill", &s.drill),
-        ("prune", &s.prune),
-        ("status", &s.status),
-        ("mirror", &s.mirror),
-    ];
-    for (key, text) in entries {
-        if let Some(text) = text {
-            crate::schedule::Schedule::parse(text).map_err(|e| {
-                Error::Invalid(format!(
-                    "[schedule] {key} = {text:?} is not a schedule ({e}): write it like \"every 6h\", \"0 3 * * *\" (minute hour day month weekday) or \"off\""
-                ))
-            })?;
-        }
-    }
-    if let Some(tz) = &s.timezone {
-        jiff::tz::TimeZone::get(tz).map_err(|_| {
-            Error::Invalid(format!(
-                "[schedule] timezone = {tz:?} is not a known IANA time zone: write it like \"Europe/Berlin\" or \"UTC\""
-            ))
-        })?;
-    }
-    if s.backup.is_none() {
-        if let Some(m) = policy.logical_export_frequency_minutes {
-            crate::schedule::Schedule::parse(&format!("every {m}m")).map_err(|e| {
-                Error::Invalid(format!(
-                    "policy logical_export_frequency_minutes = {m} cannot be the backup schedule ({e}): lower it, or set [schedule] backup"
-                ))
-            })?;
-        }
     }
     Ok(())
 }
@@ -462,8 +437,12 @@ impl Settings {
         }
         check_policy(&file.policy, "[policy]")?;
         policy = policy.overlay(&file.policy);
-        check_schedule(&file.schedule, &policy)?;
-        crate::retention::RetentionPolicy::from_section(&file.retention, policy.retention_days)?;
+        let schedule = Schedules::from_section(&file.schedule, &policy)?;
+        let retention = crate::retention::RetentionPolicy::from_section(
+            &file.retention,
+            policy.retention_days,
+        )?;
+        let serve = ServeSettings::from_section(&file.serve)?;
         let store_options = store_options(&file.store, env)?;
         let level = file.compression.level.unwrap_or(2);
         if !(1..=19).contains(&level) {
@@ -511,10 +490,10 @@ impl Settings {
             policy,
             protected_targets: crate::protect::ProtectedTarget::parse_all(&file.protected_targets)?,
             restore: file.restore.clone(),
-            retention: file.retention.clone(),
+            retention,
             alerts: file.alerts.clone(),
-            schedule: file.schedule.clone(),
-            serve: file.serve.clone(),
+            schedule,
+            serve,
             databases,
             mirrors: crate::mirror::config::resolve_sections(&file.mirrors, base_dir)?,
             base_dir: base_dir.to_path_buf(),
@@ -577,24 +556,11 @@ impl Settings {
                 pg_dump_args: Vec::new(),
                 globals: false,
                 drill: toml::Table::new(),
+                drill_settings: DrillSettings::default(),
                 audit: None,
             });
         }
         Ok(picked)
-    }
-}
-
-/// The value of the environment variable a `*_env` key names; `None` when the key is unset,
-/// an error naming the variable when it is set but the variable is not.
-pub fn named_env(env: &Env, var: &Option<String>, key: &str) -> Result<Option<String>> {
-    match var {
-        None => Ok(None),
-        Some(v) => env
-            .get(v)
-            .filter(|x| !x.is_empty())
-            .cloned()
-            .map(Some)
-            .ok_or_else(|| Error::Invalid(format!("{key} names {v}, which is not set; export it"))),
     }
 }
 
@@ -652,6 +618,7 @@ fn database_settings(d: &DatabaseSection, index: usize, env: &Env) -> Result<Dat
                 pg_dump_args: vec![],
                 globals: false,
                 drill: toml::Table::new(),
+                drill_settings: DrillSettings::default(),
                 audit: None,
             };
             probe
@@ -666,6 +633,7 @@ fn database_settings(d: &DatabaseSection, index: usize, env: &Env) -> Result<Dat
         }
     };
     Ok(DatabaseSettings {
+        drill_settings: DrillSettings::from_table(&d.drill, &name)?,
         name: DbName::parse(&name).map_err(Error::Invalid)?,
         source,
         pg_dump_args: d.pg_dump_args.clone(),
@@ -727,36 +695,6 @@ fn interpolate_value(v: &mut toml::Value, env: &Env, path: &str) -> Result<()> {
         _ => {}
     }
     Ok(())
-}
-
-pub fn interpolate(s: &str, env: &Env, path: &str) -> Result<String> {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i..];
-        if let Some(lit) = after.strip_prefix("$${") {
-            out.push_str("${");
-            rest = lit;
-        } else if let Some(body) = after.strip_prefix("${") {
-            let end = body
-                .find('}')
-                .ok_or_else(|| Error::Invalid(format!("{path}: unclosed ${{ in the value")))?;
-            let var = &body[..end];
-            let val = env.get(var).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "{path} uses ${{{var}}}, which is not set; export it"
-                ))
-            })?;
-            out.push_str(val);
-            rest = &body[end + 1..];
-        } else {
-            out.push('$');
-            rest = &after[1..];
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 /// Applies `PGDRILL_<SECTION>_<KEY>` and `PGDRILL_<KEY>` variables over the file's table.

@@ -87,7 +87,7 @@ impl Drop for Lease {
 }
 
 fn record(job: &str, ttl: std::time::Duration, now: DateTime<Utc>) -> LeaseRecord {
-    let host = crate::backup::hostname();
+    let host = hostname();
     let pid = std::process::id();
     LeaseRecord {
         owner: format!("{host}:{pid}:{}", rand::random::<u32>()),
@@ -425,6 +425,13 @@ impl Lease {
     }
 }
 
+/// This host's name, recorded in leases, manifests and drill evidence.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
 #[cfg(test)]
 mod tests {
     use super::*;

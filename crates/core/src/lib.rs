@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod drill;
+pub mod env;
 pub mod error;
 pub mod frames;
 pub mod ids;

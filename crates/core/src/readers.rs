@@ -50,7 +50,7 @@ async fn mark_with_ttl(
     job: &str,
     ttl: std::time::Duration,
 ) -> Result<ReadMark> {
-    let host = crate::backup::hostname();
+    let host = crate::lease::hostname();
     let pid = std::process::id();
     let owner = format!("{host}-{pid}-{:08x}", rand::random::<u32>());
     let key = layout::read_mark(db, id, &owner);

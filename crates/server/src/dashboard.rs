@@ -1,8 +1,8 @@
 //! The read-only dashboard at `/`: one self-contained HTML page (inline CSS and SVG, no
 //! script, no external assets), every value escaped.
 
+use crate::app::App;
 use crate::charts::{self, Chart, Scale, Series};
-use crate::http::App;
 use crate::state::{DbData, JobState};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
@@ -12,20 +12,7 @@ use std::fmt::Write;
 /// Rows per table; the charts use the whole history.
 const TABLE_ROWS: usize = 12;
 
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::charts::esc;
 
 /// Path segments here are DbName/DrillId (safe characters), encoded anyway.
 fn url_seg(s: &str) -> String {

@@ -3,7 +3,7 @@
 //! the last duration, whether it runs now and when it runs next; per database the failed
 //! checks of the last drill and the bytes all complete backups take in the store.
 
-use crate::http::App;
+use crate::app::App;
 use pgdrill_core::status;
 
 fn esc(s: &str) -> String {

@@ -116,6 +116,7 @@ async fn demo_with_source(
         drill: DEMO_CHECKS
             .parse::<toml::Table>()
             .map_err(|e| Error::Invalid(e.to_string()))?,
+        drill_settings: Default::default(),
         audit: None,
     };
     let policy = Policy {

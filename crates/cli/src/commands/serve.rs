@@ -16,10 +16,9 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
-    let config = ServeConfig::from_sections(
+    let config = ServeConfig::from_settings(
         &ctx.settings.schedule,
         &ctx.settings.serve,
-        &ctx.settings.policy,
         &ctx.env,
         args.listen.as_deref(),
     )?;

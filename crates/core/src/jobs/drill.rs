@@ -182,12 +182,7 @@ fn job<'a>(
     let settings = jx.settings;
     let jobs = input
         .jobs
-        .or_else(|| {
-            db.drill
-                .get("jobs")
-                .and_then(|v| v.as_integer())
-                .map(|j| j as u32)
-        })
+        .or(db.drill_settings.jobs)
         .or(settings.restore.jobs)
         .unwrap_or(1)
         .clamp(1, 64);
@@ -271,7 +266,7 @@ fn target_for(
     db: &DatabaseSettings,
 ) -> Result<Option<ConnSpec>> {
     let env: Vec<(String, String)> = jx.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let from_config = db.drill.get("target_url_env").and_then(|v| v.as_str()).map(|var| {
+    let from_config = db.drill_settings.target_url_env.as_deref().map(|var| {
         jx.env.get(var).cloned().filter(|s| !s.is_empty()).ok_or_else(|| {
             Error::Invalid(format!("[database.drill] target_url_env names {var}, which is not set; export it or pass --target"))
         })

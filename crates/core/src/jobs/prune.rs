@@ -5,7 +5,6 @@ use super::JobEnv;
 use crate::ids::DbName;
 use crate::mirror::MirrorPrunePlan;
 use crate::prune::{self, PruneOutcome};
-use crate::retention::RetentionPolicy;
 use crate::Result;
 
 pub struct PruneReport {
@@ -21,8 +20,7 @@ pub async fn run(
     name: Option<&str>,
     dry_run: bool,
 ) -> Result<PruneReport> {
-    let policy =
-        RetentionPolicy::from_section(&jx.settings.retention, jx.settings.policy.retention_days)?;
+    let policy = &jx.settings.retention;
     let mut out = Vec::new();
     for db in databases {
         let held = if dry_run {
@@ -30,7 +28,7 @@ pub async fn run(
         } else {
             Some(jx.lease(&db, "prune").await?)
         };
-        let o = prune::run(jx.store, &db, &policy, dry_run, held.as_ref()).await;
+        let o = prune::run(jx.store, &db, policy, dry_run, held.as_ref()).await;
         if let Some(l) = held {
             l.release().await;
         }

@@ -1,7 +1,7 @@
 //! `[[mirror]]` entries of pgdrill.toml.
 
 use super::MirrorName;
-use crate::config::Env;
+use crate::env::Env;
 use crate::{Error, Result};
 use pgdrill_store::{StoreOptions, StoreUrl};
 use serde::{Deserialize, Serialize};
@@ -49,7 +49,7 @@ impl MirrorSection {
     /// How to reach an S3 source (credentials from the named variables, else `AWS_*`).
     pub fn source_options(&self, env: &Env) -> Result<StoreOptions> {
         let named = |var: &Option<String>, what: &str| {
-            crate::config::named_env(env, var, &format!("[[mirror]] {}: {what}", self.name))
+            crate::env::named_env(env, var, &format!("[[mirror]] {}: {what}", self.name))
         };
         Ok(StoreOptions {
             endpoint: self.endpoint.clone(),

@@ -1,9 +1,8 @@
 //! `pgdrill mirror run|list|verify|restore|parity|prune` (docs/MIRROR.md).
 
-mod args;
 mod read;
 
-pub use args::{MirrorArgs, MirrorCommand, PruneArgs, RunArgs};
+pub use crate::cli::mirror::{MirrorArgs, MirrorCommand, PruneArgs, RunArgs};
 
 use super::Output;
 use crate::context::Ctx;

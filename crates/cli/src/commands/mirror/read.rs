@@ -1,7 +1,7 @@
 //! `mirror verify`, `mirror restore` and `mirror parity`: commands that read snapshots.
 
-use super::args::{ParityArgs, RestoreArgs, VerifyArgs};
 use super::{select_one, store_place};
+use crate::cli::mirror::{ParityArgs, RestoreArgs, VerifyArgs};
 use crate::commands::Output;
 use crate::context::Ctx;
 use crate::ui::{human_bytes, table};
