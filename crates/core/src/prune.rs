@@ -33,7 +33,7 @@ pub async fn run(
     let drills = drill::list(store, db).await?;
     let protected: Vec<BackupId> = drills
         .iter()
-        .find(|d| d.verdict == "pass")
+        .find(|d| d.passed())
         .and_then(|d| BackupId::parse(&d.backup.id).ok())
         .into_iter()
         .collect();

@@ -35,7 +35,7 @@ pub struct DbStatus {
     pub newest_raw_bytes: Option<u64>,
     pub newest_stored_bytes: Option<u64>,
     pub last_drill: Option<String>,
-    pub last_drill_verdict: Option<String>,
+    pub last_drill_verdict: Option<crate::drill::evidence::Verdict>,
     pub last_passing_drill_at: Option<String>,
     pub last_rto_seconds: Option<f64>,
     pub last_rpo_seconds: Option<f64>,
@@ -120,7 +120,7 @@ pub fn evaluate(
             detail: "no complete backup".into(),
         },
     });
-    let passing = drills.iter().find(|d| d.verdict == "pass");
+    let passing = drills.iter().find(|d| d.passed());
     let pass_time = passing.and_then(|d| parse_time(&d.started_at));
     let drill_ok = match (pass_time, window) {
         (None, _) => false,
@@ -195,7 +195,7 @@ pub fn evaluate(
         newest_raw_bytes: newest.map(|m| m.raw_bytes),
         newest_stored_bytes: newest.map(|m| m.stored_bytes),
         last_drill: last.map(|d| d.drill_id.clone()),
-        last_drill_verdict: last.map(|d| d.verdict.clone()),
+        last_drill_verdict: last.map(|d| d.verdict),
         last_passing_drill_at: passing.map(|d| d.started_at.clone()),
         last_rto_seconds: last.and_then(|d| d.rto.minutes).map(|m| m * 60.0),
         last_rpo_seconds: last.and_then(|d| d.rpo.minutes).map(|m| m * 60.0),
@@ -431,7 +431,7 @@ mod tests {
                 "rto": {"minutes": null, "target_minutes": null, "passed": null}, "checks": [], "error": null, "policy": {}
             }))
             .expect("drill");
-            r.verdict = verdict.into();
+            r.verdict = serde_json::from_value(serde_json::json!(verdict)).expect("verdict");
             r
         };
         let now = t("2026-12-02T00:00:00Z");

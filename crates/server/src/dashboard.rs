@@ -216,7 +216,7 @@ fn database(
     card(
         h,
         "Last drill",
-        last.map(|r| pill(Some(r.verdict == "pass"), &r.verdict.to_uppercase()))
+        last.map(|r| pill(Some(r.passed()), &r.verdict.as_str().to_uppercase()))
             .unwrap_or_else(|| pill(None, "none")),
         last.map(|r| {
             format!(
@@ -306,11 +306,7 @@ fn charts(h: &mut String, d: &DbData, app: &App) {
         .drills
         .iter()
         .filter_map(|r| {
-            let color = if r.verdict == "pass" {
-                "#1a7f37"
-            } else {
-                "#cf222e"
-            };
+            let color = if r.passed() { "#1a7f37" } else { "#cf222e" };
             Some((secs_of(&r.started_at)?, r.rto.minutes? * 60.0, Some(color)))
         })
         .collect();
@@ -390,7 +386,7 @@ fn drills_table(h: &mut String, d: &DbData, tz: &TimeZone) {
             url_seg(&r.drill_id),
             esc(&r.drill_id),
             esc(&when_str(&r.started_at, tz)),
-            pill(Some(r.verdict == "pass"), &r.verdict),
+            pill(Some(r.passed()), r.verdict.as_str()),
             r.checks.len(),
             fmt_min(r.rto.minutes, r.rto.passed),
             fmt_min(r.rpo.minutes, r.rpo.passed),

@@ -88,7 +88,7 @@ impl DbData {
             JobKind::Drill => self
                 .drills
                 .iter()
-                .find(|d| d.verdict == "pass")
+                .find(|d| d.passed())
                 .map(|d| d.finished_at.as_str()),
             _ => None,
         };

@@ -191,11 +191,7 @@ async fn demo_with_source(
         store = store.display(),
         key = key_path.display()
     );
-    let exit_code = if outcome.result.verdict == "pass" {
-        0
-    } else {
-        1
-    };
+    let exit_code = if outcome.result.passed() { 0 } else { 1 };
     let json = json!({"backup": manifest.backup_id, "drill": outcome.result, "report_dir": outcome.report_dir});
     Ok(Output {
         json,

@@ -77,7 +77,7 @@ fn summary(report: &DrillReport) -> Output {
 pub fn render(r: &DrillResult) -> String {
     let mut s = format!(
         "{} drill {} of {} (backup {}): RTO {} {}, RPO {} {}\n",
-        if r.verdict == "pass" { "PASS" } else { "FAIL" },
+        if r.passed() { "PASS" } else { "FAIL" },
         r.drill_id,
         r.database,
         r.backup.id,
@@ -131,7 +131,7 @@ pub async fn list(ctx: &Ctx) -> Result<Output> {
             vec![
                 r.drill_id.clone(),
                 r.database.clone(),
-                r.verdict.clone(),
+                r.verdict.to_string(),
                 r.backup.id.clone(),
                 format!(
                     "{}/{}",

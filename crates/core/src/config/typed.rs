@@ -159,3 +159,73 @@ impl DrillSettings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_take_their_defaults_from_the_policy_and_keep_off() {
+        let policy = Policy {
+            logical_export_frequency_minutes: Some(360),
+            monthly_restore_day: Some("first_sunday".into()),
+            ..Policy::default()
+        };
+        let s = Schedules::from_section(
+            &ScheduleSection {
+                status: Some("off".into()),
+                timezone: Some("Europe/Berlin".into()),
+                jitter_seconds: Some(30),
+                ..Default::default()
+            },
+            &policy,
+        )
+        .expect("schedules");
+        assert_eq!(s.backup.expect("backup").to_string(), "every 360m");
+        assert_eq!(s.drill.expect("drill").to_string(), "first_sunday");
+        assert_eq!(s.prune.to_string(), DEFAULT_PRUNE);
+        assert!(s.status.is_off());
+        assert!(s.mirror.is_none());
+        assert_eq!(s.tz_name, "Europe/Berlin");
+        assert_eq!(s.jitter, Duration::from_secs(30));
+        let none = Schedules::from_section(&ScheduleSection::default(), &Policy::default())
+            .expect("no policy");
+        assert!(none.backup.is_none() && none.drill.is_none());
+        assert_eq!(none.status.to_string(), DEFAULT_STATUS);
+    }
+
+    #[test]
+    fn drill_settings_are_typed_and_jobs_clamped_like_the_flag() {
+        let t: toml::Table = "jobs = 200\ntarget_url_env = \"STAGING\"\n"
+            .parse()
+            .expect("toml");
+        let d = DrillSettings::from_table(&t, "app").expect("drill");
+        assert_eq!(d.jobs, Some(64));
+        assert_eq!(d.target_url_env.as_deref(), Some("STAGING"));
+        for bad in [
+            "jobs = \"4\"",
+            "target_url_env = 3",
+            "target_url_env = \"\"",
+        ] {
+            let t: toml::Table = bad.parse().expect("toml");
+            let e = DrillSettings::from_table(&t, "app").expect_err(bad);
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains("[database.drill]"), "{e}");
+        }
+    }
+
+    #[test]
+    fn serve_settings_parse_the_address_and_pair_basic_auth() {
+        let s = ServeSettings::from_section(&ServeSection {
+            listen: Some("[::1]:9000".into()),
+            basic_auth_user: Some("ops".into()),
+            basic_auth_password_env: Some("OPS_PW".into()),
+            shutdown_grace_seconds: Some(5),
+            ..Default::default()
+        })
+        .expect("serve");
+        assert_eq!(s.listen.expect("listen").port(), 9000);
+        assert_eq!(s.basic_auth, Some(("ops".into(), "OPS_PW".into())));
+        assert_eq!(s.shutdown_grace, Duration::from_secs(5));
+    }
+}

@@ -335,11 +335,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         schema_version: RESULT_SCHEMA_VERSION,
         drill_id: id.to_string(),
         database: job.db.name.to_string(),
-        verdict: if verdict_pass {
-            "pass".into()
-        } else {
-            "fail".into()
-        },
+        verdict: Verdict::from_passed(verdict_pass),
         started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         finished_at: finished_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         tool: ToolVersion {
