@@ -29,6 +29,7 @@ pub mod restore;
 pub mod retention;
 pub mod schedule;
 pub mod status;
+pub mod time;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -3,9 +3,9 @@
 
 use crate::config::Policy;
 use crate::drill::evidence::DrillResult;
-use crate::drill::parse_time;
 use crate::manifest::Manifest;
-use chrono::{DateTime, Datelike, Utc};
+use crate::time::{self, Timestamp};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A failed job, recorded best-effort in the store (`<db>/last_failure.json`).
@@ -96,13 +96,13 @@ pub fn evaluate(
     last_failure: Option<FailureRecord>,
     policy: &Policy,
     window: DrillWindow,
-    now: DateTime<Utc>,
+    now: Timestamp,
 ) -> DbStatus {
     let threshold = policy.freshness_minutes() as i64 * 60;
     let newest = complete.first();
     let age = newest
-        .and_then(|m| parse_time(&m.snapshot.time))
-        .map(|t| (now - t).num_seconds());
+        .and_then(|m| time::parse(&m.snapshot.time))
+        .map(|t| time::seconds_between(t, now));
     let mut slos = Vec::new();
     slos.push(match age {
         Some(a) => Slo {
@@ -121,11 +121,15 @@ pub fn evaluate(
         },
     });
     let passing = drills.iter().find(|d| d.passed());
-    let pass_time = passing.and_then(|d| parse_time(&d.started_at));
+    let pass_time = passing.and_then(|d| time::parse(&d.started_at));
+    let utc = |t: Timestamp| t.to_zoned(jiff::tz::TimeZone::UTC);
     let drill_ok = match (pass_time, window) {
         (None, _) => false,
-        (Some(t), DrillWindow::CalendarMonth) => t.year() == now.year() && t.month() == now.month(),
-        (Some(t), DrillWindow::Days(n)) => (now - t).num_seconds() <= n as i64 * 86_400,
+        (Some(t), DrillWindow::CalendarMonth) => {
+            let (t, now) = (utc(t), utc(now));
+            t.year() == now.year() && t.month() == now.month()
+        }
+        (Some(t), DrillWindow::Days(n)) => time::seconds_between(t, now) <= n as i64 * 86_400,
     };
     let window_text = match window {
         DrillWindow::CalendarMonth => "this calendar month".to_string(),
@@ -137,7 +141,7 @@ pub fn evaluate(
         detail: match pass_time {
             Some(t) => format!(
                 "last passing drill {} ({} required)",
-                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                time::rfc3339_secs(t),
                 window_text
             ),
             None => format!("no passing drill recorded (one {window_text} required)"),
@@ -171,8 +175,12 @@ pub fn evaluate(
     if let Some(s) = size_anomaly(complete) {
         slos.push(s);
     }
-    let newest_time = newest.and_then(|m| parse_time(&m.finished_at));
-    let failure = last_failure.filter(|f| newest_time.map(|t| f.at > t).unwrap_or(true));
+    let newest_time = newest.and_then(|m| time::parse(&m.finished_at));
+    let failure = last_failure.filter(|f| {
+        newest_time
+            .map(|t| time::from_chrono(f.at) > t)
+            .unwrap_or(true)
+    });
     if let Some(f) = &failure {
         slos.push(Slo {
             name: "last_run".into(),
@@ -180,7 +188,7 @@ pub fn evaluate(
             detail: format!(
                 "{} failed at {}: {}",
                 f.job,
-                f.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                time::rfc3339_secs(time::from_chrono(f.at)),
                 f.message
             ),
         });
@@ -266,8 +274,8 @@ pub fn prometheus(statuses: &[DbStatus]) -> String {
             .filter_map(|s| {
                 s.newest_snapshot
                     .as_deref()
-                    .and_then(parse_time)
-                    .map(|t| (db(s), t.timestamp() as f64))
+                    .and_then(time::parse)
+                    .map(|t| (db(s), t.as_second() as f64))
             })
             .collect(),
     );
@@ -311,8 +319,8 @@ pub fn prometheus(statuses: &[DbStatus]) -> String {
             .filter_map(|s| {
                 s.last_passing_drill_at
                     .as_deref()
-                    .and_then(parse_time)
-                    .map(|t| (db(s), t.timestamp() as f64))
+                    .and_then(time::parse)
+                    .map(|t| (db(s), t.as_second() as f64))
             })
             .collect(),
     );
@@ -397,8 +405,8 @@ mod tests {
         }
     }
 
-    fn t(s: &str) -> DateTime<Utc> {
-        parse_time(s).expect("time")
+    fn t(s: &str) -> Timestamp {
+        time::parse(s).expect("time")
     }
 
     #[test]

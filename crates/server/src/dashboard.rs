@@ -108,13 +108,9 @@ const STYLE: &str = include_str!("dashboard.css");
 
 pub fn render(app: &App) -> String {
     let now = app.clock.now();
-    let chrono_now = chrono::DateTime::from_timestamp(now.as_second(), 0).unwrap_or_default();
     let dbs = app.state.dbs();
     let jobs = app.state.jobs();
-    let statuses: Vec<DbStatus> = dbs
-        .iter()
-        .map(|d| d.status(&app.policy, chrono_now))
-        .collect();
+    let statuses: Vec<DbStatus> = dbs.iter().map(|d| d.status(&app.policy, now)).collect();
     let violated = statuses.iter().filter(|s| !s.ok()).count();
     let overall = if dbs.is_empty() {
         pill(None, "no databases")

@@ -26,12 +26,8 @@ impl Out {
 
 pub fn render(app: &App) -> String {
     let now = app.clock.now();
-    let chrono_now = chrono::DateTime::from_timestamp(now.as_second(), 0).unwrap_or_default();
     let dbs = app.state.dbs();
-    let statuses: Vec<_> = dbs
-        .iter()
-        .map(|d| d.status(&app.policy, chrono_now))
-        .collect();
+    let statuses: Vec<_> = dbs.iter().map(|d| d.status(&app.policy, now)).collect();
     let mut out = Out(status::prometheus(&statuses));
     let jobs = app.state.jobs();
     let job_labels = |j: &crate::state::JobState| {

@@ -46,7 +46,9 @@ pub struct DbData {
 }
 
 impl DbData {
-    pub fn status(&self, policy: &Policy, now: chrono::DateTime<chrono::Utc>) -> DbStatus {
+    /// The SLOs at `now` (whole seconds, as the dashboard and /metrics show them).
+    pub fn status(&self, policy: &Policy, now: Timestamp) -> DbStatus {
+        let now = Timestamp::from_second(now.as_second()).unwrap_or(now);
         let mut s = status::evaluate(
             self.name.as_str(),
             &self.backups,

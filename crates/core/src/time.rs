@@ -1,0 +1,60 @@
+//! Time: one `Timestamp` type, and the one place times read from manifests, drill results
+//! and records are parsed and formatted.
+//!
+//! pgdrill settles on **jiff**: schedules and retention need civil time in IANA zones with
+//! DST rules (jiff bundles the tz database and resolves skipped or repeated local times
+//! explicitly; chrono would need chrono-tz and its own DST handling), and jiff's
+//! `Timestamp` is an instant with no time-zone type parameter to carry around. chrono remains
+//! only behind the conversions below, where a stored format depends on its serde
+//! (`last_failure.json`, leases, alert de-dup state, mirror snapshots: byte-identical
+//! output), until those fields get a serde adapter of their own.
+
+pub use jiff::Timestamp;
+
+/// An RFC 3339 time as manifests and drill results write it (`Z` or an offset); `None`
+/// when it is not one.
+pub fn parse(s: &str) -> Option<Timestamp> {
+    s.parse::<Timestamp>().ok()
+}
+
+/// Whole seconds, UTC, `Z`: `2026-11-21T02:00:00Z` (what chrono's
+/// `to_rfc3339_opts(SecondsFormat::Secs, true)` wrote).
+pub fn rfc3339_secs(t: Timestamp) -> String {
+    format!("{t:.0}")
+}
+
+/// Seconds from `earlier` to `later`, truncated toward zero (negative when `later` is
+/// earlier).
+pub fn seconds_between(earlier: Timestamp, later: Timestamp) -> i64 {
+    later.duration_since(earlier).as_secs()
+}
+
+/// The instant a chrono time stands for (for the records that still serialise with chrono).
+pub fn from_chrono(t: chrono::DateTime<chrono::Utc>) -> Timestamp {
+    Timestamp::new(t.timestamp(), t.timestamp_subsec_nanos() as i32)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_and_parses_like_the_stored_times() {
+        let t = parse("2026-11-21T02:00:00.123+01:00").expect("offset");
+        assert_eq!(rfc3339_secs(t), "2026-11-21T01:00:00Z");
+        assert_eq!(
+            parse("2026-11-21T02:00:00Z").map(rfc3339_secs).as_deref(),
+            Some("2026-11-21T02:00:00Z")
+        );
+        assert!(parse("yesterday").is_none());
+        let a = parse("2026-11-21T02:00:00Z").expect("a");
+        let b = parse("2026-11-21T02:00:01.900Z").expect("b");
+        assert_eq!(seconds_between(a, b), 1);
+        assert_eq!(seconds_between(b, a), -1);
+        let c = chrono::DateTime::parse_from_rfc3339("2026-11-21T02:00:01.900Z")
+            .expect("chrono")
+            .with_timezone(&chrono::Utc);
+        assert_eq!(from_chrono(c), b);
+    }
+}
