@@ -443,6 +443,7 @@ impl Settings {
             policy.retention_days,
         )?;
         let serve = ServeSettings::from_section(&file.serve)?;
+        file.alerts.check()?;
         let store_options = store_options(&file.store, env)?;
         let level = file.compression.level.unwrap_or(2);
         if !(1..=19).contains(&level) {
@@ -901,6 +902,18 @@ mod tests {
             &env(&[("PGDRILL_IDENTITY", "/k")]),
         )
         .expect("identity");
+    }
+
+    #[test]
+    fn alerts_are_checked_at_load_but_their_variables_only_when_sent() {
+        let e = load(
+            "[alerts.smtp]\nhost = \"mail.example.com\"\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]\ntls = true\nstarttls = true\n",
+        )
+        .expect_err("tls and starttls");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("alerts.smtp"), "{e}");
+        // A variable a cron job's environment lacks does not stop `list` or `status`.
+        load("[alerts]\nslack_webhook_env = \"UNSET_SLACK_URL\"\n").expect("loads");
     }
 
     #[test]
