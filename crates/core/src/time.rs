@@ -35,6 +35,12 @@ pub fn from_chrono(t: chrono::DateTime<chrono::Utc>) -> Timestamp {
         .unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
+/// The same instant as a chrono time (for the drill's and mirror's arithmetic, not yet moved).
+pub fn to_chrono(t: Timestamp) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond().max(0) as u32)
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +62,6 @@ mod tests {
             .expect("chrono")
             .with_timezone(&chrono::Utc);
         assert_eq!(from_chrono(c), b);
+        assert_eq!(to_chrono(b), c);
     }
 }

@@ -487,10 +487,9 @@ fn command_url(t: &ConnSpec) -> String {
     )
 }
 
+/// A stored time ([`crate::time::parse`]) for the drill's chrono arithmetic.
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    crate::time::parse(s).map(crate::time::to_chrono)
 }
 
 /// RPO = drill start − the backup's snapshot time, and the worst gap between consecutive
