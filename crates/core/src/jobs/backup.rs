@@ -22,7 +22,7 @@ pub struct BackupInput<'a> {
 }
 
 /// Every database's outcome, in the order they ran.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct BackupReport {
     pub done: Vec<Manifest>,
     /// Databases whose backup failed or did not start (their error carries the exit code).
@@ -178,5 +178,54 @@ async fn succeeded(
         .await;
     if was_failing {
         status::clear_failure(jx.store, &db.name).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Env, Settings};
+    use crate::jobs::{JobEnv, Silent};
+    use pgdrill_store::{Store, StoreOptions};
+    use std::path::Path;
+
+    /// A database without a source is a settings error: exit 2, nothing recorded as a
+    /// failed backup, no lease left behind.
+    #[tokio::test]
+    async fn a_database_without_a_source_fails_without_a_failure_record() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(
+            dir.path().to_str().expect("utf-8"),
+            &StoreOptions::default(),
+        )
+        .expect("store");
+        let env = Env::new();
+        let settings = Settings::load(
+            Some("[[database]]\nname = \"app\"\n"),
+            "t.toml",
+            Path::new("/"),
+            &env,
+        )
+        .expect("settings");
+        let (_handle, cancel) = Cancel::new();
+        let jx = JobEnv {
+            store: &store,
+            settings: &settings,
+            env: &env,
+            cancel,
+            events: &Silent,
+        };
+        let keys = EncryptionKeys::new(&[], None).expect("keys");
+        let tools = PgTools::discover();
+        let input = BackupInput {
+            databases: settings.select(None).expect("databases"),
+            keys: &keys,
+            tools: &tools,
+        };
+        let e = run(&jx, input).await.expect_err("no source");
+        assert_eq!(e.exit_code(), 2, "{e}");
+        let app = DbName::parse("app").expect("name");
+        assert!(status::read_failure(&store, &app).await.is_none());
+        assert!(store.list("").await.expect("list").is_empty());
     }
 }

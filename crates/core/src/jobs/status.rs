@@ -87,3 +87,40 @@ async fn alert(jx: &JobEnv<'_>, notifier: &super::Notifier<'_>, s: &DbStatus) {
     };
     let _ = jx.store.put(&key, bytes::Bytes::from_static(state)).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cancel::Cancel;
+    use crate::config::{Env, Settings};
+    use crate::jobs::Silent;
+    use pgdrill_store::{Store, StoreOptions};
+    use std::path::Path;
+
+    #[tokio::test]
+    async fn status_job_records_the_slo_state_and_needs_a_database() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(
+            dir.path().to_str().expect("utf-8"),
+            &StoreOptions::default(),
+        )
+        .expect("store");
+        let env = Env::new();
+        let settings = Settings::load(None, "environment", Path::new("/"), &env).expect("settings");
+        let (_handle, cancel) = Cancel::new();
+        let jx = JobEnv {
+            store: &store,
+            settings: &settings,
+            env: &env,
+            cancel,
+            events: &Silent,
+        };
+        let e = run(&jx, Vec::new()).await.expect_err("no database");
+        assert_eq!(e.exit_code(), 2);
+        let app = DbName::parse("app").expect("name");
+        let statuses = run(&jx, vec![app]).await.expect("status");
+        assert!(!statuses[0].ok(), "no backup is not fresh");
+        let state = store.get("app/status_state.json").await.expect("state");
+        assert_eq!(state.as_ref(), b"violated");
+    }
+}
