@@ -425,12 +425,24 @@ impl Lease {
     }
 }
 
-/// This host's name, recorded in leases, manifests and drill evidence.
+/// This host's name, recorded in leases, manifests and drill evidence: the kernel's (from
+/// `/proc`, else `uname`), never an environment variable (nothing in the core reads the
+/// environment).
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+        .unwrap_or_else(|_| {
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .trim()
+                .to_string()
+        });
+    if name.is_empty() {
+        "unknown".into()
+    } else {
+        name
+    }
 }
 #[cfg(test)]
 mod tests {
