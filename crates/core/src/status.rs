@@ -28,7 +28,7 @@ pub struct Slo {
 pub struct DbStatus {
     pub database: String,
     pub backups: usize,
-    pub newest_backup: Option<String>,
+    pub newest_backup: Option<crate::ids::BackupId>,
     pub newest_snapshot: Option<String>,
     pub newest_age_seconds: Option<i64>,
     pub freshness_threshold_seconds: i64,
@@ -196,7 +196,7 @@ pub fn evaluate(
     DbStatus {
         database: database.to_string(),
         backups: complete.len(),
-        newest_backup: newest.map(|m| m.backup_id.to_string()),
+        newest_backup: newest.map(|m| m.backup_id.clone()),
         newest_snapshot: newest.map(|m| m.snapshot.time.clone()),
         newest_age_seconds: age,
         freshness_threshold_seconds: threshold,
