@@ -5,14 +5,15 @@ use crate::config::Policy;
 use crate::drill::evidence::DrillResult;
 use crate::manifest::Manifest;
 use crate::time::{self, Timestamp};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A failed job, recorded best-effort in the store (`<db>/last_failure.json`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FailureRecord {
     pub job: String,
-    pub at: DateTime<Utc>,
+    /// Written as chrono wrote it ([`time::chrono_compat`]).
+    #[serde(with = "time::chrono_compat")]
+    pub at: Timestamp,
     pub message: String,
 }
 
@@ -176,11 +177,7 @@ pub fn evaluate(
         slos.push(s);
     }
     let newest_time = newest.and_then(|m| time::parse(&m.finished_at));
-    let failure = last_failure.filter(|f| {
-        newest_time
-            .map(|t| time::from_chrono(f.at) > t)
-            .unwrap_or(true)
-    });
+    let failure = last_failure.filter(|f| newest_time.map(|t| f.at > t).unwrap_or(true));
     if let Some(f) = &failure {
         slos.push(Slo {
             name: "last_run".into(),
@@ -188,7 +185,7 @@ pub fn evaluate(
             detail: format!(
                 "{} failed at {}: {}",
                 f.job,
-                time::rfc3339_secs(time::from_chrono(f.at)),
+                time::rfc3339_secs(f.at),
                 f.message
             ),
         });
@@ -373,7 +370,7 @@ pub async fn record_failure(
 ) {
     let rec = FailureRecord {
         job: job.into(),
-        at: Utc::now(),
+        at: Timestamp::now(),
         message: message.into(),
     };
     if let Ok(body) = serde_json::to_vec_pretty(&rec) {

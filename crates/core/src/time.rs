@@ -29,6 +29,38 @@ pub fn seconds_between(earlier: Timestamp, later: Timestamp) -> i64 {
     later.duration_since(earlier).as_secs()
 }
 
+/// Serde for a `Timestamp` field that chrono's `DateTime<Utc>` wrote before: RFC 3339 in UTC
+/// with `Z`, and 0, 3, 6 or 9 fractional digits, the fewest that hold the nanoseconds
+/// (chrono's `SecondsFormat::AutoSi`), so the stored text stays byte-identical.
+pub mod chrono_compat {
+    use super::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn format(t: Timestamp) -> String {
+        let nanos = t.subsec_nanosecond();
+        let digits = if nanos == 0 {
+            0
+        } else if nanos % 1_000_000 == 0 {
+            3
+        } else if nanos % 1_000 == 0 {
+            6
+        } else {
+            9
+        };
+        format!("{t:.digits$}")
+    }
+
+    pub fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time")))
+    }
+}
+
 /// The instant a chrono time stands for (for the records that still serialise with chrono).
 pub fn from_chrono(t: chrono::DateTime<chrono::Utc>) -> Timestamp {
     Timestamp::new(t.timestamp(), t.timestamp_subsec_nanos() as i32)
@@ -63,5 +95,23 @@ mod tests {
             .with_timezone(&chrono::Utc);
         assert_eq!(from_chrono(c), b);
         assert_eq!(to_chrono(b), c);
+    }
+
+    #[test]
+    fn chrono_compat_writes_what_chrono_wrote() {
+        for text in [
+            "2026-12-06T06:40:53Z",
+            "2026-12-06T06:40:53.120Z",
+            "2026-12-06T06:40:53.000120Z",
+            "2026-12-06T06:40:53.000000120Z",
+            "2026-12-06T06:40:53.123456789Z",
+        ] {
+            let c = chrono::DateTime::parse_from_rfc3339(text)
+                .expect("chrono")
+                .with_timezone(&chrono::Utc);
+            let by_chrono = serde_json::to_string(&c).expect("chrono json");
+            let ours = format!("\"{}\"", chrono_compat::format(from_chrono(c)));
+            assert_eq!(ours, by_chrono, "{text}");
+        }
     }
 }
