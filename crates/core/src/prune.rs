@@ -42,12 +42,9 @@ pub async fn run(
         .iter()
         .map(|m| Candidate {
             id: m.backup_id.clone(),
-            time: m
-                .snapshot
-                .time
-                .parse()
-                .or_else(|_| m.started_at.parse())
-                .unwrap_or_else(|_| {
+            time: crate::time::parse(&m.snapshot.time)
+                .or_else(|| crate::time::parse(&m.started_at))
+                .unwrap_or_else(|| {
                     jiff::Timestamp::from_second(id_seconds(&m.backup_id))
                         .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
                 }),

@@ -85,13 +85,13 @@ fn when(t: Timestamp, tz: &TimeZone) -> String {
 }
 
 fn when_str(s: &str, tz: &TimeZone) -> String {
-    s.parse::<Timestamp>()
+    pgdrill_core::time::parse(s)
         .map(|t| when(t, tz))
-        .unwrap_or_else(|_| s.to_string())
+        .unwrap_or_else(|| s.to_string())
 }
 
 fn secs_of(s: &str) -> Option<i64> {
-    s.parse::<Timestamp>().ok().map(|t| t.as_second())
+    pgdrill_core::time::parse(s).map(|t| t.as_second())
 }
 
 fn pill(ok: Option<bool>, text: &str) -> String {

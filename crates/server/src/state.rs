@@ -75,10 +75,10 @@ impl DbData {
             JobKind::Status => return LastRun::Never,
             JobKind::Prune | JobKind::Mirror => return LastRun::Unknown,
         };
-        match t.map(|s| s.parse::<Timestamp>()) {
+        match t.map(pgdrill_core::time::parse) {
             None => LastRun::Never,
-            Some(Ok(t)) => LastRun::At(t),
-            Some(Err(_)) => LastRun::Unknown,
+            Some(Some(t)) => LastRun::At(t),
+            Some(None) => LastRun::Unknown,
         }
     }
 
