@@ -196,4 +196,32 @@ mod tests {
         }
         assert_eq!(Error::Failed("x".into()).store_kind(), None);
     }
+
+    /// The same through a real store: what a folder answers keeps its meaning in core.
+    #[tokio::test]
+    async fn a_real_store_s_not_found_and_conflict_keep_their_kind() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let location = pgdrill_store::StoreLocation::Folder {
+            path: dir.path().into(),
+        };
+        let store = location
+            .open(&pgdrill_store::StoreOptions::default())
+            .expect("open");
+        async fn read(store: &pgdrill_store::Store, key: &str) -> Result<bytes::Bytes> {
+            Ok(store.get(key).await?)
+        }
+        async fn create(store: &pgdrill_store::Store, key: &str) -> Result<()> {
+            store.put_if_absent(key, "x".into()).await?;
+            Ok(())
+        }
+        let e = read(&store, "db/none").await.expect_err("missing");
+        assert!(e.is_not_found(), "{e:?}");
+        create(&store, "db/lease").await.expect("first create");
+        let e = create(&store, "db/lease")
+            .await
+            .map_err(|e| e.context("take the lease"))
+            .expect_err("second create");
+        assert_eq!(e.store_kind(), Some(StoreErrorKind::Conflict), "{e:?}");
+        assert!(e.to_string().starts_with("take the lease: "), "{e}");
+    }
 }
