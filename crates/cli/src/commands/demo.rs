@@ -106,9 +106,8 @@ async fn demo_with_source(
     let recipients = pgdrill_core::crypto::identity_file_recipients(&key_path)?;
     let enc = EncryptionKeys::new(&recipients, None)?;
     let dec = Arc::new(DecryptionKeys::new(std::slice::from_ref(&key_path), None)?);
-    let store_dir = dir.join("store");
     let location = StoreLocation::Folder {
-        path: store_dir.clone(),
+        path: dir.join("store"),
     };
     let store = Store::open(&location, &StoreOptions::default())?;
     let db = DatabaseSettings {
