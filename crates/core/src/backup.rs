@@ -613,9 +613,10 @@ async fn stream_child(
             "the backup was interrupted by a signal; the partial upload was aborted and no manifest was written".into(),
         ))
     } else if let Err(e) = pumped {
-        Some(Error::Failed(format!(
-            "the upload failed, so the backup was aborted: {e}"
-        )))
+        Some(
+            Error::from(e)
+                .map_message(|m| format!("the upload failed, so the backup was aborted: {m}")),
+        )
     } else if !status.map(|s| s.success()).unwrap_or(false) {
         let msg = match locks::timed_out_tables(&stderr_tail) {
             Some(tables) if tool == "pg_dump" => {

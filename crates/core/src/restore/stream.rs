@@ -923,17 +923,19 @@ fn read_error(src: &Source, e: StoreError) -> Error {
     if matches!(e, StoreError::NotFound { .. }) {
         return crate::verify::missing_object(&src.key);
     }
-    let msg = e.to_string();
-    if msg.contains("412") || msg.to_ascii_lowercase().contains("precondition") {
+    // The reads are pinned to the object's ETag: a conflict is the object replaced.
+    if e.kind() == crate::error::StoreErrorKind::Conflict {
         return Error::Integrity(format!(
             "{} was replaced during the restore; restore again",
             src.key
         ));
     }
-    Error::Failed(format!(
-        "reading {} from the store failed: {msg}; try again",
-        src.key
-    ))
+    Error::from(e).map_message(|msg| {
+        format!(
+            "reading {} from the store failed: {msg}; try again",
+            src.key
+        )
+    })
 }
 
 type StageOut = (f64, f64, Vec<String>, Vec<String>);

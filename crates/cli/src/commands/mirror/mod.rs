@@ -102,7 +102,10 @@ async fn select_one(ctx: &Ctx, store: &Store) -> Result<Target> {
 
 fn store_place(ctx: &Ctx) -> Result<Option<Place>> {
     match &ctx.settings.store_url {
-        Some(url) => Ok(Some(Place::describe(url, &ctx.settings.store_options)?)),
+        Some(location) => Ok(Some(Place::describe(
+            location,
+            &ctx.settings.store_options,
+        )?)),
         None => Ok(None),
     }
 }
