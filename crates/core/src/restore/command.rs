@@ -194,6 +194,33 @@ mod tests {
     }
 
     #[test]
+    fn pg_restore_command_lines() {
+        let (list, file) = (Path::new("/tmp/l"), Path::new("/tmp/dump"));
+        let pipe = PgRestore {
+            single_txn: true,
+            clean: true,
+            list: Some(list),
+            ..PgRestore::default()
+        };
+        assert_eq!(
+            pipe.args("app").join(" "),
+            "--dbname=app --no-owner --no-password --no-privileges --clean --if-exists --single-transaction --use-list=/tmp/l"
+        );
+        let spool = PgRestore {
+            privileges: true,
+            create: true,
+            exit_on_error: true,
+            jobs: Some(4),
+            file: Some(file),
+            ..PgRestore::default()
+        };
+        assert_eq!(
+            spool.args("postgres").join(" "),
+            "--dbname=postgres --no-owner --no-password --create --exit-on-error --jobs=4 /tmp/dump"
+        );
+    }
+
+    #[test]
     fn maintenance_work_mem_must_be_a_memory_size() {
         for good in [None, Some("1GB"), Some("2048"), Some("512MB"), Some("64kB")] {
             assert!(check_memory_setting(good).is_ok(), "{good:?}");

@@ -5,6 +5,8 @@
 //! decisions: `restore::run` executes it, `restore --dry-run` prints it.
 //!
 //! `--jobs` is resolved ([`resolve_jobs`]) and clamped here only.
+//!
+//! (Over 400 lines: more than half of it is the snapshot tests of representative plans.)
 
 use serde::Serialize;
 

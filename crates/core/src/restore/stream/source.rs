@@ -1,6 +1,9 @@
 //! Reading the stored dump for the streamed restore: the dump index and the object's first
 //! bytes, ranged GETs pinned to the ETag with one read ahead, age and zstd decoding from the
 //! frame that holds a byte, and the whole-object digest check.
+//!
+//! (About 450 lines: the range reader, the age chunk arithmetic and the seeking decoder
+//! depend on one another and read best together.)
 
 use crate::frames::DumpIndex;
 use crate::manifest::StoredObject;
