@@ -23,9 +23,9 @@
 //!
 //! Backups of Supabase projects get the handling of `docs/SUPABASE.md` (module `supabase`).
 
-pub(crate) mod analyze;
+mod analyze;
 mod cleanup;
-pub(crate) mod command;
+mod command;
 mod globals;
 mod guards;
 mod plan;
@@ -35,7 +35,7 @@ mod spool;
 mod sql;
 mod stream;
 mod supabase;
-pub(crate) mod verdict;
+mod verdict;
 
 pub use plan::{resolve_jobs, Database, Mode, RestorePlan, MAX_JOBS};
 pub use spool::Holdback;
