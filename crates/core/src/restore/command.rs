@@ -1,6 +1,6 @@
 //! The pg_restore command line (built here only) and running it as a child process.
 
-use super::guards::*;
+use super::guards::maintenance_db;
 use super::{interrupted, RestoreJob};
 use crate::cancel::Cancel;
 use crate::{Error, Result};

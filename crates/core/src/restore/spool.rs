@@ -2,9 +2,9 @@
 //! (its last bytes held back until the digests matched) or a verified spool file; and the
 //! two steps of a `pg_dump --create` dump.
 
-use super::command::*;
+use super::command::{list_command, list_file, spawn, wait, PgRestore, STOP_GRACE};
 use super::plan::{Database, RestorePlan};
-use super::verdict::*;
+use super::verdict::{classify, is_error_line, tail, verdict};
 use super::{check_cancel, command, RestoreJob, Traces};
 use crate::manifest::StoredObject;
 use crate::verify::decode_object;

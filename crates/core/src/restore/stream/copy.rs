@@ -2,9 +2,9 @@
 //! connection with the session settings pg_restore would use (no pg_restore process and no
 //! pipe in between).
 
-use super::deal::*;
-use super::lanes::*;
-use super::source::*;
+use super::deal::Task;
+use super::lanes::{Lanes, Runner};
+use super::source::{decode_error, Plain, Source};
 use crate::cancel::Cancel;
 use crate::restore::interrupted;
 use crate::{Error, Result};

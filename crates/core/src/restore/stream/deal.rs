@@ -2,7 +2,7 @@
 //! first, to the least loaded lane; a large table water-filled over the lanes, cut at
 //! recorded row boundaries (pure).
 
-use super::deps::*;
+use super::deps::large_object;
 use crate::frames::DumpIndex;
 use crate::restore::RestoreJob;
 use pgdrill_pg::archive::{self, Section, Toc};

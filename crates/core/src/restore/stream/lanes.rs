@@ -2,9 +2,9 @@
 //! by its own COPY or by a pg_restore fed on stdin, and reports the tables whose data is all
 //! in to the per-table tail (own post-data entries, then ANALYZE).
 
-use super::deal::*;
-use super::deps::*;
-use super::source::*;
+use super::deal::Task;
+use super::deps::id_list;
+use super::source::{decode_error, Plain, Source};
 use crate::cancel::{Cancel, CancelHandle};
 use crate::restore::command::{self, list_file, PgRestore};
 use crate::restore::verdict::verdict;

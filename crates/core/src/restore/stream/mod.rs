@@ -36,8 +36,8 @@ mod tests;
 
 pub(crate) use source::{load_index, read_toc, Loaded};
 
-use self::source::*;
-use self::stages::*;
+use self::source::{age_payload_start, decode_error, stored_digest, Source};
+use self::stages::stages;
 use crate::cancel::{Cancel, CancelHandle};
 use crate::manifest::StoredObject;
 use crate::restore::{check_cancel, interrupted, RestoreJob};

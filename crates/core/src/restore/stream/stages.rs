@@ -2,11 +2,11 @@
 //! data on the lanes with each large table's indexes and ANALYZE as soon as it is in, the
 //! rest of post-data, the final ANALYZE.
 
-use super::copy::*;
-use super::deal::*;
-use super::deps::*;
-use super::lanes::*;
-use super::source::*;
+use super::copy::{direct_copies, session_sql};
+use super::deal::{deal, table_rows};
+use super::deps::{early_post_data, large_object, section_list, table_post_data};
+use super::lanes::{lane, Lanes, Runner, Tails};
+use super::source::Source;
 use super::{qualified, TAIL_MIN};
 use crate::cancel::{Cancel, CancelHandle};
 use crate::restore::analyze::{analyze_pass, AnalyzePass};

@@ -2,7 +2,9 @@
 //! from the platform facts.
 
 use super::sql::unquote_ident;
-use super::*;
+use super::{
+    DataState, Facts, Plan, DATA_DESCS, DESCS, PLATFORM_DATA, PLATFORM_EXTENSIONS, PLATFORM_ROLES,
+};
 use std::collections::{BTreeMap, HashSet};
 
 /// One line of `pg_restore --list`.

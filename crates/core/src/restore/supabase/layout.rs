@@ -1,8 +1,8 @@
 //! The layout check of the platform tables whose rows a Supabase restore loads into another
 //! project, and its refusal.
 
+use super::first;
 use super::sql::{self};
-use super::*;
 use crate::Error;
 use crate::Result;
 use pgdrill_pg::client::{self, quote_ident};
