@@ -180,6 +180,10 @@ pub struct RestoreArgs {
     /// Allow a dump made with --create to re-create its database.
     #[arg(long)]
     pub allow_create: bool,
+    /// Print the restore plan (mode, jobs, target database, what is skipped and why, the
+    /// steps) after the guards and the preflight, and change nothing.
+    #[arg(long, conflicts_with = "ephemeral")]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]

@@ -59,7 +59,10 @@ impl Ctx {
         };
         let mut settings = Settings::load(text.as_deref(), &origin, &base_dir, &env)?;
         if let Some(s) = &flags.store {
-            settings.store_url = Some(s.clone());
+            settings.store_url = Some(
+                s.parse()
+                    .map_err(|e| Error::Invalid(format!("--store: {e}")))?,
+            );
         }
         let source = flags.source.clone().or_else(|| {
             env.get("PGDRILL_SOURCE_URL")
@@ -126,12 +129,12 @@ impl Ctx {
     }
 
     pub fn store(&self) -> Result<Store> {
-        let url = self.settings.store_url.as_deref().ok_or_else(|| {
+        let location = self.settings.store_url.as_ref().ok_or_else(|| {
             Error::Invalid(
                 "no store is configured: pass --store URL, set PGDRILL_STORE, or set [store] url in pgdrill.toml".into(),
             )
         })?;
-        let store = Store::open(url, &self.settings.store_options)?;
+        let store = location.open(&self.settings.store_options)?;
         // Tests of stores that acknowledge writes they lose; release builds never do this.
         #[cfg(debug_assertions)]
         if let Some(suffix) = self

@@ -315,7 +315,8 @@ impl DatabaseSettings {
 /// Settings after file, environment and flags, validated.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub store_url: Option<String>,
+    /// The store, parsed at load (`[store] url`, else `PGDRILL_STORE`; `--store` overrides).
+    pub store_url: Option<pgdrill_store::StoreLocation>,
     pub store_options: pgdrill_store::StoreOptions,
     pub part_size: usize,
     pub max_in_flight: usize,
@@ -468,12 +469,7 @@ impl Settings {
             }
         }
         Ok(Settings {
-            store_url: file
-                .store
-                .url
-                .as_deref()
-                .map(|u| resolve_local(u, base_dir))
-                .or_else(|| env.get("PGDRILL_STORE").cloned()),
+            store_url: store_location(&file.store, base_dir, env)?,
             store_options,
             part_size: (file.store.part_size_mib.unwrap_or(16).clamp(5, 4096) as usize) << 20,
             max_in_flight: file.store.max_in_flight.unwrap_or(4).clamp(1, 64) as usize,
@@ -644,13 +640,21 @@ fn database_settings(d: &DatabaseSection, index: usize, env: &Env) -> Result<Dat
     })
 }
 
-/// A relative folder store in a config file is relative to that file's folder.
-fn resolve_local(url: &str, base_dir: &Path) -> String {
-    let is_relative_path = !url.contains("://") && !url.starts_with('/');
-    if is_relative_path {
-        base_dir.join(url).display().to_string()
-    } else {
-        url.to_string()
+/// `[store] url` (a relative folder there is relative to the config file's folder), else
+/// `PGDRILL_STORE`, parsed: an unusable URL fails the load (exit 2).
+fn store_location(
+    s: &StoreSection,
+    base_dir: &Path,
+    env: &Env,
+) -> Result<Option<pgdrill_store::StoreLocation>> {
+    let parse = |raw: &str, origin: &str| {
+        pgdrill_store::StoreLocation::parse(raw)
+            .map_err(|e| Error::Invalid(format!("{origin}: {e}")))
+    };
+    match (&s.url, env.get("PGDRILL_STORE").filter(|u| !u.is_empty())) {
+        (Some(url), _) => Ok(Some(parse(url, "[store] url")?.relative_to(base_dir))),
+        (None, Some(url)) => Ok(Some(parse(url, "PGDRILL_STORE")?)),
+        (None, None) => Ok(None),
     }
 }
 
@@ -799,7 +803,10 @@ mod tests {
             ("PROD_DIRECT_URL", "postgres://u:pw@h/db"),
         ]);
         let s = Settings::load(Some(text), "t.toml", Path::new("/"), &e).expect("load");
-        assert_eq!(s.store_url.as_deref(), Some("s3://b1/pgdrill"));
+        assert_eq!(
+            s.store_url.as_ref().map(ToString::to_string).as_deref(),
+            Some("s3://b1/pgdrill")
+        );
         assert_eq!(s.store_options.region.as_deref(), Some("auto"));
         assert_eq!(s.policy.rpo_minutes, Some(30));
         let spec = s.databases[0].source_spec(&e).expect("spec");
@@ -825,6 +832,38 @@ mod tests {
             Some("first_sunday")
         );
         assert_eq!(s.policy.freshness_minutes(), 480);
+    }
+
+    #[test]
+    fn store_url_is_parsed_at_load() {
+        let load = |text: &str, vars: &[(&str, &str)]| {
+            Settings::load(Some(text), "t.toml", Path::new("/etc/pgdrill"), &env(vars))
+        };
+        let s = load("[store]\nurl = \"backups\"\n", &[]).expect("relative folder");
+        assert_eq!(
+            s.store_url.as_ref().and_then(|l| l.folder()),
+            Some(Path::new("/etc/pgdrill/backups"))
+        );
+        let s = load("", &[("PGDRILL_STORE", "s3://b/p/")]).expect("from the environment");
+        assert_eq!(s.store_url.as_ref().and_then(|l| l.prefix()), Some("p"));
+        assert!(load("", &[("PGDRILL_STORE", "")])
+            .expect("empty")
+            .store_url
+            .is_none());
+        for (text, vars, origin) in [
+            ("[store]\nurl = \"gs://b/p\"\n", &[][..], "[store] url"),
+            (
+                "",
+                &[("PGDRILL_STORE", "s3://k:CANARY@b/p")][..],
+                "PGDRILL_STORE",
+            ),
+        ] {
+            let e = load(text, vars).expect_err("an unusable store URL");
+            let m = e.to_string();
+            assert_eq!(e.exit_code(), 2, "{m}");
+            assert!(m.starts_with(origin) && m.contains("is not usable"), "{m}");
+            assert!(!m.contains("CANARY"), "{m}");
+        }
     }
 
     #[test]

@@ -452,7 +452,9 @@ mod tests {
     fn folder() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Store::open(
-            dir.path().to_str().expect("utf-8"),
+            &pgdrill_store::StoreLocation::Folder {
+                path: dir.path().into(),
+            },
             &pgdrill_store::StoreOptions::default(),
         )
         .expect("store");

@@ -195,7 +195,9 @@ mod tests {
     async fn a_database_without_a_source_fails_without_a_failure_record() {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Store::open(
-            dir.path().to_str().expect("utf-8"),
+            &pgdrill_store::StoreLocation::Folder {
+                path: dir.path().into(),
+            },
             &StoreOptions::default(),
         )
         .expect("store");

@@ -180,12 +180,8 @@ fn job<'a>(
     progress: Arc<Progress>,
 ) -> DrillJob<'a> {
     let settings = jx.settings;
-    let jobs = input
-        .jobs
-        .or(db.drill_settings.jobs)
-        .or(settings.restore.jobs)
-        .unwrap_or(1)
-        .clamp(1, 64);
+    let jobs =
+        crate::restore::resolve_jobs(input.jobs.or(db.drill_settings.jobs), settings.restore.jobs);
     DrillJob {
         store: jx.store,
         db,

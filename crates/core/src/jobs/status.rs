@@ -101,7 +101,9 @@ mod tests {
     async fn status_job_records_the_slo_state_and_needs_a_database() {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Store::open(
-            dir.path().to_str().expect("utf-8"),
+            &pgdrill_store::StoreLocation::Folder {
+                path: dir.path().into(),
+            },
             &StoreOptions::default(),
         )
         .expect("store");

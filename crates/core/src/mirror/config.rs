@@ -3,7 +3,7 @@
 use super::MirrorName;
 use crate::env::Env;
 use crate::{Error, Result};
-use pgdrill_store::{StoreOptions, StoreUrl};
+use pgdrill_store::{StoreLocation, StoreOptions};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -100,10 +100,10 @@ pub fn resolve_sections(sections: &[MirrorSection], base_dir: &Path) -> Result<V
             )));
         }
         let mut s = s.clone();
-        s.from = match StoreUrl::parse(&s.from)
+        s.from = match StoreLocation::parse(&s.from)
             .map_err(|e| Error::Invalid(format!("[[mirror]] {name}: from: {e}")))?
         {
-            StoreUrl::Local { path } if path.is_relative() => {
+            StoreLocation::Folder { path } if path.is_relative() => {
                 base_dir.join(path).display().to_string()
             }
             _ => s.from,

@@ -89,7 +89,7 @@ pub(super) async fn restore(ctx: &Ctx, store: &Store, args: &RestoreArgs) -> Res
     let dest = Location::open(&args.to, &opts)?;
     let mut sources = Vec::new();
     if let Some(s) = &t.section {
-        sources.push(Place::describe(&s.from, &opts)?);
+        sources.push(Place::describe(&s.from.parse()?, &opts)?);
     }
     let progress = Progress::new();
     let _guard = ctx.ui.progress(progress.clone());
