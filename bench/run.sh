@@ -8,7 +8,9 @@
 #            pgdrill restore --jobs 2 from S3, encrypted
 # Each measurement is the median of $RUNS runs; peak RSS comes from /usr/bin/time -v.
 # Usage: sudo bash bench/run.sh [SCALE]   (SCALE default 20; RUNS=3 by default;
-#        ONLY=restore skips the backup timings: one backup is taken to restore from)
+#        ONLY=restore skips the backup timings: one backup is taken to restore from;
+#        BASELINE_PGDRILL=/path/to/an/older/pgdrill also times that binary's backup to S3 and
+#        restore from S3 in the same run, interleaved, so a change is compared on the same machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCALE=${1:-${SCALE:-20}}
@@ -81,6 +83,7 @@ for i in $(seq "$BACKUP_RUNS"); do
   time_cmd baseline bash -c "'$BIN/pg_dump' -Fc -d bench > '$WORK/baseline.pgc'"
   time_cmd local "$PGDRILL" -q backup --source "$SRC" --store "$WORK/store" --recipient "$RECIPIENT"
   time_cmd s3 "$PGDRILL" -q backup --source "$SRC" --store s3://bench/pg --recipient "$RECIPIENT"
+  [ -n "${BASELINE_PGDRILL:-}" ] && time_cmd s3_old "$BASELINE_PGDRILL" -q backup --source "$SRC" --store s3://bench/old --recipient "$RECIPIENT"
 done
 "$BIN/pg_dump" -Fc -Z0 -d bench -f "$WORK/plain.pgc"
 STORED=$(du -b "$(ls -d "$WORK"/store/bench/backups/*/ | tail -1)"dump.pgc.zst.age | cut -f1)
@@ -97,6 +100,10 @@ for i in $(seq "$RUNS"); do
   time_cmd restore_floor_db bash -c "'$BIN/createdb' r1 && '$BIN/pg_restore' -j 2 --no-owner -d r1 '$WORK/plain.pgc'"
   quiet
   time_cmd restore_s3 "$PGDRILL" -q restore latest --name bench --store s3://bench/pg --identity "$WORK/pgdrill-age.key" --jobs 2 --target "postgresql://postgres@127.0.0.1:$PORT/r2"
+  if [ -n "${BASELINE_PGDRILL:-}" ]; then
+    quiet
+    time_cmd restore_s3_old "$BASELINE_PGDRILL" -q restore latest --name bench --store s3://bench/pg --identity "$WORK/pgdrill-age.key" --jobs 2 --target "postgresql://postgres@127.0.0.1:$PORT/r2"
+  fi
 done
 
 F=$(wall floor); B=$(wall baseline); L=$(wall local); S=$(wall s3); RF=$(wall restore_floor); RS=$(wall restore_s3); RM=$(wall restore_floor_db)
@@ -120,3 +127,12 @@ echo
 echo "restore runs (s): floor $(awk '{printf "%s ", $1}' "$WORK/restore_floor")| createdb + floor $(awk '{printf "%s ", $1}' "$WORK/restore_floor_db")| pgdrill $(awk '{printf "%s ", $1}' "$WORK/restore_s3")"
 echo "paired pgdrill/floor: $(paired restore_s3 restore_floor | tr '\n' ' ')median $(paired restore_s3 restore_floor | median)"
 echo "paired pgdrill/(createdb + floor): $(paired restore_s3 restore_floor_db | tr '\n' ' ')median $(paired restore_s3 restore_floor_db | median)"
+if [ -n "${BASELINE_PGDRILL:-}" ]; then
+  echo
+  echo "this build vs BASELINE_PGDRILL ($BASELINE_PGDRILL), same run:"
+  if [ "$ONLY" != restore ]; then
+    echo "  backup → S3:   this $(wall s3) s, baseline $(wall s3_old) s, ratio $(ratio "$(wall s3)" "$(wall s3_old)")"
+  fi
+  echo "  restore S3 -j2: this $(wall restore_s3) s, baseline $(wall restore_s3_old) s, ratio $(ratio "$(wall restore_s3)" "$(wall restore_s3_old)")"
+  echo "  paired this/baseline restore: $(paired restore_s3 restore_s3_old | tr '\n' ' ')median $(paired restore_s3 restore_s3_old | median)"
+fi

@@ -3,6 +3,9 @@
 //! Every command's help shows its own options first, then the global ones, then only the
 //! connection flags it reads (the others are still accepted, hidden); its examples follow.
 
+/// `pgdrill mirror`'s arguments.
+pub mod mirror;
+
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -233,6 +236,7 @@ Examples:
     #[command(after_help = "\
 Examples:
   pgdrill restore latest --target postgresql://app@staging:5432/app_restore
+  pgdrill restore latest --target postgresql://app@staging:5432/app_restore --dry-run   # the plan only
   pgdrill restore latest --ephemeral --keep    # a throwaway local cluster, left running
   pgdrill restore 20261121T020000Z-7f3a --target \"$STAGING_URL\" --clean --jobs 4")]
     Restore(RestoreArgs),
@@ -296,7 +300,7 @@ Examples:
 Examples:
   pgdrill mirror run
   pgdrill mirror restore --at 2026-11-21T02:00:00Z --to ./uploads-restored")]
-    Mirror(crate::commands::mirror::MirrorArgs),
+    Mirror(mirror::MirrorArgs),
 }
 
 #[derive(Args, Debug)]
@@ -380,6 +384,10 @@ pub struct RestoreArgs {
     /// Allow a dump made with --create to re-create its database.
     #[arg(long)]
     pub allow_create: bool,
+    /// Print the restore plan (mode, jobs, target database, what is skipped and why, the
+    /// steps) after the guards and the preflight, and change nothing.
+    #[arg(long, conflicts_with = "ephemeral")]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]

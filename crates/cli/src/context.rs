@@ -1,11 +1,12 @@
 //! The edge: config file + environment + flags, validated once into what commands use.
 
-use crate::cli::Cli;
 use crate::ui::Ui;
 use pgdrill_core::cancel::Cancel;
 use pgdrill_core::config::{Env, Settings};
 use pgdrill_core::crypto::{DecryptionKeys, EncryptionKeys};
 use pgdrill_core::ids::DbName;
+use pgdrill_core::jobs::{Events, JobEnv};
+use pgdrill_core::progress::Progress;
 use pgdrill_core::{catalog, Error, Result};
 use pgdrill_pg::{PgTools, Secret};
 use pgdrill_store::Store;
@@ -21,10 +22,24 @@ pub struct Ctx {
     pub name: Option<String>,
 }
 
+/// The flags that override the settings (`--config`, `--store`, `--source`, `--name`,
+/// `--recipient`, `--passphrase-env`, `--identity`), as `main` took them from the parsed
+/// command line (this module does not depend on the clap definitions).
+#[derive(Clone, Debug, Default)]
+pub struct Flags {
+    pub config: Option<PathBuf>,
+    pub store: Option<String>,
+    pub source: Option<String>,
+    pub name: Option<String>,
+    pub recipients: Vec<String>,
+    pub passphrase_env: Option<String>,
+    pub identity: Option<PathBuf>,
+}
+
 impl Ctx {
-    pub fn load(cli: &Cli, ui: Ui, cancel: Cancel) -> Result<Ctx> {
+    pub fn load(flags: &Flags, ui: Ui, cancel: Cancel) -> Result<Ctx> {
         let env: Env = std::env::vars().collect();
-        let config_path = match &cli.config {
+        let config_path = match &flags.config {
             Some(p) => Some(p.clone()),
             None => Some(PathBuf::from("pgdrill.toml")).filter(|p| p.exists()),
         };
@@ -43,9 +58,11 @@ impl Ctx {
             None => (None, "environment".to_string(), PathBuf::from(".")),
         };
         let mut settings = Settings::load(text.as_deref(), &origin, &base_dir, &env)?;
-        let flags = &cli.conn;
         if let Some(s) = &flags.store {
-            settings.store_url = Some(s.clone());
+            settings.store_url = Some(
+                s.parse()
+                    .map_err(|e| Error::Invalid(format!("--store: {e}")))?,
+            );
         }
         let source = flags.source.clone().or_else(|| {
             env.get("PGDRILL_SOURCE_URL")
@@ -99,13 +116,25 @@ impl Ctx {
         }
     }
 
+    /// What a core job runs with: this context's store, settings, environment map, cancel
+    /// token, and the terminal for its messages.
+    pub fn job_env<'a>(&'a self, store: &'a Store) -> JobEnv<'a> {
+        JobEnv {
+            store,
+            settings: &self.settings,
+            env: &self.env,
+            cancel: self.cancel.clone(),
+            events: &self.ui,
+        }
+    }
+
     pub fn store(&self) -> Result<Store> {
-        let url = self.settings.store_url.as_deref().ok_or_else(|| {
+        let location = self.settings.store_url.as_ref().ok_or_else(|| {
             Error::Invalid(
                 "no store is configured: pass --store URL, set PGDRILL_STORE_URL, or set [store] url in pgdrill.toml".into(),
             )
         })?;
-        let store = Store::open(url, &self.settings.store_options)?;
+        let store = location.open(&self.settings.store_options)?;
         // Tests of stores that acknowledge writes they lose; release builds never do this.
         #[cfg(debug_assertions)]
         if let Some(suffix) = self
@@ -215,4 +244,20 @@ pub fn exposed_identity_file(path: &Path) -> Option<String> {
             path.display()
         )
     })
+}
+
+/// A job's messages go to stderr, its progress to the terminal's progress line.
+impl Events for Ui {
+    fn info(&self, msg: &str) {
+        Ui::info(self, msg)
+    }
+    fn warn(&self, msg: &str) {
+        Ui::warn(self, msg)
+    }
+    fn debug(&self, msg: &str) {
+        Ui::debug(self, msg)
+    }
+    fn progress(&self, progress: Arc<Progress>) -> Box<dyn std::any::Any + Send> {
+        Box::new(Ui::progress(self, progress))
+    }
 }

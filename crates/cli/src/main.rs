@@ -1,6 +1,5 @@
 //! pgdrill: back PostgreSQL up to object storage, restore it safely, prove it restores.
 
-mod alerts;
 mod cli;
 mod commands;
 mod context;
@@ -52,11 +51,25 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let (handle, cancel) = Cancel::new();
         watch_signals(handle);
-        let ctx = Ctx::load(&cli, ui, cancel)?;
+        let ctx = Ctx::load(&flags(&cli), ui, cancel)?;
         dispatch(&cli, &ctx).await
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     finish(ui, result)
+}
+
+/// The flags that override settings, for `Ctx::load`.
+fn flags(cli: &Cli) -> context::Flags {
+    let c = &cli.conn;
+    context::Flags {
+        config: cli.config.clone(),
+        store: c.store.clone(),
+        source: c.source.clone(),
+        name: c.name.clone(),
+        recipients: c.recipients.clone(),
+        passphrase_env: c.passphrase_env.clone(),
+        identity: c.identity.clone(),
+    }
 }
 
 async fn dispatch(cli: &Cli, ctx: &Ctx) -> Result<Output, Error> {

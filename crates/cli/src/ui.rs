@@ -90,26 +90,7 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-pub fn human_secs(s: f64) -> String {
-    if s < 60.0 {
-        format!("{s:.1}s")
-    } else if s < 3600.0 {
-        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
-    } else {
-        format!(
-            "{}h{:02}m",
-            (s / 3600.0) as u64,
-            ((s % 3600.0) / 60.0) as u64
-        )
-    }
-}
-
-/// A duration given in minutes, in the same units as [`human_secs`] (`0.4s`, `29m42s`,
-/// `2h05m`), or `n/a`.
-pub fn human_minutes(m: Option<f64>) -> String {
-    m.map(|m| human_secs(m * 60.0))
-        .unwrap_or_else(|| "n/a".into())
-}
+pub use pgdrill_core::time::human_secs;
 
 /// Like [`table`], but `empty` instead of a header with no rows under it.
 pub fn table_or(headers: &[&str], rows: &[Vec<String>], empty: &str) -> String {
@@ -155,11 +136,11 @@ mod tests {
 
     #[test]
     fn drill_durations_share_one_unit_style() {
-        assert_eq!(human_minutes(Some(29.7)), "29m42s");
-        assert_eq!(human_minutes(Some(0.0)), "0.0s");
-        assert_eq!(human_minutes(Some(0.5)), "30.0s");
-        assert_eq!(human_minutes(Some(125.0)), "2h05m");
-        assert_eq!(human_minutes(None), "n/a");
+        assert_eq!(pgdrill_core::jobs::drill::fmt_min(Some(29.7)), "29m42s");
+        assert_eq!(pgdrill_core::jobs::drill::fmt_min(Some(0.0)), "0.0s");
+        assert_eq!(pgdrill_core::jobs::drill::fmt_min(Some(0.5)), "30.0s");
+        assert_eq!(pgdrill_core::jobs::drill::fmt_min(Some(125.0)), "2h05m");
+        assert_eq!(pgdrill_core::jobs::drill::fmt_min(None), "n/a");
     }
 
     #[test]

@@ -461,3 +461,25 @@ fn bad_store_urls_do_not_echo_credentials() {
         }
     }
 }
+
+/// A store URL in the config file is parsed when the config loads: an unusable one fails
+/// there (exit 2), naming the key, without echoing credentials.
+#[test]
+fn bad_store_url_in_the_config_fails_at_load() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for url in [
+        "gs://bucket/prefix".to_string(),
+        format!("s3://bucket/prefix?secret={}", canary("QUERY")),
+    ] {
+        let config = dir.path().join("pgdrill.toml");
+        std::fs::write(&config, format!("[store]\nurl = {url:?}\n")).expect("write config");
+        let config = config.to_str().expect("utf-8");
+        let out = run_clean(dir.path(), &["--config", config, "list"], &[]);
+        out.code(2);
+        assert!(
+            out.stderr.contains("[store] url: the store URL") && out.stderr.contains("not usable"),
+            "{}",
+            out.stderr
+        );
+    }
+}

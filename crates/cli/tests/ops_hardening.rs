@@ -693,3 +693,41 @@ fn invalid_schedule_and_zero_policy_values_are_refused_by_every_command() {
     let out = run(dir.path(), &["list"], &[]);
     assert_ne!(out.code, 2, "{}", out.stderr);
 }
+
+/// Every section is typed at load, so a bad value any job would meet later (a cron of the
+/// mirror or prune schedule, the daemon's listen address or half-set basic auth, a drill's
+/// `jobs`) is refused by every command given that config with `--config`, exit 2, in one
+/// sentence naming the key; before, only `serve` (or the drill) saw it.
+#[test]
+fn settings_any_job_reads_are_checked_when_the_config_is_loaded() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let elsewhere = tempfile::tempdir().expect("cwd");
+    let store = dir.path().join("store");
+    let cases: [(&str, &str); 6] = [
+        ("[schedule]\nmirror = \"61 * * * *\"\n", "[schedule] mirror"),
+        ("[schedule]\nprune = \"0 3 * * FRI#6\"\n", "[schedule] prune"),
+        ("[schedule]\nstatus = \"every\"\n", "[schedule] status"),
+        ("[serve]\nlisten = \"localhost\"\n", "serve.listen"),
+        ("[serve]\nbasic_auth_user = \"ops\"\n", "basic_auth_password_env"),
+        (
+            "[[database]]\nname = \"app\"\nurl = \"postgres://u@h/app\"\n[database.drill]\njobs = \"four\"\n",
+            "[database.drill] jobs",
+        ),
+    ];
+    let bad = dir.path().join("bad.toml");
+    for (toml, key) in cases {
+        let text = format!("[store]\nurl = \"{}\"\n{toml}", store.display());
+        std::fs::write(&bad, text).expect("config");
+        let config = bad.to_str().expect("utf-8 path");
+        for command in ["status", "list", "backup", "drill", "prune"] {
+            let out = run(elsewhere.path(), &["--config", config, command], &[]);
+            out.code(2);
+            let line = out.stderr.trim();
+            assert!(
+                line.contains(key) && line.lines().count() == 1,
+                "{toml} {command}: {}",
+                out.stderr
+            );
+        }
+    }
+}

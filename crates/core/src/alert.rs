@@ -58,6 +58,23 @@ pub struct AlertsSection {
     pub dedup_minutes: Option<u64>,
 }
 
+impl AlertsSection {
+    /// What can be checked without the environment (the variables are read when a job
+    /// builds its [`Alerter`]): run at config load.
+    pub fn check(&self) -> Result<()> {
+        if let Some(s) = &self.smtp {
+            smtp::check(s)?;
+        }
+        if let Some(m) = self.dedup_minutes {
+            i64::try_from(m)
+                .ok()
+                .and_then(chrono::Duration::try_minutes)
+                .ok_or_else(|| Error::Invalid("alerts.dedup_minutes is too large".into()))?;
+        }
+        Ok(())
+    }
+}
+
 /// `[alerts.smtp]`: SMTP to a relay or a mail provider. `tls = true` connects with TLS
 /// (SMTPS, port 465), `starttls = true` upgrades a plain connection (port 587) and never falls
 /// back to plain text; the server's certificate is checked against the system's roots and

@@ -54,7 +54,7 @@ pub async fn write(source: &ConnSpec, cfg: &AuditSection, m: &Manifest) -> Resul
     } else {
         cfg.columns.clone()
     };
-    let (schema, table) = crate::drill::checks::split_table(&cfg.table);
+    let (schema, table) = crate::ids::split_table(&cfg.table);
     let qualified = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
     let cols: Vec<String> = columns.keys().map(|c| quote_ident(c)).collect();
     // A rendered JSON object (e.g. {summary_json}) goes in as JSON, so a json/jsonb column

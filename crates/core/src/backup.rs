@@ -15,14 +15,15 @@ use crate::{Error, Result};
 use bytes::{Bytes, BytesMut};
 use chrono::Utc;
 use pgdrill_pg::archive::{parse_archive, ArchiveSummary};
+use pgdrill_pg::child;
 use pgdrill_pg::client::SnapshotSession;
 use pgdrill_pg::{ConnSpec, PgInstall, PgTools};
 use pgdrill_store::Store;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Instant;
 
 mod locks;
@@ -310,36 +311,18 @@ fn dump_args(job: &BackupJob<'_>, snapshot: Option<&str>) -> Vec<String> {
     args
 }
 
+/// Starts `tool` (pg_dump or pg_dumpall) with its stdout piped (see `pgdrill_pg::child`).
 fn spawn_tool(
     install: &PgInstall,
     tool: &str,
     args: &[String],
     source: &ConnSpec,
     passfile: Option<&std::path::Path>,
-) -> Result<Child> {
-    let mut cmd = Command::new(install.bin(tool));
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    source.configure_child(&mut cmd, passfile);
-    cmd.spawn()
-        .map_err(|e| Error::Failed(format!("cannot start {}: {e}", install.bin(tool).display())))
-}
-
-/// Keeps the last lines pg_dump wrote to stderr, for the error message and the log.
-fn collect_stderr(stderr: std::process::ChildStderr) -> std::thread::JoinHandle<Vec<String>> {
-    std::thread::spawn(move || {
-        let mut lines = std::collections::VecDeque::new();
-        let reader = std::io::BufReader::new(stderr);
-        for line in std::io::BufRead::lines(reader).map_while(|l| l.ok()) {
-            if lines.len() == 20 {
-                lines.pop_front();
-            }
-            lines.push_back(line);
-        }
-        lines.into_iter().collect()
-    })
+) -> Result<child::Child> {
+    let mut cmd = child::command(&install.bin(tool), source, passfile);
+    cmd.args(args).stdout(Stdio::piped());
+    // The last lines tool wrote to stderr, for the error message and the log.
+    child::Child::spawn(cmd, child::Keep::LAST).map_err(|e| Error::Failed(e.to_string()))
 }
 
 struct EncodeOut {
@@ -541,16 +524,11 @@ async fn stream_child(
             return Err(e);
         }
     };
-    let (stdout, stderr) = match (child.stdout.take(), child.stderr.take()) {
-        (Some(o), Some(e)) => (o, e),
-        _ => {
-            let _ = child.kill();
-            let _ = upload.abort().await;
-            return Err(Error::Failed(format!("cannot capture {tool}'s output")));
-        }
+    let Some(stdout) = child.take_stdout() else {
+        child.kill();
+        let _ = upload.abort().await;
+        return Err(Error::Failed(format!("cannot capture {tool}'s output")));
     };
-    let child = Arc::new(Mutex::new(child));
-    let stderr_lines = collect_stderr(stderr);
     let (parse_tx, parser) = if parse {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(16);
         let handle = std::thread::spawn(move || {
@@ -583,25 +561,14 @@ async fn stream_child(
         _ = cancel.cancelled() => (Ok(()), true),
     };
     if pumped.is_err() || interrupted {
-        kill(&child);
+        child.kill();
     }
     drop(out_rx);
     let encoded = encoder
         .await
         .map_err(|e| Error::Failed(format!("the compression stage crashed: {e}")))?;
-    let status = {
-        let child = child.clone();
-        tokio::task::spawn_blocking(move || {
-            child
-                .lock()
-                .map_err(|_| ())
-                .and_then(|mut c| c.wait().map_err(|_| ()))
-        })
-        .await
-        .ok()
-        .and_then(|r| r.ok())
-    };
-    let stderr_tail = stderr_lines.join().unwrap_or_default();
+    let status = child.wait().await.ok();
+    let stderr_tail = child.stderr_lines();
     let summary = parser.map(|p| {
         p.join()
             .unwrap_or_else(|_| Err("the archive parser crashed".into()))
@@ -613,9 +580,10 @@ async fn stream_child(
             "the backup was interrupted by a signal; the partial upload was aborted and no manifest was written".into(),
         ))
     } else if let Err(e) = pumped {
-        Some(Error::Failed(format!(
-            "the upload failed, so the backup was aborted: {e}"
-        )))
+        Some(
+            Error::from(e)
+                .map_message(|m| format!("the upload failed, so the backup was aborted: {m}")),
+        )
     } else if !status.map(|s| s.success()).unwrap_or(false) {
         let msg = match locks::timed_out_tables(&stderr_tail) {
             Some(tables) if tool == "pg_dump" => {
@@ -651,12 +619,6 @@ async fn stream_child(
         frames: encoded.frames,
         compressed: encoded.compressed,
     })
-}
-
-fn kill(child: &Arc<Mutex<Child>>) {
-    if let Ok(mut c) = child.lock() {
-        let _ = c.kill();
-    }
 }
 
 fn tool_failure(tool: &str, status: Option<std::process::ExitStatus>, stderr: &[String]) -> String {
@@ -804,12 +766,8 @@ fn build_manifest(
     }
 }
 
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown".into())
-}
+/// Moved to the lease (a leaf below the backup); kept here for callers.
+pub use crate::lease::hostname;
 
 #[cfg(test)]
 mod tests {

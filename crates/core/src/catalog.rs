@@ -239,7 +239,15 @@ pub fn no_backup(store: &Store, db: &DbName) -> Error {
 /// An invalid manifest, or one removed since the listing, is not a restorable backup (`list`
 /// shows it); a store failure (throttling, a timeout) is no reason to pick an older backup.
 fn not_a_backup(e: &Error) -> bool {
-    matches!(e, Error::Integrity(_) | Error::Invalid(_))
+    matches!(
+        e,
+        Error::Integrity(_)
+            | Error::Invalid(_)
+            | Error::Store {
+                kind: crate::error::StoreErrorKind::Invalid,
+                ..
+            }
+    )
 }
 
 /// How far before the newest snapshot found [`latest`] still looks at backups.
@@ -316,7 +324,9 @@ mod tests {
     async fn latest_is_the_newest_snapshot_without_reading_every_manifest() {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Store::open(
-            dir.path().to_str().expect("utf8"),
+            &pgdrill_store::StoreLocation::Folder {
+                path: dir.path().into(),
+            },
             &pgdrill_store::StoreOptions::default(),
         )
         .expect("store");
@@ -409,7 +419,9 @@ mod tests {
     async fn latest_names_a_truncated_empty_or_invalid_newest_manifest() {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Store::open(
-            dir.path().to_str().expect("utf8"),
+            &pgdrill_store::StoreLocation::Folder {
+                path: dir.path().into(),
+            },
             &pgdrill_store::StoreOptions::default(),
         )
         .expect("store");
@@ -424,7 +436,9 @@ mod tests {
             // Only the damaged one: an integrity failure, not "no backup".
             let dir2 = tempfile::tempdir().expect("tmp");
             let alone = Store::open(
-                dir2.path().to_str().expect("utf8"),
+                &pgdrill_store::StoreLocation::Folder {
+                    path: dir2.path().into(),
+                },
                 &pgdrill_store::StoreOptions::default(),
             )
             .expect("store");

@@ -9,7 +9,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub type Env = BTreeMap<String, String>;
+mod typed;
+
+pub use crate::env::{interpolate, named_env, Env};
+pub use typed::{
+    parse_listen, DrillSettings, Schedules, ServeSettings, DEFAULT_PRUNE, DEFAULT_STATUS,
+};
 
 /// Sections whose keys `PGDRILL_<SECTION>_<KEY>` may set.
 const SECTIONS: &[&str] = &[
@@ -261,11 +266,29 @@ pub struct DatabaseSettings {
     pub source: Option<SourceRef>,
     pub pg_dump_args: Vec<String>,
     pub globals: bool,
+    /// The raw `[database.drill]` table: its checks are parsed when a drill runs, with that
+    /// run's environment.
     pub drill: toml::Table,
+    /// Its own settings, typed at load.
+    pub drill_settings: DrillSettings,
     pub audit: Option<crate::audit::AuditSection>,
 }
 
 impl DatabaseSettings {
+    /// A database known only from the store (no source, no drill settings): what a drill of
+    /// a config that names only the store runs with.
+    pub fn store_only(name: DbName) -> DatabaseSettings {
+        DatabaseSettings {
+            name,
+            source: None,
+            pg_dump_args: vec![],
+            globals: false,
+            drill: toml::Table::new(),
+            drill_settings: DrillSettings::default(),
+            audit: None,
+        }
+    }
+
     /// The source connection; fails (exit 2) when it is not configured or its variable unset.
     pub fn source_spec(&self, env: &Env) -> Result<ConnSpec> {
         let env_vec: Vec<(String, String)> =
@@ -292,7 +315,8 @@ impl DatabaseSettings {
 /// Settings after file, environment and flags, validated.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub store_url: Option<String>,
+    /// The store, parsed at load (`[store] url`, else `PGDRILL_STORE`; `--store` overrides).
+    pub store_url: Option<pgdrill_store::StoreLocation>,
     pub store_options: pgdrill_store::StoreOptions,
     pub part_size: usize,
     pub max_in_flight: usize,
@@ -306,10 +330,12 @@ pub struct Settings {
     pub policy: Policy,
     pub protected_targets: Vec<crate::protect::ProtectedTarget>,
     pub restore: RestoreSection,
-    pub retention: crate::retention::RetentionSection,
+    /// `[retention]` with the policy's `retention_days` folded in.
+    pub retention: crate::retention::RetentionPolicy,
     pub alerts: crate::alert::AlertsSection,
-    pub schedule: ScheduleSection,
-    pub serve: ServeSection,
+    /// `[schedule]` parsed, with its defaults from the policy.
+    pub schedule: Schedules,
+    pub serve: ServeSettings,
     pub databases: Vec<DatabaseSettings>,
     /// `[[mirror]]` entries (uploads buckets), validated; relative folders resolved.
     pub mirrors: Vec<crate::mirror::MirrorSection>,
@@ -344,43 +370,6 @@ fn check_policy(p: &Policy, origin: &str) -> Result<()> {
                 "{origin} monthly_restore_day = {day:?} is not a schedule ({e}): write it like \"first_sunday\" or \"0 4 1 * *\""
             ))
         })?;
-    }
-    Ok(())
-}
-
-/// Every `[schedule]` expression and its time zone, as `pgdrill serve` will read them.
-fn check_schedule(s: &ScheduleSection, policy: &Policy) -> Result<()> {
-    let entries = [
-        ("backup", &s.backup),
-        ("drill", &s.drill),
-        ("prune", &s.prune),
-        ("status", &s.status),
-        ("mirror", &s.mirror),
-    ];
-    for (key, text) in entries {
-        if let Some(text) = text {
-            crate::schedule::Schedule::parse(text).map_err(|e| {
-                Error::Invalid(format!(
-                    "[schedule] {key} = {text:?} is not a schedule ({e}): write it like \"every 6h\", \"0 3 * * *\" (minute hour day month weekday) or \"off\""
-                ))
-            })?;
-        }
-    }
-    if let Some(tz) = &s.timezone {
-        jiff::tz::TimeZone::get(tz).map_err(|_| {
-            Error::Invalid(format!(
-                "[schedule] timezone = {tz:?} is not a known IANA time zone: write it like \"Europe/Berlin\" or \"UTC\""
-            ))
-        })?;
-    }
-    if s.backup.is_none() {
-        if let Some(m) = policy.logical_export_frequency_minutes {
-            crate::schedule::Schedule::parse(&format!("every {m}m")).map_err(|e| {
-                Error::Invalid(format!(
-                    "policy logical_export_frequency_minutes = {m} cannot be the backup schedule ({e}): lower it, or set [schedule] backup"
-                ))
-            })?;
-        }
     }
     Ok(())
 }
@@ -449,8 +438,13 @@ impl Settings {
         }
         check_policy(&file.policy, "[policy]")?;
         policy = policy.overlay(&file.policy);
-        check_schedule(&file.schedule, &policy)?;
-        crate::retention::RetentionPolicy::from_section(&file.retention, policy.retention_days)?;
+        let schedule = Schedules::from_section(&file.schedule, &policy)?;
+        let retention = crate::retention::RetentionPolicy::from_section(
+            &file.retention,
+            policy.retention_days,
+        )?;
+        let serve = ServeSettings::from_section(&file.serve)?;
+        file.alerts.check()?;
         let store_options = store_options(&file.store, env)?;
         let level = file.compression.level.unwrap_or(2);
         if !(1..=19).contains(&level) {
@@ -475,12 +469,7 @@ impl Settings {
             }
         }
         Ok(Settings {
-            store_url: file
-                .store
-                .url
-                .as_deref()
-                .map(|u| resolve_local(u, base_dir))
-                .or_else(|| env.get("PGDRILL_STORE").cloned()),
+            store_url: store_location(&file.store, base_dir, env)?,
             store_options,
             part_size: (file.store.part_size_mib.unwrap_or(16).clamp(5, 4096) as usize) << 20,
             max_in_flight: file.store.max_in_flight.unwrap_or(4).clamp(1, 64) as usize,
@@ -498,10 +487,10 @@ impl Settings {
             policy,
             protected_targets: crate::protect::ProtectedTarget::parse_all(&file.protected_targets)?,
             restore: file.restore.clone(),
-            retention: file.retention.clone(),
+            retention,
             alerts: file.alerts.clone(),
-            schedule: file.schedule.clone(),
-            serve: file.serve.clone(),
+            schedule,
+            serve,
             databases,
             mirrors: crate::mirror::config::resolve_sections(&file.mirrors, base_dir)?,
             base_dir: base_dir.to_path_buf(),
@@ -564,24 +553,11 @@ impl Settings {
                 pg_dump_args: Vec::new(),
                 globals: false,
                 drill: toml::Table::new(),
+                drill_settings: DrillSettings::default(),
                 audit: None,
             });
         }
         Ok(picked)
-    }
-}
-
-/// The value of the environment variable a `*_env` key names; `None` when the key is unset,
-/// an error naming the variable when it is set but the variable is not.
-pub fn named_env(env: &Env, var: &Option<String>, key: &str) -> Result<Option<String>> {
-    match var {
-        None => Ok(None),
-        Some(v) => env
-            .get(v)
-            .filter(|x| !x.is_empty())
-            .cloned()
-            .map(Some)
-            .ok_or_else(|| Error::Invalid(format!("{key} names {v}, which is not set; export it"))),
     }
 }
 
@@ -639,6 +615,7 @@ fn database_settings(d: &DatabaseSection, index: usize, env: &Env) -> Result<Dat
                 pg_dump_args: vec![],
                 globals: false,
                 drill: toml::Table::new(),
+                drill_settings: DrillSettings::default(),
                 audit: None,
             };
             probe
@@ -653,6 +630,7 @@ fn database_settings(d: &DatabaseSection, index: usize, env: &Env) -> Result<Dat
         }
     };
     Ok(DatabaseSettings {
+        drill_settings: DrillSettings::from_table(&d.drill, &name)?,
         name: DbName::parse(&name).map_err(Error::Invalid)?,
         source,
         pg_dump_args: d.pg_dump_args.clone(),
@@ -662,13 +640,21 @@ fn database_settings(d: &DatabaseSection, index: usize, env: &Env) -> Result<Dat
     })
 }
 
-/// A relative folder store in a config file is relative to that file's folder.
-fn resolve_local(url: &str, base_dir: &Path) -> String {
-    let is_relative_path = !url.contains("://") && !url.starts_with('/');
-    if is_relative_path {
-        base_dir.join(url).display().to_string()
-    } else {
-        url.to_string()
+/// `[store] url` (a relative folder there is relative to the config file's folder), else
+/// `PGDRILL_STORE`, parsed: an unusable URL fails the load (exit 2).
+fn store_location(
+    s: &StoreSection,
+    base_dir: &Path,
+    env: &Env,
+) -> Result<Option<pgdrill_store::StoreLocation>> {
+    let parse = |raw: &str, origin: &str| {
+        pgdrill_store::StoreLocation::parse(raw)
+            .map_err(|e| Error::Invalid(format!("{origin}: {e}")))
+    };
+    match (&s.url, env.get("PGDRILL_STORE").filter(|u| !u.is_empty())) {
+        (Some(url), _) => Ok(Some(parse(url, "[store] url")?.relative_to(base_dir))),
+        (None, Some(url)) => Ok(Some(parse(url, "PGDRILL_STORE")?)),
+        (None, None) => Ok(None),
     }
 }
 
@@ -714,36 +700,6 @@ fn interpolate_value(v: &mut toml::Value, env: &Env, path: &str) -> Result<()> {
         _ => {}
     }
     Ok(())
-}
-
-pub fn interpolate(s: &str, env: &Env, path: &str) -> Result<String> {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i..];
-        if let Some(lit) = after.strip_prefix("$${") {
-            out.push_str("${");
-            rest = lit;
-        } else if let Some(body) = after.strip_prefix("${") {
-            let end = body
-                .find('}')
-                .ok_or_else(|| Error::Invalid(format!("{path}: unclosed ${{ in the value")))?;
-            let var = &body[..end];
-            let val = env.get(var).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "{path} uses ${{{var}}}, which is not set; export it"
-                ))
-            })?;
-            out.push_str(val);
-            rest = &body[end + 1..];
-        } else {
-            out.push('$');
-            rest = &after[1..];
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 /// Applies `PGDRILL_<SECTION>_<KEY>` and `PGDRILL_<KEY>` variables over the file's table.
@@ -847,7 +803,10 @@ mod tests {
             ("PROD_DIRECT_URL", "postgres://u:pw@h/db"),
         ]);
         let s = Settings::load(Some(text), "t.toml", Path::new("/"), &e).expect("load");
-        assert_eq!(s.store_url.as_deref(), Some("s3://b1/pgdrill"));
+        assert_eq!(
+            s.store_url.as_ref().map(ToString::to_string).as_deref(),
+            Some("s3://b1/pgdrill")
+        );
         assert_eq!(s.store_options.region.as_deref(), Some("auto"));
         assert_eq!(s.policy.rpo_minutes, Some(30));
         let spec = s.databases[0].source_spec(&e).expect("spec");
@@ -873,6 +832,38 @@ mod tests {
             Some("first_sunday")
         );
         assert_eq!(s.policy.freshness_minutes(), 480);
+    }
+
+    #[test]
+    fn store_url_is_parsed_at_load() {
+        let load = |text: &str, vars: &[(&str, &str)]| {
+            Settings::load(Some(text), "t.toml", Path::new("/etc/pgdrill"), &env(vars))
+        };
+        let s = load("[store]\nurl = \"backups\"\n", &[]).expect("relative folder");
+        assert_eq!(
+            s.store_url.as_ref().and_then(|l| l.folder()),
+            Some(Path::new("/etc/pgdrill/backups"))
+        );
+        let s = load("", &[("PGDRILL_STORE", "s3://b/p/")]).expect("from the environment");
+        assert_eq!(s.store_url.as_ref().and_then(|l| l.prefix()), Some("p"));
+        assert!(load("", &[("PGDRILL_STORE", "")])
+            .expect("empty")
+            .store_url
+            .is_none());
+        for (text, vars, origin) in [
+            ("[store]\nurl = \"gs://b/p\"\n", &[][..], "[store] url"),
+            (
+                "",
+                &[("PGDRILL_STORE", "s3://k:CANARY@b/p")][..],
+                "PGDRILL_STORE",
+            ),
+        ] {
+            let e = load(text, vars).expect_err("an unusable store URL");
+            let m = e.to_string();
+            assert_eq!(e.exit_code(), 2, "{m}");
+            assert!(m.starts_with(origin) && m.contains("is not usable"), "{m}");
+            assert!(!m.contains("CANARY"), "{m}");
+        }
     }
 
     #[test]
@@ -950,6 +941,18 @@ mod tests {
             &env(&[("PGDRILL_IDENTITY", "/k")]),
         )
         .expect("identity");
+    }
+
+    #[test]
+    fn alerts_are_checked_at_load_but_their_variables_only_when_sent() {
+        let e = load(
+            "[alerts.smtp]\nhost = \"mail.example.com\"\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]\ntls = true\nstarttls = true\n",
+        )
+        .expect_err("tls and starttls");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("alerts.smtp"), "{e}");
+        // A variable a cron job's environment lacks does not stop `list` or `status`.
+        load("[alerts]\nslack_webhook_env = \"UNSET_SLACK_URL\"\n").expect("loads");
     }
 
     #[test]

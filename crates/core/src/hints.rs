@@ -89,7 +89,9 @@ mod tests {
     {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(
-            &dir.path().display().to_string(),
+            &pgdrill_store::StoreLocation::Folder {
+                path: dir.path().into(),
+            },
             &pgdrill_store::StoreOptions::default(),
         )
         .expect("store");

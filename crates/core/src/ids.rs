@@ -5,6 +5,17 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use rand::Rng;
 use std::fmt;
 
+/// Splits `schema.table` (default schema `public`), unquoting each part.
+pub fn split_table(t: &str) -> (String, String) {
+    match t.split_once('.') {
+        Some((s, n)) => (
+            s.trim_matches('"').to_string(),
+            n.trim_matches('"').to_string(),
+        ),
+        None => ("public".to_string(), t.trim_matches('"').to_string()),
+    }
+}
+
 const FORMAT: &str = "%Y%m%dT%H%M%SZ";
 
 macro_rules! time_id {

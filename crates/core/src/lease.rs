@@ -87,7 +87,7 @@ impl Drop for Lease {
 }
 
 fn record(job: &str, ttl: std::time::Duration, now: DateTime<Utc>) -> LeaseRecord {
-    let host = crate::backup::hostname();
+    let host = hostname();
     let pid = std::process::id();
     LeaseRecord {
         owner: format!("{host}:{pid}:{}", rand::random::<u32>()),
@@ -425,6 +425,25 @@ impl Lease {
     }
 }
 
+/// This host's name, recorded in leases, manifests and drill evidence: the kernel's (from
+/// `/proc`, else `uname`), never an environment variable (nothing in the core reads the
+/// environment).
+pub fn hostname() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| {
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .trim()
+                .to_string()
+        });
+    if name.is_empty() {
+        "unknown".into()
+    } else {
+        name
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,7 +452,9 @@ mod tests {
     fn folder() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Store::open(
-            dir.path().to_str().expect("utf-8"),
+            &pgdrill_store::StoreLocation::Folder {
+                path: dir.path().into(),
+            },
             &pgdrill_store::StoreOptions::default(),
         )
         .expect("store");

@@ -33,7 +33,7 @@ pub async fn run(
     let drills = drill::list(store, db).await?;
     let protected: Vec<BackupId> = drills
         .iter()
-        .find(|d| d.verdict == "pass")
+        .find(|d| d.passed())
         .and_then(|d| BackupId::parse(&d.backup.id).ok())
         .into_iter()
         .collect();
@@ -42,12 +42,9 @@ pub async fn run(
         .iter()
         .map(|m| Candidate {
             id: m.backup_id.clone(),
-            time: m
-                .snapshot
-                .time
-                .parse()
-                .or_else(|_| m.started_at.parse())
-                .unwrap_or_else(|_| {
+            time: crate::time::parse(&m.snapshot.time)
+                .or_else(|| crate::time::parse(&m.started_at))
+                .unwrap_or_else(|| {
                     jiff::Timestamp::from_second(id_seconds(&m.backup_id))
                         .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
                 }),

@@ -50,7 +50,7 @@ async fn mark_with_ttl(
     job: &str,
     ttl: std::time::Duration,
 ) -> Result<ReadMark> {
-    let host = crate::backup::hostname();
+    let host = crate::lease::hostname();
     let pid = std::process::id();
     let owner = format!("{host}-{pid}-{:08x}", rand::random::<u32>());
     let key = layout::read_mark(db, id, &owner);
@@ -164,7 +164,9 @@ mod tests {
     async fn a_mark_is_live_until_released_and_lapses_by_the_store_clock() {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Store::open(
-            dir.path().to_str().expect("utf-8"),
+            &pgdrill_store::StoreLocation::Folder {
+                path: dir.path().into(),
+            },
             &pgdrill_store::StoreOptions::default(),
         )
         .expect("store");
@@ -196,7 +198,9 @@ mod tests {
     async fn a_mark_that_cannot_be_written_warns_and_lets_the_read_go_on() {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Store::open(
-            dir.path().to_str().expect("utf-8"),
+            &pgdrill_store::StoreLocation::Folder {
+                path: dir.path().into(),
+            },
             &pgdrill_store::StoreOptions::default(),
         )
         .expect("store");

@@ -3,16 +3,17 @@
 
 use crate::config::Policy;
 use crate::drill::evidence::DrillResult;
-use crate::drill::parse_time;
 use crate::manifest::Manifest;
-use chrono::{DateTime, Datelike, Utc};
+use crate::time::{self, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// A failed job, recorded best-effort in the store (`<db>/last_failure.json`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FailureRecord {
     pub job: String,
-    pub at: DateTime<Utc>,
+    /// Written as chrono wrote it ([`time::chrono_compat`]).
+    #[serde(with = "time::chrono_compat")]
+    pub at: Timestamp,
     pub message: String,
 }
 
@@ -28,14 +29,14 @@ pub struct Slo {
 pub struct DbStatus {
     pub database: String,
     pub backups: usize,
-    pub newest_backup: Option<String>,
+    pub newest_backup: Option<crate::ids::BackupId>,
     pub newest_snapshot: Option<String>,
     pub newest_age_seconds: Option<i64>,
     pub freshness_threshold_seconds: i64,
     pub newest_raw_bytes: Option<u64>,
     pub newest_stored_bytes: Option<u64>,
     pub last_drill: Option<String>,
-    pub last_drill_verdict: Option<String>,
+    pub last_drill_verdict: Option<crate::drill::evidence::Verdict>,
     pub last_passing_drill_at: Option<String>,
     pub last_rto_seconds: Option<f64>,
     pub last_rpo_seconds: Option<f64>,
@@ -96,13 +97,13 @@ pub fn evaluate(
     last_failure: Option<FailureRecord>,
     policy: &Policy,
     window: DrillWindow,
-    now: DateTime<Utc>,
+    now: Timestamp,
 ) -> DbStatus {
     let threshold = policy.freshness_minutes() as i64 * 60;
     let newest = complete.first();
     let age = newest
-        .and_then(|m| parse_time(&m.snapshot.time))
-        .map(|t| (now - t).num_seconds());
+        .and_then(|m| time::parse(&m.snapshot.time))
+        .map(|t| time::seconds_between(t, now));
     let mut slos = Vec::new();
     slos.push(match age {
         Some(a) => Slo {
@@ -120,12 +121,16 @@ pub fn evaluate(
             detail: "no complete backup".into(),
         },
     });
-    let passing = drills.iter().find(|d| d.verdict == "pass");
-    let pass_time = passing.and_then(|d| parse_time(&d.started_at));
+    let passing = drills.iter().find(|d| d.passed());
+    let pass_time = passing.and_then(|d| time::parse(&d.started_at));
+    let utc = |t: Timestamp| t.to_zoned(jiff::tz::TimeZone::UTC);
     let drill_ok = match (pass_time, window) {
         (None, _) => false,
-        (Some(t), DrillWindow::CalendarMonth) => t.year() == now.year() && t.month() == now.month(),
-        (Some(t), DrillWindow::Days(n)) => (now - t).num_seconds() <= n as i64 * 86_400,
+        (Some(t), DrillWindow::CalendarMonth) => {
+            let (t, now) = (utc(t), utc(now));
+            t.year() == now.year() && t.month() == now.month()
+        }
+        (Some(t), DrillWindow::Days(n)) => time::seconds_between(t, now) <= n as i64 * 86_400,
     };
     let window_text = match window {
         DrillWindow::CalendarMonth => "this calendar month".to_string(),
@@ -137,7 +142,7 @@ pub fn evaluate(
         detail: match pass_time {
             Some(t) => format!(
                 "last passing drill {} ({} required)",
-                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                time::rfc3339_secs(t),
                 window_text
             ),
             None => format!("no passing drill recorded (one {window_text} required)"),
@@ -171,7 +176,7 @@ pub fn evaluate(
     if let Some(s) = size_anomaly(complete) {
         slos.push(s);
     }
-    let newest_time = newest.and_then(|m| parse_time(&m.finished_at));
+    let newest_time = newest.and_then(|m| time::parse(&m.finished_at));
     let failure = last_failure.filter(|f| newest_time.map(|t| f.at > t).unwrap_or(true));
     if let Some(f) = &failure {
         slos.push(Slo {
@@ -180,7 +185,7 @@ pub fn evaluate(
             detail: format!(
                 "{} failed at {}: {}",
                 f.job,
-                f.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                time::rfc3339_secs(f.at),
                 f.message
             ),
         });
@@ -188,14 +193,14 @@ pub fn evaluate(
     DbStatus {
         database: database.to_string(),
         backups: complete.len(),
-        newest_backup: newest.map(|m| m.backup_id.to_string()),
+        newest_backup: newest.map(|m| m.backup_id.clone()),
         newest_snapshot: newest.map(|m| m.snapshot.time.clone()),
         newest_age_seconds: age,
         freshness_threshold_seconds: threshold,
         newest_raw_bytes: newest.map(|m| m.raw_bytes),
         newest_stored_bytes: newest.map(|m| m.stored_bytes),
         last_drill: last.map(|d| d.drill_id.clone()),
-        last_drill_verdict: last.map(|d| d.verdict.clone()),
+        last_drill_verdict: last.map(|d| d.verdict),
         last_passing_drill_at: passing.map(|d| d.started_at.clone()),
         last_rto_seconds: last.and_then(|d| d.rto.minutes).map(|m| m * 60.0),
         last_rpo_seconds: last.and_then(|d| d.rpo.minutes).map(|m| m * 60.0),
@@ -266,8 +271,8 @@ pub fn prometheus(statuses: &[DbStatus]) -> String {
             .filter_map(|s| {
                 s.newest_snapshot
                     .as_deref()
-                    .and_then(parse_time)
-                    .map(|t| (db(s), t.timestamp() as f64))
+                    .and_then(time::parse)
+                    .map(|t| (db(s), t.as_second() as f64))
             })
             .collect(),
     );
@@ -311,8 +316,8 @@ pub fn prometheus(statuses: &[DbStatus]) -> String {
             .filter_map(|s| {
                 s.last_passing_drill_at
                     .as_deref()
-                    .and_then(parse_time)
-                    .map(|t| (db(s), t.timestamp() as f64))
+                    .and_then(time::parse)
+                    .map(|t| (db(s), t.as_second() as f64))
             })
             .collect(),
     );
@@ -365,7 +370,7 @@ pub async fn record_failure(
 ) {
     let rec = FailureRecord {
         job: job.into(),
-        at: Utc::now(),
+        at: Timestamp::now(),
         message: message.into(),
     };
     if let Ok(body) = serde_json::to_vec_pretty(&rec) {
@@ -397,8 +402,8 @@ mod tests {
         }
     }
 
-    fn t(s: &str) -> DateTime<Utc> {
-        parse_time(s).expect("time")
+    fn t(s: &str) -> Timestamp {
+        time::parse(s).expect("time")
     }
 
     #[test]
@@ -431,7 +436,7 @@ mod tests {
                 "rto": {"minutes": null, "target_minutes": null, "passed": null}, "checks": [], "error": null, "policy": {}
             }))
             .expect("drill");
-            r.verdict = verdict.into();
+            r.verdict = serde_json::from_value(serde_json::json!(verdict)).expect("verdict");
             r
         };
         let now = t("2026-12-02T00:00:00Z");

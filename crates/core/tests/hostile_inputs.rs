@@ -127,7 +127,9 @@ fn huge_object_size_in_manifest_is_integrity_error() {
 async fn object_size_other_than_the_stored_one_is_integrity_error() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = pgdrill_store::Store::open(
-        dir.path().to_str().expect("utf8"),
+        &pgdrill_store::StoreLocation::Folder {
+            path: dir.path().into(),
+        },
         &pgdrill_store::StoreOptions::default(),
     )
     .expect("store");

@@ -4,6 +4,7 @@
 //! Nothing here reads pgdrill's config or exits the process: callers pass typed values in.
 
 pub mod archive;
+pub mod child;
 pub mod client;
 pub mod cluster;
 pub mod conninfo;

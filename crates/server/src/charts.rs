@@ -1,7 +1,6 @@
 //! Server-rendered SVG line charts (no script, no external assets). Every text that goes
 //! into the SVG is escaped by the caller's `esc`.
 
-use crate::dashboard::esc;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
@@ -212,6 +211,22 @@ pub fn render(c: &Chart, tz: &TimeZone) -> String {
     }
     s.push_str("</svg>");
     s
+}
+
+/// Escapes text for HTML (element content and quoted attributes).
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

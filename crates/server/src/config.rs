@@ -2,15 +2,14 @@
 
 use crate::jobs::JobKind;
 use crate::schedule::Schedule;
-use pgdrill_core::config::{Env, Policy, ScheduleSection, ServeSection};
+use pgdrill_core::config::{parse_listen, Env, Schedules, ServeSettings};
 use pgdrill_core::{Error, Result};
 use pgdrill_pg::Secret;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9187";
-pub const DEFAULT_PRUNE: &str = "0 3 * * *";
-pub const DEFAULT_STATUS: &str = "every 5m";
+pub use pgdrill_core::config::{DEFAULT_PRUNE, DEFAULT_STATUS};
 
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -38,94 +37,58 @@ impl Auth {
 }
 
 impl ServeConfig {
-    /// `listen` (the `--listen` flag) wins over `[serve] listen`.
-    pub fn from_sections(
-        schedule: &ScheduleSection,
-        serve: &ServeSection,
-        policy: &Policy,
+    /// From the settings validated at load (every schedule already parsed); `listen` (the
+    /// `--listen` flag) wins over `[serve] listen`. The secrets the settings name are read
+    /// from `env` here, when the daemon starts.
+    pub fn from_settings(
+        schedule: &Schedules,
+        serve: &ServeSettings,
         env: &Env,
         listen: Option<&str>,
     ) -> Result<ServeConfig> {
-        let listen_text = listen.or(serve.listen.as_deref()).unwrap_or(DEFAULT_LISTEN);
-        let listen: SocketAddr = listen_text.parse().map_err(|_| {
-            Error::Invalid(format!(
-                "the listen address {listen_text:?} (--listen or serve.listen) is not like 127.0.0.1:9187 or [::1]:9187"
-            ))
-        })?;
-        let tz_name = schedule.timezone.clone().unwrap_or_else(|| "UTC".into());
-        let tz = jiff::tz::TimeZone::get(&tz_name).map_err(|_| {
-            Error::Invalid(format!(
-                "schedule.timezone {tz_name:?} is not a known IANA time zone (like Europe/Berlin)"
-            ))
-        })?;
-        let backup_default = policy
-            .logical_export_frequency_minutes
-            .map(|m| format!("every {m}m"));
-        let wanted: [(JobKind, Option<String>); 5] = [
-            (JobKind::Backup, schedule.backup.clone().or(backup_default)),
-            (
-                JobKind::Drill,
-                schedule
-                    .drill
-                    .clone()
-                    .or_else(|| policy.monthly_restore_day.clone()),
-            ),
-            (
-                JobKind::Prune,
-                Some(schedule.prune.clone().unwrap_or(DEFAULT_PRUNE.into())),
-            ),
-            (
-                JobKind::Status,
-                Some(schedule.status.clone().unwrap_or(DEFAULT_STATUS.into())),
-            ),
-            (JobKind::Mirror, schedule.mirror.clone()),
-        ];
-        let mut schedules = Vec::new();
-        for (kind, text) in wanted {
-            let Some(text) = text else { continue };
-            let s = Schedule::parse(&text)
-                .map_err(|e| Error::Invalid(format!("schedule.{}: {e}", kind.name())))?;
-            if !s.is_off() {
-                schedules.push((kind, s));
-            }
-        }
-        let secret = |var: &Option<String>, key: &str| -> Result<Option<Secret>> {
-            match var {
-                None => Ok(None),
-                Some(v) => env
-                    .get(v)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| Some(Secret::new(s.clone())))
-                    .ok_or_else(|| {
-                        Error::Invalid(format!(
-                            "serve.{key} names {v}, which is not set; export it"
-                        ))
-                    }),
-            }
+        let listen = match listen {
+            Some(text) => parse_listen(text)?,
+            None => match serve.listen {
+                Some(a) => a,
+                None => parse_listen(DEFAULT_LISTEN)?,
+            },
         };
-        let basic = match (
-            &serve.basic_auth_user,
-            secret(&serve.basic_auth_password_env, "basic_auth_password_env")?,
-        ) {
-            (Some(u), Some(p)) => Some((u.clone(), p)),
-            (None, None) => None,
-            _ => {
-                return Err(Error::Invalid(
-                    "serve: set both basic_auth_user and basic_auth_password_env, or neither"
-                        .into(),
-                ))
-            }
+        let wanted: [(JobKind, Option<&Schedule>); 5] = [
+            (JobKind::Backup, schedule.backup.as_ref()),
+            (JobKind::Drill, schedule.drill.as_ref()),
+            (JobKind::Prune, Some(&schedule.prune)),
+            (JobKind::Status, Some(&schedule.status)),
+            (JobKind::Mirror, schedule.mirror.as_ref()),
+        ];
+        let schedules = wanted
+            .into_iter()
+            .filter_map(|(kind, s)| s.filter(|s| !s.is_off()).map(|s| (kind, s.clone())))
+            .collect();
+        let secret = |var: &str, key: &str| -> Result<Secret> {
+            env.get(var)
+                .filter(|s| !s.is_empty())
+                .map(|s| Secret::new(s.clone()))
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "serve.{key} names {var}, which is not set; export it"
+                    ))
+                })
+        };
+        let basic = match &serve.basic_auth {
+            Some((user, var)) => Some((user.clone(), secret(var, "basic_auth_password_env")?)),
+            None => None,
+        };
+        let bearer = match &serve.bearer_token_env {
+            Some(var) => Some(secret(var, "bearer_token_env")?),
+            None => None,
         };
         Ok(ServeConfig {
             listen,
-            auth: Auth {
-                bearer: secret(&serve.bearer_token_env, "bearer_token_env")?,
-                basic,
-            },
-            shutdown_grace: Duration::from_secs(serve.shutdown_grace_seconds.unwrap_or(60)),
-            tz,
-            tz_name,
-            jitter_seconds: schedule.jitter_seconds.unwrap_or(0),
+            auth: Auth { bearer, basic },
+            shutdown_grace: serve.shutdown_grace,
+            tz: schedule.tz.clone(),
+            tz_name: schedule.tz_name.clone(),
+            jitter_seconds: schedule.jitter.as_secs(),
             schedules,
         })
     }
@@ -141,6 +104,16 @@ impl ServeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pgdrill_core::config::{Policy, ScheduleSection, ServeSection};
+
+    fn config(s: &ScheduleSection, v: &ServeSection, policy: &Policy) -> Result<ServeConfig> {
+        ServeConfig::from_settings(
+            &Schedules::from_section(s, policy)?,
+            &ServeSettings::from_section(v)?,
+            &Env::new(),
+            None,
+        )
+    }
 
     #[test]
     fn defaults_come_from_the_policy() {
@@ -149,12 +122,10 @@ mod tests {
             monthly_restore_day: Some("first_sunday".into()),
             ..Policy::default()
         };
-        let c = ServeConfig::from_sections(
+        let c = config(
             &ScheduleSection::default(),
             &ServeSection::default(),
             &policy,
-            &Env::new(),
-            None,
         )
         .expect("config");
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
@@ -179,7 +150,7 @@ mod tests {
     #[test]
     fn bad_values_name_the_key() {
         let bad = |s: ScheduleSection, v: ServeSection| {
-            ServeConfig::from_sections(&s, &v, &Policy::default(), &Env::new(), None)
+            config(&s, &v, &Policy::default())
                 .expect_err("invalid")
                 .to_string()
         };
@@ -190,7 +161,7 @@ mod tests {
             },
             ServeSection::default(),
         );
-        assert!(e.contains("schedule.drill"), "{e}");
+        assert!(e.contains("[schedule] drill"), "{e}");
         let e = bad(
             ScheduleSection {
                 timezone: Some("Mars/Olympus".into()),
@@ -198,7 +169,7 @@ mod tests {
             },
             ServeSection::default(),
         );
-        assert!(e.contains("schedule.timezone"), "{e}");
+        assert!(e.contains("[schedule] timezone"), "{e}");
         let e = bad(
             ScheduleSection::default(),
             ServeSection {
@@ -215,5 +186,13 @@ mod tests {
             },
         );
         assert!(e.contains("serve.listen") && e.contains("localhost"), "{e}");
+        let e = bad(
+            ScheduleSection::default(),
+            ServeSection {
+                basic_auth_user: Some("u".into()),
+                ..Default::default()
+            },
+        );
+        assert!(e.contains("basic_auth_password_env"), "{e}");
     }
 }

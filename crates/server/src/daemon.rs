@@ -2,13 +2,13 @@
 //! due (one exclusive job per database at a time), keeps the store view fresh, and on
 //! shutdown lets running jobs finish within the grace before aborting them.
 
+use crate::app::App;
 use crate::config::ServeConfig;
-use crate::http::{self, App};
+use crate::http;
 use crate::jobs::{JobKey, JobKind, JobOutcome, JobRunner};
 use crate::state::{self, DbData, JobState, State};
 use crate::timetable::Timetable;
 use futures::stream::{FuturesUnordered, StreamExt};
-use jiff::Timestamp;
 use pgdrill_core::cancel::Cancel;
 use pgdrill_core::config::Policy;
 use pgdrill_core::ids::DbName;
@@ -19,18 +19,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Where the daemon reads the time; tests inject their own.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> Timestamp;
-}
-
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::now()
-    }
-}
+pub use crate::app::{Clock, SystemClock};
 
 /// Longest the loop sleeps between rounds (the /healthz heartbeat).
 const MAX_SLEEP: Duration = Duration::from_secs(5);

@@ -1,8 +1,8 @@
 //! The read-only dashboard at `/`: one self-contained HTML page (inline CSS and SVG, no
 //! script, no external assets), every value escaped.
 
+use crate::app::App;
 use crate::charts::{self, Chart, Scale, Series};
-use crate::http::App;
 use crate::state::{DbData, JobState};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
@@ -12,20 +12,7 @@ use std::fmt::Write;
 /// Rows per table; the charts use the whole history.
 const TABLE_ROWS: usize = 12;
 
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::charts::esc;
 
 /// Path segments here are DbName/DrillId (safe characters), encoded anyway.
 fn url_seg(s: &str) -> String {
@@ -98,13 +85,13 @@ fn when(t: Timestamp, tz: &TimeZone) -> String {
 }
 
 fn when_str(s: &str, tz: &TimeZone) -> String {
-    s.parse::<Timestamp>()
+    pgdrill_core::time::parse(s)
         .map(|t| when(t, tz))
-        .unwrap_or_else(|_| s.to_string())
+        .unwrap_or_else(|| s.to_string())
 }
 
 fn secs_of(s: &str) -> Option<i64> {
-    s.parse::<Timestamp>().ok().map(|t| t.as_second())
+    pgdrill_core::time::parse(s).map(|t| t.as_second())
 }
 
 fn pill(ok: Option<bool>, text: &str) -> String {
@@ -121,13 +108,9 @@ const STYLE: &str = include_str!("dashboard.css");
 
 pub fn render(app: &App) -> String {
     let now = app.clock.now();
-    let chrono_now = chrono::DateTime::from_timestamp(now.as_second(), 0).unwrap_or_default();
     let dbs = app.state.dbs();
     let jobs = app.state.jobs();
-    let statuses: Vec<DbStatus> = dbs
-        .iter()
-        .map(|d| d.status(&app.policy, chrono_now))
-        .collect();
+    let statuses: Vec<DbStatus> = dbs.iter().map(|d| d.status(&app.policy, now)).collect();
     let violated = statuses.iter().filter(|s| !s.ok()).count();
     let overall = if dbs.is_empty() {
         pill(None, "no databases")
@@ -229,7 +212,7 @@ fn database(
     card(
         h,
         "Last drill",
-        last.map(|r| pill(Some(r.verdict == "pass"), &r.verdict.to_uppercase()))
+        last.map(|r| pill(Some(r.passed()), &r.verdict.as_str().to_uppercase()))
             .unwrap_or_else(|| pill(None, "none")),
         last.map(|r| {
             format!(
@@ -319,11 +302,7 @@ fn charts(h: &mut String, d: &DbData, app: &App) {
         .drills
         .iter()
         .filter_map(|r| {
-            let color = if r.verdict == "pass" {
-                "#1a7f37"
-            } else {
-                "#cf222e"
-            };
+            let color = if r.passed() { "#1a7f37" } else { "#cf222e" };
             Some((secs_of(&r.started_at)?, r.rto.minutes? * 60.0, Some(color)))
         })
         .collect();
@@ -403,7 +382,7 @@ fn drills_table(h: &mut String, d: &DbData, tz: &TimeZone) {
             url_seg(&r.drill_id),
             esc(&r.drill_id),
             esc(&when_str(&r.started_at, tz)),
-            pill(Some(r.verdict == "pass"), &r.verdict),
+            pill(Some(r.passed()), r.verdict.as_str()),
             r.checks.len(),
             fmt_min(r.rto.minutes, r.rto.passed),
             fmt_min(r.rpo.minutes, r.rpo.passed),

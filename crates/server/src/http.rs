@@ -8,12 +8,9 @@
 //! auth, compared in constant time.
 
 use crate::config::Auth;
-use crate::daemon::Clock;
-use crate::state::State;
-use pgdrill_core::config::Policy;
 use pgdrill_core::ids::{DbName, DrillId};
 use pgdrill_core::layout;
-use pgdrill_store::{Store, StoreError};
+use pgdrill_store::StoreError;
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -33,17 +30,7 @@ const MAX_CONNECTIONS: usize = 256;
 /// /healthz fails when the scheduler loop has not gone round for this long.
 const HEARTBEAT_LIMIT: i64 = 60;
 
-/// Everything a request handler reads.
-pub struct App {
-    pub state: Arc<State>,
-    pub store: Store,
-    pub auth: Auth,
-    pub tz: jiff::tz::TimeZone,
-    pub tz_name: String,
-    pub policy: Policy,
-    pub store_display: String,
-    pub clock: Arc<dyn Clock>,
-}
+pub use crate::app::App;
 
 pub struct Response {
     pub status: u16,

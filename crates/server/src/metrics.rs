@@ -3,7 +3,7 @@
 //! the last duration, whether it runs now and when it runs next; per database the failed
 //! checks of the last drill and the bytes all complete backups take in the store.
 
-use crate::http::App;
+use crate::app::App;
 use pgdrill_core::status;
 
 fn esc(s: &str) -> String {
@@ -26,12 +26,8 @@ impl Out {
 
 pub fn render(app: &App) -> String {
     let now = app.clock.now();
-    let chrono_now = chrono::DateTime::from_timestamp(now.as_second(), 0).unwrap_or_default();
     let dbs = app.state.dbs();
-    let statuses: Vec<_> = dbs
-        .iter()
-        .map(|d| d.status(&app.policy, chrono_now))
-        .collect();
+    let statuses: Vec<_> = dbs.iter().map(|d| d.status(&app.policy, now)).collect();
     let mut out = Out(status::prometheus(&statuses));
     let jobs = app.state.jobs();
     let job_labels = |j: &crate::state::JobState| {

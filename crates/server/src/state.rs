@@ -46,7 +46,9 @@ pub struct DbData {
 }
 
 impl DbData {
-    pub fn status(&self, policy: &Policy, now: chrono::DateTime<chrono::Utc>) -> DbStatus {
+    /// The SLOs at `now` (whole seconds, as the dashboard and /metrics show them).
+    pub fn status(&self, policy: &Policy, now: Timestamp) -> DbStatus {
+        let now = Timestamp::from_second(now.as_second()).unwrap_or(now);
         let mut s = status::evaluate(
             self.name.as_str(),
             &self.backups,
@@ -73,10 +75,10 @@ impl DbData {
             JobKind::Status => return LastRun::Never,
             JobKind::Prune | JobKind::Mirror => return LastRun::Unknown,
         };
-        match t.map(|s| s.parse::<Timestamp>()) {
+        match t.map(pgdrill_core::time::parse) {
             None => LastRun::Never,
-            Some(Ok(t)) => LastRun::At(t),
-            Some(Err(_)) => LastRun::Unknown,
+            Some(Some(t)) => LastRun::At(t),
+            Some(None) => LastRun::Unknown,
         }
     }
 
@@ -88,7 +90,7 @@ impl DbData {
             JobKind::Drill => self
                 .drills
                 .iter()
-                .find(|d| d.verdict == "pass")
+                .find(|d| d.passed())
                 .map(|d| d.finished_at.as_str()),
             _ => None,
         };

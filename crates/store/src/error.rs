@@ -64,15 +64,61 @@ impl StoreError {
         }
     }
 
-    /// Whether trying the same call again may succeed.
+    /// Whether trying the same call again may succeed (the store's own retries ran out, or
+    /// it stopped answering): [`StoreErrorKind::Transient`].
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
+        self.kind() == StoreErrorKind::Transient
+    }
+
+    /// What the error means for the caller, whatever the backend said.
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            StoreError::NotFound { .. } => StoreErrorKind::NotFound,
+            StoreError::AlreadyExists { .. } => StoreErrorKind::Conflict,
+            StoreError::InvalidKey { .. }
+            | StoreError::BadUrl { .. }
+            | StoreError::NoBucket { .. } => StoreErrorKind::Invalid,
+            StoreError::Denied { .. } => StoreErrorKind::Denied,
             StoreError::Backend {
-                retryable: true,
-                ..
-            }
-        )
+                retryable: true, ..
+            } => StoreErrorKind::Transient,
+            StoreError::Backend { .. } => StoreErrorKind::Other,
+        }
+    }
+}
+
+/// A [`StoreError`] by meaning: what callers match on (core keeps it in its own error type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StoreErrorKind {
+    /// The object does not exist (a read, a stat, or [`crate::Store::put_if_match`] of a key
+    /// that is gone).
+    NotFound,
+    /// A condition did not hold: create-if-absent found an object, compare-and-swap found
+    /// another ETag, a pinned read found the object replaced.
+    Conflict,
+    /// The store did not answer, or kept failing (5xx, 429, timeouts), for the whole retry
+    /// window: trying again later may succeed. The store has already retried.
+    Transient,
+    /// The store refused the credentials or the permission (401, 403); never retried.
+    Denied,
+    /// The store location or a key is unusable (bad URL, invalid key, no such bucket): a
+    /// configuration error, never retried.
+    Invalid,
+    /// Anything else (an operation the backend does not support, a local I/O error); not
+    /// retryable.
+    Other,
+}
+
+impl std::fmt::Display for StoreErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreErrorKind::NotFound => "not found",
+            StoreErrorKind::Conflict => "conflict",
+            StoreErrorKind::Transient => "transient",
+            StoreErrorKind::Denied => "denied",
+            StoreErrorKind::Invalid => "invalid",
+            StoreErrorKind::Other => "other",
+        })
     }
 }
 

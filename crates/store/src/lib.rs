@@ -1,29 +1,25 @@
 //! The object-store side of pgdrill.
 //!
 //! One narrow type, [`Store`], over the `object_store` crate: a local folder or any
-//! S3-compatible service (AWS S3, Cloudflare R2, Backblaze B2, Oracle OCI, MinIO, Ceph).
-//! Keys are relative to the store's prefix; callers never see the backend.
-//!
-//! Contracts every backend honours (checked by the conformance suite in `tests/`):
-//! - `put` replaces atomically: a reader sees the old object or the new one, never a mix.
-//! - `put_if_absent` fails with [`StoreError::AlreadyExists`] when the key exists.
-//! - An [`Upload`] is invisible until [`Upload::finish`] returns; dropping it or calling
-//!   [`Upload::abort`] leaves no object behind.
-//! - `list` returns every object under a prefix, in no guaranteed order.
-//! - `staged_parts` lists what unfinished uploads left behind (a killed process's included),
-//!   and `delete_staged_part` removes it.
+//! S3-compatible service (AWS S3, Cloudflare R2, Backblaze B2, Oracle OCI, MinIO, Ceph),
+//! opened from a [`StoreLocation`] parsed once where the URL enters. Keys are relative to the
+//! store's prefix; callers never see the backend. The contract every backend honours is on
+//! [`Store`]; `tests/conformance.rs` checks each clause against every backend (a local
+//! folder, a real S3-protocol server, and the fault-injection wrapper).
 
 mod error;
 mod faults;
 mod health;
+mod location;
 mod open;
 mod s3_uploads;
 mod sigv4;
 mod staged;
 mod upload;
 
-pub use error::StoreError;
-pub use open::{redact_store_url, StoreOptions, StoreUrl};
+pub use error::{StoreError, StoreErrorKind};
+pub use location::{redact_store_url, StoreLocation};
+pub use open::{StoreOptions, DEFAULT_RETRY_WINDOW, DEFAULT_TIMEOUT};
 pub use staged::StagedUpload;
 pub use upload::Upload;
 
@@ -49,7 +45,66 @@ pub struct ObjectInfo {
     pub etag: Option<String>,
 }
 
-/// A handle on one store location (folder or bucket + prefix).
+/// A handle on one store location (folder or bucket + prefix); clones share it.
+///
+/// # Contract
+///
+/// What callers may rely on, whatever the backend; `tests/conformance.rs` checks every
+/// clause against a local folder, a real S3-protocol server (moto) and the fault-injection
+/// wrapper ([`Store::with_dropped_puts`], which passes every other key through unchanged).
+///
+/// - **Atomic writes.** [`put`](Store::put), [`put_if_absent`](Store::put_if_absent) and
+///   [`put_if_match`](Store::put_if_match) replace a whole object: a reader sees the old
+///   object or the new one, never a mix or a prefix. An [`Upload`] (multipart) is invisible
+///   (to reads, `exists` and listings) until [`Upload::finish`] returns; dropping it or
+///   calling [`Upload::abort`] leaves no object behind, and what a killed process left is
+///   found by [`staged_parts`](Store::staged_parts).
+/// - **Conditional writes.** `put_if_absent` (create-if-absent) fails with
+///   [`StoreErrorKind::Conflict`] when the key exists; on S3 it is `If-None-Match: *`, atomic
+///   across hosts (AWS S3, R2, B2, MinIO, OCI); on a folder it is an exclusive create, atomic
+///   across processes sharing the folder. `put_if_match` (compare-and-swap on the ETag)
+///   fails with `Conflict` when the object's ETag is not the one given and with
+///   [`StoreErrorKind::NotFound`] when the object is gone; on S3 it is `If-Match`, atomic
+///   across hosts; **on a folder it compares then writes**, which is safe only for processes
+///   of one host taking turns (leases on a folder store are for one host). Leases
+///   (`core::lease`) rely on exactly this: create-if-absent to take, compare-and-swap to
+///   renew and to take over a lapsed lease, the ETag as the fencing token.
+/// - **Reads.** [`get`](Store::get) reads a whole small object; [`get_range`](Store::get_range)
+///   bytes `start..end` (`end` past the object's end is cut to it; a `start` at or past it
+///   is an error); [`get_range_pinned`](Store::get_range_pinned) fails with `Conflict`
+///   instead of mixing versions when the object was replaced since its ETag was read;
+///   [`get_prefix`](Store::get_prefix) the first bytes plus the whole object's size and ETag;
+///   [`get_stream`](Store::get_stream) the whole object, by ranged GETs of [`STREAM_CHUNK`]
+///   pinned to its ETag on S3. A missing key is `NotFound` for every read and for
+///   [`head`](Store::head); [`exists`](Store::exists) turns that into `false`.
+/// - **Listing.** [`list`](Store::list) returns every complete object below a prefix, by
+///   path segment (`a` never lists `ab/…`), in no guaranteed order;
+///   [`list_dirs`](Store::list_dirs) the sorted names one level down. A listing that starts
+///   after a write (or delete) returned reflects it: AWS S3 and MinIO list with
+///   read-after-write consistency, and a folder renames into place. Objects written while a
+///   listing runs may or may not appear. A listing that fails is an error, never a shorter
+///   list.
+/// - **Delete** removes one key; deleting a missing key succeeds (it is idempotent, so it is
+///   safe to retry). On a folder, folders left empty are removed, as object stores have none.
+/// - **ETags** change whenever an object is replaced; S3 always returns them, a folder returns
+///   one derived from the file's metadata.
+/// - **Errors by meaning.** Every failure is a [`StoreError`] whose
+///   [`kind`](StoreError::kind) is `NotFound`, `Conflict`, `Transient`, `Denied`, `Invalid`
+///   or `Other` ([`StoreErrorKind`]); messages name the key and what to do, never a
+///   credential.
+/// - **Timeouts and retries are the store's job, not the caller's.** On S3 each request is
+///   bounded by [`StoreOptions::timeout`] (60 s) and a failing one (5xx, 429, connection
+///   errors) is retried with exponential backoff and jitter for [`StoreOptions::retry_window`]
+///   (30 s); a timeout is retried only for requests safe to repeat (reads, listings,
+///   unconditional puts, part uploads), never for a conditional put. What is left after that
+///   is `Transient` ([`StoreError::is_retryable`]): callers report it (or, like lease renewal,
+///   try again on their own schedule), they do not loop on it. `Denied`, `Invalid`,
+///   `NotFound` and `Conflict` are never retried. A `Transient` failure of a write leaves
+///   the outcome unknown (the store may have applied it), and a conditional put retried
+///   after a 5xx may answer `Conflict` to its own first attempt: callers that must know read
+///   the object back. Once a call has run out of retries without an answer, the calls that
+///   follow get 3 s each for a minute, so cleanup after a failure does not wait the window
+///   out again. A folder store neither times out nor retries.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
@@ -158,7 +213,9 @@ impl Store {
         Ok(())
     }
 
-    /// Writes `bytes` at `key` only if nothing is there yet; returns the new ETag.
+    /// Writes `bytes` at `key` only if nothing is there yet (create-if-absent), returning the
+    /// new ETag; [`StoreError::AlreadyExists`] ([`StoreErrorKind::Conflict`]) when something
+    /// is. Of several racing creates exactly one succeeds, on every backend.
     pub async fn put_if_absent(
         &self,
         key: &str,
@@ -176,9 +233,11 @@ impl Store {
     }
 
     /// Replaces `key` only if its current ETag is `etag` (compare-and-swap), returning the new
-    /// ETag; [`StoreError::AlreadyExists`] when the object changed meanwhile. On S3 this is
-    /// `If-Match`, atomic across hosts. A local folder has no conditional update: it compares
-    /// then writes, which is atomic only for processes on one host taking turns.
+    /// ETag; [`StoreError::AlreadyExists`] ([`StoreErrorKind::Conflict`]) when the object
+    /// changed meanwhile, [`StoreError::NotFound`] when it is gone (nothing is written either
+    /// way). On S3 this is `If-Match`, atomic across hosts. A local folder has no conditional
+    /// update: it compares then writes, which is atomic only for processes on one host taking
+    /// turns.
     pub async fn put_if_match(
         &self,
         key: &str,
@@ -206,7 +265,18 @@ impl Store {
         let put = self
             .inner
             .put_opts(&path, PutPayload::from_bytes(bytes), opts);
-        Ok(self.call("replace", key, put).await?.e_tag)
+        match self.call("replace", key, put).await {
+            Ok(done) => Ok(done.e_tag),
+            // Services differ on `If-Match` of a missing key (AWS answers 404, others 412):
+            // the caller is told the same thing by every backend.
+            Err(e @ StoreError::AlreadyExists { .. }) => match self.exists(key).await {
+                Ok(false) => Err(StoreError::NotFound {
+                    key: key.to_string(),
+                }),
+                _ => Err(e),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads a whole (small) object into memory: manifests, checksums, leases.

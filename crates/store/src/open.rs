@@ -1,78 +1,11 @@
 use crate::s3_uploads::S3Uploads;
-use crate::{Store, StoreError, StoreKind};
+use crate::{Store, StoreError, StoreKind, StoreLocation};
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A parsed store location.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StoreUrl {
-    /// A local folder (`file:///path` or a plain path).
-    Local { path: std::path::PathBuf },
-    /// `s3://bucket/prefix`.
-    S3 { bucket: String, prefix: String },
-}
-
-impl StoreUrl {
-    pub fn parse(raw: &str) -> Result<StoreUrl, StoreError> {
-        let bad = |reason: &str| StoreError::BadUrl {
-            url: redact_store_url(raw),
-            reason: reason.to_string(),
-        };
-        let raw_trim = raw.trim();
-        if raw_trim.is_empty() {
-            return Err(bad(
-                "it is empty; give a folder path, file:///path or s3://bucket/prefix",
-            ));
-        }
-        if let Some(rest) = raw_trim.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(bad("it names no bucket (s3://bucket/prefix)"));
-            }
-            if bucket.contains('@') || bucket.contains(':') {
-                return Err(bad("credentials do not belong in the store URL; use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or access_key_id_env in the config"));
-            }
-            return Ok(StoreUrl::S3 {
-                bucket: bucket.to_string(),
-                prefix: prefix.trim_matches('/').to_string(),
-            });
-        }
-        if let Some(rest) = raw_trim.strip_prefix("file://") {
-            if !rest.starts_with('/') {
-                return Err(bad(
-                    "file URLs must be absolute (file:///var/backups/pgdrill)",
-                ));
-            }
-            return Ok(StoreUrl::Local { path: rest.into() });
-        }
-        if raw_trim.contains("://") {
-            return Err(bad(
-                "only file:// and s3:// (any S3-compatible service) are supported",
-            ));
-        }
-        Ok(StoreUrl::Local {
-            path: raw_trim.into(),
-        })
-    }
-}
-
-/// A store URL as it may be shown: user information (`key:secret@`) and the query removed.
-pub fn redact_store_url(raw: &str) -> String {
-    let raw = raw.trim();
-    let Some((scheme, rest)) = raw.split_once("://") else {
-        return raw.split(['?', '@']).next().unwrap_or("").to_string();
-    };
-    let rest = rest.split('?').next().unwrap_or("");
-    let rest = match rest.rsplit_once('@') {
-        Some((_, after)) => format!("***@{after}"),
-        None => rest.to_string(),
-    };
-    format!("{scheme}://{rest}")
-}
 
 /// How to reach an S3-compatible service. Unset fields fall back to the standard `AWS_*`
 /// environment variables.
@@ -125,27 +58,54 @@ impl StoreOptions {
             .map(|(_, v)| v.clone())
             .filter(|v| !v.is_empty())
     }
+
+    /// The S3 endpoint: `endpoint`, else `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`,
+    /// `AWS_ENDPOINT`; `None` means AWS S3 itself.
+    pub(crate) fn resolved_endpoint(&self) -> Option<String> {
+        self.endpoint
+            .clone()
+            .or_else(|| self.env_var("AWS_ENDPOINT_URL"))
+            .or_else(|| self.env_var("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| self.env_var("AWS_ENDPOINT"))
+    }
+
+    /// The signing region: `region`, else `AWS_REGION`, `AWS_DEFAULT_REGION`, else `auto` at
+    /// a custom endpoint and `us-east-1` at AWS.
+    pub(crate) fn resolved_region(&self, endpoint: Option<String>) -> String {
+        self.region
+            .clone()
+            .or_else(|| self.env_var("AWS_REGION"))
+            .or_else(|| self.env_var("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| {
+                if endpoint.is_some() {
+                    "auto".into()
+                } else {
+                    "us-east-1".into()
+                }
+            })
+    }
 }
 
 impl Store {
-    /// Opens the store named by `url`. Creates a local folder if missing; does no network
-    /// call for S3 (use `doctor` for a round trip).
-    pub fn open(url: &str, opts: &StoreOptions) -> Result<Store, StoreError> {
-        match StoreUrl::parse(url)? {
-            StoreUrl::Local { path } => open_local(url, &path),
-            StoreUrl::S3 { bucket, prefix } => open_s3(&bucket, &prefix, opts),
+    /// Opens the store at `location`. Creates a local folder if missing; does no network call
+    /// for S3 (use `doctor` for a round trip).
+    pub fn open(location: &StoreLocation, opts: &StoreOptions) -> Result<Store, StoreError> {
+        match location {
+            StoreLocation::Folder { path } => open_local(location, path),
+            StoreLocation::S3 { bucket, prefix } => open_s3(bucket, prefix, opts),
         }
     }
 }
 
-fn open_local(url: &str, path: &std::path::Path) -> Result<Store, StoreError> {
+fn open_local(location: &StoreLocation, path: &std::path::Path) -> Result<Store, StoreError> {
+    let url = location.to_string();
     std::fs::create_dir_all(path).map_err(|e| StoreError::BadUrl {
-        url: url.to_string(),
+        url: url.clone(),
         reason: format!("cannot create folder {}: {e}", path.display()),
     })?;
     let fs = LocalFileSystem::new_with_prefix(path)
         .map_err(|e| StoreError::BadUrl {
-            url: url.to_string(),
+            url,
             reason: e.to_string(),
         })?
         // Deleting the last object of a folder removes the folder, as on object stores.
@@ -171,12 +131,7 @@ fn open_s3(bucket: &str, prefix: &str, opts: &StoreOptions) -> Result<Store, Sto
         .with_retry(retry_config(
             opts.retry_window.unwrap_or(DEFAULT_RETRY_WINDOW),
         ));
-    let endpoint = opts
-        .endpoint
-        .clone()
-        .or_else(|| opts.env_var("AWS_ENDPOINT_URL"))
-        .or_else(|| opts.env_var("AWS_ENDPOINT_URL_S3"))
-        .or_else(|| opts.env_var("AWS_ENDPOINT"));
+    let endpoint = opts.resolved_endpoint();
     let mut client = ClientOptions::new()
         .with_timeout(timeout)
         .with_connect_timeout(timeout.min(Duration::from_secs(15)));
@@ -187,18 +142,7 @@ fn open_s3(bucket: &str, prefix: &str, opts: &StoreOptions) -> Result<Store, Sto
         b = b.with_endpoint(ep.trim_end_matches('/'));
     }
     b = b.with_client_options(client);
-    let region = opts
-        .region
-        .clone()
-        .or_else(|| opts.env_var("AWS_REGION"))
-        .or_else(|| opts.env_var("AWS_DEFAULT_REGION"))
-        .unwrap_or_else(|| {
-            if endpoint.is_some() {
-                "auto".into()
-            } else {
-                "us-east-1".into()
-            }
-        });
+    let region = opts.resolved_region(endpoint.clone());
     b = b.with_region(region.clone());
     // Custom endpoints (MinIO, R2, B2, OCI) default to path style; AWS itself to virtual host.
     let path_style = opts.path_style.unwrap_or(endpoint.is_some());
@@ -263,13 +207,13 @@ fn open_s3(bucket: &str, prefix: &str, opts: &StoreOptions) -> Result<Store, Sto
             reason: e.to_string(),
         })?)
     };
-    let display = match &endpoint {
+    // What messages show: an endpoint written with user information loses it.
+    let shown_endpoint = endpoint.as_deref().map(crate::location::without_userinfo);
+    let display = match &shown_endpoint {
         Some(ep) => format!("s3://{bucket}/{prefix} at {ep}"),
         None => format!("s3://{bucket}/{prefix}"),
     };
-    let at = endpoint
-        .clone()
-        .unwrap_or_else(|| format!("AWS S3 (region {region})"));
+    let at = shown_endpoint.unwrap_or_else(|| format!("AWS S3 (region {region})"));
     Ok(Store {
         inner,
         prefix: prefix_path,
@@ -317,36 +261,5 @@ fn retry_config(window: Duration) -> RetryConfig {
             max_backoff: Duration::from_secs(8),
             base: 2.0,
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_store_urls() {
-        assert_eq!(
-            StoreUrl::parse("s3://b/some/prefix/").ok(),
-            Some(StoreUrl::S3 {
-                bucket: "b".into(),
-                prefix: "some/prefix".into()
-            })
-        );
-        assert_eq!(
-            StoreUrl::parse("file:///var/x").ok(),
-            Some(StoreUrl::Local {
-                path: "/var/x".into()
-            })
-        );
-        assert_eq!(
-            StoreUrl::parse("./rel").ok(),
-            Some(StoreUrl::Local {
-                path: "./rel".into()
-            })
-        );
-        assert!(StoreUrl::parse("gs://x").is_err());
-        assert!(StoreUrl::parse("s3://key:secret@bucket/x").is_err());
-        assert!(StoreUrl::parse("").is_err());
     }
 }

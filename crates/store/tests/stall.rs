@@ -34,7 +34,7 @@ async fn stalled_requests_time_out_are_retried_and_say_what_to_do() {
         retry_window: Some(Duration::from_secs(5)),
         ..Default::default()
     };
-    let store = Store::open("s3://stalled/p", &opts).expect("open");
+    let store = Store::open(&"s3://stalled/p".parse().expect("url"), &opts).expect("open");
     let started = Instant::now();
     let get = store
         .get("db/manifest.json")

@@ -14,7 +14,7 @@ use pgdrill_core::progress::Progress;
 use pgdrill_core::{Error, Result};
 use pgdrill_pg::cluster::{Cluster, ClusterOptions};
 use pgdrill_pg::{PgTools, Secret};
-use pgdrill_store::{Store, StoreOptions};
+use pgdrill_store::{Store, StoreLocation, StoreOptions};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -106,8 +106,10 @@ async fn demo_with_source(
     let recipients = pgdrill_core::crypto::identity_file_recipients(&key_path)?;
     let enc = EncryptionKeys::new(&recipients, None)?;
     let dec = Arc::new(DecryptionKeys::new(std::slice::from_ref(&key_path), None)?);
-    let store_dir = dir.join("store");
-    let store = Store::open(&store_dir.display().to_string(), &StoreOptions::default())?;
+    let location = StoreLocation::Folder {
+        path: dir.join("store"),
+    };
+    let store = Store::open(&location, &StoreOptions::default())?;
     let db = DatabaseSettings {
         name: DbName::parse("shop").map_err(Error::Invalid)?,
         source: Some(SourceRef::Url(Secret::new(source.url("shop")))),
@@ -116,6 +118,7 @@ async fn demo_with_source(
         drill: DEMO_CHECKS
             .parse::<toml::Table>()
             .map_err(|e| Error::Invalid(e.to_string()))?,
+        drill_settings: Default::default(),
         audit: None,
     };
     let policy = Policy {
@@ -213,11 +216,7 @@ async fn demo_with_source(
         store = store.display(),
         key = key_path.display()
     );
-    let exit_code = if outcome.result.verdict == "pass" {
-        0
-    } else {
-        1
-    };
+    let exit_code = if outcome.result.passed() { 0 } else { 1 };
     let json = json!({"backup": manifest.backup_id, "drill": outcome.result, "report_dir": outcome.report_dir});
     Ok(Output {
         json,

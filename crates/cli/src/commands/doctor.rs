@@ -250,7 +250,7 @@ async fn clock(store: &Store, base: &str) -> Check {
 /// removes them.
 async fn unfinished_uploads(ctx: &Ctx, store: &Store) -> Check {
     const NAME: &str = "store: unfinished uploads";
-    let grace_hours = ctx.settings.retention.incomplete_grace_hours.unwrap_or(24);
+    let grace_hours = ctx.settings.retention.incomplete_grace_hours;
     let now = Clock::process().now().timestamp();
     match store.staged_parts("").await {
         Ok(parts) => {
@@ -497,7 +497,7 @@ async fn drill_target(
     tools: &pgdrill_pg::PgTools,
 ) -> Check {
     let name = format!("{}: drill target", db.name);
-    let var = db.drill.get("target_url_env").and_then(|v| v.as_str());
+    let var = db.drill_settings.target_url_env.as_deref();
     let Some(var) = var else {
         let need = latest.map(|m| m.restore_major()).or(major).unwrap_or(0);
         return match tools.pick_server(need) {

@@ -1,193 +1,49 @@
+//! `pgdrill drill` (runs the drill job, [`pgdrill_core::jobs::drill`]) and `pgdrill drills`.
+
 use super::Output;
 use crate::cli::DrillArgs;
 use crate::context::Ctx;
 use crate::ui::table;
-use pgdrill_core::alert::EventKind;
-use pgdrill_core::drill::{self, evidence::DrillResult, DrillJob};
-use pgdrill_core::progress::Progress;
-use pgdrill_core::{Error, Result};
-use pgdrill_pg::ConnSpec;
+use pgdrill_core::drill::{self, evidence::DrillResult};
+use pgdrill_core::jobs::{
+    self,
+    drill::{fmt_min, DrillEntry, DrillInput, DrillReport},
+};
+use pgdrill_core::Result;
 use serde_json::json;
 
 pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
-    let databases = ctx.settings.select(ctx.name.as_deref()).or_else(|e| {
-        if ctx.settings.databases.is_empty() {
-            Ok(Vec::new())
-        } else {
-            Err(e)
-        }
-    })?;
     let store = ctx.store()?;
-    // A config naming only the store: drill every database found in it.
-    let mut found;
-    let owned: Vec<pgdrill_core::config::DatabaseSettings>;
-    let databases: Vec<&pgdrill_core::config::DatabaseSettings> = if databases.is_empty() {
-        found = pgdrill_core::catalog::databases(&store).await?;
-        // `--name X` means that database alone, whatever else the store holds.
-        if let Some(n) = ctx.name.as_deref() {
-            if !found.iter().any(|f| f.as_str() == n) {
-                let names: Vec<&str> = found.iter().map(|f| f.as_str()).collect();
-                return Err(Error::Invalid(format!(
-                    "{} holds no backups of a database named {n} (it has: {}); check --name",
-                    store.display(),
-                    if names.is_empty() {
-                        "none".to_string()
-                    } else {
-                        names.join(", ")
-                    }
-                )));
-            }
-            found.retain(|f| f.as_str() == n);
-        }
-        owned = found
-            .iter()
-            .map(|n| pgdrill_core::config::DatabaseSettings {
-                name: n.clone(),
-                source: None,
-                pg_dump_args: vec![],
-                globals: false,
-                drill: toml_empty(),
-                audit: None,
-            })
-            .collect();
-        owned.iter().collect()
-    } else {
-        databases
-    };
-    if databases.is_empty() {
-        return Err(Error::Invalid(format!(
-            "no database has backups in {}: run `pgdrill backup` first",
-            store.display()
-        )));
-    }
     let keys = ctx.decryption_keys()?;
     let tools = ctx.tools();
-    let notifier = crate::alerts::Notifier::new(ctx, &store)?;
-    let mut results: Vec<DrillResult> = Vec::new();
+    let input = DrillInput {
+        name: ctx.name.as_deref(),
+        selector: &args.backup,
+        target: args.target.as_deref(),
+        report_dir: args.report_dir.clone(),
+        keep: args.keep,
+        keep_on_failure: args.keep_on_failure,
+        jobs: args.jobs,
+        keys,
+        tools: &tools,
+    };
+    let report = jobs::drill::run(&ctx.job_env(&store), input).await?;
+    Ok(summary(&report))
+}
+
+/// The run's output: one drill's result alone, or every result with the kept databases and
+/// the databases that could not be drilled.
+fn summary(report: &DrillReport) -> Output {
     let mut human = String::new();
     let mut kept_json = Vec::new();
-    // With several databases, one that cannot be drilled (no complete backup, a bad
-    // setting) is reported beside the others' results instead of ending the run.
-    let several = databases.len() > 1;
-    let mut errors: Vec<(String, Error)> = Vec::new();
-    // The worst drill's code: 4 (key) over 3 (integrity) over 1 (failed).
-    let mut exit_code = 0u8;
-    for db in databases {
-        let target = target_for(ctx, args, db)?;
-        let jobs = args
-            .jobs
-            .or_else(|| {
-                db.drill
-                    .get("jobs")
-                    .and_then(|v| v.as_integer())
-                    .map(|j| j as u32)
-            })
-            .or(ctx.settings.restore.jobs)
-            .unwrap_or(1)
-            .clamp(1, 64);
-        let progress = Progress::new();
-        let _g = ctx.ui.progress(progress.clone());
-        ctx.ui.info(format!(
-            "drilling {} backup {} into {}",
-            db.name,
-            args.backup,
-            target
-                .as_ref()
-                .map(|t| t.redacted())
-                .unwrap_or_else(|| "a throwaway local cluster".into())
-        ));
-        let held =
-            pgdrill_core::lease::acquire(&store, &db.name, "drill", super::operate::LEASE_TTL)
-                .await?;
-        super::operate::warn_lease(ctx, &db.name, &held);
-        let outcome = drill::run(DrillJob {
-            store: &store,
-            db,
-            selector: &args.backup,
-            target,
-            tools: &tools,
-            keys: keys.clone(),
-            policy: &ctx.settings.policy,
-            protected_targets: &ctx.settings.protected_targets,
-            ignore_errors: &ctx.settings.restore.ignore_errors,
-            skip_extensions: &ctx.settings.restore.skip_extensions,
-            maintenance_work_mem: ctx.settings.restore.maintenance_work_mem.clone(),
-            jobs,
-            env: &ctx.env,
-            report_dir: args.report_dir.as_ref().map(|d| {
-                if results.is_empty() {
-                    d.clone()
-                } else {
-                    d.join(db.name.as_str())
-                }
-            }),
-            keep: args.keep,
-            keep_on_failure: args.keep_on_failure,
-            mirrors: &ctx.settings.mirrors,
-            progress,
-            cancel: ctx.cancel.clone(),
-        })
-        .await;
-        held.release().await;
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) if several => {
-                human.push_str(&format!("{}: cannot drill: {e}\n", db.name));
-                notifier
-                    .send(
-                        ctx,
-                        EventKind::DrillFailed,
-                        db.name.as_str(),
-                        format!("drill of {} could not run: {e}", db.name),
-                        json!({}),
-                    )
-                    .await;
-                errors.push((db.name.to_string(), e));
+    for entry in &report.entries {
+        let outcome = match entry {
+            DrillEntry::Ran(o) => o,
+            DrillEntry::CouldNotRun(db, e) => {
+                human.push_str(&format!("{db}: cannot drill: {e}\n"));
                 continue;
             }
-            Err(e) => return Err(e),
         };
-        let r = &outcome.result;
-        for w in &r.warnings {
-            ctx.ui.warn(w);
-        }
-        exit_code = exit_code.max(outcome.exit_code);
-        let (kind, summary) = if r.verdict == "pass" {
-            (
-                EventKind::DrillPassed,
-                format!(
-                    "drill {} of {} passed: RTO {}, RPO {}",
-                    r.drill_id,
-                    r.database,
-                    fmt_min(r.rto.minutes),
-                    fmt_min(r.rpo.minutes)
-                ),
-            )
-        } else {
-            let failed: Vec<&str> = r
-                .checks
-                .iter()
-                .filter(|c| !c.passed)
-                .map(|c| c.name.as_str())
-                .collect();
-            let why = r
-                .error
-                .clone()
-                .unwrap_or_else(|| format!("failed checks: {}", failed.join(", ")));
-            (
-                EventKind::DrillFailed,
-                format!("drill {} of {} failed: {why}", r.drill_id, r.database),
-            )
-        };
-        notifier
-            .send(
-                ctx,
-                kind,
-                db.name.as_str(),
-                summary,
-                json!({"drill_id": r.drill_id, "backup_id": r.backup.id}),
-            )
-            .await;
         human.push_str(&render(&outcome.result));
         human.push_str(&format!("evidence: {}\n", outcome.report_dir.display()));
         if let Some((url, stop)) = &outcome.kept {
@@ -195,26 +51,15 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
             if let Some(s) = stop {
                 human.push_str(&format!("stop it with: {s}\n"));
             }
-            kept_json.push(json!({"database": db.name, "url": url, "stop_command": stop}));
+            kept_json.push(
+                json!({"database": outcome.result.database, "url": url, "stop_command": stop}),
+            );
         }
-        results.push(outcome.result);
     }
-    Ok(summary(results, kept_json, errors, exit_code, human))
-}
-
-/// The run's output: one drill's result alone, or every result with the kept databases and
-/// the databases that could not be drilled. A database that could not be drilled counts
-/// like a failed drill, or as its error's code when that is integrity (3) or key (4):
-/// 4 over 3 over 1.
-fn summary(
-    results: Vec<DrillResult>,
-    kept_json: Vec<serde_json::Value>,
-    errors: Vec<(String, Error)>,
-    mut exit_code: u8,
-    human: String,
-) -> Output {
+    let results: Vec<&DrillResult> = report.results().map(|o| &o.result).collect();
+    let errors: Vec<_> = report.errors().collect();
     let json = if results.len() == 1 && kept_json.is_empty() && errors.is_empty() {
-        serde_json::to_value(&results[0]).unwrap_or_default()
+        serde_json::to_value(results[0]).unwrap_or_default()
     } else {
         let errs: Vec<serde_json::Value> = errors
             .iter()
@@ -222,57 +67,17 @@ fn summary(
             .collect();
         json!({"drills": results, "kept": kept_json, "errors": errs})
     };
-    for (_, e) in &errors {
-        let c = e.exit_code();
-        exit_code = exit_code.max(if matches!(c, 3 | 4) { c } else { 1 });
-    }
     Output {
         json,
         human,
-        exit_code,
+        exit_code: report.exit_code(),
     }
-}
-
-fn toml_empty() -> toml::Table {
-    toml::Table::new()
-}
-
-fn target_for(
-    ctx: &Ctx,
-    args: &DrillArgs,
-    db: &pgdrill_core::config::DatabaseSettings,
-) -> Result<Option<ConnSpec>> {
-    let env: Vec<(String, String)> = ctx
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let from_config = db.drill.get("target_url_env").and_then(|v| v.as_str()).map(|var| {
-        ctx.env.get(var).cloned().filter(|s| !s.is_empty()).ok_or_else(|| {
-            Error::Invalid(format!("[database.drill] target_url_env names {var}, which is not set; export it or pass --target"))
-        })
-    });
-    let url = match (&args.target, from_config) {
-        (Some(t), _) => Some(t.clone()),
-        (None, Some(r)) => Some(r?),
-        (None, None) => ctx
-            .env
-            .get("PGDRILL_TARGET_URL")
-            .cloned()
-            .filter(|s| !s.is_empty()),
-    };
-    url.map(|u| ConnSpec::parse_with_env(&u, &env).map_err(Error::from))
-        .transpose()
-}
-
-fn fmt_min(m: Option<f64>) -> String {
-    crate::ui::human_minutes(m)
 }
 
 pub fn render(r: &DrillResult) -> String {
     let mut s = format!(
         "{} drill {} of {} (backup {}): RTO {} {}, RPO {} {}\n",
-        if r.verdict == "pass" { "PASS" } else { "FAIL" },
+        if r.passed() { "PASS" } else { "FAIL" },
         r.drill_id,
         r.database,
         r.backup.id,
@@ -326,7 +131,7 @@ pub async fn list(ctx: &Ctx) -> Result<Output> {
             vec![
                 r.drill_id.clone(),
                 r.database.clone(),
-                r.verdict.clone(),
+                r.verdict.to_string(),
                 r.backup.id.clone(),
                 format!(
                     "{}/{}",

@@ -1,58 +1,28 @@
-//! prune and status.
+//! `pgdrill prune` and `pgdrill status`: run their jobs ([`pgdrill_core::jobs`]) and render.
 
 use super::Output;
 use crate::cli::{PruneArgs, StatusArgs};
 use crate::context::Ctx;
 use crate::ui::{table, table_or};
-use pgdrill_core::alert::EventKind;
-use pgdrill_core::retention::RetentionPolicy;
-use pgdrill_core::status::{self, DrillWindow};
-use pgdrill_core::{catalog, drill, lease, prune, Error, Result};
+use pgdrill_core::jobs;
+use pgdrill_core::status;
+use pgdrill_core::{Error, Result};
 use serde_json::json;
-
-pub const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// What a job says when it takes a lease: a clock far off the store's, a lapsed lease taken over.
-pub fn warn_lease(ctx: &Ctx, what: &impl std::fmt::Display, held: &lease::Lease) {
-    if let Some(w) = held.skew_warning() {
-        ctx.ui.warn(w);
-    }
-    if let Some(prev) = &held.took_over_from {
-        ctx.ui.warn(format!(
-            "took over a stale lease of {what} held by a {} job on {} (pid {})",
-            prev.job, prev.host, prev.pid
-        ));
-    }
-}
 
 pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
     let store = ctx.store()?;
-    let policy =
-        RetentionPolicy::from_section(&ctx.settings.retention, ctx.settings.policy.retention_days)?;
+    let databases = ctx.databases_to_list(&store).await?;
+    let report = jobs::prune::run(
+        &ctx.job_env(&store),
+        databases,
+        ctx.name.as_deref(),
+        args.dry_run,
+    )
+    .await?;
     let mut human = String::new();
     let mut docs = Vec::new();
-    for db in ctx.databases_to_list(&store).await? {
-        let held = if args.dry_run {
-            None
-        } else {
-            let l = lease::acquire(&store, &db, "prune", LEASE_TTL).await?;
-            warn_lease(ctx, &db, &l);
-            Some(l)
-        };
-        let out = prune::run(&store, &db, &policy, args.dry_run, held.as_ref()).await;
-        if let Some(l) = held {
-            l.release().await;
-        }
-        let out = out?;
+    for (db, out) in &report.databases {
         let p = &out.plan;
-        if let Some(n) = &p.note {
-            ctx.ui.warn(n);
-        }
-        for (id, why) in &out.unreadable {
-            ctx.ui.warn(format!(
-                "backup {id} of {db} has an unreadable manifest, so prune keeps it: {why}; check it with `pgdrill verify {id}` and delete the folder by hand if it is garbage"
-            ));
-        }
         let mut rows: Vec<Vec<String>> = p
             .keep
             .iter()
@@ -126,18 +96,8 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
         ));
     }
     let mut out = json!({"prune": docs});
-    let mirror_selected = ctx
-        .name
-        .as_ref()
-        .map(|n| ctx.settings.mirrors.iter().any(|m| &m.name == n))
-        .unwrap_or(true);
-    if !ctx.settings.mirrors.is_empty() && mirror_selected {
-        let args = super::mirror::PruneArgs {
-            dry_run: args.dry_run,
-            keep_last: None,
-            keep_within_days: None,
-        };
-        let m = super::mirror::prune(ctx, &store, &args).await?;
+    if let Some(plans) = &report.mirrors {
+        let m = super::mirror::render_prune(plans);
         human.push_str(&m.human);
         out["mirrors"] = m.json["prune"].clone();
     }
@@ -146,76 +106,8 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
 
 pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<Output> {
     let store = ctx.store()?;
-    let window = match ctx.settings.policy.drill_max_age_days {
-        Some(n) => DrillWindow::Days(n),
-        None => DrillWindow::CalendarMonth,
-    };
-    let mut statuses = Vec::new();
-    for db in ctx.databases_to_list(&store).await? {
-        let listing = catalog::list(&store, &db).await?;
-        let drills = drill::list(&store, &db).await?;
-        let failure = status::read_failure(&store, &db).await;
-        let mut s = status::evaluate(
-            db.as_str(),
-            &listing.complete,
-            &drills,
-            failure,
-            &ctx.settings.policy,
-            window,
-            pgdrill_core::clock::Clock::process().now(),
-        );
-        s.add_damaged_manifests(&listing.unreadable);
-        statuses.push(s);
-    }
-    let notifier = crate::alerts::Notifier::new(ctx, &store)?;
-    for s in &statuses {
-        let key = format!("{}/status_state.json", s.database);
-        let was_violated = store
-            .get(&key)
-            .await
-            .map(|b| b.as_ref() == b"violated")
-            .unwrap_or(false);
-        let violated: Vec<String> = s
-            .slos
-            .iter()
-            .filter(|x| !x.ok)
-            .map(|x| format!("{}: {}", x.name, x.detail))
-            .collect();
-        if !violated.is_empty() {
-            let summary = format!("SLO violated for {}: {}", s.database, violated.join("; "));
-            notifier
-                .send(
-                    ctx,
-                    EventKind::SloViolated,
-                    &s.database,
-                    summary,
-                    json!({"slos": s.slos}),
-                )
-                .await;
-        } else if was_violated {
-            notifier
-                .send(
-                    ctx,
-                    EventKind::Recovered,
-                    &s.database,
-                    format!("all SLOs of {} are met again", s.database),
-                    json!({}),
-                )
-                .await;
-        }
-        let state: &'static [u8] = if violated.is_empty() {
-            b"ok"
-        } else {
-            b"violated"
-        };
-        let _ = store.put(&key, bytes::Bytes::from_static(state)).await;
-    }
-    if statuses.is_empty() {
-        return Err(Error::Invalid(format!(
-            "no database is configured or has backups in {}",
-            store.display()
-        )));
-    }
+    let databases = ctx.databases_to_list(&store).await?;
+    let statuses = jobs::status::run(&ctx.job_env(&store), databases).await?;
     if let Some(path) = &args.prometheus {
         write_atomic(path, &status::prometheus(&statuses))?;
     }

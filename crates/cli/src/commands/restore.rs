@@ -61,15 +61,16 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
             .collect();
         ConnSpec::parse_with_env(&url, &env)?
     };
-    let jobs = args
-        .jobs
-        .or(ctx.settings.restore.jobs)
-        .unwrap_or(1)
-        .clamp(1, 64);
+    let jobs = restore::resolve_jobs(args.jobs, ctx.settings.restore.jobs);
     let progress = Progress::new();
     let _g = ctx.ui.progress(progress.clone());
     ctx.ui.info(format!(
-        "restoring {} of {} into {}",
+        "{} {} of {} into {}",
+        if args.dry_run {
+            "planning the restore of"
+        } else {
+            "restoring"
+        },
         manifest.backup_id,
         db,
         target.redacted()
@@ -97,6 +98,15 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
         globals: args.globals,
         spool: args.spool,
     };
+    if args.dry_run {
+        // Nothing is changed: no read mark either (only the manifest, the dump index and
+        // the table of contents are read).
+        let plan = restore::dry_run(job).await?;
+        let mut json = serde_json::to_value(&plan).unwrap_or_default();
+        json["dry_run"] = json!(true);
+        json["warnings"] = json!(warnings);
+        return Ok(Output::ok(json, plan.render()));
+    }
     // Marked as being read, so a prune meanwhile keeps it.
     let reading = readers::mark(&store, &db, &manifest.backup_id, "restore").await?;
     if let Some(w) = &reading.warning {

@@ -1,21 +1,24 @@
 //! `serve`: the daemon. Scheduling, HTTP, metrics and the dashboard live in pgdrill-server;
-//! this file hands it a runner that runs the same command functions as `pgdrill backup`,
-//! `drill`, `prune` and `status`, one database at a time (`--name`).
+//! this file hands it a runner that runs the same core jobs ([`pgdrill_core::jobs`]) as
+//! `pgdrill backup`, `drill`, `prune`, `status` and `mirror run`, one database at a time.
 
 use super::Output;
-use crate::cli::{DrillArgs, PruneArgs, ServeArgs, StatusArgs};
+use crate::cli::ServeArgs;
 use crate::context::Ctx;
 use pgdrill_core::cancel::Cancel;
+use pgdrill_core::jobs::{
+    self,
+    drill::{DrillEntry, DrillReport},
+};
 use pgdrill_core::{Error, Result};
 use pgdrill_server::{Daemon, JobFuture, JobKey, JobKind, JobOutcome, JobRunner, ServeConfig};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 
 pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
-    let config = ServeConfig::from_sections(
+    let config = ServeConfig::from_settings(
         &ctx.settings.schedule,
         &ctx.settings.serve,
-        &ctx.settings.policy,
         &ctx.env,
         args.listen.as_deref(),
     )?;
@@ -62,135 +65,161 @@ impl JobRunner for CliRunner<'_> {
             let ctx = self
                 .ctx
                 .for_job(job.database.as_ref().map(|d| d.as_str()), cancel);
-            let result = match job.kind {
-                JobKind::Backup => super::backup::run(&ctx).await,
-                JobKind::Drill => {
-                    // The evidence goes to the store (the dashboard serves it from there); the
-                    // local copy is only a by-product, kept out of the daemon's working dir.
-                    let dir = tempfile::tempdir().map_err(|e| {
-                        Error::Failed(format!(
-                            "cannot create a folder for the drill evidence: {e}"
-                        ))
-                    });
-                    match dir {
-                        Ok(dir) => {
-                            let args = DrillArgs {
-                                backup: "latest".into(),
-                                target: None,
-                                report_dir: Some(dir.path().join("report")),
-                                keep: false,
-                                keep_on_failure: false,
-                                jobs: None,
-                            };
-                            super::drill::run(&ctx, &args).await
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-                JobKind::Prune => super::operate::prune(&ctx, &PruneArgs { dry_run: false }).await,
-                JobKind::Status => {
-                    super::operate::status(&ctx, &StatusArgs { prometheus: None }).await
-                }
-                JobKind::Mirror => match ctx.store() {
-                    Ok(store) => {
-                        let args = super::mirror::RunArgs {
-                            from: None,
-                            allow_drop: false,
-                            concurrency: None,
-                        };
-                        super::mirror::run_mirrors(&ctx, &store, &args).await
-                    }
-                    Err(e) => Err(e),
-                },
-            };
-            outcome(job.kind, result)
+            let summary = run_job(&ctx, job).await;
+            outcome(job.kind, summary)
         })
     }
 }
 
-/// A job's verdict and one line about it: a backup or prune that failed for any database, or
-/// a failing drill, is not ok; `status` is ok whenever it could evaluate (its SLO verdict is
-/// in the SLO metrics, not in the job's).
-fn outcome(kind: JobKind, result: Result<Output>) -> JobOutcome {
-    let out = match result {
-        Ok(o) => o,
-        Err(e) => {
-            return JobOutcome {
-                ok: false,
-                // Another host or daemon runs this job now: not a failure of this one.
-                skipped: matches!(e, Error::Locked(_)),
-                summary: e.to_string(),
-            };
-        }
-    };
-    let j = &out.json;
-    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    let summary = match kind {
+/// Runs one scheduled job through the same core job as its command, and says how it went:
+/// `Ok((ok, summary))`, or the error that stopped it.
+async fn run_job(ctx: &Ctx, job: &JobKey) -> Result<(bool, String)> {
+    let store = ctx.store()?;
+    let jx = ctx.job_env(&store);
+    let name = ctx.name.as_deref();
+    match job.kind {
         JobKind::Backup => {
-            let done: Vec<String> = j["backups"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|b| {
+            let keys = ctx.encryption_keys()?;
+            let tools = ctx.tools();
+            let input = jobs::backup::BackupInput {
+                databases: ctx.settings.select(name)?,
+                keys: &keys,
+                tools: &tools,
+                configured: true,
+            };
+            let r = jobs::backup::run(&jx, input).await?;
+            let done = r
+                .done
+                .iter()
+                .map(|m| format!("backup {} ({} bytes stored)", m.backup_id, m.stored_bytes));
+            let failed = r.failures.iter().map(|(_, e)| e.to_string());
+            let summary = done.chain(failed).collect::<Vec<_>>().join("; ");
+            Ok((r.failures.is_empty(), summary))
+        }
+        JobKind::Drill => {
+            // The evidence goes to the store (the dashboard serves it from there); the
+            // local copy is only a by-product, kept out of the daemon's working dir.
+            let dir = tempfile::tempdir().map_err(|e| {
+                Error::Failed(format!(
+                    "cannot create a folder for the drill evidence: {e}"
+                ))
+            })?;
+            let tools = ctx.tools();
+            let input = jobs::drill::DrillInput {
+                name,
+                selector: "latest",
+                target: None,
+                report_dir: Some(dir.path().join("report")),
+                keep: false,
+                keep_on_failure: false,
+                jobs: None,
+                keys: ctx.decryption_keys()?,
+                tools: &tools,
+            };
+            let r = jobs::drill::run(&jx, input).await?;
+            Ok((r.exit_code() == 0, drill_summary(&r)))
+        }
+        JobKind::Prune => {
+            let databases = ctx.databases_to_list(&store).await?;
+            let r = jobs::prune::run(&jx, databases, name, false).await?;
+            let lines: Vec<String> = r
+                .databases
+                .iter()
+                .map(|(db, o)| {
+                    let p = &o.plan;
                     format!(
-                        "backup {} ({} bytes stored)",
-                        s(&b["backup_id"]),
-                        b["stored_bytes"]
+                        "{db}: {} kept, {} deleted, {} incomplete removed",
+                        p.keep.len(),
+                        p.delete.len(),
+                        p.delete_incomplete.len()
                     )
                 })
                 .collect();
-            let failed: Vec<String> = j["failures"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|f| s(&f["error"]))
+            let mirrors = r.mirrors.as_deref().unwrap_or_default();
+            let mirror_lines = super::mirror::render_prune(mirrors).human;
+            let mirror_lines = mirror_lines.lines().filter(|l| l.contains(" kept, "));
+            let all: Vec<&str> = lines
+                .iter()
+                .map(String::as_str)
+                .chain(mirror_lines)
                 .collect();
-            [done, failed].concat().join("; ")
+            Ok((true, all.join("; ")))
         }
-        JobKind::Drill => match j.get("drill_id") {
-            Some(id) => format!(
-                "drill {} {}: {}/{} checks passed{}",
-                s(id),
-                s(&j["verdict"]),
-                j["checks"].as_array().map_or(0, |c| c
-                    .iter()
-                    .filter(|c| c["passed"] == json!(true))
-                    .count()),
-                j["checks"].as_array().map_or(0, Vec::len),
-                j["error"]
-                    .as_str()
-                    .map(|e| format!(" ({e})"))
-                    .unwrap_or_default()
-            ),
-            None => out.human.lines().next().unwrap_or_default().to_string(),
-        },
-        JobKind::Prune => out
-            .human
-            .lines()
-            .filter(|l| l.contains(" kept, "))
-            .collect::<Vec<_>>()
-            .join("; "),
         JobKind::Status => {
-            let violated: Vec<String> = j["databases"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|d| d["slos"].as_array().cloned().unwrap_or_default())
-                .filter(|slo| slo["ok"] == json!(false))
-                .map(|slo| s(&slo["name"]))
+            let databases = ctx.databases_to_list(&store).await?;
+            let statuses = jobs::status::run(&jx, databases).await?;
+            let violated: Vec<&str> = statuses
+                .iter()
+                .flat_map(|d| d.slos.iter())
+                .filter(|slo| !slo.ok)
+                .map(|slo| slo.name.as_str())
                 .collect();
-            if violated.is_empty() {
+            // Status is ok whenever it could evaluate: its SLO verdict is in the SLO
+            // metrics, not in the job's.
+            let summary = if violated.is_empty() {
                 "all SLOs met".into()
             } else {
                 format!("SLO violated: {}", violated.join(", "))
-            }
+            };
+            Ok((true, summary))
         }
-        JobKind::Mirror => out.human.lines().next().unwrap_or_default().to_string(),
-    };
-    JobOutcome {
-        ok: kind == JobKind::Status || out.exit_code == 0,
-        skipped: false,
-        summary,
+        JobKind::Mirror => {
+            let input = jobs::mirror::RunInput {
+                name,
+                ..Default::default()
+            };
+            let entries = jobs::mirror::run(&jx, &input).await?;
+            let out = super::mirror::render_run(entries);
+            let first = out.human.lines().next().unwrap_or_default().to_string();
+            Ok((out.exit_code == 0, first))
+        }
+    }
+}
+
+/// One line about a drill run: the drill's id, verdict and checks, or the first database
+/// that could not be drilled.
+fn drill_summary(r: &DrillReport) -> String {
+    if let [DrillEntry::Ran(o)] = r.entries.as_slice() {
+        let d = &o.result;
+        return format!(
+            "drill {} {}: {}/{} checks passed{}",
+            d.drill_id,
+            d.verdict,
+            d.checks.iter().filter(|c| c.passed).count(),
+            d.checks.len(),
+            d.error
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
+    match r.entries.first() {
+        Some(DrillEntry::Ran(o)) => super::drill::render(&o.result)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        Some(DrillEntry::CouldNotRun(db, e)) => format!("{db}: cannot drill: {e}"),
+        None => String::new(),
+    }
+}
+
+/// A job's verdict and one line about it: a backup or prune that failed for any database, or
+/// a failing drill, is not ok; a job another host holds the lease of is skipped.
+fn outcome(kind: JobKind, result: Result<(bool, String)>) -> JobOutcome {
+    let _ = kind;
+    match result {
+        Ok((ok, summary)) => JobOutcome {
+            ok,
+            skipped: false,
+            summary,
+        },
+        Err(e) => JobOutcome {
+            ok: false,
+            // Another host or daemon runs this job now: not a failure of this one.
+            skipped: matches!(e, Error::Locked(_)),
+            summary: e.to_string(),
+        },
     }
 }
 

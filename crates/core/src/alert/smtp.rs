@@ -27,7 +27,7 @@ const MAX_REPLY_LINES: usize = 64;
 
 /// How the connection is secured.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Security {
+pub(super) enum Security {
     Plain,
     StartTls,
     Tls,
@@ -45,53 +45,66 @@ pub(super) struct SmtpTarget {
     tls: Option<Arc<ClientConfig>>,
 }
 
+/// The checks of `[alerts.smtp]` that need no environment: run when the config is loaded,
+/// so every command refuses a bad section, and again when the alerter is built.
+pub(super) fn check(s: &SmtpSection) -> Result<Security> {
+    let invalid = |m: String| Err(Error::Invalid(format!("alerts.smtp: {m}")));
+    let security = match (s.tls, s.starttls) {
+        (false, false) => Security::Plain,
+        (false, true) => Security::StartTls,
+        (true, false) => Security::Tls,
+        (true, true) => {
+            return invalid(
+                "tls and starttls exclude each other: tls = true for port 465 (SMTPS), \
+                     starttls = true for port 587"
+                    .into(),
+            );
+        }
+    };
+    if s.ca_file.is_some() && security == Security::Plain {
+        return invalid("ca_file is only used with tls = true or starttls = true".into());
+    }
+    let host = s.host.trim();
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return invalid("host must be a host name or address".into());
+    }
+    for addr in std::iter::once(&s.from).chain(&s.to) {
+        if !is_plain_address(addr) {
+            return invalid(format!("{addr:?} is not a plain email address"));
+        }
+    }
+    if s.to.is_empty() {
+        return invalid("to lists no recipient".into());
+    }
+    match (&s.username, &s.password_env) {
+        (None, None) => {}
+        (Some(_), Some(_)) => {
+            if security == Security::Plain && !is_loopback(host) {
+                return invalid(format!(
+                    "AUTH without TLS is only allowed to a loopback relay, not {host}; \
+                         set starttls = true (port 587) or tls = true (port 465)"
+                ));
+            }
+        }
+        _ => return invalid("username and password_env go together".into()),
+    }
+    Ok(security)
+}
+
 impl SmtpTarget {
     pub(super) fn from_config(
         s: &SmtpSection,
         env: &BTreeMap<String, String>,
         red: &mut Redactor,
     ) -> Result<SmtpTarget> {
-        let invalid = |m: String| Err(Error::Invalid(format!("alerts.smtp: {m}")));
-        let security = match (s.tls, s.starttls) {
-            (false, false) => Security::Plain,
-            (false, true) => Security::StartTls,
-            (true, false) => Security::Tls,
-            (true, true) => {
-                return invalid(
-                    "tls and starttls exclude each other: tls = true for port 465 (SMTPS), \
-                     starttls = true for port 587"
-                        .into(),
-                );
-            }
-        };
-        if s.ca_file.is_some() && security == Security::Plain {
-            return invalid("ca_file is only used with tls = true or starttls = true".into());
-        }
+        let security = check(s)?;
         let host = s.host.trim();
-        if host.is_empty() || host.contains(char::is_whitespace) {
-            return invalid("host must be a host name or address".into());
-        }
-        for addr in std::iter::once(&s.from).chain(&s.to) {
-            if !is_plain_address(addr) {
-                return invalid(format!("{addr:?} is not a plain email address"));
-            }
-        }
-        if s.to.is_empty() {
-            return invalid("to lists no recipient".into());
-        }
         let auth = match (&s.username, &s.password_env) {
-            (None, None) => None,
             (Some(user), Some(var)) => {
                 let pass = super::env_value(env, "alerts.smtp.password_env", var, red)?;
-                if security == Security::Plain && !is_loopback(host) {
-                    return invalid(format!(
-                        "AUTH without TLS is only allowed to a loopback relay, not {host}; \
-                         set starttls = true (port 587) or tls = true (port 465)"
-                    ));
-                }
                 Some((user.clone(), Secret::new(pass)))
             }
-            _ => return invalid("username and password_env go together".into()),
+            _ => None,
         };
         let tls = match security {
             Security::Plain => None,

@@ -2,7 +2,7 @@
 //! restored, run against the restored database. Identifiers are quoted, never spliced;
 //! SQL runs in a read-only transaction with a statement timeout.
 
-use crate::config::{interpolate, Env};
+use crate::env::{interpolate, Env};
 use crate::manifest::Manifest;
 use crate::{Error, Result};
 use pgdrill_pg::client::{self, quote_ident};
@@ -410,16 +410,8 @@ fn compare(op: &str, actual: &str, expected: &str) -> bool {
     }
 }
 
-/// Splits `schema.table` (default schema `public`).
-pub fn split_table(t: &str) -> (String, String) {
-    match t.split_once('.') {
-        Some((s, n)) => (
-            s.trim_matches('"').to_string(),
-            n.trim_matches('"').to_string(),
-        ),
-        None => ("public".to_string(), t.trim_matches('"').to_string()),
-    }
-}
+/// In `ids`, a leaf that `audit` (below the settings) uses too.
+pub use crate::ids::split_table;
 
 /// Everything a check may need.
 pub struct CheckCtx<'a> {

@@ -14,13 +14,49 @@ use std::path::Path;
 
 pub const RESULT_SCHEMA_VERSION: u32 = 1;
 
+/// A drill's verdict: it passed when every check, the RTO and the RPO did. Written as
+/// `"pass"` / `"fail"` in result.json (FORMAT.md), as before it was a type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+}
+
+impl Verdict {
+    pub fn from_passed(passed: bool) -> Verdict {
+        if passed {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        }
+    }
+
+    pub fn is_pass(self) -> bool {
+        self == Verdict::Pass
+    }
+
+    /// `pass` or `fail`, as in result.json.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct DrillResult {
     pub schema_version: u32,
     pub drill_id: String,
     pub database: String,
-    /// `pass` or `fail`.
-    pub verdict: String,
+    pub verdict: Verdict,
     pub started_at: String,
     pub finished_at: String,
     pub tool: ToolVersion,
@@ -42,6 +78,13 @@ pub struct DrillResult {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     pub policy: serde_json::Value,
+}
+
+impl DrillResult {
+    /// Whether the drill passed (every check, RTO and RPO).
+    pub fn passed(&self) -> bool {
+        self.verdict.is_pass()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -175,7 +218,7 @@ pub fn render_md(r: &DrillResult) -> String {
     s.push_str(&format!(
         "# Restore drill {} — {}\n\n",
         r.drill_id,
-        if r.verdict == "pass" { "PASS" } else { "FAIL" }
+        if r.passed() { "PASS" } else { "FAIL" }
     ));
     s.push_str(&format!(
         "**{}**: backup `{}` (snapshot {}) restored into {}; {}/{} checks passed; RTO {} ({}); RPO {} ({}).\n\n",
@@ -280,7 +323,7 @@ fn esc(s: &str) -> String {
 }
 
 pub fn render_html(r: &DrillResult) -> String {
-    let pass = r.verdict == "pass";
+    let pass = r.passed();
     let total = r
         .stages
         .iter()
@@ -340,7 +383,7 @@ dl.prov{{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margi
 </body></html>
 "#,
         id = esc(&r.drill_id),
-        verdict = esc(&r.verdict),
+        verdict = r.verdict,
         verdict_word = if pass { "PASS" } else { "FAIL" },
         color = if pass { "#1a7f37" } else { "#c62828" },
         db = esc(&r.database),
@@ -481,6 +524,22 @@ pub async fn write_evidence(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verdict_is_written_as_before_it_was_a_type() {
+        assert_eq!(
+            serde_json::to_string(&Verdict::Pass).expect("json"),
+            "\"pass\""
+        );
+        assert_eq!(
+            serde_json::to_string(&Verdict::Fail).expect("json"),
+            "\"fail\""
+        );
+        let v: Verdict = serde_json::from_str("\"fail\"").expect("read");
+        assert_eq!(v, Verdict::Fail);
+        assert!(Verdict::from_passed(true).is_pass());
+        assert_eq!(Verdict::Pass.to_string(), "pass");
+    }
 
     /// A restore slower than the RTO fails it (the CLI test cannot make a restore take a
     /// minute, and `rto_minutes = 0` is refused at config load).

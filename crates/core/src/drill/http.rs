@@ -2,7 +2,7 @@
 //! bearer token from an environment variable, timeout and retries.
 
 use super::checks::{CheckCtx, CheckKind};
-use crate::config::interpolate;
+use crate::env::interpolate;
 use std::time::Duration;
 
 type Outcome = std::result::Result<(bool, String), String>;

@@ -365,11 +365,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         schema_version: RESULT_SCHEMA_VERSION,
         drill_id: id.to_string(),
         database: job.db.name.to_string(),
-        verdict: if verdict_pass {
-            "pass".into()
-        } else {
-            "fail".into()
-        },
+        verdict: Verdict::from_passed(verdict_pass),
         started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         finished_at: finished_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         tool: ToolVersion {
@@ -521,10 +517,9 @@ fn command_url(t: &ConnSpec) -> String {
     )
 }
 
+/// A stored time ([`crate::time::parse`]) for the drill's chrono arithmetic.
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    crate::time::parse(s).map(crate::time::to_chrono)
 }
 
 /// RPO = drill start − the backup's snapshot time, and the worst gap between consecutive

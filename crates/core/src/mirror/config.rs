@@ -1,9 +1,9 @@
 //! `[[mirror]]` entries of pgdrill.toml.
 
 use super::MirrorName;
-use crate::config::Env;
+use crate::env::Env;
 use crate::{Error, Result};
-use pgdrill_store::{StoreOptions, StoreUrl};
+use pgdrill_store::{StoreLocation, StoreOptions};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -49,7 +49,7 @@ impl MirrorSection {
     /// How to reach an S3 source (credentials from the named variables, else `AWS_*`).
     pub fn source_options(&self, env: &Env) -> Result<StoreOptions> {
         let named = |var: &Option<String>, what: &str| {
-            crate::config::named_env(env, var, &format!("[[mirror]] {}: {what}", self.name))
+            crate::env::named_env(env, var, &format!("[[mirror]] {}: {what}", self.name))
         };
         Ok(StoreOptions {
             endpoint: self.endpoint.clone(),
@@ -100,10 +100,10 @@ pub fn resolve_sections(sections: &[MirrorSection], base_dir: &Path) -> Result<V
             )));
         }
         let mut s = s.clone();
-        s.from = match StoreUrl::parse(&s.from)
+        s.from = match StoreLocation::parse(&s.from)
             .map_err(|e| Error::Invalid(format!("[[mirror]] {name}: from: {e}")))?
         {
-            StoreUrl::Local { path } if path.is_relative() => {
+            StoreLocation::Folder { path } if path.is_relative() => {
                 base_dir.join(path).display().to_string()
             }
             _ => s.from,

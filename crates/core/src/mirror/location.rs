@@ -10,7 +10,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use pgdrill_store::{Store, StoreError, StoreOptions};
+use pgdrill_store::{Store, StoreError, StoreLocation, StoreOptions};
 use std::path::{Path, PathBuf};
 
 /// One object as the source lists it.
@@ -43,10 +43,11 @@ pub(crate) enum Backend {
 impl Location {
     /// Opens `url`. A folder is not created here; S3 is not contacted yet.
     pub fn open(url: &str, opts: &StoreOptions) -> Result<Location> {
-        let place = Place::describe(url, opts)?;
+        let location: StoreLocation = url.parse()?;
+        let place = Place::describe(&location, opts)?;
         let backend = match &place {
             Place::Folder { path } => Backend::Folder(path.clone()),
-            Place::S3 { .. } => Backend::Bucket(Store::open(url, opts)?),
+            Place::S3 { .. } => Backend::Bucket(Store::open(&location, opts)?),
         };
         Ok(Location { place, backend })
     }

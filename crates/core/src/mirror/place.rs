@@ -2,7 +2,7 @@
 //! them overlap (the guards of `mirror run` and `mirror restore`).
 
 use crate::{Error, Result};
-use pgdrill_store::{StoreOptions, StoreUrl};
+use pgdrill_store::{StoreLocation, StoreOptions};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -23,32 +23,20 @@ pub enum Place {
 }
 
 impl Place {
-    /// Describes `url` as [`Store::open`] would reach it with `opts` (no network call).
-    pub fn describe(url: &str, opts: &StoreOptions) -> Result<Place> {
-        match StoreUrl::parse(url)? {
-            StoreUrl::Local { path } => Ok(Place::Folder {
-                path: absolute(&path)?,
+    /// Describes `location` as [`pgdrill_store::Store::open`] would reach it with `opts` (no
+    /// network call).
+    pub fn describe(location: &StoreLocation, opts: &StoreOptions) -> Result<Place> {
+        match location {
+            StoreLocation::Folder { path } => Ok(Place::Folder {
+                path: absolute(path)?,
             }),
-            StoreUrl::S3 { bucket, prefix } => {
-                let env = |k: &str| {
-                    opts.env
-                        .iter()
-                        .find(|(n, v)| n == k && !v.is_empty())
-                        .map(|(_, v)| v.clone())
-                };
-                let endpoint = opts
-                    .endpoint
-                    .clone()
-                    .or_else(|| env("AWS_ENDPOINT_URL"))
-                    .or_else(|| env("AWS_ENDPOINT_URL_S3"))
-                    .or_else(|| env("AWS_ENDPOINT"))
-                    .map(|e| strip_userinfo(e.trim_end_matches('/')).to_ascii_lowercase());
-                Ok(Place::S3 {
-                    endpoint,
-                    bucket,
-                    prefix,
-                })
-            }
+            StoreLocation::S3 { bucket, prefix } => Ok(Place::S3 {
+                endpoint: location
+                    .endpoint(opts)
+                    .map(|e| strip_userinfo(e.trim_end_matches('/')).to_ascii_lowercase()),
+                bucket: bucket.clone(),
+                prefix: prefix.clone(),
+            }),
         }
     }
 

@@ -1,9 +1,12 @@
 //! After a failed restore: drop the database it created, even when the target is restarting,
 //! and say plainly when the failure was the target going away.
 
-use crate::Error;
+use super::guards::TargetInfo;
+use super::{RestoreJob, Traces};
+use crate::{Error, Result};
 use pgdrill_pg::client;
 use pgdrill_pg::ConnSpec;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long the drop of a created database is retried while the target does not answer
@@ -88,6 +91,77 @@ pub(super) fn explain_lost_connection(e: Error) -> Error {
 
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Creates the target database, on the guards' connection when it is still open.
+pub(super) async fn create_target(
+    job: &RestoreJob<'_>,
+    info: &TargetInfo,
+    admin: &ConnSpec,
+    created: &AtomicBool,
+    archive_encoding: Option<String>,
+) -> Result<()> {
+    // The source database's encoding and locale (SQL_ASCII or LATIN1 data cannot be
+    // restored into a UTF8 database); an old manifest without them: the archive's encoding
+    // and the server's default locale.
+    let src = &job.manifest.source;
+    let like = client::DbLocale {
+        encoding: src.encoding.clone().or(archive_encoding),
+        lc_collate: src.lc_collate.clone(),
+        lc_ctype: src.lc_ctype.clone(),
+    };
+    let noted = |note: Option<String>| {
+        if let (Some(n), Ok(mut notes)) = (note, info.create_notes.lock()) {
+            notes.push(n);
+        }
+    };
+    let kept = info.admin.lock().ok().and_then(|mut c| c.take());
+    if let Some(c) = kept.filter(|c| !c.is_closed()) {
+        match client::create_database_like(&c, admin, &job.target.dbname, &like).await {
+            Ok(note) => {
+                created.store(true, Ordering::SeqCst);
+                noted(note);
+                return Ok(());
+            }
+            // The guards' connection died while idle: connect anew below.
+            Err(_) if c.is_closed() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let c = client::connect(admin).await?;
+    let note = client::create_database_like(&c, admin, &job.target.dbname, &like).await?;
+    created.store(true, Ordering::SeqCst);
+    noted(note);
+    Ok(())
+}
+
+/// Drops the target database after a failed restore, waiting a bounded time for a target
+/// that restarts; returns what to add to the error when it is still there.
+/// After a failure: says so plainly when the target went away, and drops the database this
+/// restore created (if it did), noting in `traces` whether it is gone or still there.
+pub(super) async fn undo_create(
+    job: &RestoreJob<'_>,
+    admin: &ConnSpec,
+    created: &AtomicBool,
+    traces: &Traces,
+    e: Error,
+) -> Error {
+    let e = explain_lost_connection(e);
+    if !created.load(Ordering::SeqCst) {
+        return e;
+    }
+    let note = drop_target(job, admin).await;
+    let flag = if note.is_none() {
+        &traces.dropped
+    } else {
+        &traces.changed
+    };
+    flag.store(true, Ordering::SeqCst);
+    with_note(e, note)
+}
+
+pub(super) async fn drop_target(job: &RestoreJob<'_>, admin: &ConnSpec) -> Option<String> {
+    drop_created(admin, &job.target.dbname).await
 }
 
 #[cfg(test)]

@@ -4,52 +4,66 @@
 //! errors are expected; any other error fails the restore before the data is touched.
 
 use super::RestoreJob;
+use crate::manifest::StoredObject;
 use crate::verify::decode_object;
 use crate::{Error, Result};
+use pgdrill_pg::child;
 use pgdrill_pg::ConnSpec;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-/// Returns notes for the report (what already existed).
-pub async fn restore(job: &RestoreJob<'_>, admin: &ConnSpec) -> Result<Vec<String>> {
-    let object = job
-        .manifest
+/// The backup's globals object, or why `--globals` cannot be honoured.
+pub(super) fn object(job: &RestoreJob<'_>) -> Result<StoredObject> {
+    job.manifest
         .objects
         .iter()
         .find(|o| o.kind == "globals")
+        .cloned()
         .ok_or_else(|| {
             Error::Invalid(format!(
                 "backup {} has no globals: set globals = true in its [[database]] entry so backups include roles, or restore without --globals",
                 job.manifest.backup_id
             ))
-        })?
-        .clone();
+        })
+}
+
+/// Returns notes for the report (what already existed).
+pub async fn restore(job: &RestoreJob<'_>, admin: &ConnSpec) -> Result<Vec<String>> {
+    let object = object(job)?;
     job.read.progress.stage("globals");
     let (_, sql) = decode_object(job.store, job.manifest, &object, Vec::new(), &job.read).await?;
     let psql = job.tools.pick("psql", 0)?;
     let passfile = admin
         .write_passfile()
         .map_err(|e| Error::Failed(format!("cannot write the temporary password file: {e}")))?;
-    let mut cmd = Command::new(psql.bin("psql"));
+    let mut cmd = child::command(
+        &psql.bin("psql"),
+        admin,
+        passfile.as_ref().map(|f| f.path()),
+    );
     cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=0", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    admin.configure_child(&mut cmd, passfile.as_ref().map(|f| f.path()));
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::Failed(format!("cannot start {}: {e}", psql.bin("psql").display())))?;
-    let output = tokio::task::spawn_blocking(move || {
-        if let Some(mut stdin) = child.stdin.take() {
+        .stdin(Stdio::piped());
+    let mut proc =
+        child::Child::spawn(cmd, child::Keep::MANY).map_err(|e| Error::Failed(e.to_string()))?;
+    let stdin = proc.take_stdin();
+    // Written on a thread of its own: psql's stderr is read meanwhile (no full pipe).
+    let writer = tokio::task::spawn_blocking(move || {
+        if let Some(mut stdin) = stdin {
             let _ = stdin.write_all(&sql);
         }
-        child.wait_with_output()
-    })
-    .await
-    .map_err(|e| Error::Failed(format!("psql crashed: {e}")))?
-    .map_err(|e| Error::Failed(format!("psql failed: {e}")))?;
+    });
+    let mut cancel = job.read.cancel.clone();
+    let status = tokio::select! {
+        s = proc.wait() => s,
+        _ = cancel.cancelled() => {
+            proc.stop(std::time::Duration::from_secs(5)).await;
+            return Err(super::interrupted());
+        }
+    };
+    let _ = writer.await;
+    status.map_err(|e| Error::Failed(format!("psql failed: {e}")))?;
     drop(passfile);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = proc.stderr_lines().join("\n");
     let (expected, failing) = classify(&stderr);
     if !failing.is_empty() {
         return Err(Error::Failed(format!(

@@ -1,150 +1,531 @@
-//! Everything a restore decides before it changes anything: the preflight (module
-//! `preflight`) and, for Supabase backups, the platform plan (module `supabase`), both read
-//! from the archive's table of contents and the target; plus the grants on extension members
-//! that run after the restore.
+//! The restore plan: how a restore runs (pipe, spool or streamed), on how many jobs and
+//! lanes, what happens to the target database, which roles are created, what is not
+//! restored and why, and the steps in order. A pure function of the restore's options,
+//! what the guards learned about the target, the dump index's state and the preflight's
+//! decisions: `restore::run` executes it, `restore --dry-run` prints it.
+//!
+//! `--jobs` is resolved ([`resolve_jobs`]) and clamped here only.
+//!
+//! (Over 400 lines: more than half of it is the snapshot tests of representative plans.)
 
-use super::{check_cancel, preflight, stream, supabase, RestoreJob, TargetInfo};
-use crate::manifest::StoredObject;
-use crate::verify::decode_object;
-use crate::{Error, Result};
-use pgdrill_pg::client;
-use pgdrill_pg::ConnSpec;
-use std::io::Write;
+use serde::Serialize;
 
-/// What the preflight decided: the `--use-list` (when anything is left out), the roles to
-/// create, and what is not restored and why.
-pub(super) struct Planned {
-    pub(super) list: Option<String>,
-    /// Grants on extension members, run after the restore one by one (see
-    /// `preflight::extension_member_grants`): (what, SQL).
-    pub(super) deferred: Vec<(String, String)>,
+/// Most pg_restore jobs (and lanes) a restore uses.
+pub const MAX_JOBS: u32 = 64;
+
+/// The restore's jobs: the flag, else the configured value, else 1; within `1..=64`.
+pub fn resolve_jobs(flag: Option<u32>, configured: Option<u32>) -> u32 {
+    clamp_jobs(flag.or(configured).unwrap_or(1))
+}
+
+fn clamp_jobs(jobs: u32) -> u32 {
+    jobs.clamp(1, MAX_JOBS)
+}
+
+/// How the archive reaches pg_restore.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One pg_restore reading the stream; its last bytes held back until the digests match.
+    Pipe,
+    /// Downloaded and verified into a temp file first, then `pg_restore -j N`.
+    Spool,
+    /// Ranged reads into N lanes beside a whole-object digest check (module `stream`).
+    Stream,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Pipe => "pipe",
+            Mode::Spool => "spool",
+            Mode::Stream => "stream",
+        }
+    }
+}
+
+/// What happens to the target database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Database {
+    /// It exists (empty, or replaced with `--clean`).
+    Existing,
+    /// pgdrill creates it (and drops it again on failure).
+    Create,
+    /// pgdrill creates it as soon as the guards pass, while the table of contents is read.
+    CreateEarly,
+    /// The dump creates it (`pg_dump --create`, `--allow-create`).
+    FromDump,
+}
+
+/// The restore's own options.
+#[derive(Clone, Debug)]
+pub(super) struct Options {
+    pub(super) backup_id: String,
+    /// The target, redacted.
+    pub(super) target: String,
+    pub(super) dbname: String,
+    pub(super) jobs: u32,
+    pub(super) spool: bool,
+    pub(super) clean: bool,
+    pub(super) globals: bool,
+    /// The manifest records the source's encoding (older ones do not: the database is then
+    /// created once the table of contents is read).
+    pub(super) encoding_recorded: bool,
+    /// pg_restore's version and path.
+    pub(super) pg_restore: String,
+}
+
+/// What the guards learned about the target.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Target {
+    pub(super) exists: bool,
+    /// The dump creates its database (`pg_dump --create`).
+    pub(super) create_mode: bool,
+    pub(super) supabase: bool,
+    pub(super) superuser: bool,
+}
+
+/// The backup's dump index.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Index {
+    Missing,
+    Usable,
+    /// Missing from the store, or damaged: why.
+    Unusable(String),
+}
+
+/// What the preflight decided from the table of contents and the target.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Preflight {
+    /// Entries are left out (a `--use-list`).
+    pub(super) use_list: bool,
+    /// Supabase platform rows load after the other data (a serial pg_restore).
+    pub(super) reorder: bool,
     pub(super) create_roles: Vec<String>,
     pub(super) skipped: Vec<String>,
     pub(super) notes: Vec<String>,
-    /// Supabase platform rows load after the other data (a serial pg_restore).
-    pub(super) reorder: bool,
-    /// The archive's encoding (its `ENCODING` entry): the target database's when the
-    /// manifest does not record the source's (older versions).
-    pub(super) encoding: Option<String>,
+    /// Grants on extension members run one by one after the restore.
+    pub(super) deferred: usize,
 }
 
-/// The preflight (module `preflight`) and, for Supabase backups, the platform plan (module
-/// `supabase`): everything decided from the archive's table of contents and the target
-/// before anything is changed.
-pub(super) async fn plan(
-    job: &RestoreJob<'_>,
-    info: &TargetInfo,
-    admin: &ConnSpec,
-    dump: &StoredObject,
-    loaded: Option<&stream::Loaded>,
-) -> Result<Planned> {
-    let toc = match loaded {
-        Some(l) => stream::read_toc(job, dump, l).await?,
-        None => read_toc_fallback(job, dump).await?,
-    };
-    check_cancel(job)?;
-    let items = &toc.items;
-    let target = (info.exists && !info.create_mode).then_some(&job.target);
-    let facts = preflight::facts(admin, target, items).await?;
-    let mut skips = preflight::skips(items, &facts, job.skip_extensions)?;
-    let mut deferred = Vec::new();
-    if info.supabase {
-        for (id, what, sql) in preflight::extension_member_grants(items, &skips) {
-            skips.insert(id, String::new());
-            deferred.push((what, sql));
-        }
-    }
-    let by_id: std::collections::HashMap<i64, &pgdrill_pg::archive::TocItem> =
-        items.iter().map(|i| (i.dump_id, i)).collect();
-    let mut skipped: Vec<String> = skips
-        .iter()
-        .filter(|(_, why)| !why.is_empty())
-        .map(|(id, why)| {
-            let what = by_id
-                .get(id)
-                .map(|i| preflight::describe(i))
-                .unwrap_or_default();
-            format!("{what}: {why}")
-        })
-        .collect();
-    let mut list = preflight::list_text(items, &skips);
-    let mut notes = Vec::new();
-    let mut reorder = false;
-    if info.supabase {
-        let p = supabase::plan(
-            job,
-            admin,
-            &info.platform_schemas,
-            info.exists,
-            &list,
-            items,
-        )
-        .await?;
-        list = p.list;
-        skipped.extend(p.skipped);
-        notes.extend(p.notes);
-        reorder = p.reorder;
-    }
-    let kept = preflight::kept_ids(&list);
-    let (needed, wanted) = preflight::roles(items, &kept, info.supabase);
-    let create_roles = preflight::roles_to_create(&needed, &wanted, &facts, &mut notes)?;
-    let filtered = kept.len() < items.len();
-    Ok(Planned {
-        deferred,
-        list: filtered.then_some(list),
-        create_roles,
-        skipped,
-        notes,
-        reorder,
-        encoding: toc.encoding(),
-    })
+/// Whether the database is created as soon as the guards pass: a streamed restore into a
+/// new database by a superuser (who can create whatever the preflight finds missing).
+pub(super) fn early_create(o: &Options, t: &Target) -> bool {
+    may_stream(o)
+        && t.superuser
+        && !o.globals
+        && !t.exists
+        && !t.create_mode
+        && !t.supabase
+        && o.encoding_recorded
 }
 
-/// Runs the deferred grants one by one on the restored database; returns those that failed,
-/// as `skipped` lines.
-pub(super) async fn run_deferred(target: &ConnSpec, deferred: &[(String, String)]) -> Vec<String> {
-    let c = match client::connect(target).await {
-        Ok(c) => c,
-        Err(e) => return vec![format!("grants on extension objects: cannot connect ({e})")],
-    };
-    let mut missed = Vec::new();
-    for (what, sql) in deferred {
-        let run = format!("begin; {sql}; commit;");
-        if let Err(e) = c.batch_execute(&run).await {
-            let _ = c.batch_execute("rollback").await;
-            let why = e
-                .as_db_error()
-                .map(|d| d.message().to_string())
-                .unwrap_or_else(|| e.to_string());
-            missed.push(format!(
-                "{what}: the target's version of the extension refused it ({why})"
+fn may_stream(o: &Options) -> bool {
+    !o.spool && clamp_jobs(o.jobs) > 1
+}
+
+/// How a restore runs, decided before anything is changed.
+#[derive(Clone, Debug, Serialize)]
+pub struct RestorePlan {
+    pub backup_id: String,
+    pub target: String,
+    pub pg_restore: String,
+    pub mode: Mode,
+    /// pg_restore jobs (and lanes when streamed).
+    pub jobs: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lanes: Option<u32>,
+    pub database: Database,
+    pub single_transaction: bool,
+    pub clean: bool,
+    /// GRANTs restored (Supabase backups), else `--no-privileges`.
+    pub privileges: bool,
+    /// Some entries are left out (`pg_restore --use-list`).
+    pub use_list: bool,
+    pub globals: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Roles created NOLOGIN before the restore (dropped again on failure).
+    pub create_roles: Vec<String>,
+    /// Archive entries not restored, each with the reason.
+    pub skipped: Vec<String>,
+    /// How the restore deviates from the defaults, and why.
+    pub notes: Vec<String>,
+    /// What happens, in order.
+    pub steps: Vec<String>,
+}
+
+impl RestorePlan {
+    pub(super) fn build(o: &Options, t: &Target, index: &Index, p: &Preflight) -> RestorePlan {
+        let requested = clamp_jobs(o.jobs);
+        let mut notes = p.notes.clone();
+        let stream_shape = may_stream(o) && !t.exists && !t.create_mode && !p.use_list;
+        if let (true, Index::Unusable(why)) = (stream_shape, index) {
+            notes.push(format!(
+                "the dump index could not be used ({why}); restored from a spool file instead"
             ));
         }
+        let mut jobs = requested;
+        if p.reorder {
+            if jobs > 1 {
+                notes.push("pg_restore ran serially: the Supabase platform tables' rows load in foreign-key order".to_string());
+            }
+            jobs = 1;
+        }
+        let mode = if stream_shape && *index == Index::Usable {
+            Mode::Stream
+        } else if requested > 1 || t.create_mode || p.reorder {
+            Mode::Spool
+        } else {
+            Mode::Pipe
+        };
+        let database = if t.create_mode {
+            Database::FromDump
+        } else if t.exists {
+            Database::Existing
+        } else if early_create(o, t) {
+            Database::CreateEarly
+        } else {
+            Database::Create
+        };
+        let single_transaction = t.exists && !t.create_mode && jobs == 1 && mode != Mode::Stream;
+        let mut plan = RestorePlan {
+            backup_id: o.backup_id.clone(),
+            target: o.target.clone(),
+            pg_restore: o.pg_restore.clone(),
+            mode,
+            jobs,
+            lanes: (mode == Mode::Stream).then_some(jobs),
+            database,
+            single_transaction,
+            clean: o.clean,
+            privileges: t.supabase,
+            use_list: p.use_list,
+            globals: o.globals,
+            profile: t.supabase.then(|| "supabase".to_string()),
+            create_roles: p.create_roles.clone(),
+            skipped: p.skipped.clone(),
+            notes,
+            steps: Vec::new(),
+        };
+        plan.steps = plan.steps_in_order(&o.dbname, p.deferred);
+        plan
     }
-    missed
+
+    fn steps_in_order(&self, db: &str, deferred: usize) -> Vec<String> {
+        let n = self.jobs;
+        let mut s = Vec::new();
+        if self.database == Database::CreateEarly {
+            s.push(format!("create the database `{db}` as the guards pass, while the table of contents is read (dropped again on failure)"));
+        }
+        if self.globals {
+            s.push("restore roles and tablespaces from the backup's globals (psql; existing ones are kept)".into());
+        }
+        if !self.create_roles.is_empty() {
+            s.push(format!(
+                "create the roles the backup names, NOLOGIN: {} (dropped again on failure)",
+                self.create_roles.join(", ")
+            ));
+        }
+        if self.database == Database::Create {
+            s.push(format!(
+                "create the database `{db}` (dropped again on failure)"
+            ));
+        }
+        let list = if self.use_list {
+            ", leaving out what is listed as not restored"
+        } else {
+            ""
+        };
+        let clean = if self.clean {
+            ", replacing what the dump contains (--clean --if-exists)"
+        } else {
+            ""
+        };
+        match self.mode {
+            Mode::Stream => {
+                s.push("restore the schema (pre-data entries) from the table of contents".into());
+                s.push(format!("load the data on {n} lanes from ranged reads of the stored dump, its size and SHA-256 checked beside"));
+                s.push("give each large table its own indexes and constraints, then ANALYZE, as soon as its data is in".into());
+                s.push(format!("restore the remaining post-data entries (pg_restore -j {n}) and ANALYZE the other tables"));
+                s.push(
+                    "ANALYZE materialized views and tables whose statistics need their indexes"
+                        .into(),
+                );
+            }
+            Mode::Spool => {
+                s.push("download the dump into a spool file (free space checked) and verify its digests".into());
+                if self.database == Database::FromDump {
+                    s.push(format!("create the database `{db}` from the dump (pg_restore --create: the database, its settings and comment)"));
+                }
+                s.push(format!(
+                    "pg_restore -j {n} from the spool file{list}{clean}"
+                ));
+                s.push(format!("ANALYZE every table ({n} session(s))"));
+            }
+            Mode::Pipe => {
+                let txn = if self.single_transaction {
+                    " in one transaction (a failure leaves the target unchanged)"
+                } else {
+                    ""
+                };
+                s.push(format!("stream the dump into pg_restore, its last 64 KiB held back until the digests match{list}{clean}{txn}"));
+                s.push("ANALYZE every table".into());
+            }
+        }
+        if deferred > 0 {
+            s.push(format!(
+                "run {deferred} grant(s) on extension members one by one"
+            ));
+        }
+        s
+    }
+
+    /// The plan as text, for `restore --dry-run`.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "restore plan for {} into {} (nothing was changed)\n",
+            self.backup_id, self.target
+        );
+        let lanes = self
+            .lanes
+            .map(|l| format!(", {l} lanes"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "mode: {} ({} job(s){lanes})\n",
+            self.mode.name(),
+            self.jobs
+        ));
+        let db = match self.database {
+            Database::Existing => "existing",
+            Database::Create | Database::CreateEarly => "created by the restore",
+            Database::FromDump => "created by the dump (--create)",
+        };
+        out.push_str(&format!("database: {db}\n"));
+        out.push_str(&format!("pg_restore: {}\n", self.pg_restore));
+        if let Some(p) = &self.profile {
+            out.push_str(&format!("profile: {p} (docs/SUPABASE.md)\n"));
+        }
+        out.push_str("steps:\n");
+        for (k, step) in self.steps.iter().enumerate() {
+            out.push_str(&format!("  {}. {step}\n", k + 1));
+        }
+        for s in &self.skipped {
+            out.push_str(&format!("not restored: {s}\n"));
+        }
+        for n in &self.notes {
+            out.push_str(&format!("note: {n}\n"));
+        }
+        out
+    }
 }
 
-/// The table of contents of a backup without a dump index: the dump is decoded (and its
-/// digests checked) and its first bytes kept, up to a bound.
-async fn read_toc_fallback(
-    job: &RestoreJob<'_>,
-    dump: &StoredObject,
-) -> Result<pgdrill_pg::archive::Toc> {
-    /// More than the TOC of any real database (5,000 tables take about 2 MiB).
-    const MAX_TOC: usize = 256 << 20;
-    struct Head(Vec<u8>);
-    impl Write for Head {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            let room = MAX_TOC.saturating_sub(self.0.len());
-            self.0.extend_from_slice(&buf[..buf.len().min(room)]);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(jobs: u32) -> Options {
+        Options {
+            backup_id: "20261121T020000Z-7f3a".into(),
+            target: "postgres://u@db:5432/app".into(),
+            dbname: "app".into(),
+            jobs,
+            spool: false,
+            clean: false,
+            globals: false,
+            encoding_recorded: true,
+            pg_restore: "17.2 (/usr/bin/pg_restore)".into(),
         }
     }
-    let (_, head) =
-        decode_object(job.store, job.manifest, dump, Head(Vec::new()), &job.read).await?;
-    pgdrill_pg::archive::read_toc_items(&head.0[..])
-        .map_err(|e| Error::Integrity(format!("the dump's table of contents cannot be read: {e}")))
+
+    fn new_db() -> Target {
+        Target {
+            superuser: true,
+            ..Target::default()
+        }
+    }
+
+    #[test]
+    fn jobs_are_resolved_and_clamped_once() {
+        assert_eq!(resolve_jobs(None, None), 1);
+        assert_eq!(resolve_jobs(Some(0), Some(8)), 1);
+        assert_eq!(resolve_jobs(None, Some(8)), 8);
+        assert_eq!(resolve_jobs(Some(500), None), MAX_JOBS);
+        let p = RestorePlan::build(&opts(0), &new_db(), &Index::Missing, &Preflight::default());
+        assert_eq!((p.mode, p.jobs), (Mode::Pipe, 1));
+    }
+
+    #[test]
+    fn one_job_into_a_new_database_pipes() {
+        let p = RestorePlan::build(&opts(1), &new_db(), &Index::Usable, &Preflight::default());
+        assert_eq!(
+            p.render(),
+            "restore plan for 20261121T020000Z-7f3a into postgres://u@db:5432/app (nothing was changed)
+mode: pipe (1 job(s))
+database: created by the restore
+pg_restore: 17.2 (/usr/bin/pg_restore)
+steps:
+  1. create the database `app` (dropped again on failure)
+  2. stream the dump into pg_restore, its last 64 KiB held back until the digests match
+  3. ANALYZE every table
+"
+        );
+        assert!(!p.single_transaction);
+    }
+
+    #[test]
+    fn one_job_into_an_existing_database_runs_in_one_transaction() {
+        let mut o = opts(1);
+        o.clean = true;
+        let t = Target {
+            exists: true,
+            ..Target::default()
+        };
+        let p = RestorePlan::build(&o, &t, &Index::Usable, &Preflight::default());
+        assert_eq!((p.mode, p.database), (Mode::Pipe, Database::Existing));
+        assert!(p.single_transaction);
+        assert_eq!(
+            p.steps,
+            ["stream the dump into pg_restore, its last 64 KiB held back until the digests match, replacing what the dump contains (--clean --if-exists) in one transaction (a failure leaves the target unchanged)", "ANALYZE every table"]
+        );
+    }
+
+    #[test]
+    fn n_jobs_into_a_new_database_with_an_index_stream_on_n_lanes() {
+        let p = RestorePlan::build(&opts(4), &new_db(), &Index::Usable, &Preflight::default());
+        assert_eq!(
+            p.render(),
+            "restore plan for 20261121T020000Z-7f3a into postgres://u@db:5432/app (nothing was changed)
+mode: stream (4 job(s), 4 lanes)
+database: created by the restore
+pg_restore: 17.2 (/usr/bin/pg_restore)
+steps:
+  1. create the database `app` as the guards pass, while the table of contents is read (dropped again on failure)
+  2. restore the schema (pre-data entries) from the table of contents
+  3. load the data on 4 lanes from ranged reads of the stored dump, its size and SHA-256 checked beside
+  4. give each large table its own indexes and constraints, then ANALYZE, as soon as its data is in
+  5. restore the remaining post-data entries (pg_restore -j 4) and ANALYZE the other tables
+  6. ANALYZE materialized views and tables whose statistics need their indexes
+"
+        );
+        // Not a superuser: the database is created after the preflight.
+        let p = RestorePlan::build(
+            &opts(4),
+            &Target::default(),
+            &Index::Usable,
+            &Preflight::default(),
+        );
+        assert_eq!((p.mode, p.database), (Mode::Stream, Database::Create));
+        // Without an index, or asked to: spooled.
+        let p = RestorePlan::build(&opts(4), &new_db(), &Index::Missing, &Preflight::default());
+        assert_eq!((p.mode, p.jobs, p.lanes), (Mode::Spool, 4, None));
+        assert!(p.notes.is_empty());
+        let mut o = opts(4);
+        o.spool = true;
+        let p = RestorePlan::build(&o, &new_db(), &Index::Usable, &Preflight::default());
+        assert_eq!((p.mode, p.database), (Mode::Spool, Database::Create));
+    }
+
+    #[test]
+    fn a_damaged_index_spools_with_a_note() {
+        let p = RestorePlan::build(
+            &opts(2),
+            &new_db(),
+            &Index::Unusable("index.json.zst is missing".into()),
+            &Preflight::default(),
+        );
+        assert_eq!(p.mode, Mode::Spool);
+        assert_eq!(
+            p.notes,
+            ["the dump index could not be used (index.json.zst is missing); restored from a spool file instead"]
+        );
+    }
+
+    #[test]
+    fn skipped_entries_and_created_roles_spool_with_a_list() {
+        let pre = Preflight {
+            use_list: true,
+            reorder: false,
+            create_roles: vec!["authenticated".into(), "anon".into()],
+            skipped: vec!["EXTENSION pg_stat_statements: the target lacks it".into()],
+            notes: vec!["roles named only as owners were not created".into()],
+            deferred: 2,
+        };
+        let p = RestorePlan::build(&opts(3), &new_db(), &Index::Usable, &pre);
+        assert_eq!(
+            p.render(),
+            "restore plan for 20261121T020000Z-7f3a into postgres://u@db:5432/app (nothing was changed)
+mode: spool (3 job(s))
+database: created by the restore
+pg_restore: 17.2 (/usr/bin/pg_restore)
+steps:
+  1. create the database `app` as the guards pass, while the table of contents is read (dropped again on failure)
+  2. create the roles the backup names, NOLOGIN: authenticated, anon (dropped again on failure)
+  3. download the dump into a spool file (free space checked) and verify its digests
+  4. pg_restore -j 3 from the spool file, leaving out what is listed as not restored
+  5. ANALYZE every table (3 session(s))
+  6. run 2 grant(s) on extension members one by one
+not restored: EXTENSION pg_stat_statements: the target lacks it
+note: roles named only as owners were not created
+"
+        );
+        let json = serde_json::to_value(&p).expect("json");
+        assert_eq!(json["mode"], "spool");
+        assert_eq!(json["database"], "create_early");
+        assert_eq!(
+            json["skipped"][0],
+            "EXTENSION pg_stat_statements: the target lacks it"
+        );
+        assert!(json.get("lanes").is_none());
+    }
+
+    #[test]
+    fn supabase_platform_rows_force_a_serial_spooled_restore() {
+        let t = Target {
+            supabase: true,
+            superuser: true,
+            ..Target::default()
+        };
+        let pre = Preflight {
+            use_list: true,
+            reorder: true,
+            ..Preflight::default()
+        };
+        let p = RestorePlan::build(&opts(4), &t, &Index::Usable, &pre);
+        assert_eq!(
+            (p.mode, p.jobs, p.database),
+            (Mode::Spool, 1, Database::Create)
+        );
+        assert!(p.privileges);
+        assert_eq!(p.profile.as_deref(), Some("supabase"));
+        assert_eq!(p.notes.len(), 1, "{:?}", p.notes);
+        let p = RestorePlan::build(&opts(1), &t, &Index::Usable, &pre);
+        assert_eq!((p.mode, p.jobs), (Mode::Spool, 1));
+        assert!(p.notes.is_empty());
+    }
+
+    #[test]
+    fn a_create_dump_is_spooled_and_creates_its_own_database() {
+        let mut o = opts(1);
+        o.globals = true;
+        let t = Target {
+            create_mode: true,
+            superuser: true,
+            ..Target::default()
+        };
+        let p = RestorePlan::build(&o, &t, &Index::Usable, &Preflight::default());
+        assert_eq!((p.mode, p.database), (Mode::Spool, Database::FromDump));
+        assert!(!p.single_transaction);
+        assert_eq!(
+            p.steps,
+            [
+                "restore roles and tablespaces from the backup's globals (psql; existing ones are kept)",
+                "download the dump into a spool file (free space checked) and verify its digests",
+                "create the database `app` from the dump (pg_restore --create: the database, its settings and comment)",
+                "pg_restore -j 1 from the spool file",
+                "ANALYZE every table (1 session(s))"
+            ]
+        );
+    }
 }

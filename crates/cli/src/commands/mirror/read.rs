@@ -1,10 +1,11 @@
 //! `mirror verify`, `mirror restore` and `mirror parity`: commands that read snapshots.
 
-use super::args::{ParityArgs, RestoreArgs, VerifyArgs};
-use super::{select_one, store_place, Target};
+use super::{select_one, store_place};
+use crate::cli::mirror::{ParityArgs, RestoreArgs, VerifyArgs};
 use crate::commands::Output;
 use crate::context::Ctx;
 use crate::ui::{human_bytes, table};
+use pgdrill_core::jobs::mirror::MirrorTarget as Target;
 use pgdrill_core::mirror::{self, Location, Place, RestoreOptions, SnapshotManifest};
 use pgdrill_core::progress::Progress;
 use pgdrill_core::{Error, Result};
@@ -84,11 +85,11 @@ async fn pick(
 pub(super) async fn restore(ctx: &Ctx, store: &Store, args: &RestoreArgs) -> Result<Output> {
     let t = select_one(ctx, store).await?;
     let manifest = pick(store, &t, args.snapshot.as_deref(), args.at.as_deref()).await?;
-    let opts = t.options(ctx)?;
+    let opts = t.options(&ctx.env)?;
     let dest = Location::open(&args.to, &opts)?;
     let mut sources = Vec::new();
     if let Some(s) = &t.section {
-        sources.push(Place::describe(&s.from, &opts)?);
+        sources.push(Place::describe(&s.from.parse()?, &opts)?);
     }
     let progress = Progress::new();
     let _guard = ctx.ui.progress(progress.clone());
@@ -126,7 +127,7 @@ pub(super) async fn restore(ctx: &Ctx, store: &Store, args: &RestoreArgs) -> Res
 pub(super) async fn parity(ctx: &Ctx, store: &Store, args: &ParityArgs) -> Result<Output> {
     let t = select_one(ctx, store).await?;
     let manifest = mirror::resolve(store, &t.name, &args.snapshot).await?;
-    let dest = Location::open(&args.with, &t.options(ctx)?)?;
+    let dest = Location::open(&args.with, &t.options(&ctx.env)?)?;
     let r = mirror::parity_with(&manifest, &dest, mirror::DEFAULT_CONCURRENCY).await?;
     let mut human = format!(
         "{} vs snapshot {}: {} of {} match, {} missing, {} extra, {} different\n",

@@ -1,29 +1,36 @@
-//! Sends alert events from CLI jobs; the de-dup state lives in the store
-//! (`alerts/state.json`) so cron runs on different hosts share it. Never fails a job.
+//! Sends a job's alert events; the de-dup state lives in the store (`alerts/state.json`) so
+//! cron runs on different hosts share it. Never fails a job.
 
-use crate::context::Ctx;
-use pgdrill_core::alert::{AlertEvent, Alerter, DedupState, EventKind};
+use super::Events;
+use crate::alert::{AlertEvent, Alerter, AlertsSection, DedupState, EventKind};
+use crate::config::Env;
 use pgdrill_store::Store;
 
 const STATE_KEY: &str = "alerts/state.json";
 
-pub struct Notifier {
+pub struct Notifier<'a> {
     alerter: Option<Alerter>,
     store: Store,
+    events: &'a dyn Events,
 }
 
-impl Notifier {
-    pub fn new(ctx: &Ctx, store: &Store) -> pgdrill_core::Result<Notifier> {
-        let alerter = Alerter::from_config(&ctx.settings.alerts, &ctx.env)?;
+impl<'a> Notifier<'a> {
+    pub fn new(
+        alerts: &AlertsSection,
+        env: &Env,
+        store: &Store,
+        events: &'a dyn Events,
+    ) -> crate::Result<Notifier<'a>> {
+        let alerter = Alerter::from_config(alerts, env)?;
         Ok(Notifier {
             alerter: (!alerter.is_empty()).then_some(alerter),
             store: store.clone(),
+            events,
         })
     }
 
     pub async fn send(
         &self,
-        ctx: &Ctx,
         kind: EventKind,
         database: &str,
         summary: String,
@@ -43,7 +50,8 @@ impl Notifier {
         };
         for o in alerter.notify(&event, &mut state).await {
             if let Some(e) = o.error {
-                ctx.ui.warn(format!("alert via {} failed: {e}", o.channel));
+                self.events
+                    .warn(&format!("alert via {} failed: {e}", o.channel));
             }
         }
         if let Ok(body) = serde_json::to_vec(&state) {

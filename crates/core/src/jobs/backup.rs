@@ -1,0 +1,240 @@
+//! The backup job: per database, under its lease: the backup, then the audit row, the alert
+//! (succeeded, or recovered after a recorded failure) and the failure record.
+
+use super::JobEnv;
+use crate::alert::EventKind;
+use crate::backup::{self, BackupJob};
+use crate::cancel::Cancel;
+use crate::config::DatabaseSettings;
+use crate::crypto::EncryptionKeys;
+use crate::ids::DbName;
+use crate::manifest::Manifest;
+use crate::progress::Progress;
+use crate::{status, Error, Result};
+use pgdrill_pg::{ConnSpec, PgTools};
+use serde_json::json;
+
+/// What to back up, and with what.
+pub struct BackupInput<'a> {
+    pub databases: Vec<&'a DatabaseSettings>,
+    pub keys: &'a EncryptionKeys,
+    pub tools: &'a PgTools,
+    /// Whether a config file names the databases. A database named only by a URL on the
+    /// command line that never answered and has nothing in the store gets no failure record
+    /// (see [`crate::hints::worth_recording`]).
+    pub configured: bool,
+}
+
+/// Every database's outcome, in the order they ran.
+#[derive(Debug, Default)]
+pub struct BackupReport {
+    pub done: Vec<Manifest>,
+    /// Databases whose backup failed or did not start (their error carries the exit code).
+    pub failures: Vec<(DbName, Error)>,
+}
+
+/// Backs up each database in turn; stops early on cancel. `Err` only when no backup
+/// completed: the first error then (with several databases, the others are in the report).
+pub async fn run(jx: &JobEnv<'_>, input: BackupInput<'_>) -> Result<BackupReport> {
+    let several = input.databases.len() > 1;
+    let notifier = jx.notifier()?;
+    let mut report = BackupReport::default();
+    for db in input.databases.iter().copied() {
+        // A source that is not configured is a settings error: no alert, no failure record.
+        let source = match db.source_spec(jx.env) {
+            Ok(s) => s,
+            Err(e) => {
+                report.failures.push((db.name.clone(), e));
+                continue;
+            }
+        };
+        match one(jx, &input, db, source, &notifier).await {
+            Ok(m) => report.done.push(m),
+            Err(e) => {
+                if several {
+                    jx.events.warn(&e.to_string());
+                }
+                report.failures.push((db.name.clone(), e));
+            }
+        }
+        if jx.cancel.is_cancelled() {
+            break;
+        }
+    }
+    if report.done.is_empty() && !report.failures.is_empty() {
+        return Err(report.failures.swap_remove(0).1);
+    }
+    Ok(report)
+}
+
+async fn one(
+    jx: &JobEnv<'_>,
+    input: &BackupInput<'_>,
+    db: &DatabaseSettings,
+    source: ConnSpec,
+    notifier: &super::Notifier<'_>,
+) -> Result<Manifest> {
+    jx.events.info(&format!(
+        "backing up {} ({}) to {}",
+        db.name,
+        source.redacted(),
+        jx.store.display()
+    ));
+    let progress = Progress::new();
+    let _guard = jx.events.progress(progress.clone());
+    notifier
+        .send(
+            EventKind::JobStarted,
+            db.name.as_str(),
+            format!("backup of {} started", db.name),
+            json!({}),
+        )
+        .await;
+    let result = match jx.lease(&db.name, "backup").await {
+        Ok(held) => {
+            let s = jx.settings;
+            let job = BackupJob {
+                store: jx.store,
+                db,
+                source,
+                keys: input.keys,
+                tools: input.tools,
+                compression_level: s.compression_level,
+                compression_threads: s.compression_threads,
+                part_size: s.part_size,
+                max_in_flight: s.max_in_flight,
+                lock_wait_timeout: s.lock_wait_timeout,
+                policy: &s.policy,
+                progress,
+                // A lost lease stops the backup as a signal would.
+                cancel: Cancel::either(&jx.cancel, &held.lost_signal()),
+                lease: Some(&held),
+            };
+            let r = backup::run(job).await;
+            // Ended by its lost lease: say so rather than "cancelled".
+            let r = match (r, held.lost().await) {
+                (Err(_), Some(lost)) => Err(lost),
+                (r, _) => r,
+            };
+            held.release().await;
+            r
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(m) => {
+            succeeded(jx, db, &m, notifier).await;
+            Ok(m)
+        }
+        Err(e) => {
+            let e = e.context(format!("backup of {}", db.name));
+            if !matches!(e, Error::Locked(_)) {
+                if crate::hints::worth_recording(jx.store, &db.name, &e, input.configured).await {
+                    status::record_failure(jx.store, &db.name, "backup", &e.to_string()).await;
+                }
+                notifier
+                    .send(
+                        EventKind::BackupFailed,
+                        db.name.as_str(),
+                        e.to_string(),
+                        json!({"exit_code": e.exit_code()}),
+                    )
+                    .await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// After a completed backup: the audit row (best effort), the alert, the failure record
+/// cleared.
+async fn succeeded(
+    jx: &JobEnv<'_>,
+    db: &DatabaseSettings,
+    m: &Manifest,
+    notifier: &super::Notifier<'_>,
+) {
+    if let Some(audit) = &db.audit {
+        if let Ok(spec) = db.source_spec(jx.env) {
+            if let Err(e) = crate::audit::write(&spec, audit, m).await {
+                jx.events.warn(&format!(
+                    "the audit row for {} was not written (the backup is fine): {e}",
+                    m.backup_id
+                ));
+            }
+        }
+    }
+    let was_failing = status::read_failure(jx.store, &db.name).await.is_some();
+    let kind = if was_failing {
+        EventKind::Recovered
+    } else {
+        EventKind::BackupSucceeded
+    };
+    let summary = format!(
+        "backup {} of {} completed ({} bytes stored)",
+        m.backup_id, m.database, m.stored_bytes
+    );
+    notifier
+        .send(
+            kind,
+            db.name.as_str(),
+            summary,
+            json!({"backup_id": m.backup_id}),
+        )
+        .await;
+    if was_failing {
+        status::clear_failure(jx.store, &db.name).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Env, Settings};
+    use crate::jobs::{JobEnv, Silent};
+    use pgdrill_store::{Store, StoreOptions};
+    use std::path::Path;
+
+    /// A database without a source is a settings error: exit 2, nothing recorded as a
+    /// failed backup, no lease left behind.
+    #[tokio::test]
+    async fn a_database_without_a_source_fails_without_a_failure_record() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(
+            &pgdrill_store::StoreLocation::Folder {
+                path: dir.path().into(),
+            },
+            &StoreOptions::default(),
+        )
+        .expect("store");
+        let env = Env::new();
+        let settings = Settings::load(
+            Some("[[database]]\nname = \"app\"\n"),
+            "t.toml",
+            Path::new("/"),
+            &env,
+        )
+        .expect("settings");
+        let (_handle, cancel) = Cancel::new();
+        let jx = JobEnv {
+            store: &store,
+            settings: &settings,
+            env: &env,
+            cancel,
+            events: &Silent,
+        };
+        let keys = EncryptionKeys::new(&[], None).expect("keys");
+        let tools = PgTools::discover();
+        let input = BackupInput {
+            databases: settings.select(None).expect("databases"),
+            keys: &keys,
+            tools: &tools,
+            configured: true,
+        };
+        let e = run(&jx, input).await.expect_err("no source");
+        assert_eq!(e.exit_code(), 2, "{e}");
+        let app = DbName::parse("app").expect("name");
+        assert!(status::read_failure(&store, &app).await.is_none());
+        assert!(store.list("").await.expect("list").is_empty());
+    }
+}

@@ -1,0 +1,400 @@
+//! Every PostgreSQL program pgdrill runs (pg_dump, pg_dumpall, pg_restore, psql) starts and
+//! ends here:
+//! - [`command`]: its environment cleared down to the allowlist of
+//!   [`crate::conninfo::basic_child_env`] plus the connection's own settings (the password
+//!   only through a pgpass file, never argv or environment);
+//! - [`Child::spawn`]: stderr captured on a thread of its own into a bounded buffer (the
+//!   first and the last lines; the rest is read and dropped, so the program never blocks on
+//!   a full pipe);
+//! - [`Child::wait`]: the exit noticed at once (a blocking `waitid(WNOWAIT)` on a worker
+//!   thread), not by polling;
+//! - [`Child::stop`]: SIGTERM (pg_restore then cancels its queries and stops its workers),
+//!   SIGKILL after a grace period; signals are sent with `rustix`;
+//! - dropping a [`Child`] that still runs kills it and reaps it.
+
+use crate::ConnSpec;
+use std::io;
+use std::path::Path;
+use std::process::{ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A command for `program` connecting with `conn` (password through `passfile`): allowlisted
+/// environment, stdin and stdout closed, stderr piped. Callers add arguments and may pipe
+/// stdin or stdout.
+pub fn command(program: &Path, conn: &ConnSpec, passfile: Option<&Path>) -> Command {
+    let mut cmd = Command::new(program);
+    conn.configure_child(&mut cmd, passfile);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// How much of a child's stderr is kept: the first `head` lines and the last `tail` lines.
+#[derive(Clone, Copy, Debug)]
+pub struct Keep {
+    pub head: usize,
+    pub tail: usize,
+}
+
+impl Keep {
+    /// pg_restore: every error line matters (they are classified and counted).
+    pub const MANY: Keep = Keep {
+        head: 10_000,
+        tail: 100,
+    };
+    /// pg_dump: the last lines say why it stopped.
+    pub const LAST: Keep = Keep { head: 0, tail: 20 };
+}
+
+/// Longest stderr line kept (a `Command was:` line may quote a whole function body).
+const MAX_LINE: usize = 64 << 10;
+
+/// A running program that never outlives pgdrill's interest in it.
+pub struct Child {
+    inner: std::process::Child,
+    /// The program's path, for messages.
+    program: String,
+    stderr: Option<std::thread::JoinHandle<Vec<String>>>,
+    /// Set once the exit status was collected (the pid may be reused after that: no more
+    /// signals).
+    status: Option<ExitStatus>,
+}
+
+impl Child {
+    /// Starts `cmd` (stderr is piped whatever it was set to) and captures its stderr.
+    pub fn spawn(mut cmd: Command, keep: Keep) -> io::Result<Child> {
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        cmd.stderr(Stdio::piped());
+        let mut inner = cmd
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot start {program}: {e}")))?;
+        let stderr = inner.stderr.take().map(|s| capture(s, keep));
+        Ok(Child {
+            inner,
+            program,
+            stderr,
+            status: None,
+        })
+    }
+
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.inner.id()
+    }
+
+    /// The pipe to the program's stdin (when piped), once.
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.inner.stdin.take()
+    }
+
+    /// The pipe from the program's stdout (when piped), once.
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.inner.stdout.take()
+    }
+
+    /// The exit status, if the program has ended.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if let Some(s) = self.status {
+            return Ok(Some(s));
+        }
+        let s = self.inner.try_wait()?;
+        self.status = s;
+        Ok(s)
+    }
+
+    /// Waits for the exit, noticed at once. Cancel by dropping the future (the program keeps
+    /// running: [`Child::stop`] it).
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        let mut exit = exit_notice(self.pid());
+        loop {
+            if let Some(s) = self.try_wait()? {
+                return Ok(s);
+            }
+            let notice = async {
+                match exit.as_mut() {
+                    Some(rx) => drop(rx.await),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = notice => exit = None,
+                // A slow poll besides, should the notice never come.
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
+
+    /// The exit status if the program ends within `grace`.
+    pub async fn exited_within(&mut self, grace: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Ok(Some(s)) = self.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends SIGTERM if the program still runs.
+    pub fn terminate(&mut self) {
+        if let Ok(None) = self.try_wait() {
+            signal(self.pid(), rustix::process::Signal::TERM);
+        }
+    }
+
+    /// Kills the program (SIGKILL) if it still runs; does not wait.
+    pub fn kill(&mut self) {
+        if let Ok(None) = self.try_wait() {
+            let _ = self.inner.kill();
+        }
+    }
+
+    /// Stops the program if it still runs: SIGTERM, SIGKILL after `grace`. Returns the exit
+    /// status.
+    pub async fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
+        if let Ok(Some(s)) = self.try_wait() {
+            return Some(s);
+        }
+        self.terminate();
+        if let Some(s) = self.exited_within(grace).await {
+            return Some(s);
+        }
+        self.kill();
+        self.wait().await.ok()
+    }
+
+    /// Blocks until the program ends (for blocking contexts).
+    pub fn wait_blocking(&mut self) -> io::Result<ExitStatus> {
+        if let Some(s) = self.status {
+            return Ok(s);
+        }
+        let s = self.inner.wait()?;
+        self.status = Some(s);
+        Ok(s)
+    }
+
+    /// The stderr lines kept; waits for the program to close its stderr (call after it
+    /// ended). Empty the second time.
+    pub fn stderr_lines(&mut self) -> Vec<String> {
+        self.stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+
+    /// Sends SIGTERM to the program once `cancelled` resolves, so that a stage blocked on it
+    /// (a full pipe) ends too. Keep the [`Terminator`] only while the program is not reaped
+    /// (its pid could be reused after): [`Terminator::finish`] before waiting for the exit.
+    pub fn terminate_on(
+        &self,
+        cancelled: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Terminator {
+        let pid = self.pid();
+        Terminator(tokio::spawn(async move {
+            cancelled.await;
+            signal(pid, rustix::process::Signal::TERM);
+        }))
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Ok(None) = self.try_wait() {
+            let _ = self.inner.kill();
+            let _ = self.inner.wait();
+        }
+    }
+}
+
+/// See [`Child::terminate_on`].
+pub struct Terminator(tokio::task::JoinHandle<()>);
+
+impl Terminator {
+    pub async fn finish(self) {
+        self.0.abort();
+        let _ = self.0.await;
+    }
+}
+
+fn signal(pid: u32, sig: rustix::process::Signal) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+/// A notice, as soon as the child `pid` has exited, from a blocking `waitid(WNOWAIT)` on
+/// a worker thread; the status is still collected by `try_wait`.
+fn exit_notice(pid: u32) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        use rustix::process::{waitid, WaitId, WaitIdOptions};
+        let _ = waitid(
+            WaitId::Pid(pid),
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+        );
+        let _ = tx.send(());
+    });
+    Some(rx)
+}
+
+/// Reads `stderr` to its end, keeping the first `keep.head` and the last `keep.tail` lines
+/// (each cut at [`MAX_LINE`] bytes).
+fn capture(stderr: std::process::ChildStderr, keep: Keep) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || collect(io::BufReader::new(stderr), keep))
+}
+
+fn collect(mut r: impl io::BufRead, keep: Keep) -> Vec<String> {
+    let mut head = Vec::new();
+    let mut tail = std::collections::VecDeque::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match read_line_capped(&mut r, &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            line.pop();
+        }
+        let text = String::from_utf8_lossy(&line).into_owned();
+        if head.len() < keep.head {
+            head.push(text);
+        } else if keep.tail > 0 {
+            if tail.len() == keep.tail {
+                tail.pop_front();
+            }
+            tail.push_back(text);
+        }
+    }
+    head.extend(tail);
+    head
+}
+
+/// Reads one line into `out`, keeping at most [`MAX_LINE`] bytes of it; returns the bytes
+/// read (0 at the end).
+fn read_line_capped(r: &mut impl io::BufRead, out: &mut Vec<u8>) -> io::Result<usize> {
+    let mut total = 0;
+    loop {
+        let buf = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(total);
+        }
+        let (n, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        let room = MAX_LINE.saturating_sub(out.len());
+        out.extend_from_slice(&buf[..n.min(room)]);
+        r.consume(n);
+        total += n;
+        if done {
+            return Ok(total);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stderr_keeps_the_first_and_last_lines_and_reads_the_rest() {
+        let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        let got = collect(text.as_bytes(), Keep { head: 3, tail: 2 });
+        assert_eq!(got, ["line 0", "line 1", "line 2", "line 98", "line 99"]);
+        let got = collect(&b"a\r\nb"[..], Keep::LAST);
+        assert_eq!(got, ["a", "b"]);
+        let long = "x".repeat(MAX_LINE * 2) + "\nend\n";
+        let got = collect(long.as_bytes(), Keep::MANY);
+        assert_eq!(got[0].len(), MAX_LINE);
+        assert_eq!(got[1], "end");
+    }
+
+    fn conn() -> ConnSpec {
+        ConnSpec::parse("postgres://u:secret@db.example:5432/app").expect("spec")
+    }
+
+    #[test]
+    fn commands_get_the_allowlisted_environment_only() {
+        let cmd = command(Path::new("/bin/true"), &conn(), None);
+        let envs: Vec<(String, Option<String>)> = cmd
+            .get_envs()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.map(|v| v.to_string_lossy().into_owned()),
+                )
+            })
+            .collect();
+        assert!(envs
+            .iter()
+            .any(|(k, v)| k == "PGHOST" && v.as_deref() == Some("db.example")));
+        assert!(!envs.iter().any(|(k, _)| k == "PGPASSWORD"));
+        assert!(!envs
+            .iter()
+            .any(|(_, v)| v.as_deref().is_some_and(|v| v.contains("secret"))));
+        assert!(!cmd
+            .get_args()
+            .any(|a| a.to_string_lossy().contains("secret")));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_child_is_stopped_by_signal_and_killed_when_dropped() {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "echo started >&2; exec sleep 30"]);
+        let mut c = Child::spawn(cmd, Keep::MANY).expect("spawn");
+        assert!(c.exited_within(Duration::from_millis(200)).await.is_none());
+        let t = Instant::now();
+        let status = c.stop(Duration::from_secs(5)).await.expect("status");
+        assert!(t.elapsed() < Duration::from_secs(5), "SIGTERM ended it");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(15));
+        assert_eq!(c.stderr_lines(), ["started"]);
+
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "sleep 30"]);
+        let c = Child::spawn(cmd, Keep::LAST).expect("spawn");
+        let pid = c.pid();
+        drop(c);
+        // Reaped: no such process any more.
+        let alive = rustix::process::test_kill_process(
+            rustix::process::Pid::from_raw(pid as i32).expect("pid"),
+        );
+        assert!(alive.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_exit_is_noticed_and_stdin_piped() {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "cat >/dev/null; exit 3"])
+            .stdin(Stdio::piped());
+        let mut c = Child::spawn(cmd, Keep::MANY).expect("spawn");
+        drop(c.take_stdin());
+        let t = Instant::now();
+        let s = c.wait().await.expect("wait");
+        assert_eq!(s.code(), Some(3));
+        assert!(t.elapsed() < Duration::from_secs(2));
+        // A terminator that fires after the exit sends nothing (finished first).
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let term = c.terminate_on(async move {
+            let _ = rx.await;
+        });
+        term.finish().await;
+        drop(tx);
+    }
+}
