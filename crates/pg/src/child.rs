@@ -1,11 +1,14 @@
-//! Every PostgreSQL program pgdrill runs (pg_dump, pg_dumpall, pg_restore, psql) starts and
-//! ends here:
-//! - [`command`]: its environment cleared down to the allowlist of
+//! Every external program pgdrill runs starts and ends here: the PostgreSQL clients
+//! (pg_dump, pg_dumpall, pg_restore, psql), the throwaway cluster's initdb and pg_ctl, the
+//! `--version` probes, and a drill's user command.
+//! - [`command`]: a client's environment cleared down to the allowlist of
 //!   [`crate::conninfo::basic_child_env`] plus the connection's own settings (the password
-//!   only through a pgpass file, never argv or environment);
-//! - [`Child::spawn`]: stderr captured on a thread of its own into a bounded buffer (the
-//!   first and the last lines; the rest is read and dropped, so the program never blocks on
-//!   a full pipe);
+//!   only through a pgpass file, never argv or environment); [`plain`]: the allowlist alone
+//!   (server binaries, probes); [`user_command`]: a drill's `command` check, which inherits
+//!   pgdrill's environment minus the source's URLs and libpq's variables (its documented rule);
+//! - [`Child::spawn`]: stderr (and stdout, [`Child::capture_stdout`]) captured on a thread of
+//!   its own into a bounded buffer (the first and the last lines; the rest is read and
+//!   dropped, so the program never blocks on a full pipe); [`run`] for a short blocking run;
 //! - [`Child::wait`]: the exit noticed at once (a blocking `waitid(WNOWAIT)` on a worker
 //!   thread), not by polling;
 //! - [`Child::stop`]: SIGTERM (pg_restore then cancels its queries and stops its workers),
@@ -30,6 +33,62 @@ pub fn command(program: &Path, conn: &ConnSpec, passfile: Option<&Path>) -> Comm
     cmd
 }
 
+/// A command for `program` with the allowlisted environment of
+/// [`crate::conninfo::basic_child_env`] alone: stdin and stdout closed, stderr piped.
+pub fn plain(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    crate::conninfo::basic_child_env(&mut cmd);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// A command for a user's program (a drill's `command` check): unlike the others it inherits
+/// pgdrill's environment (the user's tools need their own settings), minus every variable in
+/// `hide` (the source database's URLs) and the libpq variables of
+/// [`ConnSpec::inherited_vars_to_clear`]; the caller adds the target's. stdin closed, stdout
+/// and stderr piped.
+pub fn user_command<'a>(
+    program: impl AsRef<std::ffi::OsStr>,
+    hide: impl IntoIterator<Item = &'a str>,
+) -> Command {
+    let mut cmd = Command::new(program);
+    for v in hide {
+        cmd.env_remove(v);
+    }
+    for v in ConnSpec::inherited_vars_to_clear() {
+        cmd.env_remove(v);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// What [`run`] returns: the exit status and the lines kept of stdout and stderr.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: Vec<String>,
+    pub stderr: Vec<String>,
+}
+
+/// Runs `cmd` to its end, blocking (no time limit: for programs that end by themselves, such
+/// as `--version` probes, initdb and `pg_ctl -w -t N`): stdout and stderr piped and kept as
+/// `keep` says.
+pub fn run(mut cmd: Command, keep: Keep) -> io::Result<Finished> {
+    cmd.stdout(Stdio::piped());
+    let mut child = Child::spawn(cmd, keep)?;
+    child.capture_stdout(keep);
+    let status = child.wait_blocking()?;
+    Ok(Finished {
+        status,
+        stdout: child.stdout_lines(),
+        stderr: child.stderr_lines(),
+    })
+}
+
 /// How much of a child's stderr is kept: the first `head` lines and the last `tail` lines.
 #[derive(Clone, Copy, Debug)]
 pub struct Keep {
@@ -45,17 +104,20 @@ impl Keep {
     };
     /// pg_dump: the last lines say why it stopped.
     pub const LAST: Keep = Keep { head: 0, tail: 20 };
+    /// Nothing: the output is read and dropped.
+    pub const NONE: Keep = Keep { head: 0, tail: 0 };
 }
 
-/// Longest stderr line kept (a `Command was:` line may quote a whole function body).
-const MAX_LINE: usize = 64 << 10;
+/// Longest output line kept (a `Command was:` line may quote a whole function body).
+pub const MAX_LINE: usize = 64 << 10;
 
 /// A running program that never outlives pgdrill's interest in it.
 pub struct Child {
     inner: std::process::Child,
     /// The program's path, for messages.
     program: String,
-    stderr: Option<std::thread::JoinHandle<Vec<String>>>,
+    stderr: Option<Capture>,
+    stdout: Option<Capture>,
     /// Set once the exit status was collected (the pid may be reused after that: no more
     /// signals).
     status: Option<ExitStatus>,
@@ -74,6 +136,7 @@ impl Child {
             inner,
             program,
             stderr,
+            stdout: None,
             status: None,
         })
     }
@@ -94,6 +157,25 @@ impl Child {
     /// The pipe from the program's stdout (when piped), once.
     pub fn take_stdout(&mut self) -> Option<ChildStdout> {
         self.inner.stdout.take()
+    }
+
+    /// Captures the program's stdout (when piped) like its stderr: lines kept as `keep` says,
+    /// read on a thread of its own.
+    pub fn capture_stdout(&mut self, keep: Keep) {
+        if let Some(out) = self.inner.stdout.take() {
+            self.stdout = Some(capture(out, keep));
+        }
+    }
+
+    /// Resolves once the captured pipes (stderr, and stdout if captured) reached their end:
+    /// the program and whatever it started closed them.
+    pub async fn output_closed(&mut self) {
+        for c in [self.stderr.as_mut(), self.stdout.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            c.closed().await;
+        }
     }
 
     /// The exit status, if the program has ended.
@@ -183,10 +265,12 @@ impl Child {
     /// The stderr lines kept; waits for the program to close its stderr (call after it
     /// ended). Empty the second time.
     pub fn stderr_lines(&mut self) -> Vec<String> {
-        self.stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default()
+        self.stderr.take().map(Capture::join).unwrap_or_default()
+    }
+
+    /// The stdout lines kept by [`Child::capture_stdout`], as [`Child::stderr_lines`].
+    pub fn stdout_lines(&mut self) -> Vec<String> {
+        self.stdout.take().map(Capture::join).unwrap_or_default()
     }
 
     /// Sends SIGTERM to the program once `cancelled` resolves, so that a stage blocked on it
@@ -248,10 +332,38 @@ fn exit_notice(pid: u32) -> Option<tokio::sync::oneshot::Receiver<()>> {
     Some(rx)
 }
 
-/// Reads `stderr` to its end, keeping the first `keep.head` and the last `keep.tail` lines
-/// (each cut at [`MAX_LINE`] bytes).
-fn capture(stderr: std::process::ChildStderr, keep: Keep) -> std::thread::JoinHandle<Vec<String>> {
-    std::thread::spawn(move || collect(io::BufReader::new(stderr), keep))
+/// A pipe read to its end on a thread of its own, keeping the first `keep.head` and the last
+/// `keep.tail` lines (each cut at [`MAX_LINE`] bytes).
+struct Capture {
+    thread: std::thread::JoinHandle<Vec<String>>,
+    /// Fires when the reading is done (for async waiters; `join` blocks).
+    done: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Capture {
+    async fn closed(&mut self) {
+        if let Some(rx) = self.done.as_mut() {
+            let _ = rx.await;
+            self.done = None;
+        }
+    }
+
+    fn join(self) -> Vec<String> {
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+fn capture(pipe: impl io::Read + Send + 'static, keep: Keep) -> Capture {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let thread = std::thread::spawn(move || {
+        let lines = collect(io::BufReader::new(pipe), keep);
+        let _ = tx.send(());
+        lines
+    });
+    Capture {
+        thread,
+        done: Some(rx),
+    }
 }
 
 fn collect(mut r: impl io::BufRead, keep: Keep) -> Vec<String> {
@@ -396,5 +508,36 @@ mod tests {
         });
         term.finish().await;
         drop(tx);
+    }
+
+    #[test]
+    fn run_keeps_both_outputs_and_plain_commands_get_the_allowlist_only() {
+        let mut cmd = plain("/bin/sh");
+        cmd.args([
+            "-c",
+            "echo out1; echo err1 >&2; echo out2; env | grep -c PGDRILL_CHILD_TEST_SECRET; exit 4",
+        ]);
+        std::env::set_var("PGDRILL_CHILD_TEST_SECRET", "x");
+        let r = run(cmd, Keep::LAST).expect("run");
+        assert_eq!(r.status.code(), Some(4));
+        assert_eq!(r.stdout, ["out1", "out2", "0"]);
+        assert_eq!(r.stderr, ["err1"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn user_commands_inherit_all_but_the_hidden_and_libpq_variables() {
+        std::env::set_var("PGDRILL_CHILD_TEST_KEPT", "kept");
+        std::env::set_var("PGDRILL_CHILD_TEST_HIDDEN", "hidden");
+        std::env::set_var("PGSERVICE", "svc");
+        let mut cmd = user_command("sh", ["PGDRILL_CHILD_TEST_HIDDEN"]);
+        cmd.args([
+            "-c",
+            "echo \"$PGDRILL_CHILD_TEST_KEPT/$PGDRILL_CHILD_TEST_HIDDEN/$PGSERVICE\"",
+        ]);
+        let mut c = Child::spawn(cmd, Keep::MANY).expect("spawn");
+        c.capture_stdout(Keep::MANY);
+        c.output_closed().await;
+        assert!(c.wait().await.expect("wait").success());
+        assert_eq!(c.stdout_lines(), ["kept//"]);
     }
 }

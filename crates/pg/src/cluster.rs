@@ -13,10 +13,14 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::child::{self, Finished, Keep};
 use crate::tools::{PgInstall, PgVersion};
+
+/// What is kept of initdb's and pg_ctl's output: the last lines say why it failed.
+const KEEP: Keep = Keep { head: 0, tail: 30 };
 
 /// How many times a start is retried on a new port when the chosen one was taken meanwhile.
 const PORT_ATTEMPTS: usize = 5;
@@ -271,13 +275,10 @@ impl Cluster {
 
     /// A command for a server binary, run as the unprivileged user when we are root.
     fn command(&self, tool: &str) -> Command {
-        let mut cmd = Command::new(self.install.bin(tool));
         // The server inherits this environment for its whole life; it holds nothing of
         // pgdrill's own (S3 keys, source URLs, libpq PG* variables).
-        crate::conninfo::basic_child_env(&mut cmd);
-        cmd.current_dir(&self.root)
-            .stdin(Stdio::null())
-            .env("LC_ALL", "C");
+        let mut cmd = child::plain(self.install.bin(tool));
+        cmd.current_dir(&self.root).env("LC_ALL", "C");
         if let Some(u) = &self.run_as {
             cmd.uid(u.uid).gid(u.gid);
             cmd.env("USER", &u.name).env("LOGNAME", &u.name);
@@ -317,7 +318,7 @@ impl Cluster {
                 "--auth-host=scram-sha-256",
                 "--no-sync",
             ]);
-        let out = cmd.output();
+        let out = child::run(cmd, KEEP);
         let _ = std::fs::remove_file(&pwfile);
         let out = out.map_err(io_err(format!(
             "run {}",
@@ -373,20 +374,16 @@ impl Cluster {
             let log_offset = std::fs::metadata(&self.log_path)
                 .map(|m| m.len())
                 .unwrap_or(0);
-            let out = self
-                .command("pg_ctl")
-                .arg("-D")
+            let mut cmd = self.command("pg_ctl");
+            cmd.arg("-D")
                 .arg(&self.data_dir)
                 .arg("-l")
                 .arg(&self.log_path)
-                .args(["-w", "-t", "60", "start"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .output()
-                .map_err(io_err(format!(
-                    "run {}",
-                    self.install.bin("pg_ctl").display()
-                )))?;
+                .args(["-w", "-t", "60", "start"]);
+            let out = child::run(cmd, KEEP).map_err(io_err(format!(
+                "run {}",
+                self.install.bin("pg_ctl").display()
+            )))?;
             if out.status.success() {
                 self.postmaster_pid = read_postmaster_pid(&self.data_dir);
                 self.running = true;
@@ -430,15 +427,12 @@ impl Cluster {
             .or_else(|| read_postmaster_pid(&self.data_dir));
         let mut tree = pid.map(process_tree).unwrap_or_default();
         for mode in ["fast", "immediate"] {
-            let res = self
-                .command("pg_ctl")
-                .arg("-D")
+            let mut cmd = self.command("pg_ctl");
+            cmd.arg("-D")
                 .arg(&self.data_dir)
-                .args(["-w", "-t", "30", "stop", "-m", mode])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            if res.is_ok_and(|s| s.success()) && wait_gone(&tree, Duration::from_secs(10)) {
+                .args(["-w", "-t", "30", "stop", "-m", mode]);
+            let res = child::run(cmd, Keep::NONE);
+            if res.is_ok_and(|r| r.status.success()) && wait_gone(&tree, Duration::from_secs(10)) {
                 self.running = false;
                 return Ok(());
             }
@@ -465,12 +459,9 @@ impl Cluster {
         tree.extend(process_tree(pid));
         for p in &tree {
             if alive(*p) {
-                let _ = self
-                    .command("pg_ctl")
-                    .args(["kill", "KILL", &p.to_string()])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
+                let mut cmd = self.command("pg_ctl");
+                cmd.args(["kill", "KILL", &p.to_string()]);
+                let _ = child::run(cmd, Keep::NONE);
             }
         }
         if wait_gone(&tree, Duration::from_secs(10)) {
@@ -492,9 +483,13 @@ impl Drop for Cluster {
     }
 }
 
-fn output_text(out: &Output) -> String {
-    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
-    s.push_str(&String::from_utf8_lossy(&out.stderr));
+/// stdout, then stderr, as kept.
+fn output_text(out: &Finished) -> String {
+    let mut s = String::new();
+    for line in out.stdout.iter().chain(&out.stderr) {
+        s.push_str(line);
+        s.push('\n');
+    }
     s
 }
 

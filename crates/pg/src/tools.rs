@@ -10,8 +10,12 @@ use std::fmt;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
+
+use crate::child::{self, Keep};
+
+/// What a probe keeps of the tool's output: its first lines.
+const PROBE: Keep = Keep { head: 20, tail: 0 };
 
 /// Tools whose presence makes a directory a PostgreSQL bin directory, in the order they are
 /// asked for their version.
@@ -373,16 +377,13 @@ fn is_pg_wrapper(p: &Path) -> bool {
 }
 
 fn pg_config_bindir() -> Option<PathBuf> {
-    let out = Command::new("pg_config")
-        .arg("--bindir")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
+    let mut cmd = child::plain("pg_config");
+    cmd.arg("--bindir");
+    let out = child::run(cmd, PROBE).ok()?;
     if !out.status.success() {
         return None;
     }
-    let s = String::from_utf8(out.stdout).ok()?;
+    let s = out.stdout.join("\n");
     let s = s.trim();
     (!s.is_empty()).then(|| PathBuf::from(s))
 }
@@ -415,16 +416,13 @@ fn dir_version(dir: &Path) -> Option<PgVersion> {
 
 /// Runs `<tool> --version` and parses its output.
 pub fn tool_version(tool: &Path) -> Option<PgVersion> {
-    let out = Command::new(tool)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
+    let mut cmd = child::plain(tool);
+    cmd.arg("--version");
+    let out = child::run(cmd, PROBE).ok()?;
     if !out.status.success() {
         return None;
     }
-    let s = String::from_utf8_lossy(&out.stdout);
+    let s = out.stdout.join("\n");
     if !s.contains("PostgreSQL") {
         return None;
     }
