@@ -1,12 +1,46 @@
-//! The sections `pgdrill serve` and the drill read, typed and validated once at load: every
-//! command refuses a config whose schedule, listen address or drill settings are wrong,
-//! not only the one that would use them.
+//! `[schedule]` and `[serve]`, the sections `pgdrill serve` reads, typed and validated once
+//! at load: every command refuses a config whose schedule or listen address is wrong, not
+//! only the one that would use them.
 
-use super::{Policy, ScheduleSection, ServeSection};
+use super::Policy;
 use crate::schedule::Schedule;
 use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;
+
+/// `[schedule]`: when `pgdrill serve` runs each job. Values are `every <N>s|m|h|d`, a 5-field
+/// cron expression (with `DOW#n`), `first_sunday` or `off` ([`crate::schedule`]); they are
+/// checked at config load, so every command refuses an invalid one. `backup` defaults to the policy's `logical_export_frequency_minutes`, `drill` to its
+/// `monthly_restore_day`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSection {
+    pub backup: Option<String>,
+    pub drill: Option<String>,
+    pub prune: Option<String>,
+    pub status: Option<String>,
+    /// Hook for `mirror` (DESIGN.md §7); a build without it refuses a mirror schedule.
+    pub mirror: Option<String>,
+    /// IANA time zone the cron expressions are read in (default UTC).
+    pub timezone: Option<String>,
+    /// Each run starts up to this many seconds late, at random (spreads hosts apart).
+    pub jitter_seconds: Option<u64>,
+}
+
+/// `[serve]`: the daemon's HTTP endpoint and shutdown.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSection {
+    /// Address to listen on (default 127.0.0.1:9187).
+    pub listen: Option<String>,
+    /// Environment variable holding a bearer token every request but /healthz must carry.
+    pub bearer_token_env: Option<String>,
+    pub basic_auth_user: Option<String>,
+    pub basic_auth_password_env: Option<String>,
+    /// How long SIGTERM waits for a running job before aborting it (default 60).
+    pub shutdown_grace_seconds: Option<u64>,
+}
 
 /// `prune`'s schedule when `[schedule] prune` is unset.
 pub const DEFAULT_PRUNE: &str = "0 3 * * *";
@@ -122,44 +156,6 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr> {
     })
 }
 
-/// `[database.drill]`'s own settings, typed; its checks (`[[database.drill.check]]`) are
-/// parsed when the drill runs, with the environment of that run (`drill::checks`).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct DrillSettings {
-    /// Restore parallelism of this database's drills (1 to 64).
-    pub jobs: Option<u32>,
-    /// Variable holding the server drills restore on (a fresh database is created there).
-    pub target_url_env: Option<String>,
-}
-
-impl DrillSettings {
-    pub fn from_table(t: &toml::Table, db: &str) -> Result<DrillSettings> {
-        let jobs = match t.get("jobs") {
-            None => None,
-            // Clamped as `--jobs` is.
-            Some(toml::Value::Integer(j)) => Some((*j).clamp(1, 64) as u32),
-            Some(v) => {
-                return Err(Error::Invalid(format!(
-                    "database {db}: [database.drill] jobs = {v} is not a number: write it like jobs = 4"
-                )))
-            }
-        };
-        let target_url_env = match t.get("target_url_env") {
-            None => None,
-            Some(toml::Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            Some(v) => {
-                return Err(Error::Invalid(format!(
-                    "database {db}: [database.drill] target_url_env = {v} must name an environment variable"
-                )))
-            }
-        };
-        Ok(DrillSettings {
-            jobs,
-            target_url_env,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,26 +188,6 @@ mod tests {
             .expect("no policy");
         assert!(none.backup.is_none() && none.drill.is_none());
         assert_eq!(none.status.to_string(), DEFAULT_STATUS);
-    }
-
-    #[test]
-    fn drill_settings_are_typed_and_jobs_clamped_like_the_flag() {
-        let t: toml::Table = "jobs = 200\ntarget_url_env = \"STAGING\"\n"
-            .parse()
-            .expect("toml");
-        let d = DrillSettings::from_table(&t, "app").expect("drill");
-        assert_eq!(d.jobs, Some(64));
-        assert_eq!(d.target_url_env.as_deref(), Some("STAGING"));
-        for bad in [
-            "jobs = \"4\"",
-            "target_url_env = 3",
-            "target_url_env = \"\"",
-        ] {
-            let t: toml::Table = bad.parse().expect("toml");
-            let e = DrillSettings::from_table(&t, "app").expect_err(bad);
-            assert_eq!(e.exit_code(), 2);
-            assert!(e.to_string().contains("[database.drill]"), "{e}");
-        }
     }
 
     #[test]
