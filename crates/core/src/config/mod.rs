@@ -22,7 +22,7 @@ pub use backup::{
 };
 pub use database::{DatabaseSection, DatabaseSettings, DrillSettings, SourceRef};
 pub use policy::{read_policy_file, Policy};
-pub use restore::{check_memory_size, RestoreSection};
+pub use restore::{MemorySize, RestoreSection, RestoreSettings};
 pub use schedule::{
     parse_listen, ScheduleSection, Schedules, ServeSection, ServeSettings, DEFAULT_PRUNE,
     DEFAULT_STATUS,
@@ -84,7 +84,8 @@ pub struct Settings {
     pub compression_threads: u32,
     pub policy: Policy,
     pub protected_targets: Vec<crate::protect::ProtectedTarget>,
-    pub restore: RestoreSection,
+    /// `[restore]`, typed.
+    pub restore: RestoreSettings,
     /// `[retention]` with the policy's `retention_days` folded in.
     pub retention: crate::retention::RetentionPolicy,
     pub alerts: crate::alert::AlertsSection,
@@ -160,9 +161,7 @@ impl Settings {
                 "compression.level {level} is out of range: use 1 (fastest) to 19 (smallest)"
             )));
         }
-        if let Some(m) = &file.restore.maintenance_work_mem {
-            check_memory_size(m)?;
-        }
+        let restore = RestoreSettings::from_section(&file.restore)?;
         let mut databases = Vec::new();
         for (i, d) in file.databases.iter().enumerate() {
             databases.push(database_settings(d, i, env)?);
@@ -194,7 +193,7 @@ impl Settings {
             compression_threads: file.compression.threads.unwrap_or(0),
             policy,
             protected_targets: crate::protect::ProtectedTarget::parse_all(&file.protected_targets)?,
-            restore: file.restore.clone(),
+            restore,
             retention,
             alerts: file.alerts.clone(),
             schedule,

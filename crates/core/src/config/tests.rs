@@ -191,3 +191,32 @@ fn literal_dollar_brace_is_kept() {
         "a${X}b$c"
     );
 }
+
+#[test]
+fn restore_maintenance_work_mem_is_typed_at_load() {
+    let s = load("[restore]\nmaintenance_work_mem = \"512MB\"\njobs = 4\n").expect("load");
+    assert_eq!(
+        s.restore
+            .maintenance_work_mem
+            .as_ref()
+            .map(MemorySize::as_str),
+        Some("512MB")
+    );
+    assert_eq!(s.restore.jobs, Some(4));
+    let e = load("[restore]\nmaintenance_work_mem = \"lots\"\n").expect_err("lots");
+    assert_eq!(e.exit_code(), 2);
+    assert_eq!(
+        e.to_string(),
+        "[restore] maintenance_work_mem = \"lots\" is not a PostgreSQL memory size: write it like \"512MB\" or \"2GB\""
+    );
+    let from_env = Settings::load(
+        None,
+        "t.toml",
+        Path::new("/"),
+        &env(&[("PGDRILL_RESTORE_MAINTENANCE_WORK_MEM", "1 GB")]),
+    )
+    .expect_err("env");
+    assert!(from_env
+        .to_string()
+        .contains("[restore] maintenance_work_mem"));
+}

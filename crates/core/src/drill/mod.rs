@@ -44,7 +44,7 @@ pub struct DrillJob<'a> {
     /// `[restore] skip_extensions`.
     pub skip_extensions: &'a [String],
     /// `[restore] maintenance_work_mem`.
-    pub maintenance_work_mem: Option<String>,
+    pub maintenance_work_mem: Option<crate::config::MemorySize>,
     pub jobs: u32,
     pub env: &'a Env,
     /// Where evidence is written locally (default ./pgdrill-reports/<drill-id>/).

@@ -48,7 +48,7 @@ use crate::progress::Progress;
 use crate::verify::ReadOpts;
 use crate::{Error, Result};
 use cleanup::{create_target, undo_create};
-use command::{check_memory_setting, list_file};
+use command::list_file;
 use guards::{inspect, maintenance_db, TargetInfo};
 use pgdrill_pg::{ConnSpec, PgTools};
 use pgdrill_store::Store;
@@ -73,7 +73,7 @@ pub struct RestoreJob<'a> {
     pub ignore_errors: &'a [String],
     /// `maintenance_work_mem` for pg_restore's sessions (`[restore] maintenance_work_mem`);
     /// `None`: the server's setting.
-    pub maintenance_work_mem: Option<String>,
+    pub maintenance_work_mem: Option<crate::config::MemorySize>,
     pub spool_dir: Option<PathBuf>,
     /// Also restore roles and tablespaces from the backup's globals object.
     pub globals: bool,
@@ -212,7 +212,6 @@ fn index_state(index: &Result<Option<stream::Loaded>>) -> plan::Index {
 /// nothing is written anywhere: the target is only read, and of the backup only the
 /// manifest, the dump index and the dump's table of contents.
 pub async fn dry_run(job: RestoreJob<'_>) -> Result<RestorePlan> {
-    check_memory_setting(job.maintenance_work_mem.as_deref())?;
     let dump = dump_object(&job)?;
     let admin = job.target.with_dbname(&maintenance_db(&job.target));
     let (info, index) = tokio::join!(inspect(&job), stream::load_index(&job, &dump));
@@ -233,7 +232,6 @@ pub async fn dry_run(job: RestoreJob<'_>) -> Result<RestorePlan> {
 
 async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreReport> {
     let t0 = Instant::now();
-    check_memory_setting(job.maintenance_work_mem.as_deref())?;
     let dump = dump_object(&job)?;
     let admin = job.target.with_dbname(&maintenance_db(&job.target));
     // Only a database created here is dropped on failure (or one `pg_restore --create` made).
