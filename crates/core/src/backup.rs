@@ -5,28 +5,35 @@
 use crate::cancel::Cancel;
 use crate::config::{DatabaseSettings, Policy};
 use crate::crypto::EncryptionKeys;
-use crate::frames::{DumpIndex, FramedEncoder};
+use crate::frames::DumpIndex;
 use crate::ids::BackupId;
 use crate::layout;
 use crate::manifest::*;
-use crate::pipeline::{BlockSender, Digested, HashWriter, StdBlockReader};
+use crate::pipeline::{Digested, HashWriter};
 use crate::progress::Progress;
 use crate::{Error, Result};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chrono::Utc;
-use pgdrill_pg::archive::{parse_archive, ArchiveSummary};
+use pgdrill_pg::archive::ArchiveSummary;
 use pgdrill_pg::child;
 use pgdrill_pg::client::SnapshotSession;
 use pgdrill_pg::{ConnSpec, PgInstall, PgTools};
 use pgdrill_store::Store;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Instant;
 
 mod locks;
+mod manifest;
+mod stream;
+
+/// Moved to the lease (a leaf below the backup); kept here for callers.
+pub use crate::lease::hostname;
+use manifest::{build_manifest, Times};
+use stream::stream_child;
 
 const READ_CHUNK: usize = 1 << 20;
 
@@ -325,91 +332,6 @@ fn spawn_tool(
     child::Child::spawn(cmd, child::Keep::LAST).map_err(|e| Error::Failed(e.to_string()))
 }
 
-struct EncodeOut {
-    raw: Digested,
-    stored: Digested,
-    /// `[raw, compressed]` offsets of the zstd frames.
-    frames: Vec<[u64; 2]>,
-    compressed: u64,
-}
-
-/// The blocking stage: reads pg_dump's stdout, feeds the parser, compresses, encrypts and
-/// hands blocks to the uploader.
-fn encode_stage(
-    mut stdout: std::process::ChildStdout,
-    parse_tx: Option<std::sync::mpsc::SyncSender<Bytes>>,
-    keys: EncryptionKeys,
-    level: i32,
-    threads: u32,
-    out_tx: tokio::sync::mpsc::Sender<Bytes>,
-    progress: Arc<Progress>,
-) -> Result<EncodeOut> {
-    let io_err =
-        |e: std::io::Error| Error::Failed(format!("the compression/encryption stage failed: {e}"));
-    let hashed = HashWriter::new(BlockSender::new(out_tx, READ_CHUNK));
-    let sink = keys.wrap(hashed)?;
-    // Independent frames, so that a parallel restore can start decoding at any of them.
-    let mut z = FramedEncoder::new(sink, level, threads).map_err(io_err)?;
-    let mut raw_hash = Sha256::new();
-    let mut raw_bytes = 0u64;
-    let mut parser_alive = true;
-    loop {
-        let mut buf = BytesMut::zeroed(READ_CHUNK);
-        let n = fill(&mut stdout, &mut buf)
-            .map_err(|e| Error::Failed(format!("cannot read pg_dump's output: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        buf.truncate(n);
-        let chunk = buf.freeze();
-        raw_hash.update(&chunk);
-        raw_bytes += n as u64;
-        progress.add(n as u64);
-        if let (true, Some(tx)) = (parser_alive, &parse_tx) {
-            parser_alive = tx.send(chunk.clone()).is_ok();
-        }
-        z.write_all(&chunk).map_err(io_err)?;
-    }
-    drop(parse_tx);
-    let (sink, frames, compressed) = z.finish().map_err(io_err)?;
-    let hashed = sink.finish().map_err(io_err)?;
-    let (sender, stored) = hashed.finish();
-    sender.finish().map_err(io_err)?;
-    Ok(EncodeOut {
-        raw: Digested {
-            sha256: hex::encode(raw_hash.finalize()),
-            bytes: raw_bytes,
-        },
-        stored,
-        frames,
-        compressed,
-    })
-}
-
-/// Reads until `buf` is full or the stream ends (a pipe returns at most 64 KiB per read; a
-/// full chunk keeps the per-chunk costs, allocation and hand-offs, small).
-fn fill(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
-fn worker_threads(configured: u32) -> u32 {
-    if configured > 0 {
-        return configured;
-    }
-    std::thread::available_parallelism()
-        .map(|n| n.get() as u32)
-        .unwrap_or(1)
-}
-
 async fn dump_and_upload(
     job: &BackupJob<'_>,
     id: &BackupId,
@@ -483,291 +405,6 @@ async fn globals_and_upload(
         raw_sha256: s.raw.sha256,
     })
 }
-
-/// What one streamed child produced.
-struct Streamed {
-    raw: Digested,
-    stored: Digested,
-    summary: Option<std::result::Result<ArchiveSummary, String>>,
-    frames: Vec<[u64; 2]>,
-    compressed: u64,
-}
-
-/// Runs `tool` (pg_dump or pg_dumpall) and streams its stdout through sha256, the optional
-/// archive parser, zstd and age into a multipart upload of `key`. Commit explicitly: the
-/// upload completes only when the child exited 0, wrote something, and nothing else failed;
-/// otherwise (or on a signal) the child is killed and the upload aborted.
-async fn stream_child(
-    job: &BackupJob<'_>,
-    key: &str,
-    part_size: usize,
-    install: &PgInstall,
-    tool: &str,
-    args: &[String],
-    parse: bool,
-) -> Result<Streamed> {
-    let mut upload = job.store.upload(key, part_size, job.max_in_flight).await?;
-    let passfile = job
-        .source
-        .write_passfile()
-        .map_err(|e| Error::Failed(format!("cannot write the temporary password file: {e}")))?;
-    let mut child = match spawn_tool(
-        install,
-        tool,
-        args,
-        &job.source,
-        passfile.as_ref().map(|f| f.path()),
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = upload.abort().await;
-            return Err(e);
-        }
-    };
-    let Some(stdout) = child.take_stdout() else {
-        child.kill();
-        let _ = upload.abort().await;
-        return Err(Error::Failed(format!("cannot capture {tool}'s output")));
-    };
-    let (parse_tx, parser) = if parse {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(16);
-        let handle = std::thread::spawn(move || {
-            parse_archive(StdBlockReader::new(rx)).map_err(|e| e.to_string())
-        });
-        (Some(tx), Some(handle))
-    } else {
-        (None, None)
-    };
-    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let keys = job.keys.clone();
-    let (level, threads) = (
-        job.compression_level,
-        worker_threads(job.compression_threads),
-    );
-    let progress = job.progress.clone();
-    let encoder = tokio::task::spawn_blocking(move || {
-        encode_stage(stdout, parse_tx, keys, level, threads, out_tx, progress)
-    });
-
-    let mut cancel = job.cancel.clone();
-    let pump = async {
-        while let Some(block) = out_rx.recv().await {
-            upload.write(block).await?;
-        }
-        Ok::<(), pgdrill_store::StoreError>(())
-    };
-    let (pumped, interrupted) = tokio::select! {
-        r = pump => (r, false),
-        _ = cancel.cancelled() => (Ok(()), true),
-    };
-    if pumped.is_err() || interrupted {
-        child.kill();
-    }
-    drop(out_rx);
-    let encoded = encoder
-        .await
-        .map_err(|e| Error::Failed(format!("the compression stage crashed: {e}")))?;
-    let status = child.wait().await.ok();
-    let stderr_tail = child.stderr_lines();
-    let summary = parser.map(|p| {
-        p.join()
-            .unwrap_or_else(|_| Err("the archive parser crashed".into()))
-    });
-    drop(passfile);
-
-    let failure = if interrupted {
-        Some(Error::Failed(
-            "the backup was interrupted by a signal; the partial upload was aborted and no manifest was written".into(),
-        ))
-    } else if let Err(e) = pumped {
-        Some(
-            Error::from(e)
-                .map_message(|m| format!("the upload failed, so the backup was aborted: {m}")),
-        )
-    } else if !status.map(|s| s.success()).unwrap_or(false) {
-        let msg = match locks::timed_out_tables(&stderr_tail) {
-            Some(tables) if tool == "pg_dump" => {
-                locks::describe(&job.source, &tables, job.lock_wait_timeout).await
-            }
-            _ => tool_failure(tool, status, &stderr_tail),
-        };
-        Some(Error::Failed(msg))
-    } else if let Err(e) = &encoded {
-        Some(Error::Failed(e.to_string()))
-    } else if encoded.as_ref().map(|e| e.raw.bytes == 0).unwrap_or(false) {
-        Some(Error::Failed(format!(
-            "{tool} exited successfully but wrote nothing; the backup was aborted"
-        )))
-    } else {
-        None
-    };
-    if let Some(e) = failure {
-        let _ = upload.abort().await;
-        return Err(e);
-    }
-    let encoded = encoded?;
-    job.progress.stage("finish upload");
-    if let Err(e) = upload.finish().await {
-        return Err(Error::Failed(format!(
-            "the upload could not be completed: {e}"
-        )));
-    }
-    Ok(Streamed {
-        raw: encoded.raw,
-        stored: encoded.stored,
-        summary,
-        frames: encoded.frames,
-        compressed: encoded.compressed,
-    })
-}
-
-fn tool_failure(tool: &str, status: Option<std::process::ExitStatus>, stderr: &[String]) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    let how = match status {
-        Some(s) => match (s.code(), s.signal()) {
-            (Some(c), _) => format!("exited with status {c}"),
-            (None, Some(sig)) => format!("was killed by signal {sig}"),
-            _ => "failed".to_string(),
-        },
-        None => "could not be waited for".to_string(),
-    };
-    let detail = stderr
-        .iter()
-        .rev()
-        .find(|l| l.contains("error") || l.contains("FATAL"))
-        .or_else(|| stderr.last())
-        .map(|l| format!(": {}", l.trim()))
-        .unwrap_or_default();
-    let hint = if stderr
-        .iter()
-        .any(|l| l.contains("invalid snapshot identifier"))
-    {
-        " (a transaction-mode pooler between pgdrill and the server? use the direct connection URL)"
-    } else {
-        ""
-    };
-    format!(
-        "{tool} {how}{detail}{hint}; the partial upload was aborted and no manifest was written"
-    )
-}
-
-struct Times {
-    started_at: String,
-    finished_at: String,
-    stage_seconds: BTreeMap<String, f64>,
-}
-
-fn build_manifest(
-    job: &BackupJob<'_>,
-    id: &BackupId,
-    install: &PgInstall,
-    stream: StreamResult,
-    summary: std::result::Result<ArchiveSummary, String>,
-    times: Times,
-) -> Manifest {
-    let content = match summary {
-        Ok(s) => Content {
-            archive_version: s.archive_version,
-            tables: s
-                .tables
-                .into_iter()
-                .map(|t| TableRows {
-                    schema: t.schema,
-                    name: t.name,
-                    rows: t.rows,
-                })
-                .collect(),
-            schemas: s.schemas,
-            extensions: s.extensions,
-            schema_fingerprint: s.schema_fingerprint,
-            large_objects: s.large_objects,
-            toc_entries: s.entries,
-            note: None,
-        },
-        Err(e) => Content {
-            note: Some(format!(
-                "the archive could not be parsed, so no row counts were recorded: {e}"
-            )),
-            ..Content::default()
-        },
-    };
-    let creates_database = job
-        .db
-        .pg_dump_args
-        .iter()
-        .any(|a| a == "--create" || a == "-C");
-    Manifest {
-        format_version: FORMAT_VERSION,
-        tool: ToolInfo {
-            name: "pgdrill".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        },
-        backup_id: id.clone(),
-        database: job.db.name.clone(),
-        source: SourceInfo {
-            url: job.source.redacted(),
-            host: job.source.host.clone(),
-            port: job.source.port,
-            dbname: job.source.dbname.clone(),
-            user: job.source.user.clone(),
-            encoding: stream.facts.encoding.clone(),
-            lc_collate: stream.facts.lc_collate.clone(),
-            lc_ctype: stream.facts.lc_ctype.clone(),
-        },
-        server: ServerInfo {
-            version: stream.facts.version.to_string(),
-            version_num: stream.facts.version_num,
-            version_string: stream.facts.version_string.clone(),
-            system_identifier: stream.facts.system_identifier.clone(),
-            database_size_bytes: stream.facts.database_size_bytes,
-            in_recovery: stream.facts.in_recovery,
-        },
-        pg_dump: DumpTool {
-            path: install.bin("pg_dump").display().to_string(),
-            version: install.version.to_string(),
-            args: stream.args.clone(),
-            creates_database,
-        },
-        snapshot: SnapshotInfo {
-            exported: stream.snapshot_id.is_some(),
-            id: stream.snapshot_id.clone(),
-            time: stream.snapshot_time.clone(),
-            note: stream.snapshot_note.clone(),
-        },
-        started_at: times.started_at,
-        finished_at: times.finished_at,
-        stage_seconds: times.stage_seconds,
-        raw_bytes: stream.raw.bytes,
-        stored_bytes: stream.stored.bytes,
-        compression: Compression {
-            algorithm: "zstd".into(),
-            level: job.compression_level,
-        },
-        encryption: Encryption {
-            scheme: if job.keys.enabled() {
-                "age".into()
-            } else {
-                "none".into()
-            },
-            recipient_fingerprints: job.keys.fingerprints(),
-            passphrase: job.keys.has_passphrase(),
-        },
-        objects: vec![StoredObject {
-            name: stream.object_name.clone(),
-            kind: "dump".into(),
-            size: stream.stored.bytes,
-            sha256: stream.stored.sha256.clone(),
-            raw_size: stream.raw.bytes,
-            raw_sha256: stream.raw.sha256.clone(),
-        }],
-        content,
-        policy: serde_json::to_value(job.policy).unwrap_or_default(),
-        host: hostname(),
-    }
-}
-
-/// Moved to the lease (a leaf below the backup); kept here for callers.
-pub use crate::lease::hostname;
 
 #[cfg(test)]
 mod tests {
