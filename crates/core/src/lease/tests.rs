@@ -1,0 +1,127 @@
+use super::*;
+use std::time::Duration as StdDuration;
+
+fn folder() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(
+        &pgdrill_store::StoreLocation::Folder {
+            path: dir.path().into(),
+        },
+        &pgdrill_store::StoreOptions::default(),
+    )
+    .expect("store");
+    (dir, store)
+}
+
+const TTL: StdDuration = StdDuration::from_secs(600);
+
+#[tokio::test]
+async fn skewed_clock_cannot_take_over_live_lease() {
+    let (_d, store) = folder();
+    let held = acquire_with(
+        &store,
+        "db/lease.json",
+        "db",
+        "backup",
+        TTL,
+        Clock::process(),
+    )
+    .await
+    .expect("first");
+    assert!(held.skew_warning().is_none());
+    for hours in [2, -2, 48] {
+        let r = acquire_with(
+            &store,
+            "db/lease.json",
+            "db",
+            "prune",
+            TTL,
+            Clock::shifted(hours * 3600),
+        )
+        .await;
+        match r {
+            Err(Error::Locked(m)) => assert!(m.contains("store's clock"), "{m}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a clock {hours} h off took over a live lease"),
+        }
+    }
+    held.confirm().await.expect("still ours");
+}
+
+#[tokio::test]
+async fn skew_is_measured_against_the_store() {
+    let (_d, store) = folder();
+    let held = acquire_with(
+        &store,
+        "db/lease.json",
+        "db",
+        "backup",
+        TTL,
+        Clock::shifted(7200),
+    )
+    .await
+    .expect("acquire");
+    let w = held.skew_warning().expect("warned");
+    assert!(w.contains("2 h 0 min ahead"), "{w}");
+    let off = (held.store_now() - Utc::now()).num_seconds().abs();
+    assert!(off <= 2, "store time corrected: {off}");
+}
+
+#[tokio::test]
+async fn a_lease_older_than_its_ttl_by_the_store_clock_is_taken_over() {
+    let (_d, store) = folder();
+    let old = acquire_with(
+        &store,
+        "db/lease.json",
+        "db",
+        "backup",
+        StdDuration::from_secs(1),
+        Clock::process(),
+    )
+    .await
+    .expect("acquire");
+    old.renewer.abort();
+    tokio::time::sleep(StdDuration::from_millis(2100)).await;
+    // Even a clock far behind takes over a lease the store says lapsed.
+    let new = acquire_with(
+        &store,
+        "db/lease.json",
+        "db",
+        "prune",
+        TTL,
+        Clock::shifted(-7200),
+    )
+    .await
+    .expect("take over");
+    assert_eq!(
+        new.took_over_from.as_ref().map(|r| r.job.as_str()),
+        Some("backup")
+    );
+    let e = old.confirm().await.expect_err("fenced");
+    assert!(e.to_string().contains("no longer holds the lease"), "{e}");
+}
+
+#[tokio::test]
+async fn renewal_that_finds_the_lease_replaced_marks_it_lost() {
+    let (_d, store) = folder();
+    let held = acquire_with(
+        &store,
+        "db/lease.json",
+        "db",
+        "backup",
+        StdDuration::from_secs(3),
+        Clock::process(),
+    )
+    .await
+    .expect("acquire");
+    let mut signal = held.lost_signal();
+    store
+        .put("db/lease.json", Bytes::from_static(b"{}"))
+        .await
+        .expect("replace");
+    tokio::time::timeout(StdDuration::from_secs(5), signal.cancelled())
+        .await
+        .expect("the lost signal fired");
+    assert!(held.lost().await.is_some());
+    assert!(held.confirm().await.is_err());
+}
