@@ -14,6 +14,10 @@
 //!   payload and error, and errors name the channel, never its URL.
 //! - SMTP goes over TLS (`tls` or `starttls`, certificates checked) or plain to a relay: AUTH
 //!   is only sent over TLS or to a loopback relay.
+//!
+//! (One file of about 460 lines: the fan-out, each channel's send with its retry and the de-dup
+//! rule share the event and outcome types and read best in order; the transports are in
+//! `alert/`.)
 
 mod dedup;
 mod http;

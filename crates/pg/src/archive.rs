@@ -31,6 +31,9 @@
 //!   per row, so chunk boundaries fall anywhere relative to lines; nothing here relies on them.
 //! * Only uncompressed data is read: for a compressed archive the header and TOC are parsed and
 //!   the first data block yields [`ArchiveError::Unsupported`].
+//!
+//! (One file of about 1150 lines: one format parser, whose readers follow the format contract
+//! below field by field; its tests are in `archive/tests.rs`.)
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, BufRead, BufReader, Read};

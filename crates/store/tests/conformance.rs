@@ -3,6 +3,9 @@
 //! (which must pass every key it is not told to drop through unchanged). Each clause of the
 //! contract on `pgdrill_store::Store` has a check here. A hand-written server answering 500
 //! stands in only where a real server cannot be made to fail on demand.
+//!
+//! (One file of about 870 lines: one suite, the contract's clauses in order, run against every
+//! backend by the same driver.)
 
 use bytes::Bytes;
 use futures::TryStreamExt;

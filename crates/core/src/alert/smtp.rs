@@ -6,6 +6,9 @@
 //! there is no fallback to plain text, and anything the server sent after its STARTTLS reply
 //! and before the handshake is refused (command injection). A password is only sent over TLS
 //! or to a loopback relay; without AUTH, plain SMTP goes to any host (an internal relay).
+//!
+//! (One file of about 480 lines: one protocol client, whose dialogue and TLS upgrade follow RFC
+//! 5321 and RFC 3207 step by step.)
 
 use super::redact::Redactor;
 use super::{Delivery, Failure, SmtpSection};

@@ -1,6 +1,10 @@
 //! Drills: pick a backup → restore into a target (a fresh database on a configured server,
 //! or a throwaway local cluster) → run the checks → RPO/RTO against the policy → evidence
 //! (result.json, report.md, report.html, drill.log) locally and in the store.
+//!
+//! (One file of about 490 lines: `run` is the drill's timeline, each stage recording its own
+//! timing and log lines into the same evidence, read top to bottom; checks, evidence, redaction
+//! and the check kinds live in the submodules.)
 
 pub mod checks;
 mod command;
