@@ -148,6 +148,19 @@ mod tests {
             a.time(),
             Utc.with_ymd_and_hms(2026, 11, 21, 2, 0, 0).single()
         );
+        let d = DrillId::new(
+            Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
+                .single()
+                .expect("t"),
+        );
+        let (time, suffix) = d.as_str().split_once('-').expect("suffix");
+        assert_eq!(time, "20260102T030405Z");
+        assert!(suffix.len() == 4 && suffix.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(
+            BackupId::parse("20261321T020000Z-7f3a").is_err(),
+            "month 13"
+        );
+        assert!(BackupId::parse("20261121T020000-7f3a").is_err());
         assert!(BackupId::parse("latest").is_err());
         assert!(BackupId::parse("20261121T020000Z-zzzz").is_err());
     }

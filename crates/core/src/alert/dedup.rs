@@ -71,3 +71,16 @@ impl DedupState {
 fn summary_hash(s: &str) -> String {
     hex::encode(&Sha256::digest(s.as_bytes())[..16])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The de-dup state's exact text (times as chrono's serde wrote them).
+    #[test]
+    fn dedup_state_keeps_its_text() {
+        let text = r#"{"entries":[{"channel":"slack","kind":"backup_failed","database":"app","summary_sha256":"ab","sent_at":"2026-12-06T06:40:53.123Z"},{"channel":"email","kind":"recovered","database":"app","summary_sha256":"cd","sent_at":"2026-12-06T06:40:53Z"}]}"#;
+        let s: DedupState = serde_json::from_str(text).expect("state");
+        assert_eq!(serde_json::to_string(&s).expect("json"), text);
+    }
+}

@@ -504,6 +504,23 @@ mod tests {
         }
     }
 
+    /// The Date header and the Message-ID's time, as chrono's `to_rfc2822` wrote them.
+    #[test]
+    fn render_dates_the_message() {
+        for (at, date) in [
+            ("2026-12-06T06:40:53.9Z", "Sun, 6 Dec 2026 06:40:53 +0000"),
+            ("2026-11-21T22:05:09Z", "Sat, 21 Nov 2026 22:05:09 +0000"),
+        ] {
+            let t = chrono::DateTime::parse_from_rfc3339(at)
+                .expect("t")
+                .with_timezone(&Utc);
+            let data = render(&target(), "s", "b", t);
+            assert!(data.starts_with(&format!("Date: {date}\r\n")), "{data}");
+            let secs = t.timestamp();
+            assert!(data.contains(&format!(".{secs}@pgdrill>\r\n")), "{data}");
+        }
+    }
+
     #[test]
     fn render_dot_stuffs_and_terminates() {
         let data = render(&target(), "[pgdrill] x", "one\n.\n..two\nthree", Utc::now());

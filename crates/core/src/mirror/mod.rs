@@ -328,3 +328,25 @@ pub(crate) fn tool() -> Tool {
         version: env!("CARGO_PKG_VERSION").into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot manifest's exact text (times as chrono's serde wrote them).
+    #[test]
+    fn snapshot_manifests_keep_their_text() {
+        let text = r#"{"format_version":1,"tool":{"name":"pgdrill","version":"0.1.0"},"name":"files","snapshot_id":"20261206T064053Z-00ff","time":"2026-12-06T06:40:53.123456789Z","finished_at":"2026-12-06T06:40:54.120Z","source":{"kind":"folder","path":"/data"},"object_count":2,"total_bytes":3,"objects":[{"key":"a","size":1,"sha256":"00","modified":"2026-12-06T06:40:00.000120Z"},{"key":"b","size":2,"sha256":"11","etag":"\"e\"","modified":null}]}"#;
+        let m: SnapshotManifest = serde_json::from_str(text).expect("manifest");
+        assert_eq!(serde_json::to_string(&m).expect("json"), text);
+        let info = SnapshotInfo {
+            snapshot_id: m.snapshot_id.clone(),
+            time: m.time,
+            manifest_bytes: 9,
+        };
+        assert_eq!(
+            serde_json::to_string(&info).expect("json"),
+            r#"{"snapshot_id":"20261206T064053Z-00ff","time":"2026-12-06T06:40:53.123456789Z","manifest_bytes":9}"#
+        );
+    }
+}
