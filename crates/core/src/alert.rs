@@ -462,3 +462,19 @@ fn http_url(
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bound chrono's `TimeDelta::try_minutes` set: seconds up to `i64::MAX / 1000`.
+    #[test]
+    fn dedup_windows_are_bounded_as_before() {
+        assert_eq!(dedup_window(0), Some(SignedDuration::ZERO));
+        assert_eq!(dedup_window(360), Some(SignedDuration::from_hours(6)));
+        let max = (i64::MAX / 1000 / 60) as u64;
+        assert!(dedup_window(max).is_some());
+        assert!(dedup_window(max + 1).is_none());
+        assert!(dedup_window(u64::MAX).is_none());
+    }
+}
