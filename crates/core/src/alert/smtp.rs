@@ -9,8 +9,8 @@
 
 use super::redact::Redactor;
 use super::{Delivery, Failure, SmtpSection};
+use crate::time::{self, Timestamp};
 use crate::{Error, Result};
-use chrono::{DateTime, Utc};
 use pgdrill_pg::Secret;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -183,12 +183,12 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// The DATA payload: headers, the body dot-stuffed (or base64), and the final `.` line.
-pub(super) fn render(t: &SmtpTarget, subject: &str, body: &str, date: DateTime<Utc>) -> String {
+pub(super) fn render(t: &SmtpTarget, subject: &str, body: &str, date: Timestamp) -> String {
     let lines: Vec<&str> = body.lines().collect();
     let plain = body.is_ascii() && lines.iter().all(|l| l.len() <= MAX_LINE);
     let mut out = String::new();
     let mut header = |name: &str, value: &str| out.push_str(&format!("{name}: {value}\r\n"));
-    header("Date", &date.to_rfc2822());
+    header("Date", &time::rfc2822(date));
     header("From", &t.from);
     header("To", &t.to.join(",\r\n "));
     header("Subject", &encode_header(subject));
@@ -197,7 +197,7 @@ pub(super) fn render(t: &SmtpTarget, subject: &str, body: &str, date: DateTime<U
         &format!(
             "<{:016x}.{}@pgdrill>",
             rand::random::<u64>(),
-            date.timestamp()
+            date.as_second()
         ),
     );
     header("MIME-Version", "1.0");
@@ -504,9 +504,29 @@ mod tests {
         }
     }
 
+    /// The Date header and the Message-ID's time, as chrono's `to_rfc2822` wrote them.
+    #[test]
+    fn render_dates_the_message() {
+        for (at, date) in [
+            ("2026-12-06T06:40:53.9Z", "Sun, 6 Dec 2026 06:40:53 +0000"),
+            ("2026-11-21T22:05:09Z", "Sat, 21 Nov 2026 22:05:09 +0000"),
+        ] {
+            let t = time::parse(at).expect("t");
+            let data = render(&target(), "s", "b", t);
+            assert!(data.starts_with(&format!("Date: {date}\r\n")), "{data}");
+            let secs = t.as_second();
+            assert!(data.contains(&format!(".{secs}@pgdrill>\r\n")), "{data}");
+        }
+    }
+
     #[test]
     fn render_dot_stuffs_and_terminates() {
-        let data = render(&target(), "[pgdrill] x", "one\n.\n..two\nthree", Utc::now());
+        let data = render(
+            &target(),
+            "[pgdrill] x",
+            "one\n.\n..two\nthree",
+            Timestamp::now(),
+        );
         assert!(
             data.contains("\r\n\r\none\r\n..\r\n...two\r\nthree\r\n.\r\n"),
             "{data}"
@@ -521,7 +541,7 @@ mod tests {
             &target(),
             "[pgdrill] backup_failed café",
             "café\n.x",
-            Utc::now(),
+            Timestamp::now(),
         );
         assert!(data.contains("Content-Transfer-Encoding: base64\r\n"));
         assert!(data.contains("Subject: =?UTF-8?B?"));
