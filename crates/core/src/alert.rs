@@ -25,8 +25,8 @@ mod message;
 mod redact;
 mod smtp;
 
+use crate::time::{self, SignedDuration, Timestamp};
 use crate::{Error, Result};
-use chrono::{DateTime, Utc};
 pub use dedup::DedupState;
 use futures::future::join_all;
 use http::Body;
@@ -70,13 +70,20 @@ impl AlertsSection {
             smtp::check(s)?;
         }
         if let Some(m) = self.dedup_minutes {
-            i64::try_from(m)
-                .ok()
-                .and_then(chrono::Duration::try_minutes)
+            dedup_window(m)
                 .ok_or_else(|| Error::Invalid("alerts.dedup_minutes is too large".into()))?;
         }
         Ok(())
     }
+}
+
+/// `minutes` as the de-dup window; `None` when it is too long to add to a time.
+fn dedup_window(minutes: u64) -> Option<SignedDuration> {
+    i64::try_from(minutes)
+        .ok()
+        .and_then(|m| m.checked_mul(60))
+        .filter(|s| *s <= i64::MAX / 1000)
+        .map(SignedDuration::from_secs)
 }
 
 /// `[alerts.smtp]`: SMTP to a relay or a mail provider. `tls = true` connects with TLS
@@ -177,7 +184,8 @@ pub struct AlertEvent {
     pub summary: String,
     /// Free-form context (error text, RTO, drill id); shown in the webhook and the email.
     pub details: serde_json::Value,
-    pub at: DateTime<Utc>,
+    #[serde(with = "time::chrono_compat")]
+    pub at: Timestamp,
 }
 
 /// What one channel did with one event. Neither sent, nor skipped, nor failed means the
@@ -248,7 +256,7 @@ type Delivery = std::result::Result<Option<String>, Failure>;
 #[derive(Debug)]
 pub struct Alerter {
     channels: Vec<Channel>,
-    dedup_window: chrono::Duration,
+    dedup_window: SignedDuration,
     redactor: Redactor,
     http: reqwest::Client,
     timeout: Duration,
@@ -280,9 +288,7 @@ impl Alerter {
             )?));
         }
         let minutes = cfg.dedup_minutes.unwrap_or(DEFAULT_DEDUP_MINUTES);
-        let minutes = i64::try_from(minutes)
-            .ok()
-            .and_then(chrono::Duration::try_minutes)
+        let minutes = dedup_window(minutes)
             .ok_or_else(|| Error::Invalid("alerts.dedup_minutes is too large".into()))?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -317,7 +323,7 @@ impl Alerter {
     /// channel, in `channel_names` order. `state` is updated with what was sent.
     pub async fn notify(&self, event: &AlertEvent, state: &mut DedupState) -> Vec<ChannelOutcome> {
         let event = self.redactor.event(event);
-        let dedup = self.dedup_window > chrono::Duration::zero();
+        let dedup = self.dedup_window > SignedDuration::ZERO;
         if dedup {
             state.advance(&event, self.dedup_window);
         }
@@ -380,7 +386,7 @@ impl Alerter {
                     target,
                     &message::email_subject(ev),
                     &message::email_body(ev),
-                    Utc::now(),
+                    Timestamp::now(),
                 );
                 self.retry(|| smtp::send(target, &data)).await
             }
@@ -458,5 +464,21 @@ fn http_url(
         _ => Err(Error::Invalid(format!(
             "{key}: the value of {var} is not an http(s) URL"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bound chrono's `TimeDelta::try_minutes` set: seconds up to `i64::MAX / 1000`.
+    #[test]
+    fn dedup_windows_are_bounded_as_before() {
+        assert_eq!(dedup_window(0), Some(SignedDuration::ZERO));
+        assert_eq!(dedup_window(360), Some(SignedDuration::from_hours(6)));
+        let max = (i64::MAX / 1000 / 60) as u64;
+        assert!(dedup_window(max).is_some());
+        assert!(dedup_window(max + 1).is_none());
+        assert!(dedup_window(u64::MAX).is_none());
     }
 }

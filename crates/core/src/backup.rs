@@ -13,7 +13,6 @@ use crate::pipeline::{Digested, HashWriter};
 use crate::progress::Progress;
 use crate::{Error, Result};
 use bytes::Bytes;
-use chrono::Utc;
 use pgdrill_pg::archive::ArchiveSummary;
 use pgdrill_pg::child;
 use pgdrill_pg::client::SnapshotSession;
@@ -98,7 +97,7 @@ pub fn check_pg_dump_args(args: &[String]) -> Result<()> {
 }
 
 fn now_rfc3339() -> String {
-    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    crate::time::rfc3339_millis(crate::time::Timestamp::now())
 }
 
 /// Runs one backup; returns the manifest written.

@@ -112,7 +112,7 @@ pub struct Latest {
 }
 
 /// The complete backup with the newest snapshot, reading manifests newest id first and
-/// stopping at ids more than [`LATEST_HORIZON`] older than the newest snapshot found (a
+/// stopping at ids more than [`LATEST_HORIZON_SECS`] older than the newest snapshot found (a
 /// backup's snapshot is taken right after it starts), so that `latest` costs a few GETs
 /// however many backups the store holds. Newer backups with a damaged manifest are skipped
 /// and reported, never silently.
@@ -219,12 +219,11 @@ pub fn latest_of(complete: &[Manifest]) -> Option<&Manifest> {
     best
 }
 
-/// Backup `id` (and every older one) started more than [`LATEST_HORIZON`] before `best`'s
+/// Backup `id` (and every older one) started more than [`LATEST_HORIZON_SECS`] before `best`'s
 /// snapshot: it cannot be newer.
 fn beyond_horizon(best: &Manifest, id: &BackupId) -> bool {
-    let horizon = chrono::DateTime::parse_from_rfc3339(&best.snapshot.time)
-        .ok()
-        .map(|s| s.with_timezone(&chrono::Utc) - LATEST_HORIZON);
+    let horizon = crate::time::parse(&best.snapshot.time)
+        .map(|s| crate::time::add_secs(s, -LATEST_HORIZON_SECS));
     matches!((horizon, id.time()), (Some(h), Some(t)) if t < h)
 }
 
@@ -250,8 +249,8 @@ fn not_a_backup(e: &Error) -> bool {
     )
 }
 
-/// How far before the newest snapshot found [`latest`] still looks at backups.
-const LATEST_HORIZON: chrono::TimeDelta = chrono::TimeDelta::days(1);
+/// How far before the newest snapshot found [`latest`] still looks at backups: a day.
+const LATEST_HORIZON_SECS: i64 = 86_400;
 
 pub async fn read_manifest(store: &Store, db: &DbName, id: &BackupId) -> Result<Manifest> {
     let key = layout::backup_object(db, id, layout::MANIFEST);

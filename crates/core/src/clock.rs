@@ -3,7 +3,7 @@
 //! Nothing that decides whether data may be deleted or a lease taken over should trust this
 //! clock alone (see `lease`): it is what the host believes, and hosts can be hours off.
 
-use chrono::{DateTime, Duration, Utc};
+use crate::time::{self, Timestamp};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Seconds added to the system clock by [`Clock::process`]; set once at start (only debug
@@ -36,13 +36,7 @@ impl Clock {
         PROCESS_OFFSET.store(seconds, Ordering::Relaxed);
     }
 
-    pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + Duration::seconds(self.offset_seconds)
-    }
-
-    pub fn now_jiff(&self) -> jiff::Timestamp {
-        let now = jiff::Timestamp::now();
-        now.checked_add(jiff::SignedDuration::from_secs(self.offset_seconds))
-            .unwrap_or(now)
+    pub fn now(&self) -> Timestamp {
+        time::add_secs(Timestamp::now(), self.offset_seconds)
     }
 }

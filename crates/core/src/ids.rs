@@ -1,7 +1,7 @@
 //! Backup and drill ids: UTC time plus a short random suffix, so ids sort by time and two
 //! hosts starting together never collide (`20261121T020000Z-7f3a`).
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use crate::time::{self, Timestamp};
 use rand::Rng;
 use std::fmt;
 
@@ -16,8 +16,6 @@ pub fn split_table(t: &str) -> (String, String) {
     }
 }
 
-const FORMAT: &str = "%Y%m%dT%H%M%SZ";
-
 macro_rules! time_id {
     ($name:ident, $what:literal) => {
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -25,9 +23,9 @@ macro_rules! time_id {
         pub struct $name(String);
 
         impl $name {
-            pub fn new(at: DateTime<Utc>) -> Self {
+            pub fn new(at: Timestamp) -> Self {
                 let suffix: u16 = rand::thread_rng().gen();
-                $name(format!("{}-{:04x}", at.format(FORMAT), suffix))
+                $name(format!("{}-{:04x}", time::compact_secs(at), suffix))
             }
 
             pub fn parse(s: &str) -> Result<Self, String> {
@@ -35,7 +33,7 @@ macro_rules! time_id {
                     .split_once('-')
                     .ok_or_else(|| format!("{s:?} is not a {} id (like 20261121T020000Z-7f3a)", $what))?;
                 let ok_suffix = suffix.len() == 4 && suffix.chars().all(|c| c.is_ascii_hexdigit());
-                if NaiveDateTime::parse_from_str(time, FORMAT).is_err() || !ok_suffix {
+                if time::parse_compact_secs(time).is_none() || !ok_suffix {
                     return Err(format!("{s:?} is not a {} id (like 20261121T020000Z-7f3a)", $what));
                 }
                 Ok($name(s.to_string()))
@@ -46,9 +44,9 @@ macro_rules! time_id {
             }
 
             /// The time encoded in the id.
-            pub fn time(&self) -> Option<DateTime<Utc>> {
+            pub fn time(&self) -> Option<Timestamp> {
                 let time = self.0.split('-').next()?;
-                NaiveDateTime::parse_from_str(time, FORMAT).ok().map(|t| t.and_utc())
+                time::parse_compact_secs(time)
             }
         }
 
@@ -127,27 +125,24 @@ impl From<DbName> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
     #[test]
     fn ids_sort_by_time_and_round_trip() {
-        let a = BackupId::new(
-            Utc.with_ymd_and_hms(2026, 11, 21, 2, 0, 0)
-                .single()
-                .expect("t"),
-        );
-        let b = BackupId::new(
-            Utc.with_ymd_and_hms(2026, 11, 21, 8, 0, 0)
-                .single()
-                .expect("t"),
-        );
+        let a = BackupId::new(time::parse("2026-11-21T02:00:00Z").expect("t"));
+        let b = BackupId::new(time::parse("2026-11-21T08:00:00Z").expect("t"));
         assert!(a < b);
         assert!(a.as_str().starts_with("20261121T020000Z-"));
         assert_eq!(BackupId::parse(a.as_str()).expect("parse"), a);
-        assert_eq!(
-            a.time(),
-            Utc.with_ymd_and_hms(2026, 11, 21, 2, 0, 0).single()
+        assert_eq!(a.time(), time::parse("2026-11-21T02:00:00Z"));
+        let d = DrillId::new(time::parse("2026-01-02T03:04:05Z").expect("t"));
+        let (time, suffix) = d.as_str().split_once('-').expect("suffix");
+        assert_eq!(time, "20260102T030405Z");
+        assert!(suffix.len() == 4 && suffix.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(
+            BackupId::parse("20261321T020000Z-7f3a").is_err(),
+            "month 13"
         );
+        assert!(BackupId::parse("20261121T020000-7f3a").is_err());
         assert!(BackupId::parse("latest").is_err());
         assert!(BackupId::parse("20261121T020000Z-zzzz").is_err());
     }

@@ -19,9 +19,9 @@ use crate::cancel::{Cancel, CancelHandle};
 use crate::clock::Clock;
 use crate::ids::DbName;
 use crate::layout;
+use crate::time::{self, SignedDuration, Timestamp};
 use crate::{Error, Result};
 use bytes::Bytes;
-use chrono::{DateTime, Duration, Utc};
 use pgdrill_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -38,9 +38,11 @@ pub struct LeaseRecord {
     pub pid: u32,
     pub job: String,
     /// By the holder's clock: for people reading the object, never for deciding.
-    pub acquired_at: DateTime<Utc>,
+    #[serde(with = "time::chrono_compat")]
+    pub acquired_at: Timestamp,
     /// By the holder's clock: for people reading the object, never for deciding.
-    pub expires_at: DateTime<Utc>,
+    #[serde(with = "time::chrono_compat")]
+    pub expires_at: Timestamp,
     /// How long the lease lives after its last renewal, by the store's clock. Missing in
     /// leases written before it existed: the reader's own ttl is used then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,7 +88,7 @@ impl Drop for Lease {
     }
 }
 
-fn record(job: &str, ttl: std::time::Duration, now: DateTime<Utc>) -> LeaseRecord {
+fn record(job: &str, ttl: std::time::Duration, now: Timestamp) -> LeaseRecord {
     let host = hostname();
     let pid = std::process::id();
     LeaseRecord {
@@ -95,13 +97,15 @@ fn record(job: &str, ttl: std::time::Duration, now: DateTime<Utc>) -> LeaseRecor
         pid,
         job: job.to_string(),
         acquired_at: now,
-        expires_at: now + chrono_ttl(ttl),
+        expires_at: after(now, ttl),
         ttl_seconds: Some(ttl.as_secs().max(1)),
     }
 }
 
-fn chrono_ttl(ttl: std::time::Duration) -> Duration {
-    Duration::from_std(ttl).unwrap_or(Duration::minutes(10))
+/// `ttl` after `now` (ten minutes when `ttl` is beyond any date).
+fn after(now: Timestamp, ttl: std::time::Duration) -> Timestamp {
+    let ttl = SignedDuration::try_from(ttl).unwrap_or(SignedDuration::from_mins(10));
+    now.saturating_add(ttl).unwrap_or(now)
 }
 
 fn body(r: &LeaseRecord) -> Bytes {
@@ -180,8 +184,8 @@ pub async fn acquire_with(
     })
 }
 
-fn midpoint(a: DateTime<Utc>, b: DateTime<Utc>) -> i64 {
-    (a.timestamp() + b.timestamp()) / 2
+fn midpoint(a: Timestamp, b: Timestamp) -> i64 {
+    (a.as_second() + b.as_second()) / 2
 }
 
 /// The store's current time (Unix seconds) and the store's clock minus this host's: the
@@ -189,7 +193,9 @@ fn midpoint(a: DateTime<Utc>, b: DateTime<Utc>) -> i64 {
 pub async fn store_clock(store: &Store, key: &str, clock: Clock) -> Result<(i64, i64)> {
     let probe = format!("{}.clock", key.strip_suffix(".json").unwrap_or(key));
     let before = clock.now();
-    store.put(&probe, Bytes::from(before.to_rfc3339())).await?;
+    store
+        .put(&probe, Bytes::from(time::chrono_compat::to_rfc3339(before)))
+        .await?;
     let info = store.head(&probe).await;
     let after = clock.now();
     let _ = store.delete(&probe).await;
@@ -300,7 +306,7 @@ async fn renew(
             g.lost = Some("the store gave no ETag to renew it by".into());
             break;
         };
-        g.record.expires_at = clock.now() + chrono_ttl(ttl);
+        g.record.expires_at = after(clock.now(), ttl);
         match store.put_if_match(&key, body(&g.record), &etag).await {
             Ok(new) => {
                 g.etag = match new {
@@ -389,13 +395,13 @@ impl Lease {
 
     /// Now by the store's clock (this host's clock corrected by the skew measured when the
     /// lease was written).
-    pub fn store_now(&self) -> DateTime<Utc> {
-        self.clock.now() + Duration::seconds(self.clock_skew)
+    pub fn store_now(&self) -> Timestamp {
+        time::add_secs(self.clock.now(), self.clock_skew)
     }
 
     /// Now, for naming and dating: this host's clock, unless it is more than a minute off the
     /// store's, then the store's (measured to a second or so, so not used when close).
-    pub fn trusted_now(&self) -> DateTime<Utc> {
+    pub fn trusted_now(&self) -> Timestamp {
         if self.clock_skew.abs() > SKEW_WARN_SECONDS {
             self.store_now()
         } else {

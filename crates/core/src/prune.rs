@@ -62,9 +62,8 @@ pub async fn run(
         .collect();
     // Folders whose manifest is unreadable are kept, and said so: a person must look.
     let now = match lease {
-        Some(l) => jiff::Timestamp::from_millisecond(l.trusted_now().timestamp_millis())
-            .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
-        None => crate::clock::Clock::process().now_jiff(),
+        Some(l) => l.trusted_now(),
+        None => crate::clock::Clock::process().now(),
     };
     let mut plan = retention::plan(&complete, &incomplete, &protected, policy, now);
     if let Some(prev) = lease.and_then(|l| l.took_over_from.as_ref()) {
@@ -95,7 +94,7 @@ pub async fn run(
     }
     // Backups being read (a restore, verify or export running) stay whatever the rules say.
     // Marks are judged by the store's clock, like leases.
-    let store_now = lease.map_or(now.as_second(), |l| l.store_now().timestamp());
+    let store_now = lease.map_or(now.as_second(), |l| l.store_now().as_second());
     let (being_read, lapsed_marks) = readers::scan(store, db, store_now).await?;
     keep_being_read(&mut plan, &being_read);
     // Part files a killed backup staged, or the S3 multipart upload it left open (its upload
@@ -178,7 +177,7 @@ fn keep_being_read(plan: &mut Plan, being_read: &BTreeSet<BackupId>) {
 }
 
 fn id_seconds(id: &BackupId) -> i64 {
-    id.time().map(|t| t.timestamp()).unwrap_or(0)
+    id.time().map(|t| t.as_second()).unwrap_or(0)
 }
 
 async fn delete_folder(store: &Store, db: &DbName, id: &BackupId) -> Result<usize> {

@@ -60,7 +60,7 @@ async fn mark_with_ttl(
             "pid": pid,
             "job": job,
             "backup_id": id,
-            "started_at": Clock::process().now(),
+            "started_at": crate::time::chrono_compat::format(Clock::process().now()),
             "ttl_seconds": ttl.as_secs(),
         }))
         .unwrap_or_default(),
@@ -184,7 +184,7 @@ mod tests {
             .await
             .expect("manifest");
         let m = mark(&store, &db, &id, "restore").await.expect("mark");
-        let now = chrono::Utc::now().timestamp();
+        let now = crate::time::Timestamp::now().as_second();
         let (live, lapsed) = scan(&store, &db, now).await.expect("scan");
         assert!(live.contains(&id) && lapsed.is_empty());
         let (live, lapsed) = scan(&store, &db, now + 3600).await.expect("scan");

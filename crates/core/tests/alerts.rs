@@ -4,10 +4,10 @@
 //! (One file of about 1070 lines: every channel's tests share these receivers and their
 //! fixtures.)
 
-use chrono::{DateTime, Duration as Minutes, TimeZone, Utc};
 use pgdrill_core::alert::{
     AlertEvent, Alerter, AlertsSection, ChannelOutcome, DedupState, EventKind, SmtpSection,
 };
+use pgdrill_core::time::{self, Timestamp};
 use pgdrill_core::Error;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -347,10 +347,8 @@ async fn serve_smtp(
     }
 }
 
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 3, 2, 4, 5, 6)
-        .single()
-        .expect("time")
+fn t0() -> Timestamp {
+    time::parse("2025-03-02T04:05:06Z").expect("time")
 }
 
 fn event(kind: EventKind, summary: &str) -> AlertEvent {
@@ -743,7 +741,7 @@ mod alert {
         let saved = serde_json::to_string(&state).expect("serialize");
         let mut state: DedupState = serde_json::from_str(&saved).expect("deserialize");
         let mut later = fail.clone();
-        later.at = t0() + Minutes::minutes(30);
+        later.at = time::add_secs(t0(), 30 * 60);
         assert!(skipped(&alerter.notify(&later, &mut state).await));
         // Another database or another summary is not a duplicate.
         let mut other_db = later.clone();
@@ -760,21 +758,21 @@ mod alert {
             .all(|o| !o.sent && !o.skipped_duplicate && o.error.is_none()));
         // Recovery is sent and forgets the failures of `app` ...
         let mut recovered = event(EventKind::Recovered, "Backups succeed again.");
-        recovered.at = t0() + Minutes::minutes(40);
+        recovered.at = time::add_secs(t0(), 40 * 60);
         assert!(sent(&alerter.notify(&recovered, &mut state).await));
         let mut again = fail.clone();
-        again.at = t0() + Minutes::minutes(50);
+        again.at = time::add_secs(t0(), 50 * 60);
         assert!(sent(&alerter.notify(&again, &mut state).await));
         // ... but not of `billing`.
         let mut billing = other_db.clone();
-        billing.at = t0() + Minutes::minutes(55);
+        billing.at = time::add_secs(t0(), 55 * 60);
         assert!(skipped(&alerter.notify(&billing, &mut state).await));
         // A failure forgets the earlier recovery, so the next recovery is sent too.
-        recovered.at = t0() + Minutes::minutes(60);
+        recovered.at = time::add_secs(t0(), 60 * 60);
         assert!(sent(&alerter.notify(&recovered, &mut state).await));
         // After the window (360 minutes) the same alert is sent again.
         let mut much_later = other_db.clone();
-        much_later.at = t0() + Minutes::minutes(30 + 360);
+        much_later.at = time::add_secs(t0(), (30 + 360) * 60);
         assert!(sent(&alerter.notify(&much_later, &mut state).await));
         assert_eq!(slack.reqs().len(), 7);
         assert_eq!(hook.reqs().len(), 7);

@@ -159,7 +159,9 @@ impl S3Uploads {
             self.bucket_url.scheme(),
             sent_query.join("&")
         );
-        let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        let amz_date = jiff::Timestamp::now()
+            .strftime("%Y%m%dT%H%M%SZ")
+            .to_string();
         let mut request = match method {
             "DELETE" => self.client.delete(&url),
             _ => self.client.get(&url),
@@ -242,8 +244,8 @@ fn parse_list(body: &str) -> object_store::Result<Page> {
             continue;
         };
         let initiated = xml_tag(part, "Initiated")
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
-            .map_or(0, |t| t.timestamp());
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map_or(0, |t| t.as_second());
         uploads.push(OpenUpload {
             key,
             upload_id,

@@ -11,6 +11,7 @@ use pgdrill_core::crypto::{generate_identity, DecryptionKeys, EncryptionKeys};
 use pgdrill_core::drill::{self, DrillJob};
 use pgdrill_core::ids::DbName;
 use pgdrill_core::progress::Progress;
+use pgdrill_core::time;
 use pgdrill_core::{Error, Result};
 use pgdrill_pg::cluster::{Cluster, ClusterOptions};
 use pgdrill_pg::{PgTools, Secret};
@@ -100,7 +101,8 @@ async fn demo_with_source(
 
     let key_path = dir.join("demo-age.key");
     if !key_path.exists() {
-        let (identity, _) = generate_identity(&chrono::Utc::now().to_rfc3339());
+        let (identity, _) =
+            generate_identity(&time::chrono_compat::to_rfc3339(time::Timestamp::now()));
         write_private(&key_path, &identity)?;
     }
     let recipients = pgdrill_core::crypto::identity_file_recipients(&key_path)?;

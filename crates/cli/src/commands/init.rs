@@ -32,7 +32,7 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> Result<Output> {
     let mut human = format!("wrote {}\n", path.display());
     if args.generate_key {
         let key_path = path.with_file_name("pgdrill-age.key");
-        let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let created = pgdrill_core::time::rfc3339_secs(pgdrill_core::time::Timestamp::now());
         let (identity, recipient) = generate_identity(&created);
         write_private(&key_path, identity.as_bytes(), args.force)?;
         text = text

@@ -1,7 +1,7 @@
 //! What was sent when, so an identical alert is not repeated within the window.
 
 use super::{AlertEvent, EventKind, MAX_DEDUP_ENTRIES};
-use chrono::{DateTime, Utc};
+use crate::time::{self, SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -18,7 +18,8 @@ struct DedupEntry {
     kind: EventKind,
     database: String,
     summary_sha256: String,
-    sent_at: DateTime<Utc>,
+    #[serde(with = "time::chrono_compat")]
+    sent_at: Timestamp,
 }
 
 impl DedupState {
@@ -34,9 +35,9 @@ impl DedupState {
     }
 
     /// Drops expired entries and the ones the event's state change makes stale.
-    pub(super) fn advance(&mut self, ev: &AlertEvent, window: chrono::Duration) {
+    pub(super) fn advance(&mut self, ev: &AlertEvent, window: SignedDuration) {
         self.entries.retain(|e| {
-            let expired = ev.at - e.sent_at >= window;
+            let expired = ev.at.duration_since(e.sent_at) >= window;
             let stale = e.database == ev.database
                 && match ev.kind {
                     EventKind::Recovered => e.kind != EventKind::Recovered,
@@ -70,4 +71,17 @@ impl DedupState {
 
 fn summary_hash(s: &str) -> String {
     hex::encode(&Sha256::digest(s.as_bytes())[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The de-dup state's exact text (times as chrono's serde wrote them).
+    #[test]
+    fn dedup_state_keeps_its_text() {
+        let text = r#"{"entries":[{"channel":"slack","kind":"backup_failed","database":"app","summary_sha256":"ab","sent_at":"2026-12-06T06:40:53.123Z"},{"channel":"email","kind":"recovered","database":"app","summary_sha256":"cd","sent_at":"2026-12-06T06:40:53Z"}]}"#;
+        let s: DedupState = serde_json::from_str(text).expect("state");
+        assert_eq!(serde_json::to_string(&s).expect("json"), text);
+    }
 }

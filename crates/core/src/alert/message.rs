@@ -1,11 +1,10 @@
 //! What each channel says. Every function takes an already redacted event.
 
 use super::{AlertEvent, EventKind, VERSION};
-use chrono::SecondsFormat;
 use serde_json::{json, Value};
 
 fn when(ev: &AlertEvent) -> String {
-    ev.at.to_rfc3339_opts(SecondsFormat::Secs, true)
+    crate::time::rfc3339_secs(ev.at)
 }
 
 /// Slack `mrkdwn`: `&`, `<` and `>` must be escaped; a backtick would end the code span.

@@ -12,8 +12,8 @@
 
 use super::redact::Redactor;
 use super::{Delivery, Failure, SmtpSection};
+use crate::time::{self, Timestamp};
 use crate::{Error, Result};
-use chrono::{DateTime, Utc};
 use pgdrill_pg::Secret;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -186,12 +186,12 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// The DATA payload: headers, the body dot-stuffed (or base64), and the final `.` line.
-pub(super) fn render(t: &SmtpTarget, subject: &str, body: &str, date: DateTime<Utc>) -> String {
+pub(super) fn render(t: &SmtpTarget, subject: &str, body: &str, date: Timestamp) -> String {
     let lines: Vec<&str> = body.lines().collect();
     let plain = body.is_ascii() && lines.iter().all(|l| l.len() <= MAX_LINE);
     let mut out = String::new();
     let mut header = |name: &str, value: &str| out.push_str(&format!("{name}: {value}\r\n"));
-    header("Date", &date.to_rfc2822());
+    header("Date", &time::rfc2822(date));
     header("From", &t.from);
     header("To", &t.to.join(",\r\n "));
     header("Subject", &encode_header(subject));
@@ -200,7 +200,7 @@ pub(super) fn render(t: &SmtpTarget, subject: &str, body: &str, date: DateTime<U
         &format!(
             "<{:016x}.{}@pgdrill>",
             rand::random::<u64>(),
-            date.timestamp()
+            date.as_second()
         ),
     );
     header("MIME-Version", "1.0");

@@ -3,9 +3,9 @@
 //! The destination is a throwaway folder unless the check names one (`to = "s3://..."`).
 
 use super::checks::CheckCtx;
-use crate::drill::parse_time;
 use crate::mirror::{self, config::default_options, Location, MirrorName, RestoreOptions};
 use crate::progress::Progress;
+use crate::time::parse as parse_time;
 
 type Outcome = std::result::Result<(bool, String), String>;
 

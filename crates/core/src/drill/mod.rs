@@ -23,9 +23,9 @@ use crate::layout;
 use crate::manifest::Manifest;
 use crate::progress::Progress;
 use crate::restore::{self, RestoreJob};
+use crate::time::{self, Timestamp};
 use crate::{Error, Result};
 use checks::{CheckCtx, CheckResult};
-use chrono::{DateTime, Utc};
 use evidence::*;
 use pgdrill_pg::cluster::{Cluster, ClusterOptions};
 use pgdrill_pg::{client, ConnSpec, PgTools};
@@ -92,7 +92,7 @@ impl Log {
 }
 
 pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
-    let started_at = Utc::now();
+    let started_at = Timestamp::now();
     let id = DrillId::new(started_at);
     let mut log = Log {
         start: Instant::now(),
@@ -115,10 +115,10 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         "drill {id} of {} backup {} (snapshot {})",
         job.db.name, manifest.backup_id, manifest.snapshot.time
     ));
-    let snapshots: Vec<DateTime<Utc>> = listing
+    let snapshots: Vec<Timestamp> = listing
         .complete
         .iter()
-        .filter_map(|m| parse_time(&m.snapshot.time))
+        .filter_map(|m| time::parse(&m.snapshot.time))
         .collect();
 
     // Every stage of the timeline starts at its offset from the drill's start.
@@ -313,7 +313,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         stages.push(Stage::new("checks", t_checks, tc.elapsed().as_secs_f64()));
     }
 
-    let finished_at = Utc::now();
+    let finished_at = Timestamp::now();
     let rpo = rpo(&manifest, &snapshots, started_at, job.policy);
     let rto = Target::evaluate(rto_seconds.map(|s| s / 60.0), job.policy.rto_minutes);
     let verdict_pass = error.is_none()
@@ -372,8 +372,8 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         drill_id: id.to_string(),
         database: job.db.name.to_string(),
         verdict: Verdict::from_passed(verdict_pass),
-        started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        finished_at: finished_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        started_at: time::rfc3339_millis(started_at),
+        finished_at: time::rfc3339_millis(finished_at),
         tool: ToolVersion {
             name: "pgdrill".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -433,27 +433,19 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
     })
 }
 
-/// A stored time ([`crate::time::parse`]) for the drill's chrono arithmetic.
-pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    crate::time::parse(s).map(crate::time::to_chrono)
-}
-
 /// RPO = drill start − the backup's snapshot time, and the worst gap between consecutive
 /// complete backups within the retention window.
-fn rpo(m: &Manifest, snapshots: &[DateTime<Utc>], now: DateTime<Utc>, policy: &Policy) -> Target {
-    let snap = parse_time(&m.snapshot.time).unwrap_or(now);
-    let current = (now - snap).num_seconds() as f64 / 60.0;
-    let window = chrono::Duration::days(policy.retention_days.unwrap_or(30) as i64);
-    let mut times: Vec<DateTime<Utc>> = snapshots
-        .iter()
-        .copied()
-        .filter(|t| *t >= now - window)
-        .collect();
+fn rpo(m: &Manifest, snapshots: &[Timestamp], now: Timestamp, policy: &Policy) -> Target {
+    let snap = time::parse(&m.snapshot.time).unwrap_or(now);
+    let current = time::seconds_between(snap, now) as f64 / 60.0;
+    let window_secs = (policy.retention_days.unwrap_or(30) as i64).saturating_mul(86_400);
+    let since = time::add_secs(now, -window_secs);
+    let mut times: Vec<Timestamp> = snapshots.iter().copied().filter(|t| *t >= since).collect();
     times.sort();
     // One backup has no gap between backups: none is reported rather than 0.
     let worst_gap = times
         .windows(2)
-        .map(|w| (w[1] - w[0]).num_seconds() as f64 / 60.0)
+        .map(|w| time::seconds_between(w[0], w[1]) as f64 / 60.0)
         .reduce(f64::max);
     let mut t = Target::evaluate(Some(current), policy.rpo_minutes);
     t.worst_gap_minutes = worst_gap;

@@ -8,8 +8,8 @@
 //! streamed.
 
 use super::checks::CheckCtx;
-use crate::drill::parse_time;
 use crate::mirror::{self, MirrorName};
+use crate::time::parse as parse_time;
 use futures::{pin_mut, TryStreamExt};
 use std::collections::HashMap;
 

@@ -46,7 +46,7 @@ impl<'a> Notifier<'a> {
             database: database.to_string(),
             summary,
             details,
-            at: chrono::Utc::now(),
+            at: crate::time::Timestamp::now(),
         };
         for o in alerter.notify(&event, &mut state).await {
             if let Some(e) = o.error {

@@ -27,7 +27,7 @@ pub async fn run(jx: &JobEnv<'_>, databases: Vec<DbName>) -> Result<Vec<DbStatus
             failure,
             policy,
             window,
-            crate::clock::Clock::process().now_jiff(),
+            crate::clock::Clock::process().now(),
         );
         s.add_damaged_manifests(&listing.unreadable);
         statuses.push(s);

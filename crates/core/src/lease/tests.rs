@@ -1,6 +1,28 @@
 use super::*;
 use std::time::Duration as StdDuration;
 
+/// The lease object's exact text (times as chrono's serde wrote them).
+#[test]
+fn lease_records_keep_their_text() {
+    let text = r#"{
+  "owner": "h:1:2",
+  "host": "h",
+  "pid": 1,
+  "job": "backup",
+  "acquired_at": "2026-12-06T06:40:53.123456789Z",
+  "expires_at": "2026-12-06T06:50:53Z",
+  "ttl_seconds": 600
+}"#;
+    let r: LeaseRecord = serde_json::from_str(text).expect("record");
+    assert_eq!(String::from_utf8(body(&r).to_vec()).expect("utf8"), text);
+    let old = r#"{"owner":"x","host":"h","pid":2,"job":"prune","acquired_at":"2020-01-01T00:00:00+00:00","expires_at":"2020-01-01T00:10:00.5Z"}"#;
+    let r: LeaseRecord = serde_json::from_str(old).expect("old record");
+    assert_eq!(
+        serde_json::to_string(&r).expect("json"),
+        r#"{"owner":"x","host":"h","pid":2,"job":"prune","acquired_at":"2020-01-01T00:00:00Z","expires_at":"2020-01-01T00:10:00.500Z"}"#
+    );
+}
+
 fn folder() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(
@@ -63,7 +85,7 @@ async fn skew_is_measured_against_the_store() {
     .expect("acquire");
     let w = held.skew_warning().expect("warned");
     assert!(w.contains("2 h 0 min ahead"), "{w}");
-    let off = (held.store_now() - Utc::now()).num_seconds().abs();
+    let off = time::seconds_between(Timestamp::now(), held.store_now()).abs();
     assert!(off <= 2, "store time corrected: {off}");
 }
 

@@ -5,9 +5,9 @@
 //! atomically (temp file + rename) without following symlinks out of the destination.
 
 use super::place::Place;
+use crate::time::Timestamp;
 use crate::{Error, Result};
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use pgdrill_store::{Store, StoreError, StoreLocation, StoreOptions};
@@ -19,7 +19,7 @@ pub struct SourceObject {
     pub key: String,
     pub size: u64,
     pub etag: Option<String>,
-    pub modified: Option<DateTime<Utc>>,
+    pub modified: Option<Timestamp>,
 }
 
 /// What a listing found, and what it passed over (symlinks, special files, odd names).
@@ -78,7 +78,7 @@ impl Location {
                         key: o.key,
                         size: o.size,
                         etag: o.etag,
-                        modified: DateTime::from_timestamp(o.last_modified, 0),
+                        modified: Timestamp::from_second(o.last_modified).ok(),
                     })
                     .collect(),
                 skipped: Vec::new(),
@@ -187,7 +187,7 @@ fn walk(root: &Path) -> Result<Listing> {
                     key,
                     size: md.len(),
                     etag: None,
-                    modified: md.modified().ok().map(DateTime::<Utc>::from),
+                    modified: md.modified().ok().and_then(|t| Timestamp::try_from(t).ok()),
                 });
             } else {
                 out.skipped.push(format!("{key}: not a regular file"));

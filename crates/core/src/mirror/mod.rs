@@ -26,8 +26,8 @@ pub use verify::{parity, parity_with, verify_snapshot, Difference, ParityReport,
 pub use verify::{ProblemKind, VerifyReport};
 
 use crate::ids::{DbName, SnapshotId};
+use crate::time::{self, Timestamp};
 use crate::{Error, Result};
-use chrono::{DateTime, Utc};
 use pgdrill_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -120,8 +120,10 @@ pub struct SnapshotManifest {
     pub name: MirrorName,
     pub snapshot_id: SnapshotId,
     /// When the source was listed: the point in time the snapshot stands for.
-    pub time: DateTime<Utc>,
-    pub finished_at: DateTime<Utc>,
+    #[serde(with = "time::chrono_compat")]
+    pub time: Timestamp,
+    #[serde(with = "time::chrono_compat")]
+    pub finished_at: Timestamp,
     /// Where the objects came from (no credentials).
     pub source: Place,
     pub object_count: u64,
@@ -145,7 +147,8 @@ pub struct SnapshotEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// The source's modification time (folders: with nanoseconds).
-    pub modified: Option<DateTime<Utc>>,
+    #[serde(default, with = "time::chrono_compat::option")]
+    pub modified: Option<Timestamp>,
 }
 
 impl SnapshotManifest {
@@ -211,7 +214,8 @@ pub async fn read_snapshot(
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct SnapshotInfo {
     pub snapshot_id: SnapshotId,
-    pub time: DateTime<Utc>,
+    #[serde(with = "time::chrono_compat")]
+    pub time: Timestamp,
     pub manifest_bytes: u64,
 }
 
@@ -257,7 +261,7 @@ pub async fn list_snapshots(store: &Store, name: &MirrorName) -> Result<Vec<Snap
 pub async fn snapshot_at(
     store: &Store,
     name: &MirrorName,
-    time: DateTime<Utc>,
+    time: Timestamp,
 ) -> Result<Option<SnapshotManifest>> {
     // Ids carry the second, manifests the exact time: read candidates newest first until one
     // is at or before `time`.
@@ -326,5 +330,27 @@ pub(crate) fn tool() -> Tool {
     Tool {
         name: "pgdrill".into(),
         version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot manifest's exact text (times as chrono's serde wrote them).
+    #[test]
+    fn snapshot_manifests_keep_their_text() {
+        let text = r#"{"format_version":1,"tool":{"name":"pgdrill","version":"0.1.0"},"name":"files","snapshot_id":"20261206T064053Z-00ff","time":"2026-12-06T06:40:53.123456789Z","finished_at":"2026-12-06T06:40:54.120Z","source":{"kind":"folder","path":"/data"},"object_count":2,"total_bytes":3,"objects":[{"key":"a","size":1,"sha256":"00","modified":"2026-12-06T06:40:00.000120Z"},{"key":"b","size":2,"sha256":"11","etag":"\"e\"","modified":null}]}"#;
+        let m: SnapshotManifest = serde_json::from_str(text).expect("manifest");
+        assert_eq!(serde_json::to_string(&m).expect("json"), text);
+        let info = SnapshotInfo {
+            snapshot_id: m.snapshot_id.clone(),
+            time: m.time,
+            manifest_bytes: 9,
+        };
+        assert_eq!(
+            serde_json::to_string(&info).expect("json"),
+            r#"{"snapshot_id":"20261206T064053Z-00ff","time":"2026-12-06T06:40:53.123456789Z","manifest_bytes":9}"#
+        );
     }
 }

@@ -6,8 +6,8 @@
 
 use super::{keys, list_snapshots, read_snapshot, MirrorName};
 use crate::ids::SnapshotId;
+use crate::time::{self, Timestamp};
 use crate::{Error, Result};
-use chrono::{DateTime, Duration, Utc};
 use pgdrill_store::Store;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -36,13 +36,13 @@ pub struct MirrorPrunePlan {
 /// the last `keep_within_days`. `snapshots` are oldest first; returns (kept newest first with
 /// reasons, deleted oldest first).
 pub fn plan_keep(
-    snapshots: &[(SnapshotId, DateTime<Utc>)],
+    snapshots: &[(SnapshotId, Timestamp)],
     keep_last: usize,
     keep_within_days: Option<u64>,
-    now: DateTime<Utc>,
+    now: Timestamp,
 ) -> (Vec<KeptSnapshot>, Vec<SnapshotId>) {
     let keep_last = keep_last.max(1);
-    let cutoff = keep_within_days.map(|d| now - Duration::days(d.min(100_000) as i64));
+    let cutoff = keep_within_days.map(|d| time::add_secs(now, -(d.min(100_000) as i64) * 86_400));
     let mut keep = Vec::new();
     let mut delete = Vec::new();
     for (i, (id, time)) in snapshots.iter().enumerate().rev() {
@@ -100,12 +100,12 @@ async fn prune_locked(
     keep_within_days: Option<u64>,
     dry_run: bool,
 ) -> Result<MirrorPrunePlan> {
-    let snaps: Vec<(SnapshotId, DateTime<Utc>)> = list_snapshots(store, name)
+    let snaps: Vec<(SnapshotId, Timestamp)> = list_snapshots(store, name)
         .await?
         .into_iter()
         .map(|s| (s.snapshot_id, s.time))
         .collect();
-    let (keep, delete_snapshots) = plan_keep(&snaps, keep_last, keep_within_days, Utc::now());
+    let (keep, delete_snapshots) = plan_keep(&snaps, keep_last, keep_within_days, Timestamp::now());
     let mut referenced = HashSet::new();
     for k in &keep {
         let m = read_snapshot(store, name, &k.snapshot_id)
@@ -158,15 +158,10 @@ async fn prune_locked(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
     #[test]
     fn keeps_newest_last_n_and_recent() {
-        let day = |d: u32| {
-            Utc.with_ymd_and_hms(2026, 1, d, 0, 0, 0)
-                .single()
-                .expect("t")
-        };
+        let day = |d: u32| time::parse(&format!("2026-01-{d:02}T00:00:00Z")).expect("t");
         let snaps: Vec<_> = (1..=6).map(|d| (SnapshotId::new(day(d)), day(d))).collect();
         let (keep, del) = plan_keep(&snaps, 2, None, day(7));
         assert_eq!(keep.len(), 2);

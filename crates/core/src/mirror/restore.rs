@@ -35,7 +35,8 @@ pub struct RestoreOptions {
 #[derive(Clone, Debug, Serialize)]
 pub struct RestoreReport {
     pub snapshot_id: SnapshotId,
-    pub snapshot_time: chrono::DateTime<chrono::Utc>,
+    #[serde(with = "crate::time::chrono_compat")]
+    pub snapshot_time: crate::time::Timestamp,
     pub destination: String,
     pub objects: u64,
     pub bytes: u64,

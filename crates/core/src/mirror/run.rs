@@ -11,9 +11,9 @@ use super::{keys, Location, MirrorName, Place, SnapshotEntry, SnapshotManifest, 
 use crate::cancel::Cancel;
 use crate::ids::SnapshotId;
 use crate::progress::Progress;
+use crate::time::{self, Timestamp};
 use crate::{Error, Result};
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use pgdrill_store::{Store, StoreError};
 use serde::Serialize;
@@ -50,7 +50,8 @@ pub struct RunReport {
     pub name: MirrorName,
     /// `None` when the drop guard stopped the run.
     pub snapshot_id: Option<SnapshotId>,
-    pub time: DateTime<Utc>,
+    #[serde(with = "time::chrono_compat")]
+    pub time: Timestamp,
     pub source: String,
     pub previous: Option<SnapshotId>,
     pub objects: u64,
@@ -92,7 +93,7 @@ async fn run_locked(job: &RunJob<'_>) -> Result<RunReport> {
     let started = std::time::Instant::now();
     let previous = super::latest(job.store, &job.name).await?;
     job.progress.stage(&format!("mirror {}: listing", job.name));
-    let time = Utc::now();
+    let time = Timestamp::now();
     let listing = job.source.list().await?;
     let mut report = RunReport {
         name: job.name.clone(),
@@ -213,7 +214,7 @@ async fn run_locked(job: &RunJob<'_>) -> Result<RunReport> {
         name: job.name.clone(),
         snapshot_id: id.clone(),
         time,
-        finished_at: Utc::now(),
+        finished_at: Timestamp::now(),
         source: job.source.place().clone(),
         object_count: entries.len() as u64,
         total_bytes: entries.iter().map(|e| e.size).sum(),
@@ -322,7 +323,7 @@ mod tests {
 
     #[test]
     fn unchanged_needs_etag_or_mtime() {
-        let t = DateTime::from_timestamp(1_700_000_000, 5);
+        let t = Timestamp::new(1_700_000_000, 5).ok();
         let o = SourceObject {
             key: "k".into(),
             size: 3,

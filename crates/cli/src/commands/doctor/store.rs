@@ -145,7 +145,7 @@ pub(super) async fn clock(store: &Store, base: &str) -> Check {
 pub(super) async fn unfinished_uploads(ctx: &Ctx, store: &Store) -> Check {
     const NAME: &str = "store: unfinished uploads";
     let grace_hours = ctx.settings.retention.incomplete_grace_hours;
-    let now = Clock::process().now().timestamp();
+    let now = Clock::process().now().as_second();
     match store.staged_parts("").await {
         Ok(parts) => {
             let stale: Vec<_> = parts

@@ -101,7 +101,7 @@ async fn list(ctx: &Ctx, store: &Store) -> Result<Output> {
         .map(|s| {
             vec![
                 s.snapshot_id.to_string(),
-                s.time.to_rfc3339(),
+                pgdrill_core::time::chrono_compat::to_rfc3339(s.time),
                 human_bytes(s.manifest_bytes),
             ]
         })

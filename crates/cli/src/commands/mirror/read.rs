@@ -8,6 +8,7 @@ use crate::ui::{human_bytes, table};
 use pgdrill_core::jobs::mirror::MirrorTarget as Target;
 use pgdrill_core::mirror::{self, Location, Place, RestoreOptions, SnapshotManifest};
 use pgdrill_core::progress::Progress;
+use pgdrill_core::time;
 use pgdrill_core::{Error, Result};
 use pgdrill_store::Store;
 use serde_json::json;
@@ -65,13 +66,11 @@ async fn pick(
     let Some(at) = at else {
         return mirror::resolve(store, &t.name, snapshot.unwrap_or("latest")).await;
     };
-    let time = chrono::DateTime::parse_from_rfc3339(at)
-        .map_err(|e| {
-            Error::Invalid(format!(
-                "--at {at:?} is not an RFC 3339 time (2026-11-21T02:00:00Z): {e}"
-            ))
-        })?
-        .with_timezone(&chrono::Utc);
+    let time = at.parse::<time::Timestamp>().map_err(|e| {
+        Error::Invalid(format!(
+            "--at {at:?} is not an RFC 3339 time (2026-11-21T02:00:00Z): {e}"
+        ))
+    })?;
     mirror::snapshot_at(store, &t.name, time)
         .await?
         .ok_or_else(|| {
@@ -110,7 +109,7 @@ pub(super) async fn restore(ctx: &Ctx, store: &Store, args: &RestoreArgs) -> Res
     let human = format!(
         "restored snapshot {} ({}) of mirror {}: {} objects, {} to {}{}\n",
         r.snapshot_id,
-        r.snapshot_time.to_rfc3339(),
+        time::chrono_compat::to_rfc3339(r.snapshot_time),
         t.name,
         r.objects,
         human_bytes(r.bytes),

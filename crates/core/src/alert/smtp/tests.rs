@@ -28,9 +28,29 @@ fn target() -> SmtpTarget {
     }
 }
 
+/// The Date header and the Message-ID's time, as chrono's `to_rfc2822` wrote them.
+#[test]
+fn render_dates_the_message() {
+    for (at, date) in [
+        ("2026-12-06T06:40:53.9Z", "Sun, 6 Dec 2026 06:40:53 +0000"),
+        ("2026-11-21T22:05:09Z", "Sat, 21 Nov 2026 22:05:09 +0000"),
+    ] {
+        let t = time::parse(at).expect("t");
+        let data = render(&target(), "s", "b", t);
+        assert!(data.starts_with(&format!("Date: {date}\r\n")), "{data}");
+        let secs = t.as_second();
+        assert!(data.contains(&format!(".{secs}@pgdrill>\r\n")), "{data}");
+    }
+}
+
 #[test]
 fn render_dot_stuffs_and_terminates() {
-    let data = render(&target(), "[pgdrill] x", "one\n.\n..two\nthree", Utc::now());
+    let data = render(
+        &target(),
+        "[pgdrill] x",
+        "one\n.\n..two\nthree",
+        Timestamp::now(),
+    );
     assert!(
         data.contains("\r\n\r\none\r\n..\r\n...two\r\nthree\r\n.\r\n"),
         "{data}"
@@ -45,7 +65,7 @@ fn non_ascii_goes_base64_and_subject_is_encoded() {
         &target(),
         "[pgdrill] backup_failed café",
         "café\n.x",
-        Utc::now(),
+        Timestamp::now(),
     );
     assert!(data.contains("Content-Transfer-Encoding: base64\r\n"));
     assert!(data.contains("Subject: =?UTF-8?B?"));
