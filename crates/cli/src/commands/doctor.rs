@@ -262,7 +262,7 @@ async fn source_checks(
 
 fn spool(name: &str, raw: Option<u64>) -> Check {
     let dir = std::env::temp_dir();
-    let free = free_bytes(&dir);
+    let free = pgdrill_core::restore::free_bytes(&dir).ok();
     match (free, raw) {
         (Some(f), Some(r)) if f < r + r / 10 => fail(
             &format!("{name}: spool disk"),
@@ -284,22 +284,6 @@ fn spool(name: &str, raw: Option<u64>) -> Check {
             "set TMPDIR to a writable folder",
         ),
     }
-}
-
-fn free_bytes(dir: &std::path::Path) -> Option<u64> {
-    let out = std::process::Command::new("df")
-        .args(["-Pk", &dir.display().to_string()])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let kb: u64 = text
-        .lines()
-        .nth(1)?
-        .split_whitespace()
-        .nth(3)?
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
 }
 
 async fn drill_target(

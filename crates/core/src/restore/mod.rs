@@ -38,7 +38,7 @@ mod supabase;
 mod verdict;
 
 pub use plan::{resolve_jobs, Database, Mode, RestorePlan, MAX_JOBS};
-pub use spool::Holdback;
+pub use spool::{free_bytes, Holdback};
 pub use sql::unquote_ident;
 pub use verdict::pg_restore_failure;
 

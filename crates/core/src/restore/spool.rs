@@ -309,14 +309,19 @@ pub(super) async fn explain_early_stop(
     ))
 }
 
+/// Bytes an unprivileged user may still write in the file system holding `dir`.
+pub fn free_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
+    let stat = rustix::fs::statvfs(dir)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
 pub(super) fn spool_file(job: &RestoreJob<'_>) -> Result<tempfile::NamedTempFile> {
     let dir = job.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     let raw = job.manifest.raw_bytes;
     let need = raw.saturating_add(raw / 10).saturating_add(64 << 20);
-    let stat = rustix::fs::statvfs(&dir).map_err(|e| {
+    let free = free_bytes(&dir).map_err(|e| {
         Error::Invalid(format!("cannot check free space in {}: {e}", dir.display()))
     })?;
-    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
     if free < need {
         return Err(Error::Failed(format!(
             "{} has {} MiB free but the parallel restore spools {} MiB: free space, set TMPDIR, or use --jobs 1 (no spool)",
