@@ -4,7 +4,9 @@
 use crate::config::Policy;
 use crate::drill::evidence::DrillResult;
 use crate::manifest::Manifest;
+use crate::schedule::Schedule;
 use crate::time::{self, Timestamp};
+use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 /// A failed job, recorded best-effort in the store (`<db>/last_failure.json`).
@@ -73,10 +75,57 @@ impl DbStatus {
 }
 
 /// How recent a passing drill must be.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum DrillWindow {
+    /// No drill schedule and no `drill_max_age_days`: one passing drill per calendar month.
     CalendarMonth,
+    /// `drill_max_age_days`.
     Days(u64),
+    /// The drill schedule (`monthly_restore_day`, `[schedule] drill`): the drill is late
+    /// only once its last due fire time is more than `grace_seconds` past with no passing
+    /// drill started at or after it. So a `first_sunday` drill is not late from the 1st of
+    /// the month until its Sunday.
+    Scheduled {
+        schedule: Schedule,
+        tz: TimeZone,
+        grace_seconds: i64,
+    },
+}
+
+/// How long after a scheduled drill's fire time its passing result may still be missing
+/// (the drill itself runs, and may be retried) before drill freshness is violated.
+pub const DRILL_GRACE_SECONDS: i64 = 86_400;
+
+impl DrillWindow {
+    /// The window the settings ask for: `drill_max_age_days` when set, else the drill
+    /// schedule (plus its jitter in the grace) when one is on, else the calendar month.
+    pub fn new(
+        policy: &Policy,
+        drill: Option<&Schedule>,
+        tz: &TimeZone,
+        jitter_seconds: u64,
+    ) -> DrillWindow {
+        match (policy.drill_max_age_days, drill) {
+            (Some(n), _) => DrillWindow::Days(n),
+            (None, Some(s)) if !s.is_off() => DrillWindow::Scheduled {
+                schedule: s.clone(),
+                tz: tz.clone(),
+                grace_seconds: DRILL_GRACE_SECONDS + jitter_seconds.min(i64::MAX as u64) as i64,
+            },
+            (None, _) => DrillWindow::CalendarMonth,
+        }
+    }
+
+    /// From the loaded settings (the policy and `[schedule]`).
+    pub fn from_settings(settings: &crate::config::Settings) -> DrillWindow {
+        let s = &settings.schedule;
+        DrillWindow::new(
+            &settings.policy,
+            s.drill.as_ref(),
+            &s.tz,
+            s.jitter.as_secs(),
+        )
+    }
 }
 
 fn hours(secs: i64) -> String {
@@ -124,17 +173,38 @@ pub fn evaluate(
     let passing = drills.iter().find(|d| d.passed());
     let pass_time = passing.and_then(|d| time::parse(&d.started_at));
     let utc = |t: Timestamp| t.to_zoned(jiff::tz::TimeZone::UTC);
-    let drill_ok = match (pass_time, window) {
+    // For a schedule: the last fire time whose grace is over, the one a passing drill must
+    // have started at or after (`None`: none is due yet).
+    let due = match &window {
+        DrillWindow::Scheduled {
+            schedule,
+            tz,
+            grace_seconds,
+        } => Timestamp::from_second(now.as_second().saturating_sub(*grace_seconds))
+            .ok()
+            .and_then(|t| schedule.prev_at_or_before(t, tz)),
+        _ => None,
+    };
+    let drill_ok = match (pass_time, &window) {
+        (None, DrillWindow::Scheduled { .. }) => due.is_none(),
         (None, _) => false,
         (Some(t), DrillWindow::CalendarMonth) => {
             let (t, now) = (utc(t), utc(now));
             t.year() == now.year() && t.month() == now.month()
         }
-        (Some(t), DrillWindow::Days(n)) => time::seconds_between(t, now) <= n as i64 * 86_400,
+        (Some(t), DrillWindow::Days(n)) => time::seconds_between(t, now) <= *n as i64 * 86_400,
+        (Some(t), DrillWindow::Scheduled { .. }) => due.is_none_or(|d| t >= d),
     };
-    let window_text = match window {
-        DrillWindow::CalendarMonth => "this calendar month".to_string(),
-        DrillWindow::Days(n) => format!("in the last {n} days"),
+    let window_text = match (&window, due) {
+        (DrillWindow::CalendarMonth, _) => "this calendar month".to_string(),
+        (DrillWindow::Days(n), _) => format!("in the last {n} days"),
+        (DrillWindow::Scheduled { schedule, .. }, Some(d)) => format!(
+            "since the scheduled drill of {} ({schedule})",
+            time::rfc3339_secs(d)
+        ),
+        (DrillWindow::Scheduled { schedule, .. }, None) => {
+            format!("none due yet by the schedule {schedule}")
+        }
     };
     slos.push(Slo {
         name: "drill_freshness".into(),

@@ -30,6 +30,8 @@ pub struct App {
     pub tz: jiff::tz::TimeZone,
     pub tz_name: String,
     pub policy: Policy,
+    /// How recent a passing drill must be (the policy and the drill schedule).
+    pub drill_window: pgdrill_core::status::DrillWindow,
     pub store_display: String,
     pub clock: Arc<dyn Clock>,
 }

@@ -153,6 +153,16 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
         tz: d.config.tz.clone(),
         tz_name: d.config.tz_name.clone(),
         policy: d.policy.clone(),
+        drill_window: pgdrill_core::status::DrillWindow::new(
+            &d.policy,
+            d.config
+                .schedules
+                .iter()
+                .find(|(k, _)| *k == JobKind::Drill)
+                .map(|(_, s)| s),
+            &d.config.tz,
+            d.config.jitter_seconds,
+        ),
         store_display: d.store.display().to_string(),
         clock: d.clock.clone(),
     });

@@ -110,7 +110,10 @@ pub fn render(app: &App) -> String {
     let now = app.clock.now();
     let dbs = app.state.dbs();
     let jobs = app.state.jobs();
-    let statuses: Vec<DbStatus> = dbs.iter().map(|d| d.status(&app.policy, now)).collect();
+    let statuses: Vec<DbStatus> = dbs
+        .iter()
+        .map(|d| d.status(&app.policy, &app.drill_window, now))
+        .collect();
     let violated = statuses.iter().filter(|s| !s.ok()).count();
     let overall = if dbs.is_empty() {
         pill(None, "no databases")
@@ -406,7 +409,14 @@ fn jobs_table(h: &mut String, jobs: &[JobState], tz: &TimeZone, now: Timestamp) 
         let result = match (j.last_ok, &j.last_summary) {
             (Some(ok), Some(s)) => format!(
                 "{} <span class=muted title=\"{}\">{}</span>",
-                pill(Some(ok), if ok { "ok" } else { "failed" }),
+                pill(
+                    Some(ok),
+                    match (ok, j.key.kind) {
+                        (true, _) => "ok",
+                        (false, crate::jobs::JobKind::Status) => "violated",
+                        (false, _) => "failed",
+                    }
+                ),
                 esc(s),
                 esc(&short(s, 90))
             ),

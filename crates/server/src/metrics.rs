@@ -27,7 +27,10 @@ impl Out {
 pub fn render(app: &App) -> String {
     let now = app.clock.now();
     let dbs = app.state.dbs();
-    let statuses: Vec<_> = dbs.iter().map(|d| d.status(&app.policy, now)).collect();
+    let statuses: Vec<_> = dbs
+        .iter()
+        .map(|d| d.status(&app.policy, &app.drill_window, now))
+        .collect();
     let mut out = Out(status::prometheus(&statuses));
     let jobs = app.state.jobs();
     let job_labels = |j: &crate::state::JobState| {

@@ -47,7 +47,7 @@ pub struct DbData {
 
 impl DbData {
     /// The SLOs at `now` (whole seconds, as the dashboard and /metrics show them).
-    pub fn status(&self, policy: &Policy, now: Timestamp) -> DbStatus {
+    pub fn status(&self, policy: &Policy, window: &DrillWindow, now: Timestamp) -> DbStatus {
         let now = Timestamp::from_second(now.as_second()).unwrap_or(now);
         let mut s = status::evaluate(
             self.name.as_str(),
@@ -55,7 +55,7 @@ impl DbData {
             &self.drills,
             self.failure.clone(),
             policy,
-            drill_window(policy),
+            window.clone(),
             now,
         );
         s.add_damaged_manifests(&self.damaged);
@@ -95,13 +95,6 @@ impl DbData {
             _ => None,
         };
         t.and_then(|s| s.parse().ok())
-    }
-}
-
-pub fn drill_window(policy: &Policy) -> DrillWindow {
-    match policy.drill_max_age_days {
-        Some(n) => DrillWindow::Days(n),
-        None => DrillWindow::CalendarMonth,
     }
 }
 

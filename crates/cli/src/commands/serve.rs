@@ -154,14 +154,7 @@ async fn run_job(ctx: &Ctx, job: &JobKey) -> Result<(bool, String)> {
                 .filter(|slo| !slo.ok)
                 .map(|slo| slo.name.as_str())
                 .collect();
-            // Status is ok whenever it could evaluate: its SLO verdict is in the SLO
-            // metrics, not in the job's.
-            let summary = if violated.is_empty() {
-                "all SLOs met".into()
-            } else {
-                format!("SLO violated: {}", violated.join(", "))
-            };
-            Ok((true, summary))
+            Ok(status_outcome(&violated))
         }
         JobKind::Mirror => {
             let input = jobs::mirror::RunInput {
@@ -173,6 +166,17 @@ async fn run_job(ctx: &Ctx, job: &JobKey) -> Result<(bool, String)> {
             let first = out.human.lines().next().unwrap_or_default().to_string();
             Ok((out.exit_code == 0, first))
         }
+    }
+}
+
+/// The status job's verdict is the SLO verdict: a violated SLO is not an "ok" job (the
+/// dashboard, the log line and `pgdrill_job_last_run_ok` would otherwise show a green "ok"
+/// next to "SLO violated").
+fn status_outcome(violated: &[&str]) -> (bool, String) {
+    if violated.is_empty() {
+        (true, "all SLOs met".into())
+    } else {
+        (false, format!("SLO violated: {}", violated.join(", ")))
     }
 }
 
@@ -226,6 +230,16 @@ fn outcome(kind: JobKind, result: Result<(bool, String)>) -> JobOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_violated_slo_is_not_an_ok_status_job() {
+        let (ok, summary) = status_outcome(&["drill_freshness", "rto"]);
+        assert!(!ok, "{summary}");
+        assert_eq!(summary, "SLO violated: drill_freshness, rto");
+        let o = outcome(JobKind::Status, Ok((ok, summary)));
+        assert!(!o.ok && !o.skipped);
+        assert_eq!(status_outcome(&[]), (true, "all SLOs met".to_string()));
+    }
 
     #[test]
     fn lease_conflict_is_a_skipped_job_not_a_failure() {

@@ -11,10 +11,7 @@ use serde_json::json;
 /// Evaluates `databases`; `Err` when there are none.
 pub async fn run(jx: &JobEnv<'_>, databases: Vec<DbName>) -> Result<Vec<DbStatus>> {
     let policy = &jx.settings.policy;
-    let window = match policy.drill_max_age_days {
-        Some(n) => DrillWindow::Days(n),
-        None => DrillWindow::CalendarMonth,
-    };
+    let window = DrillWindow::from_settings(jx.settings);
     let mut statuses = Vec::new();
     for db in databases {
         let listing = catalog::list(jx.store, &db).await?;
@@ -26,7 +23,7 @@ pub async fn run(jx: &JobEnv<'_>, databases: Vec<DbName>) -> Result<Vec<DbStatus
             &drills,
             failure,
             policy,
-            window,
+            window.clone(),
             crate::clock::Clock::process().now(),
         );
         s.add_damaged_manifests(&listing.unreadable);
