@@ -217,6 +217,16 @@ async fn serve_runs_schedules_serves_metrics_and_dashboard_and_stops_on_sigterm(
     );
     assert!(t.elapsed() < Duration::from_secs(GRACE_SECONDS + 5));
     assert!(stderr.contains("serve: stopped"), "{stderr}");
+    // Each daemon line starts with its RFC 3339 UTC timestamp.
+    let stopped = stderr
+        .lines()
+        .find(|l| l.ends_with(" serve: stopped"))
+        .expect("the stopped line");
+    let ts = stopped.split(' ').next().expect("ts");
+    assert!(
+        ts.ends_with('Z') && ts.parse::<pgdrill_core::time::Timestamp>().is_ok(),
+        "{stopped}"
+    );
     assert!(stderr.contains("missed a scheduled run"), "{stderr}");
     for bad in ["panicked", "RUST_BACKTRACE"] {
         assert!(!stderr.contains(bad), "{stderr}");
@@ -284,7 +294,13 @@ async fn serve_aborts_a_job_that_outlives_the_shutdown_grace() {
     let marker = format!("TMPDIR={}", tmp.display());
     let (mk, mv) = marker.split_once('=').expect("marker");
     let mut child = cmd(dir.path())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "serve",
+            "--log-format",
+            "json",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .env("SRC", &src.url)
         .env("PGDRILL_PG_BIN", &shim)
         .env(mk, mv)
@@ -336,6 +352,20 @@ async fn serve_aborts_a_job_that_outlives_the_shutdown_grace() {
         "the grace was not waited for"
     );
     assert!(stderr.contains("aborting the running job"), "{stderr}");
+    // --log-format json: the daemon's lines are one JSON object each.
+    let abort_line = stderr
+        .lines()
+        .find(|l| l.contains("aborting the running job"))
+        .expect("abort line");
+    let v: serde_json::Value = serde_json::from_str(abort_line).expect("a JSON log line");
+    assert_eq!(v["level"], "info", "{abort_line}");
+    assert_eq!(v["component"], "serve", "{abort_line}");
+    assert!(
+        v["ts"]
+            .as_str()
+            .is_some_and(|t| t.parse::<pgdrill_core::time::Timestamp>().is_ok()),
+        "{abort_line}"
+    );
     assert!(stderr.contains("backup of app failed"), "{stderr}");
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {

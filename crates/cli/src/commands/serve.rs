@@ -10,6 +10,7 @@ use pgdrill_core::jobs::{
     self,
     drill::{DrillEntry, DrillReport},
 };
+use pgdrill_core::time::Timestamp;
 use pgdrill_core::{Error, Result};
 use pgdrill_server::{Daemon, JobFuture, JobKey, JobKind, JobOutcome, JobRunner, ServeConfig};
 use serde_json::json;
@@ -32,6 +33,7 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
     }
     let listen = config.listen;
     let ui = ctx.ui;
+    let json_log = args.log_format == "json";
     let runner = CliRunner { ctx };
     pgdrill_server::run(Daemon {
         config,
@@ -41,7 +43,7 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
         runner: &runner,
         shutdown: ctx.cancel.clone(),
         clock: Arc::new(pgdrill_server::SystemClock),
-        log: Arc::new(move |m: &str| ui.info(m)),
+        log: Arc::new(move |m: &str| ui.info(log_line(json_log, Timestamp::now(), m))),
     })
     .await?;
     Ok(Output::ok(
@@ -169,6 +171,21 @@ async fn run_job(ctx: &Ctx, job: &JobKey) -> Result<(bool, String)> {
     }
 }
 
+/// One daemon log line at `ts`: `2026-12-06T08:20:00.123Z serve: ...` (RFC 3339, UTC), or
+/// with `json` one object `{"ts", "level", "msg", "component"}` (the `serve: ` prefix is the
+/// component).
+fn log_line(json: bool, ts: Timestamp, msg: &str) -> String {
+    let ts = pgdrill_core::time::rfc3339_millis(ts);
+    if !json {
+        return format!("{ts} {msg}");
+    }
+    let (component, text) = match msg.split_once(": ") {
+        Some((c, rest)) if c == "serve" => (c, rest),
+        _ => ("serve", msg),
+    };
+    json!({"ts": ts, "level": "info", "msg": text, "component": component}).to_string()
+}
+
 /// The status job's verdict is the SLO verdict: a violated SLO is not an "ok" job (the
 /// dashboard, the log line and `pgdrill_job_last_run_ok` would otherwise show a green "ok"
 /// next to "SLO violated").
@@ -230,6 +247,26 @@ fn outcome(kind: JobKind, result: Result<(bool, String)>) -> JobOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn daemon_log_lines_carry_a_utc_timestamp_as_text_or_json() {
+        let ts: Timestamp = "2026-12-06T08:20:00.5Z".parse().expect("ts");
+        assert_eq!(
+            log_line(false, ts, "serve: stopped"),
+            "2026-12-06T08:20:00.500Z serve: stopped"
+        );
+        let line = log_line(
+            true,
+            ts,
+            "serve: backup of app failed in 1.0s: \"quoted\"\nnext",
+        );
+        assert!(!line.contains('\n'), "one line: {line}");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(v["ts"], "2026-12-06T08:20:00.500Z");
+        assert_eq!(v["level"], "info");
+        assert_eq!(v["component"], "serve");
+        assert_eq!(v["msg"], "backup of app failed in 1.0s: \"quoted\"\nnext");
+    }
 
     #[test]
     fn a_violated_slo_is_not_an_ok_status_job() {
