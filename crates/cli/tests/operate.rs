@@ -457,6 +457,22 @@ async fn doctor_passes_on_a_good_setup_and_names_what_is_broken() {
         );
     }
     assert!(!good.stdout.contains(src.cluster.password()));
+    // Leases rely on compare-and-swap: doctor proves If-Match on the real S3 server.
+    let cond = good.json()["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "store: conditional put")
+        .cloned()
+        .expect("conditional put check");
+    assert_eq!(cond["ok"], true, "{cond}");
+    assert!(
+        cond["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("If-Match"),
+        "{cond}"
+    );
 
     // A missing bucket and a key that does not match the recipients.
     let broken = "[store]\nurl = \"s3://missing-bucket/pg\"\n[encryption]\nrecipients = [\"age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq\"]\nidentity_file = \"k.key\"\n[[database]]\nname = \"app\"\nurl_env = \"SRC\"\n";

@@ -74,15 +74,36 @@ pub(super) async fn store_round_trip(store: &Store) -> Vec<Check> {
     out.push(step("list", listed, "the credentials need ListBucket"));
     let cond = format!("{base}/conditional");
     let conditional = async {
-        store
+        let etag = store
             .put_if_absent(&cond, Bytes::from_static(b"1"))
             .await
             .map_err(|e| e.to_string())?;
         match store.put_if_absent(&cond, Bytes::from_static(b"2")).await {
-            Err(StoreError::AlreadyExists { .. }) => Ok("a second create was refused (If-None-Match works)".to_string()),
-            Ok(_) => Err("a second create succeeded: the store ignores If-None-Match, so manifests and leases are not protected".to_string()),
-            Err(e) => Err(e.to_string()),
+            Err(StoreError::AlreadyExists { .. }) => {}
+            Ok(_) => return Err("a second create succeeded: the store ignores If-None-Match, so manifests and leases are not protected".to_string()),
+            Err(e) => return Err(e.to_string()),
         }
+        // Leases renew by compare-and-swap: a stale ETag must be refused, the current one
+        // accepted.
+        let Some(etag) = etag else {
+            return Err(
+                "the store returned no ETag for a new object, so leases cannot be renewed safely"
+                    .to_string(),
+            );
+        };
+        match store
+            .put_if_match(&cond, Bytes::from_static(b"3"), "\"pgdrill-doctor-stale\"")
+            .await
+        {
+            Err(StoreError::AlreadyExists { .. }) => {}
+            Ok(_) => return Err("a replace with a stale ETag succeeded: the store ignores If-Match, so two hosts could both hold a lease".to_string()),
+            Err(e) => return Err(e.to_string()),
+        }
+        store
+            .put_if_match(&cond, Bytes::from_static(b"4"), &etag)
+            .await
+            .map_err(|e| format!("a replace with the current ETag failed: {e}"))?;
+        Ok("a second create and a stale replace were refused, a current replace accepted (If-None-Match and If-Match work)".to_string())
     };
     out.push(step(
         "conditional put",
