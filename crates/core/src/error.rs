@@ -201,12 +201,7 @@ mod tests {
     #[tokio::test]
     async fn a_real_store_s_not_found_and_conflict_keep_their_kind() {
         let dir = tempfile::tempdir().expect("tmp");
-        let location = pgdrill_store::StoreLocation::Folder {
-            path: dir.path().into(),
-        };
-        let store = location
-            .open(&pgdrill_store::StoreOptions::default())
-            .expect("open");
+        let store = pgdrill_store::Store::open_folder(dir.path()).expect("open");
         async fn read(store: &pgdrill_store::Store, key: &str) -> Result<bytes::Bytes> {
             Ok(store.get(key).await?)
         }

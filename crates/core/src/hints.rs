@@ -88,13 +88,7 @@ mod tests {
     async fn an_unconfigured_database_that_never_answered_is_recorded_only_once_it_is_in_the_store()
     {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(
-            &pgdrill_store::StoreLocation::Folder {
-                path: dir.path().into(),
-            },
-            &pgdrill_store::StoreOptions::default(),
-        )
-        .expect("store");
+        let store = Store::open_folder(dir.path()).expect("store");
         let db = DbName::parse("app").expect("name");
         let refused = Error::Failed(with_connect_hint(
             "cannot connect to postgresql://u@127.0.0.1:1/app: Connection refused".into(),

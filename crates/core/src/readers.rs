@@ -163,13 +163,7 @@ mod tests {
     #[tokio::test]
     async fn a_mark_is_live_until_released_and_lapses_by_the_store_clock() {
         let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open(
-            &pgdrill_store::StoreLocation::Folder {
-                path: dir.path().into(),
-            },
-            &pgdrill_store::StoreOptions::default(),
-        )
-        .expect("store");
+        let store = Store::open_folder(dir.path()).expect("store");
         let db = DbName::parse("app").expect("db");
         let id = BackupId::parse("20260101T000000Z-abcd").expect("id");
         assert!(
@@ -197,13 +191,7 @@ mod tests {
     #[tokio::test]
     async fn a_mark_that_cannot_be_written_warns_and_lets_the_read_go_on() {
         let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open(
-            &pgdrill_store::StoreLocation::Folder {
-                path: dir.path().into(),
-            },
-            &pgdrill_store::StoreOptions::default(),
-        )
-        .expect("store");
+        let store = Store::open_folder(dir.path()).expect("store");
         let db = DbName::parse("app").expect("db");
         let id = BackupId::parse("20260101T000000Z-abcd").expect("id");
         // A file where the marks' folder should be: every mark write fails.

@@ -126,13 +126,7 @@ fn huge_object_size_in_manifest_is_integrity_error() {
 #[tokio::test]
 async fn object_size_other_than_the_stored_one_is_integrity_error() {
     let dir = tempfile::tempdir().expect("tmp");
-    let store = pgdrill_store::Store::open(
-        &pgdrill_store::StoreLocation::Folder {
-            path: dir.path().into(),
-        },
-        &pgdrill_store::StoreOptions::default(),
-    )
-    .expect("store");
+    let store = pgdrill_store::Store::open_folder(dir.path()).expect("store");
     let mut doc = manifest_doc();
     doc["objects"][0]["size"] = json!(MAX_OBJECT_SIZE);
     let m = Manifest::from_json(&serde_json::to_vec(&doc).expect("json"), "k").expect("bounded");

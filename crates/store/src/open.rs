@@ -95,6 +95,15 @@ impl Store {
             StoreLocation::S3 { bucket, prefix } => open_s3(bucket, prefix, opts),
         }
     }
+
+    /// A store in a local folder (created when missing), the same as [`Store::open`] of a
+    /// [`StoreLocation::Folder`].
+    pub fn open_folder(path: impl Into<std::path::PathBuf>) -> Result<Store, StoreError> {
+        Store::open(
+            &StoreLocation::Folder { path: path.into() },
+            &StoreOptions::default(),
+        )
+    }
 }
 
 fn open_local(location: &StoreLocation, path: &std::path::Path) -> Result<Store, StoreError> {

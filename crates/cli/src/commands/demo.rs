@@ -15,7 +15,7 @@ use pgdrill_core::time;
 use pgdrill_core::{Error, Result};
 use pgdrill_pg::cluster::{Cluster, ClusterOptions};
 use pgdrill_pg::{PgTools, Secret};
-use pgdrill_store::{Store, StoreLocation, StoreOptions};
+use pgdrill_store::Store;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -108,10 +108,7 @@ async fn demo_with_source(
     let recipients = pgdrill_core::crypto::identity_file_recipients(&key_path)?;
     let enc = EncryptionKeys::new(&recipients, None)?;
     let dec = Arc::new(DecryptionKeys::new(std::slice::from_ref(&key_path), None)?);
-    let location = StoreLocation::Folder {
-        path: dir.join("store"),
-    };
-    let store = Store::open(&location, &StoreOptions::default())?;
+    let store = Store::open_folder(dir.join("store"))?;
     let db = DatabaseSettings {
         name: DbName::parse("shop").map_err(Error::Invalid)?,
         source: Some(SourceRef::Url(Secret::new(source.url("shop")))),

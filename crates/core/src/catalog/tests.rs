@@ -20,13 +20,7 @@ fn manifest(id: &str, snapshot: &str) -> serde_json::Value {
 #[tokio::test]
 async fn latest_is_the_newest_snapshot_without_reading_every_manifest() {
     let dir = tempfile::tempdir().expect("tmp");
-    let store = Store::open(
-        &pgdrill_store::StoreLocation::Folder {
-            path: dir.path().into(),
-        },
-        &pgdrill_store::StoreOptions::default(),
-    )
-    .expect("store");
+    let store = Store::open_folder(dir.path()).expect("store");
     let db = DbName::parse("app").expect("db");
     let put = |id: &str, json: Vec<u8>| {
         let key = layout::backup_object(&db, &BackupId::parse(id).expect("id"), layout::MANIFEST);
@@ -114,13 +108,7 @@ async fn latest_is_the_newest_snapshot_without_reading_every_manifest() {
 #[tokio::test]
 async fn latest_names_a_truncated_empty_or_invalid_newest_manifest() {
     let dir = tempfile::tempdir().expect("tmp");
-    let store = Store::open(
-        &pgdrill_store::StoreLocation::Folder {
-            path: dir.path().into(),
-        },
-        &pgdrill_store::StoreOptions::default(),
-    )
-    .expect("store");
+    let store = Store::open_folder(dir.path()).expect("store");
     let db = DbName::parse("app").expect("db");
     let key =
         |id: &str| layout::backup_object(&db, &BackupId::parse(id).expect("id"), layout::MANIFEST);
@@ -130,13 +118,7 @@ async fn latest_names_a_truncated_empty_or_invalid_newest_manifest() {
     for damaged in [half, Vec::new(), b"{\"format_version\": 1}".to_vec()] {
         // Only the damaged one: an integrity failure, not "no backup".
         let dir2 = tempfile::tempdir().expect("tmp");
-        let alone = Store::open(
-            &pgdrill_store::StoreLocation::Folder {
-                path: dir2.path().into(),
-            },
-            &pgdrill_store::StoreOptions::default(),
-        )
-        .expect("store");
+        let alone = Store::open_folder(dir2.path()).expect("store");
         alone
             .put(&key("20261104T020000Z-dddd"), damaged.clone().into())
             .await

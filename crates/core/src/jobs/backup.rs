@@ -192,7 +192,7 @@ mod tests {
     use super::*;
     use crate::config::{Env, Settings};
     use crate::jobs::{JobEnv, Silent};
-    use pgdrill_store::{Store, StoreOptions};
+    use pgdrill_store::Store;
     use std::path::Path;
 
     /// A database without a source is a settings error: exit 2, nothing recorded as a
@@ -200,13 +200,7 @@ mod tests {
     #[tokio::test]
     async fn a_database_without_a_source_fails_without_a_failure_record() {
         let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open(
-            &pgdrill_store::StoreLocation::Folder {
-                path: dir.path().into(),
-            },
-            &StoreOptions::default(),
-        )
-        .expect("store");
+        let store = Store::open_folder(dir.path()).expect("store");
         let env = Env::new();
         let settings = Settings::load(
             Some("[[database]]\nname = \"app\"\n"),

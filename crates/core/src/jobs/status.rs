@@ -91,19 +91,13 @@ mod tests {
     use crate::cancel::Cancel;
     use crate::config::{Env, Settings};
     use crate::jobs::Silent;
-    use pgdrill_store::{Store, StoreOptions};
+    use pgdrill_store::Store;
     use std::path::Path;
 
     #[tokio::test]
     async fn status_job_records_the_slo_state_and_needs_a_database() {
         let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open(
-            &pgdrill_store::StoreLocation::Folder {
-                path: dir.path().into(),
-            },
-            &StoreOptions::default(),
-        )
-        .expect("store");
+        let store = Store::open_folder(dir.path()).expect("store");
         let env = Env::new();
         let settings = Settings::load(None, "environment", Path::new("/"), &env).expect("settings");
         let (_handle, cancel) = Cancel::new();

@@ -25,13 +25,7 @@ fn lease_records_keep_their_text() {
 
 fn folder() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tmp");
-    let store = Store::open(
-        &pgdrill_store::StoreLocation::Folder {
-            path: dir.path().into(),
-        },
-        &pgdrill_store::StoreOptions::default(),
-    )
-    .expect("store");
+    let store = Store::open_folder(dir.path()).expect("store");
     (dir, store)
 }
 
