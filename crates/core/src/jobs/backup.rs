@@ -9,7 +9,7 @@ use crate::config::DatabaseSettings;
 use crate::crypto::EncryptionKeys;
 use crate::ids::DbName;
 use crate::manifest::Manifest;
-use crate::progress::Progress;
+use crate::progress::{Progress, StageRecord};
 use crate::{status, Error, Result};
 use pgdrill_pg::{ConnSpec, PgTools};
 use serde_json::json;
@@ -29,6 +29,8 @@ pub struct BackupInput<'a> {
 #[derive(Debug, Default)]
 pub struct BackupReport {
     pub done: Vec<Manifest>,
+    /// The stages of each backup in `done` (same order): name, start, duration, bytes.
+    pub stages: Vec<Vec<StageRecord>>,
     /// Databases whose backup failed or did not start (their error carries the exit code).
     pub failures: Vec<(DbName, Error)>,
 }
@@ -49,7 +51,10 @@ pub async fn run(jx: &JobEnv<'_>, input: BackupInput<'_>) -> Result<BackupReport
             }
         };
         match one(jx, &input, db, source, &notifier).await {
-            Ok(m) => report.done.push(m),
+            Ok((m, stages)) => {
+                report.done.push(m);
+                report.stages.push(stages);
+            }
             Err(e) => {
                 if several {
                     jx.events.warn(&e.to_string());
@@ -73,7 +78,7 @@ async fn one(
     db: &DatabaseSettings,
     source: ConnSpec,
     notifier: &super::Notifier<'_>,
-) -> Result<Manifest> {
+) -> Result<(Manifest, Vec<StageRecord>)> {
     jx.events.info(&format!(
         "backing up {} ({}) to {}",
         db.name,
@@ -105,12 +110,13 @@ async fn one(
                 max_in_flight: s.max_in_flight,
                 lock_wait_timeout: s.lock_wait_timeout,
                 policy: &s.policy,
-                progress,
+                progress: progress.clone(),
                 // A lost lease stops the backup as a signal would.
                 cancel: Cancel::either(&jx.cancel, &held.lost_signal()),
                 lease: Some(&held),
             };
             let r = backup::run(job).await;
+            progress.finish();
             // Ended by its lost lease: say so rather than "cancelled".
             let r = match (r, held.lost().await) {
                 (Err(_), Some(lost)) => Err(lost),
@@ -124,7 +130,7 @@ async fn one(
     match result {
         Ok(m) => {
             succeeded(jx, db, &m, notifier).await;
-            Ok(m)
+            Ok((m, progress.stages()))
         }
         Err(e) => {
             let e = e.context(format!("backup of {}", db.name));
