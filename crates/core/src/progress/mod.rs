@@ -159,6 +159,11 @@ impl Progress {
         }
     }
 
+    /// Sets the bytes done (a counter kept elsewhere, e.g. across a stage change).
+    pub fn set_bytes(&self, n: u64) {
+        self.bytes.store(n, Ordering::Relaxed);
+    }
+
     pub fn add(&self, n: u64) {
         self.bytes.fetch_add(n, Ordering::Relaxed);
     }

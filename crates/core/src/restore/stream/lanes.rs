@@ -330,7 +330,7 @@ pub(super) fn feed(
             inner: &mut out,
             failed: false,
         };
-        if let Err(e) = src.copy(&mut plain, p.from, p.to, &mut sink) {
+        if let Err(e) = src.copy_data(&mut plain, p.from, p.to, &mut sink) {
             return Err(if sink.failed {
                 broken(e)
             } else {

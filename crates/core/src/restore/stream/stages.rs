@@ -21,7 +21,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-pub(super) type StageOut = (f64, f64, Vec<String>, Vec<String>);
+/// Seconds of restore and of the final ANALYZE, allowlisted errors, notes, and when the
+/// lanes had read all data.
+pub(super) type StageOut = (f64, f64, Vec<String>, Vec<String>, Instant);
 
 /// What the phases of the streamed restore share.
 struct Phase<'a, 'r, 'j> {
@@ -46,6 +48,8 @@ struct Phase<'a, 'r, 'j> {
 /// What the load phase did.
 struct DataIn {
     ignored: Vec<String>,
+    /// When the lanes were done.
+    loaded_at: Instant,
     /// Tables already analyzed, and post-data entries already restored.
     analyzed: HashSet<String>,
     done_post: HashSet<i64>,
@@ -157,6 +161,15 @@ impl Phase<'_, '_, '_> {
         };
         let (lanes_plan, parts) = deal(toc, &src.index, jobs, &table_rows(job, toc));
         let split: usize = parts.values().filter(|&&n| n > 1).count();
+        let data_bytes: u64 = lanes_plan
+            .iter()
+            .flatten()
+            .flat_map(|t| t.pieces.iter())
+            .map(|p| p.to.saturating_sub(p.from))
+            .sum();
+        let n_tables = parts.len() as u64;
+        let progress = &job.read.progress;
+        let loaded_at = Mutex::new(None);
         let n_tasks: usize = lanes_plan.iter().map(Vec::len).sum();
         let data_stage = format!("restore: data ({n_tasks} tasks on {jobs} lanes)");
         let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
@@ -186,6 +199,9 @@ impl Phase<'_, '_, '_> {
         });
         let lanes = async {
             let r = futures::future::join_all(lanes).await;
+            if let Ok(mut at) = loaded_at.lock() {
+                *at = Some(Instant::now());
+            }
             // No more tables will finish: closing the channel ends the tail driver.
             if let Ok(mut tx) = shared.finished.lock() {
                 tx.take();
@@ -193,9 +209,10 @@ impl Phase<'_, '_, '_> {
             if r.iter().any(Result::is_err) || stopped.is_cancelled() {
                 return (r, Ok(Vec::new()));
             }
-            job.read
-                .progress
-                .stage("restore: indexes, constraints and ANALYZE");
+            progress.set_bytes(src.loaded.load(std::sync::atomic::Ordering::Relaxed));
+            // Index and constraint builds (post-data) are a stage of their own: the data
+            // is all in, but the restore is far from done.
+            progress.stage("restore: indexes and constraints");
             let post = runner.entries(self.early, jobs, self.head_file, stopped.clone());
             let loaded = analyze_pass(&job.target, jobs, AnalyzePass::Loaded(self.big_names));
             let mut cancel = stopped.clone();
@@ -235,6 +252,7 @@ impl Phase<'_, '_, '_> {
                     if stopped.is_cancelled() {
                         return;
                     }
+                    progress.add_item();
                     if let Err(e) = tails.run(id, stopped).await {
                         if let Ok(mut f) = tails.failure.lock() {
                             f.get_or_insert(e);
@@ -247,7 +265,11 @@ impl Phase<'_, '_, '_> {
         let pre = async {
             let r = pre.await;
             if r.is_ok() {
-                job.read.progress.stage(&data_stage);
+                progress.stage(&data_stage);
+                progress.set_total(data_bytes);
+                progress.set_items(n_tables, "tables");
+                // What the lanes decoded while the schema went in counts too.
+                progress.set_bytes(src.loaded.load(std::sync::atomic::Ordering::Relaxed));
             }
             r
         };
@@ -281,8 +303,14 @@ impl Phase<'_, '_, '_> {
             .map(|g| g.clone())
             .unwrap_or_default();
         done_post.extend(self.early.iter().copied());
+        let loaded_at = loaded_at
+            .lock()
+            .ok()
+            .and_then(|at| *at)
+            .unwrap_or_else(Instant::now);
         Ok(DataIn {
             ignored,
+            loaded_at,
             analyzed,
             done_post,
             split,
@@ -295,6 +323,7 @@ impl Phase<'_, '_, '_> {
         let (job, jobs) = (self.job, self.jobs);
         let DataIn {
             mut ignored,
+            loaded_at,
             analyzed,
             done_post,
             split,
@@ -332,6 +361,7 @@ impl Phase<'_, '_, '_> {
         ignored.extend(post?);
         loaded?;
         let restore_secs = t0.elapsed().as_secs_f64();
+        job.read.progress.stage("analyze");
         let ta = Instant::now();
         tokio::select! {
             r = analyze_pass(&job.target, jobs, AnalyzePass::Dependent(&analyzed)) => r?,
@@ -343,6 +373,7 @@ impl Phase<'_, '_, '_> {
             analyze,
             ignored,
             notes(jobs, split, &analyzed),
+            loaded_at,
         ))
     }
 }
