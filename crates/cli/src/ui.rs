@@ -28,11 +28,12 @@ impl Ui {
     }
 
     /// Draws a progress line on stderr while `progress` is updated, if stderr is a terminal
-    /// (stage, done/total, percent, rate and ETA; tables for a restore); with `-v`, one line
-    /// per ended stage, terminal or not.
+    /// (stage, done/total, percent, rate and ETA; tables for a restore), and leaves one line
+    /// per ended stage above it; not on a terminal, nothing (with `-v`, the ended stages'
+    /// lines).
     pub fn progress(&self, progress: Arc<Progress>) -> ProgressGuard {
         let tty = std::io::stderr().is_terminal();
-        if self.verbose > 0 && !self.quiet {
+        if (tty || self.verbose > 0) && !self.quiet {
             progress.on_stage_end(move |r| {
                 let clear = if tty { "\r\x1b[2K" } else { "" };
                 eprintln!("{clear}{}", pgdrill_core::progress::describe(r));
@@ -52,6 +53,9 @@ impl Ui {
                     seq = v.seq;
                     rate.reset();
                     stage_start = std::time::Instant::now();
+                }
+                if v.stage.is_empty() {
+                    continue;
                 }
                 let t = stage_start.elapsed().as_secs_f64();
                 rate.sample(t, v.bytes);

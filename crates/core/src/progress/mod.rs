@@ -230,8 +230,8 @@ fn now_rfc3339() -> String {
     crate::time::rfc3339_millis(crate::time::Timestamp::now())
 }
 
-/// One log line about an ended stage: `stage dump ended: 1.2 GiB in 12.0s (of 1.3 GiB
-/// estimated from the previous backup), 10/10 tables`.
+/// One line about an ended stage: `stage dump ended after 12.0s: 1.2 GiB of 1.3 GiB (92%,
+/// estimated from the previous backup)`, `..., 10/10 tables`.
 pub fn describe(r: &StageRecord) -> String {
     let mut s = format!(
         "stage {} ended after {}",
@@ -241,10 +241,12 @@ pub fn describe(r: &StageRecord) -> String {
     if r.bytes > 0 {
         s.push_str(&format!(": {}", human_bytes(r.bytes)));
         if let Some(t) = r.total_bytes {
-            s.push_str(&format!(" of {}", human_bytes(t)));
+            let pct = (r.bytes as f64 * 100.0 / t as f64).floor();
+            s.push_str(&format!(" of {} ({pct:.0}%", human_bytes(t)));
             if let Some(from) = &r.total_from {
-                s.push_str(&format!(" (estimated from the {from})"));
+                s.push_str(&format!(", estimated from the {from}"));
             }
+            s.push(')');
         }
     }
     if let (Some(n), Some(unit)) = (r.items, &r.item_unit) {
@@ -308,7 +310,7 @@ mod tests {
             describe(&st[1])
         );
         assert!(
-            describe(&st[0]).contains("100 B of 100 B (estimated from the previous backup)"),
+            describe(&st[0]).contains("100 B of 100 B (100%, estimated from the previous backup)"),
             "{}",
             describe(&st[0])
         );

@@ -137,6 +137,9 @@ pub(super) async fn lane(
                 .copied()
                 .collect()
         };
+        if let Some(p) = src.progress.as_ref() {
+            finished.iter().for_each(|_| p.add_item());
+        }
         if let Ok(tx) = shared.finished.lock() {
             for id in finished {
                 if let Some(tx) = tx.as_ref() {

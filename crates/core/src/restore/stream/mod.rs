@@ -105,6 +105,7 @@ pub(super) async fn restore(
         rt: tokio::runtime::Handle::current(),
         loaded: Arc::default(),
         progress: Some(job.read.progress.clone()),
+        counting: Arc::default(),
     };
     // One token stops everything: the user's signal or the first failure.
     let (stop, stopped) = Cancel::new();

@@ -81,6 +81,7 @@ pub(crate) async fn read_toc(
         rt: tokio::runtime::Handle::current(),
         loaded: Arc::default(),
         progress: None,
+        counting: Arc::default(),
     };
     let head = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
         let mut plain = src.open()?;
@@ -166,9 +167,11 @@ pub(super) struct Source {
     pub(super) prefix: Bytes,
     pub(super) rt: tokio::runtime::Handle,
     /// Raw bytes of table data the lanes decoded ([`Source::copy_data`]), also added to
-    /// `progress` when set (the data stage's bytes).
+    /// `progress` once the data stage shows (`counting`; the lanes start decoding while the
+    /// schema goes in, and the schema stage is not theirs).
     pub(super) loaded: Arc<AtomicU64>,
     pub(super) progress: Option<Arc<Progress>>,
+    pub(super) counting: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub(super) trait ReadSeek: Read + Seek + Send {}
@@ -282,8 +285,10 @@ impl<W: Write> Write for Metered<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.src.loaded.fetch_add(n as u64, Ordering::Relaxed);
-        if let Some(p) = &self.src.progress {
-            p.add(n as u64);
+        if let Some(p) = self.src.progress.as_ref() {
+            if self.src.counting.load(Ordering::Relaxed) {
+                p.add(n as u64);
+            }
         }
         Ok(n)
     }

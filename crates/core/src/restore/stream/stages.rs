@@ -146,19 +146,6 @@ impl Phase<'_, '_, '_> {
         // their first task; no lane starts a COPY before the schema is in.
         job.read.progress.stage("restore: schema");
         let pre_list = list_file(&section_list(toc, Section::PreData))?;
-        let (schema_tx, schema_rx) = tokio::sync::watch::channel(false);
-        let pre = async {
-            let r = runner
-                .file(pre_list.path(), None, &[], self.head_file, stopped.clone())
-                .await;
-            match &r {
-                Ok(_) => {
-                    let _ = schema_tx.send(true);
-                }
-                Err(_) => stop.cancel(),
-            }
-            r
-        };
         let (lanes_plan, parts) = deal(toc, &src.index, jobs, &table_rows(job, toc));
         let split: usize = parts.values().filter(|&&n| n > 1).count();
         let data_bytes: u64 = lanes_plan
@@ -172,6 +159,27 @@ impl Phase<'_, '_, '_> {
         let loaded_at = Mutex::new(None);
         let n_tasks: usize = lanes_plan.iter().map(Vec::len).sum();
         let data_stage = format!("restore: data ({n_tasks} tasks on {jobs} lanes)");
+        let (schema_tx, schema_rx) = tokio::sync::watch::channel(false);
+        let pre = async {
+            let r = runner
+                .file(pre_list.path(), None, &[], self.head_file, stopped.clone())
+                .await;
+            match &r {
+                Ok(_) => {
+                    // The data stage shows before any COPY may start, so that every table
+                    // done counts in it; what the lanes decoded meanwhile counts too.
+                    progress.stage(&data_stage);
+                    progress.set_total(data_bytes);
+                    progress.set_items(n_tables, "tables");
+                    src.counting
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    progress.set_bytes(src.loaded.load(std::sync::atomic::Ordering::Relaxed));
+                    let _ = schema_tx.send(true);
+                }
+                Err(_) => stop.cancel(),
+            }
+            r
+        };
         let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
         let shared = Arc::new(Lanes {
             queues: lanes_plan
@@ -252,7 +260,6 @@ impl Phase<'_, '_, '_> {
                     if stopped.is_cancelled() {
                         return;
                     }
-                    progress.add_item();
                     if let Err(e) = tails.run(id, stopped).await {
                         if let Ok(mut f) = tails.failure.lock() {
                             f.get_or_insert(e);
@@ -261,17 +268,6 @@ impl Phase<'_, '_, '_> {
                     }
                 }
             })
-        };
-        let pre = async {
-            let r = pre.await;
-            if r.is_ok() {
-                progress.stage(&data_stage);
-                progress.set_total(data_bytes);
-                progress.set_items(n_tables, "tables");
-                // What the lanes decoded while the schema went in counts too.
-                progress.set_bytes(src.loaded.load(std::sync::atomic::Ordering::Relaxed));
-            }
-            r
         };
         let (pre, ((results, early_done), ())) =
             futures::future::join(pre, futures::future::join(lanes, driver)).await;
