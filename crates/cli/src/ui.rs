@@ -40,9 +40,11 @@ impl Ui {
             });
         }
         if self.quiet || !tty {
-            return ProgressGuard(None);
+            return ProgressGuard(None, progress);
         }
+        let shown = progress.clone();
         let handle = tokio::spawn(async move {
+            let progress = shown;
             let mut rate = RateEstimator::default();
             let mut seq = u64::MAX;
             let mut stage_start = std::time::Instant::now();
@@ -63,7 +65,7 @@ impl Ui {
                 eprint!("\r\x1b[2K{line}");
             }
         });
-        ProgressGuard(Some(handle))
+        ProgressGuard(Some(handle), progress)
     }
 }
 
@@ -120,7 +122,8 @@ fn short_secs(s: f64) -> String {
     }
 }
 
-pub struct ProgressGuard(Option<tokio::task::JoinHandle<()>>);
+/// Stops drawing when dropped, and ends the last stage (its line is printed).
+pub struct ProgressGuard(Option<tokio::task::JoinHandle<()>>, Arc<Progress>);
 
 impl Drop for ProgressGuard {
     fn drop(&mut self) {
@@ -128,6 +131,7 @@ impl Drop for ProgressGuard {
             h.abort();
             eprint!("\r\x1b[2K");
         }
+        self.1.finish();
     }
 }
 

@@ -154,6 +154,33 @@ async fn progress_of_a_backup_and_a_streamed_restore_on_a_terminal_only() {
     out.ok();
     assert_no_progress(&out.stderr);
     assert_eq!(stage(&out.json(), "restore: data")["item_unit"], "tables");
+
+    // --jobs 1 (one pg_restore reading the stream): once the dump is all read, the index
+    // and constraint builds are a stage of their own, not "100%" of the download.
+    let target = src.cluster.url("copy_one");
+    let out = restore(dir.path(), &store, &target, &["--jobs", "1"]);
+    out.ok();
+    assert_no_progress(&out.stderr);
+    let j = out.json();
+    assert_eq!(j["mode"], "pipe", "{j}");
+    let read = stage(&j, "download + restore");
+    assert!(read["bytes"].as_u64().unwrap_or(0) > 0, "{j}");
+    assert_eq!(read["bytes"], read["total_bytes"], "{j}");
+    let names: Vec<&str> = j["stages"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["name"].as_str()).collect())
+        .unwrap_or_default();
+    let at = |n: &str| names.iter().position(|x| *x == n);
+    assert!(
+        at("download + restore").is_some()
+            && at("download + restore") < at("restore: indexes and constraints")
+            && at("restore: indexes and constraints") < at("analyze"),
+        "{names:?}"
+    );
+    assert_eq!(
+        scalar(&target, "select count(*)::text from big").await,
+        "60000"
+    );
 }
 
 async fn tk_exec(url: &str, sql: &str) {

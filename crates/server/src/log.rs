@@ -149,7 +149,16 @@ impl pgdrill_core::jobs::Events for JobLog {
         progress.on_stage_end(move |r| {
             sink(&JobLog::record(&key, Level::Info, &progress::describe(r)));
         });
-        Box::new(())
+        Box::new(EndsLastStage(progress))
+    }
+}
+
+/// Ends the job's last stage when the job is over (its line is logged).
+struct EndsLastStage(Arc<Progress>);
+
+impl Drop for EndsLastStage {
+    fn drop(&mut self) {
+        self.0.finish();
     }
 }
 
@@ -228,10 +237,10 @@ mod tests {
             verbose: false,
         };
         let p = Progress::new();
-        let _g = log.progress(p.clone());
+        let g = log.progress(p.clone());
         p.stage("dump");
         p.add(2048);
-        p.finish();
+        drop(g);
         log.debug("hidden without -v");
         log.warn("careful");
         let seen = seen.lock().expect("lock");
