@@ -243,8 +243,12 @@ pub fn describe(r: &StageRecord) -> String {
         if let Some(t) = r.total_bytes {
             let pct = (r.bytes as f64 * 100.0 / t as f64).floor();
             s.push_str(&format!(" of {} ({pct:.0}%", human_bytes(t)));
-            if let Some(from) = &r.total_from {
-                s.push_str(&format!(", estimated from the {from}"));
+            match r.total_from.as_deref() {
+                Some(from) if from.contains(' ') => {
+                    s.push_str(&format!(", estimated from the {from}"))
+                }
+                Some(from) => s.push_str(&format!(", estimated from {from}")),
+                None => {}
             }
             s.push(')');
         }
@@ -308,6 +312,13 @@ mod tests {
             describe(&st[1]).contains("1/3 tables"),
             "{}",
             describe(&st[1])
+        );
+        let mut by_size = st[0].clone();
+        by_size.total_from = Some("pg_database_size".into());
+        assert!(
+            describe(&by_size).ends_with("(100%, estimated from pg_database_size)"),
+            "{}",
+            describe(&by_size)
         );
         assert!(
             describe(&st[0]).contains("100 B of 100 B (100%, estimated from the previous backup)"),
