@@ -1,7 +1,7 @@
 //! Output: one JSON document on stdout with --json, human text otherwise; messages and
 //! progress on stderr (progress only on a terminal).
 
-use pgdrill_core::progress::{Progress, RateEstimator, View};
+use pgdrill_core::progress::{human_count, Progress, RateEstimator, View};
 use std::io::IsTerminal;
 use std::sync::Arc;
 
@@ -104,6 +104,13 @@ pub fn progress_line(v: &View, rate: Option<f64>, eta: Option<f64>, elapsed: f64
         } else {
             parts.push(format!("{} {unit}", v.items));
         }
+    }
+    if v.rows_total > 0 {
+        parts.push(format!(
+            "{}/{} rows",
+            human_count(v.rows),
+            human_count(v.rows_total)
+        ));
     }
     if !parts.is_empty() {
         s.push_str(": ");
@@ -216,11 +223,13 @@ mod tests {
             items: 1,
             items_total: 3,
             item_unit: "tables".into(),
+            rows: 1200,
+            rows_total: 2_500_000,
             ..View::default()
         };
         assert_eq!(
             progress_line(&v, None, None, 2.0),
-            "restore: data: 5.0 MiB of 10.0 MiB (50%), 1/3 tables [2s]"
+            "restore: data: 5.0 MiB of 10.0 MiB (50%), 1/3 tables, 1200/2.5M rows [2s]"
         );
         let v = View {
             stage: "restore: indexes and constraints".into(),

@@ -1,6 +1,6 @@
 //! Progress on a terminal (a pty from util-linux `script`): the stages of a backup and of a
-//! streamed restore (`--jobs 2`) with their percent and the bytes the data stage loaded;
-//! nothing when stderr is not a terminal; the same stages in `--json`.
+//! streamed restore (`--jobs 2`) with their percent and the bytes, tables and rows the data
+//! stage loaded; nothing when stderr is not a terminal; the same stages in `--json`.
 
 mod common;
 mod restore_util;
@@ -130,7 +130,10 @@ async fn progress_of_a_backup_and_a_streamed_restore_on_a_terminal_only() {
         "the lanes' bytes belong to the data stage: {schema}"
     );
     let data = stage_line(&tty, "restore: data (");
-    assert!(data.contains("%)") && data.contains(" tables"), "{data}");
+    assert!(
+        data.contains("%)") && data.contains(" tables") && data.contains(" rows"),
+        "{data}"
+    );
     assert!(
         !data.contains(": 0 B"),
         "the data stage counted nothing: {data}"
@@ -142,6 +145,8 @@ async fn progress_of_a_backup_and_a_streamed_restore_on_a_terminal_only() {
     assert_eq!(d["bytes"], d["total_bytes"], "{d}");
     assert_eq!(d["items"], d["items_total"], "{d}");
     assert_eq!(d["item_unit"], "tables");
+    assert_eq!(d["rows"], d["rows_total"], "{d}");
+    assert!(d["rows"].as_u64().unwrap_or(0) > 60000, "{d}");
     assert!(j["download_seconds"].as_f64().unwrap_or(0.0) > 0.0, "{j}");
     assert_eq!(
         scalar(&target, "select count(*)::text from big").await,

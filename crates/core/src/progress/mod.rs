@@ -37,6 +37,11 @@ pub struct StageRecord {
     /// What the items are (`tables`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub item_unit: Option<String>,
+    /// Rows of the items done (a restore's tables), of `rows_total`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_total: Option<u64>,
 }
 
 /// What a renderer sees at one moment.
@@ -53,6 +58,9 @@ pub struct View {
     /// 0 when the stage counts no items.
     pub items_total: u64,
     pub item_unit: String,
+    pub rows: u64,
+    /// 0 when the stage counts no rows.
+    pub rows_total: u64,
 }
 
 type StageSink = Arc<dyn Fn(&StageRecord) + Send + Sync>;
@@ -75,6 +83,8 @@ pub struct Progress {
     total: AtomicU64,
     items: AtomicU64,
     items_total: AtomicU64,
+    rows: AtomicU64,
+    rows_total: AtomicU64,
 }
 
 impl std::fmt::Debug for Progress {
@@ -111,6 +121,8 @@ impl Progress {
                 self.total.store(0, Ordering::Relaxed);
                 self.items.store(0, Ordering::Relaxed);
                 self.items_total.store(0, Ordering::Relaxed);
+                self.rows.store(0, Ordering::Relaxed);
+                self.rows_total.store(0, Ordering::Relaxed);
                 ended.map(|r| (r, c.sink.clone()))
             }
             Err(_) => None,
@@ -132,6 +144,7 @@ impl Progress {
         let total = self.total.load(Ordering::Relaxed);
         let items_total = self.items_total.load(Ordering::Relaxed);
         let counts_items = items_total > 0 || !c.item_unit.is_empty();
+        let rows_total = self.rows_total.load(Ordering::Relaxed);
         let r = StageRecord {
             name: c.name.clone(),
             started_at,
@@ -142,6 +155,8 @@ impl Progress {
             items: counts_items.then(|| self.items.load(Ordering::Relaxed)),
             items_total: (items_total > 0).then_some(items_total),
             item_unit: (!c.item_unit.is_empty()).then(|| c.item_unit.clone()),
+            rows: (rows_total > 0).then(|| self.rows.load(Ordering::Relaxed)),
+            rows_total: (rows_total > 0).then_some(rows_total),
         };
         c.ended.push(r.clone());
         Some(r)
@@ -180,6 +195,17 @@ impl Progress {
         self.items.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The rows this stage's items hold in all (0: not counted).
+    pub fn set_rows_total(&self, n: u64) {
+        self.rows_total.store(n, Ordering::Relaxed);
+    }
+
+    /// One item done, holding `rows` rows.
+    pub fn add_item_rows(&self, rows: u64) {
+        self.rows.fetch_add(rows, Ordering::Relaxed);
+        self.add_item();
+    }
+
     /// (stage, bytes done, total or 0 when unknown)
     pub fn snapshot(&self) -> (String, u64, u64) {
         let v = self.view();
@@ -208,6 +234,8 @@ impl Progress {
             items: self.items.load(Ordering::Relaxed),
             items_total: self.items_total.load(Ordering::Relaxed),
             item_unit,
+            rows: self.rows.load(Ordering::Relaxed),
+            rows_total: self.rows_total.load(Ordering::Relaxed),
         }
     }
 
@@ -259,7 +287,20 @@ pub fn describe(r: &StageRecord) -> String {
             None => s.push_str(&format!(", {n} {unit}")),
         }
     }
+    if let (Some(n), Some(t)) = (r.rows, r.rows_total) {
+        s.push_str(&format!(", {}/{} rows", human_count(n), human_count(t)));
+    }
     s
+}
+
+/// `950`, `12.5k`, `3.2M`, `1.1G`: a count for people.
+pub fn human_count(n: u64) -> String {
+    match n {
+        0..10_000 => n.to_string(),
+        10_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        _ => format!("{:.1}G", n as f64 / 1e9),
+    }
 }
 
 /// `1.5 MiB`: binary units, one decimal.
@@ -294,7 +335,8 @@ mod tests {
         p.add(40);
         p.stage("data");
         p.set_items(3, "tables");
-        p.add_item();
+        p.set_rows_total(25_000);
+        p.add_item_rows(12_000);
         let v = p.view();
         assert_eq!((v.stage.as_str(), v.items, v.items_total), ("data", 1, 3));
         assert_eq!(v.bytes, 0, "a new stage starts at zero");
@@ -307,9 +349,11 @@ mod tests {
         assert_eq!(st[0].total_from.as_deref(), Some("previous backup"));
         assert_eq!(st[0].items, None);
         assert_eq!((st[1].items, st[1].items_total), (Some(1), Some(3)));
+        assert_eq!((st[1].rows, st[1].rows_total), (Some(12_000), Some(25_000)));
+        assert_eq!(st[0].rows, None);
         assert_eq!(*seen.lock().expect("lock"), vec!["dump", "data"]);
         assert!(
-            describe(&st[1]).contains("1/3 tables"),
+            describe(&st[1]).contains("1/3 tables, 12.0k/25.0k rows"),
             "{}",
             describe(&st[1])
         );

@@ -37,6 +37,9 @@ pub(super) struct Lanes {
     pub(super) finished: Mutex<Option<tokio::sync::mpsc::UnboundedSender<i64>>>,
     /// Becomes true when the schema is restored: no COPY starts before.
     pub(super) schema: tokio::sync::watch::Receiver<bool>,
+    /// Rows of each table (TABLE DATA id), as the backup counted them: the progress's
+    /// rows done grow by a table's rows when it is all in.
+    pub(super) rows: HashMap<i64, u64>,
 }
 
 impl Lanes {
@@ -138,7 +141,9 @@ pub(super) async fn lane(
                 .collect()
         };
         if let Some(p) = src.progress.as_ref() {
-            finished.iter().for_each(|_| p.add_item());
+            for id in &finished {
+                p.add_item_rows(shared.rows.get(id).copied().unwrap_or(0));
+            }
         }
         if let Ok(tx) = shared.finished.lock() {
             for id in finished {

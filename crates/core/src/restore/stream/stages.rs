@@ -146,7 +146,9 @@ impl Phase<'_, '_, '_> {
         // their first task; no lane starts a COPY before the schema is in.
         job.read.progress.stage("restore: schema");
         let pre_list = list_file(&section_list(toc, Section::PreData))?;
-        let (lanes_plan, parts) = deal(toc, &src.index, jobs, &table_rows(job, toc));
+        let rows = table_rows(job, toc);
+        let (lanes_plan, parts) = deal(toc, &src.index, jobs, &rows);
+        let rows_total: u64 = parts.keys().filter_map(|id| rows.get(id)).sum();
         let split: usize = parts.values().filter(|&&n| n > 1).count();
         let data_bytes: u64 = lanes_plan
             .iter()
@@ -171,6 +173,7 @@ impl Phase<'_, '_, '_> {
                     progress.stage(&data_stage);
                     progress.set_total(data_bytes);
                     progress.set_items(n_tables, "tables");
+                    progress.set_rows_total(rows_total);
                     src.counting
                         .store(true, std::sync::atomic::Ordering::Relaxed);
                     progress.set_bytes(src.loaded.load(std::sync::atomic::Ordering::Relaxed));
@@ -194,6 +197,7 @@ impl Phase<'_, '_, '_> {
             session: session_sql(toc),
             finished: Mutex::new(Some(done_tx)),
             schema: schema_rx,
+            rows,
         });
         let lanes = (0..jobs.max(1) as usize).map(|n| {
             lane(
