@@ -254,7 +254,7 @@ fn database(
             "<tr><td class=t>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&s.name.replace('_', " ")),
             pill(Some(s.ok), if s.ok { "ok" } else { "violated" }),
-            esc(&s.detail)
+            esc(&slo_detail(s, d, tz))
         );
     }
     h.push_str("</table></div>");
@@ -477,6 +477,62 @@ fn failures_table(h: &mut String, d: &DbData, tz: &TimeZone) {
     h.push_str("</table></div>");
 }
 
+/// An SLO's detail for people: the RTO and RPO in humane units (`1.1 s`, not `0.0 min`), sizes
+/// in KiB/MiB, times in the configured zone.
+fn slo_detail(s: &pgdrill_core::status::Slo, d: &DbData, tz: &TimeZone) -> String {
+    let last = d.drills.first();
+    let measure = |name: &str, t: &pgdrill_core::drill::evidence::Target| {
+        format!(
+            "last drill {name} {}, target {}",
+            t.minutes
+                .map(|m| secs(m * 60.0))
+                .unwrap_or_else(|| "n/a".into()),
+            t.target_minutes
+                .map(|m| secs(m as f64 * 60.0))
+                .unwrap_or_else(|| "none".into())
+        )
+    };
+    match (s.name.as_str(), last) {
+        ("rto", Some(r)) => measure("RTO", &r.rto),
+        ("rpo", Some(r)) => measure("RPO", &r.rpo),
+        // "median of the previous 5 is 95200000": a size without its unit.
+        ("dump_size", _) => {
+            let text = humane_text(&s.detail);
+            match text.rsplit_once(" is ") {
+                Some((head, n)) => match n.parse::<f64>() {
+                    Ok(n) => format!("{head} is {}", bytes(n)),
+                    Err(_) => text,
+                },
+                None => text,
+            }
+        }
+        _ => zoned_times(&humane_text(&s.detail), tz),
+    }
+}
+
+/// Every RFC 3339 UTC time in `s` (`2026-12-06T04:00:00Z`) shown in `tz` with its zone.
+fn zoned_times(s: &str, tz: &TimeZone) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        match pgdrill_core::time::parse(word) {
+            Some(t) if word.len() >= 20 && word.contains('T') => out.push_str(&when(t, tz)),
+            _ => out.push_str(word),
+        }
+        word.clear();
+    };
+    for c in s.chars() {
+        if c.is_whitespace() || matches!(c, '(' | ')' | ',' | ';') {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 /// Replaces every `<n> bytes` in a message with a humane size (`20276229 bytes` → `19.3 MiB`).
 pub fn humane_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -631,5 +687,13 @@ mod tests {
             "12 B, x3 bytes, 1.5 bytes"
         );
         assert_eq!(humane_text("no sizes"), "no sizes");
+        let berlin = TimeZone::get("Europe/Berlin").expect("tz");
+        assert_eq!(
+            zoned_times(
+                "last passing drill 2026-12-06T04:00:00Z (one this month)",
+                &berlin
+            ),
+            "last passing drill 2026-12-06 05:00:00 CET (one this month)"
+        );
     }
 }
