@@ -7,7 +7,8 @@
 #   PostgreSQL 18 (PyPI, full)       /opt/pgdrill-test/pg18/bin   client tools + server
 #   moto S3 server (PyPI)            /opt/pgdrill-test/venv/bin/moto_server
 #   zstd, age                        /usr/bin
-#   chromium (headless)              /usr/bin/chromium   dashboard screenshot test
+#   chromium (headless)              /usr/bin/chromium   dashboard screenshot tests
+#   chromium-driver (WebDriver)      /usr/bin/chromedriver  crates/server/tests/dashboard_browser.rs
 #
 # The crates/testkit helpers find all of these by themselves.
 set -euo pipefail
@@ -42,6 +43,18 @@ else
   log "Debian packages already installed: ${APT_PACKAGES[*]}"
 fi
 getent passwd postgres >/dev/null || die "the postgresql package did not create the postgres OS user"
+
+# ---------------------------------------------------------------- chromedriver (dashboard_browser)
+# The WebDriver server crates/server/tests/dashboard_browser.rs drives headless Chromium with.
+# Debian builds it from the same source and version as `chromium`, so the two always match
+# (not pinned further: Debian's security updates replace both together).
+if ! dpkg-query -W -f='${Status}' chromium-driver 2>/dev/null | grep -q "install ok installed"; then
+  log "apt-get install chromium-driver"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+chromedriver --version >/dev/null 2>&1 || die "chromedriver is installed but does not run"
 
 install -d -m 0755 "$ROOT" "$ROOT/pkgs"
 chmod o+x /opt   # the postgres OS user must traverse to the binaries
