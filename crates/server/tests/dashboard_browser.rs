@@ -488,6 +488,8 @@ async fn dashboard_and_drill_report_in_chromium_at_desktop_and_phone_width() {
         driver.open(&dashboard).await;
         let f = driver.eval(FACTS).await;
         let what = format!("dashboard at {width} px");
+        // The viewport really is that wide (a window can refuse to shrink).
+        assert_eq!(f["innerWidth"].as_u64(), Some(width as u64), "{what}");
         no_overflow(&f, &what);
         let text = f["text"].as_str().expect("text");
         assert!(text.contains("times in Europe/Berlin"), "{what}: {text}");
