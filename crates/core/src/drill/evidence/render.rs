@@ -146,6 +146,15 @@ pub struct HtmlView<'a> {
     pub dashboard: Option<&'a str>,
 }
 
+/// One evidence file: a relative link next to the stored files, else its name.
+fn evidence_item(name: &str, link: bool) -> String {
+    if link {
+        format!("<a href=\"{name}\">{name}</a>")
+    } else {
+        format!("<code>{name}</code>")
+    }
+}
+
 /// A duration for people: `0.25 s`, `1.1 s`, `30 s`, `6 min`, `12.5 min`, `2.1 h`.
 pub fn human_duration(s: f64) -> String {
     let one = |v: f64, unit: &str| {
@@ -253,7 +262,7 @@ dl.prov{{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margi
 <div class=kpi>RPO<b class={rpo_class}>{rpo}</b><small>target {rpo_t} · {rpo_v} · worst gap {gap}</small></div></div>
 <h2>Timeline</h2>{bars}
 <h2>Checks</h2><div class=scroll><table><tr><th>check</th><th>kind</th><th>subject</th><th>expected</th><th>actual</th><th>result</th><th class=t>time</th></tr>{rows}</table></div>
-{skipped}<h2>Evidence</h2><ul><li><a href="result.json">result.json</a>: every check, timing and verdict, machine-readable</li><li><a href="drill.log">drill.log</a>: what the drill did, line by line</li><li><a href="report.md">report.md</a>: this report as Markdown</li></ul>
+{skipped}<h2>Evidence</h2>{evidence_where}<ul><li>{ev_result}: every check, timing and verdict, machine-readable</li><li>{ev_log}: what the drill did, line by line</li><li>{ev_md}: this report as Markdown</li></ul>
 <h2>Provenance</h2><dl class=prov><dt>target</dt><dd>{target} (PostgreSQL {tver})</dd><dt>source</dt><dd>PostgreSQL {sver}, pg_dump {dver}</dd><dt>backup objects</dt><dd>{objs}</dd><dt>run by</dt><dd>pgdrill {tool} on {host}</dd><dt>started</dt><dd>{start}</dd><dt>finished</dt><dd>{end}</dd></dl>
 </body></html>
 "#,
@@ -264,6 +273,20 @@ dl.prov{{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margi
         db = esc(&r.database),
         bid = esc(&r.backup.id),
         snap = esc(&when(&r.backup.snapshot_time, v.tz)),
+        // Next to the stored files the evidence is linked; served by `pgdrill serve` (which
+        // does not serve those files) it is named where it lies in the store.
+        evidence_where = if v.dashboard.is_some() {
+            format!(
+                "<p>In the store, next to this report: <code>{}/drills/{}/</code></p>",
+                esc(&r.database),
+                esc(&r.drill_id)
+            )
+        } else {
+            String::new()
+        },
+        ev_result = evidence_item("result.json", v.dashboard.is_none()),
+        ev_log = evidence_item("drill.log", v.dashboard.is_none()),
+        ev_md = evidence_item("report.md", v.dashboard.is_none()),
         nav = match v.dashboard {
             Some(d) => format!(
                 "<nav class=back><a href=\"{}\">&larr; pgdrill dashboard</a> · times in {}</nav>",
@@ -406,6 +429,10 @@ mod tests {
             "{stored}"
         );
         assert!(!stored.contains("href=\"/\""));
+        // Stored: the evidence is linked; served: named where it lies in the store.
+        assert!(stored.contains("<a href=\"result.json\">result.json</a>"));
+        assert!(!html.contains("href=\"result.json\""));
+        assert!(html.contains("<code>app/drills/20261206T040000Z-00aa/</code>"));
         assert_eq!(human_duration(0.25), "0.25 s");
         assert_eq!(human_duration(360.0), "6 min");
         assert_eq!(human_duration(750.0), "12.5 min");
