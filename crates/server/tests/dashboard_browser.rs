@@ -19,6 +19,7 @@ use pgdrill_server::config::Auth;
 use pgdrill_server::state::{DbData, JobState, State};
 use pgdrill_server::{JobKey, JobKind};
 use serde_json::{json, Value};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -158,10 +159,31 @@ struct Driver {
 }
 
 impl Drop for Driver {
+    /// Stops chromedriver's whole process group, the browser it started included: killing
+    /// chromedriver alone would leave Chromium running after a failed assertion.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // Reap chromedriver as it ends (a zombie still counts as a member of the group).
+        while Instant::now() < deadline && {
+            let _ = self.child.try_wait();
+            group_alive(&group)
+        } {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
     }
+}
+
+/// Whether any process of the group `-<pgid>` is left.
+fn group_alive(group: &str) -> bool {
+    Command::new("kill")
+        .args(["-0", "--", group])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn free_port() -> u16 {
@@ -191,7 +213,9 @@ impl Driver {
             .unwrap_or_else(|| panic!("chromedriver is needed and was not found: {hint}"));
         let browser = which(&browser);
         let port = free_port();
+        // A process group of its own, so the browser it starts can be stopped with it.
         let child = Command::new(driver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -653,7 +677,7 @@ async fn dashboard_and_drill_report_in_chromium_at_desktop_and_phone_width() {
         let len = std::fs::metadata(s).map(|m| m.len()).unwrap_or(0);
         assert!(len > 10 * 1024, "{} is only {len} bytes", s.display());
     }
-    let _ = driver.s(reqwest::Method::DELETE, "", Value::Null).await;
+    drop(driver);
     server.abort();
     eprintln!(
         "screenshots: {:?}; took {:.1}s",
