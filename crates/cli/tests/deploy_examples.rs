@@ -197,6 +197,10 @@ fn assert_hardened(o: &Value) {
     let name = &o["metadata"]["name"];
     let pod = pod_spec(o);
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+    // The user the Dockerfile creates and runs as.
+    let dockerfile = read(&deploy_dir().join("Dockerfile"));
+    assert!(dockerfile.contains("--uid 10001") && dockerfile.contains("\nUSER 10001:10001\n"));
+    assert_eq!(pod["securityContext"]["runAsUser"], 10001, "{name}");
     assert_eq!(pod["automountServiceAccountToken"], false, "{name}");
     let containers = pod["containers"].as_array().expect("containers").iter();
     let init = pod["initContainers"].as_array().into_iter().flatten();
@@ -247,6 +251,11 @@ fn assert_serve(docs: &[Value]) -> u64 {
     let c = &pod["containers"][0];
     assert_eq!(c["ports"][0]["name"], "http");
     let port = c["ports"][0]["containerPort"].as_u64().expect("port");
+    let dockerfile = read(&deploy_dir().join("Dockerfile"));
+    assert!(
+        dockerfile.contains(&format!("\nEXPOSE {port}\n")),
+        "EXPOSE vs {port}"
+    );
     for probe in ["readinessProbe", "livenessProbe"] {
         assert_eq!(c[probe]["httpGet"]["path"], "/healthz", "{probe}");
         assert_eq!(c[probe]["httpGet"]["port"], "http", "{probe}");
