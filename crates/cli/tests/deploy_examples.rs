@@ -397,7 +397,30 @@ fn helm_chart_lints_and_renders_the_same_objects() {
         "emptydir.yaml",
         &["--set", "spool.persistence.enabled=false"],
     );
-    kubernetes_validate(&[&file, &emptydir_file]);
+    let (existing_file, existing) = render(
+        "existing.yaml",
+        &[
+            "--set",
+            "existingConfigMap=my-config,existingSecret=my-env,identity.existingSecret=my-id",
+        ],
+    );
+    kubernetes_validate(&[&file, &emptydir_file, &existing_file]);
+    // Objects of one's own instead of the chart's: named in the pod, not rendered.
+    let pod = pod_spec(object(&existing, "Deployment", None));
+    let volumes = pod["volumes"].to_string();
+    assert!(
+        volumes.contains("\"my-config\"") && volumes.contains("\"my-id\""),
+        "{volumes}"
+    );
+    assert!(pod["containers"][0]["envFrom"]
+        .to_string()
+        .contains("\"my-env\""));
+    assert!(existing.iter().all(|d| d["kind"] != "ConfigMap"));
+    assert_eq!(
+        existing.iter().filter(|d| d["kind"] == "Secret").count(),
+        1,
+        "only env's"
+    );
 
     let mut kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
     kinds.sort();
