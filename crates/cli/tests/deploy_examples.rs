@@ -117,6 +117,36 @@ fn systemd_units_pass_verify_and_rate_ok_in_systemd_analyze_security() {
         let body = read(unit).replace("/usr/local/bin/pgdrill", &bin().display().to_string());
         std::fs::write(copy.path().join(name), body).expect("write unit");
     }
+    // The timers fire when their comments say: the drill on first Sundays only, the backup
+    // every 6 hours.
+    for (timer, check) in [
+        ("pgdrill-drill.timer", "first Sunday"),
+        ("pgdrill-backup.timer", "6-hourly"),
+    ] {
+        let body = read(&dir.join(timer));
+        let spec = body
+            .lines()
+            .find_map(|l| l.strip_prefix("OnCalendar="))
+            .expect("OnCalendar");
+        let o = output(Command::new(&analyze).args(["calendar", "--iterations=12", spec]));
+        let said = text(&o.stdout);
+        let fires: Vec<Vec<&str>> = said
+            .lines()
+            .filter_map(|l| l.split_once("elapse: ").or_else(|| l.split_once("Iter. #")))
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .collect();
+        assert_eq!(fires.len(), 12, "{spec}: {said}{}", text(&o.stderr));
+        for f in fires {
+            // [weekday, date, time, zone], after "N:" for the iterations.
+            let f: Vec<&str> = f.into_iter().filter(|w| !w.ends_with(':')).collect();
+            let day: u32 = f[1][8..10].parse().expect("day");
+            let ok = match check {
+                "first Sunday" => f[0] == "Sun" && day <= 7 && f[2] == "04:00:00",
+                _ => ["00:00:00", "06:00:00", "12:00:00", "18:00:00"].contains(&f[2]),
+            };
+            assert!(ok, "{timer} fires at {f:?}, not {check}");
+        }
+    }
     for unit in &units {
         let name = unit
             .file_name()
