@@ -240,12 +240,14 @@ fn kubernetes_manifests_validate_and_are_hardened() {
     }
 }
 
+/// helm in examples/deploy/helm, with its cache, config and data in a folder of its own.
 fn helm(args: &[&str]) -> (bool, String, String) {
-    let o = output(
-        Command::new(tool("helm"))
-            .args(args)
-            .current_dir(deploy_dir().join("helm")),
-    );
+    let home = tempfile::tempdir().expect("tmp");
+    let mut c = Command::new(tool("helm"));
+    for var in ["HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"] {
+        c.env(var, home.path().join(var));
+    }
+    let o = output(c.args(args).current_dir(deploy_dir().join("helm")));
     (o.status.success(), text(&o.stdout), text(&o.stderr))
 }
 
