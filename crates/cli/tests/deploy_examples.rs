@@ -525,3 +525,100 @@ async fn serve_with_the_kubernetes_config_answers_its_probes_backs_up_to_s3_and_
         "the identity file warning:\n{err}"
     );
 }
+
+/// The units' `SystemCallFilter=@system-service` and `RestrictAddressFamilies=` leave what
+/// pgdrill and the PostgreSQL programs it starts need: a backup and a drill on a throwaway
+/// cluster (`pgdrill demo`: pg_dump, initdb, postgres, pg_restore) traced with strace use
+/// only system calls of @system-service and sockets of AF_UNIX, AF_INET and AF_INET6. (Run
+/// as root, it also makes the calls that start the cluster as the postgres user: a superset.)
+#[test]
+fn a_backup_and_a_drill_make_only_the_calls_the_hardened_units_allow() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let trace = dir.path().join("trace");
+    let demo = dir.path().join("demo");
+    let o = output(
+        Command::new(tool("strace"))
+            .args(["-f", "-qq", "-s", "8", "-e", "signal=none", "-o"])
+            .arg(&trace)
+            .arg(bin())
+            .arg("demo")
+            .arg("--dir")
+            .arg(&demo)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(
+                "HOME",
+                std::env::var("HOME").unwrap_or_else(|_| "/root".into()),
+            )
+            .env("PGDRILL_PG_PATHS", pg_paths())
+            .current_dir(dir.path()),
+    );
+    let stdout = text(&o.stdout);
+    assert!(
+        o.status.success() && stdout.contains("— PASS"),
+        "pgdrill demo under strace:\n{stdout}{}",
+        text(&o.stderr)
+    );
+    let allowed = syscall_group(&tool("systemd-analyze"), "@system-service");
+    let mut used = std::collections::BTreeSet::new();
+    let mut families = std::collections::BTreeSet::new();
+    for line in read(&trace).lines() {
+        let call = line.trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ');
+        let call = call.strip_prefix("<... ").unwrap_or(call);
+        let name: String = call
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if name.is_empty() {
+            continue;
+        }
+        if let Some(args) = call
+            .strip_prefix("socket(")
+            .or_else(|| call.strip_prefix("socketpair("))
+        {
+            families.insert(
+                args.split([',', ')'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        used.insert(name);
+    }
+    assert!(used.len() > 40 && used.contains("execve"), "{used:?}");
+    let denied: Vec<&String> = used.iter().filter(|c| !allowed.contains(*c)).collect();
+    assert!(denied.is_empty(), "outside @system-service: {denied:?}");
+    assert!(
+        families.contains("AF_INET") || families.contains("AF_UNIX"),
+        "{families:?}"
+    );
+    for f in &families {
+        assert!(
+            ["AF_UNIX", "AF_LOCAL", "AF_INET", "AF_INET6"].contains(&f.as_str()),
+            "socket family {f} is not in RestrictAddressFamilies ({families:?})"
+        );
+    }
+}
+
+/// The system calls of a systemd group, its nested groups expanded.
+fn syscall_group(analyze: &Path, group: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut todo = vec![group.to_string()];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(g) = todo.pop() {
+        if !seen.insert(g.clone()) {
+            continue;
+        }
+        let o = output(Command::new(analyze).args(["syscall-filter", "--no-pager", &g]));
+        assert!(o.status.success(), "systemd-analyze syscall-filter {g}");
+        for word in text(&o.stdout).lines().skip(1).map(str::trim) {
+            if word.starts_with('@') {
+                todo.push(word.to_string());
+            } else if !word.is_empty() && !word.starts_with('#') {
+                out.insert(word.to_string());
+            }
+        }
+    }
+    assert!(out.contains("read") && out.contains("setuid"), "{out:?}");
+    out
+}
