@@ -1,6 +1,7 @@
 //! The deploy examples (examples/deploy/**) work as written: every `pgdrill ...` command line in
 //! them parses with the real binary; the systemd units pass `systemd-analyze verify` and rate
-//! "OK" in `systemd-analyze security`; the Kubernetes manifests and the Helm chart's rendering
+//! "OK" in `systemd-analyze security`, and a backup and a drill traced with strace stay within
+//! their system call filter and socket families; the Kubernetes manifests and the Helm chart's rendering
 //! validate against the Kubernetes schemas (`helm lint --strict` too) and are hardened; the
 //! GitHub Actions workflow passes actionlint; and `pgdrill serve` with the Kubernetes config
 //! answers the probes, backs up to S3 and drills.
