@@ -561,31 +561,7 @@ fn a_backup_and_a_drill_make_only_the_calls_the_hardened_units_allow() {
         text(&o.stderr)
     );
     let allowed = syscall_group(&tool("systemd-analyze"), "@system-service");
-    let mut used = std::collections::BTreeSet::new();
-    let mut families = std::collections::BTreeSet::new();
-    for line in read(&trace).lines() {
-        let call = line.trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ');
-        let call = call.strip_prefix("<... ").unwrap_or(call);
-        let name: String = call
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        if name.is_empty() {
-            continue;
-        }
-        if let Some(args) = call
-            .strip_prefix("socket(")
-            .or_else(|| call.strip_prefix("socketpair("))
-        {
-            families.insert(
-                args.split([',', ')'])
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-            );
-        }
-        used.insert(name);
-    }
+    let (used, families) = traced_calls(&read(&trace));
     assert!(used.len() > 40 && used.contains("execve"), "{used:?}");
     let denied: Vec<&String> = used.iter().filter(|c| !allowed.contains(*c)).collect();
     assert!(denied.is_empty(), "outside @system-service: {denied:?}");
@@ -599,27 +575,4 @@ fn a_backup_and_a_drill_make_only_the_calls_the_hardened_units_allow() {
             "socket family {f} is not in RestrictAddressFamilies ({families:?})"
         );
     }
-}
-
-/// The system calls of a systemd group, its nested groups expanded.
-fn syscall_group(analyze: &Path, group: &str) -> std::collections::BTreeSet<String> {
-    let mut out = std::collections::BTreeSet::new();
-    let mut todo = vec![group.to_string()];
-    let mut seen = std::collections::BTreeSet::new();
-    while let Some(g) = todo.pop() {
-        if !seen.insert(g.clone()) {
-            continue;
-        }
-        let o = output(Command::new(analyze).args(["syscall-filter", "--no-pager", &g]));
-        assert!(o.status.success(), "systemd-analyze syscall-filter {g}");
-        for word in text(&o.stdout).lines().skip(1).map(str::trim) {
-            if word.starts_with('@') {
-                todo.push(word.to_string());
-            } else if !word.is_empty() && !word.starts_with('#') {
-                out.insert(word.to_string());
-            }
-        }
-    }
-    assert!(out.contains("read") && out.contains("setuid"), "{out:?}");
-    out
 }

@@ -5,6 +5,7 @@
 mod kube;
 pub use kube::*;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -234,4 +235,58 @@ pub fn actionlint(yaml: &str) -> String {
         text(&o.stderr)
     );
     text(&o.stdout)
+}
+
+/// The system calls (names) and socket families (`AF_...` of socket/socketpair) in the
+/// output of `strace -f`.
+pub fn traced_calls(trace: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut used = BTreeSet::new();
+    let mut families = BTreeSet::new();
+    for line in trace.lines() {
+        let call = line.trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ');
+        let call = call.strip_prefix("<... ").unwrap_or(call);
+        let name: String = call
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if name.is_empty() {
+            continue;
+        }
+        if let Some(args) = call
+            .strip_prefix("socket(")
+            .or_else(|| call.strip_prefix("socketpair("))
+        {
+            families.insert(
+                args.split([',', ')'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        used.insert(name);
+    }
+    (used, families)
+}
+
+/// The system calls of a systemd group, its nested groups expanded.
+pub fn syscall_group(analyze: &Path, group: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut todo = vec![group.to_string()];
+    let mut seen = BTreeSet::new();
+    while let Some(g) = todo.pop() {
+        if !seen.insert(g.clone()) {
+            continue;
+        }
+        let o = output(Command::new(analyze).args(["syscall-filter", "--no-pager", &g]));
+        assert!(o.status.success(), "systemd-analyze syscall-filter {g}");
+        for word in text(&o.stdout).lines().skip(1).map(str::trim) {
+            if word.starts_with('@') {
+                todo.push(word.to_string());
+            } else if !word.is_empty() && !word.starts_with('#') {
+                out.insert(word.to_string());
+            }
+        }
+    }
+    assert!(out.contains("read") && out.contains("setuid"), "{out:?}");
+    out
 }
