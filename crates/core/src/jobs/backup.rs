@@ -137,6 +137,12 @@ async fn one(
             if !matches!(e, Error::Locked(_)) {
                 if crate::hints::worth_recording(jx.store, &db.name, &e, input.configured).await {
                     status::record_failure(jx.store, &db.name, "backup", &e.to_string()).await;
+                    let rec = status::FailureRecord {
+                        job: "backup".into(),
+                        at: crate::time::Timestamp::now(),
+                        message: e.to_string(),
+                    };
+                    super::failures::append(jx.store, &db.name, rec).await;
                 }
                 notifier
                     .send(
@@ -236,5 +242,50 @@ mod tests {
         let app = DbName::parse("app").expect("name");
         assert!(status::read_failure(&store, &app).await.is_none());
         assert!(store.list("").await.expect("list").is_empty());
+    }
+
+    /// A configured database that does not answer: the failure is recorded, in
+    /// last_failure.json and in the history the dashboard reads.
+    #[tokio::test]
+    async fn a_failed_backup_is_kept_in_the_failure_history() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open_folder(dir.path()).expect("store");
+        let env = Env::new();
+        let settings = Settings::load(
+            Some("[[database]]\nname = \"app\"\nurl = \"postgresql://u@127.0.0.1:1/app?connect_timeout=2\"\n"),
+            "t.toml",
+            Path::new("/"),
+            &env,
+        )
+        .expect("settings");
+        let (_handle, cancel) = Cancel::new();
+        let jx = JobEnv {
+            store: &store,
+            settings: &settings,
+            env: &env,
+            cancel,
+            events: &Silent,
+        };
+        let keys = EncryptionKeys::new(&[], None).expect("keys");
+        let tools = PgTools::discover();
+        let app = DbName::parse("app").expect("name");
+        for _ in 0..2 {
+            let input = BackupInput {
+                databases: settings.select(None).expect("databases"),
+                keys: &keys,
+                tools: &tools,
+                configured: true,
+            };
+            run(&jx, input)
+                .await
+                .expect_err("nothing listens on port 1");
+        }
+        let last = status::read_failure(&store, &app)
+            .await
+            .expect("last failure");
+        let history = super::super::failures::read(&store, &app).await;
+        assert_eq!(history.len(), 2, "{history:?}");
+        assert_eq!(history[1].message, last.message);
+        assert_eq!(history[1].job, "backup");
     }
 }
