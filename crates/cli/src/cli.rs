@@ -191,8 +191,9 @@ Examples:
 Examples:
   pgdrill backup                               # every [[database]] in pgdrill.toml
   pgdrill backup --name app                    # one of them
-  PGDRILL_SOURCE_URL=postgresql://app@db:5432/app pgdrill backup --store s3://bucket/pg --recipient age1...")]
-    Backup,
+  PGDRILL_SOURCE_URL=postgresql://app@db:5432/app pgdrill backup --store s3://bucket/pg --recipient age1...
+  pgdrill backup --jobs 4                      # pg_dump -Fd -j 4, one object per table")]
+    Backup(BackupArgs),
     /// Complete backups, newest first
     ///
     /// A backup without its manifest (failed or still running) is never listed.
@@ -406,6 +407,14 @@ pub struct InitArgs {
     /// Overwrite existing files.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Parallel pg_dump processes [config: [backup] jobs]: above 1, `pg_dump -Fd -j N`, each
+    /// table's data file stored as its own object while it is written.
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: Option<u32>,
 }
 
 #[derive(Args, Debug)]

@@ -75,7 +75,7 @@ fn flags(cli: &Cli) -> context::Flags {
 async fn dispatch(cli: &Cli, ctx: &Ctx) -> Result<Output, Error> {
     match &cli.command {
         Command::Init(a) => commands::init::run(ctx, a),
-        Command::Backup => commands::backup::run(ctx).await,
+        Command::Backup(a) => commands::backup::run(ctx, a).await,
         Command::List => commands::catalog::list(ctx).await,
         Command::Show(a) => commands::catalog::show(ctx, a).await,
         Command::Verify(a) => commands::catalog::verify(ctx, a).await,

@@ -25,6 +25,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod directory;
+mod follow;
 mod locks;
 mod manifest;
 mod stream;
@@ -56,7 +58,17 @@ pub struct BackupJob<'a> {
     /// The database's lease, held by the caller: confirmed before the manifest is written
     /// (a backup that lost it publishes nothing), and its clock names the backup.
     pub lease: Option<&'a crate::lease::Lease>,
+    /// pg_dump processes: above 1, a parallel dump (`pg_dump -Fd -j N`) stored one object per
+    /// file (the directory layout).
+    pub jobs: u32,
+    /// Where a parallel dump's spool directory goes (default: the temp directory).
+    pub spool_dir: Option<std::path::PathBuf>,
+    /// A parallel dump's unread bytes on disk above which pg_dump is paused.
+    pub spool_window: u64,
 }
+
+/// Default of `[backup] spool_window_mib`.
+pub const DEFAULT_SPOOL_WINDOW: u64 = 64 << 20;
 
 /// pg_dump options pgdrill sets itself, or that would put a secret in argv.
 const FORBIDDEN_ARGS: &[&str] = &[
@@ -125,11 +137,25 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
     let session = session?;
     let t_snapshot = started.elapsed().as_secs_f64();
     let install = job.tools.pick("pg_dump", session.facts.version.major)?;
-    let result = dump_and_upload(&job, &id, &session, &install, previous).await;
-    session.close().await;
-    let (stream, summary) = result?;
+    let (stream, summary, directory) = if job.jobs > 1 {
+        let result = directory::dump(&job, &id, &session, &install, job.jobs).await;
+        let mut stream = StreamResult::of_session(&session);
+        session.close().await;
+        let d = result?;
+        stream.seconds = d.seconds;
+        stream.args = d.args.clone();
+        stream.raw.bytes = d.raw_bytes;
+        stream.stored.bytes = d.stored_bytes;
+        let summary = d.summary.clone();
+        (stream, summary, Some(d))
+    } else {
+        let result = dump_and_upload(&job, &id, &session, &install, previous).await;
+        session.close().await;
+        let (stream, summary) = result?;
+        (stream, summary, None)
+    };
     let mut extra = Vec::new();
-    if let Ok(s) = &summary {
+    if let (Ok(s), None) = (&summary, &directory) {
         let index = DumpIndex {
             version: 1,
             raw_size: stream.raw.bytes,
@@ -171,6 +197,12 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
         stage_seconds,
     };
     let mut manifest = build_manifest(&job, &id, &install, stream, summary, times);
+    if let Some(d) = directory {
+        manifest.format_version = crate::manifest::FORMAT_VERSION_DIRECTORY;
+        manifest.layout = Some(crate::manifest::LAYOUT_DIRECTORY.into());
+        manifest.spool_peak_bytes = Some(d.peak_spool_bytes);
+        manifest.objects = d.objects;
+    }
     manifest.objects.extend(extra);
     publish(&job, &manifest).await?;
     job.progress.finish();
@@ -232,6 +264,8 @@ async fn upload_index(
         sha256: stored.sha256,
         raw_size: json.len() as u64,
         raw_sha256: hex::encode(Sha256::digest(&json)),
+        file: None,
+        rows: None,
     })
 }
 
@@ -326,6 +360,29 @@ struct StreamResult {
     snapshot_time: String,
     snapshot_note: Option<String>,
     facts: pgdrill_pg::client::ServerFacts,
+}
+
+impl StreamResult {
+    /// An empty result carrying the session's facts (the parallel dump fills in the rest).
+    fn of_session(session: &SnapshotSession) -> StreamResult {
+        let empty = Digested {
+            sha256: String::new(),
+            bytes: 0,
+        };
+        StreamResult {
+            seconds: 0.0,
+            frames: Vec::new(),
+            compressed: 0,
+            raw: empty.clone(),
+            stored: empty,
+            object_name: String::new(),
+            args: Vec::new(),
+            snapshot_id: session.snapshot_id.clone(),
+            snapshot_time: session.snapshot_time.clone(),
+            snapshot_note: session.note.clone(),
+            facts: session.facts.clone(),
+        }
+    }
 }
 
 fn dump_args(job: &BackupJob<'_>, snapshot: Option<&str>) -> Vec<String> {
@@ -432,6 +489,8 @@ async fn globals_and_upload(
         sha256: s.stored.sha256,
         raw_size: s.raw.bytes,
         raw_sha256: s.raw.sha256,
+        file: None,
+        rows: None,
     })
 }
 

@@ -8,6 +8,11 @@ use std::collections::BTreeMap;
 
 /// Bumped on any incompatible change; readers refuse versions they do not know.
 pub const FORMAT_VERSION: u32 = 1;
+/// The format version of a backup in the directory layout (`layout: "directory"`: a
+/// parallel dump stored one object per file); older pgdrill versions refuse it.
+pub const FORMAT_VERSION_DIRECTORY: u32 = 2;
+/// `layout` of a parallel backup.
+pub const LAYOUT_DIRECTORY: &str = "directory";
 
 /// The largest object (and raw dump) size a manifest may record: 1 PiB, far above any
 /// object store's object limit, far below what would overflow an offset computation.
@@ -47,6 +52,13 @@ pub struct Manifest {
     pub content: Content,
     pub policy: serde_json::Value,
     pub host: String,
+    /// `directory` for a parallel dump (`pg_dump -Fd`, one object per file of the archive,
+    /// format version 2); absent for the single custom-format dump.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
+    /// With the directory layout: the most local disk the dump's spool took at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spool_peak_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -130,6 +142,13 @@ pub struct StoredObject {
     pub sha256: String,
     pub raw_size: u64,
     pub raw_sha256: String,
+    /// Directory layout: the file of the archive directory the object decodes to
+    /// (`toc.dat`, `3366.dat`, `blob_16385.dat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Directory layout: the COPY rows of a table's data file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
 }
 
 /// What the dump holds, learned from the archive stream as it passed.
@@ -169,10 +188,11 @@ impl Manifest {
             ))
         })?;
         let version = probe.get("format_version").and_then(|v| v.as_u64());
-        if version != Some(u64::from(FORMAT_VERSION)) {
+        let known = [FORMAT_VERSION, FORMAT_VERSION_DIRECTORY].map(u64::from);
+        if !version.is_some_and(|v| known.contains(&v)) {
             return Err(Error::Integrity(match version {
                 Some(v) => format!(
-                    "{key} has format_version {v}, this pgdrill reads {FORMAT_VERSION}: upgrade pgdrill"
+                    "{key} has format_version {v}, this pgdrill reads {FORMAT_VERSION} and {FORMAT_VERSION_DIRECTORY}: upgrade pgdrill"
                 ),
                 None => format!(
                     "{key} has no valid format_version; the backup cannot be trusted"
@@ -184,6 +204,12 @@ impl Manifest {
                 "{key} is not a valid manifest ({e}); the backup cannot be trusted"
             ))
         })?;
+        if m.is_directory() != (m.format_version == FORMAT_VERSION_DIRECTORY) {
+            return Err(Error::Integrity(format!(
+                "{key} is an invalid manifest: format_version {} does not go with layout {:?}; the backup cannot be trusted",
+                m.format_version, m.layout
+            )));
+        }
         if m.dump_object().is_none() {
             return Err(Error::Integrity(format!("{key} lists no dump object")));
         }
@@ -210,6 +236,14 @@ impl Manifest {
             if self.objects[..i].iter().any(|p| p.name == o.name) {
                 return invalid(format!("objects[{i}].name {:?}", o.name), "is listed twice");
             }
+            if o.file.as_deref().is_some_and(|f| !is_plain_name(f))
+                || (self.is_directory() && o.file.is_none())
+            {
+                return invalid(
+                    format!("objects[{i}].file {:?}", o.file),
+                    "is not a plain file name of the archive directory",
+                );
+            }
             for (field, v) in [("size", o.size), ("raw_size", o.raw_size)] {
                 if v > MAX_OBJECT_SIZE {
                     return invalid(
@@ -231,6 +265,17 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// A parallel dump stored one object per file of a directory-format archive.
+    pub fn is_directory(&self) -> bool {
+        self.layout.as_deref() == Some(LAYOUT_DIRECTORY)
+    }
+
+    /// The archive file an object decodes to (directory layout): `file`, whose name is
+    /// checked like an object's.
+    pub fn archive_file(o: &StoredObject) -> Option<&str> {
+        o.file.as_deref().filter(|f| is_plain_name(f))
     }
 
     pub fn dump_object(&self) -> Option<&StoredObject> {
@@ -299,12 +344,12 @@ mod tests {
 
     #[test]
     fn an_unknown_format_version_is_named_plainly() {
-        let e = Manifest::from_json(br#"{"format_version": 2}"#, "m.json").expect_err("v2");
+        let e = Manifest::from_json(br#"{"format_version": 3}"#, "m.json").expect_err("v3");
         assert_eq!(
             (e.exit_code(), e.to_string()),
             (
                 3,
-                "m.json has format_version 2, this pgdrill reads 1: upgrade pgdrill".into()
+                "m.json has format_version 3, this pgdrill reads 1 and 2: upgrade pgdrill".into()
             )
         );
         let e = Manifest::from_json(br#"{"format_version": "x"}"#, "m.json").expect_err("bad");

@@ -334,6 +334,9 @@ async fn check_sums_file(store: &Store, m: &Manifest) -> Result<()> {
 /// Writes the plain pg_dump archive of a backup to `out` (via a temp file renamed only after
 /// every digest matched) and `out.sha256` in `sha256sum -c` format.
 pub async fn export(store: &Store, m: &Manifest, out: &Path, opts: &ReadOpts) -> Result<Decoded> {
+    if m.is_directory() {
+        return export_directory(store, m, out, opts).await;
+    }
     let dump = m
         .dump_object()
         .ok_or_else(|| Error::Integrity("the manifest lists no dump".into()))?
@@ -364,4 +367,63 @@ pub async fn export(store: &Store, m: &Manifest, out: &Path, opts: &ReadOpts) ->
     std::fs::write(dir.join(format!("{file_name}.sha256")), sums)
         .map_err(|e| Error::Failed(format!("cannot write {}.sha256: {e}", out.display())))?;
     Ok(decoded)
+}
+
+/// `export` of a parallel backup: a plain directory-format archive at `out` (filled as a
+/// hidden sibling, renamed only after every digest matched; `pg_restore -Fd -j N out`
+/// reads it) and `out.sha256` listing each file (`sha256sum -c` beside `out`).
+async fn export_directory(
+    store: &Store,
+    m: &Manifest,
+    out: &Path,
+    opts: &ReadOpts,
+) -> Result<Decoded> {
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let name = out
+        .file_name()
+        .ok_or_else(|| Error::Invalid(format!("{} is not a directory path", out.display())))?
+        .to_string_lossy()
+        .to_string();
+    if out.exists() {
+        return Err(Error::Invalid(format!(
+            "{} exists: a parallel backup exports to a new directory; give another path",
+            out.display()
+        )));
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.partial-"))
+        .tempdir_in(&dir)
+        .map_err(|e| Error::Invalid(format!("cannot write in {}: {e}", dir.display())))?;
+    opts.progress.stage("export");
+    let raw = crate::restore::fill_directory(store, m, tmp.path(), opts, 4).await?;
+    let tmp_path = tmp.keep();
+    std::fs::rename(&tmp_path, out)
+        .map_err(|e| Error::Failed(format!("cannot move the export to {}: {e}", out.display())))?;
+    let sums: String = m
+        .objects
+        .iter()
+        .filter_map(|o| {
+            Some(format!(
+                "{}  {name}/{}\n",
+                o.raw_sha256,
+                Manifest::archive_file(o)?
+            ))
+        })
+        .collect();
+    std::fs::write(dir.join(format!("{name}.sha256")), &sums)
+        .map_err(|e| Error::Failed(format!("cannot write {}.sha256: {e}", out.display())))?;
+    Ok(Decoded {
+        name,
+        stored_bytes: m.stored_bytes,
+        stored_sha256: String::new(),
+        raw_bytes: raw,
+        raw_sha256: {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(sums.as_bytes()))
+        },
+    })
 }

@@ -149,7 +149,7 @@ type Result<T> = std::result::Result<T, ArchiveError>;
 /// pipe into this parser must keep its writer side working when the reader is dropped.
 /// A summary is only returned when every data block the TOC announces was read completely.
 pub fn parse_archive<R: Read>(reader: R) -> Result<ArchiveSummary> {
-    let (mut ar, header, toc) = read_front(reader)?;
+    let (mut ar, header, toc) = read_front(reader, false)?;
     let toc_end = ar.src.pos;
     let mut data = DataPhase::new(&toc, header.compression);
     data.read_blocks(&mut ar)?;
@@ -161,16 +161,19 @@ pub fn parse_archive<R: Read>(reader: R) -> Result<ArchiveSummary> {
 }
 
 /// Reads the header and the TOC; the returned reader stands at the first data block.
-fn read_front<R: Read>(reader: R) -> Result<(Wire<R>, Header, Vec<TocEntry>)> {
+fn read_front<R: Read>(reader: R, directory_ok: bool) -> Result<(Wire<R>, Header, Vec<TocEntry>)> {
     let mut src = Source::new(reader);
     let layout = read_layout(&mut src)?;
+    if layout.directory && !directory_ok {
+        return Err(ArchiveError::NotCustomFormat);
+    }
     let mut ar = Wire {
         src,
         int_size: layout.int_size,
         off_size: layout.off_size,
     };
     let header = read_header(&mut ar, layout)?;
-    let toc = read_toc(&mut ar, header.layout.minor)?;
+    let toc = read_toc(&mut ar, header.layout.minor, header.layout.directory)?;
     Ok((ar, header, toc))
 }
 
@@ -247,7 +250,8 @@ impl Toc {
 
 /// Reads the header and TOC at the start of `reader` (nothing after them).
 pub fn read_toc_items<R: Read>(reader: R) -> Result<Toc> {
-    let (ar, header, toc) = read_front(reader)?;
+    // A directory-format toc.dat reads the same (a parallel backup's table of contents).
+    let (ar, header, toc) = read_front(reader, true)?;
     let mut current = Section::PreData;
     let session = toc.iter().filter_map(|e| e.session.clone()).collect();
     let items = toc
@@ -315,7 +319,7 @@ pub fn set_data_offsets(file: &mut std::fs::File) -> Result<usize> {
     use std::io::{Seek, SeekFrom, Write};
     file.seek(SeekFrom::Start(0))?;
     let (toc, toc_end, int_size, off_size) = {
-        let (ar, _, toc) = read_front(&mut *file)?;
+        let (ar, _, toc) = read_front(&mut *file, false)?;
         (toc, ar.src.pos, ar.int_size, ar.off_size)
     };
     file.seek(SeekFrom::Start(toc_end))?;
@@ -567,8 +571,10 @@ impl<R: Read> Wire<R> {
 // Header
 
 const MAGIC: &[u8; 5] = b"PGDMP";
-/// `archCustom` in pg_backup.h; directory-format `toc.dat` has the same magic but format 5.
+/// `archCustom` in pg_backup.h; a directory-format `toc.dat` has the same magic and format 3.
 const FORMAT_CUSTOM: u8 = 1;
+/// The format byte of a directory-format archive's `toc.dat` (as pg_dump 15 to 18 write it).
+const FORMAT_DIRECTORY: u8 = 3;
 /// Oldest archive version read: 1.12 (PostgreSQL 9.0). All fields gated at or below it are
 /// therefore always present.
 const MIN_MINOR: u8 = 12;
@@ -627,6 +633,8 @@ impl Compression {
 /// The fixed-width start of the header: how the rest of the archive is encoded.
 #[derive(Clone, Copy)]
 struct Layout {
+    /// A directory-format `toc.dat` (entries name their data files instead of offsets).
+    directory: bool,
     minor: u8,
     revision: u8,
     int_size: usize,
@@ -654,7 +662,7 @@ fn read_layout<R: Read>(src: &mut Source<R>) -> Result<Layout> {
     src.exact(&mut fixed, "archive header")?;
     let [major, minor, revision, int_size, off_size, format] = fixed;
     check_version(major, minor)?;
-    if format != FORMAT_CUSTOM {
+    if format != FORMAT_CUSTOM && format != FORMAT_DIRECTORY {
         return Err(ArchiveError::NotCustomFormat);
     }
     if !(1..=8).contains(&int_size) || !(1..=16).contains(&off_size) {
@@ -663,6 +671,7 @@ fn read_layout<R: Read>(src: &mut Source<R>) -> Result<Layout> {
         )));
     }
     Ok(Layout {
+        directory: format == FORMAT_DIRECTORY,
         minor,
         revision,
         int_size: usize::from(int_size),
@@ -727,6 +736,8 @@ struct TocEntry {
     has_data: bool,
     /// Position of the entry's data offset field (its flag byte) in the archive.
     offset_pos: u64,
+    /// The data file a directory-format `toc.dat` names for it.
+    file: Option<String>,
     /// `teSection` as stored (1 = none, 2 = pre-data, 3 = data, 4 = post-data).
     section: i64,
     deps: Vec<i64>,
@@ -744,17 +755,17 @@ struct TocEntry {
     oid: String,
 }
 
-fn read_toc<R: Read>(ar: &mut Wire<R>, minor: u8) -> Result<Vec<TocEntry>> {
+fn read_toc<R: Read>(ar: &mut Wire<R>, minor: u8, directory: bool) -> Result<Vec<TocEntry>> {
     let count = ar.count("TOC entry count")?;
     let mut entries = Vec::new();
     for _ in 0..count {
-        entries.push(read_toc_entry(ar, minor)?);
+        entries.push(read_toc_entry(ar, minor, directory)?);
     }
     Ok(entries)
 }
 
 /// One entry, field by field as `ReadToc` and `_ReadExtraToc` read it.
-fn read_toc_entry<R: Read>(ar: &mut Wire<R>, minor: u8) -> Result<TocEntry> {
+fn read_toc_entry<R: Read>(ar: &mut Wire<R>, minor: u8, directory: bool) -> Result<TocEntry> {
     let dump_id = ar.int("TOC entry id")?;
     if dump_id <= 0 {
         return Err(ar.corrupt(format!("TOC entry id {dump_id} out of range")));
@@ -789,7 +800,16 @@ fn read_toc_entry<R: Read>(ar: &mut Wire<R>, minor: u8) -> Result<TocEntry> {
         }
     }
     let offset_pos = ar.src.pos;
-    let has_data = ar.offset_flag("data offset")? != OFFSET_NO_DATA;
+    let (has_data, file) = if directory {
+        // `_WriteExtraToc` of pg_backup_directory.c: the data file's name, or "".
+        let file = ar
+            .str("data file name")?
+            .map(lossy)
+            .filter(|f| !f.is_empty());
+        (file.is_some(), file)
+    } else {
+        (ar.offset_flag("data offset")? != OFFSET_NO_DATA, None)
+    };
     let fingerprint_part = fingerprint_part(&desc, &namespace, &tag, &defn);
     let orders_rows = {
         let d = String::from_utf8_lossy(&defn).to_ascii_lowercase();
@@ -810,6 +830,7 @@ fn read_toc_entry<R: Read>(ar: &mut Wire<R>, minor: u8) -> Result<TocEntry> {
         tag: lossy(tag),
         namespace: lossy(namespace),
         has_data,
+        file,
         offset_pos,
         is_copy,
         copy_stmt,
@@ -1153,6 +1174,9 @@ fn summarize(
         blocks: Vec::new(),
     }
 }
+
+mod directory;
+pub use directory::{parse_directory_toc, CopyRows, DirectoryEntry, DirectoryToc};
 
 #[cfg(test)]
 mod tests;

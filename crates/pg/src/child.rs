@@ -125,13 +125,23 @@ pub struct Child {
 
 impl Child {
     /// Starts `cmd` (stderr is piped whatever it was set to) and captures its stderr.
-    pub fn spawn(mut cmd: Command, keep: Keep) -> io::Result<Child> {
+    pub fn spawn(cmd: Command, keep: Keep) -> io::Result<Child> {
+        Child::spawn_watching(cmd, keep, None)
+    }
+
+    /// As [`Child::spawn`], and every stderr line is also passed to `on_line` as it comes
+    /// (on the capturing thread).
+    pub fn spawn_watching(
+        mut cmd: Command,
+        keep: Keep,
+        on_line: Option<LineHook>,
+    ) -> io::Result<Child> {
         let program = cmd.get_program().to_string_lossy().into_owned();
         cmd.stderr(Stdio::piped());
         let mut inner = cmd
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("cannot start {program}: {e}")))?;
-        let stderr = inner.stderr.take().map(|s| capture(s, keep));
+        let stderr = inner.stderr.take().map(|s| capture(s, keep, on_line));
         Ok(Child {
             inner,
             program,
@@ -163,7 +173,7 @@ impl Child {
     /// read on a thread of its own.
     pub fn capture_stdout(&mut self, keep: Keep) {
         if let Some(out) = self.inner.stdout.take() {
-            self.stdout = Some(capture(out, keep));
+            self.stdout = Some(capture(out, keep, None));
         }
     }
 
@@ -353,10 +363,13 @@ impl Capture {
     }
 }
 
-fn capture(pipe: impl io::Read + Send + 'static, keep: Keep) -> Capture {
+/// Called with each line of a child's stderr as it is read.
+pub type LineHook = Box<dyn FnMut(&str) + Send>;
+
+fn capture(pipe: impl io::Read + Send + 'static, keep: Keep, on_line: Option<LineHook>) -> Capture {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let thread = std::thread::spawn(move || {
-        let lines = collect(io::BufReader::new(pipe), keep);
+        let lines = collect(io::BufReader::new(pipe), keep, on_line);
         let _ = tx.send(());
         lines
     });
@@ -366,7 +379,7 @@ fn capture(pipe: impl io::Read + Send + 'static, keep: Keep) -> Capture {
     }
 }
 
-fn collect(mut r: impl io::BufRead, keep: Keep) -> Vec<String> {
+fn collect(mut r: impl io::BufRead, keep: Keep, mut on_line: Option<LineHook>) -> Vec<String> {
     let mut head = Vec::new();
     let mut tail = std::collections::VecDeque::new();
     let mut line = Vec::new();
@@ -380,6 +393,9 @@ fn collect(mut r: impl io::BufRead, keep: Keep) -> Vec<String> {
             line.pop();
         }
         let text = String::from_utf8_lossy(&line).into_owned();
+        if let Some(hook) = on_line.as_mut() {
+            hook(&text);
+        }
         if head.len() < keep.head {
             head.push(text);
         } else if keep.tail > 0 {

@@ -8,7 +8,7 @@ use pgdrill_core::jobs::backup::{self, BackupInput, BackupReport};
 use pgdrill_core::Result;
 use serde_json::json;
 
-pub async fn run(ctx: &Ctx) -> Result<Output> {
+pub async fn run(ctx: &Ctx, args: &crate::cli::BackupArgs) -> Result<Output> {
     let databases = ctx.settings.select(ctx.name.as_deref())?;
     let store = ctx.store()?;
     let keys = ctx.encryption_keys()?;
@@ -21,6 +21,7 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
         keys: &keys,
         tools: &tools,
         configured: ctx.config_path.is_some(),
+        jobs: args.jobs,
     };
     let report = backup::run(&ctx.job_env(&store), input).await?;
     Ok(render(ctx, &report))

@@ -149,6 +149,9 @@ async fn demo_with_source(
         progress,
         cancel: ctx.cancel.clone(),
         lease: None,
+        jobs: 1,
+        spool_dir: None,
+        spool_window: backup::DEFAULT_SPOOL_WINDOW,
     })
     .await?;
     ctx.ui.info(format!(

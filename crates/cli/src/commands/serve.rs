@@ -111,6 +111,7 @@ async fn run_job(ctx: &Ctx, job: &JobKey, events: &JobLog) -> Result<(bool, Stri
                 keys: &keys,
                 tools: &tools,
                 configured: true,
+                jobs: None,
             };
             let r = jobs::backup::run(&jx, input).await?;
             let done = r

@@ -118,9 +118,13 @@ pub(super) fn build_manifest(
             sha256: stream.stored.sha256.clone(),
             raw_size: stream.raw.bytes,
             raw_sha256: stream.raw.sha256.clone(),
+            file: None,
+            rows: None,
         }],
         content,
         policy: serde_json::to_value(job.policy).unwrap_or_default(),
         host: hostname(),
+        layout: None,
+        spool_peak_bytes: None,
     }
 }

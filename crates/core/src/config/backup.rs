@@ -10,6 +10,26 @@ pub struct BackupSection {
     /// How long pg_dump waits for a table lock at its start (another session holding an
     /// `ACCESS EXCLUSIVE` lock) before the backup fails naming the holder (default 300).
     pub lock_wait_timeout_seconds: Option<u64>,
+    /// pg_dump processes (default 1); above 1, a parallel dump (`pg_dump -Fd -j N`) stored
+    /// one object per file of the archive directory.
+    pub jobs: Option<u32>,
+    /// Where a parallel dump's spool directory goes (default: the temp directory).
+    pub spool_dir: Option<String>,
+    /// A parallel dump's bytes on disk not yet read, in MiB, above which pg_dump is paused
+    /// until the uploads caught up (default 64).
+    pub spool_window_mib: Option<u64>,
+}
+
+/// The largest `[backup] jobs` / `backup --jobs`.
+pub const MAX_BACKUP_JOBS: u32 = 64;
+
+pub(super) fn backup_jobs(b: &BackupSection) -> Result<u32> {
+    match b.jobs {
+        Some(n) if n == 0 || n > MAX_BACKUP_JOBS => Err(Error::Invalid(format!(
+            "[backup] jobs = {n} is out of range: give 1 to {MAX_BACKUP_JOBS}"
+        ))),
+        n => Ok(n.unwrap_or(1)),
+    }
 }
 
 /// Default of `[backup] lock_wait_timeout_seconds`.

@@ -29,7 +29,7 @@ pub use schedule::{
 };
 pub use store::StoreSection;
 
-use backup::lock_wait_timeout;
+use backup::{backup_jobs, lock_wait_timeout};
 use database::database_settings;
 use overlay::{interpolate_table, one_line, overlay_env};
 use policy::check_policy;
@@ -77,6 +77,12 @@ pub struct Settings {
     pub max_in_flight: usize,
     /// `[backup] lock_wait_timeout_seconds`.
     pub lock_wait_timeout: std::time::Duration,
+    /// `[backup] jobs` (1: the single custom-format stream).
+    pub backup_jobs: u32,
+    /// `[backup] spool_dir`, resolved against the config's folder.
+    pub backup_spool_dir: Option<PathBuf>,
+    /// `[backup] spool_window_mib`, in bytes.
+    pub backup_spool_window: u64,
     pub recipients: Vec<String>,
     pub passphrase_env: Option<String>,
     pub identity_files: Vec<PathBuf>,
@@ -181,6 +187,13 @@ impl Settings {
             part_size: (file.store.part_size_mib.unwrap_or(16).clamp(5, 4096) as usize) << 20,
             max_in_flight: file.store.max_in_flight.unwrap_or(4).clamp(1, 64) as usize,
             lock_wait_timeout: lock_wait_timeout(&file.backup)?,
+            backup_jobs: backup_jobs(&file.backup)?,
+            backup_spool_dir: file.backup.spool_dir.as_ref().map(|d| base_dir.join(d)),
+            backup_spool_window: file
+                .backup
+                .spool_window_mib
+                .map(|m| m.clamp(1, 1 << 20) << 20)
+                .unwrap_or(crate::backup::DEFAULT_SPOOL_WINDOW),
             recipients: file.encryption.recipients.clone(),
             passphrase_env: file.encryption.passphrase_env.clone(),
             identity_files: file

@@ -23,6 +23,8 @@ pub struct BackupInput<'a> {
     /// command line that never answered and has nothing in the store gets no failure record
     /// (see [`crate::hints::worth_recording`]).
     pub configured: bool,
+    /// `backup --jobs N`: overrides `[backup] jobs`.
+    pub jobs: Option<u32>,
 }
 
 /// Every database's outcome, in the order they ran.
@@ -114,6 +116,9 @@ async fn one(
                 // A lost lease stops the backup as a signal would.
                 cancel: Cancel::either(&jx.cancel, &held.lost_signal()),
                 lease: Some(&held),
+                jobs: input.jobs.unwrap_or(s.backup_jobs),
+                spool_dir: s.backup_spool_dir.clone(),
+                spool_window: s.backup_spool_window,
             };
             let r = backup::run(job).await;
             progress.finish();
@@ -236,6 +241,7 @@ mod tests {
             keys: &keys,
             tools: &tools,
             configured: true,
+            jobs: None,
         };
         let e = run(&jx, input).await.expect_err("no source");
         assert_eq!(e.exit_code(), 2, "{e}");
@@ -275,6 +281,7 @@ mod tests {
                 keys: &keys,
                 tools: &tools,
                 configured: true,
+                jobs: None,
             };
             run(&jx, input)
                 .await

@@ -26,6 +26,7 @@
 mod analyze;
 mod cleanup;
 mod command;
+mod directory;
 mod globals;
 mod guards;
 mod plan;
@@ -37,6 +38,7 @@ mod stream;
 mod supabase;
 mod verdict;
 
+pub use directory::fill_directory;
 pub use plan::{resolve_jobs, Database, Mode, RestorePlan, MAX_JOBS};
 pub use spool::{free_bytes, Holdback};
 pub use sql::unquote_ident;
@@ -333,6 +335,10 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
         }
         create.await?;
         let r = match plan.mode {
+            // A parallel backup: its objects into a spool directory, then pg_restore -Fd.
+            _ if job.manifest.is_directory() => {
+                directory::restore(&job, &install, &plan, list, &created, traces).await?
+            }
             Mode::Pipe => spool::pipe(&job, &install, &dump, &plan, list).await?,
             _ => spool::spool(&job, &install, &dump, &plan, list, &created, traces).await?,
         };

@@ -110,13 +110,11 @@ pub(super) async fn spool(
     created: &AtomicBool,
     traces: &Traces,
 ) -> Result<(f64, f64, Vec<String>)> {
-    let new_database = plan.database != Database::Existing;
     let passfile = job
         .target
         .write_passfile()
         .map_err(|e| Error::Failed(format!("cannot write the temporary password file: {e}")))?;
     let pf = passfile.as_ref().map(|f| f.path());
-    let mut cancel = job.read.cancel.clone();
     let spool = spool_file(job)?;
     let t = Instant::now();
     job.read.progress.stage("download");
@@ -149,10 +147,30 @@ pub(super) async fn spool(
     }
     let download = t.elapsed().as_secs_f64();
     check_cancel(job)?;
+    let (restore, ignored) =
+        run_spooled(job, install, plan, list, created, traces, spool.path(), pf).await?;
+    Ok((download, restore, ignored))
+}
+
+/// pg_restore over a verified spool (a custom-format file or an archive directory), after
+/// `create_from_dump` for a `--create` dump. Returns (restore seconds, ignored errors).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_spooled(
+    job: &RestoreJob<'_>,
+    install: &PgInstall,
+    plan: &RestorePlan,
+    list: Option<&Path>,
+    created: &AtomicBool,
+    traces: &Traces,
+    archive: &Path,
+    pf: Option<&Path>,
+) -> Result<(f64, Vec<String>)> {
+    let new_database = plan.database != Database::Existing;
+    let mut cancel = job.read.cancel.clone();
     let t = Instant::now();
     let mut run = PgRestore {
         jobs: Some(plan.jobs),
-        file: Some(spool.path()),
+        file: Some(archive),
         ..whole_archive(plan, list)
     };
     if run.create {
@@ -175,7 +193,7 @@ pub(super) async fn spool(
     }
     let (status, lines) = command::run(run.command(job, install, pf), &mut cancel).await?;
     let ignored = verdict(Some(status), &lines, job.ignore_errors, run.single_txn)?;
-    Ok((download, t.elapsed().as_secs_f64(), ignored))
+    Ok((t.elapsed().as_secs_f64(), ignored))
 }
 
 /// `pg_restore --create`, first step: creates the dump's database (with its settings and

@@ -25,7 +25,7 @@ fn data_offsets_are_set_in_a_piped_archive_and_point_at_their_blocks() {
             "{name}: same content after patching"
         );
         // Every entry with data now points at a block carrying its own id.
-        let (ar, _, toc) = read_front(&patched[..]).expect("header and TOC");
+        let (ar, _, toc) = read_front(&patched[..], false).expect("header and TOC");
         for e in toc.iter().filter(|e| e.has_data) {
             let at = e.offset_pos as usize;
             assert_eq!(

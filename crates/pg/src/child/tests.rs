@@ -3,12 +3,12 @@ use super::*;
 #[test]
 fn stderr_keeps_the_first_and_last_lines_and_reads_the_rest() {
     let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
-    let got = collect(text.as_bytes(), Keep { head: 3, tail: 2 });
+    let got = collect(text.as_bytes(), Keep { head: 3, tail: 2 }, None);
     assert_eq!(got, ["line 0", "line 1", "line 2", "line 98", "line 99"]);
-    let got = collect(&b"a\r\nb"[..], Keep::LAST);
+    let got = collect(&b"a\r\nb"[..], Keep::LAST, None);
     assert_eq!(got, ["a", "b"]);
     let long = "x".repeat(MAX_LINE * 2) + "\nend\n";
-    let got = collect(long.as_bytes(), Keep::MANY);
+    let got = collect(long.as_bytes(), Keep::MANY, None);
     assert_eq!(got[0].len(), MAX_LINE);
     assert_eq!(got[1], "end");
 }
