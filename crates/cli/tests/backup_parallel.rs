@@ -38,11 +38,14 @@ async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
     let store_s = store.display().to_string();
     let spool = dir.path().join("spool");
     std::fs::create_dir(&spool).expect("spool");
+    let recipient = generate_key(dir.path());
+    let key = dir.path().join("pgdrill-age.key");
     std::fs::write(
         dir.path().join("pgdrill.toml"),
         format!(
-            "[store]\nurl = \"{store_s}\"\n[backup]\nspool_dir = \"{}\"\nspool_window_mib = 4\n\n[[database]]\nname = \"app\"\nurl_env = \"SRC\"\n",
-            spool.display()
+            "[store]\nurl = \"{store_s}\"\n[backup]\nspool_dir = \"{}\"\nspool_window_mib = 4\n\n[encryption]\nrecipients = [\"{recipient}\"]\nidentity_file = \"{}\"\n\n[[database]]\nname = \"app\"\nurl_env = \"SRC\"\n",
+            spool.display(),
+            key.display()
         ),
     )
     .expect("config");
@@ -177,25 +180,119 @@ async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
         .await
         .assert_same(&want);
 
-    // The README's standard-tools path: zstd -d each object into a directory, pg_restore -Fd.
+    // The README's standard-tools path: age -d | zstd -d each object into a directory,
+    // then pg_restore -Fd -j 2.
     let std_dir = dir.path().join("std");
     std::fs::create_dir(&std_dir).expect("std dir");
     for o in objects {
         let name = o["name"].as_str().expect("name");
         let file = o["file"].as_str().expect("file");
-        let st = Command::new("zstd")
-            .args(["-q", "-d", "-o"])
-            .arg(std_dir.join(file))
-            .arg(store.join(format!("app/backups/{id}/{name}")))
+        assert!(name.ends_with(".zst.age"), "{name}");
+        let script = format!(
+            "set -o pipefail; age -d -i '{}' '{}' | zstd -q -d -o '{}'",
+            key.display(),
+            store.join(format!("app/backups/{id}/{name}")).display(),
+            std_dir.join(file).display()
+        );
+        let st = Command::new("bash")
+            .args(["-c", &script])
             .status()
-            .expect("zstd");
-        assert!(st.success(), "zstd -d {name}");
+            .expect("bash");
+        assert!(st.success(), "age -d | zstd -d {name}");
     }
     let target3 = empty_db(&src.cluster, "standard").await;
     pg_restore_dir(&target3, &std_dir, 2);
     tk::fingerprint(&target3, &pg_dump())
         .await
         .assert_same(&want);
+}
+
+fn generate_key(dir: &Path) -> String {
+    let out = run(
+        dir,
+        &["--json", "init", "--generate-key", "--path", "pgdrill.toml"],
+        &[],
+    );
+    out.ok();
+    std::fs::remove_file(dir.join("pgdrill.toml")).expect("rm config");
+    out.json()["recipient"]
+        .as_str()
+        .expect("recipient")
+        .to_string()
+}
+
+/// To S3: a parallel backup restores; a store that loses one table's object (acknowledged,
+/// not stored) fails the backup with nothing listable and nothing of it left in the bucket.
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_backup_to_s3_restores_and_a_lost_object_publishes_nothing() {
+    let src = source(None).await;
+    let s3 = tk::S3Server::start();
+    s3.create_bucket("backups");
+    let dir = tempfile::tempdir().expect("tmp");
+    let s3_env = s3.env();
+    let mut env: Vec<(&str, &str)> = s3_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    env.extend([
+        ("PGDRILL_SOURCE_URL", src.url.as_str()),
+        ("PGDRILL_STORE", "s3://backups/pg"),
+    ]);
+    let out = run(dir.path(), &["--json", "backup", "--jobs", "2"], &env);
+    out.ok();
+    let id = out.json()["backups"][0]["backup_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let keys_before = s3.list_keys("backups");
+    assert!(
+        keys_before.iter().any(|k| k.ends_with("/toc.dat.zst")),
+        "{keys_before:?}"
+    );
+    let show = run(dir.path(), &["--json", "show", "latest"], &env);
+    show.ok();
+    let m = show.json();
+    assert_eq!(m["layout"], "directory");
+    let tables = m["content"]["tables"].as_array().expect("tables");
+    assert!(!tables.is_empty());
+    for o in m["objects"].as_array().expect("objects") {
+        assert!(
+            keys_before.contains(&format!(
+                "pg/app/backups/{id}/{}",
+                o["name"].as_str().expect("n")
+            )),
+            "{o}"
+        );
+    }
+    run(dir.path(), &["verify", "latest"], &env).ok();
+    let target = src.cluster.url("restored");
+    let mut renv = env.clone();
+    renv.push(("PGDRILL_TARGET_URL", target.as_str()));
+    run(dir.path(), &["restore", "latest", "--jobs", "2"], &renv).ok();
+    let want = tk::fingerprint(&src.url, &pg_dump()).await;
+    tk::fingerprint(&target, &pg_dump())
+        .await
+        .assert_same(&want);
+
+    // One table's data object is lost by the store: no manifest, nothing listable, and the
+    // objects the failed backup did store are deleted again.
+    let mut fenv = env.clone();
+    fenv.push(("PGDRILL_TEST_DROP_PUT", ".dat.zst"));
+    let failed = run(dir.path(), &["--json", "backup", "--jobs", "2"], &fenv);
+    failed.code(1);
+    let list = run(dir.path(), &["--json", "list"], &env);
+    list.ok();
+    assert_eq!(
+        list.json().as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        list.stdout
+    );
+    let mut keys_after = s3.list_keys("backups");
+    keys_after.retain(|k| !k.ends_with("lease.json") && !k.contains("failure"));
+    let mut before = keys_before.clone();
+    before.retain(|k| !k.ends_with("lease.json") && !k.contains("failure"));
+    assert_eq!(keys_after, before, "the failed backup left objects behind");
 }
 
 fn pg_restore_dir(url: &str, dir: &Path, jobs: u32) {
