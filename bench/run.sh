@@ -2,7 +2,9 @@
 # pgdrill benchmark: one generated database (pgbench scale $SCALE plus a table of text, jsonb
 # and bytea), timed in one run:
 #   backup:  pg_dump -Fc -Z0 > /dev/null (the floor), pg_dump -Fc > file (the usual baseline),
-#            pgdrill backup (encrypted) to a local folder and to an S3 server (s3s-fs on loopback)
+#            pgdrill backup (encrypted) to a local folder and to an S3 server (s3s-fs on loopback);
+#            parallel: pg_dump -Fd -j 2 -Z0 to a local directory vs pgdrill backup --jobs 2 to S3,
+#            with the peak local disk the parallel backup's spool took (manifest's spool_peak_bytes)
 #   restore: pg_restore -j 2 from a local unencrypted file (the floor; also timed with the
 #            database's creation, createdb + pg_restore, which pgdrill's time includes) vs
 #            pgdrill restore --jobs 2 from S3, encrypted
@@ -83,11 +85,17 @@ for i in $(seq "$BACKUP_RUNS"); do
   time_cmd baseline bash -c "'$BIN/pg_dump' -Fc -d bench > '$WORK/baseline.pgc'"
   time_cmd local "$PGDRILL" -q backup --source "$SRC" --store "$WORK/store" --recipient "$RECIPIENT"
   time_cmd s3 "$PGDRILL" -q backup --source "$SRC" --store s3://bench/pg --recipient "$RECIPIENT"
+  rm -rf "$WORK/pardump"
+  time_cmd par_floor "$BIN/pg_dump" -Fd -j 2 -Z0 -d bench -f "$WORK/pardump"
+  rm -rf "$WORK/pardump"
+  time_cmd s3_par "$PGDRILL" -q backup --jobs 2 --source "$SRC" --store s3://bench/par --recipient "$RECIPIENT"
   [ -n "${BASELINE_PGDRILL:-}" ] && time_cmd s3_old "$BASELINE_PGDRILL" -q backup --source "$SRC" --store s3://bench/old --recipient "$RECIPIENT"
 done
 "$BIN/pg_dump" -Fc -Z0 -d bench -f "$WORK/plain.pgc"
 STORED=$(du -b "$(ls -d "$WORK"/store/bench/backups/*/ | tail -1)"dump.pgc.zst.age | cut -f1)
 BASELINE=$(stat -c %s "$WORK/baseline.pgc")
+# The most local disk any parallel backup's spool took (sampled by pgdrill, in its manifests).
+PEAK_DISK=$(python3 -c 'import glob, json, sys; print(max([json.load(open(f)).get("spool_peak_bytes", 0) for f in glob.glob(sys.argv[1] + "/bench/par/bench/backups/*/manifest.json")] or [0]))' "$WORK/s3data")
 RAW=$(stat -c %s "$WORK/plain.pgc")
 # Each restore starts on a quiet server: the other restored copy dropped (no autovacuum on it)
 # and a checkpoint taken (no flush of the previous run's pages during this one).
@@ -106,7 +114,7 @@ for i in $(seq "$RUNS"); do
   fi
 done
 
-F=$(wall floor); B=$(wall baseline); L=$(wall local); S=$(wall s3); RF=$(wall restore_floor); RS=$(wall restore_s3); RM=$(wall restore_floor_db)
+F=$(wall floor); B=$(wall baseline); L=$(wall local); S=$(wall s3); RF=$(wall restore_floor); RS=$(wall restore_s3); RM=$(wall restore_floor_db); PF=$(wall par_floor); SP=$(wall s3_par)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 cat <<REPORT
 ## scale $SCALE ($DBSIZE database, raw dump $((RAW / 1048576)) MiB), median of $RUNS runs, $(nproc) cores
@@ -116,6 +124,8 @@ cat <<REPORT
 | pg_dump -Fc > file (baseline) | $B | $(ratio "$B" "$F") | $(( $(rss baseline) / 1024 )) | $BASELINE |
 | pgdrill backup → folder, zstd + age | $L | $(ratio "$L" "$F") | $(( $(rss local) / 1024 )) | $STORED |
 | pgdrill backup → S3 (s3s-fs), zstd + age | $S | $(ratio "$S" "$F") | $(( $(rss s3) / 1024 )) | $STORED |
+| pg_dump -Fd -j 2 -Z0 → local directory | $PF | $(ratio "$PF" "$F") | $(( $(rss par_floor) / 1024 )) | |
+| pgdrill backup --jobs 2 → S3, zstd + age | $SP | $(ratio "$SP" "$F") | $(( $(rss s3_par) / 1024 )) | peak local disk $PEAK_DISK |
 | pg_restore -j 2 from a local file (restore floor) | $RF | 1.00 | $(( $(rss restore_floor) / 1024 )) | |
 | createdb + pg_restore -j 2 from a local file | $RM | $(ratio "$RM" "$RF") | $(( $(rss restore_floor_db) / 1024 )) | |
 | pgdrill restore --jobs 2 from S3, encrypted | $RS | $(ratio "$RS" "$RF") ($(ratio "$RS" "$RM") of createdb + pg_restore) | $(( $(rss restore_s3) / 1024 )) | |
