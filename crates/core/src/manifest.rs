@@ -237,7 +237,7 @@ impl Manifest {
                 return invalid(format!("objects[{i}].name {:?}", o.name), "is listed twice");
             }
             if o.file.as_deref().is_some_and(|f| !is_plain_name(f))
-                || (self.is_directory() && o.file.is_none())
+                || (self.is_directory() && o.kind != "globals" && o.file.is_none())
             {
                 return invalid(
                     format!("objects[{i}].file {:?}", o.file),
