@@ -180,6 +180,60 @@ async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
         .await
         .assert_same(&want);
 
+    // Interrupted mid-way (SIGINT once pg_dump is writing): exit 1, every upload aborted,
+    // nothing listable, the spool removed, no pg_dump left running.
+    let mut child = cmd(dir.path())
+        .args(["backup", "--jobs", "2"])
+        .env("SRC", &src.url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let started = std::time::Instant::now();
+    while allocated_below(&spool) < (1 << 20) {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "pg_dump never wrote to the spool"
+        );
+        assert!(child.try_wait().expect("wait").is_none(), "ended too soon");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let list = run(dir.path(), &["--json", "list"], &[]);
+    list.ok();
+    assert_eq!(
+        list.json().as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        list.stdout
+    );
+    assert_eq!(
+        backup_ids(&store, "app"),
+        vec![id.clone()],
+        "objects left behind"
+    );
+    assert!(
+        std::fs::read_dir(&spool).expect("spool").next().is_none(),
+        "the spool directory is removed"
+    );
+    let spool_s = spool.display().to_string();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&spool_s))
+        .collect();
+    assert!(left.is_empty(), "pg_dump left running: {left:?}");
+
     // The README's standard-tools path: age -d | zstd -d each object into a directory,
     // then pg_restore -Fd -j 2.
     let std_dir = dir.path().join("std");
