@@ -342,6 +342,63 @@ mod tests {
         assert_eq!(m.restore_major(), 15);
     }
 
+    fn directory_manifest(version: u32, layout: Option<&str>, file: Option<&str>) -> Vec<u8> {
+        let mut object = serde_json::json!({"name": "toc.dat.zst", "kind": "dump", "size": 1,
+            "sha256": "a", "raw_size": 1, "raw_sha256": "b"});
+        if let Some(f) = file {
+            object["file"] = f.into();
+        }
+        let mut m = serde_json::json!({
+            "format_version": version, "tool": {"name": "pgdrill", "version": "0"},
+            "backup_id": "20261121T020000Z-7f3a", "database": "app",
+            "source": {"url": "u", "host": "h", "port": 5432, "dbname": "app", "user": "u"},
+            "server": {"version": "15.18", "version_num": 150018, "version_string": "", "system_identifier": null, "database_size_bytes": null, "in_recovery": false},
+            "pg_dump": {"path": "p", "version": "18.6", "args": []},
+            "snapshot": {"exported": true, "id": null, "time": "t", "note": null},
+            "started_at": "s", "finished_at": "f", "stage_seconds": {}, "raw_bytes": 0, "stored_bytes": 0,
+            "compression": {"algorithm": "zstd", "level": 3},
+            "encryption": {"scheme": "none", "recipient_fingerprints": [], "passphrase": false},
+            "objects": [object], "content": {"archive_version": "1.16", "tables": [], "schemas": [], "extensions": [], "schema_fingerprint": "", "large_objects": 0, "toc_entries": 0},
+            "policy": {}, "host": "h"
+        });
+        if let Some(l) = layout {
+            m["layout"] = l.into();
+        }
+        serde_json::to_vec(&m).expect("json")
+    }
+
+    #[test]
+    fn the_directory_layout_is_format_2_and_names_each_objects_file() {
+        let m = Manifest::from_json(
+            &directory_manifest(2, Some("directory"), Some("toc.dat")),
+            "m.json",
+        )
+        .expect("format 2");
+        assert!(m.is_directory());
+        assert_eq!(Manifest::archive_file(&m.objects[0]), Some("toc.dat"));
+        for (bytes, why) in [
+            (
+                directory_manifest(1, Some("directory"), Some("toc.dat")),
+                "layout in format 1",
+            ),
+            (
+                directory_manifest(2, None, Some("toc.dat")),
+                "format 2 without layout",
+            ),
+            (directory_manifest(2, Some("directory"), None), "no file"),
+            (
+                directory_manifest(2, Some("directory"), Some("../x")),
+                "a path",
+            ),
+        ] {
+            let e = Manifest::from_json(&bytes, "m.json").expect_err(why);
+            assert_eq!(e.exit_code(), 3, "{why}: {e}");
+        }
+        // The single layout keeps parsing as before.
+        let single = Manifest::from_json(&directory_manifest(1, None, None), "m.json").expect("v1");
+        assert!(!single.is_directory());
+    }
+
     #[test]
     fn an_unknown_format_version_is_named_plainly() {
         let e = Manifest::from_json(br#"{"format_version": 3}"#, "m.json").expect_err("v3");
