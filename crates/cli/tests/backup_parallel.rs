@@ -43,7 +43,7 @@ async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
     std::fs::write(
         dir.path().join("pgdrill.toml"),
         format!(
-            "[store]\nurl = \"{store_s}\"\n[backup]\nspool_dir = \"{}\"\nspool_window_mib = 4\n\n[encryption]\nrecipients = [\"{recipient}\"]\nidentity_file = \"{}\"\n\n[[database]]\nname = \"app\"\nurl_env = \"SRC\"\n",
+            "[store]\nurl = \"{store_s}\"\n[backup]\nspool_dir = \"{}\"\nspool_window_mib = 4\n\n[encryption]\nrecipients = [\"{recipient}\"]\nidentity_file = \"{}\"\n\n[[database]]\nname = \"app\"\nurl_env = \"SRC\"\nglobals = true\n",
             spool.display(),
             key.display()
         ),
@@ -238,7 +238,8 @@ async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
     // then pg_restore -Fd -j 2.
     let std_dir = dir.path().join("std");
     std::fs::create_dir(&std_dir).expect("std dir");
-    for o in objects {
+    assert!(objects.iter().any(|o| o["kind"] == "globals"));
+    for o in objects.iter().filter(|o| o["kind"] != "globals") {
         let name = o["name"].as_str().expect("name");
         let file = o["file"].as_str().expect("file");
         assert!(name.ends_with(".zst.age"), "{name}");

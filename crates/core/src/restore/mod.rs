@@ -294,6 +294,11 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
     }
 
     let mut notes = plan.notes.clone();
+    if job.manifest.is_directory() {
+        notes.push(
+            "a parallel backup (directory layout): every object was downloaded and checked into a spool directory, then restored with pg_restore -Fd".into(),
+        );
+    }
     if job.globals {
         notes.extend(globals::restore(&job, &admin).await?);
         check_cancel(&job)?;
