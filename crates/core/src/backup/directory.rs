@@ -16,7 +16,8 @@ use pgdrill_pg::archive::{parse_directory_toc, ArchiveSummary, DirectoryToc};
 use pgdrill_pg::child;
 use pgdrill_pg::client::SnapshotSession;
 use pgdrill_pg::PgInstall;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,19 +63,6 @@ fn signal_group(pid: u32, sig: rustix::process::Signal) {
     if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
         let _ = rustix::process::kill_process_group(p, sig);
     }
-}
-
-/// Allocated bytes of the files in `dir` (holes excluded).
-fn allocated(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.blocks() * 512)
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 pub(super) async fn dump(
@@ -215,7 +203,9 @@ async fn run_dump(
         .map_err(|e| Error::Failed(e.to_string()))?;
     let pid = proc.pid();
     let mut followers = tokio::task::JoinSet::new();
-    let mut seen: HashMap<String, Arc<AtomicU64>> = HashMap::new();
+    // Files given a follower; of those, the ones still being read (and how far).
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut active: HashMap<String, Arc<AtomicU64>> = HashMap::new();
     let mut done: Vec<Followed> = Vec::new();
     let mut failure: Option<Error> = None;
     let mut status = None;
@@ -244,18 +234,27 @@ async fn run_dump(
                 Err(e) => failure = Some(Error::Failed(format!("cannot wait for pg_dump: {e}"))),
             }
         }
-        // New data files get a follower (the rest waits for pg_dump's end).
+        // One pass over the spool: new data files get a follower (the rest waits for
+        // pg_dump's end), the disk in use is summed, and what is written but not read yet.
+        let (mut unread, mut in_use, mut entries) = (0u64, 0u64, 0usize);
         if let Ok(rd) = std::fs::read_dir(out) {
             for e in rd.flatten() {
+                entries += 1;
+                let meta = e.metadata().ok();
+                in_use += meta.as_ref().map(|m| m.blocks() * 512).unwrap_or(0);
                 let file = e.file_name().to_string_lossy().into_owned();
                 let Some(dump_id) = dump_id_of(&file) else {
                     continue;
                 };
-                if seen.contains_key(&file) {
+                if let Some(read) = active.get(&file) {
+                    let size = meta.map(|m| m.len()).unwrap_or(0);
+                    unread += size.saturating_sub(read.load(Ordering::SeqCst));
+                }
+                if !seen.insert(file.clone()) {
                     continue;
                 }
                 let read = Arc::new(AtomicU64::new(0));
-                seen.insert(file.clone(), read.clone());
+                active.insert(file.clone(), read.clone());
                 let task = FileTask {
                     path: e.path(),
                     file,
@@ -265,14 +264,9 @@ async fn run_dump(
                 followers.spawn(follow::store_file(env.clone(), task));
             }
         }
-        // What is on disk and not read yet: over the window, pg_dump waits.
-        let unread: u64 = seen
-            .iter()
-            .map(|(f, r)| {
-                let size = std::fs::metadata(out.join(f)).map(|m| m.len()).unwrap_or(0);
-                size.saturating_sub(r.load(Ordering::SeqCst))
-            })
-            .sum();
+        // A spool of many files (large objects) is looked at less often.
+        let interval =
+            Duration::from_millis(20 + (entries / 100) as u64).min(Duration::from_secs(1));
         if status.is_none() {
             if !paused && unread > window {
                 signal_group(pid, rustix::process::Signal::STOP);
@@ -282,10 +276,13 @@ async fn run_dump(
                 paused = false;
             }
         }
-        peak = peak.max(allocated(out));
+        peak = peak.max(in_use);
         while let Some(joined) = followers.try_join_next() {
             match joined {
-                Ok(Ok(f)) => done.push(f),
+                Ok(Ok(f)) => {
+                    active.remove(&f.file);
+                    done.push(f);
+                }
                 Ok(Err(e)) => {
                     failure.get_or_insert(e);
                 }
@@ -304,7 +301,7 @@ async fn run_dump(
             break;
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = tokio::time::sleep(interval) => {}
             _ = cancel.cancelled() => {
                 failure = Some(Error::Failed(
                     "the backup was interrupted by a signal; the partial uploads were aborted and no manifest was written".into(),
