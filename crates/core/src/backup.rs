@@ -67,8 +67,7 @@ pub struct BackupJob<'a> {
     pub spool_window: u64,
 }
 
-/// Default of `[backup] spool_window_mib`.
-pub const DEFAULT_SPOOL_WINDOW: u64 = 64 << 20;
+pub use crate::config::DEFAULT_SPOOL_WINDOW;
 
 /// pg_dump options pgdrill sets itself, or that would put a secret in argv.
 const FORBIDDEN_ARGS: &[&str] = &[

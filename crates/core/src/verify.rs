@@ -369,6 +369,52 @@ pub async fn export(store: &Store, m: &Manifest, out: &Path, opts: &ReadOpts) ->
     Ok(decoded)
 }
 
+/// Downloads and checks every object of directory-layout backup `m` into `dir` (which must
+/// exist), `parallel` objects at a time. Returns the raw bytes written.
+pub async fn fill_directory(
+    store: &Store,
+    m: &Manifest,
+    dir: &Path,
+    opts: &ReadOpts,
+    parallel: usize,
+) -> Result<u64> {
+    let objects: Vec<(&StoredObject, &str)> = m
+        .objects
+        .iter()
+        .filter(|o| o.kind != "globals")
+        .map(|o| {
+            Manifest::archive_file(o).map(|f| (o, f)).ok_or_else(|| {
+                Error::Integrity(format!(
+                    "the manifest of {} names no archive file for {}",
+                    m.backup_id, o.name
+                ))
+            })
+        })
+        .collect::<Result<_>>()?;
+    use futures::TryStreamExt;
+    let written: Vec<u64> = futures::stream::iter(objects)
+        .map(|(o, file)| async move {
+            let path = dir.join(file);
+            let f = std::fs::File::create(&path)
+                .map_err(|e| Error::Failed(format!("cannot write {}: {e}", path.display())))?;
+            let (d, w) = decode_object(
+                store,
+                m,
+                o,
+                std::io::BufWriter::with_capacity(1 << 20, f),
+                opts,
+            )
+            .await?;
+            w.into_inner()
+                .map_err(|e| Error::Failed(format!("cannot write {}: {e}", path.display())))?;
+            Ok::<u64, Error>(d.raw_bytes)
+        })
+        .buffer_unordered(parallel.max(1))
+        .try_collect::<Vec<u64>>()
+        .await?;
+    Ok(written.iter().sum())
+}
+
 /// `export` of a parallel backup: a plain directory-format archive at `out` (filled as a
 /// hidden sibling, renamed only after every digest matched; `pg_restore -Fd -j N out`
 /// reads it) and `out.sha256` listing each file (`sha256sum -c` beside `out`).
@@ -399,7 +445,7 @@ async fn export_directory(
         .tempdir_in(&dir)
         .map_err(|e| Error::Invalid(format!("cannot write in {}: {e}", dir.display())))?;
     opts.progress.stage("export");
-    let raw = crate::restore::fill_directory(store, m, tmp.path(), opts, 4).await?;
+    let raw = fill_directory(store, m, tmp.path(), opts, 4).await?;
     let tmp_path = tmp.keep();
     std::fs::rename(&tmp_path, out)
         .map_err(|e| Error::Failed(format!("cannot move the export to {}: {e}", out.display())))?;

@@ -20,6 +20,9 @@ pub struct BackupSection {
     pub spool_window_mib: Option<u64>,
 }
 
+/// Default of `[backup] spool_window_mib`, in bytes.
+pub const DEFAULT_SPOOL_WINDOW: u64 = 64 << 20;
+
 /// The largest `[backup] jobs` / `backup --jobs`.
 pub const MAX_BACKUP_JOBS: u32 = 64;
 

@@ -19,6 +19,7 @@ mod store;
 pub use crate::env::{interpolate, named_env, Env};
 pub use backup::{
     BackupSection, CompressionSection, EncryptionSection, DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS,
+    DEFAULT_SPOOL_WINDOW,
 };
 pub use database::{DatabaseSection, DatabaseSettings, DrillSettings, SourceRef};
 pub use policy::{read_policy_file, Policy};
@@ -193,7 +194,7 @@ impl Settings {
                 .backup
                 .spool_window_mib
                 .map(|m| m.clamp(1, 1 << 20) << 20)
-                .unwrap_or(crate::backup::DEFAULT_SPOOL_WINDOW),
+                .unwrap_or(backup::DEFAULT_SPOOL_WINDOW),
             recipients: file.encryption.recipients.clone(),
             passphrase_env: file.encryption.passphrase_env.clone(),
             identity_files: file

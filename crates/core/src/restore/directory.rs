@@ -6,60 +6,12 @@
 use super::plan::RestorePlan;
 use super::spool::{free_bytes, run_spooled};
 use super::{check_cancel, RestoreJob, Traces};
-use crate::manifest::{Manifest, StoredObject};
-use crate::verify::{decode_object, ReadOpts};
+use crate::verify::fill_directory;
 use crate::{Error, Result};
-use futures::stream::{self, StreamExt, TryStreamExt};
 use pgdrill_pg::PgInstall;
-use pgdrill_store::Store;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
-
-/// Downloads and checks every object of directory-layout backup `m` into `dir` (which must
-/// exist), `parallel` objects at a time. Returns the raw bytes written.
-pub async fn fill_directory(
-    store: &Store,
-    m: &Manifest,
-    dir: &Path,
-    opts: &ReadOpts,
-    parallel: usize,
-) -> Result<u64> {
-    let objects: Vec<(&StoredObject, &str)> = m
-        .objects
-        .iter()
-        .filter(|o| o.kind != "globals")
-        .map(|o| {
-            Manifest::archive_file(o).map(|f| (o, f)).ok_or_else(|| {
-                Error::Integrity(format!(
-                    "the manifest of {} names no archive file for {}",
-                    m.backup_id, o.name
-                ))
-            })
-        })
-        .collect::<Result<_>>()?;
-    let written: Vec<u64> = stream::iter(objects)
-        .map(|(o, file)| async move {
-            let path = dir.join(file);
-            let f = std::fs::File::create(&path)
-                .map_err(|e| Error::Failed(format!("cannot write {}: {e}", path.display())))?;
-            let (d, w) = decode_object(
-                store,
-                m,
-                o,
-                std::io::BufWriter::with_capacity(1 << 20, f),
-                opts,
-            )
-            .await?;
-            w.into_inner()
-                .map_err(|e| Error::Failed(format!("cannot write {}: {e}", path.display())))?;
-            Ok::<u64, Error>(d.raw_bytes)
-        })
-        .buffer_unordered(parallel.max(1))
-        .try_collect()
-        .await?;
-    Ok(written.iter().sum())
-}
 
 /// The restore of a directory-layout backup. Returns (download seconds, restore seconds,
 /// ignored errors).

@@ -38,7 +38,6 @@ mod stream;
 mod supabase;
 mod verdict;
 
-pub use directory::fill_directory;
 pub use plan::{resolve_jobs, Database, Mode, RestorePlan, MAX_JOBS};
 pub use spool::{free_bytes, Holdback};
 pub use sql::unquote_ident;
