@@ -220,3 +220,23 @@ fn restore_maintenance_work_mem_is_typed_at_load() {
         .to_string()
         .contains("[restore] maintenance_work_mem"));
 }
+
+#[test]
+fn backup_jobs_and_spool_come_from_file_or_environment() {
+    let s = load("").expect("defaults");
+    assert_eq!(s.backup_jobs, 1);
+    assert_eq!(s.backup_spool_window, 64 << 20);
+    assert_eq!(s.backup_spool_dir, None);
+    let s =
+        load("[backup]\njobs = 4\nspool_dir = \"spool\"\nspool_window_mib = 8\n").expect("file");
+    assert_eq!(s.backup_jobs, 4);
+    assert_eq!(s.backup_spool_window, 8 << 20);
+    assert!(s.backup_spool_dir.expect("dir").ends_with("spool"));
+    let e = env(&[("PGDRILL_BACKUP_JOBS", "3")]);
+    let s = Settings::load(None, "environment", Path::new("/"), &e).expect("env");
+    assert_eq!(s.backup_jobs, 3);
+    for bad in ["[backup]\njobs = 0\n", "[backup]\njobs = 65\n"] {
+        let e = load(bad).expect_err(bad);
+        assert_eq!(e.exit_code(), 2, "{e}");
+    }
+}
