@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod drill;
 pub mod env;
 pub mod error;
+pub mod fleet;
 pub mod frames;
 pub mod hints;
 pub mod ids;

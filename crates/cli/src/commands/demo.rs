@@ -114,6 +114,8 @@ async fn demo_with_source(
         source: Some(SourceRef::Url(Secret::new(source.url("shop")))),
         pg_dump_args: vec![],
         globals: false,
+        globals_passwords: false,
+        server: None,
         drill: DEMO_CHECKS
             .parse::<toml::Table>()
             .map_err(|e| Error::Invalid(e.to_string()))?,

@@ -111,6 +111,7 @@ fn source_hint(db: &pgdrill_core::config::DatabaseSettings) -> String {
             db.name
         ),
         Some(SourceRef::Url(_)) => "check the URL given with --source or PGDRILL_SOURCE_URL".into(),
+        Some(SourceRef::Discovered(_)) => "check the url_env of its [[server]] entry".into(),
         None => "set url_env in the [[database]] entry, or pass --source URL".into(),
     }
 }
