@@ -51,7 +51,10 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let (handle, cancel) = Cancel::new();
         watch_signals(handle);
-        let ctx = Ctx::load(&flags(&cli), ui, cancel)?;
+        let mut ctx = Ctx::load(&flags(&cli), ui, cancel)?;
+        if needs_fleet(&cli.command) {
+            ctx.discover().await?;
+        }
         dispatch(&cli, &ctx).await
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
@@ -70,6 +73,20 @@ fn flags(cli: &Cli) -> context::Flags {
         passphrase_env: c.passphrase_env.clone(),
         identity: c.identity.clone(),
     }
+}
+
+/// Commands that act on every database: `[[server]]` databases are discovered first.
+fn needs_fleet(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Backup
+            | Command::List
+            | Command::Drill(_)
+            | Command::Prune(_)
+            | Command::Status(_)
+            | Command::Doctor
+            | Command::Serve(_)
+    )
 }
 
 async fn dispatch(cli: &Cli, ctx: &Ctx) -> Result<Output, Error> {

@@ -44,6 +44,12 @@ pub struct DbStatus {
     pub last_rpo_seconds: Option<f64>,
     pub last_failure: Option<FailureRecord>,
     pub slos: Vec<Slo>,
+    /// The `[[server]]` the database was discovered on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// No longer on its server: not backed up any more, its backups kept by retention.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dropped: bool,
 }
 
 impl DbStatus {
@@ -116,8 +122,12 @@ impl DrillWindow {
         }
     }
 
-    /// From the loaded settings (the policy and `[schedule]`).
+    /// From the loaded settings (the policy and `[schedule]`); with `[drill] coverage_days`
+    /// (and no `drill_max_age_days`), a drill is due once in that many days.
     pub fn from_settings(settings: &crate::config::Settings) -> DrillWindow {
+        if let (None, Some(c)) = (settings.policy.drill_max_age_days, &settings.coverage) {
+            return DrillWindow::Days(c.days);
+        }
         let s = &settings.schedule;
         DrillWindow::new(
             &settings.policy,
@@ -276,6 +286,8 @@ pub fn evaluate(
         last_rpo_seconds: last.and_then(|d| d.rpo.minutes).map(|m| m * 60.0),
         last_failure: failure,
         slos,
+        server: None,
+        dropped: false,
     }
 }
 

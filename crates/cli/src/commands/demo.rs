@@ -151,6 +151,7 @@ async fn demo_with_source(
         progress,
         cancel: ctx.cancel.clone(),
         lease: None,
+        globals_from: None,
     })
     .await?;
     ctx.ui.info(format!(

@@ -149,13 +149,17 @@ async fn run_job(ctx: &Ctx, job: &JobKey) -> Result<(bool, String)> {
         }
         JobKind::Status => {
             let databases = ctx.databases_to_list(&store).await?;
-            let statuses = jobs::status::run(&jx, databases).await?;
-            let violated: Vec<&str> = statuses
+            let report = jobs::status::run_fleet(&jx, databases, &ctx.fleet).await?;
+            let mut violated: Vec<&str> = report
+                .databases
                 .iter()
                 .flat_map(|d| d.slos.iter())
                 .filter(|slo| !slo.ok)
                 .map(|slo| slo.name.as_str())
                 .collect();
+            if report.coverage.as_ref().is_some_and(|c| !c.ok) {
+                violated.push("drill_coverage");
+            }
             Ok(status_outcome(&violated))
         }
         JobKind::Mirror => {

@@ -8,11 +8,12 @@ use crate::cancel::Cancel;
 use crate::config::DatabaseSettings;
 use crate::crypto::EncryptionKeys;
 use crate::ids::DbName;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, StoredObject};
 use crate::progress::Progress;
 use crate::{status, Error, Result};
 use pgdrill_pg::{ConnSpec, PgTools};
 use serde_json::json;
+use std::collections::BTreeMap;
 
 /// What to back up, and with what.
 pub struct BackupInput<'a> {
@@ -39,6 +40,8 @@ pub async fn run(jx: &JobEnv<'_>, input: BackupInput<'_>) -> Result<BackupReport
     let several = input.databases.len() > 1;
     let notifier = jx.notifier()?;
     let mut report = BackupReport::default();
+    // Per server: the globals object its first backup of this run stored.
+    let mut globals: BTreeMap<String, (String, StoredObject)> = BTreeMap::new();
     for db in input.databases.iter().copied() {
         // A source that is not configured is a settings error: no alert, no failure record.
         let source = match db.source_spec(jx.env) {
@@ -48,8 +51,19 @@ pub async fn run(jx: &JobEnv<'_>, input: BackupInput<'_>) -> Result<BackupReport
                 continue;
             }
         };
-        match one(jx, &input, db, source, &notifier).await {
-            Ok(m) => report.done.push(m),
+        let from = db.server.as_ref().and_then(|s| globals.get(s)).cloned();
+        match one(jx, &input, db, source, &notifier, from).await {
+            Ok(m) => {
+                if let (Some(server), Some(o)) =
+                    (&db.server, m.objects.iter().find(|o| o.kind == "globals"))
+                {
+                    let key = crate::layout::backup_object(&db.name, &m.backup_id, &o.name);
+                    globals
+                        .entry(server.clone())
+                        .or_insert_with(|| (key, o.clone()));
+                }
+                report.done.push(m)
+            }
             Err(e) => {
                 if several {
                     jx.events.warn(&e.to_string());
@@ -73,6 +87,7 @@ async fn one(
     db: &DatabaseSettings,
     source: ConnSpec,
     notifier: &super::Notifier<'_>,
+    globals_from: Option<(String, StoredObject)>,
 ) -> Result<Manifest> {
     jx.events.info(&format!(
         "backing up {} ({}) to {}",
@@ -109,6 +124,7 @@ async fn one(
                 // A lost lease stops the backup as a signal would.
                 cancel: Cancel::either(&jx.cancel, &held.lost_signal()),
                 lease: Some(&held),
+                globals_from,
             };
             let r = backup::run(job).await;
             // Ended by its lost lease: say so rather than "cancelled".
