@@ -186,6 +186,9 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
         let now = d.clock.now();
         state.beat(now);
         table.tick(now, &mut jitter);
+        if let Some(max) = d.config.drill_coverage {
+            cover(&mut table, &state, &running_keys, max, &*d.log);
+        }
         let startable = if shutdown.is_cancelled() {
             Vec::new()
         } else {
@@ -252,6 +255,53 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
     refresher.abort();
     (d.log)("serve: stopped");
     Ok(())
+}
+
+/// Drill coverage: of the databases whose drill is pending, only the least recently proven
+/// ones (at most `max` drills running at once) keep their turn.
+fn cover(
+    table: &mut Timetable,
+    state: &State,
+    running: &[JobKey],
+    max: usize,
+    log: &(dyn Fn(&str) + Send + Sync),
+) {
+    let pending = table.pending_of(JobKind::Drill);
+    if pending.is_empty() {
+        return;
+    }
+    let dbs = state.dbs();
+    let last: Vec<_> = pending
+        .iter()
+        .map(|name| {
+            let t = dbs.iter().find(|x| &x.name == name).and_then(|x| {
+                x.drills
+                    .iter()
+                    .filter(|r| r.passed())
+                    .filter_map(|r| pgdrill_core::time::parse(&r.started_at))
+                    .max()
+            });
+            (name.clone(), t)
+        })
+        .collect();
+    let busy = running.iter().filter(|k| k.kind == JobKind::Drill).count();
+    let chosen = pgdrill_core::fleet::coverage::pick(&last, max.saturating_sub(busy));
+    let passed = table.keep_pending(JobKind::Drill, &chosen);
+    if !passed.is_empty() {
+        log(&format!(
+            "serve: drill coverage: drilling {} this slot; {} wait for a later slot",
+            if chosen.is_empty() {
+                "none".to_string()
+            } else {
+                chosen
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            passed.len()
+        ));
+    }
 }
 
 /// Waits up to `bound` for every running job; false when some are still running.

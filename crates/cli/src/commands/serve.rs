@@ -17,12 +17,13 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
-    let config = ServeConfig::from_settings(
+    let mut config = ServeConfig::from_settings(
         &ctx.settings.schedule,
         &ctx.settings.serve,
         &ctx.env,
         args.listen.as_deref(),
     )?;
+    config.drill_coverage = ctx.settings.coverage.as_ref().map(|c| c.max_concurrent);
     let store = ctx.store()?;
     let databases = ctx.databases_to_list(&store).await?;
     if databases.is_empty() {
@@ -39,7 +40,14 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
         config,
         store,
         databases,
-        policy: ctx.settings.policy.clone(),
+        policy: {
+            // As `status` judges it: with drill coverage, a drill is due once per window.
+            let mut p = ctx.settings.policy.clone();
+            if let Some(c) = &ctx.settings.coverage {
+                p.drill_max_age_days = p.drill_max_age_days.or(Some(c.days));
+            }
+            p
+        },
         runner: &runner,
         shutdown: ctx.cancel.clone(),
         clock: Arc::new(pgdrill_server::SystemClock),
@@ -64,6 +72,20 @@ impl JobRunner for CliRunner<'_> {
 
     fn run<'a>(&'a self, job: &'a JobKey, cancel: Cancel) -> JobFuture<'a> {
         Box::pin(async move {
+            // A database dropped from its server keeps prune and status, nothing else.
+            if let Some(db) = &job.database {
+                let dropped = self.ctx.fleet.dropped().any(|d| d == db);
+                if dropped && matches!(job.kind, JobKind::Backup | JobKind::Drill) {
+                    return JobOutcome {
+                        ok: true,
+                        skipped: true,
+                        summary: format!(
+                            "{db} is no longer on its server: nothing to {}",
+                            job.kind.name()
+                        ),
+                    };
+                }
+            }
             let ctx = self
                 .ctx
                 .for_job(job.database.as_ref().map(|d| d.as_str()), cancel);

@@ -17,6 +17,38 @@ pub fn pick(databases: &[(DbName, Option<Timestamp>)], max: usize) -> Vec<DbName
     v.into_iter().take(max).map(|(d, _)| d.clone()).collect()
 }
 
+/// The last passing drill of each database, from the store.
+pub async fn last_passing(
+    store: &pgdrill_store::Store,
+    databases: &[DbName],
+) -> crate::Result<Vec<(DbName, Option<Timestamp>)>> {
+    let mut out = Vec::new();
+    for db in databases {
+        let drills = crate::drill::list(store, db).await?;
+        let last = drills
+            .iter()
+            .filter(|d| d.passed())
+            .filter_map(|d| time::parse(&d.started_at))
+            .max();
+        out.push((db.clone(), last));
+    }
+    Ok(out)
+}
+
+/// Of `databases`, the `max` a drill run drills ([`pick`] on the store's drill history).
+pub async fn due(
+    store: &pgdrill_store::Store,
+    databases: Vec<crate::config::DatabaseSettings>,
+    max: usize,
+) -> crate::Result<Vec<crate::config::DatabaseSettings>> {
+    let names: Vec<DbName> = databases.iter().map(|d| d.name.clone()).collect();
+    let chosen = pick(&last_passing(store, &names).await?, max);
+    Ok(databases
+        .into_iter()
+        .filter(|d| chosen.contains(&d.name))
+        .collect())
+}
+
 /// The coverage SLO: databases with a passing drill in the last `days` days, of all.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct CoverageReport {

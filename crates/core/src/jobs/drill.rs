@@ -76,7 +76,12 @@ impl DrillReport {
 async fn databases(jx: &JobEnv<'_>, name: Option<&str>) -> Result<Vec<DatabaseSettings>> {
     let settings = jx.settings;
     if !settings.databases.is_empty() {
-        return Ok(settings.select(name)?.into_iter().cloned().collect());
+        let all: Vec<DatabaseSettings> = settings.select(name)?.into_iter().cloned().collect();
+        return match (&settings.coverage, name) {
+            // `[drill] coverage_days`: a run drills the least recently proven ones only.
+            (Some(c), None) => crate::fleet::coverage::due(jx.store, all, c.max_concurrent).await,
+            _ => Ok(all),
+        };
     }
     // A config naming only the store: drill every database found in it.
     let mut found = catalog::databases(jx.store).await?;
