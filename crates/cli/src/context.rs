@@ -251,7 +251,7 @@ impl Ctx {
                 .map(|d| d.name.clone())
                 .collect();
             for s in &self.fleet.servers {
-                for d in s.databases.iter().chain(&s.dropped) {
+                for d in s.databases.iter().chain(&s.dropped).chain(&s.excluded) {
                     if !out.contains(d) {
                         out.push(d.clone());
                     }

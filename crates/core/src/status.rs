@@ -50,6 +50,10 @@ pub struct DbStatus {
     /// No longer on its server: not backed up any more, its backups kept by retention.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dropped: bool,
+    /// On its server but no longer selected by the server's patterns: not backed up any
+    /// more, its backups kept by retention.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub excluded: bool,
 }
 
 impl DbStatus {
@@ -288,6 +292,7 @@ pub fn evaluate(
         slos,
         server: None,
         dropped: false,
+        excluded: false,
     }
 }
 

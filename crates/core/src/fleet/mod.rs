@@ -24,6 +24,9 @@ pub struct ServerView {
     pub databases: Vec<DbName>,
     /// Store names with backups whose database is no longer on the server.
     pub dropped: Vec<DbName>,
+    /// Store names with backups whose database is still on the server but no longer
+    /// selected by its `include`/`exclude` patterns.
+    pub excluded: Vec<DbName>,
     /// Why the server could not be listed (then nothing is called dropped).
     pub error: Option<String>,
 }
@@ -34,21 +37,42 @@ pub struct Fleet {
     pub servers: Vec<ServerView>,
 }
 
+/// Where a database of a server stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Membership {
+    /// On the server and selected: backed up.
+    Active,
+    /// Gone from the server; its backups stay under retention.
+    Dropped,
+    /// On the server, no longer selected by the patterns; its backups stay under retention.
+    Excluded,
+}
+
 impl Fleet {
     pub fn dropped(&self) -> impl Iterator<Item = &DbName> {
         self.servers.iter().flat_map(|s| s.dropped.iter())
     }
 
-    /// The server a store name belongs to, and whether it was dropped from it.
-    pub fn server_of(&self, db: &DbName) -> Option<(&str, bool)> {
+    /// Databases with backups that are not backed up any more (dropped or excluded).
+    pub fn retired(&self) -> impl Iterator<Item = &DbName> {
+        self.servers
+            .iter()
+            .flat_map(|s| s.dropped.iter().chain(&s.excluded))
+    }
+
+    /// The server a store name belongs to, and where the database stands.
+    pub fn server_of(&self, db: &DbName) -> Option<(&str, Membership)> {
         self.servers.iter().find_map(|s| {
-            if s.dropped.contains(db) {
-                Some((s.server.as_str(), true))
+            let m = if s.dropped.contains(db) {
+                Membership::Dropped
+            } else if s.excluded.contains(db) {
+                Membership::Excluded
             } else if s.databases.contains(db) || in_server(&s.server, db) {
-                Some((s.server.as_str(), false))
+                Membership::Active
             } else {
-                None
-            }
+                return None;
+            };
+            Some((s.server.as_str(), m))
         })
     }
 
@@ -71,14 +95,20 @@ fn in_server(server: &str, db: &DbName) -> bool {
         .is_some_and(|rest| rest.starts_with('.') && rest.len() > 1)
 }
 
-/// The databases of `server` with backups in the store (`in_store`) that discovery did not
-/// find (`found`): dropped from the server.
-pub fn dropped(server: &str, found: &[DbName], in_store: &[DbName]) -> Vec<DbName> {
+/// The databases of `server` with backups in the store (`in_store`) that are not backed up
+/// (`selected`): dropped when the server does not hold them any more (`on_server`: the store
+/// names of all its databases), else excluded by its patterns.
+pub fn retired(
+    server: &str,
+    selected: &[DbName],
+    on_server: &[DbName],
+    in_store: &[DbName],
+) -> (Vec<DbName>, Vec<DbName>) {
     in_store
         .iter()
-        .filter(|d| in_server(server, d) && !found.contains(d))
+        .filter(|d| in_server(server, d) && !selected.contains(d))
         .cloned()
-        .collect()
+        .partition(|d| !on_server.contains(d))
 }
 
 /// The settings of each database `names` (as on the server) selects, in name order; a
@@ -144,13 +174,18 @@ pub async fn discover(settings: &mut Settings, env: &Env, store: Option<&Store>)
         let found = async {
             let spec = server.spec(env)?;
             let names = list_server(&spec).await?;
-            plan(&server, &spec, &names)
+            let all: Vec<DbName> = names
+                .iter()
+                .filter_map(|n| server.store_name(n).ok())
+                .collect();
+            Ok::<_, Error>((plan(&server, &spec, &names)?, all))
         }
         .await;
         match found {
-            Ok(dbs) => {
+            Ok((dbs, on_server)) => {
                 view.databases = dbs.iter().map(|d| d.name.clone()).collect();
-                view.dropped = dropped(&server.name, &view.databases, &in_store);
+                (view.dropped, view.excluded) =
+                    retired(&server.name, &view.databases, &on_server, &in_store);
                 for d in dbs {
                     if !settings.databases.iter().any(|x| x.name == d.name) {
                         settings.databases.push(d);
@@ -181,16 +216,45 @@ mod tests {
     }
 
     #[test]
-    fn dropped_are_the_servers_stored_databases_not_found() {
-        let found = vec![n("main.app"), n("main.new")];
+    fn dropped_are_gone_from_the_server_excluded_are_not_selected() {
+        let selected = vec![n("main.app"), n("main.new")];
+        let on_server = vec![n("main.app"), n("main.new"), n("main.tmp")];
         let stored = vec![
             n("main.app"),
             n("main.old"),
+            n("main.tmp"),
             n("other.old"),
             n("main"),
             n("mainx.a"),
         ];
-        assert_eq!(dropped("main", &found, &stored), vec![n("main.old")]);
+        assert_eq!(
+            retired("main", &selected, &on_server, &stored),
+            (vec![n("main.old")], vec![n("main.tmp")])
+        );
+    }
+
+    #[test]
+    fn plan_selects_by_pattern_and_refuses_two_databases_on_one_store_name() {
+        let server = ServerSettings {
+            name: "main".into(),
+            source: crate::config::SourceRef::Env("U".into()),
+            include: vec![],
+            exclude: vec!["tmp_*".into()],
+            globals: true,
+            globals_passwords: false,
+            pg_dump_args: vec![],
+            drill: toml::Table::new(),
+            overrides: vec![],
+        };
+        let spec = pgdrill_pg::ConnSpec::parse_with_env("postgresql://u:pw@h/postgres", &[])
+            .expect("spec");
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let planned = plan(&server, &spec, &names(&["b", "a", "tmp_1", "rdsadmin"])).expect("plan");
+        let got: Vec<&str> = planned.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(got, vec!["main.a", "main.b"]);
+        let e = plan(&server, &spec, &names(&["my db", "my_db"])).expect_err("collision");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("main.my_db"), "{e}");
     }
 
     #[test]
@@ -200,11 +264,23 @@ mod tests {
                 server: "main".into(),
                 databases: vec![n("main.app")],
                 dropped: vec![n("main.old")],
+                excluded: vec![n("main.tmp")],
                 error: None,
             }],
         };
-        assert_eq!(f.server_of(&n("main.app")), Some(("main", false)));
-        assert_eq!(f.server_of(&n("main.old")), Some(("main", true)));
+        assert_eq!(
+            f.server_of(&n("main.app")),
+            Some(("main", Membership::Active))
+        );
+        assert_eq!(
+            f.server_of(&n("main.old")),
+            Some(("main", Membership::Dropped))
+        );
+        assert_eq!(
+            f.server_of(&n("main.tmp")),
+            Some(("main", Membership::Excluded))
+        );
+        assert_eq!(f.retired().count(), 2);
         assert_eq!(f.server_of(&n("app")), None);
         assert_eq!(f.dropped().count(), 1);
     }

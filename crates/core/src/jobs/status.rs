@@ -4,7 +4,7 @@
 use super::JobEnv;
 use crate::alert::EventKind;
 use crate::fleet::coverage::{self, CoverageReport};
-use crate::fleet::Fleet;
+use crate::fleet::{Fleet, Membership};
 use crate::ids::DbName;
 use crate::status::{self, DbStatus, DrillWindow, Slo};
 use crate::{catalog, drill, Error, Result};
@@ -57,16 +57,26 @@ pub async fn run_fleet(
             now,
         );
         s.add_damaged_manifests(&listing.unreadable);
-        if let Some((server, dropped)) = fleet.server_of(&db) {
+        let membership = fleet.server_of(&db).map(|(server, m)| {
             s.server = Some(server.to_string());
-            s.dropped = dropped;
-        }
-        if s.dropped {
+            m
+        });
+        s.dropped = membership == Some(Membership::Dropped);
+        s.excluded = membership == Some(Membership::Excluded);
+        if s.dropped || s.excluded {
+            let (name, why) = if s.dropped {
+                ("dropped", "no longer on server")
+            } else {
+                (
+                    "excluded",
+                    "excluded by the include/exclude patterns of server",
+                )
+            };
             s.slos = vec![Slo {
-                name: "dropped".into(),
+                name: name.into(),
                 ok: true,
                 detail: format!(
-                    "no longer on server {}: not backed up any more; its {} backup(s) are kept by the retention policy",
+                    "{why} {}: not backed up any more; its {} backup(s) are kept by the retention policy",
                     s.server.as_deref().unwrap_or_default(),
                     s.backups
                 ),
@@ -84,7 +94,7 @@ pub async fn run_fleet(
     for s in &statuses {
         if s.dropped {
             alert_dropped(jx, &notifier, s).await;
-        } else {
+        } else if !s.excluded {
             alert(jx, &notifier, s).await;
         }
     }
