@@ -27,6 +27,8 @@ const MAX_SLEEP: Duration = Duration::from_secs(5);
 const REFRESH_EVERY: Duration = Duration::from_secs(300);
 /// After the grace is over and jobs were told to abort, how long they get to clean up.
 const ABORT_BOUND: Duration = Duration::from_secs(30);
+/// How often `[[server]]` databases are discovered again (new ones get their jobs).
+const DISCOVER_EVERY: Duration = Duration::from_secs(300);
 
 pub struct Daemon<'a> {
     pub config: ServeConfig,
@@ -168,11 +170,7 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
     });
     let addr = listener.local_addr().unwrap_or(d.config.listen);
     let http_task = tokio::spawn(http::serve(listener, app));
-    let refresher = tokio::spawn(refresh_loop(
-        d.store.clone(),
-        d.databases.clone(),
-        state.clone(),
-    ));
+    let refresher = tokio::spawn(refresh_loop(d.store.clone(), state.clone()));
     (d.log)(&format!(
         "serve: listening on http://{addr}/ ({} jobs, time zone {})",
         table.entries.len(),
@@ -182,8 +180,15 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
     let mut running: Running<'_> = FuturesUnordered::new();
     let mut running_keys: Vec<JobKey> = Vec::new();
     let mut shutdown = d.shutdown.clone();
+    let mut discoveries: FuturesUnordered<crate::jobs::DiscoverFuture<'_>> =
+        FuturesUnordered::new();
+    let mut next_discovery = Instant::now() + DISCOVER_EVERY;
     loop {
         let now = d.clock.now();
+        if discoveries.is_empty() && Instant::now() >= next_discovery && !shutdown.is_cancelled() {
+            discoveries.push(d.runner.discover());
+            next_discovery = Instant::now() + DISCOVER_EVERY;
+        }
         state.beat(now);
         table.tick(now, &mut jitter);
         if let Some(max) = d.config.drill_coverage {
@@ -224,6 +229,11 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
             Some(done) = running.next(), if !running.is_empty() => {
                 finish(&d, &state, &mut running_keys, done);
             }
+            Some(found) = discoveries.next(), if !discoveries.is_empty() => {
+                if let Some(found) = found {
+                    add_databases(&d, &state, &mut table, found, now, &mut jitter);
+                }
+            }
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.cancelled() => break,
         }
@@ -255,6 +265,59 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
     refresher.abort();
     (d.log)("serve: stopped");
     Ok(())
+}
+
+/// Schedules the per-database jobs of databases a discovery found that have none yet; they
+/// run from their schedules' next fire time on.
+fn add_databases(
+    d: &Daemon<'_>,
+    state: &State,
+    table: &mut Timetable,
+    found: Vec<DbName>,
+    now: jiff::Timestamp,
+    jitter: &mut dyn FnMut() -> u64,
+) {
+    let known: Vec<DbName> = state.dbs().into_iter().map(|x| x.name).collect();
+    for name in found.into_iter().filter(|n| !known.contains(n)) {
+        let mut jobs = Vec::new();
+        for (kind, schedule) in d
+            .config
+            .schedules
+            .iter()
+            .filter(|(k, _)| *k != JobKind::Mirror)
+        {
+            let key = JobKey {
+                kind: *kind,
+                database: Some(name.clone()),
+            };
+            table.add(key.clone(), schedule.clone(), now, jitter);
+            jobs.push(JobState {
+                key: key.clone(),
+                schedule: schedule.to_string(),
+                next_run: table.entry(&key).and_then(|e| e.next_start),
+                pending: false,
+                running_since: None,
+                last_started: None,
+                last_duration_seconds: None,
+                last_ok: None,
+                last_summary: None,
+                last_success: None,
+            });
+        }
+        (d.log)(&format!("serve: {name} discovered; its jobs are scheduled"));
+        state.add_database(
+            DbData {
+                name,
+                backups: Vec::new(),
+                drills: Vec::new(),
+                failure: None,
+                damaged: Vec::new(),
+                error: None,
+            },
+            jobs,
+        );
+    }
+    state.refresh.notify_one();
 }
 
 /// Drill coverage: of the databases whose drill is pending, only the least recently proven
@@ -360,7 +423,7 @@ fn verdict(out: &JobOutcome) -> &'static str {
 }
 
 /// Re-reads the store view after each job and every few minutes.
-async fn refresh_loop(store: Store, databases: Vec<DbName>, state: Arc<State>) {
+async fn refresh_loop(store: Store, state: Arc<State>) {
     loop {
         tokio::select! {
             _ = state.refresh.notified() => {}
@@ -368,9 +431,8 @@ async fn refresh_loop(store: Store, databases: Vec<DbName>, state: Arc<State>) {
         }
         let previous = state.dbs();
         let mut fresh: Vec<DbData> = Vec::new();
-        for name in &databases {
-            let prev = previous.iter().find(|p| &p.name == name);
-            fresh.push(state::load(&store, name, prev).await);
+        for prev in &previous {
+            fresh.push(state::load(&store, &prev.name, Some(prev)).await);
         }
         state.set_dbs(fresh);
     }

@@ -173,10 +173,30 @@ impl State {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    pub fn set_dbs(&self, dbs: Vec<DbData>) {
-        match self.dbs.write() {
-            Ok(mut g) => *g = dbs,
-            Err(p) => *p.into_inner() = dbs,
+    /// Replaces the view of the databases `dbs` names; others (added meanwhile) stay.
+    pub fn set_dbs(&self, mut dbs: Vec<DbData>) {
+        let mut g = self.dbs.write().unwrap_or_else(|p| p.into_inner());
+        for old in g.iter() {
+            if !dbs.iter().any(|d| d.name == old.name) {
+                dbs.push(old.clone());
+            }
+        }
+        *g = dbs;
+    }
+
+    /// A database found while running (server discovery), with its jobs.
+    pub fn add_database(&self, db: DbData, jobs: Vec<JobState>) {
+        {
+            let mut g = self.dbs.write().unwrap_or_else(|p| p.into_inner());
+            if !g.iter().any(|d| d.name == db.name) {
+                g.push(db);
+            }
+        }
+        let mut j = lock(&self.jobs);
+        for job in jobs {
+            if !j.iter().any(|x| x.key == job.key) {
+                j.push(job);
+            }
         }
     }
 

@@ -104,6 +104,29 @@ impl Timetable {
         out
     }
 
+    /// A job added while running (a database a server discovery found): due at its
+    /// schedule's next fire time after `now`.
+    pub fn add(
+        &mut self,
+        key: JobKey,
+        schedule: Schedule,
+        now: Timestamp,
+        jitter: &mut dyn FnMut() -> u64,
+    ) {
+        if self.entries.iter().any(|e| e.key == key) {
+            return;
+        }
+        let mut e = Entry {
+            key,
+            schedule,
+            next_fire: None,
+            next_start: None,
+            pending: false,
+        };
+        plan_next(&mut e, now, &self.tz, jitter);
+        self.entries.push(e);
+    }
+
     /// The databases with a pending job of `kind`.
     pub fn pending_of(&self, kind: crate::jobs::JobKind) -> Vec<pgdrill_core::ids::DbName> {
         self.entries

@@ -35,7 +35,10 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
     let listen = config.listen;
     let ui = ctx.ui;
     let json_log = args.log_format == "json";
-    let runner = CliRunner { ctx };
+    let runner = CliRunner {
+        ctx,
+        fresh: std::cell::RefCell::new(None),
+    };
     pgdrill_server::run(Daemon {
         config,
         store,
@@ -62,6 +65,8 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
 
 struct CliRunner<'c> {
     ctx: &'c Ctx,
+    /// The settings and fleet of the last `[[server]]` discovery, once one ran.
+    fresh: std::cell::RefCell<Option<(pgdrill_core::config::Settings, pgdrill_core::fleet::Fleet)>>,
 }
 
 impl JobRunner for CliRunner<'_> {
@@ -70,25 +75,46 @@ impl JobRunner for CliRunner<'_> {
         true
     }
 
+    fn discover(&self) -> pgdrill_server::jobs::DiscoverFuture<'_> {
+        Box::pin(async move {
+            if self.ctx.settings.servers.is_empty() {
+                return None;
+            }
+            let mut ctx = self.ctx.for_job(None, self.ctx.cancel.clone());
+            if let Err(e) = ctx.discover().await {
+                self.ctx.ui.warn(format!("serve: discovery: {e}"));
+                return None;
+            }
+            let store = ctx.store().ok()?;
+            let names = ctx.databases_to_list(&store).await.ok()?;
+            *self.fresh.borrow_mut() = Some((ctx.settings, ctx.fleet));
+            Some(names)
+        })
+    }
+
     fn run<'a>(&'a self, job: &'a JobKey, cancel: Cancel) -> JobFuture<'a> {
         Box::pin(async move {
-            // A database dropped from its server keeps prune and status, nothing else.
+            let mut ctx = self
+                .ctx
+                .for_job(job.database.as_ref().map(|d| d.as_str()), cancel);
+            if let Some((settings, fleet)) = self.fresh.borrow().clone() {
+                ctx.settings = settings;
+                ctx.fleet = fleet;
+            }
+            // A database dropped from its server (or excluded) keeps prune and status only.
             if let Some(db) = &job.database {
-                let dropped = self.ctx.fleet.dropped().any(|d| d == db);
-                if dropped && matches!(job.kind, JobKind::Backup | JobKind::Drill) {
+                let retired = ctx.fleet.retired().any(|d| d == db);
+                if retired && matches!(job.kind, JobKind::Backup | JobKind::Drill) {
                     return JobOutcome {
                         ok: true,
                         skipped: true,
                         summary: format!(
-                            "{db} is no longer on its server: nothing to {}",
+                            "{db} is no longer backed up from its server: nothing to {}",
                             job.kind.name()
                         ),
                     };
                 }
             }
-            let ctx = self
-                .ctx
-                .for_job(job.database.as_ref().map(|d| d.as_str()), cancel);
             let summary = run_job(&ctx, job).await;
             outcome(job.kind, summary)
         })
