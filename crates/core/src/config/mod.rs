@@ -70,7 +70,7 @@ pub struct FileConfig {
     pub databases: Vec<DatabaseSection>,
     #[serde(default, rename = "mirror")]
     pub mirrors: Vec<crate::mirror::MirrorSection>,
-    /// `[[server]]`: every database of a server (`crate::fleet` discovers them).
+    /// `[[server]]`: every database of a server (discovered by the fleet module).
     #[serde(default, rename = "server")]
     pub servers: Vec<ServerSection>,
     /// `[drill]`: drill coverage (`coverage_days`, `max_concurrent`).
@@ -105,7 +105,7 @@ pub struct Settings {
     pub serve: ServeSettings,
     pub databases: Vec<DatabaseSettings>,
     /// `[[server]]` entries; their databases join `databases` once discovered
-    /// (`crate::fleet::discover`).
+    /// (the fleet module's `discover`).
     pub servers: Vec<ServerSettings>,
     /// `[drill] coverage_days` / `max_concurrent`, when set.
     pub coverage: Option<Coverage>,

@@ -1,6 +1,6 @@
 //! `[[server]]` entries (every database of a server, discovered at each run), their
 //! per-database overrides (`[[server.database]]`, by name or glob), and `[drill]`'s
-//! coverage settings. Discovery itself is in `crate::fleet`.
+//! coverage settings. Discovery itself is in the fleet module.
 
 use super::database::{DatabaseSettings, DrillSettings, SourceRef};
 use crate::ids::DbName;
