@@ -386,4 +386,48 @@ mod tests {
             })
         );
     }
+
+    /// The README's example, loaded whole.
+    #[test]
+    fn the_readme_example_loads() {
+        let text = r#"
+[[server]]
+name = "main"
+url_env = "MAIN_PG_URL"
+include = ["*"]
+exclude = ["scratch_*", "postgres"]
+globals = true
+globals_passwords = false
+pg_dump_args = ["--no-comments"]
+[server.drill]
+jobs = 2
+
+[[server.database]]
+match = "analytics_*"
+pg_dump_args = ["--exclude-table-data=public.events"]
+[server.database.drill]
+target_url_env = "STAGING_URL"
+
+[drill]
+coverage_days = 30
+max_concurrent = 1
+"#;
+        let env = super::super::Env::new();
+        let s = super::super::Settings::load(Some(text), "t", std::path::Path::new("/"), &env)
+            .expect("settings");
+        assert_eq!(s.servers.len(), 1);
+        let main = &s.servers[0];
+        assert!(!main.selects("postgres") && main.selects("app"));
+        let d = main.database("analytics_eu", &spec()).expect("db");
+        assert_eq!(d.drill_settings.jobs, Some(2));
+        assert_eq!(
+            d.drill_settings.target_url_env.as_deref(),
+            Some("STAGING_URL")
+        );
+        assert_eq!(s.coverage.map(|c| c.days), Some(30));
+        let bad = format!("{text}\n[[server]]\nname = \"main\"\nurl_env = \"X\"\n");
+        let e = super::super::Settings::load(Some(&bad), "t", std::path::Path::new("/"), &env)
+            .expect_err("two servers named main");
+        assert_eq!(e.exit_code(), 2);
+    }
 }
