@@ -261,6 +261,24 @@ globals = false
         noticed,
         "alerted once"
     );
+    let dropped_alerts: Vec<String> = seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|b| b.contains("database_dropped"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        dropped_alerts.len(),
+        1,
+        "one alert for two status runs: {dropped_alerts:?}"
+    );
+    assert!(
+        dropped_alerts[0].contains("main.old"),
+        "{}",
+        dropped_alerts[0]
+    );
+    assert!(!dropped_alerts[0].contains(cluster.password()));
     // prune keeps the dropped database's backups under the retention policy.
     run(d, &["prune"], &env).ok();
     assert_eq!(backup_ids(&store, "main.old").len(), 1);
