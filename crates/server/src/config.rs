@@ -24,6 +24,8 @@ pub struct ServeConfig {
     /// `[drill] max_concurrent` when `coverage_days` is set: a drill slot drills that many
     /// databases, the least recently proven ones (`pgdrill_core::fleet::coverage::pick`).
     pub drill_coverage: Option<usize>,
+    /// How often `[[server]]` databases are discovered again ([`crate::JobRunner::discover`]).
+    pub discover_every: Duration,
 }
 
 /// Who may read `/metrics`, the dashboard and the reports (`/healthz` is always open).
@@ -94,6 +96,7 @@ impl ServeConfig {
             jitter_seconds: schedule.jitter.as_secs(),
             schedules,
             drill_coverage: None,
+            discover_every: Duration::from_secs(300),
         })
     }
 
