@@ -60,6 +60,10 @@ pub struct DrillResult {
     pub schema_version: u32,
     pub drill_id: String,
     pub database: String,
+    /// What was drilled (DESIGN.md §9): `pgdrill` (its own backups), `pgbackrest`,
+    /// `barman-cloud` or `command`. Older results have none: `pgdrill`.
+    #[serde(default = "pgdrill_source")]
+    pub source: String,
     pub verdict: Verdict,
     pub started_at: String,
     pub finished_at: String,
@@ -82,6 +86,29 @@ pub struct DrillResult {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     pub policy: serde_json::Value,
+    /// A physical backup's recovery (sources other than `pgdrill`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+}
+
+fn pgdrill_source() -> String {
+    "pgdrill".into()
+}
+
+/// How a physical backup was fetched and recovered.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Recovery {
+    /// The tool that fetched it (`pgBackRest 2.45`, `barman-cloud-restore 3.4.0`, the command).
+    pub tool: String,
+    /// `recovery_target_time` asked for, if any.
+    pub target_time: Option<String>,
+    /// The last transaction replayed (`pg_last_xact_replay_timestamp()`), or else the
+    /// backup's stop time: the point the restored data stands at, which the RPO is taken from.
+    pub reached: Option<String>,
+    /// Where `reached` came from: `replay`, `backup stop` or `backup label`.
+    pub reached_from: Option<String>,
+    pub fetch_seconds: f64,
+    pub recovery_seconds: f64,
 }
 
 impl DrillResult {

@@ -12,6 +12,7 @@ pub mod evidence;
 mod http;
 mod mirror_check;
 mod redact;
+mod source;
 mod storage_check;
 
 use crate::cancel::Cancel;
@@ -92,6 +93,11 @@ impl Log {
 }
 
 pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
+    // A physical backup made by another tool (pgBackRest, barman-cloud, a command).
+    let db = job.db;
+    if let Some(p) = &db.drill_settings.physical {
+        return source::run(job, p).await;
+    }
     let started_at = Timestamp::now();
     let id = DrillId::new(started_at);
     let mut log = Log {
@@ -273,7 +279,8 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
                     let mut ctx = CheckCtx {
                         client: &c,
                         target: &target,
-                        manifest: &manifest,
+                        manifest: Some(&manifest),
+                        backup_time: &manifest.snapshot.time,
                         env: job.env,
                         log: &mut lines,
                         hidden_env: &hidden_env,
@@ -371,6 +378,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         schema_version: RESULT_SCHEMA_VERSION,
         drill_id: id.to_string(),
         database: job.db.name.to_string(),
+        source: "pgdrill".into(),
         verdict: Verdict::from_passed(verdict_pass),
         started_at: time::rfc3339_millis(started_at),
         finished_at: time::rfc3339_millis(finished_at),
@@ -401,6 +409,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         error,
         warnings,
         policy: serde_json::to_value(job.policy).unwrap_or_default(),
+        recovery: None,
     };
     // A backup that cannot be read fails the drill as it fails a restore: integrity (3) or
     // key (4), not just "failed" (1).
