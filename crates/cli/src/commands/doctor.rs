@@ -56,6 +56,23 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
     }
     checks.extend(keys(ctx));
     for db in &ctx.settings.databases {
+        if let Some(p) = &db.drill_settings.physical {
+            let name = format!("{}: drill source", db.name);
+            checks.push(
+                match pgdrill_core::drill::probe_physical_source(p, &ctx.env, &ctx.cancel).await {
+                    Ok(detail) => pass(&name, format!("{}: {detail}", p.source.kind())),
+                    Err(e) => fail(
+                        &name,
+                        format!("{}: {e}", p.source.kind()),
+                        "install the tool (see README, \"Drilling pgBackRest, barman and other physical backups\") and check [database.drill]",
+                    ),
+                },
+            );
+            // A physical drill needs no source URL; one that is configured is checked too.
+            if db.source.is_none() {
+                continue;
+            }
+        }
         let spec = match db.source_spec(&ctx.env) {
             Ok(spec) => spec,
             Err(e) => {

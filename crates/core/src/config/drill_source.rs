@@ -117,12 +117,14 @@ pub fn physical_from_table(t: &toml::Table, db: &str) -> Result<Option<PhysicalD
     let kind = match t.get("source") {
         None => "pgdrill",
         Some(toml::Value::String(s)) => s.as_str(),
-        Some(v) => return Err(bad(
-            "source",
-            &format!(
+        Some(v) => {
+            return Err(bad(
+                "source",
+                &format!(
                 "= {v} must be one of \"pgdrill\", \"pgbackrest\", \"barman-cloud\", \"command\""
             ),
-        )),
+            ))
+        }
     };
     let sub = |name: &str| -> Result<Option<toml::Value>> {
         match t.get(name) {

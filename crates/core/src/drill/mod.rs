@@ -13,6 +13,8 @@ mod http;
 mod mirror_check;
 mod redact;
 mod source;
+
+pub use source::probe as probe_physical_source;
 mod storage_check;
 
 use crate::cancel::Cancel;

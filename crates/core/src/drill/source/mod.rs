@@ -127,7 +127,8 @@ pub(super) async fn run(job: DrillJob<'_>, p: &PhysicalDrill) -> Result<DrillOut
         ));
     }
     let mut stages = Vec::new();
-    let recovered = recover(&job, p, &env, &mut log, &mut stages).await;
+    let mut picked = None;
+    let recovered = recover(&job, p, &env, &mut log, &mut stages, &mut picked).await;
 
     let mut error = None;
     let mut check_results: Vec<CheckResult> = Vec::new();
@@ -261,7 +262,7 @@ pub(super) async fn run(job: DrillJob<'_>, p: &PhysicalDrill) -> Result<DrillOut
             }
             (Some(info), Some(chosen))
         }
-        Err(_) => (None, None),
+        Err(_) => (None, picked),
     };
     stages.push(Stage::new(
         if kept.is_some() {
@@ -274,7 +275,10 @@ pub(super) async fn run(job: DrillJob<'_>, p: &PhysicalDrill) -> Result<DrillOut
     ));
     stages.push(Stage::new("total", 0.0, log.elapsed()));
 
-    let stamp = |t: Option<Timestamp>| t.map(time::rfc3339_millis).unwrap_or_default();
+    // result.json's backup times are always times: when recovery reached no point, the
+    // backup's end (or start), else the drill's start (docs/result.schema.json says so).
+    let ended = chosen.as_ref().and_then(|c| c.stop.or(c.start));
+    let stamp = |t: Option<Timestamp>| time::rfc3339_millis(t.or(ended).unwrap_or(started_at));
     let mut result = DrillResult {
         schema_version: RESULT_SCHEMA_VERSION,
         drill_id: id.to_string(),
@@ -316,7 +320,18 @@ pub(super) async fn run(job: DrillJob<'_>, p: &PhysicalDrill) -> Result<DrillOut
         policy: serde_json::to_value(job.policy).unwrap_or_default(),
         recovery,
     };
-    let secrets: Vec<String> = env.iter().map(|(_, v)| v.clone()).collect();
+    // What may be secret among the variables handed over: the credentials, and what `env`
+    // names (long values only: a flag such as `true` or `posix` would garble the reports).
+    let secrets: Vec<String> = env
+        .iter()
+        .filter(|(k, v)| {
+            matches!(
+                k.as_str(),
+                "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" | "AWS_SESSION_TOKEN"
+            ) || (p.env.contains(k) && v.len() >= 8)
+        })
+        .map(|(_, v)| v.clone())
+        .collect();
     scrub_result(&mut result, &secrets);
     let report_dir = job
         .report_dir
@@ -349,6 +364,7 @@ async fn recover(
     env: &[(String, String)],
     log: &mut Log,
     stages: &mut Vec<Stage>,
+    picked: &mut Option<Listed>,
 ) -> std::result::Result<Recovered, String> {
     let t0 = log.elapsed();
     job.progress.stage("select backup");
@@ -404,6 +420,7 @@ async fn recover(
         }
     };
     log.say(format!("{tool}: backup {} chosen", chosen.id));
+    *picked = Some(chosen.clone());
     stages.push(Stage::new("select backup", t0, log.elapsed() - t0));
 
     job.progress.stage("fetch");
@@ -453,7 +470,7 @@ async fn recover(
     let t_rec = log.elapsed();
     let mut settings = Vec::new();
     if let Some(rc) = &fetch.restore_command {
-        settings.push(("restore_command".to_string(), rc.clone()));
+        settings.push(("restore_command".to_string(), noted_restore_command(rc)));
     }
     if let Some(t) = p.target_time {
         settings.push(("recovery_target_time".into(), time::pg_utc_millis(t)));
@@ -491,6 +508,71 @@ async fn recover(
         fetch_seconds,
         recovery_seconds,
     })
+}
+
+/// `rc`, noting in the server log each file it could not fetch: the segment a broken backup
+/// lacks is then named in the error's log lines. The exit status is kept (above 125 stops
+/// recovery, as PostgreSQL documents).
+fn noted_restore_command(rc: &str) -> String {
+    format!("{rc} || {{ s=$?; echo \"pgdrill: restore_command could not fetch %f (exit $s)\" >&2; exit $s; }}")
+}
+
+/// What `doctor` says of a physical source: the tool, its version, and how many backups it
+/// lists (the newest's id); an error when the tool is missing or cannot list.
+pub async fn probe(p: &PhysicalDrill, env: &Env, cancel: &crate::cancel::Cancel) -> Result<String> {
+    let mut vars = named_env(p, env)?;
+    if let PhysicalSource::BarmanCloud(b) = &p.source {
+        vars.extend(barman::credentials(b, env)?);
+    }
+    let dir = tokio::task::spawn_blocking(RestoreDir::create)
+        .await
+        .map_err(|e| Error::Failed(format!("preparing a scratch directory crashed: {e}")))?
+        .map_err(|e| Error::Failed(format!("cannot prepare a scratch directory: {e}")))?;
+    let (tool, listed, what) = match &p.source {
+        PhysicalSource::PgBackRest(s) => (
+            pgbackrest::version(&dir, &vars, cancel).await?,
+            pgbackrest::list(s, &dir, &vars, cancel).await?,
+            format!("stanza {}", s.stanza),
+        ),
+        PhysicalSource::BarmanCloud(s) => (
+            barman::version(&dir, &vars, cancel).await?,
+            barman::list(s, &dir, &vars, cancel).await?,
+            format!("{} server {}", s.url, s.server_name),
+        ),
+        PhysicalSource::Command(c) => {
+            let program = std::path::Path::new(&c.run[0]);
+            let found = if program.is_absolute() {
+                program.is_file()
+            } else {
+                env.get("PATH")
+                    .map(|p| std::env::split_paths(p).any(|d| d.join(program).is_file()))
+                    .unwrap_or(false)
+            };
+            return if found {
+                Ok(format!(
+                    "the fetch command {} is installed (the drill runs it)",
+                    c.run[0]
+                ))
+            } else {
+                Err(Error::Failed(format!(
+                    "the fetch command {} is not found",
+                    c.run[0]
+                )))
+            };
+        }
+    };
+    let usable: Vec<&Listed> = listed.iter().filter(|l| l.usable).collect();
+    match usable.last() {
+        None => Err(Error::Failed(format!(
+            "{tool}: {what} lists no usable backup: make one first"
+        ))),
+        Some(newest) => Ok(format!(
+            "{tool}; {what} lists {} backup{} (newest {})",
+            usable.len(),
+            if usable.len() == 1 { "" } else { "s" },
+            newest.id
+        )),
+    }
 }
 
 fn no_backup(tool: &str, listed: &[Listed], p: &PhysicalDrill) -> String {

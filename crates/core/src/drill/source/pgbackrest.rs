@@ -108,6 +108,8 @@ pub(super) fn fetch(
     args.push("restore".into());
     let mut restore_command = vec![PROGRAM.to_string()];
     restore_command.extend(base_args(s));
+    // archive-get checks that it runs in the data directory its pg1-path names.
+    restore_command.push(format!("--pg1-path={}", dir.data_dir().display()));
     restore_command.push("archive-get".into());
     let restore_command = restore_command
         .iter()
