@@ -115,6 +115,26 @@ PY
 fi
 ln -sfn "$PG17_DIR/native" "$ROOT/pg17"
 
+# ---------------------------------------------------------------- pgBackRest + barman-cloud (drill_physical.rs)
+# Physical backup tools whose backups `[database.drill] source` drills; Debian 12's versions
+# (pgBackRest 2.45, barman-cli-cloud 3.4.0; boto3 for its S3 client), run as the postgres user.
+PHYSICAL_PACKAGES=(pgbackrest barman-cli-cloud python3-boto3)
+missing=()
+for p in "${PHYSICAL_PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ $status == *"install ok installed"* ]] || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  log "physical backup tools already installed: ${PHYSICAL_PACKAGES[*]}"
+fi
+runuser -u postgres -- pgbackrest version || die "pgbackrest does not run as the postgres user"
+runuser -u postgres -- barman-cloud-backup --version || die "barman-cloud-backup does not run as the postgres user"
+
 # ---------------------------------------------------------------- permissions and checks
 chmod -R a+rX "$ROOT" "$PG18_SRC"
 # Every directory above the PostgreSQL 18 binaries must be traversable by the postgres user.

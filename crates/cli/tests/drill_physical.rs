@@ -366,6 +366,8 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
         // The backup's and the drill's evidence are in the store like any drill's.
         let drills = root.join("store").join(name).join("drills");
         assert!(drills.is_dir(), "evidence in the store for {name}");
+        let md = std::fs::read_to_string(dir.join("report.md")).expect("report.md");
+        assert!(md.contains(&format!("Source: a {kind} backup")), "{md}");
         let log = std::fs::read_to_string(dir.join("drill.log")).expect("drill.log");
         assert!(
             !log.contains(&aws("AWS_SECRET_ACCESS_KEY")),
