@@ -128,6 +128,7 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
     let tmp = tempfile::tempdir().expect("tmp");
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let root = tmp.path();
+    let t0 = Instant::now();
     let s3 = tk::S3Server::start();
     s3.create_bucket(BUCKET);
     let s3_env = s3.env();
@@ -175,7 +176,7 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
     std::fs::write(
         &conf,
         format!(
-            "[global]\nrepo1-path={}\nlock-path={}\nlog-path={}\nlog-level-file=off\nlog-level-console=warn\nstart-fast=y\nrepo1-retention-full=9\n\n\
+            "[global]\nrepo1-path={}\nlock-path={}\nlog-path={}\nlog-level-file=off\nlog-level-console=warn\nstart-fast=y\ncompress-type=none\nrepo1-retention-full=9\n\n\
              [main]\npg1-path={}\npg1-socket-path={}\npg1-port={}\npg1-user=postgres\n",
             repo.display(),
             root.join("lock").display(),
@@ -199,6 +200,7 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
     .await
     .expect("fixture");
 
+    eprintln!("cluster + fixture: {:.1}s", t0.elapsed().as_secs_f64());
     // The backups, each by its own tool.
     let conf_arg = format!("--config={}", conf.display());
     as_pg(
@@ -211,6 +213,7 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
         &[&conf_arg, "--stanza=main", "--type=full", "backup"],
         &[],
     );
+    eprintln!("pgbackrest backup: {:.1}s", t0.elapsed().as_secs_f64());
     let mut barman_env = s3_env.clone();
     barman_env.push(("AWS_EC2_METADATA_DISABLED".into(), "true".into()));
     let sock = src.socket_dir().display().to_string();
@@ -231,6 +234,7 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
         ],
         &barman_env,
     );
+    eprintln!("backups: {:.1}s", t0.elapsed().as_secs_f64());
     // A row before the target time, the target, a row after it; all WAL archived.
     app.batch_execute("insert into marks (id, note) values (2, 'before')")
         .await
@@ -250,6 +254,7 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
         .expect("insert after");
     wait_archived(&src.url("postgres")).await;
 
+    eprintln!("rows + archived: {:.1}s", t0.elapsed().as_secs_f64());
     // A broken copy of the repository: the WAL segment the backup starts in is gone.
     let info: Value = serde_json::from_str(&as_pg(
         "pgbackrest",
@@ -327,6 +332,7 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let drill = |name: &str| {
+        let t = Instant::now();
         let dir = root.join(format!("evidence-{name}"));
         let out = run(
             root,
@@ -340,9 +346,11 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
             ],
             &env,
         );
+        eprintln!("drill {name}: {:.1}s", t.elapsed().as_secs_f64());
         (out, dir)
     };
 
+    eprintln!("broken copy: {:.1}s", t0.elapsed().as_secs_f64());
     // Every row, from each tool's backup plus its archived WAL.
     for (name, kind) in [
         ("pgbr", "pgbackrest"),
@@ -408,10 +416,13 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
     let err = r["error"].as_str().expect("error").to_string();
     assert!(err.contains("recovery of pgbackrest"), "{err}");
     assert!(
-        err.contains(&first_wal),
+        err.contains(&format!(
+            "the last WAL file restore_command could not fetch: {first_wal}"
+        )),
         "the error names {first_wal}: {err}"
     );
 
+    eprintln!("drills: {:.1}s", t0.elapsed().as_secs_f64());
     // doctor: each tool installed, its version, and that it lists backups.
     let out = run(root, &["--json", "doctor"], &env);
     let doc = out.json();

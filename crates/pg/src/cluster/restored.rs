@@ -278,8 +278,15 @@ impl Cluster {
             }
             let gone = match self.postmaster_pid {
                 Some(p) => !super::host::alive(p),
-                // pg_ctl -W has forked the server; it writes its pid file within moments.
-                None => started.elapsed() > Duration::from_secs(30),
+                // pg_ctl -W has forked the server, which writes its pid file within moments
+                // and removes it when it stops: a server that failed before it was seen says
+                // so in its log.
+                None => {
+                    started.elapsed() > Duration::from_secs(30)
+                        || (started.elapsed() > Duration::from_millis(500)
+                            && read_from(&self.log_path, 0)
+                                .contains("database system is shut down"))
+                }
             };
             if gone || Instant::now() > deadline {
                 let reason = if gone {

@@ -496,7 +496,17 @@ async fn recover(
     let cluster = tokio::task::spawn_blocking(move || dir.start(opts))
         .await
         .map_err(|e| format!("the recovery crashed: {e}"))?
-        .map_err(|e| format!("recovery of {} {} failed: {e}", p.source.kind(), chosen.id))?;
+        .map_err(|e| {
+            let e = e.to_string();
+            format!(
+                "recovery of {} {} failed{}: {e}",
+                p.source.kind(),
+                chosen.id,
+                last_unfetched(&e)
+                    .map(|f| format!(" (the last WAL file restore_command could not fetch: {f})"))
+                    .unwrap_or_default()
+            )
+        })?;
     let recovery_seconds = log.elapsed() - t_rec;
     stages.push(Stage::new("recovery", t_rec, recovery_seconds));
     log.say(format!("recovery ended after {recovery_seconds:.1}s"));
@@ -515,6 +525,16 @@ async fn recover(
 /// recovery, as PostgreSQL documents).
 fn noted_restore_command(rc: &str) -> String {
     format!("{rc} || {{ s=$?; echo \"pgdrill: restore_command could not fetch %f (exit $s)\" >&2; exit $s; }}")
+}
+
+/// The last WAL segment (not a timeline history file) that [`noted_restore_command`] said
+/// it could not fetch, in a server log.
+fn last_unfetched(log: &str) -> Option<&str> {
+    log.lines()
+        .rev()
+        .filter_map(|l| l.split("restore_command could not fetch ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .find(|f| !f.ends_with(".history"))
 }
 
 /// What `doctor` says of a physical source: the tool, its version, and how many backups it
@@ -661,6 +681,15 @@ mod tests {
         );
         assert!(choose(&listed, None, time::parse("2026-11-01T00:00:00Z")).is_none());
         assert!(choose(&listed, Some("zz"), None).is_none());
+    }
+
+    #[test]
+    fn the_missing_segment_is_named() {
+        let log = "pgdrill: restore_command could not fetch 00000002.history (exit 1)\n\
+                   pgdrill: restore_command could not fetch 000000010000000000000002 (exit 1)\n\
+                   FATAL:  could not locate required checkpoint record";
+        assert_eq!(last_unfetched(log), Some("000000010000000000000002"));
+        assert_eq!(last_unfetched("FATAL: other"), None);
     }
 
     #[test]
