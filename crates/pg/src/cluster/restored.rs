@@ -19,6 +19,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// An empty data directory for a backup tool to fill, in a private temporary directory.
@@ -49,6 +51,8 @@ pub struct RestoredStart {
     pub user: String,
     /// How long recovery may take before the start is given up.
     pub timeout: Duration,
+    /// Set by the caller to give up waiting (the job was cancelled): the server is stopped.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl RestoreDir {
@@ -199,7 +203,7 @@ impl RestoreDir {
                 log_tail: tail(log.trim(), 30),
             });
         }
-        cluster.wait_recovered(opts.timeout)?;
+        cluster.wait_recovered(opts.timeout, opts.stop.as_deref())?;
         Ok(cluster)
     }
 
@@ -265,7 +269,11 @@ impl RestoreDir {
 impl Cluster {
     /// Waits until the postmaster reports `ready` (recovery over, promoted), failing when it
     /// stops or `timeout` passes.
-    fn wait_recovered(&mut self, timeout: Duration) -> Result<(), ClusterError> {
+    fn wait_recovered(
+        &mut self,
+        timeout: Duration,
+        stop: Option<&AtomicBool>,
+    ) -> Result<(), ClusterError> {
         let deadline = Instant::now() + timeout;
         let started = Instant::now();
         loop {
@@ -288,9 +296,12 @@ impl Cluster {
                                 .contains("database system is shut down"))
                 }
             };
-            if gone || Instant::now() > deadline {
+            let stopped = stop.is_some_and(|s| s.load(Ordering::SeqCst));
+            if gone || stopped || Instant::now() > deadline {
                 let reason = if gone {
                     "the server stopped during recovery".to_string()
+                } else if stopped {
+                    "the drill was cancelled during recovery".to_string()
                 } else {
                     format!(
                         "recovery had not ended after {} s (raise recovery_timeout_seconds)",

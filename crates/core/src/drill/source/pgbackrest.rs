@@ -2,11 +2,13 @@
 //! or the newest that ended before the target time), `pgbackrest restore` fills the data
 //! directory, and recovery fetches WAL with `pgbackrest archive-get`.
 
+#[cfg(test)]
+use super::choose;
 use super::tool::{self, restore_word};
 use super::{Fetch, Listed};
 use crate::cancel::Cancel;
 use crate::config::{PgBackRestSource, PhysicalDrill};
-use crate::time::{self, Timestamp};
+use crate::time;
 use crate::{Error, Result};
 use pgdrill_pg::cluster::RestoreDir;
 use std::time::Duration;
@@ -125,16 +127,6 @@ pub(super) fn fetch(
         restore_command: Some(restore_command),
         extra_env: Vec::new(),
     }
-}
-
-/// Picks from `listed` (oldest first): `wanted`, else the newest usable set that ended at or
-/// before `target`, else the newest usable one.
-pub(super) fn choose(
-    listed: &[Listed],
-    wanted: Option<&str>,
-    target: Option<Timestamp>,
-) -> Option<Listed> {
-    super::choose(listed, wanted, target)
 }
 
 #[cfg(test)]
