@@ -423,6 +423,24 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
     );
 
     eprintln!("drills: {:.1}s", t0.elapsed().as_secs_f64());
+    // status: freshness from the newest backup a drill recovered, not "no complete backup".
+    let out = run(root, &["--json", "status", "--name", "pgbr"], &env);
+    let doc = out.json();
+    let slo = |name: &str| {
+        doc["databases"][0]["slos"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("slo {name}: {doc:#}"))
+    };
+    assert_eq!(slo("backup_freshness")["ok"], true, "{doc:#}");
+    assert!(
+        slo("backup_freshness")["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("pgbackrest backup a drill recovered")),
+        "{doc:#}"
+    );
+    assert_eq!(slo("drill_freshness")["ok"], true, "{doc:#}");
+
     // doctor: each tool installed, its version, and that it lists backups.
     let out = run(root, &["--json", "doctor"], &env);
     let doc = out.json();

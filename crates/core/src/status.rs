@@ -51,6 +51,38 @@ impl DbStatus {
         self.slos.iter().all(|s| s.ok)
     }
 
+    /// A database drilled from another tool's physical backups (`[database.drill] source`)
+    /// has no pgdrill backups: its backup freshness is judged from the newest backup a drill
+    /// recovered (its end as the tool listed it; `drills` newest first), not "no complete
+    /// backup".
+    pub fn physical_freshness(&mut self, kind: &str, drills: &[DrillResult], now: Timestamp) {
+        let seen = drills
+            .iter()
+            .filter(|d| d.source == kind)
+            .filter_map(|d| time::parse(&d.backup.finished_at))
+            .max();
+        let threshold = self.freshness_threshold_seconds;
+        let age = seen.map(|t| time::seconds_between(t, now));
+        self.newest_age_seconds = age;
+        self.newest_snapshot = seen.map(time::rfc3339_secs);
+        let slo = Slo {
+            name: "backup_freshness".into(),
+            ok: age.is_some_and(|a| a <= threshold),
+            detail: match age {
+                Some(a) => format!(
+                    "newest {kind} backup a drill recovered is {} old (threshold {})",
+                    hours(a.max(0)),
+                    hours(threshold)
+                ),
+                None => format!("no drill has recovered a {kind} backup yet"),
+            },
+        };
+        match self.slos.iter_mut().find(|s| s.name == "backup_freshness") {
+            Some(s) => *s = slo,
+            None => self.slos.insert(0, slo),
+        }
+    }
+
     /// Backups whose manifest cannot be read (truncated, empty, invalid) violate the
     /// `manifest_integrity` SLO: the freshness above only counts the readable ones, so a
     /// damaged newest backup must not pass unseen.

@@ -27,6 +27,19 @@ pub async fn run(jx: &JobEnv<'_>, databases: Vec<DbName>) -> Result<Vec<DbStatus
             crate::clock::Clock::process().now(),
         );
         s.add_damaged_manifests(&listing.unreadable);
+        let physical = jx
+            .settings
+            .databases
+            .iter()
+            .find(|d| d.name == db)
+            .and_then(|d| d.drill_settings.physical.as_ref());
+        if let Some(p) = physical {
+            s.physical_freshness(
+                p.source.kind(),
+                &drills,
+                crate::clock::Clock::process().now(),
+            );
+        }
         statuses.push(s);
     }
     let notifier = jx.notifier()?;
