@@ -388,6 +388,38 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
         }
     }
 
+    // --keep leaves the recovered cluster running on its socket, with a command to stop it.
+    let out = run(
+        root,
+        &[
+            "--json",
+            "drill",
+            "--name",
+            "cmd",
+            "--keep",
+            "--report-dir",
+            &root.join("kept").display().to_string(),
+        ],
+        &env,
+    );
+    out.ok();
+    let kept = &out.json()["kept"][0];
+    let url = kept["url"].as_str().expect("kept url").to_string();
+    assert!(url.contains("host=") && !url.contains(":@"), "{kept:#}");
+    let rows: i64 = tk::connect(&url)
+        .await
+        .query_one("select count(*) from marks", &[])
+        .await
+        .expect("query the kept cluster")
+        .get(0);
+    assert_eq!(rows, 3);
+    let stop = kept["stop_command"].as_str().expect("stop command");
+    let st = Command::new("sh")
+        .args(["-c", stop])
+        .status()
+        .expect("stop");
+    assert!(st.success(), "{stop}");
+
     // The recovery target lands between the rows: 'after' is absent, 'before' present.
     let (out, dir) = drill("pgbr_pitr");
     out.ok();
