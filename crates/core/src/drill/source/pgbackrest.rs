@@ -102,6 +102,12 @@ pub(super) fn fetch(
     let mut args = base_args(s);
     args.push(format!("--pg1-path={}", dir.data_dir().display()));
     args.push(format!("--set={}", chosen.id));
+    // Tablespaces go beside the data directory, never to their paths on the source host
+    // (which may be this host).
+    args.push(format!(
+        "--tablespace-map-all={}",
+        dir.scratch().join("tablespaces").display()
+    ));
     if let Some(t) = p.target_time {
         args.push("--type=time".into());
         args.push(format!("--target={}", time::pg_utc_millis(t)));
