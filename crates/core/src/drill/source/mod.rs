@@ -135,83 +135,29 @@ pub(super) async fn run(job: DrillJob<'_>, p: &PhysicalDrill) -> Result<DrillOut
     let mut picked = None;
     let recovered = recover(&job, p, &env, &mut log, &mut stages, &mut picked).await;
 
-    let mut error = None;
-    let mut check_results: Vec<CheckResult> = Vec::new();
-    let mut server_version = None;
-    let mut replayed = None;
-    let mut target_url = String::from("(not started)");
     let dbname = p
         .dbname
         .clone()
         .unwrap_or_else(|| job.db.name.as_str().to_string());
-    match &recovered {
+    let Checked {
+        results: check_results,
+        error,
+        server_version,
+        replayed,
+        target_url,
+    } = match &recovered {
         Err(e) => {
             log.say(format!("the drill could not recover the backup: {e}"));
-            error = Some(e.clone());
-        }
-        Ok(r) => {
-            job.progress.stage("checks");
-            let t_checks = log.elapsed();
-            let target = ConnSpec::parse_with_env(&r.cluster.socket_url(&dbname), &[])?;
-            target_url = target.redacted();
-            match client::connect(&target).await {
-                Ok(c) => {
-                    let facts = c
-                        .query_one(
-                            "select extract(epoch from pg_last_xact_replay_timestamp())::float8, \
-                             current_setting('server_version')",
-                            &[],
-                        )
-                        .await;
-                    if let Ok(row) = facts {
-                        replayed = row.get::<_, Option<f64>>(0).and_then(time::from_epoch_secs);
-                        server_version = Some(row.get::<_, String>(1));
-                    }
-                    let backup_time = reached(r, replayed)
-                        .map(|(t, _)| time::rfc3339_millis(t))
-                        .unwrap_or_default();
-                    let hidden_env =
-                        source_url_vars(job.env, job.db.source_spec(job.env).ok().as_ref());
-                    let mut lines = Vec::new();
-                    for spec in &specs {
-                        let mut ctx = CheckCtx {
-                            client: &c,
-                            target: &target,
-                            manifest: None,
-                            backup_time: &backup_time,
-                            env: job.env,
-                            log: &mut lines,
-                            hidden_env: &hidden_env,
-                            store: job.store,
-                            mirrors: job.mirrors,
-                        };
-                        let res = checks::run_check(spec, &mut ctx).await;
-                        log.lines.append(&mut lines);
-                        log.say(format!(
-                            "check {:?} ({}): {} — {}",
-                            res.name,
-                            res.kind,
-                            if res.passed { "pass" } else { "FAIL" },
-                            res.actual
-                        ));
-                        check_results.push(res);
-                        if job.cancel.is_cancelled() {
-                            break;
-                        }
-                    }
-                }
-                Err(e) => {
-                    let msg = format!(
-                        "cannot connect to database {dbname} of the recovered cluster as {}: {e}; set [database.drill] dbname and user",
-                        p.user
-                    );
-                    log.say(&msg);
-                    error = Some(msg);
-                }
+            Checked {
+                results: Vec::new(),
+                error: Some(e.clone()),
+                server_version: None,
+                replayed: None,
+                target_url: "(not started)".into(),
             }
-            stages.push(Stage::new("checks", t_checks, log.elapsed() - t_checks));
         }
-    }
+        Ok(r) => check(&job, p, r, &dbname, &specs, &mut log, &mut stages).await?,
+    };
 
     let finished_at = Timestamp::now();
     let point = recovered.as_ref().ok().and_then(|r| reached(r, replayed));
@@ -358,6 +304,98 @@ pub(super) async fn run(job: DrillJob<'_>, p: &PhysicalDrill) -> Result<DrillOut
         report_dir,
         kept,
         exit_code,
+    })
+}
+
+/// What running the checks on the recovered cluster found.
+struct Checked {
+    results: Vec<CheckResult>,
+    error: Option<String>,
+    server_version: Option<String>,
+    replayed: Option<Timestamp>,
+    target_url: String,
+}
+
+/// Connects to the recovered cluster (its socket, as `user`), reads the server version and
+/// the last replayed transaction's time, and runs the checks in order.
+async fn check(
+    job: &DrillJob<'_>,
+    p: &PhysicalDrill,
+    r: &Recovered,
+    dbname: &str,
+    specs: &[checks::CheckSpec],
+    log: &mut Log,
+    stages: &mut Vec<Stage>,
+) -> Result<Checked> {
+    let mut check_results = Vec::new();
+    let mut error = None;
+    let mut server_version = None;
+    let mut replayed = None;
+    job.progress.stage("checks");
+    let t_checks = log.elapsed();
+    let target = ConnSpec::parse_with_env(&r.cluster.socket_url(dbname), &[])?;
+    let target_url = target.redacted();
+    match client::connect(&target).await {
+        Ok(c) => {
+            let facts = c
+                .query_one(
+                    "select extract(epoch from pg_last_xact_replay_timestamp())::float8, \
+                     current_setting('server_version')",
+                    &[],
+                )
+                .await;
+            if let Ok(row) = facts {
+                replayed = row.get::<_, Option<f64>>(0).and_then(time::from_epoch_secs);
+                server_version = Some(row.get::<_, String>(1));
+            }
+            let backup_time = reached(r, replayed)
+                .map(|(t, _)| time::rfc3339_millis(t))
+                .unwrap_or_default();
+            let hidden_env = source_url_vars(job.env, job.db.source_spec(job.env).ok().as_ref());
+            let mut lines = Vec::new();
+            for spec in specs {
+                let mut ctx = CheckCtx {
+                    client: &c,
+                    target: &target,
+                    manifest: None,
+                    backup_time: &backup_time,
+                    env: job.env,
+                    log: &mut lines,
+                    hidden_env: &hidden_env,
+                    store: job.store,
+                    mirrors: job.mirrors,
+                };
+                let res = checks::run_check(spec, &mut ctx).await;
+                log.lines.append(&mut lines);
+                log.say(format!(
+                    "check {:?} ({}): {} — {}",
+                    res.name,
+                    res.kind,
+                    if res.passed { "pass" } else { "FAIL" },
+                    res.actual
+                ));
+                check_results.push(res);
+                if job.cancel.is_cancelled() {
+                    break;
+                }
+            }
+        }
+        Err(e) => {
+            let msg = format!(
+                "cannot connect to database {dbname} of the recovered cluster as {}: {e}; set [database.drill] dbname and user",
+                p.user
+            );
+            log.say(&msg);
+            error = Some(msg);
+        }
+    }
+    stages.push(Stage::new("checks", t_checks, log.elapsed() - t_checks));
+    Ok(Checked {
+        results: check_results,
+        error,
+        server_version,
+        replayed,
+        target_url,
     })
 }
 
