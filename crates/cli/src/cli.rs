@@ -238,7 +238,9 @@ Examples:
   pgdrill restore latest --target postgresql://app@staging:5432/app_restore
   pgdrill restore latest --target postgresql://app@staging:5432/app_restore --dry-run   # the plan only
   pgdrill restore latest --ephemeral --keep    # a throwaway local cluster, left running
-  pgdrill restore 20261121T020000Z-7f3a --target \"$STAGING_URL\" --clean --jobs 4")]
+  pgdrill restore 20261121T020000Z-7f3a --target \"$STAGING_URL\" --clean --jobs 4
+  pgdrill restore latest --table public.orders --target \"$APP_URL\" --into-schema orders_back
+  pgdrill restore --at 2026-11-21T09:00:00Z --table public.orders --target \"$STAGING_URL\"")]
     Restore(RestoreArgs),
     /// Restore into a throwaway cluster (or --target server), run the checks, measure RPO/RTO, write evidence
     ///
@@ -359,9 +361,25 @@ pub struct DemoArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["backup", "at"])))]
 pub struct RestoreArgs {
     /// A backup id or `latest`.
-    pub backup: String,
+    pub backup: Option<String>,
+    /// The backup with the newest snapshot at or before this RFC 3339 time (instead of an id).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Restore only this table (SCHEMA.TABLE; repeatable), with its indexes, constraints,
+    /// owned sequences, policies, comments, grants and partitions, reading only its part of
+    /// the dump. Never over an existing table.
+    #[arg(long = "table", value_name = "SCHEMA.TABLE", conflicts_with_all = ["ephemeral", "clean", "globals", "allow_create"])]
+    pub tables: Vec<String>,
+    /// Restore every table of this schema (repeatable), as --table does.
+    #[arg(long = "schema", value_name = "NAME", conflicts_with_all = ["ephemeral", "clean", "globals", "allow_create"])]
+    pub schemas: Vec<String>,
+    /// With --table/--schema: put the restored tables into this new schema (it must not
+    /// exist yet); the only way a table restore goes into the source or a protected database.
+    #[arg(long, value_name = "NAME")]
+    pub into_schema: Option<String>,
     /// Target database URL [env: PGDRILL_TARGET_URL]; created when missing.
     #[arg(long, value_name = "URL", conflicts_with = "ephemeral")]
     pub target: Option<String>,

@@ -1,0 +1,527 @@
+//! `restore --table` / `--schema`: a few tables back from a backup without reading the rest.
+//!
+//! plan: the dump index and the archive's TOC (ranged reads) → `select` (pure: the tables,
+//! their partitions and everything that belongs to them alone; foreign keys to tables not
+//! restored are skipped and listed) → the byte ranges (header + TOC, the tables' data
+//! blocks) → the zstd frames holding them.
+//!
+//! execute: those frames only are fetched by ranged GETs pinned to the object's ETag,
+//! decrypted and decoded whole (age chunks authenticated, every frame's checksum checked)
+//! into a small archive file (header, TOC, those blocks; data offsets set), then
+//! - into another database: `pg_restore --use-list` of the selection, in one transaction;
+//! - `--into-schema NEW`: the same into a scratch database on the target's server (with the
+//!   functions and types the tables use), where the tables move into `NEW` (indexes,
+//!   constraints, owned sequences and policies follow them); then `pg_dump --schema=NEW` of
+//!   the scratch database is restored into the target in one transaction, and the scratch
+//!   database is dropped. PostgreSQL renames, so no definition text is rewritten.
+
+mod select;
+mod target;
+
+pub use select::{list_text, select, Selection};
+
+use super::command::{self, PgRestore};
+use super::stream::{self, Loaded};
+use super::{check_cancel, dump_object, RestoreJob};
+use crate::manifest::StoredObject;
+use crate::{Error, Result};
+use pgdrill_pg::archive::TocItem;
+use pgdrill_pg::{child, ConnSpec, PgInstall};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Instant;
+
+/// What to restore.
+#[derive(Clone, Debug, Default)]
+pub struct TableRequest {
+    /// (schema, name) of each `--table`.
+    pub tables: Vec<(String, String)>,
+    /// Every table of each `--schema`.
+    pub schemas: Vec<String>,
+    /// `--into-schema`: a new schema that receives every restored table.
+    pub into_schema: Option<String>,
+}
+
+/// The plan of a table restore (`restore --table ... --dry-run`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TablePlan {
+    pub backup_id: String,
+    pub target: String,
+    /// The tables restored (named ones and their partitions), as in the backup.
+    pub tables: Vec<String>,
+    /// Their names in the target.
+    pub restored_as: Vec<String>,
+    pub into_schema: Option<String>,
+    /// `existing` or `create`.
+    pub database: String,
+    /// The archive entries restored (`pg_restore --list` lines).
+    pub entries: Vec<String>,
+    /// Entries left out, each with the reason (foreign keys to tables not restored, ...).
+    pub skipped: Vec<String>,
+    /// zstd frames read, of all the dump's frames.
+    pub frames: usize,
+    pub frames_total: usize,
+    /// About how many bytes are read from the store (the compressed frames and the first
+    /// bytes; encrypted dumps add 16 bytes per 64 KiB), and the stored dump's size.
+    pub read_estimate_bytes: u64,
+    pub dump_bytes: u64,
+    pub steps: Vec<String>,
+}
+
+/// One restored table.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TableRows {
+    pub table: String,
+    /// Its name in the backup.
+    pub from: String,
+    /// Rows in the backup (the manifest's count), when it has data.
+    pub rows: Option<u64>,
+}
+
+/// What a table restore did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TableReport {
+    pub backup_id: String,
+    pub target: String,
+    pub tables: Vec<TableRows>,
+    pub into_schema: Option<String>,
+    pub created_database: bool,
+    pub skipped: Vec<String>,
+    /// Bytes read from the store: the dump's frames read, its first bytes and the dump index.
+    pub bytes_read: u64,
+    /// The stored dump's size (what a whole restore reads).
+    pub dump_bytes: u64,
+    pub frames_read: usize,
+    pub frames_total: usize,
+    pub download_seconds: f64,
+    pub restore_seconds: f64,
+    pub total_seconds: f64,
+}
+
+/// What the plan and the run share.
+struct Prepared {
+    dump: StoredObject,
+    loaded: Loaded,
+    items: Vec<TocItem>,
+    sel: Selection,
+    ranges: Vec<(u64, u64)>,
+    frames: Vec<usize>,
+    index_bytes: u64,
+    finals: Vec<(String, String)>,
+}
+
+async fn prepare(job: &RestoreJob<'_>, req: &TableRequest) -> Result<Prepared> {
+    if let Some(s) = &req.into_schema {
+        target::check_schema_name(s)?;
+    }
+    let dump = dump_object(job)?;
+    let loaded = stream::load_index(job, &dump).await?.ok_or_else(|| {
+        Error::Invalid(format!(
+            "backup {} has no dump index (an older pgdrill made it), so its tables cannot be read alone: restore it whole into another database",
+            job.manifest.backup_id
+        ))
+    })?;
+    let toc = stream::read_toc(job, &dump, &loaded).await?;
+    let sel = select(&toc.items, &req.tables, &req.schemas)?;
+    let mut ranges = vec![(0, loaded.index.toc_end)];
+    let mut blocks: Vec<(u64, u64)> = loaded
+        .index
+        .blocks
+        .iter()
+        .filter(|b| sel.data.contains(&b.id))
+        .map(|b| (b.start, b.end))
+        .collect();
+    blocks.sort_unstable();
+    ranges.extend(blocks);
+    let frames = stream::frames_touched(&loaded.index.frames, &ranges);
+    let index_bytes = job
+        .manifest
+        .objects
+        .iter()
+        .filter(|o| o.kind == "index")
+        .map(|o| o.size)
+        .sum();
+    let finals = final_names(&sel.tables, req.into_schema.as_deref())?;
+    Ok(Prepared {
+        dump,
+        loaded,
+        items: toc.items,
+        sel,
+        ranges,
+        frames,
+        index_bytes,
+        finals,
+    })
+}
+
+/// The restored tables' names in the target.
+fn final_names(tables: &[(String, String)], into: Option<&str>) -> Result<Vec<(String, String)>> {
+    let Some(into) = into else {
+        return Ok(tables.to_vec());
+    };
+    let mut seen = BTreeSet::new();
+    for (_, n) in tables {
+        if !seen.insert(n) {
+            return Err(Error::Invalid(format!(
+                "two restored tables are named `{n}`, and --into-schema puts them in one schema: restore them one at a time"
+            )));
+        }
+    }
+    Ok(tables
+        .iter()
+        .map(|(_, n)| (into.to_string(), n.clone()))
+        .collect())
+}
+
+fn dotted(t: &[(String, String)]) -> Vec<String> {
+    t.iter().map(|(s, n)| format!("{s}.{n}")).collect()
+}
+
+/// Compressed bytes of the frames read, plus the first bytes and the index.
+fn estimate(p: &Prepared) -> u64 {
+    let idx = &p.loaded.index;
+    let frames: u64 = p
+        .frames
+        .iter()
+        .map(|&i| {
+            let end = idx.frames.get(i + 1).map_or(idx.compressed_size, |f| f[1]);
+            end - idx.frames[i][1]
+        })
+        .sum();
+    frames + p.loaded.prefix.len() as u64 + p.index_bytes
+}
+
+/// `restore --table ... --dry-run`: the guards and the plan; nothing is changed.
+pub async fn dry_run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TablePlan> {
+    let p = prepare(&job, req).await?;
+    let into = req.into_schema.as_deref();
+    let t = target::inspect(&job, into, &p.finals).await?;
+    let mut steps = vec![format!(
+        "read the table of contents and {} of {} zstd frames (about {} bytes of {}) by ranged reads, checking each",
+        p.frames.len(),
+        p.loaded.index.frames.len(),
+        estimate(&p),
+        p.dump.size
+    )];
+    if !t.exists {
+        steps.push(format!("create the database `{}`", job.target.dbname));
+    }
+    let n = p.sel.ids.len();
+    match into {
+        None => steps.push(format!(
+            "pg_restore {n} entries ({}) in one transaction",
+            dotted(&p.sel.tables).join(", ")
+        )),
+        Some(s) => {
+            steps.push(format!(
+                "pg_restore {n} entries into a scratch database on the target's server and move the tables into schema `{s}` there"
+            ));
+            steps.push(format!(
+                "pg_dump --schema={s} of the scratch database, restored into the target in one transaction; the scratch database is dropped"
+            ));
+        }
+    }
+    steps.push("ANALYZE the restored tables".into());
+    Ok(TablePlan {
+        backup_id: job.manifest.backup_id.to_string(),
+        target: job.target.redacted(),
+        tables: dotted(&p.sel.tables),
+        restored_as: dotted(&p.finals),
+        into_schema: req.into_schema.clone(),
+        database: if t.exists { "existing" } else { "create" }.into(),
+        entries: list_text(&p.items, &p.sel.ids)
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        skipped: p.sel.skipped.clone(),
+        frames: p.frames.len(),
+        frames_total: p.loaded.index.frames.len(),
+        read_estimate_bytes: estimate(&p),
+        dump_bytes: p.dump.size,
+        steps,
+    })
+}
+
+impl TablePlan {
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "table restore plan for backup {} into {} (nothing was changed):\n  tables: {}\n",
+            self.backup_id,
+            self.target,
+            self.tables.join(", ")
+        );
+        if self.into_schema.is_some() {
+            s.push_str(&format!("  restored as: {}\n", self.restored_as.join(", ")));
+        }
+        s.push_str(&format!(
+            "  reads: {} of {} frames, about {} of {} stored bytes\n",
+            self.frames, self.frames_total, self.read_estimate_bytes, self.dump_bytes
+        ));
+        for k in &self.skipped {
+            s.push_str(&format!("  not restored: {k}\n"));
+        }
+        s.push_str("steps:\n");
+        for (i, st) in self.steps.iter().enumerate() {
+            s.push_str(&format!("  {}. {st}\n", i + 1));
+        }
+        s
+    }
+}
+
+/// Restores the requested tables into `job.target`.
+pub async fn run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TableReport> {
+    let t0 = Instant::now();
+    let p = prepare(&job, req).await?;
+    let into = req.into_schema.as_deref();
+    let t = target::inspect(&job, into, &p.finals).await?;
+    let install = job.tools.pick("pg_restore", job.manifest.dump_major())?;
+    check_cancel(&job)?;
+    job.read.progress.stage("download the tables' frames");
+    let dir = match &job.spool_dir {
+        Some(d) => tempfile::Builder::new()
+            .prefix("pgdrill-table-")
+            .tempdir_in(d),
+        None => tempfile::Builder::new().prefix("pgdrill-table-").tempdir(),
+    }
+    .map_err(|e| Error::Failed(format!("cannot create a temp folder: {e}")))?;
+    let part = dir.path().join("tables.pgc");
+    let file = std::fs::File::options()
+        .create_new(true)
+        .read(true)
+        .write(true)
+        .open(&part)
+        .map_err(|e| Error::Failed(format!("cannot create a temp file: {e}")))?;
+    let (ex, mut file) = stream::extract(&job, &p.dump, &p.loaded, p.ranges.clone(), file).await?;
+    pgdrill_pg::archive::set_data_offsets(&mut file).map_err(|e| {
+        Error::Integrity(format!(
+            "the tables' part of the dump cannot be read ({e}); restore from another backup"
+        ))
+    })?;
+    drop(file);
+    let download = t0.elapsed().as_secs_f64();
+    check_cancel(&job)?;
+    job.read.progress.stage("restore the tables");
+    let t1 = Instant::now();
+    if !t.exists {
+        target::create_database(&job, &job.target.dbname).await?;
+    }
+    let done = match into {
+        None => direct(&job, &install, &p, &part, !t.exists).await,
+        Some(s) => via_scratch(&job, &install, &p, &part, s, dir.path(), t.version_num).await,
+    };
+    let done = match done {
+        Ok(()) => target::analyze(&job.target, &p.finals).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = done {
+        let note = if t.exists {
+            "the target database was not changed".to_string()
+        } else {
+            match target::drop_database(&job, &job.target.dbname).await {
+                Ok(()) => format!(
+                    "the database `{}` this restore created was dropped again",
+                    job.target.dbname
+                ),
+                Err(d) => format!("the database this restore created is left behind: {d}"),
+            }
+        };
+        return Err(super::cleanup::with_note(e, Some(note)));
+    }
+    let restore = t1.elapsed().as_secs_f64();
+    let tables = p
+        .sel
+        .tables
+        .iter()
+        .zip(&p.finals)
+        .map(|((s, n), (fs, f))| TableRows {
+            table: format!("{fs}.{f}"),
+            from: format!("{s}.{n}"),
+            rows: job
+                .manifest
+                .content
+                .tables
+                .iter()
+                .find(|c| &c.schema == s && &c.name == n)
+                .map(|c| c.rows),
+        })
+        .collect();
+    Ok(TableReport {
+        backup_id: job.manifest.backup_id.to_string(),
+        target: job.target.redacted(),
+        tables,
+        into_schema: req.into_schema.clone(),
+        created_database: !t.exists,
+        skipped: p.sel.skipped.clone(),
+        bytes_read: ex.fetched + p.index_bytes,
+        dump_bytes: p.dump.size,
+        frames_read: ex.frames,
+        frames_total: p.loaded.index.frames.len(),
+        download_seconds: download,
+        restore_seconds: restore,
+        total_seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// The schemas of `ids`' entries.
+fn schemas_of(items: &[TocItem], ids: &BTreeSet<i64>) -> Vec<String> {
+    let s: BTreeSet<String> = items
+        .iter()
+        .filter(|i| ids.contains(&i.dump_id) && !i.namespace.is_empty())
+        .map(|i| i.namespace.clone())
+        .collect();
+    s.into_iter().collect()
+}
+
+/// Into another database: the selection by `--use-list`, in one transaction. A database
+/// this restore created also gets the functions, types and extensions the tables use (an
+/// existing one is expected to have them: a failure names what is missing).
+async fn direct(
+    job: &RestoreJob<'_>,
+    install: &PgInstall,
+    p: &Prepared,
+    part: &Path,
+    new_database: bool,
+) -> Result<()> {
+    let ids: BTreeSet<i64> = if new_database {
+        p.sel.ids.union(&p.sel.support).copied().collect()
+    } else {
+        p.sel.ids.clone()
+    };
+    let created = target::create_schemas(&job.target, &schemas_of(&p.items, &ids)).await?;
+    let list = command::list_file(&list_text(&p.items, &ids))?;
+    let r = pg_restore(job, install, &job.target, Some(list.path()), part).await;
+    if r.is_err() && !created.is_empty() {
+        let drop: Vec<String> = created
+            .iter()
+            .map(|s| {
+                format!(
+                    "drop schema if exists {}",
+                    pgdrill_pg::client::quote_ident(s)
+                )
+            })
+            .collect();
+        let _ = target::execute(&job.target, "drop the schemas created", &drop.join(";")).await;
+    }
+    r
+}
+
+/// `--into-schema`: through a scratch database on the target's server (see the module doc).
+#[allow(clippy::too_many_arguments)]
+async fn via_scratch(
+    job: &RestoreJob<'_>,
+    install: &PgInstall,
+    p: &Prepared,
+    part: &Path,
+    into: &str,
+    dir: &Path,
+    version_num: u32,
+) -> Result<()> {
+    let scratch = format!("pgdrill_table_{:08x}", rand::random::<u32>());
+    target::create_database(job, &scratch).await?;
+    let spec = job.target.with_dbname(&scratch);
+    let r = async {
+        let ids: BTreeSet<i64> = p.sel.ids.union(&p.sel.support).copied().collect();
+        target::create_schemas(&spec, &schemas_of(&p.items, &ids)).await?;
+        let list = command::list_file(&list_text(&p.items, &ids))?;
+        pg_restore(job, install, &spec, Some(list.path()), part).await?;
+        target::move_tables(&spec, into, &p.sel.tables).await?;
+        check_cancel(job)?;
+        let moved = dir.join("moved.pgc");
+        let dumper = job.tools.pick("pg_dump", version_num / 10_000)?;
+        pg_dump(job, &dumper, &spec, into, &moved).await?;
+        let restorer = job.tools.pick("pg_restore", dumper.version.major)?;
+        pg_restore(job, &restorer, &job.target, None, &moved).await
+    }
+    .await;
+    let dropped = target::drop_database(job, &scratch).await;
+    r?;
+    dropped
+}
+
+/// A `RestoreJob` for another database of the same server.
+fn retarget<'a>(job: &RestoreJob<'a>, target: ConnSpec) -> RestoreJob<'a> {
+    RestoreJob {
+        store: job.store,
+        manifest: job.manifest,
+        target,
+        source: job.source.clone(),
+        protected_targets: job.protected_targets,
+        tools: job.tools,
+        read: job.read.clone(),
+        jobs: 1,
+        clean: false,
+        allow_create: false,
+        ignore_errors: job.ignore_errors,
+        maintenance_work_mem: job.maintenance_work_mem.clone(),
+        spool_dir: job.spool_dir.clone(),
+        globals: false,
+        spool: false,
+        skip_extensions: job.skip_extensions,
+    }
+}
+
+/// One `pg_restore --single-transaction --exit-on-error` of `file` into `spec`.
+async fn pg_restore(
+    job: &RestoreJob<'_>,
+    install: &PgInstall,
+    spec: &ConnSpec,
+    list: Option<&Path>,
+    file: &Path,
+) -> Result<()> {
+    let sub = retarget(job, spec.clone());
+    let passfile = spec
+        .write_passfile()
+        .map_err(|e| Error::Failed(format!("cannot write the temporary password file: {e}")))?;
+    let cmd = PgRestore {
+        single_txn: true,
+        exit_on_error: true,
+        privileges: true,
+        list,
+        file: Some(file),
+        ..PgRestore::default()
+    }
+    .command(&sub, install, passfile.as_ref().map(|f| f.path()));
+    let mut cancel = job.read.cancel.clone();
+    let (status, lines) = command::run(cmd, &mut cancel).await?;
+    super::verdict::verdict(Some(status), &lines, job.ignore_errors, true).map(|_| ())
+}
+
+/// `pg_dump --format=custom --schema=SCHEMA` of `spec` into `out`.
+async fn pg_dump(
+    job: &RestoreJob<'_>,
+    install: &PgInstall,
+    spec: &ConnSpec,
+    schema: &str,
+    out: &Path,
+) -> Result<()> {
+    let passfile = spec
+        .write_passfile()
+        .map_err(|e| Error::Failed(format!("cannot write the temporary password file: {e}")))?;
+    let mut cmd = child::command(
+        &install.bin("pg_dump"),
+        spec,
+        passfile.as_ref().map(|f| f.path()),
+    );
+    cmd.args([
+        "--format=custom".to_string(),
+        "--no-password".into(),
+        format!("--schema={schema}"),
+        format!("--file={}", out.display()),
+    ]);
+    let mut cancel = job.read.cancel.clone();
+    let (status, lines) = command::run(cmd, &mut cancel).await?;
+    if !status.success() {
+        return Err(Error::Failed(format!(
+            "pg_dump of the scratch database failed ({status}): {}",
+            lines
+                .iter()
+                .rev()
+                .take(3)
+                .rev()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ")
+        )));
+    }
+    Ok(())
+}
