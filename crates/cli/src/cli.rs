@@ -242,6 +242,18 @@ Examples:
   pgdrill restore latest --table public.orders --target \"$APP_URL\" --into-schema orders_back
   pgdrill restore --at 2026-11-21T09:00:00Z --table public.orders --target \"$STAGING_URL\"")]
     Restore(RestoreArgs),
+    /// Rows added, removed and changed in one table since a backup (or between two backups)
+    ///
+    /// The backup's table is restored (its frames only) into a scratch database on the
+    /// target's server, then both sides are read in primary-key order (whole-row hash without
+    /// one) with bounded memory. The live database is only read; the scratch database is
+    /// dropped. Two backups without --target compare in a throwaway local cluster.
+    #[command(after_help = "\
+Examples:
+  pgdrill diff latest --table public.orders --target \"$APP_URL\"
+  pgdrill diff --at 2026-11-21T09:00:00Z --table public.orders --target \"$APP_URL\" --sql undo.sql
+  pgdrill diff 20261120T020000Z-1a2b 20261121T020000Z-7f3a --table public.orders")]
+    Diff(DiffArgs),
     /// Restore into a throwaway cluster (or --target server), run the checks, measure RPO/RTO, write evidence
     ///
     /// The checks come from [database.drill] (row counts equal to the backup's snapshot always
@@ -410,6 +422,32 @@ pub struct RestoreArgs {
     /// steps) after the guards and the preflight, and change nothing.
     #[arg(long, conflicts_with = "ephemeral")]
     pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["backup", "at"])))]
+pub struct DiffArgs {
+    /// A backup id or `latest` (compared from).
+    pub backup: Option<String>,
+    /// A second backup id (compared to) instead of the live --target database.
+    pub other: Option<String>,
+    /// The backup with the newest snapshot at or before this RFC 3339 time (instead of an id).
+    #[arg(long, value_name = "TIME", conflicts_with = "other")]
+    pub at: Option<String>,
+    /// The table to compare (SCHEMA.TABLE).
+    #[arg(long, value_name = "SCHEMA.TABLE")]
+    pub table: String,
+    /// The live database compared [env: PGDRILL_TARGET_URL]; with two backups, only the
+    /// server that hosts the scratch databases.
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// Sample rows shown of each kind.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub samples: usize,
+    /// Write the SQL that puts the live table back to the backup's rows into FILE (one
+    /// transaction; review it before running it).
+    #[arg(long, value_name = "FILE")]
+    pub sql: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

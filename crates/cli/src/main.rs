@@ -81,6 +81,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> Result<Output, Error> {
         Command::Verify(a) => commands::catalog::verify(ctx, a).await,
         Command::Export(a) => commands::catalog::export(ctx, a).await,
         Command::Restore(a) => commands::restore::run(ctx, a).await,
+        Command::Diff(a) => commands::diff::run(ctx, a).await,
         Command::Drill(a) => commands::drill::run(ctx, a).await,
         Command::Drills => commands::drill::list(ctx).await,
         Command::Demo(a) => commands::demo::run(ctx, a).await,

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod diff;
 pub mod drill;
 pub mod env;
 pub mod error;

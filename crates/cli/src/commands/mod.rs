@@ -1,6 +1,7 @@
 pub mod backup;
 pub mod catalog;
 pub mod demo;
+pub mod diff;
 pub mod doctor;
 pub mod drill;
 pub mod init;

@@ -210,6 +210,7 @@ fn table_request(args: &RestoreArgs) -> Result<Option<TableRequest>> {
         tables,
         schemas: args.schemas.clone(),
         into_schema: args.into_schema.clone(),
+        scratch: false,
     }))
 }
 

@@ -40,6 +40,9 @@ pub struct TableRequest {
     pub schemas: Vec<String>,
     /// `--into-schema`: a new schema that receives every restored table.
     pub into_schema: Option<String>,
+    /// The target is a new scratch database (a diff's): like `into_schema`, the guards for
+    /// the source and protected targets do not apply to a database that does not exist yet.
+    pub scratch: bool,
 }
 
 /// The plan of a table restore (`restore --table ... --dry-run`).
@@ -195,7 +198,7 @@ fn estimate(p: &Prepared) -> u64 {
 pub async fn dry_run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TablePlan> {
     let p = prepare(&job, req).await?;
     let into = req.into_schema.as_deref();
-    let t = target::inspect(&job, into, &p.finals).await?;
+    let t = target::inspect(&job, into, &p.finals, req.scratch).await?;
     let mut steps = vec![format!(
         "read the table of contents and {} of {} zstd frames (about {} bytes of {}) by ranged reads, checking each",
         p.frames.len(),
@@ -273,7 +276,13 @@ pub async fn run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TableReport>
     let t0 = Instant::now();
     let p = prepare(&job, req).await?;
     let into = req.into_schema.as_deref();
-    let t = target::inspect(&job, into, &p.finals).await?;
+    let t = target::inspect(&job, into, &p.finals, req.scratch).await?;
+    if req.scratch && t.exists {
+        return Err(Error::Refused(format!(
+            "the scratch database `{}` exists already; nothing was changed",
+            job.target.dbname
+        )));
+    }
     let install = job.tools.pick("pg_restore", job.manifest.dump_major())?;
     check_cancel(&job)?;
     job.read.progress.stage("download the tables' frames");
@@ -436,6 +445,31 @@ async fn via_scratch(
     let dropped = target::drop_database(job, &scratch).await;
     r?;
     dropped
+}
+
+/// For `diff`: restores `table` of `manifest` into a new scratch database named
+/// `pgdrill_diff_<random>` on `job.target`'s server (the caller drops it with
+/// [`drop_scratch`]).
+pub(crate) async fn into_scratch(
+    job: &RestoreJob<'_>,
+    manifest: &crate::manifest::Manifest,
+    table: (String, String),
+) -> Result<(ConnSpec, TableReport)> {
+    let name = format!("pgdrill_diff_{:08x}", rand::random::<u32>());
+    let mut sub = retarget(job, job.target.with_dbname(&name));
+    sub.manifest = manifest;
+    let req = TableRequest {
+        tables: vec![table],
+        scratch: true,
+        ..TableRequest::default()
+    };
+    let report = run(sub, &req).await?;
+    Ok((job.target.with_dbname(&name), report))
+}
+
+/// Drops a database [`into_scratch`] made.
+pub(crate) async fn drop_scratch(job: &RestoreJob<'_>, spec: &ConnSpec) -> Result<()> {
+    target::drop_database(job, &spec.dbname).await
 }
 
 /// A `RestoreJob` for another database of the same server.

@@ -79,9 +79,11 @@ pub(super) async fn inspect(
     job: &RestoreJob<'_>,
     into: Option<&str>,
     tables: &[(String, String)],
+    scratch: bool,
 ) -> Result<Target> {
     let t = &job.target;
-    if into.is_none() {
+    let guarded = into.is_none() && !scratch;
+    if guarded {
         crate::protect::check(job.protected_targets, t, None, "")
             .await
             .map_err(|e| match e {
@@ -94,7 +96,7 @@ pub(super) async fn inspect(
     let admin = t.with_dbname(&maintenance_db(t));
     let c = client::connect(&admin).await?;
     let facts = client::server_facts(&c, &admin).await?;
-    if into.is_none() {
+    if guarded {
         source_and_protected(job, facts.system_identifier.as_deref(), &admin.dbname).await?;
     }
     let exists = client::database_exists(&c, &admin, &t.dbname).await?;
