@@ -363,6 +363,10 @@ pub struct DrillArgs {
     /// Parallel pg_restore jobs.
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<u32>,
+    /// Upgrade rehearsal: restore into a throwaway cluster of this newer PostgreSQL major
+    /// (an installed one; `pgdrill doctor` lists them) and run the same checks.
+    #[arg(long, value_name = "N", conflicts_with = "target")]
+    pub major: Option<u32>,
 }
 
 #[derive(Args, Debug)]

@@ -175,6 +175,7 @@ async fn demo_with_source(
         skip_extensions: &[],
         maintenance_work_mem: None,
         jobs: 1,
+        major: None,
         env: &env,
         // Named by the drill id once it is known, as everywhere else (see below).
         report_dir: Some(

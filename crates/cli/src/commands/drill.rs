@@ -24,6 +24,7 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
         keep: args.keep,
         keep_on_failure: args.keep_on_failure,
         jobs: args.jobs,
+        major: args.major,
         keys,
         tools: &tools,
     };
@@ -86,6 +87,13 @@ pub fn render(r: &DrillResult) -> String {
         fmt_min(r.rpo.minutes),
         target_word(r.rpo.passed, r.rpo.target_minutes),
     );
+    if let Some(u) = &r.upgrade {
+        s.push_str(&format!(
+            "upgrade rehearsal: PostgreSQL {} restored into PostgreSQL {}\n",
+            u.from_version,
+            u.to_version.as_deref().unwrap_or("(did not start)")
+        ));
+    }
     if let Some(e) = &r.error {
         s.push_str(&format!("error: {e}\n"));
     }

@@ -115,6 +115,7 @@ async fn run_job(ctx: &Ctx, job: &JobKey) -> Result<(bool, String)> {
                 keep: false,
                 keep_on_failure: false,
                 jobs: None,
+                major: None,
                 keys: ctx.decryption_keys()?,
                 tools: &tools,
             };

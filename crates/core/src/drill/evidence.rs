@@ -82,6 +82,21 @@ pub struct DrillResult {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     pub policy: serde_json::Value,
+    /// `drill --major N`: an upgrade rehearsal, with both versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<Upgrade>,
+}
+
+/// An upgrade rehearsal (`drill --major N`): the backup's source server and the newer major
+/// it was restored into.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Upgrade {
+    /// The source server's version (as the backup recorded it) and major.
+    pub from_version: String,
+    pub from_major: u32,
+    /// The major asked for, and the restored server's version (null if it never started).
+    pub to_major: u32,
+    pub to_version: Option<String>,
 }
 
 impl DrillResult {
