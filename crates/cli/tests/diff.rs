@@ -61,10 +61,18 @@ async fn diff_counts_exactly_and_its_sql_puts_the_table_back() {
         a.extend_from_slice(args);
         run(dir.path(), &a, &[])
     };
-    let out = diff(&["latest", "--table", "app.items", "--target", &src]);
+    let out = diff(&[
+        "--at",
+        "2999-01-01T00:00:00Z",
+        "--table",
+        "app.items",
+        "--target",
+        &src,
+    ]);
     out.ok();
     assert_eq!(counts(&out.json()), (0, 0, 0), "{}", out.stdout);
     assert_eq!(out.json()["unchanged"], 20000);
+    assert_eq!(out.json()["from"], first.as_str());
 
     c.batch_execute(CHANGES_SQL).await.expect("changes");
     let undo = dir.path().join("undo.sql");

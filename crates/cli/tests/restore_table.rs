@@ -187,6 +187,59 @@ async fn tables_come_back_alone_from_a_folder_and_from_encrypted_s3() {
     out.code(5);
     assert!(out.stderr.contains("--into-schema"), "{}", out.stderr);
 
+    // A protected target: refused without --into-schema (not even created), else beside.
+    let prot = empty_db(&cluster, "prot").await;
+    let cfg = dir.path().join("cfg");
+    std::fs::create_dir(&cfg).expect("mkdir");
+    std::fs::write(
+        cfg.join("pgdrill.toml"),
+        format!(
+            "protected_targets = [\"postgres://x@127.0.0.1:{}/prot\"]\n",
+            cluster.port()
+        ),
+    )
+    .expect("config");
+    let out = restore(&cfg, &store, &prot, &["--table", "app.nopk"]);
+    out.code(5);
+    assert!(out.stderr.contains("protected"), "{}", out.stderr);
+    assert_eq!(
+        count(
+            &prot,
+            "select count(*) from pg_tables where schemaname = 'app'"
+        )
+        .await,
+        0
+    );
+    restore(
+        &cfg,
+        &store,
+        &prot,
+        &["--table", "app.nopk", "--into-schema", "side"],
+    )
+    .ok();
+    assert_eq!(count(&prot, "select count(*) from side.nopk").await, 3000);
+
+    // Another server without the grantee role: the grant is left out and listed.
+    let other = tk::cluster(None);
+    let t3 = other.url("t3");
+    let out = restore(dir.path(), &store, &t3, &["--table", "app.orders"]);
+    out.ok();
+    let sk = skipped(&out.json());
+    assert!(
+        sk.iter()
+            .any(|s| s.starts_with("ACL") && s.contains("shop_reader")),
+        "{sk:?}"
+    );
+    assert!(
+        sk.iter()
+            .any(|s| s.starts_with("POLICY") && s.contains("shop_reader")),
+        "{sk:?}"
+    );
+    assert_eq!(
+        hash(&t3, "app.orders", "id").await,
+        hash(&src, "app.orders", "id").await
+    );
+
     // Beside the live tables, in a new schema; the schema must be new.
     let out = restore(
         dir.path(),

@@ -18,7 +18,7 @@
 mod select;
 mod target;
 
-pub use select::{list_text, select, Selection};
+pub use select::{list_text, select, without_missing_roles, Selection};
 
 use super::command::{self, PgRestore};
 use super::stream::{self, Loaded};
@@ -196,9 +196,10 @@ fn estimate(p: &Prepared) -> u64 {
 
 /// `restore --table ... --dry-run`: the guards and the plan; nothing is changed.
 pub async fn dry_run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TablePlan> {
-    let p = prepare(&job, req).await?;
+    let mut p = prepare(&job, req).await?;
     let into = req.into_schema.as_deref();
     let t = target::inspect(&job, into, &p.finals, req.scratch).await?;
+    select::without_missing_roles(&p.items, &mut p.sel, &t.roles);
     let mut steps = vec![format!(
         "read the table of contents and {} of {} zstd frames (about {} bytes of {}) by ranged reads, checking each",
         p.frames.len(),
@@ -274,9 +275,10 @@ impl TablePlan {
 /// Restores the requested tables into `job.target`.
 pub async fn run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TableReport> {
     let t0 = Instant::now();
-    let p = prepare(&job, req).await?;
+    let mut p = prepare(&job, req).await?;
     let into = req.into_schema.as_deref();
     let t = target::inspect(&job, into, &p.finals, req.scratch).await?;
+    select::without_missing_roles(&p.items, &mut p.sel, &t.roles);
     if req.scratch && t.exists {
         return Err(Error::Refused(format!(
             "the scratch database `{}` exists already; nothing was changed",

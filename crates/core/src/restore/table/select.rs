@@ -234,6 +234,35 @@ pub fn select(
     })
 }
 
+/// Leaves out the grants and policies of the selection that name a role the target lacks
+/// (pg_restore would fail on them), listing each in `skipped`. A table without its policy
+/// keeps RLS enabled: it shows no rows to other roles, the safe side.
+pub fn without_missing_roles(items: &[TocItem], sel: &mut Selection, have: &BTreeSet<String>) {
+    let kept: Vec<&TocItem> = items
+        .iter()
+        .filter(|i| sel.ids.contains(&i.dump_id))
+        .collect();
+    for i in kept {
+        if i.desc != "ACL" && i.desc != "POLICY" && i.desc != "DEFAULT ACL" {
+            continue;
+        }
+        let missing: BTreeSet<String> = crate::restore::sql::refs(&i.defn)
+            .roles
+            .into_iter()
+            .map(|(r, _)| r)
+            .filter(|r| !have.contains(r))
+            .collect();
+        if !missing.is_empty() {
+            sel.ids.remove(&i.dump_id);
+            sel.skipped.push(format!(
+                "{}: names role {}, which the target lacks",
+                label(i),
+                missing.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+}
+
 /// The `--use-list` text for `ids`, in TOC order (schemas are created before, not listed).
 pub fn list_text(items: &[TocItem], ids: &BTreeSet<i64>) -> String {
     items

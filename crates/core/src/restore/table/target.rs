@@ -17,6 +17,8 @@ pub(super) struct Target {
     pub exists: bool,
     /// `server_version_num` of the target server.
     pub version_num: u32,
+    /// The roles the target server has.
+    pub roles: std::collections::BTreeSet<String>,
 }
 
 /// A schema name `--into-schema` accepts: a plain PostgreSQL identifier.
@@ -143,9 +145,17 @@ pub(super) async fn inspect(
             )));
         }
     }
+    let roles = c
+        .query("select rolname::text from pg_roles", &[])
+        .await
+        .map_err(|e| query(&admin, "list the roles", &e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     Ok(Target {
         exists,
         version_num: facts.version_num,
+        roles,
     })
 }
 

@@ -109,3 +109,22 @@ fn a_schema_selects_its_tables_and_unknown_names_are_refused() {
     assert!(!list.contains("SCHEMA"), "{list}");
     assert!(list.starts_with("3; 0 0 TABLE app customers"), "{list}");
 }
+
+#[test]
+fn grants_and_policies_to_roles_the_target_lacks_are_left_out() {
+    let mut items = toc();
+    items[19].defn = "CREATE POLICY mine ON app.orders FOR SELECT TO reader USING (true);".into();
+    items[22].defn = "GRANT SELECT ON TABLE app.orders TO auditor;".into();
+    let mut s = select(&items, &[("app".into(), "orders".into())], &[]).expect("select");
+    let have: BTreeSet<String> = ["reader".to_string()].into();
+    without_missing_roles(&items, &mut s, &have);
+    assert!(s.ids.contains(&20), "the policy's role exists");
+    assert!(!s.ids.contains(&23), "{s:?}");
+    assert!(
+        s.skipped
+            .iter()
+            .any(|k| k == "ACL app.TABLE orders: names role auditor, which the target lacks"),
+        "{:?}",
+        s.skipped
+    );
+}
