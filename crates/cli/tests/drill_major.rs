@@ -65,6 +65,9 @@ async fn drill_major_18_from_a_15_source_records_both_versions() {
     let on_disk = std::fs::read_to_string(dir.path().join("evidence").join("result.json"))
         .expect("result.json");
     assert!(on_disk.contains("\"upgrade\""), "{on_disk}");
+    let md =
+        std::fs::read_to_string(dir.path().join("evidence").join("report.md")).expect("report.md");
+    assert!(md.contains("Upgrade rehearsal:** PostgreSQL 15"), "{md}");
 
     // doctor lists the installed majors.
     let doctor = run(dir.path(), &["--json", "doctor", "--store", &store], &env);

@@ -54,6 +54,14 @@ pub fn render_md(r: &DrillResult) -> String {
     for w in &r.warnings {
         s.push_str(&format!("> **Warning:** {w}\n\n"));
     }
+    if let Some(u) = &r.upgrade {
+        s.push_str(&format!(
+            "**Upgrade rehearsal:** PostgreSQL {} (source) restored into PostgreSQL {} (`drill --major {}`).\n\n",
+            u.from_version,
+            u.to_version.as_deref().unwrap_or("— (did not start)"),
+            u.to_major
+        ));
+    }
     s.push_str("## Targets\n\n| measure | value | target | verdict |\n|---|---|---|---|\n");
     s.push_str(&format!(
         "| RTO (download + restore) | {} | {} | {} |\n",
