@@ -15,21 +15,19 @@ use std::sync::Arc;
 
 /// What [`extract`] read.
 pub(crate) struct Extracted {
-    /// Bytes read from the store for the dump (the first bytes read with the index
-    /// included; the index object itself is not).
+    /// Bytes the ranged GETs read from the store (the first bytes read with the index are
+    /// served from memory and not counted).
     pub fetched: u64,
-    /// zstd frames decoded.
-    pub frames: usize,
 }
 
 /// Writes raw archive bytes `ranges` (sorted, not overlapping) into `out`, in order.
-pub(crate) async fn extract(
+pub(crate) async fn extract<W: Write + Send + 'static>(
     job: &RestoreJob<'_>,
     dump: &StoredObject,
     loaded: &Loaded,
     ranges: Vec<(u64, u64)>,
-    mut out: std::fs::File,
-) -> Result<(Extracted, std::fs::File)> {
+    mut out: W,
+) -> Result<(Extracted, W)> {
     let key = layout::backup_object(&job.manifest.database, &job.manifest.backup_id, &dump.name);
     if loaded.object.size != dump.size {
         return Err(Error::Integrity(format!(
@@ -51,9 +49,8 @@ pub(crate) async fn extract(
         rt: tokio::runtime::Handle::current(),
         fetched: Arc::default(),
     };
-    let prefix = loaded.prefix.len() as u64;
-    tokio::task::spawn_blocking(move || -> Result<(Extracted, std::fs::File)> {
-        let frames = copy_frames(&src, &ranges, &mut out).map_err(|e| match e {
+    tokio::task::spawn_blocking(move || -> Result<(Extracted, W)> {
+        copy_frames(&src, &ranges, &mut out).map_err(|e| match e {
             Copy::Read(e) => e,
             Copy::Io(e) if e.kind() == io::ErrorKind::StorageFull => {
                 Error::Failed(format!("cannot write the table's data to a temp file: {e}"))
@@ -62,8 +59,8 @@ pub(crate) async fn extract(
         })?;
         out.flush()
             .map_err(|e| Error::Failed(format!("cannot write a temp file: {e}")))?;
-        let fetched = src.fetched.load(Ordering::Relaxed) + prefix;
-        Ok((Extracted { fetched, frames }, out))
+        let fetched = src.fetched.load(Ordering::Relaxed);
+        Ok((Extracted { fetched }, out))
     })
     .await
     .map_err(|e| Error::Failed(format!("reading the table's data crashed: {e}")))?

@@ -96,6 +96,8 @@ pub struct TableReport {
     pub dump_bytes: u64,
     pub frames_read: usize,
     pub frames_total: usize,
+    /// Compressed bytes of the frames read (what a reader must fetch at least).
+    pub frames_bytes: u64,
     pub download_seconds: f64,
     pub restore_seconds: f64,
     pub total_seconds: f64,
@@ -103,6 +105,14 @@ pub struct TableReport {
 
 /// What the plan and the run share.
 struct Prepared {
+    /// The archive's raw bytes up to the end of the frame holding the TOC's end (header and
+    /// TOC are `..toc_end`), and the bytes read from the store for them.
+    head: Vec<u8>,
+    head_bytes: u64,
+    toc_end: usize,
+    /// Parts of the tables' blocks within `head`, in order.
+    held: Vec<(u64, u64)>,
+    /// Parts past it, fetched by ranged reads, in order.
     dump: StoredObject,
     loaded: Loaded,
     items: Vec<TocItem>,
@@ -124,19 +134,34 @@ async fn prepare(job: &RestoreJob<'_>, req: &TableRequest) -> Result<Prepared> {
             job.manifest.backup_id
         ))
     })?;
-    let toc = stream::read_toc(job, &dump, &loaded).await?;
+    // The frames holding the header and TOC are decoded whole (their checksums checked) and
+    // kept: the first tables' data often shares the last of them.
+    let idx = &loaded.index;
+    let last = idx.frames.partition_point(|f| f[0] < idx.toc_end.max(1));
+    let head_end = idx.frames.get(last).map_or(idx.raw_size, |f| f[0]);
+    let (head_read, head) =
+        stream::extract(job, &dump, &loaded, vec![(0, head_end)], Vec::new()).await?;
+    let toc_end = usize::try_from(idx.toc_end)
+        .unwrap_or(usize::MAX)
+        .min(head.len());
+    let toc = pgdrill_pg::archive::read_toc_items(&head[..toc_end]).map_err(|e| {
+        Error::Integrity(format!(
+            "the dump's table of contents cannot be read ({e}); restore from another backup"
+        ))
+    })?;
     let sel = select(&toc.items, &req.tables, &req.schemas)?;
-    let mut ranges = vec![(0, loaded.index.toc_end)];
-    let mut blocks: Vec<(u64, u64)> = loaded
-        .index
+    let mut blocks: Vec<(u64, u64)> = idx
         .blocks
         .iter()
         .filter(|b| sel.data.contains(&b.id))
         .map(|b| (b.start, b.end))
         .collect();
     blocks.sort_unstable();
-    ranges.extend(blocks);
-    let frames = stream::frames_touched(&loaded.index.frames, &ranges);
+    let mut all = vec![(0, idx.toc_end)];
+    all.extend(blocks.iter().copied());
+    let frames = stream::frames_touched(&idx.frames, &all);
+    // What the head already holds is copied from it; the rest is fetched.
+    let (held, ranges) = split_at(&blocks, head_end);
     let index_bytes = job
         .manifest
         .objects
@@ -145,7 +170,13 @@ async fn prepare(job: &RestoreJob<'_>, req: &TableRequest) -> Result<Prepared> {
         .map(|o| o.size)
         .sum();
     let finals = final_names(&sel.tables, req.into_schema.as_deref())?;
+    // The first bytes (read with the index) and the frames holding the rest of the TOC.
+    let head_bytes = loaded.prefix.len() as u64 + head_read.fetched;
     Ok(Prepared {
+        toc_end,
+        held,
+        head,
+        head_bytes,
         dump,
         loaded,
         items: toc.items,
@@ -155,6 +186,24 @@ async fn prepare(job: &RestoreJob<'_>, req: &TableRequest) -> Result<Prepared> {
         index_bytes,
         finals,
     })
+}
+
+/// Raw byte ranges `(start, end)`.
+type Ranges = Vec<(u64, u64)>;
+
+/// Splits sorted `blocks` at raw offset `at`: the parts before it, the parts from it.
+fn split_at(blocks: &[(u64, u64)], at: u64) -> (Ranges, Ranges) {
+    let before = blocks
+        .iter()
+        .filter(|(a, _)| *a < at)
+        .map(|&(a, b)| (a, b.min(at)))
+        .collect();
+    let after = blocks
+        .iter()
+        .filter(|(_, b)| *b > at)
+        .map(|&(a, b)| (a.max(at), b))
+        .collect();
+    (before, after)
 }
 
 /// The restored tables' names in the target.
@@ -180,18 +229,22 @@ fn dotted(t: &[(String, String)]) -> Vec<String> {
     t.iter().map(|(s, n)| format!("{s}.{n}")).collect()
 }
 
-/// Compressed bytes of the frames read, plus the first bytes and the index.
-fn estimate(p: &Prepared) -> u64 {
+/// Compressed bytes of the frames read.
+fn frames_bytes(p: &Prepared) -> u64 {
     let idx = &p.loaded.index;
-    let frames: u64 = p
-        .frames
+    p.frames
         .iter()
         .map(|&i| {
             let end = idx.frames.get(i + 1).map_or(idx.compressed_size, |f| f[1]);
             end - idx.frames[i][1]
         })
-        .sum();
-    frames + p.loaded.prefix.len() as u64 + p.index_bytes
+        .sum()
+}
+
+/// About what a table restore reads: the frames and the index (the first bytes belong to
+/// the first frame).
+fn estimate(p: &Prepared) -> u64 {
+    frames_bytes(p) + p.index_bytes
 }
 
 /// `restore --table ... --dry-run`: the guards and the plan; nothing is changed.
@@ -296,12 +349,30 @@ pub async fn run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TableReport>
     }
     .map_err(|e| Error::Failed(format!("cannot create a temp folder: {e}")))?;
     let part = dir.path().join("tables.pgc");
-    let file = std::fs::File::options()
+    let mut file = std::fs::File::options()
         .create_new(true)
         .read(true)
         .write(true)
         .open(&part)
         .map_err(|e| Error::Failed(format!("cannot create a temp file: {e}")))?;
+    let mut parts = vec![&p.head[..p.toc_end]];
+    for &(a, b) in &p.held {
+        let part = usize::try_from(a)
+            .ok()
+            .zip(usize::try_from(b).ok())
+            .and_then(|(a, b)| p.head.get(a..b))
+            .ok_or_else(|| {
+                Error::Integrity(
+                    "the dump index places a block past the frames read; restore from another backup"
+                        .into(),
+                )
+            })?;
+        parts.push(part);
+    }
+    for part in parts {
+        std::io::Write::write_all(&mut file, part)
+            .map_err(|e| Error::Failed(format!("cannot write a temp file: {e}")))?;
+    }
     let (ex, mut file) = stream::extract(&job, &p.dump, &p.loaded, p.ranges.clone(), file).await?;
     pgdrill_pg::archive::set_data_offsets(&mut file).map_err(|e| {
         Error::Integrity(format!(
@@ -363,9 +434,10 @@ pub async fn run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TableReport>
         into_schema: req.into_schema.clone(),
         created_database: !t.exists,
         skipped: p.sel.skipped.clone(),
-        bytes_read: ex.fetched + p.index_bytes,
+        bytes_read: p.head_bytes + ex.fetched + p.index_bytes,
         dump_bytes: p.dump.size,
-        frames_read: ex.frames,
+        frames_read: p.frames.len(),
+        frames_bytes: frames_bytes(&p),
         frames_total: p.loaded.index.frames.len(),
         download_seconds: download,
         restore_seconds: restore,
@@ -560,4 +632,16 @@ async fn pg_dump(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn blocks_are_split_at_the_end_of_what_the_head_holds() {
+        let blocks = [(10, 20), (30, 60), (70, 80)];
+        let (held, fetched) = super::split_at(&blocks, 40);
+        assert_eq!(held, vec![(10, 20), (30, 40)]);
+        assert_eq!(fetched, vec![(40, 60), (70, 80)]);
+        assert_eq!(super::split_at(&blocks, 5), (vec![], blocks.to_vec()));
+    }
 }
