@@ -384,7 +384,9 @@ pub async fn run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TableReport>
     check_cancel(&job)?;
     job.read.progress.stage("restore the tables");
     let t1 = Instant::now();
-    if !t.exists {
+    if !t.exists && req.scratch {
+        target::create_scratch(&job, &job.target.dbname).await?;
+    } else if !t.exists {
         target::create_database(&job, &job.target.dbname).await?;
     }
     let done = match into {
@@ -500,7 +502,7 @@ async fn via_scratch(
     version_num: u32,
 ) -> Result<()> {
     let scratch = format!("pgdrill_table_{:08x}", rand::random::<u32>());
-    target::create_database(job, &scratch).await?;
+    target::create_scratch(job, &scratch).await?;
     let spec = job.target.with_dbname(&scratch);
     let r = async {
         let ids: BTreeSet<i64> = p.sel.ids.union(&p.sel.support).copied().collect();

@@ -243,6 +243,18 @@ pub(super) async fn create_database(job: &RestoreJob<'_>, name: &str) -> Result<
     Ok(())
 }
 
+/// Creates the scratch database `name` on the target's server (for `--into-schema` and
+/// `diff`); a role without CREATEDB gets told so.
+pub(super) async fn create_scratch(job: &RestoreJob<'_>, name: &str) -> Result<()> {
+    create_database(job, name).await.map_err(|e| {
+        e.map_message(|m| {
+            format!(
+                "{m}; --into-schema and diff restore the tables into a scratch database on the target's server first: the role needs CREATEDB there"
+            )
+        })
+    })
+}
+
 /// Drops database `name` on the target's server (best effort: the error names the command).
 pub(super) async fn drop_database(job: &RestoreJob<'_>, name: &str) -> Result<()> {
     let t = &job.target;
