@@ -15,20 +15,22 @@
 //!   the scratch database is restored into the target in one transaction, and the scratch
 //!   database is dropped. PostgreSQL renames, so no definition text is rewritten.
 
+mod exec;
+mod plan;
 mod select;
 mod target;
 
+pub use plan::{dry_run, TablePlan};
 pub use select::{list_text, select, without_missing_roles, Selection};
 
-use super::command::{self, PgRestore};
 use super::stream::{self, Loaded};
 use super::{check_cancel, dump_object, RestoreJob};
 use crate::manifest::StoredObject;
 use crate::{Error, Result};
+use exec::{direct, retarget, via_scratch};
 use pgdrill_pg::archive::TocItem;
-use pgdrill_pg::{child, ConnSpec, PgInstall};
+use pgdrill_pg::ConnSpec;
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::Instant;
 
 /// What to restore.
@@ -43,32 +45,6 @@ pub struct TableRequest {
     /// The target is a new scratch database (a diff's): like `into_schema`, the guards for
     /// the source and protected targets do not apply to a database that does not exist yet.
     pub scratch: bool,
-}
-
-/// The plan of a table restore (`restore --table ... --dry-run`).
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct TablePlan {
-    pub backup_id: String,
-    pub target: String,
-    /// The tables restored (named ones and their partitions), as in the backup.
-    pub tables: Vec<String>,
-    /// Their names in the target.
-    pub restored_as: Vec<String>,
-    pub into_schema: Option<String>,
-    /// `existing` or `create`.
-    pub database: String,
-    /// The archive entries restored (`pg_restore --list` lines).
-    pub entries: Vec<String>,
-    /// Entries left out, each with the reason (foreign keys to tables not restored, ...).
-    pub skipped: Vec<String>,
-    /// zstd frames read, of all the dump's frames.
-    pub frames: usize,
-    pub frames_total: usize,
-    /// About how many bytes are read from the store (the compressed frames and the first
-    /// bytes; encrypted dumps add 16 bytes per 64 KiB), and the stored dump's size.
-    pub read_estimate_bytes: u64,
-    pub dump_bytes: u64,
-    pub steps: Vec<String>,
 }
 
 /// One restored table.
@@ -247,84 +223,6 @@ fn estimate(p: &Prepared) -> u64 {
     frames_bytes(p) + p.index_bytes
 }
 
-/// `restore --table ... --dry-run`: the guards and the plan; nothing is changed.
-pub async fn dry_run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TablePlan> {
-    let mut p = prepare(&job, req).await?;
-    let into = req.into_schema.as_deref();
-    let t = target::inspect(&job, into, &p.finals, req.scratch).await?;
-    select::without_missing_roles(&p.items, &mut p.sel, &t.roles);
-    let mut steps = vec![format!(
-        "read the table of contents and {} of {} zstd frames (about {} bytes of {}) by ranged reads, checking each",
-        p.frames.len(),
-        p.loaded.index.frames.len(),
-        estimate(&p),
-        p.dump.size
-    )];
-    if !t.exists {
-        steps.push(format!("create the database `{}`", job.target.dbname));
-    }
-    let n = p.sel.ids.len();
-    match into {
-        None => steps.push(format!(
-            "pg_restore {n} entries ({}) in one transaction",
-            dotted(&p.sel.tables).join(", ")
-        )),
-        Some(s) => {
-            steps.push(format!(
-                "pg_restore {n} entries into a scratch database on the target's server and move the tables into schema `{s}` there"
-            ));
-            steps.push(format!(
-                "pg_dump --schema={s} of the scratch database, restored into the target in one transaction; the scratch database is dropped"
-            ));
-        }
-    }
-    steps.push("ANALYZE the restored tables".into());
-    Ok(TablePlan {
-        backup_id: job.manifest.backup_id.to_string(),
-        target: job.target.redacted(),
-        tables: dotted(&p.sel.tables),
-        restored_as: dotted(&p.finals),
-        into_schema: req.into_schema.clone(),
-        database: if t.exists { "existing" } else { "create" }.into(),
-        entries: list_text(&p.items, &p.sel.ids)
-            .lines()
-            .map(str::to_string)
-            .collect(),
-        skipped: p.sel.skipped.clone(),
-        frames: p.frames.len(),
-        frames_total: p.loaded.index.frames.len(),
-        read_estimate_bytes: estimate(&p),
-        dump_bytes: p.dump.size,
-        steps,
-    })
-}
-
-impl TablePlan {
-    pub fn render(&self) -> String {
-        let mut s = format!(
-            "table restore plan for backup {} into {} (nothing was changed):\n  tables: {}\n",
-            self.backup_id,
-            self.target,
-            self.tables.join(", ")
-        );
-        if self.into_schema.is_some() {
-            s.push_str(&format!("  restored as: {}\n", self.restored_as.join(", ")));
-        }
-        s.push_str(&format!(
-            "  reads: {} of {} frames, about {} of {} stored bytes\n",
-            self.frames, self.frames_total, self.read_estimate_bytes, self.dump_bytes
-        ));
-        for k in &self.skipped {
-            s.push_str(&format!("  not restored: {k}\n"));
-        }
-        s.push_str("steps:\n");
-        for (i, st) in self.steps.iter().enumerate() {
-            s.push_str(&format!("  {}. {st}\n", i + 1));
-        }
-        s
-    }
-}
-
 /// Restores the requested tables into `job.target`.
 pub async fn run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TableReport> {
     let t0 = Instant::now();
@@ -447,82 +345,6 @@ pub async fn run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TableReport>
     })
 }
 
-/// The schemas of `ids`' entries.
-fn schemas_of(items: &[TocItem], ids: &BTreeSet<i64>) -> Vec<String> {
-    let s: BTreeSet<String> = items
-        .iter()
-        .filter(|i| ids.contains(&i.dump_id) && !i.namespace.is_empty())
-        .map(|i| i.namespace.clone())
-        .collect();
-    s.into_iter().collect()
-}
-
-/// Into another database: the selection by `--use-list`, in one transaction. A database
-/// this restore created also gets the functions, types and extensions the tables use (an
-/// existing one is expected to have them: a failure names what is missing).
-async fn direct(
-    job: &RestoreJob<'_>,
-    install: &PgInstall,
-    p: &Prepared,
-    part: &Path,
-    new_database: bool,
-) -> Result<()> {
-    let ids: BTreeSet<i64> = if new_database {
-        p.sel.ids.union(&p.sel.support).copied().collect()
-    } else {
-        p.sel.ids.clone()
-    };
-    let created = target::create_schemas(&job.target, &schemas_of(&p.items, &ids)).await?;
-    let list = command::list_file(&list_text(&p.items, &ids))?;
-    let r = pg_restore(job, install, &job.target, Some(list.path()), part).await;
-    if r.is_err() && !created.is_empty() {
-        let drop: Vec<String> = created
-            .iter()
-            .map(|s| {
-                format!(
-                    "drop schema if exists {}",
-                    pgdrill_pg::client::quote_ident(s)
-                )
-            })
-            .collect();
-        let _ = target::execute(&job.target, "drop the schemas created", &drop.join(";")).await;
-    }
-    r
-}
-
-/// `--into-schema`: through a scratch database on the target's server (see the module doc).
-#[allow(clippy::too_many_arguments)]
-async fn via_scratch(
-    job: &RestoreJob<'_>,
-    install: &PgInstall,
-    p: &Prepared,
-    part: &Path,
-    into: &str,
-    dir: &Path,
-    version_num: u32,
-) -> Result<()> {
-    let scratch = format!("pgdrill_table_{:08x}", rand::random::<u32>());
-    target::create_scratch(job, &scratch).await?;
-    let spec = job.target.with_dbname(&scratch);
-    let r = async {
-        let ids: BTreeSet<i64> = p.sel.ids.union(&p.sel.support).copied().collect();
-        target::create_schemas(&spec, &schemas_of(&p.items, &ids)).await?;
-        let list = command::list_file(&list_text(&p.items, &ids))?;
-        pg_restore(job, install, &spec, Some(list.path()), part).await?;
-        target::move_tables(&spec, into, &p.sel.tables).await?;
-        check_cancel(job)?;
-        let moved = dir.join("moved.pgc");
-        let dumper = job.tools.pick("pg_dump", version_num / 10_000)?;
-        pg_dump(job, &dumper, &spec, into, &moved).await?;
-        let restorer = job.tools.pick("pg_restore", dumper.version.major)?;
-        pg_restore(job, &restorer, &job.target, None, &moved).await
-    }
-    .await;
-    let dropped = target::drop_database(job, &scratch).await;
-    r?;
-    dropped
-}
-
 /// For `diff`: restores `table` of `manifest` into a new scratch database named
 /// `pgdrill_diff_<random>` on `job.target`'s server (the caller drops it with
 /// [`drop_scratch`]).
@@ -546,94 +368,6 @@ pub(crate) async fn into_scratch(
 /// Drops a database [`into_scratch`] made.
 pub(crate) async fn drop_scratch(job: &RestoreJob<'_>, spec: &ConnSpec) -> Result<()> {
     target::drop_database(job, &spec.dbname).await
-}
-
-/// A `RestoreJob` for another database of the same server.
-fn retarget<'a>(job: &RestoreJob<'a>, target: ConnSpec) -> RestoreJob<'a> {
-    RestoreJob {
-        store: job.store,
-        manifest: job.manifest,
-        target,
-        source: job.source.clone(),
-        protected_targets: job.protected_targets,
-        tools: job.tools,
-        read: job.read.clone(),
-        jobs: 1,
-        clean: false,
-        allow_create: false,
-        ignore_errors: job.ignore_errors,
-        maintenance_work_mem: job.maintenance_work_mem.clone(),
-        spool_dir: job.spool_dir.clone(),
-        globals: false,
-        spool: false,
-        skip_extensions: job.skip_extensions,
-    }
-}
-
-/// One `pg_restore --single-transaction --exit-on-error` of `file` into `spec`.
-async fn pg_restore(
-    job: &RestoreJob<'_>,
-    install: &PgInstall,
-    spec: &ConnSpec,
-    list: Option<&Path>,
-    file: &Path,
-) -> Result<()> {
-    let sub = retarget(job, spec.clone());
-    let passfile = spec
-        .write_passfile()
-        .map_err(|e| Error::Failed(format!("cannot write the temporary password file: {e}")))?;
-    let cmd = PgRestore {
-        single_txn: true,
-        exit_on_error: true,
-        privileges: true,
-        list,
-        file: Some(file),
-        ..PgRestore::default()
-    }
-    .command(&sub, install, passfile.as_ref().map(|f| f.path()));
-    let mut cancel = job.read.cancel.clone();
-    let (status, lines) = command::run(cmd, &mut cancel).await?;
-    super::verdict::verdict(Some(status), &lines, job.ignore_errors, true).map(|_| ())
-}
-
-/// `pg_dump --format=custom --schema=SCHEMA` of `spec` into `out`.
-async fn pg_dump(
-    job: &RestoreJob<'_>,
-    install: &PgInstall,
-    spec: &ConnSpec,
-    schema: &str,
-    out: &Path,
-) -> Result<()> {
-    let passfile = spec
-        .write_passfile()
-        .map_err(|e| Error::Failed(format!("cannot write the temporary password file: {e}")))?;
-    let mut cmd = child::command(
-        &install.bin("pg_dump"),
-        spec,
-        passfile.as_ref().map(|f| f.path()),
-    );
-    cmd.args([
-        "--format=custom".to_string(),
-        "--no-password".into(),
-        format!("--schema={schema}"),
-        format!("--file={}", out.display()),
-    ]);
-    let mut cancel = job.read.cancel.clone();
-    let (status, lines) = command::run(cmd, &mut cancel).await?;
-    if !status.success() {
-        return Err(Error::Failed(format!(
-            "pg_dump of the scratch database failed ({status}): {}",
-            lines
-                .iter()
-                .rev()
-                .take(3)
-                .rev()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" ")
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
