@@ -241,7 +241,42 @@ async fn tables_come_back_alone_from_a_folder_and_from_encrypted_s3() {
         hash(&src, "app.orders", "id").await
     );
 
-    // Beside the live tables, in a new schema; the schema must be new.
+    // Beside the live tables, in a new schema; the schema must be new. The plan first.
+    let out = restore(
+        dir.path(),
+        &store,
+        &src,
+        &[
+            "--table",
+            "app.orders",
+            "--into-schema",
+            "restored",
+            "--dry-run",
+        ],
+    );
+    out.ok();
+    let j = out.json();
+    assert_eq!(
+        j["restored_as"],
+        serde_json::json!(["restored.orders"]),
+        "{j}"
+    );
+    assert!(j["steps"].to_string().contains("scratch database"), "{j}");
+    assert!(
+        skipped(&j)
+            .iter()
+            .any(|s| s.contains("orders_customer_id_fkey")),
+        "{j}"
+    );
+    assert_eq!(
+        count(
+            &src,
+            "select count(*) from pg_namespace where nspname = 'restored'"
+        )
+        .await,
+        0,
+        "the plan changes nothing"
+    );
     let out = restore(
         dir.path(),
         &store,
