@@ -8,6 +8,7 @@
 #   moto S3 server (PyPI)            /opt/pgdrill-test/venv/bin/moto_server
 #   zstd, age                        /usr/bin
 #   chromium (headless)              /usr/bin/chromium   dashboard screenshot test
+#   promtool (Debian prometheus)     /usr/bin/promtool   metrics and alert rules checks
 #
 # The crates/testkit helpers find all of these by themselves.
 set -euo pipefail
@@ -45,6 +46,21 @@ getent passwd postgres >/dev/null || die "the postgresql package did not create 
 
 install -d -m 0755 "$ROOT" "$ROOT/pkgs"
 chmod o+x /opt   # the postgres OS user must traverse to the binaries
+
+# ---------------------------------------------------------------- Debian: promtool
+# promtool (Debian package prometheus): `check metrics` on a real /metrics scrape and `check
+# rules` on examples/monitoring/ (crates/cli/tests/serve_api.rs). Only the tool is used; the
+# package's prometheus service is stopped and disabled where systemd runs.
+if ! command -v promtool >/dev/null 2>&1; then
+  log "apt-get install prometheus (for promtool)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+fi
+promtool --version >/dev/null 2>&1 || die "promtool is installed but does not run"
 
 # ---------------------------------------------------------------- PyPI: moto + PostgreSQL 18
 VENV="$ROOT/venv"

@@ -30,6 +30,7 @@ pub mod restore;
 pub mod retention;
 pub mod schedule;
 pub mod status;
+pub mod summary;
 pub mod time;
 pub mod verify;
 

@@ -129,6 +129,8 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
             last_ok: None,
             last_summary: None,
             last_success: find(&e.key).and_then(|x| x.last_success(e.key.kind)),
+            runs_ok: 0,
+            runs_failed: 0,
         })
         .collect();
     for e in table
@@ -293,6 +295,9 @@ fn finish(d: &Daemon<'_>, state: &State, keys: &mut Vec<JobKey>, done: (JobKey, 
         j.last_summary = Some(out.summary.clone());
         if out.ok {
             j.last_success = Some(now);
+            j.runs_ok += 1;
+        } else {
+            j.runs_failed += 1;
         }
     });
     state.refresh.notify_one();

@@ -28,6 +28,9 @@ pub struct JobState {
     pub last_ok: Option<bool>,
     pub last_summary: Option<String>,
     pub last_success: Option<Timestamp>,
+    /// Runs this daemon finished since it started (Prometheus `_total` counters).
+    pub runs_ok: u64,
+    pub runs_failed: u64,
 }
 
 /// One database as the store shows it.

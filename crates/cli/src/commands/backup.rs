@@ -54,7 +54,7 @@ fn render(ctx: &Ctx, report: &BackupReport) -> Output {
                 "raw_bytes": m.raw_bytes,
                 "stored_bytes": m.stored_bytes,
                 "tables": m.content.tables.len(),
-                "seconds": m.stage_seconds.get("total"),
+                "duration_seconds": m.stage_seconds.get("total"),
                 "snapshot_time": m.snapshot.time,
             })
         })

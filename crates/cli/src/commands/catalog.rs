@@ -57,21 +57,8 @@ pub async fn list(ctx: &Ctx) -> Result<Output> {
             &rows,
         )
     };
-    let json = json!(all
-        .iter()
-        .map(|m| json!({
-            "backup_id": m.backup_id,
-            "database": m.database,
-            "snapshot_time": m.snapshot.time,
-            "finished_at": m.finished_at,
-            "raw_bytes": m.raw_bytes,
-            "stored_bytes": m.stored_bytes,
-            "tables": m.content.tables.len(),
-            "encrypted": m.encrypted(),
-            "server_version": m.server.version,
-        }))
-        .collect::<Vec<_>>());
-    Ok(Output::ok(json, human))
+    let backups: Vec<_> = all.iter().map(pgdrill_core::summary::backup).collect();
+    Ok(Output::ok(json!({ "backups": backups }), human))
 }
 
 pub async fn show(ctx: &Ctx, args: &SelectArgs) -> Result<Output> {

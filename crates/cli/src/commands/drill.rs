@@ -100,12 +100,13 @@ pub fn render(r: &DrillResult) -> String {
                     "FAIL".into()
                 },
                 c.name.clone(),
+                c.expected.chars().take(60).collect(),
                 c.actual.chars().take(90).collect(),
             ]
         })
         .collect();
     if !rows.is_empty() {
-        s.push_str(&table(&["RESULT", "CHECK", "ACTUAL"], &rows));
+        s.push_str(&table(&["RESULT", "CHECK", "EXPECTED", "ACTUAL"], &rows));
     }
     s
 }
@@ -153,15 +154,6 @@ pub async fn list(ctx: &Ctx) -> Result<Output> {
             &rows,
         )
     };
-    let json = json!(all
-        .iter()
-        .map(|r| json!({
-            "drill_id": r.drill_id, "database": r.database, "verdict": r.verdict, "backup_id": r.backup.id,
-            "started_at": r.started_at, "rto_minutes": r.rto.minutes, "rto_passed": r.rto.passed,
-            "rpo_minutes": r.rpo.minutes, "rpo_passed": r.rpo.passed,
-            "checks_passed": r.checks.iter().filter(|c| c.passed).count(), "checks": r.checks.len(),
-            "created_roles": r.created_roles, "skipped": r.skipped,
-        }))
-        .collect::<Vec<_>>());
-    Ok(Output::ok(json, human))
+    let drills: Vec<_> = all.iter().map(pgdrill_core::summary::drill).collect();
+    Ok(Output::ok(json!({ "drills": drills }), human))
 }

@@ -27,3 +27,20 @@ impl Output {
         }
     }
 }
+
+/// The version of every `--json` document's layout (`docs/schemas/`): bumped when a field is
+/// renamed or removed, not when one is added.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// `doc` with a top-level `schema_version` (an object keeps its own when it has one, as a
+/// drill's `result.json` does).
+pub fn versioned(doc: serde_json::Value) -> serde_json::Value {
+    match doc {
+        serde_json::Value::Object(mut m) => {
+            m.entry("schema_version")
+                .or_insert(serde_json::json!(SCHEMA_VERSION));
+            serde_json::Value::Object(m)
+        }
+        other => serde_json::json!({"schema_version": SCHEMA_VERSION, "result": other}),
+    }
+}
