@@ -145,7 +145,6 @@ async fn every_json_output_matches_its_schema() {
         &with(&["prune", "--name", "up", "--dry-run"]),
         0,
     );
-    drop(go);
 
     if let Ok(keep) = std::env::var("JSON_SCHEMAS_DUMP") {
         let keep = Path::new(&keep);
