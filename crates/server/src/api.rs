@@ -163,8 +163,14 @@ fn listing(
     {
         let all = entries(d);
         let start = match &q.before {
-            // Ids sort by time: older than `before` is smaller than it.
-            Some(b) => all.iter().position(|(id, _)| id < b).unwrap_or(all.len()),
+            // After `before` in the list (newest first); an id no longer listed (pruned
+            // meanwhile): the first one older by its time prefix.
+            Some(b) => all
+                .iter()
+                .position(|(id, _)| id == b)
+                .map(|i| i + 1)
+                .or_else(|| all.iter().position(|(id, _)| id < b))
+                .unwrap_or(all.len()),
             None => 0,
         };
         let page: Vec<&(String, Value)> = all[start..].iter().take(q.limit).collect();
