@@ -321,7 +321,7 @@ async fn serve_aborts_a_job_that_outlives_the_shutdown_grace() {
         value(
             &m,
             "pgdrill_job_running",
-            &[("job", "backup"), ("database", "app")]
+            &[("task", "backup"), ("database", "app")]
         ),
         Some(1.0)
     );

@@ -157,3 +157,40 @@ pub async fn list(ctx: &Ctx) -> Result<Output> {
     let drills: Vec<_> = all.iter().map(pgdrill_core::summary::drill).collect();
     Ok(Output::ok(json!({ "drills": drills }), human))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_check_line_shows_the_expected_value_next_to_the_actual_one() {
+        let r: DrillResult = serde_json::from_value(serde_json::json!({
+            "schema_version": 1, "drill_id": "20261101T000000Z-0000", "database": "app", "verdict": "fail",
+            "started_at": "2026-11-01T00:00:00Z", "finished_at": "2026-11-01T00:01:00Z",
+            "tool": {"name": "pgdrill", "version": "0"}, "host": "h",
+            "backup": {"id": "x", "snapshot_time": "2026-11-01T00:00:00Z", "finished_at": "2026-11-01T00:00:00Z",
+                       "server_version": "15", "pg_dump_version": "15", "objects": []},
+            "target": {"kind": "ephemeral", "url": "u", "server_version": null, "kept": false},
+            "stages": [], "rpo": {"minutes": 1.0, "target_minutes": 60, "passed": true},
+            "rto": {"minutes": 0.5, "target_minutes": 30, "passed": true},
+            "checks": [{"name": "invalid progress", "kind": "sql", "subject": "select 1", "expected": "= 0",
+                        "actual": "3", "passed": false, "duration_seconds": 0.01}],
+            "error": null, "policy": {}
+        }))
+        .expect("result");
+        let text = render(&r);
+        assert!(
+            text.contains("EXPECTED") && text.contains("ACTUAL"),
+            "{text}"
+        );
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("FAIL") && l.contains("invalid progress"))
+            .unwrap_or_else(|| panic!("no failed-check line in:\n{text}"));
+        let (exp, act) = (
+            line.find("= 0").expect("expected"),
+            line.rfind('3').expect("actual"),
+        );
+        assert!(exp < act, "expected before actual: {line}");
+    }
+}
