@@ -2,8 +2,8 @@
 //! against `docs/schemas/api-*.json` and compared with what the store holds, paging, the JSON
 //! errors (401, 404, 405, 400), `/metrics` through `promtool check metrics` with the series
 //! the README lists (SLOs always present, `task` not `job`, counters, build info, targets),
-//! and `examples/monitoring/` (`promtool check rules`; every series the rules and the Grafana
-//! dashboard use is one the scrape has). One source, two backups and a drill made by the
+//! and `examples/monitoring/` (`promtool check rules`, `promtool test rules` on its unit
+//! tests; every series the rules and the Grafana dashboard use is one the scrape has). One source, two backups and a drill made by the
 //! CLI, and a second database whose backups fail.
 
 mod common;
@@ -371,6 +371,12 @@ async fn api_metrics_and_monitoring_examples_match_what_serve_emits() {
     let rules = ex.join("pgdrill-alerts.yml");
     let (ok, out) = promtool(&["check", "rules", rules.to_str().expect("p")], None);
     assert!(ok, "promtool check rules:\n{out}");
+    let tests = ex.join("pgdrill-alerts.test.yml");
+    let (ok, out) = promtool(&["test", "rules", tests.to_str().expect("p")], None);
+    assert!(
+        ok,
+        "promtool test rules (each alert fires on its series):\n{out}"
+    );
     let dash_text = std::fs::read_to_string(ex.join("grafana-dashboard.json")).expect("dash");
     let dash: Value = serde_json::from_str(&dash_text).expect("the dashboard is JSON");
     assert!(dash["panels"].as_array().is_some_and(|p| p.len() >= 8));
