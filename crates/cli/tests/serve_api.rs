@@ -379,7 +379,26 @@ async fn api_metrics_and_monitoring_examples_match_what_serve_emits() {
     );
     let dash_text = std::fs::read_to_string(ex.join("grafana-dashboard.json")).expect("dash");
     let dash: Value = serde_json::from_str(&dash_text).expect("the dashboard is JSON");
-    assert!(dash["panels"].as_array().is_some_and(|p| p.len() >= 8));
+    // Every dashboard query is valid PromQL: promtool checks them as recording rules.
+    let mut exprs = Vec::new();
+    for p in dash["panels"].as_array().expect("panels") {
+        assert_eq!(p["datasource"]["uid"], "${datasource}", "{p}");
+        for t in p["targets"].as_array().expect("targets") {
+            exprs.push(t["expr"].as_str().expect("expr").to_string());
+        }
+    }
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    let mut as_rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        as_rules.push_str(&format!(
+            "      - record: pgdrill:dashboard_query_{i}\n        expr: {}\n",
+            serde_json::to_string(e).expect("quoted")
+        ));
+    }
+    let rules_file = d.join("dashboard-queries.yml");
+    std::fs::write(&rules_file, as_rules).expect("write");
+    let (ok, out) = promtool(&["check", "rules", rules_file.to_str().expect("p")], None);
+    assert!(ok, "a dashboard query is not valid PromQL:\n{out}");
     let emitted: BTreeSet<String> = m.keys().cloned().collect();
     let rules_text = std::fs::read_to_string(&rules).expect("rules");
     for (what, used) in [
