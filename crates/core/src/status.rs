@@ -312,27 +312,11 @@ fn size_anomaly(complete: &[Manifest]) -> Option<Slo> {
         ok,
         detail: format!(
             "newest dump {}, median of the previous {} is {}",
-            human_bytes(newest.raw_bytes),
+            crate::summary::human_bytes(newest.raw_bytes),
             prev.len(),
-            human_bytes(median as u64)
+            crate::summary::human_bytes(median as u64)
         ),
     })
-}
-
-/// A size for people, in binary units (`19.3 MiB`), as the CLI prints them.
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 fn esc_label(s: &str) -> String {

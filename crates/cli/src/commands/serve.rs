@@ -90,10 +90,13 @@ async fn run_job(ctx: &Ctx, job: &JobKey) -> Result<(bool, String)> {
                 configured: true,
             };
             let r = jobs::backup::run(&jx, input).await?;
-            let done = r
-                .done
-                .iter()
-                .map(|m| format!("backup {} ({} bytes stored)", m.backup_id, m.stored_bytes));
+            let done = r.done.iter().map(|m| {
+                format!(
+                    "backup {} ({} stored)",
+                    m.backup_id,
+                    pgdrill_core::summary::human_bytes(m.stored_bytes)
+                )
+            });
             let failed = r.failures.iter().map(|(_, e)| e.to_string());
             let summary = done.chain(failed).collect::<Vec<_>>().join("; ");
             Ok((r.failures.is_empty(), summary))

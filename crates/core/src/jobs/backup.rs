@@ -171,8 +171,10 @@ async fn succeeded(
         EventKind::BackupSucceeded
     };
     let summary = format!(
-        "backup {} of {} completed ({} bytes stored)",
-        m.backup_id, m.database, m.stored_bytes
+        "backup {} of {} completed ({} stored)",
+        m.backup_id,
+        m.database,
+        crate::summary::human_bytes(m.stored_bytes)
     );
     notifier
         .send(
