@@ -31,6 +31,7 @@ async fn every_json_output_matches_its_schema() {
         d.join("pgdrill.toml"),
         format!(
             "[store]\nurl = \"{}\"\n[encryption]\npassphrase_env = \"PASS\"\n[policy]\nrpo_minutes = 600\nrto_minutes = 60\n\
+             [schedule]\ntimezone = \"Europe/Berlin\"\n\
              [[database]]\nname = \"app\"\nurl_env = \"SRC\"\n",
             store.display()
         ),
@@ -64,6 +65,17 @@ async fn every_json_output_matches_its_schema() {
     let l = go("list.schema.json", &["list"], 0);
     assert_eq!(l["backups"].as_array().map(Vec::len), Some(2), "{l}");
     go("show.schema.json", &["show", "latest"], 0);
+    // Text for people: times in the configured zone, the zone shown; sizes in binary units.
+    for args in [&["list"][..], &["show", "latest"][..]] {
+        let out = run(d, args, &env);
+        out.ok();
+        assert!(
+            out.stdout.contains(" CET") || out.stdout.contains(" CEST"),
+            "{args:?}: no Europe/Berlin time in:\n{}",
+            out.stdout
+        );
+        assert!(out.stdout.contains(" KiB"), "{}", out.stdout);
+    }
     go("verify.schema.json", &["verify", "latest"], 0);
     go("verify.schema.json", &["verify", "--all"], 0);
     let out = d.join("out.pgc");
