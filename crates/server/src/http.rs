@@ -296,7 +296,7 @@ async fn route(app: &App, req: &Request) -> Response {
     }
 }
 
-/// `/drills/<db>/<drill-id>`: the drill's stored report.html.
+/// `/drills/<db>/<drill-id>`: the drill's report.
 async fn report(app: &App, rest: &str) -> Response {
     let mut parts = rest.trim_end_matches('/').split('/');
     let (Some(db), Some(id), None) = (parts.next(), parts.next(), parts.next()) else {
@@ -305,6 +305,23 @@ async fn report(app: &App, rest: &str) -> Response {
     let (Ok(db), Ok(id)) = (DbName::parse(db), DrillId::parse(id)) else {
         return Response::text(404, "not found");
     };
+    // Rendered from result.json with the configured zone and a link back to the dashboard;
+    // the stored report.html (UTC, no link) when result.json cannot be read.
+    if let Ok(body) = app
+        .store
+        .get(&layout::drill_object(&db, &id, "result.json"))
+        .await
+    {
+        if let Ok(r) = serde_json::from_slice(&body) {
+            let view = pgdrill_core::drill::evidence::HtmlView {
+                tz: &app.tz,
+                tz_name: &app.tz_name,
+                dashboard: Some("/"),
+            };
+            let html = pgdrill_core::drill::evidence::render_html_in(&r, &view);
+            return Response::new(200, "text/html; charset=utf-8", html);
+        }
+    }
     match app
         .store
         .get(&layout::drill_object(&db, &id, "report.html"))

@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod dashboard;
 pub mod http;
 pub mod jobs;
+pub mod log;
 pub mod metrics;
 /// Schedules are parsed in the core crate, so every command validates `[schedule]` at
 /// config load.
@@ -25,4 +26,5 @@ pub mod timetable;
 pub use config::ServeConfig;
 pub use daemon::{run, Clock, Daemon, SystemClock};
 pub use jobs::{JobFuture, JobKey, JobKind, JobOutcome, JobRunner};
+pub use log::{JobLog, Level, LogRecord, LogSink};
 pub use schedule::Schedule;

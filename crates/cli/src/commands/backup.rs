@@ -47,8 +47,16 @@ fn render(ctx: &Ctx, report: &BackupReport) -> Output {
     }
     let summaries: Vec<_> = done
         .iter()
-        .map(|m| {
+        .zip(
+            report
+                .stages
+                .iter()
+                .map(Some)
+                .chain(std::iter::repeat(None)),
+        )
+        .map(|(m, stages)| {
             json!({
+                "stages": stages.cloned().unwrap_or_default(),
                 "database": m.database,
                 "backup_id": m.backup_id,
                 "raw_bytes": m.raw_bytes,
