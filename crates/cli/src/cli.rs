@@ -322,8 +322,9 @@ pub struct ServeArgs {
     /// Address for /metrics, /healthz and the dashboard (default [serve] listen, 127.0.0.1:9187).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
-    /// Daemon log lines: `text` (an RFC 3339 UTC timestamp, then the message) or `json` (one
-    /// object a line with ts, level, msg and component, for log shippers).
+    /// Daemon log lines: `text` (an RFC 3339 UTC timestamp, the level, then the message) or
+    /// `json` (one object a line with ts, level, component, msg, and job, database and
+    /// backup_id where known, for log shippers).
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
 }

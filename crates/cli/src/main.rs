@@ -118,7 +118,8 @@ fn finish(ui: Ui, result: Result<Output, Error>) -> ExitCode {
             if ui.json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&out.json).unwrap_or_default()
+                    serde_json::to_string_pretty(&commands::versioned(out.json))
+                        .unwrap_or_default()
                 );
             } else {
                 print!("{}", out.human);
@@ -128,7 +129,7 @@ fn finish(ui: Ui, result: Result<Output, Error>) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             if ui.json {
-                let doc = serde_json::json!({"error": {"message": e.to_string(), "exit_code": e.exit_code()}});
+                let doc = serde_json::json!({"schema_version": commands::SCHEMA_VERSION, "error": {"message": e.to_string(), "exit_code": e.exit_code()}});
                 println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
             }
             ExitCode::from(e.exit_code())

@@ -31,6 +31,7 @@ pub mod restore;
 pub mod retention;
 pub mod schedule;
 pub mod status;
+pub mod summary;
 pub mod time;
 pub mod verify;
 

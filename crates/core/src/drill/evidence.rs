@@ -14,7 +14,7 @@ use std::path::Path;
 
 mod render;
 
-pub use render::{render_html, render_md};
+pub use render::{human_duration, render_html, render_html_in, render_md, HtmlView};
 
 pub const RESULT_SCHEMA_VERSION: u32 = 1;
 

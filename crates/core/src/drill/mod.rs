@@ -218,6 +218,9 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
                 r.restore_seconds,
                 r.analyze_seconds
             ));
+            for s in &r.stages {
+                log.say(format!("restore {}", crate::progress::describe(s)));
+            }
             for e in &r.ignored_errors {
                 log.say(format!("pg_restore error allowlisted: {e}"));
             }

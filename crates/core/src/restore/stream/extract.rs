@@ -48,6 +48,9 @@ pub(crate) async fn extract<W: Write + Send + 'static>(
         index: Arc::new(loaded.index.clone()),
         rt: tokio::runtime::Handle::current(),
         fetched: Arc::default(),
+        loaded: Arc::default(),
+        progress: None,
+        counting: Arc::default(),
     };
     tokio::task::spawn_blocking(move || -> Result<(Extracted, W)> {
         copy_frames(&src, &ranges, &mut out).map_err(|e| match e {

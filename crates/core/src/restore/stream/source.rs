@@ -80,6 +80,9 @@ pub(crate) async fn read_toc(
         index: Arc::new(loaded.index.clone()),
         rt: tokio::runtime::Handle::current(),
         fetched: Arc::default(),
+        loaded: Arc::default(),
+        progress: None,
+        counting: Arc::default(),
     };
     let head = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
         let mut plain = src.open()?;
@@ -166,6 +169,12 @@ pub(super) struct Source {
     pub(super) rt: tokio::runtime::Handle,
     /// Bytes the ranged GETs brought from the store (a table restore reports it).
     pub(super) fetched: Arc<AtomicU64>,
+    /// Raw bytes of table data the lanes decoded ([`Source::copy_data`]), also added to
+    /// `progress` once the data stage shows (`counting`; the lanes start decoding while the
+    /// schema goes in, and the schema stage is not theirs).
+    pub(super) loaded: Arc<AtomicU64>,
+    pub(super) progress: Option<Arc<Progress>>,
+    pub(super) counting: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub(super) trait ReadSeek: Read + Seek + Send {}
@@ -249,6 +258,45 @@ impl Source {
         let mut buf = vec![0u8; 128 << 10];
         pump(&mut z, &mut io::sink(), from - raw, &mut buf)?;
         pump(&mut z, out, to - from, &mut buf)
+    }
+}
+
+impl Source {
+    /// [`Source::copy`] of table data the lanes load: counted in `loaded` and `progress`.
+    pub(super) fn copy_data(
+        &self,
+        plain: &mut Plain,
+        from: u64,
+        to: u64,
+        out: &mut impl Write,
+    ) -> io::Result<()> {
+        let mut metered = Metered {
+            inner: out,
+            src: self,
+        };
+        self.copy(plain, from, to, &mut metered)
+    }
+}
+
+/// Counts what goes through it as loaded data.
+struct Metered<'a, W> {
+    inner: W,
+    src: &'a Source,
+}
+
+impl<W: Write> Write for Metered<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.src.loaded.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(p) = self.src.progress.as_ref() {
+            if self.src.counting.load(Ordering::Relaxed) {
+                p.add(n as u64);
+            }
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
