@@ -70,6 +70,7 @@ async fn diff_counts_exactly_and_its_sql_puts_the_table_back() {
         &src,
     ]);
     out.ok();
+    tk::schema::assert_valid("diff.schema.json", &out.json());
     assert_eq!(counts(&out.json()), (0, 0, 0), "{}", out.stdout);
     assert_eq!(out.json()["unchanged"], 20000);
     assert_eq!(out.json()["from"], first.as_str());
@@ -88,6 +89,7 @@ async fn diff_counts_exactly_and_its_sql_puts_the_table_back() {
     ]);
     out.ok();
     let j = out.json();
+    tk::schema::assert_valid("diff.schema.json", &j);
     assert_eq!(counts(&j), (5, 10, 20), "{j}");
     assert_eq!(j["matched_by"], "primary key", "{j}");
     assert_eq!(j["rows_from"], 20000, "{j}");
@@ -120,6 +122,7 @@ async fn diff_counts_exactly_and_its_sql_puts_the_table_back() {
     let out = diff(&["latest", "--table", "app.log", "--target", &src]);
     out.ok();
     let j = out.json();
+    tk::schema::assert_valid("diff.schema.json", &j);
     assert_eq!(counts(&j), (3, 2, 0), "{j}");
     assert_eq!(j["matched_by"], "whole row", "{j}");
 

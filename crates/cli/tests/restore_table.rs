@@ -111,6 +111,7 @@ async fn tables_come_back_alone_from_a_folder_and_from_encrypted_s3() {
     );
     out.ok();
     let j = out.json();
+    tk::schema::assert_valid("restore-table.schema.json", &j);
     assert_eq!(j["dry_run"], true, "{j}");
     assert_eq!(j["database"], "create", "{j}");
     let entries = j["entries"].to_string();
@@ -135,6 +136,7 @@ async fn tables_come_back_alone_from_a_folder_and_from_encrypted_s3() {
     );
     out.ok();
     let j = out.json();
+    tk::schema::assert_valid("restore-table.schema.json", &j);
     assert_read_little(&j, 2, 25);
     assert_eq!(j["created_database"], true, "{j}");
     let sk = skipped(&j);
@@ -256,6 +258,7 @@ async fn tables_come_back_alone_from_a_folder_and_from_encrypted_s3() {
     );
     out.ok();
     let j = out.json();
+    tk::schema::assert_valid("restore-table.schema.json", &j);
     assert_eq!(
         j["restored_as"],
         serde_json::json!(["restored.orders"]),
@@ -292,6 +295,7 @@ async fn tables_come_back_alone_from_a_folder_and_from_encrypted_s3() {
     );
     out.ok();
     let j = out.json();
+    tk::schema::assert_valid("restore-table.schema.json", &j);
     assert_eq!(j["into_schema"], "restored", "{j}");
     assert_eq!(
         hash(&src, "restored.orders", "id").await,
@@ -373,6 +377,7 @@ async fn tables_come_back_alone_from_a_folder_and_from_encrypted_s3() {
     );
     out.ok();
     let j = out.json();
+    tk::schema::assert_valid("restore-table.schema.json", &j);
     // The head's frame, and the two or three frames of big3 (a quarter of the data).
     assert_read_little(&j, 5, 65);
     assert_eq!(
