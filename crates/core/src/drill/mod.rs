@@ -466,7 +466,7 @@ fn rpo(m: &Manifest, snapshots: &[Timestamp], now: Timestamp, policy: &Policy) -
         .map(|w| time::seconds_between(w[0], w[1]) as f64 / 60.0)
         .reduce(f64::max);
     let mut t = Target::evaluate(Some(current), policy.rpo_minutes);
-    t.worst_gap_minutes = worst_gap;
+    t.set_worst_gap(worst_gap);
     if let (Some(limit), Some(p), Some(gap)) = (policy.rpo_minutes, t.passed, worst_gap) {
         t.passed = Some(p && gap <= limit as f64);
     }
