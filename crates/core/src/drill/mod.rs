@@ -16,6 +16,7 @@ mod source;
 
 pub use source::probe as probe_physical_source;
 mod storage_check;
+pub mod upgrade;
 
 use crate::cancel::Cancel;
 use crate::catalog;
@@ -55,6 +56,9 @@ pub struct DrillJob<'a> {
     /// `[restore] maintenance_work_mem`.
     pub maintenance_work_mem: Option<crate::config::MemorySize>,
     pub jobs: u32,
+    /// `--major`: restore into a throwaway cluster of this (newer) major, an upgrade
+    /// rehearsal; the evidence records both versions (`upgrade`).
+    pub major: Option<u32>,
     pub env: &'a Env,
     /// Where evidence is written locally (default ./pgdrill-reports/<drill-id>/).
     pub report_dir: Option<PathBuf>,
@@ -135,6 +139,11 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
     let t_target = log.elapsed();
     let mut cluster: Option<Cluster> = None;
     let (target, target_kind) = match &job.target {
+        Some(_) if job.major.is_some() => {
+            return Err(Error::Invalid(
+                "--major restores into a throwaway cluster of that major: leave out the drill's target (--target, target_url_env)".into(),
+            ))
+        }
         Some(t) => (
             t.with_dbname(&format!(
                 "pgdrill_drill_{}",
@@ -143,10 +152,12 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
             "server",
         ),
         None => {
-            let major = manifest.restore_major();
-            let install = job
-                .tools
-                .pick_server_with(major, &manifest.content.extensions)?;
+            let install = match job.major {
+                Some(n) => upgrade::install(job.tools, &manifest, n)?,
+                None => job
+                    .tools
+                    .pick_server_with(manifest.restore_major(), &manifest.content.extensions)?,
+            };
             log.say(format!(
                 "starting a throwaway PostgreSQL {} cluster (source server {}, pg_dump {})",
                 install.version, manifest.server.version, manifest.pg_dump.version
@@ -215,6 +226,9 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
                 r.restore_seconds,
                 r.analyze_seconds
             ));
+            for s in &r.stages {
+                log.say(format!("restore {}", crate::progress::describe(s)));
+            }
             for e in &r.ignored_errors {
                 log.say(format!("pg_restore error allowlisted: {e}"));
             }
@@ -412,7 +426,11 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         warnings,
         policy: serde_json::to_value(job.policy).unwrap_or_default(),
         recovery: None,
+        upgrade: None,
     };
+    if let Some(n) = job.major {
+        result.upgrade = Some(upgrade::evidence(&manifest, n, &result.target));
+    }
     // A backup that cannot be read fails the drill as it fails a restore: integrity (3) or
     // key (4), not just "failed" (1).
     let exit_code = match &restored {
@@ -459,7 +477,7 @@ fn rpo(m: &Manifest, snapshots: &[Timestamp], now: Timestamp, policy: &Policy) -
         .map(|w| time::seconds_between(w[0], w[1]) as f64 / 60.0)
         .reduce(f64::max);
     let mut t = Target::evaluate(Some(current), policy.rpo_minutes);
-    t.worst_gap_minutes = worst_gap;
+    t.set_worst_gap(worst_gap);
     if let (Some(limit), Some(p), Some(gap)) = (policy.rpo_minutes, t.passed, worst_gap) {
         t.passed = Some(p && gap <= limit as f64);
     }
