@@ -102,6 +102,12 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
     // A physical backup made by another tool (pgBackRest, barman-cloud, a command).
     let db = job.db;
     if let Some(p) = &db.drill_settings.physical {
+        if let Some(n) = job.major {
+            return Err(Error::Invalid(format!(
+                "--major {n} rehearses an upgrade from pgdrill's own (logical) backups; {} is drilled from a physical backup, which only its own major can recover: leave out --major",
+                db.name
+            )));
+        }
         return source::run(job, p).await;
     }
     let started_at = Timestamp::now();

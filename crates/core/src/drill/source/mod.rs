@@ -270,6 +270,7 @@ pub(super) async fn run(job: DrillJob<'_>, p: &PhysicalDrill) -> Result<DrillOut
         warnings: Vec::new(),
         policy: serde_json::to_value(job.policy).unwrap_or_default(),
         recovery,
+        upgrade: None,
     };
     // What may be secret among the variables handed over: the credentials, and what `env`
     // names (long values only: a flag such as `true` or `posix` would garble the reports).
