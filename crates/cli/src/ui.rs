@@ -1,7 +1,7 @@
 //! Output: one JSON document on stdout with --json, human text otherwise; messages and
 //! progress on stderr (progress only on a terminal).
 
-use pgdrill_core::progress::Progress;
+use pgdrill_core::progress::{human_count, Progress, RateEstimator, View};
 use std::io::IsTerminal;
 use std::sync::Arc;
 
@@ -27,44 +27,110 @@ impl Ui {
         }
     }
 
-    /// Draws a progress line on stderr while `progress` is updated, if stderr is a terminal.
+    /// Draws a progress line on stderr while `progress` is updated, if stderr is a terminal
+    /// (stage, done/total, percent, rate and ETA; tables for a restore), and leaves one line
+    /// per ended stage above it; not on a terminal, nothing (with `-v`, the ended stages'
+    /// lines).
     pub fn progress(&self, progress: Arc<Progress>) -> ProgressGuard {
-        if self.quiet || !std::io::stderr().is_terminal() {
-            return ProgressGuard(None);
+        let tty = std::io::stderr().is_terminal();
+        if (tty || self.verbose > 0) && !self.quiet {
+            progress.on_stage_end(move |r| {
+                let clear = if tty { "\r\x1b[2K" } else { "" };
+                eprintln!("{clear}{}", pgdrill_core::progress::describe(r));
+            });
         }
+        if self.quiet || !tty {
+            return ProgressGuard(None, progress);
+        }
+        let shown = progress.clone();
         let handle = tokio::spawn(async move {
-            let start = std::time::Instant::now();
-            let mut last_stage = String::new();
-            let mut stage_start = start;
+            let progress = shown;
+            let mut rate = RateEstimator::default();
+            let mut seq = u64::MAX;
+            let mut stage_start = std::time::Instant::now();
             loop {
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                let (stage, bytes, total) = progress.snapshot();
-                if stage != last_stage {
-                    last_stage = stage.clone();
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                let v = progress.view();
+                if v.seq != seq {
+                    seq = v.seq;
+                    rate.reset();
                     stage_start = std::time::Instant::now();
                 }
-                let secs = stage_start.elapsed().as_secs_f64().max(0.001);
-                let pct = if total > 0 {
-                    format!(
-                        " of {} ({:.0}%)",
-                        human_bytes(total),
-                        bytes as f64 * 100.0 / total as f64
-                    )
-                } else {
-                    String::new()
-                };
-                eprint!(
-                    "\r\x1b[2K{stage}: {}{pct} at {}/s",
-                    human_bytes(bytes),
-                    human_bytes((bytes as f64 / secs) as u64)
-                );
+                if v.stage.is_empty() {
+                    continue;
+                }
+                let t = stage_start.elapsed().as_secs_f64();
+                rate.sample(t, v.bytes);
+                let line = progress_line(&v, rate.rate(), rate.eta(v.total), t);
+                eprint!("\r\x1b[2K{line}");
             }
         });
-        ProgressGuard(Some(handle))
+        ProgressGuard(Some(handle), progress)
     }
 }
 
-pub struct ProgressGuard(Option<tokio::task::JoinHandle<()>>);
+/// The terminal's progress line: `dump: 120.0 MiB of 300.0 MiB (40%) at 20.0 MiB/s, ETA 9s`,
+/// then `, 3/10 tables` when the stage counts items, and the stage's time so far. No rate
+/// nor ETA until the estimator has a second of samples.
+pub fn progress_line(v: &View, rate: Option<f64>, eta: Option<f64>, elapsed: f64) -> String {
+    let mut s = v.stage.clone();
+    let mut parts = Vec::new();
+    if v.bytes > 0 || v.total > 0 {
+        let mut b = human_bytes(v.bytes);
+        if v.total > 0 && v.bytes <= v.total {
+            let tilde = if v.total_from.is_some() { "~" } else { "" };
+            b.push_str(&format!(
+                " of {tilde}{} ({:.0}%)",
+                human_bytes(v.total),
+                (v.bytes as f64 * 100.0 / v.total as f64).floor()
+            ));
+        }
+        if let Some(r) = rate {
+            b.push_str(&format!(" at {}/s", human_bytes(r as u64)));
+        }
+        parts.push(b);
+        if let Some(e) = eta.filter(|_| v.bytes < v.total) {
+            parts.push(format!("ETA {}", short_secs(e.ceil())));
+        }
+    }
+    if v.items_total > 0 || !v.item_unit.is_empty() {
+        let unit = if v.item_unit.is_empty() {
+            "items"
+        } else {
+            &v.item_unit
+        };
+        if v.items_total > 0 {
+            parts.push(format!("{}/{} {unit}", v.items, v.items_total));
+        } else {
+            parts.push(format!("{} {unit}", v.items));
+        }
+    }
+    if v.rows_total > 0 {
+        parts.push(format!(
+            "{}/{} rows",
+            human_count(v.rows),
+            human_count(v.rows_total)
+        ));
+    }
+    if !parts.is_empty() {
+        s.push_str(": ");
+        s.push_str(&parts.join(", "));
+    }
+    s.push_str(&format!(" [{}]", short_secs(elapsed.floor())));
+    s
+}
+
+/// Whole seconds under a minute (`9s`), else like [`human_secs`].
+fn short_secs(s: f64) -> String {
+    if s < 60.0 {
+        format!("{s:.0}s")
+    } else {
+        human_secs(s)
+    }
+}
+
+/// Stops drawing when dropped, and ends the last stage (its line is printed).
+pub struct ProgressGuard(Option<tokio::task::JoinHandle<()>>, Arc<Progress>);
 
 impl Drop for ProgressGuard {
     fn drop(&mut self) {
@@ -72,23 +138,11 @@ impl Drop for ProgressGuard {
             h.abort();
             eprint!("\r\x1b[2K");
         }
+        self.1.finish();
     }
 }
 
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use pgdrill_core::progress::human_bytes;
 
 pub use pgdrill_core::time::human_secs;
 
@@ -141,6 +195,50 @@ mod tests {
         assert_eq!(pgdrill_core::jobs::drill::fmt_min(Some(0.5)), "30.0s");
         assert_eq!(pgdrill_core::jobs::drill::fmt_min(Some(125.0)), "2h05m");
         assert_eq!(pgdrill_core::jobs::drill::fmt_min(None), "n/a");
+    }
+
+    #[test]
+    fn the_progress_line_shows_percent_rate_eta_and_tables() {
+        let mib = 1u64 << 20;
+        let v = View {
+            stage: "dump".into(),
+            bytes: 120 * mib,
+            total: 300 * mib,
+            total_from: Some("previous backup".into()),
+            ..View::default()
+        };
+        assert_eq!(
+            progress_line(&v, Some(20.0 * mib as f64), Some(9.0), 6.2),
+            "dump: 120.0 MiB of ~300.0 MiB (40%) at 20.0 MiB/s, ETA 9s [6s]"
+        );
+        // No rate yet: neither rate nor ETA.
+        assert_eq!(
+            progress_line(&v, None, None, 0.4),
+            "dump: 120.0 MiB of ~300.0 MiB (40%) [0s]"
+        );
+        let v = View {
+            stage: "restore: data".into(),
+            bytes: 5 * mib,
+            total: 10 * mib,
+            items: 1,
+            items_total: 3,
+            item_unit: "tables".into(),
+            rows: 1200,
+            rows_total: 2_500_000,
+            ..View::default()
+        };
+        assert_eq!(
+            progress_line(&v, None, None, 2.0),
+            "restore: data: 5.0 MiB of 10.0 MiB (50%), 1/3 tables, 1200/2.5M rows [2s]"
+        );
+        let v = View {
+            stage: "restore: indexes and constraints".into(),
+            ..View::default()
+        };
+        assert_eq!(
+            progress_line(&v, None, None, 4.0),
+            "restore: indexes and constraints [4s]"
+        );
     }
 
     #[test]

@@ -78,7 +78,7 @@ async fn serve_runs_schedules_serves_metrics_and_dashboard_and_stops_on_sigterm(
             && value(&metrics, "pgdrill_check_failures", &[("database", "app")]).is_some()
     });
     fn job(j: &str) -> [(&str, &str); 2] {
-        [("job", j), ("database", "app")]
+        [("task", j), ("database", "app")]
     }
     assert!(value(
         &metrics,
@@ -104,7 +104,7 @@ async fn serve_runs_schedules_serves_metrics_and_dashboard_and_stops_on_sigterm(
     assert!(
         value(
             &metrics,
-            "pgdrill_backup_stored_bytes",
+            "pgdrill_all_backups_stored_bytes",
             &[("database", "app")]
         )
         .expect("bytes")
@@ -321,7 +321,7 @@ async fn serve_aborts_a_job_that_outlives_the_shutdown_grace() {
         value(
             &m,
             "pgdrill_job_running",
-            &[("job", "backup"), ("database", "app")]
+            &[("task", "backup"), ("database", "app")]
         ),
         Some(1.0)
     );
@@ -358,7 +358,8 @@ async fn serve_aborts_a_job_that_outlives_the_shutdown_grace() {
         .find(|l| l.contains("aborting the running job"))
         .expect("abort line");
     let v: serde_json::Value = serde_json::from_str(abort_line).expect("a JSON log line");
-    assert_eq!(v["level"], "info", "{abort_line}");
+    // Aborting jobs is worth a warning.
+    assert_eq!(v["level"], "warn", "{abort_line}");
     assert_eq!(v["component"], "serve", "{abort_line}");
     assert!(
         v["ts"]
@@ -367,6 +368,22 @@ async fn serve_aborts_a_job_that_outlives_the_shutdown_grace() {
         "{abort_line}"
     );
     assert!(stderr.contains("backup of app failed"), "{stderr}");
+    // The job's lines carry its level, job and database as fields.
+    let failed_line = stderr
+        .lines()
+        .find(|l| l.contains("backup of app failed"))
+        .expect("failed line");
+    let v: serde_json::Value = serde_json::from_str(failed_line).expect("a JSON log line");
+    assert_eq!(v["level"], "error", "{failed_line}");
+    assert_eq!(v["job"], "backup", "{failed_line}");
+    assert_eq!(v["database"], "app", "{failed_line}");
+    // What the backup job itself reported (its start) is a line of that job.
+    let own = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["component"] == "job")
+        .unwrap_or_else(|| panic!("no line from the job itself: {stderr}"));
+    assert_eq!(own["database"], "app", "{own}");
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let left = marked_processes(&marker);

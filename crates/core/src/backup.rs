@@ -120,10 +120,15 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
         None => crate::clock::Clock::process().now(),
     });
     job.progress.stage("snapshot");
-    let session = SnapshotSession::open(&job.source).await?;
+    // The previous backup's raw size estimates the dump's (read beside the snapshot).
+    let (session, previous) = tokio::join!(
+        SnapshotSession::open(&job.source),
+        previous_raw_size(job.store, &job.db.name)
+    );
+    let session = session?;
     let t_snapshot = started.elapsed().as_secs_f64();
     let install = job.tools.pick("pg_dump", session.facts.version.major)?;
-    let result = dump_and_upload(&job, &id, &session, &install).await;
+    let result = dump_and_upload(&job, &id, &session, &install, previous).await;
     session.close().await;
     let (stream, summary) = result?;
     let mut extra = Vec::new();
@@ -175,7 +180,28 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
     let mut manifest = build_manifest(&job, &id, &install, stream, summary, times);
     manifest.objects.extend(extra);
     publish(&job, &manifest).await?;
+    job.progress.finish();
     Ok(manifest)
+}
+
+/// The raw size of the newest complete backup of `db`, if there is one.
+async fn previous_raw_size(store: &Store, db: &crate::ids::DbName) -> Option<u64> {
+    let latest = crate::catalog::latest(store, db).await.ok()?;
+    latest.manifest.map(|m| m.raw_bytes).filter(|&n| n > 0)
+}
+
+/// What the dump's progress counts against: the previous backup's raw size (the best
+/// guess: the same dump a little while ago), else `pg_database_size` (larger than the
+/// dump: indexes and free space are not dumped), else nothing.
+pub fn dump_estimate(
+    previous: Option<u64>,
+    database_size: Option<i64>,
+) -> Option<(u64, &'static str)> {
+    match (previous, database_size) {
+        (Some(n), _) => Some((n, "previous backup")),
+        (None, Some(n)) if n > 0 => Some((n as u64, "pg_database_size")),
+        _ => None,
+    }
 }
 
 async fn delete_backup_objects(job: &BackupJob<'_>, id: &BackupId) {
@@ -343,6 +369,7 @@ async fn dump_and_upload(
     id: &BackupId,
     session: &SnapshotSession,
     install: &PgInstall,
+    previous: Option<u64>,
 ) -> Result<(StreamResult, std::result::Result<ArchiveSummary, String>)> {
     let t0 = Instant::now();
     let object_name = layout::dump_object_name(job.keys.enabled());
@@ -355,6 +382,9 @@ async fn dump_and_upload(
         .max(job.part_size);
     let args = dump_args(job, session.snapshot_id.as_deref());
     job.progress.stage("dump");
+    if let Some((n, from)) = dump_estimate(previous, session.facts.database_size_bytes) {
+        job.progress.set_estimate(n, from);
+    }
     let streamed = stream_child(job, &key, part_size, install, "pg_dump", &args, true).await?;
     let result = StreamResult {
         seconds: t0.elapsed().as_secs_f64(),

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod diff;
 pub mod drill;
 pub mod env;
 pub mod error;
@@ -31,6 +32,7 @@ pub mod restore;
 pub mod retention;
 pub mod schedule;
 pub mod status;
+pub mod summary;
 pub mod time;
 pub mod verify;
 

@@ -6,6 +6,7 @@ use crate::app::App;
 use crate::config::ServeConfig;
 use crate::http;
 use crate::jobs::{JobKey, JobKind, JobOutcome, JobRunner};
+use crate::log::{Level, LogRecord, LogSink};
 use crate::state::{self, DbData, JobState, State};
 use crate::timetable::Timetable;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -38,8 +39,8 @@ pub struct Daemon<'a> {
     /// Fires on SIGTERM/SIGINT: stop starting jobs, wait for the running ones, return.
     pub shutdown: Cancel,
     pub clock: Arc<dyn Clock>,
-    /// Where progress lines go (stderr in the CLI).
-    pub log: Arc<dyn Fn(&str) + Send + Sync>,
+    /// Where the log lines go (the CLI renders them with their time to stderr).
+    pub log: LogSink,
 }
 
 type Running<'a> = FuturesUnordered<Pin<Box<dyn Future<Output = (JobKey, f64, JobOutcome)> + 'a>>>;
@@ -70,11 +71,14 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
         dbs.push(state::load(&d.store, name, None).await);
     }
     for db in dbs.iter().filter(|x| x.error.is_some()) {
-        (d.log)(&format!(
-            "serve: {}: {}",
-            db.name,
-            db.error.as_deref().unwrap_or_default()
-        ));
+        (d.log)(&LogRecord {
+            database: Some(db.name.to_string()),
+            ..LogRecord::warn(format!(
+                "{}: {}",
+                db.name,
+                db.error.as_deref().unwrap_or_default()
+            ))
+        });
     }
     let mut jobs = Vec::new();
     for (kind, schedule) in &d.config.schedules {
@@ -129,6 +133,8 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
             last_ok: None,
             last_summary: None,
             last_success: find(&e.key).and_then(|x| x.last_success(e.key.kind)),
+            runs_ok: 0,
+            runs_failed: 0,
         })
         .collect();
     for e in table
@@ -136,14 +142,14 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
         .iter()
         .filter(|e| e.pending && e.key.kind != JobKind::Status)
     {
-        (d.log)(&format!(
-            "serve: {} missed a scheduled run (the store's last one is older than {}); running it once now",
+        (d.log)(&LogRecord::info(format!(
+            "{} missed a scheduled run (the store's last one is older than {}); running it once now",
             e.key,
             e.schedule
                 .prev_at_or_before(now, &d.config.tz)
                 .map(|t| t.to_string())
                 .unwrap_or_default()
-        ));
+        )).job(&e.key));
     }
     let state = Arc::new(State::new(job_states, dbs, now));
     let app = Arc::new(App {
@@ -169,11 +175,11 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
     let addr = listener.local_addr().unwrap_or(d.config.listen);
     let http_task = tokio::spawn(http::serve(listener, app));
     let refresher = tokio::spawn(refresh_loop(d.store.clone(), state.clone()));
-    (d.log)(&format!(
-        "serve: listening on http://{addr}/ ({} jobs, time zone {})",
+    (d.log)(&LogRecord::info(format!(
+        "listening on http://{addr}/ ({} jobs, time zone {})",
         table.entries.len(),
         d.config.tz_name
-    ));
+    )));
     let (abort_handle, abort) = Cancel::new();
     let mut running: Running<'_> = FuturesUnordered::new();
     let mut running_keys: Vec<JobKey> = Vec::new();
@@ -203,7 +209,7 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
                 j.running_since = Some(now);
                 j.last_started = Some(now);
             });
-            (d.log)(&format!("serve: {key} started"));
+            (d.log)(&LogRecord::info(format!("{key} started")).job(&key));
             running_keys.push(key.clone());
             let (runner, cancel) = (d.runner, abort.clone());
             running.push(Box::pin(async move {
@@ -238,11 +244,11 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
     }
     state.set_stopping();
     if !running.is_empty() {
-        (d.log)(&format!(
-            "serve: stopping; waiting up to {}s for {} running job(s)",
+        (d.log)(&LogRecord::info(format!(
+            "stopping; waiting up to {}s for {} running job(s)",
             d.config.shutdown_grace.as_secs(),
             running.len()
-        ));
+        )));
     }
     let drained = drain(
         &d,
@@ -253,15 +259,20 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
     )
     .await;
     if !drained {
-        (d.log)("serve: the shutdown grace is over; aborting the running job(s)");
+        (d.log)(&LogRecord::warn(
+            "the shutdown grace is over; aborting the running job(s)",
+        ));
         abort_handle.cancel();
         if !drain(&d, &state, &mut running, &mut running_keys, ABORT_BOUND).await {
-            (d.log)("serve: a job did not stop after it was aborted; leaving it behind");
+            (d.log)(&LogRecord::new(
+                Level::Error,
+                "a job did not stop after it was aborted; leaving it behind",
+            ));
         }
     }
     http_task.abort();
     refresher.abort();
-    (d.log)("serve: stopped");
+    (d.log)(&LogRecord::info("stopped"));
     Ok(())
 }
 
@@ -300,15 +311,20 @@ fn add_databases(
                 last_ok: None,
                 last_summary: None,
                 last_success: None,
+                runs_ok: 0,
+                runs_failed: 0,
             });
         }
-        (d.log)(&format!("serve: {name} discovered; its jobs are scheduled"));
+        (d.log)(&LogRecord::info(format!(
+            "{name} discovered; its jobs are scheduled"
+        )));
         state.add_database(
             DbData {
                 name,
                 backups: Vec::new(),
                 drills: Vec::new(),
                 failure: None,
+                failures: Vec::new(),
                 damaged: Vec::new(),
                 error: None,
             },
@@ -325,7 +341,7 @@ fn cover(
     state: &State,
     running: &[JobKey],
     max: usize,
-    log: &(dyn Fn(&str) + Send + Sync),
+    log: &(dyn Fn(&LogRecord) + Send + Sync),
 ) {
     let pending = table.pending_of(JobKind::Drill);
     if pending.is_empty() {
@@ -349,8 +365,8 @@ fn cover(
     let chosen = pgdrill_core::fleet::coverage::pick(&last, max.saturating_sub(busy));
     let passed = table.keep_pending(JobKind::Drill, &chosen);
     if !passed.is_empty() {
-        log(&format!(
-            "serve: drill coverage: drilling {} this slot; {} wait for a later slot",
+        log(&LogRecord::info(format!(
+            "drill coverage: drilling {} this slot; {} wait for a later slot",
             if chosen.is_empty() {
                 "none".to_string()
             } else {
@@ -361,7 +377,7 @@ fn cover(
                     .join(", ")
             },
             passed.len()
-        ));
+        )));
     }
 }
 
@@ -388,11 +404,18 @@ fn finish(d: &Daemon<'_>, state: &State, keys: &mut Vec<JobKey>, done: (JobKey, 
     let (key, seconds, out) = done;
     keys.retain(|k| k != &key);
     let now = d.clock.now();
-    (d.log)(&format!(
-        "serve: {key} {} in {seconds:.1}s: {}",
-        verdict(&out),
-        out.summary
-    ));
+    let level = match (out.ok, out.skipped) {
+        (true, _) => Level::Info,
+        (false, true) => Level::Info,
+        (false, false) => Level::Error,
+    };
+    (d.log)(
+        &LogRecord::new(
+            level,
+            format!("{key} {} in {seconds:.1}s: {}", verdict(&out), out.summary),
+        )
+        .job(&key),
+    );
     state.update_job(&key, |j| {
         j.running_since = None;
         if out.skipped {
@@ -404,6 +427,9 @@ fn finish(d: &Daemon<'_>, state: &State, keys: &mut Vec<JobKey>, done: (JobKey, 
         j.last_summary = Some(out.summary.clone());
         if out.ok {
             j.last_success = Some(now);
+            j.runs_ok += 1;
+        } else {
+            j.runs_failed += 1;
         }
     });
     state.refresh.notify_one();

@@ -247,24 +247,25 @@ fn database(
     );
     h.push_str("</div>");
     // SLOs.
-    h.push_str("<h3>Service levels</h3><table><tr><th>SLO</th><th>State</th><th>Detail</th></tr>");
+    h.push_str("<h3>Service levels</h3><div class=scroll><table class=slos><tr><th>SLO</th><th>State</th><th>Detail</th></tr>");
     for s in &st.slos {
         let _ = write!(
             h,
             "<tr><td class=t>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&s.name.replace('_', " ")),
             pill(Some(s.ok), if s.ok { "ok" } else { "violated" }),
-            esc(&s.detail)
+            esc(&slo_detail(s, d, tz))
         );
     }
-    h.push_str("</table>");
-    charts(h, d, app);
+    h.push_str("</table></div>");
+    charts(h, d, st, app, now);
+    failures_table(h, d, tz);
     backups_table(h, d, tz);
     drills_table(h, d, tz);
     h.push_str("</section>");
 }
 
-fn charts(h: &mut String, d: &DbData, app: &App) {
+fn charts(h: &mut String, d: &DbData, st: &DbStatus, app: &App, now: Timestamp) {
     let tz = &app.tz;
     let pts = |f: &dyn Fn(&pgdrill_core::manifest::Manifest) -> Option<f64>| -> Vec<(i64, f64, Option<&'static str>)> {
         d.backups
@@ -272,62 +273,176 @@ fn charts(h: &mut String, d: &DbData, app: &App) {
             .filter_map(|m| Some((secs_of(&m.snapshot.time)?, f(m)?, None)))
             .collect()
     };
-    let size = Chart {
-        label: "Backup size over time",
-        series: vec![
-            Series {
-                name: "raw dump".into(),
-                color: "#8c959f",
-                points: pts(&|m| Some(m.raw_bytes as f64)),
-            },
-            Series {
-                name: "stored".into(),
-                color: "#0969da",
-                points: pts(&|m| Some(m.stored_bytes as f64)),
-            },
-        ],
+    // Failed backups (the kept history), marked on every backup chart.
+    let backup_marks: Vec<(i64, String)> = d
+        .failures
+        .iter()
+        .map(|f| {
+            (
+                f.at.as_second(),
+                format!("{} failed: {}", f.job, short(&f.message, 200)),
+            )
+        })
+        .collect();
+    let one = |name: &str, color: &'static str, points| Series {
+        name: name.into(),
+        color,
+        points,
+    };
+    // Raw and stored size each on a chart of their own: on one linear axis the compressed
+    // size is a flat line at zero.
+    let raw = Chart {
+        label: "Raw dump size over time",
+        series: vec![one(
+            "raw dump",
+            "#6e7781",
+            pts(&|m| Some(m.raw_bytes as f64)),
+        )],
         scale: Scale::Bytes,
         fmt_y: bytes,
         target: None,
+        marks: backup_marks.clone(),
+        until: None,
+    };
+    let stored = Chart {
+        label: "Stored size over time",
+        series: vec![one(
+            "stored (compressed)",
+            "#0969da",
+            pts(&|m| Some(m.stored_bytes as f64)),
+        )],
+        scale: Scale::Bytes,
+        fmt_y: bytes,
+        target: None,
+        marks: backup_marks.clone(),
+        until: None,
     };
     let duration = Chart {
         label: "Backup duration over time",
-        series: vec![Series {
-            name: "duration".into(),
-            color: "#8250df",
-            points: pts(&|m| m.stage_seconds.get("total").copied()),
-        }],
+        series: vec![one(
+            "duration",
+            "#8250df",
+            pts(&|m| m.stage_seconds.get("total").copied()),
+        )],
         scale: Scale::Seconds,
         fmt_y: secs,
         target: None,
+        marks: backup_marks.clone(),
+        until: None,
     };
-    let rto_points: Vec<_> = d
-        .drills
+    // How old the newest backup had grown when the next one arrived, and how old it is now.
+    let mut snaps: Vec<i64> = d
+        .backups
         .iter()
-        .filter_map(|r| {
-            let color = if r.passed() { "#1a7f37" } else { "#cf222e" };
-            Some((secs_of(&r.started_at)?, r.rto.minutes? * 60.0, Some(color)))
-        })
+        .filter_map(|m| secs_of(&m.snapshot.time))
         .collect();
+    snaps.sort_unstable();
+    let mut age: Vec<(i64, f64, Option<&'static str>)> = snaps
+        .windows(2)
+        .map(|w| (w[1], (w[1] - w[0]) as f64, None))
+        .collect();
+    if let Some(last) = snaps.last() {
+        let a = (now.as_second() - last).max(0) as f64;
+        let bad = a > st.freshness_threshold_seconds as f64;
+        age.push((
+            now.as_second(),
+            a,
+            Some(if bad { "#cf222e" } else { "#1a7f37" }),
+        ));
+    }
+    let threshold = st.freshness_threshold_seconds as f64;
+    let freshness = Chart {
+        label: "Backup age against the freshness threshold",
+        series: vec![one("age before the next backup; now", "#bf8700", age)],
+        scale: Scale::Seconds,
+        fmt_y: secs,
+        target: Some((threshold, format!("threshold {}", secs(threshold)))),
+        marks: backup_marks,
+        until: Some(now.as_second()),
+    };
+    let verdict_color = |r: &pgdrill_core::drill::evidence::DrillResult| {
+        if r.passed() {
+            "#1a7f37"
+        } else {
+            "#cf222e"
+        }
+    };
+    // Drills that failed before measuring anything are marks on the time axis.
+    let drill_marks =
+        |has: &dyn Fn(&pgdrill_core::drill::evidence::DrillResult) -> bool| -> Vec<(i64, String)> {
+            d.drills
+                .iter()
+                .filter(|r| !r.passed() && !has(r))
+                .filter_map(|r| {
+                    Some((
+                        secs_of(&r.started_at)?,
+                        format!(
+                            "drill {} failed: {}",
+                            r.drill_id,
+                            short(r.error.as_deref().unwrap_or("a check failed"), 200)
+                        ),
+                    ))
+                })
+                .collect()
+        };
     let rto = Chart {
-        label: "Drill RTO over time",
-        series: vec![Series {
-            name: "RTO (green pass, red fail)".into(),
-            color: "#57606a",
-            points: rto_points,
-        }],
+        label: "Drill RTO against its target",
+        series: vec![one(
+            "RTO (green pass, red fail)",
+            "#57606a",
+            d.drills
+                .iter()
+                .filter_map(|r| {
+                    Some((
+                        secs_of(&r.started_at)?,
+                        r.rto.minutes? * 60.0,
+                        Some(verdict_color(r)),
+                    ))
+                })
+                .collect(),
+        )],
         scale: Scale::Seconds,
         fmt_y: secs,
         target: app
             .policy
             .rto_minutes
-            .map(|m| (m as f64 * 60.0, format!("target {m} min"))),
+            .map(|m| (m as f64 * 60.0, format!("target {}", secs(m as f64 * 60.0)))),
+        marks: drill_marks(&|r| r.rto.minutes.is_some()),
+        until: None,
+    };
+    let rpo = Chart {
+        label: "Drill RPO against its target",
+        series: vec![one(
+            "RPO (green pass, red fail)",
+            "#57606a",
+            d.drills
+                .iter()
+                .filter_map(|r| {
+                    Some((
+                        secs_of(&r.started_at)?,
+                        r.rpo.minutes? * 60.0,
+                        Some(verdict_color(r)),
+                    ))
+                })
+                .collect(),
+        )],
+        scale: Scale::Seconds,
+        fmt_y: secs,
+        target: app
+            .policy
+            .rpo_minutes
+            .map(|m| (m as f64 * 60.0, format!("target {}", secs(m as f64 * 60.0)))),
+        marks: drill_marks(&|r| r.rpo.minutes.is_some()),
+        until: None,
     };
     h.push_str("<h3>History</h3><div class=charts>");
     for (title, c) in [
-        ("Backup size", size),
+        ("Stored size", stored),
+        ("Raw dump size", raw),
         ("Backup duration", duration),
+        ("Backup freshness", freshness),
         ("Drill RTO", rto),
+        ("Drill RPO", rpo),
     ] {
         let _ = write!(
             h,
@@ -339,13 +454,120 @@ fn charts(h: &mut String, d: &DbData, app: &App) {
     h.push_str("</div>");
 }
 
+/// The kept failure history, newest first.
+fn failures_table(h: &mut String, d: &DbData, tz: &TimeZone) {
+    if d.failures.is_empty() {
+        return;
+    }
+    let _ = write!(
+        h,
+        "<h3>Failed jobs ({} kept)</h3><div class=scroll><table class=failures><tr><th>When</th><th>Job</th><th>Error</th></tr>",
+        d.failures.len()
+    );
+    for f in d.failures.iter().rev().take(TABLE_ROWS) {
+        let _ = write!(
+            h,
+            "<tr><td class=t>{}</td><td>{}</td><td class=msg title=\"{}\">{}</td></tr>",
+            esc(&when(f.at, tz)),
+            esc(&f.job),
+            esc(&humane_text(&f.message)),
+            esc(&short(&humane_text(&f.message), 240))
+        );
+    }
+    h.push_str("</table></div>");
+}
+
+/// An SLO's detail for people: the RTO and RPO in humane units (`1.1 s`, not `0.0 min`), sizes
+/// in KiB/MiB, times in the configured zone.
+fn slo_detail(s: &pgdrill_core::status::Slo, d: &DbData, tz: &TimeZone) -> String {
+    let last = d.drills.first();
+    let measure = |name: &str, t: &pgdrill_core::drill::evidence::Target| {
+        format!(
+            "last drill {name} {}, target {}",
+            t.minutes
+                .map(|m| secs(m * 60.0))
+                .unwrap_or_else(|| "n/a".into()),
+            t.target_minutes
+                .map(|m| secs(m as f64 * 60.0))
+                .unwrap_or_else(|| "none".into())
+        )
+    };
+    match (s.name.as_str(), last) {
+        ("rto", Some(r)) => measure("RTO", &r.rto),
+        ("rpo", Some(r)) => measure("RPO", &r.rpo),
+        // "median of the previous 5 is 95200000": a size without its unit.
+        ("dump_size", _) => {
+            let text = humane_text(&s.detail);
+            match text.rsplit_once(" is ") {
+                Some((head, n)) => match n.parse::<f64>() {
+                    Ok(n) => format!("{head} is {}", bytes(n)),
+                    Err(_) => text,
+                },
+                None => text,
+            }
+        }
+        _ => zoned_times(&humane_text(&s.detail), tz),
+    }
+}
+
+/// Every RFC 3339 UTC time in `s` (`2026-12-06T04:00:00Z`) shown in `tz` with its zone.
+fn zoned_times(s: &str, tz: &TimeZone) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        match pgdrill_core::time::parse(word) {
+            Some(t) if word.len() >= 20 && word.contains('T') => out.push_str(&when(t, tz)),
+            _ => out.push_str(word),
+        }
+        word.clear();
+    };
+    for c in s.chars() {
+        if c.is_whitespace() || matches!(c, '(' | ')' | ',' | ';') {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// Replaces every `<n> bytes` in a message with a humane size (`20276229 bytes` → `19.3 MiB`).
+pub fn humane_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find(" bytes") {
+        let head = &rest[..at];
+        let digits = head.len() - head.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        let start = at - digits;
+        let boundary = head[..start]
+            .chars()
+            .last()
+            .is_none_or(|c| !c.is_alphanumeric() && c != '.');
+        match head[start..].parse::<u64>() {
+            Ok(n) if digits > 0 && boundary => {
+                out.push_str(&head[..start]);
+                out.push_str(&bytes(n as f64));
+            }
+            _ => {
+                out.push_str(head);
+                out.push_str(" bytes");
+            }
+        }
+        rest = &rest[at + " bytes".len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn backups_table(h: &mut String, d: &DbData, tz: &TimeZone) {
     let _ = write!(h, "<h3>Latest backups ({} complete)</h3>", d.backups.len());
     if d.backups.is_empty() {
         h.push_str("<p class=muted>No complete backup yet.</p>");
         return;
     }
-    h.push_str("<table class=backups><tr><th>Backup</th><th>Snapshot</th><th>Raw</th><th>Stored</th><th>Duration</th><th>Tables</th><th>Encrypted</th></tr>");
+    h.push_str("<div class=scroll><table class=backups><tr><th>Backup</th><th>Snapshot</th><th>Raw</th><th>Stored</th><th>Duration</th><th>Tables</th><th>Encrypted</th></tr>");
     for m in d.backups.iter().take(TABLE_ROWS) {
         let _ = write!(
             h,
@@ -359,7 +581,7 @@ fn backups_table(h: &mut String, d: &DbData, tz: &TimeZone) {
             if m.encrypted() { "yes" } else { "<span class=muted>no</span>" }
         );
     }
-    h.push_str("</table>");
+    h.push_str("</table></div>");
 }
 
 fn drills_table(h: &mut String, d: &DbData, tz: &TimeZone) {
@@ -368,7 +590,7 @@ fn drills_table(h: &mut String, d: &DbData, tz: &TimeZone) {
         h.push_str("<p class=muted>No drill recorded yet.</p>");
         return;
     }
-    h.push_str("<table class=drills><tr><th>Drill</th><th>Started</th><th>Verdict</th><th>Checks</th><th>RTO</th><th>RPO</th><th>Backup</th></tr>");
+    h.push_str("<div class=scroll><table class=drills><tr><th>Drill</th><th>Started</th><th>Verdict</th><th>Checks</th><th>RTO</th><th>RPO</th><th>Backup</th></tr>");
     let fmt_min = |m: Option<f64>, passed: Option<bool>| {
         let v = m.map(|m| secs(m * 60.0)).unwrap_or_else(|| "n/a".into());
         match passed {
@@ -392,11 +614,11 @@ fn drills_table(h: &mut String, d: &DbData, tz: &TimeZone) {
             esc(&r.backup.id)
         );
     }
-    h.push_str("</table>");
+    h.push_str("</table></div>");
 }
 
 fn jobs_table(h: &mut String, jobs: &[JobState], tz: &TimeZone, now: Timestamp) {
-    h.push_str("<section class=jobs><h2>Scheduled jobs</h2><table class=jobs><tr><th>Job</th><th>Database</th><th>Schedule</th><th>State</th><th>Last run</th><th>Result</th><th>Duration</th><th>Next run</th></tr>");
+    h.push_str("<section class=jobs><h2>Scheduled jobs</h2><div class=scroll><table class=jobs><tr><th>Job</th><th>Database</th><th>Schedule</th><th>State</th><th>Last run</th><th>Result</th><th>Duration</th><th>Next run</th></tr>");
     for j in jobs {
         let state = match (j.running_since, j.pending) {
             (Some(t), _) => format!(
@@ -417,8 +639,8 @@ fn jobs_table(h: &mut String, jobs: &[JobState], tz: &TimeZone, now: Timestamp) 
                         (false, _) => "failed",
                     }
                 ),
-                esc(s),
-                esc(&short(s, 90))
+                esc(&humane_text(s)),
+                esc(&short(&humane_text(s), 90))
             ),
             _ => "<span class=muted>not run yet</span>".into(),
         };
@@ -433,7 +655,7 @@ fn jobs_table(h: &mut String, jobs: &[JobState], tz: &TimeZone, now: Timestamp) 
             esc(&j.next_run.map(|t| when(t, tz)).unwrap_or_default()),
         );
     }
-    h.push_str("</table></section>");
+    h.push_str("</table></div></section>");
 }
 
 #[cfg(test)]
@@ -456,5 +678,22 @@ mod tests {
         assert_eq!(ago(-120), "in 2 min");
         assert_eq!(short("abcdef", 4), "abc…");
         assert_eq!(short("abc", 4), "abc");
+        assert_eq!(
+            humane_text("backup b1 of app completed (20276229 bytes stored)"),
+            "backup b1 of app completed (19.3 MiB stored)"
+        );
+        assert_eq!(
+            humane_text("12 bytes, x3 bytes, 1.5 bytes"),
+            "12 B, x3 bytes, 1.5 bytes"
+        );
+        assert_eq!(humane_text("no sizes"), "no sizes");
+        let berlin = TimeZone::get("Europe/Berlin").expect("tz");
+        assert_eq!(
+            zoned_times(
+                "last passing drill 2026-12-06T04:00:00Z (one this month)",
+                &berlin
+            ),
+            "last passing drill 2026-12-06 05:00:00 CET (one this month)"
+        );
     }
 }

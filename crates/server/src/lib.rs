@@ -7,6 +7,7 @@
 //! - [`daemon`]: the loop that runs them, with shutdown grace;
 //! - [`http`], [`metrics`], [`dashboard`], [`charts`]: what it serves.
 
+pub mod api;
 pub mod app;
 pub mod charts;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod daemon;
 pub mod dashboard;
 pub mod http;
 pub mod jobs;
+pub mod log;
 pub mod metrics;
 /// Schedules are parsed in the core crate, so every command validates `[schedule]` at
 /// config load.
@@ -24,4 +26,5 @@ pub mod timetable;
 pub use config::ServeConfig;
 pub use daemon::{run, Clock, Daemon, SystemClock};
 pub use jobs::{JobFuture, JobKey, JobKind, JobOutcome, JobRunner};
+pub use log::{JobLog, Level, LogRecord, LogSink};
 pub use schedule::Schedule;

@@ -1,5 +1,5 @@
 //! What the scheduler and the HTTP side share: the jobs' state, a cached view of the store
-//! (backups, drills, last failure per database) and the scheduler's heartbeat. Locks are
+//! (backups, drills, the last failure and the failure history per database) and the scheduler's heartbeat. Locks are
 //! held only to copy data in or out, never across an await.
 
 use crate::jobs::JobKey;
@@ -28,6 +28,9 @@ pub struct JobState {
     pub last_ok: Option<bool>,
     pub last_summary: Option<String>,
     pub last_success: Option<Timestamp>,
+    /// Runs this daemon finished since it started (Prometheus `_total` counters).
+    pub runs_ok: u64,
+    pub runs_failed: u64,
 }
 
 /// One database as the store shows it.
@@ -39,6 +42,8 @@ pub struct DbData {
     /// Drills, newest first.
     pub drills: Vec<DrillResult>,
     pub failure: Option<FailureRecord>,
+    /// The failed jobs kept in `<db>/failures.json`, oldest first (marks on the charts).
+    pub failures: Vec<FailureRecord>,
     /// Backups whose manifest cannot be read, with the reason (a status violation).
     pub damaged: Vec<(pgdrill_core::ids::BackupId, String)>,
     /// Set when the store could not be read; the lists are then the previous ones.
@@ -113,6 +118,7 @@ pub async fn load(store: &Store, name: &DbName, previous: Option<&DbData>) -> Db
             damaged: listing.unreadable,
             drills,
             failure: status::read_failure(store, name).await,
+            failures: pgdrill_core::jobs::failures::read(store, name).await,
             error: None,
         },
         Err(e) => {
@@ -122,6 +128,7 @@ pub async fn load(store: &Store, name: &DbName, previous: Option<&DbData>) -> Db
                 damaged: Vec::new(),
                 drills: Vec::new(),
                 failure: None,
+                failures: Vec::new(),
                 error: None,
             });
             d.error = Some(format!("cannot read the store: {e}"));

@@ -83,14 +83,22 @@ fn render(ctx: &Ctx, report: &BackupReport) -> Output {
     }
     let summaries: Vec<_> = done
         .iter()
-        .map(|m| {
+        .zip(
+            report
+                .stages
+                .iter()
+                .map(Some)
+                .chain(std::iter::repeat(None)),
+        )
+        .map(|(m, stages)| {
             json!({
+                "stages": stages.cloned().unwrap_or_default(),
                 "database": m.database,
                 "backup_id": m.backup_id,
                 "raw_bytes": m.raw_bytes,
                 "stored_bytes": m.stored_bytes,
                 "tables": m.content.tables.len(),
-                "seconds": m.stage_seconds.get("total"),
+                "duration_seconds": m.stage_seconds.get("total"),
                 "snapshot_time": m.snapshot.time,
             })
         })

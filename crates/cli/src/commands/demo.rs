@@ -155,12 +155,12 @@ async fn demo_with_source(
     })
     .await?;
     ctx.ui.info(format!(
-        "   backup {}: {} tables, {} rows, {} bytes raw → {} stored",
+        "   backup {}: {} tables, {} rows, {} raw → {} stored",
         manifest.backup_id,
         manifest.content.tables.len(),
         manifest.content.tables.iter().map(|t| t.rows).sum::<u64>(),
-        manifest.raw_bytes,
-        manifest.stored_bytes
+        pgdrill_core::summary::human_bytes(manifest.raw_bytes),
+        pgdrill_core::summary::human_bytes(manifest.stored_bytes)
     ));
     ctx.ui
         .info("3/4 drilling it: restore into a throwaway cluster, run the checks, measure RPO/RTO");
@@ -178,6 +178,7 @@ async fn demo_with_source(
         skip_extensions: &[],
         maintenance_work_mem: None,
         jobs: 1,
+        major: None,
         env: &env,
         // Named by the drill id once it is known, as everywhere else (see below).
         report_dir: Some(

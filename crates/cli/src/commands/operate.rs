@@ -56,14 +56,14 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
             out.stale_parts.iter().partition(|p| p.upload_id.is_some());
         if !files.is_empty() {
             human.push_str(&format!(
-                "{db}: {} {} part files of unfinished uploads (killed backups), {} bytes\n",
+                "{db}: {} {} part files of unfinished uploads (killed backups), {}\n",
                 if args.dry_run {
                     "would remove"
                 } else {
                     "removed"
                 },
                 files.len(),
-                files.iter().map(|p| p.size).sum::<u64>()
+                pgdrill_core::summary::human_bytes(files.iter().map(|p| p.size).sum::<u64>())
             ));
         }
         if !uploads.is_empty() {

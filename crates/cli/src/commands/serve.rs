@@ -12,7 +12,10 @@ use pgdrill_core::jobs::{
 };
 use pgdrill_core::time::Timestamp;
 use pgdrill_core::{Error, Result};
-use pgdrill_server::{Daemon, JobFuture, JobKey, JobKind, JobOutcome, JobRunner, ServeConfig};
+use pgdrill_server::{
+    Daemon, JobFuture, JobKey, JobKind, JobLog, JobOutcome, JobRunner, Level, LogRecord, LogSink,
+    ServeConfig,
+};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -35,8 +38,18 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
     let listen = config.listen;
     let ui = ctx.ui;
     let json_log = args.log_format == "json";
+    let log: LogSink = Arc::new(move |r: &LogRecord| {
+        let line = log_line(json_log, Timestamp::now(), r);
+        // Warnings and errors are shown even with --quiet.
+        if r.level >= Level::Warn {
+            eprintln!("{line}");
+        } else {
+            ui.info(line);
+        }
+    });
     let runner = CliRunner {
         ctx,
+        log: log.clone(),
         fresh: std::cell::RefCell::new(None),
     };
     pgdrill_server::run(Daemon {
@@ -54,7 +67,7 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
         runner: &runner,
         shutdown: ctx.cancel.clone(),
         clock: Arc::new(pgdrill_server::SystemClock),
-        log: Arc::new(move |m: &str| ui.info(log_line(json_log, Timestamp::now(), m))),
+        log,
     })
     .await?;
     Ok(Output::ok(
@@ -67,6 +80,8 @@ struct CliRunner<'c> {
     ctx: &'c Ctx,
     /// The settings and fleet of the last `[[server]]` discovery, once one ran.
     fresh: std::cell::RefCell<Option<(pgdrill_core::config::Settings, pgdrill_core::fleet::Fleet)>>,
+    /// A job's own messages, warnings and stages become daemon log lines naming the job.
+    log: LogSink,
 }
 
 impl JobRunner for CliRunner<'_> {
@@ -115,7 +130,12 @@ impl JobRunner for CliRunner<'_> {
                     };
                 }
             }
-            let summary = run_job(&ctx, job).await;
+            let events = JobLog {
+                sink: self.log.clone(),
+                key: job.clone(),
+                verbose: ctx.ui.verbose > 0,
+            };
+            let summary = run_job(&ctx, job, &events).await;
             outcome(job.kind, summary)
         })
     }
@@ -123,9 +143,10 @@ impl JobRunner for CliRunner<'_> {
 
 /// Runs one scheduled job through the same core job as its command, and says how it went:
 /// `Ok((ok, summary))`, or the error that stopped it.
-async fn run_job(ctx: &Ctx, job: &JobKey) -> Result<(bool, String)> {
+async fn run_job(ctx: &Ctx, job: &JobKey, events: &JobLog) -> Result<(bool, String)> {
     let store = ctx.store()?;
-    let jx = ctx.job_env(&store);
+    let mut jx = ctx.job_env(&store);
+    jx.events = events;
     let name = ctx.name.as_deref();
     match job.kind {
         JobKind::Backup => {
@@ -138,10 +159,13 @@ async fn run_job(ctx: &Ctx, job: &JobKey) -> Result<(bool, String)> {
                 configured: true,
             };
             let r = jobs::backup::run(&jx, input).await?;
-            let done = r
-                .done
-                .iter()
-                .map(|m| format!("backup {} ({} bytes stored)", m.backup_id, m.stored_bytes));
+            let done = r.done.iter().map(|m| {
+                format!(
+                    "backup {} ({} stored)",
+                    m.backup_id,
+                    pgdrill_core::summary::human_bytes(m.stored_bytes)
+                )
+            });
             let failed = r.failures.iter().map(|(_, e)| e.to_string());
             let summary = done.chain(failed).collect::<Vec<_>>().join("; ");
             Ok((r.failures.is_empty(), summary))
@@ -163,6 +187,7 @@ async fn run_job(ctx: &Ctx, job: &JobKey) -> Result<(bool, String)> {
                 keep: false,
                 keep_on_failure: false,
                 jobs: None,
+                major: None,
                 keys: ctx.decryption_keys()?,
                 tools: &tools,
             };
@@ -223,19 +248,12 @@ async fn run_job(ctx: &Ctx, job: &JobKey) -> Result<(bool, String)> {
     }
 }
 
-/// One daemon log line at `ts`: `2026-12-06T08:20:00.123Z serve: ...` (RFC 3339, UTC), or
-/// with `json` one object `{"ts", "level", "msg", "component"}` (the `serve: ` prefix is the
-/// component).
-fn log_line(json: bool, ts: Timestamp, msg: &str) -> String {
+/// One daemon log line at `ts`: `2026-12-06T08:20:00.123Z INFO  serve: ...` (RFC 3339,
+/// UTC, the level), or with `json` one object `{"ts", "level", "component", "msg"}` plus
+/// `job`, `database`, `backup_id`, `drill_id` where known ([`pgdrill_server::log`]).
+fn log_line(json: bool, ts: Timestamp, r: &LogRecord) -> String {
     let ts = pgdrill_core::time::rfc3339_millis(ts);
-    if !json {
-        return format!("{ts} {msg}");
-    }
-    let (component, text) = match msg.split_once(": ") {
-        Some((c, rest)) if c == "serve" => (c, rest),
-        _ => ("serve", msg),
-    };
-    json!({"ts": ts, "level": "info", "msg": text, "component": component}).to_string()
+    pgdrill_server::log::render(json, &ts, r)
 }
 
 /// The status job's verdict is the SLO verdict: a violated SLO is not an "ok" job (the
@@ -304,13 +322,13 @@ mod tests {
     fn daemon_log_lines_carry_a_utc_timestamp_as_text_or_json() {
         let ts: Timestamp = "2026-12-06T08:20:00.5Z".parse().expect("ts");
         assert_eq!(
-            log_line(false, ts, "serve: stopped"),
-            "2026-12-06T08:20:00.500Z serve: stopped"
+            log_line(false, ts, &LogRecord::info("stopped")),
+            "2026-12-06T08:20:00.500Z INFO  serve: stopped"
         );
         let line = log_line(
             true,
             ts,
-            "serve: backup of app failed in 1.0s: \"quoted\"\nnext",
+            &LogRecord::info("backup of app failed in 1.0s: \"quoted\"\nnext"),
         );
         assert!(!line.contains('\n'), "one line: {line}");
         let v: serde_json::Value = serde_json::from_str(&line).expect("json");

@@ -102,6 +102,8 @@ pub struct DrillSettings {
     pub jobs: Option<u32>,
     /// Variable holding the server drills restore on (a fresh database is created there).
     pub target_url_env: Option<String>,
+    /// `source` other than `pgdrill`: a physical backup made by another tool.
+    pub physical: Option<super::drill_source::PhysicalDrill>,
 }
 
 impl DrillSettings {
@@ -128,6 +130,7 @@ impl DrillSettings {
         Ok(DrillSettings {
             jobs,
             target_url_env,
+            physical: super::drill_source::physical_from_table(t, db)?,
         })
     }
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 mod backup;
 mod database;
+mod drill_source;
 mod overlay;
 mod policy;
 mod restore;
@@ -22,6 +23,10 @@ pub use backup::{
     BackupSection, CompressionSection, EncryptionSection, DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS,
 };
 pub use database::{DatabaseSection, DatabaseSettings, DrillSettings, SourceRef};
+pub use drill_source::{
+    BarmanCloudSource, CommandSource, PgBackRestSource, PhysicalDrill, PhysicalSource,
+    PHYSICAL_KEYS,
+};
 pub use policy::{read_policy_file, Policy};
 pub use restore::{MemorySize, RestoreSection, RestoreSettings};
 pub use schedule::{

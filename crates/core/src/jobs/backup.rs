@@ -9,7 +9,7 @@ use crate::config::DatabaseSettings;
 use crate::crypto::EncryptionKeys;
 use crate::ids::DbName;
 use crate::manifest::{Manifest, StoredObject};
-use crate::progress::Progress;
+use crate::progress::{Progress, StageRecord};
 use crate::{status, Error, Result};
 use pgdrill_pg::{ConnSpec, PgTools};
 use serde_json::json;
@@ -30,6 +30,8 @@ pub struct BackupInput<'a> {
 #[derive(Debug, Default)]
 pub struct BackupReport {
     pub done: Vec<Manifest>,
+    /// The stages of each backup in `done` (same order): name, start, duration, bytes.
+    pub stages: Vec<Vec<StageRecord>>,
     /// Databases whose backup failed or did not start (their error carries the exit code).
     pub failures: Vec<(DbName, Error)>,
 }
@@ -53,7 +55,7 @@ pub async fn run(jx: &JobEnv<'_>, input: BackupInput<'_>) -> Result<BackupReport
         };
         let from = db.server.as_ref().and_then(|s| globals.get(s)).cloned();
         match one(jx, &input, db, source, &notifier, from).await {
-            Ok(m) => {
+            Ok((m, stages)) => {
                 if let (Some(server), Some(o)) =
                     (&db.server, m.objects.iter().find(|o| o.kind == "globals"))
                 {
@@ -62,7 +64,8 @@ pub async fn run(jx: &JobEnv<'_>, input: BackupInput<'_>) -> Result<BackupReport
                         .entry(server.clone())
                         .or_insert_with(|| (key, o.clone()));
                 }
-                report.done.push(m)
+                report.done.push(m);
+                report.stages.push(stages);
             }
             Err(e) => {
                 if several {
@@ -88,7 +91,7 @@ async fn one(
     source: ConnSpec,
     notifier: &super::Notifier<'_>,
     globals_from: Option<(String, StoredObject)>,
-) -> Result<Manifest> {
+) -> Result<(Manifest, Vec<StageRecord>)> {
     jx.events.info(&format!(
         "backing up {} ({}) to {}",
         db.name,
@@ -120,13 +123,14 @@ async fn one(
                 max_in_flight: s.max_in_flight,
                 lock_wait_timeout: s.lock_wait_timeout,
                 policy: &s.policy,
-                progress,
+                progress: progress.clone(),
                 // A lost lease stops the backup as a signal would.
                 cancel: Cancel::either(&jx.cancel, &held.lost_signal()),
                 lease: Some(&held),
                 globals_from,
             };
             let r = backup::run(job).await;
+            progress.finish();
             // Ended by its lost lease: say so rather than "cancelled".
             let r = match (r, held.lost().await) {
                 (Err(_), Some(lost)) => Err(lost),
@@ -140,13 +144,19 @@ async fn one(
     match result {
         Ok(m) => {
             succeeded(jx, db, &m, notifier).await;
-            Ok(m)
+            Ok((m, progress.stages()))
         }
         Err(e) => {
             let e = e.context(format!("backup of {}", db.name));
             if !matches!(e, Error::Locked(_)) {
                 if crate::hints::worth_recording(jx.store, &db.name, &e, input.configured).await {
                     status::record_failure(jx.store, &db.name, "backup", &e.to_string()).await;
+                    let rec = status::FailureRecord {
+                        job: "backup".into(),
+                        at: crate::time::Timestamp::now(),
+                        message: e.to_string(),
+                    };
+                    super::failures::append(jx.store, &db.name, rec).await;
                 }
                 notifier
                     .send(
@@ -187,8 +197,10 @@ async fn succeeded(
         EventKind::BackupSucceeded
     };
     let summary = format!(
-        "backup {} of {} completed ({} bytes stored)",
-        m.backup_id, m.database, m.stored_bytes
+        "backup {} of {} completed ({} stored)",
+        m.backup_id,
+        m.database,
+        crate::summary::human_bytes(m.stored_bytes)
     );
     notifier
         .send(
@@ -246,5 +258,50 @@ mod tests {
         let app = DbName::parse("app").expect("name");
         assert!(status::read_failure(&store, &app).await.is_none());
         assert!(store.list("").await.expect("list").is_empty());
+    }
+
+    /// A configured database that does not answer: the failure is recorded, in
+    /// last_failure.json and in the history the dashboard reads.
+    #[tokio::test]
+    async fn a_failed_backup_is_kept_in_the_failure_history() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open_folder(dir.path()).expect("store");
+        let env = Env::new();
+        let settings = Settings::load(
+            Some("[[database]]\nname = \"app\"\nurl = \"postgresql://u@127.0.0.1:1/app?connect_timeout=2\"\n"),
+            "t.toml",
+            Path::new("/"),
+            &env,
+        )
+        .expect("settings");
+        let (_handle, cancel) = Cancel::new();
+        let jx = JobEnv {
+            store: &store,
+            settings: &settings,
+            env: &env,
+            cancel,
+            events: &Silent,
+        };
+        let keys = EncryptionKeys::new(&[], None).expect("keys");
+        let tools = PgTools::discover();
+        let app = DbName::parse("app").expect("name");
+        for _ in 0..2 {
+            let input = BackupInput {
+                databases: settings.select(None).expect("databases"),
+                keys: &keys,
+                tools: &tools,
+                configured: true,
+            };
+            run(&jx, input)
+                .await
+                .expect_err("nothing listens on port 1");
+        }
+        let last = status::read_failure(&store, &app)
+            .await
+            .expect("last failure");
+        let history = super::super::failures::read(&store, &app).await;
+        assert_eq!(history.len(), 2, "{history:?}");
+        assert_eq!(history[1].message, last.message);
+        assert_eq!(history[1].job, "backup");
     }
 }

@@ -28,6 +28,8 @@ pub struct DrillInput<'a> {
     pub keep_on_failure: bool,
     /// `--jobs`: wins over `[database.drill] jobs` and `[restore] jobs`.
     pub jobs: Option<u32>,
+    /// `--major`: an upgrade rehearsal into a throwaway cluster of that major.
+    pub major: Option<u32>,
     pub keys: Arc<DecryptionKeys>,
     pub tools: &'a PgTools,
 }
@@ -200,6 +202,7 @@ fn job<'a>(
         skip_extensions: &settings.restore.skip_extensions,
         maintenance_work_mem: settings.restore.maintenance_work_mem.clone(),
         jobs,
+        major: input.major,
         env: jx.env,
         report_dir: input.report_dir.as_ref().map(|d| {
             if first {

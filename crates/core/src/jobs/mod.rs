@@ -1,5 +1,6 @@
 //! Jobs: a backup, drill, prune, status or mirror run as one function that owns its lease,
-//! its alerts, the audit row, the failure record (`<db>/last_failure.json`) and its evidence.
+//! its alerts, the audit row, the failure record (`<db>/last_failure.json`, and its history
+//! `<db>/failures.json`) and its evidence.
 //! The CLI commands and `pgdrill serve` are both thin callers: they pass typed settings and
 //! inputs in, and render (or summarise) the typed report that comes back.
 //!
@@ -12,6 +13,7 @@
 
 pub mod backup;
 pub mod drill;
+pub mod failures;
 pub mod mirror;
 mod notify;
 pub mod prune;

@@ -35,6 +35,7 @@ mod spool;
 mod sql;
 mod stream;
 mod supabase;
+pub mod table;
 mod verdict;
 
 pub use plan::{resolve_jobs, Database, Mode, RestorePlan, MAX_JOBS};
@@ -120,6 +121,9 @@ pub struct RestoreReport {
     /// so does a drill.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub damaged: Vec<String>,
+    /// The restore's stages in order (name, start, duration, bytes, tables), as the
+    /// terminal's progress line showed them.
+    pub stages: Vec<crate::progress::StageRecord>,
 }
 
 fn interrupted() -> Error {
@@ -353,6 +357,7 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
     if outcome.is_ok() && !planned.deferred.is_empty() {
         skipped.extend(prepare::run_deferred(&job.target, &planned.deferred).await);
     }
+    job.read.progress.finish();
     match outcome {
         Ok(((download, restore, ignored, more_notes), analyze)) => Ok(RestoreReport {
             backup_id: job.manifest.backup_id.to_string(),
@@ -379,6 +384,7 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
                 .chain(more_notes)
                 .collect(),
             damaged,
+            stages: job.read.progress.stages(),
         }),
         Err(e) => {
             let e = undo_create(&job, &admin, &created, traces, e).await;

@@ -29,8 +29,8 @@ fn whole_archive<'a>(plan: &RestorePlan, list: Option<&'a Path>) -> PgRestore<'a
 }
 
 /// The pipe restore: one pg_restore reading the decoded stream on stdin, its last bytes
-/// held back until the digests matched. Returns (download seconds, restore seconds,
-/// ignored errors).
+/// held back until the digests matched. Returns (download seconds: until the last byte was
+/// read, restore seconds: until pg_restore ended, ignored errors); the two overlap.
 pub(super) async fn pipe(
     job: &RestoreJob<'_>,
     install: &PgInstall,
@@ -77,6 +77,10 @@ pub(super) async fn pipe(
             return Err(explain_early_stop(job, dump, e, status, &lines, single_txn).await);
         }
     };
+    // Every byte is read: what pg_restore does now is the last table's rows and then the
+    // indexes and constraints (post-data), which can take long; a stage of its own.
+    let download = t.elapsed().as_secs_f64();
+    job.read.progress.stage("restore: indexes and constraints");
     // pg_restore may still be busy with the held-back tail: the watcher stays on.
     let released = held.release();
     watcher.finish().await;
@@ -91,8 +95,7 @@ pub(super) async fn pipe(
             }));
     }
     let ignored = verdict(Some(status), &lines, job.ignore_errors, single_txn)?;
-    let secs = t.elapsed().as_secs_f64();
-    Ok((secs, secs, ignored))
+    Ok((download, t.elapsed().as_secs_f64(), ignored))
 }
 
 /// The spool restore: the dump downloaded and verified into a temp file, then

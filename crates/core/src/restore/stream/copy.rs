@@ -376,7 +376,7 @@ pub(super) fn feed_copy(
         if let Some(id) = p.open {
             chunks.open(id).map_err(stopped)?;
         }
-        if let Err(e) = src.copy(&mut plain, p.from, p.to, &mut chunks) {
+        if let Err(e) = src.copy_data(&mut plain, p.from, p.to, &mut chunks) {
             return Err(if chunks.gone {
                 stopped(e)
             } else {

@@ -37,6 +37,9 @@ pub(super) struct Lanes {
     pub(super) finished: Mutex<Option<tokio::sync::mpsc::UnboundedSender<i64>>>,
     /// Becomes true when the schema is restored: no COPY starts before.
     pub(super) schema: tokio::sync::watch::Receiver<bool>,
+    /// Rows of each table (TABLE DATA id), as the backup counted them: the progress's
+    /// rows done grow by a table's rows when it is all in.
+    pub(super) rows: HashMap<i64, u64>,
 }
 
 impl Lanes {
@@ -137,6 +140,11 @@ pub(super) async fn lane(
                 .copied()
                 .collect()
         };
+        if let Some(p) = src.progress.as_ref() {
+            for id in &finished {
+                p.add_item_rows(shared.rows.get(id).copied().unwrap_or(0));
+            }
+        }
         if let Ok(tx) = shared.finished.lock() {
             for id in finished {
                 if let Some(tx) = tx.as_ref() {
@@ -330,7 +338,7 @@ pub(super) fn feed(
             inner: &mut out,
             failed: false,
         };
-        if let Err(e) = src.copy(&mut plain, p.from, p.to, &mut sink) {
+        if let Err(e) = src.copy_data(&mut plain, p.from, p.to, &mut sink) {
             return Err(if sink.failed {
                 broken(e)
             } else {

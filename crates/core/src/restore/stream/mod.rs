@@ -28,12 +28,14 @@
 mod copy;
 mod deal;
 mod deps;
+mod extract;
 mod lanes;
 mod source;
 mod stages;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use extract::{extract, frames_touched};
 pub(crate) use source::{load_index, read_toc, Loaded};
 
 use self::source::{age_payload_start, decode_error, stored_digest, Source};
@@ -103,6 +105,10 @@ pub(super) async fn restore(
         prefix,
         index: Arc::new(index.index),
         rt: tokio::runtime::Handle::current(),
+        fetched: Arc::default(),
+        loaded: Arc::default(),
+        progress: Some(job.read.progress.clone()),
+        counting: Arc::default(),
     };
     // One token stops everything: the user's signal or the first failure.
     let (stop, stopped) = Cancel::new();
@@ -141,6 +147,7 @@ async fn run_stages(
     stop: Arc<CancelHandle>,
     stopped: Cancel,
 ) -> Result<Streamed> {
+    let t_stream = Instant::now();
     // Header and TOC, while the target database is created (a failure there ends the
     // restore before anything else starts).
     let head = {
@@ -156,9 +163,9 @@ async fn run_stages(
     let (head, created) = tokio::join!(head, create);
     created?;
     let head = head.map_err(|e| Error::Failed(format!("the restore stage crashed: {e}")))??;
-    let progress = job.read.progress.clone();
-    progress.stage("download + restore");
-    progress.set_total(src.size);
+    // The lanes' decoded bytes are the progress shown (the data stage); this check reads
+    // the whole object beside them and counts on its own.
+    let progress = Arc::new(crate::progress::Progress::default());
     // The whole-object check runs beside everything else.
     let want = job
         .manifest
@@ -217,10 +224,12 @@ async fn run_stages(
         (Err(e), _) => return Err(e),
         (Ok(d), Ok(_)) => d,
     };
-    let (restore_secs, analyze, ignored, notes) = outcome?;
+    let (restore_secs, analyze, ignored, notes, loaded_at) = outcome?;
     check_cancel(job)?;
+    // The download ends when both readers are done: the lanes' last block and the check.
+    let lanes_read = loaded_at.saturating_duration_since(t_stream).as_secs_f64();
     Ok(Streamed {
-        download,
+        download: download.max(lanes_read),
         restore: restore_secs,
         analyze,
         ignored,

@@ -21,7 +21,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-pub(super) type StageOut = (f64, f64, Vec<String>, Vec<String>);
+/// Seconds of restore and of the final ANALYZE, allowlisted errors, notes, and when the
+/// lanes had read all data.
+pub(super) type StageOut = (f64, f64, Vec<String>, Vec<String>, Instant);
 
 /// What the phases of the streamed restore share.
 struct Phase<'a, 'r, 'j> {
@@ -46,6 +48,8 @@ struct Phase<'a, 'r, 'j> {
 /// What the load phase did.
 struct DataIn {
     ignored: Vec<String>,
+    /// When the lanes were done.
+    loaded_at: Instant,
     /// Tables already analyzed, and post-data entries already restored.
     analyzed: HashSet<String>,
     done_post: HashSet<i64>,
@@ -142,6 +146,21 @@ impl Phase<'_, '_, '_> {
         // their first task; no lane starts a COPY before the schema is in.
         job.read.progress.stage("restore: schema");
         let pre_list = list_file(&section_list(toc, Section::PreData))?;
+        let rows = table_rows(job, toc);
+        let (lanes_plan, parts) = deal(toc, &src.index, jobs, &rows);
+        let rows_total: u64 = parts.keys().filter_map(|id| rows.get(id)).sum();
+        let split: usize = parts.values().filter(|&&n| n > 1).count();
+        let data_bytes: u64 = lanes_plan
+            .iter()
+            .flatten()
+            .flat_map(|t| t.pieces.iter())
+            .map(|p| p.to.saturating_sub(p.from))
+            .sum();
+        let n_tables = parts.len() as u64;
+        let progress = &job.read.progress;
+        let loaded_at = Mutex::new(None);
+        let n_tasks: usize = lanes_plan.iter().map(Vec::len).sum();
+        let data_stage = format!("restore: data ({n_tasks} tasks on {jobs} lanes)");
         let (schema_tx, schema_rx) = tokio::sync::watch::channel(false);
         let pre = async {
             let r = runner
@@ -149,16 +168,21 @@ impl Phase<'_, '_, '_> {
                 .await;
             match &r {
                 Ok(_) => {
+                    // The data stage shows before any COPY may start, so that every table
+                    // done counts in it; what the lanes decoded meanwhile counts too.
+                    progress.stage(&data_stage);
+                    progress.set_total(data_bytes);
+                    progress.set_items(n_tables, "tables");
+                    progress.set_rows_total(rows_total);
+                    src.counting
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    progress.set_bytes(src.loaded.load(std::sync::atomic::Ordering::Relaxed));
                     let _ = schema_tx.send(true);
                 }
                 Err(_) => stop.cancel(),
             }
             r
         };
-        let (lanes_plan, parts) = deal(toc, &src.index, jobs, &table_rows(job, toc));
-        let split: usize = parts.values().filter(|&&n| n > 1).count();
-        let n_tasks: usize = lanes_plan.iter().map(Vec::len).sum();
-        let data_stage = format!("restore: data ({n_tasks} tasks on {jobs} lanes)");
         let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
         let shared = Arc::new(Lanes {
             queues: lanes_plan
@@ -173,6 +197,7 @@ impl Phase<'_, '_, '_> {
             session: session_sql(toc),
             finished: Mutex::new(Some(done_tx)),
             schema: schema_rx,
+            rows,
         });
         let lanes = (0..jobs.max(1) as usize).map(|n| {
             lane(
@@ -186,6 +211,9 @@ impl Phase<'_, '_, '_> {
         });
         let lanes = async {
             let r = futures::future::join_all(lanes).await;
+            if let Ok(mut at) = loaded_at.lock() {
+                *at = Some(Instant::now());
+            }
             // No more tables will finish: closing the channel ends the tail driver.
             if let Ok(mut tx) = shared.finished.lock() {
                 tx.take();
@@ -193,9 +221,10 @@ impl Phase<'_, '_, '_> {
             if r.iter().any(Result::is_err) || stopped.is_cancelled() {
                 return (r, Ok(Vec::new()));
             }
-            job.read
-                .progress
-                .stage("restore: indexes, constraints and ANALYZE");
+            progress.set_bytes(src.loaded.load(std::sync::atomic::Ordering::Relaxed));
+            // Index and constraint builds (post-data) are a stage of their own: the data
+            // is all in, but the restore is far from done.
+            progress.stage("restore: indexes and constraints");
             let post = runner.entries(self.early, jobs, self.head_file, stopped.clone());
             let loaded = analyze_pass(&job.target, jobs, AnalyzePass::Loaded(self.big_names));
             let mut cancel = stopped.clone();
@@ -244,13 +273,6 @@ impl Phase<'_, '_, '_> {
                 }
             })
         };
-        let pre = async {
-            let r = pre.await;
-            if r.is_ok() {
-                job.read.progress.stage(&data_stage);
-            }
-            r
-        };
         let (pre, ((results, early_done), ())) =
             futures::future::join(pre, futures::future::join(lanes, driver)).await;
         let mut failures: Vec<Error> = results.into_iter().filter_map(|r| r.err()).collect();
@@ -281,8 +303,14 @@ impl Phase<'_, '_, '_> {
             .map(|g| g.clone())
             .unwrap_or_default();
         done_post.extend(self.early.iter().copied());
+        let loaded_at = loaded_at
+            .lock()
+            .ok()
+            .and_then(|at| *at)
+            .unwrap_or_else(Instant::now);
         Ok(DataIn {
             ignored,
+            loaded_at,
             analyzed,
             done_post,
             split,
@@ -295,6 +323,7 @@ impl Phase<'_, '_, '_> {
         let (job, jobs) = (self.job, self.jobs);
         let DataIn {
             mut ignored,
+            loaded_at,
             analyzed,
             done_post,
             split,
@@ -332,6 +361,7 @@ impl Phase<'_, '_, '_> {
         ignored.extend(post?);
         loaded?;
         let restore_secs = t0.elapsed().as_secs_f64();
+        job.read.progress.stage("analyze");
         let ta = Instant::now();
         tokio::select! {
             r = analyze_pass(&job.target, jobs, AnalyzePass::Dependent(&analyzed)) => r?,
@@ -343,6 +373,7 @@ impl Phase<'_, '_, '_> {
             analyze,
             ignored,
             notes(jobs, split, &analyzed),
+            loaded_at,
         ))
     }
 }
