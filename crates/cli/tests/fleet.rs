@@ -237,6 +237,7 @@ globals = false
     let st = run(d, &["--json", "status"], &env);
     st.code(1);
     let sj = st.json();
+    tk::schema::assert_valid("status.schema.json", &sj);
     let old = status_of(&sj, "main.old");
     assert_eq!(old["dropped"], true, "{old}");
     assert_eq!(old["server"], "main");
@@ -286,6 +287,7 @@ globals = false
     // Drill coverage: each run drills the two least recently proven (never drilled first).
     let dr = run(d, &["--json", "drill"], &env);
     dr.ok();
+    tk::schema::assert_valid("drill.schema.json", &dr.json());
     assert_eq!(
         names(&dr.json()["drills"], "database"),
         vec!["main.app", "main.billing"],
@@ -294,6 +296,7 @@ globals = false
     );
     let st = run(d, &["--json", "status"], &env);
     st.code(1);
+    tk::schema::assert_valid("status.schema.json", &st.json());
     let cov = &st.json()["coverage"];
     assert_eq!(cov["proven"], 2, "{cov}");
     assert_eq!(

@@ -87,18 +87,14 @@ pub async fn run_fleet(
                 .find(|d| d.passed())
                 .and_then(|d| crate::time::parse(&d.started_at));
             proven.push((db.clone(), last));
-        let physical = jx
-            .settings
-            .databases
-            .iter()
-            .find(|d| d.name == db)
-            .and_then(|d| d.drill_settings.physical.as_ref());
-        if let Some(p) = physical {
-            s.physical_freshness(
-                p.source.kind(),
-                &drills,
-                now,
-            );
+            let physical = jx
+                .settings
+                .databases
+                .iter()
+                .find(|d| d.name == db)
+                .and_then(|d| d.drill_settings.physical.as_ref());
+            if let Some(p) = physical {
+                s.physical_freshness(p.source.kind(), &drills, now);
             }
         }
         statuses.push(s);
