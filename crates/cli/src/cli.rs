@@ -239,8 +239,22 @@ Examples:
   pgdrill restore latest --target postgresql://app@staging:5432/app_restore
   pgdrill restore latest --target postgresql://app@staging:5432/app_restore --dry-run   # the plan only
   pgdrill restore latest --ephemeral --keep    # a throwaway local cluster, left running
-  pgdrill restore 20261121T020000Z-7f3a --target \"$STAGING_URL\" --clean --jobs 4")]
+  pgdrill restore 20261121T020000Z-7f3a --target \"$STAGING_URL\" --clean --jobs 4
+  pgdrill restore latest --table public.orders --target \"$APP_URL\" --into-schema orders_back
+  pgdrill restore --at 2026-11-21T09:00:00Z --table public.orders --target \"$STAGING_URL\"")]
     Restore(RestoreArgs),
+    /// Rows added, removed and changed in one table since a backup (or between two backups)
+    ///
+    /// The backup's table is restored (its frames only) into a scratch database on the
+    /// target's server, then both sides are read in primary-key order (whole-row hash without
+    /// one) with bounded memory. The live database is only read; the scratch database is
+    /// dropped. Two backups without --target compare in a throwaway local cluster.
+    #[command(after_help = "\
+Examples:
+  pgdrill diff latest --table public.orders --target \"$APP_URL\"
+  pgdrill diff --at 2026-11-21T09:00:00Z --table public.orders --target \"$APP_URL\" --sql undo.sql
+  pgdrill diff 20261120T020000Z-1a2b 20261121T020000Z-7f3a --table public.orders")]
+    Diff(DiffArgs),
     /// Restore into a throwaway cluster (or --target server), run the checks, measure RPO/RTO, write evidence
     ///
     /// The checks come from [database.drill] (row counts equal to the backup's snapshot always
@@ -351,6 +365,10 @@ pub struct DrillArgs {
     /// Parallel pg_restore jobs.
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<u32>,
+    /// Upgrade rehearsal: restore into a throwaway cluster of this newer PostgreSQL major
+    /// (an installed one; `pgdrill doctor` lists them) and run the same checks.
+    #[arg(long, value_name = "N", conflicts_with = "target")]
+    pub major: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -361,9 +379,25 @@ pub struct DemoArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["backup", "at"])))]
 pub struct RestoreArgs {
     /// A backup id or `latest`.
-    pub backup: String,
+    pub backup: Option<String>,
+    /// The backup with the newest snapshot at or before this RFC 3339 time (instead of an id).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Restore only this table (SCHEMA.TABLE; repeatable), with its indexes, constraints,
+    /// owned sequences, policies, comments, grants and partitions, reading only its part of
+    /// the dump. Never over an existing table.
+    #[arg(long = "table", value_name = "SCHEMA.TABLE", conflicts_with_all = ["ephemeral", "clean", "globals", "allow_create"])]
+    pub tables: Vec<String>,
+    /// Restore every table of this schema (repeatable), as --table does.
+    #[arg(long = "schema", value_name = "NAME", conflicts_with_all = ["ephemeral", "clean", "globals", "allow_create"])]
+    pub schemas: Vec<String>,
+    /// With --table/--schema: put the restored tables into this new schema (it must not
+    /// exist yet); the only way a table restore goes into the source or a protected database.
+    #[arg(long, value_name = "NAME")]
+    pub into_schema: Option<String>,
     /// Target database URL [env: PGDRILL_TARGET_URL]; created when missing.
     #[arg(long, value_name = "URL", conflicts_with = "ephemeral")]
     pub target: Option<String>,
@@ -394,6 +428,32 @@ pub struct RestoreArgs {
     /// steps) after the guards and the preflight, and change nothing.
     #[arg(long, conflicts_with = "ephemeral")]
     pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["backup", "at"])))]
+pub struct DiffArgs {
+    /// A backup id or `latest` (compared from).
+    pub backup: Option<String>,
+    /// A second backup id (compared to) instead of the live --target database.
+    pub other: Option<String>,
+    /// The backup with the newest snapshot at or before this RFC 3339 time (instead of an id).
+    #[arg(long, value_name = "TIME", conflicts_with = "other")]
+    pub at: Option<String>,
+    /// The table to compare (SCHEMA.TABLE).
+    #[arg(long, value_name = "SCHEMA.TABLE")]
+    pub table: String,
+    /// The live database compared [env: PGDRILL_TARGET_URL]; with two backups, only the
+    /// server that hosts the scratch databases.
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// Sample rows shown of each kind.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub samples: usize,
+    /// Write the SQL that puts the live table back to the backup's rows into FILE (one
+    /// transaction; review it before running it).
+    #[arg(long, value_name = "FILE")]
+    pub sql: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -4,6 +4,7 @@ use crate::ui::Ui;
 use pgdrill_core::cancel::Cancel;
 use pgdrill_core::config::{Env, Settings};
 use pgdrill_core::crypto::{DecryptionKeys, EncryptionKeys};
+use pgdrill_core::fleet::{self, Fleet};
 use pgdrill_core::ids::DbName;
 use pgdrill_core::jobs::{Events, JobEnv};
 use pgdrill_core::progress::Progress;
@@ -20,6 +21,8 @@ pub struct Ctx {
     pub cancel: Cancel,
     pub config_path: Option<PathBuf>,
     pub name: Option<String>,
+    /// What `[[server]]` discovery found (empty until [`Ctx::discover`] ran).
+    pub fleet: Fleet,
 }
 
 /// The flags that override the settings (`--config`, `--store`, `--source`, `--name`,
@@ -100,7 +103,25 @@ impl Ctx {
             cancel,
             config_path,
             name,
+            fleet: Fleet::default(),
         })
+    }
+
+    /// Discovers the databases of every `[[server]]` (they join the configured databases)
+    /// and, when a store is configured, the ones dropped from their server. A server that
+    /// cannot be listed is warned about here and reported by the command.
+    pub async fn discover(&mut self) -> Result<()> {
+        if self.settings.servers.is_empty() {
+            return Ok(());
+        }
+        let store = self.store().ok();
+        self.fleet = fleet::discover(&mut self.settings, &self.env, store.as_ref()).await?;
+        for s in &self.fleet.servers {
+            if let Some(e) = &s.error {
+                self.ui.warn(e);
+            }
+        }
+        Ok(())
     }
 
     /// The context `serve` runs one job in: the same settings, one database (`--name`), and
@@ -113,6 +134,7 @@ impl Ctx {
             cancel,
             config_path: self.config_path.clone(),
             name: name.map(str::to_string),
+            fleet: self.fleet.clone(),
         }
     }
 
@@ -215,18 +237,27 @@ impl Ctx {
         }
     }
 
-    /// The databases `list` shows: --name, the configured ones, or all found in the store.
+    /// The databases `list` shows: --name, the configured ones (with the servers' databases,
+    /// dropped ones included: their backups are still there), or all found in the store.
     pub async fn databases_to_list(&self, store: &Store) -> Result<Vec<DbName>> {
         if let Some(n) = &self.name {
             return Ok(vec![DbName::parse(n).map_err(Error::Invalid)?]);
         }
-        if !self.settings.databases.is_empty() {
-            return Ok(self
+        if !self.settings.databases.is_empty() || !self.fleet.servers.is_empty() {
+            let mut out: Vec<DbName> = self
                 .settings
                 .databases
                 .iter()
                 .map(|d| d.name.clone())
-                .collect());
+                .collect();
+            for s in &self.fleet.servers {
+                for d in s.databases.iter().chain(&s.dropped).chain(&s.excluded) {
+                    if !out.contains(d) {
+                        out.push(d.clone());
+                    }
+                }
+            }
+            return Ok(out);
         }
         catalog::databases(store).await
     }

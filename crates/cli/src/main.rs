@@ -51,7 +51,10 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let (handle, cancel) = Cancel::new();
         watch_signals(handle);
-        let ctx = Ctx::load(&flags(&cli), ui, cancel)?;
+        let mut ctx = Ctx::load(&flags(&cli), ui, cancel)?;
+        if needs_fleet(&cli.command) {
+            ctx.discover().await?;
+        }
         dispatch(&cli, &ctx).await
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
@@ -72,6 +75,20 @@ fn flags(cli: &Cli) -> context::Flags {
     }
 }
 
+/// Commands that act on every database: `[[server]]` databases are discovered first.
+fn needs_fleet(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Backup(_)
+            | Command::List
+            | Command::Drill(_)
+            | Command::Prune(_)
+            | Command::Status(_)
+            | Command::Doctor
+            | Command::Serve(_)
+    )
+}
+
 async fn dispatch(cli: &Cli, ctx: &Ctx) -> Result<Output, Error> {
     match &cli.command {
         Command::Init(a) => commands::init::run(ctx, a),
@@ -81,6 +98,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> Result<Output, Error> {
         Command::Verify(a) => commands::catalog::verify(ctx, a).await,
         Command::Export(a) => commands::catalog::export(ctx, a).await,
         Command::Restore(a) => commands::restore::run(ctx, a).await,
+        Command::Diff(a) => commands::diff::run(ctx, a).await,
         Command::Drill(a) => commands::drill::run(ctx, a).await,
         Command::Drills => commands::drill::list(ctx).await,
         Command::Demo(a) => commands::demo::run(ctx, a).await,
@@ -117,7 +135,8 @@ fn finish(ui: Ui, result: Result<Output, Error>) -> ExitCode {
             if ui.json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&out.json).unwrap_or_default()
+                    serde_json::to_string_pretty(&commands::versioned(out.json))
+                        .unwrap_or_default()
                 );
             } else {
                 print!("{}", out.human);
@@ -127,7 +146,7 @@ fn finish(ui: Ui, result: Result<Output, Error>) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             if ui.json {
-                let doc = serde_json::json!({"error": {"message": e.to_string(), "exit_code": e.exit_code()}});
+                let doc = serde_json::json!({"schema_version": commands::SCHEMA_VERSION, "error": {"message": e.to_string(), "exit_code": e.exit_code()}});
                 println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
             }
             ExitCode::from(e.exit_code())

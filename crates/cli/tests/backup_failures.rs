@@ -230,7 +230,7 @@ fn assert_nothing_left(place: &Place, msg: &str) {
     let list = place.run(&["--json", "list", "--store", &place.store_s()], &[]);
     list.ok();
     assert_eq!(
-        list.json(),
+        list.json()["backups"],
         serde_json::json!([]),
         "list must show no backup"
     );

@@ -232,8 +232,7 @@ async fn backup_to_s3_server_round_trips_and_lists_newest_first() {
 
     let list = run(dir.path(), &["--json", "list"], &env);
     list.ok();
-    let ids: Vec<String> = list
-        .json()
+    let ids: Vec<String> = list.json()["backups"]
         .as_array()
         .expect("array")
         .iter()

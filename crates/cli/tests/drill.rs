@@ -103,7 +103,8 @@ async fn rpo_and_rto_are_judged_against_the_policy_and_listed_in_the_history() {
     let list = b.run(&["--json", "drills"], &[]);
     list.ok();
     let all = list.json();
-    let all = all.as_array().expect("array");
+    assert_eq!(all["schema_version"], 1, "{all}");
+    let all = all["drills"].as_array().expect("array");
     let ids_listed: Vec<String> = all
         .iter()
         .map(|d| d["drill_id"].as_str().expect("id").to_string())
@@ -120,7 +121,7 @@ async fn rpo_and_rto_are_judged_against_the_policy_and_listed_in_the_history() {
     assert_eq!(verdicts, ["fail", "pass"]);
     for d in all {
         assert!(
-            num(&d["rto_minutes"]) > 0.0 && num(&d["rpo_minutes"]) > 4.9,
+            num(&d["rto_seconds"]) > 0.0 && num(&d["rpo_seconds"]) > 4.9 * 60.0,
             "{d}"
         );
         assert_eq!(d["database"], "app");

@@ -79,8 +79,7 @@ async fn prune_keeps_by_rule_and_removes_old_incomplete_backups() {
     );
     // Newest first by snapshot time, even for backups started within the same second.
     let listed = run(dir.path(), &["--json", "list"], &env);
-    let listed: Vec<String> = listed
-        .json()
+    let listed: Vec<String> = listed.json()["backups"]
         .as_array()
         .expect("list")
         .iter()
@@ -686,7 +685,7 @@ async fn dropped_put_fails_backup_before_manifest() {
             &[("SRC", src.url.as_str())],
         );
         listed.ok();
-        assert_eq!(listed.json(), serde_json::json!([]), "{lost}");
+        assert_eq!(listed.json()["backups"], serde_json::json!([]), "{lost}");
     }
     backup(dir.path(), &src.url);
 }

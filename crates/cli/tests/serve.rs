@@ -78,7 +78,7 @@ async fn serve_runs_schedules_serves_metrics_and_dashboard_and_stops_on_sigterm(
             && value(&metrics, "pgdrill_check_failures", &[("database", "app")]).is_some()
     });
     fn job(j: &str) -> [(&str, &str); 2] {
-        [("job", j), ("database", "app")]
+        [("task", j), ("database", "app")]
     }
     assert!(value(
         &metrics,
@@ -104,7 +104,7 @@ async fn serve_runs_schedules_serves_metrics_and_dashboard_and_stops_on_sigterm(
     assert!(
         value(
             &metrics,
-            "pgdrill_backup_stored_bytes",
+            "pgdrill_all_backups_stored_bytes",
             &[("database", "app")]
         )
         .expect("bytes")
@@ -321,7 +321,7 @@ async fn serve_aborts_a_job_that_outlives_the_shutdown_grace() {
         value(
             &m,
             "pgdrill_job_running",
-            &[("job", "backup"), ("database", "app")]
+            &[("task", "backup"), ("database", "app")]
         ),
         Some(1.0)
     );

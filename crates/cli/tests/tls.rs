@@ -92,5 +92,5 @@ async fn backups_work_over_tls_and_fail_without_it_when_the_server_requires_it()
     out.code(1);
     assert!(!out.stderr.contains(src.cluster.password()));
     let list = run(dir.path(), &["--json", "list", "--store", &store], &[]);
-    assert_eq!(list.json().as_array().expect("list").len(), 2);
+    assert_eq!(list.json()["backups"].as_array().expect("list").len(), 2);
 }

@@ -121,6 +121,8 @@ pub enum EventKind {
     SloViolated,
     Recovered,
     JobStarted,
+    /// A `[[server]]` database with backups is no longer on its server.
+    DatabaseDropped,
 }
 
 impl EventKind {
@@ -133,6 +135,7 @@ impl EventKind {
             EventKind::SloViolated => "slo_violated",
             EventKind::Recovered => "recovered",
             EventKind::JobStarted => "job_started",
+            EventKind::DatabaseDropped => "database_dropped",
         }
     }
 
@@ -146,6 +149,7 @@ impl EventKind {
             EventKind::SloViolated => "SLO violated",
             EventKind::Recovered => "recovered",
             EventKind::JobStarted => "job started",
+            EventKind::DatabaseDropped => "database dropped from its server",
         }
     }
 
@@ -158,7 +162,7 @@ impl EventKind {
 
     /// Whether Slack, webhook and email carry this event (pings carry all).
     pub fn is_alert(self) -> bool {
-        self.is_failure() || self == EventKind::Recovered
+        self.is_failure() || matches!(self, EventKind::Recovered | EventKind::DatabaseDropped)
     }
 
     fn ping_suffix(self) -> &'static str {

@@ -65,6 +65,9 @@ pub struct BackupJob<'a> {
     pub spool_dir: Option<std::path::PathBuf>,
     /// A parallel dump's unread bytes on disk above which pg_dump is paused.
     pub spool_window: u64,
+    /// Globals another backup of the same server took in this run (its object's key and
+    /// entry): copied instead of running pg_dumpall again (once per server per run).
+    pub globals_from: Option<(String, StoredObject)>,
 }
 
 pub use crate::config::DEFAULT_SPOOL_WINDOW;
@@ -175,7 +178,11 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
         }
     }
     if job.db.globals {
-        match globals_and_upload(&job, &id, stream.facts.version.major).await {
+        let globals = match &job.globals_from {
+            Some((key, object)) => copy_globals(&job, &id, key, object).await,
+            None => globals_and_upload(&job, &id, stream.facts.version.major).await,
+        };
+        match globals {
             Ok(o) => extra.push(o),
             Err(e) => {
                 // Nothing half-written: the dump already uploaded goes too.
@@ -464,12 +471,14 @@ async fn globals_and_upload(
     let install = job.tools.pick("pg_dumpall", server_major)?;
     let name = layout::globals_object_name(job.keys.enabled());
     let key = layout::backup_object(&job.db.name, id, &name);
-    let args = vec![
-        "--globals-only".to_string(),
-        "--no-role-passwords".to_string(),
+    let mut args = vec!["--globals-only".to_string()];
+    if !job.db.globals_passwords {
+        args.push("--no-role-passwords".to_string());
+    }
+    args.extend([
         "--no-password".to_string(),
         format!("--database={}", job.source.dbname),
-    ];
+    ]);
     job.progress.stage("globals");
     let s = stream_child(
         job,
@@ -491,6 +500,27 @@ async fn globals_and_upload(
         file: None,
         rows: None,
     })
+}
+
+/// The globals object of an earlier backup of this run (same server, same keys), copied
+/// into this backup: its digests are checked again on the way.
+async fn copy_globals(
+    job: &BackupJob<'_>,
+    id: &BackupId,
+    from: &str,
+    object: &StoredObject,
+) -> Result<StoredObject> {
+    job.progress.stage("globals");
+    let bytes = job.store.get(from).await?;
+    let digest = hex::encode(Sha256::digest(&bytes));
+    if bytes.len() as u64 != object.size || digest != object.sha256 {
+        return Err(Error::Integrity(format!(
+            "the globals taken earlier in this run ({from}) changed in the store: run the backup again"
+        )));
+    }
+    let key = layout::backup_object(&job.db.name, id, &object.name);
+    job.store.put(&key, bytes).await?;
+    Ok(object.clone())
 }
 
 #[cfg(test)]

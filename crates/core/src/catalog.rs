@@ -283,6 +283,36 @@ pub async fn resolve(store: &Store, db: &DbName, selector: &str) -> Result<Resol
     })
 }
 
+/// `--at TIME`: the complete backup with the newest snapshot not after `at` (RFC 3339).
+pub async fn resolve_at(store: &Store, db: &DbName, at: &str) -> Result<Resolved> {
+    let when = crate::time::parse(at).ok_or_else(|| {
+        Error::Invalid(format!(
+            "--at {at:?} is not an RFC 3339 time: write it like 2026-11-21T02:00:00Z"
+        ))
+    })?;
+    let listing = list(store, db).await?;
+    let manifest = at_or_before(&listing.complete, when).cloned().ok_or_else(|| {
+        Error::Invalid(format!(
+            "{db} has no complete backup whose snapshot is at or before {at}: run `pgdrill list` to see the backups and their times"
+        ))
+    })?;
+    Ok(Resolved {
+        manifest,
+        warnings: Vec::new(),
+    })
+}
+
+/// The manifest with the newest snapshot time not after `at` (pure; manifests whose
+/// snapshot time does not parse are passed over).
+pub fn at_or_before(complete: &[Manifest], at: crate::time::Timestamp) -> Option<&Manifest> {
+    complete
+        .iter()
+        .filter_map(|m| crate::time::parse(&m.snapshot.time).map(|t| (t, m)))
+        .filter(|(t, _)| *t <= at)
+        .max_by(|(ta, a), (tb, b)| ta.cmp(tb).then(a.backup_id.cmp(&b.backup_id)))
+        .map(|(_, m)| m)
+}
+
 /// Database names that have a `backups/` folder in the store.
 pub async fn databases(store: &Store) -> Result<Vec<DbName>> {
     let mut out = Vec::new();

@@ -42,13 +42,58 @@ pub struct DbStatus {
     pub last_passing_drill_at: Option<String>,
     pub last_rto_seconds: Option<f64>,
     pub last_rpo_seconds: Option<f64>,
+    /// The policy's targets (`rto_minutes`, `rpo_minutes`) in seconds.
+    pub rto_target_seconds: Option<u64>,
+    pub rpo_target_seconds: Option<u64>,
     pub last_failure: Option<FailureRecord>,
     pub slos: Vec<Slo>,
+    /// The `[[server]]` the database was discovered on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// No longer on its server: not backed up any more, its backups kept by retention.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dropped: bool,
+    /// On its server but no longer selected by the server's patterns: not backed up any
+    /// more, its backups kept by retention.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub excluded: bool,
 }
 
 impl DbStatus {
     pub fn ok(&self) -> bool {
         self.slos.iter().all(|s| s.ok)
+    }
+
+    /// A database drilled from another tool's physical backups (`[database.drill] source`)
+    /// has no pgdrill backups: its backup freshness is judged from the newest backup a drill
+    /// recovered (its end as the tool listed it; `drills` newest first), not "no complete
+    /// backup".
+    pub fn physical_freshness(&mut self, kind: &str, drills: &[DrillResult], now: Timestamp) {
+        let seen = drills
+            .iter()
+            .filter(|d| d.source == kind)
+            .filter_map(|d| time::parse(&d.backup.finished_at))
+            .max();
+        let threshold = self.freshness_threshold_seconds;
+        let age = seen.map(|t| time::seconds_between(t, now));
+        self.newest_age_seconds = age;
+        self.newest_snapshot = seen.map(time::rfc3339_secs);
+        let slo = Slo {
+            name: "backup_freshness".into(),
+            ok: age.is_some_and(|a| a <= threshold),
+            detail: match age {
+                Some(a) => format!(
+                    "newest {kind} backup a drill recovered is {} old (threshold {})",
+                    hours(a.max(0)),
+                    hours(threshold)
+                ),
+                None => format!("no drill has recovered a {kind} backup yet"),
+            },
+        };
+        match self.slos.iter_mut().find(|s| s.name == "backup_freshness") {
+            Some(s) => *s = slo,
+            None => self.slos.insert(0, slo),
+        }
     }
 
     /// Backups whose manifest cannot be read (truncated, empty, invalid) violate the
@@ -116,8 +161,12 @@ impl DrillWindow {
         }
     }
 
-    /// From the loaded settings (the policy and `[schedule]`).
+    /// From the loaded settings (the policy and `[schedule]`); with `[drill] coverage_days`
+    /// (and no `drill_max_age_days`), a drill is due once in that many days.
     pub fn from_settings(settings: &crate::config::Settings) -> DrillWindow {
+        if let (None, Some(c)) = (settings.policy.drill_max_age_days, &settings.coverage) {
+            return DrillWindow::Days(c.days);
+        }
         let s = &settings.schedule;
         DrillWindow::new(
             &settings.policy,
@@ -225,9 +274,11 @@ pub fn evaluate(
                 name: "rto".into(),
                 ok,
                 detail: format!(
-                    "last drill RTO {:.1} min, target {} min",
-                    d.rto.minutes.unwrap_or(0.0),
-                    d.rto.target_minutes.unwrap_or(0)
+                    "last drill RTO {}, target {}",
+                    d.rto
+                        .minutes
+                        .map_or("n/a".to_string(), |m| time::human_secs(m * 60.0)),
+                    time::human_secs(d.rto.target_minutes.unwrap_or(0) as f64 * 60.0)
                 ),
             });
         }
@@ -236,9 +287,11 @@ pub fn evaluate(
                 name: "rpo".into(),
                 ok,
                 detail: format!(
-                    "last drill RPO {:.1} min, target {} min",
-                    d.rpo.minutes.unwrap_or(0.0),
-                    d.rpo.target_minutes.unwrap_or(0)
+                    "last drill RPO {}, target {}",
+                    d.rpo
+                        .minutes
+                        .map_or("n/a".to_string(), |m| time::human_secs(m * 60.0)),
+                    time::human_secs(d.rpo.target_minutes.unwrap_or(0) as f64 * 60.0)
                 ),
             });
         }
@@ -274,8 +327,13 @@ pub fn evaluate(
         last_passing_drill_at: passing.map(|d| d.started_at.clone()),
         last_rto_seconds: last.and_then(|d| d.rto.minutes).map(|m| m * 60.0),
         last_rpo_seconds: last.and_then(|d| d.rpo.minutes).map(|m| m * 60.0),
+        rto_target_seconds: policy.rto_minutes.map(|m| m.saturating_mul(60)),
+        rpo_target_seconds: policy.rpo_minutes.map(|m| m.saturating_mul(60)),
         last_failure: failure,
         slos,
+        server: None,
+        dropped: false,
+        excluded: false,
     }
 }
 
@@ -302,10 +360,10 @@ fn size_anomaly(complete: &[Manifest]) -> Option<Slo> {
         name: "dump_size".into(),
         ok,
         detail: format!(
-            "newest dump {} bytes, median of the previous {} is {:.0}",
-            newest.raw_bytes,
+            "newest dump {}, median of the previous {} is {}",
+            crate::summary::human_bytes(newest.raw_bytes),
             prev.len(),
-            median
+            crate::summary::human_bytes(median as u64)
         ),
     })
 }
@@ -372,8 +430,8 @@ pub fn prometheus(statuses: &[DbStatus]) -> String {
         }
     }
     metric(
-        "pgdrill_backup_size_bytes",
-        "Size of the newest complete backup.",
+        "pgdrill_newest_backup_bytes",
+        "Size of the newest complete backup: kind=raw (the pg_dump stream) or stored (after zstd and age).",
         "gauge",
         sizes,
     );
@@ -409,23 +467,69 @@ pub fn prometheus(statuses: &[DbStatus]) -> String {
             .filter_map(|s| s.last_rpo_seconds.map(|v| (db(s), v)))
             .collect(),
     );
+    for (name, help, f) in [
+        (
+            "pgdrill_rto_target_seconds",
+            "The policy's RTO target (rto_minutes).",
+            (|s: &DbStatus| s.rto_target_seconds) as fn(&DbStatus) -> Option<u64>,
+        ),
+        (
+            "pgdrill_rpo_target_seconds",
+            "The policy's RPO target (rpo_minutes).",
+            |s: &DbStatus| s.rpo_target_seconds,
+        ),
+    ] {
+        metric(
+            name,
+            help,
+            "gauge",
+            statuses
+                .iter()
+                .filter_map(|s| f(s).map(|v| (db(s), v as f64)))
+                .collect(),
+        );
+    }
     let mut slo_rows = Vec::new();
     for s in statuses {
-        for slo in &s.slos {
+        let extra = s.slos.iter().map(|x| x.name.as_str());
+        let mut names: Vec<&str> = SLO_NAMES.to_vec();
+        names.extend(extra.filter(|n| !SLO_NAMES.contains(n)));
+        for name in names {
+            // An SLO not evaluated (no drill yet for rto, fewer than two backups for
+            // dump_size, no failure for last_run) is met: the series is always there.
+            let ok = s.slos.iter().filter(|x| x.name == name).all(|x| x.ok);
             slo_rows.push((
-                format!("{},slo=\"{}\"", db(s), esc_label(&slo.name)),
-                if slo.ok { 1.0 } else { 0.0 },
+                format!("{},slo=\"{}\"", db(s), esc_label(name)),
+                if ok { 1.0 } else { 0.0 },
             ));
         }
     }
     metric(
         "pgdrill_slo_ok",
-        "1 when the SLO is met, 0 when violated.",
+        "1 when the SLO is met (or has nothing to judge yet), 0 when violated.",
         "gauge",
         slo_rows,
     );
+    metric(
+        "pgdrill_build_info",
+        "Always 1; the version label is pgdrill's.",
+        "gauge",
+        vec![(format!("version=\"{}\"", env!("CARGO_PKG_VERSION")), 1.0)],
+    );
     out
 }
+
+/// Every SLO `evaluate` (and [`DbStatus::add_damaged_manifests`]) can report; `pgdrill_slo_ok`
+/// has one series per database for each.
+pub const SLO_NAMES: &[&str] = &[
+    "backup_freshness",
+    "drill_freshness",
+    "rto",
+    "rpo",
+    "dump_size",
+    "last_run",
+    "manifest_integrity",
+];
 
 fn failure_key(db: &crate::ids::DbName) -> String {
     format!("{db}/last_failure.json")

@@ -28,6 +28,41 @@ pub fn rfc3339_millis(t: Timestamp) -> String {
     format!("{t:.3}")
 }
 
+/// PostgreSQL's own spelling, UTC, milliseconds: `2026-11-21 02:00:00.120+00` (a
+/// `recovery_target_time`, pgBackRest's `--target`).
+pub fn pg_utc_millis(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S%.3f+00").to_string()
+}
+
+/// Seconds since the Unix epoch (pgBackRest's backup times, `extract(epoch from ...)`).
+pub fn from_epoch_secs(secs: f64) -> Option<Timestamp> {
+    if !secs.is_finite() {
+        return None;
+    }
+    Timestamp::from_microsecond((secs * 1e6) as i64).ok()
+}
+
+/// A civil `YYYY-MM-DD HH:MM:SS` time (optionally followed by ` UTC`/` GMT`, as in a
+/// `backup_label`) or a ctime (`Sun Dec  6 09:30:00 2026`, barman's listing), read as UTC;
+/// `None` for another zone.
+pub fn parse_civil_utc(s: &str) -> Option<Timestamp> {
+    let s = s.trim();
+    let bare = s
+        .strip_suffix(" UTC")
+        .or_else(|| s.strip_suffix(" GMT"))
+        .unwrap_or(s);
+    let civil = jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", bare)
+        .or_else(|_| {
+            let squeezed = bare.split_whitespace().collect::<Vec<_>>().join(" ");
+            jiff::civil::DateTime::strptime("%a %b %d %H:%M:%S %Y", &squeezed)
+        })
+        .ok()?;
+    civil
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
 /// Seconds from `earlier` to `later`, truncated toward zero (negative when `later` is
 /// earlier).
 pub fn seconds_between(earlier: Timestamp, later: Timestamp) -> i64 {

@@ -20,6 +20,7 @@ use crate::child::{self, Keep};
 use crate::tools::{PgInstall, PgVersion};
 
 mod host;
+mod restored;
 mod text;
 mod types;
 
@@ -27,6 +28,7 @@ use host::{
     alive, effective_uid_is_root, free_port, make_temp_dir, process_tree, random_password,
     read_postmaster_pid, traversable_by, unprivileged_user, wait_gone, RunAs,
 };
+pub use restored::{RestoreDir, RestoredStart};
 use text::{conf_quote, output_text, percent_encode, read_from, stop_command, tail};
 use types::io_err;
 pub use types::{ClusterError, ClusterOptions, KeptCluster};
@@ -53,6 +55,9 @@ pub struct Cluster {
     run_as: Option<RunAs>,
     postmaster_pid: Option<u32>,
     running: bool,
+    /// Environment the server needs besides the allowlist (a restored cluster's
+    /// `restore_command` credentials).
+    server_env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -114,6 +119,7 @@ impl Cluster {
             run_as,
             postmaster_pid: None,
             running: false,
+            server_env: Vec::new(),
         };
         cluster.initdb()?;
         cluster.start_server(&opts.settings)?;
@@ -205,6 +211,7 @@ impl Cluster {
         // pgdrill's own (S3 keys, source URLs, libpq PG* variables).
         let mut cmd = child::plain(self.install.bin(tool));
         cmd.current_dir(&self.root).env("LC_ALL", "C");
+        cmd.envs(self.server_env.iter().map(|(k, v)| (k, v)));
         if let Some(u) = &self.run_as {
             cmd.uid(u.uid).gid(u.gid);
             cmd.env("USER", &u.name).env("LOGNAME", &u.name);

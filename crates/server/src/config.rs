@@ -21,6 +21,11 @@ pub struct ServeConfig {
     pub jitter_seconds: u64,
     /// Per kind, in [`JobKind`] order; `off` ones are left out.
     pub schedules: Vec<(JobKind, Schedule)>,
+    /// `[drill] max_concurrent` when `coverage_days` is set: a drill slot drills that many
+    /// databases, the least recently proven ones (`pgdrill_core::fleet::coverage::pick`).
+    pub drill_coverage: Option<usize>,
+    /// How often `[[server]]` databases are discovered again ([`crate::JobRunner::discover`]).
+    pub discover_every: Duration,
 }
 
 /// Who may read `/metrics`, the dashboard and the reports (`/healthz` is always open).
@@ -90,6 +95,8 @@ impl ServeConfig {
             tz_name: schedule.tz_name.clone(),
             jitter_seconds: schedule.jitter.as_secs(),
             schedules,
+            drill_coverage: None,
+            discover_every: Duration::from_secs(300),
         })
     }
 

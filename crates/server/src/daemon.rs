@@ -133,6 +133,8 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
             last_ok: None,
             last_summary: None,
             last_success: find(&e.key).and_then(|x| x.last_success(e.key.kind)),
+            runs_ok: 0,
+            runs_failed: 0,
         })
         .collect();
     for e in table
@@ -172,11 +174,7 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
     });
     let addr = listener.local_addr().unwrap_or(d.config.listen);
     let http_task = tokio::spawn(http::serve(listener, app));
-    let refresher = tokio::spawn(refresh_loop(
-        d.store.clone(),
-        d.databases.clone(),
-        state.clone(),
-    ));
+    let refresher = tokio::spawn(refresh_loop(d.store.clone(), state.clone()));
     (d.log)(&LogRecord::info(format!(
         "listening on http://{addr}/ ({} jobs, time zone {})",
         table.entries.len(),
@@ -186,10 +184,20 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
     let mut running: Running<'_> = FuturesUnordered::new();
     let mut running_keys: Vec<JobKey> = Vec::new();
     let mut shutdown = d.shutdown.clone();
+    let mut discoveries: FuturesUnordered<crate::jobs::DiscoverFuture<'_>> =
+        FuturesUnordered::new();
+    let mut next_discovery = Instant::now() + d.config.discover_every;
     loop {
         let now = d.clock.now();
+        if discoveries.is_empty() && Instant::now() >= next_discovery && !shutdown.is_cancelled() {
+            discoveries.push(d.runner.discover());
+            next_discovery = Instant::now() + d.config.discover_every;
+        }
         state.beat(now);
         table.tick(now, &mut jitter);
+        if let Some(max) = d.config.drill_coverage {
+            cover(&mut table, &state, &running_keys, max, &*d.log);
+        }
         let startable = if shutdown.is_cancelled() {
             Vec::new()
         } else {
@@ -224,6 +232,11 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
         tokio::select! {
             Some(done) = running.next(), if !running.is_empty() => {
                 finish(&d, &state, &mut running_keys, done);
+            }
+            Some(found) = discoveries.next(), if !discoveries.is_empty() => {
+                if let Some(found) = found {
+                    add_databases(&d, &state, &mut table, found, now, &mut jitter);
+                }
             }
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.cancelled() => break,
@@ -261,6 +274,111 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
     refresher.abort();
     (d.log)(&LogRecord::info("stopped"));
     Ok(())
+}
+
+/// Schedules the per-database jobs of databases a discovery found that have none yet; they
+/// run from their schedules' next fire time on.
+fn add_databases(
+    d: &Daemon<'_>,
+    state: &State,
+    table: &mut Timetable,
+    found: Vec<DbName>,
+    now: jiff::Timestamp,
+    jitter: &mut dyn FnMut() -> u64,
+) {
+    let known: Vec<DbName> = state.dbs().into_iter().map(|x| x.name).collect();
+    for name in found.into_iter().filter(|n| !known.contains(n)) {
+        let mut jobs = Vec::new();
+        for (kind, schedule) in d
+            .config
+            .schedules
+            .iter()
+            .filter(|(k, _)| *k != JobKind::Mirror)
+        {
+            let key = JobKey {
+                kind: *kind,
+                database: Some(name.clone()),
+            };
+            table.add(key.clone(), schedule.clone(), now, jitter);
+            jobs.push(JobState {
+                key: key.clone(),
+                schedule: schedule.to_string(),
+                next_run: table.entry(&key).and_then(|e| e.next_start),
+                pending: false,
+                running_since: None,
+                last_started: None,
+                last_duration_seconds: None,
+                last_ok: None,
+                last_summary: None,
+                last_success: None,
+                runs_ok: 0,
+                runs_failed: 0,
+            });
+        }
+        (d.log)(&LogRecord::info(format!(
+            "{name} discovered; its jobs are scheduled"
+        )));
+        state.add_database(
+            DbData {
+                name,
+                backups: Vec::new(),
+                drills: Vec::new(),
+                failure: None,
+                failures: Vec::new(),
+                damaged: Vec::new(),
+                error: None,
+            },
+            jobs,
+        );
+    }
+    state.refresh.notify_one();
+}
+
+/// Drill coverage: of the databases whose drill is pending, only the least recently proven
+/// ones (at most `max` drills running at once) keep their turn.
+fn cover(
+    table: &mut Timetable,
+    state: &State,
+    running: &[JobKey],
+    max: usize,
+    log: &(dyn Fn(&LogRecord) + Send + Sync),
+) {
+    let pending = table.pending_of(JobKind::Drill);
+    if pending.is_empty() {
+        return;
+    }
+    let dbs = state.dbs();
+    let last: Vec<_> = pending
+        .iter()
+        .map(|name| {
+            let t = dbs.iter().find(|x| &x.name == name).and_then(|x| {
+                x.drills
+                    .iter()
+                    .filter(|r| r.passed())
+                    .filter_map(|r| pgdrill_core::time::parse(&r.started_at))
+                    .max()
+            });
+            (name.clone(), t)
+        })
+        .collect();
+    let busy = running.iter().filter(|k| k.kind == JobKind::Drill).count();
+    let chosen = pgdrill_core::fleet::coverage::pick(&last, max.saturating_sub(busy));
+    let passed = table.keep_pending(JobKind::Drill, &chosen);
+    if !passed.is_empty() {
+        log(&LogRecord::info(format!(
+            "drill coverage: drilling {} this slot; {} wait for a later slot",
+            if chosen.is_empty() {
+                "none".to_string()
+            } else {
+                chosen
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            passed.len()
+        )));
+    }
 }
 
 /// Waits up to `bound` for every running job; false when some are still running.
@@ -309,6 +427,9 @@ fn finish(d: &Daemon<'_>, state: &State, keys: &mut Vec<JobKey>, done: (JobKey, 
         j.last_summary = Some(out.summary.clone());
         if out.ok {
             j.last_success = Some(now);
+            j.runs_ok += 1;
+        } else {
+            j.runs_failed += 1;
         }
     });
     state.refresh.notify_one();
@@ -326,7 +447,7 @@ fn verdict(out: &JobOutcome) -> &'static str {
 }
 
 /// Re-reads the store view after each job and every few minutes.
-async fn refresh_loop(store: Store, databases: Vec<DbName>, state: Arc<State>) {
+async fn refresh_loop(store: Store, state: Arc<State>) {
     loop {
         tokio::select! {
             _ = state.refresh.notified() => {}
@@ -334,9 +455,8 @@ async fn refresh_loop(store: Store, databases: Vec<DbName>, state: Arc<State>) {
         }
         let previous = state.dbs();
         let mut fresh: Vec<DbData> = Vec::new();
-        for name in &databases {
-            let prev = previous.iter().find(|p| &p.name == name);
-            fresh.push(state::load(&store, name, prev).await);
+        for prev in &previous {
+            fresh.push(state::load(&store, &prev.name, Some(prev)).await);
         }
         state.set_dbs(fresh);
     }
@@ -356,5 +476,108 @@ mod verdict_tests {
         assert!(verdict(&out(false, true)).starts_with("skipped"));
         assert_eq!(verdict(&out(false, false)), "failed");
         assert_eq!(verdict(&out(true, false)), "succeeded");
+    }
+}
+
+#[cfg(test)]
+mod fleet_tests {
+    use super::*;
+    use crate::config::Auth;
+    use crate::jobs::{DiscoverFuture, JobFuture};
+    use crate::schedule::Schedule;
+    use std::cell::{Cell, RefCell};
+
+    #[derive(Default)]
+    struct Fake {
+        ran: RefCell<Vec<JobKey>>,
+        drills: Cell<usize>,
+        most_drills: Cell<usize>,
+    }
+
+    impl JobRunner for Fake {
+        fn supports(&self, _: JobKind) -> bool {
+            true
+        }
+
+        fn run<'a>(&'a self, job: &'a JobKey, _cancel: Cancel) -> JobFuture<'a> {
+            Box::pin(async move {
+                self.ran.borrow_mut().push(job.clone());
+                if job.kind == JobKind::Drill {
+                    self.drills.set(self.drills.get() + 1);
+                    self.most_drills
+                        .set(self.most_drills.get().max(self.drills.get()));
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    self.drills.set(self.drills.get() - 1);
+                }
+                JobOutcome {
+                    ok: true,
+                    skipped: false,
+                    summary: String::new(),
+                }
+            })
+        }
+
+        fn discover(&self) -> DiscoverFuture<'_> {
+            Box::pin(async { Some(vec![db("main.a"), db("main.b"), db("main.c")]) })
+        }
+    }
+
+    fn db(s: &str) -> DbName {
+        DbName::parse(s).expect("name")
+    }
+
+    /// A database a discovery finds while the daemon runs gets its jobs; with drill coverage
+    /// at most `max_concurrent` drills run at once, however many are due.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn discovered_databases_are_scheduled_and_coverage_bounds_drills() {
+        let dir = std::env::temp_dir().join(format!(
+            "pgdrill-daemon-fleet-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let store = Store::open_folder(&dir).expect("store");
+        let config = ServeConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            auth: Auth::default(),
+            shutdown_grace: Duration::from_secs(5),
+            tz: jiff::tz::TimeZone::UTC,
+            tz_name: "UTC".into(),
+            jitter_seconds: 0,
+            schedules: vec![
+                (JobKind::Backup, Schedule::every_seconds(1)),
+                (JobKind::Drill, Schedule::every_seconds(1)),
+            ],
+            drill_coverage: Some(1),
+            discover_every: Duration::from_millis(500),
+        };
+        let (handle, shutdown) = Cancel::new();
+        let fake = Fake::default();
+        let daemon = Daemon {
+            config,
+            store,
+            databases: vec![db("main.a"), db("main.c")],
+            policy: Policy::default(),
+            runner: &fake,
+            shutdown,
+            clock: Arc::new(SystemClock),
+            log: Arc::new(|_| {}),
+        };
+        let stop = async {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            handle.cancel();
+        };
+        let (r, _) = tokio::join!(run(daemon), stop);
+        r.expect("daemon");
+        let _ = std::fs::remove_dir_all(&dir);
+        let ran = fake.ran.borrow();
+        let of = |kind: JobKind, name: &str| {
+            ran.iter()
+                .filter(|k| k.kind == kind && k.database.as_ref() == Some(&db(name)))
+                .count()
+        };
+        assert!(of(JobKind::Backup, "main.b") >= 1, "{ran:?}");
+        assert!(of(JobKind::Backup, "main.a") >= 1, "{ran:?}");
+        assert!(of(JobKind::Drill, "main.a") >= 1, "{ran:?}");
+        assert_eq!(fake.most_drills.get(), 1, "{ran:?}");
     }
 }

@@ -3,9 +3,10 @@
 //! is its own task and the accept loop never waits, so `/healthz` answers whatever other
 //! clients do: past [`MAX_CONNECTIONS`], the oldest connection that has not sent its request
 //! yet is closed to make room (idle or slow-header clients cannot starve the probe). Routes:
-//! `/healthz` (always open), `/metrics`, `/` (the dashboard) and `/drills/<db>/<drill-id>`
-//! (the stored report.html), the last three behind the configured bearer token or basic
-//! auth, compared in constant time.
+//! `/healthz` (always open), `/metrics`, `/` (the dashboard), `/drills/<db>/<drill-id>`
+//! (the stored report.html) and `/api/v1/...` (JSON, [`crate::api`]; its errors are JSON
+//! too), all but the first behind the configured bearer token or basic auth, compared in
+//! constant time.
 
 use crate::config::Auth;
 use pgdrill_core::ids::{DbName, DrillId};
@@ -47,6 +48,11 @@ impl Response {
             body: body.into(),
             headers: Vec::new(),
         }
+    }
+
+    /// A JSON body (the API's answers and errors).
+    pub fn json(status: u16, body: String) -> Response {
+        Response::new(status, "application/json", body)
     }
 
     fn text(status: u16, body: &str) -> Response {
@@ -193,6 +199,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 pub struct Request {
     pub method: String,
     pub path: String,
+    /// What follows the `?` (without a `#` fragment), `""` when nothing does.
+    pub query: String,
     pub headers: Vec<(String, String)>,
 }
 
@@ -216,17 +224,24 @@ fn parse(head: &str) -> Option<Request> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    let path = target.split(['?', '#']).next().unwrap_or("/").to_string();
+    let target = target.split('#').next().unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     Some(Request {
         method: method.to_string(),
-        path,
+        path: path.to_string(),
+        query: query.to_string(),
         headers,
     })
 }
 
 async fn route(app: &App, req: &Request) -> Response {
+    let api = req.path == "/api" || req.path.starts_with("/api/");
     if req.method != "GET" && req.method != "HEAD" {
-        let mut r = Response::text(405, "only GET and HEAD are served");
+        let mut r = if api {
+            crate::api::error(405, "the API is read-only: use GET")
+        } else {
+            Response::text(405, "only GET and HEAD are served")
+        };
         r.headers.push(("Allow", "GET, HEAD".into()));
         return r;
     }
@@ -241,10 +256,12 @@ async fn route(app: &App, req: &Request) -> Response {
         };
     }
     if !authorized(&app.auth, req.header("authorization")) {
-        let mut r = Response::text(
-            401,
-            "unauthorized: send the configured bearer token or basic auth",
-        );
+        const WHY: &str = "unauthorized: send the configured bearer token or basic auth";
+        let mut r = if api {
+            crate::api::error(401, WHY)
+        } else {
+            Response::text(401, WHY)
+        };
         let challenge = if app.auth.basic.is_some() {
             "Basic realm=\"pgdrill\", charset=\"UTF-8\""
         } else {
@@ -268,6 +285,10 @@ async fn route(app: &App, req: &Request) -> Response {
             r.headers.push(("Refresh", "60".into()));
             r
         }
+        p if api => match p.strip_prefix("/api/v1/") {
+            Some(rest) => crate::api::route(app, rest, &req.query),
+            None => crate::api::error(404, "no such API version: use /api/v1/"),
+        },
         p => match p.strip_prefix("/drills/") {
             Some(rest) => report(app, rest).await,
             None => Response::text(404, "not found"),
@@ -446,6 +467,7 @@ mod tests {
         let r =
             parse("GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t").expect("req");
         assert_eq!((r.method.as_str(), r.path.as_str()), ("GET", "/metrics"));
+        assert_eq!(r.query, "x=1");
         assert_eq!(r.header("authorization"), Some("Bearer t"));
         assert!(parse("GET /\r\n").is_none());
         assert!(parse("GARBAGE").is_none());

@@ -93,4 +93,13 @@ pub trait JobRunner {
     /// config error at start rather than a failure every time it fires).
     fn supports(&self, kind: JobKind) -> bool;
     fn run<'a>(&'a self, job: &'a JobKey, cancel: Cancel) -> JobFuture<'a>;
+
+    /// The databases per-database jobs run for, discovered again (`[[server]]` entries);
+    /// `None` when the set is fixed. The scheduler asks every few minutes and schedules the
+    /// new ones; later `run` calls must know them.
+    fn discover(&self) -> DiscoverFuture<'_> {
+        Box::pin(async { None })
+    }
 }
+
+pub type DiscoverFuture<'a> = Pin<Box<dyn Future<Output = Option<Vec<DbName>>> + 'a>>;

@@ -7,6 +7,7 @@
 //! - [`daemon`]: the loop that runs them, with shutdown grace;
 //! - [`http`], [`metrics`], [`dashboard`], [`charts`]: what it serves.
 
+pub mod api;
 pub mod app;
 pub mod charts;
 pub mod config;

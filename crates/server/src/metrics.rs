@@ -1,7 +1,9 @@
 //! `/metrics`: the SLO, backup and drill gauges of `pgdrill status` (the same text as
-//! `status --prometheus`), plus the daemon's own: per job and database the last success,
-//! the last duration, whether it runs now and when it runs next; per database the failed
-//! checks of the last drill and the bytes all complete backups take in the store.
+//! `status --prometheus`), plus the daemon's own: per task (a scheduled job: `task` is its
+//! kind, since Prometheus owns the label `job`) and database the last success, the last
+//! duration, whether it runs now and when it runs next, and counters of the runs since the
+//! daemon started; per database the failed checks of the last drill and the bytes all
+//! complete backups take in the store. Every series is listed in the README ("Metrics").
 
 use crate::app::App;
 use pgdrill_core::status;
@@ -16,8 +18,16 @@ struct Out(String);
 
 impl Out {
     fn metric(&mut self, name: &str, help: &str, rows: Vec<(String, f64)>) {
+        self.typed(name, help, "gauge", rows);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, rows: Vec<(String, f64)>) {
+        self.typed(name, help, "counter", rows);
+    }
+
+    fn typed(&mut self, name: &str, help: &str, kind: &str, rows: Vec<(String, f64)>) {
         self.0
-            .push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+            .push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
         for (labels, v) in rows {
             self.0.push_str(&format!("{name}{{{labels}}} {v}\n"));
         }
@@ -35,7 +45,7 @@ pub fn render(app: &App) -> String {
     let jobs = app.state.jobs();
     let job_labels = |j: &crate::state::JobState| {
         format!(
-            "job=\"{}\",database=\"{}\"",
+            "task=\"{}\",database=\"{}\"",
             j.key.kind.name(),
             esc(j.key.database_label())
         )
@@ -81,6 +91,7 @@ pub fn render(app: &App) -> String {
             .filter_map(|j| j.next_run.map(|t| (job_labels(j), t.as_second() as f64)))
             .collect(),
     );
+    counters(&mut out, &jobs);
     let db = |name: &str| format!("database=\"{}\"", esc(name));
     out.metric(
         "pgdrill_check_failures",
@@ -95,8 +106,8 @@ pub fn render(app: &App) -> String {
             .collect(),
     );
     out.metric(
-        "pgdrill_backup_stored_bytes",
-        "Bytes all complete backups of the database take in the store.",
+        "pgdrill_all_backups_stored_bytes",
+        "Bytes all complete backups of the database take in the store (the newest alone: pgdrill_newest_backup_bytes).",
         dbs.iter()
             .map(|d| {
                 let total: u64 = d.backups.iter().map(|m| m.stored_bytes).sum();
@@ -117,4 +128,44 @@ pub fn render(app: &App) -> String {
             .collect(),
     );
     out.0
+}
+
+/// Runs this daemon finished since it started, by task and database: backups that
+/// completed, drills by outcome, and failures of every task.
+fn counters(out: &mut Out, jobs: &[crate::state::JobState]) {
+    use crate::jobs::JobKind;
+    let db = |j: &crate::state::JobState| format!("database=\"{}\"", esc(j.key.database_label()));
+    out.counter(
+        "pgdrill_backups_total",
+        "Backups this daemon completed since it started.",
+        jobs.iter()
+            .filter(|j| j.key.kind == JobKind::Backup)
+            .map(|j| (db(j), j.runs_ok as f64))
+            .collect(),
+    );
+    out.counter(
+        "pgdrill_drills_total",
+        "Drills this daemon ran since it started, by outcome (pass or fail).",
+        jobs.iter()
+            .filter(|j| j.key.kind == JobKind::Drill)
+            .flat_map(|j| {
+                [
+                    (format!("{},outcome=\"pass\"", db(j)), j.runs_ok as f64),
+                    (format!("{},outcome=\"fail\"", db(j)), j.runs_failed as f64),
+                ]
+            })
+            .collect(),
+    );
+    out.counter(
+        "pgdrill_failures_total",
+        "Failed runs of each task since the daemon started.",
+        jobs.iter()
+            .map(|j| {
+                (
+                    format!("task=\"{}\",{}", j.key.kind.name(), db(j)),
+                    j.runs_failed as f64,
+                )
+            })
+            .collect(),
+    );
 }

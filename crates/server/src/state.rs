@@ -28,6 +28,9 @@ pub struct JobState {
     pub last_ok: Option<bool>,
     pub last_summary: Option<String>,
     pub last_success: Option<Timestamp>,
+    /// Runs this daemon finished since it started (Prometheus `_total` counters).
+    pub runs_ok: u64,
+    pub runs_failed: u64,
 }
 
 /// One database as the store shows it.
@@ -177,10 +180,30 @@ impl State {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    pub fn set_dbs(&self, dbs: Vec<DbData>) {
-        match self.dbs.write() {
-            Ok(mut g) => *g = dbs,
-            Err(p) => *p.into_inner() = dbs,
+    /// Replaces the view of the databases `dbs` names; others (added meanwhile) stay.
+    pub fn set_dbs(&self, mut dbs: Vec<DbData>) {
+        let mut g = self.dbs.write().unwrap_or_else(|p| p.into_inner());
+        for old in g.iter() {
+            if !dbs.iter().any(|d| d.name == old.name) {
+                dbs.push(old.clone());
+            }
+        }
+        *g = dbs;
+    }
+
+    /// A database found while running (server discovery), with its jobs.
+    pub fn add_database(&self, db: DbData, jobs: Vec<JobState>) {
+        {
+            let mut g = self.dbs.write().unwrap_or_else(|p| p.into_inner());
+            if !g.iter().any(|d| d.name == db.name) {
+                g.push(db);
+            }
+        }
+        let mut j = lock(&self.jobs);
+        for job in jobs {
+            if !j.iter().any(|x| x.key == job.key) {
+                j.push(job);
+            }
         }
     }
 

@@ -104,6 +104,57 @@ impl Timetable {
         out
     }
 
+    /// A job added while running (a database a server discovery found): due at its
+    /// schedule's next fire time after `now`.
+    pub fn add(
+        &mut self,
+        key: JobKey,
+        schedule: Schedule,
+        now: Timestamp,
+        jitter: &mut dyn FnMut() -> u64,
+    ) {
+        if self.entries.iter().any(|e| e.key == key) {
+            return;
+        }
+        let mut e = Entry {
+            key,
+            schedule,
+            next_fire: None,
+            next_start: None,
+            pending: false,
+        };
+        plan_next(&mut e, now, &self.tz, jitter);
+        self.entries.push(e);
+    }
+
+    /// The databases with a pending job of `kind`.
+    pub fn pending_of(&self, kind: crate::jobs::JobKind) -> Vec<pgdrill_core::ids::DbName> {
+        self.entries
+            .iter()
+            .filter(|e| e.pending && e.key.kind == kind)
+            .filter_map(|e| e.key.database.clone())
+            .collect()
+    }
+
+    /// Drill coverage: of the pending jobs of `kind`, only those of `keep` stay pending;
+    /// the others' slot is passed over (they run at a later slot, when their turn comes).
+    /// Returns the keys passed over.
+    pub fn keep_pending(
+        &mut self,
+        kind: crate::jobs::JobKind,
+        keep: &[pgdrill_core::ids::DbName],
+    ) -> Vec<JobKey> {
+        let mut passed = Vec::new();
+        for e in &mut self.entries {
+            let kept = e.key.database.as_ref().is_some_and(|d| keep.contains(d));
+            if e.pending && e.key.kind == kind && !kept {
+                e.pending = false;
+                passed.push(e.key.clone());
+            }
+        }
+        passed
+    }
+
     pub fn started(&mut self, key: &JobKey) {
         if let Some(e) = self.entries.iter_mut().find(|e| &e.key == key) {
             e.pending = false;
@@ -247,5 +298,57 @@ mod tests {
         assert_eq!(e.next_start, Some(ts("2026-01-01T01:01:30Z")));
         assert!(t.tick(ts("2026-01-01T01:00:10Z"), &mut || 90).is_empty());
         assert_eq!(t.tick(ts("2026-01-01T01:01:30Z"), &mut || 90).len(), 1);
+    }
+
+    /// Drill coverage on a clock under the test's control: three databases drilled daily,
+    /// one per slot, take turns (never-drilled first, then the least recently proven).
+    #[test]
+    fn coverage_keeps_one_drill_per_slot_in_turn() {
+        let mut t = table(&[
+            (JobKind::Drill, "a", "0 3 * * *"),
+            (JobKind::Drill, "b", "0 3 * * *"),
+            (JobKind::Drill, "c", "0 3 * * *"),
+            (JobKind::Backup, "x", "0 3 * * *"),
+        ]);
+        let mut last: Vec<(DbName, Option<Timestamp>)> = ["a", "b", "c"]
+            .iter()
+            .map(|d| (DbName::parse(d).expect("db"), None))
+            .collect();
+        last[0].1 = Some(ts("2026-11-01T03:00:00Z"));
+        t.start(ts("2026-12-01T00:00:00Z"), |_| LastRun::Unknown, &mut || 0);
+        let mut order = Vec::new();
+        for day in 1..=6 {
+            let now = ts(&format!("2026-12-{day:02}T03:00:00Z"));
+            t.tick(now, &mut || 0);
+            let pending = t.pending_of(JobKind::Drill);
+            assert_eq!(pending.len(), 3, "every drill fires at the slot");
+            let mine: Vec<_> = last
+                .iter()
+                .filter(|(d, _)| pending.contains(d))
+                .cloned()
+                .collect();
+            let chosen = pgdrill_core::fleet::coverage::pick(&mine, 1);
+            let passed = t.keep_pending(JobKind::Drill, &chosen);
+            assert_eq!(passed.len(), 2);
+            let runnable = t.runnable(&[]);
+            let drills: Vec<_> = runnable
+                .iter()
+                .filter(|k| k.kind == JobKind::Drill)
+                .collect();
+            assert_eq!(drills.len(), 1, "one drill per slot");
+            assert!(
+                runnable.iter().any(|k| k.kind == JobKind::Backup),
+                "backups are untouched"
+            );
+            for k in &runnable {
+                t.started(k);
+            }
+            let db = drills[0].database.clone().expect("db");
+            if let Some(e) = last.iter_mut().find(|(d, _)| *d == db) {
+                e.1 = Some(now);
+            }
+            order.push(db.to_string());
+        }
+        assert_eq!(order, vec!["b", "c", "a", "b", "c", "a"]);
     }
 }

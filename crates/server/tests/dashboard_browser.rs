@@ -147,6 +147,8 @@ fn job(kind: JobKind, summary: &str, ok: bool, now: i64) -> JobState {
         last_ok: Some(ok),
         last_summary: Some(summary.into()),
         last_success: Some(at(now - 4 * HOUR)),
+        runs_ok: u64::from(ok),
+        runs_failed: u64::from(!ok),
     }
 }
 

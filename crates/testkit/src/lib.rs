@@ -8,6 +8,8 @@
 mod fingerprint;
 mod fixture;
 mod s3;
+/// JSON Schema validation of real output against `docs/schemas/`.
+pub mod schema;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -4,13 +4,35 @@
 use super::Output;
 use crate::context::Ctx;
 use crate::ui::{human_bytes, human_secs};
+use pgdrill_core::alert::EventKind;
+use pgdrill_core::ids::DbName;
 use pgdrill_core::jobs::backup::{self, BackupInput, BackupReport};
 use pgdrill_core::Result;
 use serde_json::json;
 
 pub async fn run(ctx: &Ctx, args: &crate::cli::BackupArgs) -> Result<Output> {
-    let databases = ctx.settings.select(ctx.name.as_deref())?;
+    // A server that could not be listed fails the run (exit 1) and alerts, after the others'
+    // databases are backed up.
+    let unlisted = ctx.fleet.errors();
+    let databases = match ctx.settings.select(ctx.name.as_deref()) {
+        Ok(d) => d,
+        Err(e) => return Err(unlisted.into_iter().next().map(|(_, e)| e).unwrap_or(e)),
+    };
     let store = ctx.store()?;
+    if ctx.name.is_none() && !unlisted.is_empty() {
+        let jx = ctx.job_env(&store);
+        let notifier = jx.notifier()?;
+        for (server, e) in &unlisted {
+            notifier
+                .send(
+                    EventKind::BackupFailed,
+                    server,
+                    e.to_string(),
+                    json!({"server": server}),
+                )
+                .await;
+        }
+    }
     let keys = ctx.encryption_keys()?;
     if !keys.enabled() {
         ctx.ui.warn("backups are not encrypted: set [encryption] recipients or passphrase_env (or --recipient)");
@@ -23,7 +45,21 @@ pub async fn run(ctx: &Ctx, args: &crate::cli::BackupArgs) -> Result<Output> {
         configured: ctx.config_path.is_some(),
         jobs: args.jobs,
     };
-    let report = backup::run(&ctx.job_env(&store), input).await?;
+    let mut report = match backup::run(&ctx.job_env(&store), input).await {
+        Ok(r) => r,
+        Err(e) if unlisted.is_empty() || ctx.name.is_some() => return Err(e),
+        Err(e) => {
+            ctx.ui.warn(e.to_string());
+            BackupReport::default()
+        }
+    };
+    if ctx.name.is_none() {
+        for (server, e) in unlisted {
+            if let Ok(n) = DbName::parse(&server) {
+                report.failures.push((n, e));
+            }
+        }
+    }
     Ok(render(ctx, &report))
 }
 
@@ -63,7 +99,7 @@ fn render(ctx: &Ctx, report: &BackupReport) -> Output {
                 "raw_bytes": m.raw_bytes,
                 "stored_bytes": m.stored_bytes,
                 "tables": m.content.tables.len(),
-                "seconds": m.stage_seconds.get("total"),
+                "duration_seconds": m.stage_seconds.get("total"),
                 "snapshot_time": m.snapshot.time,
             })
         })

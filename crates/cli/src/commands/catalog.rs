@@ -29,7 +29,7 @@ pub async fn list(ctx: &Ctx) -> Result<Output> {
             vec![
                 m.backup_id.to_string(),
                 m.database.to_string(),
-                m.snapshot.time.clone(),
+                super::local_time(&ctx.settings.schedule.tz, &m.snapshot.time),
                 human_bytes(m.raw_bytes),
                 human_bytes(m.stored_bytes),
                 m.content.tables.len().to_string(),
@@ -57,21 +57,8 @@ pub async fn list(ctx: &Ctx) -> Result<Output> {
             &rows,
         )
     };
-    let json = json!(all
-        .iter()
-        .map(|m| json!({
-            "backup_id": m.backup_id,
-            "database": m.database,
-            "snapshot_time": m.snapshot.time,
-            "finished_at": m.finished_at,
-            "raw_bytes": m.raw_bytes,
-            "stored_bytes": m.stored_bytes,
-            "tables": m.content.tables.len(),
-            "encrypted": m.encrypted(),
-            "server_version": m.server.version,
-        }))
-        .collect::<Vec<_>>());
-    Ok(Output::ok(json, human))
+    let backups: Vec<_> = all.iter().map(pgdrill_core::summary::backup).collect();
+    Ok(Output::ok(json!({ "backups": backups }), human))
 }
 
 pub async fn show(ctx: &Ctx, args: &SelectArgs) -> Result<Output> {
@@ -82,10 +69,14 @@ pub async fn show(ctx: &Ctx, args: &SelectArgs) -> Result<Output> {
         ctx.ui.warn(w);
     }
     let json = serde_json::to_value(&r.manifest).unwrap_or_default();
-    Ok(Output::ok(json, render_manifest(&r.manifest)))
+    Ok(Output::ok(
+        json,
+        render_manifest(&r.manifest, &ctx.settings.schedule.tz),
+    ))
 }
 
-fn render_manifest(m: &Manifest) -> String {
+fn render_manifest(m: &Manifest, tz: &jiff::tz::TimeZone) -> String {
+    let at = |t: &str| super::local_time(tz, t);
     let mut s = String::new();
     let mut kv = |k: &str, v: String| s.push_str(&format!("{k:<18}{v}\n"));
     kv("backup", m.backup_id.to_string());
@@ -107,7 +98,7 @@ fn render_manifest(m: &Manifest) -> String {
         "snapshot",
         format!(
             "{}{}",
-            m.snapshot.time,
+            at(&m.snapshot.time),
             if m.snapshot.exported {
                 " (exported, row counts exact)"
             } else {
@@ -115,8 +106,8 @@ fn render_manifest(m: &Manifest) -> String {
             }
         ),
     );
-    kv("started", m.started_at.clone());
-    kv("finished", m.finished_at.clone());
+    kv("started", at(&m.started_at));
+    kv("finished", at(&m.finished_at));
     kv(
         "duration",
         human_secs(m.stage_seconds.get("total").copied().unwrap_or(0.0)),

@@ -114,6 +114,8 @@ async fn demo_with_source(
         source: Some(SourceRef::Url(Secret::new(source.url("shop")))),
         pg_dump_args: vec![],
         globals: false,
+        globals_passwords: false,
+        server: None,
         drill: DEMO_CHECKS
             .parse::<toml::Table>()
             .map_err(|e| Error::Invalid(e.to_string()))?,
@@ -152,15 +154,16 @@ async fn demo_with_source(
         jobs: 1,
         spool_dir: None,
         spool_window: backup::DEFAULT_SPOOL_WINDOW,
+        globals_from: None,
     })
     .await?;
     ctx.ui.info(format!(
-        "   backup {}: {} tables, {} rows, {} bytes raw → {} stored",
+        "   backup {}: {} tables, {} rows, {} raw → {} stored",
         manifest.backup_id,
         manifest.content.tables.len(),
         manifest.content.tables.iter().map(|t| t.rows).sum::<u64>(),
-        manifest.raw_bytes,
-        manifest.stored_bytes
+        pgdrill_core::summary::human_bytes(manifest.raw_bytes),
+        pgdrill_core::summary::human_bytes(manifest.stored_bytes)
     ));
     ctx.ui
         .info("3/4 drilling it: restore into a throwaway cluster, run the checks, measure RPO/RTO");
@@ -178,6 +181,7 @@ async fn demo_with_source(
         skip_extensions: &[],
         maintenance_work_mem: None,
         jobs: 1,
+        major: None,
         env: &env,
         // Named by the drill id once it is known, as everywhere else (see below).
         report_dir: Some(

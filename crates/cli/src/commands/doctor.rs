@@ -55,7 +55,25 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
         checks.push(unfinished_uploads(ctx, s).await);
     }
     checks.extend(keys(ctx));
+    checks.push(majors(&tools));
     for db in &ctx.settings.databases {
+        if let Some(p) = &db.drill_settings.physical {
+            let name = format!("{}: drill source", db.name);
+            checks.push(
+                match pgdrill_core::drill::probe_physical_source(p, &ctx.env, &ctx.cancel).await {
+                    Ok(detail) => pass(&name, format!("{}: {detail}", p.source.kind())),
+                    Err(e) => fail(
+                        &name,
+                        format!("{}: {e}", p.source.kind()),
+                        "install the tool (see README, \"Drilling pgBackRest, barman and other physical backups\") and check [database.drill]",
+                    ),
+                },
+            );
+            // A physical drill needs no source URL; one that is configured is checked too.
+            if db.source.is_none() {
+                continue;
+            }
+        }
         let spec = match db.source_spec(&ctx.env) {
             Ok(spec) => spec,
             Err(e) => {
@@ -111,6 +129,7 @@ fn source_hint(db: &pgdrill_core::config::DatabaseSettings) -> String {
             db.name
         ),
         Some(SourceRef::Url(_)) => "check the URL given with --source or PGDRILL_SOURCE_URL".into(),
+        Some(SourceRef::Discovered(_)) => "check the url_env of its [[server]] entry".into(),
         None => "set url_env in the [[database]] entry, or pass --source URL".into(),
     }
 }
@@ -351,4 +370,27 @@ async fn drill_target(
             "install them on the drill server before drilling",
         )
     }
+}
+
+/// The PostgreSQL majors that can run a throwaway cluster (drills, `drill --major N`).
+fn majors(tools: &pgdrill_pg::PgTools) -> Check {
+    let found = pgdrill_core::drill::upgrade::server_majors(tools);
+    if found.is_empty() {
+        return fail(
+            "postgresql majors",
+            "no PostgreSQL server found here: drills need a [database.drill] target server",
+            "install a PostgreSQL server (apt install postgresql-17, ...) or add its bin folder to PGDRILL_PG_PATHS",
+        );
+    }
+    let list: Vec<String> = found
+        .iter()
+        .map(|i| format!("{} ({})", i.version, i.bin_dir.display()))
+        .collect();
+    pass(
+        "postgresql majors",
+        format!(
+            "servers for throwaway clusters and drill --major N: {}; add one by installing it and putting its bin folder on PGDRILL_PG_PATHS",
+            list.join(", ")
+        ),
+    )
 }

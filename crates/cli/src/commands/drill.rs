@@ -24,6 +24,7 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
         keep: args.keep,
         keep_on_failure: args.keep_on_failure,
         jobs: args.jobs,
+        major: args.major,
         keys,
         tools: &tools,
     };
@@ -86,6 +87,13 @@ pub fn render(r: &DrillResult) -> String {
         fmt_min(r.rpo.minutes),
         target_word(r.rpo.passed, r.rpo.target_minutes),
     );
+    if let Some(u) = &r.upgrade {
+        s.push_str(&format!(
+            "upgrade rehearsal: PostgreSQL {} restored into PostgreSQL {}\n",
+            u.from_version,
+            u.to_version.as_deref().unwrap_or("(did not start)")
+        ));
+    }
     if let Some(e) = &r.error {
         s.push_str(&format!("error: {e}\n"));
     }
@@ -100,12 +108,13 @@ pub fn render(r: &DrillResult) -> String {
                     "FAIL".into()
                 },
                 c.name.clone(),
+                c.expected.chars().take(60).collect(),
                 c.actual.chars().take(90).collect(),
             ]
         })
         .collect();
     if !rows.is_empty() {
-        s.push_str(&table(&["RESULT", "CHECK", "ACTUAL"], &rows));
+        s.push_str(&table(&["RESULT", "CHECK", "EXPECTED", "ACTUAL"], &rows));
     }
     s
 }
@@ -153,15 +162,43 @@ pub async fn list(ctx: &Ctx) -> Result<Output> {
             &rows,
         )
     };
-    let json = json!(all
-        .iter()
-        .map(|r| json!({
-            "drill_id": r.drill_id, "database": r.database, "verdict": r.verdict, "backup_id": r.backup.id,
-            "started_at": r.started_at, "rto_minutes": r.rto.minutes, "rto_passed": r.rto.passed,
-            "rpo_minutes": r.rpo.minutes, "rpo_passed": r.rpo.passed,
-            "checks_passed": r.checks.iter().filter(|c| c.passed).count(), "checks": r.checks.len(),
-            "created_roles": r.created_roles, "skipped": r.skipped,
+    let drills: Vec<_> = all.iter().map(pgdrill_core::summary::drill).collect();
+    Ok(Output::ok(json!({ "drills": drills }), human))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_check_line_shows_the_expected_value_next_to_the_actual_one() {
+        let r: DrillResult = serde_json::from_value(serde_json::json!({
+            "schema_version": 1, "drill_id": "20261101T000000Z-0000", "database": "app", "verdict": "fail",
+            "started_at": "2026-11-01T00:00:00Z", "finished_at": "2026-11-01T00:01:00Z",
+            "tool": {"name": "pgdrill", "version": "0"}, "host": "h",
+            "backup": {"id": "x", "snapshot_time": "2026-11-01T00:00:00Z", "finished_at": "2026-11-01T00:00:00Z",
+                       "server_version": "15", "pg_dump_version": "15", "objects": []},
+            "target": {"kind": "ephemeral", "url": "u", "server_version": null, "kept": false},
+            "stages": [], "rpo": {"minutes": 1.0, "target_minutes": 60, "passed": true},
+            "rto": {"minutes": 0.5, "target_minutes": 30, "passed": true},
+            "checks": [{"name": "invalid progress", "kind": "sql", "subject": "select 1", "expected": "= 0",
+                        "actual": "3", "passed": false, "duration_seconds": 0.01}],
+            "error": null, "policy": {}
         }))
-        .collect::<Vec<_>>());
-    Ok(Output::ok(json, human))
+        .expect("result");
+        let text = render(&r);
+        assert!(
+            text.contains("EXPECTED") && text.contains("ACTUAL"),
+            "{text}"
+        );
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("FAIL") && l.contains("invalid progress"))
+            .unwrap_or_else(|| panic!("no failed-check line in:\n{text}"));
+        let (exp, act) = (
+            line.find("= 0").expect("expected"),
+            line.rfind('3').expect("actual"),
+        );
+        assert!(exp < act, "expected before actual: {line}");
+    }
 }

@@ -1,6 +1,7 @@
 pub mod backup;
 pub mod catalog;
 pub mod demo;
+pub mod diff;
 pub mod doctor;
 pub mod drill;
 pub mod init;
@@ -25,5 +26,52 @@ impl Output {
             human,
             exit_code: 0,
         }
+    }
+}
+
+/// The version of every `--json` document's layout (`docs/schemas/`): bumped when a field is
+/// renamed or removed, not when one is added.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// `doc` with a top-level `schema_version` (an object keeps its own when it has one, as a
+/// drill's `result.json` does).
+pub fn versioned(doc: serde_json::Value) -> serde_json::Value {
+    match doc {
+        serde_json::Value::Object(mut m) => {
+            m.entry("schema_version")
+                .or_insert(serde_json::json!(SCHEMA_VERSION));
+            serde_json::Value::Object(m)
+        }
+        other => serde_json::json!({"schema_version": SCHEMA_VERSION, "result": other}),
+    }
+}
+
+/// A stored RFC 3339 time for people: in `[schedule] timezone` (UTC by default), to the
+/// second, with the zone shown (`2026-11-21 03:00:00 CET`). Text that is not a time is
+/// returned as it is.
+pub fn local_time(tz: &jiff::tz::TimeZone, text: &str) -> String {
+    match pgdrill_core::time::parse(text) {
+        Some(t) => t
+            .to_zoned(tz.clone())
+            .strftime("%Y-%m-%d %H:%M:%S %Z")
+            .to_string(),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn local_time_shows_the_configured_zone() {
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").expect("tz");
+        assert_eq!(
+            super::local_time(&berlin, "2026-11-21T02:00:00.123Z"),
+            "2026-11-21 03:00:00 CET"
+        );
+        assert_eq!(
+            super::local_time(&jiff::tz::TimeZone::UTC, "2026-07-01T00:00:00Z"),
+            "2026-07-01 00:00:00 UTC"
+        );
+        assert_eq!(super::local_time(&jiff::tz::TimeZone::UTC, "n/a"), "n/a");
     }
 }

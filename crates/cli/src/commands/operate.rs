@@ -56,14 +56,14 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
             out.stale_parts.iter().partition(|p| p.upload_id.is_some());
         if !files.is_empty() {
             human.push_str(&format!(
-                "{db}: {} {} part files of unfinished uploads (killed backups), {} bytes\n",
+                "{db}: {} {} part files of unfinished uploads (killed backups), {}\n",
                 if args.dry_run {
                     "would remove"
                 } else {
                     "removed"
                 },
                 files.len(),
-                files.iter().map(|p| p.size).sum::<u64>()
+                pgdrill_core::summary::human_bytes(files.iter().map(|p| p.size).sum::<u64>())
             ));
         }
         if !uploads.is_empty() {
@@ -107,11 +107,12 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
 pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<Output> {
     let store = ctx.store()?;
     let databases = ctx.databases_to_list(&store).await?;
-    let statuses = jobs::status::run(&ctx.job_env(&store), databases).await?;
+    let report = jobs::status::run_fleet(&ctx.job_env(&store), databases, &ctx.fleet).await?;
+    let statuses = &report.databases;
     if let Some(path) = &args.prometheus {
-        write_atomic(path, &status::prometheus(&statuses))?;
+        write_atomic(path, &status::prometheus(statuses))?;
     }
-    let rows: Vec<Vec<String>> = statuses
+    let mut rows: Vec<Vec<String>> = statuses
         .iter()
         .flat_map(|s| {
             s.slos.iter().map(move |slo| {
@@ -128,10 +129,33 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<Output> {
             })
         })
         .collect();
-    let violated = statuses.iter().any(|s| !s.ok());
+    if let Some(c) = &report.coverage {
+        rows.push(vec![
+            "(all)".into(),
+            "drill_coverage".into(),
+            if c.ok { "ok".into() } else { "VIOLATED".into() },
+            c.detail(),
+        ]);
+    }
+    for (server, e) in ctx.fleet.errors() {
+        rows.push(vec![
+            format!("({server})"),
+            "discovery".into(),
+            "FAILED".into(),
+            e.to_string(),
+        ]);
+    }
+    let violated = !report.ok() || !ctx.fleet.errors().is_empty();
     let human = table(&["DATABASE", "SLO", "STATE", "DETAIL"], &rows);
+    let mut json = json!({"ok": !violated, "databases": statuses});
+    if let Some(c) = &report.coverage {
+        json["coverage"] = json!(c);
+    }
+    if !ctx.fleet.servers.is_empty() {
+        json["servers"] = json!(ctx.fleet.servers);
+    }
     Ok(Output {
-        json: json!({"ok": !violated, "databases": statuses}),
+        json,
         human,
         exit_code: if violated { 1 } else { 0 },
     })

@@ -3,6 +3,7 @@ use crate::cli::RestoreArgs;
 use crate::context::Ctx;
 use crate::ui::human_secs;
 use pgdrill_core::progress::Progress;
+use pgdrill_core::restore::table::{self, TableRequest};
 use pgdrill_core::restore::{self, RestoreJob};
 use pgdrill_core::{catalog, readers, Error, Result};
 use pgdrill_pg::cluster::{Cluster, ClusterOptions};
@@ -14,7 +15,11 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
     let tools = tokio::task::spawn_blocking(pgdrill_pg::PgTools::discover);
     let store = ctx.store()?;
     let db = ctx.one_database(&store).await?;
-    let resolved = catalog::resolve(&store, &db, &args.backup).await?;
+    let resolved = match (&args.at, &args.backup) {
+        (Some(at), _) => catalog::resolve_at(&store, &db, at).await?,
+        (None, b) => catalog::resolve(&store, &db, b.as_deref().unwrap_or("latest")).await?,
+    };
+    let table_req = table_request(args)?;
     for w in &resolved.warnings {
         ctx.ui.warn(w);
     }
@@ -98,6 +103,9 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
         globals: args.globals,
         spool: args.spool,
     };
+    if let Some(req) = table_req {
+        return tables(ctx, &store, &db, job, &req, args.dry_run, warnings).await;
+    }
     if args.dry_run {
         // Nothing is changed: no read mark either (only the manifest, the dump index and
         // the table of contents are read).
@@ -170,6 +178,92 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
                 .map_err(|e| Error::Failed(format!("cannot stop the throwaway cluster: {e}")))?;
             human.push_str("the throwaway cluster was stopped and removed\n");
         }
+    }
+    Ok(Output::ok(json, human))
+}
+
+/// `--table`/`--schema`/`--into-schema` as a request (`None`: the whole backup).
+fn table_request(args: &RestoreArgs) -> Result<Option<TableRequest>> {
+    if args.tables.is_empty() && args.schemas.is_empty() {
+        if args.into_schema.is_some() {
+            return Err(Error::Invalid(
+                "--into-schema goes with --table or --schema: name the tables to restore".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    if args.jobs.is_some_and(|j| j > 1) || args.spool {
+        return Err(Error::Invalid(
+            "a table restore runs one pg_restore over the tables' part of the dump: leave out --jobs and --spool".into(),
+        ));
+    }
+    let mut tables = Vec::new();
+    for t in &args.tables {
+        if !t.contains('.') {
+            return Err(Error::Invalid(format!(
+                "--table {t:?} needs its schema: write SCHEMA.TABLE (e.g. public.{t})"
+            )));
+        }
+        tables.push(pgdrill_core::ids::split_table(t));
+    }
+    Ok(Some(TableRequest {
+        tables,
+        schemas: args.schemas.clone(),
+        into_schema: args.into_schema.clone(),
+        scratch: false,
+    }))
+}
+
+/// The table restore (or its plan).
+async fn tables(
+    ctx: &Ctx,
+    store: &pgdrill_store::Store,
+    db: &pgdrill_core::ids::DbName,
+    job: RestoreJob<'_>,
+    req: &TableRequest,
+    dry_run: bool,
+    warnings: Vec<String>,
+) -> Result<Output> {
+    if dry_run {
+        let plan = table::dry_run(job, req).await?;
+        let mut json = serde_json::to_value(&plan).unwrap_or_default();
+        json["dry_run"] = json!(true);
+        json["warnings"] = json!(warnings);
+        return Ok(Output::ok(json, plan.render()));
+    }
+    let id = job.manifest.backup_id.clone();
+    let reading = readers::mark(store, db, &id, "restore").await?;
+    if let Some(w) = &reading.warning {
+        ctx.ui.warn(w);
+    }
+    let report = table::run(job, req).await;
+    reading.release().await;
+    let r = report?;
+    let mut json = serde_json::to_value(&r).unwrap_or_default();
+    json["warnings"] = json!(warnings);
+    let mut human = format!(
+        "restored {} table(s) of {} into {} in {} (download {}, restore {})\n",
+        r.tables.len(),
+        r.backup_id,
+        r.target,
+        human_secs(r.total_seconds),
+        human_secs(r.download_seconds),
+        human_secs(r.restore_seconds)
+    );
+    for t in &r.tables {
+        let rows = t.rows.map(|n| format!(" ({n} rows)")).unwrap_or_default();
+        if t.table == t.from {
+            human.push_str(&format!("  {}{rows}\n", t.table));
+        } else {
+            human.push_str(&format!("  {} as {}{rows}\n", t.from, t.table));
+        }
+    }
+    human.push_str(&format!(
+        "read {} of the stored dump's {} bytes ({} of {} frames)\n",
+        r.bytes_read, r.dump_bytes, r.frames_read, r.frames_total
+    ));
+    for s in &r.skipped {
+        human.push_str(&format!("not restored: {s}\n"));
     }
     Ok(Output::ok(json, human))
 }

@@ -20,12 +20,13 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
-    let config = ServeConfig::from_settings(
+    let mut config = ServeConfig::from_settings(
         &ctx.settings.schedule,
         &ctx.settings.serve,
         &ctx.env,
         args.listen.as_deref(),
     )?;
+    config.drill_coverage = ctx.settings.coverage.as_ref().map(|c| c.max_concurrent);
     let store = ctx.store()?;
     let databases = ctx.databases_to_list(&store).await?;
     if databases.is_empty() {
@@ -49,12 +50,20 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
     let runner = CliRunner {
         ctx,
         log: log.clone(),
+        fresh: std::cell::RefCell::new(None),
     };
     pgdrill_server::run(Daemon {
         config,
         store,
         databases,
-        policy: ctx.settings.policy.clone(),
+        policy: {
+            // As `status` judges it: with drill coverage, a drill is due once per window.
+            let mut p = ctx.settings.policy.clone();
+            if let Some(c) = &ctx.settings.coverage {
+                p.drill_max_age_days = p.drill_max_age_days.or(Some(c.days));
+            }
+            p
+        },
         runner: &runner,
         shutdown: ctx.cancel.clone(),
         clock: Arc::new(pgdrill_server::SystemClock),
@@ -69,6 +78,8 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
 
 struct CliRunner<'c> {
     ctx: &'c Ctx,
+    /// The settings and fleet of the last `[[server]]` discovery, once one ran.
+    fresh: std::cell::RefCell<Option<(pgdrill_core::config::Settings, pgdrill_core::fleet::Fleet)>>,
     /// A job's own messages, warnings and stages become daemon log lines naming the job.
     log: LogSink,
 }
@@ -79,11 +90,46 @@ impl JobRunner for CliRunner<'_> {
         true
     }
 
+    fn discover(&self) -> pgdrill_server::jobs::DiscoverFuture<'_> {
+        Box::pin(async move {
+            if self.ctx.settings.servers.is_empty() {
+                return None;
+            }
+            let mut ctx = self.ctx.for_job(None, self.ctx.cancel.clone());
+            if let Err(e) = ctx.discover().await {
+                self.ctx.ui.warn(format!("serve: discovery: {e}"));
+                return None;
+            }
+            let store = ctx.store().ok()?;
+            let names = ctx.databases_to_list(&store).await.ok()?;
+            *self.fresh.borrow_mut() = Some((ctx.settings, ctx.fleet));
+            Some(names)
+        })
+    }
+
     fn run<'a>(&'a self, job: &'a JobKey, cancel: Cancel) -> JobFuture<'a> {
         Box::pin(async move {
-            let ctx = self
+            let mut ctx = self
                 .ctx
                 .for_job(job.database.as_ref().map(|d| d.as_str()), cancel);
+            if let Some((settings, fleet)) = self.fresh.borrow().clone() {
+                ctx.settings = settings;
+                ctx.fleet = fleet;
+            }
+            // A database dropped from its server (or excluded) keeps prune and status only.
+            if let Some(db) = &job.database {
+                let retired = ctx.fleet.retired().any(|d| d == db);
+                if retired && matches!(job.kind, JobKind::Backup | JobKind::Drill) {
+                    return JobOutcome {
+                        ok: true,
+                        skipped: true,
+                        summary: format!(
+                            "{db} is no longer backed up from its server: nothing to {}",
+                            job.kind.name()
+                        ),
+                    };
+                }
+            }
             let events = JobLog {
                 sink: self.log.clone(),
                 key: job.clone(),
@@ -114,10 +160,13 @@ async fn run_job(ctx: &Ctx, job: &JobKey, events: &JobLog) -> Result<(bool, Stri
                 jobs: None,
             };
             let r = jobs::backup::run(&jx, input).await?;
-            let done = r
-                .done
-                .iter()
-                .map(|m| format!("backup {} ({} bytes stored)", m.backup_id, m.stored_bytes));
+            let done = r.done.iter().map(|m| {
+                format!(
+                    "backup {} ({} stored)",
+                    m.backup_id,
+                    pgdrill_core::summary::human_bytes(m.stored_bytes)
+                )
+            });
             let failed = r.failures.iter().map(|(_, e)| e.to_string());
             let summary = done.chain(failed).collect::<Vec<_>>().join("; ");
             Ok((r.failures.is_empty(), summary))
@@ -139,6 +188,7 @@ async fn run_job(ctx: &Ctx, job: &JobKey, events: &JobLog) -> Result<(bool, Stri
                 keep: false,
                 keep_on_failure: false,
                 jobs: None,
+                major: None,
                 keys: ctx.decryption_keys()?,
                 tools: &tools,
             };
@@ -173,13 +223,17 @@ async fn run_job(ctx: &Ctx, job: &JobKey, events: &JobLog) -> Result<(bool, Stri
         }
         JobKind::Status => {
             let databases = ctx.databases_to_list(&store).await?;
-            let statuses = jobs::status::run(&jx, databases).await?;
-            let violated: Vec<&str> = statuses
+            let report = jobs::status::run_fleet(&jx, databases, &ctx.fleet).await?;
+            let mut violated: Vec<&str> = report
+                .databases
                 .iter()
                 .flat_map(|d| d.slos.iter())
                 .filter(|slo| !slo.ok)
                 .map(|slo| slo.name.as_str())
                 .collect();
+            if report.coverage.as_ref().is_some_and(|c| !c.ok) {
+                violated.push("drill_coverage");
+            }
             Ok(status_outcome(&violated))
         }
         JobKind::Mirror => {

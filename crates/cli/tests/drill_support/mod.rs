@@ -366,111 +366,12 @@ pub fn processes_with(needle: &str) -> Vec<String> {
     found
 }
 
-// ---------------------------------------------------------------------------------------
-// A structural validator for the subset of JSON Schema that docs/result.schema.json uses:
-// type (one or a list), required, properties, additionalProperties (false or a schema),
-// items, enum, const, minimum, minLength and $ref to #/$defs/...
-
-pub fn result_schema() -> Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/result.schema.json");
-    serde_json::from_slice(&std::fs::read(&p).expect("read docs/result.schema.json"))
-        .expect("the schema is JSON")
-}
-
-/// Every violation of `schema` by `doc`, as "path: what".
-pub fn schema_errors(root: &Value, schema: &Value, doc: &Value, path: &str, out: &mut Vec<String>) {
-    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
-        let name = r.strip_prefix("#/$defs/").expect("only #/$defs refs");
-        let target = &root["$defs"][name];
-        assert!(!target.is_null(), "unknown $ref {r}");
-        return schema_errors(root, target, doc, path, out);
-    }
-    if let Some(t) = schema.get("type") {
-        let types: Vec<&str> = match t {
-            Value::String(s) => vec![s.as_str()],
-            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
-            _ => vec![],
-        };
-        let ok = types.iter().any(|t| match *t {
-            "object" => doc.is_object(),
-            "array" => doc.is_array(),
-            "string" => doc.is_string(),
-            "boolean" => doc.is_boolean(),
-            "null" => doc.is_null(),
-            "number" => doc.is_number(),
-            "integer" => doc.is_i64() || doc.is_u64(),
-            _ => false,
-        });
-        if !ok {
-            out.push(format!("{path}: {doc} is not {types:?}"));
-            return;
-        }
-    }
-    if let Some(e) = schema.get("enum").and_then(Value::as_array) {
-        if !e.contains(doc) {
-            out.push(format!("{path}: {doc} not in {e:?}"));
-        }
-    }
-    if let Some(c) = schema.get("const") {
-        if c != doc {
-            out.push(format!("{path}: {doc} != {c}"));
-        }
-    }
-    if let (Some(min), Some(n)) = (schema.get("minimum").and_then(Value::as_f64), doc.as_f64()) {
-        if n < min {
-            out.push(format!("{path}: {n} < {min}"));
-        }
-    }
-    if let (Some(min), Some(s)) = (
-        schema.get("minLength").and_then(Value::as_u64),
-        doc.as_str(),
-    ) {
-        if (s.chars().count() as u64) < min {
-            out.push(format!("{path}: {s:?} is shorter than {min}"));
-        }
-    }
-    if let Some(obj) = doc.as_object() {
-        for k in schema
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
-            if !obj.contains_key(k) {
-                out.push(format!("{path}: missing required key {k:?}"));
-            }
-        }
-        let props = schema.get("properties").and_then(Value::as_object);
-        for (k, v) in obj {
-            let sub = format!("{path}.{k}");
-            match props.and_then(|p| p.get(k)) {
-                Some(s) => schema_errors(root, s, v, &sub, out),
-                None => match schema.get("additionalProperties") {
-                    Some(Value::Bool(false)) => out.push(format!("{sub}: not allowed")),
-                    Some(s @ Value::Object(_)) => schema_errors(root, s, v, &sub, out),
-                    _ => {}
-                },
-            }
-        }
-    }
-    if let (Some(items), Some(arr)) = (schema.get("items"), doc.as_array()) {
-        for (i, v) in arr.iter().enumerate() {
-            schema_errors(root, items, v, &format!("{path}[{i}]"), out);
-        }
-    }
-}
-
+/// Panics unless `doc` matches `docs/result.schema.json` (the validator is
+/// `pgdrill_testkit::schema`, shared with `docs/schemas/`).
 #[track_caller]
 pub fn assert_valid_result(doc: &Value) {
-    let schema = result_schema();
-    let mut errors = Vec::new();
-    schema_errors(&schema, &schema, doc, "$", &mut errors);
-    assert!(
-        errors.is_empty(),
-        "result.json does not match docs/result.schema.json:\n{}\n{doc:#}",
-        errors.join("\n")
-    );
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/result.schema.json");
+    pgdrill_testkit::schema::assert_valid(p.to_str().expect("utf8 path"), doc);
 }
 
 /// The four evidence files of a drill.

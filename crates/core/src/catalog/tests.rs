@@ -149,3 +149,34 @@ async fn latest_names_a_truncated_empty_or_invalid_newest_manifest() {
         assert_eq!(r.warnings.len(), 1);
     }
 }
+
+#[tokio::test]
+async fn at_picks_the_newest_snapshot_not_after_the_time() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open_folder(dir.path()).expect("store");
+    let db = DbName::parse("app").expect("db");
+    for (id, t) in [
+        ("20261101T020000Z-aaaa", "2026-11-01T02:00:01Z"),
+        ("20261102T020000Z-bbbb", "2026-11-02T02:00:01Z"),
+        ("20261103T020000Z-cccc", "2026-11-03T02:00:01Z"),
+    ] {
+        let key = layout::backup_object(&db, &BackupId::parse(id).expect("id"), layout::MANIFEST);
+        let json = serde_json::to_vec(&manifest(id, t)).expect("json");
+        store.put(&key, json.into()).await.expect("put");
+    }
+    let at = |t: &'static str| {
+        let (store, db) = (store.clone(), db.clone());
+        async move { resolve_at(&store, &db, t).await }
+    };
+    let pick = at("2026-11-02T12:00:00Z").await.expect("at");
+    assert_eq!(pick.manifest.backup_id.to_string(), "20261102T020000Z-bbbb");
+    let exact = at("2026-11-03T02:00:01Z").await.expect("exact");
+    assert_eq!(
+        exact.manifest.backup_id.to_string(),
+        "20261103T020000Z-cccc"
+    );
+    let e = at("2026-10-01T00:00:00Z").await.expect_err("none before");
+    assert!(matches!(e, Error::Invalid(_)), "{e}");
+    assert!(e.to_string().contains("at or before"), "{e}");
+    assert!(matches!(at("yesterday").await, Err(Error::Invalid(_))));
+}

@@ -31,6 +31,8 @@ pub struct DatabaseSection {
 pub enum SourceRef {
     Url(Secret),
     Env(String),
+    /// A database a `[[server]]` discovered: the server's connection, its database replaced.
+    Discovered(ConnSpec),
 }
 
 #[derive(Clone, Debug)]
@@ -39,6 +41,10 @@ pub struct DatabaseSettings {
     pub source: Option<SourceRef>,
     pub pg_dump_args: Vec<String>,
     pub globals: bool,
+    /// Keep role password hashes in the globals (`[[server]] globals_passwords`).
+    pub globals_passwords: bool,
+    /// The `[[server]]` this database was discovered on (`None`: a `[[database]]` entry).
+    pub server: Option<String>,
     /// The raw `[database.drill]` table: its checks are parsed when a drill runs, with that
     /// run's environment.
     pub drill: toml::Table,
@@ -56,6 +62,8 @@ impl DatabaseSettings {
             source: None,
             pg_dump_args: vec![],
             globals: false,
+            globals_passwords: false,
+            server: None,
             drill: toml::Table::new(),
             drill_settings: DrillSettings::default(),
             audit: None,
@@ -67,6 +75,7 @@ impl DatabaseSettings {
         let env_vec: Vec<(String, String)> =
             env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let url = match &self.source {
+            Some(SourceRef::Discovered(spec)) => return Ok(spec.clone()),
             Some(SourceRef::Url(u)) => u.expose().to_string(),
             Some(SourceRef::Env(var)) => env.get(var).cloned().filter(|v| !v.is_empty()).ok_or_else(|| {
                 Error::Invalid(format!(
@@ -93,6 +102,8 @@ pub struct DrillSettings {
     pub jobs: Option<u32>,
     /// Variable holding the server drills restore on (a fresh database is created there).
     pub target_url_env: Option<String>,
+    /// `source` other than `pgdrill`: a physical backup made by another tool.
+    pub physical: Option<super::drill_source::PhysicalDrill>,
 }
 
 impl DrillSettings {
@@ -119,6 +130,7 @@ impl DrillSettings {
         Ok(DrillSettings {
             jobs,
             target_url_env,
+            physical: super::drill_source::physical_from_table(t, db)?,
         })
     }
 }
@@ -147,6 +159,8 @@ pub(super) fn database_settings(
                 source: source.clone(),
                 pg_dump_args: vec![],
                 globals: false,
+                globals_passwords: false,
+                server: None,
                 drill: toml::Table::new(),
                 drill_settings: DrillSettings::default(),
                 audit: None,
@@ -168,6 +182,8 @@ pub(super) fn database_settings(
         source,
         pg_dump_args: d.pg_dump_args.clone(),
         globals: d.globals,
+        globals_passwords: false,
+        server: None,
         drill: d.drill.clone(),
         audit: d.audit.clone(),
     })

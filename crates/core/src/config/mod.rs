@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 
 mod backup;
 mod database;
+mod drill_source;
 mod overlay;
 mod policy;
 mod restore;
 mod schedule;
+mod server;
 mod store;
 
 pub use crate::env::{interpolate, named_env, Env};
@@ -22,11 +24,19 @@ pub use backup::{
     DEFAULT_SPOOL_WINDOW,
 };
 pub use database::{DatabaseSection, DatabaseSettings, DrillSettings, SourceRef};
+pub use drill_source::{
+    BarmanCloudSource, CommandSource, PgBackRestSource, PhysicalDrill, PhysicalSource,
+    PHYSICAL_KEYS,
+};
 pub use policy::{read_policy_file, Policy};
 pub use restore::{MemorySize, RestoreSection, RestoreSettings};
 pub use schedule::{
     parse_listen, ScheduleSection, Schedules, ServeSection, ServeSettings, DEFAULT_PRUNE,
     DEFAULT_STATUS,
+};
+pub use server::{
+    glob, Coverage, DrillSection, OverrideSection, ServerSection, ServerSettings,
+    PLATFORM_DATABASES,
 };
 pub use store::StoreSection;
 
@@ -66,6 +76,12 @@ pub struct FileConfig {
     pub databases: Vec<DatabaseSection>,
     #[serde(default, rename = "mirror")]
     pub mirrors: Vec<crate::mirror::MirrorSection>,
+    /// `[[server]]`: every database of a server (discovered by the fleet module).
+    #[serde(default, rename = "server")]
+    pub servers: Vec<ServerSection>,
+    /// `[drill]`: drill coverage (`coverage_days`, `max_concurrent`).
+    #[serde(default)]
+    pub drill: DrillSection,
 }
 
 /// Settings after file, environment and flags, validated.
@@ -100,6 +116,11 @@ pub struct Settings {
     pub schedule: Schedules,
     pub serve: ServeSettings,
     pub databases: Vec<DatabaseSettings>,
+    /// `[[server]]` entries; their databases join `databases` once discovered
+    /// (the fleet module's `discover`).
+    pub servers: Vec<ServerSettings>,
+    /// `[drill] coverage_days` / `max_concurrent`, when set.
+    pub coverage: Option<Coverage>,
     /// `[[mirror]]` entries (uploads buckets), validated; relative folders resolved.
     pub mirrors: Vec<crate::mirror::MirrorSection>,
     /// Where relative paths in the config are resolved.
@@ -182,6 +203,17 @@ impl Settings {
                 )));
             }
         }
+        let mut servers = Vec::new();
+        for s in &file.servers {
+            let s = server::server_settings(s)?;
+            if servers.iter().any(|x: &ServerSettings| x.name == s.name) {
+                return Err(Error::Invalid(format!(
+                    "two [[server]] entries are named {}: give each a distinct name",
+                    s.name
+                )));
+            }
+            servers.push(s);
+        }
         Ok(Settings {
             store_url: store_location(&file.store, base_dir, env)?,
             store_options,
@@ -213,6 +245,8 @@ impl Settings {
             schedule,
             serve,
             databases,
+            servers,
+            coverage: server::coverage(&file.drill)?,
             mirrors: crate::mirror::config::resolve_sections(&file.mirrors, base_dir)?,
             base_dir: base_dir.to_path_buf(),
         })
@@ -273,6 +307,8 @@ impl Settings {
                 source: Some(SourceRef::Url(url)),
                 pg_dump_args: Vec::new(),
                 globals: false,
+                globals_passwords: false,
+                server: None,
                 drill: toml::Table::new(),
                 drill_settings: DrillSettings::default(),
                 audit: None,

@@ -200,7 +200,12 @@ pub use crate::ids::split_table;
 pub struct CheckCtx<'a> {
     pub client: &'a Client,
     pub target: &'a ConnSpec,
-    pub manifest: &'a Manifest,
+    /// pgdrill's own backup; `None` for a physical backup (`drill::source`), which has no
+    /// snapshot row counts.
+    pub manifest: Option<&'a Manifest>,
+    /// The time the restored data stands at (the snapshot's, or the recovery's end), RFC 3339:
+    /// what `mirror_parity` and `storage_objects` compare the uploads with.
+    pub backup_time: &'a str,
     pub env: &'a Env,
     /// Lines for drill.log (command output, HTTP attempts).
     pub log: &'a mut Vec<String>,

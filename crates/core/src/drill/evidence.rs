@@ -60,6 +60,10 @@ pub struct DrillResult {
     pub schema_version: u32,
     pub drill_id: String,
     pub database: String,
+    /// What was drilled (DESIGN.md §9): `pgdrill` (its own backups), `pgbackrest`,
+    /// `barman-cloud` or `command`. Older results have none: `pgdrill`.
+    #[serde(default = "pgdrill_source")]
+    pub source: String,
     pub verdict: Verdict,
     pub started_at: String,
     pub finished_at: String,
@@ -82,6 +86,44 @@ pub struct DrillResult {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     pub policy: serde_json::Value,
+    /// A physical backup's recovery (sources other than `pgdrill`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+    /// `drill --major N`: an upgrade rehearsal, with both versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<Upgrade>,
+}
+
+/// An upgrade rehearsal (`drill --major N`): the backup's source server and the newer major
+/// it was restored into.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Upgrade {
+    /// The source server's version (as the backup recorded it) and major.
+    pub from_version: String,
+    pub from_major: u32,
+    /// The major asked for, and the restored server's version (null if it never started).
+    pub to_major: u32,
+    pub to_version: Option<String>,
+}
+
+fn pgdrill_source() -> String {
+    "pgdrill".into()
+}
+
+/// How a physical backup was fetched and recovered.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Recovery {
+    /// The tool that fetched it (`pgBackRest 2.45`, `barman-cloud-restore 3.4.0`, the command).
+    pub tool: String,
+    /// `recovery_target_time` asked for, if any.
+    pub target_time: Option<String>,
+    /// The last transaction replayed (`pg_last_xact_replay_timestamp()`), or else the
+    /// backup's stop time: the point the restored data stands at, which the RPO is taken from.
+    pub reached: Option<String>,
+    /// Where `reached` came from: `replay`, `backup stop` or `backup label`.
+    pub reached_from: Option<String>,
+    pub fetch_seconds: f64,
+    pub recovery_seconds: f64,
 }
 
 impl DrillResult {
@@ -165,6 +207,9 @@ impl Stage {
 }
 
 /// A measured value against its policy target; `passed` is `None` when no target is set.
+/// The values are in minutes (as the policy is written) and, for machines, in seconds
+/// (`seconds`, `target_seconds`, `worst_gap_seconds`: the same values, absent from results
+/// written before they were added).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
 pub struct Target {
     pub minutes: Option<f64>,
@@ -173,6 +218,12 @@ pub struct Target {
     /// RPO only: the largest gap between consecutive complete backups in the retention window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worst_gap_minutes: Option<f64>,
+    #[serde(default)]
+    pub seconds: Option<f64>,
+    #[serde(default)]
+    pub target_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worst_gap_seconds: Option<f64>,
 }
 
 impl Target {
@@ -187,7 +238,16 @@ impl Target {
             target_minutes: target,
             passed,
             worst_gap_minutes: None,
+            seconds: minutes.map(|m| m * 60.0),
+            target_seconds: target.map(|t| t.saturating_mul(60)),
+            worst_gap_seconds: None,
         }
+    }
+
+    /// RPO: the worst gap between consecutive backups, in minutes.
+    pub fn set_worst_gap(&mut self, minutes: Option<f64>) {
+        self.worst_gap_minutes = minutes;
+        self.worst_gap_seconds = minutes.map(|m| m * 60.0);
     }
 }
 
@@ -251,6 +311,23 @@ pub async fn write_evidence(
 mod tests {
     use super::render::{fmt_gap, fmt_min, verdict_word};
     use super::*;
+
+    #[test]
+    fn targets_carry_seconds_beside_minutes() {
+        let mut t = Target::evaluate(Some(1.5), Some(60));
+        t.set_worst_gap(Some(2.0));
+        assert_eq!(t.seconds, Some(90.0));
+        assert_eq!(t.target_seconds, Some(3600));
+        assert_eq!(t.worst_gap_seconds, Some(120.0));
+        let j = serde_json::to_value(&t).expect("json");
+        assert_eq!(j["seconds"], 90.0);
+        assert_eq!(j["target_seconds"], 3600);
+        // A result written before the seconds were added still reads.
+        let old: Target =
+            serde_json::from_str(r#"{"minutes":1.0,"target_minutes":5,"passed":true}"#)
+                .expect("old");
+        assert_eq!((old.minutes, old.seconds), (Some(1.0), None));
+    }
 
     #[test]
     fn verdict_is_written_as_before_it_was_a_type() {

@@ -24,7 +24,7 @@ pub async fn run(
 
 async fn check(mirror_name: &str, to: Option<&str>, ctx: &mut CheckCtx<'_>) -> Outcome {
     let name = MirrorName::parse(mirror_name)?;
-    let at = parse_time(&ctx.manifest.snapshot.time).ok_or("the backup has no snapshot time")?;
+    let at = parse_time(ctx.backup_time).ok_or("the backup has no snapshot time")?;
     let snap = mirror::snapshot_at(ctx.store, &name, at)
         .await
         .map_err(|e| e.to_string())?;
@@ -33,7 +33,7 @@ async fn check(mirror_name: &str, to: Option<&str>, ctx: &mut CheckCtx<'_>) -> O
             false,
             format!(
                 "no snapshot of mirror {name} was taken at or before {}",
-                ctx.manifest.snapshot.time
+                ctx.backup_time
             ),
         ));
     };

@@ -12,7 +12,11 @@ pub mod evidence;
 mod http;
 mod mirror_check;
 mod redact;
+mod source;
+
+pub use source::probe as probe_physical_source;
 mod storage_check;
+pub mod upgrade;
 
 use crate::cancel::Cancel;
 use crate::catalog;
@@ -52,6 +56,9 @@ pub struct DrillJob<'a> {
     /// `[restore] maintenance_work_mem`.
     pub maintenance_work_mem: Option<crate::config::MemorySize>,
     pub jobs: u32,
+    /// `--major`: restore into a throwaway cluster of this (newer) major, an upgrade
+    /// rehearsal; the evidence records both versions (`upgrade`).
+    pub major: Option<u32>,
     pub env: &'a Env,
     /// Where evidence is written locally (default ./pgdrill-reports/<drill-id>/).
     pub report_dir: Option<PathBuf>,
@@ -92,6 +99,17 @@ impl Log {
 }
 
 pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
+    // A physical backup made by another tool (pgBackRest, barman-cloud, a command).
+    let db = job.db;
+    if let Some(p) = &db.drill_settings.physical {
+        if let Some(n) = job.major {
+            return Err(Error::Invalid(format!(
+                "--major {n} rehearses an upgrade from pgdrill's own (logical) backups; {} is drilled from a physical backup, which only its own major can recover: leave out --major",
+                db.name
+            )));
+        }
+        return source::run(job, p).await;
+    }
     let started_at = Timestamp::now();
     let id = DrillId::new(started_at);
     let mut log = Log {
@@ -127,6 +145,11 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
     let t_target = log.elapsed();
     let mut cluster: Option<Cluster> = None;
     let (target, target_kind) = match &job.target {
+        Some(_) if job.major.is_some() => {
+            return Err(Error::Invalid(
+                "--major restores into a throwaway cluster of that major: leave out the drill's target (--target, target_url_env)".into(),
+            ))
+        }
         Some(t) => (
             t.with_dbname(&format!(
                 "pgdrill_drill_{}",
@@ -135,10 +158,12 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
             "server",
         ),
         None => {
-            let major = manifest.restore_major();
-            let install = job
-                .tools
-                .pick_server_with(major, &manifest.content.extensions)?;
+            let install = match job.major {
+                Some(n) => upgrade::install(job.tools, &manifest, n)?,
+                None => job
+                    .tools
+                    .pick_server_with(manifest.restore_major(), &manifest.content.extensions)?,
+            };
             log.say(format!(
                 "starting a throwaway PostgreSQL {} cluster (source server {}, pg_dump {})",
                 install.version, manifest.server.version, manifest.pg_dump.version
@@ -276,7 +301,8 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
                     let mut ctx = CheckCtx {
                         client: &c,
                         target: &target,
-                        manifest: &manifest,
+                        manifest: Some(&manifest),
+                        backup_time: &manifest.snapshot.time,
                         env: job.env,
                         log: &mut lines,
                         hidden_env: &hidden_env,
@@ -374,6 +400,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         schema_version: RESULT_SCHEMA_VERSION,
         drill_id: id.to_string(),
         database: job.db.name.to_string(),
+        source: "pgdrill".into(),
         verdict: Verdict::from_passed(verdict_pass),
         started_at: time::rfc3339_millis(started_at),
         finished_at: time::rfc3339_millis(finished_at),
@@ -404,7 +431,12 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         error,
         warnings,
         policy: serde_json::to_value(job.policy).unwrap_or_default(),
+        recovery: None,
+        upgrade: None,
     };
+    if let Some(n) = job.major {
+        result.upgrade = Some(upgrade::evidence(&manifest, n, &result.target));
+    }
     // A backup that cannot be read fails the drill as it fails a restore: integrity (3) or
     // key (4), not just "failed" (1).
     let exit_code = match &restored {
@@ -451,7 +483,7 @@ fn rpo(m: &Manifest, snapshots: &[Timestamp], now: Timestamp, policy: &Policy) -
         .map(|w| time::seconds_between(w[0], w[1]) as f64 / 60.0)
         .reduce(f64::max);
     let mut t = Target::evaluate(Some(current), policy.rpo_minutes);
-    t.worst_gap_minutes = worst_gap;
+    t.set_worst_gap(worst_gap);
     if let (Some(limit), Some(p), Some(gap)) = (policy.rpo_minutes, t.passed, worst_gap) {
         t.passed = Some(p && gap <= limit as f64);
     }

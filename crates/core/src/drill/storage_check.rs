@@ -37,7 +37,7 @@ fn etag(s: &str) -> String {
 
 async fn check(mirror_name: &str, key: &str, ctx: &mut CheckCtx<'_>) -> Outcome {
     let name = MirrorName::parse(mirror_name)?;
-    let at = parse_time(&ctx.manifest.snapshot.time).ok_or("the backup has no snapshot time")?;
+    let at = parse_time(ctx.backup_time).ok_or("the backup has no snapshot time")?;
     let Some(snap) = mirror::snapshot_at(ctx.store, &name, at)
         .await
         .map_err(|e| e.to_string())?
@@ -46,7 +46,7 @@ async fn check(mirror_name: &str, key: &str, ctx: &mut CheckCtx<'_>) -> Outcome 
             false,
             format!(
                 "no snapshot of mirror {name} was taken at or before {}",
-                ctx.manifest.snapshot.time
+                ctx.backup_time
             ),
         ));
     };

@@ -8,11 +8,12 @@ use crate::cancel::Cancel;
 use crate::config::DatabaseSettings;
 use crate::crypto::EncryptionKeys;
 use crate::ids::DbName;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, StoredObject};
 use crate::progress::{Progress, StageRecord};
 use crate::{status, Error, Result};
 use pgdrill_pg::{ConnSpec, PgTools};
 use serde_json::json;
+use std::collections::BTreeMap;
 
 /// What to back up, and with what.
 pub struct BackupInput<'a> {
@@ -43,6 +44,8 @@ pub async fn run(jx: &JobEnv<'_>, input: BackupInput<'_>) -> Result<BackupReport
     let several = input.databases.len() > 1;
     let notifier = jx.notifier()?;
     let mut report = BackupReport::default();
+    // Per server: the globals object its first backup of this run stored.
+    let mut globals: BTreeMap<String, (String, StoredObject)> = BTreeMap::new();
     for db in input.databases.iter().copied() {
         // A source that is not configured is a settings error: no alert, no failure record.
         let source = match db.source_spec(jx.env) {
@@ -52,8 +55,17 @@ pub async fn run(jx: &JobEnv<'_>, input: BackupInput<'_>) -> Result<BackupReport
                 continue;
             }
         };
-        match one(jx, &input, db, source, &notifier).await {
+        let from = db.server.as_ref().and_then(|s| globals.get(s)).cloned();
+        match one(jx, &input, db, source, &notifier, from).await {
             Ok((m, stages)) => {
+                if let (Some(server), Some(o)) =
+                    (&db.server, m.objects.iter().find(|o| o.kind == "globals"))
+                {
+                    let key = crate::layout::backup_object(&db.name, &m.backup_id, &o.name);
+                    globals
+                        .entry(server.clone())
+                        .or_insert_with(|| (key, o.clone()));
+                }
                 report.done.push(m);
                 report.stages.push(stages);
             }
@@ -80,6 +92,7 @@ async fn one(
     db: &DatabaseSettings,
     source: ConnSpec,
     notifier: &super::Notifier<'_>,
+    globals_from: Option<(String, StoredObject)>,
 ) -> Result<(Manifest, Vec<StageRecord>)> {
     jx.events.info(&format!(
         "backing up {} ({}) to {}",
@@ -119,6 +132,7 @@ async fn one(
                 jobs: input.jobs.unwrap_or(s.backup_jobs),
                 spool_dir: s.backup_spool_dir.clone(),
                 spool_window: s.backup_spool_window,
+                globals_from,
             };
             let r = backup::run(job).await;
             progress.finish();
@@ -188,8 +202,10 @@ async fn succeeded(
         EventKind::BackupSucceeded
     };
     let summary = format!(
-        "backup {} of {} completed ({} bytes stored)",
-        m.backup_id, m.database, m.stored_bytes
+        "backup {} of {} completed ({} stored)",
+        m.backup_id,
+        m.database,
+        crate::summary::human_bytes(m.stored_bytes)
     );
     notifier
         .send(

@@ -28,6 +28,8 @@ pub struct DrillInput<'a> {
     pub keep_on_failure: bool,
     /// `--jobs`: wins over `[database.drill] jobs` and `[restore] jobs`.
     pub jobs: Option<u32>,
+    /// `--major`: an upgrade rehearsal into a throwaway cluster of that major.
+    pub major: Option<u32>,
     pub keys: Arc<DecryptionKeys>,
     pub tools: &'a PgTools,
 }
@@ -76,7 +78,12 @@ impl DrillReport {
 async fn databases(jx: &JobEnv<'_>, name: Option<&str>) -> Result<Vec<DatabaseSettings>> {
     let settings = jx.settings;
     if !settings.databases.is_empty() {
-        return Ok(settings.select(name)?.into_iter().cloned().collect());
+        let all: Vec<DatabaseSettings> = settings.select(name)?.into_iter().cloned().collect();
+        return match (&settings.coverage, name) {
+            // `[drill] coverage_days`: a run drills the least recently proven ones only.
+            (Some(c), None) => crate::fleet::coverage::due(jx.store, all, c.max_concurrent).await,
+            _ => Ok(all),
+        };
     }
     // A config naming only the store: drill every database found in it.
     let mut found = catalog::databases(jx.store).await?;
@@ -195,6 +202,7 @@ fn job<'a>(
         skip_extensions: &settings.restore.skip_extensions,
         maintenance_work_mem: settings.restore.maintenance_work_mem.clone(),
         jobs,
+        major: input.major,
         env: jx.env,
         report_dir: input.report_dir.as_ref().map(|d| {
             if first {

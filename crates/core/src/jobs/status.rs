@@ -3,16 +3,46 @@
 
 use super::JobEnv;
 use crate::alert::EventKind;
+use crate::fleet::coverage::{self, CoverageReport};
+use crate::fleet::{Fleet, Membership};
 use crate::ids::DbName;
-use crate::status::{self, DbStatus, DrillWindow};
+use crate::status::{self, DbStatus, DrillWindow, Slo};
 use crate::{catalog, drill, Error, Result};
 use serde_json::json;
 
 /// Evaluates `databases`; `Err` when there are none.
 pub async fn run(jx: &JobEnv<'_>, databases: Vec<DbName>) -> Result<Vec<DbStatus>> {
+    Ok(run_fleet(jx, databases, &Fleet::default()).await?.databases)
+}
+
+/// Every database's status, and the fleet's drill coverage.
+#[derive(Debug)]
+pub struct FleetStatus {
+    pub databases: Vec<DbStatus>,
+    /// `[drill] coverage_days`: databases proven within the window, of all (dropped ones
+    /// left out).
+    pub coverage: Option<CoverageReport>,
+}
+
+impl FleetStatus {
+    pub fn ok(&self) -> bool {
+        self.databases.iter().all(|s| s.ok()) && self.coverage.as_ref().is_none_or(|c| c.ok)
+    }
+}
+
+/// [`run`] with what `[[server]]` discovery found: databases dropped from their server get
+/// one `dropped` line instead of their SLOs (nothing is expected of them any more) and one
+/// alert; with `[drill] coverage_days`, the coverage SLO over the others.
+pub async fn run_fleet(
+    jx: &JobEnv<'_>,
+    databases: Vec<DbName>,
+    fleet: &Fleet,
+) -> Result<FleetStatus> {
     let policy = &jx.settings.policy;
     let window = DrillWindow::from_settings(jx.settings);
+    let now = crate::clock::Clock::process().now();
     let mut statuses = Vec::new();
+    let mut proven = Vec::new();
     for db in databases {
         let listing = catalog::list(jx.store, &db).await?;
         let drills = drill::list(jx.store, &db).await?;
@@ -24,14 +54,58 @@ pub async fn run(jx: &JobEnv<'_>, databases: Vec<DbName>) -> Result<Vec<DbStatus
             failure,
             policy,
             window.clone(),
-            crate::clock::Clock::process().now(),
+            now,
         );
         s.add_damaged_manifests(&listing.unreadable);
+        let membership = fleet.server_of(&db).map(|(server, m)| {
+            s.server = Some(server.to_string());
+            m
+        });
+        s.dropped = membership == Some(Membership::Dropped);
+        s.excluded = membership == Some(Membership::Excluded);
+        if s.dropped || s.excluded {
+            let (name, why) = if s.dropped {
+                ("dropped", "no longer on server")
+            } else {
+                (
+                    "excluded",
+                    "excluded by the include/exclude patterns of server",
+                )
+            };
+            s.slos = vec![Slo {
+                name: name.into(),
+                ok: true,
+                detail: format!(
+                    "{why} {}: not backed up any more; its {} backup(s) are kept by the retention policy",
+                    s.server.as_deref().unwrap_or_default(),
+                    s.backups
+                ),
+            }];
+        } else {
+            let last = drills
+                .iter()
+                .find(|d| d.passed())
+                .and_then(|d| crate::time::parse(&d.started_at));
+            proven.push((db.clone(), last));
+            let physical = jx
+                .settings
+                .databases
+                .iter()
+                .find(|d| d.name == db)
+                .and_then(|d| d.drill_settings.physical.as_ref());
+            if let Some(p) = physical {
+                s.physical_freshness(p.source.kind(), &drills, now);
+            }
+        }
         statuses.push(s);
     }
     let notifier = jx.notifier()?;
     for s in &statuses {
-        alert(jx, &notifier, s).await;
+        if s.dropped {
+            alert_dropped(jx, &notifier, s).await;
+        } else if !s.excluded {
+            alert(jx, &notifier, s).await;
+        }
     }
     if statuses.is_empty() {
         return Err(Error::Invalid(format!(
@@ -39,7 +113,35 @@ pub async fn run(jx: &JobEnv<'_>, databases: Vec<DbName>) -> Result<Vec<DbStatus
             jx.store.display()
         )));
     }
-    Ok(statuses)
+    let coverage = jx
+        .settings
+        .coverage
+        .as_ref()
+        .map(|c| coverage::report(&proven, c.days, now));
+    Ok(FleetStatus {
+        databases: statuses,
+        coverage,
+    })
+}
+
+/// Alerts once that a database left its server (`<db>/dropped.json` remembers it).
+async fn alert_dropped(jx: &JobEnv<'_>, notifier: &super::Notifier<'_>, s: &DbStatus) {
+    let key = format!("{}/dropped.json", s.database);
+    if jx.store.get(&key).await.is_ok() {
+        return;
+    }
+    let detail = s.slos.first().map(|x| x.detail.clone()).unwrap_or_default();
+    notifier
+        .send(
+            EventKind::DatabaseDropped,
+            &s.database,
+            format!("database {} {detail}", s.database),
+            json!({"server": s.server, "backups": s.backups}),
+        )
+        .await;
+    let at = crate::time::rfc3339_secs(crate::clock::Clock::process().now());
+    let body = json!({"server": s.server, "noticed_at": at}).to_string();
+    let _ = jx.store.put(&key, bytes::Bytes::from(body)).await;
 }
 
 /// Alerts on a violated SLO, or on recovery after one, and records the state for next time.

@@ -42,6 +42,7 @@ pub struct RestoreReport {
     pub bytes: u64,
     /// Destination keys removed by `--delete`.
     pub deleted: Vec<String>,
+    #[serde(rename = "duration_seconds")]
     pub duration_secs: f64,
 }
 

@@ -67,6 +67,7 @@ pub struct RunReport {
     pub vanished: Vec<String>,
     /// Passed over by the listing (symlinks, special files, non-UTF-8 names).
     pub skipped: Vec<String>,
+    #[serde(rename = "duration_seconds")]
     pub duration_secs: f64,
     /// Set when the guard stopped the run: no snapshot was recorded, nothing was deleted.
     pub source_drop: Option<SourceDrop>,

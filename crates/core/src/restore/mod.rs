@@ -36,6 +36,7 @@ mod spool;
 mod sql;
 mod stream;
 mod supabase;
+pub mod table;
 mod verdict;
 
 pub use plan::{resolve_jobs, Database, Mode, RestorePlan, MAX_JOBS};

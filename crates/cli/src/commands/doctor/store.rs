@@ -189,9 +189,9 @@ pub(super) async fn unfinished_uploads(ctx: &Ctx, store: &Store) -> Check {
                 fail(
                     NAME,
                     format!(
-                        "{} part files of unfinished uploads older than {grace_hours} h ({} bytes), e.g. {}",
+                        "{} part files of unfinished uploads older than {grace_hours} h ({}), e.g. {}",
                         stale.len(),
-                        stale.iter().map(|p| p.size).sum::<u64>(),
+                        pgdrill_core::summary::human_bytes(stale.iter().map(|p| p.size).sum::<u64>()),
                         stale[0].key
                     ),
                     "run `pgdrill prune`, which removes them",

@@ -101,7 +101,10 @@ async fn list(ctx: &Ctx, store: &Store) -> Result<Output> {
         .map(|s| {
             vec![
                 s.snapshot_id.to_string(),
-                pgdrill_core::time::chrono_compat::to_rfc3339(s.time),
+                super::local_time(
+                    &ctx.settings.schedule.tz,
+                    &pgdrill_core::time::chrono_compat::to_rfc3339(s.time),
+                ),
                 human_bytes(s.manifest_bytes),
             ]
         })

@@ -109,7 +109,10 @@ pub(super) async fn restore(ctx: &Ctx, store: &Store, args: &RestoreArgs) -> Res
     let human = format!(
         "restored snapshot {} ({}) of mirror {}: {} objects, {} to {}{}\n",
         r.snapshot_id,
-        time::chrono_compat::to_rfc3339(r.snapshot_time),
+        crate::commands::local_time(
+            &ctx.settings.schedule.tz,
+            &time::chrono_compat::to_rfc3339(r.snapshot_time)
+        ),
         t.name,
         r.objects,
         human_bytes(r.bytes),

@@ -18,10 +18,16 @@ pub fn parse_checks(drill: &toml::Table, env: &Env) -> Result<Vec<CheckSpec>> {
         "fail_on_skipped",
         "allow_skipped",
     ];
-    if let Some(k) = drill.keys().find(|k| !KEYS.contains(&k.as_str())) {
+    // A physical source's keys are typed at config load (`config::drill_source`).
+    let physical = crate::config::PHYSICAL_KEYS;
+    if let Some(k) = drill
+        .keys()
+        .find(|k| !KEYS.contains(&k.as_str()) && !physical.contains(&k.as_str()))
+    {
         return Err(Error::Invalid(format!(
-            "[database.drill] has an unknown key {k:?}: the keys are {} (checks go in [[database.drill.check]])",
-            KEYS.join(", ")
+            "[database.drill] has an unknown key {k:?}: the keys are {}, {} (checks go in [[database.drill.check]])",
+            KEYS.join(", "),
+            physical.join(", ")
         )));
     }
     if let Some(v) = drill.get("row_counts").filter(|v| !v.is_bool()) {

@@ -27,6 +27,29 @@ pub(super) fn fmt_min(m: Option<f64>) -> String {
     }
 }
 
+/// A physical backup's fetch and recovery in one sentence (`None` for pgdrill's own).
+fn physical_line(r: &DrillResult) -> Option<String> {
+    if r.source == "pgdrill" {
+        return None;
+    }
+    let rec = r.recovery.as_ref();
+    let mut s = format!("Source: a {} backup", r.source);
+    if let Some(rec) = rec {
+        s.push_str(&format!(
+            ", fetched by {} in {:.1} s and recovered in {:.1} s",
+            rec.tool, rec.fetch_seconds, rec.recovery_seconds
+        ));
+        if let Some(t) = &rec.target_time {
+            s.push_str(&format!(" (recovery target {t})"));
+        }
+        if let (Some(at), Some(from)) = (&rec.reached, &rec.reached_from) {
+            s.push_str(&format!("; the data stands at {at} ({from})"));
+        }
+    }
+    s.push_str(". Row counts against a snapshot do not apply to a physical backup.");
+    Some(s)
+}
+
 pub fn render_md(r: &DrillResult) -> String {
     let mut s = String::new();
     let passed = r.checks.iter().filter(|c| c.passed).count();
@@ -48,11 +71,22 @@ pub fn render_md(r: &DrillResult) -> String {
         fmt_min(r.rpo.minutes),
         verdict_word(r.rpo.passed),
     ));
+    if let Some(line) = physical_line(r) {
+        s.push_str(&format!("{line}\n\n"));
+    }
     if let Some(e) = &r.error {
         s.push_str(&format!("> **Error:** {e}\n\n"));
     }
     for w in &r.warnings {
         s.push_str(&format!("> **Warning:** {w}\n\n"));
+    }
+    if let Some(u) = &r.upgrade {
+        s.push_str(&format!(
+            "**Upgrade rehearsal:** PostgreSQL {} (source) restored into PostgreSQL {} (`drill --major {}`).\n\n",
+            u.from_version,
+            u.to_version.as_deref().unwrap_or("— (did not start)"),
+            u.to_major
+        ));
     }
     s.push_str("## Targets\n\n| measure | value | target | verdict |\n|---|---|---|---|\n");
     s.push_str(&format!(
@@ -295,12 +329,14 @@ dl.prov{{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margi
             ),
             None => format!("<nav class=back>times in {}</nav>", esc(v.tz_name)),
         },
-        error = r
-            .error
-            .iter()
-            .chain(&r.warnings)
-            .map(|e| format!("<p class=err>{}</p>", esc(e)))
-            .collect::<String>(),
+        error = physical_line(r)
+            .map(|l| format!("<p>{}</p>", esc(&l)))
+            .unwrap_or_default()
+            + &r.error
+                .iter()
+                .chain(&r.warnings)
+                .map(|e| format!("<p class=err>{}</p>", esc(e)))
+                .collect::<String>(),
         passed = passed,
         nchecks = r.checks.len(),
         rto = human_minutes(r.rto.minutes),

@@ -28,12 +28,14 @@
 mod copy;
 mod deal;
 mod deps;
+mod extract;
 mod lanes;
 mod source;
 mod stages;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use extract::{extract, frames_touched};
 pub(crate) use source::{load_index, read_toc, Loaded};
 
 use self::source::{age_payload_start, decode_error, stored_digest, Source};
@@ -103,6 +105,7 @@ pub(super) async fn restore(
         prefix,
         index: Arc::new(index.index),
         rt: tokio::runtime::Handle::current(),
+        fetched: Arc::default(),
         loaded: Arc::default(),
         progress: Some(job.read.progress.clone()),
         counting: Arc::default(),

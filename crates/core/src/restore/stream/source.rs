@@ -25,11 +25,11 @@ pub(super) const WINDOW: u64 = 4 << 20;
 
 /// A backup's dump index, and what the store says of the dump object it describes.
 pub(crate) struct Loaded {
-    pub(super) index: DumpIndex,
+    pub(crate) index: DumpIndex,
     /// Size and ETag of the stored dump (every ranged read is pinned to that version).
     pub(super) object: pgdrill_store::ObjectInfo,
     /// The dump's first [`PREFIX`] bytes (its header and TOC), read with its size and ETag.
-    pub(super) prefix: Bytes,
+    pub(crate) prefix: Bytes,
 }
 
 /// Bytes of the stored dump read with its size and ETag, before anything else: they hold
@@ -79,6 +79,7 @@ pub(crate) async fn read_toc(
         prefix: loaded.prefix.clone(),
         index: Arc::new(loaded.index.clone()),
         rt: tokio::runtime::Handle::current(),
+        fetched: Arc::default(),
         loaded: Arc::default(),
         progress: None,
         counting: Arc::default(),
@@ -166,6 +167,8 @@ pub(super) struct Source {
     /// The object's first bytes, already read (served without a GET).
     pub(super) prefix: Bytes,
     pub(super) rt: tokio::runtime::Handle,
+    /// Bytes the ranged GETs brought from the store (a table restore reports it).
+    pub(super) fetched: Arc<AtomicU64>,
     /// Raw bytes of table data the lanes decoded ([`Source::copy_data`]), also added to
     /// `progress` once the data stage shows (`counting`; the lanes start decoding while the
     /// schema goes in, and the schema stage is not theirs).
@@ -470,11 +473,16 @@ pub(super) fn fetch_range(
     step: u64,
 ) -> tokio::task::JoinHandle<std::result::Result<Bytes, StoreError>> {
     let (store, key, etag) = (src.store.clone(), src.key.clone(), src.etag.clone());
+    let fetched = src.fetched.clone();
     let end = (start + step).min(src.size);
     src.rt.spawn(async move {
-        store
+        let got = store
             .get_range_pinned(&key, start..end, etag.as_deref())
-            .await
+            .await;
+        if let Ok(b) = &got {
+            fetched.fetch_add(b.len() as u64, Ordering::Relaxed);
+        }
+        got
     })
 }
 
