@@ -215,7 +215,12 @@ fn assert_one_sentence(out: &Out, code: i32, needles: &[&str]) -> String {
 fn assert_nothing_left(place: &Place, msg: &str) {
     let files = files_below(&place.store);
     let record = "app/last_failure.json";
-    let others: Vec<&String> = files.iter().filter(|f| *f != record).collect();
+    // The failure history (the last 50 failed jobs) is a record too, not a backup file.
+    let history = "app/failures.json";
+    let others: Vec<&String> = files
+        .iter()
+        .filter(|f| *f != record && *f != history)
+        .collect();
     assert!(
         others.is_empty(),
         "a failed backup must leave no backup file in the store: {others:?}"
@@ -226,6 +231,18 @@ fn assert_nothing_left(place: &Place, msg: &str) {
                 .expect("failure record is JSON");
         assert_eq!(rec["job"], "backup", "{rec}");
         assert_eq!(rec["message"], msg, "{rec}");
+        let hist: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(place.store.join(history)).expect("history"))
+                .expect("failure history is JSON");
+        let last = hist["failures"]
+            .as_array()
+            .and_then(|a| a.last())
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            last["message"], msg,
+            "the history ends with this failure: {hist}"
+        );
     }
     let list = place.run(&["--json", "list", "--store", &place.store_s()], &[]);
     list.ok();
