@@ -210,7 +210,7 @@ async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
     let list = run(dir.path(), &["--json", "list"], &[]);
     list.ok();
     assert_eq!(
-        list.json().as_array().map(Vec::len),
+        list.json()["backups"].as_array().map(Vec::len),
         Some(1),
         "{}",
         list.stdout
@@ -363,7 +363,7 @@ async fn parallel_backup_to_s3_restores_and_a_lost_object_publishes_nothing() {
     let list = run(dir.path(), &["--json", "list"], &env);
     list.ok();
     assert_eq!(
-        list.json().as_array().map(Vec::len),
+        list.json()["backups"].as_array().map(Vec::len),
         Some(1),
         "{}",
         list.stdout
