@@ -10,7 +10,7 @@
 //! - `jobs`: the scheduled tasks: schedule, next run, running, last run and its outcome.
 
 use crate::app::App;
-use crate::http::Response;
+use crate::response::Response;
 use crate::state::{DbData, JobState};
 use pgdrill_core::{status, summary};
 use serde_json::{json, Value};

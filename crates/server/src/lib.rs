@@ -17,6 +17,7 @@ pub mod http;
 pub mod jobs;
 pub mod log;
 pub mod metrics;
+pub mod response;
 /// Schedules are parsed in the core crate, so every command validates `[schedule]` at
 /// config load.
 pub use pgdrill_core::schedule;
