@@ -59,8 +59,49 @@ pub fn local_time(tz: &jiff::tz::TimeZone, text: &str) -> String {
     }
 }
 
+/// `text` with every RFC 3339 time in it (`2026-12-06T04:00:00Z`, as the status details and
+/// stored messages write them) shown as [`local_time`] does.
+pub fn local_times_in(tz: &jiff::tz::TimeZone, text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.len() >= 20 && word.contains('T') && pgdrill_core::time::parse(word).is_some() {
+            out.push_str(&local_time(tz, word));
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() || matches!(c, '(' | ')' | ',' | ';') {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn times_inside_a_detail_are_shown_in_the_zone() {
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").expect("tz");
+        assert_eq!(
+            super::local_times_in(
+                &berlin,
+                "newest backup 2026-11-21T02:00:00Z (3h ago), due by 2026-11-21T08:00:00.500Z"
+            ),
+            "newest backup 2026-11-21 03:00:00 CET (3h ago), due by 2026-11-21 09:00:00 CET"
+        );
+        assert_eq!(
+            super::local_times_in(&berlin, "no backup; 12 of 20 ok"),
+            "no backup; 12 of 20 ok"
+        );
+    }
+
     #[test]
     fn local_time_shows_the_configured_zone() {
         let berlin = jiff::tz::TimeZone::get("Europe/Berlin").expect("tz");

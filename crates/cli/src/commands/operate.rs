@@ -112,6 +112,7 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<Output> {
     if let Some(path) = &args.prometheus {
         write_atomic(path, &status::prometheus(statuses))?;
     }
+    let tz = &ctx.settings.schedule.tz;
     let mut rows: Vec<Vec<String>> = statuses
         .iter()
         .flat_map(|s| {
@@ -124,7 +125,7 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<Output> {
                     } else {
                         "VIOLATED".into()
                     },
-                    slo.detail.clone(),
+                    super::local_times_in(tz, &slo.detail),
                 ]
             })
         })
@@ -134,7 +135,7 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<Output> {
             "(all)".into(),
             "drill_coverage".into(),
             if c.ok { "ok".into() } else { "VIOLATED".into() },
-            c.detail(),
+            super::local_times_in(tz, &c.detail()),
         ]);
     }
     for (server, e) in ctx.fleet.errors() {
