@@ -472,6 +472,16 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
         "{doc:#}"
     );
     assert_eq!(slo("drill_freshness")["ok"], true, "{doc:#}");
+    // drills --json (and so /api/v1/drills and the dashboard) name the source kind.
+    let out = run(root, &["--json", "drills", "--name", "pgbr"], &env);
+    let doc = out.json();
+    pgdrill_testkit::schema::assert_valid("drills.schema.json", &doc);
+    assert!(
+        doc["drills"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty() && a.iter().all(|d| d["source"] == "pgbackrest")),
+        "{doc:#}"
+    );
 
     // doctor: each tool installed, its version, and that it lists backups.
     let out = run(root, &["--json", "doctor"], &env);

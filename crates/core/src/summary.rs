@@ -46,6 +46,7 @@ pub fn drill(r: &DrillResult) -> Value {
     json!({
         "drill_id": r.drill_id,
         "database": r.database,
+        "source": r.source,
         "verdict": r.verdict,
         "backup_id": r.backup.id,
         "started_at": r.started_at,

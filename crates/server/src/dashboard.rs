@@ -590,7 +590,7 @@ fn drills_table(h: &mut String, d: &DbData, tz: &TimeZone) {
         h.push_str("<p class=muted>No drill recorded yet.</p>");
         return;
     }
-    h.push_str("<div class=scroll><table class=drills><tr><th>Drill</th><th>Started</th><th>Verdict</th><th>Checks</th><th>RTO</th><th>RPO</th><th>Backup</th></tr>");
+    h.push_str("<div class=scroll><table class=drills><tr><th>Drill</th><th>Started</th><th>Verdict</th><th>Checks</th><th>RTO</th><th>RPO</th><th>Backup</th><th>Source</th></tr>");
     let fmt_min = |m: Option<f64>, passed: Option<bool>| {
         let v = m.map(|m| secs(m * 60.0)).unwrap_or_else(|| "n/a".into());
         match passed {
@@ -602,7 +602,7 @@ fn drills_table(h: &mut String, d: &DbData, tz: &TimeZone) {
         let passed = r.checks.iter().filter(|c| c.passed).count();
         let _ = write!(
             h,
-            "<tr><td class=mono><a href=\"/drills/{}/{}\">{}</a></td><td class=t>{}</td><td>{}</td><td class=num>{passed}/{}</td><td class=num>{}</td><td class=num>{}</td><td class=mono>{}</td></tr>",
+            "<tr><td class=mono><a href=\"/drills/{}/{}\">{}</a></td><td class=t>{}</td><td>{}</td><td class=num>{passed}/{}</td><td class=num>{}</td><td class=num>{}</td><td class=mono>{}</td><td>{}</td></tr>",
             url_seg(d.name.as_str()),
             url_seg(&r.drill_id),
             esc(&r.drill_id),
@@ -611,7 +611,8 @@ fn drills_table(h: &mut String, d: &DbData, tz: &TimeZone) {
             r.checks.len(),
             fmt_min(r.rto.minutes, r.rto.passed),
             fmt_min(r.rpo.minutes, r.rpo.passed),
-            esc(&r.backup.id)
+            esc(&r.backup.id),
+            esc(&r.source)
         );
     }
     h.push_str("</table></div>");
@@ -695,5 +696,44 @@ mod tests {
             ),
             "last passing drill 2026-12-06 05:00:00 CET (one this month)"
         );
+    }
+
+    #[test]
+    fn the_drills_table_names_what_made_the_backup() {
+        let drill = |source: Option<&str>| -> pgdrill_core::drill::evidence::DrillResult {
+            let mut v = serde_json::json!({
+                "schema_version": 1, "drill_id": "20261206T040000Z-1", "database": "app",
+                "verdict": "pass", "started_at": "2026-12-06T04:00:00Z",
+                "finished_at": "2026-12-06T04:01:00Z",
+                "tool": {"name": "pgdrill", "version": "0"}, "host": "h",
+                "backup": {"id": "20261121-020000F", "snapshot_time": "2026-12-06T02:00:00Z",
+                           "finished_at": "2026-12-06T02:00:00Z", "server_version": "15.18",
+                           "pg_dump_version": "n/a", "objects": []},
+                "target": {"kind": "ephemeral", "url": "postgresql://x", "server_version": "15.18",
+                           "kept": false},
+                "stages": [], "rpo": {"minutes": 1.0, "target_minutes": null, "passed": null},
+                "rto": {"minutes": 1.0, "target_minutes": null, "passed": null},
+                "checks": [], "error": null, "policy": {}
+            });
+            if let Some(s) = source {
+                v["source"] = s.into();
+            }
+            serde_json::from_value(v).expect("drill")
+        };
+        let d = DbData {
+            name: pgdrill_core::ids::DbName::parse("app").expect("db"),
+            backups: Vec::new(),
+            drills: vec![drill(Some("pgbackrest")), drill(None)],
+            failure: None,
+            failures: Vec::new(),
+            damaged: Vec::new(),
+            error: None,
+        };
+        let mut h = String::new();
+        drills_table(&mut h, &d, &TimeZone::UTC);
+        assert!(h.contains("<th>Source</th>"), "{h}");
+        assert!(h.contains("<td>pgbackrest</td>"), "{h}");
+        // A result written before sources existed reads as pgdrill's own.
+        assert!(h.contains("<td>pgdrill</td>"), "{h}");
     }
 }
