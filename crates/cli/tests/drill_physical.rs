@@ -3,7 +3,8 @@
 //! posix repository and barman-cloud on the loopback S3 server (moto); then pgBackRest, barman
 //! and `command` (pg_basebackup) drills, a recovery-target-time drill that must land between
 //! two rows, and a backup whose WAL segment is gone, which must fail naming the segment.
-//! pgBackRest's S3 repository (it needs TLS) is not covered here.
+//! pgBackRest also archives to an S3 repository (repo 2: the same S3 server behind a TLS proxy
+//! with a test CA, as pgBackRest speaks only HTTPS to S3), which one drill recovers from.
 //!
 //! Needs pgbackrest and barman-cli-cloud (scripts/setup-test-deps.sh); fails without them.
 
@@ -114,6 +115,102 @@ async fn wait_archived(url: &str) {
     }
 }
 
+/// The TLS proxy in front of the loopback S3 server (pgBackRest's S3 repositories speak
+/// HTTPS only), stopped when dropped. One asyncio loop (an SSL socket is not shared between
+/// threads), a clean close_notify at the end of each answer.
+struct TlsProxy {
+    child: std::process::Child,
+    port: u16,
+    ca: PathBuf,
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const TLS_PROXY: &str = r#"
+import asyncio, ssl, sys
+cert, key, upstream = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+async def pipe(r, w):
+    try:
+        while True:
+            d = await r.read(65536)
+            if not d:
+                break
+            w.write(d)
+            await w.drain()
+    except (OSError, ConnectionError):
+        pass
+    finally:
+        try:
+            if w.can_write_eof():
+                w.write_eof()
+            else:
+                w.close()
+        except (OSError, RuntimeError):
+            pass
+async def handle(cr, cw):
+    try:
+        ur, uw = await asyncio.open_connection("127.0.0.1", upstream)
+    except OSError:
+        cw.close()
+        return
+    await asyncio.gather(pipe(cr, uw), pipe(ur, cw))
+    uw.close()
+    cw.close()
+async def main():
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+    print(srv.sockets[0].getsockname()[1], flush=True)
+    await srv.serve_forever()
+asyncio.run(main())
+"#;
+
+/// A test CA (a self-signed certificate for 127.0.0.1 that may sign) and a TLS proxy on
+/// 127.0.0.1 that forwards to `upstream` (the S3 server's port).
+fn tls_proxy(dir: &Path, upstream: u16) -> TlsProxy {
+    std::fs::create_dir_all(dir).expect("mkdir tls");
+    let (ca, key) = (dir.join("ca.pem"), dir.join("key.pem"));
+    let st = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=DNS:127.0.0.1,IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&ca)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(st.success(), "openssl req failed");
+    std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644)).expect("chmod ca");
+    let script = dir.join("proxy.py");
+    std::fs::write(&script, TLS_PROXY).expect("proxy script");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .arg(&ca)
+        .arg(&key)
+        .arg(upstream.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 for the TLS proxy");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("proxy port");
+    let port = line.trim().parse().expect("the proxy prints its port");
+    TlsProxy { child, port, ca }
+}
+
 fn result(dir: &Path) -> Value {
     let doc: Value = serde_json::from_slice(
         &std::fs::read(dir.join("result.json")).expect("result.json written"),
@@ -131,6 +228,8 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
     let t0 = Instant::now();
     let s3 = tk::S3Server::start();
     s3.create_bucket(BUCKET);
+    s3.create_bucket("pgbackrest");
+    let proxy = tls_proxy(&root.join("tls"), s3.port());
     let s3_env = s3.env();
     let aws = |k: &str| {
         s3_env
@@ -176,11 +275,18 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
     std::fs::write(
         &conf,
         format!(
-            "[global]\nrepo1-path={}\nlock-path={}\nlog-path={}\nlog-level-file=off\nlog-level-console=warn\nstart-fast=y\ncompress-type=none\nrepo1-retention-full=9\n\n\
+            "[global]\nrepo1-path={}\nlock-path={}\nlog-path={}\nlog-level-file=off\nlog-level-console=warn\nstart-fast=y\ncompress-type=none\nrepo1-retention-full=9\n\
+             repo2-type=s3\nrepo2-path=/repo\nrepo2-s3-bucket=pgbackrest\nrepo2-s3-endpoint=127.0.0.1\nrepo2-storage-port={}\n\
+             repo2-s3-region={}\nrepo2-s3-key={}\nrepo2-s3-key-secret={}\nrepo2-s3-uri-style=path\nrepo2-storage-ca-file={}\nrepo2-retention-full=9\n\n\
              [main]\npg1-path={}\npg1-socket-path={}\npg1-port={}\npg1-user=postgres\n",
             repo.display(),
             root.join("lock").display(),
             root.join("log").display(),
+            proxy.port,
+            aws("AWS_REGION"),
+            aws("AWS_ACCESS_KEY_ID"),
+            aws("AWS_SECRET_ACCESS_KEY"),
+            proxy.ca.display(),
             src.data_dir().display(),
             src.socket_dir().display(),
             src.port()
@@ -212,6 +318,24 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
         "pgbackrest",
         &[&conf_arg, "--stanza=main", "--type=full", "backup"],
         &[],
+    );
+    // The same into the S3 repository, through the TLS proxy and the test CA.
+    as_pg(
+        "pgbackrest",
+        &[
+            &conf_arg,
+            "--stanza=main",
+            "--repo=2",
+            "--type=full",
+            "backup",
+        ],
+        &[],
+    );
+    assert!(
+        s3.list_keys("pgbackrest")
+            .iter()
+            .any(|k| k.contains("backup.manifest")),
+        "pgBackRest wrote its backup to the S3 repository"
     );
     eprintln!("pgbackrest backup: {:.1}s", t0.elapsed().as_secs_f64());
     let mut barman_env = s3_env.clone();
@@ -299,15 +423,23 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
         format!("[[database.drill.check]]\nname = \"rows\"\nkind = \"sql\"\nquery = \"select count(*) from marks\"\nexpect = {n}\n")
     };
     let notes = "[[database.drill.check]]\nname = \"notes\"\nkind = \"sql\"\nquery = \"select string_agg(note, ',' order by id) from marks\"\nexpect = \"base,before\"\n";
-    let pgbr = |name: &str, repo: &Path, extra: &str| {
+    // Repository 1 is the folder (or its broken copy: `repo = "1"` so that archive-get does
+    // not fall back to the S3 repository, which holds every segment); 2 is S3.
+    let pgbr_repo = |name: &str, options: &str, extra: &str| {
         format!(
             "[[database]]\nname = \"{name}\"\n[database.drill]\nsource = \"pgbackrest\"\ndbname = \"app\"\nrecovery_timeout_seconds = 120\n{extra}\n\
-             [database.drill.pgbackrest]\nstanza = \"main\"\nconfig = \"{}\"\noptions = {{ repo1-path = \"{}\" }}\n",
-            conf.display(),
-            repo.display()
+             [database.drill.pgbackrest]\nstanza = \"main\"\nconfig = \"{}\"\noptions = {{ {options} }}\n",
+            conf.display()
         )
     };
-    let config = format!(
+    let pgbr = |name: &str, repo: &Path, extra: &str| {
+        pgbr_repo(
+            name,
+            &format!("repo1-path = \"{}\", repo = \"1\"", repo.display()),
+            extra,
+        )
+    };
+    let mut config = format!(
         "[store]\nurl = \"{}\"\n\n[policy]\nrpo_minutes = 600\nrto_minutes = 30\n\n{}{}\n{}{}\n{}{}\n\
          [[database]]\nname = \"barman\"\n[database.drill]\nsource = \"barman-cloud\"\ndbname = \"app\"\n\
          [database.drill.barman_cloud]\nurl = \"{barman_url}\"\nserver_name = \"src\"\nendpoint_url = \"{}\"\naccess_key_id_env = \"BARMAN_KEY\"\nsecret_access_key_env = \"BARMAN_SECRET\"\nregion = \"{}\"\n{}\n\
@@ -325,6 +457,11 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
         fetch.display(),
         count(3),
     );
+    config.push_str(&format!(
+        "\n{}{}",
+        pgbr_repo("pgbr_s3", "repo = \"2\"", ""),
+        count(3)
+    ));
     std::fs::write(root.join("pgdrill.toml"), &config).expect("config");
     let env = [
         ("BARMAN_KEY", aws("AWS_ACCESS_KEY_ID")),
@@ -354,6 +491,7 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
     // Every row, from each tool's backup plus its archived WAL.
     for (name, kind) in [
         ("pgbr", "pgbackrest"),
+        ("pgbr_s3", "pgbackrest"),
         ("barman", "barman-cloud"),
         ("cmd", "command"),
     ] {
