@@ -152,8 +152,9 @@ ln -sfn "$PG17_DIR/native" "$ROOT/pg17"
 
 # ---------------------------------------------------------------- pgBackRest + barman-cloud (drill_physical.rs)
 # Physical backup tools whose backups `[database.drill] source` drills; Debian 12's versions
-# (pgBackRest 2.45, barman-cli-cloud 3.4.0; boto3 for its S3 client), run as the postgres user.
-PHYSICAL_PACKAGES=(pgbackrest barman-cli-cloud python3-boto3)
+# (pgBackRest 2.45, barman-cli-cloud 3.4.0; boto3 for its S3 client), run as the postgres user;
+# openssl makes the test CA of the TLS proxy in front of the S3 server (pgBackRest's S3 repo).
+PHYSICAL_PACKAGES=(pgbackrest barman-cli-cloud python3-boto3 openssl)
 missing=()
 for p in "${PHYSICAL_PACKAGES[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
