@@ -294,35 +294,17 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
                     .await
                     .ok()
                     .map(|f| f.version.to_string());
-                let mut lines = Vec::new();
-                let hidden_env =
-                    source_url_vars(job.env, job.db.source_spec(job.env).ok().as_ref());
-                for spec in &specs {
-                    let mut ctx = CheckCtx {
-                        client: &c,
-                        target: &target,
-                        manifest: Some(&manifest),
-                        backup_time: &manifest.snapshot.time,
-                        env: job.env,
-                        log: &mut lines,
-                        hidden_env: &hidden_env,
-                        store: job.store,
-                        mirrors: job.mirrors,
-                    };
-                    let r = checks::run_check(spec, &mut ctx).await;
-                    log.lines.append(&mut lines);
-                    log.say(format!(
-                        "check {:?} ({}): {} — {}",
-                        r.name,
-                        r.kind,
-                        if r.passed { "pass" } else { "FAIL" },
-                        r.actual
-                    ));
-                    check_results.push(r);
-                    if job.cancel.is_cancelled() {
-                        break;
-                    }
-                }
+                let results = run_checks(
+                    &job,
+                    &specs,
+                    &c,
+                    &target,
+                    Some(&manifest),
+                    &manifest.snapshot.time,
+                    &mut log,
+                )
+                .await;
+                check_results.extend(results);
                 if let (Some(allow), Ok(r)) = (&skipped_rule, &restored) {
                     let r = checks::skipped_check(&r.skipped, allow);
                     log.say(format!(
@@ -466,6 +448,50 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         kept,
         exit_code,
     })
+}
+
+/// Runs `specs` in order against the restored database, each verdict a line of drill.log;
+/// stops early when the drill is cancelled. Both kinds of drill (pgdrill's own backups and
+/// physical ones, `source`) run their checks through it.
+async fn run_checks(
+    job: &DrillJob<'_>,
+    specs: &[checks::CheckSpec],
+    client: &tokio_postgres::Client,
+    target: &ConnSpec,
+    manifest: Option<&Manifest>,
+    backup_time: &str,
+    log: &mut Log,
+) -> Vec<CheckResult> {
+    let hidden_env = source_url_vars(job.env, job.db.source_spec(job.env).ok().as_ref());
+    let mut lines = Vec::new();
+    let mut results = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let mut ctx = CheckCtx {
+            client,
+            target,
+            manifest,
+            backup_time,
+            env: job.env,
+            log: &mut lines,
+            hidden_env: &hidden_env,
+            store: job.store,
+            mirrors: job.mirrors,
+        };
+        let r = checks::run_check(spec, &mut ctx).await;
+        log.lines.append(&mut lines);
+        log.say(format!(
+            "check {:?} ({}): {} — {}",
+            r.name,
+            r.kind,
+            if r.passed { "pass" } else { "FAIL" },
+            r.actual
+        ));
+        results.push(r);
+        if job.cancel.is_cancelled() {
+            break;
+        }
+    }
+    results
 }
 
 /// RPO = drill start − the backup's snapshot time, and the worst gap between consecutive

@@ -16,9 +16,8 @@ mod tool;
 pub use probe::probe;
 use recover::recover;
 
-use super::checks::{self, CheckCtx, CheckKind, CheckResult};
+use super::checks::{self, CheckKind, CheckResult};
 use super::evidence::*;
-use super::redact::source_url_vars;
 use super::{DrillJob, DrillOutcome, Log};
 use crate::config::{Env, PhysicalDrill, PhysicalSource, Policy};
 use crate::ids::DrillId;
@@ -352,34 +351,8 @@ async fn check(
             let backup_time = reached(r, replayed)
                 .map(|(t, _)| time::rfc3339_millis(t))
                 .unwrap_or_default();
-            let hidden_env = source_url_vars(job.env, job.db.source_spec(job.env).ok().as_ref());
-            let mut lines = Vec::new();
-            for spec in specs {
-                let mut ctx = CheckCtx {
-                    client: &c,
-                    target: &target,
-                    manifest: None,
-                    backup_time: &backup_time,
-                    env: job.env,
-                    log: &mut lines,
-                    hidden_env: &hidden_env,
-                    store: job.store,
-                    mirrors: job.mirrors,
-                };
-                let res = checks::run_check(spec, &mut ctx).await;
-                log.lines.append(&mut lines);
-                log.say(format!(
-                    "check {:?} ({}): {} — {}",
-                    res.name,
-                    res.kind,
-                    if res.passed { "pass" } else { "FAIL" },
-                    res.actual
-                ));
-                check_results.push(res);
-                if job.cancel.is_cancelled() {
-                    break;
-                }
-            }
+            check_results =
+                super::run_checks(job, specs, &c, &target, None, &backup_time, log).await;
         }
         Err(e) => {
             let msg = format!(
