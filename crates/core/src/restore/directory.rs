@@ -4,7 +4,7 @@
 //! every object matched.
 
 use super::plan::RestorePlan;
-use super::spool::{free_bytes, run_spooled};
+use super::spool::{run_spooled, spool_base};
 use super::{check_cancel, RestoreJob, Traces};
 use crate::verify::fill_directory;
 use crate::{Error, Result};
@@ -28,23 +28,11 @@ pub(super) async fn restore(
         .write_passfile()
         .map_err(|e| Error::Failed(format!("cannot write the temporary password file: {e}")))?;
     let pf = passfile.as_ref().map(|f| f.path());
-    let base = job.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let raw = job.manifest.raw_bytes;
-    let need = raw.saturating_add(raw / 10).saturating_add(64 << 20);
-    let free = free_bytes(&base).map_err(|e| {
-        Error::Invalid(format!(
-            "cannot check free space in {}: {e}",
-            base.display()
-        ))
-    })?;
-    if free < need {
-        return Err(Error::Failed(format!(
-            "{} has {} MiB free but the restore of a parallel backup spools {} MiB: free space or set TMPDIR",
-            base.display(),
-            free >> 20,
-            need >> 20
-        )));
-    }
+    let base = spool_base(
+        job,
+        "the restore of a parallel backup spools",
+        "free space or set TMPDIR",
+    )?;
     let spool = tempfile::Builder::new()
         .prefix("pgdrill-spool-")
         .tempdir_in(&base)

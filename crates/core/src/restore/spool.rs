@@ -11,7 +11,7 @@ use crate::verify::decode_object;
 use crate::{Error, Result};
 use pgdrill_pg::PgInstall;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -337,20 +337,11 @@ pub fn free_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
 }
 
 pub(super) fn spool_file(job: &RestoreJob<'_>) -> Result<tempfile::NamedTempFile> {
-    let dir = job.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let raw = job.manifest.raw_bytes;
-    let need = raw.saturating_add(raw / 10).saturating_add(64 << 20);
-    let free = free_bytes(&dir).map_err(|e| {
-        Error::Invalid(format!("cannot check free space in {}: {e}", dir.display()))
-    })?;
-    if free < need {
-        return Err(Error::Failed(format!(
-            "{} has {} MiB free but the parallel restore spools {} MiB: free space, set TMPDIR, or use --jobs 1 (no spool)",
-            dir.display(),
-            free >> 20,
-            need >> 20
-        )));
-    }
+    let dir = spool_base(
+        job,
+        "the parallel restore spools",
+        "free space, set TMPDIR, or use --jobs 1 (no spool)",
+    )?;
     tempfile::Builder::new()
         .prefix("pgdrill-spool-")
         .tempfile_in(&dir)
@@ -360,6 +351,26 @@ pub(super) fn spool_file(job: &RestoreJob<'_>) -> Result<tempfile::NamedTempFile
                 dir.display()
             ))
         })
+}
+
+/// The folder a restore spools into (`--spool-dir`, else the temp directory), once it has
+/// room for the dump's raw size and a margin; else an error naming `what` and what to do.
+pub(super) fn spool_base(job: &RestoreJob<'_>, what: &str, advice: &str) -> Result<PathBuf> {
+    let dir = job.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let raw = job.manifest.raw_bytes;
+    let need = raw.saturating_add(raw / 10).saturating_add(64 << 20);
+    let free = free_bytes(&dir).map_err(|e| {
+        Error::Invalid(format!("cannot check free space in {}: {e}", dir.display()))
+    })?;
+    if free < need {
+        return Err(Error::Failed(format!(
+            "{} has {} MiB free but {what} {} MiB: {advice}",
+            dir.display(),
+            free >> 20,
+            need >> 20
+        )));
+    }
+    Ok(dir)
 }
 
 /// Holds back the last bytes written until `release`, so the consumer cannot reach the end
