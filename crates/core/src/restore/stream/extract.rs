@@ -4,14 +4,13 @@
 //! every age chunk read is authenticated): what is read is checked, though the whole
 //! object's SHA-256 is not (that would need every byte).
 
-use super::source::{age_payload_start, decode_error, pump, Source};
+use super::source::{decode_error, pump, Source};
 use super::Loaded;
 use crate::manifest::StoredObject;
 use crate::restore::RestoreJob;
 use crate::{layout, Error, Result};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 /// What [`extract`] read.
 pub(crate) struct Extracted {
@@ -35,23 +34,14 @@ pub(crate) async fn extract<W: Write + Send + 'static>(
             loaded.object.size, dump.size
         )));
     }
-    let src = Source {
-        store: job.store.clone(),
+    let src = Source::new(
+        job,
+        dump,
         key,
-        size: dump.size,
-        etag: loaded.object.etag.clone(),
-        name: dump.name.clone(),
-        encrypted: job.manifest.encrypted(),
-        keys: job.read.keys.clone(),
-        payload_start: age_payload_start(dump.size, loaded.index.compressed_size),
-        prefix: loaded.prefix.clone(),
-        index: Arc::new(loaded.index.clone()),
-        rt: tokio::runtime::Handle::current(),
-        fetched: Arc::default(),
-        loaded: Arc::default(),
-        progress: None,
-        counting: Arc::default(),
-    };
+        loaded.object.etag.clone(),
+        loaded.prefix.clone(),
+        loaded.index.clone(),
+    );
     tokio::task::spawn_blocking(move || -> Result<(Extracted, W)> {
         copy_frames(&src, &ranges, &mut out).map_err(|e| match e {
             Copy::Read(e) => e,

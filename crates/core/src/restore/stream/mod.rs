@@ -38,7 +38,7 @@ mod tests;
 pub(crate) use extract::{extract, frames_touched};
 pub(crate) use source::{load_index, read_toc, Loaded};
 
-use self::source::{age_payload_start, decode_error, stored_digest, Source};
+use self::source::{decode_error, stored_digest, Source};
 use self::stages::stages;
 use crate::cancel::{Cancel, CancelHandle};
 use crate::manifest::StoredObject;
@@ -94,21 +94,15 @@ pub(super) async fn restore(
         )));
     }
     let src = Source {
-        store: job.store.clone(),
-        key: key.clone(),
-        size: dump.size,
-        etag: meta.etag.clone(),
-        name: dump.name.clone(),
-        encrypted: job.manifest.encrypted(),
-        keys: job.read.keys.clone(),
-        payload_start: age_payload_start(dump.size, index.index.compressed_size),
-        prefix,
-        index: Arc::new(index.index),
-        rt: tokio::runtime::Handle::current(),
-        fetched: Arc::default(),
-        loaded: Arc::default(),
         progress: Some(job.read.progress.clone()),
-        counting: Arc::default(),
+        ..Source::new(
+            job,
+            dump,
+            key.clone(),
+            meta.etag.clone(),
+            prefix,
+            index.index,
+        )
     };
     // One token stops everything: the user's signal or the first failure.
     let (stop, stopped) = Cancel::new();

@@ -67,23 +67,14 @@ pub(crate) async fn read_toc(
     loaded: &Loaded,
 ) -> Result<archive::Toc> {
     let key = layout::backup_object(&job.manifest.database, &job.manifest.backup_id, &dump.name);
-    let src = Source {
-        store: job.store.clone(),
+    let src = Source::new(
+        job,
+        dump,
         key,
-        size: dump.size,
-        etag: loaded.object.etag.clone(),
-        name: dump.name.clone(),
-        encrypted: job.manifest.encrypted(),
-        keys: job.read.keys.clone(),
-        payload_start: age_payload_start(dump.size, loaded.index.compressed_size),
-        prefix: loaded.prefix.clone(),
-        index: Arc::new(loaded.index.clone()),
-        rt: tokio::runtime::Handle::current(),
-        fetched: Arc::default(),
-        loaded: Arc::default(),
-        progress: None,
-        counting: Arc::default(),
-    };
+        loaded.object.etag.clone(),
+        loaded.prefix.clone(),
+        loaded.index.clone(),
+    );
     let head = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
         let mut plain = src.open()?;
         let mut head = Vec::new();
@@ -175,6 +166,38 @@ pub(super) struct Source {
     pub(super) loaded: Arc<AtomicU64>,
     pub(super) progress: Option<Arc<Progress>>,
     pub(super) counting: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Source {
+    /// The stored dump `dump` of `job`'s backup at `key`, its ranged reads pinned to `etag`,
+    /// its first bytes (`prefix`) already read and its frame index; nothing counted yet, no
+    /// progress (the streamed restore sets `progress`).
+    pub(super) fn new(
+        job: &RestoreJob<'_>,
+        dump: &StoredObject,
+        key: String,
+        etag: Option<String>,
+        prefix: Bytes,
+        index: DumpIndex,
+    ) -> Source {
+        Source {
+            store: job.store.clone(),
+            key,
+            size: dump.size,
+            etag,
+            name: dump.name.clone(),
+            encrypted: job.manifest.encrypted(),
+            keys: job.read.keys.clone(),
+            payload_start: age_payload_start(dump.size, index.compressed_size),
+            prefix,
+            index: Arc::new(index),
+            rt: tokio::runtime::Handle::current(),
+            fetched: Arc::default(),
+            loaded: Arc::default(),
+            progress: None,
+            counting: Arc::default(),
+        }
+    }
 }
 
 pub(super) trait ReadSeek: Read + Seek + Send {}
