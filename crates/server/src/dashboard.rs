@@ -385,17 +385,23 @@ fn charts(h: &mut String, d: &DbData, st: &DbStatus, app: &App, now: Timestamp) 
                 })
                 .collect()
         };
-    let rto = Chart {
-        label: "Drill RTO against its target",
+    // RTO and RPO: each drill's measure in seconds against the policy's target.
+    let measure = |label: &'static str,
+                   name: &str,
+                   pick: fn(
+        &pgdrill_core::drill::evidence::DrillResult,
+    ) -> &pgdrill_core::drill::evidence::Target,
+                   target_minutes: Option<u64>| Chart {
+        label,
         series: vec![one(
-            "RTO (green pass, red fail)",
+            name,
             "#57606a",
             d.drills
                 .iter()
                 .filter_map(|r| {
                     Some((
                         secs_of(&r.started_at)?,
-                        r.rto.minutes? * 60.0,
+                        pick(r).minutes? * 60.0,
                         Some(verdict_color(r)),
                     ))
                 })
@@ -403,38 +409,23 @@ fn charts(h: &mut String, d: &DbData, st: &DbStatus, app: &App, now: Timestamp) 
         )],
         scale: Scale::Seconds,
         fmt_y: secs,
-        target: app
-            .policy
-            .rto_minutes
+        target: target_minutes
             .map(|m| (m as f64 * 60.0, format!("target {}", secs(m as f64 * 60.0)))),
-        marks: drill_marks(&|r| r.rto.minutes.is_some()),
+        marks: drill_marks(&|r| pick(r).minutes.is_some()),
         until: None,
     };
-    let rpo = Chart {
-        label: "Drill RPO against its target",
-        series: vec![one(
-            "RPO (green pass, red fail)",
-            "#57606a",
-            d.drills
-                .iter()
-                .filter_map(|r| {
-                    Some((
-                        secs_of(&r.started_at)?,
-                        r.rpo.minutes? * 60.0,
-                        Some(verdict_color(r)),
-                    ))
-                })
-                .collect(),
-        )],
-        scale: Scale::Seconds,
-        fmt_y: secs,
-        target: app
-            .policy
-            .rpo_minutes
-            .map(|m| (m as f64 * 60.0, format!("target {}", secs(m as f64 * 60.0)))),
-        marks: drill_marks(&|r| r.rpo.minutes.is_some()),
-        until: None,
-    };
+    let rto = measure(
+        "Drill RTO against its target",
+        "RTO (green pass, red fail)",
+        |r| &r.rto,
+        app.policy.rto_minutes,
+    );
+    let rpo = measure(
+        "Drill RPO against its target",
+        "RPO (green pass, red fail)",
+        |r| &r.rpo,
+        app.policy.rpo_minutes,
+    );
     h.push_str("<h3>History</h3><div class=charts>");
     for (title, c) in [
         ("Stored size", stored),
