@@ -181,6 +181,37 @@ pub fn human_secs(s: f64) -> String {
     }
 }
 
+/// `t` for people in `tz`, to the second, with the zone shown (`2026-11-21 03:00:00 CET`).
+pub fn zoned(t: Timestamp, tz: &jiff::tz::TimeZone) -> String {
+    t.to_zoned(tz.clone())
+        .strftime("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
+/// `text` with every RFC 3339 time in it (`2026-12-06T04:00:00Z`, as status details and stored
+/// messages write them) shown by [`zoned`]; the rest unchanged.
+pub fn zoned_text(text: &str, tz: &jiff::tz::TimeZone) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        match parse(word) {
+            Some(t) if word.len() >= 20 && word.contains('T') => out.push_str(&zoned(t, tz)),
+            _ => out.push_str(word),
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() || matches!(c, '(' | ')' | ',' | ';') {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,9 +79,7 @@ fn ago(secs: i64) -> String {
 }
 
 fn when(t: Timestamp, tz: &TimeZone) -> String {
-    t.to_zoned(tz.clone())
-        .strftime("%Y-%m-%d %H:%M:%S %Z")
-        .to_string()
+    pgdrill_core::time::zoned(t, tz)
 }
 
 fn when_str(s: &str, tz: &TimeZone) -> String {
@@ -503,25 +501,7 @@ fn slo_detail(s: &pgdrill_core::status::Slo, d: &DbData, tz: &TimeZone) -> Strin
 
 /// Every RFC 3339 UTC time in `s` (`2026-12-06T04:00:00Z`) shown in `tz` with its zone.
 fn zoned_times(s: &str, tz: &TimeZone) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut word = String::new();
-    let flush = |word: &mut String, out: &mut String| {
-        match pgdrill_core::time::parse(word) {
-            Some(t) if word.len() >= 20 && word.contains('T') => out.push_str(&when(t, tz)),
-            _ => out.push_str(word),
-        }
-        word.clear();
-    };
-    for c in s.chars() {
-        if c.is_whitespace() || matches!(c, '(' | ')' | ',' | ';') {
-            flush(&mut word, &mut out);
-            out.push(c);
-        } else {
-            word.push(c);
-        }
-    }
-    flush(&mut word, &mut out);
-    out
+    pgdrill_core::time::zoned_text(s, tz)
 }
 
 /// Replaces every `<n> bytes` in a message with a humane size (`20276229 bytes` → `19.3 MiB`).

@@ -51,10 +51,7 @@ pub fn versioned(doc: serde_json::Value) -> serde_json::Value {
 /// returned as it is.
 pub fn local_time(tz: &jiff::tz::TimeZone, text: &str) -> String {
     match pgdrill_core::time::parse(text) {
-        Some(t) => t
-            .to_zoned(tz.clone())
-            .strftime("%Y-%m-%d %H:%M:%S %Z")
-            .to_string(),
+        Some(t) => pgdrill_core::time::zoned(t, tz),
         None => text.to_string(),
     }
 }
@@ -62,26 +59,7 @@ pub fn local_time(tz: &jiff::tz::TimeZone, text: &str) -> String {
 /// `text` with every RFC 3339 time in it (`2026-12-06T04:00:00Z`, as the status details and
 /// stored messages write them) shown as [`local_time`] does.
 pub fn local_times_in(tz: &jiff::tz::TimeZone, text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut word = String::new();
-    let flush = |word: &mut String, out: &mut String| {
-        if word.len() >= 20 && word.contains('T') && pgdrill_core::time::parse(word).is_some() {
-            out.push_str(&local_time(tz, word));
-        } else {
-            out.push_str(word);
-        }
-        word.clear();
-    };
-    for c in text.chars() {
-        if c.is_whitespace() || matches!(c, '(' | ')' | ',' | ';') {
-            flush(&mut word, &mut out);
-            out.push(c);
-        } else {
-            word.push(c);
-        }
-    }
-    flush(&mut word, &mut out);
-    out
+    pgdrill_core::time::zoned_text(text, tz)
 }
 
 #[cfg(test)]
