@@ -79,6 +79,9 @@ pub struct ConnFlags {
     /// age identity file that decrypts backups
     #[arg(long, global = true, value_name = "FILE", help_heading = CONNECTION)]
     pub identity: Option<PathBuf>,
+    /// Read from this configured store only ([[store]] name); default: the first, in config order, that holds the backup and is reachable
+    #[arg(long, global = true, value_name = "NAME", help_heading = CONNECTION)]
+    pub from_store: Option<String>,
 }
 
 /// The connection flags (argument ids) each command reads; the rest are hidden in its help.
@@ -94,9 +97,26 @@ fn conn_flags_of(command: &str) -> &'static [&'static str] {
     match command {
         "init" | "demo" => &[],
         "backup" => &["source", "store", "name", "recipients", "passphrase_env"],
-        "list" | "show" | "drills" | "prune" | "status" | "mirror" => &["store", "name"],
-        "verify" | "export" => &["store", "name", "passphrase_env", "identity"],
-        "restore" | "drill" => &["source", "store", "name", "passphrase_env", "identity"],
+        "list" | "drills" | "prune" | "status" | "mirror" => &["store", "name"],
+        "show" => &["store", "name", "from_store"],
+        "verify" | "export" => &["store", "name", "passphrase_env", "identity", "from_store"],
+        "restore" | "drill" => &[
+            "source",
+            "store",
+            "name",
+            "passphrase_env",
+            "identity",
+            "from_store",
+        ],
+        "diff" => &[
+            "source",
+            "store",
+            "name",
+            "recipients",
+            "passphrase_env",
+            "identity",
+            "from_store",
+        ],
         _ => ALL,
     }
 }

@@ -8,7 +8,7 @@ use pgdrill_core::fleet::{self, Fleet};
 use pgdrill_core::ids::DbName;
 use pgdrill_core::jobs::{Events, JobEnv};
 use pgdrill_core::progress::Progress;
-use pgdrill_core::{catalog, Error, Result};
+use pgdrill_core::{catalog, stores, Error, Result};
 use pgdrill_pg::{PgTools, Secret};
 use pgdrill_store::Store;
 use std::path::{Path, PathBuf};
@@ -23,6 +23,8 @@ pub struct Ctx {
     pub name: Option<String>,
     /// What `[[server]]` discovery found (empty until [`Ctx::discover`] ran).
     pub fleet: Fleet,
+    /// `--from-store NAME` (checked against the configured stores when a command reads).
+    pub from_store: Option<String>,
 }
 
 /// The flags that override the settings (`--config`, `--store`, `--source`, `--name`,
@@ -37,6 +39,8 @@ pub struct Flags {
     pub recipients: Vec<String>,
     pub passphrase_env: Option<String>,
     pub identity: Option<PathBuf>,
+    /// `--from-store NAME`: read commands read from that configured store only.
+    pub from_store: Option<String>,
 }
 
 impl Ctx {
@@ -104,6 +108,7 @@ impl Ctx {
             config_path,
             name,
             fleet: Fleet::default(),
+            from_store: flags.from_store.clone(),
         })
     }
 
@@ -135,6 +140,7 @@ impl Ctx {
             config_path: self.config_path.clone(),
             name: name.map(str::to_string),
             fleet: self.fleet.clone(),
+            from_store: None,
         }
     }
 
@@ -158,7 +164,6 @@ impl Ctx {
 
     /// Every configured store, primary first, with its settings (name, retention), opened
     /// (used by the several-stores commands: backup fan-out, copy, fallback).
-    #[allow(dead_code)]
     /// Opening does not reach the store, so an unreachable one is found by its first request.
     pub fn stores(&self) -> Result<Vec<(pgdrill_core::config::StoreSettings, Store)>> {
         if self.settings.stores.is_empty() {
@@ -169,6 +174,55 @@ impl Ctx {
             .iter()
             .map(|s| Ok((s.clone(), self.open_store(&s.location, &s.options)?)))
             .collect()
+    }
+
+    /// The stores a read command may read from: every configured one, or `--from-store`'s
+    /// alone (exit 2 naming the stores when it names none of them).
+    pub fn read_stores(&self) -> Result<Vec<(pgdrill_core::config::StoreSettings, Store)>> {
+        let all = self.stores()?;
+        let picked = stores::select(&all, self.from_store.as_deref())?.to_vec();
+        Ok(picked)
+    }
+
+    /// Resolves `<ID|latest>` (or `--at`) of `db` over `stores` ([`stores::resolve`]) and
+    /// says on stderr which store it reads from (when several are configured) and why it
+    /// passed over the ones before it.
+    pub async fn source<'a>(
+        &self,
+        stores: &'a stores::Stores,
+        db: &DbName,
+        selector: &str,
+        at: Option<&str>,
+    ) -> Result<stores::Source<'a>> {
+        let src = match at {
+            Some(at) => stores::resolve_at(stores, db, at).await?,
+            None => stores::resolve(stores, db, selector).await?,
+        };
+        for line in &src.passed_over {
+            self.ui
+                .warn(format!("{line}; reading from store {} instead", src.name));
+        }
+        if self.settings.stores.len() > 1 {
+            self.ui.info(format!(
+                "reading backup {} of {db} from store {}",
+                src.resolved.manifest.backup_id, src.name
+            ));
+        }
+        Ok(src)
+    }
+
+    /// [`Ctx::one_database`] asked of each store in turn until one answers (a store that is
+    /// down does not hide the database).
+    pub async fn one_database_of(&self, stores: &stores::Stores) -> Result<DbName> {
+        let mut last = None;
+        for (_, store) in stores {
+            match self.one_database(store).await {
+                Ok(db) => return Ok(db),
+                Err(e @ Error::Store { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(no_store))
     }
 
     fn open_store(

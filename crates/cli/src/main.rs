@@ -72,6 +72,7 @@ fn flags(cli: &Cli) -> context::Flags {
         recipients: c.recipients.clone(),
         passphrase_env: c.passphrase_env.clone(),
         identity: c.identity.clone(),
+        from_store: c.from_store.clone(),
     }
 }
 

@@ -32,6 +32,7 @@ pub mod restore;
 pub mod retention;
 pub mod schedule;
 pub mod status;
+pub mod stores;
 pub mod summary;
 pub mod time;
 pub mod verify;

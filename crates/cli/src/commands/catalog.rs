@@ -62,17 +62,20 @@ pub async fn list(ctx: &Ctx) -> Result<Output> {
 }
 
 pub async fn show(ctx: &Ctx, args: &SelectArgs) -> Result<Output> {
-    let store = ctx.store()?;
-    let db = ctx.one_database(&store).await?;
-    let r = catalog::resolve(&store, &db, &args.backup).await?;
+    let stores = ctx.read_stores()?;
+    let db = ctx.one_database_of(&stores).await?;
+    let src = ctx.source(&stores, &db, &args.backup, None).await?;
+    let r = src.resolved;
     for w in &r.warnings {
         ctx.ui.warn(w);
     }
-    let json = serde_json::to_value(&r.manifest).unwrap_or_default();
-    Ok(Output::ok(
-        json,
-        render_manifest(&r.manifest, &ctx.settings.schedule.tz),
-    ))
+    let mut json = serde_json::to_value(&r.manifest).unwrap_or_default();
+    json["store"] = json!(src.name);
+    let mut human = render_manifest(&r.manifest, &ctx.settings.schedule.tz);
+    if ctx.settings.stores.len() > 1 {
+        human.insert_str(0, &format!("{:<18}{}\n", "store", src.name));
+    }
+    Ok(Output::ok(json, human))
 }
 
 fn render_manifest(m: &Manifest, tz: &jiff::tz::TimeZone) -> String {
@@ -173,30 +176,113 @@ fn render_manifest(m: &Manifest, tz: &jiff::tz::TimeZone) -> String {
 }
 
 pub async fn verify(ctx: &Ctx, args: &VerifyArgs) -> Result<Output> {
-    let store = ctx.store()?;
-    let db = ctx.one_database(&store).await?;
+    let stores = ctx.read_stores()?;
+    let db = ctx.one_database_of(&stores).await?;
+    if let [(s, store)] = stores.as_slice() {
+        // One store (or --from-store): its errors end the command, as they always did.
+        let mut v = verify_store(ctx, &s.name, store, &db, args, None).await?;
+        v.json["database"] = json!(db);
+        v.json["store"] = json!(s.name);
+        if let Some(list) = v.json["verified"].as_array_mut() {
+            for r in list {
+                r["store"] = json!(s.name);
+            }
+        }
+        return Ok(v);
+    }
+    // Several stores: one backup id for all (`latest` over the stores), then every store's
+    // copy checked; a store that fails is reported beside the others.
+    let id = if args.all {
+        None
+    } else {
+        let sel = args.backup.as_deref().unwrap_or("latest");
+        let src = pgdrill_core::stores::resolve(&stores, &db, sel).await?;
+        Some(src.resolved.manifest.backup_id.to_string())
+    };
+    let mut human = String::new();
+    let mut verified = Vec::new();
+    let mut warnings = Vec::new();
+    let mut per_store = Vec::new();
+    let mut code = 0u8;
+    for (s, store) in &stores {
+        match verify_store(ctx, &s.name, store, &db, args, id.as_deref()).await {
+            Ok(v) => {
+                human.push_str(&v.human);
+                code = code.max(v.exit_code);
+                if let Some(list) = v.json["verified"].as_array() {
+                    for r in list {
+                        let mut r = r.clone();
+                        r["store"] = json!(s.name);
+                        verified.push(r);
+                    }
+                }
+                if let Some(w) = v.json["warnings"].as_array() {
+                    warnings.extend(w.iter().cloned());
+                }
+                per_store.push(json!({"store": s.name, "ok": v.exit_code == 0}));
+            }
+            Err(e) => {
+                let why = match (&id, e.store_kind()) {
+                    (Some(id), _) if e.to_string().contains("has no manifest") => {
+                        format!("store {} has no copy of backup {id}", s.name)
+                    }
+                    _ => format!("store {}: {e}", s.name),
+                };
+                human.push_str(&format!("BAD {why}\n"));
+                ctx.ui.warn(&why);
+                let c = e.exit_code();
+                code = code.max(if matches!(c, 3 | 4) { c } else { 1 });
+                per_store.push(json!({"store": s.name, "ok": false, "error": why}));
+            }
+        }
+    }
+    Ok(Output {
+        json: json!({"database": db, "verified": verified, "warnings": warnings, "stores": per_store}),
+        human,
+        exit_code: code,
+    })
+}
+
+/// `verify` of the copies in one store: `id` (resolved over every store), else the
+/// command's own selection resolved in this store.
+async fn verify_store(
+    ctx: &Ctx,
+    name: &str,
+    store: &pgdrill_store::Store,
+    db: &pgdrill_core::ids::DbName,
+    args: &VerifyArgs,
+    id: Option<&str>,
+) -> Result<Output> {
     let keys = ctx.decryption_keys()?;
     // A damaged manifest is an integrity failure of its backup: reported, exit 3.
     let mut damaged = Vec::new();
     let mut warnings = Vec::new();
     let manifests = if args.all {
-        let listing = catalog::list(&store, &db).await?;
+        let listing = catalog::list(store, db).await?;
         damaged = listing.unreadable;
         listing.complete
     } else {
-        let r = catalog::resolve(&store, &db, args.backup.as_deref().unwrap_or("latest")).await?;
+        let sel = id.unwrap_or(args.backup.as_deref().unwrap_or("latest"));
+        let r = catalog::resolve(store, db, sel).await?;
         warnings = r.warnings;
         vec![r.manifest]
     };
     for w in &warnings {
         ctx.ui.warn(w);
     }
+    let several = ctx.settings.stores.len() > 1;
+    let at = if several {
+        format!(" in store {name}")
+    } else {
+        String::new()
+    };
     let mut results = Vec::new();
     let mut human = String::new();
     for (id, why) in &damaged {
-        human.push_str(&format!("BAD {id} manifest.json: {why}\n"));
+        human.push_str(&format!("BAD {id} manifest.json{at}: {why}\n"));
         results.push(json!({"backup_id": id, "ok": false, "error": why}));
     }
+    let mut code = if damaged.is_empty() { 0 } else { 3 };
     for m in &manifests {
         let progress = Progress::new();
         let _g = ctx.ui.progress(progress.clone());
@@ -206,16 +292,33 @@ pub async fn verify(ctx: &Ctx, args: &VerifyArgs) -> Result<Output> {
             cancel: ctx.cancel.clone(),
             parallel: 4,
         };
-        let reading = readers::mark(&store, &db, &m.backup_id, "verify").await?;
+        let reading = readers::mark(store, db, &m.backup_id, "verify").await?;
         if let Some(w) = &reading.warning {
             ctx.ui.warn(w);
         }
-        let checked = verify::verify(&store, m, &opts).await;
+        let checked = verify::verify(store, m, &opts).await;
         reading.release().await;
-        let checked = checked?;
+        let checked = match checked {
+            Ok(c) => c,
+            // With several stores, a corrupt copy is reported beside the other stores'.
+            Err(e @ (pgdrill_core::Error::Integrity(_) | pgdrill_core::Error::Key(_)))
+                if several =>
+            {
+                human.push_str(&format!("BAD {}{at}: {e}\n", m.backup_id));
+                ctx.ui.warn(format!(
+                    "backup {} of {db}{at} is corrupt: {e}",
+                    m.backup_id
+                ));
+                results
+                    .push(json!({"backup_id": m.backup_id, "ok": false, "error": e.to_string()}));
+                code = code.max(e.exit_code());
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         for d in &checked {
             human.push_str(&format!(
-                "ok  {} {} ({} stored, {} raw, sha256 {})\n",
+                "ok  {} {}{at} ({} stored, {} raw, sha256 {})\n",
                 m.backup_id,
                 d.name,
                 human_bytes(d.stored_bytes),
@@ -227,20 +330,21 @@ pub async fn verify(ctx: &Ctx, args: &VerifyArgs) -> Result<Output> {
     }
     for (id, why) in &damaged {
         ctx.ui.warn(format!(
-            "backup {id} of {db} has a damaged manifest and cannot be restored: {why}"
+            "backup {id} of {db}{at} has a damaged manifest and cannot be restored: {why}"
         ));
     }
     Ok(Output {
-        json: json!({"database": db, "verified": results, "warnings": warnings}),
+        json: json!({"verified": results, "warnings": warnings}),
         human,
-        exit_code: if damaged.is_empty() { 0 } else { 3 },
+        exit_code: code,
     })
 }
 
 pub async fn export(ctx: &Ctx, args: &ExportArgs) -> Result<Output> {
-    let store = ctx.store()?;
-    let db = ctx.one_database(&store).await?;
-    let r = catalog::resolve(&store, &db, &args.backup).await?;
+    let stores = ctx.read_stores()?;
+    let db = ctx.one_database_of(&stores).await?;
+    let src = ctx.source(&stores, &db, &args.backup, None).await?;
+    let (store, store_name, r) = (src.store, src.name, src.resolved);
     for w in &r.warnings {
         ctx.ui.warn(w);
     }
@@ -254,13 +358,18 @@ pub async fn export(ctx: &Ctx, args: &ExportArgs) -> Result<Output> {
         cancel: ctx.cancel.clone(),
         parallel: 4,
     };
-    let reading = readers::mark(&store, &db, &m.backup_id, "export").await?;
+    let reading = readers::mark(store, &db, &m.backup_id, "export").await?;
     if let Some(w) = &reading.warning {
         ctx.ui.warn(w);
     }
-    let d = verify::export(&store, &m, &args.output, &opts).await;
+    let d = verify::export(store, &m, &args.output, &opts).await;
     reading.release().await;
-    let d = d?;
+    let d = match d {
+        Ok(d) => d,
+        Err(e) => {
+            return Err(pgdrill_core::stores::integrity_hint(e, &stores, store_name, &m).await)
+        }
+    };
     let human = format!(
         "wrote {} ({}) and {}.sha256; restore it with: pg_restore -d TARGET_URL {}\n",
         args.output.display(),
@@ -269,7 +378,7 @@ pub async fn export(ctx: &Ctx, args: &ExportArgs) -> Result<Output> {
         args.output.display()
     );
     Ok(Output::ok(
-        json!({"backup_id": m.backup_id, "file": args.output, "bytes": d.raw_bytes, "sha256": d.raw_sha256, "warnings": warnings}),
+        json!({"backup_id": m.backup_id, "file": args.output, "bytes": d.raw_bytes, "sha256": d.raw_sha256, "warnings": warnings, "store": store_name}),
         human,
     ))
 }

@@ -170,6 +170,7 @@ async fn demo_with_source(
     let env = ctx.env.clone();
     let outcome = drill::run(DrillJob {
         store: &store,
+        read_from: &[],
         db: &db,
         selector: "latest",
         target: None,

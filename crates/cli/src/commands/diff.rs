@@ -17,14 +17,20 @@ pub async fn run(ctx: &Ctx, args: &DiffArgs) -> Result<Output> {
         )));
     }
     let tools = tokio::task::spawn_blocking(pgdrill_pg::PgTools::discover);
-    let store = ctx.store()?;
-    let db = ctx.one_database(&store).await?;
-    let first = match (&args.at, &args.backup) {
-        (Some(at), _) => catalog::resolve_at(&store, &db, at).await?,
-        (None, b) => catalog::resolve(&store, &db, b.as_deref().unwrap_or("latest")).await?,
-    };
+    let stores = ctx.read_stores()?;
+    let db = ctx.one_database_of(&stores).await?;
+    let src = ctx
+        .source(
+            &stores,
+            &db,
+            args.backup.as_deref().unwrap_or("latest"),
+            args.at.as_deref(),
+        )
+        .await?;
+    let (store, store_name, first) = (src.store, src.name, src.resolved);
+    // A second backup is read from the same store as the first.
     let other = match &args.other {
-        Some(id) => Some(catalog::resolve(&store, &db, id).await?),
+        Some(id) => Some(catalog::resolve(store, &db, id).await?),
         None => None,
     };
     let mut warnings = first.warnings.clone();
@@ -83,7 +89,7 @@ pub async fn run(ctx: &Ctx, args: &DiffArgs) -> Result<Output> {
         .and_then(|d| d.source_spec(&ctx.env).ok());
     let job = DiffJob {
         restore: RestoreJob {
-            store: &store,
+            store,
             manifest: &first.manifest,
             target,
             source,
@@ -105,9 +111,9 @@ pub async fn run(ctx: &Ctx, args: &DiffArgs) -> Result<Output> {
         samples: args.samples,
         sql: args.sql.clone(),
     };
-    let mut marks = vec![readers::mark(&store, &db, &first.manifest.backup_id, "diff").await?];
+    let mut marks = vec![readers::mark(store, &db, &first.manifest.backup_id, "diff").await?];
     if let Some(o) = &other {
-        marks.push(readers::mark(&store, &db, &o.manifest.backup_id, "diff").await?);
+        marks.push(readers::mark(store, &db, &o.manifest.backup_id, "diff").await?);
     }
     for m in &marks {
         if let Some(w) = &m.warning {
@@ -124,8 +130,20 @@ pub async fn run(ctx: &Ctx, args: &DiffArgs) -> Result<Output> {
             .map_err(|e| Error::Failed(format!("the cluster stop crashed: {e}")))?
             .map_err(|e| Error::Failed(format!("cannot stop the throwaway cluster: {e}")))?;
     }
-    let report = report?;
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(pgdrill_core::stores::integrity_hint(
+                e,
+                &stores,
+                store_name,
+                &first.manifest,
+            )
+            .await)
+        }
+    };
     let mut json = serde_json::to_value(&report).unwrap_or_default();
     json["warnings"] = json!(warnings);
+    json["store"] = json!(store_name);
     Ok(Output::ok(json, report.render()))
 }

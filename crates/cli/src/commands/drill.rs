@@ -14,6 +14,7 @@ use serde_json::json;
 
 pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
     let store = ctx.store()?;
+    let read_from = ctx.read_stores()?;
     let keys = ctx.decryption_keys()?;
     let tools = ctx.tools();
     let input = DrillInput {
@@ -27,6 +28,7 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<Output> {
         major: args.major,
         keys,
         tools: &tools,
+        read_from: &read_from,
     };
     let report = jobs::drill::run(&ctx.job_env(&store), input).await?;
     Ok(summary(&report))

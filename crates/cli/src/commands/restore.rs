@@ -5,7 +5,7 @@ use crate::ui::human_secs;
 use pgdrill_core::progress::Progress;
 use pgdrill_core::restore::table::{self, TableRequest};
 use pgdrill_core::restore::{self, RestoreJob};
-use pgdrill_core::{catalog, readers, Error, Result};
+use pgdrill_core::{readers, stores, Error, Result};
 use pgdrill_pg::cluster::{Cluster, ClusterOptions};
 use pgdrill_pg::ConnSpec;
 use serde_json::json;
@@ -13,12 +13,17 @@ use serde_json::json;
 pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
     // Probing the PostgreSQL installs runs a few `--version`s: meanwhile, read the store.
     let tools = tokio::task::spawn_blocking(pgdrill_pg::PgTools::discover);
-    let store = ctx.store()?;
-    let db = ctx.one_database(&store).await?;
-    let resolved = match (&args.at, &args.backup) {
-        (Some(at), _) => catalog::resolve_at(&store, &db, at).await?,
-        (None, b) => catalog::resolve(&store, &db, b.as_deref().unwrap_or("latest")).await?,
-    };
+    let stores = ctx.read_stores()?;
+    let db = ctx.one_database_of(&stores).await?;
+    let src = ctx
+        .source(
+            &stores,
+            &db,
+            args.backup.as_deref().unwrap_or("latest"),
+            args.at.as_deref(),
+        )
+        .await?;
+    let (store, store_name, resolved) = (src.store, src.name, src.resolved);
     let table_req = table_request(args)?;
     for w in &resolved.warnings {
         ctx.ui.warn(w);
@@ -81,7 +86,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
         target.redacted()
     ));
     let job = RestoreJob {
-        store: &store,
+        store,
         manifest: &manifest,
         target,
         source,
@@ -104,7 +109,8 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
         spool: args.spool,
     };
     if let Some(req) = table_req {
-        return tables(ctx, &store, &db, job, &req, args.dry_run, warnings).await;
+        let out = tables(ctx, store, &db, job, &req, args.dry_run, warnings).await;
+        return with_store(&stores, store_name, &manifest, out).await;
     }
     if args.dry_run {
         // Nothing is changed: no read mark either (only the manifest, the dump index and
@@ -113,16 +119,20 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
         let mut json = serde_json::to_value(&plan).unwrap_or_default();
         json["dry_run"] = json!(true);
         json["warnings"] = json!(warnings);
+        json["store"] = json!(store_name);
         return Ok(Output::ok(json, plan.render()));
     }
     // Marked as being read, so a prune meanwhile keeps it.
-    let reading = readers::mark(&store, &db, &manifest.backup_id, "restore").await?;
+    let reading = readers::mark(store, &db, &manifest.backup_id, "restore").await?;
     if let Some(w) = &reading.warning {
         ctx.ui.warn(w);
     }
     let report = restore::run(job).await;
     reading.release().await;
-    let report = report?;
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => return Err(stores::integrity_hint(e, &stores, store_name, &manifest).await),
+    };
     let mut warnings = warnings;
     for d in &report.damaged {
         let w = format!(
@@ -133,6 +143,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
     }
     let mut json = serde_json::to_value(&report).unwrap_or_default();
     json["warnings"] = json!(warnings);
+    json["store"] = json!(store_name);
     let mut human = format!(
         "restored {} into {} in {} (download {}, restore {}, analyze {})\n",
         report.backup_id,
@@ -266,4 +277,21 @@ async fn tables(
         human.push_str(&format!("not restored: {s}\n"));
     }
     Ok(Output::ok(json, human))
+}
+
+/// A table restore's output with the store it read from (`store` in `--json`), or its
+/// integrity error with the other stores holding the backup named.
+async fn with_store(
+    all: &stores::Stores,
+    store_name: &str,
+    manifest: &pgdrill_core::manifest::Manifest,
+    out: Result<Output>,
+) -> Result<Output> {
+    match out {
+        Ok(mut o) => {
+            o.json["store"] = json!(store_name);
+            Ok(o)
+        }
+        Err(e) => Err(stores::integrity_hint(e, all, store_name, manifest).await),
+    }
 }

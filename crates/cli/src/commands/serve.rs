@@ -180,6 +180,7 @@ async fn run_job(ctx: &Ctx, job: &JobKey, events: &JobLog) -> Result<(bool, Stri
                 ))
             })?;
             let tools = ctx.tools();
+            let read_from = ctx.read_stores()?;
             let input = jobs::drill::DrillInput {
                 name,
                 selector: "latest",
@@ -191,6 +192,7 @@ async fn run_job(ctx: &Ctx, job: &JobKey, events: &JobLog) -> Result<(bool, Stri
                 major: None,
                 keys: ctx.decryption_keys()?,
                 tools: &tools,
+                read_from: &read_from,
             };
             let r = jobs::drill::run(&jx, input).await?;
             Ok((r.exit_code() == 0, drill_summary(&r)))

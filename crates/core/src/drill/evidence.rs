@@ -142,6 +142,10 @@ pub struct ToolVersion {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct BackupRef {
     pub id: String,
+    /// The store the backup was read from (`[[store]] name`; "default" for one `[store]`).
+    /// Older results, and drills of another tool's backups, have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
     pub snapshot_time: String,
     pub finished_at: String,
     pub server_version: String,
@@ -161,6 +165,7 @@ impl BackupRef {
     pub fn from_manifest(m: &Manifest) -> Self {
         BackupRef {
             id: m.backup_id.to_string(),
+            store: None,
             snapshot_time: m.snapshot.time.clone(),
             finished_at: m.finished_at.clone(),
             server_version: m.server.version.clone(),

@@ -40,7 +40,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub struct DrillJob<'a> {
+    /// Where the evidence goes (and, without `read_from`, the backup is read from): the
+    /// primary store.
     pub store: &'a Store,
+    /// The stores the backup may be read from, in order ([`crate::stores`]: the first that
+    /// holds it and is reachable); empty: `store` alone.
+    pub read_from: &'a crate::stores::Stores,
     pub db: &'a DatabaseSettings,
     /// `latest` or a backup id.
     pub selector: &'a str,
@@ -118,13 +123,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
     };
     let specs = checks::parse_checks(&job.db.drill, job.env)?;
     let skipped_rule = checks::skipped_rule(&job.db.drill)?;
-    let listing = catalog::list(job.store, &job.db.name).await?;
-    // `latest` means what it means for `restore latest` (from the listing read anyway).
-    let resolved = if job.selector == "latest" {
-        catalog::latest_in(job.store, &job.db.name, &listing)?
-    } else {
-        catalog::resolve(job.store, &job.db.name, job.selector).await?
-    };
+    let (store, store_name, listing, resolved) = pick_backup(&job).await?;
     let (manifest, warnings) = (resolved.manifest, resolved.warnings);
     for w in &warnings {
         log.say(format!("warning: {w}"));
@@ -189,7 +188,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
     let t_restore = Instant::now();
     let base = log.elapsed();
     let restored = restore::run(RestoreJob {
-        store: job.store,
+        store,
         manifest: &manifest,
         target: target.clone(),
         source: job.db.source_spec(job.env).ok(),
@@ -218,6 +217,13 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         skip_extensions: job.skip_extensions,
     })
     .await;
+    // A corrupt copy fails the drill (exit 3); the other stores holding the backup are named.
+    let restored = match (restored, store_name) {
+        (Err(e), Some(name)) => {
+            Err(crate::stores::integrity_hint(e, job.read_from, name, &manifest).await)
+        }
+        (r, _) => r,
+    };
     let mut error = None;
     let mut check_results: Vec<CheckResult> = Vec::new();
     let mut rto_seconds = None;
@@ -391,7 +397,10 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
             version: env!("CARGO_PKG_VERSION").into(),
         },
         host: crate::backup::hostname(),
-        backup: BackupRef::from_manifest(&manifest),
+        backup: BackupRef {
+            store: store_name.map(str::to_string),
+            ..BackupRef::from_manifest(&manifest)
+        },
         target: TargetInfo {
             kind: target_kind.into(),
             url: target.redacted(),
@@ -448,6 +457,43 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         kept,
         exit_code,
     })
+}
+
+/// The backup a drill restores, the store it is read from (its name, when the stores are
+/// named), that store's listing (for the RPO), and what choosing it passed over (warnings).
+async fn pick_backup<'a>(
+    job: &DrillJob<'a>,
+) -> Result<(
+    &'a Store,
+    Option<&'a str>,
+    catalog::Listing,
+    catalog::Resolved,
+)> {
+    let db = &job.db.name;
+    let (store, name) = match job.read_from {
+        [] => (job.store, None),
+        [(s, store)] => (store, Some(s.name.as_str())),
+        many => {
+            let src = crate::stores::resolve(many, db, job.selector).await?;
+            let mut resolved = src.resolved;
+            for line in src.passed_over.iter().rev() {
+                resolved.warnings.insert(
+                    0,
+                    format!("{line}; reading from store {} instead", src.name),
+                );
+            }
+            let listing = catalog::list(src.store, db).await?;
+            return Ok((src.store, Some(src.name), listing, resolved));
+        }
+    };
+    let listing = catalog::list(store, db).await?;
+    // `latest` means what it means for `restore latest` (from the listing read anyway).
+    let resolved = if job.selector == "latest" {
+        catalog::latest_in(store, db, &listing)?
+    } else {
+        catalog::resolve(store, db, job.selector).await?
+    };
+    Ok((store, name, listing, resolved))
 }
 
 /// Runs `specs` in order against the restored database, each verdict a line of drill.log;

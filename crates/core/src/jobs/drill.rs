@@ -32,6 +32,8 @@ pub struct DrillInput<'a> {
     pub major: Option<u32>,
     pub keys: Arc<DecryptionKeys>,
     pub tools: &'a PgTools,
+    /// The stores the backup may be read from, in order (empty: the job's store alone).
+    pub read_from: &'a crate::stores::Stores,
 }
 
 /// One database's drill, in the order they ran.
@@ -162,6 +164,12 @@ pub async fn run(jx: &JobEnv<'_>, input: DrillInput<'_>) -> Result<DrillReport> 
         for w in &r.warnings {
             jx.events.warn(w);
         }
+        if let (Some(name), true) = (&r.backup.store, input.read_from.len() > 1) {
+            jx.events.info(&format!(
+                "drill {} read backup {} of {} from store {name}",
+                r.drill_id, r.backup.id, r.database
+            ));
+        }
         let (kind, summary) = alert_of(r);
         notifier
             .send(
@@ -191,6 +199,7 @@ fn job<'a>(
         crate::restore::resolve_jobs(input.jobs.or(db.drill_settings.jobs), settings.restore.jobs);
     DrillJob {
         store: jx.store,
+        read_from: input.read_from,
         db,
         selector: input.selector,
         target,

@@ -243,6 +243,7 @@ pub(super) async fn run(job: DrillJob<'_>, p: &PhysicalDrill) -> Result<DrillOut
         },
         host: crate::backup::hostname(),
         backup: BackupRef {
+            store: None,
             id: chosen
                 .as_ref()
                 .map(|c| c.id.clone())
