@@ -13,6 +13,8 @@ use pgdrill_store::{StagedUpload, Store};
 use std::collections::BTreeSet;
 
 pub struct PruneOutcome {
+    /// The store pruned (its name), when several are configured.
+    pub store: Option<String>,
     pub plan: Plan,
     pub deleted_objects: usize,
     /// What unfinished uploads left past the grace period: part files on a local folder, open
@@ -29,8 +31,21 @@ pub async fn run(
     dry_run: bool,
     lease: Option<&Lease>,
 ) -> Result<PruneOutcome> {
+    run_in(store, store, db, policy, dry_run, lease).await
+}
+
+/// [`run`] on one of several stores: the drill evidence (which backup a passing drill
+/// proved, kept by every store's plan) is read from `evidence`, the primary store.
+pub async fn run_in(
+    store: &Store,
+    evidence: &Store,
+    db: &DbName,
+    policy: &RetentionPolicy,
+    dry_run: bool,
+    lease: Option<&Lease>,
+) -> Result<PruneOutcome> {
     let listing = catalog::list(store, db).await?;
-    let drills = drill::list(store, db).await?;
+    let drills = drill::list(evidence, db).await?;
     let protected: Vec<BackupId> = drills
         .iter()
         .find(|d| d.passed())
@@ -150,6 +165,7 @@ pub async fn run(
         }
     }
     Ok(PruneOutcome {
+        store: None,
         plan,
         deleted_objects,
         stale_parts,

@@ -27,6 +27,8 @@ pub struct Slo {
     pub detail: String,
 }
 
+pub mod copies;
+
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct DbStatus {
     pub database: String,
@@ -57,6 +59,9 @@ pub struct DbStatus {
     /// more, its backups kept by retention.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub excluded: bool,
+    /// With several stores: what each holds of this database (the `backup_copies` SLO).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stores: Vec<copies::StoreCopies>,
 }
 
 impl DbStatus {
@@ -334,6 +339,7 @@ pub fn evaluate(
         server: None,
         dropped: false,
         excluded: false,
+        stores: Vec::new(),
     }
 }
 

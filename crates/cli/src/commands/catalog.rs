@@ -10,19 +10,28 @@ use pgdrill_core::{catalog, readers, verify, Result};
 use serde_json::json;
 
 pub async fn list(ctx: &Ctx) -> Result<Output> {
-    let store = ctx.store()?;
+    let stores = ctx.read_stores()?;
+    let several = stores.len() > 1;
+    // Every store listed; a backup appears once, with the stores holding a complete copy.
     let mut all: Vec<Manifest> = Vec::new();
-    for db in ctx.databases_to_list(&store).await? {
-        let listing = catalog::list(&store, &db).await?;
-        for (id, reason) in &listing.unreadable {
-            ctx.ui
-                .warn(format!("backup {id} of {db} is not listed: {reason}"));
+    let mut holders: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut store_docs = Vec::new();
+    for (s, store) in &stores {
+        let listed = list_store(ctx, store, &mut all, &mut holders, &s.name).await;
+        match listed {
+            Ok(()) => store_docs.push(json!({"name": s.name, "reachable": true})),
+            Err(e) if several && matches!(e, pgdrill_core::Error::Store { .. }) => {
+                ctx.ui.warn(format!(
+                    "store {} cannot be read ({e}): its copies are not listed",
+                    s.name
+                ));
+                store_docs
+                    .push(json!({"name": s.name, "reachable": false, "error": e.to_string()}));
+            }
+            Err(e) => return Err(e),
         }
-        all.extend(listing.complete);
     }
-    all.sort_by(|a, b| {
-        (b.snapshot.time.as_str(), &b.backup_id).cmp(&(a.snapshot.time.as_str(), &a.backup_id))
-    });
+    let store = &stores[0].1;
     let rows: Vec<Vec<String>> = all
         .iter()
         .map(|m| {
@@ -39,26 +48,77 @@ pub async fn list(ctx: &Ctx) -> Result<Output> {
                     "no".into()
                 },
             ]
+            .into_iter()
+            .chain(several.then(|| {
+                holders
+                    .get(m.backup_id.as_str())
+                    .map(|h| h.join(","))
+                    .unwrap_or_default()
+            }))
+            .collect()
         })
         .collect();
     let human = if rows.is_empty() {
         format!("no complete backups in {}\n", store.display())
     } else {
-        table(
-            &[
-                "ID",
-                "DATABASE",
-                "SNAPSHOT",
-                "RAW",
-                "STORED",
-                "TABLES",
-                "ENCRYPTED",
-            ],
-            &rows,
-        )
+        let mut head = vec![
+            "ID",
+            "DATABASE",
+            "SNAPSHOT",
+            "RAW",
+            "STORED",
+            "TABLES",
+            "ENCRYPTED",
+        ];
+        if several {
+            head.push("STORES");
+        }
+        table(&head, &rows)
     };
-    let backups: Vec<_> = all.iter().map(pgdrill_core::summary::backup).collect();
-    Ok(Output::ok(json!({ "backups": backups }), human))
+    let backups: Vec<_> = all
+        .iter()
+        .map(|m| {
+            let mut b = pgdrill_core::summary::backup(m);
+            b["stores"] = json!(holders.get(&copy_key(m)).cloned().unwrap_or_default());
+            b
+        })
+        .collect();
+    Ok(Output::ok(
+        json!({ "backups": backups, "stores": store_docs }),
+        human,
+    ))
+}
+
+fn copy_key(m: &Manifest) -> String {
+    format!("{}/{}", m.database, m.backup_id)
+}
+
+/// Adds the complete backups of one store to `all` (once per backup id) and the store's
+/// name to each one's holders.
+async fn list_store(
+    ctx: &Ctx,
+    store: &pgdrill_store::Store,
+    all: &mut Vec<Manifest>,
+    holders: &mut std::collections::BTreeMap<String, Vec<String>>,
+    name: &str,
+) -> Result<()> {
+    let mut found = Vec::new();
+    for db in ctx.databases_to_list(store).await? {
+        let listing = catalog::list(store, &db).await?;
+        for (id, reason) in &listing.unreadable {
+            ctx.ui
+                .warn(format!("backup {id} of {db} is not listed: {reason}"));
+        }
+        found.extend(listing.complete);
+    }
+    for m in found {
+        let h = holders.entry(copy_key(&m)).or_default();
+        if h.is_empty() {
+            all.push(m);
+        }
+        h.push(name.to_string());
+    }
+    Ok(())
 }
 
 pub async fn show(ctx: &Ctx, args: &SelectArgs) -> Result<Output> {

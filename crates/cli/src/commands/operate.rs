@@ -11,9 +11,11 @@ use serde_json::json;
 
 pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
     let store = ctx.store()?;
+    let stores = ctx.stores()?;
     let databases = ctx.databases_to_list(&store).await?;
     let report = jobs::prune::run(
         &ctx.job_env(&store),
+        &stores,
         databases,
         ctx.name.as_deref(),
         args.dry_run,
@@ -23,6 +25,12 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
     let mut docs = Vec::new();
     for (db, out) in &report.databases {
         let p = &out.plan;
+        // With several stores, each store's plan is its own (`[store.retention]`).
+        let at = out
+            .store
+            .as_ref()
+            .map(|s| format!(" in store {s}"))
+            .unwrap_or_default();
         let mut rows: Vec<Vec<String>> = p
             .keep
             .iter()
@@ -41,7 +49,7 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
             ]
         }));
         human.push_str(&format!(
-            "{db}: {} kept, {} deleted{}, {} incomplete removed\n",
+            "{db}{at}: {} kept, {} deleted{}, {} incomplete removed\n",
             p.keep.len(),
             p.delete.len(),
             if args.dry_run {
@@ -77,7 +85,7 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
                 uploads.len(),
             ));
         }
-        docs.push(json!({
+        let mut doc = json!({
             "database": db,
             "dry_run": args.dry_run,
             "keep": p.keep.iter().map(|(id, r)| json!({"backup_id": id, "reasons": r})).collect::<Vec<_>>(),
@@ -87,7 +95,11 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
             "stale_parts": out.stale_parts.iter().map(|p| &p.key).collect::<Vec<_>>(),
             "unreadable": out.unreadable.iter().map(|(id, why)| json!({"backup_id": id, "error": why})).collect::<Vec<_>>(),
             "note": p.note,
-        }));
+        });
+        if let Some(s) = &out.store {
+            doc["store"] = json!(s);
+        }
+        docs.push(doc);
     }
     if docs.is_empty() {
         human.push_str(&format!(
@@ -96,18 +108,31 @@ pub async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Output> {
         ));
     }
     let mut out = json!({"prune": docs});
+    for e in &report.store_errors {
+        human.push_str(&format!("FAILED {e}\n"));
+    }
+    if !report.store_errors.is_empty() {
+        out["store_errors"] = json!(report.store_errors);
+    }
     if let Some(plans) = &report.mirrors {
         let m = super::mirror::render_prune(plans);
         human.push_str(&m.human);
         out["mirrors"] = m.json["prune"].clone();
     }
-    Ok(Output::ok(out, human))
+    let failed = !report.store_errors.is_empty();
+    Ok(Output {
+        json: out,
+        human,
+        exit_code: u8::from(failed),
+    })
 }
 
 pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<Output> {
     let store = ctx.store()?;
     let databases = ctx.databases_to_list(&store).await?;
-    let report = jobs::status::run_fleet(&ctx.job_env(&store), databases, &ctx.fleet).await?;
+    let stores = ctx.stores()?;
+    let report =
+        jobs::status::run_fleet(&ctx.job_env(&store), &stores, databases, &ctx.fleet).await?;
     let statuses = &report.databases;
     if let Some(path) = &args.prometheus {
         write_atomic(path, &status::prometheus(statuses))?;
@@ -147,10 +172,42 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<Output> {
         ]);
     }
     let violated = !report.ok() || !ctx.fleet.errors().is_empty();
-    let human = table(&["DATABASE", "SLO", "STATE", "DETAIL"], &rows);
+    let mut human = table(&["DATABASE", "SLO", "STATE", "DETAIL"], &rows);
     let mut json = json!({"ok": !violated, "databases": statuses});
     if let Some(c) = &report.coverage {
         json["coverage"] = json!(c);
+    }
+    if !report.stores.is_empty() {
+        json["stores"] = json!(report.stores);
+        let rows: Vec<Vec<String>> = report
+            .stores
+            .iter()
+            .map(|s| {
+                vec![
+                    s.name.clone(),
+                    if s.reachable {
+                        "yes".into()
+                    } else {
+                        "NO".into()
+                    },
+                    s.backups.to_string(),
+                    s.newest_backup
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| "none".into()),
+                    if s.missing.is_empty() {
+                        "none".into()
+                    } else {
+                        s.missing.join(", ")
+                    },
+                ]
+            })
+            .collect();
+        human.push('\n');
+        human.push_str(&table(
+            &["STORE", "REACHABLE", "BACKUPS", "NEWEST", "MISSING"],
+            &rows,
+        ));
     }
     if !ctx.fleet.servers.is_empty() {
         json["servers"] = json!(ctx.fleet.servers);

@@ -199,14 +199,20 @@ async fn run_job(ctx: &Ctx, job: &JobKey, events: &JobLog) -> Result<(bool, Stri
         }
         JobKind::Prune => {
             let databases = ctx.databases_to_list(&store).await?;
-            let r = jobs::prune::run(&jx, databases, name, false).await?;
+            let stores = ctx.stores()?;
+            let r = jobs::prune::run(&jx, &stores, databases, name, false).await?;
             let lines: Vec<String> = r
                 .databases
                 .iter()
                 .map(|(db, o)| {
                     let p = &o.plan;
+                    let at = o
+                        .store
+                        .as_ref()
+                        .map(|s| format!(" in store {s}"))
+                        .unwrap_or_default();
                     format!(
-                        "{db}: {} kept, {} deleted, {} incomplete removed",
+                        "{db}{at}: {} kept, {} deleted, {} incomplete removed",
                         p.keep.len(),
                         p.delete.len(),
                         p.delete_incomplete.len()
@@ -221,11 +227,16 @@ async fn run_job(ctx: &Ctx, job: &JobKey, events: &JobLog) -> Result<(bool, Stri
                 .map(String::as_str)
                 .chain(mirror_lines)
                 .collect();
-            Ok((true, all.join("; ")))
+            let all: Vec<&str> = all
+                .into_iter()
+                .chain(r.store_errors.iter().map(String::as_str))
+                .collect();
+            Ok((r.store_errors.is_empty(), all.join("; ")))
         }
         JobKind::Status => {
             let databases = ctx.databases_to_list(&store).await?;
-            let report = jobs::status::run_fleet(&jx, databases, &ctx.fleet).await?;
+            let stores = ctx.stores()?;
+            let report = jobs::status::run_fleet(&jx, &stores, databases, &ctx.fleet).await?;
             let mut violated: Vec<&str> = report
                 .databases
                 .iter()

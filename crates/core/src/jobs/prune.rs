@@ -8,40 +8,79 @@ use crate::prune::{self, PruneOutcome};
 use crate::Result;
 
 pub struct PruneReport {
+    /// One entry per database and store (stores in config order; `PruneOutcome::store`
+    /// names it when several are configured).
     pub databases: Vec<(DbName, PruneOutcome)>,
+    /// With several stores: the stores that could not be pruned, one sentence each (the
+    /// others still were).
+    pub store_errors: Vec<String>,
     /// `None` when no mirror is configured, or `--name` names a database, not a mirror.
     pub mirrors: Option<Vec<MirrorPrunePlan>>,
 }
 
 /// Prunes `databases`, then (when `name` is unset or names a mirror) the configured mirrors.
+/// With several `stores` (primary first, the job's store), each is pruned by its own
+/// `[store.retention]` (else `[retention]`), under the database's lease in the primary; a
+/// passing drill's backup stays in every store.
 pub async fn run(
     jx: &JobEnv<'_>,
+    stores: &crate::stores::Stores,
     databases: Vec<DbName>,
     name: Option<&str>,
     dry_run: bool,
 ) -> Result<PruneReport> {
-    let policy = &jx.settings.retention;
     let mut out = Vec::new();
+    let mut store_errors = Vec::new();
     for db in databases {
         let held = if dry_run {
             None
         } else {
             Some(jx.lease(&db, "prune").await?)
         };
-        let o = prune::run(jx.store, &db, policy, dry_run, held.as_ref()).await;
+        let mut outcomes = Vec::new();
+        if stores.len() < 2 {
+            let o = prune::run(
+                jx.store,
+                &db,
+                &jx.settings.retention,
+                dry_run,
+                held.as_ref(),
+            )
+            .await;
+            outcomes.push(o);
+        } else {
+            for (s, store) in stores {
+                let policy = s.retention.as_ref().unwrap_or(&jx.settings.retention);
+                let o = prune::run_in(store, jx.store, &db, policy, dry_run, held.as_ref()).await;
+                match o {
+                    Ok(mut o) => {
+                        o.store = Some(s.name.clone());
+                        outcomes.push(Ok(o));
+                    }
+                    Err(e @ crate::Error::Store { .. }) => {
+                        let msg = format!("store {} was not pruned for {db}: {e}", s.name);
+                        jx.events.warn(&msg);
+                        store_errors.push(msg);
+                    }
+                    Err(e) => outcomes.push(Err(e)),
+                }
+            }
+        }
         if let Some(l) = held {
             l.release().await;
         }
-        let o = o?;
-        if let Some(n) = &o.plan.note {
-            jx.events.warn(n);
+        for o in outcomes {
+            let o = o?;
+            if let Some(n) = &o.plan.note {
+                jx.events.warn(n);
+            }
+            for (id, why) in &o.unreadable {
+                jx.events.warn(&format!(
+                    "backup {id} of {db} has an unreadable manifest, so prune keeps it: {why}; check it with `pgdrill verify {id}` and delete the folder by hand if it is garbage"
+                ));
+            }
+            out.push((db.clone(), o));
         }
-        for (id, why) in &o.unreadable {
-            jx.events.warn(&format!(
-                "backup {id} of {db} has an unreadable manifest, so prune keeps it: {why}; check it with `pgdrill verify {id}` and delete the folder by hand if it is garbage"
-            ));
-        }
-        out.push((db, o));
     }
     let mirrors = &jx.settings.mirrors;
     let mirror_selected = name
@@ -58,6 +97,7 @@ pub async fn run(
     };
     Ok(PruneReport {
         databases: out,
+        store_errors,
         mirrors,
     })
 }

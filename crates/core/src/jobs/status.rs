@@ -12,7 +12,9 @@ use serde_json::json;
 
 /// Evaluates `databases`; `Err` when there are none.
 pub async fn run(jx: &JobEnv<'_>, databases: Vec<DbName>) -> Result<Vec<DbStatus>> {
-    Ok(run_fleet(jx, databases, &Fleet::default()).await?.databases)
+    Ok(run_fleet(jx, &[], databases, &Fleet::default())
+        .await?
+        .databases)
 }
 
 /// Every database's status, and the fleet's drill coverage.
@@ -22,6 +24,24 @@ pub struct FleetStatus {
     /// `[drill] coverage_days`: databases proven within the window, of all (dropped ones
     /// left out).
     pub coverage: Option<CoverageReport>,
+    /// With several stores: each store's reachability and copies over every database.
+    pub stores: Vec<StoreSummary>,
+}
+
+/// One store over every database (`status --json`'s `stores[]`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StoreSummary {
+    pub name: String,
+    pub reachable: bool,
+    /// Complete copies over every database.
+    pub backups: usize,
+    /// The newest backup (by snapshot) the store holds a copy of.
+    pub newest_backup: Option<crate::ids::BackupId>,
+    pub newest_snapshot: Option<String>,
+    /// Recent backups this store lacks, as `database/backup-id`.
+    pub missing: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl FleetStatus {
@@ -33,8 +53,11 @@ impl FleetStatus {
 /// [`run`] with what `[[server]]` discovery found: databases dropped from their server get
 /// one `dropped` line instead of their SLOs (nothing is expected of them any more) and one
 /// alert; with `[drill] coverage_days`, the coverage SLO over the others.
+/// With several `stores` (primary first, the job's store), each database also gets the
+/// `backup_copies` SLO: every store holds its recent backups ([`status::copies`]).
 pub async fn run_fleet(
     jx: &JobEnv<'_>,
+    stores: &crate::stores::Stores,
     databases: Vec<DbName>,
     fleet: &Fleet,
 ) -> Result<FleetStatus> {
@@ -57,6 +80,12 @@ pub async fn run_fleet(
             now,
         );
         s.add_damaged_manifests(&listing.unreadable);
+        if stores.len() > 1 {
+            let (copies, slo) =
+                store_copies(stores, &db, &listing, s.freshness_threshold_seconds, now).await;
+            s.stores = copies;
+            s.slos.push(slo);
+        }
         let membership = fleet.server_of(&db).map(|(server, m)| {
             s.server = Some(server.to_string());
             m
@@ -118,10 +147,85 @@ pub async fn run_fleet(
         .coverage
         .as_ref()
         .map(|c| coverage::report(&proven, c.days, now));
+    let stores = summarize(stores, &statuses);
     Ok(FleetStatus {
         databases: statuses,
         coverage,
+        stores,
     })
+}
+
+/// What every store holds of `db` (the first store's listing is `primary`, already read).
+async fn store_copies(
+    stores: &crate::stores::Stores,
+    db: &DbName,
+    primary: &catalog::Listing,
+    threshold: i64,
+    now: crate::time::Timestamp,
+) -> (Vec<status::copies::StoreCopies>, Slo) {
+    let ids = |l: &catalog::Listing| {
+        l.complete
+            .iter()
+            .map(|m| (m.backup_id.clone(), m.snapshot.time.clone()))
+            .collect::<Vec<_>>()
+    };
+    let mut listed = Vec::new();
+    for (i, (s, store)) in stores.iter().enumerate() {
+        let complete = if i == 0 {
+            Ok(ids(primary))
+        } else {
+            catalog::list(store, db)
+                .await
+                .map(|l| ids(&l))
+                .map_err(|e| e.to_string())
+        };
+        listed.push(status::copies::Listed {
+            store: s.name.clone(),
+            complete,
+        });
+    }
+    status::copies::evaluate(&listed, threshold, now)
+}
+
+/// Each store over every database.
+fn summarize(stores: &crate::stores::Stores, statuses: &[DbStatus]) -> Vec<StoreSummary> {
+    if stores.len() < 2 {
+        return Vec::new();
+    }
+    stores
+        .iter()
+        .map(|(s, _)| {
+            let mine: Vec<(&DbStatus, &status::copies::StoreCopies)> = statuses
+                .iter()
+                .flat_map(|d| {
+                    d.stores
+                        .iter()
+                        .filter(|c| c.store == s.name)
+                        .map(move |c| (d, c))
+                })
+                .collect();
+            let newest = mine
+                .iter()
+                .filter(|(_, c)| c.newest_snapshot.is_some())
+                .max_by(|a, b| a.1.newest_snapshot.cmp(&b.1.newest_snapshot));
+            StoreSummary {
+                name: s.name.clone(),
+                reachable: mine.iter().all(|(_, c)| c.reachable),
+                backups: mine.iter().map(|(_, c)| c.backups).sum(),
+                newest_backup: newest.and_then(|(_, c)| c.newest_backup.clone()),
+                newest_snapshot: newest.and_then(|(_, c)| c.newest_snapshot.clone()),
+                missing: mine
+                    .iter()
+                    .flat_map(|(d, c)| {
+                        c.missing
+                            .iter()
+                            .map(move |id| format!("{}/{id}", d.database))
+                    })
+                    .collect(),
+                error: mine.iter().find_map(|(_, c)| c.error.clone()),
+            }
+        })
+        .collect()
 }
 
 /// Alerts once that a database left its server (`<db>/dropped.json` remembers it).
