@@ -97,8 +97,8 @@ fn conn_flags_of(command: &str) -> &'static [&'static str] {
     match command {
         "init" | "demo" => &[],
         "backup" => &["source", "store", "name", "recipients", "passphrase_env"],
-        "list" | "drills" | "prune" | "status" | "mirror" => &["store", "name"],
-        "show" => &["store", "name", "from_store"],
+        "drills" | "prune" | "status" | "mirror" => &["store", "name"],
+        "list" | "show" => &["store", "name", "from_store"],
         "verify" | "export" => &["store", "name", "passphrase_env", "identity", "from_store"],
         "restore" | "drill" => &[
             "source",

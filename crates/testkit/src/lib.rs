@@ -5,6 +5,8 @@
 //! The binaries come from `scripts/setup-test-deps.sh` (PostgreSQL 15 from Debian, 17 and 18
 //! under `/opt/pgdrill-test/pg*/bin`, `moto_server` in `/opt/pgdrill-test/venv`).
 
+/// Copies of backups in several stores (the write side's layout), for read-side tests.
+pub mod copies;
 mod fingerprint;
 mod fixture;
 mod s3;
