@@ -5,6 +5,7 @@
 //! - `show latest --from-store`, and an unknown store name (exit 2 with the names);
 //! - `verify` checks every store's copy and reports the one corrupt store (exit 3);
 //! - `prune` keeps 3 in two stores and 1 in the one with `[store.retention] keep_last = 1`;
+//! - `drill --from-store` records the store it read from in its result;
 //! - with the first store's server stopped, `restore latest` reads the newest copy over the
 //!   reachable stores from the store holding it, says so, and the rows match the source.
 
@@ -205,6 +206,14 @@ async fn reads_fall_back_over_stores_that_disagree_and_each_store_keeps_its_own_
     assert_eq!(complete_backups(&primary, "app").await, kept);
     assert_eq!(complete_backups(&offsite, "app").await, vec![b3.clone()]);
     assert_eq!(complete_backups(&folder, "app").await, kept);
+
+    // A drill reads from the store asked for and records it in its evidence (kept in the
+    // primary, as the lease is).
+    let out = go(&["--json", "drill", "--from-store", "local"]);
+    let v = out.ok().json();
+    tk::schema::assert_valid("drill.schema.json", &v);
+    assert_eq!(v["backup"]["id"], b4.as_str(), "{v}");
+    assert_eq!(v["backup"]["store"], "local", "{v}");
 
     // The primary's server stops: restore reads the newest copy over the reachable stores
     // (b4, in the folder; offsite's newest is b3), says so, and the data is the source's.

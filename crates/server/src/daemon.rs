@@ -32,6 +32,9 @@ const ABORT_BOUND: Duration = Duration::from_secs(30);
 pub struct Daemon<'a> {
     pub config: ServeConfig,
     pub store: Store,
+    /// Every configured store, primary first, by name (empty or one: `store` alone), whose
+    /// copies `/metrics`, the dashboard and the `backup_copies` SLO show.
+    pub stores: Vec<(String, Store)>,
     /// The databases per-database jobs run for.
     pub databases: Vec<DbName>,
     pub policy: Policy,
@@ -68,7 +71,7 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
     let now = d.clock.now();
     let mut dbs = Vec::new();
     for name in &d.databases {
-        dbs.push(state::load(&d.store, name, None).await);
+        dbs.push(state::load_all(&d.stores, &d.store, name, None).await);
     }
     for db in dbs.iter().filter(|x| x.error.is_some()) {
         (d.log)(&LogRecord {
@@ -174,7 +177,11 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
     });
     let addr = listener.local_addr().unwrap_or(d.config.listen);
     let http_task = tokio::spawn(http::serve(listener, app));
-    let refresher = tokio::spawn(refresh_loop(d.store.clone(), state.clone()));
+    let refresher = tokio::spawn(refresh_loop(
+        d.store.clone(),
+        d.stores.clone(),
+        state.clone(),
+    ));
     (d.log)(&LogRecord::info(format!(
         "listening on http://{addr}/ ({} jobs, time zone {})",
         table.entries.len(),
@@ -327,6 +334,7 @@ fn add_databases(
                 failures: Vec::new(),
                 damaged: Vec::new(),
                 error: None,
+                copies: Vec::new(),
             },
             jobs,
         );
@@ -447,7 +455,7 @@ fn verdict(out: &JobOutcome) -> &'static str {
 }
 
 /// Re-reads the store view after each job and every few minutes.
-async fn refresh_loop(store: Store, state: Arc<State>) {
+async fn refresh_loop(store: Store, stores: Vec<(String, Store)>, state: Arc<State>) {
     loop {
         tokio::select! {
             _ = state.refresh.notified() => {}
@@ -456,7 +464,7 @@ async fn refresh_loop(store: Store, state: Arc<State>) {
         let previous = state.dbs();
         let mut fresh: Vec<DbData> = Vec::new();
         for prev in &previous {
-            fresh.push(state::load(&store, &prev.name, Some(prev)).await);
+            fresh.push(state::load_all(&stores, &store, &prev.name, Some(prev)).await);
         }
         state.set_dbs(fresh);
     }
@@ -553,6 +561,7 @@ mod fleet_tests {
         let (handle, shutdown) = Cancel::new();
         let fake = Fake::default();
         let daemon = Daemon {
+            stores: Vec::new(),
             config,
             store,
             databases: vec![db("main.a"), db("main.c")],

@@ -256,6 +256,7 @@ fn database(
         );
     }
     h.push_str("</table></div>");
+    stores_table(h, st, tz);
     charts(h, d, st, app, now);
     failures_table(h, d, tz);
     backups_table(h, d, tz);
@@ -532,6 +533,36 @@ pub fn humane_text(s: &str) -> String {
     out
 }
 
+/// With several stores: one line per store (reachable, copies, newest, missing ones).
+fn stores_table(h: &mut String, st: &DbStatus, tz: &TimeZone) {
+    if st.stores.is_empty() {
+        return;
+    }
+    h.push_str("<h3>Stores</h3><div class=scroll><table class=stores><tr><th>Store</th><th>State</th><th>Copies</th><th>Newest</th><th>Missing</th></tr>");
+    for c in &st.stores {
+        let state = match (&c.error, c.missing.is_empty()) {
+            (Some(_), _) => pill(Some(false), "unreachable"),
+            (None, false) => pill(Some(false), "missing copies"),
+            (None, true) => pill(Some(true), "ok"),
+        };
+        let missing: Vec<&str> = c.missing.iter().map(|m| m.as_str()).collect();
+        let _ = write!(
+            h,
+            "<tr><td class=t>{}</td><td>{}</td><td class=num>{}</td><td class=t>{}</td><td class=mono>{}</td></tr>",
+            esc(&c.store),
+            state,
+            c.backups,
+            esc(&c
+                .newest_snapshot
+                .as_deref()
+                .map(|t| when_str(t, tz))
+                .unwrap_or_else(|| "none".into())),
+            esc(&c.error.clone().unwrap_or_else(|| missing.join(", ")))
+        );
+    }
+    h.push_str("</table></div>");
+}
+
 fn backups_table(h: &mut String, d: &DbData, tz: &TimeZone) {
     let _ = write!(h, "<h3>Latest backups ({} complete)</h3>", d.backups.len());
     if d.backups.is_empty() {
@@ -699,6 +730,7 @@ mod tests {
             failures: Vec::new(),
             damaged: Vec::new(),
             error: None,
+            copies: Vec::new(),
         };
         let mut h = String::new();
         drills_table(&mut h, &d, &TimeZone::UTC);
@@ -706,5 +738,52 @@ mod tests {
         assert!(h.contains("<td>pgbackrest</td>"), "{h}");
         // A result written before sources existed reads as pgdrill's own.
         assert!(h.contains("<td>pgdrill</td>"), "{h}");
+    }
+
+    #[test]
+    fn the_stores_table_names_the_store_missing_a_copy() {
+        use pgdrill_core::ids::BackupId;
+        use pgdrill_core::status::copies::Listed;
+        let id = BackupId::parse("20261206T020000Z-aaaa").expect("id");
+        let t = "2026-12-06T02:00:01Z".to_string();
+        let d = DbData {
+            name: pgdrill_core::ids::DbName::parse("app").expect("db"),
+            backups: Vec::new(),
+            drills: Vec::new(),
+            failure: None,
+            failures: Vec::new(),
+            damaged: Vec::new(),
+            error: None,
+            copies: vec![
+                Listed {
+                    store: "primary".into(),
+                    complete: Ok(vec![(id.clone(), t.clone())]),
+                },
+                Listed {
+                    store: "offsite".into(),
+                    complete: Ok(Vec::new()),
+                },
+                Listed {
+                    store: "local".into(),
+                    complete: Err("connection refused".into()),
+                },
+            ],
+        };
+        let now: Timestamp = "2026-12-06T03:00:00Z".parse().expect("now");
+        let st = d.status(
+            &pgdrill_core::config::Policy::default(),
+            &pgdrill_core::status::DrillWindow::Days(30),
+            now,
+        );
+        assert!(st.slos.iter().any(|s| s.name == "backup_copies" && !s.ok));
+        let mut h = String::new();
+        stores_table(&mut h, &st, &TimeZone::UTC);
+        assert!(h.contains("<h3>Stores</h3>"), "{h}");
+        assert!(h.contains("offsite") && h.contains("missing copies"), "{h}");
+        assert!(h.contains(id.as_str()), "{h}");
+        assert!(
+            h.contains("unreachable") && h.contains("connection refused"),
+            "{h}"
+        );
     }
 }

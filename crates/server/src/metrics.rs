@@ -115,6 +115,46 @@ pub fn render(app: &App) -> String {
             })
             .collect(),
     );
+    // Several stores: each store's copies of each database (label `store`).
+    let copies: Vec<(String, &status::copies::StoreCopies)> = statuses
+        .iter()
+        .flat_map(|s| {
+            s.stores.iter().map(move |c| {
+                (
+                    format!(
+                        "database=\"{}\",store=\"{}\"",
+                        esc(&s.database),
+                        esc(&c.store)
+                    ),
+                    c,
+                )
+            })
+        })
+        .collect();
+    out.metric(
+        "pgdrill_store_backups",
+        "Complete copies of the database's backups in the store (several stores).",
+        copies
+            .iter()
+            .map(|(l, c)| (l.clone(), c.backups as f64))
+            .collect(),
+    );
+    out.metric(
+        "pgdrill_store_reachable",
+        "1 when the store answered the daemon's last listing of the database, 0 when not (several stores).",
+        copies
+            .iter()
+            .map(|(l, c)| (l.clone(), if c.reachable { 1.0 } else { 0.0 }))
+            .collect(),
+    );
+    out.metric(
+        "pgdrill_store_missing_copies",
+        "Recent backups of the database the store has no complete copy of (several stores).",
+        copies
+            .iter()
+            .map(|(l, c)| (l.clone(), c.missing.len() as f64))
+            .collect(),
+    );
     out.metric(
         "pgdrill_store_read_ok",
         "0 when the daemon's last read of the database's backups and drills failed.",

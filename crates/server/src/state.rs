@@ -48,6 +48,9 @@ pub struct DbData {
     pub damaged: Vec<(pgdrill_core::ids::BackupId, String)>,
     /// Set when the store could not be read; the lists are then the previous ones.
     pub error: Option<String>,
+    /// With several stores: what each holds of this database (the `backup_copies` SLO,
+    /// the per-store metrics and the dashboard's stores table); empty with one store.
+    pub copies: Vec<status::copies::Listed>,
 }
 
 impl DbData {
@@ -64,6 +67,12 @@ impl DbData {
             now,
         );
         s.add_damaged_manifests(&self.damaged);
+        if !self.copies.is_empty() {
+            let (copies, slo) =
+                status::copies::evaluate(&self.copies, s.freshness_threshold_seconds, now);
+            s.stores = copies;
+            s.slos.push(slo);
+        }
         s
     }
 
@@ -120,6 +129,7 @@ pub async fn load(store: &Store, name: &DbName, previous: Option<&DbData>) -> Db
             failure: status::read_failure(store, name).await,
             failures: pgdrill_core::jobs::failures::read(store, name).await,
             error: None,
+            copies: Vec::new(),
         },
         Err(e) => {
             let mut d = previous.cloned().unwrap_or(DbData {
@@ -130,11 +140,48 @@ pub async fn load(store: &Store, name: &DbName, previous: Option<&DbData>) -> Db
                 failure: None,
                 failures: Vec::new(),
                 error: None,
+                copies: Vec::new(),
             });
             d.error = Some(format!("cannot read the store: {e}"));
             d
         }
     }
+}
+
+/// [`load`] with every store's copies of the database when `stores` (primary first, named)
+/// holds more than one; the primary's listing is the one already read.
+pub async fn load_all(
+    stores: &[(String, Store)],
+    primary: &Store,
+    name: &DbName,
+    previous: Option<&DbData>,
+) -> DbData {
+    let mut d = load(primary, name, previous).await;
+    if stores.len() < 2 {
+        return d;
+    }
+    let ids = |ms: &[Manifest]| {
+        ms.iter()
+            .map(|m| (m.backup_id.clone(), m.snapshot.time.clone()))
+            .collect::<Vec<_>>()
+    };
+    let mut copies = Vec::new();
+    for (i, (store_name, store)) in stores.iter().enumerate() {
+        let complete = match (i, &d.error) {
+            (0, None) => Ok(ids(&d.backups)),
+            (0, Some(e)) => Err(e.clone()),
+            _ => catalog::list(store, name)
+                .await
+                .map(|l| ids(&l.complete))
+                .map_err(|e| e.to_string()),
+        };
+        copies.push(status::copies::Listed {
+            store: store_name.clone(),
+            complete,
+        });
+    }
+    d.copies = copies;
+    d
 }
 
 pub struct State {

@@ -466,6 +466,7 @@ async fn dashboard_and_drill_report_in_chromium_at_desktop_and_phone_width() {
         failures,
         damaged: Vec::new(),
         error: None,
+        copies: Vec::new(),
     };
     let jobs = vec![
         job(

@@ -52,9 +52,15 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
         log: log.clone(),
         fresh: std::cell::RefCell::new(None),
     };
+    let stores = ctx
+        .stores()?
+        .into_iter()
+        .map(|(s, store)| (s.name, store))
+        .collect();
     pgdrill_server::run(Daemon {
         config,
         store,
+        stores,
         databases,
         policy: {
             // As `status` judges it: with drill coverage, a drill is due once per window.

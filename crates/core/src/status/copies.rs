@@ -25,6 +25,7 @@ pub struct StoreCopies {
 
 /// One store's listing of a database: its complete backups as `(id, snapshot time)`, or
 /// the error that kept it from answering.
+#[derive(Clone, Debug)]
 pub struct Listed {
     pub store: String,
     pub complete: Result<Vec<(BackupId, String)>, String>,
