@@ -203,3 +203,69 @@ async fn delete_folder(store: &Store, db: &DbName, id: &BackupId) -> Result<usiz
     }
     Ok(objects.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stores::tests::{manifest, put};
+
+    #[tokio::test]
+    async fn a_store_without_the_drill_evidence_still_keeps_the_drilled_backup() {
+        let (a, b) = (
+            tempfile::tempdir().expect("a"),
+            tempfile::tempdir().expect("b"),
+        );
+        let primary = Store::open_folder(a.path()).expect("primary");
+        let offsite = Store::open_folder(b.path()).expect("offsite");
+        let db = DbName::parse("app").expect("db");
+        let ids = [
+            "20261101T020000Z-aaaa",
+            "20261102T020000Z-bbbb",
+            "20261103T020000Z-cccc",
+        ];
+        for (i, id) in ids.iter().enumerate() {
+            put(
+                &offsite,
+                id,
+                manifest(id, &format!("2026-11-0{}T02:00:01Z", i + 1)),
+            )
+            .await;
+        }
+        // The last passing drill (its evidence in the primary) proved the oldest backup.
+        let result = serde_json::json!({
+            "schema_version": 1, "drill_id": "20261104T000000Z-0000", "database": "app", "verdict": "pass",
+            "started_at": "2026-11-04T00:00:00Z", "finished_at": "2026-11-04T00:01:00Z",
+            "tool": {"name": "pgdrill", "version": "0"}, "host": "h",
+            "backup": {"id": ids[0], "snapshot_time": "2026-11-01T02:00:01Z", "finished_at": "2026-11-01T02:00:01Z",
+                       "server_version": "15", "pg_dump_version": "15", "objects": []},
+            "target": {"kind": "ephemeral", "url": "u", "server_version": null, "kept": false},
+            "stages": [], "rpo": {"minutes": 1.0, "target_minutes": null, "passed": null},
+            "rto": {"minutes": 0.5, "target_minutes": null, "passed": null},
+            "checks": [], "error": null, "policy": {}
+        });
+        primary
+            .put(
+                "app/drills/20261104T000000Z-0000/result.json",
+                serde_json::to_vec(&result).expect("json").into(),
+            )
+            .await
+            .expect("put result");
+        let section = retention::RetentionSection {
+            keep_last: Some(1),
+            keep_min: Some(1),
+            ..Default::default()
+        };
+        let policy = RetentionPolicy::from_section(&section, None).expect("policy");
+        let o = run_in(&offsite, &primary, &db, &policy, true, None)
+            .await
+            .expect("plan");
+        let kept: Vec<&str> = o.plan.keep.iter().map(|(id, _)| id.as_str()).collect();
+        assert!(kept.contains(&ids[0]), "the drilled backup: {kept:?}");
+        assert!(kept.contains(&ids[2]), "the newest: {kept:?}");
+        let deleted: Vec<&str> = o.plan.delete.iter().map(|i| i.as_str()).collect();
+        assert_eq!(deleted, [ids[1]]);
+        // Read from the offsite store alone, nothing protects it.
+        let o = run(&offsite, &db, &policy, true, None).await.expect("plan");
+        assert_eq!(o.plan.delete.len(), 2);
+    }
+}

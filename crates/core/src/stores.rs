@@ -303,4 +303,4 @@ pub async fn integrity_hint(e: Error, stores: &Stores, source: &str, m: &Manifes
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

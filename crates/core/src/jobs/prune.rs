@@ -39,14 +39,12 @@ pub async fn run(
         };
         let mut outcomes = Vec::new();
         if stores.len() < 2 {
-            let o = prune::run(
-                jx.store,
-                &db,
-                &jx.settings.retention,
-                dry_run,
-                held.as_ref(),
-            )
-            .await;
+            // One store: its own `[store.retention]` when it has one.
+            let policy = stores
+                .first()
+                .and_then(|(s, _)| s.retention.as_ref())
+                .unwrap_or(&jx.settings.retention);
+            let o = prune::run(jx.store, &db, policy, dry_run, held.as_ref()).await;
             outcomes.push(o);
         } else {
             for (s, store) in stores {

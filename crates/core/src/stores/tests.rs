@@ -1,7 +1,8 @@
 use super::*;
 use crate::layout;
 
-fn manifest(id: &str, snapshot: &str) -> Vec<u8> {
+/// A minimal manifest of backup `id` of `app` (for tests of other modules too).
+pub(crate) fn manifest(id: &str, snapshot: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "format_version": 1, "tool": {"name": "pgdrill", "version": "0"},
         "backup_id": id, "database": "app",
@@ -29,7 +30,8 @@ fn named(name: &str, dir: &std::path::Path) -> (StoreSettings, Store) {
     (s, Store::open_folder(dir).expect("store"))
 }
 
-async fn put(store: &Store, id: &str, body: Vec<u8>) {
+/// Writes `body` as the manifest of backup `id` of `app`.
+pub(crate) async fn put(store: &Store, id: &str, body: Vec<u8>) {
     let db = DbName::parse("app").expect("db");
     let key = layout::backup_object(&db, &BackupId::parse(id).expect("id"), layout::MANIFEST);
     store.put(&key, body.into()).await.expect("put");
