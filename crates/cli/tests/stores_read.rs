@@ -3,7 +3,8 @@
 //! copy (manifest last). One source cluster, four backups:
 //! - `list`/`status --json` show which store lacks a copy (schema-validated);
 //! - `show latest --from-store`, and an unknown store name (exit 2 with the names);
-//! - `verify` checks every store's copy and reports the one corrupt store (exit 3);
+//! - `verify` checks every store's copy and reports the one corrupt store (exit 3); a corrupt
+//!   copy read by `export` fails naming the other stores, read only with `--from-store`;
 //! - `prune` keeps 3 in two stores and 1 in the one with `[store.retention] keep_last = 1`;
 //! - `drill --from-store` records the store it read from in its result;
 //! - with the first store's server stopped, `restore latest` reads the newest copy over the
@@ -196,6 +197,32 @@ async fn reads_fall_back_over_stores_that_disagree_and_each_store_keeps_its_own_
         &d.join("b2.pgc").display().to_string(),
     ]);
     out.code(3);
+    // The primary's copy of b2 corrupt too: reading it fails and names the other stores,
+    // whose copies are only read when asked for.
+    let key = format!("app/backups/{b2}/dump.pgc.zst");
+    let mut bytes = primary.get(&key).await.expect("get").to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    primary.put(&key, bytes.into()).await.expect("put");
+    let file = d.join("b2-primary.pgc");
+    let out = go(&["export", b2, "-o", &file.display().to_string()]);
+    out.code(3);
+    assert!(
+        out.stderr.contains("store primary") && out.stderr.contains("--from-store"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("offsite"), "{}", out.stderr);
+    assert!(!file.exists(), "nothing exported from a corrupt copy");
+    let out = go(&[
+        "export",
+        b2,
+        "--from-store",
+        "offsite",
+        "-o",
+        &file.display().to_string(),
+    ]);
+    out.ok();
 
     // prune: each store by its own retention (3, offsite 1); the newest of each is kept.
     let out = go(&["--json", "prune"]);
