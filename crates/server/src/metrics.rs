@@ -209,3 +209,60 @@ fn counters(out: &mut Out, jobs: &[crate::state::JobState]) {
             .collect(),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{DbData, State};
+    use pgdrill_core::ids::{BackupId, DbName};
+    use pgdrill_core::status::copies::Listed;
+    use std::sync::Arc;
+
+    #[test]
+    fn per_store_series_carry_a_store_label() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = pgdrill_store::Store::open_folder(dir.path()).expect("store");
+        let id = BackupId::parse("20261206T020000Z-aaaa").expect("id");
+        let t = "2026-12-06T02:00:01Z".to_string();
+        let db = DbData {
+            name: DbName::parse("app").expect("db"),
+            backups: Vec::new(),
+            drills: Vec::new(),
+            failure: None,
+            failures: Vec::new(),
+            damaged: Vec::new(),
+            error: None,
+            copies: vec![
+                Listed {
+                    store: "primary".into(),
+                    complete: Ok(vec![(id.clone(), t)]),
+                },
+                Listed {
+                    store: "offsite".into(),
+                    complete: Err("connection refused".into()),
+                },
+            ],
+        };
+        let now = jiff::Timestamp::now();
+        let app = App {
+            state: Arc::new(State::new(Vec::new(), vec![db], now)),
+            store,
+            auth: Default::default(),
+            tz: jiff::tz::TimeZone::UTC,
+            tz_name: "UTC".into(),
+            policy: Default::default(),
+            drill_window: status::DrillWindow::Days(30),
+            store_display: "x".into(),
+            clock: Arc::new(crate::SystemClock),
+        };
+        let text = render(&app);
+        for line in [
+            "pgdrill_store_backups{database=\"app\",store=\"primary\"} 1",
+            "pgdrill_store_reachable{database=\"app\",store=\"offsite\"} 0",
+            "pgdrill_store_missing_copies{database=\"app\",store=\"primary\"} 0",
+            "pgdrill_slo_ok{database=\"app\",slo=\"backup_copies\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing in:\n{text}");
+        }
+    }
+}
