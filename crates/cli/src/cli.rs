@@ -80,7 +80,7 @@ pub struct ConnFlags {
     #[arg(long, global = true, value_name = "FILE", help_heading = CONNECTION)]
     pub identity: Option<PathBuf>,
     /// Read from this configured store only ([[store]] name); default: the first, in config order, that holds the backup and is reachable
-    #[arg(long, global = true, value_name = "NAME", help_heading = CONNECTION)]
+    #[arg(long, global = true, hide = true, value_name = "NAME", help_heading = CONNECTION)]
     pub from_store: Option<String>,
 }
 
@@ -136,12 +136,21 @@ pub fn command() -> clap::Command {
         let keep = conn_flags_of(&name);
         // A subcommand that already has an argument of a global's id does not receive the
         // global: a hidden copy keeps it parsed (and global) there, just not shown.
-        let hidden: Vec<clap::Arg> = conn
+        let mut added: Vec<clap::Arg> = conn
             .iter()
-            .filter(|a| !keep.contains(&a.get_id().as_str()))
+            .filter(|a| a.get_id() != "from_store" && !keep.contains(&a.get_id().as_str()))
             .map(|a| a.clone().hide(true))
             .collect();
-        cmd = cmd.mut_subcommand(&name, |sc| sc.args(hidden));
+        // `--from-store` is hidden unless the command reads from a store it picks: a visible
+        // copy there (so the commands that do not read it keep their help as it was).
+        if keep.contains(&"from_store") {
+            added.extend(
+                conn.iter()
+                    .filter(|a| a.get_id() == "from_store")
+                    .map(|a| a.clone().hide(false)),
+            );
+        }
+        cmd = cmd.mut_subcommand(&name, |sc| sc.args(added));
     }
     cmd.mut_subcommand("mirror", |m| {
         MIRROR_EXAMPLES.iter().fold(m, |m, (sub, examples)| {
