@@ -8,7 +8,8 @@
 //! - `prune` keeps 3 in two stores and 1 in the one with `[store.retention] keep_last = 1`;
 //! - `drill --from-store` records the store it read from in its result;
 //! - with the first store's server stopped, `restore latest` reads the newest copy over the
-//!   reachable stores from the store holding it, says so, and the rows match the source.
+//!   reachable stores from the store holding it, says so, and the rows match the source;
+//!   `status` says the primary cannot be read and still lists the other stores' copies.
 
 mod common;
 use common::*;
@@ -272,4 +273,24 @@ async fn reads_fall_back_over_stores_that_disagree_and_each_store_keeps_its_own_
     tk::fingerprint(&target, &pg_dump())
         .await
         .assert_same(&want);
+
+    // status with the primary down: violated, the primary named, the other copies listed.
+    let out = go(&["--json", "status"]);
+    out.code(1);
+    let v = out.json();
+    tk::schema::assert_valid("status.schema.json", &v);
+    let slos = &v["databases"][0]["slos"];
+    assert_eq!(slos[0]["name"], "primary_store", "{v}");
+    let by_name = |n: &str| {
+        v["stores"]
+            .as_array()
+            .expect("stores")
+            .iter()
+            .find(|s| s["name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("{n}: {v}"))
+    };
+    assert_eq!(by_name("primary")["reachable"], false, "{v}");
+    assert_eq!(by_name("local")["backups"], 3, "{v}");
+    assert_eq!(by_name("offsite")["newest_backup"], b3.as_str(), "{v}");
 }

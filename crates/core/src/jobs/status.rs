@@ -67,7 +67,16 @@ pub async fn run_fleet(
     let mut statuses = Vec::new();
     let mut proven = Vec::new();
     for db in databases {
-        let listing = catalog::list(jx.store, &db).await?;
+        let listing = match catalog::list(jx.store, &db).await {
+            Ok(l) => l,
+            // With several stores, a primary that cannot be read leaves this database's SLOs
+            // unjudged (its drills and records live there), but its copies are still shown.
+            Err(e @ Error::Store { .. }) if stores.len() > 1 => {
+                statuses.push(primary_down(stores, &db, &e, policy, &window, now).await);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let drills = drill::list(jx.store, &db).await?;
         let failure = status::read_failure(jx.store, &db).await;
         let mut s = status::evaluate(
@@ -81,8 +90,14 @@ pub async fn run_fleet(
         );
         s.add_damaged_manifests(&listing.unreadable);
         if stores.len() > 1 {
-            let (copies, slo) =
-                store_copies(stores, &db, &listing, s.freshness_threshold_seconds, now).await;
+            let (copies, slo) = store_copies(
+                stores,
+                &db,
+                Ok(&listing),
+                s.freshness_threshold_seconds,
+                now,
+            )
+            .await;
             s.stores = copies;
             s.slos.push(slo);
         }
@@ -156,10 +171,45 @@ pub async fn run_fleet(
 }
 
 /// What every store holds of `db` (the first store's listing is `primary`, already read).
+/// A database whose primary store cannot be read: one `primary_store` line (violated) and
+/// the copies the other stores hold.
+async fn primary_down(
+    stores: &crate::stores::Stores,
+    db: &DbName,
+    e: &Error,
+    policy: &crate::config::Policy,
+    window: &DrillWindow,
+    now: crate::time::Timestamp,
+) -> DbStatus {
+    let mut s = status::evaluate(db.as_str(), &[], &[], None, policy, window.clone(), now);
+    let (copies, slo) = store_copies(
+        stores,
+        db,
+        Err(e.to_string()),
+        s.freshness_threshold_seconds,
+        now,
+    )
+    .await;
+    s.backups = copies.iter().map(|c| c.backups).max().unwrap_or(0);
+    s.stores = copies;
+    s.slos = vec![
+        Slo {
+            name: "primary_store".into(),
+            ok: false,
+            detail: format!(
+                "the primary store {} cannot be read ({e}): the SLOs are judged from its drills and records; check its endpoint and credentials",
+                stores.first().map(|(x, _)| x.name.as_str()).unwrap_or_default()
+            ),
+        },
+        slo,
+    ];
+    s
+}
+
 async fn store_copies(
     stores: &crate::stores::Stores,
     db: &DbName,
-    primary: &catalog::Listing,
+    primary: std::result::Result<&catalog::Listing, String>,
     threshold: i64,
     now: crate::time::Timestamp,
 ) -> (Vec<status::copies::StoreCopies>, Slo) {
@@ -172,7 +222,7 @@ async fn store_copies(
     let mut listed = Vec::new();
     for (i, (s, store)) in stores.iter().enumerate() {
         let complete = if i == 0 {
-            Ok(ids(primary))
+            primary.clone().map(ids)
         } else {
             catalog::list(store, db)
                 .await
