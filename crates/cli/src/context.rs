@@ -158,7 +158,6 @@ impl Ctx {
 
     /// Every configured store, primary first, with its settings (name, retention), opened
     /// (used by the several-stores commands: backup fan-out, copy, fallback).
-    #[allow(dead_code)]
     /// Opening does not reach the store, so an unreachable one is found by its first request.
     pub fn stores(&self) -> Result<Vec<(pgdrill_core::config::StoreSettings, Store)>> {
         if self.settings.stores.is_empty() {
@@ -169,6 +168,15 @@ impl Ctx {
             .iter()
             .map(|s| Ok((s.clone(), self.open_store(&s.location, &s.options)?)))
             .collect()
+    }
+
+    /// Every configured store opened, with its name, primary first (a backup's targets).
+    pub fn named_stores(&self) -> Result<Vec<(String, Store)>> {
+        Ok(self
+            .stores()?
+            .into_iter()
+            .map(|(s, store)| (s.name, store))
+            .collect())
     }
 
     fn open_store(

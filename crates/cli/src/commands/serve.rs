@@ -158,6 +158,7 @@ async fn run_job(ctx: &Ctx, job: &JobKey, events: &JobLog) -> Result<(bool, Stri
                 tools: &tools,
                 configured: true,
                 jobs: None,
+                stores: ctx.named_stores()?,
             };
             let r = jobs::backup::run(&jx, input).await?;
             let done = r.done.iter().map(|m| {
@@ -168,8 +169,20 @@ async fn run_job(ctx: &Ctx, job: &JobKey, events: &JobLog) -> Result<(bool, Stri
                 )
             });
             let failed = r.failures.iter().map(|(_, e)| e.to_string());
-            let summary = done.chain(failed).collect::<Vec<_>>().join("; ");
-            Ok((r.failures.is_empty(), summary))
+            let degraded = r.copies.iter().flatten().filter(|c| !c.ok).map(|c| {
+                format!(
+                    "store {} lacks its copy: {}",
+                    c.store,
+                    c.error.as_deref().unwrap_or("the copy failed")
+                )
+            });
+            let summary = done
+                .chain(failed)
+                .chain(degraded)
+                .collect::<Vec<_>>()
+                .join("; ");
+            let all_copies = r.copies.iter().flatten().all(|c| c.ok);
+            Ok((r.failures.is_empty() && all_copies, summary))
         }
         JobKind::Drill => {
             // The evidence goes to the store (the dashboard serves it from there); the

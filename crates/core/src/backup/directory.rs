@@ -67,6 +67,7 @@ fn signal_group(pid: u32, sig: rustix::process::Signal) {
 
 pub(super) async fn dump(
     job: &BackupJob<'_>,
+    targets: &Arc<super::fanout::Targets>,
     id: &BackupId,
     session: &SnapshotSession,
     install: &PgInstall,
@@ -87,7 +88,7 @@ pub(super) async fn dump(
     let args = dump_args(job, jobs, session.snapshot_id.as_deref());
     let shared = Arc::new(Shared::default());
     let dir_key = layout::backup_dir(&job.db.name, id);
-    let mut env = Env::new(job, dir_key, shared.clone());
+    let mut env = Env::new(job, targets, dir_key, shared.clone());
     // Several uploads at once: smaller parts and fewer in flight each keep memory near the
     // single stream's, while a big table's object still stays under S3's 10,000 parts.
     env.part_size = session
@@ -112,7 +113,7 @@ pub(super) async fn dump(
     let (mut followed, peak, out_dir) = match result {
         Ok(r) => r,
         Err(e) => {
-            super::delete_backup_objects(job, id).await;
+            targets.delete_everywhere(&job.db.name, id).await;
             return Err(e);
         }
     };
@@ -123,7 +124,7 @@ pub(super) async fn dump(
     let rest = match rest {
         Ok(r) => r,
         Err(e) => {
-            super::delete_backup_objects(job, id).await;
+            targets.delete_everywhere(&job.db.name, id).await;
             return Err(e);
         }
     };

@@ -112,8 +112,10 @@ pub(super) struct Streamed {
 /// archive parser, zstd and age into a multipart upload of `key`. Commit explicitly: the
 /// upload completes only when the child exited 0, wrote something, and nothing else failed;
 /// otherwise (or on a signal) the child is killed and the upload aborted.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn stream_child(
     job: &BackupJob<'_>,
+    targets: &std::sync::Arc<super::fanout::Targets>,
     key: &str,
     part_size: usize,
     install: &PgInstall,
@@ -121,7 +123,8 @@ pub(super) async fn stream_child(
     args: &[String],
     parse: bool,
 ) -> Result<Streamed> {
-    let mut upload = job.store.upload(key, part_size, job.max_in_flight).await?;
+    let mut upload =
+        super::fanout::FanUpload::open(targets, key, part_size, job.max_in_flight).await?;
     let passfile = job
         .source
         .write_passfile()
@@ -135,13 +138,13 @@ pub(super) async fn stream_child(
     ) {
         Ok(c) => c,
         Err(e) => {
-            let _ = upload.abort().await;
+            upload.abort().await;
             return Err(e);
         }
     };
     let Some(stdout) = child.take_stdout() else {
         child.kill();
-        let _ = upload.abort().await;
+        upload.abort().await;
         return Err(Error::Failed(format!("cannot capture {tool}'s output")));
     };
     let (parse_tx, parser) = if parse {
@@ -217,7 +220,7 @@ pub(super) async fn stream_child(
         None
     };
     if let Some(e) = failure {
-        let _ = upload.abort().await;
+        upload.abort().await;
         return Err(e);
     }
     let encoded = encoded?;
