@@ -97,6 +97,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> Result<Output, Error> {
         Command::Show(a) => commands::catalog::show(ctx, a).await,
         Command::Verify(a) => commands::catalog::verify(ctx, a).await,
         Command::Export(a) => commands::catalog::export(ctx, a).await,
+        Command::Copy(a) => commands::copy::run(ctx, a).await,
         Command::Restore(a) => commands::restore::run(ctx, a).await,
         Command::Diff(a) => commands::diff::run(ctx, a).await,
         Command::Drill(a) => commands::drill::run(ctx, a).await,
