@@ -170,13 +170,19 @@ impl Ctx {
             .collect()
     }
 
-    /// Every configured store opened, with its name, primary first (a backup's targets).
-    pub fn named_stores(&self) -> Result<Vec<(String, Store)>> {
-        Ok(self
+    /// Every configured store opened, with its name, primary first (a backup's targets);
+    /// the primary is `primary` itself (the job's store), so that both share one view of
+    /// the store's health (a store found down fails fast for every caller).
+    pub fn named_stores(&self, primary: &Store) -> Result<Vec<(String, Store)>> {
+        let mut stores: Vec<(String, Store)> = self
             .stores()?
             .into_iter()
             .map(|(s, store)| (s.name, store))
-            .collect())
+            .collect();
+        if let Some(first) = stores.first_mut() {
+            first.1 = primary.clone();
+        }
+        Ok(stores)
     }
 
     fn open_store(

@@ -44,7 +44,7 @@ pub async fn run(ctx: &Ctx, args: &crate::cli::BackupArgs) -> Result<Output> {
         tools: &tools,
         configured: ctx.config_path.is_some(),
         jobs: args.jobs,
-        stores: ctx.named_stores()?,
+        stores: ctx.named_stores(&store)?,
     };
     let mut report = match backup::run(&ctx.job_env(&store), input).await {
         Ok(r) => r,

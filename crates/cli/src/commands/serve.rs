@@ -158,7 +158,7 @@ async fn run_job(ctx: &Ctx, job: &JobKey, events: &JobLog) -> Result<(bool, Stri
                 tools: &tools,
                 configured: true,
                 jobs: None,
-                stores: ctx.named_stores()?,
+                stores: ctx.named_stores(&store)?,
             };
             let r = jobs::backup::run(&jx, input).await?;
             let done = r.done.iter().map(|m| {
