@@ -146,3 +146,44 @@ if [ -n "${BASELINE_PGDRILL:-}" ]; then
   echo "  restore S3 -j2: this $(wall restore_s3) s, baseline $(wall restore_s3_old) s, ratio $(ratio "$(wall restore_s3)" "$(wall restore_s3_old)")"
   echo "  paired this/baseline restore: $(paired restore_s3 restore_s3_old | tr '\n' ' ')median $(paired restore_s3 restore_s3_old | median)"
 fi
+
+# --- Several stores (issue 19): one backup written to three stores (this S3 server, a second
+# S3 server, a local folder), streamed once from pg_dump, vs the same backup to one store.
+# Target: at most 1.15× (the blocks are shared, each store has its own parts in flight).
+if [ "$ONLY" != restore ]; then
+  S3BPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$WORK/s3b/offsite"
+  "$S3SFS" --host 127.0.0.1 --port "$S3BPORT" --access-key bench --secret-key benchsecret "$WORK/s3b" >"$WORK/s3b.log" 2>&1 &
+  S3BPID=$!
+  trap 'kill "$S3BPID" 2>/dev/null || true; cleanup' EXIT
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$S3BPORT") 2>/dev/null && break; sleep 0.1; done
+  cat > "$WORK/three.toml" <<TOML
+[encryption]
+recipients = ["$RECIPIENT"]
+[[store]]
+name = "primary"
+url = "s3://bench/three"
+[[store]]
+name = "offsite"
+url = "s3://offsite/three"
+endpoint = "http://127.0.0.1:$S3BPORT"
+[[store]]
+name = "local"
+url = "$WORK/three-local"
+[[database]]
+name = "bench"
+url = "$SRC"
+TOML
+  for i in $(seq "$RUNS"); do
+    echo "several stores run $i/$RUNS"
+    time_cmd one_store "$PGDRILL" -q backup --source "$SRC" --store s3://bench/one --recipient "$RECIPIENT"
+    time_cmd three_stores "$PGDRILL" -q --config "$WORK/three.toml" backup
+  done
+  O=$(wall one_store); T=$(wall three_stores)
+  echo
+  echo "| measurement | wall s | × one store | peak RSS MiB |"
+  echo "|---|---|---|---|"
+  echo "| pgdrill backup → 1 store (S3) | $O | 1.00 | $(( $(rss one_store) / 1024 )) |"
+  echo "| pgdrill backup → 3 stores (S3, second S3, folder) | $T | $(ratio "$T" "$O") (target ≤ 1.15) | $(( $(rss three_stores) / 1024 )) |"
+  echo "paired three/one: $(paired three_stores one_store | tr '\n' ' ')median $(paired three_stores one_store | median)"
+fi
