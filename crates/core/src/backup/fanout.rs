@@ -297,3 +297,60 @@ impl FanUpload {
         join_all(aborts).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder store whose folder is then replaced by a file: every write fails.
+    fn broken(dir: &std::path::Path) -> Store {
+        let path = dir.join("broken");
+        let store = Store::open_folder(&path).expect("open");
+        std::fs::remove_dir(&path).expect("rmdir");
+        std::fs::write(&path, b"not a folder").expect("file");
+        store
+    }
+
+    #[tokio::test]
+    async fn a_failing_store_is_left_and_the_others_get_every_byte() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let good = Store::open_folder(dir.path().join("good")).expect("open");
+        let targets = Arc::new(Targets::new(vec![
+            ("bad".into(), broken(dir.path())),
+            ("good".into(), good.clone()),
+        ]));
+        targets
+            .put("a/small", Bytes::from_static(b"x"))
+            .await
+            .expect("put");
+        assert_eq!(targets.live(), vec![1]);
+        let mut up = FanUpload::open(&targets, "a/big", 5 << 20, 2)
+            .await
+            .expect("open");
+        for _ in 0..3 {
+            up.write(Bytes::from(vec![7u8; 3 << 20]))
+                .await
+                .expect("write");
+        }
+        up.finish().await.expect("finish");
+        assert_eq!(good.get("a/big").await.expect("get").len(), 9 << 20);
+        targets.done(1);
+        let copies = targets.copies(42);
+        assert_eq!(copies[0].store, "bad");
+        assert!(!copies[0].ok && copies[0].error.is_some() && copies[0].stored_bytes == 0);
+        assert!(copies[1].ok && copies[1].error.is_none() && copies[1].stored_bytes == 42);
+    }
+
+    #[tokio::test]
+    async fn with_every_store_failed_the_last_error_is_returned() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let targets = Targets::new(vec![("only".into(), broken(dir.path()))]);
+        let e = targets
+            .put("a/small", Bytes::from_static(b"x"))
+            .await
+            .expect_err("no store left");
+        assert!(!e.to_string().is_empty());
+        assert!(targets.live().is_empty());
+        assert!(targets.any_left(None).is_err());
+    }
+}
