@@ -106,6 +106,7 @@ fn copies(b: &Value) -> Vec<(String, bool)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backup_goes_to_every_store_degrades_when_one_fails_and_copy_backfills_it() {
+    let t0 = std::time::Instant::now();
     let src = source(None).await;
     let s3a = tk::S3Server::start();
     s3a.create_bucket("backups");
@@ -139,6 +140,7 @@ async fn a_backup_goes_to_every_store_degrades_when_one_fails_and_copy_backfills
         ("HOOK", hook.as_str()),
     ]);
 
+    eprintln!("step 1 at {:?}", t0.elapsed());
     // 1. One backup, three complete copies, identical; the folder's restores the source.
     let out = run(d, &["--json", "backup"], &env);
     out.ok();
@@ -180,6 +182,7 @@ async fn a_backup_goes_to_every_store_degrades_when_one_fails_and_copy_backfills
         .await
         .assert_same(&want);
 
+    eprintln!("step 2 at {:?}", t0.elapsed());
     // 2. A parallel dump (directory layout) fans out too.
     let out = run(d, &["--json", "backup", "--jobs", "2"], &env);
     out.ok();
@@ -196,6 +199,7 @@ async fn a_backup_goes_to_every_store_degrades_when_one_fails_and_copy_backfills
     );
     assert_three_copies(&s3a, &s3b, &folder, &id2);
 
+    eprintln!("step 3 at {:?}", t0.elapsed());
     // 3. The offsite store stalls every part upload: its copy fails mid-upload, the backup
     //    is degraded (exit 1), the other two copies are complete, nothing is left offsite.
     proxy.stall("partNumber=");
@@ -260,6 +264,7 @@ async fn a_backup_goes_to_every_store_degrades_when_one_fails_and_copy_backfills
         "{failures}"
     );
 
+    eprintln!("step 4 at {:?}", t0.elapsed());
     // 4. `copy --to offsite` backfills it (no key needed); a second copy does nothing.
     let no_key: Vec<(&str, &str)> = env.iter().copied().filter(|(k, _)| *k != "PASS").collect();
     let out = run(d, &["--json", "copy", &id3, "--to", "offsite"], &no_key);
@@ -269,6 +274,16 @@ async fn a_backup_goes_to_every_store_degrades_when_one_fails_and_copy_backfills
     assert_eq!(c["from"], "primary", "{c}");
     assert_eq!(c["copied"].as_array().map(Vec::len), Some(1), "{c}");
     assert_three_copies(&s3a, &s3b, &folder, &id3);
+    // The parallel backup's copy (directory layout) gone from offsite: `copy --all` puts it
+    // back and skips the others; run again, it does nothing.
+    delete_backup(&s3b, "offsite", &id2);
+    let out = run(d, &["--json", "copy", "--all", "--to", "offsite"], &no_key);
+    out.ok();
+    let c = out.json();
+    assert_eq!(c["copied"].as_array().map(Vec::len), Some(1), "{c}");
+    assert_eq!(c["copied"][0]["backup_id"], id2.as_str(), "{c}");
+    assert_eq!(c["skipped"].as_array().map(Vec::len), Some(2), "{c}");
+    assert_three_copies(&s3a, &s3b, &folder, &id2);
     let out = run(d, &["--json", "copy", "--all", "--to", "offsite"], &no_key);
     out.ok();
     let c = out.json();
@@ -294,13 +309,9 @@ async fn a_backup_goes_to_every_store_degrades_when_one_fails_and_copy_backfills
     )
     .ok();
 
+    eprintln!("step 5 at {:?}", t0.elapsed());
     // 5. A tampered object is never copied: exit 3, no manifest in the target.
-    for key in s3b.list_keys("offsite") {
-        if key.contains(&id1) {
-            s3b.request("DELETE", &format!("/offsite/{key}"), &[])
-                .expect("delete");
-        }
-    }
+    delete_backup(&s3b, "offsite", &id1);
     let dump = folder
         .join("app/backups")
         .join(&id1)
@@ -338,4 +349,17 @@ fn s3_text_at(s3: &tk::S3Server, path: &str) -> String {
     let (status, body) = s3.request("GET", path, &[]).expect("get");
     assert_eq!(status, 200, "{path}: {body}");
     body
+}
+
+/// Deletes every object of backup `id` from an S3 bucket.
+fn delete_backup(s3: &tk::S3Server, bucket: &str, id: &str) {
+    for key in s3.list_keys(bucket) {
+        if key.contains(id) {
+            let (status, body) = s3
+                .request("DELETE", &format!("/{bucket}/{key}"), &[])
+                .expect("delete");
+            assert!(status < 300, "{key}: {body}");
+        }
+    }
+    assert!(s3_names(s3, bucket, id).is_empty());
 }
