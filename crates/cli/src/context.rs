@@ -170,17 +170,22 @@ impl Ctx {
             .collect()
     }
 
-    /// Every configured store opened, with its name, primary first (a backup's targets);
-    /// the primary is `primary` itself (the job's store), so that both share one view of
-    /// the store's health (a store found down fails fast for every caller).
-    pub fn named_stores(&self, primary: &Store) -> Result<Vec<(String, Store)>> {
-        let mut stores: Vec<(String, Store)> = self
+    /// Every configured store opened, with its name and transfer settings, primary first (a
+    /// backup's targets); the primary is `primary` itself (the job's store), so that both
+    /// share one view of the store's health (a store found down fails fast for every caller).
+    pub fn named_stores(&self, primary: &Store) -> Result<Vec<pgdrill_core::backup::TargetStore>> {
+        let mut stores: Vec<pgdrill_core::backup::TargetStore> = self
             .stores()?
             .into_iter()
-            .map(|(s, store)| (s.name, store))
+            .map(|(s, store)| pgdrill_core::backup::TargetStore {
+                name: s.name,
+                store,
+                part_size: s.part_size,
+                max_in_flight: s.max_in_flight,
+            })
             .collect();
         if let Some(first) = stores.first_mut() {
-            first.1 = primary.clone();
+            first.store = primary.clone();
         }
         Ok(stores)
     }

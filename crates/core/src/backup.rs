@@ -34,8 +34,8 @@ mod stream;
 
 /// Moved to the lease (a leaf below the backup); kept here for callers.
 pub use crate::lease::hostname;
-pub use fanout::StoreCopy;
-use fanout::Targets;
+use fanout::{Sizing, Targets};
+pub use fanout::{StoreCopy, TargetStore};
 use manifest::{build_manifest, Times};
 use stream::stream_child;
 
@@ -45,9 +45,10 @@ const READ_CHUNK: usize = 1 << 20;
 pub struct BackupJob<'a> {
     /// The primary store: read for the previous backup's size.
     pub store: &'a Store,
-    /// Every store the backup is written to, with its name, primary first (DESIGN.md §9);
-    /// empty: `store` alone, named "default".
-    pub stores: &'a [(String, Store)],
+    /// Every store the backup is written to, with its name and transfer settings, primary
+    /// first (DESIGN.md §9); empty: `store` alone, named "default", with `part_size` and
+    /// `max_in_flight`.
+    pub stores: &'a [TargetStore],
     pub db: &'a DatabaseSettings,
     pub source: ConnSpec,
     pub keys: &'a EncryptionKeys,
@@ -140,10 +141,12 @@ impl Backup {
 /// Fails (and leaves no manifest anywhere) when no store's copy completed.
 pub async fn run(job: BackupJob<'_>) -> Result<Backup> {
     let stores = if job.stores.is_empty() {
-        vec![(
-            crate::config::DEFAULT_STORE_NAME.to_string(),
-            job.store.clone(),
-        )]
+        vec![TargetStore {
+            name: crate::config::DEFAULT_STORE_NAME.to_string(),
+            store: job.store.clone(),
+            part_size: job.part_size,
+            max_in_flight: job.max_in_flight,
+        }]
     } else {
         job.stores.to_vec()
     };
@@ -509,21 +512,24 @@ async fn dump_and_upload(
     let t0 = Instant::now();
     let object_name = layout::dump_object_name(job.keys.enabled());
     let key = layout::backup_object(&job.db.name, id, &object_name);
-    let part_size = session
+    // Above each store's part size when the database is large (S3's 10,000 parts).
+    let floor = session
         .facts
         .database_size_bytes
         .map(|s| (s.max(0) as usize / 9000).next_multiple_of(1 << 20))
-        .unwrap_or(0)
-        .max(job.part_size);
+        .unwrap_or(0);
+    let sizing = Sizing {
+        floor,
+        store_part: true,
+        jobs: 1,
+    };
     let args = dump_args(job, session.snapshot_id.as_deref());
     job.progress.stage("dump");
     if let Some((n, from)) = dump_estimate(previous, session.facts.database_size_bytes) {
         job.progress.set_estimate(n, from);
     }
-    let streamed = stream_child(
-        job, targets, &key, part_size, install, "pg_dump", &args, true,
-    )
-    .await?;
+    let streamed =
+        stream_child(job, targets, &key, sizing, install, "pg_dump", &args, true).await?;
     let result = StreamResult {
         seconds: t0.elapsed().as_secs_f64(),
         frames: streamed.frames,
@@ -567,7 +573,11 @@ async fn globals_and_upload(
         job,
         targets,
         &key,
-        job.part_size,
+        Sizing {
+            floor: 0,
+            store_part: true,
+            jobs: 1,
+        },
         &install,
         "pg_dumpall",
         &args,

@@ -91,13 +91,13 @@ pub(super) async fn dump(
     let mut env = Env::new(job, targets, dir_key, shared.clone());
     // Several uploads at once: smaller parts and fewer in flight each keep memory near the
     // single stream's, while a big table's object still stays under S3's 10,000 parts.
-    env.part_size = session
+    env.sizing.floor = session
         .facts
         .database_size_bytes
         .map(|s| (s.max(0) as usize / 9000).next_multiple_of(1 << 20))
         .unwrap_or(0)
         .max(8 << 20);
-    env.max_in_flight = (job.max_in_flight / jobs as usize).max(2);
+    env.sizing.jobs = jobs as usize;
     job.progress.stage("dump");
     if let Some((n, from)) = super::dump_estimate(None, session.facts.database_size_bytes) {
         job.progress.set_estimate(n, from);

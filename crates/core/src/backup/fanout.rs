@@ -17,10 +17,50 @@ use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// A store a backup goes to, with its name and its own transfer settings.
+#[derive(Clone, Debug)]
+pub struct TargetStore {
+    pub name: String,
+    pub store: Store,
+    /// Multipart part size in bytes (the floor: a large database's parts are larger).
+    pub part_size: usize,
+    /// Parts in flight to this store.
+    pub max_in_flight: usize,
+}
+
+/// How one object's uploads are sized, per store.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sizing {
+    /// The smallest part size (from the database's size: S3's 10,000 parts).
+    pub(crate) floor: usize,
+    /// Whether the store's own part size applies above the floor.
+    pub(crate) store_part: bool,
+    /// Uploads running at once (a parallel dump's): the store's parts in flight are shared.
+    pub(crate) jobs: usize,
+}
+
+impl Sizing {
+    fn of(self, t: &Target) -> (usize, usize) {
+        let part = if self.store_part {
+            self.floor.max(t.part_size)
+        } else {
+            self.floor
+        };
+        let in_flight = if self.jobs > 1 {
+            (t.max_in_flight / self.jobs).max(2)
+        } else {
+            t.max_in_flight
+        };
+        (part, in_flight)
+    }
+}
+
 /// One store a backup is written to.
 pub(crate) struct Target {
     pub(crate) name: String,
     pub(crate) store: Store,
+    part_size: usize,
+    max_in_flight: usize,
     /// Why this store's copy failed (the first failure), once it did.
     failure: Mutex<Option<String>>,
     /// Seconds from the start to this copy's manifest (or its failure).
@@ -44,13 +84,15 @@ pub(crate) struct Targets {
 }
 
 impl Targets {
-    pub(crate) fn new(stores: Vec<(String, Store)>) -> Targets {
+    pub(crate) fn new(stores: Vec<TargetStore>) -> Targets {
         Targets {
             list: stores
                 .into_iter()
-                .map(|(name, store)| Target {
-                    name,
-                    store,
+                .map(|t| Target {
+                    name: t.name,
+                    store: t.store,
+                    part_size: t.part_size,
+                    max_in_flight: t.max_in_flight,
                     failure: Mutex::new(None),
                     seconds: Mutex::new(None),
                 })
@@ -190,14 +232,14 @@ impl FanUpload {
     pub(crate) async fn open(
         targets: &Arc<Targets>,
         key: &str,
-        part_size: usize,
-        max_in_flight: usize,
+        sizing: Sizing,
     ) -> Result<FanUpload> {
         let live = targets.live();
-        let opened = join_all(
-            live.iter()
-                .map(|&i| targets.list[i].store.upload(key, part_size, max_in_flight)),
-        )
+        let opened = join_all(live.iter().map(|&i| {
+            let t = &targets.list[i];
+            let (part_size, max_in_flight) = sizing.of(t);
+            t.store.upload(key, part_size, max_in_flight)
+        }))
         .await;
         let mut uploads = Vec::new();
         let mut last = None;
@@ -302,6 +344,15 @@ impl FanUpload {
 mod tests {
     use super::*;
 
+    fn target(name: &str, store: Store) -> TargetStore {
+        TargetStore {
+            name: name.into(),
+            store,
+            part_size: 5 << 20,
+            max_in_flight: 2,
+        }
+    }
+
     /// A folder store whose folder is then replaced by a file: every write fails.
     fn broken(dir: &std::path::Path) -> Store {
         let path = dir.join("broken");
@@ -316,17 +367,25 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let good = Store::open_folder(dir.path().join("good")).expect("open");
         let targets = Arc::new(Targets::new(vec![
-            ("bad".into(), broken(dir.path())),
-            ("good".into(), good.clone()),
+            target("bad", broken(dir.path())),
+            target("good", good.clone()),
         ]));
         targets
             .put("a/small", Bytes::from_static(b"x"))
             .await
             .expect("put");
         assert_eq!(targets.live(), vec![1]);
-        let mut up = FanUpload::open(&targets, "a/big", 5 << 20, 2)
-            .await
-            .expect("open");
+        let mut up = FanUpload::open(
+            &targets,
+            "a/big",
+            Sizing {
+                floor: 0,
+                store_part: true,
+                jobs: 1,
+            },
+        )
+        .await
+        .expect("open");
         for _ in 0..3 {
             up.write(Bytes::from(vec![7u8; 3 << 20]))
                 .await
@@ -344,7 +403,7 @@ mod tests {
     #[tokio::test]
     async fn with_every_store_failed_the_last_error_is_returned() {
         let dir = tempfile::tempdir().expect("tmp");
-        let targets = Targets::new(vec![("only".into(), broken(dir.path()))]);
+        let targets = Targets::new(vec![target("only", broken(dir.path()))]);
         let e = targets
             .put("a/small", Bytes::from_static(b"x"))
             .await

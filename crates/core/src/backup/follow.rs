@@ -71,8 +71,9 @@ pub(super) struct Env {
     pub(super) targets: Arc<super::fanout::Targets>,
     pub(super) keys: EncryptionKeys,
     pub(super) level: i32,
-    pub(super) part_size: usize,
-    pub(super) max_in_flight: usize,
+    /// Every follower's part size, and how many upload at once (sharing each store's parts
+    /// in flight).
+    pub(super) sizing: super::fanout::Sizing,
     pub(super) progress: Arc<Progress>,
     pub(super) shared: Arc<Shared>,
     /// `<db>/backups/<id>/`
@@ -90,8 +91,11 @@ impl Env {
             targets: targets.clone(),
             keys: job.keys.clone(),
             level: job.compression_level,
-            part_size: job.part_size,
-            max_in_flight: job.max_in_flight,
+            sizing: super::fanout::Sizing {
+                floor: job.part_size,
+                store_part: false,
+                jobs: 1,
+            },
             progress: job.progress.clone(),
             shared,
             dir_key,
@@ -113,9 +117,7 @@ pub(super) fn object_name(file: &str, encrypted: bool) -> String {
 pub(super) async fn store_file(env: Env, task: FileTask) -> Result<Followed> {
     let object = object_name(&task.file, env.keys.enabled());
     let key = format!("{}/{object}", env.dir_key);
-    let mut upload =
-        super::fanout::FanUpload::open(&env.targets, &key, env.part_size, env.max_in_flight)
-            .await?;
+    let mut upload = super::fanout::FanUpload::open(&env.targets, &key, env.sizing).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let shared = env.shared.clone();
     let (keys, level, progress) = (env.keys.clone(), env.level, env.progress.clone());

@@ -117,14 +117,13 @@ pub(super) async fn stream_child(
     job: &BackupJob<'_>,
     targets: &std::sync::Arc<super::fanout::Targets>,
     key: &str,
-    part_size: usize,
+    sizing: super::fanout::Sizing,
     install: &PgInstall,
     tool: &str,
     args: &[String],
     parse: bool,
 ) -> Result<Streamed> {
-    let mut upload =
-        super::fanout::FanUpload::open(targets, key, part_size, job.max_in_flight).await?;
+    let mut upload = super::fanout::FanUpload::open(targets, key, sizing).await?;
     let passfile = job
         .source
         .write_passfile()

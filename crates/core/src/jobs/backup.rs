@@ -3,7 +3,7 @@
 
 use super::JobEnv;
 use crate::alert::EventKind;
-use crate::backup::{self, Backup, BackupJob, StoreCopy};
+use crate::backup::{self, Backup, BackupJob, StoreCopy, TargetStore};
 use crate::cancel::Cancel;
 use crate::config::DatabaseSettings;
 use crate::crypto::EncryptionKeys;
@@ -12,7 +12,6 @@ use crate::manifest::{Manifest, StoredObject};
 use crate::progress::{Progress, StageRecord};
 use crate::{status, Error, Result};
 use pgdrill_pg::{ConnSpec, PgTools};
-use pgdrill_store::Store;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -27,9 +26,9 @@ pub struct BackupInput<'a> {
     pub configured: bool,
     /// `backup --jobs N`: overrides `[backup] jobs`.
     pub jobs: Option<u32>,
-    /// Every configured store with its name, primary (the job's store) first; empty: the
-    /// job's store alone.
-    pub stores: Vec<(String, Store)>,
+    /// Every configured store with its name and transfer settings, primary (the job's
+    /// store) first; empty: the job's store alone.
+    pub stores: Vec<TargetStore>,
 }
 
 /// Every database's outcome, in the order they ran.
@@ -110,7 +109,7 @@ async fn one(
         input
             .stores
             .iter()
-            .map(|(name, s)| format!("{name} ({})", s.display()))
+            .map(|t| format!("{} ({})", t.name, t.store.display()))
             .collect::<Vec<_>>()
             .join(", ")
     } else {
