@@ -149,7 +149,13 @@ type Result<T> = std::result::Result<T, ArchiveError>;
 /// pipe into this parser must keep its writer side working when the reader is dropped.
 /// A summary is only returned when every data block the TOC announces was read completely.
 pub fn parse_archive<R: Read>(reader: R) -> Result<ArchiveSummary> {
-    let (mut ar, header, toc) = read_front(reader, false)?;
+    parse_archive_buffered(BufReader::with_capacity(BUF_SIZE, reader))
+}
+
+/// [`parse_archive`] over a reader that buffers itself: the parser reads straight out of its
+/// buffer (a backup feeds it the blocks it already holds in memory, without another copy).
+pub fn parse_archive_buffered<R: BufRead>(reader: R) -> Result<ArchiveSummary> {
+    let (mut ar, header, toc) = read_front_buffered(reader, false)?;
     let toc_end = ar.src.pos;
     let mut data = DataPhase::new(&toc, header.compression);
     data.read_blocks(&mut ar)?;
@@ -161,7 +167,18 @@ pub fn parse_archive<R: Read>(reader: R) -> Result<ArchiveSummary> {
 }
 
 /// Reads the header and the TOC; the returned reader stands at the first data block.
-fn read_front<R: Read>(reader: R, directory_ok: bool) -> Result<(Wire<R>, Header, Vec<TocEntry>)> {
+fn read_front<R: Read>(
+    reader: R,
+    directory_ok: bool,
+) -> Result<(Wire<BufReader<R>>, Header, Vec<TocEntry>)> {
+    read_front_buffered(BufReader::with_capacity(BUF_SIZE, reader), directory_ok)
+}
+
+/// [`read_front`] over a reader that buffers itself.
+fn read_front_buffered<R: BufRead>(
+    reader: R,
+    directory_ok: bool,
+) -> Result<(Wire<R>, Header, Vec<TocEntry>)> {
     let mut src = Source::new(reader);
     let layout = read_layout(&mut src)?;
     if layout.directory && !directory_ok {
@@ -405,27 +422,28 @@ const MAX_STR: u64 = 1 << 30;
 
 /// Buffered reader that tracks its position for error messages.
 struct Source<R> {
-    inner: BufReader<R>,
+    inner: R,
     pos: u64,
 }
 
-impl<R: Read> Source<R> {
+impl<R: BufRead> Source<R> {
     fn new(reader: R) -> Self {
         Source {
-            inner: BufReader::with_capacity(BUF_SIZE, reader),
+            inner: reader,
             pos: 0,
         }
     }
 
-    /// Bytes available in the buffer after refilling it if empty; 0 means end of input.
-    fn available(&mut self) -> Result<usize> {
-        loop {
-            match self.inner.fill_buf() {
-                Ok(buf) => return Ok(buf.len()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
+    /// The buffered bytes, after refilling the buffer if it was empty; empty at end of input.
+    fn buffered(&mut self) -> Result<&[u8]> {
+        // A successful call outside the loop, for the borrow checker; the second call only
+        // returns what the first one buffered.
+        while let Err(e) = self.inner.fill_buf() {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e.into());
             }
         }
+        Ok(self.inner.fill_buf()?)
     }
 
     fn eof(&self, what: &str) -> ArchiveError {
@@ -437,10 +455,9 @@ impl<R: Read> Source<R> {
 
     /// The next byte, or `None` at a clean end of input.
     fn try_byte(&mut self) -> Result<Option<u8>> {
-        if self.available()? == 0 {
+        let Some(&byte) = self.buffered()?.first() else {
             return Ok(None);
-        }
-        let byte = self.inner.buffer()[0];
+        };
         self.advance(1);
         Ok(Some(byte))
     }
@@ -457,12 +474,12 @@ impl<R: Read> Source<R> {
     /// Hands the next `len` bytes to `sink` piecewise, straight out of the read buffer.
     fn stream(&mut self, mut len: u64, what: &str, mut sink: impl FnMut(&[u8])) -> Result<()> {
         while len > 0 {
-            let n = self.available()?;
-            if n == 0 {
+            let buf = self.buffered()?;
+            if buf.is_empty() {
                 return Err(self.eof(what));
             }
-            let take = n.min(usize::try_from(len).unwrap_or(usize::MAX));
-            sink(&self.inner.buffer()[..take]);
+            let take = buf.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+            sink(&buf[..take]);
             self.advance(take);
             len -= take as u64;
         }
@@ -471,7 +488,7 @@ impl<R: Read> Source<R> {
 
     fn exact(&mut self, out: &mut [u8], what: &str) -> Result<()> {
         // Fast path: pg_dump writes one chunk per COPY row, so this runs once per row.
-        if let Some(bytes) = self.inner.buffer().get(..out.len()) {
+        if let Some(bytes) = self.buffered()?.get(..out.len()) {
             out.copy_from_slice(bytes);
             self.advance(out.len());
             return Ok(());
@@ -494,7 +511,7 @@ struct Wire<R> {
     off_size: usize,
 }
 
-impl<R: Read> Wire<R> {
+impl<R: BufRead> Wire<R> {
     /// `ReadInt`: sign byte, then `int_size` little-endian magnitude bytes.
     fn int(&mut self, what: &str) -> Result<i64> {
         let sign = self.src.byte(what)?;
@@ -650,7 +667,7 @@ struct Header {
 }
 
 /// Reads magic, version, int/offset sizes and format byte.
-fn read_layout<R: Read>(src: &mut Source<R>) -> Result<Layout> {
+fn read_layout<R: BufRead>(src: &mut Source<R>) -> Result<Layout> {
     let mut magic = [0u8; 5];
     for slot in &mut magic {
         *slot = src.try_byte()?.ok_or(ArchiveError::NotCustomFormat)?;
@@ -694,7 +711,7 @@ fn check_version(major: u8, minor: u8) -> Result<()> {
 }
 
 /// Reads the rest of the header: compression, creation time and three strings.
-fn read_header<R: Read>(ar: &mut Wire<R>, layout: Layout) -> Result<Header> {
+fn read_header<R: BufRead>(ar: &mut Wire<R>, layout: Layout) -> Result<Header> {
     let compression = if layout.minor >= V_COMPRESSION_ALGORITHM {
         Compression::from_algorithm(ar.src.byte("compression algorithm")?)?
     } else if ar.int("compression level")? == 0 {
@@ -755,7 +772,7 @@ struct TocEntry {
     oid: String,
 }
 
-fn read_toc<R: Read>(ar: &mut Wire<R>, minor: u8, directory: bool) -> Result<Vec<TocEntry>> {
+fn read_toc<R: BufRead>(ar: &mut Wire<R>, minor: u8, directory: bool) -> Result<Vec<TocEntry>> {
     let count = ar.count("TOC entry count")?;
     let mut entries = Vec::new();
     for _ in 0..count {
@@ -765,7 +782,7 @@ fn read_toc<R: Read>(ar: &mut Wire<R>, minor: u8, directory: bool) -> Result<Vec
 }
 
 /// One entry, field by field as `ReadToc` and `_ReadExtraToc` read it.
-fn read_toc_entry<R: Read>(ar: &mut Wire<R>, minor: u8, directory: bool) -> Result<TocEntry> {
+fn read_toc_entry<R: BufRead>(ar: &mut Wire<R>, minor: u8, directory: bool) -> Result<TocEntry> {
     let dump_id = ar.int("TOC entry id")?;
     if dump_id <= 0 {
         return Err(ar.corrupt(format!("TOC entry id {dump_id} out of range")));
@@ -965,7 +982,7 @@ impl DataPhase {
     }
 
     /// Reads blocks until the input ends cleanly between two blocks.
-    fn read_blocks<R: Read>(&mut self, ar: &mut Wire<R>) -> Result<()> {
+    fn read_blocks<R: BufRead>(&mut self, ar: &mut Wire<R>) -> Result<()> {
         loop {
             let start = ar.src.pos;
             let Some(kind) = ar.src.try_byte()? else {
@@ -983,7 +1000,7 @@ impl DataPhase {
     }
 
     /// Reads the body of the block of type `kind` for TOC entry `id`; returns its split points.
-    fn read_block<R: Read>(&mut self, ar: &mut Wire<R>, kind: u8, id: i64) -> Result<Vec<u64>> {
+    fn read_block<R: BufRead>(&mut self, ar: &mut Wire<R>, kind: u8, id: i64) -> Result<Vec<u64>> {
         let pending = self
             .by_id
             .get_mut(&id)
@@ -1068,7 +1085,7 @@ impl CopyCounter {
 
 /// Counts the rows of one COPY block; returns the offsets of chunk headers where a row
 /// starts, about every [`SPLIT_EVERY`] bytes (at most [`MAX_SPLITS`], spaced wider as needed).
-fn count_copy_rows<R: Read>(ar: &mut Wire<R>, table: &mut TableCount) -> Result<Vec<u64>> {
+fn count_copy_rows<R: BufRead>(ar: &mut Wire<R>, table: &mut TableCount) -> Result<Vec<u64>> {
     let mut counter = CopyCounter::default();
     let mut splits = Vec::new();
     let mut every = SPLIT_EVERY;
@@ -1114,7 +1131,7 @@ fn count_copy_rows<R: Read>(ar: &mut Wire<R>, table: &mut TableCount) -> Result<
 }
 
 /// Reads past `Int length, bytes` chunks up to the zero length.
-fn skip_chunks<R: Read>(ar: &mut Wire<R>) -> Result<()> {
+fn skip_chunks<R: BufRead>(ar: &mut Wire<R>) -> Result<()> {
     loop {
         let len = ar.count("data chunk length")?;
         if len == 0 {
@@ -1125,7 +1142,7 @@ fn skip_chunks<R: Read>(ar: &mut Wire<R>) -> Result<()> {
 }
 
 /// Reads past a large-object block (`Int oid`, chunks; ... oid 0) and counts the objects.
-fn skip_large_objects<R: Read>(ar: &mut Wire<R>) -> Result<u64> {
+fn skip_large_objects<R: BufRead>(ar: &mut Wire<R>) -> Result<u64> {
     let mut count = 0;
     // Oids above 2^31 are written as negative Ints, so only zero ends the block.
     while ar.int("large object oid")? != 0 {
