@@ -66,15 +66,28 @@ RECIPIENT=$(grep -o 'age1[0-9a-z]*' "$WORK/pgdrill-age.key" | head -1)
 export AWS_ENDPOINT_URL=http://127.0.0.1:$S3PORT AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
 SRC="postgresql://postgres@127.0.0.1:$PORT/bench"
 
-# time_cmd NAME CMD...: wall seconds and peak RSS (KiB) of one run, appended to $WORK/NAME
+# cpu_of PID [WITH_CHILDREN]: CPU seconds a process used so far (utime + stime, plus its
+# reaped children's: the PostgreSQL postmaster collects its backends' time when they exit).
+cpu_of() {
+  awk -v kids="${2:-0}" -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); t = $12 + $13; if (kids) t += $14 + $15; printf "%.2f", t / hz}' "/proc/$1/stat"
+}
+PGPID=$(head -1 "$WORK/data/postmaster.pid")
+# time_cmd NAME CMD...: one run's wall seconds, peak RSS (KiB), CPU seconds of the command
+# with its children (pg_dump under pgdrill), of the PostgreSQL server and of the S3 server,
+# appended to $WORK/NAME. CPU time is what a loaded machine distorts least.
 time_cmd() {
   local name=$1; shift
-  /usr/bin/time -f "%e %M" -o "$WORK/t" "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; return 1; }
-  cat "$WORK/t" >> "$WORK/$name"
+  local pg0 s30
+  pg0=$(cpu_of "$PGPID" 1); s30=$(cpu_of "$S3PID")
+  /usr/bin/time -f "%e %M %U %S" -o "$WORK/t" "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; return 1; }
+  read -r w m u s < "$WORK/t"
+  echo "$w $m $(awk -v u="$u" -v s="$s" 'BEGIN {printf "%.2f", u + s}') $(awk -v a="$pg0" -v b="$(cpu_of "$PGPID" 1)" 'BEGIN {printf "%.2f", b - a}') $(awk -v a="$s30" -v b="$(cpu_of "$S3PID")" 'BEGIN {printf "%.2f", b - a}')" >> "$WORK/$name"
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 wall() { awk '{print $1}' "$WORK/$1" | median; }
 rss() { awk '{print $2}' "$WORK/$1" | sort -n | tail -1; }
+# col NAME N: the median of column N of NAME's runs
+col() { awk -v n="$2" '{print $n}' "$WORK/$1" | median; }
 
 ONLY=${ONLY:-all}
 BACKUP_RUNS=$RUNS
@@ -130,6 +143,15 @@ cat <<REPORT
 | createdb + pg_restore -j 2 from a local file | $RM | $(ratio "$RM" "$RF") | $(( $(rss restore_floor_db) / 1024 )) | |
 | pgdrill restore --jobs 2 from S3, encrypted | $RS | $(ratio "$RS" "$RF") ($(ratio "$RS" "$RM") of createdb + pg_restore) | $(( $(rss restore_s3) / 1024 )) | |
 REPORT
+# CPU per stage (medians): the command itself (with pg_dump under pgdrill), the PostgreSQL
+# server, the S3 server; per MiB of raw dump, comparable across scales.
+echo
+echo "CPU seconds per backup (median of $BACKUP_RUNS; command incl. pg_dump | PostgreSQL server | S3 server | total | total ms per MiB of raw dump):"
+for n in floor local s3 s3_old; do
+  [ -s "$WORK/$n" ] || continue
+  awk -v n="$n" -v c="$(col "$n" 3)" -v p="$(col "$n" 4)" -v s="$(col "$n" 5)" -v raw="$RAW" \
+    'BEGIN {t = c + p + s; printf "  %-6s %6.2f | %6.2f | %6.2f | %6.2f | %5.2f\n", n, c, p, s, t, t * 1000 / (raw / 1048576)}'
+done
 # Paired ratios: each pgdrill restore against the floor run just before it (the VM's speed
 # drifts over minutes; a pair shares the same phase).
 paired() { paste -d' ' <(awk '{print $1}' "$WORK/$1") <(awk '{print $1}' "$WORK/$2") | awk '{printf "%.3f\n", $1 / $2}'; }

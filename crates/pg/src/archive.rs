@@ -436,13 +436,18 @@ impl<R: BufRead> Source<R> {
 
     /// The buffered bytes, after refilling the buffer if it was empty; empty at end of input.
     fn buffered(&mut self) -> Result<&[u8]> {
-        // A successful call outside the loop, for the borrow checker; the second call only
-        // returns what the first one buffered.
-        while let Err(e) = self.inner.fill_buf() {
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e.into());
+        let n = loop {
+            match self.inner.fill_buf() {
+                Ok(buf) => break buf.len(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
             }
+        };
+        if n == 0 {
+            return Ok(&[]);
         }
+        // Returns what the call above buffered, without reading (the borrow checker does
+        // not let the loop return it).
         Ok(self.inner.fill_buf()?)
     }
 
@@ -1055,31 +1060,73 @@ impl DataPhase {
 struct CopyCounter {
     newlines: u64,
     bytes: u64,
-    /// The last (up to) `COPY_TRAILER.len() + 1` bytes seen.
-    tail: Vec<u8>,
+    /// The last (up to) `TAIL` bytes seen, at the end of the array.
+    tail: [u8; TAIL],
+    tail_len: usize,
 }
+
+/// Bytes of the data's end kept to check the trailer and what precedes it.
+const TAIL: usize = COPY_TRAILER.len() + 1;
 
 impl CopyCounter {
     fn feed(&mut self, piece: &[u8]) {
         self.newlines += memchr::memchr_iter(b'\n', piece).count() as u64;
         self.bytes += piece.len() as u64;
-        let keep = COPY_TRAILER.len() + 1;
-        let from = piece.len().saturating_sub(keep);
-        self.tail.extend_from_slice(&piece[from..]);
-        let excess = self.tail.len().saturating_sub(keep);
-        self.tail.drain(..excess);
+        if piece.len() >= TAIL {
+            self.tail.copy_from_slice(&piece[piece.len() - TAIL..]);
+            self.tail_len = TAIL;
+        } else {
+            self.tail.copy_within(piece.len().., 0);
+            self.tail[TAIL - piece.len()..].copy_from_slice(piece);
+            self.tail_len = (self.tail_len + piece.len()).min(TAIL);
+        }
     }
 
     /// (rows, data bytes) once the trailer is checked and taken off.
     fn finish(&self) -> Option<(u64, u64)> {
         let trailer_len = COPY_TRAILER.len() as u64;
-        if !self.tail.ends_with(COPY_TRAILER) {
+        let tail = &self.tail[TAIL - self.tail_len..];
+        if !tail.ends_with(COPY_TRAILER) {
             return None;
         }
         // The trailer starts the data or follows a row's newline.
-        let starts_line = self.bytes == trailer_len || self.tail.first() == Some(&b'\n');
+        let starts_line = self.bytes == trailer_len || tail.first() == Some(&b'\n');
         let trailer_newlines = 3;
         starts_line.then(|| (self.newlines - trailer_newlines, self.bytes - trailer_len))
+    }
+}
+
+/// Split points of one table's data: chunk offsets where a row starts, about every `every`
+/// bytes, thinned out (every other one dropped, spacing doubled) past [`MAX_SPLITS`].
+struct Splits {
+    points: Vec<u64>,
+    every: u64,
+    next: u64,
+}
+
+impl Splits {
+    fn new(start: u64) -> Self {
+        Splits {
+            points: Vec::new(),
+            every: SPLIT_EVERY,
+            next: start + SPLIT_EVERY,
+        }
+    }
+
+    /// A chunk header at `pos`; `at_row_start` when the data before it ends a row.
+    fn chunk(&mut self, pos: u64, at_row_start: bool) {
+        if at_row_start && pos >= self.next {
+            self.points.push(pos);
+            if self.points.len() > MAX_SPLITS {
+                let mut i = 0;
+                self.points.retain(|_| {
+                    i += 1;
+                    i % 2 == 0
+                });
+                self.every *= 2;
+            }
+            self.next = pos + self.every;
+        }
     }
 }
 
@@ -1087,25 +1134,15 @@ impl CopyCounter {
 /// starts, about every [`SPLIT_EVERY`] bytes (at most [`MAX_SPLITS`], spaced wider as needed).
 fn count_copy_rows<R: BufRead>(ar: &mut Wire<R>, table: &mut TableCount) -> Result<Vec<u64>> {
     let mut counter = CopyCounter::default();
-    let mut splits = Vec::new();
-    let mut every = SPLIT_EVERY;
-    let mut next = ar.src.pos + every;
+    let mut splits = Splits::new(ar.src.pos);
     // The data so far ends a row: the next chunk starts one.
     let mut at_row_start = true;
     loop {
-        let chunk = ar.src.pos;
-        if at_row_start && chunk >= next {
-            splits.push(chunk);
-            if splits.len() > MAX_SPLITS {
-                let mut i = 0;
-                splits.retain(|_| {
-                    i += 1;
-                    i % 2 == 0
-                });
-                every *= 2;
-            }
-            next = chunk + every;
+        if buffered_chunks(ar, &mut counter, &mut splits, &mut at_row_start)? {
+            break;
         }
+        // One chunk the careful way: it crosses the end of the buffer (or is malformed).
+        splits.chunk(ar.src.pos, at_row_start);
         let len = ar.count("data chunk length")?;
         if len == 0 {
             break;
@@ -1115,6 +1152,7 @@ fn count_copy_rows<R: BufRead>(ar: &mut Wire<R>, table: &mut TableCount) -> Resu
             at_row_start = piece.last() == Some(&b'\n');
         })?;
     }
+    let mut splits = splits.points;
     // A split right before the trailer chunk would cut off no rows.
     let trailer_chunk = COPY_TRAILER.len() as u64 + 1 + ar.int_size as u64;
     let end = ar.src.pos;
@@ -1128,6 +1166,51 @@ fn count_copy_rows<R: BufRead>(ar: &mut Wire<R>, table: &mut TableCount) -> Resu
     table.rows = rows;
     table.data_bytes = bytes;
     Ok(splits)
+}
+
+/// The fast path of [`count_copy_rows`]: the chunks that lie whole in the read buffer, read
+/// straight from it (pg_dump writes one chunk per row). Stops at the first chunk that does
+/// not, leaving it to the byte-by-byte readers; true at the block's end (length 0).
+fn buffered_chunks<R: BufRead>(
+    ar: &mut Wire<R>,
+    counter: &mut CopyCounter,
+    splits: &mut Splits,
+    at_row_start: &mut bool,
+) -> Result<bool> {
+    let int_size = ar.int_size;
+    let header = 1 + int_size;
+    let start = ar.src.pos;
+    let buf = ar.src.buffered()?;
+    let mut at = 0;
+    let mut ended = false;
+    while let Some(head) = buf.get(at..at + header) {
+        // A sign byte other than 0 (positive) is left to `Wire::count` to report.
+        if head[0] != 0 {
+            break;
+        }
+        let mut magnitude = [0u8; 8];
+        magnitude[..int_size].copy_from_slice(&head[1..]);
+        let len = u64::from_le_bytes(magnitude);
+        let Some(piece) = usize::try_from(len)
+            .ok()
+            .and_then(|len| buf.get(at + header..(at + header).checked_add(len)?))
+        else {
+            break;
+        };
+        if i64::try_from(len).is_err() {
+            break;
+        }
+        splits.chunk(start + at as u64, *at_row_start);
+        at += header + piece.len();
+        if piece.is_empty() {
+            ended = true;
+            break;
+        }
+        counter.feed(piece);
+        *at_row_start = piece.last() == Some(&b'\n');
+    }
+    ar.src.advance(at);
+    Ok(ended)
 }
 
 /// Reads past `Int length, bytes` chunks up to the zero length.
