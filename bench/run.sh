@@ -71,15 +71,18 @@ SRC="postgresql://postgres@127.0.0.1:$PORT/bench"
 cpu_of() {
   awk -v kids="${2:-0}" -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); t = $12 + $13; if (kids) t += $14 + $15; printf "%.2f", t / hz}' "/proc/$1/stat"
 }
+children() { wc -w < "/proc/$1/task/$1/children"; }
 PGPID=$(head -1 "$WORK/data/postmaster.pid")
 # time_cmd NAME CMD...: one run's wall seconds, peak RSS (KiB), CPU seconds of the command
 # with its children (pg_dump under pgdrill), of the PostgreSQL server and of the S3 server,
 # appended to $WORK/NAME. CPU time is what a loaded machine distorts least.
 time_cmd() {
   local name=$1; shift
-  local pg0 s30
-  pg0=$(cpu_of "$PGPID" 1); s30=$(cpu_of "$S3PID")
+  local pg0 s30 kids0
+  kids0=$(children "$PGPID"); pg0=$(cpu_of "$PGPID" 1); s30=$(cpu_of "$S3PID")
   /usr/bin/time -f "%e %M %U %S" -o "$WORK/t" "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; return 1; }
+  # The server adds a backend's CPU time to its own when it reaps it: wait for that.
+  for _ in $(seq 100); do [ "$(children "$PGPID")" -le "$kids0" ] && break; sleep 0.02; done
   read -r w m u s < "$WORK/t"
   echo "$w $m $(awk -v u="$u" -v s="$s" 'BEGIN {printf "%.2f", u + s}') $(awk -v a="$pg0" -v b="$(cpu_of "$PGPID" 1)" 'BEGIN {printf "%.2f", b - a}') $(awk -v a="$s30" -v b="$(cpu_of "$S3PID")" 'BEGIN {printf "%.2f", b - a}')" >> "$WORK/$name"
 }
