@@ -148,6 +148,7 @@ async fn one(
     };
     match result {
         Ok(m) => {
+            crate::catalog::cache::update(jx.store, &db.name).await;
             succeeded(jx, db, &m, notifier).await;
             Ok((m, progress.stages()))
         }

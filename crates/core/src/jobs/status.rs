@@ -7,7 +7,7 @@ use crate::fleet::coverage::{self, CoverageReport};
 use crate::fleet::{Fleet, Membership};
 use crate::ids::DbName;
 use crate::status::{self, DbStatus, DrillWindow, Slo};
-use crate::{catalog, drill, Error, Result};
+use crate::{catalog, Error, Result};
 use serde_json::json;
 
 /// Evaluates `databases`; `Err` when there are none.
@@ -44,8 +44,8 @@ pub async fn run_fleet(
     let mut statuses = Vec::new();
     let mut proven = Vec::new();
     for db in databases {
-        let listing = catalog::list(jx.store, &db).await?;
-        let drills = drill::list(jx.store, &db).await?;
+        let catalog::cache::Cached { listing, drills } =
+            catalog::cache::load(jx.store, &db).await?;
         let failure = status::read_failure(jx.store, &db).await;
         let mut s = status::evaluate(
             db.as_str(),
