@@ -5,12 +5,12 @@
 use crate::jobs::JobKey;
 use crate::timetable::LastRun;
 use jiff::Timestamp;
+use pgdrill_core::catalog;
 use pgdrill_core::config::Policy;
 use pgdrill_core::drill::evidence::DrillResult;
 use pgdrill_core::ids::DbName;
 use pgdrill_core::manifest::Manifest;
 use pgdrill_core::status::{self, DbStatus, DrillWindow, FailureRecord};
-use pgdrill_core::catalog;
 use pgdrill_store::Store;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};

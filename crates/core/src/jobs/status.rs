@@ -209,6 +209,7 @@ mod tests {
             env: &env,
             cancel,
             events: &Silent,
+            slot: None,
         };
         let e = run(&jx, Vec::new()).await.expect_err("no database");
         assert_eq!(e.exit_code(), 2);
