@@ -26,6 +26,8 @@ pub use crate::app::{Clock, SystemClock};
 const MAX_SLEEP: Duration = Duration::from_secs(5);
 /// How often the store view is re-read without a job having ended (other hosts' runs).
 const REFRESH_EVERY: Duration = Duration::from_secs(300);
+/// Databases whose store view is read at once.
+const LOAD_AHEAD: usize = 8;
 /// After the grace is over and jobs were told to abort, how long they get to clean up.
 const ABORT_BOUND: Duration = Duration::from_secs(30);
 
@@ -66,10 +68,12 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
             ))
         })?;
     let now = d.clock.now();
-    let mut dbs = Vec::new();
-    for name in &d.databases {
-        dbs.push(state::load(&d.store, name, None).await);
-    }
+    // A fleet's databases, a few at once (the store's round trips overlap).
+    let dbs: Vec<DbData> = futures::stream::iter(&d.databases)
+        .map(|name| state::load(&d.store, name, None))
+        .buffered(LOAD_AHEAD)
+        .collect()
+        .await;
     for db in dbs.iter().filter(|x| x.error.is_some()) {
         (d.log)(&LogRecord {
             database: Some(db.name.to_string()),
@@ -471,10 +475,14 @@ async fn refresh_loop(store: Store, state: Arc<State>) {
             _ = tokio::time::sleep(REFRESH_EVERY) => {}
         }
         let previous = state.dbs();
-        let mut fresh: Vec<DbData> = Vec::new();
-        for prev in &previous {
-            fresh.push(state::load(&store, &prev.name, Some(prev)).await);
-        }
+        let fresh: Vec<DbData> = futures::stream::iter(previous)
+            .map(|prev| {
+                let store = store.clone();
+                async move { state::load(&store, &prev.name, Some(&prev)).await }
+            })
+            .buffered(LOAD_AHEAD)
+            .collect()
+            .await;
         state.set_dbs(fresh);
     }
 }

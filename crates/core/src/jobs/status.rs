@@ -43,9 +43,17 @@ pub async fn run_fleet(
     let now = crate::clock::Clock::process().now();
     let mut statuses = Vec::new();
     let mut proven = Vec::new();
-    for db in databases {
-        let catalog::cache::Cached { listing, drills } =
-            catalog::cache::load(jx.store, &db).await?;
+    // The catalogs of a fleet, a few at once (the store's round trips overlap).
+    let loaded: Vec<Result<catalog::cache::Cached>> = {
+        use futures::StreamExt;
+        futures::stream::iter(&databases)
+            .map(|db| catalog::cache::load(jx.store, db))
+            .buffered(8)
+            .collect()
+            .await
+    };
+    for (db, loaded) in databases.into_iter().zip(loaded) {
+        let catalog::cache::Cached { listing, drills } = loaded?;
         let failure = status::read_failure(jx.store, &db).await;
         let mut s = status::evaluate(
             db.as_str(),
