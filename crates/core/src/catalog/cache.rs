@@ -29,6 +29,10 @@ use std::collections::{BTreeMap, HashMap};
 /// never overwritten (a newer pgdrill sharing the store keeps its own).
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The largest catalog read (200 backups of a database with a few hundred tables fit many
+/// times over); a larger object reads as unreadable and is rebuilt.
+const MAX_BYTES: u64 = 256 << 20;
+
 /// Compare-and-swap attempts before giving up on storing the catalog (the listing returned
 /// is right either way).
 const ATTEMPTS: usize = 4;
@@ -106,7 +110,7 @@ struct Stored {
 
 async fn read(store: &Store, db: &DbName) -> Result<Stored> {
     let key = layout::catalog_key(db);
-    let (body, info) = match store.get_prefix(&key, u64::MAX).await {
+    let (body, info) = match store.get_prefix(&key, MAX_BYTES).await {
         Ok(got) => got,
         Err(StoreError::NotFound { .. }) => {
             return Ok(Stored {
@@ -208,7 +212,7 @@ async fn refresh(store: &Store, db: &DbName) -> Result<Cached> {
             backups,
             drills,
         };
-        let current = stored.exists && stored.file == file;
+        let current = stored.exists && same_stamps(&stored.file, &file);
         if current || !stored.writable || attempt > ATTEMPTS {
             return Ok(cached(file, folders.incomplete));
         }
@@ -337,6 +341,22 @@ async fn drill_entries(
         }
     }
     Ok(out.into_iter().flatten().collect())
+}
+
+/// Whether two catalogs hold the same objects at the same stamps (then their entries are the
+/// same: an entry is only ever reused at its stamp).
+fn same_stamps(a: &CatalogFile, b: &CatalogFile) -> bool {
+    a.format_version == b.format_version
+        && a.backups.len() == b.backups.len()
+        && a.drills.len() == b.drills.len()
+        && a.backups
+            .iter()
+            .zip(&b.backups)
+            .all(|(x, y)| x.id == y.id && x.stamp == y.stamp)
+        && a.drills
+            .iter()
+            .zip(&b.drills)
+            .all(|(x, y)| x.id == y.id && x.stamp == y.stamp)
 }
 
 fn cached(file: CatalogFile, incomplete: Vec<(BackupId, i64)>) -> Cached {

@@ -75,8 +75,14 @@ async fn a_current_catalog_is_served_without_reading_the_manifests() {
         .put(&key, serde_json::to_vec(&file).expect("json").into())
         .await
         .expect("put");
+    let etag = store.head(&key).await.expect("head").etag;
     let l = list(&store, &db).await.expect("cached");
     assert_eq!(l.complete[0].raw_bytes, 4242);
+    assert_eq!(
+        store.head(&key).await.expect("head").etag,
+        etag,
+        "a current catalog is not written again"
+    );
     // The manifest rewritten (a new stamp): read again.
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     put_backup(&store, &db, "20261101T020000Z-aaaa", "2026-11-01T02:00:01Z").await;
@@ -232,4 +238,48 @@ async fn drill_results_are_cached_like_manifests() {
     assert_eq!(cached.drills, truth);
     assert_eq!(cached.drills.len(), 2);
     assert_eq!(stored(&store, &db).await.drills.len(), 2);
+}
+
+/// The same on an S3-protocol server, where the swap is `If-Match`: a missing catalog is
+/// built, one stale after a hand-deleted manifest and a backup without an update is rebuilt,
+/// and eight jobs updating at once keep every entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_s3_the_catalog_is_rebuilt_and_concurrent_updates_keep_every_entry() {
+    let s3 = pgdrill_testkit::S3Server::start();
+    s3.create_bucket("catalog");
+    let opts = pgdrill_store::StoreOptions {
+        env: s3.env(),
+        ..Default::default()
+    };
+    let store = pgdrill_store::StoreLocation::parse("s3://catalog/fleet")
+        .expect("url")
+        .open(&opts)
+        .expect("open");
+    let db = DbName::parse("app").expect("db");
+    put_backup(&store, &db, "20261101T020000Z-0000", "2026-11-01T02:00:01Z").await;
+    put_backup(&store, &db, "20261101T030000Z-0000", "2026-11-01T03:00:01Z").await;
+    assert_eq!(list(&store, &db).await.expect("cached").complete.len(), 2);
+    assert_eq!(stored(&store, &db).await.backups.len(), 2);
+    let gone = BackupId::parse("20261101T030000Z-0000").expect("id");
+    store
+        .delete(&layout::backup_object(&db, &gone, layout::MANIFEST))
+        .await
+        .expect("delete");
+    let mut tasks = Vec::new();
+    for i in 1..=8 {
+        let (store, db) = (store.clone(), db.clone());
+        tasks.push(tokio::spawn(async move {
+            let id = format!("2026110{i}T040000Z-000{i}");
+            put_backup(&store, &db, &id, &format!("2026-11-0{i}T04:00:01Z")).await;
+            update(&store, &db).await;
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let file = stored(&store, &db).await;
+    assert_eq!(file.backups.len(), 9, "{:?}", stored_ids(&file));
+    assert!(!stored_ids(&file).contains(&gone.to_string()));
+    let truth = crate::catalog::list(&store, &db).await.expect("list");
+    assert_eq!(stored_ids(&file), ids(&truth));
 }
