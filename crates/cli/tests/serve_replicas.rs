@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 /// The job lease's ttl in these tests (the replicas retry a locked run every quarter of it).
 const TTL_SECS: u64 = 6;
 
-fn config(dir: &Path, store: &Path, backup: &str) {
+fn config(dir: &Path, store: &Path, backup: &str, jitter: u64) {
     std::fs::write(
         dir.join("pgdrill.toml"),
         format!(
             "[store]\nurl = \"{}\"\n\
              [schedule]\nbackup = \"{backup}\"\nstatus = \"off\"\ndrill = \"off\"\nprune = \"off\"\n\
+             jitter_seconds = {jitter}\n\
              [[database]]\nname = \"app\"\nurl_env = \"SRC\"\n",
             store.display()
         ),
@@ -116,11 +117,13 @@ fn wait_for(secs: u64, what: &str, logs: &dyn Fn() -> String, mut ok: impl FnMut
 async fn two_replicas_run_each_backup_once_and_take_over_a_dead_ones_job() {
     let src = source(None).await;
 
-    // 1. Same schedule (every 4 s, epoch-aligned, so both fire at the same instants; and
-    //    the run missed at start, which both catch up at once).
+    // 1. Same schedule (every 4 s, epoch-aligned; and the run missed at start, which both
+    //    catch up at once), each replica starting up to 3 s late at random: the later one
+    //    often starts after the earlier one finished and released the lease, and must see
+    //    that slot's backup in the store.
     let dir = tempfile::tempdir().expect("tmp");
     let store = dir.path().join("store");
-    config(dir.path(), &store, "every 4s");
+    config(dir.path(), &store, "every 4s", 3);
     let a = Replica::start(dir.path(), "a", &src.url, None);
     let b = Replica::start(dir.path(), "b", &src.url, None);
     let logs = || format!("a:\n{}\nb:\n{}", a.log(), b.log());
@@ -153,7 +156,7 @@ async fn two_replicas_run_each_backup_once_and_take_over_a_dead_ones_job() {
     //    it locked. A is killed; B takes the job over once A's lease lapsed.
     let dir = tempfile::tempdir().expect("tmp");
     let store = dir.path().join("store");
-    config(dir.path(), &store, "every 1h");
+    config(dir.path(), &store, "every 1h", 0);
     let shim = dir.path().join("shim");
     std::fs::create_dir_all(&shim).expect("shim");
     let major = src.cluster.version().major;
