@@ -160,15 +160,78 @@ async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
     run(dir.path(), &["verify", "latest"], &[]).ok();
 
     let want = tk::fingerprint(&src.url, &pg_dump()).await;
-    // pgdrill's restore, parallel.
+    // pgdrill's restore, parallel: streamed (each table's object read straight from the
+    // store into its lane), nothing spooled on local disk.
     let target = src.cluster.url("restored");
-    run(
-        dir.path(),
-        &["restore", "latest", "--target", &target, "--jobs", "2"],
-        &[],
-    )
-    .ok();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).expect("tmp dir");
+    let tmp_s = tmp.display().to_string();
+    let (restored, tmp_peak) = peak_allocated_while(&tmp, || {
+        run(
+            dir.path(),
+            &[
+                "--json", "restore", "latest", "--target", &target, "--jobs", "2",
+            ],
+            &[("TMPDIR", tmp_s.as_str())],
+        )
+    });
+    restored.ok();
+    let r = restored.json();
+    assert_eq!(r["mode"], "stream", "{}", restored.stdout);
+    assert_eq!(r["lanes"].as_u64().or(r["jobs"].as_u64()), Some(2));
+    assert!(
+        tmp_peak < (1 << 20),
+        "the streamed restore took {tmp_peak} bytes of local disk"
+    );
+    assert!(
+        std::fs::read_dir(&tmp).expect("tmp").next().is_none(),
+        "the restore left files in TMPDIR"
+    );
+    // The data stage counted every table, its rows and the tables' bytes.
+    let data = r["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .find(|s| {
+            s["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("restore: data"))
+        })
+        .unwrap_or_else(|| panic!("no data stage: {}", restored.stdout))
+        .clone();
+    let tables = m["content"]["tables"].as_array().expect("tables");
+    let rows: u64 = tables.iter().filter_map(|t| t["rows"].as_u64()).sum();
+    assert_eq!(data["items"].as_u64(), Some(tables.len() as u64), "{data}");
+    assert_eq!(data["rows"].as_u64(), Some(rows), "{data}");
+    assert!(data["bytes"].as_u64().unwrap_or(0) > 40 << 20, "{data}");
+    assert!(r["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .any(|s| s["name"] == "restore: indexes and constraints"));
     tk::fingerprint(&target, &pg_dump())
+        .await
+        .assert_same(&want);
+
+    // --spool keeps the spool-directory restore.
+    let spooled_target = src.cluster.url("spooled");
+    let spooled = run(
+        dir.path(),
+        &[
+            "--json",
+            "restore",
+            "latest",
+            "--target",
+            &spooled_target,
+            "--jobs",
+            "2",
+            "--spool",
+        ],
+        &[],
+    );
+    spooled.ok();
+    assert_eq!(spooled.json()["mode"], "spool", "{}", spooled.stdout);
+    tk::fingerprint(&spooled_target, &pg_dump())
         .await
         .assert_same(&want);
 
@@ -260,6 +323,79 @@ async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
     tk::fingerprint(&target3, &pg_dump())
         .await
         .assert_same(&want);
+
+    // One byte flipped in the large table's stored object: the streamed restore fails with
+    // exit 3 (integrity), says nothing was restored, and drops the database it created.
+    let big = objects
+        .iter()
+        .filter(|o| o["kind"] == "data")
+        .max_by_key(|o| o["size"].as_u64().unwrap_or(0))
+        .expect("a data object");
+    let path = store.join(format!(
+        "app/backups/{id}/{}",
+        big["name"].as_str().expect("name")
+    ));
+    let mut bytes = std::fs::read(&path).expect("object");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&path, &bytes).expect("flip a byte");
+    let bad_target = src.cluster.url("corrupt");
+    let bad = run(
+        dir.path(),
+        &[
+            "--json",
+            "restore",
+            "latest",
+            "--target",
+            &bad_target,
+            "--jobs",
+            "2",
+        ],
+        &[],
+    );
+    bad.code(3);
+    assert!(
+        !bad.stdout.contains("\"mode\""),
+        "a report of success: {}",
+        bad.stdout
+    );
+    assert!(
+        bad.stderr.contains(big["name"].as_str().expect("name")),
+        "the error names the damaged object: {}",
+        bad.stderr
+    );
+    let exists: i64 = tk::connect(&src.url)
+        .await
+        .query_one(
+            "select count(*) from pg_database where datname = 'corrupt'",
+            &[],
+        )
+        .await
+        .expect("pg_database")
+        .get(0);
+    assert_eq!(
+        exists, 0,
+        "the database the failed restore created is dropped"
+    );
+}
+
+/// Runs `f` while sampling the allocated bytes below `dir`; returns its result and the peak.
+fn peak_allocated_while<T>(dir: &Path, f: impl FnOnce() -> T) -> (T, u64) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (stop, dir) = (stop.clone(), dir.to_path_buf());
+        std::thread::spawn(move || {
+            let mut peak = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                peak = peak.max(allocated_below(&dir));
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            peak
+        })
+    };
+    let out = f();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    (out, sampler.join().expect("sampler"))
 }
 
 fn generate_key(dir: &Path) -> String {
