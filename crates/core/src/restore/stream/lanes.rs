@@ -41,6 +41,8 @@ pub(super) struct Lanes {
     /// Rows of each table (TABLE DATA id), as the backup counted them: the progress's
     /// rows done grow by a table's rows when it is all in.
     pub(super) rows: HashMap<i64, u64>,
+    /// Rows each completed COPY of pgdrill's own loaded (summed over a table's parts).
+    pub(super) copied: Mutex<HashMap<i64, u64>>,
 }
 
 impl Lanes {

@@ -239,6 +239,7 @@ impl Phase<'_, '_, '_> {
             finished: Mutex::new(Some(done_tx)),
             schema: schema_rx,
             rows,
+            copied: Mutex::default(),
         });
         let lanes = (0..jobs.max(1) as usize).map(|n| match input {
             Input::Ranges(src) => Either::Left(lane(
