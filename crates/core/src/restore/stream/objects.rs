@@ -564,7 +564,7 @@ impl Pipe {
 
 /// Opens the named pipe at `path` for writing once a reader has it open, polling (a
 /// non-blocking open fails with ENXIO until then); gives up when `exited` is set.
-fn open_pipe(path: &Path, exited: &AtomicBool) -> io::Result<std::fs::File> {
+pub(super) fn open_pipe(path: &Path, exited: &AtomicBool) -> io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     loop {
         let opened = std::fs::OpenOptions::new()

@@ -430,7 +430,7 @@ impl Phase<'_, '_, '_> {
 
 /// The first real failure, not the interruptions it caused elsewhere; a damaged object (or
 /// a wrong key) before what it may have caused.
-fn first_cause(mut failures: Vec<Error>) -> Error {
+pub(super) fn first_cause(mut failures: Vec<Error>) -> Error {
     let cause = failures
         .iter()
         .position(|e| matches!(e, Error::Integrity(_) | Error::Key(_)))
