@@ -580,7 +580,7 @@ async fn streamed_restore_of_a_latin1_parallel_backup_pipes_objects_into_pg_rest
         .await
         .batch_execute(
             "create table words (id int primary key, w text);
-             insert into words select g, 'caf\u{e9} ' || g from generate_series(1, 20000) g;
+             insert into words select g, 'caf\u{e9} ' || g || repeat('x', 200) from generate_series(1, 300000) g;
              create table empty_one (v int);
              create sequence ticket; select setval('ticket', 77);
              select lo_from_bytea(0, '\\x00ff10');",
@@ -617,4 +617,73 @@ async fn streamed_restore_of_a_latin1_parallel_backup_pipes_objects_into_pg_rest
     tk::fingerprint(&target, &pg_dump())
         .await
         .assert_same(&want);
+
+    // Interrupted while the lanes load: exit 1, the database it created dropped, no
+    // pg_restore left running, nothing left in TMPDIR.
+    let mut child = cmd(dir.path())
+        .args([
+            "restore",
+            "latest",
+            "--name",
+            "latin",
+            "--store",
+            &store,
+            "--jobs",
+            "2",
+            "--target",
+            &cluster.url("latin_cancel"),
+        ])
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let started = std::time::Instant::now();
+    loop {
+        let copying: i64 = admin
+            .query_one(
+                "select count(*) from pg_stat_activity where datname = 'latin_cancel' and query ilike 'copy %'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        if copying > 0 {
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 60, "no COPY ever started");
+        assert!(child.try_wait().expect("wait").is_none(), "ended too soon");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let exists: i64 = admin
+        .query_one(
+            "select count(*) from pg_database where datname = 'latin_cancel'",
+            &[],
+        )
+        .await
+        .expect("pg_database")
+        .get(0);
+    assert_eq!(exists, 0, "the interrupted restore's database is dropped");
+    assert!(
+        std::fs::read_dir(&tmp).expect("tmp").next().is_none(),
+        "the interrupted restore left files in TMPDIR"
+    );
+    let tmp_s = tmp.display().to_string();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&tmp_s))
+        .collect();
+    assert!(left.is_empty(), "pg_restore left running: {left:?}");
 }
