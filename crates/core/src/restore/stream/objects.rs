@@ -75,7 +75,7 @@ pub(super) async fn read_toc_dat(job: &RestoreJob<'_>) -> Result<Vec<u8>> {
         .manifest
         .dump_object()
         .ok_or_else(|| Error::Integrity("the manifest lists no toc.dat".into()))?;
-    let sink = super::source::Capped {
+    let sink = Bounded {
         buf: Vec::new(),
         cap: usize::try_from(dump.raw_size).unwrap_or(usize::MAX),
     };
@@ -298,23 +298,7 @@ impl Runner<'_, '_> {
         let (tx, rx) = tokio::sync::mpsc::channel::<Feed>(8);
         let feeder = {
             let (objs, ids, stopped) = (objs.clone(), ids.to_vec(), stopped.clone());
-            tokio::spawn(async move {
-                for id in ids {
-                    let Some(o) = objs.data_object(id).cloned() else {
-                        continue;
-                    };
-                    if tx.send(Feed::Start(id)).await.is_err() {
-                        return Ok(());
-                    }
-                    let sink = Batches::new(tx.clone());
-                    objs.decode(&o, sink, true, stopped.clone()).await?;
-                    // The digests matched: the COPY may complete.
-                    if tx.send(Feed::End).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                Ok::<(), Error>(())
-            })
+            tokio::spawn(async move { feed_objects(&objs, ids, &tx, stopped).await })
         };
         let task = Task {
             entries: ids.to_vec(),
@@ -382,7 +366,7 @@ impl Runner<'_, '_> {
         let mut ordered: Vec<(String, StoredObject)> = Vec::new();
         let mut texts = Vec::new();
         for (file, o) in &lists {
-            let sink = super::source::Capped {
+            let sink = Bounded {
                 buf: Vec::new(),
                 cap: usize::try_from(o.raw_size).unwrap_or(usize::MAX),
             };
@@ -490,6 +474,81 @@ impl Runner<'_, '_> {
     }
 }
 
+/// Objects at most this large are fetched and decoded ahead (into memory, a few at a
+/// time) while the COPY of the one before them runs: a task of many small tables is not one
+/// store round trip after another.
+const PREFETCH_MAX: u64 = 1 << 20;
+/// Small objects decoded ahead per lane.
+const PREFETCH: usize = 4;
+
+/// What [`feed_objects`] has ready for the COPY: a small object decoded whole (its
+/// digests matched), or a large one to stream.
+enum Ready {
+    Whole(i64, Vec<u8>),
+    Stream(i64, StoredObject),
+}
+
+/// Feeds the COPYs of the tables `ids`: each object decoded into `tx` between its
+/// `Start` and `End`, the `End` (which completes the COPY) sent only after its digests
+/// matched.
+async fn feed_objects(
+    objs: &Arc<Objects>,
+    ids: Vec<i64>,
+    tx: &tokio::sync::mpsc::Sender<Feed>,
+    stopped: Cancel,
+) -> Result<()> {
+    use futures::{StreamExt, TryStreamExt};
+    let ready = futures::stream::iter(ids)
+        .filter_map(|id| {
+            let o = objs.data_object(id).cloned();
+            async move { o.map(|o| (id, o)) }
+        })
+        .map(|(id, o)| {
+            let (objs, stopped) = (objs.clone(), stopped.clone());
+            async move {
+                if o.raw_size > PREFETCH_MAX {
+                    return Ok(Ready::Stream(id, o));
+                }
+                let sink = Bounded {
+                    buf: Vec::new(),
+                    cap: usize::try_from(o.raw_size).unwrap_or(usize::MAX),
+                };
+                let got = objs.decode(&o, sink, true, stopped).await?;
+                Ok::<_, Error>(Ready::Whole(id, got.buf))
+            }
+        })
+        .buffered(PREFETCH);
+    futures::pin_mut!(ready);
+    while let Some(r) = ready.try_next().await? {
+        let id = match &r {
+            Ready::Whole(id, _) | Ready::Stream(id, _) => *id,
+        };
+        if tx.send(Feed::Start(id)).await.is_err() {
+            return Ok(());
+        }
+        match r {
+            Ready::Whole(_, bytes) => {
+                let all = bytes::Bytes::from(bytes);
+                for at in (0..all.len()).step_by(super::copy::COPY_BATCH) {
+                    let data = all.slice(at..(at + super::copy::COPY_BATCH).min(all.len()));
+                    if tx.send(Feed::Data(data)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            Ready::Stream(_, o) => {
+                let sink = Batches::new(tx.clone());
+                objs.decode(&o, sink, true, stopped.clone()).await?;
+            }
+        }
+        // The digests matched: the COPY may complete.
+        if tx.send(Feed::End).await.is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
 /// Each table's COPY loaded the rows the backup counted in its object (a table whose COPY
 /// failed with an allowlisted error is not checked).
 fn check_rows(shared: &Lanes, ids: &[i64], ignored: &[String]) -> Result<()> {
@@ -506,6 +565,24 @@ fn check_rows(shared: &Lanes, ids: &[i64], ignored: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// An object decoded into memory, never more than `cap` bytes (its manifest's raw size):
+/// bytes beyond are dropped, and the digest check that follows fails on them (exit 3).
+struct Bounded {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl Write for Bounded {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let room = self.cap.saturating_sub(self.buf.len());
+        self.buf.extend_from_slice(&b[..b.len().min(room)]);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Decoded bytes gathered into COPY messages for the lane's COPY (blocking sends: the
