@@ -459,7 +459,29 @@ async fn parallel_backup_to_s3_restores_and_a_lost_object_publishes_nothing() {
     let target = src.cluster.url("restored");
     let mut renv = env.clone();
     renv.push(("PGDRILL_TARGET_URL", target.as_str()));
-    run(dir.path(), &["restore", "latest", "--jobs", "2"], &renv).ok();
+    // The plan says the restore streams each table's object, and the restore does.
+    let plan = run(
+        dir.path(),
+        &["--json", "restore", "latest", "--jobs", "2", "--dry-run"],
+        &renv,
+    );
+    plan.ok();
+    let p = plan.json();
+    assert_eq!(p["mode"], "stream", "{}", plan.stdout);
+    assert!(
+        p["steps"].as_array().expect("steps").iter().any(|s| s
+            .as_str()
+            .is_some_and(|s| s.contains("each table's object"))),
+        "{}",
+        plan.stdout
+    );
+    let restored = run(
+        dir.path(),
+        &["--json", "restore", "latest", "--jobs", "2"],
+        &renv,
+    );
+    restored.ok();
+    assert_eq!(restored.json()["mode"], "stream", "{}", restored.stdout);
     let want = tk::fingerprint(&src.url, &pg_dump()).await;
     tk::fingerprint(&target, &pg_dump())
         .await
