@@ -30,7 +30,9 @@ mod deal;
 mod deps;
 mod extract;
 mod lanes;
+mod object_copy;
 mod objects;
+mod pipes;
 mod source;
 mod stages;
 #[cfg(test)]

@@ -16,7 +16,6 @@
 //! decoder's bounded channel). An object whose digest does not match fails the restore
 //! (the database it created is dropped).
 
-use super::copy::Feed;
 use super::deal::Task;
 use super::deps::large_object;
 use super::lanes::{Lanes, Runner};
@@ -24,17 +23,14 @@ use crate::cancel::{Cancel, CancelHandle};
 use crate::frames::DumpIndex;
 use crate::manifest::{Manifest, StoredObject};
 use crate::progress::Progress;
-use crate::restore::command::{self, list_file, PgRestore};
-use crate::restore::verdict::verdict;
-use crate::restore::{interrupted, RestoreJob};
+use crate::restore::command::list_file;
+use crate::restore::RestoreJob;
 use crate::verify::{decode_object, ReadOpts};
 use crate::{Error, Result};
 use pgdrill_pg::archive::{DataBlock, Section, Toc};
-use pgdrill_pg::client;
 use pgdrill_store::Store;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -151,13 +147,13 @@ impl Objects {
         })
     }
 
-    fn data_object(&self, id: i64) -> Option<&StoredObject> {
+    pub(super) fn data_object(&self, id: i64) -> Option<&StoredObject> {
         self.by_file.get(&format!("{id}.dat"))
     }
 
     /// Streams `object` into `sink` (counted as loaded table data when `metered`), its
     /// digests checked at the end.
-    async fn decode<W: Write + Send + 'static>(
+    pub(super) async fn decode<W: Write + Send + 'static>(
         self: &Arc<Self>,
         object: &StoredObject,
         sink: W,
@@ -284,294 +280,13 @@ impl Runner<'_, '_> {
         }
         Ok(ignored)
     }
-
-    /// The tables `ids` loaded by the lane's own COPY, each object streamed into it; a COPY
-    /// is completed only after its object's digests matched, otherwise aborted.
-    async fn copy_objects(
-        &self,
-        objs: &Arc<Objects>,
-        shared: &Lanes,
-        ids: &[i64],
-        conn: &mut Option<tokio_postgres::Client>,
-        mut stopped: Cancel,
-    ) -> Result<Vec<String>> {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Feed>(8);
-        let feeder = {
-            let (objs, ids, stopped) = (objs.clone(), ids.to_vec(), stopped.clone());
-            tokio::spawn(async move { feed_objects(&objs, ids, &tx, stopped).await })
-        };
-        let task = Task {
-            entries: ids.to_vec(),
-            pieces: Vec::new(),
-            bytes: 0,
-        };
-        let wait = stopped.clone();
-        let sent = async {
-            if conn.is_none() {
-                let c = client::connect(&self.job.target).await?;
-                c.batch_execute(&shared.session).await.map_err(|e| {
-                    Error::Failed(format!(
-                        "setting up a restore session failed: {}",
-                        client::describe(&e)
-                    ))
-                })?;
-                *conn = Some(c);
-            }
-            let c = conn.as_ref().ok_or_else(interrupted)?;
-            shared.schema_ready(wait).await?;
-            self.send_copies(c, shared, &task, rx).await
-        };
-        let sent = tokio::select! {
-            r = sent => r,
-            _ = stopped.cancelled() => Err(interrupted()),
-        };
-        if sent.is_err() {
-            feeder.abort();
-        }
-        let fed = match feeder.await {
-            Ok(r) => r,
-            Err(e) if e.is_cancelled() => Err(interrupted()),
-            Err(e) => Err(Error::Failed(format!("the restore stage crashed: {e}"))),
-        };
-        match (fed, sent) {
-            (Err(e @ (Error::Integrity(_) | Error::Key(_))), _) => Err(e),
-            (_, Err(e)) => {
-                // The connection may be mid-COPY: never reuse it.
-                *conn = None;
-                Err(e)
-            }
-            (Err(e), Ok(_)) => Err(e),
-            (Ok(()), Ok(ignored)) => {
-                check_rows(shared, ids, &ignored)?;
-                Ok(ignored)
-            }
-        }
-    }
-
-    /// The large-object entries of `task` in one `pg_restore -Fd`: the `blobs*.toc` lists
-    /// decoded into its directory, each large object's file a named pipe fed in the order
-    /// the lists name them.
-    async fn large_objects(
-        &self,
-        objs: &Arc<Objects>,
-        task: &Task,
-        stopped: Cancel,
-    ) -> Result<Vec<String>> {
-        let lists: Vec<(String, StoredObject)> = objs
-            .by_file
-            .iter()
-            .filter(|(f, o)| o.kind == "blobs" && f.ends_with(".toc"))
-            .map(|(f, o)| (f.clone(), o.clone()))
-            .collect();
-        let mut ordered: Vec<(String, StoredObject)> = Vec::new();
-        let mut texts = Vec::new();
-        for (file, o) in &lists {
-            let sink = Bounded {
-                buf: Vec::new(),
-                cap: usize::try_from(o.raw_size).unwrap_or(usize::MAX),
-            };
-            let text = objs.decode(o, sink, false, stopped.clone()).await?.buf;
-            texts.push((file.clone(), text));
-        }
-        // pg_restore reads the lists in the order of the BLOBS entries (one list before
-        // PostgreSQL 17, one per entry since), each list line by line.
-        let rank = |file: &str| {
-            let id = file
-                .strip_prefix("blobs_")
-                .and_then(|f| f.strip_suffix(".toc"))
-                .and_then(|f| f.parse::<i64>().ok());
-            id.and_then(|id| task.entries.iter().position(|e| *e == id))
-                .unwrap_or(0)
-        };
-        texts.sort_by_key(|(f, _)| rank(f));
-        for (file, text) in &texts {
-            for line in String::from_utf8_lossy(text).lines() {
-                let Some(name) = line.split_whitespace().nth(1) else {
-                    continue;
-                };
-                let o = objs.by_file.get(name).ok_or_else(|| {
-                    Error::Integrity(format!(
-                        "{file} names {name}, which the manifest does not list; restore from another backup"
-                    ))
-                })?;
-                ordered.push((name.to_string(), o.clone()));
-            }
-        }
-        self.piped(objs, &task.entries, &texts, ordered, false, stopped)
-            .await
-    }
-
-    /// `pg_restore -Fd -L <entries>` over a directory of its own: `toc.dat`, the `regular`
-    /// files as given, and each of `piped` a named pipe fed (in order) from its object.
-    async fn piped(
-        &self,
-        objs: &Arc<Objects>,
-        entries: &[i64],
-        regular: &[(String, Vec<u8>)],
-        piped: Vec<(String, StoredObject)>,
-        metered: bool,
-        mut stopped: Cancel,
-    ) -> Result<Vec<String>> {
-        let failed =
-            |e: io::Error| Error::Failed(format!("cannot prepare pg_restore's input: {e}"));
-        let dir = tempfile::Builder::new()
-            .prefix("pgdrill-pipes-")
-            .tempdir()
-            .map_err(failed)?;
-        let toc = dir.path().join("toc.dat");
-        std::fs::hard_link(objs.dir.path().join("toc.dat"), &toc)
-            .or_else(|_| std::fs::copy(objs.dir.path().join("toc.dat"), &toc).map(|_| ()))
-            .map_err(failed)?;
-        for (file, bytes) in regular {
-            std::fs::write(dir.path().join(file), bytes).map_err(failed)?;
-        }
-        for (file, _) in &piped {
-            rustix::fs::mkfifoat(
-                rustix::fs::CWD,
-                dir.path().join(file),
-                rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
-            )
-            .map_err(|e| failed(e.into()))?;
-        }
-        let list = list_file(&super::deps::id_list(entries))?;
-        let run = PgRestore {
-            list: Some(list.path()),
-            file: Some(dir.path()),
-            ..PgRestore::default()
-        };
-        let mut proc = command::spawn(run.command(self.job, self.install, self.passfile))?;
-        let exited = Arc::new(AtomicBool::new(false));
-        let feeder = {
-            let (objs, exited, stopped) = (objs.clone(), exited.clone(), stopped.clone());
-            let base = dir.path().to_path_buf();
-            tokio::spawn(async move {
-                for (file, o) in piped {
-                    let pipe = Pipe {
-                        path: base.join(&file),
-                        file: None,
-                        exited: exited.clone(),
-                    };
-                    objs.decode(&o, pipe, metered, stopped.clone()).await?;
-                }
-                Ok::<(), Error>(())
-            })
-        };
-        let status = command::wait(&mut proc, &mut stopped).await;
-        exited.store(true, Ordering::SeqCst);
-        let fed = feeder
-            .await
-            .map_err(|e| Error::Failed(format!("the restore stage crashed: {e}")))?;
-        let lines = proc.stderr_lines();
-        let status = status?;
-        match fed {
-            Err(e @ (Error::Integrity(_) | Error::Key(_))) => Err(e),
-            Err(e) => {
-                verdict(Some(status), &lines, self.job.ignore_errors, false)?;
-                Err(e)
-            }
-            Ok(()) => verdict(Some(status), &lines, self.job.ignore_errors, false),
-        }
-    }
-}
-
-/// Objects at most this large are fetched and decoded ahead (into memory, a few at a
-/// time) while the COPY of the one before them runs: a task of many small tables is not one
-/// store round trip after another.
-const PREFETCH_MAX: u64 = 1 << 20;
-/// Small objects decoded ahead per lane.
-const PREFETCH: usize = 4;
-
-/// What [`feed_objects`] has ready for the COPY: a small object decoded whole (its
-/// digests matched), or a large one to stream.
-enum Ready {
-    Whole(i64, Vec<u8>),
-    Stream(i64, StoredObject),
-}
-
-/// Feeds the COPYs of the tables `ids`: each object decoded into `tx` between its
-/// `Start` and `End`, the `End` (which completes the COPY) sent only after its digests
-/// matched.
-async fn feed_objects(
-    objs: &Arc<Objects>,
-    ids: Vec<i64>,
-    tx: &tokio::sync::mpsc::Sender<Feed>,
-    stopped: Cancel,
-) -> Result<()> {
-    use futures::{StreamExt, TryStreamExt};
-    let ready = futures::stream::iter(ids)
-        .filter_map(|id| {
-            let o = objs.data_object(id).cloned();
-            async move { o.map(|o| (id, o)) }
-        })
-        .map(|(id, o)| {
-            let (objs, stopped) = (objs.clone(), stopped.clone());
-            async move {
-                if o.raw_size > PREFETCH_MAX {
-                    return Ok(Ready::Stream(id, o));
-                }
-                let sink = Bounded {
-                    buf: Vec::new(),
-                    cap: usize::try_from(o.raw_size).unwrap_or(usize::MAX),
-                };
-                let got = objs.decode(&o, sink, true, stopped).await?;
-                Ok::<_, Error>(Ready::Whole(id, got.buf))
-            }
-        })
-        .buffered(PREFETCH);
-    futures::pin_mut!(ready);
-    while let Some(r) = ready.try_next().await? {
-        let id = match &r {
-            Ready::Whole(id, _) | Ready::Stream(id, _) => *id,
-        };
-        if tx.send(Feed::Start(id)).await.is_err() {
-            return Ok(());
-        }
-        match r {
-            Ready::Whole(_, bytes) => {
-                let all = bytes::Bytes::from(bytes);
-                for at in (0..all.len()).step_by(super::copy::COPY_BATCH) {
-                    let data = all.slice(at..(at + super::copy::COPY_BATCH).min(all.len()));
-                    if tx.send(Feed::Data(data)).await.is_err() {
-                        return Ok(());
-                    }
-                }
-            }
-            Ready::Stream(_, o) => {
-                let sink = Batches::new(tx.clone());
-                objs.decode(&o, sink, true, stopped.clone()).await?;
-            }
-        }
-        // The digests matched: the COPY may complete.
-        if tx.send(Feed::End).await.is_err() {
-            return Ok(());
-        }
-    }
-    Ok(())
-}
-
-/// Each table's COPY loaded the rows the backup counted in its object (a table whose COPY
-/// failed with an allowlisted error is not checked).
-fn check_rows(shared: &Lanes, ids: &[i64], ignored: &[String]) -> Result<()> {
-    let copied = shared.copied.lock().map_err(|_| interrupted())?;
-    for id in ids {
-        let (Some(want), Some(got)) = (shared.rows.get(id), copied.get(id)) else {
-            continue;
-        };
-        let name = shared.copies.get(id).map(|c| c.1.as_str()).unwrap_or("?");
-        if want != got && !ignored.iter().any(|l| l.contains(name)) {
-            return Err(Error::Integrity(format!(
-                "{name}: the restore loaded {got} rows but the backup counted {want}; restore from another backup"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// An object decoded into memory, never more than `cap` bytes (its manifest's raw size):
 /// bytes beyond are dropped, and the digest check that follows fails on them (exit 3).
-struct Bounded {
-    buf: Vec<u8>,
-    cap: usize,
+pub(super) struct Bounded {
+    pub(super) buf: Vec<u8>,
+    pub(super) cap: usize,
 }
 
 impl Write for Bounded {
@@ -582,98 +297,5 @@ impl Write for Bounded {
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-/// Decoded bytes gathered into COPY messages for the lane's COPY (blocking sends: the
-/// decoder runs on a blocking thread).
-struct Batches {
-    tx: tokio::sync::mpsc::Sender<Feed>,
-    out: bytes::BytesMut,
-}
-
-impl Batches {
-    fn new(tx: tokio::sync::mpsc::Sender<Feed>) -> Self {
-        Batches {
-            tx,
-            out: bytes::BytesMut::new(),
-        }
-    }
-}
-
-impl Write for Batches {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out.extend_from_slice(buf);
-        if self.out.len() >= super::copy::COPY_BATCH {
-            self.flush()?;
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let data = self.out.split().freeze();
-        self.tx
-            .blocking_send(Feed::Data(data))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the COPY stopped"))
-    }
-}
-
-/// The writing end of a named pipe, opened on first use, once pg_restore opened it for
-/// reading (never blocking on a pg_restore that exited without reading it).
-struct Pipe {
-    path: PathBuf,
-    file: Option<std::fs::File>,
-    exited: Arc<AtomicBool>,
-}
-
-impl Pipe {
-    fn open(&mut self) -> io::Result<&mut std::fs::File> {
-        if self.file.is_none() {
-            self.file = Some(open_pipe(&self.path, &self.exited)?);
-        }
-        self.file
-            .as_mut()
-            .ok_or_else(|| io::Error::other("the pipe is not open"))
-    }
-}
-
-/// Opens the named pipe at `path` for writing once a reader has it open, polling (a
-/// non-blocking open fails with ENXIO until then); gives up when `exited` is set.
-pub(super) fn open_pipe(path: &Path, exited: &AtomicBool) -> io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    loop {
-        let opened = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-            .open(path);
-        match opened {
-            Ok(f) => {
-                let flags = rustix::fs::fcntl_getfl(&f)?;
-                rustix::fs::fcntl_setfl(&f, flags - rustix::fs::OFlags::NONBLOCK)?;
-                return Ok(f);
-            }
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {
-                if exited.load(Ordering::SeqCst) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "pg_restore ended without reading its input",
-                    ));
-                }
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-impl Write for Pipe {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.open()?.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        // Opened even when nothing was written: an empty file still ends for its reader.
-        self.open()?.flush()
     }
 }

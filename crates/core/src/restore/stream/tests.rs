@@ -426,7 +426,7 @@ fn a_named_pipe_is_fed_once_its_reader_opens_it_and_never_waits_for_an_exited_on
     .expect("mkfifo");
     // No reader, and the reader's process has exited: the writer gives up at once.
     let exited = AtomicBool::new(true);
-    let e = super::objects::open_pipe(&path, &exited).expect_err("no reader");
+    let e = super::pipes::open_pipe(&path, &exited).expect_err("no reader");
     assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
     // A reader that opens the pipe later gets every byte, then the end.
     let reader = {
@@ -442,7 +442,7 @@ fn a_named_pipe_is_fed_once_its_reader_opens_it_and_never_waits_for_an_exited_on
         })
     };
     let waiting = AtomicBool::new(false);
-    let mut w = super::objects::open_pipe(&path, &waiting).expect("open to write");
+    let mut w = super::pipes::open_pipe(&path, &waiting).expect("open to write");
     w.write_all(b"1\tone\n\\.\n\n\n").expect("write");
     drop(w);
     assert_eq!(reader.join().expect("reader"), b"1\tone\n\\.\n\n\n");
