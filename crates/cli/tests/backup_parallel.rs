@@ -335,7 +335,8 @@ async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
         "app/backups/{id}/{}",
         big["name"].as_str().expect("name")
     ));
-    let mut bytes = std::fs::read(&path).expect("object");
+    let original = std::fs::read(&path).expect("object");
+    let mut bytes = original.clone();
     let at = bytes.len() / 2;
     bytes[at] ^= 0x40;
     std::fs::write(&path, &bytes).expect("flip a byte");
@@ -376,6 +377,41 @@ async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
     assert_eq!(
         exists, 0,
         "the database the failed restore created is dropped"
+    );
+
+    // The same for a small table's object (decoded ahead of its COPY).
+    std::fs::write(&path, &original).expect("restore the object");
+    let small = objects
+        .iter()
+        .filter(|o| o["kind"] == "data" && o["rows"].as_u64().is_some_and(|r| r > 0))
+        .min_by_key(|o| o["size"].as_u64().unwrap_or(0))
+        .expect("a small data object");
+    let path = store.join(format!(
+        "app/backups/{id}/{}",
+        small["name"].as_str().expect("name")
+    ));
+    let mut bytes = std::fs::read(&path).expect("object");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&path, &bytes).expect("flip a byte");
+    let bad = run(
+        dir.path(),
+        &[
+            "--json",
+            "restore",
+            "latest",
+            "--target",
+            &bad_target,
+            "--jobs",
+            "2",
+        ],
+        &[],
+    );
+    bad.code(3);
+    assert!(
+        bad.stderr.contains(small["name"].as_str().expect("name")),
+        "the error names the damaged object: {}",
+        bad.stderr
     );
 }
 
