@@ -427,6 +427,8 @@ fn directory_steps(job: &RestoreJob<'_>, plan: &mut RestorePlan) {
     for step in &mut plan.steps {
         if plan.mode == Mode::Stream && step.starts_with("load the data on") {
             *step = format!("load the data on {n} lanes, each table's object streamed from the store into its COPY, its size and SHA-256 checked before the COPY completes");
+        } else if step.starts_with("stream the dump into pg_restore") {
+            *step = "download every object of the parallel backup into a spool directory (free space checked), verify its digests, then pg_restore -Fd from it".into();
         } else if step.starts_with("download the dump into a spool file") {
             *step = "download every object of the parallel backup into a spool directory (free space checked) and verify its digests".into();
         }
