@@ -67,7 +67,12 @@ async fn list_and_status_agree_with_the_manifests_after_backup_and_prune() {
         ("PGDRILL_RETENTION_KEEP_LAST", "2"),
         ("PGDRILL_RETENTION_KEEP_MIN", "1"),
     ];
-    for _ in 0..3 {
+    for i in 0..3 {
+        if i > 0 {
+            // Ids order backups by their second: one backup per second keeps that order
+            // the order they were taken in.
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+        }
         run(dir.path(), &["backup"], &env).ok();
     }
     // Each backup updated the catalog: it holds the three, as the manifests do.
