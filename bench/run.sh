@@ -7,7 +7,8 @@
 #            with the peak local disk the parallel backup's spool took (manifest's spool_peak_bytes)
 #   restore: pg_restore -j 2 from a local unencrypted file (the floor; also timed with the
 #            database's creation, createdb + pg_restore, which pgdrill's time includes) vs
-#            pgdrill restore --jobs 2 from S3, encrypted
+#            pgdrill restore --jobs 2 from S3, encrypted; and the streamed restore --jobs 2 of the
+#            parallel backup (one object per table, no spool)
 # Each measurement is the median of $RUNS runs; peak RSS comes from /usr/bin/time -v.
 # Usage: sudo bash bench/run.sh [SCALE]   (SCALE default 20; RUNS=3 by default;
 #        ONLY=restore skips the backup timings: one backup is taken to restore from;
@@ -124,13 +125,15 @@ for i in $(seq "$RUNS"); do
   time_cmd restore_floor_db bash -c "'$BIN/createdb' r1 && '$BIN/pg_restore' -j 2 --no-owner -d r1 '$WORK/plain.pgc'"
   quiet
   time_cmd restore_s3 "$PGDRILL" -q restore latest --name bench --store s3://bench/pg --identity "$WORK/pgdrill-age.key" --jobs 2 --target "postgresql://postgres@127.0.0.1:$PORT/r2"
+  quiet
+  time_cmd restore_s3_par "$PGDRILL" -q restore latest --name bench --store s3://bench/par --identity "$WORK/pgdrill-age.key" --jobs 2 --target "postgresql://postgres@127.0.0.1:$PORT/r2"
   if [ -n "${BASELINE_PGDRILL:-}" ]; then
     quiet
     time_cmd restore_s3_old "$BASELINE_PGDRILL" -q restore latest --name bench --store s3://bench/pg --identity "$WORK/pgdrill-age.key" --jobs 2 --target "postgresql://postgres@127.0.0.1:$PORT/r2"
   fi
 done
 
-F=$(wall floor); B=$(wall baseline); L=$(wall local); S=$(wall s3); RF=$(wall restore_floor); RS=$(wall restore_s3); RM=$(wall restore_floor_db); PF=$(wall par_floor); SP=$(wall s3_par)
+F=$(wall floor); B=$(wall baseline); L=$(wall local); S=$(wall s3); RF=$(wall restore_floor); RS=$(wall restore_s3); RM=$(wall restore_floor_db); PF=$(wall par_floor); SP=$(wall s3_par); RP=$(wall restore_s3_par)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 cat <<REPORT
 ## scale $SCALE ($DBSIZE database, raw dump $((RAW / 1048576)) MiB), median of $RUNS runs, $(nproc) cores
@@ -145,6 +148,7 @@ cat <<REPORT
 | pg_restore -j 2 from a local file (restore floor) | $RF | 1.00 | $(( $(rss restore_floor) / 1024 )) | |
 | createdb + pg_restore -j 2 from a local file | $RM | $(ratio "$RM" "$RF") | $(( $(rss restore_floor_db) / 1024 )) | |
 | pgdrill restore --jobs 2 from S3, encrypted | $RS | $(ratio "$RS" "$RF") ($(ratio "$RS" "$RM") of createdb + pg_restore) | $(( $(rss restore_s3) / 1024 )) | |
+| pgdrill restore --jobs 2 of the parallel backup from S3 (streamed objects) | $RP | $(ratio "$RP" "$RF") ($(ratio "$RP" "$RM") of createdb + pg_restore) | $(( $(rss restore_s3_par) / 1024 )) | |
 REPORT
 # CPU per stage (medians): the command itself (with pg_dump under pgdrill), the PostgreSQL
 # server, the S3 server; per MiB of raw dump, comparable across scales.

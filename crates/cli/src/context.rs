@@ -62,7 +62,7 @@ impl Ctx {
         };
         let mut settings = Settings::load(text.as_deref(), &origin, &base_dir, &env)?;
         if let Some(s) = &flags.store {
-            settings.store_url = Some(
+            settings.set_store(
                 s.parse()
                     .map_err(|e| Error::Invalid(format!("--store: {e}")))?,
             );
@@ -147,16 +147,37 @@ impl Ctx {
             env: &self.env,
             cancel: self.cancel.clone(),
             events: &self.ui,
+            slot: None,
         }
     }
 
+    /// The primary store (the first configured).
     pub fn store(&self) -> Result<Store> {
-        let location = self.settings.store_url.as_ref().ok_or_else(|| {
-            Error::Invalid(
-                "no store is configured: pass --store URL, set PGDRILL_STORE_URL, or set [store] url in pgdrill.toml".into(),
-            )
-        })?;
-        let store = location.open(&self.settings.store_options)?;
+        let location = self.settings.store_url.as_ref().ok_or_else(no_store)?;
+        self.open_store(location, &self.settings.store_options)
+    }
+
+    /// Every configured store, primary first, with its settings (name, retention), opened
+    /// (used by the several-stores commands: backup fan-out, copy, fallback).
+    #[allow(dead_code)]
+    /// Opening does not reach the store, so an unreachable one is found by its first request.
+    pub fn stores(&self) -> Result<Vec<(pgdrill_core::config::StoreSettings, Store)>> {
+        if self.settings.stores.is_empty() {
+            return Err(no_store());
+        }
+        self.settings
+            .stores
+            .iter()
+            .map(|s| Ok((s.clone(), self.open_store(&s.location, &s.options)?)))
+            .collect()
+    }
+
+    fn open_store(
+        &self,
+        location: &pgdrill_store::StoreLocation,
+        options: &pgdrill_store::StoreOptions,
+    ) -> Result<Store> {
+        let store = location.open(options)?;
         // Tests of stores that acknowledge writes they lose; release builds never do this.
         #[cfg(debug_assertions)]
         if let Some(suffix) = self
@@ -291,4 +312,10 @@ impl Events for Ui {
     fn progress(&self, progress: Arc<Progress>) -> Box<dyn std::any::Any + Send> {
         Box::new(Ui::progress(self, progress))
     }
+}
+
+fn no_store() -> Error {
+    Error::Invalid(
+        "no store is configured: pass --store URL, set PGDRILL_STORE_URL, or set [store] url in pgdrill.toml".into(),
+    )
 }

@@ -38,13 +38,13 @@ pub use server::{
     glob, Coverage, DrillSection, OverrideSection, ServerSection, ServerSettings,
     PLATFORM_DATABASES,
 };
-pub use store::StoreSection;
+pub use store::{check_store_name, StoreSection, StoreSettings, DEFAULT_STORE_NAME};
 
 use backup::{backup_jobs, lock_wait_timeout};
 use database::database_settings;
 use overlay::{interpolate_table, one_line, overlay_env};
 use policy::check_policy;
-use store::{store_location, store_options};
+use store::store_options;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +54,10 @@ pub struct FileConfig {
     pub protected_targets: Vec<String>,
     #[serde(default)]
     pub store: StoreSection,
+    /// `[[store]]` entries (taken out of the table before the rest is read, since `store`
+    /// is either one table or an array of them).
+    #[serde(skip)]
+    pub stores: Vec<StoreSection>,
     #[serde(default)]
     pub backup: BackupSection,
     #[serde(default)]
@@ -87,11 +91,15 @@ pub struct FileConfig {
 /// Settings after file, environment and flags, validated.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// The store, parsed at load (`[store] url`, else `PGDRILL_STORE`; `--store` overrides).
+    /// The primary store (the first of `stores`), parsed at load (`[store] url`, else
+    /// `PGDRILL_STORE`; `--store` overrides).
     pub store_url: Option<pgdrill_store::StoreLocation>,
     pub store_options: pgdrill_store::StoreOptions,
     pub part_size: usize,
     pub max_in_flight: usize,
+    /// Every configured store, primary first (`[[store]]`, or the one `[store]` named
+    /// "default"); empty when none is configured. `--store URL` replaces them all.
+    pub stores: Vec<StoreSettings>,
     /// `[backup] lock_wait_timeout_seconds`.
     pub lock_wait_timeout: std::time::Duration,
     /// `[backup] jobs` (1: the single custom-format stream).
@@ -140,8 +148,26 @@ impl Settings {
             None => toml::Table::new(),
         };
         interpolate_table(&mut value, env, "")?;
+        let many = match value.get("store") {
+            Some(toml::Value::Array(_)) => match value.remove("store") {
+                Some(toml::Value::Array(entries)) => entries,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
         let applied = overlay_env(&mut value, env);
-        let file: FileConfig =
+        let mut stores = Vec::new();
+        for (i, entry) in many.into_iter().enumerate() {
+            let s: StoreSection = entry.try_into().map_err(|e: toml::de::Error| {
+                Error::Invalid(format!(
+                    "{origin}: [[store]] entry {}: {}",
+                    i + 1,
+                    one_line(&e.to_string())
+                ))
+            })?;
+            stores.push(s);
+        }
+        let mut file: FileConfig =
             toml::Value::Table(value)
                 .try_into()
                 .map_err(|e: toml::de::Error| {
@@ -163,6 +189,7 @@ impl Settings {
                     };
                     Error::Invalid(format!("{origin}: {msg}{hint}{from_env}"))
                 })?;
+        file.stores = stores;
         Settings::from_file(file, base_dir, env)
     }
 
@@ -182,7 +209,18 @@ impl Settings {
         )?;
         let serve = ServeSettings::from_section(&file.serve)?;
         file.alerts.check()?;
-        let store_options = store_options(&file.store, env)?;
+        let stores = store::stores(
+            &file.store,
+            &file.stores,
+            base_dir,
+            env,
+            policy.retention_days,
+        )?;
+        let primary = stores.first();
+        let store_options = match primary {
+            Some(p) => p.options.clone(),
+            None => store_options(&file.store, env)?,
+        };
         let level = file.compression.level.unwrap_or(2);
         if !(1..=19).contains(&level) {
             return Err(Error::Invalid(format!(
@@ -215,10 +253,12 @@ impl Settings {
             servers.push(s);
         }
         Ok(Settings {
-            store_url: store_location(&file.store, base_dir, env)?,
+            store_url: primary.map(|p| p.location.clone()),
             store_options,
-            part_size: (file.store.part_size_mib.unwrap_or(16).clamp(5, 4096) as usize) << 20,
-            max_in_flight: file.store.max_in_flight.unwrap_or(4).clamp(1, 64) as usize,
+            part_size: primary.map_or_else(|| store::part_size(&file.store), |p| p.part_size),
+            max_in_flight: primary
+                .map_or_else(|| store::max_in_flight(&file.store), |p| p.max_in_flight),
+            stores,
             lock_wait_timeout: lock_wait_timeout(&file.backup)?,
             backup_jobs: backup_jobs(&file.backup)?,
             backup_spool_dir: file.backup.spool_dir.as_ref().map(|d| base_dir.join(d)),
@@ -250,6 +290,16 @@ impl Settings {
             mirrors: crate::mirror::config::resolve_sections(&file.mirrors, base_dir)?,
             base_dir: base_dir.to_path_buf(),
         })
+    }
+
+    /// Replaces every configured store by the one at `location` (`--store URL`), named
+    /// "default", keeping the primary's transfer settings.
+    pub fn set_store(&mut self, location: pgdrill_store::StoreLocation) {
+        let mut one = StoreSettings::from_location(location.clone(), self.store_options.clone());
+        one.part_size = self.part_size;
+        one.max_in_flight = self.max_in_flight;
+        self.stores = vec![one];
+        self.store_url = Some(location);
     }
 
     /// The passphrase named by `passphrase_env`, if any; an unset variable is an error.

@@ -1,5 +1,6 @@
-//! `[store]`: where backups go and how the store is reached; the URL is parsed into a
-//! `StoreLocation` at load.
+//! `[store]` (one store, named "default") or `[[store]]` (several, each with a `name`):
+//! where backups go and how each store is reached; URLs are parsed into `StoreLocation`s at
+//! load. Every configured store receives a complete copy of each backup (DESIGN.md §9).
 
 use super::{named_env, Env};
 use crate::{Error, Result};
@@ -9,6 +10,9 @@ use std::path::Path;
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSection {
+    /// The store's name (required in `[[store]]`, default "default"): used by `copy --to`,
+    /// `--from-store`, `list`, `status` and the metrics.
+    pub name: Option<String>,
     pub url: Option<String>,
     pub endpoint: Option<String>,
     pub region: Option<String>,
@@ -22,6 +26,148 @@ pub struct StoreSection {
     pub timeout_seconds: Option<u64>,
     /// How long a failing store request is retried, with backoff and jitter (default 30).
     pub retry_seconds: Option<u64>,
+    /// This store's own retention (`[store.retention]` after its `[[store]]`), replacing the
+    /// top-level `[retention]` for the copies in this store.
+    pub retention: Option<crate::retention::RetentionSection>,
+}
+
+/// The name of the store of a single `[store]` table (or `PGDRILL_STORE`, or `--store`).
+pub const DEFAULT_STORE_NAME: &str = "default";
+
+/// One configured store, resolved.
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    pub name: String,
+    pub location: pgdrill_store::StoreLocation,
+    pub options: pgdrill_store::StoreOptions,
+    /// Multipart part size in bytes.
+    pub part_size: usize,
+    pub max_in_flight: usize,
+    /// This store's retention, when it has its own (else the top-level one applies).
+    pub retention: Option<crate::retention::RetentionPolicy>,
+}
+
+impl StoreSettings {
+    /// The store given by URL alone (`--store`, `PGDRILL_STORE`), named "default", with the
+    /// default transfer settings.
+    pub fn from_location(
+        location: pgdrill_store::StoreLocation,
+        options: pgdrill_store::StoreOptions,
+    ) -> Self {
+        StoreSettings {
+            name: DEFAULT_STORE_NAME.into(),
+            location,
+            options,
+            part_size: part_size(&StoreSection::default()),
+            max_in_flight: max_in_flight(&StoreSection::default()),
+            retention: None,
+        }
+    }
+}
+
+pub(super) fn part_size(s: &StoreSection) -> usize {
+    (s.part_size_mib.unwrap_or(16).clamp(5, 4096) as usize) << 20
+}
+
+pub(super) fn max_in_flight(s: &StoreSection) -> usize {
+    s.max_in_flight.unwrap_or(4).clamp(1, 64) as usize
+}
+
+/// Checks a store name: 1 to 63 of `a-z 0-9 _ -`, starting with a letter or digit.
+pub fn check_store_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "store name {name:?} is not valid: use 1 to 63 lowercase letters, digits, '_' or '-', starting with a letter or digit"
+        )))
+    }
+}
+
+/// Every configured store, in order: the one `[store]` (or `PGDRILL_STORE`), named "default"
+/// unless it names itself, or the `[[store]]` entries (at least one, each with a distinct
+/// name and a url).
+pub(super) fn stores(
+    single: &StoreSection,
+    many: &[StoreSection],
+    base_dir: &Path,
+    env: &Env,
+    retention_days: Option<u64>,
+) -> Result<Vec<StoreSettings>> {
+    let retention = |s: &StoreSection| {
+        s.retention
+            .as_ref()
+            .map(|r| crate::retention::RetentionPolicy::from_section(r, retention_days))
+            .transpose()
+    };
+    if many.is_empty() {
+        let Some(location) = store_location(single, base_dir, env)? else {
+            return Ok(Vec::new());
+        };
+        let name = single
+            .name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_STORE_NAME.into());
+        check_store_name(&name)?;
+        return Ok(vec![StoreSettings {
+            name,
+            location,
+            options: store_options(single, env)?,
+            part_size: part_size(single),
+            max_in_flight: max_in_flight(single),
+            retention: retention(single)?,
+        }]);
+    }
+    let mut out: Vec<StoreSettings> = Vec::new();
+    for (i, s) in many.iter().enumerate() {
+        let Some(name) = &s.name else {
+            return Err(Error::Invalid(format!(
+                "[[store]] entry {} has no name: give each store a name (e.g. name = \"offsite\")",
+                i + 1
+            )));
+        };
+        check_store_name(name)?;
+        if out.iter().any(|o| &o.name == name) {
+            return Err(Error::Invalid(format!(
+                "two [[store]] entries are named {name}: give each a distinct name"
+            )));
+        }
+        let Some(url) = &s.url else {
+            return Err(Error::Invalid(format!(
+                "[[store]] {name} has no url: set url (s3://bucket/prefix or a folder)"
+            )));
+        };
+        let location = pgdrill_store::StoreLocation::parse(url)
+            .map_err(|e| Error::Invalid(format!("[[store]] {name} url: {e}")))?
+            .relative_to(base_dir);
+        if let Some(o) = out
+            .iter()
+            .find(|o| o.location.to_string() == location.to_string())
+        {
+            return Err(Error::Invalid(format!(
+                "[[store]] {name} and {} have the same url: each store must be a different place",
+                o.name
+            )));
+        }
+        out.push(StoreSettings {
+            name: name.clone(),
+            location,
+            options: store_options(s, env)?,
+            part_size: part_size(s),
+            max_in_flight: max_in_flight(s),
+            retention: retention(s)?,
+        });
+    }
+    Ok(out)
 }
 
 pub(super) fn store_options(s: &StoreSection, env: &Env) -> Result<pgdrill_store::StoreOptions> {

@@ -240,3 +240,93 @@ fn backup_jobs_and_spool_come_from_file_or_environment() {
         assert_eq!(e.exit_code(), 2, "{e}");
     }
 }
+
+#[test]
+fn several_stores_are_named_and_ordered_with_their_own_retention() {
+    let text = r#"
+        [retention]
+        keep_last = 3
+
+        [[store]]
+        name = "primary"
+        url = "s3://bucket-a/pg"
+        endpoint = "http://127.0.0.1:9000"
+
+        [[store]]
+        name = "offsite"
+        url = "s3://bucket-b/pg"
+        part_size_mib = 8
+
+        [store.retention]
+        keep_monthly = 12
+
+        [[store]]
+        name = "local"
+        url = "backups"
+    "#;
+    let s = Settings::load(Some(text), "t.toml", Path::new("/etc/pgdrill"), &Env::new())
+        .expect("several stores");
+    let names: Vec<_> = s.stores.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(names, ["primary", "offsite", "local"]);
+    assert_eq!(
+        s.store_url.as_ref().map(ToString::to_string),
+        Some(s.stores[0].location.to_string())
+    );
+    assert_eq!(
+        s.stores[0].options.endpoint.as_deref(),
+        Some("http://127.0.0.1:9000")
+    );
+    assert_eq!(s.stores[1].part_size, 8 << 20);
+    assert!(s.stores[0].retention.is_none());
+    assert_eq!(
+        s.stores[1].retention.as_ref().and_then(|r| r.keep_monthly),
+        Some(12)
+    );
+    assert_eq!(
+        s.stores[2].location.folder(),
+        Some(Path::new("/etc/pgdrill/backups"))
+    );
+    assert_eq!(s.retention.keep_last, Some(3));
+}
+
+#[test]
+fn one_store_table_is_named_default() {
+    let s = Settings::load(
+        Some("[store]\nurl = \"/b\"\n"),
+        "t.toml",
+        Path::new("/"),
+        &Env::new(),
+    )
+    .expect("one store");
+    assert_eq!(s.stores.len(), 1);
+    assert_eq!(s.stores[0].name, "default");
+    let none = Settings::load(None, "env", Path::new("/"), &Env::new()).expect("no store");
+    assert!(none.stores.is_empty() && none.store_url.is_none());
+}
+
+#[test]
+fn bad_store_lists_say_what_to_fix() {
+    for (text, want) in [
+        ("[[store]]\nurl = \"/a\"\n", "has no name"),
+        ("[[store]]\nname = \"a\"\n", "has no url"),
+        (
+            "[[store]]\nname = \"a\"\nurl = \"/a\"\n[[store]]\nname = \"a\"\nurl = \"/b\"\n",
+            "two [[store]] entries are named a",
+        ),
+        (
+            "[[store]]\nname = \"a\"\nurl = \"/a\"\n[[store]]\nname = \"b\"\nurl = \"/a\"\n",
+            "same url",
+        ),
+        (
+            "[[store]]\nname = \"Bad Name\"\nurl = \"/a\"\n",
+            "not valid",
+        ),
+        (
+            "[[store]]\nname = \"a\"\nurl = \"/a\"\nurll = 1\n",
+            "[[store]] entry 1",
+        ),
+    ] {
+        let e = Settings::load(Some(text), "t.toml", Path::new("/"), &Env::new()).expect_err(text);
+        assert!(e.to_string().contains(want), "{text}: {e}");
+    }
+}

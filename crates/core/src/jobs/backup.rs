@@ -111,7 +111,11 @@ async fn one(
         )
         .await;
     let result = match jx.lease(&db.name, "backup").await {
-        Ok(held) => {
+        Ok(held) => 'held: {
+            if let Some(e) = jx.slot_taken(&db.name, super::slot::Recorded::Backup).await {
+                held.release().await;
+                break 'held Err(e);
+            }
             let s = jx.settings;
             let job = BackupJob {
                 store: jx.store,
@@ -148,6 +152,7 @@ async fn one(
     };
     match result {
         Ok(m) => {
+            crate::catalog::cache::update(jx.store, &db.name).await;
             succeeded(jx, db, &m, notifier).await;
             Ok((m, progress.stages()))
         }
@@ -249,6 +254,7 @@ mod tests {
             env: &env,
             cancel,
             events: &Silent,
+            slot: None,
         };
         let keys = EncryptionKeys::new(&[], None).expect("keys");
         let tools = PgTools::discover();
@@ -287,6 +293,7 @@ mod tests {
             env: &env,
             cancel,
             events: &Silent,
+            slot: None,
         };
         let keys = EncryptionKeys::new(&[], None).expect("keys");
         let tools = PgTools::discover();
