@@ -147,6 +147,7 @@ impl Ctx {
             env: &self.env,
             cancel: self.cancel.clone(),
             events: &self.ui,
+            slot: None,
         }
     }
 

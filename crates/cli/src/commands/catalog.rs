@@ -13,7 +13,7 @@ pub async fn list(ctx: &Ctx) -> Result<Output> {
     let store = ctx.store()?;
     let mut all: Vec<Manifest> = Vec::new();
     for db in ctx.databases_to_list(&store).await? {
-        let listing = catalog::list(&store, &db).await?;
+        let listing = catalog::cache::list(&store, &db).await?;
         for (id, reason) in &listing.unreadable {
             ctx.ui
                 .warn(format!("backup {id} of {db} is not listed: {reason}"));

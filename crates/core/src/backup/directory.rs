@@ -15,6 +15,7 @@ use crate::{Error, Result};
 use pgdrill_pg::archive::{parse_directory_toc, ArchiveSummary, DirectoryToc};
 use pgdrill_pg::child;
 use pgdrill_pg::client::SnapshotSession;
+use pgdrill_pg::reaper::{Reaper, Watch};
 use pgdrill_pg::PgInstall;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
@@ -84,6 +85,8 @@ pub(super) async fn dump(
                 base.display()
             ))
         })?;
+    // Should pgdrill be killed outright, the spool goes too (see `pgdrill_pg::reaper`).
+    let _spool_reaper = Reaper::arm(Watch::Nothing, Some(spool.path()));
     let out = spool.path().join("dump");
     let args = dump_args(job, jobs, session.snapshot_id.as_deref());
     let shared = Arc::new(Shared::default());
@@ -203,6 +206,10 @@ async fn run_dump(
     let mut proc = child::Child::spawn_watching(cmd, child::Keep::LAST, Some(hook))
         .map_err(|e| Error::Failed(e.to_string()))?;
     let pid = proc.pid();
+    // A pg_dump must never outlive pgdrill. Paused, it would hold its snapshot and its table
+    // locks on the source for good (the kernel's SIGHUP to an orphaned stopped group ends it
+    // too); running, it would go on loading the source to fill a spool nobody reads.
+    let _reaper = Reaper::arm(Watch::Group(pid), out.parent());
     let mut followers = tokio::task::JoinSet::new();
     // Files given a follower; of those, the ones still being read (and how far).
     let mut seen: HashSet<String> = HashSet::new();

@@ -131,7 +131,11 @@ async fn one(
         )
         .await;
     let result = match jx.lease(&db.name, "backup").await {
-        Ok(held) => {
+        Ok(held) => 'held: {
+            if let Some(e) = jx.slot_taken(&db.name, super::slot::Recorded::Backup).await {
+                held.release().await;
+                break 'held Err(e);
+            }
             let s = jx.settings;
             let job = BackupJob {
                 store: jx.store,
@@ -169,6 +173,13 @@ async fn one(
     };
     match result {
         Ok(b) => {
+            // Each store holding a copy gets its catalog updated (derived data, best effort).
+            crate::catalog::cache::update(jx.store, &db.name).await;
+            for t in input.stores.iter().skip(1) {
+                if b.copies.iter().any(|c| c.ok && c.store == t.name) {
+                    crate::catalog::cache::update(&t.store, &db.name).await;
+                }
+            }
             if b.failed_copies().next().is_none() {
                 succeeded(jx, db, &b.manifest, notifier).await;
             } else {
@@ -327,6 +338,7 @@ mod tests {
             env: &env,
             cancel,
             events: &Silent,
+            slot: None,
         };
         let keys = EncryptionKeys::new(&[], None).expect("keys");
         let tools = PgTools::discover();
@@ -366,6 +378,7 @@ mod tests {
             env: &env,
             cancel,
             events: &Silent,
+            slot: None,
         };
         let keys = EncryptionKeys::new(&[], None).expect("keys");
         let tools = PgTools::discover();

@@ -31,6 +31,7 @@ pub async fn run(
         let o = prune::run(jx.store, &db, policy, dry_run, held.as_ref()).await;
         if let Some(l) = held {
             l.release().await;
+            crate::catalog::cache::update(jx.store, &db).await;
         }
         let o = o?;
         if let Some(n) = &o.plan.note {

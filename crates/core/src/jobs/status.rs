@@ -7,7 +7,7 @@ use crate::fleet::coverage::{self, CoverageReport};
 use crate::fleet::{Fleet, Membership};
 use crate::ids::DbName;
 use crate::status::{self, DbStatus, DrillWindow, Slo};
-use crate::{catalog, drill, Error, Result};
+use crate::{catalog, Error, Result};
 use serde_json::json;
 
 /// Evaluates `databases`; `Err` when there are none.
@@ -43,9 +43,17 @@ pub async fn run_fleet(
     let now = crate::clock::Clock::process().now();
     let mut statuses = Vec::new();
     let mut proven = Vec::new();
-    for db in databases {
-        let listing = catalog::list(jx.store, &db).await?;
-        let drills = drill::list(jx.store, &db).await?;
+    // The catalogs of a fleet, a few at once (the store's round trips overlap).
+    let loaded: Vec<Result<catalog::cache::Cached>> = {
+        use futures::StreamExt;
+        futures::stream::iter(&databases)
+            .map(|db| catalog::cache::load(jx.store, db))
+            .buffered(8)
+            .collect()
+            .await
+    };
+    for (db, loaded) in databases.into_iter().zip(loaded) {
+        let catalog::cache::Cached { listing, drills } = loaded?;
         let failure = status::read_failure(jx.store, &db).await;
         let mut s = status::evaluate(
             db.as_str(),
@@ -209,6 +217,7 @@ mod tests {
             env: &env,
             cancel,
             events: &Silent,
+            slot: None,
         };
         let e = run(&jx, Vec::new()).await.expect_err("no database");
         assert_eq!(e.exit_code(), 2);
