@@ -7,7 +7,8 @@
 #            with the peak local disk the parallel backup's spool took (manifest's spool_peak_bytes)
 #   restore: pg_restore -j 2 from a local unencrypted file (the floor; also timed with the
 #            database's creation, createdb + pg_restore, which pgdrill's time includes) vs
-#            pgdrill restore --jobs 2 from S3, encrypted
+#            pgdrill restore --jobs 2 from S3, encrypted; and the streamed restore --jobs 2 of the
+#            parallel backup (one object per table, no spool)
 # Each measurement is the median of $RUNS runs; peak RSS comes from /usr/bin/time -v.
 # Usage: sudo bash bench/run.sh [SCALE]   (SCALE default 20; RUNS=3 by default;
 #        ONLY=restore skips the backup timings: one backup is taken to restore from;
@@ -66,15 +67,31 @@ RECIPIENT=$(grep -o 'age1[0-9a-z]*' "$WORK/pgdrill-age.key" | head -1)
 export AWS_ENDPOINT_URL=http://127.0.0.1:$S3PORT AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
 SRC="postgresql://postgres@127.0.0.1:$PORT/bench"
 
-# time_cmd NAME CMD...: wall seconds and peak RSS (KiB) of one run, appended to $WORK/NAME
+# cpu_of PID [WITH_CHILDREN]: CPU seconds a process used so far (utime + stime, plus its
+# reaped children's: the PostgreSQL postmaster collects its backends' time when they exit).
+cpu_of() {
+  awk -v kids="${2:-0}" -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); t = $12 + $13; if (kids) t += $14 + $15; printf "%.2f", t / hz}' "/proc/$1/stat"
+}
+children() { wc -w < "/proc/$1/task/$1/children"; }
+PGPID=$(head -1 "$WORK/data/postmaster.pid")
+# time_cmd NAME CMD...: one run's wall seconds, peak RSS (KiB), CPU seconds of the command
+# with its children (pg_dump under pgdrill), of the PostgreSQL server and of the S3 server,
+# appended to $WORK/NAME. CPU time is what a loaded machine distorts least.
 time_cmd() {
   local name=$1; shift
-  /usr/bin/time -f "%e %M" -o "$WORK/t" "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; return 1; }
-  cat "$WORK/t" >> "$WORK/$name"
+  local pg0 s30 kids0
+  kids0=$(children "$PGPID"); pg0=$(cpu_of "$PGPID" 1); s30=$(cpu_of "$S3PID")
+  /usr/bin/time -f "%e %M %U %S" -o "$WORK/t" "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; return 1; }
+  # The server adds a backend's CPU time to its own when it reaps it: wait for that.
+  for _ in $(seq 100); do [ "$(children "$PGPID")" -le "$kids0" ] && break; sleep 0.02; done
+  read -r w m u s < "$WORK/t"
+  echo "$w $m $(awk -v u="$u" -v s="$s" 'BEGIN {printf "%.2f", u + s}') $(awk -v a="$pg0" -v b="$(cpu_of "$PGPID" 1)" 'BEGIN {printf "%.2f", b - a}') $(awk -v a="$s30" -v b="$(cpu_of "$S3PID")" 'BEGIN {printf "%.2f", b - a}')" >> "$WORK/$name"
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 wall() { awk '{print $1}' "$WORK/$1" | median; }
 rss() { awk '{print $2}' "$WORK/$1" | sort -n | tail -1; }
+# col NAME N: the median of column N of NAME's runs
+col() { awk -v n="$2" '{print $n}' "$WORK/$1" | median; }
 
 ONLY=${ONLY:-all}
 BACKUP_RUNS=$RUNS
@@ -108,13 +125,15 @@ for i in $(seq "$RUNS"); do
   time_cmd restore_floor_db bash -c "'$BIN/createdb' r1 && '$BIN/pg_restore' -j 2 --no-owner -d r1 '$WORK/plain.pgc'"
   quiet
   time_cmd restore_s3 "$PGDRILL" -q restore latest --name bench --store s3://bench/pg --identity "$WORK/pgdrill-age.key" --jobs 2 --target "postgresql://postgres@127.0.0.1:$PORT/r2"
+  quiet
+  time_cmd restore_s3_par "$PGDRILL" -q restore latest --name bench --store s3://bench/par --identity "$WORK/pgdrill-age.key" --jobs 2 --target "postgresql://postgres@127.0.0.1:$PORT/r2"
   if [ -n "${BASELINE_PGDRILL:-}" ]; then
     quiet
     time_cmd restore_s3_old "$BASELINE_PGDRILL" -q restore latest --name bench --store s3://bench/pg --identity "$WORK/pgdrill-age.key" --jobs 2 --target "postgresql://postgres@127.0.0.1:$PORT/r2"
   fi
 done
 
-F=$(wall floor); B=$(wall baseline); L=$(wall local); S=$(wall s3); RF=$(wall restore_floor); RS=$(wall restore_s3); RM=$(wall restore_floor_db); PF=$(wall par_floor); SP=$(wall s3_par)
+F=$(wall floor); B=$(wall baseline); L=$(wall local); S=$(wall s3); RF=$(wall restore_floor); RS=$(wall restore_s3); RM=$(wall restore_floor_db); PF=$(wall par_floor); SP=$(wall s3_par); RP=$(wall restore_s3_par)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 cat <<REPORT
 ## scale $SCALE ($DBSIZE database, raw dump $((RAW / 1048576)) MiB), median of $RUNS runs, $(nproc) cores
@@ -129,7 +148,17 @@ cat <<REPORT
 | pg_restore -j 2 from a local file (restore floor) | $RF | 1.00 | $(( $(rss restore_floor) / 1024 )) | |
 | createdb + pg_restore -j 2 from a local file | $RM | $(ratio "$RM" "$RF") | $(( $(rss restore_floor_db) / 1024 )) | |
 | pgdrill restore --jobs 2 from S3, encrypted | $RS | $(ratio "$RS" "$RF") ($(ratio "$RS" "$RM") of createdb + pg_restore) | $(( $(rss restore_s3) / 1024 )) | |
+| pgdrill restore --jobs 2 of the parallel backup from S3 (streamed objects) | $RP | $(ratio "$RP" "$RF") ($(ratio "$RP" "$RM") of createdb + pg_restore) | $(( $(rss restore_s3_par) / 1024 )) | |
 REPORT
+# CPU per stage (medians): the command itself (with pg_dump under pgdrill), the PostgreSQL
+# server, the S3 server; per MiB of raw dump, comparable across scales.
+echo
+echo "CPU seconds per backup (median of $BACKUP_RUNS; command incl. pg_dump | PostgreSQL server | S3 server | total | total ms per MiB of raw dump):"
+for n in floor local s3 s3_old; do
+  [ -s "$WORK/$n" ] || continue
+  awk -v n="$n" -v c="$(col "$n" 3)" -v p="$(col "$n" 4)" -v s="$(col "$n" 5)" -v raw="$RAW" \
+    'BEGIN {t = c + p + s; printf "  %-6s %6.2f | %6.2f | %6.2f | %6.2f | %5.2f\n", n, c, p, s, t, t * 1000 / (raw / 1048576)}'
+done
 # Paired ratios: each pgdrill restore against the floor run just before it (the VM's speed
 # drifts over minutes; a pair shares the same phase).
 paired() { paste -d' ' <(awk '{print $1}' "$WORK/$1") <(awk '{print $1}' "$WORK/$2") | awk '{printf "%.3f\n", $1 / $2}'; }
@@ -145,4 +174,45 @@ if [ -n "${BASELINE_PGDRILL:-}" ]; then
   fi
   echo "  restore S3 -j2: this $(wall restore_s3) s, baseline $(wall restore_s3_old) s, ratio $(ratio "$(wall restore_s3)" "$(wall restore_s3_old)")"
   echo "  paired this/baseline restore: $(paired restore_s3 restore_s3_old | tr '\n' ' ')median $(paired restore_s3 restore_s3_old | median)"
+fi
+
+# --- Several stores (issue 19): one backup written to three stores (this S3 server, a second
+# S3 server, a local folder), streamed once from pg_dump, vs the same backup to one store.
+# Target: at most 1.15× (the blocks are shared, each store has its own parts in flight).
+if [ "$ONLY" != restore ]; then
+  S3BPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$WORK/s3b/offsite"
+  "$S3SFS" --host 127.0.0.1 --port "$S3BPORT" --access-key bench --secret-key benchsecret "$WORK/s3b" >"$WORK/s3b.log" 2>&1 &
+  S3BPID=$!
+  trap 'kill "$S3BPID" 2>/dev/null || true; cleanup' EXIT
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$S3BPORT") 2>/dev/null && break; sleep 0.1; done
+  cat > "$WORK/three.toml" <<TOML
+[encryption]
+recipients = ["$RECIPIENT"]
+[[store]]
+name = "primary"
+url = "s3://bench/three"
+[[store]]
+name = "offsite"
+url = "s3://offsite/three"
+endpoint = "http://127.0.0.1:$S3BPORT"
+[[store]]
+name = "local"
+url = "$WORK/three-local"
+[[database]]
+name = "bench"
+url = "$SRC"
+TOML
+  for i in $(seq "$RUNS"); do
+    echo "several stores run $i/$RUNS"
+    time_cmd one_store "$PGDRILL" -q backup --source "$SRC" --store s3://bench/one --recipient "$RECIPIENT"
+    time_cmd three_stores "$PGDRILL" -q --config "$WORK/three.toml" backup
+  done
+  O=$(wall one_store); T=$(wall three_stores)
+  echo
+  echo "| measurement | wall s | × one store | peak RSS MiB |"
+  echo "|---|---|---|---|"
+  echo "| pgdrill backup → 1 store (S3) | $O | 1.00 | $(( $(rss one_store) / 1024 )) |"
+  echo "| pgdrill backup → 3 stores (S3, second S3, folder) | $T | $(ratio "$T" "$O") (target ≤ 1.15) | $(( $(rss three_stores) / 1024 )) |"
+  echo "paired three/one: $(paired three_stores one_store | tr '\n' ' ')median $(paired three_stores one_store | median)"
 fi

@@ -96,6 +96,7 @@ fn conn_flags_of(command: &str) -> &'static [&'static str] {
     ];
     match command {
         "init" | "demo" => &[],
+        "copy" => &["name"],
         "backup" => &["source", "store", "name", "recipients", "passphrase_env"],
         "drills" | "prune" | "status" | "mirror" => &["store", "name"],
         "list" | "show" => &["store", "name", "from_store"],
@@ -259,6 +260,18 @@ Examples:
   pgdrill export latest -o app.pgc && sha256sum -c app.pgc.sha256
   pg_restore --no-owner -d postgresql://localhost/app_copy app.pgc")]
     Export(ExportArgs),
+    /// Copy backups into another configured store ([[store]] entries), e.g. a new offsite one
+    ///
+    /// The stored objects are copied as they are (no key needed), each checked against the
+    /// manifest's sha256 while it streams; the manifest is written last in the target.
+    /// Backups already complete there are skipped; one incomplete in the source is not copied.
+    /// Exit 2 for an unknown store name, 3 when an object does not match its manifest.
+    #[command(after_help = "\
+Examples:
+  pgdrill copy latest --to offsite             # the latest backup, from the first other store
+  pgdrill copy --all --to offsite --from primary
+  pgdrill copy 20261121T020000Z-7f3a --to local --name app --json")]
+    Copy(CopyArgs),
     /// Restore a backup into a target database (guarded: never over the source)
     ///
     /// Refused (exit 5, nothing changed) when the target is the source, is listed in
@@ -520,6 +533,22 @@ pub struct VerifyArgs {
     /// Verify every complete backup.
     #[arg(long, conflicts_with = "backup")]
     pub all: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// A backup id or `latest`.
+    #[arg(required_unless_present = "all")]
+    pub backup: Option<String>,
+    /// Copy every complete backup (of every database, or of --name).
+    #[arg(long, conflicts_with = "backup")]
+    pub all: bool,
+    /// The store to copy into (its [[store]] name).
+    #[arg(long, value_name = "STORE-NAME")]
+    pub to: String,
+    /// The store to copy from (default: the first configured store other than --to).
+    #[arg(long, value_name = "STORE-NAME")]
+    pub from: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -153,6 +153,7 @@ impl Ctx {
             env: &self.env,
             cancel: self.cancel.clone(),
             events: &self.ui,
+            slot: None,
         }
     }
 
@@ -223,6 +224,26 @@ impl Ctx {
             }
         }
         Err(last.unwrap_or_else(no_store))
+    }
+
+    /// Every configured store opened, with its name and transfer settings, primary first (a
+    /// backup's targets); the primary is `primary` itself (the job's store), so that both
+    /// share one view of the store's health (a store found down fails fast for every caller).
+    pub fn named_stores(&self, primary: &Store) -> Result<Vec<pgdrill_core::backup::TargetStore>> {
+        let mut stores: Vec<pgdrill_core::backup::TargetStore> = self
+            .stores()?
+            .into_iter()
+            .map(|(s, store)| pgdrill_core::backup::TargetStore {
+                name: s.name,
+                store,
+                part_size: s.part_size,
+                max_in_flight: s.max_in_flight,
+            })
+            .collect();
+        if let Some(first) = stores.first_mut() {
+            first.store = primary.clone();
+        }
+        Ok(stores)
     }
 
     fn open_store(

@@ -36,6 +36,14 @@ fn main() -> ExitCode {
     {
         pgdrill_core::clock::Clock::set_process_offset(secs);
     }
+    // Tests of lease expiry (a killed `serve` replica) shorten the job lease's ttl.
+    #[cfg(debug_assertions)]
+    if let Some(secs) = std::env::var("PGDRILL_TEST_LEASE_TTL_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        pgdrill_core::jobs::slot::set_lease_ttl_for_tests(secs);
+    }
     // Password files a killed pgdrill left behind (their owner no longer holds their lock).
     pgdrill_pg::passfile::sweep_stale(&std::env::temp_dir());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -98,6 +106,7 @@ async fn dispatch(cli: &Cli, ctx: &Ctx) -> Result<Output, Error> {
         Command::Show(a) => commands::catalog::show(ctx, a).await,
         Command::Verify(a) => commands::catalog::verify(ctx, a).await,
         Command::Export(a) => commands::catalog::export(ctx, a).await,
+        Command::Copy(a) => commands::copy::run(ctx, a).await,
         Command::Restore(a) => commands::restore::run(ctx, a).await,
         Command::Diff(a) => commands::diff::run(ctx, a).await,
         Command::Drill(a) => commands::drill::run(ctx, a).await,

@@ -60,8 +60,13 @@ impl Ui {
                     continue;
                 }
                 let t = stage_start.elapsed().as_secs_f64();
-                rate.sample(t, v.bytes);
-                let line = progress_line(&v, rate.rate(), rate.eta(v.total), t);
+                let (done, total) = if by_items(&v) {
+                    (v.items, v.items_total)
+                } else {
+                    (v.bytes, v.total)
+                };
+                rate.sample(t, done);
+                let line = progress_line(&v, rate.rate(), rate.eta(total), t);
                 eprint!("\r\x1b[2K{line}");
             }
         });
@@ -69,13 +74,39 @@ impl Ui {
     }
 }
 
+/// Whether a stage's rate and ETA are of its items (it counts no bytes: a pg_restore over a
+/// spool, `restore: 12/40 items at 3.0/s, ETA 10s`), else of its bytes.
+fn by_items(v: &View) -> bool {
+    v.bytes == 0 && v.total == 0 && v.items_total > 0
+}
+
 /// The terminal's progress line: `dump: 120.0 MiB of 300.0 MiB (40%) at 20.0 MiB/s, ETA 9s`,
 /// then `, 3/10 tables` when the stage counts items, and the stage's time so far. No rate
-/// nor ETA until the estimator has a second of samples.
+/// nor ETA until the estimator has a second of samples. `rate` and `eta` are of the bytes,
+/// or of the items when the stage counts no bytes ([`by_items`]).
 pub fn progress_line(v: &View, rate: Option<f64>, eta: Option<f64>, elapsed: f64) -> String {
     let mut s = v.stage.clone();
     let mut parts = Vec::new();
-    if v.bytes > 0 || v.total > 0 {
+    if by_items(v) {
+        let mut done = format!(
+            "{}/{} {} ({:.0}%)",
+            v.items,
+            v.items_total,
+            if v.item_unit.is_empty() {
+                "items"
+            } else {
+                &v.item_unit
+            },
+            (v.items.min(v.items_total) as f64 * 100.0 / v.items_total as f64).floor()
+        );
+        if let Some(r) = rate {
+            done.push_str(&format!(" at {r:.1}/s"));
+        }
+        parts.push(done);
+        if let Some(e) = eta.filter(|_| v.items < v.items_total) {
+            parts.push(format!("ETA {}", short_secs(e.ceil())));
+        }
+    } else if v.bytes > 0 || v.total > 0 {
         let mut b = human_bytes(v.bytes);
         if v.total > 0 && v.bytes <= v.total {
             let tilde = if v.total_from.is_some() { "~" } else { "" };
@@ -93,7 +124,7 @@ pub fn progress_line(v: &View, rate: Option<f64>, eta: Option<f64>, elapsed: f64
             parts.push(format!("ETA {}", short_secs(e.ceil())));
         }
     }
-    if v.items_total > 0 || !v.item_unit.is_empty() {
+    if !by_items(v) && (v.items_total > 0 || !v.item_unit.is_empty()) {
         let unit = if v.item_unit.is_empty() {
             "items"
         } else {
@@ -238,6 +269,22 @@ mod tests {
         assert_eq!(
             progress_line(&v, None, None, 4.0),
             "restore: indexes and constraints [4s]"
+        );
+        // A pg_restore over a spool counts archive items, not bytes: their rate and ETA.
+        let v = View {
+            stage: "restore".into(),
+            items: 12,
+            items_total: 40,
+            item_unit: "items".into(),
+            ..View::default()
+        };
+        assert_eq!(
+            progress_line(&v, Some(3.0), Some(9.4), 4.0),
+            "restore: 12/40 items (30%) at 3.0/s, ETA 10s [4s]"
+        );
+        assert_eq!(
+            progress_line(&v, None, None, 0.5),
+            "restore: 12/40 items (30%) [0s]"
         );
     }
 

@@ -160,15 +160,78 @@ async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
     run(dir.path(), &["verify", "latest"], &[]).ok();
 
     let want = tk::fingerprint(&src.url, &pg_dump()).await;
-    // pgdrill's restore, parallel.
+    // pgdrill's restore, parallel: streamed (each table's object read straight from the
+    // store into its lane), nothing spooled on local disk.
     let target = src.cluster.url("restored");
-    run(
-        dir.path(),
-        &["restore", "latest", "--target", &target, "--jobs", "2"],
-        &[],
-    )
-    .ok();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).expect("tmp dir");
+    let tmp_s = tmp.display().to_string();
+    let (restored, tmp_peak) = peak_allocated_while(&tmp, || {
+        run(
+            dir.path(),
+            &[
+                "--json", "restore", "latest", "--target", &target, "--jobs", "2",
+            ],
+            &[("TMPDIR", tmp_s.as_str())],
+        )
+    });
+    restored.ok();
+    let r = restored.json();
+    assert_eq!(r["mode"], "stream", "{}", restored.stdout);
+    assert_eq!(r["lanes"].as_u64().or(r["jobs"].as_u64()), Some(2));
+    assert!(
+        tmp_peak < (1 << 20),
+        "the streamed restore took {tmp_peak} bytes of local disk"
+    );
+    assert!(
+        std::fs::read_dir(&tmp).expect("tmp").next().is_none(),
+        "the restore left files in TMPDIR"
+    );
+    // The data stage counted every table, its rows and the tables' bytes.
+    let data = r["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .find(|s| {
+            s["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("restore: data"))
+        })
+        .unwrap_or_else(|| panic!("no data stage: {}", restored.stdout))
+        .clone();
+    let tables = m["content"]["tables"].as_array().expect("tables");
+    let rows: u64 = tables.iter().filter_map(|t| t["rows"].as_u64()).sum();
+    assert_eq!(data["items"].as_u64(), Some(tables.len() as u64), "{data}");
+    assert_eq!(data["rows"].as_u64(), Some(rows), "{data}");
+    assert!(data["bytes"].as_u64().unwrap_or(0) > 40 << 20, "{data}");
+    assert!(r["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .any(|s| s["name"] == "restore: indexes and constraints"));
     tk::fingerprint(&target, &pg_dump())
+        .await
+        .assert_same(&want);
+
+    // --spool keeps the spool-directory restore.
+    let spooled_target = src.cluster.url("spooled");
+    let spooled = run(
+        dir.path(),
+        &[
+            "--json",
+            "restore",
+            "latest",
+            "--target",
+            &spooled_target,
+            "--jobs",
+            "2",
+            "--spool",
+        ],
+        &[],
+    );
+    spooled.ok();
+    assert_eq!(spooled.json()["mode"], "spool", "{}", spooled.stdout);
+    tk::fingerprint(&spooled_target, &pg_dump())
         .await
         .assert_same(&want);
 
@@ -260,6 +323,115 @@ async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
     tk::fingerprint(&target3, &pg_dump())
         .await
         .assert_same(&want);
+
+    // One byte flipped in the large table's stored object: the streamed restore fails with
+    // exit 3 (integrity), says nothing was restored, and drops the database it created.
+    let big = objects
+        .iter()
+        .filter(|o| o["kind"] == "data")
+        .max_by_key(|o| o["size"].as_u64().unwrap_or(0))
+        .expect("a data object");
+    let path = store.join(format!(
+        "app/backups/{id}/{}",
+        big["name"].as_str().expect("name")
+    ));
+    let original = std::fs::read(&path).expect("object");
+    let mut bytes = original.clone();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&path, &bytes).expect("flip a byte");
+    let bad_target = src.cluster.url("corrupt");
+    let bad = run(
+        dir.path(),
+        &[
+            "--json",
+            "restore",
+            "latest",
+            "--target",
+            &bad_target,
+            "--jobs",
+            "2",
+        ],
+        &[],
+    );
+    bad.code(3);
+    assert!(
+        !bad.stdout.contains("\"mode\""),
+        "a report of success: {}",
+        bad.stdout
+    );
+    assert!(
+        bad.stderr.contains(big["name"].as_str().expect("name")),
+        "the error names the damaged object: {}",
+        bad.stderr
+    );
+    let exists: i64 = tk::connect(&src.url)
+        .await
+        .query_one(
+            "select count(*) from pg_database where datname = 'corrupt'",
+            &[],
+        )
+        .await
+        .expect("pg_database")
+        .get(0);
+    assert_eq!(
+        exists, 0,
+        "the database the failed restore created is dropped"
+    );
+
+    // The same for a small table's object (decoded ahead of its COPY).
+    std::fs::write(&path, &original).expect("restore the object");
+    let small = objects
+        .iter()
+        .filter(|o| o["kind"] == "data" && o["rows"].as_u64().is_some_and(|r| r > 0))
+        .min_by_key(|o| o["size"].as_u64().unwrap_or(0))
+        .expect("a small data object");
+    let path = store.join(format!(
+        "app/backups/{id}/{}",
+        small["name"].as_str().expect("name")
+    ));
+    let mut bytes = std::fs::read(&path).expect("object");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&path, &bytes).expect("flip a byte");
+    let bad = run(
+        dir.path(),
+        &[
+            "--json",
+            "restore",
+            "latest",
+            "--target",
+            &bad_target,
+            "--jobs",
+            "2",
+        ],
+        &[],
+    );
+    bad.code(3);
+    assert!(
+        bad.stderr.contains(small["name"].as_str().expect("name")),
+        "the error names the damaged object: {}",
+        bad.stderr
+    );
+}
+
+/// Runs `f` while sampling the allocated bytes below `dir`; returns its result and the peak.
+fn peak_allocated_while<T>(dir: &Path, f: impl FnOnce() -> T) -> (T, u64) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (stop, dir) = (stop.clone(), dir.to_path_buf());
+        std::thread::spawn(move || {
+            let mut peak = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                peak = peak.max(allocated_below(&dir));
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            peak
+        })
+    };
+    let out = f();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    (out, sampler.join().expect("sampler"))
 }
 
 fn generate_key(dir: &Path) -> String {
@@ -323,7 +495,29 @@ async fn parallel_backup_to_s3_restores_and_a_lost_object_publishes_nothing() {
     let target = src.cluster.url("restored");
     let mut renv = env.clone();
     renv.push(("PGDRILL_TARGET_URL", target.as_str()));
-    run(dir.path(), &["restore", "latest", "--jobs", "2"], &renv).ok();
+    // The plan says the restore streams each table's object, and the restore does.
+    let plan = run(
+        dir.path(),
+        &["--json", "restore", "latest", "--jobs", "2", "--dry-run"],
+        &renv,
+    );
+    plan.ok();
+    let p = plan.json();
+    assert_eq!(p["mode"], "stream", "{}", plan.stdout);
+    assert!(
+        p["steps"].as_array().expect("steps").iter().any(|s| s
+            .as_str()
+            .is_some_and(|s| s.contains("each table's object"))),
+        "{}",
+        plan.stdout
+    );
+    let restored = run(
+        dir.path(),
+        &["--json", "restore", "latest", "--jobs", "2"],
+        &renv,
+    );
+    restored.ok();
+    assert_eq!(restored.json()["mode"], "stream", "{}", restored.stdout);
     let want = tk::fingerprint(&src.url, &pg_dump()).await;
     tk::fingerprint(&target, &pg_dump())
         .await
@@ -424,4 +618,130 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .next()
         .unwrap_or_default()
         .to_string()
+}
+
+/// A parallel backup of a LATIN1 database (pgdrill's own COPY speaks UTF8, so each table's
+/// object reaches `pg_restore -Fd` through a named pipe) and unencrypted: the streamed restore
+/// gives the same schema, rows, large objects and sequences, and spools nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_restore_of_a_latin1_parallel_backup_pipes_objects_into_pg_restore() {
+    let cluster = tk::cluster(None);
+    let admin = tk::connect(&cluster.url("postgres")).await;
+    admin
+        .batch_execute(
+            "create database latin encoding 'LATIN1' lc_collate 'C' lc_ctype 'C' template template0",
+        )
+        .await
+        .expect("latin1 database");
+    let url = cluster.url("latin");
+    tk::connect(&url)
+        .await
+        .batch_execute(
+            "create table words (id int primary key, w text);
+             insert into words select g, 'caf\u{e9} ' || g || repeat('x', 200) from generate_series(1, 300000) g;
+             create table empty_one (v int);
+             create sequence ticket; select setval('ticket', 77);
+             select lo_from_bytea(0, '\\x00ff10');",
+        )
+        .await
+        .expect("latin1 data");
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store").display().to_string();
+    run(
+        dir.path(),
+        &["backup", "--jobs", "2", "--source", &url, "--store", &store],
+        &[],
+    )
+    .ok();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).expect("tmp dir");
+    let tmp_s = tmp.display().to_string();
+    let target = cluster.url("latin_restored");
+    let out = run(
+        dir.path(),
+        &[
+            "--json", "restore", "latest", "--name", "latin", "--store", &store, "--jobs", "2",
+            "--target", &target,
+        ],
+        &[("TMPDIR", tmp_s.as_str())],
+    );
+    out.ok();
+    assert_eq!(out.json()["mode"], "stream", "{}", out.stdout);
+    assert!(
+        std::fs::read_dir(&tmp).expect("tmp").next().is_none(),
+        "the restore left files in TMPDIR"
+    );
+    let want = tk::fingerprint(&url, &pg_dump()).await;
+    tk::fingerprint(&target, &pg_dump())
+        .await
+        .assert_same(&want);
+
+    // Interrupted while the lanes load: exit 1, the database it created dropped, no
+    // pg_restore left running, nothing left in TMPDIR.
+    let mut child = cmd(dir.path())
+        .args([
+            "restore",
+            "latest",
+            "--name",
+            "latin",
+            "--store",
+            &store,
+            "--jobs",
+            "2",
+            "--target",
+            &cluster.url("latin_cancel"),
+        ])
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let started = std::time::Instant::now();
+    loop {
+        let copying: i64 = admin
+            .query_one(
+                "select count(*) from pg_stat_activity where datname = 'latin_cancel' and query ilike 'copy %'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        if copying > 0 {
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 60, "no COPY ever started");
+        assert!(child.try_wait().expect("wait").is_none(), "ended too soon");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let exists: i64 = admin
+        .query_one(
+            "select count(*) from pg_database where datname = 'latin_cancel'",
+            &[],
+        )
+        .await
+        .expect("pg_database")
+        .get(0);
+    assert_eq!(exists, 0, "the interrupted restore's database is dropped");
+    assert!(
+        std::fs::read_dir(&tmp).expect("tmp").next().is_none(),
+        "the interrupted restore left files in TMPDIR"
+    );
+    let tmp_s = tmp.display().to_string();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&tmp_s))
+        .collect();
+    assert!(left.is_empty(), "pg_restore left running: {left:?}");
 }

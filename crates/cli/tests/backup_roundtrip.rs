@@ -99,6 +99,8 @@ async fn encrypted_backup_to_folder_round_trips_through_export_and_standard_tool
             format!("app/backups/{id}/dump.index.json.zst.age"),
             format!("app/backups/{id}/dump.pgc.zst.age"),
             format!("app/backups/{id}/manifest.json"),
+            // What `list` and `status` read instead of every manifest (derived data).
+            "app/catalog.json".to_string(),
         ]
     );
 

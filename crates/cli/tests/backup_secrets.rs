@@ -311,7 +311,9 @@ async fn secrets_appear_nowhere_in_outputs_objects_or_argv() {
     );
     local.ok();
     let files = files_below(&store);
-    assert_eq!(files.len(), 4, "{files:?}");
+    // The backup's four objects and the database's catalog.json.
+    assert_eq!(files.len(), 5, "{files:?}");
+    assert!(files.iter().any(|f| f == "app/catalog.json"), "{files:?}");
     for f in &files {
         let bytes = std::fs::read(store.join(f)).expect("read stored file");
         assert_clean_bytes(&format!("stored file {f}"), &bytes);

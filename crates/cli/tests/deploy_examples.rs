@@ -348,12 +348,46 @@ fn helm_chart_lints_and_renders_the_same_objects() {
     parses(&bin(), &args).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(pod_spec(d)["initContainers"][0]["command"][2], "0600");
 
-    // replicas is a documented key that must stay 1 until serve has fleet leases.
+    // replicas: serve replicas share the fleet through the store's leases. One by default
+    // (recreated on rollout); several with a spool of each pod's own.
     assert!(read(&deploy_dir().join("helm/pgdrill/values.yaml")).contains("\nreplicas: 1\n"));
+    assert_eq!(d["spec"]["replicas"], 1);
+    assert_eq!(d["spec"]["strategy"]["type"], "Recreate");
+    let (replicas_file, replicas) = render(
+        "replicas.yaml",
+        &["--set", "replicas=3,spool.persistence.enabled=false"],
+    );
+    kubernetes_validate(&[&replicas_file]);
+    let d = object(&replicas, "Deployment", None);
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert!(d["spec"]["strategy"].is_null(), "{}", d["spec"]);
+    assert_eq!(
+        serde_json::to_string(&pod_spec(d)["volumes"]).expect("json"),
+        serde_json::to_string(&pod_spec(object(&emptydir, "Deployment", None))["volumes"])
+            .expect("json"),
+        "the same pod as with one replica and an emptyDir spool"
+    );
+    assert!(replicas
+        .iter()
+        .all(|d| d["kind"] != "PersistentVolumeClaim"));
+    let (ok, _, err) = helm(&[
+        "lint",
+        "--strict",
+        "pgdrill",
+        "--set",
+        "replicas=3,spool.persistence.enabled=false",
+    ]);
+    assert!(ok, "helm lint with replicas=3:\n{err}");
+    // A persistent spool volume cannot be shared by the replicas: refused, said why.
     let (ok, _, err) = helm(&["template", "pgdrill", "pgdrill", "--set", "replicas=2"]);
     assert!(
-        !ok && err.contains("fleet leases"),
-        "replicas=2 rendered:\n{err}"
+        !ok && err.contains("spool.persistence.enabled=false"),
+        "replicas=2 with the persistent spool rendered:\n{err}"
+    );
+    let (ok, _, err) = helm(&["template", "pgdrill", "pgdrill", "--set", "replicas=0"]);
+    assert!(
+        !ok && err.contains("1 or more"),
+        "replicas=0 rendered:\n{err}"
     );
 }
 

@@ -62,6 +62,13 @@ async fn every_json_output_matches_its_schema() {
         b["backups"][0]["duration_seconds"].as_f64().is_some(),
         "{b}"
     );
+    // One store: one complete copy, named "default".
+    assert_eq!(b["backups"][0]["copies"][0]["store"], "default", "{b}");
+    assert_eq!(b["backups"][0]["copies"][0]["ok"], true, "{b}");
+    assert_eq!(
+        b["backups"][0]["copies"][0]["stored_bytes"], b["backups"][0]["stored_bytes"],
+        "{b}"
+    );
     let l = go("list.schema.json", &["list"], 0);
     assert_eq!(l["backups"].as_array().map(Vec::len), Some(2), "{l}");
     go("show.schema.json", &["show", "latest"], 0);
@@ -195,6 +202,8 @@ async fn every_json_output_matches_its_schema() {
                 // validated by restore_table.rs and diff.rs on their real output
                 "restore-table.schema.json",
                 "diff.schema.json",
+                // validated by stores.rs (copy needs several stores)
+                "copy.schema.json",
             ]
             .contains(&name.as_str());
         assert!(covered, "{name} is not checked against any real output");

@@ -195,3 +195,152 @@ async fn tk_exec(url: &str, sql: &str) {
         .await
         .expect("sql");
 }
+
+/// The `N/T items` of the ended line and of every progress line drawn for stage `name`.
+fn item_counts(tty: &str, name: &str) -> (Vec<(u64, u64)>, (u64, u64)) {
+    let parse = |l: &str| -> Option<(u64, u64)> {
+        let before = l.split(" items").next()?;
+        let (n, t) = before.rsplit(' ').next()?.split_once('/')?;
+        Some((n.parse().ok()?, t.parse().ok()?))
+    };
+    let drawn = tty
+        .split(['\r', '\n'])
+        .map(|l| l.trim_start_matches("\x1b[2K"))
+        .filter(|l| l.starts_with(&format!("{name}: ")))
+        .filter_map(parse)
+        .collect();
+    let ended = parse(stage_line(tty, name))
+        .unwrap_or_else(|| panic!("no items in the ended line of {name}:\n{tty}"));
+    (drawn, ended)
+}
+
+/// Counts drawn while pg_restore ran grew: a count below the total, and a larger one later.
+fn assert_grew(drawn: &[(u64, u64)], total: u64, tty: &str) {
+    assert!(
+        drawn.iter().all(|&(_, t)| t == total),
+        "totals differ: {drawn:?}"
+    );
+    let first = drawn.iter().map(|d| d.0).find(|&n| n < total);
+    let last = drawn.iter().map(|d| d.0).max();
+    assert!(
+        matches!((first, last), (Some(f), Some(l)) if f < l),
+        "no growing count below the total {total}: {drawn:?}\n{tty}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spool_and_a_directory_layout_restore_count_the_archive_items() {
+    let src = source(None).await;
+    // Index builds that take a while (an expression calling a slow function per row), so the
+    // terminal shows the count between the first item and the last.
+    let mut sql = String::from(
+        "create function slow(i int) returns int language plpgsql immutable \
+           as $$ begin perform pg_sleep(0.03); return i; end $$; \
+         create table slow_rows (id int); insert into slow_rows select generate_series(1, 10);",
+    );
+    for k in 0..6 {
+        sql.push_str(&format!(
+            "create index slow_{k} on slow_rows ((public.slow(id) + {k}));"
+        ));
+    }
+    tk_exec(&src.url, &sql).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let store_s = store.display().to_string();
+    let env = [("PGDRILL_SOURCE_URL", src.url.as_str())];
+    run(dir.path(), &["--json", "backup", "--store", &store_s], &env).ok();
+
+    // `restore --spool --jobs 2`: one pg_restore over the verified spool file; the leader's
+    // items, each counted once by its id.
+    let target = src.cluster.url("spooled_tty");
+    let (tty, stdout) = on_terminal(
+        dir.path(),
+        &[
+            "--json", "restore", "latest", "--store", &store_s, "--target", &target, "--spool",
+            "--jobs", "2",
+        ],
+        &[],
+    );
+    let j: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(j["mode"], "spool", "{j}");
+    let (drawn, (done, total)) = item_counts(&tty, "restore");
+    assert!(total > 6 && done == total, "{done}/{total}:\n{tty}");
+    assert_grew(&drawn, total, &tty);
+    let r = stage(&j, "restore");
+    assert_eq!(r["item_unit"], "items", "{r}");
+    assert_eq!(r["items"], r["items_total"], "{r}");
+    assert_eq!(r["items_total"].as_u64(), Some(total));
+    assert_eq!(
+        scalar(
+            &target,
+            "select count(*)::text from pg_indexes where indexname like 'slow_%'"
+        )
+        .await,
+        "6"
+    );
+
+    // A parallel backup (directory layout), restored by one `pg_restore -Fd` (one job) over
+    // the spooled directory: each item's one line as it starts.
+    let out = run(
+        dir.path(),
+        &["--json", "backup", "--store", &store_s, "--jobs", "2"],
+        &env,
+    );
+    out.ok();
+    let target = src.cluster.url("directory_tty");
+    let (tty, stdout) = on_terminal(
+        dir.path(),
+        &[
+            "--json", "restore", "latest", "--store", &store_s, "--target", &target, "--jobs", "1",
+        ],
+        &[],
+    );
+    let j: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let (drawn, (done, dir_total)) = item_counts(&tty, "restore");
+    assert_eq!((done, dir_total), (total, total), "{tty}");
+    assert_grew(&drawn, total, &tty);
+    let r = stage(&j, "restore");
+    assert_eq!(r["items"], r["items_total"], "{r}");
+    assert_eq!(
+        scalar(&target, "select count(*)::text from slow_rows").await,
+        "10"
+    );
+
+    // Not on a terminal: silent, and pg_restore's error still names the failing statement.
+    // Rows whose check holds only in the source database: every restore's COPY fails.
+    tk_exec(
+        &src.url,
+        "create table only_here (d text check (d = current_database())); \
+         insert into only_here values ('app');",
+    )
+    .await;
+    let fstore = dir.path().join("fstore");
+    let fstore_s = fstore.display().to_string();
+    for (backup_jobs, jobs) in [("1", "2"), ("2", "1")] {
+        run(
+            dir.path(),
+            &[
+                "--json",
+                "backup",
+                "--store",
+                &fstore_s,
+                "--jobs",
+                backup_jobs,
+            ],
+            &env,
+        )
+        .ok();
+        let target = src.cluster.url(&format!("fails_{jobs}"));
+        let out = restore(dir.path(), &fstore, &target, &["--spool", "--jobs", jobs]);
+        out.code(1);
+        assert_no_progress(&out.stderr);
+        assert!(
+            out.stderr.contains("only_here_d_check")
+                && out.stderr.contains("COPY")
+                && out.stderr.contains("pg_restore reported 1 error(s)")
+                && !out.stderr.contains("processing data for table"),
+            "{}",
+            out.stderr
+        );
+    }
+}

@@ -408,3 +408,180 @@ async fn tables_come_back_alone_from_a_folder_and_from_encrypted_s3() {
     assert!(early.stderr.contains("at or before"), "{}", early.stderr);
     let _ = store_s;
 }
+
+/// `app.orders`' columns as the catalog has them, for comparing a restored table's schema.
+async fn columns(url: &str, schema: &str) -> String {
+    scalar(
+        url,
+        &format!(
+            "select string_agg(column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, ''), ', ' order by ordinal_position) \
+             from information_schema.columns where table_schema = '{schema}' and table_name = 'orders'"
+        ),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tables_come_back_alone_from_a_parallel_backup() {
+    let cluster = tk::cluster(None);
+    let src = empty_db(&cluster, "shop").await;
+    // The shop without the four large tables, and one large table beside it.
+    let shop = SHOP_SQL
+        .split("create table public.big1")
+        .next()
+        .expect("shop sql");
+    tk::connect(&src)
+        .await
+        .batch_execute(&format!(
+            "{shop} create table public.big1 (id int primary key, t text); \
+             insert into public.big1 select g, repeat(md5(g::text), 4) from generate_series(1, 60000) g;"
+        ))
+        .await
+        .expect("shop");
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let store_s = store.display().to_string();
+    let out = run(
+        dir.path(),
+        &["--json", "backup", "--store", &store_s, "--jobs", "2"],
+        &[("PGDRILL_SOURCE_URL", &src)],
+    );
+    out.ok();
+    let stored = out.json()["backups"][0]["stored_bytes"]
+        .as_u64()
+        .expect("stored_bytes");
+
+    // The plan: toc.dat and the orders' data object; nothing changed.
+    let t1 = cluster.url("t1");
+    let out = restore(
+        dir.path(),
+        &store,
+        &t1,
+        &["--table", "app.orders", "--dry-run"],
+    );
+    out.ok();
+    let j = out.json();
+    tk::schema::assert_valid("restore-table.schema.json", &j);
+    assert_eq!(
+        (j["frames"].as_u64(), j["database"].as_str()),
+        (Some(2), Some("create")),
+        "{j}"
+    );
+    assert!(j["steps"].to_string().contains("toc.dat"), "{j}");
+    let entries = j["entries"].to_string();
+    for e in [
+        "TABLE DATA app orders",
+        "POLICY app orders orders_small",
+        "INDEX app orders_amount",
+    ] {
+        assert!(entries.contains(e), "{e}: {j}");
+    }
+    assert!(!db_exists(&cluster, "t1").await);
+
+    // Orders and the partitioned events into a new database: only their objects are read.
+    let out = restore(
+        dir.path(),
+        &store,
+        &t1,
+        &["--table", "app.orders", "--table", "app.events"],
+    );
+    out.ok();
+    let j = out.json();
+    tk::schema::assert_valid("restore-table.schema.json", &j);
+    let read = j["bytes_read"].as_u64().expect("bytes_read");
+    assert_eq!(j["dump_bytes"].as_u64(), Some(stored), "{j}");
+    assert!(
+        read > 0 && read * 5 < stored,
+        "read {read} of {stored}: {j}"
+    );
+    assert_eq!(j["frames_bytes"].as_u64(), Some(read), "{j}");
+    // toc.dat, orders, and the two partitions' data (the parent has none).
+    assert_eq!(j["frames_read"].as_u64(), Some(4), "{j}");
+    assert!(j["frames_total"].as_u64().unwrap_or(0) > 6, "{j}");
+    for (table, order) in [
+        ("app.orders", "id"),
+        ("app.events", "id"),
+        ("app.events_low", "id"),
+        ("app.events_high", "id"),
+    ] {
+        assert_eq!(
+            hash(&t1, table, order).await,
+            hash(&src, table, order).await,
+            "{table}"
+        );
+    }
+    assert_eq!(columns(&t1, "app").await, columns(&src, "app").await);
+    let meta = "select (select count(*) from pg_policies where tablename = 'orders') * 1000 \
+        + (select count(*) from pg_indexes where tablename = 'orders') * 100 \
+        + (select count(*) from pg_trigger where tgname = 'orders_touch') * 10 \
+        + (select count(*) from pg_class where relname = 'orders' and relrowsecurity and obj_description(oid) = 'the orders')";
+    assert_eq!(count(&t1, meta).await, 1211);
+    let seq = "select last_value from app.orders_id_seq";
+    assert_eq!(count(&t1, seq).await, count(&src, seq).await);
+    assert!(
+        skipped(&j)
+            .iter()
+            .any(|s| s.contains("orders_customer_id_fkey")),
+        "{j}"
+    );
+    assert_eq!(
+        count(
+            &t1,
+            "select count(*) from pg_tables where tablename in ('customers', 'nopk', 'big1')"
+        )
+        .await,
+        0,
+        "only the named tables"
+    );
+
+    // Beside the live tables, in a new schema, chosen by time.
+    let out = run(
+        dir.path(),
+        &[
+            "--json",
+            "restore",
+            "--store",
+            &store_s,
+            "--at",
+            "2999-01-01T00:00:00Z",
+            "--table",
+            "app.orders",
+            "--into-schema",
+            "restored",
+            "--target",
+            &src,
+        ],
+        &[],
+    );
+    out.ok();
+    let j = out.json();
+    tk::schema::assert_valid("restore-table.schema.json", &j);
+    assert_eq!(j["into_schema"], "restored", "{j}");
+    assert!(
+        j["bytes_read"].as_u64().unwrap_or(u64::MAX) * 5 < stored,
+        "{j}"
+    );
+    assert_eq!(
+        hash(&src, "restored.orders", "id").await,
+        hash(&src, "app.orders", "id").await
+    );
+    let restored_meta =
+        "select (select count(*) from pg_policies where schemaname = 'restored') * 10 \
+        + (select count(*) from pg_indexes where schemaname = 'restored')";
+    assert_eq!(count(&src, restored_meta).await, 12);
+    assert_eq!(
+        columns(&src, "restored").await,
+        columns(&src, "app")
+            .await
+            .replace("app.orders_id_seq", "restored.orders_id_seq")
+    );
+    assert_eq!(
+        count(
+            &src,
+            "select count(*) from pg_database where datname like 'pgdrill_table_%'"
+        )
+        .await,
+        0,
+        "the scratch database is dropped"
+    );
+}

@@ -116,6 +116,8 @@ pub struct SmtpSection {
 pub enum EventKind {
     BackupFailed,
     BackupSucceeded,
+    /// A backup complete in some stores and missing from others (DESIGN.md §9).
+    BackupDegraded,
     DrillFailed,
     DrillPassed,
     SloViolated,
@@ -130,6 +132,7 @@ impl EventKind {
         match self {
             EventKind::BackupFailed => "backup_failed",
             EventKind::BackupSucceeded => "backup_succeeded",
+            EventKind::BackupDegraded => "backup_degraded",
             EventKind::DrillFailed => "drill_failed",
             EventKind::DrillPassed => "drill_passed",
             EventKind::SloViolated => "slo_violated",
@@ -144,6 +147,7 @@ impl EventKind {
         match self {
             EventKind::BackupFailed => "backup failed",
             EventKind::BackupSucceeded => "backup succeeded",
+            EventKind::BackupDegraded => "backup degraded (a store lacks its copy)",
             EventKind::DrillFailed => "restore drill failed",
             EventKind::DrillPassed => "restore drill passed",
             EventKind::SloViolated => "SLO violated",
@@ -156,7 +160,10 @@ impl EventKind {
     pub fn is_failure(self) -> bool {
         matches!(
             self,
-            EventKind::BackupFailed | EventKind::DrillFailed | EventKind::SloViolated
+            EventKind::BackupFailed
+                | EventKind::BackupDegraded
+                | EventKind::DrillFailed
+                | EventKind::SloViolated
         )
     }
 

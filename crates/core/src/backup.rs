@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 mod directory;
+mod fanout;
 mod follow;
 mod locks;
 mod manifest;
@@ -33,6 +34,8 @@ mod stream;
 
 /// Moved to the lease (a leaf below the backup); kept here for callers.
 pub use crate::lease::hostname;
+use fanout::{Sizing, Targets};
+pub use fanout::{StoreCopy, TargetStore};
 use manifest::{build_manifest, Times};
 use stream::stream_child;
 
@@ -40,7 +43,12 @@ const READ_CHUNK: usize = 1 << 20;
 
 /// Everything one backup needs, resolved by the caller.
 pub struct BackupJob<'a> {
+    /// The primary store: read for the previous backup's size.
     pub store: &'a Store,
+    /// Every store the backup is written to, with its name and transfer settings, primary
+    /// first (DESIGN.md §9); empty: `store` alone, named "default", with `part_size` and
+    /// `max_in_flight`.
+    pub stores: &'a [TargetStore],
     pub db: &'a DatabaseSettings,
     pub source: ConnSpec,
     pub keys: &'a EncryptionKeys,
@@ -114,8 +122,47 @@ fn now_rfc3339() -> String {
     crate::time::rfc3339_millis(crate::time::Timestamp::now())
 }
 
-/// Runs one backup; returns the manifest written.
-pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
+/// A backup written: its manifest, and what became of each store's copy (a copy that
+/// failed leaves the backup degraded, complete in the other stores).
+#[derive(Debug)]
+pub struct Backup {
+    pub manifest: Manifest,
+    pub copies: Vec<StoreCopy>,
+}
+
+impl Backup {
+    /// The copies that failed.
+    pub fn failed_copies(&self) -> impl Iterator<Item = &StoreCopy> {
+        self.copies.iter().filter(|c| !c.ok)
+    }
+}
+
+/// Runs one backup to every store; returns the manifest written and each copy's outcome.
+/// Fails (and leaves no manifest anywhere) when no store's copy completed.
+pub async fn run(job: BackupJob<'_>) -> Result<Backup> {
+    let stores = if job.stores.is_empty() {
+        vec![TargetStore {
+            name: crate::config::DEFAULT_STORE_NAME.to_string(),
+            store: job.store.clone(),
+            part_size: job.part_size,
+            max_in_flight: job.max_in_flight,
+        }]
+    } else {
+        job.stores.to_vec()
+    };
+    let targets = Arc::new(Targets::new(stores));
+    let manifest = run_to(&job, &targets).await?;
+    // What a failed store holds of this backup is not a copy: it goes.
+    targets
+        .delete_failed(&manifest.database, &manifest.backup_id)
+        .await;
+    Ok(Backup {
+        copies: targets.copies(manifest.stored_bytes),
+        manifest,
+    })
+}
+
+async fn run_to(job: &BackupJob<'_>, targets: &Arc<Targets>) -> Result<Manifest> {
     check_pg_dump_args(&job.db.pg_dump_args)?;
     if job.source.looks_like_transaction_pooler() {
         return Err(Error::Invalid(format!(
@@ -140,7 +187,7 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
     let t_snapshot = started.elapsed().as_secs_f64();
     let install = job.tools.pick("pg_dump", session.facts.version.major)?;
     let (stream, summary, directory) = if job.jobs > 1 {
-        let result = directory::dump(&job, &id, &session, &install, job.jobs).await;
+        let result = directory::dump(job, targets, &id, &session, &install, job.jobs).await;
         let mut stream = StreamResult::of_session(&session);
         session.close().await;
         let d = result?;
@@ -151,7 +198,7 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
         let summary = d.summary.clone();
         (stream, summary, Some(d))
     } else {
-        let result = dump_and_upload(&job, &id, &session, &install, previous).await;
+        let result = dump_and_upload(job, targets, &id, &session, &install, previous).await;
         session.close().await;
         let (stream, summary) = result?;
         (stream, summary, None)
@@ -168,10 +215,10 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
         };
         // Without a consistent index a restore reads the dump front to back: still correct.
         if index.check().is_ok() {
-            match upload_index(&job, &id, &index).await {
+            match upload_index(job, targets, &id, &index).await {
                 Ok(o) => extra.push(o),
                 Err(e) => {
-                    delete_backup_objects(&job, &id).await;
+                    targets.delete_everywhere(&job.db.name, &id).await;
                     return Err(e);
                 }
             }
@@ -179,14 +226,14 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
     }
     if job.db.globals {
         let globals = match &job.globals_from {
-            Some((key, object)) => copy_globals(&job, &id, key, object).await,
-            None => globals_and_upload(&job, &id, stream.facts.version.major).await,
+            Some((key, object)) => copy_globals(job, targets, &id, key, object).await,
+            None => globals_and_upload(job, targets, &id, stream.facts.version.major).await,
         };
         match globals {
             Ok(o) => extra.push(o),
             Err(e) => {
                 // Nothing half-written: the dump already uploaded goes too.
-                delete_backup_objects(&job, &id).await;
+                targets.delete_everywhere(&job.db.name, &id).await;
                 return Err(e);
             }
         }
@@ -202,7 +249,7 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
         finished_at,
         stage_seconds,
     };
-    let mut manifest = build_manifest(&job, &id, &install, stream, summary, times);
+    let mut manifest = build_manifest(job, &id, &install, stream, summary, times);
     if let Some(d) = directory {
         manifest.format_version = crate::manifest::FORMAT_VERSION_DIRECTORY;
         manifest.layout = Some(crate::manifest::LAYOUT_DIRECTORY.into());
@@ -210,7 +257,7 @@ pub async fn run(job: BackupJob<'_>) -> Result<Manifest> {
         manifest.objects = d.objects;
     }
     manifest.objects.extend(extra);
-    publish(&job, &manifest).await?;
+    publish(job, targets, &manifest).await?;
     job.progress.finish();
     Ok(manifest)
 }
@@ -235,17 +282,10 @@ pub fn dump_estimate(
     }
 }
 
-async fn delete_backup_objects(job: &BackupJob<'_>, id: &BackupId) {
-    if let Ok(objects) = job.store.list(&layout::backup_dir(&job.db.name, id)).await {
-        for o in objects {
-            let _ = job.store.delete(&o.key).await;
-        }
-    }
-}
-
 /// Stores the dump index (JSON, through zstd and age like the dump).
 async fn upload_index(
     job: &BackupJob<'_>,
+    targets: &Targets,
     id: &BackupId,
     index: &DumpIndex,
 ) -> Result<StoredObject> {
@@ -257,7 +297,7 @@ async fn upload_index(
     sink.write_all(&compressed).map_err(io_err)?;
     let (bytes, stored) = sink.finish().map_err(io_err)?.finish();
     let name = layout::index_object_name(job.keys.enabled());
-    job.store
+    targets
         .put(
             &layout::backup_object(&job.db.name, id, &name),
             Bytes::from(bytes),
@@ -275,62 +315,103 @@ async fn upload_index(
     })
 }
 
-/// The completion rule, trusting no acknowledgement: every object is confirmed stored with
-/// its size, SHA256SUMS is written and confirmed, the lease is confirmed still ours, then the
-/// manifest is written with put-if-absent and confirmed stored and listed. Any failure
-/// deletes what the backup stored (its manifest included) and publishes nothing.
-async fn publish(job: &BackupJob<'_>, m: &Manifest) -> Result<()> {
-    let store = job.store;
+/// The completion rule, in every store, trusting no acknowledgement: every object is
+/// confirmed stored with its size, SHA256SUMS is written and confirmed, the lease is
+/// confirmed still ours, then the manifest is written with put-if-absent and confirmed
+/// stored and listed. A store failing a step is left (its copy deleted at the end); when no
+/// store is left, what the backup stored is deleted everywhere and nothing is published.
+async fn publish(job: &BackupJob<'_>, targets: &Targets, m: &Manifest) -> Result<()> {
     let sums: String = m
         .objects
         .iter()
         .map(|o| format!("{}  {}\n", o.sha256, o.name))
         .collect();
+    let sums_len = sums.len() as u64;
+    let sums_key = layout::backup_object(&m.database, &m.backup_id, layout::SHA256SUMS);
     let before_manifest = async {
-        for o in &m.objects {
-            confirm_stored(store, m, &o.name, o.size).await?;
-        }
-        let sums_len = sums.len() as u64;
-        store
-            .put(
-                &layout::backup_object(&m.database, &m.backup_id, layout::SHA256SUMS),
-                Bytes::from(sums),
-            )
-            .await?;
-        confirm_stored(store, m, layout::SHA256SUMS, sums_len).await?;
+        each_store(targets, |store| async move {
+            for o in &m.objects {
+                confirm_stored(&store, m, &o.name, o.size).await?;
+            }
+            Ok(())
+        })
+        .await?;
+        targets.put(&sums_key, Bytes::from(sums)).await?;
+        each_store(targets, |store| async move {
+            confirm_stored(&store, m, layout::SHA256SUMS, sums_len).await
+        })
+        .await?;
         if let Some(lease) = job.lease {
             lease.confirm().await?;
         }
         Ok::<_, Error>(())
     };
     if let Err(e) = before_manifest.await {
-        delete_backup_objects(job, &m.backup_id).await;
+        targets.delete_everywhere(&m.database, &m.backup_id).await;
         return Err(e);
     }
-    let json = m.to_json();
-    let json_len = json.len() as u64;
+    let json = Bytes::from(m.to_json());
     let key = layout::backup_object(&m.database, &m.backup_id, layout::MANIFEST);
-    // An existing manifest is another backup's (ids are unique): never clean up after this.
-    store.put_if_absent(&key, Bytes::from(json)).await?;
-    let after = async {
-        confirm_stored(store, m, layout::MANIFEST, json_len).await?;
-        let listed = store
-            .list(&layout::backup_dir(&m.database, &m.backup_id))
-            .await?;
-        if !listed.iter().any(|o| o.key == key) {
-            return Err(Error::Failed(format!(
-                "the store acknowledged {} of backup {} and reads it back but does not list it, so the backup would never be found: nothing was published",
-                layout::MANIFEST,
-                m.backup_id
-            )));
+    let live = targets.live();
+    let written = futures::future::join_all(live.iter().map(|&i| {
+        let (store, json, key) = (targets.get(i).store.clone(), json.clone(), key.clone());
+        async move {
+            let json_len = json.len() as u64;
+            // An existing manifest is another backup's (ids are unique): never clean up
+            // after this.
+            store.put_if_absent(&key, json).await.map_err(|e| (false, Error::from(e)))?;
+            let after = async {
+                confirm_stored(&store, m, layout::MANIFEST, json_len).await?;
+                let listed = store
+                    .list(&layout::backup_dir(&m.database, &m.backup_id))
+                    .await?;
+                if !listed.iter().any(|o| o.key == key) {
+                    return Err(Error::Failed(format!(
+                        "the store acknowledged {} of backup {} and reads it back but does not list it, so the backup would never be found: nothing was published",
+                        layout::MANIFEST,
+                        m.backup_id
+                    )));
+                }
+                Ok(())
+            };
+            after.await.map_err(|e| (true, e))
         }
-        Ok(())
-    };
-    if let Err(e) = after.await {
-        delete_backup_objects(job, &m.backup_id).await;
-        return Err(e);
+    }))
+    .await;
+    let mut last = None;
+    for (i, r) in live.into_iter().zip(written) {
+        match r {
+            Ok(()) => targets.done(i),
+            Err((cleanup, e)) => {
+                targets.fail(i, &e);
+                if cleanup {
+                    targets.delete_backup(i, &m.database, &m.backup_id).await;
+                }
+                last = Some(e);
+            }
+        }
     }
-    Ok(())
+    targets.any_left(last)
+}
+
+/// Runs `check` on every live store in parallel; a store it fails is left. Fails when no
+/// store is left.
+async fn each_store<'a, F, Fut>(targets: &Targets, check: F) -> Result<()>
+where
+    F: Fn(Store) -> Fut,
+    Fut: std::future::Future<Output = Result<()>> + 'a,
+{
+    let live = targets.live();
+    let results =
+        futures::future::join_all(live.iter().map(|&i| check(targets.get(i).store.clone()))).await;
+    let mut last = None;
+    for (i, r) in live.into_iter().zip(results) {
+        if let Err(e) = r {
+            targets.fail(i, &e);
+            last = Some(e);
+        }
+    }
+    targets.any_left(last)
 }
 
 /// Fails unless the store holds `name` of backup `m` with `size` bytes (one HEAD).
@@ -422,6 +503,7 @@ fn spawn_tool(
 
 async fn dump_and_upload(
     job: &BackupJob<'_>,
+    targets: &Arc<Targets>,
     id: &BackupId,
     session: &SnapshotSession,
     install: &PgInstall,
@@ -430,18 +512,24 @@ async fn dump_and_upload(
     let t0 = Instant::now();
     let object_name = layout::dump_object_name(job.keys.enabled());
     let key = layout::backup_object(&job.db.name, id, &object_name);
-    let part_size = session
+    // Above each store's part size when the database is large (S3's 10,000 parts).
+    let floor = session
         .facts
         .database_size_bytes
         .map(|s| (s.max(0) as usize / 9000).next_multiple_of(1 << 20))
-        .unwrap_or(0)
-        .max(job.part_size);
+        .unwrap_or(0);
+    let sizing = Sizing {
+        floor,
+        store_part: true,
+        jobs: 1,
+    };
     let args = dump_args(job, session.snapshot_id.as_deref());
     job.progress.stage("dump");
     if let Some((n, from)) = dump_estimate(previous, session.facts.database_size_bytes) {
         job.progress.set_estimate(n, from);
     }
-    let streamed = stream_child(job, &key, part_size, install, "pg_dump", &args, true).await?;
+    let streamed =
+        stream_child(job, targets, &key, sizing, install, "pg_dump", &args, true).await?;
     let result = StreamResult {
         seconds: t0.elapsed().as_secs_f64(),
         frames: streamed.frames,
@@ -465,6 +553,7 @@ async fn dump_and_upload(
 /// `globals.sql.zst[.age]` through the same stages as the dump.
 async fn globals_and_upload(
     job: &BackupJob<'_>,
+    targets: &Arc<Targets>,
     id: &BackupId,
     server_major: u32,
 ) -> Result<StoredObject> {
@@ -482,8 +571,13 @@ async fn globals_and_upload(
     job.progress.stage("globals");
     let s = stream_child(
         job,
+        targets,
         &key,
-        job.part_size,
+        Sizing {
+            floor: 0,
+            store_part: true,
+            jobs: 1,
+        },
         &install,
         "pg_dumpall",
         &args,
@@ -506,12 +600,23 @@ async fn globals_and_upload(
 /// into this backup: its digests are checked again on the way.
 async fn copy_globals(
     job: &BackupJob<'_>,
+    targets: &Targets,
     id: &BackupId,
     from: &str,
     object: &StoredObject,
 ) -> Result<StoredObject> {
     job.progress.stage("globals");
-    let bytes = job.store.get(from).await?;
+    // From the first store that holds them (the earlier backup may be degraded).
+    let mut read = Err(Error::Failed(format!(
+        "the globals taken earlier in this run ({from}) are in no store: run the backup again"
+    )));
+    for i in targets.live() {
+        read = targets.get(i).store.get(from).await.map_err(Error::from);
+        if read.is_ok() {
+            break;
+        }
+    }
+    let bytes = read?;
     let digest = hex::encode(Sha256::digest(&bytes));
     if bytes.len() as u64 != object.size || digest != object.sha256 {
         return Err(Error::Integrity(format!(
@@ -519,7 +624,7 @@ async fn copy_globals(
         )));
     }
     let key = layout::backup_object(&job.db.name, id, &object.name);
-    job.store.put(&key, bytes).await?;
+    targets.put(&key, bytes).await?;
     Ok(object.clone())
 }
 

@@ -8,6 +8,8 @@ use crate::{Error, Result};
 use pgdrill_store::Store;
 use std::collections::BTreeMap;
 
+pub mod cache;
+
 /// The backups of one database as the store lists them.
 #[derive(Debug, Default)]
 pub struct Listing {

@@ -8,8 +8,9 @@
 //! decodes each table's data by byte range instead of reading the dump front to back.
 
 use crate::{Error, Result};
+use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
 use std::sync::mpsc;
 
@@ -109,11 +110,16 @@ impl DumpIndex {
     }
 }
 
-type Job = (u64, Vec<u8>);
+type Job = (u64, Bytes);
 type Done = (u64, io::Result<Vec<u8>>);
 
 /// A writer that compresses in independent frames on `threads` workers and writes them to
 /// `inner` in order, recording where each frame starts.
+///
+/// Two ways in: [`Write`] (bytes are copied into a frame buffer), or whole frames with
+/// [`FramedEncoder::write_frame`], which hands the caller's buffer to a worker without a copy.
+/// A caller that fills frames itself takes its buffers from [`FramedEncoder::spare_frame`],
+/// which reuses the buffers of frames every worker and reader has let go of.
 pub struct FramedEncoder<W: Write> {
     inner: W,
     jobs: Option<mpsc::SyncSender<Job>>,
@@ -129,6 +135,8 @@ pub struct FramedEncoder<W: Write> {
     raw_starts: BTreeMap<u64, u64>,
     frames: Vec<[u64; 2]>,
     written: u64,
+    /// Frames handed out, oldest first, to be reused once nobody else holds them.
+    recycle: VecDeque<Bytes>,
 }
 
 impl<W: Write> FramedEncoder<W> {
@@ -148,7 +156,9 @@ impl<W: Write> FramedEncoder<W> {
                     Err(_) => return,
                 };
                 let Ok((seq, raw)) = job else { return };
-                if tx.send((seq, c.compress(&raw))).is_err() {
+                let out = c.compress(&raw);
+                drop(raw);
+                if tx.send((seq, out)).is_err() {
                     return;
                 }
             }));
@@ -158,7 +168,7 @@ impl<W: Write> FramedEncoder<W> {
             jobs: Some(job_tx),
             done,
             workers,
-            buf: Vec::with_capacity(FRAME_RAW),
+            buf: Vec::new(),
             next_seq: 0,
             write_seq: 0,
             waiting: BTreeMap::new(),
@@ -168,14 +178,50 @@ impl<W: Write> FramedEncoder<W> {
             raw_starts: BTreeMap::new(),
             frames: Vec::new(),
             written: 0,
+            recycle: VecDeque::new(),
         })
     }
 
-    fn dispatch(&mut self) -> io::Result<()> {
+    /// A buffer of [`FRAME_RAW`] bytes to fill and pass to [`FramedEncoder::write_frame`]:
+    /// the oldest frame's, when every worker and reader is done with it, else a new one.
+    pub fn spare_frame(&mut self) -> BytesMut {
+        if let Some(old) = self.recycle.pop_front() {
+            match old.try_into_mut() {
+                Ok(mut b) => {
+                    b.resize(FRAME_RAW, 0);
+                    return b;
+                }
+                Err(old) => self.recycle.push_front(old),
+            }
+        }
+        BytesMut::zeroed(FRAME_RAW)
+    }
+
+    /// Compresses `frame` (at most [`FRAME_RAW`] bytes are best; any size works) as the next
+    /// frame, after whatever was written through [`Write`] before it.
+    pub fn write_frame(&mut self, frame: Bytes) -> io::Result<()> {
+        self.dispatch_buf()?;
+        if frame.is_empty() {
+            return Ok(());
+        }
+        // Keep a handle to reuse the buffer; no more than the frames that can be in use at
+        // once (in flight, being read elsewhere), so that an old one is let go of.
+        if self.recycle.len() > self.max_in_flight + 2 {
+            self.recycle.pop_front();
+        }
+        self.recycle.push_back(frame.clone());
+        self.dispatch(frame)
+    }
+
+    fn dispatch_buf(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let raw = std::mem::replace(&mut self.buf, Vec::with_capacity(FRAME_RAW));
+        let raw = std::mem::take(&mut self.buf);
+        self.dispatch(Bytes::from(raw))
+    }
+
+    fn dispatch(&mut self, raw: Bytes) -> io::Result<()> {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.raw_starts.insert(seq, self.raw_pos);
@@ -223,7 +269,7 @@ impl<W: Write> FramedEncoder<W> {
     /// Compresses what is left and returns the inner writer, the frame table and the
     /// compressed size.
     pub fn finish(mut self) -> io::Result<(W, Vec<[u64; 2]>, u64)> {
-        self.dispatch()?;
+        self.dispatch_buf()?;
         while self.in_flight > 0 {
             self.collect(true)?;
         }
@@ -252,11 +298,14 @@ impl<W: Write> FramedEncoder<W> {
 
 impl<W: Write> Write for FramedEncoder<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(FRAME_RAW);
+        }
         let room = FRAME_RAW - self.buf.len();
         let n = room.min(data.len());
         self.buf.extend_from_slice(&data[..n]);
         if self.buf.len() == FRAME_RAW {
-            self.dispatch()?;
+            self.dispatch_buf()?;
         }
         Ok(n)
     }
@@ -329,6 +378,79 @@ mod tests {
             .read_to_end(&mut part)
             .expect("decode");
         assert!(part[(a - ra) as usize..(b - ra) as usize] == raw[a as usize..b as usize]);
+    }
+
+    #[test]
+    fn whole_frames_go_in_without_a_copy_and_their_buffers_come_back() {
+        let raw: Vec<u8> = (0..FRAME_RAW * 3 + 1000)
+            .map(|i| (i % 7919 % 251) as u8)
+            .collect();
+        let mut e = FramedEncoder::new(Vec::new(), 2, 2).expect("encoder");
+        // A few bytes through `Write` first: they make a frame of their own, in order.
+        e.write_all(&raw[..1000]).expect("write");
+        let mut held = Vec::new();
+        let mut at = 1000;
+        while at < raw.len() {
+            let mut frame = e.spare_frame();
+            assert_eq!(frame.len(), FRAME_RAW);
+            let n = FRAME_RAW.min(raw.len() - at);
+            frame[..n].copy_from_slice(&raw[at..at + n]);
+            frame.truncate(n);
+            let frame = frame.freeze();
+            // A reader still holding the first frame keeps its buffer from being reused.
+            if held.is_empty() {
+                held.push(frame.clone());
+            }
+            e.write_frame(frame).expect("frame");
+            at += n;
+        }
+        let (out, frames, size) = e.finish().expect("finish");
+        assert_eq!(size, out.len() as u64);
+        let starts: Vec<u64> = frames.iter().map(|f| f[0]).collect();
+        assert_eq!(
+            starts,
+            vec![
+                0,
+                1000,
+                1000 + FRAME_RAW as u64,
+                1000 + 2 * FRAME_RAW as u64
+            ]
+        );
+        let mut all = Vec::new();
+        zstd::stream::read::Decoder::new(&out[..])
+            .expect("decoder")
+            .read_to_end(&mut all)
+            .expect("decode");
+        assert!(all == raw, "round-trips");
+        assert!(
+            held[0][..] == raw[1000..1000 + FRAME_RAW],
+            "a held frame is not reused"
+        );
+    }
+
+    #[test]
+    fn a_frame_nobody_holds_any_more_is_reused() {
+        // One worker, two frames in flight at most: the second frame waits for the first.
+        let mut e = FramedEncoder::new(Vec::new(), 1, 1).expect("encoder");
+        let first = e.spare_frame().freeze();
+        let first_at = first.as_ptr() as usize;
+        e.write_frame(first).expect("frame");
+        e.write_frame(Bytes::from(vec![1u8; 100])).expect("frame");
+        let again = e.spare_frame();
+        assert_eq!(
+            again.as_ptr() as usize,
+            first_at,
+            "the first frame's buffer"
+        );
+        assert_eq!(again.len(), FRAME_RAW);
+        let (out, frames, _) = e.finish().expect("finish");
+        assert_eq!(frames.len(), 2);
+        let mut all = Vec::new();
+        zstd::stream::read::Decoder::new(&out[..])
+            .expect("decoder")
+            .read_to_end(&mut all)
+            .expect("decode");
+        assert_eq!(all.len(), FRAME_RAW + 100);
     }
 
     #[test]

@@ -34,6 +34,11 @@ pub fn read_mark(db: &DbName, id: &BackupId, owner: &str) -> String {
     format!("{db}/readers/{id}/{owner}.json")
 }
 
+/// The per-database catalog (a cache of the manifests and drill results, docs/FORMAT.md).
+pub fn catalog_key(db: &DbName) -> String {
+    format!("{db}/catalog.json")
+}
+
 pub fn lease_key(db: &DbName) -> String {
     format!("{db}/lease.json")
 }

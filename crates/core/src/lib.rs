@@ -9,6 +9,7 @@ pub mod cancel;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod copy;
 pub mod crypto;
 pub mod diff;
 pub mod drill;

@@ -3,7 +3,7 @@
 
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 
 /// Digest and size of a stream, read after it ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,7 +164,8 @@ impl Read for BlockReader {
     }
 }
 
-/// A blocking reader over a std channel of blocks (the archive parser's input).
+/// A blocking reader over a std channel of blocks (the archive parser's input). As a
+/// [`BufRead`] it lends the blocks themselves: nothing is copied.
 pub struct StdBlockReader {
     rx: std::sync::mpsc::Receiver<Bytes>,
     current: Bytes,
@@ -181,16 +182,30 @@ impl StdBlockReader {
 
 impl Read for StdBlockReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let current = self.fill_buf()?;
+            let n = buf.len().min(current.len());
+            buf[..n].copy_from_slice(&current[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for StdBlockReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.current.is_empty() {
             match self.rx.recv() {
                 Ok(b) => self.current = b,
-                Err(_) => return Ok(0),
+                Err(_) => break,
             }
         }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        let _ = self.current.split_to(n);
-        Ok(n)
+        Ok(&self.current)
+    }
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.current.len());
+        bytes::Buf::advance(&mut self.current, n);
     }
 }
 
@@ -240,6 +255,24 @@ mod tests {
         let mut s = BlockSender::new(tx, 4);
         let err = s.write_all(b"12345678").expect_err("closed");
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn std_block_reader_lends_its_blocks() {
+        let (tx, rx) = std::sync::mpsc::channel::<Bytes>();
+        let block = Bytes::from_static(b"hello world");
+        tx.send(block.clone()).expect("send");
+        tx.send(Bytes::new()).expect("send");
+        tx.send(Bytes::from_static(b"!")).expect("send");
+        drop(tx);
+        let mut r = StdBlockReader::new(rx);
+        let buf = r.fill_buf().expect("fill");
+        assert_eq!(buf.as_ptr(), block.as_ptr(), "the block itself, not a copy");
+        r.consume(6);
+        let mut rest = String::new();
+        r.read_to_string(&mut rest).expect("read");
+        assert_eq!(rest, "world!");
+        assert!(r.fill_buf().expect("end").is_empty());
     }
 
     #[test]

@@ -149,7 +149,13 @@ type Result<T> = std::result::Result<T, ArchiveError>;
 /// pipe into this parser must keep its writer side working when the reader is dropped.
 /// A summary is only returned when every data block the TOC announces was read completely.
 pub fn parse_archive<R: Read>(reader: R) -> Result<ArchiveSummary> {
-    let (mut ar, header, toc) = read_front(reader, false)?;
+    parse_archive_buffered(BufReader::with_capacity(BUF_SIZE, reader))
+}
+
+/// [`parse_archive`] over a reader that buffers itself: the parser reads straight out of its
+/// buffer (a backup feeds it the blocks it already holds in memory, without another copy).
+pub fn parse_archive_buffered<R: BufRead>(reader: R) -> Result<ArchiveSummary> {
+    let (mut ar, header, toc) = read_front_buffered(reader, false)?;
     let toc_end = ar.src.pos;
     let mut data = DataPhase::new(&toc, header.compression);
     data.read_blocks(&mut ar)?;
@@ -161,7 +167,18 @@ pub fn parse_archive<R: Read>(reader: R) -> Result<ArchiveSummary> {
 }
 
 /// Reads the header and the TOC; the returned reader stands at the first data block.
-fn read_front<R: Read>(reader: R, directory_ok: bool) -> Result<(Wire<R>, Header, Vec<TocEntry>)> {
+fn read_front<R: Read>(
+    reader: R,
+    directory_ok: bool,
+) -> Result<(Wire<BufReader<R>>, Header, Vec<TocEntry>)> {
+    read_front_buffered(BufReader::with_capacity(BUF_SIZE, reader), directory_ok)
+}
+
+/// [`read_front`] over a reader that buffers itself.
+fn read_front_buffered<R: BufRead>(
+    reader: R,
+    directory_ok: bool,
+) -> Result<(Wire<R>, Header, Vec<TocEntry>)> {
     let mut src = Source::new(reader);
     let layout = read_layout(&mut src)?;
     if layout.directory && !directory_ok {
@@ -405,27 +422,33 @@ const MAX_STR: u64 = 1 << 30;
 
 /// Buffered reader that tracks its position for error messages.
 struct Source<R> {
-    inner: BufReader<R>,
+    inner: R,
     pos: u64,
 }
 
-impl<R: Read> Source<R> {
+impl<R: BufRead> Source<R> {
     fn new(reader: R) -> Self {
         Source {
-            inner: BufReader::with_capacity(BUF_SIZE, reader),
+            inner: reader,
             pos: 0,
         }
     }
 
-    /// Bytes available in the buffer after refilling it if empty; 0 means end of input.
-    fn available(&mut self) -> Result<usize> {
-        loop {
+    /// The buffered bytes, after refilling the buffer if it was empty; empty at end of input.
+    fn buffered(&mut self) -> Result<&[u8]> {
+        let n = loop {
             match self.inner.fill_buf() {
-                Ok(buf) => return Ok(buf.len()),
+                Ok(buf) => break buf.len(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
             }
+        };
+        if n == 0 {
+            return Ok(&[]);
         }
+        // Returns what the call above buffered, without reading (the borrow checker does
+        // not let the loop return it).
+        Ok(self.inner.fill_buf()?)
     }
 
     fn eof(&self, what: &str) -> ArchiveError {
@@ -437,10 +460,9 @@ impl<R: Read> Source<R> {
 
     /// The next byte, or `None` at a clean end of input.
     fn try_byte(&mut self) -> Result<Option<u8>> {
-        if self.available()? == 0 {
+        let Some(&byte) = self.buffered()?.first() else {
             return Ok(None);
-        }
-        let byte = self.inner.buffer()[0];
+        };
         self.advance(1);
         Ok(Some(byte))
     }
@@ -457,12 +479,12 @@ impl<R: Read> Source<R> {
     /// Hands the next `len` bytes to `sink` piecewise, straight out of the read buffer.
     fn stream(&mut self, mut len: u64, what: &str, mut sink: impl FnMut(&[u8])) -> Result<()> {
         while len > 0 {
-            let n = self.available()?;
-            if n == 0 {
+            let buf = self.buffered()?;
+            if buf.is_empty() {
                 return Err(self.eof(what));
             }
-            let take = n.min(usize::try_from(len).unwrap_or(usize::MAX));
-            sink(&self.inner.buffer()[..take]);
+            let take = buf.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+            sink(&buf[..take]);
             self.advance(take);
             len -= take as u64;
         }
@@ -471,7 +493,7 @@ impl<R: Read> Source<R> {
 
     fn exact(&mut self, out: &mut [u8], what: &str) -> Result<()> {
         // Fast path: pg_dump writes one chunk per COPY row, so this runs once per row.
-        if let Some(bytes) = self.inner.buffer().get(..out.len()) {
+        if let Some(bytes) = self.buffered()?.get(..out.len()) {
             out.copy_from_slice(bytes);
             self.advance(out.len());
             return Ok(());
@@ -494,7 +516,7 @@ struct Wire<R> {
     off_size: usize,
 }
 
-impl<R: Read> Wire<R> {
+impl<R: BufRead> Wire<R> {
     /// `ReadInt`: sign byte, then `int_size` little-endian magnitude bytes.
     fn int(&mut self, what: &str) -> Result<i64> {
         let sign = self.src.byte(what)?;
@@ -650,7 +672,7 @@ struct Header {
 }
 
 /// Reads magic, version, int/offset sizes and format byte.
-fn read_layout<R: Read>(src: &mut Source<R>) -> Result<Layout> {
+fn read_layout<R: BufRead>(src: &mut Source<R>) -> Result<Layout> {
     let mut magic = [0u8; 5];
     for slot in &mut magic {
         *slot = src.try_byte()?.ok_or(ArchiveError::NotCustomFormat)?;
@@ -694,7 +716,7 @@ fn check_version(major: u8, minor: u8) -> Result<()> {
 }
 
 /// Reads the rest of the header: compression, creation time and three strings.
-fn read_header<R: Read>(ar: &mut Wire<R>, layout: Layout) -> Result<Header> {
+fn read_header<R: BufRead>(ar: &mut Wire<R>, layout: Layout) -> Result<Header> {
     let compression = if layout.minor >= V_COMPRESSION_ALGORITHM {
         Compression::from_algorithm(ar.src.byte("compression algorithm")?)?
     } else if ar.int("compression level")? == 0 {
@@ -755,7 +777,7 @@ struct TocEntry {
     oid: String,
 }
 
-fn read_toc<R: Read>(ar: &mut Wire<R>, minor: u8, directory: bool) -> Result<Vec<TocEntry>> {
+fn read_toc<R: BufRead>(ar: &mut Wire<R>, minor: u8, directory: bool) -> Result<Vec<TocEntry>> {
     let count = ar.count("TOC entry count")?;
     let mut entries = Vec::new();
     for _ in 0..count {
@@ -765,7 +787,7 @@ fn read_toc<R: Read>(ar: &mut Wire<R>, minor: u8, directory: bool) -> Result<Vec
 }
 
 /// One entry, field by field as `ReadToc` and `_ReadExtraToc` read it.
-fn read_toc_entry<R: Read>(ar: &mut Wire<R>, minor: u8, directory: bool) -> Result<TocEntry> {
+fn read_toc_entry<R: BufRead>(ar: &mut Wire<R>, minor: u8, directory: bool) -> Result<TocEntry> {
     let dump_id = ar.int("TOC entry id")?;
     if dump_id <= 0 {
         return Err(ar.corrupt(format!("TOC entry id {dump_id} out of range")));
@@ -965,7 +987,7 @@ impl DataPhase {
     }
 
     /// Reads blocks until the input ends cleanly between two blocks.
-    fn read_blocks<R: Read>(&mut self, ar: &mut Wire<R>) -> Result<()> {
+    fn read_blocks<R: BufRead>(&mut self, ar: &mut Wire<R>) -> Result<()> {
         loop {
             let start = ar.src.pos;
             let Some(kind) = ar.src.try_byte()? else {
@@ -983,7 +1005,7 @@ impl DataPhase {
     }
 
     /// Reads the body of the block of type `kind` for TOC entry `id`; returns its split points.
-    fn read_block<R: Read>(&mut self, ar: &mut Wire<R>, kind: u8, id: i64) -> Result<Vec<u64>> {
+    fn read_block<R: BufRead>(&mut self, ar: &mut Wire<R>, kind: u8, id: i64) -> Result<Vec<u64>> {
         let pending = self
             .by_id
             .get_mut(&id)
@@ -1038,57 +1060,89 @@ impl DataPhase {
 struct CopyCounter {
     newlines: u64,
     bytes: u64,
-    /// The last (up to) `COPY_TRAILER.len() + 1` bytes seen.
-    tail: Vec<u8>,
+    /// The last (up to) `TAIL` bytes seen, at the end of the array.
+    tail: [u8; TAIL],
+    tail_len: usize,
 }
+
+/// Bytes of the data's end kept to check the trailer and what precedes it.
+const TAIL: usize = COPY_TRAILER.len() + 1;
 
 impl CopyCounter {
     fn feed(&mut self, piece: &[u8]) {
         self.newlines += memchr::memchr_iter(b'\n', piece).count() as u64;
         self.bytes += piece.len() as u64;
-        let keep = COPY_TRAILER.len() + 1;
-        let from = piece.len().saturating_sub(keep);
-        self.tail.extend_from_slice(&piece[from..]);
-        let excess = self.tail.len().saturating_sub(keep);
-        self.tail.drain(..excess);
+        if piece.len() >= TAIL {
+            self.tail.copy_from_slice(&piece[piece.len() - TAIL..]);
+            self.tail_len = TAIL;
+        } else {
+            self.tail.copy_within(piece.len().., 0);
+            self.tail[TAIL - piece.len()..].copy_from_slice(piece);
+            self.tail_len = (self.tail_len + piece.len()).min(TAIL);
+        }
     }
 
     /// (rows, data bytes) once the trailer is checked and taken off.
     fn finish(&self) -> Option<(u64, u64)> {
         let trailer_len = COPY_TRAILER.len() as u64;
-        if !self.tail.ends_with(COPY_TRAILER) {
+        let tail = &self.tail[TAIL - self.tail_len..];
+        if !tail.ends_with(COPY_TRAILER) {
             return None;
         }
         // The trailer starts the data or follows a row's newline.
-        let starts_line = self.bytes == trailer_len || self.tail.first() == Some(&b'\n');
+        let starts_line = self.bytes == trailer_len || tail.first() == Some(&b'\n');
         let trailer_newlines = 3;
         starts_line.then(|| (self.newlines - trailer_newlines, self.bytes - trailer_len))
     }
 }
 
-/// Counts the rows of one COPY block; returns the offsets of chunk headers where a row
-/// starts, about every [`SPLIT_EVERY`] bytes (at most [`MAX_SPLITS`], spaced wider as needed).
-fn count_copy_rows<R: Read>(ar: &mut Wire<R>, table: &mut TableCount) -> Result<Vec<u64>> {
-    let mut counter = CopyCounter::default();
-    let mut splits = Vec::new();
-    let mut every = SPLIT_EVERY;
-    let mut next = ar.src.pos + every;
-    // The data so far ends a row: the next chunk starts one.
-    let mut at_row_start = true;
-    loop {
-        let chunk = ar.src.pos;
-        if at_row_start && chunk >= next {
-            splits.push(chunk);
-            if splits.len() > MAX_SPLITS {
+/// Split points of one table's data: chunk offsets where a row starts, about every `every`
+/// bytes, thinned out (every other one dropped, spacing doubled) past [`MAX_SPLITS`].
+struct Splits {
+    points: Vec<u64>,
+    every: u64,
+    next: u64,
+}
+
+impl Splits {
+    fn new(start: u64) -> Self {
+        Splits {
+            points: Vec::new(),
+            every: SPLIT_EVERY,
+            next: start + SPLIT_EVERY,
+        }
+    }
+
+    /// A chunk header at `pos`; `at_row_start` when the data before it ends a row.
+    fn chunk(&mut self, pos: u64, at_row_start: bool) {
+        if at_row_start && pos >= self.next {
+            self.points.push(pos);
+            if self.points.len() > MAX_SPLITS {
                 let mut i = 0;
-                splits.retain(|_| {
+                self.points.retain(|_| {
                     i += 1;
                     i % 2 == 0
                 });
-                every *= 2;
+                self.every *= 2;
             }
-            next = chunk + every;
+            self.next = pos + self.every;
         }
+    }
+}
+
+/// Counts the rows of one COPY block; returns the offsets of chunk headers where a row
+/// starts, about every [`SPLIT_EVERY`] bytes (at most [`MAX_SPLITS`], spaced wider as needed).
+fn count_copy_rows<R: BufRead>(ar: &mut Wire<R>, table: &mut TableCount) -> Result<Vec<u64>> {
+    let mut counter = CopyCounter::default();
+    let mut splits = Splits::new(ar.src.pos);
+    // The data so far ends a row: the next chunk starts one.
+    let mut at_row_start = true;
+    loop {
+        if buffered_chunks(ar, &mut counter, &mut splits, &mut at_row_start)? {
+            break;
+        }
+        // One chunk the careful way: it crosses the end of the buffer (or is malformed).
+        splits.chunk(ar.src.pos, at_row_start);
         let len = ar.count("data chunk length")?;
         if len == 0 {
             break;
@@ -1098,6 +1152,7 @@ fn count_copy_rows<R: Read>(ar: &mut Wire<R>, table: &mut TableCount) -> Result<
             at_row_start = piece.last() == Some(&b'\n');
         })?;
     }
+    let mut splits = splits.points;
     // A split right before the trailer chunk would cut off no rows.
     let trailer_chunk = COPY_TRAILER.len() as u64 + 1 + ar.int_size as u64;
     let end = ar.src.pos;
@@ -1113,8 +1168,53 @@ fn count_copy_rows<R: Read>(ar: &mut Wire<R>, table: &mut TableCount) -> Result<
     Ok(splits)
 }
 
+/// The fast path of [`count_copy_rows`]: the chunks that lie whole in the read buffer, read
+/// straight from it (pg_dump writes one chunk per row). Stops at the first chunk that does
+/// not, leaving it to the byte-by-byte readers; true at the block's end (length 0).
+fn buffered_chunks<R: BufRead>(
+    ar: &mut Wire<R>,
+    counter: &mut CopyCounter,
+    splits: &mut Splits,
+    at_row_start: &mut bool,
+) -> Result<bool> {
+    let int_size = ar.int_size;
+    let header = 1 + int_size;
+    let start = ar.src.pos;
+    let buf = ar.src.buffered()?;
+    let mut at = 0;
+    let mut ended = false;
+    while let Some(head) = buf.get(at..at + header) {
+        // A sign byte other than 0 (positive) is left to `Wire::count` to report.
+        if head[0] != 0 {
+            break;
+        }
+        let mut magnitude = [0u8; 8];
+        magnitude[..int_size].copy_from_slice(&head[1..]);
+        let len = u64::from_le_bytes(magnitude);
+        let Some(piece) = usize::try_from(len)
+            .ok()
+            .and_then(|len| buf.get(at + header..(at + header).checked_add(len)?))
+        else {
+            break;
+        };
+        if i64::try_from(len).is_err() {
+            break;
+        }
+        splits.chunk(start + at as u64, *at_row_start);
+        at += header + piece.len();
+        if piece.is_empty() {
+            ended = true;
+            break;
+        }
+        counter.feed(piece);
+        *at_row_start = piece.last() == Some(&b'\n');
+    }
+    ar.src.advance(at);
+    Ok(ended)
+}
+
 /// Reads past `Int length, bytes` chunks up to the zero length.
-fn skip_chunks<R: Read>(ar: &mut Wire<R>) -> Result<()> {
+fn skip_chunks<R: BufRead>(ar: &mut Wire<R>) -> Result<()> {
     loop {
         let len = ar.count("data chunk length")?;
         if len == 0 {
@@ -1125,7 +1225,7 @@ fn skip_chunks<R: Read>(ar: &mut Wire<R>) -> Result<()> {
 }
 
 /// Reads past a large-object block (`Int oid`, chunks; ... oid 0) and counts the objects.
-fn skip_large_objects<R: Read>(ar: &mut Wire<R>) -> Result<u64> {
+fn skip_large_objects<R: BufRead>(ar: &mut Wire<R>) -> Result<u64> {
     let mut count = 0;
     // Oids above 2^31 are written as negative Ints, so only zero ends the block.
     while ar.int("large object oid")? != 0 {

@@ -132,16 +132,32 @@ impl Child {
     /// As [`Child::spawn`], and every stderr line is also passed to `on_line` as it comes
     /// (on the capturing thread).
     pub fn spawn_watching(
-        mut cmd: Command,
+        cmd: Command,
         keep: Keep,
         on_line: Option<LineHook>,
+    ) -> io::Result<Child> {
+        let filter = on_line.map(|mut hook| -> LineFilter {
+            Box::new(move |line: String| {
+                hook(&line);
+                Some(line)
+            })
+        });
+        Child::spawn_filtered(cmd, keep, filter)
+    }
+
+    /// As [`Child::spawn`], and every stderr line goes through `filter` as it comes (on the
+    /// capturing thread): only what it returns is kept (as `keep` says).
+    pub fn spawn_filtered(
+        mut cmd: Command,
+        keep: Keep,
+        filter: Option<LineFilter>,
     ) -> io::Result<Child> {
         let program = cmd.get_program().to_string_lossy().into_owned();
         cmd.stderr(Stdio::piped());
         let mut inner = cmd
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("cannot start {program}: {e}")))?;
-        let stderr = inner.stderr.take().map(|s| capture(s, keep, on_line));
+        let stderr = inner.stderr.take().map(|s| capture(s, keep, filter));
         Ok(Child {
             inner,
             program,
@@ -366,7 +382,15 @@ impl Capture {
 /// Called with each line of a child's stderr as it is read.
 pub type LineHook = Box<dyn FnMut(&str) + Send>;
 
-fn capture(pipe: impl io::Read + Send + 'static, keep: Keep, on_line: Option<LineHook>) -> Capture {
+/// Called with each line of a child's stderr as it is read; returns the line to keep (the
+/// same, rewritten, or `None` to drop it).
+pub type LineFilter = Box<dyn FnMut(String) -> Option<String> + Send>;
+
+fn capture(
+    pipe: impl io::Read + Send + 'static,
+    keep: Keep,
+    on_line: Option<LineFilter>,
+) -> Capture {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let thread = std::thread::spawn(move || {
         let lines = collect(io::BufReader::new(pipe), keep, on_line);
@@ -379,7 +403,7 @@ fn capture(pipe: impl io::Read + Send + 'static, keep: Keep, on_line: Option<Lin
     }
 }
 
-fn collect(mut r: impl io::BufRead, keep: Keep, mut on_line: Option<LineHook>) -> Vec<String> {
+fn collect(mut r: impl io::BufRead, keep: Keep, mut on_line: Option<LineFilter>) -> Vec<String> {
     let mut head = Vec::new();
     let mut tail = std::collections::VecDeque::new();
     let mut line = Vec::new();
@@ -392,9 +416,12 @@ fn collect(mut r: impl io::BufRead, keep: Keep, mut on_line: Option<LineHook>) -
         while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             line.pop();
         }
-        let text = String::from_utf8_lossy(&line).into_owned();
-        if let Some(hook) = on_line.as_mut() {
-            hook(&text);
+        let mut text = String::from_utf8_lossy(&line).into_owned();
+        if let Some(filter) = on_line.as_mut() {
+            match filter(text) {
+                Some(kept) => text = kept,
+                None => continue,
+            }
         }
         if head.len() < keep.head {
             head.push(text);

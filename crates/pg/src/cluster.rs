@@ -58,6 +58,9 @@ pub struct Cluster {
     /// Environment the server needs besides the allowlist (a restored cluster's
     /// `restore_command` credentials).
     server_env: Vec<(String, String)>,
+    /// Stops the server and removes the directory should pgdrill be killed outright
+    /// (disarmed when the cluster is stopped or kept).
+    reaper: Option<crate::reaper::Reaper>,
 }
 
 impl Cluster {
@@ -120,7 +123,9 @@ impl Cluster {
             postmaster_pid: None,
             running: false,
             server_env: Vec::new(),
+            reaper: None,
         };
+        cluster.arm_reaper();
         cluster.initdb()?;
         cluster.start_server(&opts.settings)?;
         Ok(cluster)
@@ -186,8 +191,16 @@ impl Cluster {
         Ok(())
     }
 
+    /// Arms the watchdog that stops the server and removes the directory should this
+    /// process be killed outright. Without `/bin/sh` the cluster runs unwatched.
+    fn arm_reaper(&mut self) {
+        let watch = crate::reaper::Watch::PostmasterOf(self.data_dir.clone());
+        self.reaper = crate::reaper::Reaper::arm(watch, Some(&self.root)).ok();
+    }
+
     /// Leaves the server running and its directory in place (for debugging a failed drill).
     pub fn keep(mut self) -> KeptCluster {
+        self.reaper = None;
         if let Some(dir) = self.dir.take() {
             let _ = dir.keep();
         }

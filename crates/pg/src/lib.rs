@@ -9,6 +9,7 @@ pub mod client;
 pub mod cluster;
 pub mod conninfo;
 pub mod passfile;
+pub mod reaper;
 pub mod tls;
 pub mod tools;
 

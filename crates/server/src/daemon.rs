@@ -26,6 +26,8 @@ pub use crate::app::{Clock, SystemClock};
 const MAX_SLEEP: Duration = Duration::from_secs(5);
 /// How often the store view is re-read without a job having ended (other hosts' runs).
 const REFRESH_EVERY: Duration = Duration::from_secs(300);
+/// Databases whose store view is read at once.
+const LOAD_AHEAD: usize = 8;
 /// After the grace is over and jobs were told to abort, how long they get to clean up.
 const ABORT_BOUND: Duration = Duration::from_secs(30);
 
@@ -69,10 +71,12 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
             ))
         })?;
     let now = d.clock.now();
-    let mut dbs = Vec::new();
-    for name in &d.databases {
-        dbs.push(state::load_all(&d.stores, &d.store, name, None).await);
-    }
+    // A fleet's databases, a few at once (the store's round trips overlap).
+    let dbs: Vec<DbData> = futures::stream::iter(&d.databases)
+        .map(|name| state::load_all(&d.stores, &d.store, name, None))
+        .buffered(LOAD_AHEAD)
+        .collect()
+        .await;
     for db in dbs.iter().filter(|x| x.error.is_some()) {
         (d.log)(&LogRecord {
             database: Some(db.name.to_string()),
@@ -211,6 +215,7 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
             table.runnable(&running_keys)
         };
         for key in startable {
+            let slot = table.entry(&key).and_then(|e| e.slot);
             table.started(&key);
             state.update_job(&key, |j| {
                 j.running_since = Some(now);
@@ -221,7 +226,7 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
             let (runner, cancel) = (d.runner, abort.clone());
             running.push(Box::pin(async move {
                 let t = Instant::now();
-                let out = runner.run(&key, cancel).await;
+                let out = runner.run(&key, slot, cancel).await;
                 (key, t.elapsed().as_secs_f64(), out)
             }));
         }
@@ -238,7 +243,11 @@ pub async fn run(d: Daemon<'_>) -> Result<()> {
             .min(MAX_SLEEP);
         tokio::select! {
             Some(done) = running.next(), if !running.is_empty() => {
-                finish(&d, &state, &mut running_keys, done);
+                if let Some(key) = finish(&d, &state, &mut running_keys, done) {
+                    let wait = (pgdrill_core::jobs::slot::lease_ttl() / 4).max(Duration::from_secs(1));
+                    let at = d.clock.now() + jiff::SignedDuration::try_from(wait).unwrap_or_default();
+                    table.retry(&key, at);
+                }
             }
             Some(found) = discoveries.next(), if !discoveries.is_empty() => {
                 if let Some(found) = found {
@@ -400,7 +409,9 @@ async fn drain(
     let deadline = tokio::time::Instant::now() + bound;
     while !running.is_empty() {
         match tokio::time::timeout_at(deadline, running.next()).await {
-            Ok(Some(done)) => finish(d, state, keys, done),
+            Ok(Some(done)) => {
+                finish(d, state, keys, done);
+            }
             Ok(None) => break,
             Err(_) => return false,
         }
@@ -408,7 +419,14 @@ async fn drain(
     true
 }
 
-fn finish(d: &Daemon<'_>, state: &State, keys: &mut Vec<JobKey>, done: (JobKey, f64, JobOutcome)) {
+/// Records a finished job; returns its key when it is to be tried again (skipped for a lease
+/// another host holds).
+fn finish(
+    d: &Daemon<'_>,
+    state: &State,
+    keys: &mut Vec<JobKey>,
+    done: (JobKey, f64, JobOutcome),
+) -> Option<JobKey> {
     let (key, seconds, out) = done;
     keys.retain(|k| k != &key);
     let now = d.clock.now();
@@ -441,12 +459,15 @@ fn finish(d: &Daemon<'_>, state: &State, keys: &mut Vec<JobKey>, done: (JobKey, 
         }
     });
     state.refresh.notify_one();
+    (out.skipped && out.retry).then_some(key)
 }
 
 /// How a finished job is logged.
 fn verdict(out: &JobOutcome) -> &'static str {
-    if out.skipped {
-        "skipped (another job holds the lease)"
+    if out.skipped && out.retry {
+        "skipped (another job holds the lease; tried again later)"
+    } else if out.skipped {
+        "skipped"
     } else if out.ok {
         "succeeded"
     } else {
@@ -462,10 +483,14 @@ async fn refresh_loop(store: Store, stores: Vec<(String, Store)>, state: Arc<Sta
             _ = tokio::time::sleep(REFRESH_EVERY) => {}
         }
         let previous = state.dbs();
-        let mut fresh: Vec<DbData> = Vec::new();
-        for prev in &previous {
-            fresh.push(state::load_all(&stores, &store, &prev.name, Some(prev)).await);
-        }
+        let fresh: Vec<DbData> = futures::stream::iter(previous)
+            .map(|prev| {
+                let (store, stores) = (store.clone(), stores.clone());
+                async move { state::load_all(&stores, &store, &prev.name, Some(&prev)).await }
+            })
+            .buffered(LOAD_AHEAD)
+            .collect()
+            .await;
         state.set_dbs(fresh);
     }
 }
@@ -480,6 +505,7 @@ mod verdict_tests {
             ok,
             skipped,
             summary: String::new(),
+            retry: skipped,
         };
         assert!(verdict(&out(false, true)).starts_with("skipped"));
         assert_eq!(verdict(&out(false, false)), "failed");
@@ -507,7 +533,12 @@ mod fleet_tests {
             true
         }
 
-        fn run<'a>(&'a self, job: &'a JobKey, _cancel: Cancel) -> JobFuture<'a> {
+        fn run<'a>(
+            &'a self,
+            job: &'a JobKey,
+            _slot: Option<jiff::Timestamp>,
+            _cancel: Cancel,
+        ) -> JobFuture<'a> {
             Box::pin(async move {
                 self.ran.borrow_mut().push(job.clone());
                 if job.kind == JobKind::Drill {
@@ -521,6 +552,7 @@ mod fleet_tests {
                     ok: true,
                     skipped: false,
                     summary: String::new(),
+                    retry: false,
                 }
             })
         }

@@ -1,5 +1,6 @@
 //! What the scheduler runs, and the narrow interface through which it runs it.
 
+use jiff::Timestamp;
 use pgdrill_core::cancel::Cancel;
 use pgdrill_core::ids::DbName;
 use std::future::Future;
@@ -76,6 +77,9 @@ pub struct JobOutcome {
     pub skipped: bool,
     /// One line for the log and the dashboard.
     pub summary: String,
+    /// Skipped because another host holds the lease now: try the same run again later (it
+    /// may have died holding it). False when the run was done elsewhere or is not wanted.
+    pub retry: bool,
 }
 
 pub type JobFuture<'a> = Pin<Box<dyn Future<Output = JobOutcome> + 'a>>;
@@ -84,7 +88,9 @@ pub type JobFuture<'a> = Pin<Box<dyn Future<Output = JobOutcome> + 'a>>;
 /// - `run` runs one job to its end and reports it; it never panics and never exits the
 ///   process. Errors are outcomes (`ok: false`), not `Err`.
 /// - The runner takes the store lease where the job needs one (as the CLI commands do), so
-///   a job another host is running ends as a skipped outcome naming the lock.
+///   a job another host is running ends as a skipped outcome naming the lock, with `retry`.
+/// - `slot` is the fire time the run is for: a run the store shows done for that slot (by
+///   another replica) ends as a skipped outcome without `retry`.
 /// - `cancel` fires when the daemon's shutdown grace is over: the job must then stop its
 ///   children, abort uploads and return promptly. Before that, shutdown waits for it.
 /// - The future need not be `Send`: the scheduler drives it on its own task.
@@ -92,7 +98,8 @@ pub trait JobRunner {
     /// Whether `kind` can run at all (a configured schedule for an unsupported kind is a
     /// config error at start rather than a failure every time it fires).
     fn supports(&self, kind: JobKind) -> bool;
-    fn run<'a>(&'a self, job: &'a JobKey, cancel: Cancel) -> JobFuture<'a>;
+    fn run<'a>(&'a self, job: &'a JobKey, slot: Option<Timestamp>, cancel: Cancel)
+        -> JobFuture<'a>;
 
     /// The databases per-database jobs run for, discovered again (`[[server]]` entries);
     /// `None` when the set is fixed. The scheduler asks every few minutes and schedules the

@@ -5,12 +5,12 @@
 use crate::jobs::JobKey;
 use crate::timetable::LastRun;
 use jiff::Timestamp;
+use pgdrill_core::catalog;
 use pgdrill_core::config::Policy;
 use pgdrill_core::drill::evidence::DrillResult;
 use pgdrill_core::ids::DbName;
 use pgdrill_core::manifest::Manifest;
 use pgdrill_core::status::{self, DbStatus, DrillWindow, FailureRecord};
-use pgdrill_core::{catalog, drill};
 use pgdrill_store::Store;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
@@ -115,9 +115,8 @@ impl DbData {
 /// Reads one database's backups, drills and last failure from the store.
 pub async fn load(store: &Store, name: &DbName, previous: Option<&DbData>) -> DbData {
     let listed = async {
-        let listing = catalog::list(store, name).await?;
-        let drills = drill::list(store, name).await?;
-        Ok::<_, pgdrill_core::Error>((listing, drills))
+        let c = catalog::cache::load(store, name).await?;
+        Ok::<_, pgdrill_core::Error>((c.listing, c.drills))
     }
     .await;
     match listed {

@@ -27,6 +27,12 @@ pub struct Entry {
     /// Due and not started yet. Missed fire times collapse into this one flag, so a job
     /// that missed N runs runs once.
     pub pending: bool,
+    /// The nominal fire time the pending (or last started) run is for: replicas sharing a
+    /// store skip a run whose slot another one already did.
+    pub slot: Option<Timestamp>,
+    /// A run skipped because another host held the lease is tried again at this time (so
+    /// that a replica that died holding it is replaced once its lease lapses).
+    pub retry_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug)]
@@ -48,6 +54,8 @@ impl Timetable {
                     next_fire: None,
                     next_start: None,
                     pending: false,
+                    slot: None,
+                    retry_at: None,
                 })
                 .collect(),
             tz,
@@ -68,6 +76,9 @@ impl Timetable {
                 LastRun::Never => e.schedule.missed(None, now, &self.tz),
                 LastRun::At(t) => e.schedule.missed(Some(t), now, &self.tz),
             };
+            if e.pending {
+                e.slot = e.schedule.prev_at_or_before(now, &self.tz);
+            }
             plan_next(e, now, &self.tz, jitter);
         }
     }
@@ -79,8 +90,14 @@ impl Timetable {
         for e in &mut self.entries {
             if e.next_start.is_some_and(|s| s <= now) {
                 e.pending = true;
+                e.slot = e.next_fire;
+                e.retry_at = None;
                 due.push(e.key.clone());
                 plan_next(e, now, &self.tz, jitter);
+            } else if e.retry_at.is_some_and(|r| r <= now) {
+                e.pending = true;
+                e.retry_at = None;
+                due.push(e.key.clone());
             }
         }
         due
@@ -122,6 +139,8 @@ impl Timetable {
             next_fire: None,
             next_start: None,
             pending: false,
+            slot: None,
+            retry_at: None,
         };
         plan_next(&mut e, now, &self.tz, jitter);
         self.entries.push(e);
@@ -161,9 +180,22 @@ impl Timetable {
         }
     }
 
+    /// Tries `key`'s run (same slot) again at `at`, unless its next fire comes first.
+    pub fn retry(&mut self, key: &JobKey, at: Timestamp) {
+        if let Some(e) = self.entries.iter_mut().find(|e| &e.key == key) {
+            if e.next_start.is_none_or(|s| at < s) {
+                e.retry_at = Some(at);
+            }
+        }
+    }
+
     /// When something next becomes due.
     pub fn next_wakeup(&self) -> Option<Timestamp> {
-        self.entries.iter().filter_map(|e| e.next_start).min()
+        self.entries
+            .iter()
+            .flat_map(|e| [e.next_start, e.retry_at])
+            .flatten()
+            .min()
     }
 
     pub fn entry(&self, key: &JobKey) -> Option<&Entry> {
@@ -203,6 +235,47 @@ mod tests {
                 .collect(),
             TimeZone::UTC,
         )
+    }
+
+    /// A run skipped for a lease another replica holds is tried again for the same slot;
+    /// the next fire time starts a new slot and drops the retry.
+    #[test]
+    fn a_locked_run_is_retried_for_its_slot_until_the_next_fire() {
+        let mut t = table(&[(JobKind::Backup, "app", "every 1h")]);
+        t.start(ts("2026-05-10T12:30:00Z"), |_| LastRun::Unknown, &mut || 7);
+        let k = key(JobKind::Backup, "app");
+        assert!(t.tick(ts("2026-05-10T13:00:06Z"), &mut || 7).is_empty());
+        assert_eq!(
+            t.tick(ts("2026-05-10T13:00:07Z"), &mut || 7),
+            vec![k.clone()]
+        );
+        let slot = Some(ts("2026-05-10T13:00:00Z"));
+        assert_eq!(
+            t.entry(&k).expect("entry").slot,
+            slot,
+            "the nominal fire time"
+        );
+        t.started(&k);
+        t.retry(&k, ts("2026-05-10T13:02:00Z"));
+        assert_eq!(t.next_wakeup(), Some(ts("2026-05-10T13:02:00Z")));
+        assert!(t.tick(ts("2026-05-10T13:01:59Z"), &mut || 7).is_empty());
+        assert_eq!(
+            t.tick(ts("2026-05-10T13:02:00Z"), &mut || 7),
+            vec![k.clone()]
+        );
+        assert_eq!(t.entry(&k).expect("entry").slot, slot, "the same slot");
+        t.started(&k);
+        // A retry after the next fire is not planned: the next slot's run comes first.
+        t.retry(&k, ts("2026-05-10T14:30:00Z"));
+        assert_eq!(t.next_wakeup(), Some(ts("2026-05-10T14:00:07Z")));
+        assert_eq!(
+            t.tick(ts("2026-05-10T14:00:07Z"), &mut || 7),
+            vec![k.clone()]
+        );
+        assert_eq!(
+            t.entry(&k).expect("entry").slot,
+            Some(ts("2026-05-10T14:00:00Z"))
+        );
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub async fn run(ctx: &Ctx, args: &crate::cli::BackupArgs) -> Result<Output> {
         tools: &tools,
         configured: ctx.config_path.is_some(),
         jobs: args.jobs,
+        stores: ctx.named_stores(&store)?,
     };
     let mut report = match backup::run(&ctx.job_env(&store), input).await {
         Ok(r) => r,
@@ -91,8 +92,16 @@ fn render(ctx: &Ctx, report: &BackupReport) -> Output {
                 .map(Some)
                 .chain(std::iter::repeat(None)),
         )
-        .map(|(m, stages)| {
+        .zip(
+            report
+                .copies
+                .iter()
+                .map(Some)
+                .chain(std::iter::repeat(None)),
+        )
+        .map(|((m, stages), copies)| {
             json!({
+                "copies": copies.cloned().unwrap_or_default(),
                 "stages": stages.cloned().unwrap_or_default(),
                 "database": m.database,
                 "backup_id": m.backup_id,
@@ -109,8 +118,25 @@ fn render(ctx: &Ctx, report: &BackupReport) -> Output {
         .iter()
         .map(|(db, e)| json!({"database": db, "error": e.to_string(), "exit_code": e.exit_code()}))
         .collect();
+    // A backup missing from a store is degraded: the run failed (exit 1), the copies that
+    // completed stay valid.
+    let degraded = report.copies.iter().flatten().any(|c| !c.ok);
+    for (m, copies) in done.iter().zip(&report.copies) {
+        for c in copies.iter().filter(|c| !c.ok) {
+            ctx.ui.warn(format!(
+                "backup {} is degraded: store {} lacks its copy: {}",
+                m.backup_id,
+                c.store,
+                c.error.as_deref().unwrap_or("the copy failed")
+            ));
+        }
+    }
     Output {
-        exit_code: if failures.is_empty() { 0 } else { 1 },
+        exit_code: if failures.is_empty() && !degraded {
+            0
+        } else {
+            1
+        },
         json: json!({"backups": summaries, "failures": failures}),
         human,
     }

@@ -136,6 +136,7 @@ async fn demo_with_source(
     let progress = Progress::new();
     let manifest = backup::run(BackupJob {
         store: &store,
+        stores: &[],
         db: &db,
         source: spec.clone(),
         keys: &enc,
@@ -156,7 +157,8 @@ async fn demo_with_source(
         spool_window: backup::DEFAULT_SPOOL_WINDOW,
         globals_from: None,
     })
-    .await?;
+    .await?
+    .manifest;
     ctx.ui.info(format!(
         "   backup {}: {} tables, {} rows, {} raw → {} stored",
         manifest.backup_id,

@@ -1,5 +1,6 @@
 pub mod backup;
 pub mod catalog;
+pub mod copy;
 pub mod demo;
 pub mod diff;
 pub mod doctor;

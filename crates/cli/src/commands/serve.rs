@@ -113,7 +113,12 @@ impl JobRunner for CliRunner<'_> {
         })
     }
 
-    fn run<'a>(&'a self, job: &'a JobKey, cancel: Cancel) -> JobFuture<'a> {
+    fn run<'a>(
+        &'a self,
+        job: &'a JobKey,
+        slot: Option<Timestamp>,
+        cancel: Cancel,
+    ) -> JobFuture<'a> {
         Box::pin(async move {
             let mut ctx = self
                 .ctx
@@ -133,6 +138,16 @@ impl JobRunner for CliRunner<'_> {
                             "{db} is no longer backed up from its server: nothing to {}",
                             job.kind.name()
                         ),
+                        retry: false,
+                    };
+                }
+                // Another replica on the same store already did this slot's run.
+                if let Some(done) = slot_done(&ctx, job.kind, db, slot).await {
+                    return JobOutcome {
+                        ok: true,
+                        skipped: true,
+                        summary: done,
+                        retry: false,
                     };
                 }
             }
@@ -141,7 +156,7 @@ impl JobRunner for CliRunner<'_> {
                 key: job.clone(),
                 verbose: ctx.ui.verbose > 0,
             };
-            let summary = run_job(&ctx, job, &events).await;
+            let summary = run_job(&ctx, job, slot, &events).await;
             outcome(job.kind, summary)
         })
     }
@@ -149,10 +164,16 @@ impl JobRunner for CliRunner<'_> {
 
 /// Runs one scheduled job through the same core job as its command, and says how it went:
 /// `Ok((ok, summary))`, or the error that stopped it.
-async fn run_job(ctx: &Ctx, job: &JobKey, events: &JobLog) -> Result<(bool, String)> {
+async fn run_job(
+    ctx: &Ctx,
+    job: &JobKey,
+    slot: Option<Timestamp>,
+    events: &JobLog,
+) -> Result<(bool, String)> {
     let store = ctx.store()?;
     let mut jx = ctx.job_env(&store);
     jx.events = events;
+    jx.slot = slot;
     let name = ctx.name.as_deref();
     match job.kind {
         JobKind::Backup => {
@@ -164,6 +185,7 @@ async fn run_job(ctx: &Ctx, job: &JobKey, events: &JobLog) -> Result<(bool, Stri
                 tools: &tools,
                 configured: true,
                 jobs: None,
+                stores: ctx.named_stores(&store)?,
             };
             let r = jobs::backup::run(&jx, input).await?;
             let done = r.done.iter().map(|m| {
@@ -174,8 +196,20 @@ async fn run_job(ctx: &Ctx, job: &JobKey, events: &JobLog) -> Result<(bool, Stri
                 )
             });
             let failed = r.failures.iter().map(|(_, e)| e.to_string());
-            let summary = done.chain(failed).collect::<Vec<_>>().join("; ");
-            Ok((r.failures.is_empty(), summary))
+            let degraded = r.copies.iter().flatten().filter(|c| !c.ok).map(|c| {
+                format!(
+                    "store {} lacks its copy: {}",
+                    c.store,
+                    c.error.as_deref().unwrap_or("the copy failed")
+                )
+            });
+            let summary = done
+                .chain(failed)
+                .chain(degraded)
+                .collect::<Vec<_>>()
+                .join("; ");
+            let all_copies = r.copies.iter().flatten().all(|c| c.ok);
+            Ok((r.failures.is_empty() && all_copies, summary))
         }
         JobKind::Drill => {
             // The evidence goes to the store (the dashboard serves it from there); the
@@ -268,6 +302,29 @@ async fn run_job(ctx: &Ctx, job: &JobKey, events: &JobLog) -> Result<(bool, Stri
     }
 }
 
+/// Why a scheduled backup or drill of `db` for `slot` need not run: the store shows one
+/// started at or after the slot's fire time (another replica's). A store that cannot be read
+/// answers `None`: the job then runs and meets the same store itself.
+async fn slot_done(
+    ctx: &Ctx,
+    kind: JobKind,
+    db: &pgdrill_core::ids::DbName,
+    slot: Option<Timestamp>,
+) -> Option<String> {
+    use pgdrill_core::jobs::slot::{self, Recorded};
+    let recorded = match kind {
+        JobKind::Backup => Recorded::Backup,
+        JobKind::Drill => Recorded::Drill,
+        _ => return None,
+    };
+    let slot = slot?;
+    let store = ctx.store().ok()?;
+    let what = slot::done(&store, db, recorded, slot).await.ok()??;
+    Some(format!(
+        "the run due at {slot} was already done by another instance ({what})"
+    ))
+}
+
 /// One daemon log line at `ts`: `2026-12-06T08:20:00.123Z INFO  serve: ...` (RFC 3339,
 /// UTC, the level), or with `json` one object `{"ts", "level", "component", "msg"}` plus
 /// `job`, `database`, `backup_id`, `drill_id` where known ([`pgdrill_server::log`]).
@@ -324,13 +381,19 @@ fn outcome(kind: JobKind, result: Result<(bool, String)>) -> JobOutcome {
             ok,
             skipped: false,
             summary,
+            retry: false,
         },
-        Err(e) => JobOutcome {
-            ok: false,
-            // Another host or daemon runs this job now: not a failure of this one.
-            skipped: matches!(e, Error::Locked(_)),
-            summary: e.to_string(),
-        },
+        Err(e) => {
+            // Another host or daemon runs this job now: not a failure of this one; tried
+            // again later in case it dies holding the lease.
+            let locked = matches!(e, Error::Locked(_));
+            JobOutcome {
+                ok: false,
+                skipped: locked,
+                summary: e.to_string(),
+                retry: locked,
+            }
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use crate::{Error, Result};
 use pgdrill_pg::archive::{parse_directory_toc, ArchiveSummary, DirectoryToc};
 use pgdrill_pg::child;
 use pgdrill_pg::client::SnapshotSession;
+use pgdrill_pg::reaper::{Reaper, Watch};
 use pgdrill_pg::PgInstall;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
@@ -67,6 +68,7 @@ fn signal_group(pid: u32, sig: rustix::process::Signal) {
 
 pub(super) async fn dump(
     job: &BackupJob<'_>,
+    targets: &Arc<super::fanout::Targets>,
     id: &BackupId,
     session: &SnapshotSession,
     install: &PgInstall,
@@ -83,20 +85,22 @@ pub(super) async fn dump(
                 base.display()
             ))
         })?;
+    // Should pgdrill be killed outright, the spool goes too (see `pgdrill_pg::reaper`).
+    let _spool_reaper = Reaper::arm(Watch::Nothing, Some(spool.path()));
     let out = spool.path().join("dump");
     let args = dump_args(job, jobs, session.snapshot_id.as_deref());
     let shared = Arc::new(Shared::default());
     let dir_key = layout::backup_dir(&job.db.name, id);
-    let mut env = Env::new(job, dir_key, shared.clone());
+    let mut env = Env::new(job, targets, dir_key, shared.clone());
     // Several uploads at once: smaller parts and fewer in flight each keep memory near the
     // single stream's, while a big table's object still stays under S3's 10,000 parts.
-    env.part_size = session
+    env.sizing.floor = session
         .facts
         .database_size_bytes
         .map(|s| (s.max(0) as usize / 9000).next_multiple_of(1 << 20))
         .unwrap_or(0)
         .max(8 << 20);
-    env.max_in_flight = (job.max_in_flight / jobs as usize).max(2);
+    env.sizing.jobs = jobs as usize;
     job.progress.stage("dump");
     if let Some((n, from)) = super::dump_estimate(None, session.facts.database_size_bytes) {
         job.progress.set_estimate(n, from);
@@ -112,7 +116,7 @@ pub(super) async fn dump(
     let (mut followed, peak, out_dir) = match result {
         Ok(r) => r,
         Err(e) => {
-            super::delete_backup_objects(job, id).await;
+            targets.delete_everywhere(&job.db.name, id).await;
             return Err(e);
         }
     };
@@ -123,7 +127,7 @@ pub(super) async fn dump(
     let rest = match rest {
         Ok(r) => r,
         Err(e) => {
-            super::delete_backup_objects(job, id).await;
+            targets.delete_everywhere(&job.db.name, id).await;
             return Err(e);
         }
     };
@@ -202,6 +206,10 @@ async fn run_dump(
     let mut proc = child::Child::spawn_watching(cmd, child::Keep::LAST, Some(hook))
         .map_err(|e| Error::Failed(e.to_string()))?;
     let pid = proc.pid();
+    // A pg_dump must never outlive pgdrill. Paused, it would hold its snapshot and its table
+    // locks on the source for good (the kernel's SIGHUP to an orphaned stopped group ends it
+    // too); running, it would go on loading the source to fill a spool nobody reads.
+    let _reaper = Reaper::arm(Watch::Group(pid), out.parent());
     let mut followers = tokio::task::JoinSet::new();
     // Files given a follower; of those, the ones still being read (and how far).
     let mut seen: HashSet<String> = HashSet::new();

@@ -10,7 +10,6 @@ use crate::progress::Progress;
 use crate::{Error, Result};
 use bytes::Bytes;
 use pgdrill_pg::archive::CopyRows;
-use pgdrill_store::Store;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -69,11 +68,12 @@ pub(super) struct FileTask {
 /// Everything a follower needs, owned (it runs as a task of its own).
 #[derive(Clone)]
 pub(super) struct Env {
-    pub(super) store: Store,
+    pub(super) targets: Arc<super::fanout::Targets>,
     pub(super) keys: EncryptionKeys,
     pub(super) level: i32,
-    pub(super) part_size: usize,
-    pub(super) max_in_flight: usize,
+    /// Every follower's part size, and how many upload at once (sharing each store's parts
+    /// in flight).
+    pub(super) sizing: super::fanout::Sizing,
     pub(super) progress: Arc<Progress>,
     pub(super) shared: Arc<Shared>,
     /// `<db>/backups/<id>/`
@@ -81,13 +81,21 @@ pub(super) struct Env {
 }
 
 impl Env {
-    pub(super) fn new(job: &BackupJob<'_>, dir_key: String, shared: Arc<Shared>) -> Env {
+    pub(super) fn new(
+        job: &BackupJob<'_>,
+        targets: &Arc<super::fanout::Targets>,
+        dir_key: String,
+        shared: Arc<Shared>,
+    ) -> Env {
         Env {
-            store: job.store.clone(),
+            targets: targets.clone(),
             keys: job.keys.clone(),
             level: job.compression_level,
-            part_size: job.part_size,
-            max_in_flight: job.max_in_flight,
+            sizing: super::fanout::Sizing {
+                floor: job.part_size,
+                store_part: false,
+                jobs: 1,
+            },
             progress: job.progress.clone(),
             shared,
             dir_key,
@@ -109,10 +117,7 @@ pub(super) fn object_name(file: &str, encrypted: bool) -> String {
 pub(super) async fn store_file(env: Env, task: FileTask) -> Result<Followed> {
     let object = object_name(&task.file, env.keys.enabled());
     let key = format!("{}/{object}", env.dir_key);
-    let mut upload = env
-        .store
-        .upload(&key, env.part_size, env.max_in_flight)
-        .await?;
+    let mut upload = super::fanout::FanUpload::open(&env.targets, &key, env.sizing).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let shared = env.shared.clone();
     let (keys, level, progress) = (env.keys.clone(), env.level, env.progress.clone());
@@ -144,12 +149,12 @@ pub(super) async fn store_file(env: Env, task: FileTask) -> Result<Followed> {
         Ok(x) => x,
         Err(e) => {
             env.shared.aborted.store(true, Ordering::SeqCst);
-            let _ = upload.abort().await;
+            upload.abort().await;
             return Err(e);
         }
     };
     if env.shared.aborted.load(Ordering::SeqCst) {
-        let _ = upload.abort().await;
+        upload.abort().await;
         return Err(Error::Failed("the backup was aborted".into()));
     }
     upload.finish().await.map_err(|e| {

@@ -7,11 +7,11 @@ use crate::frames::FramedEncoder;
 use crate::pipeline::{BlockSender, Digested, HashWriter, StdBlockReader};
 use crate::progress::Progress;
 use crate::{Error, Result};
-use bytes::{Bytes, BytesMut};
-use pgdrill_pg::archive::{parse_archive, ArchiveSummary};
+use bytes::Bytes;
+use pgdrill_pg::archive::{parse_archive_buffered, ArchiveSummary};
 use pgdrill_pg::PgInstall;
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::sync::Arc;
 
 pub(super) struct EncodeOut {
@@ -24,6 +24,9 @@ pub(super) struct EncodeOut {
 
 /// The blocking stage: reads pg_dump's stdout, feeds the parser, compresses, encrypts and
 /// hands blocks to the uploader.
+///
+/// pg_dump's output is read straight into the frames the compression workers take, and the
+/// parser reads the same memory: the bytes are copied once, by the kernel, out of the pipe.
 pub(super) fn encode_stage(
     mut stdout: std::process::ChildStdout,
     parse_tx: Option<std::sync::mpsc::SyncSender<Bytes>>,
@@ -42,22 +45,28 @@ pub(super) fn encode_stage(
     let mut raw_hash = Sha256::new();
     let mut raw_bytes = 0u64;
     let mut parser_alive = true;
+    let nap = pipe_nap(&stdout);
     loop {
-        let mut buf = BytesMut::zeroed(READ_CHUNK);
-        let n = fill(&mut stdout, &mut buf)
-            .map_err(|e| Error::Failed(format!("cannot read pg_dump's output: {e}")))?;
+        let mut frame = z.spare_frame();
+        let n = fill(&mut stdout, &mut frame, nap, |piece| {
+            raw_hash.update(piece);
+            raw_bytes += piece.len() as u64;
+            progress.add(piece.len() as u64);
+        })
+        .map_err(|e| Error::Failed(format!("cannot read pg_dump's output: {e}")))?;
         if n == 0 {
             break;
         }
-        buf.truncate(n);
-        let chunk = buf.freeze();
-        raw_hash.update(&chunk);
-        raw_bytes += n as u64;
-        progress.add(n as u64);
+        let full = n == frame.len();
+        frame.truncate(n);
+        let frame = frame.freeze();
         if let (true, Some(tx)) = (parser_alive, &parse_tx) {
-            parser_alive = tx.send(chunk.clone()).is_ok();
+            parser_alive = tx.send(frame.clone()).is_ok();
         }
-        z.write_all(&chunk).map_err(io_err)?;
+        z.write_frame(frame).map_err(io_err)?;
+        if !full {
+            break;
+        }
     }
     drop(parse_tx);
     let (sink, frames, compressed) = z.finish().map_err(io_err)?;
@@ -75,14 +84,41 @@ pub(super) fn encode_stage(
     })
 }
 
-/// Reads until `buf` is full or the stream ends (a pipe returns at most 64 KiB per read; a
-/// full chunk keeps the per-chunk costs, allocation and hand-offs, small).
-pub(super) fn fill(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Size asked for pg_dump's stdout pipe (Linux's default limit for unprivileged processes).
+const PIPE_SIZE: usize = 1 << 20;
+
+/// How long to wait when the pipe ran nearly dry, if it is [`PIPE_SIZE`] large: pg_dump
+/// writes 4 KiB at a time, and a reader blocked on an empty pipe is woken by each write, so
+/// a reader faster than pg_dump would make both switch tasks for every 4 KiB (150,000 times
+/// per GiB, most of pg_dump's extra CPU against writing to /dev/null). Waiting instead lets
+/// pg_dump write on undisturbed into the large pipe, which 1 ms cannot fill unless pg_dump
+/// writes faster than 1 GB/s; then the reads return full and nobody waits.
+fn pipe_nap(stdout: &std::process::ChildStdout) -> Option<std::time::Duration> {
+    let size = rustix::pipe::fcntl_setpipe_size(stdout, PIPE_SIZE).ok()?;
+    (size >= PIPE_SIZE).then_some(std::time::Duration::from_millis(1))
+}
+
+/// Reads until `buf` is full or the stream ends, in reads of at most [`READ_CHUNK`] bytes,
+/// handing each piece read to `seen` while it is in cache. After a read that found less than
+/// a quarter of [`PIPE_SIZE`] waiting, sleeps `nap` (see [`pipe_nap`]).
+pub(super) fn fill(
+    r: &mut impl Read,
+    buf: &mut [u8],
+    nap: Option<std::time::Duration>,
+    mut seen: impl FnMut(&[u8]),
+) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
+        let end = buf.len().min(filled + READ_CHUNK);
+        match r.read(&mut buf[filled..end]) {
             Ok(0) => break,
-            Ok(n) => filled += n,
+            Ok(n) => {
+                seen(&buf[filled..filled + n]);
+                filled += n;
+                if let Some(nap) = nap.filter(|_| n < PIPE_SIZE / 4 && filled < buf.len()) {
+                    std::thread::sleep(nap);
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
@@ -112,16 +148,18 @@ pub(super) struct Streamed {
 /// archive parser, zstd and age into a multipart upload of `key`. Commit explicitly: the
 /// upload completes only when the child exited 0, wrote something, and nothing else failed;
 /// otherwise (or on a signal) the child is killed and the upload aborted.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn stream_child(
     job: &BackupJob<'_>,
+    targets: &std::sync::Arc<super::fanout::Targets>,
     key: &str,
-    part_size: usize,
+    sizing: super::fanout::Sizing,
     install: &PgInstall,
     tool: &str,
     args: &[String],
     parse: bool,
 ) -> Result<Streamed> {
-    let mut upload = job.store.upload(key, part_size, job.max_in_flight).await?;
+    let mut upload = super::fanout::FanUpload::open(targets, key, sizing).await?;
     let passfile = job
         .source
         .write_passfile()
@@ -135,19 +173,20 @@ pub(super) async fn stream_child(
     ) {
         Ok(c) => c,
         Err(e) => {
-            let _ = upload.abort().await;
+            upload.abort().await;
             return Err(e);
         }
     };
     let Some(stdout) = child.take_stdout() else {
         child.kill();
-        let _ = upload.abort().await;
+        upload.abort().await;
         return Err(Error::Failed(format!("cannot capture {tool}'s output")));
     };
     let (parse_tx, parser) = if parse {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(16);
+        // Whole frames of FRAME_RAW bytes, shared with the compressor.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(2);
         let handle = std::thread::spawn(move || {
-            parse_archive(StdBlockReader::new(rx)).map_err(|e| e.to_string())
+            parse_archive_buffered(StdBlockReader::new(rx)).map_err(|e| e.to_string())
         });
         (Some(tx), Some(handle))
     } else {
@@ -217,7 +256,7 @@ pub(super) async fn stream_child(
         None
     };
     if let Some(e) = failure {
-        let _ = upload.abort().await;
+        upload.abort().await;
         return Err(e);
     }
     let encoded = encoded?;

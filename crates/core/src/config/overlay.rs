@@ -30,6 +30,7 @@ const SPECIAL_VARS: &[&str] = &[
     // Read by debug builds only, by tests (see `clock`).
     "PGDRILL_TEST_CLOCK_OFFSET_SECS",
     "PGDRILL_TEST_DROP_PUT",
+    "PGDRILL_TEST_LEASE_TTL_SECS",
 ];
 
 /// Keys whose values stay strings even when they look like numbers.

@@ -3,7 +3,7 @@
 
 use super::JobEnv;
 use crate::alert::EventKind;
-use crate::backup::{self, BackupJob};
+use crate::backup::{self, Backup, BackupJob, StoreCopy, TargetStore};
 use crate::cancel::Cancel;
 use crate::config::DatabaseSettings;
 use crate::crypto::EncryptionKeys;
@@ -26,6 +26,9 @@ pub struct BackupInput<'a> {
     pub configured: bool,
     /// `backup --jobs N`: overrides `[backup] jobs`.
     pub jobs: Option<u32>,
+    /// Every configured store with its name and transfer settings, primary (the job's
+    /// store) first; empty: the job's store alone.
+    pub stores: Vec<TargetStore>,
 }
 
 /// Every database's outcome, in the order they ran.
@@ -34,6 +37,9 @@ pub struct BackupReport {
     pub done: Vec<Manifest>,
     /// The stages of each backup in `done` (same order): name, start, duration, bytes.
     pub stages: Vec<Vec<StageRecord>>,
+    /// Each store's copy of each backup in `done` (same order); one that failed leaves the
+    /// backup degraded.
+    pub copies: Vec<Vec<StoreCopy>>,
     /// Databases whose backup failed or did not start (their error carries the exit code).
     pub failures: Vec<(DbName, Error)>,
 }
@@ -57,7 +63,11 @@ pub async fn run(jx: &JobEnv<'_>, input: BackupInput<'_>) -> Result<BackupReport
         };
         let from = db.server.as_ref().and_then(|s| globals.get(s)).cloned();
         match one(jx, &input, db, source, &notifier, from).await {
-            Ok((m, stages)) => {
+            Ok((b, stages)) => {
+                let Backup {
+                    manifest: m,
+                    copies,
+                } = b;
                 if let (Some(server), Some(o)) =
                     (&db.server, m.objects.iter().find(|o| o.kind == "globals"))
                 {
@@ -68,6 +78,7 @@ pub async fn run(jx: &JobEnv<'_>, input: BackupInput<'_>) -> Result<BackupReport
                 }
                 report.done.push(m);
                 report.stages.push(stages);
+                report.copies.push(copies);
             }
             Err(e) => {
                 if several {
@@ -93,12 +104,21 @@ async fn one(
     source: ConnSpec,
     notifier: &super::Notifier<'_>,
     globals_from: Option<(String, StoredObject)>,
-) -> Result<(Manifest, Vec<StageRecord>)> {
+) -> Result<(Backup, Vec<StageRecord>)> {
+    let to = if input.stores.len() > 1 {
+        input
+            .stores
+            .iter()
+            .map(|t| format!("{} ({})", t.name, t.store.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    } else {
+        jx.store.display().to_string()
+    };
     jx.events.info(&format!(
-        "backing up {} ({}) to {}",
+        "backing up {} ({}) to {to}",
         db.name,
         source.redacted(),
-        jx.store.display()
     ));
     let progress = Progress::new();
     let _guard = jx.events.progress(progress.clone());
@@ -111,10 +131,15 @@ async fn one(
         )
         .await;
     let result = match jx.lease(&db.name, "backup").await {
-        Ok(held) => {
+        Ok(held) => 'held: {
+            if let Some(e) = jx.slot_taken(&db.name, super::slot::Recorded::Backup).await {
+                held.release().await;
+                break 'held Err(e);
+            }
             let s = jx.settings;
             let job = BackupJob {
                 store: jx.store,
+                stores: &input.stores,
                 db,
                 source,
                 keys: input.keys,
@@ -147,9 +172,20 @@ async fn one(
         Err(e) => Err(e),
     };
     match result {
-        Ok(m) => {
-            succeeded(jx, db, &m, notifier).await;
-            Ok((m, progress.stages()))
+        Ok(b) => {
+            // Each store holding a copy gets its catalog updated (derived data, best effort).
+            crate::catalog::cache::update(jx.store, &db.name).await;
+            for t in input.stores.iter().skip(1) {
+                if b.copies.iter().any(|c| c.ok && c.store == t.name) {
+                    crate::catalog::cache::update(&t.store, &db.name).await;
+                }
+            }
+            if b.failed_copies().next().is_none() {
+                succeeded(jx, db, &b.manifest, notifier).await;
+            } else {
+                degraded(jx, db, &b, notifier).await;
+            }
+            Ok((b, progress.stages()))
         }
         Err(e) => {
             let e = e.context(format!("backup of {}", db.name));
@@ -177,14 +213,56 @@ async fn one(
     }
 }
 
-/// After a completed backup: the audit row (best effort), the alert, the failure record
-/// cleared.
-async fn succeeded(
+/// After a backup complete in some stores only: the audit row (the backup exists), the
+/// `backup_degraded` alert naming the stores that lack their copy, the failure recorded.
+async fn degraded(
     jx: &JobEnv<'_>,
     db: &DatabaseSettings,
-    m: &Manifest,
+    b: &Backup,
     notifier: &super::Notifier<'_>,
 ) {
+    audit_row(jx, db, &b.manifest).await;
+    let m = &b.manifest;
+    let missing: Vec<String> = b
+        .failed_copies()
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c.store,
+                c.error.as_deref().unwrap_or("the copy failed")
+            )
+        })
+        .collect();
+    let names: Vec<&str> = b.failed_copies().map(|c| c.store.as_str()).collect();
+    let message = format!(
+        "backup {} of {} is degraded: store {} lacks its copy ({}); run `pgdrill copy {} --to {}` once the store is back",
+        m.backup_id,
+        m.database,
+        names.join(", "),
+        missing.join("; "),
+        m.backup_id,
+        names.first().copied().unwrap_or("STORE"),
+    );
+    jx.events.warn(&message);
+    status::record_failure(jx.store, &db.name, "backup", &message).await;
+    let rec = status::FailureRecord {
+        job: "backup".into(),
+        at: crate::time::Timestamp::now(),
+        message: message.clone(),
+    };
+    super::failures::append(jx.store, &db.name, rec).await;
+    notifier
+        .send(
+            EventKind::BackupDegraded,
+            db.name.as_str(),
+            message,
+            json!({"backup_id": m.backup_id, "stores": names, "exit_code": 1}),
+        )
+        .await;
+}
+
+/// The audit row of a backup (best effort).
+async fn audit_row(jx: &JobEnv<'_>, db: &DatabaseSettings, m: &Manifest) {
     if let Some(audit) = &db.audit {
         if let Ok(spec) = db.source_spec(jx.env) {
             if let Err(e) = crate::audit::write(&spec, audit, m).await {
@@ -195,6 +273,17 @@ async fn succeeded(
             }
         }
     }
+}
+
+/// After a completed backup: the audit row (best effort), the alert, the failure record
+/// cleared.
+async fn succeeded(
+    jx: &JobEnv<'_>,
+    db: &DatabaseSettings,
+    m: &Manifest,
+    notifier: &super::Notifier<'_>,
+) {
+    audit_row(jx, db, m).await;
     let was_failing = status::read_failure(jx.store, &db.name).await.is_some();
     let kind = if was_failing {
         EventKind::Recovered
@@ -249,6 +338,7 @@ mod tests {
             env: &env,
             cancel,
             events: &Silent,
+            slot: None,
         };
         let keys = EncryptionKeys::new(&[], None).expect("keys");
         let tools = PgTools::discover();
@@ -258,6 +348,7 @@ mod tests {
             tools: &tools,
             configured: true,
             jobs: None,
+            stores: Vec::new(),
         };
         let e = run(&jx, input).await.expect_err("no source");
         assert_eq!(e.exit_code(), 2, "{e}");
@@ -287,6 +378,7 @@ mod tests {
             env: &env,
             cancel,
             events: &Silent,
+            slot: None,
         };
         let keys = EncryptionKeys::new(&[], None).expect("keys");
         let tools = PgTools::discover();
@@ -298,6 +390,7 @@ mod tests {
                 tools: &tools,
                 configured: true,
                 jobs: None,
+                stores: Vec::new(),
             };
             run(&jx, input)
                 .await

@@ -139,9 +139,14 @@ pub async fn run(jx: &JobEnv<'_>, input: DrillInput<'_>) -> Result<DrillReport> 
                 .unwrap_or_else(|| "a throwaway local cluster".into())
         ));
         let held = jx.lease(&db.name, "drill").await?;
+        if let Some(e) = jx.slot_taken(&db.name, super::slot::Recorded::Drill).await {
+            held.release().await;
+            return Err(e);
+        }
         let first = report.results().next().is_none();
         let outcome = drill::run(job(jx, &input, db, target, first, progress)).await;
         held.release().await;
+        crate::catalog::cache::update(jx.store, &db.name).await;
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) if several => {

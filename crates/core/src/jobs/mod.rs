@@ -17,6 +17,7 @@ pub mod failures;
 pub mod mirror;
 mod notify;
 pub mod prune;
+pub mod slot;
 pub mod status;
 
 pub use notify::Notifier;
@@ -68,13 +69,16 @@ pub struct JobEnv<'a> {
     pub env: &'a Env,
     pub cancel: Cancel,
     pub events: &'a dyn Events,
+    /// A scheduled run: the fire time it is for (`serve`); `None` for commands. See
+    /// [`slot`].
+    pub slot: Option<crate::time::Timestamp>,
 }
 
 impl JobEnv<'_> {
     /// The store lease of `db` for a job named `job`; says when the clocks disagree or a
     /// lapsed lease was taken over.
     pub async fn lease(&self, db: &DbName, job: &str) -> Result<Lease> {
-        let held = lease::acquire(self.store, db, job, LEASE_TTL).await?;
+        let held = lease::acquire(self.store, db, job, slot::lease_ttl()).await?;
         warn_lease(self.events, db, &held);
         Ok(held)
     }

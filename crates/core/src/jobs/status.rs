@@ -7,7 +7,7 @@ use crate::fleet::coverage::{self, CoverageReport};
 use crate::fleet::{Fleet, Membership};
 use crate::ids::DbName;
 use crate::status::{self, DbStatus, DrillWindow, Slo};
-use crate::{catalog, drill, Error, Result};
+use crate::{catalog, Error, Result};
 use serde_json::json;
 
 /// Evaluates `databases`; `Err` when there are none.
@@ -66,9 +66,18 @@ pub async fn run_fleet(
     let now = crate::clock::Clock::process().now();
     let mut statuses = Vec::new();
     let mut proven = Vec::new();
-    for db in databases {
-        let listing = match catalog::list(jx.store, &db).await {
-            Ok(l) => l,
+    // The catalogs of a fleet, a few at once (the store's round trips overlap).
+    let loaded: Vec<Result<catalog::cache::Cached>> = {
+        use futures::StreamExt;
+        futures::stream::iter(&databases)
+            .map(|db| catalog::cache::load(jx.store, db))
+            .buffered(8)
+            .collect()
+            .await
+    };
+    for (db, loaded) in databases.into_iter().zip(loaded) {
+        let catalog::cache::Cached { listing, drills } = match loaded {
+            Ok(c) => c,
             // With several stores, a primary that cannot be read leaves this database's SLOs
             // unjudged (its drills and records live there), but its copies are still shown.
             Err(e @ Error::Store { .. }) if stores.len() > 1 => {
@@ -77,7 +86,6 @@ pub async fn run_fleet(
             }
             Err(e) => return Err(e),
         };
-        let drills = drill::list(jx.store, &db).await?;
         let failure = status::read_failure(jx.store, &db).await;
         let mut s = status::evaluate(
             db.as_str(),
@@ -363,6 +371,7 @@ mod tests {
             env: &env,
             cancel,
             events: &Silent,
+            slot: None,
         };
         let e = run(&jx, Vec::new()).await.expect_err("no database");
         assert_eq!(e.exit_code(), 2);

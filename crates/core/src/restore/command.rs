@@ -12,6 +12,9 @@ use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+mod items;
+pub(super) use items::run_counted;
+
 /// A temp file holding a `--use-list`.
 pub(super) fn list_file(text: &str) -> Result<tempfile::NamedTempFile> {
     let mut f = tempfile::Builder::new()
@@ -44,6 +47,8 @@ pub(super) struct PgRestore<'a> {
     pub(super) file: Option<&'a Path>,
     /// Server settings for pg_restore's sessions (before the URL's own `options`).
     pub(super) settings: &'a [(&'a str, &'a str)],
+    /// `--verbose`, its messages in English (`LC_MESSAGES=C`): what [`run_counted`] reads.
+    pub(super) verbose: bool,
 }
 
 impl PgRestore<'_> {
@@ -63,6 +68,9 @@ impl PgRestore<'_> {
         cmd.args(self.args(&db));
         if self.file.is_none() {
             cmd.stdin(Stdio::piped());
+        }
+        if self.verbose {
+            cmd.env("LC_MESSAGES", "C");
         }
         if let Some(opts) = pg_options(
             self.settings,
@@ -100,6 +108,9 @@ impl PgRestore<'_> {
         }
         if let Some(j) = self.jobs {
             a.push(format!("--jobs={j}"));
+        }
+        if self.verbose {
+            a.push("--verbose".into());
         }
         if let Some(f) = self.file {
             a.push(f.display().to_string());

@@ -204,8 +204,12 @@ fn dump_object(job: &RestoreJob<'_>) -> Result<StoredObject> {
         .ok_or_else(|| Error::Integrity("the manifest lists no dump".into()))
 }
 
-/// The dump index's state for the plan.
-fn index_state(index: &Result<Option<stream::Loaded>>) -> plan::Index {
+/// The dump index's state for the plan. A directory-layout backup needs none: its manifest
+/// lists one object per table, which the streamed restore reads directly.
+fn index_state(job: &RestoreJob<'_>, index: &Result<Option<stream::Loaded>>) -> plan::Index {
+    if job.manifest.is_directory() {
+        return plan::Index::Usable;
+    }
     match index {
         Ok(Some(_)) => plan::Index::Usable,
         Ok(None) => plan::Index::Missing,
@@ -227,12 +231,14 @@ pub async fn dry_run(job: RestoreJob<'_>) -> Result<RestorePlan> {
     }
     let loaded = index.as_ref().ok().and_then(Option::as_ref);
     let planned = prepare::prepare(&job, &info, &admin, &dump, loaded, true).await?;
-    Ok(RestorePlan::build(
+    let mut plan = RestorePlan::build(
         &options(&job, describe(&install)),
         &info.facts(),
-        &index_state(&index),
+        &index_state(&job, &index),
         &planned.summary(),
-    ))
+    );
+    directory_steps(&job, &mut plan);
+    Ok(plan)
 }
 
 async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreReport> {
@@ -278,12 +284,13 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
         Ok(p) => p,
         Err(e) => return Err(abandon(e).await),
     };
-    let plan = RestorePlan::build(
+    let mut plan = RestorePlan::build(
         &opts,
         &info.facts(),
-        &index_state(&early_index),
+        &index_state(&job, &early_index),
         &planned.summary(),
     );
+    directory_steps(&job, &mut plan);
     let list_guard = match planned.list.as_deref().map(list_file).transpose() {
         Ok(f) => f,
         Err(e) => return Err(abandon(e).await),
@@ -294,7 +301,7 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
     }
 
     let mut notes = plan.notes.clone();
-    if job.manifest.is_directory() {
+    if job.manifest.is_directory() && plan.mode != Mode::Stream {
         notes.push(
             "a parallel backup (directory layout): every object was downloaded and checked into a spool directory, then restored with pg_restore -Fd".into(),
         );
@@ -324,6 +331,12 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
         Ok::<(), Error>(())
     };
     let outcome = async {
+        if plan.mode == Mode::Stream && job.manifest.is_directory() {
+            // A parallel backup: the lanes read each table's object directly.
+            let s = stream::restore_objects(&job, &install, plan.jobs, info.version_num, create)
+                .await?;
+            return Ok(((s.download, s.restore, s.ignored, s.notes), s.analyze));
+        }
         if let Some(index) = index {
             // The database is created while the dump's table of contents is fetched.
             let s = stream::restore(
@@ -400,6 +413,24 @@ async fn run_traced(job: RestoreJob<'_>, traces: &Traces) -> Result<RestoreRepor
             let e = undo_create(&job, &admin, &created, traces, e).await;
             preflight::drop_roles(&admin, &created_roles).await;
             Err(e)
+        }
+    }
+}
+
+/// The streamed restore of a directory-layout backup reads objects, not ranges of one
+/// dump: its plan says so.
+fn directory_steps(job: &RestoreJob<'_>, plan: &mut RestorePlan) {
+    if !job.manifest.is_directory() {
+        return;
+    }
+    let n = plan.jobs;
+    for step in &mut plan.steps {
+        if plan.mode == Mode::Stream && step.starts_with("load the data on") {
+            *step = format!("load the data on {n} lanes, each table's object streamed from the store into its COPY, its size and SHA-256 checked before the COPY completes");
+        } else if step.starts_with("stream the dump into pg_restore") {
+            *step = "download every object of the parallel backup into a spool directory (free space checked), verify its digests, then pg_restore -Fd from it".into();
+        } else if step.starts_with("download the dump into a spool file") {
+            *step = "download every object of the parallel backup into a spool directory (free space checked) and verify its digests".into();
         }
     }
 }

@@ -191,7 +191,9 @@ pub(super) async fn run_spooled(
     if !new_database && !run.single_txn {
         traces.changed.store(true, Ordering::SeqCst);
     }
-    let (status, lines) = command::run(run.command(job, install, pf), &mut cancel).await?;
+    // The items done of those the archive's list selects, from pg_restore's --verbose lines.
+    let (status, lines) =
+        command::run_counted(job, install, &run, pf, &job.read.progress, &mut cancel).await?;
     let ignored = verdict(Some(status), &lines, job.ignore_errors, run.single_txn)?;
     Ok((t.elapsed().as_secs_f64(), ignored))
 }

@@ -383,3 +383,68 @@ fn copy_counter_handles_split_trailer() {
     glued.feed(b"a\\.\n\n\n");
     assert_eq!(glued.finish(), None);
 }
+
+/// A table's data block of about 10 MiB, some rows cut over two chunks: (bytes, rows).
+fn big_copy_block(int_size: usize) -> (Vec<u8>, u64) {
+    let mut block = Vec::new();
+    let mut rows = 0;
+    while block.len() < 10 << 20 {
+        let row = format!("{rows}\t{}\n", "x".repeat((rows % 300) as usize));
+        let row = row.as_bytes();
+        let pieces: Vec<&[u8]> = if rows % 7 == 3 {
+            vec![&row[..row.len() / 2], &row[row.len() / 2..]]
+        } else {
+            vec![row]
+        };
+        for piece in pieces {
+            block.extend(encode_int(piece.len() as i64, int_size));
+            block.extend_from_slice(piece);
+        }
+        rows += 1;
+    }
+    block.extend(copy_block_end(int_size));
+    (block, rows)
+}
+
+#[test]
+fn rows_and_splits_are_the_same_however_the_buffer_cuts_the_chunks() {
+    let int_size = 4;
+    let (block, rows) = big_copy_block(int_size);
+    let count = |reader: &mut dyn BufRead| {
+        let mut ar = Wire {
+            src: Source::new(reader),
+            int_size,
+            off_size: 8,
+        };
+        let mut table = TableCount {
+            schema: "public".into(),
+            name: "t".into(),
+            rows: 0,
+            data_bytes: 0,
+        };
+        let splits = count_copy_rows(&mut ar, &mut table).expect("count");
+        assert_eq!(ar.src.pos, block.len() as u64, "read to the block's end");
+        (table.rows, table.data_bytes, splits)
+    };
+    // All in one buffer (the fast path throughout), buffers of an odd size (both paths), one
+    // byte at a time (the careful path throughout).
+    let whole = count(&mut &block[..]);
+    let odd = count(&mut io::BufReader::with_capacity(1001, &block[..]));
+    let trickled = count(&mut io::BufReader::with_capacity(
+        1,
+        Trickle {
+            bytes: &block,
+            interrupt: false,
+        },
+    ));
+    assert_eq!(whole.0, rows);
+    assert_eq!(whole, odd);
+    assert_eq!(whole, trickled);
+    let splits = whole.2;
+    assert_eq!(splits.len(), 2, "about every 4 MiB of 10: {splits:?}");
+    for &s in &splits {
+        let s = s as usize;
+        assert_eq!(block[s], 0, "a chunk header's sign byte at {s}");
+        assert_eq!(block[s - 1], b'\n', "the data before {s} ends a row");
+    }
+}

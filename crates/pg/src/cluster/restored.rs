@@ -183,7 +183,9 @@ impl RestoreDir {
             postmaster_pid: None,
             running: false,
             server_env: opts.env.clone(),
+            reaper: None,
         };
+        cluster.arm_reaper();
         let mut cmd = cluster.command("pg_ctl");
         cmd.arg("-D")
             .arg(&cluster.data_dir)

@@ -84,6 +84,7 @@ impl Runner<'_, '_> {
         let mut ignored = Vec::new();
         let mut sink: Option<Sink> = None;
         let mut table = String::new();
+        let mut id_of: Option<i64> = None;
         // Like pg_restore's "COPY failed for table" error: allowlisted, or the end.
         let allow = self.job.ignore_errors;
         let mut failed = |table: &str, e: &tokio_postgres::Error| -> Result<()> {
@@ -102,6 +103,7 @@ impl Runner<'_, '_> {
         while let Some(feed) = rx.recv().await {
             match feed {
                 Feed::Start(id) => {
+                    id_of = Some(id);
                     let Some((stmt, name)) = shared
                         .copies
                         .get(&id)
@@ -130,8 +132,13 @@ impl Runner<'_, '_> {
                 }
                 Feed::End => {
                     if let Some(mut s) = sink.take() {
-                        if let Err(e) = s.as_mut().finish().await {
-                            failed(&table, &e)?;
+                        match s.as_mut().finish().await {
+                            Ok(n) => {
+                                if let Ok(mut c) = shared.copied.lock() {
+                                    *c.entry(id_of.unwrap_or_default()).or_default() += n;
+                                }
+                            }
+                            Err(e) => failed(&table, &e)?,
                         }
                     }
                 }

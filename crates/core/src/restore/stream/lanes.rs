@@ -6,6 +6,7 @@ use super::deal::Task;
 use super::deps::id_list;
 use super::source::{decode_error, Plain, Source};
 use crate::cancel::{Cancel, CancelHandle};
+use crate::progress::Progress;
 use crate::restore::command::{self, list_file, PgRestore};
 use crate::restore::verdict::verdict;
 use crate::restore::{interrupted, RestoreJob};
@@ -40,6 +41,8 @@ pub(super) struct Lanes {
     /// Rows of each table (TABLE DATA id), as the backup counted them: the progress's
     /// rows done grow by a table's rows when it is all in.
     pub(super) rows: HashMap<i64, u64>,
+    /// Rows each completed COPY of pgdrill's own loaded (summed over a table's parts).
+    pub(super) copied: Mutex<HashMap<i64, u64>>,
 }
 
 impl Lanes {
@@ -126,9 +129,16 @@ pub(super) async fn lane(
         if let Ok(mut g) = shared.ignored.lock() {
             g.extend(ignored);
         }
-        // Tables whose last part just loaded go to the tail driver (indexes, ANALYZE).
+        shared.task_done(&task, src.progress.as_ref())?;
+    }
+}
+
+impl Lanes {
+    /// Bookkeeping after `task` loaded: tables whose last part just loaded count in the
+    /// progress and go to the tail driver (indexes, ANALYZE).
+    pub(super) fn task_done(&self, task: &Task, progress: Option<&Arc<Progress>>) -> Result<()> {
         let finished: Vec<i64> = {
-            let mut parts = shared.parts.lock().map_err(|_| interrupted())?;
+            let mut parts = self.parts.lock().map_err(|_| interrupted())?;
             task.entries
                 .iter()
                 .filter(|id| {
@@ -140,18 +150,19 @@ pub(super) async fn lane(
                 .copied()
                 .collect()
         };
-        if let Some(p) = src.progress.as_ref() {
+        if let Some(p) = progress {
             for id in &finished {
-                p.add_item_rows(shared.rows.get(id).copied().unwrap_or(0));
+                p.add_item_rows(self.rows.get(id).copied().unwrap_or(0));
             }
         }
-        if let Ok(tx) = shared.finished.lock() {
+        if let Ok(tx) = self.finished.lock() {
             for id in finished {
                 if let Some(tx) = tx.as_ref() {
                     let _ = tx.send(id);
                 }
             }
         }
+        Ok(())
     }
 }
 

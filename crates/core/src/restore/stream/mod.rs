@@ -30,6 +30,9 @@ mod deal;
 mod deps;
 mod extract;
 mod lanes;
+mod object_copy;
+mod objects;
+mod pipes;
 mod source;
 mod stages;
 #[cfg(test)]
@@ -38,8 +41,9 @@ mod tests;
 pub(crate) use extract::{extract, frames_touched};
 pub(crate) use source::{load_index, read_toc, Loaded};
 
+use self::objects::Objects;
 use self::source::{decode_error, stored_digest, Source};
-use self::stages::stages;
+use self::stages::{stages, Input};
 use crate::cancel::{Cancel, CancelHandle};
 use crate::manifest::StoredObject;
 use crate::restore::{check_cancel, interrupted, RestoreJob};
@@ -130,6 +134,65 @@ pub(super) async fn restore(
     result
 }
 
+/// Runs the streamed restore of a directory-layout backup (a parallel dump) into
+/// `job.target` (a database pgdrill just created): the lanes read one object per table
+/// (module `objects`), each object's digests checked as it streams.
+pub(super) async fn restore_objects(
+    job: &RestoreJob<'_>,
+    install: &PgInstall,
+    jobs: u32,
+    server_version_num: u32,
+    create: impl std::future::Future<Output = Result<()>>,
+) -> Result<Streamed> {
+    let t_stream = Instant::now();
+    let (stop, stopped) = Cancel::new();
+    let stop = Arc::new(stop);
+    let forward = {
+        let (mut user, stop) = (job.read.cancel.clone(), stop.clone());
+        tokio::spawn(async move {
+            user.cancelled().await;
+            stop.cancel();
+        })
+    };
+    let run = async {
+        // toc.dat (small, its digests checked) while the target database is created.
+        let (head, created) = tokio::join!(objects::read_toc_dat(job), create);
+        created?;
+        let head = head?;
+        let toc = pgdrill_pg::archive::read_toc_items(&head[..]).map_err(|e| {
+            Error::Integrity(format!("the dump's table of contents cannot be read: {e}"))
+        })?;
+        let objs = Arc::new(Objects::new(job, &toc, &head)?);
+        let beside = beside_lanes(server_version_num);
+        stages(
+            job,
+            install,
+            &Input::Objects(objs),
+            jobs,
+            beside,
+            head,
+            stop.clone(),
+            stopped.clone(),
+        )
+        .await
+    };
+    let outcome = run.await;
+    forward.abort();
+    let (restore_secs, analyze, ignored, notes, loaded_at) = match outcome {
+        Err(Error::Integrity(_) | Error::Key(_)) | Ok(_) => outcome?,
+        Err(_) if job.read.cancel.is_cancelled() => return Err(interrupted()),
+        Err(e) => return Err(e),
+    };
+    check_cancel(job)?;
+    Ok(Streamed {
+        download: loaded_at.saturating_duration_since(t_stream).as_secs_f64(),
+        restore: restore_secs,
+        analyze,
+        ignored,
+        notes,
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_stages(
     job: &RestoreJob<'_>,
@@ -188,7 +251,7 @@ async fn run_stages(
     let outcome = stages(
         job,
         install,
-        src,
+        &Input::Ranges(Box::new(src.clone())),
         jobs,
         beside,
         head,

@@ -6,6 +6,7 @@ use super::copy::{direct_copies, session_sql};
 use super::deal::{deal, table_rows};
 use super::deps::{early_post_data, large_object, section_list, table_post_data};
 use super::lanes::{lane, Lanes, Runner, Tails};
+use super::objects::{self, Objects};
 use super::source::Source;
 use super::{qualified, TAIL_MIN};
 use crate::cancel::{Cancel, CancelHandle};
@@ -13,17 +14,45 @@ use crate::restore::analyze::{analyze_pass, AnalyzePass};
 use crate::restore::command::list_file;
 use crate::restore::{interrupted, RestoreJob};
 use crate::{Error, Result};
+use futures::future::Either;
 use pgdrill_pg::archive::{self, Section, Toc};
 use pgdrill_pg::PgInstall;
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Seconds of restore and of the final ANALYZE, allowlisted errors, notes, and when the
 /// lanes had read all data.
 pub(super) type StageOut = (f64, f64, Vec<String>, Vec<String>, Instant);
+
+/// Where the lanes' data comes from.
+pub(super) enum Input {
+    /// Ranges of the one custom-format dump object (its dump index).
+    Ranges(Box<Source>),
+    /// One object per data file of a directory-layout backup.
+    Objects(Arc<Objects>),
+}
+
+impl Input {
+    /// The data blocks to deal (for objects: one per data object, never split).
+    fn index(&self) -> &crate::frames::DumpIndex {
+        match self {
+            Input::Ranges(src) => &src.index,
+            Input::Objects(o) => &o.index,
+        }
+    }
+
+    /// Raw table data decoded so far, and the switch that makes it count in the progress.
+    fn meters(&self) -> (&AtomicU64, &AtomicBool) {
+        match self {
+            Input::Ranges(src) => (&src.loaded, &src.counting),
+            Input::Objects(o) => (&o.loaded, &o.counting),
+        }
+    }
+}
 
 /// What the phases of the streamed restore share.
 struct Phase<'a, 'r, 'j> {
@@ -62,7 +91,7 @@ struct DataIn {
 pub(super) async fn stages(
     job: &RestoreJob<'_>,
     install: &PgInstall,
-    src: &Source,
+    input: &Input,
     jobs: u32,
     beside: &'static [(&'static str, &'static str)],
     head: Vec<u8>,
@@ -73,14 +102,24 @@ pub(super) async fn stages(
     let toc = archive::read_toc_items(&head[..]).map_err(|e| {
         Error::Integrity(format!("the dump's table of contents cannot be read: {e}"))
     })?;
-    let mut head_file = tempfile::Builder::new()
-        .prefix("pgdrill-toc-")
-        .tempfile()
-        .map_err(|e| Error::Failed(format!("cannot write the table of contents file: {e}")))?;
-    head_file
-        .write_all(&head)
-        .and_then(|_| head_file.flush())
-        .map_err(|e| Error::Failed(format!("cannot write the table of contents file: {e}")))?;
+    // pg_restore's input for the schema and post-data: the header and TOC as a file, or the
+    // directory holding only `toc.dat`.
+    let (_head_file, head_path) = match input {
+        Input::Ranges(_) => {
+            let mut f = tempfile::Builder::new()
+                .prefix("pgdrill-toc-")
+                .tempfile()
+                .map_err(|e| {
+                    Error::Failed(format!("cannot write the table of contents file: {e}"))
+                })?;
+            f.write_all(&head).and_then(|_| f.flush()).map_err(|e| {
+                Error::Failed(format!("cannot write the table of contents file: {e}"))
+            })?;
+            let path = f.path().to_path_buf();
+            (Some(f), path)
+        }
+        Input::Objects(o) => (None, o.dir.path().to_path_buf()),
+    };
     let passfile = job
         .target
         .write_passfile()
@@ -100,8 +139,8 @@ pub(super) async fn stages(
     let own_post = table_post_data(&toc);
     // Small tables wait for the final phase: one pg_restore and one connection per table
     // would cost more than they save.
-    let big: HashSet<i64> = src
-        .index
+    let big: HashSet<i64> = input
+        .index()
         .blocks
         .iter()
         .filter(|b| b.end - b.start >= TAIL_MIN)
@@ -116,7 +155,7 @@ pub(super) async fn stages(
         job,
         runner: &runner,
         toc: &toc,
-        head_file: head_file.path(),
+        head_file: &head_path,
         jobs,
         names: &names,
         big: &big,
@@ -125,8 +164,10 @@ pub(super) async fn stages(
         stop: &stop,
         stopped: &stopped,
     };
-    let data_in = phase.load(src, head, beside, &own_post).await?;
-    phase.finish(t0, data_in).await
+    let data_in = phase.load(input, head, beside, &own_post).await?;
+    phase
+        .finish(t0, data_in, matches!(input, Input::Objects(_)))
+        .await
 }
 
 impl Phase<'_, '_, '_> {
@@ -134,7 +175,7 @@ impl Phase<'_, '_, '_> {
     /// and ANALYZE as soon as it is in, then the early post-data entries.
     async fn load(
         &self,
-        src: &Source,
+        input: &Input,
         head: Vec<u8>,
         beside: &'static [(&'static str, &'static str)],
         own_post: &HashMap<i64, Vec<i64>>,
@@ -147,7 +188,7 @@ impl Phase<'_, '_, '_> {
         job.read.progress.stage("restore: schema");
         let pre_list = list_file(&section_list(toc, Section::PreData))?;
         let rows = table_rows(job, toc);
-        let (lanes_plan, parts) = deal(toc, &src.index, jobs, &rows);
+        let (lanes_plan, parts) = deal(toc, input.index(), jobs, &rows);
         let rows_total: u64 = parts.keys().filter_map(|id| rows.get(id)).sum();
         let split: usize = parts.values().filter(|&&n| n > 1).count();
         let data_bytes: u64 = lanes_plan
@@ -174,9 +215,9 @@ impl Phase<'_, '_, '_> {
                     progress.set_total(data_bytes);
                     progress.set_items(n_tables, "tables");
                     progress.set_rows_total(rows_total);
-                    src.counting
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
-                    progress.set_bytes(src.loaded.load(std::sync::atomic::Ordering::Relaxed));
+                    let (loaded, counting) = input.meters();
+                    counting.store(true, Ordering::Relaxed);
+                    progress.set_bytes(loaded.load(Ordering::Relaxed));
                     let _ = schema_tx.send(true);
                 }
                 Err(_) => stop.cancel(),
@@ -198,16 +239,25 @@ impl Phase<'_, '_, '_> {
             finished: Mutex::new(Some(done_tx)),
             schema: schema_rx,
             rows,
+            copied: Mutex::default(),
         });
-        let lanes = (0..jobs.max(1) as usize).map(|n| {
-            lane(
+        let lanes = (0..jobs.max(1) as usize).map(|n| match input {
+            Input::Ranges(src) => Either::Left(lane(
                 n,
                 runner,
                 src,
                 shared.clone(),
                 stop.clone(),
                 stopped.clone(),
-            )
+            )),
+            Input::Objects(objs) => Either::Right(objects::lane(
+                n,
+                runner,
+                objs.clone(),
+                shared.clone(),
+                stop.clone(),
+                stopped.clone(),
+            )),
         });
         let lanes = async {
             let r = futures::future::join_all(lanes).await;
@@ -221,7 +271,7 @@ impl Phase<'_, '_, '_> {
             if r.iter().any(Result::is_err) || stopped.is_cancelled() {
                 return (r, Ok(Vec::new()));
             }
-            progress.set_bytes(src.loaded.load(std::sync::atomic::Ordering::Relaxed));
+            progress.set_bytes(input.meters().0.load(Ordering::Relaxed));
             // Index and constraint builds (post-data) are a stage of their own: the data
             // is all in, but the restore is far from done.
             progress.stage("restore: indexes and constraints");
@@ -319,7 +369,7 @@ impl Phase<'_, '_, '_> {
 
     /// What is left of post-data (foreign keys to or from large tables, ...) with the
     /// ANALYZE of tables not analyzed yet beside it, then the final ANALYZE.
-    async fn finish(&self, t0: Instant, data_in: DataIn) -> Result<StageOut> {
+    async fn finish(&self, t0: Instant, data_in: DataIn, objects: bool) -> Result<StageOut> {
         let (job, jobs) = (self.job, self.jobs);
         let DataIn {
             mut ignored,
@@ -372,31 +422,43 @@ impl Phase<'_, '_, '_> {
             restore_secs,
             analyze,
             ignored,
-            notes(jobs, split, &analyzed),
+            notes(jobs, split, &analyzed, objects),
             loaded_at,
         ))
     }
 }
 
-/// The first real failure, not the interruptions it caused elsewhere.
-fn first_cause(mut failures: Vec<Error>) -> Error {
+/// The first real failure, not the interruptions it caused elsewhere; a damaged object (or
+/// a wrong key) before what it may have caused.
+pub(super) fn first_cause(mut failures: Vec<Error>) -> Error {
     let cause = failures
         .iter()
-        .position(|e| e.to_string() != interrupted().to_string())
+        .position(|e| matches!(e, Error::Integrity(_) | Error::Key(_)))
+        .or_else(|| {
+            failures
+                .iter()
+                .position(|e| e.to_string() != interrupted().to_string())
+        })
         .unwrap_or(0);
     failures.swap_remove(cause)
 }
 
 /// The streamed restore's notes for the report.
-fn notes(jobs: u32, split: usize, analyzed: &HashSet<String>) -> Vec<String> {
-    let mut notes = vec![format!(
-        "streamed restore: {jobs} lanes fed by ranged reads, no spool file{}",
-        if split > 0 {
-            format!("; {split} large table(s) loaded in parts at row boundaries")
-        } else {
-            String::new()
-        }
-    )];
+fn notes(jobs: u32, split: usize, analyzed: &HashSet<String>, objects: bool) -> Vec<String> {
+    let mut notes = vec![if objects {
+        format!(
+            "streamed restore of a parallel backup (directory layout): {jobs} lanes, each table's object read straight from the store, no spool directory"
+        )
+    } else {
+        format!(
+            "streamed restore: {jobs} lanes fed by ranged reads, no spool file{}",
+            if split > 0 {
+                format!("; {split} large table(s) loaded in parts at row boundaries")
+            } else {
+                String::new()
+            }
+        )
+    }];
     if !analyzed.is_empty() {
         notes.push(format!(
             "{} table(s) got their indexes and ANALYZE as soon as their data was in",

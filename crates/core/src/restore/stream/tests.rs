@@ -396,3 +396,54 @@ fn lanes_get_equal_shares_cutting_large_tables_at_split_points() {
     let (_, parts) = deal(&toc, &ix, 1, &HashMap::new());
     assert!(parts.values().all(|&n| n == 1));
 }
+
+#[test]
+fn a_damaged_object_is_the_cause_not_what_it_broke() {
+    let failures = vec![
+        crate::restore::interrupted(),
+        Error::Failed("pg_restore: error: COPY failed".into()),
+        Error::Integrity("app/backups/x/3366.dat.zst is corrupt".into()),
+    ];
+    let cause = super::stages::first_cause(failures);
+    assert!(matches!(cause, Error::Integrity(_)), "{cause}");
+    let cause = super::stages::first_cause(vec![
+        crate::restore::interrupted(),
+        Error::Failed("pg_restore: error: COPY failed".into()),
+    ]);
+    assert!(cause.to_string().contains("COPY failed"), "{cause}");
+}
+
+#[test]
+fn a_named_pipe_is_fed_once_its_reader_opens_it_and_never_waits_for_an_exited_one() {
+    use std::sync::atomic::AtomicBool;
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("3366.dat");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+    )
+    .expect("mkfifo");
+    // No reader, and the reader's process has exited: the writer gives up at once.
+    let exited = AtomicBool::new(true);
+    let e = super::pipes::open_pipe(&path, &exited).expect_err("no reader");
+    assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+    // A reader that opens the pipe later gets every byte, then the end.
+    let reader = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            let mut got = Vec::new();
+            std::fs::File::open(&path)
+                .expect("open to read")
+                .read_to_end(&mut got)
+                .expect("read");
+            got
+        })
+    };
+    let waiting = AtomicBool::new(false);
+    let mut w = super::pipes::open_pipe(&path, &waiting).expect("open to write");
+    w.write_all(b"1\tone\n\\.\n\n\n").expect("write");
+    drop(w);
+    assert_eq!(reader.join().expect("reader"), b"1\tone\n\\.\n\n\n");
+}

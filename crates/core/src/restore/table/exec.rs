@@ -1,7 +1,7 @@
 //! Executing a table restore: into the target by `--use-list`, or through a scratch
 //! database for `--into-schema`; pg_restore and pg_dump runs.
 
-use super::{list_text, target, Prepared};
+use super::{list_text, target, Selection};
 use crate::restore::command::{self, PgRestore};
 use crate::restore::{check_cancel, RestoreJob};
 use crate::{Error, Result};
@@ -26,17 +26,17 @@ pub(super) fn schemas_of(items: &[TocItem], ids: &BTreeSet<i64>) -> Vec<String> 
 pub(super) async fn direct(
     job: &RestoreJob<'_>,
     install: &PgInstall,
-    p: &Prepared,
+    (items, sel): (&[TocItem], &Selection),
     part: &Path,
     new_database: bool,
 ) -> Result<()> {
     let ids: BTreeSet<i64> = if new_database {
-        p.sel.ids.union(&p.sel.support).copied().collect()
+        sel.ids.union(&sel.support).copied().collect()
     } else {
-        p.sel.ids.clone()
+        sel.ids.clone()
     };
-    let created = target::create_schemas(&job.target, &schemas_of(&p.items, &ids)).await?;
-    let list = command::list_file(&list_text(&p.items, &ids))?;
+    let created = target::create_schemas(&job.target, &schemas_of(items, &ids)).await?;
+    let list = command::list_file(&list_text(items, &ids))?;
     let r = pg_restore(job, install, &job.target, Some(list.path()), part).await;
     if r.is_err() && !created.is_empty() {
         let drop: Vec<String> = created
@@ -58,7 +58,7 @@ pub(super) async fn direct(
 pub(super) async fn via_scratch(
     job: &RestoreJob<'_>,
     install: &PgInstall,
-    p: &Prepared,
+    (items, sel): (&[TocItem], &Selection),
     part: &Path,
     into: &str,
     dir: &Path,
@@ -68,11 +68,11 @@ pub(super) async fn via_scratch(
     target::create_scratch(job, &scratch).await?;
     let spec = job.target.with_dbname(&scratch);
     let r = async {
-        let ids: BTreeSet<i64> = p.sel.ids.union(&p.sel.support).copied().collect();
-        target::create_schemas(&spec, &schemas_of(&p.items, &ids)).await?;
-        let list = command::list_file(&list_text(&p.items, &ids))?;
+        let ids: BTreeSet<i64> = sel.ids.union(&sel.support).copied().collect();
+        target::create_schemas(&spec, &schemas_of(items, &ids)).await?;
+        let list = command::list_file(&list_text(items, &ids))?;
         pg_restore(job, install, &spec, Some(list.path()), part).await?;
-        target::move_tables(&spec, into, &p.sel.tables).await?;
+        target::move_tables(&spec, into, &sel.tables).await?;
         check_cancel(job)?;
         let moved = dir.join("moved.pgc");
         let dumper = job.tools.pick("pg_dump", version_num / 10_000)?;

@@ -15,6 +15,7 @@
 //!   the scratch database is restored into the target in one transaction, and the scratch
 //!   database is dropped. PostgreSQL renames, so no definition text is rewritten.
 
+mod directory;
 mod exec;
 mod plan;
 mod select;
@@ -31,6 +32,7 @@ use exec::{direct, retarget, via_scratch};
 use pgdrill_pg::archive::TocItem;
 use pgdrill_pg::ConnSpec;
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// What to restore.
@@ -70,6 +72,8 @@ pub struct TableReport {
     pub bytes_read: u64,
     /// The stored dump's size (what a whole restore reads).
     pub dump_bytes: u64,
+    /// zstd frames read (of a parallel backup: objects read, `toc.dat` and the tables'
+    /// data files), of `frames_total`.
     pub frames_read: usize,
     pub frames_total: usize,
     /// Compressed bytes of the frames read (what a reader must fetch at least).
@@ -223,30 +227,59 @@ fn estimate(p: &Prepared) -> u64 {
     frames_bytes(p) + p.index_bytes
 }
 
-/// Restores the requested tables into `job.target`.
-pub async fn run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TableReport> {
-    let t0 = Instant::now();
-    let mut p = prepare(&job, req).await?;
-    let into = req.into_schema.as_deref();
-    let t = target::inspect(&job, into, &p.finals, req.scratch).await?;
-    select::without_missing_roles(&p.items, &mut p.sel, &t.roles);
-    if req.scratch && t.exists {
-        return Err(Error::Refused(format!(
-            "the scratch database `{}` exists already; nothing was changed",
-            job.target.dbname
-        )));
+/// The archive a table restore reads: the custom-format dump (by ranges of its zstd
+/// frames) or a parallel backup's objects (directory layout).
+enum Archive {
+    Custom(Box<Prepared>),
+    Directory(Box<directory::Prepared>),
+}
+
+impl Archive {
+    async fn prepare(job: &RestoreJob<'_>, req: &TableRequest) -> Result<Archive> {
+        Ok(if job.manifest.is_directory() {
+            Archive::Directory(Box::new(directory::prepare(job, req).await?))
+        } else {
+            Archive::Custom(Box::new(prepare(job, req).await?))
+        })
     }
-    let install = job.tools.pick("pg_restore", job.manifest.dump_major())?;
-    check_cancel(&job)?;
-    job.read.progress.stage("download the tables' frames");
-    let dir = match &job.spool_dir {
-        Some(d) => tempfile::Builder::new()
-            .prefix("pgdrill-table-")
-            .tempdir_in(d),
-        None => tempfile::Builder::new().prefix("pgdrill-table-").tempdir(),
+
+    fn picked(&self) -> (&[TocItem], &Selection) {
+        match self {
+            Archive::Custom(p) => (&p.items, &p.sel),
+            Archive::Directory(p) => (&p.items, &p.sel),
+        }
     }
-    .map_err(|e| Error::Failed(format!("cannot create a temp folder: {e}")))?;
-    let part = dir.path().join("tables.pgc");
+
+    fn finals(&self) -> &[(String, String)] {
+        match self {
+            Archive::Custom(p) => &p.finals,
+            Archive::Directory(p) => &p.finals,
+        }
+    }
+
+    /// Leaves out the entries needing roles the target lacks.
+    fn without_missing_roles(&mut self, roles: &BTreeSet<String>) {
+        let (items, sel) = match self {
+            Archive::Custom(p) => (&p.items, &mut p.sel),
+            Archive::Directory(p) => (&p.items, &mut p.sel),
+        };
+        select::without_missing_roles(items, sel, roles);
+    }
+}
+
+/// What a table restore read, for its report.
+struct Reads {
+    bytes_read: u64,
+    dump_bytes: u64,
+    frames_read: usize,
+    frames_total: usize,
+    frames_bytes: u64,
+}
+
+/// Writes the custom layout's partial archive (header, TOC, the tables' blocks; data
+/// offsets set) into `dir`: its path and what was read.
+async fn fetch_custom(job: &RestoreJob<'_>, p: &Prepared, dir: &Path) -> Result<(PathBuf, Reads)> {
+    let part = dir.join("tables.pgc");
     let mut file = std::fs::File::options()
         .create_new(true)
         .read(true)
@@ -271,13 +304,72 @@ pub async fn run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TableReport>
         std::io::Write::write_all(&mut file, part)
             .map_err(|e| Error::Failed(format!("cannot write a temp file: {e}")))?;
     }
-    let (ex, mut file) = stream::extract(&job, &p.dump, &p.loaded, p.ranges.clone(), file).await?;
+    let (ex, mut file) = stream::extract(job, &p.dump, &p.loaded, p.ranges.clone(), file).await?;
     pgdrill_pg::archive::set_data_offsets(&mut file).map_err(|e| {
         Error::Integrity(format!(
             "the tables' part of the dump cannot be read ({e}); restore from another backup"
         ))
     })?;
     drop(file);
+    let reads = Reads {
+        bytes_read: p.head_bytes + ex.fetched + p.index_bytes,
+        dump_bytes: p.dump.size,
+        frames_read: p.frames.len(),
+        frames_bytes: frames_bytes(p),
+        frames_total: p.loaded.index.frames.len(),
+    };
+    Ok((part, reads))
+}
+
+/// Writes the directory layout's small archive directory into `dir`: its path and what was
+/// read (the "frames" are objects here: `toc.dat` and the tables' data files).
+async fn fetch_directory(
+    job: &RestoreJob<'_>,
+    p: &directory::Prepared,
+    dir: &Path,
+) -> Result<(PathBuf, Reads)> {
+    let (out, _) = p.fetch(job, dir).await?;
+    let (read, read_bytes, total, total_bytes) = p.sizes(job.manifest)?;
+    let reads = Reads {
+        bytes_read: read_bytes,
+        dump_bytes: total_bytes,
+        frames_read: read,
+        frames_bytes: read_bytes,
+        frames_total: total,
+    };
+    Ok((out, reads))
+}
+
+/// Restores the requested tables into `job.target`.
+pub async fn run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TableReport> {
+    let t0 = Instant::now();
+    let mut a = Archive::prepare(&job, req).await?;
+    let into = req.into_schema.as_deref();
+    let t = target::inspect(&job, into, a.finals(), req.scratch).await?;
+    a.without_missing_roles(&t.roles);
+    if req.scratch && t.exists {
+        return Err(Error::Refused(format!(
+            "the scratch database `{}` exists already; nothing was changed",
+            job.target.dbname
+        )));
+    }
+    let install = job.tools.pick("pg_restore", job.manifest.dump_major())?;
+    check_cancel(&job)?;
+    job.read.progress.stage(match &a {
+        Archive::Custom(_) => "download the tables' frames",
+        Archive::Directory(_) => "download the tables' objects",
+    });
+    let dir = match &job.spool_dir {
+        Some(d) => tempfile::Builder::new()
+            .prefix("pgdrill-table-")
+            .tempdir_in(d),
+        None => tempfile::Builder::new().prefix("pgdrill-table-").tempdir(),
+    }
+    .map_err(|e| Error::Failed(format!("cannot create a temp folder: {e}")))?;
+    let (part, reads) = match &a {
+        Archive::Custom(p) => fetch_custom(&job, p, dir.path()).await?,
+        Archive::Directory(p) => fetch_directory(&job, p, dir.path()).await?,
+    };
     let download = t0.elapsed().as_secs_f64();
     check_cancel(&job)?;
     job.read.progress.stage("restore the tables");
@@ -288,11 +380,22 @@ pub async fn run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TableReport>
         target::create_database(&job, &job.target.dbname).await?;
     }
     let done = match into {
-        None => direct(&job, &install, &p, &part, !t.exists).await,
-        Some(s) => via_scratch(&job, &install, &p, &part, s, dir.path(), t.version_num).await,
+        None => direct(&job, &install, a.picked(), &part, !t.exists).await,
+        Some(s) => {
+            via_scratch(
+                &job,
+                &install,
+                a.picked(),
+                &part,
+                s,
+                dir.path(),
+                t.version_num,
+            )
+            .await
+        }
     };
     let done = match done {
-        Ok(()) => target::analyze(&job.target, &p.finals).await,
+        Ok(()) => target::analyze(&job.target, a.finals()).await,
         Err(e) => Err(e),
     };
     if let Err(e) = done {
@@ -310,11 +413,11 @@ pub async fn run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TableReport>
         return Err(super::cleanup::with_note(e, Some(note)));
     }
     let restore = t1.elapsed().as_secs_f64();
-    let tables = p
-        .sel
+    let (_, sel) = a.picked();
+    let tables = sel
         .tables
         .iter()
-        .zip(&p.finals)
+        .zip(a.finals())
         .map(|((s, n), (fs, f))| TableRows {
             table: format!("{fs}.{f}"),
             from: format!("{s}.{n}"),
@@ -333,12 +436,12 @@ pub async fn run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TableReport>
         tables,
         into_schema: req.into_schema.clone(),
         created_database: !t.exists,
-        skipped: p.sel.skipped.clone(),
-        bytes_read: p.head_bytes + ex.fetched + p.index_bytes,
-        dump_bytes: p.dump.size,
-        frames_read: p.frames.len(),
-        frames_bytes: frames_bytes(&p),
-        frames_total: p.loaded.index.frames.len(),
+        skipped: sel.skipped.clone(),
+        bytes_read: reads.bytes_read,
+        dump_bytes: reads.dump_bytes,
+        frames_read: reads.frames_read,
+        frames_bytes: reads.frames_bytes,
+        frames_total: reads.frames_total,
         download_seconds: download,
         restore_seconds: restore,
         total_seconds: t0.elapsed().as_secs_f64(),

@@ -1,7 +1,7 @@
 //! The plan of a table restore (`restore --table ... --dry-run`): the guards run, nothing
 //! is changed.
 
-use super::{dotted, estimate, list_text, prepare, select, target, TableRequest};
+use super::{dotted, estimate, list_text, target, Archive, TableRequest};
 use crate::restore::RestoreJob;
 use crate::Result;
 
@@ -21,7 +21,8 @@ pub struct TablePlan {
     pub entries: Vec<String>,
     /// Entries left out, each with the reason (foreign keys to tables not restored, ...).
     pub skipped: Vec<String>,
-    /// zstd frames read, of all the dump's frames.
+    /// zstd frames read, of all the dump's frames (of a parallel backup: objects read, of
+    /// all its objects).
     pub frames: usize,
     pub frames_total: usize,
     /// About how many bytes are read from the store (the compressed frames and the first
@@ -33,25 +34,47 @@ pub struct TablePlan {
 
 /// `restore --table ... --dry-run`: the guards and the plan; nothing is changed.
 pub async fn dry_run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TablePlan> {
-    let mut p = prepare(&job, req).await?;
+    let mut a = Archive::prepare(&job, req).await?;
     let into = req.into_schema.as_deref();
-    let t = target::inspect(&job, into, &p.finals, req.scratch).await?;
-    select::without_missing_roles(&p.items, &mut p.sel, &t.roles);
-    let mut steps = vec![format!(
-        "read the table of contents and {} of {} zstd frames (about {} bytes of {}) by ranged reads, checking each",
-        p.frames.len(),
-        p.loaded.index.frames.len(),
-        estimate(&p),
-        p.dump.size
-    )];
+    let t = target::inspect(&job, into, a.finals(), req.scratch).await?;
+    a.without_missing_roles(&t.roles);
+    let (frames, frames_total, estimate, dump_bytes, read) = match &a {
+        Archive::Custom(p) => (
+            p.frames.len(),
+            p.loaded.index.frames.len(),
+            estimate(p),
+            p.dump.size,
+            format!(
+                "read the table of contents and {} of {} zstd frames (about {} bytes of {}) by ranged reads, checking each",
+                p.frames.len(),
+                p.loaded.index.frames.len(),
+                estimate(p),
+                p.dump.size
+            ),
+        ),
+        Archive::Directory(p) => {
+            let (n, bytes, total, total_bytes) = p.sizes(job.manifest)?;
+            (
+                n,
+                total,
+                bytes,
+                total_bytes,
+                format!(
+                    "read {n} of the parallel backup's {total} objects (toc.dat and the tables' data files: {bytes} of {total_bytes} stored bytes), checking each"
+                ),
+            )
+        }
+    };
+    let mut steps = vec![read];
     if !t.exists {
         steps.push(format!("create the database `{}`", job.target.dbname));
     }
-    let n = p.sel.ids.len();
+    let (items, sel) = a.picked();
+    let n = sel.ids.len();
     match into {
         None => steps.push(format!(
             "pg_restore {n} entries ({}) in one transaction",
-            dotted(&p.sel.tables).join(", ")
+            dotted(&sel.tables).join(", ")
         )),
         Some(s) => {
             steps.push(format!(
@@ -66,19 +89,19 @@ pub async fn dry_run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TablePla
     Ok(TablePlan {
         backup_id: job.manifest.backup_id.to_string(),
         target: job.target.redacted(),
-        tables: dotted(&p.sel.tables),
-        restored_as: dotted(&p.finals),
+        tables: dotted(&sel.tables),
+        restored_as: dotted(a.finals()),
         into_schema: req.into_schema.clone(),
         database: if t.exists { "existing" } else { "create" }.into(),
-        entries: list_text(&p.items, &p.sel.ids)
+        entries: list_text(items, &sel.ids)
             .lines()
             .map(str::to_string)
             .collect(),
-        skipped: p.sel.skipped.clone(),
-        frames: p.frames.len(),
-        frames_total: p.loaded.index.frames.len(),
-        read_estimate_bytes: estimate(&p),
-        dump_bytes: p.dump.size,
+        skipped: sel.skipped.clone(),
+        frames,
+        frames_total,
+        read_estimate_bytes: estimate,
+        dump_bytes,
         steps,
     })
 }

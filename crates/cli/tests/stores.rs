@@ -1,0 +1,365 @@
+//! Several stores (DESIGN.md §9, the write side): every backup lands complete in each
+//! configured store (a moto S3 server, a second moto S3 server behind a fault proxy, a
+//! folder), streamed once; a store that fails mid-backup leaves the backup degraded (exit 1,
+//! `backup_degraded`, failure recorded) with the other copies valid and nothing in the failed
+//! store; `copy --to` backfills it, a second `copy` does nothing, and a tampered object is
+//! never copied (exit 3, no manifest in the target). One source cluster for all of it.
+
+mod common;
+mod fault_proxy;
+use common::*;
+use fault_proxy::FaultProxy;
+use pgdrill_testkit as tk;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// A local webhook receiver: answers 200 and records each request's body.
+fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(200) {
+            let Ok(mut stream) = stream else { break };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            log.lock()
+                .expect("lock")
+                .push(String::from_utf8_lossy(&body).into_owned());
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (url, seen)
+}
+
+/// The object names of backup `id` in an S3 bucket under prefix `pg/`.
+fn s3_names(s3: &tk::S3Server, bucket: &str, id: &str) -> BTreeSet<String> {
+    let dir = format!("pg/app/backups/{id}/");
+    s3.list_keys(bucket)
+        .into_iter()
+        .filter_map(|k| k.strip_prefix(&dir).map(str::to_string))
+        .collect()
+}
+
+/// The object names of backup `id` in the folder store.
+fn folder_names(folder: &Path, id: &str) -> BTreeSet<String> {
+    std::fs::read_dir(folder.join("app/backups").join(id))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn s3_text(s3: &tk::S3Server, bucket: &str, id: &str, name: &str) -> String {
+    let (status, body) = s3
+        .request("GET", &format!("/{bucket}/pg/app/backups/{id}/{name}"), &[])
+        .expect("get");
+    assert_eq!(status, 200, "{bucket} {id} {name}: {body}");
+    body
+}
+
+/// The three copies of `id` hold the same objects, the same SHA256SUMS and the same manifest.
+fn assert_three_copies(s3a: &tk::S3Server, s3b: &tk::S3Server, folder: &Path, id: &str) {
+    let names = folder_names(folder, id);
+    assert!(names.contains("manifest.json"), "{names:?}");
+    assert!(names.contains("SHA256SUMS"), "{names:?}");
+    assert_eq!(s3_names(s3a, "backups", id), names, "primary vs local");
+    assert_eq!(s3_names(s3b, "offsite", id), names, "offsite vs local");
+    for name in ["manifest.json", "SHA256SUMS"] {
+        let local =
+            std::fs::read_to_string(folder.join("app/backups").join(id).join(name)).expect("read");
+        assert_eq!(s3_text(s3a, "backups", id, name), local, "{name}");
+        assert_eq!(s3_text(s3b, "offsite", id, name), local, "{name}");
+    }
+}
+
+fn copies(b: &Value) -> Vec<(String, bool)> {
+    b["backups"][0]["copies"]
+        .as_array()
+        .expect("copies")
+        .iter()
+        .map(|c| {
+            (
+                c["store"].as_str().unwrap_or("").to_string(),
+                c["ok"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_goes_to_every_store_degrades_when_one_fails_and_copy_backfills_it() {
+    let t0 = std::time::Instant::now();
+    let src = source(None).await;
+    let s3a = tk::S3Server::start();
+    s3a.create_bucket("backups");
+    let s3b = tk::S3Server::start();
+    s3b.create_bucket("offsite");
+    let proxy = FaultProxy::start(&s3b.endpoint());
+    let (hook, seen) = receiver();
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let folder = d.join("local");
+    std::fs::write(
+        d.join("pgdrill.toml"),
+        format!(
+            "[encryption]\npassphrase_env = \"PASS\"\n\
+             [alerts]\nwebhook_url_env = \"HOOK\"\ndedup_minutes = 0\n\
+             [[store]]\nname = \"primary\"\nurl = \"s3://backups/pg\"\n\
+             [[store]]\nname = \"offsite\"\nurl = \"s3://offsite/pg\"\nendpoint = \"{}\"\n\
+             timeout_seconds = 2\nretry_seconds = 1\n\
+             [[store]]\nname = \"local\"\nurl = \"{}\"\n\
+             [[database]]\nname = \"app\"\nurl_env = \"SRC\"\n",
+            proxy.endpoint,
+            folder.display()
+        ),
+    )
+    .expect("config");
+    let aws = s3a.env();
+    let mut env: Vec<(&str, &str)> = aws.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.extend([
+        ("SRC", src.url.as_str()),
+        ("PASS", "several-stores-passphrase"),
+        ("HOOK", hook.as_str()),
+    ]);
+
+    eprintln!("step 1 at {:?}", t0.elapsed());
+    // 1. One backup, three complete copies, identical; the folder's restores the source.
+    let out = run(d, &["--json", "backup"], &env);
+    out.ok();
+    let b = out.json();
+    tk::schema::assert_valid("backup.schema.json", &b);
+    assert_eq!(
+        copies(&b),
+        [
+            ("primary".into(), true),
+            ("offsite".into(), true),
+            ("local".into(), true)
+        ],
+        "{b}"
+    );
+    let id1 = b["backups"][0]["backup_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_three_copies(&s3a, &s3b, &folder, &id1);
+    let target = empty_db(&src.cluster, "from_local").await;
+    let folder_url = folder.display().to_string();
+    run(
+        d,
+        &[
+            "restore",
+            "latest",
+            "--store",
+            &folder_url,
+            "--name",
+            "app",
+            "--target",
+            &target,
+        ],
+        &env,
+    )
+    .ok();
+    let want = tk::fingerprint(&src.url, &pg_dump()).await;
+    tk::fingerprint(&target, &pg_dump())
+        .await
+        .assert_same(&want);
+
+    eprintln!("step 2 at {:?}", t0.elapsed());
+    // 2. A parallel dump (directory layout) fans out too.
+    let out = run(d, &["--json", "backup", "--jobs", "2"], &env);
+    out.ok();
+    let b = out.json();
+    assert!(copies(&b).iter().all(|(_, ok)| *ok), "{b}");
+    let id2 = b["backups"][0]["backup_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert!(
+        folder_names(&folder, &id2).contains("toc.dat.zst.age"),
+        "{:?}",
+        folder_names(&folder, &id2)
+    );
+    assert_three_copies(&s3a, &s3b, &folder, &id2);
+
+    eprintln!("step 3 at {:?}", t0.elapsed());
+    // 3. The offsite store stalls every part upload: its copy fails mid-upload, the backup
+    //    is degraded (exit 1), the other two copies are complete, nothing is left offsite.
+    proxy.stall("partNumber=");
+    let out = run(d, &["--json", "backup"], &env);
+    out.code(1);
+    let b = out.json();
+    tk::schema::assert_valid("backup.schema.json", &b);
+    assert_eq!(
+        copies(&b),
+        [
+            ("primary".into(), true),
+            ("offsite".into(), false),
+            ("local".into(), true)
+        ],
+        "{b}"
+    );
+    let offsite = &b["backups"][0]["copies"][1];
+    assert!(
+        offsite["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{b}"
+    );
+    assert_eq!(offsite["stored_bytes"], 0, "{b}");
+    assert!(out.stderr.contains("degraded"), "{}", out.stderr);
+    let id3 = b["backups"][0]["backup_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    proxy.clear();
+    assert!(
+        s3_names(&s3b, "offsite", &id3).is_empty(),
+        "{:?}",
+        s3b.list_keys("offsite")
+    );
+    let stalled = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.contains("partNumber="))
+        .count();
+    assert!(stalled >= 1, "{:?}", proxy.requests());
+    for store in ["s3://backups/pg", folder_url.as_str()] {
+        run(
+            d,
+            &["verify", &id3, "--store", store, "--name", "app"],
+            &env,
+        )
+        .ok();
+    }
+    let alerts = seen.lock().expect("lock").clone();
+    let degraded: Vec<&String> = alerts
+        .iter()
+        .filter(|a| a.contains("\"backup_degraded\""))
+        .collect();
+    assert_eq!(degraded.len(), 1, "{alerts:?}");
+    assert!(
+        degraded[0].contains("offsite") && degraded[0].contains(&id3),
+        "{}",
+        degraded[0]
+    );
+    let failures = s3_text_at(&s3a, "/backups/pg/app/failures.json");
+    assert!(
+        failures.contains("degraded") && failures.contains("offsite"),
+        "{failures}"
+    );
+
+    eprintln!("step 4 at {:?}", t0.elapsed());
+    // 4. `copy --to offsite` backfills it (no key needed); a second copy does nothing.
+    let no_key: Vec<(&str, &str)> = env.iter().copied().filter(|(k, _)| *k != "PASS").collect();
+    let out = run(d, &["--json", "copy", &id3, "--to", "offsite"], &no_key);
+    out.ok();
+    let c = out.json();
+    tk::schema::assert_valid("copy.schema.json", &c);
+    assert_eq!(c["from"], "primary", "{c}");
+    assert_eq!(c["copied"].as_array().map(Vec::len), Some(1), "{c}");
+    assert_three_copies(&s3a, &s3b, &folder, &id3);
+    // The parallel backup's copy (directory layout) gone from offsite: `copy --all` puts it
+    // back and skips the others; run again, it does nothing.
+    delete_backup(&s3b, "offsite", &id2);
+    let out = run(d, &["--json", "copy", "--all", "--to", "offsite"], &no_key);
+    out.ok();
+    let c = out.json();
+    assert_eq!(c["copied"].as_array().map(Vec::len), Some(1), "{c}");
+    assert_eq!(c["copied"][0]["backup_id"], id2.as_str(), "{c}");
+    assert_eq!(c["skipped"].as_array().map(Vec::len), Some(2), "{c}");
+    assert_three_copies(&s3a, &s3b, &folder, &id2);
+    let out = run(d, &["--json", "copy", "--all", "--to", "offsite"], &no_key);
+    out.ok();
+    let c = out.json();
+    assert_eq!(c["copied"].as_array().map(Vec::len), Some(0), "{c}");
+    assert_eq!(c["skipped"].as_array().map(Vec::len), Some(3), "{c}");
+    let offsite_env: Vec<(String, String)> = s3b.env();
+    let mut verify_env: Vec<(&str, &str)> = offsite_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    verify_env.push(("PASS", "several-stores-passphrase"));
+    run(
+        d,
+        &[
+            "verify",
+            &id3,
+            "--store",
+            "s3://offsite/pg",
+            "--name",
+            "app",
+        ],
+        &verify_env,
+    )
+    .ok();
+
+    eprintln!("step 5 at {:?}", t0.elapsed());
+    // 5. A tampered object is never copied: exit 3, no manifest in the target.
+    delete_backup(&s3b, "offsite", &id1);
+    let dump = folder
+        .join("app/backups")
+        .join(&id1)
+        .join("dump.pgc.zst.age");
+    let mut bytes = std::fs::read(&dump).expect("read dump");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&dump, bytes).expect("tamper");
+    let out = run(
+        d,
+        &["--json", "copy", &id1, "--from", "local", "--to", "offsite"],
+        &no_key,
+    );
+    out.code(3);
+    let c = out.json();
+    assert!(
+        c["failures"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("dump.pgc.zst.age")),
+        "{c}"
+    );
+    assert!(
+        s3_names(&s3b, "offsite", &id1).is_empty(),
+        "{:?}",
+        s3b.list_keys("offsite")
+    );
+
+    // Unknown store names are bad input.
+    let out = run(d, &["copy", "latest", "--to", "nowhere"], &no_key);
+    out.code(2);
+    assert!(out.stderr.contains("offsite"), "{}", out.stderr);
+}
+
+fn s3_text_at(s3: &tk::S3Server, path: &str) -> String {
+    let (status, body) = s3.request("GET", path, &[]).expect("get");
+    assert_eq!(status, 200, "{path}: {body}");
+    body
+}
+
+/// Deletes every object of backup `id` from an S3 bucket.
+fn delete_backup(s3: &tk::S3Server, bucket: &str, id: &str) {
+    for key in s3.list_keys(bucket) {
+        if key.contains(id) {
+            let (status, body) = s3
+                .request("DELETE", &format!("/{bucket}/{key}"), &[])
+                .expect("delete");
+            assert!(status < 300, "{key}: {body}");
+        }
+    }
+    assert!(s3_names(s3, bucket, id).is_empty());
+}

@@ -1,0 +1,383 @@
+//! `<db>/catalog.json`: a per-database cache of what `list`, `status` and the dashboard read
+//! (docs/FORMAT.md). Derived data: the manifests and drill results stay the truth.
+//!
+//! Each entry carries the *stamp* (ETag, or size and time) its source object had when it was
+//! read. One LIST of the database's `backups/` and `drills/` folders gives every object's
+//! current stamp, so a reader sees at once which entries are still good, which objects are
+//! new (written by an older pgdrill that did not update the catalog, or while the catalog
+//! write failed), and which are gone (pruned, deleted by hand): it reads only the new or
+//! changed ones and drops the gone ones. A missing, unreadable or stale catalog is therefore
+//! rebuilt by any reader, and a stale one can never be *served*: the worst a lost update
+//! costs is the GETs the catalog exists to save.
+//!
+//! Writes are compare-and-swap on the catalog's ETag (create-if-absent when there is none),
+//! the catalog read *before* the LIST: a writer whose swap succeeds wrote a catalog at least as
+//! new as every manifest that existed when it started, and one whose swap fails reads and
+//! lists again. Two writers never lose each other's entries.
+
+use super::{newest_first, not_a_backup, read_manifest, Listing, READ_AHEAD};
+use crate::drill::evidence::DrillResult;
+use crate::ids::{BackupId, DbName, DrillId};
+use crate::layout;
+use crate::manifest::Manifest;
+use crate::{Error, Result};
+use pgdrill_store::{ObjectInfo, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// `format_version` of `catalog.json`. A catalog of a newer version is read as missing and
+/// never overwritten (a newer pgdrill sharing the store keeps its own).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The largest catalog read (200 backups of a database with a few hundred tables fit many
+/// times over); a larger object reads as unreadable and is rebuilt.
+const MAX_BYTES: u64 = 256 << 20;
+
+/// Compare-and-swap attempts before giving up on storing the catalog (the listing returned
+/// is right either way).
+const ATTEMPTS: usize = 4;
+
+/// What `<db>/catalog.json` holds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct CatalogFile {
+    pub format_version: u32,
+    /// Backups with a manifest, newest id first.
+    pub backups: Vec<BackupEntry>,
+    /// Drills with a `result.json`, newest id first.
+    #[serde(default)]
+    pub drills: Vec<DrillEntry>,
+}
+
+/// One backup: its manifest (without `objects`), or why the manifest cannot be read.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BackupEntry {
+    pub id: BackupId,
+    /// The manifest object's stamp when it was read.
+    pub stamp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Manifest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+}
+
+/// One drill's `result.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DrillEntry {
+    pub id: String,
+    pub stamp: String,
+    pub result: DrillResult,
+}
+
+/// A database's backups and drills as the catalog gives them.
+#[derive(Debug, Default)]
+pub struct Cached {
+    /// As [`super::list`] returns it, except that the manifests' `objects` are empty: use
+    /// [`super::read_manifest`] for a backup's objects (restore, verify, prune's deletes).
+    pub listing: Listing,
+    /// As [`crate::drill::list`] returns them: newest first.
+    pub drills: Vec<DrillResult>,
+}
+
+/// [`super::list`] through the catalog: one LIST, one GET of the catalog, and a GET per
+/// backup the catalog does not know yet. The manifests have no `objects` (see [`Cached`]).
+pub async fn list(store: &Store, db: &DbName) -> Result<Listing> {
+    Ok(load(store, db).await?.listing)
+}
+
+/// Backups and drills through the catalog (what `status` and the dashboard read), storing
+/// the catalog again when it was missing or stale (best effort: a read-only credential
+/// still gets the right answer).
+pub async fn load(store: &Store, db: &DbName) -> Result<Cached> {
+    refresh(store, db).await
+}
+
+/// Brings the catalog up to date after a job changed the store (a backup's manifest written,
+/// a drill's result, a prune's deletes). Best effort, like the failure record: a store that
+/// fails now leaves the catalog stale, and the next reader rebuilds what is missing; the job
+/// is never made to fail by its own bookkeeping.
+pub async fn update(store: &Store, db: &DbName) {
+    let _ = refresh(store, db).await;
+}
+
+/// The catalog and its ETag; an empty one when it is missing or unreadable, `writable`
+/// false when it is of a newer format.
+struct Stored {
+    file: CatalogFile,
+    etag: Option<String>,
+    exists: bool,
+    writable: bool,
+}
+
+async fn read(store: &Store, db: &DbName) -> Result<Stored> {
+    let key = layout::catalog_key(db);
+    let (body, info) = match store.get_prefix(&key, MAX_BYTES).await {
+        Ok(got) => got,
+        Err(StoreError::NotFound { .. }) => {
+            return Ok(Stored {
+                file: CatalogFile::default(),
+                etag: None,
+                exists: false,
+                writable: true,
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let version = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("format_version").and_then(|v| v.as_u64()));
+    let file = match version {
+        Some(v) if v == u64::from(FORMAT_VERSION) => {
+            serde_json::from_slice::<CatalogFile>(&body).unwrap_or_default()
+        }
+        _ => CatalogFile::default(),
+    };
+    Ok(Stored {
+        file,
+        etag: info.etag,
+        exists: true,
+        writable: version.is_none_or(|v| v <= u64::from(FORMAT_VERSION)),
+    })
+}
+
+/// An object's stamp: its ETag, or its size and time when the store gives none.
+fn stamp(o: &ObjectInfo) -> String {
+    o.etag
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", o.size, o.last_modified))
+}
+
+/// What one LIST of `backups/` shows: manifests with their stamps (newest id first), and the
+/// folders without one with their newest object's time.
+struct Folders {
+    manifests: Vec<(BackupId, String)>,
+    incomplete: Vec<(BackupId, i64)>,
+}
+
+async fn folders(store: &Store, db: &DbName) -> Result<Folders> {
+    let mut by_id: BTreeMap<BackupId, (Option<String>, i64)> = BTreeMap::new();
+    for o in store.list(&layout::backups_prefix(db)).await? {
+        let mut parts = o.key.rsplitn(2, '/');
+        let file = parts.next().unwrap_or_default();
+        let dir = parts.next().unwrap_or_default();
+        let Some(id) = dir.rsplit('/').next().and_then(|s| BackupId::parse(s).ok()) else {
+            continue;
+        };
+        let e = by_id.entry(id).or_insert((None, 0));
+        if file == layout::MANIFEST {
+            e.0 = Some(stamp(&o));
+        }
+        e.1 = e.1.max(o.last_modified);
+    }
+    let mut out = Folders {
+        manifests: Vec::new(),
+        incomplete: Vec::new(),
+    };
+    for (id, (m, t)) in by_id.into_iter().rev() {
+        match m {
+            Some(s) => out.manifests.push((id, s)),
+            None => out.incomplete.push((id, t)),
+        }
+    }
+    Ok(out)
+}
+
+/// Drill results with their stamps, newest id first. One LIST.
+async fn drill_results(store: &Store, db: &DbName) -> Result<Vec<(DrillId, String)>> {
+    let mut out = Vec::new();
+    for o in store.list(&layout::drills_prefix(db)).await? {
+        let mut parts = o.key.rsplitn(3, '/');
+        if parts.next() != Some("result.json") {
+            continue;
+        }
+        if let Some(Ok(id)) = parts.next().map(DrillId::parse) {
+            out.push((id, stamp(&o)));
+        }
+    }
+    out.sort_by(|a, b| b.0.as_str().cmp(a.0.as_str()));
+    Ok(out)
+}
+
+async fn refresh(store: &Store, db: &DbName) -> Result<Cached> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        // The catalog first, then the LIST: see the module comment.
+        let stored = read(store, db).await?;
+        let folders = folders(store, db).await?;
+        let drills = drill_results(store, db).await?;
+        let backups = backup_entries(store, db, &stored.file, folders.manifests).await?;
+        let drills = drill_entries(store, db, &stored.file, drills).await?;
+        let file = CatalogFile {
+            format_version: FORMAT_VERSION,
+            backups,
+            drills,
+        };
+        let current = stored.exists && same_stamps(&stored.file, &file);
+        if current || !stored.writable || attempt > ATTEMPTS {
+            return Ok(cached(file, folders.incomplete));
+        }
+        match write(store, db, &file, stored.etag.as_deref()).await {
+            Ok(()) => return Ok(cached(file, folders.incomplete)),
+            // Someone else wrote meanwhile: read, list and merge again.
+            Err(StoreError::AlreadyExists { .. } | StoreError::NotFound { .. }) => continue,
+            // Read-only credentials, a store that is down: the answer is right anyway.
+            Err(_) => return Ok(cached(file, folders.incomplete)),
+        }
+    }
+}
+
+async fn write(
+    store: &Store,
+    db: &DbName,
+    file: &CatalogFile,
+    etag: Option<&str>,
+) -> std::result::Result<(), StoreError> {
+    let key = layout::catalog_key(db);
+    // A catalog always encodes (plain data); an empty body would only be rebuilt by readers.
+    let body = serde_json::to_vec(file).unwrap_or_default();
+    match etag {
+        Some(e) => store.put_if_match(&key, body.into(), e).await?,
+        None => store.put_if_absent(&key, body.into()).await?,
+    };
+    Ok(())
+}
+
+/// The entries for `manifests`: the catalog's where the stamp still matches, the others read
+/// ([`READ_AHEAD`] at once). A store failure is an error, as in [`super::list`].
+async fn backup_entries(
+    store: &Store,
+    db: &DbName,
+    old: &CatalogFile,
+    manifests: Vec<(BackupId, String)>,
+) -> Result<Vec<BackupEntry>> {
+    use futures::StreamExt;
+    let known: HashMap<(&BackupId, &str), &BackupEntry> = old
+        .backups
+        .iter()
+        .map(|e| ((&e.id, e.stamp.as_str()), e))
+        .collect();
+    let mut out = Vec::with_capacity(manifests.len());
+    let mut missing = Vec::new();
+    for (i, (id, s)) in manifests.into_iter().enumerate() {
+        match known.get(&(&id, s.as_str())) {
+            Some(e) => out.push(Some((*e).clone())),
+            None => {
+                out.push(None);
+                missing.push((i, id, s));
+            }
+        }
+    }
+    let mut read = futures::stream::iter(missing)
+        .map(|(i, id, s)| async move {
+            let r = read_manifest(store, db, &id).await;
+            (i, id, s, r)
+        })
+        .buffer_unordered(READ_AHEAD);
+    while let Some((i, id, stamp, r)) = read.next().await {
+        let (manifest, unreadable) = match r {
+            Ok(mut m) => {
+                m.objects.clear();
+                (Some(m), None)
+            }
+            Err(e) if not_a_backup(&e) => (None, Some(e.to_string())),
+            Err(e) => return Err(e),
+        };
+        out[i] = Some(BackupEntry {
+            id,
+            stamp,
+            manifest,
+            unreadable,
+        });
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// The entries for `results`, as [`backup_entries`]; a result that is not valid JSON is left
+/// out, as [`crate::drill::list`] does.
+async fn drill_entries(
+    store: &Store,
+    db: &DbName,
+    old: &CatalogFile,
+    results: Vec<(DrillId, String)>,
+) -> Result<Vec<DrillEntry>> {
+    use futures::StreamExt;
+    let known: HashMap<(&str, &str), &DrillEntry> = old
+        .drills
+        .iter()
+        .map(|e| ((e.id.as_str(), e.stamp.as_str()), e))
+        .collect();
+    let mut out = Vec::with_capacity(results.len());
+    let mut missing = Vec::new();
+    for (i, (id, s)) in results.into_iter().enumerate() {
+        match known.get(&(id.as_str(), s.as_str())) {
+            Some(e) => out.push(Some((*e).clone())),
+            None => {
+                out.push(None);
+                missing.push((i, id, s));
+            }
+        }
+    }
+    let mut read = futures::stream::iter(missing)
+        .map(|(i, id, s)| async move {
+            let r = store
+                .get(&layout::drill_object(db, &id, "result.json"))
+                .await;
+            (i, id, s, r)
+        })
+        .buffer_unordered(READ_AHEAD);
+    while let Some((i, id, stamp, r)) = read.next().await {
+        match r {
+            Ok(bytes) => {
+                if let Ok(result) = serde_json::from_slice::<DrillResult>(&bytes) {
+                    out[i] = Some(DrillEntry {
+                        id: id.as_str().to_string(),
+                        stamp,
+                        result,
+                    });
+                }
+            }
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(Error::from(e)),
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// Whether two catalogs hold the same objects at the same stamps (then their entries are the
+/// same: an entry is only ever reused at its stamp).
+fn same_stamps(a: &CatalogFile, b: &CatalogFile) -> bool {
+    a.format_version == b.format_version
+        && a.backups.len() == b.backups.len()
+        && a.drills.len() == b.drills.len()
+        && a.backups
+            .iter()
+            .zip(&b.backups)
+            .all(|(x, y)| x.id == y.id && x.stamp == y.stamp)
+        && a.drills
+            .iter()
+            .zip(&b.drills)
+            .all(|(x, y)| x.id == y.id && x.stamp == y.stamp)
+}
+
+fn cached(file: CatalogFile, incomplete: Vec<(BackupId, i64)>) -> Cached {
+    let mut listing = Listing {
+        incomplete,
+        ..Listing::default()
+    };
+    for e in file.backups {
+        match (e.manifest, e.unreadable) {
+            (Some(m), _) => listing.complete.push(m),
+            (None, why) => listing
+                .unreadable
+                .push((e.id, why.unwrap_or_else(|| "unreadable".into()))),
+        }
+    }
+    listing.complete.sort_by(newest_first);
+    let mut drills: Vec<DrillResult> = file.drills.into_iter().map(|e| e.result).collect();
+    crate::drill::sort_newest_first(&mut drills);
+    Cached { listing, drills }
+}
+
+#[cfg(test)]
+#[path = "cache_tests.rs"]
+mod tests;

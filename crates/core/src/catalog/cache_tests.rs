@@ -1,0 +1,285 @@
+use super::*;
+use crate::catalog::tests::manifest;
+
+fn setup() -> (tempfile::TempDir, Store, DbName) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open_folder(dir.path()).expect("store");
+    (dir, store, DbName::parse("app").expect("db"))
+}
+
+/// A backup written as an older pgdrill writes it: the manifest, no catalog update.
+async fn put_backup(store: &Store, db: &DbName, id: &str, snapshot: &str) {
+    let key = layout::backup_object(db, &BackupId::parse(id).expect("id"), layout::MANIFEST);
+    let json = serde_json::to_vec(&manifest(id, snapshot)).expect("json");
+    store.put(&key, json.into()).await.expect("put");
+}
+
+async fn stored(store: &Store, db: &DbName) -> CatalogFile {
+    let bytes = store.get(&layout::catalog_key(db)).await.expect("catalog");
+    serde_json::from_slice(&bytes).expect("catalog json")
+}
+
+fn ids(l: &Listing) -> Vec<String> {
+    l.complete.iter().map(|m| m.backup_id.to_string()).collect()
+}
+
+fn stored_ids(c: &CatalogFile) -> Vec<String> {
+    c.backups.iter().map(|e| e.id.to_string()).collect()
+}
+
+#[tokio::test]
+async fn a_missing_catalog_is_rebuilt_from_the_manifests() {
+    let (_dir, store, db) = setup();
+    put_backup(&store, &db, "20261101T020000Z-aaaa", "2026-11-01T02:00:01Z").await;
+    put_backup(&store, &db, "20261102T020000Z-bbbb", "2026-11-02T02:00:01Z").await;
+    // An incomplete folder: listed as such, not in the catalog.
+    let partial = layout::backup_object(
+        &db,
+        &BackupId::parse("20261103T020000Z-cccc").expect("id"),
+        "dump.pgc.zst",
+    );
+    store.put(&partial, "x".into()).await.expect("put");
+    assert!(!store.exists(&layout::catalog_key(&db)).await.expect("head"));
+
+    let cached = list(&store, &db).await.expect("cached");
+    let truth = crate::catalog::list(&store, &db).await.expect("list");
+    assert_eq!(ids(&cached), ids(&truth));
+    assert_eq!(
+        ids(&cached),
+        ["20261102T020000Z-bbbb", "20261101T020000Z-aaaa"]
+    );
+    assert_eq!(cached.incomplete.len(), 1);
+    assert_eq!(cached.incomplete[0].0.as_str(), "20261103T020000Z-cccc");
+    // The same manifests but for `objects`, which the catalog leaves out.
+    for (c, t) in cached.complete.iter().zip(&truth.complete) {
+        let mut t = t.clone();
+        t.objects.clear();
+        assert_eq!(c, &t);
+    }
+    let file = stored(&store, &db).await;
+    assert_eq!(file.format_version, FORMAT_VERSION);
+    assert_eq!(stored_ids(&file), ids(&truth));
+}
+
+#[tokio::test]
+async fn a_current_catalog_is_served_without_reading_the_manifests() {
+    let (_dir, store, db) = setup();
+    put_backup(&store, &db, "20261101T020000Z-aaaa", "2026-11-01T02:00:01Z").await;
+    update(&store, &db).await;
+    // Mark the cached entry (its stamp still matches the manifest): a reader that shows the
+    // mark read the catalog, not the manifest.
+    let mut file = stored(&store, &db).await;
+    file.backups[0].manifest.as_mut().expect("m").raw_bytes = 4242;
+    let key = layout::catalog_key(&db);
+    store
+        .put(&key, serde_json::to_vec(&file).expect("json").into())
+        .await
+        .expect("put");
+    let etag = store.head(&key).await.expect("head").etag;
+    let l = list(&store, &db).await.expect("cached");
+    assert_eq!(l.complete[0].raw_bytes, 4242);
+    assert_eq!(
+        store.head(&key).await.expect("head").etag,
+        etag,
+        "a current catalog is not written again"
+    );
+    // The manifest rewritten (a new stamp): read again.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    put_backup(&store, &db, "20261101T020000Z-aaaa", "2026-11-01T02:00:01Z").await;
+    let l = list(&store, &db).await.expect("cached");
+    assert_eq!(l.complete[0].raw_bytes, 0);
+    assert_eq!(
+        stored(&store, &db).await.backups[0]
+            .manifest
+            .as_ref()
+            .expect("m")
+            .raw_bytes,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_stale_catalog_is_rebuilt_after_a_backup_by_an_older_version_and_a_manual_delete() {
+    let (_dir, store, db) = setup();
+    put_backup(&store, &db, "20261101T020000Z-aaaa", "2026-11-01T02:00:01Z").await;
+    put_backup(&store, &db, "20261102T020000Z-bbbb", "2026-11-02T02:00:01Z").await;
+    update(&store, &db).await;
+    assert_eq!(stored(&store, &db).await.backups.len(), 2);
+
+    // An older pgdrill adds a backup (no catalog update) ...
+    put_backup(&store, &db, "20261103T020000Z-cccc", "2026-11-03T02:00:01Z").await;
+    // ... and an operator deletes one by hand.
+    let gone = BackupId::parse("20261101T020000Z-aaaa").expect("id");
+    store
+        .delete(&layout::backup_object(&db, &gone, layout::MANIFEST))
+        .await
+        .expect("delete");
+
+    let want = ["20261103T020000Z-cccc", "20261102T020000Z-bbbb"];
+    let l = list(&store, &db).await.expect("cached");
+    assert_eq!(ids(&l), want);
+    assert_eq!(
+        ids(&crate::catalog::list(&store, &db).await.expect("list")),
+        want
+    );
+    assert_eq!(stored_ids(&stored(&store, &db).await), want);
+
+    // A damaged manifest is listed as unreadable, as by `list`, and cached as such.
+    let bad = BackupId::parse("20261104T020000Z-dddd").expect("id");
+    store
+        .put(
+            &layout::backup_object(&db, &bad, layout::MANIFEST),
+            "{no".into(),
+        )
+        .await
+        .expect("put");
+    let l = list(&store, &db).await.expect("cached");
+    assert_eq!(l.unreadable.len(), 1);
+    assert_eq!(l.unreadable[0].0, bad);
+    assert!(stored(&store, &db).await.backups[0].unreadable.is_some());
+}
+
+#[tokio::test]
+async fn an_unreadable_catalog_is_rebuilt_and_a_newer_format_left_alone() {
+    let (_dir, store, db) = setup();
+    put_backup(&store, &db, "20261101T020000Z-aaaa", "2026-11-01T02:00:01Z").await;
+    let key = layout::catalog_key(&db);
+    store.put(&key, "{garbage".into()).await.expect("put");
+    assert_eq!(list(&store, &db).await.expect("cached").complete.len(), 1);
+    assert_eq!(stored(&store, &db).await.backups.len(), 1);
+
+    let newer = serde_json::json!({"format_version": FORMAT_VERSION + 1, "backups": []});
+    store
+        .put(&key, serde_json::to_vec(&newer).expect("json").into())
+        .await
+        .expect("put");
+    assert_eq!(list(&store, &db).await.expect("cached").complete.len(), 1);
+    let raw: serde_json::Value =
+        serde_json::from_slice(&store.get(&key).await.expect("get")).expect("json");
+    assert_eq!(raw, newer);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_updates_keep_every_entry() {
+    let (_dir, store, db) = setup();
+    put_backup(&store, &db, "20261101T020000Z-0000", "2026-11-01T02:00:01Z").await;
+    update(&store, &db).await;
+    // Eight jobs each write a backup and update the catalog at once.
+    let mut tasks = Vec::new();
+    for i in 1..=8 {
+        let (store, db) = (store.clone(), db.clone());
+        tasks.push(tokio::spawn(async move {
+            let id = format!("2026110{i}T020000Z-000{i}");
+            put_backup(&store, &db, &id, &format!("2026-11-0{i}T02:00:01Z")).await;
+            update(&store, &db).await;
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    // The stored catalog itself (not a reader's repair) holds all nine.
+    assert_eq!(stored(&store, &db).await.backups.len(), 9);
+}
+
+#[tokio::test]
+async fn a_swap_against_a_changed_catalog_is_refused_and_retried() {
+    let (_dir, store, db) = setup();
+    put_backup(&store, &db, "20261101T020000Z-aaaa", "2026-11-01T02:00:01Z").await;
+    let before = read(&store, &db).await.expect("read");
+    assert!(!before.exists);
+    update(&store, &db).await;
+    // A writer that read before the update cannot overwrite it ...
+    let key = layout::catalog_key(&db);
+    let stale = CatalogFile::default();
+    assert!(matches!(
+        write(&store, &db, &stale, None).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    let etag = store.head(&key).await.expect("head").etag.expect("etag");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    put_backup(&store, &db, "20261102T020000Z-bbbb", "2026-11-02T02:00:01Z").await;
+    update(&store, &db).await;
+    assert!(matches!(
+        write(&store, &db, &stale, Some(&etag)).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert_eq!(stored(&store, &db).await.backups.len(), 2);
+}
+
+#[tokio::test]
+async fn drill_results_are_cached_like_manifests() {
+    let (_dir, store, db) = setup();
+    let result = |id: &str, at: &str| {
+        serde_json::json!({
+            "schema_version": 1, "drill_id": id, "database": "app", "verdict": "pass",
+            "started_at": at, "finished_at": at, "tool": {"name": "pgdrill", "version": "0"}, "host": "h",
+            "backup": {"id": "x", "snapshot_time": at, "finished_at": at, "server_version": "15", "pg_dump_version": "15", "objects": []},
+            "target": {"kind": "ephemeral", "url": "u", "server_version": null, "kept": false},
+            "stages": [], "rpo": {"minutes": null, "target_minutes": null, "passed": null},
+            "rto": {"minutes": null, "target_minutes": null, "passed": null}, "checks": [], "error": null, "policy": {}
+        })
+    };
+    for (id, at) in [
+        ("20261101T040000Z-0000", "2026-11-01T04:00:00Z"),
+        ("20261102T040000Z-0000", "2026-11-02T04:00:00Z"),
+    ] {
+        let key = layout::drill_object(&db, &DrillId::parse(id).expect("id"), "result.json");
+        let body = serde_json::to_vec(&result(id, at)).expect("json");
+        store.put(&key, body.into()).await.expect("put");
+    }
+    // A drill in progress has no result yet.
+    let running = DrillId::parse("20261103T040000Z-0000").expect("id");
+    store
+        .put(&layout::drill_object(&db, &running, "log.txt"), "x".into())
+        .await
+        .expect("put");
+    let cached = load(&store, &db).await.expect("load");
+    let truth = crate::drill::list(&store, &db).await.expect("drills");
+    assert_eq!(cached.drills, truth);
+    assert_eq!(cached.drills.len(), 2);
+    assert_eq!(stored(&store, &db).await.drills.len(), 2);
+}
+
+/// The same on an S3-protocol server, where the swap is `If-Match`: a missing catalog is
+/// built, one stale after a hand-deleted manifest and a backup without an update is rebuilt,
+/// and eight jobs updating at once keep every entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_s3_the_catalog_is_rebuilt_and_concurrent_updates_keep_every_entry() {
+    let s3 = pgdrill_testkit::S3Server::start();
+    s3.create_bucket("catalog");
+    let opts = pgdrill_store::StoreOptions {
+        env: s3.env(),
+        ..Default::default()
+    };
+    let store = pgdrill_store::StoreLocation::parse("s3://catalog/fleet")
+        .expect("url")
+        .open(&opts)
+        .expect("open");
+    let db = DbName::parse("app").expect("db");
+    put_backup(&store, &db, "20261101T020000Z-0000", "2026-11-01T02:00:01Z").await;
+    put_backup(&store, &db, "20261101T030000Z-0000", "2026-11-01T03:00:01Z").await;
+    assert_eq!(list(&store, &db).await.expect("cached").complete.len(), 2);
+    assert_eq!(stored(&store, &db).await.backups.len(), 2);
+    let gone = BackupId::parse("20261101T030000Z-0000").expect("id");
+    store
+        .delete(&layout::backup_object(&db, &gone, layout::MANIFEST))
+        .await
+        .expect("delete");
+    let mut tasks = Vec::new();
+    for i in 1..=8 {
+        let (store, db) = (store.clone(), db.clone());
+        tasks.push(tokio::spawn(async move {
+            let id = format!("2026110{i}T040000Z-000{i}");
+            put_backup(&store, &db, &id, &format!("2026-11-0{i}T04:00:01Z")).await;
+            update(&store, &db).await;
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let file = stored(&store, &db).await;
+    assert_eq!(file.backups.len(), 9, "{:?}", stored_ids(&file));
+    assert!(!stored_ids(&file).contains(&gone.to_string()));
+    let truth = crate::catalog::list(&store, &db).await.expect("list");
+    assert_eq!(stored_ids(&file), ids(&truth));
+}
