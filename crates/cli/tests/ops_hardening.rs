@@ -288,19 +288,20 @@ async fn stalled_list_is_an_error_not_empty() {
     run_within(60, dir.path(), &["--json", "backup"], &with_source).ok();
     run_within(30, dir.path(), &["--json", "list"], &env).ok();
 
-    // A manifest GET that never answers: retried, then an error (exit 1), not "no backups".
-    proxy.stall("manifest.json");
+    // The catalog's GET (what `list` reads first) never answers: retried, then an error
+    // (exit 1), not "no backups".
+    proxy.stall("catalog.json");
     let started = Instant::now();
     let out = run_within(40, dir.path(), &["--json", "list"], &env);
     let took = started.elapsed();
     eprintln!("stalled GET, after {took:?}: {}", out.stderr.trim());
     out.code(1);
     assert!(out.json()["error"]["message"].is_string(), "{}", out.stdout);
-    assert!(out.stderr.contains("manifest.json"), "{}", out.stderr);
+    assert!(out.stderr.contains("catalog.json"), "{}", out.stderr);
     let stalled = proxy
         .requests()
         .iter()
-        .filter(|r| r.starts_with("STALLED GET") && r.contains("manifest.json"))
+        .filter(|r| r.starts_with("STALLED GET") && r.contains("catalog.json"))
         .count();
     assert!(
         stalled >= 2,

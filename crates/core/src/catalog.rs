@@ -8,8 +8,6 @@ use crate::{Error, Result};
 use pgdrill_store::Store;
 use std::collections::BTreeMap;
 
-pub mod cache;
-
 /// The backups of one database as the store lists them.
 #[derive(Debug, Default)]
 pub struct Listing {
@@ -23,7 +21,7 @@ pub struct Listing {
 }
 
 /// Manifests read at once.
-const READ_AHEAD: usize = 16;
+pub(crate) const READ_AHEAD: usize = 16;
 
 /// Backup folders of one database, newest id first: `(id, has a manifest, newest object's
 /// time)`. One LIST.
@@ -50,7 +48,7 @@ async fn folders(store: &Store, db: &DbName) -> Result<Vec<(BackupId, bool, i64)
 
 /// Newest snapshot first (ids sort by time only to the second, so two backups started
 /// within one second are ordered by their snapshot).
-fn newest_first(a: &Manifest, b: &Manifest) -> std::cmp::Ordering {
+pub(crate) fn newest_first(a: &Manifest, b: &Manifest) -> std::cmp::Ordering {
     (b.snapshot.time.as_str(), &b.backup_id).cmp(&(a.snapshot.time.as_str(), &a.backup_id))
 }
 
@@ -239,7 +237,7 @@ pub fn no_backup(store: &Store, db: &DbName) -> Error {
 
 /// An invalid manifest, or one removed since the listing, is not a restorable backup (`list`
 /// shows it); a store failure (throttling, a timeout) is no reason to pick an older backup.
-fn not_a_backup(e: &Error) -> bool {
+pub(crate) fn not_a_backup(e: &Error) -> bool {
     matches!(
         e,
         Error::Integrity(_)
@@ -331,4 +329,4 @@ pub async fn databases(store: &Store) -> Result<Vec<DbName>> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

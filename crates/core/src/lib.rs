@@ -7,6 +7,7 @@ pub mod audit;
 pub mod backup;
 pub mod cancel;
 pub mod catalog;
+pub mod catalog_cache;
 pub mod clock;
 pub mod config;
 pub mod copy;

@@ -115,7 +115,7 @@ impl DbData {
 /// Reads one database's backups, drills and last failure from the store.
 pub async fn load(store: &Store, name: &DbName, previous: Option<&DbData>) -> DbData {
     let listed = async {
-        let c = catalog::cache::load(store, name).await?;
+        let c = pgdrill_core::catalog_cache::load(store, name).await?;
         Ok::<_, pgdrill_core::Error>((c.listing, c.drills))
     }
     .await;

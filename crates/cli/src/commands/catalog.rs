@@ -104,7 +104,7 @@ async fn list_store(
 ) -> Result<()> {
     let mut found = Vec::new();
     for db in ctx.databases_to_list(store).await? {
-        let listing = catalog::cache::list(store, &db).await?;
+        let listing = pgdrill_core::catalog_cache::list(store, &db).await?;
         for (id, reason) in &listing.unreadable {
             ctx.ui
                 .warn(format!("backup {id} of {db} is not listed: {reason}"));

@@ -1,6 +1,6 @@
 use super::*;
 
-pub(super) fn manifest(id: &str, snapshot: &str) -> serde_json::Value {
+pub(crate) fn manifest(id: &str, snapshot: &str) -> serde_json::Value {
     serde_json::json!({
         "format_version": 1, "tool": {"name": "pgdrill", "version": "0"},
         "backup_id": id, "database": "app",

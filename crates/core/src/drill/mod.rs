@@ -396,7 +396,7 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
             name: "pgdrill".into(),
             version: env!("CARGO_PKG_VERSION").into(),
         },
-        host: crate::backup::hostname(),
+        host: crate::lease::hostname(),
         backup: BackupRef {
             store: store_name.map(str::to_string),
             ..BackupRef::from_manifest(&manifest)

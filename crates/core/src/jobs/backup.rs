@@ -174,10 +174,10 @@ async fn one(
     match result {
         Ok(b) => {
             // Each store holding a copy gets its catalog updated (derived data, best effort).
-            crate::catalog::cache::update(jx.store, &db.name).await;
+            crate::catalog_cache::update(jx.store, &db.name).await;
             for t in input.stores.iter().skip(1) {
                 if b.copies.iter().any(|c| c.ok && c.store == t.name) {
-                    crate::catalog::cache::update(&t.store, &db.name).await;
+                    crate::catalog_cache::update(&t.store, &db.name).await;
                 }
             }
             if b.failed_copies().next().is_none() {

@@ -146,7 +146,7 @@ pub async fn run(jx: &JobEnv<'_>, input: DrillInput<'_>) -> Result<DrillReport> 
         let first = report.results().next().is_none();
         let outcome = drill::run(job(jx, &input, db, target, first, progress)).await;
         held.release().await;
-        crate::catalog::cache::update(jx.store, &db.name).await;
+        crate::catalog_cache::update(jx.store, &db.name).await;
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) if several => {

@@ -66,7 +66,7 @@ pub async fn run(
         }
         if let Some(l) = held {
             l.release().await;
-            crate::catalog::cache::update(jx.store, &db).await;
+            crate::catalog_cache::update(jx.store, &db).await;
         }
         for o in outcomes {
             let o = o?;

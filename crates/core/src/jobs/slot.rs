@@ -8,7 +8,7 @@
 use super::JobEnv;
 use crate::ids::DbName;
 use crate::time::Timestamp;
-use crate::{catalog, Error, Result};
+use crate::{Error, Result};
 use pgdrill_store::Store;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -45,7 +45,7 @@ pub async fn done(
     kind: Recorded,
     slot: Timestamp,
 ) -> Result<Option<String>> {
-    let c = catalog::cache::load(store, db).await?;
+    let c = crate::catalog_cache::load(store, db).await?;
     let after = |t: &str| crate::time::parse(t).is_some_and(|t| t >= slot);
     Ok(match kind {
         Recorded::Backup => c

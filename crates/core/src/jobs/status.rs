@@ -67,16 +67,16 @@ pub async fn run_fleet(
     let mut statuses = Vec::new();
     let mut proven = Vec::new();
     // The catalogs of a fleet, a few at once (the store's round trips overlap).
-    let loaded: Vec<Result<catalog::cache::Cached>> = {
+    let loaded: Vec<Result<crate::catalog_cache::Cached>> = {
         use futures::StreamExt;
         futures::stream::iter(&databases)
-            .map(|db| catalog::cache::load(jx.store, db))
+            .map(|db| crate::catalog_cache::load(jx.store, db))
             .buffered(8)
             .collect()
             .await
     };
     for (db, loaded) in databases.into_iter().zip(loaded) {
-        let catalog::cache::Cached { listing, drills } = match loaded {
+        let crate::catalog_cache::Cached { listing, drills } = match loaded {
             Ok(c) => c,
             // With several stores, a primary that cannot be read leaves this database's SLOs
             // unjudged (its drills and records live there), but its copies are still shown.

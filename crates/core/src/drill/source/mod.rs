@@ -241,7 +241,7 @@ pub(super) async fn run(job: DrillJob<'_>, p: &PhysicalDrill) -> Result<DrillOut
             name: "pgdrill".into(),
             version: env!("CARGO_PKG_VERSION").into(),
         },
-        host: crate::backup::hostname(),
+        host: crate::lease::hostname(),
         backup: BackupRef {
             store: None,
             id: chosen

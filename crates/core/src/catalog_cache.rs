@@ -15,7 +15,7 @@
 //! new as every manifest that existed when it started, and one whose swap fails reads and
 //! lists again. Two writers never lose each other's entries.
 
-use super::{newest_first, not_a_backup, read_manifest, Listing, READ_AHEAD};
+use crate::catalog::{newest_first, not_a_backup, read_manifest, Listing, READ_AHEAD};
 use crate::drill::evidence::DrillResult;
 use crate::ids::{BackupId, DbName, DrillId};
 use crate::layout;
@@ -71,14 +71,14 @@ pub struct DrillEntry {
 /// A database's backups and drills as the catalog gives them.
 #[derive(Debug, Default)]
 pub struct Cached {
-    /// As [`super::list`] returns it, except that the manifests' `objects` are empty: use
-    /// [`super::read_manifest`] for a backup's objects (restore, verify, prune's deletes).
+    /// As [`crate::catalog::list`] returns it, except that the manifests' `objects` are empty: use
+    /// [`crate::catalog::read_manifest`] for a backup's objects (restore, verify, prune's deletes).
     pub listing: Listing,
     /// As [`crate::drill::list`] returns them: newest first.
     pub drills: Vec<DrillResult>,
 }
 
-/// [`super::list`] through the catalog: one LIST, one GET of the catalog, and a GET per
+/// [`crate::catalog::list`] through the catalog: one LIST, one GET of the catalog, and a GET per
 /// backup the catalog does not know yet. The manifests have no `objects` (see [`Cached`]).
 pub async fn list(store: &Store, db: &DbName) -> Result<Listing> {
     Ok(load(store, db).await?.listing)
@@ -243,7 +243,7 @@ async fn write(
 }
 
 /// The entries for `manifests`: the catalog's where the stamp still matches, the others read
-/// ([`READ_AHEAD`] at once). A store failure is an error, as in [`super::list`].
+/// ([`READ_AHEAD`] at once). A store failure is an error, as in [`crate::catalog::list`].
 async fn backup_entries(
     store: &Store,
     db: &DbName,
@@ -379,5 +379,4 @@ fn cached(file: CatalogFile, incomplete: Vec<(BackupId, i64)>) -> Cached {
 }
 
 #[cfg(test)]
-#[path = "cache_tests.rs"]
 mod tests;
