@@ -1,7 +1,7 @@
 //! pgdrill killed outright (SIGKILL: the OOM killer, `kill -9`, an evicted pod) leaves nothing
 //! running behind it: a parallel pg_dump paused for its spool window does not keep its
 //! snapshot and locks on the source, a drill's throwaway cluster stops, and their temporary
-//! directories go (the watchdogs of `pgdrill_pg::reaper`).
+//! directories go, as does a spooled restore's spool (the watchdogs of `pgdrill_pg::reaper`).
 
 mod common;
 use common::*;
@@ -180,5 +180,36 @@ async fn killed_backup_and_drill_leave_no_process_snapshot_or_directory() {
         "the drill's directory to be removed",
         Duration::from_secs(20),
         || entries(&tmp).is_empty(),
+    );
+
+    // 3. A spooled restore killed while its spool file exists (downloading, or read by
+    // pg_restore).
+    let target = src.cluster.url("restored");
+    let mut restore = spawn(
+        dir.path(),
+        &[
+            "restore",
+            "latest",
+            "--name",
+            "drilled",
+            "--spool",
+            "--jobs",
+            "2",
+            "--target",
+            &target,
+            "--passphrase-env",
+            "PASS",
+        ],
+        &env,
+    );
+    let spooled = |tmp: &Path| entries(tmp).iter().any(|e| e.starts_with("pgdrill-spool-"));
+    wait_for("the restore's spool", Duration::from_secs(60), || {
+        spooled(&tmp)
+    });
+    kill9(&mut restore);
+    wait_for(
+        "the restore's spool to be removed",
+        Duration::from_secs(15),
+        || !spooled(&tmp),
     );
 }

@@ -42,6 +42,9 @@ pub(super) async fn restore(
                 base.display()
             ))
         })?;
+    // Should pgdrill be killed outright, the spool goes too (see `pgdrill_pg::reaper`).
+    let _reaper =
+        pgdrill_pg::reaper::Reaper::arm(pgdrill_pg::reaper::Watch::Nothing, Some(spool.path()));
     let t = Instant::now();
     job.read.progress.stage("download");
     fill_directory(

@@ -116,6 +116,9 @@ pub(super) async fn spool(
         .map_err(|e| Error::Failed(format!("cannot write the temporary password file: {e}")))?;
     let pf = passfile.as_ref().map(|f| f.path());
     let spool = spool_file(job)?;
+    // Should pgdrill be killed outright, the spool goes too (see `pgdrill_pg::reaper`).
+    let _reaper =
+        pgdrill_pg::reaper::Reaper::arm(pgdrill_pg::reaper::Watch::Nothing, Some(spool.path()));
     let t = Instant::now();
     job.read.progress.stage("download");
     let file = spool
