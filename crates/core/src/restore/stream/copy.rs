@@ -15,6 +15,26 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 
 impl Runner<'_, '_> {
+    /// The lane's connection to the target, opened with the restore session's settings the
+    /// first time a task needs it (both COPY paths share it).
+    pub(super) async fn lane_connection<'c>(
+        &self,
+        conn: &'c mut Option<tokio_postgres::Client>,
+        shared: &Lanes,
+    ) -> Result<&'c tokio_postgres::Client> {
+        if conn.is_none() {
+            let c = client::connect(&self.job.target).await?;
+            c.batch_execute(&shared.session).await.map_err(|e| {
+                Error::Failed(format!(
+                    "setting up a restore session failed: {}",
+                    client::describe(&e)
+                ))
+            })?;
+            *conn = Some(c);
+        }
+        conn.as_ref().ok_or_else(interrupted)
+    }
+
     /// One data task loaded by pgdrill itself: the lane's connection runs each table's COPY
     /// statement and sends the rows decoded from the task's pieces, as pg_restore would,
     /// without a pg_restore process and a pipe in between. A COPY is completed only when
@@ -36,17 +56,7 @@ impl Runner<'_, '_> {
         };
         let wait = stopped.clone();
         let sent = async {
-            if conn.is_none() {
-                let c = client::connect(&self.job.target).await?;
-                c.batch_execute(&shared.session).await.map_err(|e| {
-                    Error::Failed(format!(
-                        "setting up a restore session failed: {}",
-                        client::describe(&e)
-                    ))
-                })?;
-                *conn = Some(c);
-            }
-            let c = conn.as_ref().ok_or_else(interrupted)?;
+            let c = self.lane_connection(conn, shared).await?;
             shared.schema_ready(wait).await?;
             self.send_copies(c, shared, task, rx).await
         };

@@ -10,7 +10,6 @@ use crate::cancel::Cancel;
 use crate::manifest::StoredObject;
 use crate::restore::interrupted;
 use crate::{Error, Result};
-use pgdrill_pg::client;
 use std::io::{self, Write};
 use std::sync::Arc;
 
@@ -37,17 +36,7 @@ impl Runner<'_, '_> {
         };
         let wait = stopped.clone();
         let sent = async {
-            if conn.is_none() {
-                let c = client::connect(&self.job.target).await?;
-                c.batch_execute(&shared.session).await.map_err(|e| {
-                    Error::Failed(format!(
-                        "setting up a restore session failed: {}",
-                        client::describe(&e)
-                    ))
-                })?;
-                *conn = Some(c);
-            }
-            let c = conn.as_ref().ok_or_else(interrupted)?;
+            let c = self.lane_connection(conn, shared).await?;
             shared.schema_ready(wait).await?;
             self.send_copies(c, shared, &task, rx).await
         };
