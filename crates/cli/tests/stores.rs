@@ -3,7 +3,9 @@
 //! folder), streamed once; a store that fails mid-backup leaves the backup degraded (exit 1,
 //! `backup_degraded`, failure recorded) with the other copies valid and nothing in the failed
 //! store; `copy --to` backfills it, a second `copy` does nothing, and a tampered object is
-//! never copied (exit 3, no manifest in the target). One source cluster for all of it.
+//! never copied (exit 3, no manifest in the target); a store whose copy arrives corrupted
+//! fails its own check (ETag against pgdrill's MD5s) and is dropped the same way. One source
+//! cluster for all of it.
 
 mod common;
 mod fault_proxy;
@@ -124,7 +126,7 @@ async fn a_backup_goes_to_every_store_degrades_when_one_fails_and_copy_backfills
              [alerts]\nwebhook_url_env = \"HOOK\"\ndedup_minutes = 0\n\
              [[store]]\nname = \"primary\"\nurl = \"s3://backups/pg\"\n\
              [[store]]\nname = \"offsite\"\nurl = \"s3://offsite/pg\"\nendpoint = \"{}\"\n\
-             timeout_seconds = 2\nretry_seconds = 1\n\
+             timeout_seconds = 2\nretry_seconds = 1\nchecksum = \"etag\"\n\
              [[store]]\nname = \"local\"\nurl = \"{}\"\n\
              [[database]]\nname = \"app\"\nurl_env = \"SRC\"\n",
             proxy.endpoint,
@@ -343,6 +345,56 @@ async fn a_backup_goes_to_every_store_degrades_when_one_fails_and_copy_backfills
     let out = run(d, &["copy", "latest", "--to", "nowhere"], &no_key);
     out.code(2);
     assert!(out.stderr.contains("offsite"), "{}", out.stderr);
+
+    eprintln!("step 6 at {:?}", t0.elapsed());
+    // 6. Issue 19: each copy's digest checked per store. The link to offsite changes a byte
+    //    of every part: the store acknowledges each, and only offsite's own check (the ETag
+    //    it answers against the MD5s pgdrill computed) can tell. That copy is dropped, the
+    //    backup degraded, the other two copies complete and valid.
+    proxy.corrupt("partNumber=");
+    let out = run(d, &["--json", "backup"], &env);
+    proxy.clear();
+    out.code(1);
+    let b = out.json();
+    tk::schema::assert_valid("backup.schema.json", &b);
+    assert_eq!(
+        copies(&b),
+        [
+            ("primary".into(), true),
+            ("offsite".into(), false),
+            ("local".into(), true)
+        ],
+        "{b}"
+    );
+    let checks: Vec<&str> = b["backups"][0]["copies"]
+        .as_array()
+        .expect("copies")
+        .iter()
+        .map(|c| c["check"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(checks, ["size", "etag", "reread"], "{b}");
+    let why = b["backups"][0]["copies"][1]["error"].as_str().unwrap_or("");
+    assert!(
+        why.contains("etag check") && why.contains("not what was sent"),
+        "{b}"
+    );
+    let id6 = b["backups"][0]["backup_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert!(
+        s3_names(&s3b, "offsite", &id6).is_empty(),
+        "{:?}",
+        s3b.list_keys("offsite")
+    );
+    for store in ["s3://backups/pg", folder_url.as_str()] {
+        run(
+            d,
+            &["verify", &id6, "--store", store, "--name", "app"],
+            &env,
+        )
+        .ok();
+    }
 }
 
 fn s3_text_at(s3: &tk::S3Server, path: &str) -> String {

@@ -19,6 +19,14 @@ pub enum StoreError {
     },
     #[error("bucket {bucket} does not exist at {endpoint}: create it, or fix the bucket name in the store URL")]
     NoBucket { bucket: String, endpoint: String },
+    /// The store holds a copy that is not what was sent (its [`crate::CopyCheck`] failed);
+    /// the copy was deleted.
+    #[error("the store's copy of {key} is not what was sent ({check} check: {detail}); the copy was deleted: check the store's health and the network to it")]
+    Mismatch {
+        key: String,
+        check: &'static str,
+        detail: String,
+    },
     #[error("could not {action} {key}: {detail}")]
     Backend {
         action: &'static str,
@@ -82,7 +90,7 @@ impl StoreError {
             StoreError::Backend {
                 retryable: true, ..
             } => StoreErrorKind::Transient,
-            StoreError::Backend { .. } => StoreErrorKind::Other,
+            StoreError::Backend { .. } | StoreError::Mismatch { .. } => StoreErrorKind::Other,
         }
     }
 }

@@ -110,3 +110,102 @@ impl MultipartUpload for DroppedUpload {
         self.0.abort().await
     }
 }
+
+/// Changes one byte of every write of a key ending in `suffix` (a plain put's body, each
+/// part of a multipart upload) on its way to the store, which stores what it received.
+#[derive(Debug)]
+pub(crate) struct CorruptWrites {
+    pub(crate) inner: Arc<dyn ObjectStore>,
+    pub(crate) suffix: String,
+}
+
+/// `payload` with its first byte inverted (an empty payload stays empty).
+fn corrupt(payload: PutPayload) -> PutPayload {
+    let mut bytes: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
+    if let Some(b) = bytes.first_mut() {
+        *b = !*b;
+    }
+    PutPayload::from(bytes)
+}
+
+impl std::fmt::Display for CorruptWrites {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CorruptWrites({}, {})", self.suffix, self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for CorruptWrites {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        let payload = if location.as_ref().ends_with(&self.suffix) {
+            corrupt(payload)
+        } else {
+            payload
+        };
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        let upload = self.inner.put_multipart_opts(location, opts).await?;
+        if location.as_ref().ends_with(&self.suffix) {
+            return Ok(Box::new(CorruptedUpload(upload)));
+        }
+        Ok(upload)
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn head(&self, location: &Path) -> Result<ObjectMeta> {
+        self.inner.head(location).await
+    }
+
+    async fn delete(&self, location: &Path) -> Result<()> {
+        self.inner.delete(location).await
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy(&self, from: &Path, to: &Path) -> Result<()> {
+        self.inner.copy(from, to).await
+    }
+
+    async fn copy_if_not_exists(&self, from: &Path, to: &Path) -> Result<()> {
+        self.inner.copy_if_not_exists(from, to).await
+    }
+}
+
+/// Hands each part on with one byte changed.
+#[derive(Debug)]
+struct CorruptedUpload(Box<dyn MultipartUpload>);
+
+#[async_trait]
+impl MultipartUpload for CorruptedUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        self.0.put_part(corrupt(data))
+    }
+
+    async fn complete(&mut self) -> Result<PutResult> {
+        self.0.complete().await
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        self.0.abort().await
+    }
+}

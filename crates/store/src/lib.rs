@@ -10,6 +10,7 @@
 //! (One file of about 450 lines: `Store`'s methods are the contract written on them, one API
 //! surface read clause by clause with `tests/conformance.rs`.)
 
+mod check;
 mod error;
 mod faults;
 mod health;
@@ -20,6 +21,7 @@ mod sigv4;
 mod staged;
 mod upload;
 
+pub use check::CopyCheck;
 pub use error::{StoreError, StoreErrorKind};
 pub use location::{redact_store_url, StoreLocation};
 pub use open::{StoreOptions, DEFAULT_RETRY_WINDOW, DEFAULT_TIMEOUT};
@@ -121,6 +123,8 @@ pub struct Store {
     /// S3: what lists and aborts the multipart uploads other processes left open.
     s3: Option<Arc<s3_uploads::S3Uploads>>,
     health: Arc<health::Health>,
+    /// How each copy written by [`Store::upload`] and [`Store::put_checked`] is checked.
+    check: CopyCheck,
 }
 
 /// Which kind of backend a store is; used for provider quirks and messages.
@@ -146,12 +150,34 @@ impl Store {
         self.kind
     }
 
+    /// How this store checks each copy it receives ([`CopyCheck`]): a folder re-reads, an S3
+    /// store as configured (`checksum`), by default per provider.
+    pub fn copy_check(&self) -> CopyCheck {
+        self.check
+    }
+
     /// For tests: this store with every write of a key ending in `key_suffix` acknowledged
     /// and not stored (plain, conditional and multipart writes alike), as a store that
     /// answers 200 and loses the object.
     pub fn with_dropped_puts(self, key_suffix: &str) -> Store {
         Store {
             inner: Arc::new(faults::DropPuts {
+                inner: self.inner,
+                suffix: key_suffix.to_string(),
+            }),
+            // What this wrapper tests is the checks above the store (a backup's HEADs and
+            // listing), so the store's own check of each copy stays out of the way.
+            check: CopyCheck::Size,
+            ..self
+        }
+    }
+
+    /// For tests: this store with one byte of every write of a key ending in `key_suffix`
+    /// changed on its way (plain puts and each part of an upload), as by a faulty link or
+    /// disk; the store answers as if it had received the bytes sent.
+    pub fn with_corrupted_writes(self, key_suffix: &str) -> Store {
+        Store {
+            inner: Arc::new(faults::CorruptWrites {
                 inner: self.inner,
                 suffix: key_suffix.to_string(),
             }),
@@ -214,6 +240,70 @@ impl Store {
         let put = self.inner.put(&path, PutPayload::from_bytes(bytes));
         self.call("write", key, put).await?;
         Ok(())
+    }
+
+    /// [`put`](Store::put), then the store's [`CopyCheck`] of what it holds: the returned
+    /// ETag against the MD5 of `bytes` (`etag`), the file read back (a folder); with
+    /// `sha256` the service itself refused a corrupted request. A copy that fails its check
+    /// is deleted and the error is [`StoreError::Mismatch`]. For keys one writer owns (a
+    /// backup's objects): a folder re-read could see a concurrent writer's object.
+    pub async fn put_checked(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let put = self.inner.put(&path, PutPayload::from_bytes(bytes.clone()));
+        let done = self.call("write", key, put).await?;
+        let checked = match self.check {
+            CopyCheck::Etag => {
+                let want = hex::encode(check::md5(&bytes));
+                match done.e_tag.as_deref().map(check::bare_etag) {
+                    Some(got) if got == want => Ok(()),
+                    got => Err(format!(
+                        "the store answered ETag {} for content whose MD5 is {want}",
+                        got.unwrap_or_else(|| "(none)".into())
+                    )),
+                }
+            }
+            CopyCheck::Reread => {
+                let want = check::sha256(&bytes);
+                self.reread(key, want).await
+            }
+            CopyCheck::Size | CopyCheck::Sha256 => Ok(()),
+        };
+        match checked {
+            Ok(()) => Ok(()),
+            Err(detail) => Err(self.mismatch(key, detail).await),
+        }
+    }
+
+    /// Deletes a copy that failed its check (best effort) and says so.
+    pub(crate) async fn mismatch(&self, key: &str, detail: String) -> StoreError {
+        let _ = self.delete(key).await;
+        StoreError::Mismatch {
+            key: key.to_string(),
+            check: self.check.as_str(),
+            detail,
+        }
+    }
+
+    /// A folder's file at `key` fsynced, read back and its SHA-256 compared with `want`.
+    pub(crate) async fn reread(&self, key: &str, want: [u8; 32]) -> Result<(), String> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(());
+        };
+        let path = self.path(key).map_err(|e| e.to_string())?;
+        let file = root.join(path.as_ref());
+        let got = tokio::task::spawn_blocking(move || check::fsync_and_hash(&file))
+            .await
+            .map_err(|e| format!("reading the file back failed: {e}"))?
+            .map_err(|e| format!("reading the file back failed: {e}"))?;
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!(
+                "the file read back has SHA-256 {}, the bytes written {}",
+                hex::encode(got),
+                hex::encode(want)
+            ))
+        }
     }
 
     /// Writes `bytes` at `key` only if nothing is there yet (create-if-absent), returning the
@@ -445,11 +535,11 @@ impl Store {
             .call("start upload of", key, self.inner.put_multipart(&path))
             .await?;
         Ok(Upload::new(
+            self.clone(),
             key,
             inner,
             part_size,
             max_in_flight,
-            self.health.clone(),
         ))
     }
 }

@@ -1,6 +1,6 @@
 use crate::s3_uploads::S3Uploads;
-use crate::{Store, StoreError, StoreKind, StoreLocation};
-use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use crate::{CopyCheck, Store, StoreError, StoreKind, StoreLocation};
+use object_store::aws::{AmazonS3Builder, Checksum, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
@@ -28,6 +28,9 @@ pub struct StoreOptions {
     /// How long a failing request keeps being retried, with exponential backoff and jitter
     /// ([`DEFAULT_RETRY_WINDOW`] when unset), e.g. while the server restarts.
     pub retry_window: Option<Duration>,
+    /// How each copy written to an S3 store is checked (`checksum`); `None`: the provider's
+    /// safe default ([`CopyCheck::default_for`]). A folder always re-reads.
+    pub checksum: Option<CopyCheck>,
 }
 
 /// Default bound on one store request (a part upload of 16 MiB needs about 280 KB/s).
@@ -41,6 +44,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("path_style", &self.path_style)
+            .field("checksum", &self.checksum)
             .field("access_key_id", &self.access_key_id.as_ref().map(|_| "***"))
             .field(
                 "secret_access_key",
@@ -129,6 +133,7 @@ fn open_local(location: &StoreLocation, path: &std::path::Path) -> Result<Store,
         bucket: None,
         s3: None,
         health: Default::default(),
+        check: CopyCheck::Reread,
     })
 }
 
@@ -141,6 +146,12 @@ fn open_s3(bucket: &str, prefix: &str, opts: &StoreOptions) -> Result<Store, Sto
             opts.retry_window.unwrap_or(DEFAULT_RETRY_WINDOW),
         ));
     let endpoint = opts.resolved_endpoint();
+    let check = opts
+        .checksum
+        .unwrap_or_else(|| CopyCheck::default_for(endpoint.as_deref()));
+    if check == CopyCheck::Sha256 {
+        b = b.with_checksum_algorithm(Checksum::SHA256);
+    }
     let mut client = ClientOptions::new()
         .with_timeout(timeout)
         .with_connect_timeout(timeout.min(Duration::from_secs(15)));
@@ -232,6 +243,7 @@ fn open_s3(bucket: &str, prefix: &str, opts: &StoreOptions) -> Result<Store, Sto
         bucket: Some((bucket.to_string(), at)),
         s3: Some(Arc::new(uploads)),
         health: Default::default(),
+        check,
     })
 }
 

@@ -1,30 +1,56 @@
+use crate::check::{self, Md5Parts};
 use crate::health::Health;
-use crate::StoreError;
+use crate::{CopyCheck, Store, StoreError};
 use bytes::Bytes;
 use object_store::{MultipartUpload, WriteMultipart};
-use std::sync::Arc;
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, Mutex};
 
 /// A multipart upload in progress.
 ///
 /// Contract: nothing is visible at the key until [`Upload::finish`] succeeds. Dropping an
 /// unfinished upload aborts it in the background (best effort); call [`Upload::abort`] to
-/// wait for the abort.
+/// wait for the abort. [`Upload::finish`] also runs the store's [`CopyCheck`] on the
+/// completed object: one that fails it is deleted and never reported finished.
 pub struct Upload {
     key: String,
     writer: Option<WriteMultipart>,
     max_in_flight: usize,
     bytes: u64,
     health: Arc<Health>,
+    store: Store,
+    verify: Verify,
+}
+
+/// What the upload keeps to check the completed object.
+enum Verify {
+    None,
+    /// The MD5 of each part, in order (`etag`).
+    Etag(Arc<Mutex<Vec<[u8; 16]>>>),
+    /// The SHA-256 of every byte queued (a folder re-reads its file).
+    Reread(Sha256),
 }
 
 impl Upload {
     pub(crate) fn new(
+        store: Store,
         key: &str,
         inner: Box<dyn MultipartUpload>,
         part_size: usize,
         max_in_flight: usize,
-        health: Arc<Health>,
     ) -> Self {
+        let (inner, verify): (Box<dyn MultipartUpload>, _) = match store.copy_check() {
+            CopyCheck::Etag => {
+                let md5s = Arc::new(Mutex::new(Vec::new()));
+                let parts = Md5Parts {
+                    inner,
+                    md5s: md5s.clone(),
+                };
+                (Box::new(parts), Verify::Etag(md5s))
+            }
+            CopyCheck::Reread => (inner, Verify::Reread(Sha256::new())),
+            CopyCheck::Size | CopyCheck::Sha256 => (inner, Verify::None),
+        };
         Upload {
             key: key.to_string(),
             writer: Some(WriteMultipart::new_with_chunk_size(
@@ -33,7 +59,9 @@ impl Upload {
             )),
             max_in_flight: max_in_flight.max(1),
             bytes: 0,
-            health,
+            health: store.health.clone(),
+            store,
+            verify,
         }
     }
 
@@ -56,6 +84,9 @@ impl Upload {
             )
             .await?;
         self.bytes += data.len() as u64;
+        if let Verify::Reread(h) = &mut self.verify {
+            h.update(&data);
+        }
         writer.put(data);
         Ok(())
     }
@@ -93,12 +124,34 @@ impl Upload {
                 .await;
             return Err(e);
         }
-        self.health
+        let done = self
+            .health
             .run("complete the upload of", key, writer.finish(), |e| {
                 StoreError::from_backend("complete the upload of", key, e)
             })
             .await?;
-        Ok(self.bytes)
+        let verify = std::mem::replace(&mut self.verify, Verify::None);
+        let checked = match verify {
+            Verify::None => Ok(()),
+            Verify::Etag(md5s) => {
+                let want = md5s
+                    .lock()
+                    .map(|m| check::multipart_etag(&m))
+                    .unwrap_or_default();
+                match done.e_tag.as_deref().map(check::bare_etag) {
+                    Some(got) if got == want => Ok(()),
+                    got => Err(format!(
+                        "the store answered ETag {} for parts whose ETag is {want}",
+                        got.unwrap_or_else(|| "(none)".into())
+                    )),
+                }
+            }
+            Verify::Reread(h) => self.store.reread(key, h.finalize().into()).await,
+        };
+        match checked {
+            Ok(()) => Ok(self.bytes),
+            Err(detail) => Err(self.store.mismatch(key, detail).await),
+        }
     }
 
     /// Aborts the upload and waits for the store to discard the parts.

@@ -2,7 +2,8 @@
 //! connection of its own (`Connection: close`), except those whose request line contains a
 //! "stall" needle, which it reads and never answers (the connection stays open, silent).
 //! While "down", it reads each request and closes the connection without an answer (a
-//! server restarting). Stops its threads when dropped.
+//! server restarting). Requests whose request line contains a "corrupt" needle are forwarded
+//! with the last byte of their body inverted (a faulty link). Stops its threads when dropped.
 #![allow(dead_code)]
 
 use std::io::{ErrorKind, Read, Write};
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 pub struct FaultProxy {
     pub endpoint: String,
     stalls: Arc<Mutex<Vec<String>>>,
+    corrupts: Arc<Mutex<Vec<String>>>,
     seen: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     down_until: Arc<Mutex<Option<Instant>>>,
@@ -30,6 +32,8 @@ impl FaultProxy {
         listener.set_nonblocking(true).expect("nonblocking");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
         let stalls = Arc::new(Mutex::new(Vec::new()));
+        let corrupts: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+        let co = corrupts.clone();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let down_until = Arc::new(Mutex::new(None));
@@ -45,12 +49,13 @@ impl FaultProxy {
                     Ok((conn, _)) => {
                         let (st, se, sp, up) =
                             (st.clone(), se.clone(), sp.clone(), upstream.clone());
+                        let co = co.clone();
                         let down = du
                             .lock()
                             .map(|d| d.is_some_and(|t| Instant::now() < t))
                             .unwrap_or(false);
                         std::thread::spawn(move || {
-                            let _ = serve(conn, &up, &st, &se, &sp, down);
+                            let _ = serve(conn, &up, (&st, &co), &se, &sp, down);
                         });
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -63,6 +68,7 @@ impl FaultProxy {
         FaultProxy {
             endpoint,
             stalls,
+            corrupts,
             seen,
             stop,
             down_until,
@@ -83,8 +89,20 @@ impl FaultProxy {
         }
     }
 
+    /// Requests whose request line contains `needle` reach the server with the last byte
+    /// of their body changed.
+    pub fn corrupt(&self, needle: &str) {
+        if let Ok(mut s) = self.corrupts.lock() {
+            s.push(needle.to_string());
+        }
+    }
+
+    /// Ends every stall and corruption.
     pub fn clear(&self) {
         if let Ok(mut s) = self.stalls.lock() {
+            s.clear();
+        }
+        if let Ok(mut s) = self.corrupts.lock() {
             s.clear();
         }
     }
@@ -104,7 +122,7 @@ impl Drop for FaultProxy {
 fn serve(
     mut conn: TcpStream,
     upstream: &str,
-    stalls: &Mutex<Vec<String>>,
+    (stalls, corrupts): (&Mutex<Vec<String>>, &Mutex<Vec<String>>),
     seen: &Mutex<Vec<String>>,
     stop: &AtomicBool,
     down: bool,
@@ -162,6 +180,14 @@ fn serve(
             std::thread::sleep(Duration::from_millis(50));
         }
         return Ok(());
+    }
+    let corrupted = corrupts
+        .lock()
+        .map(|s| s.iter().any(|n| line.contains(n.as_str())))
+        .unwrap_or(false);
+    if corrupted && buf.len() > end + 4 {
+        let last = buf.len() - 1;
+        buf[last] = !buf[last];
     }
     let mut head_out: Vec<String> = head
         .lines()

@@ -72,6 +72,8 @@ pub(crate) struct Target {
 pub struct StoreCopy {
     pub store: String,
     pub ok: bool,
+    /// How this store checked the copy it received (`reread`, `sha256`, `etag`, `size`).
+    pub check: String,
     pub error: Option<String>,
     pub stored_bytes: u64,
     pub seconds: f64,
@@ -156,12 +158,13 @@ impl Targets {
         }))
     }
 
-    /// Puts `bytes` at `key` in every live store, in parallel.
+    /// Puts `bytes` at `key` in every live store, in parallel, each copy checked by its
+    /// store (`Store::put_checked`).
     pub(crate) async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
         let live = self.live();
         let results = join_all(
             live.iter()
-                .map(|&i| self.list[i].store.put(key, bytes.clone())),
+                .map(|&i| self.list[i].store.put_checked(key, bytes.clone())),
         )
         .await;
         let mut last = None;
@@ -207,6 +210,7 @@ impl Targets {
                 StoreCopy {
                     store: t.name.clone(),
                     ok: error.is_none(),
+                    check: t.store.copy_check().to_string(),
                     stored_bytes: if error.is_none() { stored_bytes } else { 0 },
                     error,
                     seconds: t
@@ -398,6 +402,55 @@ mod tests {
         assert_eq!(copies[0].store, "bad");
         assert!(!copies[0].ok && copies[0].error.is_some() && copies[0].stored_bytes == 0);
         assert!(copies[1].ok && copies[1].error.is_none() && copies[1].stored_bytes == 42);
+    }
+
+    /// Issue 19: each store checks its own copy. A store whose copy of the big object
+    /// arrives corrupted (a folder re-reads it) is failed and left; the other's is whole.
+    #[tokio::test]
+    async fn a_store_whose_copy_fails_its_check_is_left() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let bad = Store::open_folder(dir.path().join("bad"))
+            .expect("open")
+            .with_corrupted_writes(".bad");
+        let good = Store::open_folder(dir.path().join("good")).expect("open");
+        let targets = Arc::new(Targets::new(vec![
+            target("bad", bad.clone()),
+            target("good", good.clone()),
+        ]));
+        targets
+            .put("a/SHA256SUMS", Bytes::from_static(b"sums"))
+            .await
+            .expect("put");
+        assert_eq!(targets.live(), vec![0, 1], "an intact put passes its check");
+        let mut up = FanUpload::open(
+            &targets,
+            "a/dump.bad",
+            Sizing {
+                floor: 0,
+                store_part: true,
+                jobs: 1,
+            },
+        )
+        .await
+        .expect("open");
+        up.write(Bytes::from(vec![5u8; 6 << 20]))
+            .await
+            .expect("write");
+        up.finish().await.expect("finish");
+        assert_eq!(targets.live(), vec![1]);
+        assert_eq!(good.get("a/dump.bad").await.expect("get").len(), 6 << 20);
+        assert!(!bad.exists("a/dump.bad").await.expect("exists"));
+        let copies = targets.copies(1);
+        assert_eq!((copies[0].ok, copies[0].check.as_str()), (false, "reread"));
+        let why = copies[0].error.clone().unwrap_or_default();
+        assert!(why.contains("reread check"), "{why}");
+        // A corrupted small object fails its store too.
+        let targets = Targets::new(vec![target("bad", bad), target("good", good)]);
+        targets
+            .put("a/index.bad", Bytes::from_static(b"index"))
+            .await
+            .expect("put");
+        assert_eq!(targets.live(), vec![1]);
     }
 
     #[tokio::test]

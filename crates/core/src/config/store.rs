@@ -26,6 +26,10 @@ pub struct StoreSection {
     pub timeout_seconds: Option<u64>,
     /// How long a failing store request is retried, with backoff and jitter (default 30).
     pub retry_seconds: Option<u64>,
+    /// How each copy this (S3) store receives is checked: "sha256", "etag" or "none" (the
+    /// size only); default per provider (`pgdrill_store::CopyCheck::default_for`). A folder
+    /// always re-reads.
+    pub checksum: Option<String>,
     /// This store's own retention (`[store.retention]` after its `[[store]]`), replacing the
     /// top-level `[retention]` for the copies in this store.
     pub retention: Option<crate::retention::RetentionSection>,
@@ -189,6 +193,14 @@ pub(super) fn store_options(s: &StoreSection, env: &Env) -> Result<pgdrill_store
             t => t.map(std::time::Duration::from_secs),
         },
         retry_window: s.retry_seconds.map(std::time::Duration::from_secs),
+        checksum: match &s.checksum {
+            None => None,
+            Some(c) => Some(pgdrill_store::CopyCheck::parse(c).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "[store] checksum = {c:?} is not a check: use \"sha256\", \"etag\" or \"none\""
+                ))
+            })?),
+        },
     })
 }
 
