@@ -4,8 +4,9 @@
 //! `backup_degraded`, failure recorded) with the other copies valid and nothing in the failed
 //! store; `copy --to` backfills it, a second `copy` does nothing, and a tampered object is
 //! never copied (exit 3, no manifest in the target); a store whose copy arrives corrupted
-//! fails its own check (ETag against pgdrill's MD5s) and is dropped the same way. One source
-//! cluster for all of it.
+//! fails its own check (ETag against pgdrill's MD5s) and is dropped the same way; `copy`
+//! waits for no one: it fails (exit 6) while another job holds the database's lease, and
+//! copies the drill evidence with `--all`. One source cluster for all of it.
 
 mod common;
 mod fault_proxy;
@@ -395,6 +396,62 @@ async fn a_backup_goes_to_every_store_degrades_when_one_fails_and_copy_backfills
         )
         .ok();
     }
+
+    eprintln!("step 7 at {:?}", t0.elapsed());
+    // 7. `copy` takes the database's lease (in the primary store) like every other writer:
+    //    while another job holds it, nothing is copied (exit 6). Once it is free, `copy --all`
+    //    backfills the backups and the drill evidence (result.json last), and releases it.
+    let lease = r#"{"owner":"o","host":"prunehost","pid":7,"job":"prune","acquired_at":"2026-01-01T00:00:00Z","expires_at":"2999-01-01T00:00:00Z","ttl_seconds":3600}"#;
+    put_s3(&s3a, "/backups/pg/app/lease.json", lease.as_bytes());
+    let out = run(d, &["--json", "copy", "--all", "--to", "offsite"], &no_key);
+    out.code(6);
+    let c = out.json();
+    tk::schema::assert_valid("copy.schema.json", &c);
+    assert_eq!(c["copied"].as_array().map(Vec::len), Some(0), "{c}");
+    let why = c["failures"][0]["error"].as_str().unwrap_or("");
+    assert!(why.contains("prunehost"), "{c}");
+    assert!(
+        s3_names(&s3b, "offsite", &id6).is_empty(),
+        "copied under a held lease"
+    );
+    let (status, body) = s3a
+        .request("DELETE", "/backups/pg/app/lease.json", &[])
+        .expect("delete");
+    assert!(status < 300, "{body}");
+    let drill = "pg/app/drills/20261206T030000Z-beef";
+    put_s3(&s3a, &format!("/backups/{drill}/drill.log"), b"log");
+    put_s3(&s3a, &format!("/backups/{drill}/result.json"), b"{}");
+    let out = run(d, &["--json", "copy", "--all", "--to", "offsite"], &no_key);
+    out.ok();
+    let c = out.json();
+    tk::schema::assert_valid("copy.schema.json", &c);
+    let copied: Vec<&str> = c["copied"]
+        .as_array()
+        .expect("copied")
+        .iter()
+        .filter_map(|b| b["backup_id"].as_str())
+        .collect();
+    assert!(copied.contains(&id6.as_str()), "{c}");
+    assert_eq!(c["drills"][0]["drill_id"], "20261206T030000Z-beef", "{c}");
+    assert_eq!(c["drills"][0]["files"], 2, "{c}");
+    assert_eq!(
+        s3_text_at(&s3b, &format!("/offsite/{drill}/result.json")),
+        "{}"
+    );
+    assert_three_copies(&s3a, &s3b, &folder, &id6);
+    let (status, _) = s3a
+        .request("GET", "/backups/pg/app/lease.json", &[])
+        .expect("get");
+    assert_eq!(status, 404, "the copy released its lease");
+    // Evidence already there is not copied again.
+    let out = run(d, &["--json", "copy", "--all", "--to", "offsite"], &no_key);
+    out.ok();
+    assert_eq!(out.json()["drills"].as_array().map(Vec::len), Some(0));
+}
+
+fn put_s3(s3: &tk::S3Server, path: &str, body: &[u8]) {
+    let (status, text) = s3.request("PUT", path, body).expect("put");
+    assert!(status < 300, "{path}: {text}");
 }
 
 fn s3_text_at(s3: &tk::S3Server, path: &str) -> String {

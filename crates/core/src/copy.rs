@@ -6,9 +6,18 @@
 //! (put-if-absent), byte for byte the source's. A copy that fails deletes what it stored and
 //! writes no manifest. A backup already complete in the target is skipped; one without its
 //! manifest in the source is not copied.
+//!
+//! Like every other writer of a database's backups, a copy holds the database's lease (in
+//! the primary store, where leases live) while it copies that database, and confirms it
+//! before each manifest: a prune (or a backup) of the target never runs at the same time, so
+//! a copy can neither resurrect a backup retention just deleted nor lose objects to a prune
+//! that took its half-copied backup for an abandoned one. With `--all`, the database's drill
+//! evidence (`<db>/drills/<drill-id>/`) the target lacks is copied too, `result.json` last:
+//! a store that becomes the primary keeps the proof that its backups restore.
 
 use crate::cancel::Cancel;
 use crate::ids::{BackupId, DbName};
+use crate::lease::Lease;
 use crate::manifest::Manifest;
 use crate::{catalog, layout, Error, Result};
 use bytes::Bytes;
@@ -44,6 +53,17 @@ pub struct CopyJob<'a> {
     pub part_size: usize,
     pub max_in_flight: usize,
     pub cancel: Cancel,
+    /// Where the databases' leases live (the primary store); `None` copies without one.
+    pub lease_store: Option<&'a Store>,
+}
+
+/// One drill's evidence copied (`--all`).
+#[derive(Clone, Debug, Serialize)]
+pub struct DrillCopied {
+    pub database: DbName,
+    pub drill_id: String,
+    /// Files copied, `result.json` included.
+    pub files: usize,
 }
 
 /// One backup copied.
@@ -69,6 +89,8 @@ pub struct Skipped {
 pub struct CopyReport {
     pub copied: Vec<Copied>,
     pub skipped: Vec<Skipped>,
+    /// Drill evidence copied (`--all`): drills the target had no `result.json` of.
+    pub drills: Vec<DrillCopied>,
     /// Backups whose copy failed (nothing of them left in the target), with the error.
     pub failures: Vec<(DbName, Option<BackupId>, Error)>,
 }
@@ -114,31 +136,115 @@ pub async fn run(job: &CopyJob<'_>) -> Result<CopyReport> {
                 }
             },
         };
-        for id in ids {
-            if job.cancel.is_cancelled() {
-                report.failures.push((
-                    db.clone(),
-                    Some(id),
-                    Error::Failed("the copy was interrupted by a signal".into()),
-                ));
-                return Ok(report);
+        let lease = match job.lease_store {
+            Some(store) => {
+                let ttl = crate::jobs::slot::lease_ttl();
+                match crate::lease::acquire(store, db, "copy", ttl).await {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        report.failures.push((db.clone(), None, e));
+                        continue;
+                    }
+                }
             }
-            match one(job, db, &id).await {
-                Ok(Some(c)) => report.copied.push(c),
-                Ok(None) => report.skipped.push(Skipped {
-                    database: db.clone(),
-                    backup_id: id,
-                    reason: format!("already complete in store {}", job.to.name),
-                }),
-                Err(e) => report.failures.push((db.clone(), Some(id), e)),
-            }
+            None => None,
+        };
+        copy_database(job, db, ids, lease.as_ref(), &mut report).await;
+        if let Some(l) = lease {
+            l.release().await;
+        }
+        if job.cancel.is_cancelled() {
+            return Ok(report);
         }
     }
     Ok(report)
 }
 
+/// Copies backups `ids` of `db` (and with `--all` its drill evidence) under `lease`.
+async fn copy_database(
+    job: &CopyJob<'_>,
+    db: &DbName,
+    ids: Vec<BackupId>,
+    lease: Option<&Lease>,
+    report: &mut CopyReport,
+) {
+    for id in ids {
+        if job.cancel.is_cancelled() {
+            report.failures.push((
+                db.clone(),
+                Some(id),
+                Error::Failed("the copy was interrupted by a signal".into()),
+            ));
+            return;
+        }
+        match one(job, db, &id, lease).await {
+            Ok(Some(c)) => report.copied.push(c),
+            Ok(None) => report.skipped.push(Skipped {
+                database: db.clone(),
+                backup_id: id,
+                reason: format!("already complete in store {}", job.to.name),
+            }),
+            Err(e) => report.failures.push((db.clone(), Some(id), e)),
+        }
+    }
+    if matches!(job.selection, Selection::All) {
+        match copy_drills(job, db, lease).await {
+            Ok(mut drills) => report.drills.append(&mut drills),
+            Err(e) => report.failures.push((db.clone(), None, e)),
+        }
+    }
+}
+
+/// Copies the drill evidence of `db` the target lacks (no `result.json`), each drill's
+/// files with `result.json` last; a drill still running in the source (no `result.json`)
+/// is not copied.
+async fn copy_drills(
+    job: &CopyJob<'_>,
+    db: &DbName,
+    lease: Option<&Lease>,
+) -> Result<Vec<DrillCopied>> {
+    let (from, to) = (job.from.store, job.to.store);
+    let mut out = Vec::new();
+    for dir in from.list_dirs(&layout::drills_prefix(db)).await? {
+        let Ok(id) = crate::ids::DrillId::parse(&dir) else {
+            continue;
+        };
+        let result_key = layout::drill_object(db, &id, "result.json");
+        if to.exists(&result_key).await? {
+            continue;
+        }
+        let files = from
+            .list(&format!("{}/{dir}", layout::drills_prefix(db)))
+            .await?;
+        if !files.iter().any(|f| f.key == result_key) {
+            continue;
+        }
+        let mut ordered: Vec<&pgdrill_store::ObjectInfo> =
+            files.iter().filter(|f| f.key != result_key).collect();
+        ordered.extend(files.iter().filter(|f| f.key == result_key));
+        if let Some(l) = lease {
+            l.confirm().await?;
+        }
+        for f in &ordered {
+            let bytes = from.get(&f.key).await?;
+            to.put_checked(&f.key, bytes).await?;
+        }
+        out.push(DrillCopied {
+            database: db.clone(),
+            drill_id: dir,
+            files: ordered.len(),
+        });
+    }
+    Ok(out)
+}
+
 /// Copies backup `id` of `db`; `None` when the target already holds it complete.
-async fn one(job: &CopyJob<'_>, db: &DbName, id: &BackupId) -> Result<Option<Copied>> {
+async fn one(
+    job: &CopyJob<'_>,
+    db: &DbName,
+    id: &BackupId,
+    lease: Option<&Lease>,
+) -> Result<Option<Copied>> {
     let started = Instant::now();
     let to = job.to.store;
     let manifest_key = layout::backup_object(db, id, layout::MANIFEST);
@@ -167,6 +273,13 @@ async fn one(job: &CopyJob<'_>, db: &DbName, id: &BackupId) -> Result<Option<Cop
             return Err(e);
         }
     };
+    // Still ours: no prune or backup of the database ran meanwhile.
+    if let Some(l) = lease {
+        if let Err(e) = l.confirm().await {
+            delete_copy(to, db, id).await;
+            return Err(e);
+        }
+    }
     // Written last, and never over a manifest already there (another copy finished first).
     match to.put_if_absent(&manifest_key, json.clone()).await {
         Ok(_) => {}

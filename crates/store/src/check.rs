@@ -6,11 +6,12 @@
 //!   SHA-256 pgdrill computed of the bytes it sends; the service recomputes it on receipt and
 //!   refuses the request (400 `BadDigest`) when they differ, and the multipart completion
 //!   names each part's checksum. AWS S3, R2 and MinIO check it; Backblaze B2 refuses the
-//!   header; moto accepts it without checking it.
+//!   header; moto accepts it without checking it; s3s-fs (the benchmark's server) checks it on
+//!   a PUT, not on parts.
 //! - [`CopyCheck::Etag`]: pgdrill computes the MD5 of each PUT and each part and compares the
 //!   ETag the service answers (the MD5, or for a multipart upload the MD5 of the parts' MD5s
 //!   followed by `-<parts>`). Valid only where ETags are MD5s: unencrypted or SSE-S3 buckets
-//!   of AWS S3, MinIO without encryption, Ceph RGW, moto; not R2, not SSE-KMS or SSE-C.
+//!   of AWS S3, MinIO without encryption, Ceph RGW, moto, s3s-fs; not R2, not SSE-KMS or SSE-C.
 //! - [`CopyCheck::Reread`] (a local folder, always): the file is fsynced, read back and its
 //!   SHA-256 compared with what was written. The read may come from the page cache: it
 //!   catches what went wrong between pgdrill and the file system (a short write, a broken

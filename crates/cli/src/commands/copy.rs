@@ -71,6 +71,8 @@ pub async fn run(ctx: &Ctx, args: &crate::cli::CopyArgs) -> Result<Output> {
         part_size: to_settings.part_size,
         max_in_flight: to_settings.max_in_flight,
         cancel: ctx.cancel.clone(),
+        // Leases live in the primary (first) store, as for backups and prunes.
+        lease_store: stores.first().map(|(_, s)| s),
     };
     let report = copy::run(&job).await?;
     let mut human = String::new();
@@ -83,6 +85,12 @@ pub async fn run(ctx: &Ctx, args: &crate::cli::CopyArgs) -> Result<Output> {
             human_bytes(c.bytes)
         ));
     }
+    for d in &report.drills {
+        human.push_str(&format!(
+            "{} drill {}: evidence copied ({} files)\n",
+            d.database, d.drill_id, d.files
+        ));
+    }
     for s in &report.skipped {
         human.push_str(&format!("{} {}: {}\n", s.database, s.backup_id, s.reason));
     }
@@ -90,7 +98,11 @@ pub async fn run(ctx: &Ctx, args: &crate::cli::CopyArgs) -> Result<Output> {
         let id = id.as_ref().map(|i| i.to_string()).unwrap_or_default();
         ctx.ui.warn(format!("{db} {id}: {e}"));
     }
-    if report.copied.is_empty() && report.skipped.is_empty() && report.failures.is_empty() {
+    if report.copied.is_empty()
+        && report.skipped.is_empty()
+        && report.failures.is_empty()
+        && report.drills.is_empty()
+    {
         human.push_str("nothing to copy\n");
     }
     // The first failure's exit code (3 for an object that does not match its manifest).
@@ -113,6 +125,7 @@ pub async fn run(ctx: &Ctx, args: &crate::cli::CopyArgs) -> Result<Output> {
             "to": to_settings.name,
             "copied": report.copied,
             "skipped": report.skipped,
+            "drills": report.drills,
             "failures": failures,
         }),
         human,
