@@ -4,7 +4,8 @@
 //! the README lists (SLOs always present, `task` not `job`, counters, build info, targets),
 //! and `examples/monitoring/` (`promtool check rules`, `promtool test rules` on its unit
 //! tests; every series the rules and the Grafana dashboard use is one the scrape has). One source, two backups and a drill made by the
-//! CLI, and a second database whose backups fail.
+//! CLI, and a second database whose backups fail; two folder stores, so that the per-store
+//! (`store`-labelled) series are in the scrape.
 
 mod common;
 mod serve_support;
@@ -116,12 +117,14 @@ async fn api_metrics_and_monitoring_examples_match_what_serve_emits() {
     std::fs::write(
         d.join("pgdrill.toml"),
         format!(
-            "[store]\nurl = \"{}\"\n[policy]\nrto_minutes = 30\nrpo_minutes = 600\n\
+            "[[store]]\nname = \"primary\"\nurl = \"{}\"\n\
+             [[store]]\nname = \"offsite\"\nurl = \"{}\"\n[policy]\nrto_minutes = 30\nrpo_minutes = 600\n\
              [schedule]\nbackup = \"every 1h\"\nstatus = \"every 1s\"\ndrill = \"0 0 1 1 *\"\nprune = \"off\"\n\
              [serve]\nbearer_token_env = \"SERVE_TOKEN\"\n\
              [[database]]\nname = \"app\"\nurl_env = \"SRC\"\n\
              [[database]]\nname = \"gone\"\nurl_env = \"GONE\"\n",
-            store.display()
+            store.display(),
+            d.join("offsite").display()
         ),
     )
     .expect("config");
