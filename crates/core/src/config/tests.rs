@@ -120,6 +120,27 @@ fn store_timeouts_and_lock_wait_come_from_file_or_environment() {
 }
 
 #[test]
+fn store_checksum_is_typed_at_load() {
+    use pgdrill_store::CopyCheck;
+    let s = load("").expect("defaults");
+    assert_eq!(s.store_options.checksum, None, "the provider's default");
+    for (text, want) in [
+        ("sha256", CopyCheck::Sha256),
+        ("etag", CopyCheck::Etag),
+        ("none", CopyCheck::Size),
+    ] {
+        let s = load(&format!("[store]\nchecksum = \"{text}\"\n")).expect(text);
+        assert_eq!(s.store_options.checksum, Some(want), "{text}");
+    }
+    let e = load("[store]\nchecksum = \"md5\"\n").expect_err("md5");
+    assert_eq!(e.exit_code(), 2, "{e}");
+    assert!(
+        e.to_string().contains("\"sha256\", \"etag\" or \"none\""),
+        "{e}"
+    );
+}
+
+#[test]
 fn bad_config_is_invalid_with_a_named_key() {
     let e = load("[store]\nurll = 1\n").expect_err("unknown key");
     assert_eq!(e.exit_code(), 2);

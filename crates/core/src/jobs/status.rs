@@ -1,5 +1,10 @@
 //! The status job: every database's SLOs evaluated, an alert when one is violated (and a
 //! `Recovered` when all are met again), the last state kept in `<db>/status_state.json`.
+//!
+//! Several `serve` replicas on one store each run the status job; only the one holding the
+//! status-alert lease ([`ALERT_LEASE_KEY`]) sends alerts, so they are sent once: the others
+//! evaluate and report, and find the alerts already sent (the de-duplication state) when
+//! they hold the lease at a later run.
 
 use super::JobEnv;
 use crate::alert::EventKind;
@@ -9,6 +14,9 @@ use crate::ids::DbName;
 use crate::status::{self, DbStatus, DrillWindow, Slo};
 use crate::{catalog, Error, Result};
 use serde_json::json;
+
+/// The lease held while one instance sends the status alerts (docs/FORMAT.md).
+pub const ALERT_LEASE_KEY: &str = "alerts/status_lease.json";
 
 /// Evaluates `databases`; `Err` when there are none.
 pub async fn run(jx: &JobEnv<'_>, databases: Vec<DbName>) -> Result<Vec<DbStatus>> {
@@ -152,12 +160,22 @@ pub async fn run_fleet(
         statuses.push(s);
     }
     let notifier = jx.notifier()?;
-    for s in &statuses {
-        if s.dropped {
-            alert_dropped(jx, &notifier, s).await;
-        } else if !s.excluded {
-            alert(jx, &notifier, s).await;
+    match alert_lease(jx).await {
+        Ok(lease) => {
+            for s in &statuses {
+                if s.dropped {
+                    alert_dropped(jx, &notifier, s).await;
+                } else if !s.excluded {
+                    alert(jx, &notifier, s).await;
+                }
+            }
+            if let Some(l) = lease {
+                l.release().await;
+            }
         }
+        Err(holder) => jx.events.info(&format!(
+            "the status alerts are being sent by another instance ({holder}): this run only evaluates"
+        )),
     }
     if statuses.is_empty() {
         return Err(Error::Invalid(format!(
@@ -286,6 +304,30 @@ fn summarize(stores: &crate::stores::Stores, statuses: &[DbStatus]) -> Vec<Store
         .collect()
 }
 
+/// The status-alert lease of a scheduled run (`serve`; a `status` command alerts as it
+/// always did): `Ok(Some)` held, `Err` with the holder when another instance holds it. A
+/// store that cannot be asked is `Ok(None)`: alerting without the lease (a duplicate at
+/// worst) beats not alerting while the store is down.
+async fn alert_lease(jx: &JobEnv<'_>) -> std::result::Result<Option<crate::lease::Lease>, String> {
+    if jx.slot.is_none() {
+        return Ok(None);
+    }
+    let ttl = super::slot::lease_ttl();
+    match crate::lease::acquire_key(
+        jx.store,
+        ALERT_LEASE_KEY,
+        "the status alerts",
+        "status",
+        ttl,
+    )
+    .await
+    {
+        Ok(l) => Ok(Some(l)),
+        Err(Error::Locked(holder)) => Err(holder),
+        Err(_) => Ok(None),
+    }
+}
+
 /// Alerts once that a database left its server (`<db>/dropped.json` remembers it).
 async fn alert_dropped(jx: &JobEnv<'_>, notifier: &super::Notifier<'_>, s: &DbStatus) {
     let key = format!("{}/dropped.json", s.database);
@@ -378,6 +420,50 @@ mod tests {
         let app = DbName::parse("app").expect("name");
         let statuses = run(&jx, vec![app]).await.expect("status");
         assert!(!statuses[0].ok(), "no backup is not fresh");
+        let state = store.get("app/status_state.json").await.expect("state");
+        assert_eq!(state.as_ref(), b"violated");
+        assert!(
+            !store.exists(ALERT_LEASE_KEY).await.expect("exists"),
+            "the alert lease is released"
+        );
+    }
+
+    /// Issue 19 (replicas): while another instance holds the status-alert lease, a
+    /// scheduled status run evaluates but neither alerts nor records the alert state; once
+    /// the lease is free it does both.
+    #[tokio::test]
+    async fn only_the_holder_of_the_alert_lease_alerts() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open_folder(dir.path()).expect("store");
+        let env = Env::new();
+        let settings = Settings::load(None, "environment", Path::new("/"), &env).expect("settings");
+        let (_handle, cancel) = Cancel::new();
+        let jx = JobEnv {
+            store: &store,
+            settings: &settings,
+            env: &env,
+            cancel,
+            events: &Silent,
+            slot: Some(crate::clock::Clock::process().now()),
+        };
+        let other = crate::lease::acquire_key(
+            &store,
+            ALERT_LEASE_KEY,
+            "the status alerts",
+            "status",
+            std::time::Duration::from_secs(600),
+        )
+        .await
+        .expect("the other replica's lease");
+        let app = DbName::parse("app").expect("name");
+        let statuses = run(&jx, vec![app.clone()]).await.expect("status");
+        assert!(!statuses[0].ok(), "evaluated all the same");
+        assert!(
+            !store.exists("app/status_state.json").await.expect("exists"),
+            "alerted without the lease"
+        );
+        other.release().await;
+        run(&jx, vec![app]).await.expect("status");
         let state = store.get("app/status_state.json").await.expect("state");
         assert_eq!(state.as_ref(), b"violated");
     }
