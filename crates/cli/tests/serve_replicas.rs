@@ -1,7 +1,7 @@
 //! Two `pgdrill serve` replicas on one store (issue 19, "Scale"): each scheduled backup runs
 //! once per slot, the other replica skipping it without a failure; and a replica killed
 //! (SIGKILL) while it holds a database's lease has its job taken over by the other once the
-//! lease lapses.
+//! lease lapses; a status alert is sent once, not once per replica.
 
 mod common;
 mod serve_support;
@@ -38,6 +38,17 @@ struct Replica {
 
 impl Replica {
     fn start(dir: &Path, name: &str, src: &str, pg_bin: Option<&Path>) -> Replica {
+        Replica::start_with(dir, name, src, pg_bin, &[])
+    }
+
+    /// [`Replica::start`] with more environment variables.
+    fn start_with(
+        dir: &Path,
+        name: &str,
+        src: &str,
+        pg_bin: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Replica {
         let tmp = dir.join(format!("tmp-{name}"));
         std::fs::create_dir_all(&tmp).expect("tmp");
         let log = dir.join(format!("{name}.log"));
@@ -51,6 +62,7 @@ impl Replica {
         if let Some(bin) = pg_bin {
             c.env("PGDRILL_PG_BIN", bin);
         }
+        c.envs(env.iter().copied());
         Replica {
             child: c.spawn().expect("start serve"),
             log,
@@ -203,4 +215,80 @@ async fn two_replicas_run_each_backup_once_and_take_over_a_dead_ones_job() {
     for bad in [" ERROR ", "panicked"] {
         assert!(!lb.contains(bad), "{bad}: {lb}");
     }
+}
+
+/// A local webhook receiver: answers 200 and records each request's body.
+fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(200) {
+            let Ok(mut stream) = stream else { break };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            log.lock()
+                .expect("lock")
+                .push(String::from_utf8_lossy(&body).into_owned());
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (url, seen)
+}
+
+/// Issue 19: two replicas run the status job at the same slots (every 2 s, no jitter); a
+/// violated SLO (no backup at all) is alerted once, by the replica holding the status-alert
+/// lease, not once per replica.
+#[test]
+fn two_replicas_send_a_status_alert_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let (hook, seen) = receiver();
+    std::fs::write(
+        dir.path().join("pgdrill.toml"),
+        format!(
+            "[store]\nurl = \"{}\"\n[alerts]\nwebhook_url_env = \"HOOK\"\n\
+             [schedule]\nbackup = \"off\"\nstatus = \"every 2s\"\ndrill = \"off\"\nprune = \"off\"\n\
+             jitter_seconds = 0\n\
+             [[database]]\nname = \"app\"\nurl_env = \"SRC\"\n",
+            store.display()
+        ),
+    )
+    .expect("config");
+    let src = "postgresql://nobody@127.0.0.1:1/app?connect_timeout=2";
+    let start = |name: &str| Replica::start_with(dir.path(), name, src, None, &[("HOOK", &hook)]);
+    let a = start("a");
+    let b = start("b");
+    let logs = || format!("a:\n{}\nb:\n{}", a.log(), b.log());
+    let violated = || {
+        seen.lock()
+            .expect("lock")
+            .iter()
+            .filter(|x| x.contains("\"slo_violated\""))
+            .count()
+    };
+    wait_for(30, "a status alert", &logs, || violated() >= 1);
+    // Several more status slots on both replicas.
+    std::thread::sleep(Duration::from_secs(7));
+    let (la, lb) = (a.stop(), b.stop());
+    assert_eq!(
+        violated(),
+        1,
+        "a:\n{la}\nb:\n{lb}\n{:?}",
+        seen.lock().expect("lock")
+    );
 }
