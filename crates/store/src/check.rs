@@ -5,13 +5,14 @@
 //! - [`CopyCheck::Sha256`]: every PUT and every part carries `x-amz-checksum-sha256`, the
 //!   SHA-256 pgdrill computed of the bytes it sends; the service recomputes it on receipt and
 //!   refuses the request (400 `BadDigest`) when they differ, and the multipart completion
-//!   names each part's checksum. AWS S3, R2 and MinIO check it; Backblaze B2 refuses the
+//!   names each part's checksum. AWS S3 and MinIO check it; Backblaze B2 refuses the
 //!   header; moto accepts it without checking it; s3s-fs (the benchmark's server) checks it on
 //!   a PUT, not on parts.
 //! - [`CopyCheck::Etag`]: pgdrill computes the MD5 of each PUT and each part and compares the
 //!   ETag the service answers (the MD5, or for a multipart upload the MD5 of the parts' MD5s
 //!   followed by `-<parts>`). Valid only where ETags are MD5s: unencrypted or SSE-S3 buckets
-//!   of AWS S3, MinIO without encryption, Ceph RGW, moto, s3s-fs; not R2, not SSE-KMS or SSE-C.
+//!   of AWS S3, Cloudflare R2 (multipart uploads begun since June 2023, as documented),
+//!   MinIO without encryption, Ceph RGW, moto, s3s-fs; not SSE-KMS or SSE-C buckets.
 //! - [`CopyCheck::Reread`] (a local folder, always): the file is fsynced, read back and its
 //!   SHA-256 compared with what was written. The read may come from the page cache: it
 //!   catches what went wrong between pgdrill and the file system (a short write, a broken
@@ -56,9 +57,11 @@ impl CopyCheck {
         }
     }
 
-    /// The safe default at an S3 endpoint (`None`: AWS S3 itself): `sha256` where the service
-    /// is known to check it (AWS S3, Cloudflare R2), else `size`, since an unknown service may
-    /// refuse the checksum header (B2 does) or answer ETags that are not MD5s (SSE-KMS, R2).
+    /// The safe default at an S3 endpoint (`None`: AWS S3 itself): `sha256` at AWS S3, which
+    /// checks it whatever the bucket's encryption; `etag` at Cloudflare R2, whose ETags are
+    /// documented MD5s (and whose support of the checksum headers came late); else `size`,
+    /// since an unknown service may refuse the checksum header (B2 does) or answer ETags
+    /// that are not MD5s (SSE-KMS, some MinIO setups).
     pub fn default_for(endpoint: Option<&str>) -> CopyCheck {
         let Some(ep) = endpoint else {
             return CopyCheck::Sha256;
@@ -67,9 +70,10 @@ impl CopyCheck {
             .ok()
             .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
             .unwrap_or_default();
-        let known = [".amazonaws.com", ".r2.cloudflarestorage.com"];
-        if known.iter().any(|k| host.ends_with(k)) {
+        if host.ends_with(".amazonaws.com") {
             CopyCheck::Sha256
+        } else if host.ends_with(".r2.cloudflarestorage.com") {
+            CopyCheck::Etag
         } else {
             CopyCheck::Size
         }
@@ -158,12 +162,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_checks_sha256_only_where_the_service_is_known_to() {
+    fn the_default_checks_only_what_the_service_is_known_to_support() {
         assert_eq!(CopyCheck::default_for(None), CopyCheck::Sha256);
         let aws = "https://s3.eu-west-1.amazonaws.com";
         assert_eq!(CopyCheck::default_for(Some(aws)), CopyCheck::Sha256);
         let r2 = "https://0123abcd.r2.cloudflarestorage.com";
-        assert_eq!(CopyCheck::default_for(Some(r2)), CopyCheck::Sha256);
+        assert_eq!(CopyCheck::default_for(Some(r2)), CopyCheck::Etag);
         let b2 = "https://s3.us-west-004.backblazeb2.com";
         assert_eq!(CopyCheck::default_for(Some(b2)), CopyCheck::Size);
         let minio = "http://127.0.0.1:9000";
