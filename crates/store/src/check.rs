@@ -23,7 +23,6 @@ use async_trait::async_trait;
 use md5::{Digest, Md5};
 use object_store::{MultipartUpload, PutPayload, PutResult, UploadPart};
 use sha2::Sha256;
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 /// How each copy written to one store is checked; see the module documentation.
@@ -108,17 +107,22 @@ pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-/// Flushes `file` to its device, then reads it back whole and hashes it.
-pub(crate) fn fsync_and_hash(file: &std::path::Path) -> std::io::Result<[u8; 32]> {
-    let mut f = std::fs::File::open(file)?;
-    f.sync_all()?;
-    let (mut hash, mut buf) = (Sha256::new(), vec![0u8; 1 << 20]);
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hash.finalize().into());
-        }
-        hash.update(&buf[..n]);
+/// Flushes `file` to its device.
+pub(crate) fn fsync(file: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(file)?.sync_all()
+}
+
+/// A SHA-256 being computed (what a folder's re-read hashes).
+#[derive(Default)]
+pub(crate) struct Sha256Hasher(Sha256);
+
+impl Sha256Hasher {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub(crate) fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
     }
 }
 

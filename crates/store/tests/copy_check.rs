@@ -57,6 +57,16 @@ async fn a_folder_rereads_each_copy() {
     let store = Store::open_folder(dir.path()).expect("open");
     assert_eq!(store.copy_check(), CopyCheck::Reread);
     corrupted_copies_fail(&store, "reread").await;
+    // Keys whose file names the backend encodes are read back too.
+    for key in ["odd/with space/a+b=c&d.bin", "odd/ünïcödé/日本語 ✓.bin"] {
+        let mut up = store.upload(key, 5 * MIB, 2).await.expect("open");
+        up.write(Bytes::from_static(b"odd")).await.expect("write");
+        up.finish().await.expect(key);
+        store
+            .put_checked(&format!("{key}.sums"), Bytes::from_static(b"s"))
+            .await
+            .expect(key);
+    }
 }
 
 fn s3_store(s3: &S3Server, bucket: &str, checksum: Option<CopyCheck>) -> Store {
