@@ -20,23 +20,6 @@ fn pg_restore_file(url: &str, file: &Path) {
     assert!(st.success(), "pg_restore of the exported file failed");
 }
 
-fn generate_key(dir: &Path) -> String {
-    let out = run(
-        dir,
-        &["--json", "init", "--generate-key", "--path", "pgdrill.toml"],
-        &[],
-    );
-    out.ok();
-    let j = out.json();
-    let key = dir.join("pgdrill-age.key");
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(&key).expect("key").permissions(),
-    );
-    assert_eq!(mode & 0o777, 0o600, "identity file must be private");
-    std::fs::remove_file(dir.join("pgdrill.toml")).expect("rm config");
-    j["recipient"].as_str().expect("recipient").to_string()
-}
-
 async fn row_counts(url: &str) -> std::collections::BTreeMap<String, i64> {
     let c = tk::connect(url).await;
     let rows = c

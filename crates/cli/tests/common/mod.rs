@@ -155,3 +155,22 @@ pub fn files_below(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// `init --generate-key` in `dir`: writes a private identity file `pgdrill-age.key` there
+/// (mode 0600, checked) and returns its recipient; the generated config is removed.
+pub fn generate_key(dir: &Path) -> String {
+    let out = run(
+        dir,
+        &["--json", "init", "--generate-key", "--path", "pgdrill.toml"],
+        &[],
+    );
+    out.ok();
+    let j = out.json();
+    let key = dir.join("pgdrill-age.key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key).expect("key").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "identity file must be private");
+    std::fs::remove_file(dir.join("pgdrill.toml")).expect("rm config");
+    j["recipient"].as_str().expect("recipient").to_string()
+}
