@@ -219,10 +219,7 @@ async fn parallel_backup_to_s3_restores_and_a_lost_object_publishes_nothing() {
     s3.create_bucket("backups");
     let dir = tempfile::tempdir().expect("tmp");
     let s3_env = s3.env();
-    let mut env: Vec<(&str, &str)> = s3_env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let mut env = env_refs(&s3_env);
     env.extend([
         ("PGDRILL_SOURCE_URL", src.url.as_str()),
         ("PGDRILL_STORE", "s3://backups/pg"),

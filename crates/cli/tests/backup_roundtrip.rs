@@ -184,10 +184,7 @@ async fn backup_to_s3_server_round_trips_and_lists_newest_first() {
     s3.create_bucket("backups");
     let dir = tempfile::tempdir().expect("tmp");
     let env_owned: Vec<(String, String)> = s3.env();
-    let mut env: Vec<(&str, &str)> = env_owned
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let mut env = env_refs(&env_owned);
     env.push(("PGDRILL_SOURCE_URL", &src.url));
     env.push(("PGDRILL_STORE", "s3://backups/team/pg"));
     env.push(("PASS", "correct horse battery staple"));

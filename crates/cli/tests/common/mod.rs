@@ -98,12 +98,7 @@ pub struct Source {
 
 pub async fn source(major: Option<u32>) -> Source {
     let cluster = tk::cluster(major);
-    let admin = tk::connect(&cluster.url("postgres")).await;
-    admin
-        .batch_execute("create database app")
-        .await
-        .expect("create app");
-    let url = cluster.url("app");
+    let url = empty_db(&cluster, "app").await;
     tk::load_fixture(&url).await;
     Source { cluster, url }
 }
@@ -173,4 +168,34 @@ pub fn generate_key(dir: &Path) -> String {
     assert_eq!(mode & 0o777, 0o600, "identity file must be private");
     std::fs::remove_file(dir.join("pgdrill.toml")).expect("rm config");
     j["recipient"].as_str().expect("recipient").to_string()
+}
+
+/// Lowercase hex SHA-256 of `bytes`, computed by `sha256sum` (not by the code under test).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(bytes)
+        .expect("write");
+    let out = child.wait_with_output().expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Borrowed `(name, value)` pairs of an owned environment, as [`run`] takes them.
+pub fn env_refs(owned: &[(String, String)]) -> Vec<(&str, &str)> {
+    owned
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }

@@ -67,27 +67,6 @@ pub fn allocated_below(dir: &Path) -> u64 {
     total
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use std::io::Write;
-    let mut child = Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("sha256sum");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(bytes)
-        .expect("write");
-    let out = child.wait_with_output().expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
 pub fn pg_restore_dir(url: &str, dir: &Path, jobs: u32) {
     let (args, pw) = tk::conn_args(url);
     let st = Command::new(tk::pg_bin("pg_restore", 0))
