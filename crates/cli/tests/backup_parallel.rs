@@ -313,14 +313,7 @@ async fn parallel_backup_to_s3_restores_and_a_lost_object_publishes_nothing() {
     fenv.push(("PGDRILL_TEST_DROP_PUT", ".dat.zst"));
     let failed = run(dir.path(), &["--json", "backup", "--jobs", "2"], &fenv);
     failed.code(1);
-    let list = run(dir.path(), &["--json", "list"], &env);
-    list.ok();
-    assert_eq!(
-        list.json()["backups"].as_array().map(Vec::len),
-        Some(1),
-        "{}",
-        list.stdout
-    );
+    assert_listed(dir.path(), &env, 1);
     let mut keys_after = s3.list_keys("backups");
     keys_after.retain(|k| k.contains("/backups/"));
     let mut before = keys_before.clone();

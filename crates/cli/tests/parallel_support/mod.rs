@@ -93,6 +93,18 @@ pub fn interrupt(child: Child) {
     assert!(stderr.contains("interrupted"), "{stderr}");
 }
 
+/// `list` shows exactly `n` backups.
+pub fn assert_listed(dir: &Path, env: &[(&str, &str)], n: usize) {
+    let list = run(dir, &["--json", "list"], env);
+    list.ok();
+    assert_eq!(
+        list.json()["backups"].as_array().map(Vec::len),
+        Some(n),
+        "{}",
+        list.stdout
+    );
+}
+
 /// Command lines of the processes that mention `needle`.
 pub fn processes_mentioning(needle: &str) -> Vec<String> {
     std::fs::read_dir("/proc")
@@ -215,14 +227,7 @@ pub fn interrupted_backup_leaves_nothing(
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     interrupt(child);
-    let list = run(dir, &["--json", "list"], &[]);
-    list.ok();
-    assert_eq!(
-        list.json()["backups"].as_array().map(Vec::len),
-        Some(1),
-        "{}",
-        list.stdout
-    );
+    assert_listed(dir, &[], 1);
     // (A folder store may keep the emptied folder: it holds no object and is not listed.)
     for other in backup_ids(store, "app").iter().filter(|b| **b != kept) {
         let left = files_below(&store.join(format!("app/backups/{other}")));
