@@ -207,6 +207,16 @@ fn assert_one_sentence(out: &Out, code: i32, needles: &[&str]) -> String {
 /// the failure record `status` reads (`<db>/last_failure.json`), carrying the printed error;
 /// `list` shows no backup, and no password file is left in the run's TMPDIR.
 #[track_caller]
+/// A backup refused before it started: no backup folder at all, and nothing left behind.
+fn assert_nothing_uploaded(place: &Place, msg: &str) {
+    assert!(
+        !place.store.join("app/backups").exists(),
+        "nothing may be uploaded: {:?}",
+        files_below(&place.store)
+    );
+    assert_nothing_left(place, msg);
+}
+
 fn assert_nothing_left(place: &Place, msg: &str) {
     let files = files_below(&place.store);
     let record = "app/last_failure.json";
@@ -402,12 +412,7 @@ async fn too_old_pg_dump_is_refused_naming_both_versions() {
         out.code,
         &[&format!("pg_dump {old_version}"), "PostgreSQL 18"],
     );
-    assert!(
-        !place.store.join("app/backups").exists(),
-        "nothing may be uploaded: {:?}",
-        files_below(&place.store)
-    );
-    assert_nothing_left(&place, &msg);
+    assert_nothing_uploaded(&place, &msg);
 }
 
 /// A transaction-mode pooler URL (port 6543) is bad input: exit 2, "use the direct URL",
@@ -432,12 +437,7 @@ async fn transaction_pooler_url_is_refused_with_exit_2() {
         &["transaction-mode pooler", "direct connection URL"],
     );
     assert!(!msg.contains("u:p@"), "the password leaked: {msg}");
-    assert!(
-        !place.store.join("app/backups").exists(),
-        "nothing may be uploaded: {:?}",
-        files_below(&place.store)
-    );
-    assert_nothing_left(&place, &msg);
+    assert_nothing_uploaded(&place, &msg);
 }
 
 /// SIGINT while the dump streams and a first part is already in the store: exit 1, the

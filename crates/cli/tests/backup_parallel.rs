@@ -328,13 +328,7 @@ async fn parallel_backup_to_s3_restores_and_a_lost_object_publishes_nothing() {
 async fn streamed_restore_of_a_latin1_parallel_backup_pipes_objects_into_pg_restore() {
     let cluster = tk::cluster(None);
     let admin = tk::connect(&cluster.url("postgres")).await;
-    admin
-        .batch_execute(
-            "create database latin encoding 'LATIN1' lc_collate 'C' lc_ctype 'C' template template0",
-        )
-        .await
-        .expect("latin1 database");
-    let url = cluster.url("latin");
+    let url = latin1_db(&cluster, "latin").await;
     tk::connect(&url)
         .await
         .batch_execute(

@@ -103,6 +103,18 @@ pub async fn source(major: Option<u32>) -> Source {
     Source { cluster, url }
 }
 
+/// Creates an empty LATIN1 database (C collation) on a cluster and returns its URL.
+pub async fn latin1_db(cluster: &tk::Cluster, name: &str) -> String {
+    let admin = tk::connect(&cluster.url("postgres")).await;
+    admin
+        .batch_execute(&format!(
+            "create database \"{name}\" encoding 'LATIN1' lc_collate 'C' lc_ctype 'C' template template0"
+        ))
+        .await
+        .expect("latin1 database");
+    cluster.url(name)
+}
+
 /// Creates an empty database on a cluster and returns its URL.
 pub async fn empty_db(cluster: &tk::Cluster, name: &str) -> String {
     let admin = tk::connect(&cluster.url("postgres")).await;
