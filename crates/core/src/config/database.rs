@@ -155,15 +155,8 @@ pub(super) fn database_settings(
         Some(n) => n.clone(),
         None => {
             let probe = DatabaseSettings {
-                name: DbName::parse("x").map_err(Error::Invalid)?,
                 source: source.clone(),
-                pg_dump_args: vec![],
-                globals: false,
-                globals_passwords: false,
-                server: None,
-                drill: toml::Table::new(),
-                drill_settings: DrillSettings::default(),
-                audit: None,
+                ..DatabaseSettings::store_only(DbName::parse("x").map_err(Error::Invalid)?)
             };
             probe
                 .source_spec(env)
