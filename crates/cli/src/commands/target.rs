@@ -36,12 +36,10 @@ pub fn target_url(ctx: &Ctx, arg: Option<&str>) -> Option<String> {
 
 /// A target URL as a connection, its password variables read from the command's environment.
 pub fn target_spec(ctx: &Ctx, url: &str) -> Result<ConnSpec> {
-    let env: Vec<(String, String)> = ctx
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    Ok(ConnSpec::parse_with_env(url, &env)?)
+    Ok(ConnSpec::parse_with_env(
+        url,
+        &pgdrill_core::env::pairs(&ctx.env),
+    )?)
 }
 
 /// The configured source of `db`, when it has one that can be connected to.
