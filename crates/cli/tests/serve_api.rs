@@ -4,8 +4,9 @@
 //! the README lists (SLOs always present, `task` not `job`, counters, build info, targets),
 //! and `examples/monitoring/` (`promtool check rules`, `promtool test rules` on its unit
 //! tests; every series the rules and the Grafana dashboard use is one the scrape has). One source, two backups and a drill made by the
-//! CLI, and a second database whose backups fail; two folder stores, so that the per-store
-//! (`store`-labelled) series are in the scrape.
+//! CLI, and a second database whose backups fail; two folder stores and `[drill]
+//! coverage_days`, so that the per-store (`store`-labelled) and drill coverage series are in
+//! the scrape (app proven, gone overdue: a ratio of 0.5).
 
 mod common;
 mod serve_support;
@@ -120,6 +121,7 @@ async fn api_metrics_and_monitoring_examples_match_what_serve_emits() {
             "[[store]]\nname = \"primary\"\nurl = \"{}\"\n\
              [[store]]\nname = \"offsite\"\nurl = \"{}\"\n[policy]\nrto_minutes = 30\nrpo_minutes = 600\n\
              [schedule]\nbackup = \"every 1h\"\nstatus = \"every 1s\"\ndrill = \"0 0 1 1 *\"\nprune = \"off\"\n\
+             [drill]\ncoverage_days = 30\n\
              [serve]\nbearer_token_env = \"SERVE_TOKEN\"\n\
              [[database]]\nname = \"app\"\nurl_env = \"SRC\"\n\
              [[database]]\nname = \"gone\"\nurl_env = \"GONE\"\n",
@@ -299,6 +301,28 @@ async fn api_metrics_and_monitoring_examples_match_what_serve_emits() {
         ),
         Some(0.0)
     );
+    // Drill coverage ([drill] coverage_days = 30): app passed its drill, gone never did.
+    assert_eq!(value(&m, "pgdrill_drill_coverage_ratio", &[]), Some(0.5));
+    assert_eq!(value(&m, "pgdrill_drill_coverage_overdue", &[]), Some(1.0));
+    for (db, proven) in [("app", 1.0), ("gone", 0.0)] {
+        assert_eq!(
+            value(&m, "pgdrill_drill_coverage_proven", &[("database", db)]),
+            Some(proven),
+            "{db}"
+        );
+    }
+    // Several stores: each store's series, by the `store` label.
+    for store in ["primary", "offsite"] {
+        assert_eq!(
+            value(
+                &m,
+                "pgdrill_store_backups",
+                &[("database", "app"), ("store", store)]
+            ),
+            Some(2.0),
+            "{store}"
+        );
+    }
     assert_eq!(
         value(
             &m,

@@ -34,4 +34,6 @@ pub struct App {
     pub drill_window: pgdrill_core::status::DrillWindow,
     pub store_display: String,
     pub clock: Arc<dyn Clock>,
+    /// `[drill] coverage_days`: the window of the drill coverage series of `/metrics`.
+    pub coverage_days: Option<u64>,
 }

@@ -24,6 +24,9 @@ pub struct ServeConfig {
     /// `[drill] max_concurrent` when `coverage_days` is set: a drill slot drills that many
     /// databases, the least recently proven ones (`pgdrill_core::fleet::coverage::pick`).
     pub drill_coverage: Option<usize>,
+    /// `[drill] coverage_days`: every database should pass a drill within that many days
+    /// (the coverage series of `/metrics`).
+    pub drill_coverage_days: Option<u64>,
     /// How often `[[server]]` databases are discovered again ([`crate::JobRunner::discover`]).
     pub discover_every: Duration,
 }
@@ -96,6 +99,7 @@ impl ServeConfig {
             jitter_seconds: schedule.jitter.as_secs(),
             schedules,
             drill_coverage: None,
+            drill_coverage_days: None,
             discover_every: Duration::from_secs(300),
         })
     }

@@ -29,7 +29,11 @@ impl Out {
         self.0
             .push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
         for (labels, v) in rows {
-            self.0.push_str(&format!("{name}{{{labels}}} {v}\n"));
+            if labels.is_empty() {
+                self.0.push_str(&format!("{name} {v}\n"));
+            } else {
+                self.0.push_str(&format!("{name}{{{labels}}} {v}\n"));
+            }
         }
     }
 }
@@ -155,6 +159,9 @@ pub fn render(app: &App) -> String {
             .map(|(l, c)| (l.clone(), c.missing.len() as f64))
             .collect(),
     );
+    if let Some(days) = app.coverage_days {
+        coverage(&mut out, &dbs, days, now);
+    }
     out.metric(
         "pgdrill_store_read_ok",
         "0 when the daemon's last read of the database's backups and drills failed.",
@@ -168,6 +175,58 @@ pub fn render(app: &App) -> String {
             .collect(),
     );
     out.0
+}
+
+/// Drill coverage (`[drill] coverage_days`): the fleet's share of databases proven by a
+/// passing drill within the window, how many are overdue, and per database whether it is
+/// (what `status` reports as the `drill_coverage` SLO, `pgdrill_core::fleet::coverage`).
+fn coverage(
+    out: &mut Out,
+    dbs: &[crate::state::DbData],
+    days: u64,
+    now: pgdrill_core::time::Timestamp,
+) {
+    let last: Vec<_> = dbs
+        .iter()
+        .map(|d| {
+            let passed = d
+                .drills
+                .iter()
+                .filter(|r| r.passed())
+                .filter_map(|r| pgdrill_core::time::parse(&r.started_at))
+                .max();
+            (d.name.clone(), passed)
+        })
+        .collect();
+    let report = pgdrill_core::fleet::coverage::report(&last, days, now);
+    let ratio = if report.total == 0 {
+        1.0
+    } else {
+        report.proven as f64 / report.total as f64
+    };
+    out.metric(
+        "pgdrill_drill_coverage_ratio",
+        "Databases proven by a passing drill within [drill] coverage_days, of all (1 = every one).",
+        vec![(String::new(), ratio)],
+    );
+    out.metric(
+        "pgdrill_drill_coverage_overdue",
+        "Databases without a passing drill within [drill] coverage_days.",
+        vec![(String::new(), report.overdue.len() as f64)],
+    );
+    out.metric(
+        "pgdrill_drill_coverage_proven",
+        "1 when the database passed a drill within [drill] coverage_days, 0 when it is overdue.",
+        last.iter()
+            .map(|(name, _)| {
+                let overdue = report.overdue.iter().any(|o| &o.database == name);
+                (
+                    format!("database=\"{}\"", esc(name.as_str())),
+                    if overdue { 0.0 } else { 1.0 },
+                )
+            })
+            .collect(),
+    );
 }
 
 /// Runs this daemon finished since it started, by task and database: backups that
@@ -254,8 +313,26 @@ mod tests {
             drill_window: status::DrillWindow::Days(30),
             store_display: "x".into(),
             clock: Arc::new(crate::SystemClock),
+            coverage_days: None,
         };
         let text = render(&app);
+        assert!(
+            !text.contains("pgdrill_drill_coverage"),
+            "no coverage_days: {text}"
+        );
+        // With [drill] coverage_days: app never passed a drill, so it is overdue.
+        let app = App {
+            coverage_days: Some(30),
+            ..app
+        };
+        let text = render(&app);
+        for line in [
+            "pgdrill_drill_coverage_ratio 0\n",
+            "pgdrill_drill_coverage_overdue 1\n",
+            "pgdrill_drill_coverage_proven{database=\"app\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} missing in:\n{text}");
+        }
         for line in [
             "pgdrill_store_backups{database=\"app\",store=\"primary\"} 1",
             "pgdrill_store_reachable{database=\"app\",store=\"offsite\"} 0",

@@ -497,6 +497,7 @@ async fn dashboard_and_drill_report_in_chromium_at_desktop_and_phone_width() {
         drill_window: DrillWindow::CalendarMonth,
         store_display: dir.path().join("store").display().to_string(),
         clock: Arc::new(Fixed(now)),
+        coverage_days: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -27,6 +27,7 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
         args.listen.as_deref(),
     )?;
     config.drill_coverage = ctx.settings.coverage.as_ref().map(|c| c.max_concurrent);
+    config.drill_coverage_days = ctx.settings.coverage.as_ref().map(|c| c.days);
     let store = ctx.store()?;
     let databases = ctx.databases_to_list(&store).await?;
     if databases.is_empty() {

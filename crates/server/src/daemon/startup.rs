@@ -171,5 +171,6 @@ pub(super) fn app(d: &Daemon<'_>, state: Arc<State>) -> App {
         ),
         store_display: d.store.display().to_string(),
         clock: d.clock.clone(),
+        coverage_days: d.config.drill_coverage_days,
     }
 }

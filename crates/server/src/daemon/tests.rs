@@ -73,6 +73,7 @@ async fn discovered_databases_are_scheduled_and_coverage_bounds_drills() {
             (JobKind::Drill, Schedule::every_seconds(1)),
         ],
         drill_coverage: Some(1),
+        drill_coverage_days: None,
         discover_every: Duration::from_millis(500),
     };
     let (handle, shutdown) = Cancel::new();
