@@ -17,12 +17,14 @@ mod location;
 mod open;
 mod s3_uploads;
 mod sigv4;
+mod sparse;
 mod staged;
 mod upload;
 
 pub use error::{StoreError, StoreErrorKind};
 pub use location::{redact_store_url, StoreLocation};
 pub use open::{StoreOptions, DEFAULT_RETRY_WINDOW, DEFAULT_TIMEOUT};
+pub use sparse::Listed;
 pub use staged::StagedUpload;
 pub use upload::Upload;
 
