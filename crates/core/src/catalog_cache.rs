@@ -22,7 +22,7 @@ use crate::layout;
 use crate::{Error, Result};
 use pgdrill_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 mod entry;
 pub use entry::BackupSummary;
@@ -170,49 +170,29 @@ struct Folders {
     incomplete: Vec<(BackupId, i64)>,
 }
 
-fn is_manifest(key: &str) -> bool {
-    key.ends_with("/manifest.json")
-}
-
-fn is_result(key: &str) -> bool {
-    key.ends_with("/result.json")
-}
-
-/// One LIST of `backups/` ([`Store::list_sparse`]: on a folder store only the manifests are
-/// looked at); a folder without a manifest (rare: a backup running or failed) is listed
-/// again for its newest object's time where that LIST gave no times.
+/// One LIST of `backups/` ([`Store::list_folders_with`]: on a folder store one directory
+/// read and a `stat` of each folder's manifest); a folder without a manifest (rare: a
+/// backup running or failed) is listed again for its newest object's time.
 async fn folders(store: &Store, db: &DbName) -> Result<Folders> {
-    let mut by_id: BTreeMap<BackupId, (Option<String>, Option<i64>)> = BTreeMap::new();
-    for l in store
-        .list_sparse(&layout::backups_prefix(db), is_manifest)
-        .await?
-    {
-        let mut parts = l.key.rsplitn(2, '/');
-        let file = parts.next().unwrap_or_default();
-        let dir = parts.next().unwrap_or_default();
-        let Some(id) = dir.rsplit('/').next().and_then(|s| BackupId::parse(s).ok()) else {
-            continue;
-        };
-        let e = by_id.entry(id).or_insert((None, None));
-        if let Some(o) = &l.info {
-            if file == layout::MANIFEST {
-                e.0 = Some(stamp(o));
-            }
-            e.1 = Some(e.1.unwrap_or(0).max(o.last_modified));
-        }
-    }
+    let prefix = layout::backups_prefix(db);
     let mut out = Folders {
         manifests: Vec::new(),
         incomplete: Vec::new(),
     };
-    for (id, (m, t)) in by_id.into_iter().rev() {
-        match (m, t) {
-            (Some(s), _) => out.manifests.push((id, s)),
-            (None, Some(t)) => out.incomplete.push((id, t)),
-            (None, None) => {
-                let folder = format!("{}/{id}", layout::backups_prefix(db));
+    for (folder, manifest) in store
+        .list_folders_with(&prefix, layout::MANIFEST)
+        .await?
+        .into_iter()
+        .rev()
+    {
+        let Ok(id) = BackupId::parse(&folder) else {
+            continue;
+        };
+        match manifest {
+            Some(o) => out.manifests.push((id, stamp(&o))),
+            None => {
                 let t = store
-                    .list(&folder)
+                    .list(&format!("{prefix}/{folder}"))
                     .await?
                     .iter()
                     .map(|o| o.last_modified)
@@ -228,18 +208,12 @@ async fn folders(store: &Store, db: &DbName) -> Result<Folders> {
 /// Drill results with their stamps, newest id first. One LIST.
 async fn drill_results(store: &Store, db: &DbName) -> Result<Vec<(DrillId, String)>> {
     let mut out = Vec::new();
-    for l in store
-        .list_sparse(&layout::drills_prefix(db), is_result)
+    for (folder, result) in store
+        .list_folders_with(&layout::drills_prefix(db), "result.json")
         .await?
     {
-        let (Some(o), mut parts) = (&l.info, l.key.rsplitn(3, '/')) else {
-            continue;
-        };
-        if parts.next() != Some("result.json") {
-            continue;
-        }
-        if let Some(Ok(id)) = parts.next().map(DrillId::parse) {
-            out.push((id, stamp(o)));
+        if let (Ok(id), Some(o)) = (DrillId::parse(&folder), result) {
+            out.push((id, stamp(&o)));
         }
     }
     out.sort_by(|a, b| b.0.as_str().cmp(a.0.as_str()));

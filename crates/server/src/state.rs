@@ -226,6 +226,12 @@ impl State {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
+    /// `f` over the databases without copying them (the dashboard reads a page of a fleet).
+    pub fn read_dbs<R>(&self, f: impl FnOnce(&[DbData]) -> R) -> R {
+        let g = self.dbs.read().unwrap_or_else(|p| p.into_inner());
+        f(&g)
+    }
+
     /// Replaces the view of the databases `dbs` names; others (added meanwhile) stay.
     pub fn set_dbs(&self, mut dbs: Vec<DbData>) {
         let mut g = self.dbs.write().unwrap_or_else(|p| p.into_inner());

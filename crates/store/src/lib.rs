@@ -24,7 +24,6 @@ mod upload;
 pub use error::{StoreError, StoreErrorKind};
 pub use location::{redact_store_url, StoreLocation};
 pub use open::{StoreOptions, DEFAULT_RETRY_WINDOW, DEFAULT_TIMEOUT};
-pub use sparse::Listed;
 pub use staged::StagedUpload;
 pub use upload::Upload;
 

@@ -342,3 +342,65 @@ async fn a_format_1_catalog_is_rebuilt_not_misread() {
     assert_eq!(file.format_version, FORMAT_VERSION);
     assert!(file.backups[0].summary.is_some());
 }
+
+/// What the folder-level LIST must still see, each without a catalog update: a backup
+/// that was in progress (an incomplete folder) when the catalog was written and got its
+/// manifest since; a manifest deleted while its folder stays (a prune that found a reader's
+/// mark); a drill folder that got its `result.json` since.
+#[tokio::test]
+async fn changes_inside_known_folders_are_seen_without_an_update() {
+    let (_dir, store, db) = setup();
+    let (a, b) = ("20261101T020000Z-aaaa", "20261102T020000Z-bbbb");
+    put_backup(&store, &db, a, "2026-11-01T02:00:01Z").await;
+    let b_id = BackupId::parse(b).expect("id");
+    store
+        .put(
+            &layout::backup_object(&db, &b_id, "dump.pgc.zst"),
+            "x".into(),
+        )
+        .await
+        .expect("put");
+    let drill = DrillId::parse("20261103T040000Z-0000").expect("id");
+    store
+        .put(&layout::drill_object(&db, &drill, "log.txt"), "x".into())
+        .await
+        .expect("put");
+    let l = list(&store, &db).await.expect("first");
+    assert_eq!((ids(&l), l.incomplete.len()), (vec![a.to_string()], 1));
+    assert!(stored(&store, &db).await.drills.is_empty());
+
+    // The manifest lands in the known folder; the drill's result in its folder.
+    put_backup(&store, &db, b, "2026-11-02T02:00:01Z").await;
+    let result = serde_json::json!({
+        "schema_version": 1, "drill_id": drill.as_str(), "database": "app", "verdict": "pass",
+        "started_at": "2026-11-03T04:00:00Z", "finished_at": "2026-11-03T04:05:00Z",
+        "tool": {"name": "pgdrill", "version": "0"}, "host": "h",
+        "backup": {"id": b, "snapshot_time": "2026-11-02T02:00:01Z", "finished_at": "2026-11-02T02:00:01Z", "server_version": "15", "pg_dump_version": "15", "objects": []},
+        "target": {"kind": "ephemeral", "url": "u", "server_version": null, "kept": false},
+        "stages": [], "rpo": {"minutes": null, "target_minutes": null, "passed": null},
+        "rto": {"minutes": null, "target_minutes": null, "passed": null}, "checks": [], "error": null, "policy": {}
+    });
+    store
+        .put(
+            &layout::drill_object(&db, &drill, "result.json"),
+            serde_json::to_vec(&result).expect("json").into(),
+        )
+        .await
+        .expect("put");
+    let c = load(&store, &db).await.expect("second");
+    assert_eq!(ids(&c.listing), [b, a]);
+    assert!(c.listing.incomplete.is_empty());
+    assert_eq!(c.drills.len(), 1);
+    assert_eq!(c.drills[0].drill_id, drill.as_str());
+
+    // The newest manifest deleted, its dump kept: gone from the listing, incomplete again.
+    store
+        .delete(&layout::backup_object(&db, &b_id, layout::MANIFEST))
+        .await
+        .expect("delete");
+    let l = list(&store, &db).await.expect("third");
+    assert_eq!(ids(&l), [a]);
+    assert_eq!(l.incomplete.len(), 1);
+    assert_eq!(l.incomplete[0].0, b_id);
+    assert_eq!(stored_ids(&stored(&store, &db).await), [a]);
+}

@@ -123,3 +123,65 @@ fn the_stores_table_names_the_store_missing_a_copy() {
         "{h}"
     );
 }
+
+/// A fleet larger than a page: every database has an overview line on every page, and
+/// each one's full section is on exactly one page; a small fleet's page is unchanged.
+#[test]
+fn a_large_fleet_is_paged_and_every_database_is_on_one_page() {
+    use crate::state::State;
+    use pgdrill_core::ids::DbName;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = pgdrill_store::Store::open_folder(dir.path()).expect("store");
+    let app = |n: usize| {
+        let dbs = (0..n)
+            .map(|i| DbData {
+                name: DbName::parse(&format!("db{i:03}")).expect("db"),
+                backups: Vec::new(),
+                drills: Vec::new(),
+                failure: None,
+                failures: Vec::new(),
+                damaged: Vec::new(),
+                error: None,
+                copies: Vec::new(),
+            })
+            .collect();
+        App {
+            state: Arc::new(State::new(Vec::new(), dbs, Timestamp::now())),
+            store: store.clone(),
+            auth: Default::default(),
+            tz: TimeZone::UTC,
+            tz_name: "UTC".into(),
+            policy: Default::default(),
+            drill_window: pgdrill_core::status::DrillWindow::Days(30),
+            store_display: "x".into(),
+            clock: Arc::new(crate::SystemClock),
+        }
+    };
+    let small = render(&app(3));
+    assert!(small.contains("<title>pgdrill: db000, db001, db002</title>"));
+    assert!(!small.contains("table class=fleet"));
+    assert_eq!(small.matches("<section class=db id=\"db-").count(), 3);
+
+    let n = PAGE_SIZE * 2 + 5;
+    let fleet = app(n);
+    let mut seen = Vec::new();
+    for p in 1..=3 {
+        let h = render_page(&fleet, &format!("page={p}"));
+        assert!(h.contains(&format!("<title>pgdrill: {n} databases</title>")));
+        assert_eq!(h.matches("<tr><td class=t><a href=\"/?page=").count(), n);
+        for i in 0..n {
+            if h.contains(&format!("<section class=db id=\"db-db{i:03}\">")) {
+                seen.push(i);
+                assert!(h.contains(&format!("<a href=\"/?page={p}#db-db{i:03}\">")));
+            }
+        }
+    }
+    assert_eq!(seen, (0..n).collect::<Vec<_>>());
+    // The first page by default; a page past the end is the last.
+    assert_eq!(
+        render(&fleet).matches("<section class=db id=\"db-").count(),
+        PAGE_SIZE
+    );
+    assert!(render_page(&fleet, "page=99").contains("<section class=db id=\"db-db044\">"));
+}
