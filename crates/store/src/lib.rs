@@ -12,12 +12,12 @@
 
 mod error;
 mod faults;
+mod folders;
 mod health;
 mod location;
 mod open;
 mod s3_uploads;
 mod sigv4;
-mod sparse;
 mod staged;
 mod upload;
 
