@@ -2,7 +2,7 @@
 //! dashboard, the API and the metrics read, and nothing else (docs/FORMAT.md). Format 1
 //! kept whole manifests (without their object lists): 1.8 KB a backup in the fleet
 //! benchmark and far more with a few hundred tables, 180 MB of JSON parsed by every fleet
-//! read at 500 × 200; a summary is about 400 bytes whatever the table count.
+//! read at 500 × 200; a summary is about 500 bytes whatever the table count.
 
 use crate::ids::{BackupId, DbName};
 use crate::manifest::{
