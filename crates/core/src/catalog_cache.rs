@@ -2,8 +2,9 @@
 //! (docs/FORMAT.md). Derived data: the manifests and drill results stay the truth.
 //!
 //! Each entry carries the *stamp* (ETag, or size and time) its source object had when it was
-//! read. One LIST of the database's `backups/` and `drills/` folders gives every object's
-//! current stamp, so a reader sees at once which entries are still good, which objects are
+//! read. One LIST of the database's `backups/` and `drills/` folders gives every manifest's
+//! and result's current stamp ([`Store::list_folders_with`]: on a folder store a directory
+//! read and a `stat` per backup, not a walk of every object), so a reader sees at once which entries are still good, which objects are
 //! new (written by an older pgdrill that did not update the catalog, or while the catalog
 //! write failed), and which are gone (pruned, deleted by hand): it reads only the new or
 //! changed ones and drops the gone ones. A missing, unreadable or stale catalog is therefore
