@@ -28,6 +28,7 @@ const DEPENDENT: &[&str] = &[
     "SEQUENCE SET",
     "DEFAULT",
     "TABLE ATTACH",
+    "STATISTICS",
     "STATISTICS DATA",
 ];
 
@@ -46,8 +47,15 @@ const RELATIONS: &[&str] = &[
 ];
 
 /// What a scratch database needs besides the selection for its definitions to run:
-/// functions, types, domains, collations, extensions (never their data).
+/// functions, types, domains, collations, extensions (never their data), table access
+/// methods (`CREATE TABLE ... USING heap2`), operator classes and families (an index using
+/// one), text search parsers and templates (a dictionary's).
 const SUPPORT: &[&str] = &[
+    "ACCESS METHOD",
+    "OPERATOR CLASS",
+    "OPERATOR FAMILY",
+    "TEXT SEARCH PARSER",
+    "TEXT SEARCH TEMPLATE",
     "EXTENSION",
     "FUNCTION",
     "PROCEDURE",

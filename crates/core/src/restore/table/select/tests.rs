@@ -128,3 +128,29 @@ fn grants_and_policies_to_roles_the_target_lacks_are_left_out() {
         s.skipped
     );
 }
+
+/// The regression database's `mcv_lists` has `CREATE STATISTICS mcv_lists_stats`, and
+/// `tableam_tbl_heap2` is `USING heap2`: the statistics object came along with neither
+/// `--table` (a table restored alone lost it silently), and a new database lacked the access
+/// method (`invalid value for parameter "default_table_access_method": "heap2"`).
+#[test]
+fn extended_statistics_and_the_table_access_method_come_along() {
+    let items = vec![
+        item(1, "SCHEMA", "", "public", &[]),
+        item(2, "ACCESS METHOD", "", "heap2", &[]),
+        item(3, "TABLE", "public", "tableam_tbl_heap2", &[1, 2]),
+        item(4, "TABLE", "public", "mcv_lists", &[1]),
+        item(5, "STATISTICS", "public", "mcv_lists_stats", &[1, 4]),
+    ];
+    let s = select(
+        &items,
+        &[
+            ("public".into(), "tableam_tbl_heap2".into()),
+            ("public".into(), "mcv_lists".into()),
+        ],
+        &[],
+    )
+    .expect("select");
+    assert_eq!(ids(&s), vec![3, 4, 5]);
+    assert_eq!(s.support.iter().copied().collect::<Vec<_>>(), vec![2]);
+}
