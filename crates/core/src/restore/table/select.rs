@@ -2,7 +2,9 @@
 //! partitions, then every entry that belongs to them alone (data, indexes, constraints,
 //! owned sequences and their values, defaults, triggers, RLS and policies, comments, grants,
 //! statistics). An entry that also needs a relation not restored (a foreign key to another
-//! table, a default using a shared sequence) is left out and listed.
+//! table, a default using a shared sequence) is left out and listed. A sequence that a
+//! table's own definition needs (a column default `nextval('shared_seq')` that pg_dump writes
+//! inside CREATE TABLE) comes along with its value: the table cannot be created without it.
 
 use crate::{Error, Result};
 use pgdrill_pg::archive::TocItem;
@@ -84,6 +86,9 @@ pub struct Selection {
     /// Functions, types, extensions, ... the selection depends on (restored only into a
     /// scratch database, which starts empty).
     pub support: BTreeSet<i64>,
+    /// Sequences no restored table owns that a restored table's definition needs (its
+    /// column default calls `nextval` on them): (schema, name).
+    pub sequences: Vec<(String, String)>,
 }
 
 fn is_table(i: &TocItem) -> bool {
@@ -144,9 +149,23 @@ pub fn select(
     }
     let selected_table =
         |ids: &BTreeSet<i64>, d: &i64| ids.contains(d) && by_id.get(d).is_some_and(|t| is_table(t));
+    // What the selected tables' own definitions depend on.
+    let table_deps = |ids: &BTreeSet<i64>| -> BTreeSet<i64> {
+        ids.iter()
+            .filter_map(|d| by_id.get(d))
+            .filter(|t| is_table(t))
+            .flat_map(|t| t.deps.iter().copied())
+            .collect()
+    };
     loop {
         let mut add = Vec::new();
+        let needed = table_deps(&ids);
         for i in items.iter().filter(|i| !ids.contains(&i.dump_id)) {
+            // A sequence a restored table's CREATE TABLE names (an inline column default).
+            if i.desc == "SEQUENCE" && needed.contains(&i.dump_id) {
+                add.push(i.dump_id);
+                continue;
+            }
             // Partitions (and inheritance children) depend on their parent table.
             if is_table(i) && i.deps.iter().any(|d| selected_table(&ids, d)) {
                 add.push(i.dump_id);
@@ -233,12 +252,19 @@ pub fn select(
         .filter(|i| i.desc == "TABLE DATA" && ids.contains(&i.dump_id))
         .map(|i| i.dump_id)
         .collect();
+    let needed = table_deps(&ids);
+    let sequences = items
+        .iter()
+        .filter(|i| i.desc == "SEQUENCE" && needed.contains(&i.dump_id))
+        .map(|i| (i.namespace.clone(), i.tag.clone()))
+        .collect();
     Ok(Selection {
         ids,
         tables,
         data,
         skipped,
         support,
+        sequences,
     })
 }
 

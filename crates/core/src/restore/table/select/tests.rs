@@ -129,6 +129,30 @@ fn grants_and_policies_to_roles_the_target_lacks_are_left_out() {
     );
 }
 
+/// The regression database's `defaultexpr_tbl (i2 int default nextval('default_seq'))`:
+/// pg_dump writes the default inside CREATE TABLE, so the table depends on a sequence it
+/// does not own; restored alone, it failed with `relation "public.default_seq" does not
+/// exist`. The sequence (and its value) comes along.
+#[test]
+fn a_sequence_named_in_create_table_comes_along_with_its_value() {
+    let items = vec![
+        item(1, "SCHEMA", "", "public", &[]),
+        item(2, "SEQUENCE", "public", "default_seq", &[1]),
+        item(3, "TABLE", "public", "defaultexpr_tbl", &[1, 2]),
+        item(4, "TABLE DATA", "public", "defaultexpr_tbl", &[3]),
+        item(5, "SEQUENCE SET", "public", "default_seq", &[2]),
+        item(6, "SEQUENCE", "public", "unrelated_seq", &[1]),
+        item(7, "SEQUENCE SET", "public", "unrelated_seq", &[6]),
+    ];
+    let s = select(&items, &[("public".into(), "defaultexpr_tbl".into())], &[]).expect("select");
+    assert_eq!(ids(&s), vec![2, 3, 4, 5]);
+    assert_eq!(
+        s.sequences,
+        vec![("public".to_string(), "default_seq".to_string())]
+    );
+    assert!(s.skipped.is_empty(), "{:?}", s.skipped);
+}
+
 /// The regression database's `mcv_lists` has `CREATE STATISTICS mcv_lists_stats`, and
 /// `tableam_tbl_heap2` is `USING heap2`: the statistics object came along with neither
 /// `--table` (a table restored alone lost it silently), and a new database lacked the access
