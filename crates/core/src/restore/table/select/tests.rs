@@ -178,3 +178,22 @@ fn extended_statistics_and_the_table_access_method_come_along() {
     assert_eq!(ids(&s), vec![3, 4, 5]);
     assert_eq!(s.support.iter().copied().collect::<Vec<_>>(), vec![2]);
 }
+
+/// The regression database's rule `shoelace_ins` on the view `shoelace` depends on it once
+/// per reference: the skipped line named `VIEW public.shoelace` seven times.
+#[test]
+fn a_skipped_entry_names_each_missing_relation_once() {
+    let items = vec![
+        item(1, "SCHEMA", "", "public", &[]),
+        item(2, "TABLE", "public", "shoelace_data", &[1]),
+        item(3, "VIEW", "public", "shoelace", &[1, 2]),
+        item(4, "RULE", "public", "shoelace shoelace_ins", &[2, 3, 3, 3]),
+    ];
+    let s = select(&items, &[("public".into(), "shoelace_data".into())], &[]).expect("select");
+    assert_eq!(
+        s.skipped,
+        vec![
+            "RULE public.shoelace shoelace_ins: needs VIEW public.shoelace, which is not restored"
+        ]
+    );
+}
