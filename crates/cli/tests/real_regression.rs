@@ -52,14 +52,31 @@ const ACL: &str = "select string_agg(x, E'\\n' order by x) from ( \
       from pg_class where relrowsecurity or relforcerowsecurity) g";
 
 /// Awkward tables `restore --table` brings back alone: multi-level partitioned with dropped
-/// columns in its partitions, an inheritance parent, a table with generated columns (and an
-/// inheritance child), and one under row-level security with four policies in its own schema.
-const TABLES: [&str; 4] = [
+/// columns in its partitions, an inheritance parent (its children come along), a table with
+/// generated columns (and an inheritance child), one under row-level security with four
+/// policies in its own schema, one whose column default calls `nextval` on a sequence it does
+/// not own, one stored with another table access method (`USING heap2`), and one with
+/// extended statistics.
+const TABLES: [&str; 7] = [
     "public.mlparted",
     "public.a_star",
     "public.gtest1",
     "regress_rls_schema.rls_tbl",
+    "public.defaultexpr_tbl",
+    "public.tableam_tbl_heap2",
+    "public.mcv_lists",
 ];
+
+/// The shared sequence `defaultexpr_tbl`'s default uses: there, with its value.
+const SHARED_SEQ: &str = "select last_value || ' ' || is_called from public.default_seq";
+/// The extended statistics objects of the restored tables.
+const EXT_STATS: &str = "select string_agg(stxname || ' ' || stxrelid::regclass::text || ' ' || \
+    stxkind::text, ',' order by stxname) from pg_statistic_ext \
+    where stxrelid = 'public.mcv_lists'::regclass";
+/// The table access method of `tableam_tbl_heap2`.
+const ACCESS_METHOD: &str =
+    "select a.amname::text from pg_class c join pg_am a on a.oid = c.relam \
+    where c.oid = 'public.tableam_tbl_heap2'::regclass";
 
 fn pg15(tool: &str) -> PathBuf {
     tk::pg_bin_exact(tool, 15)
@@ -307,6 +324,46 @@ async fn regression_database_round_trips_through_every_path() {
         let policies = "select string_agg(policyname || ' ' || cmd || ' ' || roles::text, ',' \
                         order by policyname) from pg_policies where tablename = 'rls_tbl'";
         assert_eq!(text(&url, policies).await, text(&src, policies).await);
+        for q in [SHARED_SEQ, EXT_STATS, ACCESS_METHOD] {
+            assert_eq!(text(&url, q).await, text(&src, q).await, "{q} ({db})");
+        }
+    }
+    // Beside the live tables, in a new schema: the shared sequence moves along with the table
+    // whose default uses it.
+    let out = run(
+        d,
+        &[
+            "--json",
+            "restore",
+            &layered,
+            "--table",
+            "public.defaultexpr_tbl",
+            "--table",
+            "public.tableam_tbl_heap2",
+            "--into-schema",
+            "back",
+            "--target",
+            &src,
+        ],
+        &env,
+    );
+    out.ok();
+    assert_eq!(
+        text(
+            &src,
+            "select pg_get_expr(adbin, adrelid) from pg_attrdef \
+             where adrelid = 'back.defaultexpr_tbl'::regclass \
+             and pg_get_expr(adbin, adrelid) ~ 'nextval'"
+        )
+        .await,
+        "nextval('back.default_seq'::regclass)"
+    );
+    for t in ["defaultexpr_tbl", "tableam_tbl_heap2"] {
+        assert_eq!(
+            only_table(&src, &format!("back.{t}")).await,
+            only_table(&src, &format!("public.{t}")).await,
+            "{t}"
+        );
     }
     eprintln!("table restores done at {:?}", t0.elapsed());
 }
