@@ -254,10 +254,16 @@ else
   command -v gcc >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq gcc >/dev/null; }
   command -v dpkg-source >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq dpkg-dev >/dev/null; }
   # deb-src lines for the mirror this machine already uses (Debian's own sources file).
-  if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
+  if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ \
+     && ! grep -rqs '^deb-src' /etc/apt/sources.list /etc/apt/sources.list.d/; then
     src=/etc/apt/sources.list.d/debian.sources
-    [ -f "$src" ] || die "no $src to derive deb-src lines from"
-    sed 's/^Types:.*/Types: deb-src/' "$src" > /etc/apt/sources.list.d/pgdrill-deb-src.sources
+    if [ -f "$src" ]; then
+      sed 's/^Types:.*/Types: deb-src/' "$src" > /etc/apt/sources.list.d/pgdrill-deb-src.sources
+    elif grep -qs '^deb ' /etc/apt/sources.list; then
+      sed -n 's/^deb /deb-src /p' /etc/apt/sources.list > /etc/apt/sources.list.d/pgdrill-deb-src.list
+    else
+      die "no Debian apt source ($src or /etc/apt/sources.list) to derive deb-src lines from"
+    fi
     apt-get update -qq
   fi
   tmp=$(mktemp -d)
