@@ -272,11 +272,13 @@ else
      && apt-get download -qq "postgresql-server-dev-15=$PG15_VERSION" >/dev/null 2>&1) \
     || die "could not download the postgresql-15 $PG15_VERSION source or postgresql-server-dev-15"
   upstream=${PG15_VERSION%%-*}
-  tar -xjf "$tmp/postgresql-15_$upstream.orig.tar.bz2" -C "$tmp" "postgresql-$upstream/src/test/regress"
+  tar -xjf "$tmp/postgresql-15_$upstream.orig.tar.bz2" -C "$tmp" --no-same-owner --no-same-permissions \
+    "postgresql-$upstream/src/test/regress"
   dpkg-deb -x "$tmp"/postgresql-server-dev-15_*.deb "$tmp/dev"
   rm -rf "$REGRESS_DIR"
   mkdir -p "$REGRESS_DIR"
-  cp -a "$tmp/postgresql-$upstream/src/test/regress/." "$REGRESS_DIR/"
+  cp -r "$tmp/postgresql-$upstream/src/test/regress/." "$REGRESS_DIR/"
+  chmod -R u=rwX,go=rX "$REGRESS_DIR"   # read-only for the server user (the tarball's modes vary)
   gcc -O2 -fPIC -shared -fno-strict-aliasing -fwrapv -fexcess-precision=standard \
     -I"$tmp/dev/usr/include/postgresql/15/server" -I/usr/include/postgresql \
     -o "$REGRESS_DIR/regress.so" "$REGRESS_DIR/regress.c"
