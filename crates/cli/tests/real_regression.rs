@@ -328,6 +328,29 @@ async fn regression_database_round_trips_through_every_path() {
             assert_eq!(text(&url, q).await, text(&src, q).await, "{q} ({db})");
         }
     }
+    // A database that already has the shared sequence is refused (exit 5), naming it.
+    let seq_only = empty_db(&target, "seq_only").await;
+    tk::connect(&seq_only)
+        .await
+        .batch_execute("create sequence public.default_seq")
+        .await
+        .expect("sequence");
+    let url = target.url("seq_only");
+    let out = run(
+        d,
+        &[
+            "--json",
+            "restore",
+            &layered,
+            "--table",
+            "public.defaultexpr_tbl",
+            "--target",
+            &url,
+        ],
+        &env,
+    );
+    out.code(5);
+    assert!(out.stderr.contains("public.default_seq"), "{}", out.stderr);
     // Beside the live tables, in a new schema: the shared sequence moves along with the table
     // whose default uses it.
     let out = run(
