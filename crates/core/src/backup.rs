@@ -9,18 +9,15 @@ use crate::frames::DumpIndex;
 use crate::ids::BackupId;
 use crate::layout;
 use crate::manifest::*;
-use crate::pipeline::{Digested, HashWriter};
+use crate::pipeline::Digested;
 use crate::progress::Progress;
 use crate::{Error, Result};
-use bytes::Bytes;
 use pgdrill_pg::archive::ArchiveSummary;
 use pgdrill_pg::child;
 use pgdrill_pg::client::SnapshotSession;
 use pgdrill_pg::{ConnSpec, PgInstall, PgTools};
 use pgdrill_store::Store;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,6 +27,8 @@ mod fanout;
 mod follow;
 mod locks;
 mod manifest;
+mod objects;
+mod publish;
 mod stream;
 
 /// Moved to the lease (a leaf below the backup); kept here for callers.
@@ -37,6 +36,8 @@ pub use crate::lease::hostname;
 use fanout::{Sizing, Targets};
 pub use fanout::{StoreCopy, TargetStore};
 use manifest::{build_manifest, Times};
+use objects::{copy_globals, globals_and_upload, upload_index};
+use publish::publish;
 use stream::stream_child;
 
 const READ_CHUNK: usize = 1 << 20;
@@ -282,158 +283,6 @@ pub fn dump_estimate(
     }
 }
 
-/// Stores the dump index (JSON, through zstd and age like the dump).
-async fn upload_index(
-    job: &BackupJob<'_>,
-    targets: &Targets,
-    id: &BackupId,
-    index: &DumpIndex,
-) -> Result<StoredObject> {
-    let json = serde_json::to_vec(index)
-        .map_err(|e| Error::Failed(format!("cannot encode the dump index: {e}")))?;
-    let io_err = |e: std::io::Error| Error::Failed(format!("cannot encode the dump index: {e}"));
-    let compressed = zstd::bulk::compress(&json, 3).map_err(io_err)?;
-    let mut sink = job.keys.wrap(HashWriter::new(Vec::new()))?;
-    sink.write_all(&compressed).map_err(io_err)?;
-    let (bytes, stored) = sink.finish().map_err(io_err)?.finish();
-    let name = layout::index_object_name(job.keys.enabled());
-    targets
-        .put(
-            &layout::backup_object(&job.db.name, id, &name),
-            Bytes::from(bytes),
-        )
-        .await?;
-    Ok(StoredObject {
-        name,
-        kind: "index".into(),
-        size: stored.bytes,
-        sha256: stored.sha256,
-        raw_size: json.len() as u64,
-        raw_sha256: hex::encode(Sha256::digest(&json)),
-        file: None,
-        rows: None,
-    })
-}
-
-/// The completion rule, in every store, trusting no acknowledgement: every object is
-/// confirmed stored with its size, SHA256SUMS is written and confirmed, the lease is
-/// confirmed still ours, then the manifest is written with put-if-absent and confirmed
-/// stored and listed. A store failing a step is left (its copy deleted at the end); when no
-/// store is left, what the backup stored is deleted everywhere and nothing is published.
-async fn publish(job: &BackupJob<'_>, targets: &Targets, m: &Manifest) -> Result<()> {
-    let sums: String = m
-        .objects
-        .iter()
-        .map(|o| format!("{}  {}\n", o.sha256, o.name))
-        .collect();
-    let sums_len = sums.len() as u64;
-    let sums_key = layout::backup_object(&m.database, &m.backup_id, layout::SHA256SUMS);
-    let before_manifest = async {
-        each_store(targets, |store| async move {
-            for o in &m.objects {
-                confirm_stored(&store, m, &o.name, o.size).await?;
-            }
-            Ok(())
-        })
-        .await?;
-        targets.put(&sums_key, Bytes::from(sums)).await?;
-        each_store(targets, |store| async move {
-            confirm_stored(&store, m, layout::SHA256SUMS, sums_len).await
-        })
-        .await?;
-        if let Some(lease) = job.lease {
-            lease.confirm().await?;
-        }
-        Ok::<_, Error>(())
-    };
-    if let Err(e) = before_manifest.await {
-        targets.delete_everywhere(&m.database, &m.backup_id).await;
-        return Err(e);
-    }
-    let json = Bytes::from(m.to_json());
-    let key = layout::backup_object(&m.database, &m.backup_id, layout::MANIFEST);
-    let live = targets.live();
-    let written = futures::future::join_all(live.iter().map(|&i| {
-        let (store, json, key) = (targets.get(i).store.clone(), json.clone(), key.clone());
-        async move {
-            let json_len = json.len() as u64;
-            // An existing manifest is another backup's (ids are unique): never clean up
-            // after this.
-            store.put_if_absent(&key, json).await.map_err(|e| (false, Error::from(e)))?;
-            let after = async {
-                confirm_stored(&store, m, layout::MANIFEST, json_len).await?;
-                let listed = store
-                    .list(&layout::backup_dir(&m.database, &m.backup_id))
-                    .await?;
-                if !listed.iter().any(|o| o.key == key) {
-                    return Err(Error::Failed(format!(
-                        "the store acknowledged {} of backup {} and reads it back but does not list it, so the backup would never be found: nothing was published",
-                        layout::MANIFEST,
-                        m.backup_id
-                    )));
-                }
-                Ok(())
-            };
-            after.await.map_err(|e| (true, e))
-        }
-    }))
-    .await;
-    let mut last = None;
-    for (i, r) in live.into_iter().zip(written) {
-        match r {
-            Ok(()) => targets.done(i),
-            Err((cleanup, e)) => {
-                targets.fail(i, &e);
-                if cleanup {
-                    targets.delete_backup(i, &m.database, &m.backup_id).await;
-                }
-                last = Some(e);
-            }
-        }
-    }
-    targets.any_left(last)
-}
-
-/// Runs `check` on every live store in parallel; a store it fails is left. Fails when no
-/// store is left.
-async fn each_store<'a, F, Fut>(targets: &Targets, check: F) -> Result<()>
-where
-    F: Fn(Store) -> Fut,
-    Fut: std::future::Future<Output = Result<()>> + 'a,
-{
-    let live = targets.live();
-    let results =
-        futures::future::join_all(live.iter().map(|&i| check(targets.get(i).store.clone()))).await;
-    let mut last = None;
-    for (i, r) in live.into_iter().zip(results) {
-        if let Err(e) = r {
-            targets.fail(i, &e);
-            last = Some(e);
-        }
-    }
-    targets.any_left(last)
-}
-
-/// Fails unless the store holds `name` of backup `m` with `size` bytes (one HEAD).
-async fn confirm_stored(store: &Store, m: &Manifest, name: &str, size: u64) -> Result<()> {
-    let key = layout::backup_object(&m.database, &m.backup_id, name);
-    let lost = |what: String| {
-        Error::Failed(format!(
-            "the store acknowledged {name} of backup {} but {what}: nothing was published; check the store's health",
-            m.backup_id
-        ))
-    };
-    match store.head(&key).await {
-        Ok(info) if info.size == size => Ok(()),
-        Ok(info) => Err(lost(format!(
-            "holds {} bytes of the {size} written",
-            info.size
-        ))),
-        Err(pgdrill_store::StoreError::NotFound { .. }) => Err(lost("does not have it".into())),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// What the streaming part produced.
 struct StreamResult {
     seconds: f64,
@@ -547,85 +396,6 @@ async fn dump_and_upload(
         .summary
         .unwrap_or_else(|| Err("the archive was not parsed".into()));
     Ok((result, summary))
-}
-
-/// Roles and tablespaces (`pg_dumpall --globals-only --no-role-passwords`), stored as
-/// `globals.sql.zst[.age]` through the same stages as the dump.
-async fn globals_and_upload(
-    job: &BackupJob<'_>,
-    targets: &Arc<Targets>,
-    id: &BackupId,
-    server_major: u32,
-) -> Result<StoredObject> {
-    let install = job.tools.pick("pg_dumpall", server_major)?;
-    let name = layout::globals_object_name(job.keys.enabled());
-    let key = layout::backup_object(&job.db.name, id, &name);
-    let mut args = vec!["--globals-only".to_string()];
-    if !job.db.globals_passwords {
-        args.push("--no-role-passwords".to_string());
-    }
-    args.extend([
-        "--no-password".to_string(),
-        format!("--database={}", job.source.dbname),
-    ]);
-    job.progress.stage("globals");
-    let s = stream_child(
-        job,
-        targets,
-        &key,
-        Sizing {
-            floor: 0,
-            store_part: true,
-            jobs: 1,
-        },
-        &install,
-        "pg_dumpall",
-        &args,
-        false,
-    )
-    .await?;
-    Ok(StoredObject {
-        name,
-        kind: "globals".into(),
-        size: s.stored.bytes,
-        sha256: s.stored.sha256,
-        raw_size: s.raw.bytes,
-        raw_sha256: s.raw.sha256,
-        file: None,
-        rows: None,
-    })
-}
-
-/// The globals object of an earlier backup of this run (same server, same keys), copied
-/// into this backup: its digests are checked again on the way.
-async fn copy_globals(
-    job: &BackupJob<'_>,
-    targets: &Targets,
-    id: &BackupId,
-    from: &str,
-    object: &StoredObject,
-) -> Result<StoredObject> {
-    job.progress.stage("globals");
-    // From the first store that holds them (the earlier backup may be degraded).
-    let mut read = Err(Error::Failed(format!(
-        "the globals taken earlier in this run ({from}) are in no store: run the backup again"
-    )));
-    for i in targets.live() {
-        read = targets.get(i).store.get(from).await.map_err(Error::from);
-        if read.is_ok() {
-            break;
-        }
-    }
-    let bytes = read?;
-    let digest = hex::encode(Sha256::digest(&bytes));
-    if bytes.len() as u64 != object.size || digest != object.sha256 {
-        return Err(Error::Integrity(format!(
-            "the globals taken earlier in this run ({from}) changed in the store: run the backup again"
-        )));
-    }
-    let key = layout::backup_object(&job.db.name, id, &object.name);
-    targets.put(&key, bytes).await?;
-    Ok(object.clone())
 }
 
 #[cfg(test)]
