@@ -15,7 +15,7 @@ use crate::{Error, Result};
 use pgdrill_pg::archive::ArchiveSummary;
 use pgdrill_pg::child;
 use pgdrill_pg::client::SnapshotSession;
-use pgdrill_pg::{ConnSpec, PgInstall, PgTools};
+use pgdrill_pg::{ConnSpec, PgInstall};
 use pgdrill_store::Store;
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -30,6 +30,7 @@ mod manifest;
 mod objects;
 mod publish;
 mod stream;
+mod tools;
 
 /// Moved to the lease (a leaf below the backup); kept here for callers.
 pub use crate::lease::hostname;
@@ -39,6 +40,7 @@ use manifest::{build_manifest, Times};
 use objects::{copy_globals, globals_and_upload, upload_index};
 use publish::publish;
 use stream::stream_child;
+pub use tools::Tools;
 
 const READ_CHUNK: usize = 1 << 20;
 
@@ -53,7 +55,8 @@ pub struct BackupJob<'a> {
     pub db: &'a DatabaseSettings,
     pub source: ConnSpec,
     pub keys: &'a EncryptionKeys,
-    pub tools: &'a PgTools,
+    /// The PostgreSQL tools; waited for only once the snapshot is open.
+    pub tools: &'a Tools,
     pub compression_level: i32,
     /// zstd worker threads; 0 = one per core.
     pub compression_threads: u32,
@@ -179,14 +182,21 @@ async fn run_to(job: &BackupJob<'_>, targets: &Arc<Targets>) -> Result<Manifest>
         None => crate::clock::Clock::process().now(),
     });
     job.progress.stage("snapshot");
-    // The previous backup's raw size estimates the dump's (read beside the snapshot).
-    let (session, previous) = tokio::join!(
-        SnapshotSession::open(&job.source),
-        previous_raw_size(job.store, &job.db.name)
-    );
-    let session = session?;
+    // The previous backup's raw size estimates the dump's: read beside the snapshot and the
+    // dump's start, never waited for before pg_dump runs (it only feeds the progress).
+    let previous = (job.jobs <= 1).then(|| {
+        let (store, db) = (job.store.clone(), job.db.name.clone());
+        AbortOnDrop(tokio::spawn(
+            async move { previous_raw_size(&store, &db).await },
+        ))
+    });
+    let session = SnapshotSession::open(&job.source).await?;
     let t_snapshot = started.elapsed().as_secs_f64();
-    let install = job.tools.pick("pg_dump", session.facts.version.major)?;
+    let install = job
+        .tools
+        .get()
+        .await
+        .pick("pg_dump", session.facts.version.major)?;
     let (stream, summary, directory) = if job.jobs > 1 {
         let result = directory::dump(job, targets, &id, &session, &install, job.jobs).await;
         let mut stream = StreamResult::of_session(&session);
@@ -204,41 +214,46 @@ async fn run_to(job: &BackupJob<'_>, targets: &Arc<Targets>) -> Result<Manifest>
         let (stream, summary) = result?;
         (stream, summary, None)
     };
-    let mut extra = Vec::new();
-    if let (Ok(s), None) = (&summary, &directory) {
-        let index = DumpIndex {
+    let index = match (&summary, &directory) {
+        (Ok(s), None) => Some(DumpIndex {
             version: 1,
             raw_size: stream.raw.bytes,
             compressed_size: stream.compressed,
             frames: stream.frames.clone(),
             toc_end: s.toc_end,
             blocks: s.blocks.clone(),
-        };
-        // Without a consistent index a restore reads the dump front to back: still correct.
-        if index.check().is_ok() {
-            match upload_index(job, targets, &id, &index).await {
-                Ok(o) => extra.push(o),
-                Err(e) => {
-                    targets.delete_everywhere(&job.db.name, &id).await;
-                    return Err(e);
-                }
+        }),
+        _ => None,
+    };
+    // Without a consistent index a restore reads the dump front to back: still correct.
+    let index = index.filter(|i| i.check().is_ok());
+    // The index is stored while pg_dumpall runs (or the globals are copied).
+    let (indexed, globals) = tokio::join!(
+        async {
+            match &index {
+                Some(i) => upload_index(job, targets, &id, i).await.map(Some),
+                None => Ok(None),
             }
-        }
-    }
-    if job.db.globals {
-        let globals = match &job.globals_from {
-            Some((key, object)) => copy_globals(job, targets, &id, key, object).await,
-            None => globals_and_upload(job, targets, &id, stream.facts.version.major).await,
-        };
-        match globals {
-            Ok(o) => extra.push(o),
-            Err(e) => {
-                // Nothing half-written: the dump already uploaded goes too.
-                targets.delete_everywhere(&job.db.name, &id).await;
-                return Err(e);
+        },
+        async {
+            if !job.db.globals {
+                return Ok(None);
             }
+            match &job.globals_from {
+                Some((key, object)) => copy_globals(job, targets, &id, key, object).await,
+                None => globals_and_upload(job, targets, &id, stream.facts.version.major).await,
+            }
+            .map(Some)
         }
-    }
+    );
+    let extra: Vec<StoredObject> = match (indexed, globals) {
+        (Ok(i), Ok(g)) => i.into_iter().chain(g).collect(),
+        (Err(e), _) | (_, Err(e)) => {
+            // Nothing half-written: the dump already uploaded goes too.
+            targets.delete_everywhere(&job.db.name, &id).await;
+            return Err(e);
+        }
+    };
     job.progress.stage("manifest");
     let finished_at = now_rfc3339();
     let mut stage_seconds = BTreeMap::new();
@@ -261,6 +276,22 @@ async fn run_to(job: &BackupJob<'_>, targets: &Arc<Targets>) -> Result<Manifest>
     publish(job, targets, &manifest).await?;
     job.progress.finish();
     Ok(manifest)
+}
+
+/// A spawned task that ends with its owner (a failed backup leaves no lookup running).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> AbortOnDrop<T> {
+    /// The task's result; `None` when it panicked or was aborted.
+    async fn join(mut self) -> Option<T> {
+        (&mut self.0).await.ok()
+    }
 }
 
 /// The raw size of the newest complete backup of `db`, if there is one.
@@ -356,7 +387,7 @@ async fn dump_and_upload(
     id: &BackupId,
     session: &SnapshotSession,
     install: &PgInstall,
-    previous: Option<u64>,
+    previous: Option<AbortOnDrop<Option<u64>>>,
 ) -> Result<(StreamResult, std::result::Result<ArchiveSummary, String>)> {
     let t0 = Instant::now();
     let object_name = layout::dump_object_name(job.keys.enabled());
@@ -374,11 +405,22 @@ async fn dump_and_upload(
     };
     let args = dump_args(job, session.snapshot_id.as_deref());
     job.progress.stage("dump");
-    if let Some((n, from)) = dump_estimate(previous, session.facts.database_size_bytes) {
-        job.progress.set_estimate(n, from);
-    }
-    let streamed =
-        stream_child(job, targets, &key, sizing, install, "pg_dump", &args, true).await?;
+    // Set while the dump runs (the stream waits for it before the stage ends).
+    let database_size = session.facts.database_size_bytes;
+    let progress = job.progress.clone();
+    let estimate = async move {
+        let previous = match previous {
+            Some(p) => p.join().await.flatten(),
+            None => None,
+        };
+        if let Some((n, from)) = dump_estimate(previous, database_size) {
+            progress.set_estimate(n, from);
+        }
+    };
+    let streamed = stream_child(
+        job, targets, &key, sizing, install, "pg_dump", &args, true, estimate,
+    )
+    .await?;
     let result = StreamResult {
         seconds: t0.elapsed().as_secs_f64(),
         frames: streamed.frames,

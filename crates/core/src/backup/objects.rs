@@ -56,7 +56,7 @@ pub(super) async fn globals_and_upload(
     id: &BackupId,
     server_major: u32,
 ) -> Result<StoredObject> {
-    let install = job.tools.pick("pg_dumpall", server_major)?;
+    let install = job.tools.get().await.pick("pg_dumpall", server_major)?;
     let name = layout::globals_object_name(job.keys.enabled());
     let key = layout::backup_object(&job.db.name, id, &name);
     let mut args = vec!["--globals-only".to_string()];
@@ -81,6 +81,7 @@ pub(super) async fn globals_and_upload(
         "pg_dumpall",
         &args,
         false,
+        std::future::ready(()),
     )
     .await?;
     Ok(StoredObject {

@@ -22,22 +22,38 @@ pub(super) async fn publish(job: &BackupJob<'_>, targets: &Targets, m: &Manifest
         .collect();
     let sums_len = sums.len() as u64;
     let sums_key = layout::backup_object(&m.database, &m.backup_id, layout::SHA256SUMS);
+    // Independent requests go together: the objects' HEADs (all at once) beside the
+    // SHA256SUMS upload (not a completion marker: a failed check deletes it with the rest),
+    // then SHA256SUMS' HEAD beside the lease's fencing check, as the last step before the
+    // manifest.
     let before_manifest = async {
-        each_store(targets, |store| async move {
-            for o in &m.objects {
-                confirm_stored(&store, m, &o.name, o.size).await?;
+        let (confirmed, put) = tokio::join!(
+            each_store(targets, |store| async move {
+                futures::future::try_join_all(
+                    m.objects
+                        .iter()
+                        .map(|o| confirm_stored(&store, m, &o.name, o.size)),
+                )
+                .await
+                .map(|_| ())
+            }),
+            targets.put(&sums_key, Bytes::from(sums))
+        );
+        confirmed?;
+        put?;
+        let (sums_confirmed, lease) = tokio::join!(
+            each_store(targets, |store| async move {
+                confirm_stored(&store, m, layout::SHA256SUMS, sums_len).await
+            }),
+            async {
+                match job.lease {
+                    Some(lease) => lease.confirm().await,
+                    None => Ok(()),
+                }
             }
-            Ok(())
-        })
-        .await?;
-        targets.put(&sums_key, Bytes::from(sums)).await?;
-        each_store(targets, |store| async move {
-            confirm_stored(&store, m, layout::SHA256SUMS, sums_len).await
-        })
-        .await?;
-        if let Some(lease) = job.lease {
-            lease.confirm().await?;
-        }
+        );
+        sums_confirmed?;
+        lease?;
         Ok::<_, Error>(())
     };
     if let Err(e) = before_manifest.await {
@@ -55,10 +71,13 @@ pub(super) async fn publish(job: &BackupJob<'_>, targets: &Targets, m: &Manifest
             // after this.
             store.put_if_absent(&key, json).await.map_err(|e| (false, Error::from(e)))?;
             let after = async {
-                confirm_stored(&store, m, layout::MANIFEST, json_len).await?;
-                let listed = store
-                    .list(&layout::backup_dir(&m.database, &m.backup_id))
-                    .await?;
+                let dir = layout::backup_dir(&m.database, &m.backup_id);
+                let (confirmed, listed) = tokio::join!(
+                    confirm_stored(&store, m, layout::MANIFEST, json_len),
+                    store.list(&dir)
+                );
+                confirmed?;
+                let listed = listed?;
                 if !listed.iter().any(|o| o.key == key) {
                     return Err(Error::Failed(format!(
                         "the store acknowledged {} of backup {} and reads it back but does not list it, so the backup would never be found: nothing was published",
