@@ -137,10 +137,17 @@ async fn a_backup_to_s3_makes_a_bounded_number_of_requests_and_writes_its_manife
             .map(|(i, _)| i)
             .collect::<Vec<_>>()
     };
+    let sums_put = seen
+        .iter()
+        .position(|l| l.starts_with("PUT ") && in_backup(l) && l.contains("/SHA256SUMS"))
+        .unwrap_or_else(|| panic!("no SHA256SUMS PUT: {seen:#?}"));
     assert!(
-        lease("HEAD ").iter().any(|&i| i < manifest_put),
-        "{seen:#?}"
+        lease("HEAD ")
+            .iter()
+            .any(|&i| sums_put < i && i < manifest_put),
+        "no fencing check of the lease between SHA256SUMS and the manifest: {seen:#?}"
     );
+    assert_eq!(lease("DELETE ").len(), 1, "{seen:#?}");
     assert!(
         lease("DELETE ").iter().all(|&i| i > manifest_put),
         "{seen:#?}"
