@@ -36,19 +36,8 @@ async fn text(url: &str, sql: &str) -> String {
 
 /// The Supabase-shaped project on PostgreSQL 15: (cluster, superuser URL of the project).
 async fn supabase_project() -> (tk::Cluster, String) {
-    let c = tk::cluster_as(Some(15), "supabase_admin");
-    let admin = tk::connect(&c.url("postgres")).await;
-    admin.batch_execute(ROLES).await.expect("roles");
-    admin
-        .batch_execute("create database proj owner postgres")
-        .await
-        .expect("project db");
+    let c = supabase_platform(15).await;
     let url = c.url("proj");
-    tk::connect(&url)
-        .await
-        .batch_execute(PLATFORM)
-        .await
-        .expect("platform");
     let as_postgres = format!(
         "postgresql://postgres:fixture-postgres-pw@127.0.0.1:{}/proj",
         c.port()
@@ -262,7 +251,15 @@ async fn supabase_project_restores_and_drills_on_stock_postgres() {
 /// A second Supabase-shaped project with the platform but no project content; its URL as
 /// `postgres` with the password placeholder `__PW__`.
 async fn supabase_project_empty() -> (tk::Cluster, String) {
-    let c = tk::cluster_as(Some(17), "supabase_admin");
+    let c = supabase_platform(17).await;
+    let url = format!("postgresql://postgres:__PW__@127.0.0.1:{}/proj", c.port());
+    (c, url)
+}
+
+/// A cluster of PostgreSQL `major` as Supabase sets one up: its roles, and database `proj`
+/// (owned by `postgres`) holding the platform's schemas.
+async fn supabase_platform(major: u32) -> tk::Cluster {
+    let c = tk::cluster_as(Some(major), "supabase_admin");
     let admin = tk::connect(&c.url("postgres")).await;
     admin.batch_execute(ROLES).await.expect("roles");
     admin
@@ -274,8 +271,7 @@ async fn supabase_project_empty() -> (tk::Cluster, String) {
         .batch_execute(PLATFORM)
         .await
         .expect("platform");
-    let url = format!("postgresql://postgres:__PW__@127.0.0.1:{}/proj", c.port());
-    (c, url)
+    c
 }
 
 /// An RDS-like source: `rds_superuser` owns the application schema's objects and grants
