@@ -20,12 +20,7 @@ use std::time::{Duration, Instant};
 /// row; zstd only halves hex, so the stored dump is about half the raw size).
 async fn big_source(major: Option<u32>, mb: usize) -> Source {
     let cluster = tk::cluster(major);
-    let admin = tk::connect(&cluster.url("postgres")).await;
-    admin
-        .batch_execute("create database app")
-        .await
-        .expect("create app");
-    let url = cluster.url("app");
+    let url = empty_db(&cluster, "app").await;
     let c = tk::connect(&url).await;
     c.batch_execute(&format!(
         "create table big (id int primary key, payload text not null);
@@ -83,7 +78,7 @@ impl Place {
 
     fn run(&self, args: &[&str], extra: &[(&str, &str)]) -> Out {
         let env = self.env(extra);
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let env = env_refs(&env);
         run(self.path(), args, &env)
     }
 
@@ -212,6 +207,16 @@ fn assert_one_sentence(out: &Out, code: i32, needles: &[&str]) -> String {
 /// the failure record `status` reads (`<db>/last_failure.json`), carrying the printed error;
 /// `list` shows no backup, and no password file is left in the run's TMPDIR.
 #[track_caller]
+/// A backup refused before it started: no backup folder at all, and nothing left behind.
+fn assert_nothing_uploaded(place: &Place, msg: &str) {
+    assert!(
+        !place.store.join("app/backups").exists(),
+        "nothing may be uploaded: {:?}",
+        files_below(&place.store)
+    );
+    assert_nothing_left(place, msg);
+}
+
 fn assert_nothing_left(place: &Place, msg: &str) {
     let files = files_below(&place.store);
     let record = "app/last_failure.json";
@@ -377,11 +382,7 @@ async fn pg_dump_failures_abort_the_backup_and_leave_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn too_old_pg_dump_is_refused_naming_both_versions() {
     let cluster = tk::cluster(Some(18));
-    let admin = tk::connect(&cluster.url("postgres")).await;
-    admin
-        .batch_execute("create database app")
-        .await
-        .expect("create app");
+    empty_db(&cluster, "app").await;
     let old = tk::pg_bin_exact("pg_dump", 15);
     let old_version = tk::PgVersion::parse(&String::from_utf8_lossy(
         &std::process::Command::new(&old)
@@ -411,12 +412,7 @@ async fn too_old_pg_dump_is_refused_naming_both_versions() {
         out.code,
         &[&format!("pg_dump {old_version}"), "PostgreSQL 18"],
     );
-    assert!(
-        !place.store.join("app/backups").exists(),
-        "nothing may be uploaded: {:?}",
-        files_below(&place.store)
-    );
-    assert_nothing_left(&place, &msg);
+    assert_nothing_uploaded(&place, &msg);
 }
 
 /// A transaction-mode pooler URL (port 6543) is bad input: exit 2, "use the direct URL",
@@ -441,12 +437,7 @@ async fn transaction_pooler_url_is_refused_with_exit_2() {
         &["transaction-mode pooler", "direct connection URL"],
     );
     assert!(!msg.contains("u:p@"), "the password leaked: {msg}");
-    assert!(
-        !place.store.join("app/backups").exists(),
-        "nothing may be uploaded: {:?}",
-        files_below(&place.store)
-    );
-    assert_nothing_left(&place, &msg);
+    assert_nothing_uploaded(&place, &msg);
 }
 
 /// SIGINT while the dump streams and a first part is already in the store: exit 1, the
@@ -541,10 +532,7 @@ async fn store_dying_mid_upload_fails_the_backup() {
     let bin = shim(place.path(), src.cluster.version().major, THROTTLED);
     let bin_s = bin.display().to_string();
     let s3_env = s3.env();
-    let mut extra: Vec<(&str, &str)> = s3_env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let mut extra = env_refs(&s3_env);
     extra.extend([
         ("PGDRILL_SOURCE_URL", src.url.as_str()),
         ("PGDRILL_PG_BIN", bin_s.as_str()),

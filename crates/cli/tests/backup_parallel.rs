@@ -1,34 +1,14 @@
 //! Parallel backups (`backup --jobs N`: `pg_dump -Fd -j N`, one object per file of the
 //! archive directory): fidelity of pgdrill's restore and of the standard-tools path, the
 //! manifest's objects against the stored bytes, a failed upload publishing nothing, and the
-//! spool's disk use staying bounded.
+//! spool's disk use staying bounded. Helpers and the round trip's longer steps are in
+//! `parallel_support/`.
 
 mod common;
+mod parallel_support;
 use common::*;
+use parallel_support::*;
 use pgdrill_testkit as tk;
-use std::path::Path;
-use std::process::Command;
-
-/// The fixture plus a table much larger than the spool window used below.
-async fn parallel_source() -> Source {
-    let src = source(None).await;
-    let c = tk::connect(&src.url).await;
-    c.batch_execute(
-        "create table big (id bigint primary key, pad text);
-         insert into big select g, repeat(md5(g::text), 6) from generate_series(1, 300000) g;
-         create table small_one (v int); insert into small_one values (1), (2), (3);
-         create sequence counter; select setval('counter', 4242);",
-    )
-    .await
-    .expect("big table");
-    src
-}
-
-fn manifest_of(store: &Path, id: &str) -> serde_json::Value {
-    let text =
-        std::fs::read(store.join(format!("app/backups/{id}/manifest.json"))).expect("manifest");
-    serde_json::from_slice(&text).expect("json")
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
@@ -51,25 +31,13 @@ async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
     .expect("config");
 
     // The spool's allocated bytes, sampled while the backup runs.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let (stop, spool) = (stop.clone(), spool.clone());
-        std::thread::spawn(move || {
-            let mut peak = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                peak = peak.max(allocated_below(&spool));
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            peak
-        })
-    };
-    let out = run(
-        dir.path(),
-        &["--json", "backup", "--jobs", "2"],
-        &[("SRC", &src.url)],
-    );
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let peak = sampler.join().expect("sampler");
+    let (out, peak) = peak_allocated_while(&spool, 5, || {
+        run(
+            dir.path(),
+            &["--json", "backup", "--jobs", "2"],
+            &[("SRC", &src.url)],
+        )
+    });
     out.ok();
     let id = out.json()["backups"][0]["backup_id"]
         .as_str()
@@ -103,59 +71,11 @@ async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
     );
 
     // Every object listed with digests matching the stored bytes; SHA256SUMS agrees.
+    assert_objects_are_the_stored_bytes(&store, &id, &m);
     let objects = m["objects"].as_array().expect("objects");
-    let mut names: Vec<String> = objects
-        .iter()
-        .map(|o| o["name"].as_str().expect("name").to_string())
-        .collect();
-    for o in objects {
-        let bytes = std::fs::read(store.join(format!(
-            "app/backups/{id}/{}",
-            o["name"].as_str().expect("name")
-        )))
-        .expect("object");
-        assert_eq!(o["size"].as_u64(), Some(bytes.len() as u64));
-        assert_eq!(o["sha256"].as_str().expect("sha"), sha256_hex(&bytes));
-    }
-    assert!(objects
-        .iter()
-        .any(|o| o["file"] == "toc.dat" && o["kind"] == "dump"));
-    assert!(
-        objects.iter().filter(|o| o["kind"] == "blobs").count() > 0,
-        "large objects stored"
-    );
-    names.extend(["SHA256SUMS".to_string(), "manifest.json".to_string()]);
-    names.sort();
-    let mut files: Vec<String> = files_below(&store.join(format!("app/backups/{id}")));
-    files.sort();
-    assert_eq!(files, names, "nothing but the listed objects");
-    let sums =
-        std::fs::read_to_string(store.join(format!("app/backups/{id}/SHA256SUMS"))).expect("sums");
-    assert_eq!(sums.lines().count(), objects.len());
 
     // Row counts as the source's, per table, in the manifest's content.
-    assert!(m["content"]["note"].is_null(), "{}", m["content"]["note"]);
-    assert!(m["content"]["tables"].as_array().expect("tables").len() >= 3);
-    let c = tk::connect(&src.url).await;
-    for t in m["content"]["tables"].as_array().expect("tables") {
-        let (s, n) = (
-            t["schema"].as_str().expect("s"),
-            t["name"].as_str().expect("n"),
-        );
-        let want: i64 = c
-            .query_one(
-                &format!(
-                    "select count(*) from \"{s}\".\"{}\"",
-                    n.replace('"', "\"\"")
-                ),
-                &[],
-            )
-            .await
-            .expect("count")
-            .get(0);
-        assert_eq!(t["rows"].as_i64(), Some(want), "rows of {s}.{n}");
-    }
-    assert!(m["content"]["large_objects"].as_u64().unwrap_or(0) > 0);
+    assert_rows_are_the_sources(&src.url, &m).await;
 
     run(dir.path(), &["verify", "latest"], &[]).ok();
 
@@ -166,7 +86,7 @@ async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
     let tmp = dir.path().join("tmp");
     std::fs::create_dir(&tmp).expect("tmp dir");
     let tmp_s = tmp.display().to_string();
-    let (restored, tmp_peak) = peak_allocated_while(&tmp, || {
+    let (restored, tmp_peak) = peak_allocated_while(&tmp, 2, || {
         run(
             dir.path(),
             &[
@@ -188,27 +108,7 @@ async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
         "the restore left files in TMPDIR"
     );
     // The data stage counted every table, its rows and the tables' bytes.
-    let data = r["stages"]
-        .as_array()
-        .expect("stages")
-        .iter()
-        .find(|s| {
-            s["name"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("restore: data"))
-        })
-        .unwrap_or_else(|| panic!("no data stage: {}", restored.stdout))
-        .clone();
-    let tables = m["content"]["tables"].as_array().expect("tables");
-    let rows: u64 = tables.iter().filter_map(|t| t["rows"].as_u64()).sum();
-    assert_eq!(data["items"].as_u64(), Some(tables.len() as u64), "{data}");
-    assert_eq!(data["rows"].as_u64(), Some(rows), "{data}");
-    assert!(data["bytes"].as_u64().unwrap_or(0) > 40 << 20, "{data}");
-    assert!(r["stages"]
-        .as_array()
-        .expect("stages")
-        .iter()
-        .any(|s| s["name"] == "restore: indexes and constraints"));
+    assert_data_stage_counts(&r, &m, &restored.stdout);
     tk::fingerprint(&target, &pg_dump())
         .await
         .assert_same(&want);
@@ -245,79 +145,13 @@ async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
 
     // Interrupted mid-way (SIGINT once pg_dump is writing): exit 1, every upload aborted,
     // nothing listable, the spool removed, no pg_dump left running.
-    let mut child = cmd(dir.path())
-        .args(["backup", "--jobs", "2"])
-        .env("SRC", &src.url)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let started = std::time::Instant::now();
-    while allocated_below(&spool) < (1 << 20) {
-        assert!(
-            started.elapsed().as_secs() < 60,
-            "pg_dump never wrote to the spool"
-        );
-        assert!(child.try_wait().expect("wait").is_none(), "ended too soon");
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    let st = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(st.success());
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
-    let list = run(dir.path(), &["--json", "list"], &[]);
-    list.ok();
-    assert_eq!(
-        list.json()["backups"].as_array().map(Vec::len),
-        Some(1),
-        "{}",
-        list.stdout
-    );
-    // (A folder store may keep the emptied folder: it holds no object and is not listed.)
-    for other in backup_ids(&store, "app").iter().filter(|b| **b != id) {
-        let left = files_below(&store.join(format!("app/backups/{other}")));
-        assert!(left.is_empty(), "objects left behind: {left:?}");
-    }
-    assert!(
-        std::fs::read_dir(&spool).expect("spool").next().is_none(),
-        "the spool directory is removed"
-    );
-    let spool_s = spool.display().to_string();
-    let left: Vec<String> = std::fs::read_dir("/proc")
-        .expect("proc")
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(&spool_s))
-        .collect();
-    assert!(left.is_empty(), "pg_dump left running: {left:?}");
+    interrupted_backup_leaves_nothing(dir.path(), &src.url, &store, &spool, &id);
 
     // The README's standard-tools path: age -d | zstd -d each object into a directory,
     // then pg_restore -Fd -j 2.
     let std_dir = dir.path().join("std");
     std::fs::create_dir(&std_dir).expect("std dir");
-    assert!(objects.iter().any(|o| o["kind"] == "globals"));
-    for o in objects.iter().filter(|o| o["kind"] != "globals") {
-        let name = o["name"].as_str().expect("name");
-        let file = o["file"].as_str().expect("file");
-        assert!(name.ends_with(".zst.age"), "{name}");
-        let script = format!(
-            "set -o pipefail; age -d -i '{}' '{}' | zstd -q -d -o '{}'",
-            key.display(),
-            store.join(format!("app/backups/{id}/{name}")).display(),
-            std_dir.join(file).display()
-        );
-        let st = Command::new("bash")
-            .args(["-c", &script])
-            .status()
-            .expect("bash");
-        assert!(st.success(), "age -d | zstd -d {name}");
-    }
+    decode_with_standard_tools(&key, &store, &id, &m, &std_dir);
     let target3 = empty_db(&src.cluster, "standard").await;
     pg_restore_dir(&target3, &std_dir, 2);
     tk::fingerprint(&target3, &pg_dump())
@@ -331,29 +165,9 @@ async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
         .filter(|o| o["kind"] == "data")
         .max_by_key(|o| o["size"].as_u64().unwrap_or(0))
         .expect("a data object");
-    let path = store.join(format!(
-        "app/backups/{id}/{}",
-        big["name"].as_str().expect("name")
-    ));
-    let original = std::fs::read(&path).expect("object");
-    let mut bytes = original.clone();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x40;
-    std::fs::write(&path, &bytes).expect("flip a byte");
+    let (path, original) = flip_a_byte(&store, &id, big);
     let bad_target = src.cluster.url("corrupt");
-    let bad = run(
-        dir.path(),
-        &[
-            "--json",
-            "restore",
-            "latest",
-            "--target",
-            &bad_target,
-            "--jobs",
-            "2",
-        ],
-        &[],
-    );
+    let bad = restore_latest(dir.path(), &bad_target);
     bad.code(3);
     assert!(
         !bad.stdout.contains("\"mode\""),
@@ -386,66 +200,14 @@ async fn parallel_backup_round_trips_through_pgdrill_and_standard_tools() {
         .filter(|o| o["kind"] == "data" && o["rows"].as_u64().is_some_and(|r| r > 0))
         .min_by_key(|o| o["size"].as_u64().unwrap_or(0))
         .expect("a small data object");
-    let path = store.join(format!(
-        "app/backups/{id}/{}",
-        small["name"].as_str().expect("name")
-    ));
-    let mut bytes = std::fs::read(&path).expect("object");
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x40;
-    std::fs::write(&path, &bytes).expect("flip a byte");
-    let bad = run(
-        dir.path(),
-        &[
-            "--json",
-            "restore",
-            "latest",
-            "--target",
-            &bad_target,
-            "--jobs",
-            "2",
-        ],
-        &[],
-    );
+    flip_a_byte(&store, &id, small);
+    let bad = restore_latest(dir.path(), &bad_target);
     bad.code(3);
     assert!(
         bad.stderr.contains(small["name"].as_str().expect("name")),
         "the error names the damaged object: {}",
         bad.stderr
     );
-}
-
-/// Runs `f` while sampling the allocated bytes below `dir`; returns its result and the peak.
-fn peak_allocated_while<T>(dir: &Path, f: impl FnOnce() -> T) -> (T, u64) {
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let (stop, dir) = (stop.clone(), dir.to_path_buf());
-        std::thread::spawn(move || {
-            let mut peak = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                peak = peak.max(allocated_below(&dir));
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-            peak
-        })
-    };
-    let out = f();
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    (out, sampler.join().expect("sampler"))
-}
-
-fn generate_key(dir: &Path) -> String {
-    let out = run(
-        dir,
-        &["--json", "init", "--generate-key", "--path", "pgdrill.toml"],
-        &[],
-    );
-    out.ok();
-    std::fs::remove_file(dir.join("pgdrill.toml")).expect("rm config");
-    out.json()["recipient"]
-        .as_str()
-        .expect("recipient")
-        .to_string()
 }
 
 /// To S3: a parallel backup restores; a store that loses one table's object (acknowledged,
@@ -457,10 +219,7 @@ async fn parallel_backup_to_s3_restores_and_a_lost_object_publishes_nothing() {
     s3.create_bucket("backups");
     let dir = tempfile::tempdir().expect("tmp");
     let s3_env = s3.env();
-    let mut env: Vec<(&str, &str)> = s3_env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let mut env = env_refs(&s3_env);
     env.extend([
         ("PGDRILL_SOURCE_URL", src.url.as_str()),
         ("PGDRILL_STORE", "s3://backups/pg"),
@@ -554,70 +313,12 @@ async fn parallel_backup_to_s3_restores_and_a_lost_object_publishes_nothing() {
     fenv.push(("PGDRILL_TEST_DROP_PUT", ".dat.zst"));
     let failed = run(dir.path(), &["--json", "backup", "--jobs", "2"], &fenv);
     failed.code(1);
-    let list = run(dir.path(), &["--json", "list"], &env);
-    list.ok();
-    assert_eq!(
-        list.json()["backups"].as_array().map(Vec::len),
-        Some(1),
-        "{}",
-        list.stdout
-    );
+    assert_listed(dir.path(), &env, 1);
     let mut keys_after = s3.list_keys("backups");
     keys_after.retain(|k| k.contains("/backups/"));
     let mut before = keys_before.clone();
     before.retain(|k| k.contains("/backups/"));
     assert_eq!(keys_after, before, "the failed backup left objects behind");
-}
-
-fn pg_restore_dir(url: &str, dir: &Path, jobs: u32) {
-    let (args, pw) = tk::conn_args(url);
-    let st = Command::new(tk::pg_bin("pg_restore", 0))
-        .args(&args)
-        .args(["--no-owner", "--no-privileges", "--exit-on-error", "-Fd"])
-        .arg(format!("--jobs={jobs}"))
-        .arg(dir)
-        .env("PGPASSWORD", pw.unwrap_or_default())
-        .status()
-        .expect("pg_restore");
-    assert!(st.success(), "pg_restore -Fd of {} failed", dir.display());
-}
-
-/// Allocated bytes of every file below `dir` (holes excluded).
-fn allocated_below(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = 0;
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                total += allocated_below(&p);
-            } else if let Ok(m) = std::fs::symlink_metadata(&p) {
-                total += m.blocks() * 512;
-            }
-        }
-    }
-    total
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use std::io::Write;
-    let mut child = Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("sha256sum");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(bytes)
-        .expect("write");
-    let out = child.wait_with_output().expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// A parallel backup of a LATIN1 database (pgdrill's own COPY speaks UTF8, so each table's
@@ -627,13 +328,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 async fn streamed_restore_of_a_latin1_parallel_backup_pipes_objects_into_pg_restore() {
     let cluster = tk::cluster(None);
     let admin = tk::connect(&cluster.url("postgres")).await;
-    admin
-        .batch_execute(
-            "create database latin encoding 'LATIN1' lc_collate 'C' lc_ctype 'C' template template0",
-        )
-        .await
-        .expect("latin1 database");
-    let url = cluster.url("latin");
+    let url = latin1_db(&cluster, "latin").await;
     tk::connect(&url)
         .await
         .batch_execute(
@@ -713,15 +408,7 @@ async fn streamed_restore_of_a_latin1_parallel_backup_pipes_objects_into_pg_rest
         assert!(child.try_wait().expect("wait").is_none(), "ended too soon");
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    let st = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(st.success());
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
+    interrupt(child);
     let exists: i64 = admin
         .query_one(
             "select count(*) from pg_database where datname = 'latin_cancel'",
@@ -735,13 +422,6 @@ async fn streamed_restore_of_a_latin1_parallel_backup_pipes_objects_into_pg_rest
         std::fs::read_dir(&tmp).expect("tmp").next().is_none(),
         "the interrupted restore left files in TMPDIR"
     );
-    let tmp_s = tmp.display().to_string();
-    let left: Vec<String> = std::fs::read_dir("/proc")
-        .expect("proc")
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(&tmp_s))
-        .collect();
+    let left = processes_mentioning(&tmp.display().to_string());
     assert!(left.is_empty(), "pg_restore left running: {left:?}");
 }

@@ -20,23 +20,6 @@ fn pg_restore_file(url: &str, file: &Path) {
     assert!(st.success(), "pg_restore of the exported file failed");
 }
 
-fn generate_key(dir: &Path) -> String {
-    let out = run(
-        dir,
-        &["--json", "init", "--generate-key", "--path", "pgdrill.toml"],
-        &[],
-    );
-    out.ok();
-    let j = out.json();
-    let key = dir.join("pgdrill-age.key");
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(&key).expect("key").permissions(),
-    );
-    assert_eq!(mode & 0o777, 0o600, "identity file must be private");
-    std::fs::remove_file(dir.join("pgdrill.toml")).expect("rm config");
-    j["recipient"].as_str().expect("recipient").to_string()
-}
-
 async fn row_counts(url: &str) -> std::collections::BTreeMap<String, i64> {
     let c = tk::connect(url).await;
     let rows = c
@@ -201,10 +184,7 @@ async fn backup_to_s3_server_round_trips_and_lists_newest_first() {
     s3.create_bucket("backups");
     let dir = tempfile::tempdir().expect("tmp");
     let env_owned: Vec<(String, String)> = s3.env();
-    let mut env: Vec<(&str, &str)> = env_owned
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let mut env = env_refs(&env_owned);
     env.push(("PGDRILL_SOURCE_URL", &src.url));
     env.push(("PGDRILL_STORE", "s3://backups/team/pg"));
     env.push(("PASS", "correct horse battery staple"));

@@ -208,10 +208,7 @@ async fn secrets_appear_nowhere_in_outputs_objects_or_argv() {
             }
         })
         .collect();
-    let mut env: Vec<(&str, &str)> = s3_env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let mut env = env_refs(&s3_env);
     env.extend([
         ("PGDRILL_SOURCE_URL", url.as_str()),
         ("PGDRILL_STORE", "s3://backups/team"),
@@ -329,11 +326,7 @@ async fn secrets_appear_nowhere_in_outputs_objects_or_argv() {
 #[tokio::test(flavor = "multi_thread")]
 async fn error_messages_never_echo_secrets() {
     let cluster = tk::cluster(None);
-    let admin = tk::connect(&cluster.url("postgres")).await;
-    admin
-        .batch_execute("create database app")
-        .await
-        .expect("create app");
+    empty_db(&cluster, "app").await;
     let dir = tempfile::tempdir().expect("tmp");
     let store = dir.path().join("store");
     let store_s = store.display().to_string();

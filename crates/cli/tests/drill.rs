@@ -198,7 +198,7 @@ run = 'env; echo "DATABASE_URL=$DATABASE_URL PGPASSWORD=$PGPASSWORD"; exit 3'
     ] {
         env.push((k.to_string(), v.to_string()));
     }
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env = env_refs(&env);
 
     let backup = run(b.path(), &["--json", "backup"], &env);
     backup.ok();

@@ -38,10 +38,7 @@ async fn drill_example(
     let b = Bench::new(&format!("{schema}\n{breakage}")).await;
     copy_dir(&example(name), b.path());
     let env_owned = env(&b);
-    let env: Vec<(&str, &str)> = env_owned
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let env = env_refs(&env_owned);
     let store = b.store_s();
     run(b.path(), &["backup", "--store", &store], &env).ok();
     let out = run(b.path(), &["--json", "drill", "--store", &store], &env);

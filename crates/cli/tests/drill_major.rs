@@ -11,12 +11,7 @@ use pgdrill_testkit as tk;
 #[tokio::test(flavor = "multi_thread")]
 async fn drill_major_18_from_a_15_source_records_both_versions() {
     let cluster = tk::cluster(Some(15));
-    let admin = tk::connect(&cluster.url("postgres")).await;
-    admin
-        .batch_execute("create database app")
-        .await
-        .expect("create app");
-    let src = cluster.url("app");
+    let src = empty_db(&cluster, "app").await;
     tk::load_fixture(&src).await;
     let dir = tempfile::tempdir().expect("tmp");
     let store = dir.path().join("store").display().to_string();

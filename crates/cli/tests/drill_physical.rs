@@ -293,11 +293,7 @@ async fn physical_backups_are_drilled_like_pgdrills_own() {
         ),
     )
     .expect("write pgbackrest.conf");
-    let admin = tk::connect(&src.url("postgres")).await;
-    admin
-        .batch_execute("create database app")
-        .await
-        .expect("create app");
+    empty_db(&src, "app").await;
     let app = tk::connect(&src.url("app")).await;
     app.batch_execute(
         "create table marks (id int primary key, note text not null, at timestamptz not null default clock_timestamp());

@@ -74,12 +74,10 @@ fn doctor_without_url_env_says_to_set_it() {
 /// A closed port on loopback: nothing listens on port 1.
 const REFUSED: &str = "postgresql://app:pw@127.0.0.1:1/app";
 
-#[test]
-fn refused_connection_says_what_to_check_and_leaves_nothing_in_a_new_store() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = dir.path().join("store");
+/// A backup of [`REFUSED`] into `store`: it fails with exit 1.
+fn backup_refused(dir: &std::path::Path, store: &std::path::Path) -> Out {
     let out = run(
-        dir.path(),
+        dir,
         &[
             "backup",
             "--source",
@@ -90,6 +88,14 @@ fn refused_connection_says_what_to_check_and_leaves_nothing_in_a_new_store() {
         &[],
     );
     out.code(1);
+    out
+}
+
+#[test]
+fn refused_connection_says_what_to_check_and_leaves_nothing_in_a_new_store() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let out = backup_refused(dir.path(), &store);
     for want in [
         "cannot connect to postgresql://app@127.0.0.1:1/app",
         "check the host and port",
@@ -117,18 +123,7 @@ fn refused_connection_of_a_database_with_backups_is_recorded_for_status() {
     let old = store.join("app/backups/20260101T000000Z-abcd");
     std::fs::create_dir_all(&old).expect("mkdir");
     std::fs::write(old.join("manifest.json"), b"{}").expect("write");
-    let out = run(
-        dir.path(),
-        &[
-            "backup",
-            "--source",
-            REFUSED,
-            "--store",
-            &store.display().to_string(),
-        ],
-        &[],
-    );
-    out.code(1);
+    backup_refused(dir.path(), &store);
     let record = std::fs::read_to_string(store.join("app/last_failure.json")).expect("record");
     assert!(record.contains("cannot connect"), "{record}");
 }

@@ -201,7 +201,7 @@ fn verify_names_the_key_of_a_flipped_byte_and_restore_does_not_write_it() {
     report(&mirror(d, &["run", "--name", "up", "--from", "src"], &[]));
     mirror(d, &["verify", "--name", "up"], &[]).ok();
 
-    let sha = tk_sha256(&blob(3, 20_000));
+    let sha = sha256_hex(&blob(3, 20_000));
     let object = store.join(format!("up/mirror/objects/{}/{sha}", &sha[..2]));
     let mut bytes = std::fs::read(&object).expect("read object");
     bytes[100] ^= 0x01;
@@ -227,23 +227,6 @@ fn verify_names_the_key_of_a_flipped_byte_and_restore_does_not_write_it() {
         vec!["readme.txt"],
         "the corrupt object is not written, the rest is; no temp file is left"
     );
-}
-
-fn tk_sha256(data: &[u8]) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("sha256sum");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(data)
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
-    String::from_utf8_lossy(&out.stdout)[..64].to_string()
 }
 
 #[test]
@@ -411,10 +394,7 @@ fn s3_bucket_mirror_uploads_only_what_changed() {
     )
     .expect("config");
     let env_owned = s3.env();
-    let env: Vec<(&str, &str)> = env_owned
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let env = env_refs(&env_owned);
     let put_src = |key: &str, body: &[u8]| {
         let (code, text) = s3
             .request("PUT", &format!("/src/up/{key}"), body)

@@ -428,10 +428,7 @@ async fn doctor_passes_on_a_good_setup_and_names_what_is_broken() {
     );
     std::fs::write(dir.path().join("pgdrill.toml"), text).expect("config");
     let owned = s3.env();
-    let mut env: Vec<(&str, &str)> = owned
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let mut env = env_refs(&owned);
     env.push(("SRC", src.url.as_str()));
     let good = run(dir.path(), &["--json", "doctor"], &env);
     good.ok();
@@ -457,13 +454,11 @@ async fn doctor_passes_on_a_good_setup_and_names_what_is_broken() {
     }
     assert!(!good.stdout.contains(src.cluster.password()));
     // Leases rely on compare-and-swap: doctor proves If-Match on the real S3 server.
-    let cond = good.json()["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .find(|c| c["name"] == "store: conditional put")
-        .cloned()
-        .expect("conditional put check");
+    let cond = doctor_check_named(
+        &good.json(),
+        "store: conditional put",
+        "conditional put check",
+    );
     assert_eq!(cond["ok"], true, "{cond}");
     assert!(
         cond["detail"]
@@ -599,13 +594,7 @@ async fn skewed_clock_cannot_take_over_live_lease() {
         ],
     );
     doctor.code(1);
-    let clock = doctor.json()["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .find(|c| c["name"] == "store: clock")
-        .cloned()
-        .expect("a clock check");
+    let clock = doctor_check_named(&doctor.json(), "store: clock", "a clock check");
     assert_eq!(clock["ok"], false, "{clock}");
     assert!(
         clock["detail"]
@@ -795,13 +784,7 @@ fn prune_removes_stale_part_files() {
     assert!(st.success());
     let doctor_check = || {
         let d = run(dir.path(), &["--json", "doctor"], &[]);
-        d.json()["checks"]
-            .as_array()
-            .expect("checks")
-            .iter()
-            .find(|c| c["name"] == "store: unfinished uploads")
-            .cloned()
-            .expect("the check")
+        doctor_check_named(&d.json(), "store: unfinished uploads", "the check")
     };
     let before = doctor_check();
     assert_eq!(before["ok"], false, "{before}");
@@ -845,10 +828,7 @@ fn prune_aborts_stale_s3_multipart_uploads() {
         std::fs::write(dir.path().join("pgdrill.toml"), text).expect("config");
     };
     let owned = s3.env();
-    let env: Vec<(&str, &str)> = owned
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let env = env_refs(&owned);
     // As a backup killed after its first part leaves it: started, one part uploaded.
     let killed = "app/backups/20200101T000000Z-abcd/dump.pgc.zst.age";
     open_multipart_upload(&s3, "uploads-left-open", &format!("pg/{killed}"));
@@ -858,13 +838,7 @@ fn prune_aborts_stale_s3_multipart_uploads() {
     let both = vec![neighbour.to_string(), format!("pg/{killed}")];
     let doctor_check = || {
         let d = run(dir.path(), &["--json", "doctor"], &env);
-        d.json()["checks"]
-            .as_array()
-            .expect("checks")
-            .iter()
-            .find(|c| c["name"] == "store: unfinished uploads")
-            .cloned()
-            .expect("the check")
+        doctor_check_named(&d.json(), "store: unfinished uploads", "the check")
     };
 
     // Inside the grace period: kept (it may be a backup still running). moto dates every
@@ -988,4 +962,15 @@ fn prune_warns_and_keeps_backups_with_unreadable_manifests() {
         out.stdout
     );
     assert!(folder.join("dump.pgc.zst").exists(), "the backup was kept");
+}
+
+/// The check `name` of a `doctor --json` report; `missing` is the failure message.
+fn doctor_check_named(report: &serde_json::Value, name: &str, missing: &str) -> serde_json::Value {
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .expect(missing)
 }

@@ -274,10 +274,7 @@ async fn stalled_list_is_an_error_not_empty() {
     let proxy = FaultProxy::start(&s3.endpoint());
     let dir = tempfile::tempdir().expect("tmp");
     let owned = s3_env_via(&s3, &proxy.endpoint);
-    let mut env: Vec<(&str, &str)> = owned
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let mut env = env_refs(&owned);
     env.extend([
         ("PGDRILL_STORE", "s3://backups/pg"),
         ("PGDRILL_STORE_TIMEOUT_SECONDS", "1"),
@@ -555,10 +552,7 @@ fn missing_bucket_is_named_with_its_endpoint() {
     let s3 = tk::S3Server::start();
     let dir = tempfile::tempdir().expect("tmp");
     let owned = s3.env();
-    let env: Vec<(&str, &str)> = owned
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let env = env_refs(&owned);
     let out = run_within(
         60,
         dir.path(),
@@ -629,10 +623,7 @@ async fn backup_waits_out_a_store_restart() {
     let proxy = FaultProxy::start(&s3.endpoint());
     let dir = tempfile::tempdir().expect("tmp");
     let owned = s3_env_via(&s3, &proxy.endpoint);
-    let mut env: Vec<(&str, &str)> = owned
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let mut env = env_refs(&owned);
     env.extend([
         ("PGDRILL_STORE", "s3://backups/pg"),
         ("PGDRILL_SOURCE_URL", src.url.as_str()),

@@ -469,14 +469,7 @@ async fn cross_version_targets_and_missing_extensions() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_latin1_database_streams_through_pg_restore_lanes() {
     let cluster = tk::cluster(None);
-    tk::connect(&cluster.url("postgres"))
-        .await
-        .batch_execute(
-            "create database latin template template0 encoding 'LATIN1' lc_collate 'C' lc_ctype 'C'",
-        )
-        .await
-        .expect("latin1 database");
-    let url = cluster.url("latin");
+    let url = latin1_db(&cluster, "latin").await;
     tk::connect(&url)
         .await
         .batch_execute(

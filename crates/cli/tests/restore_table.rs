@@ -342,10 +342,7 @@ async fn tables_come_back_alone_from_a_folder_and_from_encrypted_s3() {
     let s3 = tk::S3Server::start();
     s3.create_bucket("backups");
     let env_owned = s3.env();
-    let mut env: Vec<(&str, &str)> = env_owned
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let mut env = env_refs(&env_owned);
     env.push(("PASS", "correct horse battery staple"));
     env.push(("PGDRILL_STORE", "s3://backups/pg"));
     let mut benv = env.clone();

@@ -7,6 +7,12 @@ use std::collections::BTreeMap;
 
 pub type Env = BTreeMap<String, String>;
 
+/// The environment as `(name, value)` pairs, the form `ConnSpec::parse_with_env` and store
+/// options take.
+pub fn pairs(env: &Env) -> Vec<(String, String)> {
+    env.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
 /// The value of the environment variable a `*_env` key names; `None` when the key is unset,
 /// an error naming the variable when it is set but the variable is not.
 pub fn named_env(env: &Env, var: &Option<String>, key: &str) -> Result<Option<String>> {

@@ -1,11 +1,10 @@
-use super::Output;
+use super::{target, Output};
 use crate::cli::DiffArgs;
 use crate::context::Ctx;
 use pgdrill_core::diff::{self, DiffJob};
 use pgdrill_core::progress::Progress;
 use pgdrill_core::restore::{self, RestoreJob};
 use pgdrill_core::{catalog, readers, Error, Result};
-use pgdrill_pg::cluster::{Cluster, ClusterOptions};
 use pgdrill_pg::ConnSpec;
 use serde_json::json;
 
@@ -18,15 +17,8 @@ pub async fn run(ctx: &Ctx, args: &DiffArgs) -> Result<Output> {
     }
     let tools = tokio::task::spawn_blocking(pgdrill_pg::PgTools::discover);
     let stores = ctx.read_stores()?;
-    let db = ctx.one_database_of(&stores).await?;
-    let src = ctx
-        .source(
-            &stores,
-            &db,
-            args.backup.as_deref().unwrap_or("latest"),
-            args.at.as_deref(),
-        )
-        .await?;
+    let (db, src) =
+        target::resolve_backup(ctx, &stores, args.backup.as_deref(), args.at.as_deref()).await?;
     let (store, store_name, first) = (src.store, src.name, src.resolved);
     // A second backup is read from the same store as the first.
     let other = match &args.other {
@@ -42,33 +34,17 @@ pub async fn run(ctx: &Ctx, args: &DiffArgs) -> Result<Output> {
     let tools = tools
         .await
         .map_err(|e| Error::Failed(format!("looking for PostgreSQL tools crashed: {e}")))?;
-    let url = args.target.clone().or_else(|| {
-        ctx.env
-            .get("PGDRILL_TARGET_URL")
-            .cloned()
-            .filter(|s| !s.is_empty())
-    });
     let mut cluster = None;
-    let target = match url {
-        Some(url) => {
-            let env: Vec<(String, String)> = ctx
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            ConnSpec::parse_with_env(&url, &env)?
-        }
+    let target = match target::target_url(ctx, args.target.as_deref()) {
+        Some(url) => target::target_spec(ctx, &url)?,
         None if other.is_some() => {
-            let major = first.manifest.restore_major();
-            let install = tools.pick_server_with(major, &first.manifest.content.extensions)?;
-            ctx.ui.info(format!(
-                "starting a throwaway PostgreSQL {} cluster for the scratch databases",
-                install.version
-            ));
-            let c = tokio::task::spawn_blocking(move || Cluster::start(ClusterOptions::new(install)))
-                .await
-                .map_err(|e| Error::Failed(format!("the cluster start crashed: {e}")))?
-                .map_err(|e| Error::Failed(format!("cannot start a throwaway cluster: {e}")))?;
+            let c = target::start_throwaway(
+                ctx,
+                &tools,
+                &first.manifest,
+                " for the scratch databases",
+            )
+            .await?;
             let spec = ConnSpec::parse_with_env(&c.url("postgres"), &[])?;
             cluster = Some(c);
             spec
@@ -81,12 +57,7 @@ pub async fn run(ctx: &Ctx, args: &DiffArgs) -> Result<Output> {
     };
     let progress = Progress::new();
     let _g = ctx.ui.progress(progress.clone());
-    let source = ctx
-        .settings
-        .databases
-        .iter()
-        .find(|d| d.name == db)
-        .and_then(|d| d.source_spec(&ctx.env).ok());
+    let source = target::source_spec(ctx, &db);
     let job = DiffJob {
         restore: RestoreJob {
             store,
@@ -125,10 +96,7 @@ pub async fn run(ctx: &Ctx, args: &DiffArgs) -> Result<Output> {
         m.release().await;
     }
     if let Some(c) = cluster {
-        tokio::task::spawn_blocking(move || c.stop())
-            .await
-            .map_err(|e| Error::Failed(format!("the cluster stop crashed: {e}")))?
-            .map_err(|e| Error::Failed(format!("cannot stop the throwaway cluster: {e}")))?;
+        target::stop_throwaway(c).await?;
     }
     let report = match report {
         Ok(r) => r,

@@ -10,6 +10,7 @@ pub mod mirror;
 pub mod operate;
 pub mod restore;
 pub mod serve;
+pub mod target;
 
 /// What a command produced: a JSON document for --json, and text for people.
 pub struct Output {

@@ -1,4 +1,4 @@
-use super::Output;
+use super::{target, Output};
 use crate::cli::RestoreArgs;
 use crate::context::Ctx;
 use crate::ui::human_secs;
@@ -6,7 +6,6 @@ use pgdrill_core::progress::Progress;
 use pgdrill_core::restore::table::{self, TableRequest};
 use pgdrill_core::restore::{self, RestoreJob};
 use pgdrill_core::{readers, stores, Error, Result};
-use pgdrill_pg::cluster::{Cluster, ClusterOptions};
 use pgdrill_pg::ConnSpec;
 use serde_json::json;
 
@@ -14,15 +13,8 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
     // Probing the PostgreSQL installs runs a few `--version`s: meanwhile, read the store.
     let tools = tokio::task::spawn_blocking(pgdrill_pg::PgTools::discover);
     let stores = ctx.read_stores()?;
-    let db = ctx.one_database_of(&stores).await?;
-    let src = ctx
-        .source(
-            &stores,
-            &db,
-            args.backup.as_deref().unwrap_or("latest"),
-            args.at.as_deref(),
-        )
-        .await?;
+    let (db, src) =
+        target::resolve_backup(ctx, &stores, args.backup.as_deref(), args.at.as_deref()).await?;
     let (store, store_name, resolved) = (src.store, src.name, src.resolved);
     let table_req = table_request(args)?;
     for w in &resolved.warnings {
@@ -33,43 +25,20 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
     let tools = tools
         .await
         .map_err(|e| Error::Failed(format!("looking for PostgreSQL tools crashed: {e}")))?;
-    let source = ctx
-        .settings
-        .databases
-        .iter()
-        .find(|d| d.name == db)
-        .and_then(|d| d.source_spec(&ctx.env).ok());
+    let source = target::source_spec(ctx, &db);
     let mut cluster = None;
     let target = if args.ephemeral {
-        let major = manifest.restore_major();
-        let install = tools.pick_server_with(major, &manifest.content.extensions)?;
-        ctx.ui.info(format!(
-            "starting a throwaway PostgreSQL {} cluster",
-            install.version
-        ));
-        let c = tokio::task::spawn_blocking(move || Cluster::start(ClusterOptions::new(install)))
-            .await
-            .map_err(|e| Error::Failed(format!("the cluster start crashed: {e}")))?
-            .map_err(|e| Error::Failed(format!("cannot start a throwaway cluster: {e}")))?;
+        let c = target::start_throwaway(ctx, &tools, &manifest, "").await?;
         let url = c.url(&manifest.source.dbname);
         cluster = Some(c);
         ConnSpec::parse_with_env(&url, &[])?
     } else {
-        let url = args
-            .target
-            .clone()
-            .or_else(|| ctx.env.get("PGDRILL_TARGET_URL").cloned().filter(|s| !s.is_empty()))
-            .ok_or_else(|| {
-                Error::Invalid(
-                    "restore needs an explicit target: pass --target URL (or set PGDRILL_TARGET_URL), or use --ephemeral".into(),
-                )
-            })?;
-        let env: Vec<(String, String)> = ctx
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        ConnSpec::parse_with_env(&url, &env)?
+        let url = target::target_url(ctx, args.target.as_deref()).ok_or_else(|| {
+            Error::Invalid(
+                "restore needs an explicit target: pass --target URL (or set PGDRILL_TARGET_URL), or use --ephemeral".into(),
+            )
+        })?;
+        target::target_spec(ctx, &url)?
     };
     let jobs = restore::resolve_jobs(args.jobs, ctx.settings.restore.jobs);
     let progress = Progress::new();
@@ -183,10 +152,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<Output> {
             json["ephemeral"] =
                 json!({"url": url, "data_dir": kept.data_dir, "stop_command": kept.stop_command});
         } else {
-            tokio::task::spawn_blocking(move || c.stop())
-                .await
-                .map_err(|e| Error::Failed(format!("the cluster stop crashed: {e}")))?
-                .map_err(|e| Error::Failed(format!("cannot stop the throwaway cluster: {e}")))?;
+            target::stop_throwaway(c).await?;
             human.push_str("the throwaway cluster was stopped and removed\n");
         }
     }

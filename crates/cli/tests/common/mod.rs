@@ -98,14 +98,21 @@ pub struct Source {
 
 pub async fn source(major: Option<u32>) -> Source {
     let cluster = tk::cluster(major);
-    let admin = tk::connect(&cluster.url("postgres")).await;
-    admin
-        .batch_execute("create database app")
-        .await
-        .expect("create app");
-    let url = cluster.url("app");
+    let url = empty_db(&cluster, "app").await;
     tk::load_fixture(&url).await;
     Source { cluster, url }
+}
+
+/// Creates an empty LATIN1 database (C collation) on a cluster and returns its URL.
+pub async fn latin1_db(cluster: &tk::Cluster, name: &str) -> String {
+    let admin = tk::connect(&cluster.url("postgres")).await;
+    admin
+        .batch_execute(&format!(
+            "create database \"{name}\" encoding 'LATIN1' lc_collate 'C' lc_ctype 'C' template template0"
+        ))
+        .await
+        .expect("latin1 database");
+    cluster.url(name)
 }
 
 /// Creates an empty database on a cluster and returns its URL.
@@ -154,4 +161,53 @@ pub fn files_below(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+/// `init --generate-key` in `dir`: writes a private identity file `pgdrill-age.key` there
+/// (mode 0600, checked) and returns its recipient; the generated config is removed.
+pub fn generate_key(dir: &Path) -> String {
+    let out = run(
+        dir,
+        &["--json", "init", "--generate-key", "--path", "pgdrill.toml"],
+        &[],
+    );
+    out.ok();
+    let j = out.json();
+    let key = dir.join("pgdrill-age.key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key).expect("key").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "identity file must be private");
+    std::fs::remove_file(dir.join("pgdrill.toml")).expect("rm config");
+    j["recipient"].as_str().expect("recipient").to_string()
+}
+
+/// Lowercase hex SHA-256 of `bytes`, computed by `sha256sum` (not by the code under test).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(bytes)
+        .expect("write");
+    let out = child.wait_with_output().expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Borrowed `(name, value)` pairs of an owned environment, as [`run`] takes them.
+pub fn env_refs(owned: &[(String, String)]) -> Vec<(&str, &str)> {
+    owned
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }

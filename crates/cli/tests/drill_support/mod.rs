@@ -65,12 +65,7 @@ pub struct Bench {
 impl Bench {
     pub async fn new(sql: &str) -> Bench {
         let cluster = tk::cluster(None);
-        let admin = tk::connect(&cluster.url("postgres")).await;
-        admin
-            .batch_execute("create database app")
-            .await
-            .expect("create app");
-        let url = cluster.url("app");
+        let url = empty_db(&cluster, "app").await;
         tk::connect(&url)
             .await
             .batch_execute(sql)

@@ -72,8 +72,7 @@ impl DatabaseSettings {
 
     /// The source connection; fails (exit 2) when it is not configured or its variable unset.
     pub fn source_spec(&self, env: &Env) -> Result<ConnSpec> {
-        let env_vec: Vec<(String, String)> =
-            env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let env_vec = crate::env::pairs(env);
         let url = match &self.source {
             Some(SourceRef::Discovered(spec)) => return Ok(spec.clone()),
             Some(SourceRef::Url(u)) => u.expose().to_string(),
@@ -155,15 +154,8 @@ pub(super) fn database_settings(
         Some(n) => n.clone(),
         None => {
             let probe = DatabaseSettings {
-                name: DbName::parse("x").map_err(Error::Invalid)?,
                 source: source.clone(),
-                pg_dump_args: vec![],
-                globals: false,
-                globals_passwords: false,
-                server: None,
-                drill: toml::Table::new(),
-                drill_settings: DrillSettings::default(),
-                audit: None,
+                ..DatabaseSettings::store_only(DbName::parse("x").map_err(Error::Invalid)?)
             };
             probe
                 .source_spec(env)

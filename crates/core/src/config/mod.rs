@@ -344,8 +344,7 @@ impl Settings {
         name: Option<&str>,
         env: &Env,
     ) -> Result<String> {
-        let env_vec: Vec<(String, String)> =
-            env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let env_vec = crate::env::pairs(env);
         let spec = ConnSpec::parse_with_env(url.expose(), &env_vec)?;
         let name = DbName::parse(name.unwrap_or(&spec.dbname)).map_err(Error::Invalid)?;
         let picked = name.to_string();

@@ -82,8 +82,7 @@ pub struct ServerSettings {
 impl ServerSettings {
     /// The server's connection; fails (exit 2) when its variable is unset.
     pub fn spec(&self, env: &super::Env) -> Result<ConnSpec> {
-        let env_vec: Vec<(String, String)> =
-            env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let env_vec = crate::env::pairs(env);
         let url = match &self.source {
             SourceRef::Discovered(spec) => return Ok(spec.clone()),
             SourceRef::Url(u) => u.expose().to_string(),

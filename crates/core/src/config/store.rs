@@ -179,7 +179,7 @@ pub(super) fn store_options(s: &StoreSection, env: &Env) -> Result<pgdrill_store
         access_key_id: named(&s.access_key_id_env, "access_key_id_env")?,
         secret_access_key: named(&s.secret_access_key_env, "secret_access_key_env")?,
         session_token: None,
-        env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        env: crate::env::pairs(env),
         timeout: match s.timeout_seconds {
             Some(0) => {
                 return Err(Error::Invalid(

@@ -436,19 +436,33 @@ pub async fn run(job: DrillJob<'_>) -> Result<DrillOutcome> {
         _ if verdict_pass => 0,
         _ => 1,
     };
+    conclude(&job, &id, result, &log, &secrets, kept, exit_code).await
+}
+
+/// How every drill ends: its result scrubbed of `secrets`, the evidence written to the store
+/// and to the report directory (`pgdrill-reports/<id>` unless the job names one).
+async fn conclude(
+    job: &DrillJob<'_>,
+    id: &DrillId,
+    mut result: DrillResult,
+    log: &Log,
+    secrets: &[String],
+    kept: Option<(String, Option<String>)>,
+    exit_code: u8,
+) -> Result<DrillOutcome> {
     let report_dir = job
         .report_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("pgdrill-reports").join(id.as_str()));
-    scrub_result(&mut result, &secrets);
+    scrub_result(&mut result, secrets);
     write_evidence(
         job.store,
         &job.db.name,
-        &id,
+        id,
         &result,
         &log.lines,
         &report_dir,
-        &secrets,
+        secrets,
     )
     .await?;
     Ok(DrillOutcome {

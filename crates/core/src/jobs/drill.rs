@@ -278,7 +278,7 @@ fn target_for(
     flag: Option<&str>,
     db: &DatabaseSettings,
 ) -> Result<Option<ConnSpec>> {
-    let env: Vec<(String, String)> = jx.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let env = crate::env::pairs(jx.env);
     let from_config = db.drill_settings.target_url_env.as_deref().map(|var| {
         jx.env.get(var).cloned().filter(|s| !s.is_empty()).ok_or_else(|| {
             Error::Invalid(format!("[database.drill] target_url_env names {var}, which is not set; export it or pass --target"))

@@ -58,7 +58,7 @@ impl MirrorSection {
             access_key_id: named(&self.access_key_id_env, "access_key_id_env")?,
             secret_access_key: named(&self.secret_access_key_env, "secret_access_key_env")?,
             session_token: None,
-            env: env_vec(env),
+            env: crate::env::pairs(env),
             ..Default::default()
         })
     }
@@ -78,13 +78,9 @@ impl MirrorSection {
 /// Options for a location named only on the command line: the standard `AWS_*` variables.
 pub fn default_options(env: &Env) -> StoreOptions {
     StoreOptions {
-        env: env_vec(env),
+        env: crate::env::pairs(env),
         ..Default::default()
     }
-}
-
-fn env_vec(env: &Env) -> Vec<(String, String)> {
-    env.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// Validates the entries (names, unique, parseable `from`, percentages) and resolves relative

@@ -4,7 +4,8 @@
 //! data chunks would (uncompressed with `-Z0`). Rows are counted per data file with
 //! [`CopyRows`], as the file passes.
 
-use super::{read_front, summarize, ArchiveError, ArchiveSummary, CopyCounter, Result, TableCount};
+use super::data::CopyCounter;
+use super::{read_front, summarize, ArchiveError, ArchiveSummary, Result, TableCount};
 use std::io::Read;
 
 /// One TOC entry of a directory archive that has a data file.

@@ -1,3 +1,6 @@
+use super::data::*;
+use super::header::*;
+use super::wire::*;
 use super::*;
 use std::path::PathBuf;
 

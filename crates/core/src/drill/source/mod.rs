@@ -25,7 +25,6 @@ use crate::time::{self, Timestamp};
 use crate::{Error, Result};
 use pgdrill_pg::cluster::Cluster;
 use pgdrill_pg::{client, ConnSpec};
-use std::path::PathBuf;
 use std::time::Instant;
 
 /// One backup a tool lists.
@@ -229,7 +228,7 @@ pub(super) async fn run(job: DrillJob<'_>, p: &PhysicalDrill) -> Result<DrillOut
     // backup's end (or start), else the drill's start (docs/result.schema.json says so).
     let ended = chosen.as_ref().and_then(|c| c.stop.or(c.start));
     let stamp = |t: Option<Timestamp>| time::rfc3339_millis(t.or(ended).unwrap_or(started_at));
-    let mut result = DrillResult {
+    let result = DrillResult {
         schema_version: RESULT_SCHEMA_VERSION,
         drill_id: id.to_string(),
         database: job.db.name.to_string(),
@@ -284,28 +283,8 @@ pub(super) async fn run(job: DrillJob<'_>, p: &PhysicalDrill) -> Result<DrillOut
         })
         .map(|(_, v)| v.clone())
         .collect();
-    scrub_result(&mut result, &secrets);
-    let report_dir = job
-        .report_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("pgdrill-reports").join(id.as_str()));
-    write_evidence(
-        job.store,
-        &job.db.name,
-        &id,
-        &result,
-        &log.lines,
-        &report_dir,
-        &secrets,
-    )
-    .await?;
     let exit_code = if verdict_pass { 0 } else { 1 };
-    Ok(DrillOutcome {
-        result,
-        report_dir,
-        kept,
-        exit_code,
-    })
+    super::conclude(&job, &id, result, &log, &secrets, kept, exit_code).await
 }
 
 /// What running the checks on the recovered cluster found.
