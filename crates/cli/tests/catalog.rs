@@ -24,7 +24,7 @@ fn manifests(store: &Path) -> Vec<String> {
 fn catalog_ids(store: &Path) -> Vec<String> {
     let text = std::fs::read(store.join("app/catalog.json")).expect("catalog.json");
     let c: serde_json::Value = serde_json::from_slice(&text).expect("json");
-    assert_eq!(c["format_version"], 1);
+    assert_eq!(c["format_version"], 2);
     c["backups"]
         .as_array()
         .expect("backups")

@@ -9,18 +9,15 @@ use crate::frames::DumpIndex;
 use crate::ids::BackupId;
 use crate::layout;
 use crate::manifest::*;
-use crate::pipeline::{Digested, HashWriter};
+use crate::pipeline::Digested;
 use crate::progress::Progress;
 use crate::{Error, Result};
-use bytes::Bytes;
 use pgdrill_pg::archive::ArchiveSummary;
 use pgdrill_pg::child;
 use pgdrill_pg::client::SnapshotSession;
-use pgdrill_pg::{ConnSpec, PgInstall, PgTools};
+use pgdrill_pg::{ConnSpec, PgInstall};
 use pgdrill_store::Store;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,14 +27,20 @@ mod fanout;
 mod follow;
 mod locks;
 mod manifest;
+mod objects;
+mod publish;
 mod stream;
+mod tools;
 
 /// Moved to the lease (a leaf below the backup); kept here for callers.
 pub use crate::lease::hostname;
 use fanout::{Sizing, Targets};
 pub use fanout::{StoreCopy, TargetStore};
 use manifest::{build_manifest, Times};
+use objects::{copy_globals, globals_and_upload, upload_index};
+use publish::publish;
 use stream::stream_child;
+pub use tools::Tools;
 
 const READ_CHUNK: usize = 1 << 20;
 
@@ -52,7 +55,8 @@ pub struct BackupJob<'a> {
     pub db: &'a DatabaseSettings,
     pub source: ConnSpec,
     pub keys: &'a EncryptionKeys,
-    pub tools: &'a PgTools,
+    /// The PostgreSQL tools; waited for only once the snapshot is open.
+    pub tools: &'a Tools,
     pub compression_level: i32,
     /// zstd worker threads; 0 = one per core.
     pub compression_threads: u32,
@@ -178,14 +182,21 @@ async fn run_to(job: &BackupJob<'_>, targets: &Arc<Targets>) -> Result<Manifest>
         None => crate::clock::Clock::process().now(),
     });
     job.progress.stage("snapshot");
-    // The previous backup's raw size estimates the dump's (read beside the snapshot).
-    let (session, previous) = tokio::join!(
-        SnapshotSession::open(&job.source),
-        previous_raw_size(job.store, &job.db.name)
-    );
-    let session = session?;
+    // The previous backup's raw size estimates the dump's: read beside the snapshot and the
+    // dump's start, never waited for before pg_dump runs (it only feeds the progress).
+    let previous = (job.jobs <= 1).then(|| {
+        let (store, db) = (job.store.clone(), job.db.name.clone());
+        AbortOnDrop(tokio::spawn(
+            async move { previous_raw_size(&store, &db).await },
+        ))
+    });
+    let session = SnapshotSession::open(&job.source).await?;
     let t_snapshot = started.elapsed().as_secs_f64();
-    let install = job.tools.pick("pg_dump", session.facts.version.major)?;
+    let install = job
+        .tools
+        .get()
+        .await
+        .pick("pg_dump", session.facts.version.major)?;
     let (stream, summary, directory) = if job.jobs > 1 {
         let result = directory::dump(job, targets, &id, &session, &install, job.jobs).await;
         let mut stream = StreamResult::of_session(&session);
@@ -203,41 +214,46 @@ async fn run_to(job: &BackupJob<'_>, targets: &Arc<Targets>) -> Result<Manifest>
         let (stream, summary) = result?;
         (stream, summary, None)
     };
-    let mut extra = Vec::new();
-    if let (Ok(s), None) = (&summary, &directory) {
-        let index = DumpIndex {
+    let index = match (&summary, &directory) {
+        (Ok(s), None) => Some(DumpIndex {
             version: 1,
             raw_size: stream.raw.bytes,
             compressed_size: stream.compressed,
             frames: stream.frames.clone(),
             toc_end: s.toc_end,
             blocks: s.blocks.clone(),
-        };
-        // Without a consistent index a restore reads the dump front to back: still correct.
-        if index.check().is_ok() {
-            match upload_index(job, targets, &id, &index).await {
-                Ok(o) => extra.push(o),
-                Err(e) => {
-                    targets.delete_everywhere(&job.db.name, &id).await;
-                    return Err(e);
-                }
+        }),
+        _ => None,
+    };
+    // Without a consistent index a restore reads the dump front to back: still correct.
+    let index = index.filter(|i| i.check().is_ok());
+    // The index is stored while pg_dumpall runs (or the globals are copied).
+    let (indexed, globals) = tokio::join!(
+        async {
+            match &index {
+                Some(i) => upload_index(job, targets, &id, i).await.map(Some),
+                None => Ok(None),
             }
-        }
-    }
-    if job.db.globals {
-        let globals = match &job.globals_from {
-            Some((key, object)) => copy_globals(job, targets, &id, key, object).await,
-            None => globals_and_upload(job, targets, &id, stream.facts.version.major).await,
-        };
-        match globals {
-            Ok(o) => extra.push(o),
-            Err(e) => {
-                // Nothing half-written: the dump already uploaded goes too.
-                targets.delete_everywhere(&job.db.name, &id).await;
-                return Err(e);
+        },
+        async {
+            if !job.db.globals {
+                return Ok(None);
             }
+            match &job.globals_from {
+                Some((key, object)) => copy_globals(job, targets, &id, key, object).await,
+                None => globals_and_upload(job, targets, &id, stream.facts.version.major).await,
+            }
+            .map(Some)
         }
-    }
+    );
+    let extra: Vec<StoredObject> = match (indexed, globals) {
+        (Ok(i), Ok(g)) => i.into_iter().chain(g).collect(),
+        (Err(e), _) | (_, Err(e)) => {
+            // Nothing half-written: the dump already uploaded goes too.
+            targets.delete_everywhere(&job.db.name, &id).await;
+            return Err(e);
+        }
+    };
     job.progress.stage("manifest");
     let finished_at = now_rfc3339();
     let mut stage_seconds = BTreeMap::new();
@@ -262,6 +278,22 @@ async fn run_to(job: &BackupJob<'_>, targets: &Arc<Targets>) -> Result<Manifest>
     Ok(manifest)
 }
 
+/// A spawned task that ends with its owner (a failed backup leaves no lookup running).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> AbortOnDrop<T> {
+    /// The task's result; `None` when it panicked or was aborted.
+    async fn join(mut self) -> Option<T> {
+        (&mut self.0).await.ok()
+    }
+}
+
 /// The raw size of the newest complete backup of `db`, if there is one.
 async fn previous_raw_size(store: &Store, db: &crate::ids::DbName) -> Option<u64> {
     let latest = crate::catalog::latest(store, db).await.ok()?;
@@ -279,158 +311,6 @@ pub fn dump_estimate(
         (Some(n), _) => Some((n, "previous backup")),
         (None, Some(n)) if n > 0 => Some((n as u64, "pg_database_size")),
         _ => None,
-    }
-}
-
-/// Stores the dump index (JSON, through zstd and age like the dump).
-async fn upload_index(
-    job: &BackupJob<'_>,
-    targets: &Targets,
-    id: &BackupId,
-    index: &DumpIndex,
-) -> Result<StoredObject> {
-    let json = serde_json::to_vec(index)
-        .map_err(|e| Error::Failed(format!("cannot encode the dump index: {e}")))?;
-    let io_err = |e: std::io::Error| Error::Failed(format!("cannot encode the dump index: {e}"));
-    let compressed = zstd::bulk::compress(&json, 3).map_err(io_err)?;
-    let mut sink = job.keys.wrap(HashWriter::new(Vec::new()))?;
-    sink.write_all(&compressed).map_err(io_err)?;
-    let (bytes, stored) = sink.finish().map_err(io_err)?.finish();
-    let name = layout::index_object_name(job.keys.enabled());
-    targets
-        .put(
-            &layout::backup_object(&job.db.name, id, &name),
-            Bytes::from(bytes),
-        )
-        .await?;
-    Ok(StoredObject {
-        name,
-        kind: "index".into(),
-        size: stored.bytes,
-        sha256: stored.sha256,
-        raw_size: json.len() as u64,
-        raw_sha256: hex::encode(Sha256::digest(&json)),
-        file: None,
-        rows: None,
-    })
-}
-
-/// The completion rule, in every store, trusting no acknowledgement: every object is
-/// confirmed stored with its size, SHA256SUMS is written and confirmed, the lease is
-/// confirmed still ours, then the manifest is written with put-if-absent and confirmed
-/// stored and listed. A store failing a step is left (its copy deleted at the end); when no
-/// store is left, what the backup stored is deleted everywhere and nothing is published.
-async fn publish(job: &BackupJob<'_>, targets: &Targets, m: &Manifest) -> Result<()> {
-    let sums: String = m
-        .objects
-        .iter()
-        .map(|o| format!("{}  {}\n", o.sha256, o.name))
-        .collect();
-    let sums_len = sums.len() as u64;
-    let sums_key = layout::backup_object(&m.database, &m.backup_id, layout::SHA256SUMS);
-    let before_manifest = async {
-        each_store(targets, |store| async move {
-            for o in &m.objects {
-                confirm_stored(&store, m, &o.name, o.size).await?;
-            }
-            Ok(())
-        })
-        .await?;
-        targets.put(&sums_key, Bytes::from(sums)).await?;
-        each_store(targets, |store| async move {
-            confirm_stored(&store, m, layout::SHA256SUMS, sums_len).await
-        })
-        .await?;
-        if let Some(lease) = job.lease {
-            lease.confirm().await?;
-        }
-        Ok::<_, Error>(())
-    };
-    if let Err(e) = before_manifest.await {
-        targets.delete_everywhere(&m.database, &m.backup_id).await;
-        return Err(e);
-    }
-    let json = Bytes::from(m.to_json());
-    let key = layout::backup_object(&m.database, &m.backup_id, layout::MANIFEST);
-    let live = targets.live();
-    let written = futures::future::join_all(live.iter().map(|&i| {
-        let (store, json, key) = (targets.get(i).store.clone(), json.clone(), key.clone());
-        async move {
-            let json_len = json.len() as u64;
-            // An existing manifest is another backup's (ids are unique): never clean up
-            // after this.
-            store.put_if_absent(&key, json).await.map_err(|e| (false, Error::from(e)))?;
-            let after = async {
-                confirm_stored(&store, m, layout::MANIFEST, json_len).await?;
-                let listed = store
-                    .list(&layout::backup_dir(&m.database, &m.backup_id))
-                    .await?;
-                if !listed.iter().any(|o| o.key == key) {
-                    return Err(Error::Failed(format!(
-                        "the store acknowledged {} of backup {} and reads it back but does not list it, so the backup would never be found: nothing was published",
-                        layout::MANIFEST,
-                        m.backup_id
-                    )));
-                }
-                Ok(())
-            };
-            after.await.map_err(|e| (true, e))
-        }
-    }))
-    .await;
-    let mut last = None;
-    for (i, r) in live.into_iter().zip(written) {
-        match r {
-            Ok(()) => targets.done(i),
-            Err((cleanup, e)) => {
-                targets.fail(i, &e);
-                if cleanup {
-                    targets.delete_backup(i, &m.database, &m.backup_id).await;
-                }
-                last = Some(e);
-            }
-        }
-    }
-    targets.any_left(last)
-}
-
-/// Runs `check` on every live store in parallel; a store it fails is left. Fails when no
-/// store is left.
-async fn each_store<'a, F, Fut>(targets: &Targets, check: F) -> Result<()>
-where
-    F: Fn(Store) -> Fut,
-    Fut: std::future::Future<Output = Result<()>> + 'a,
-{
-    let live = targets.live();
-    let results =
-        futures::future::join_all(live.iter().map(|&i| check(targets.get(i).store.clone()))).await;
-    let mut last = None;
-    for (i, r) in live.into_iter().zip(results) {
-        if let Err(e) = r {
-            targets.fail(i, &e);
-            last = Some(e);
-        }
-    }
-    targets.any_left(last)
-}
-
-/// Fails unless the store holds `name` of backup `m` with `size` bytes (one HEAD).
-async fn confirm_stored(store: &Store, m: &Manifest, name: &str, size: u64) -> Result<()> {
-    let key = layout::backup_object(&m.database, &m.backup_id, name);
-    let lost = |what: String| {
-        Error::Failed(format!(
-            "the store acknowledged {name} of backup {} but {what}: nothing was published; check the store's health",
-            m.backup_id
-        ))
-    };
-    match store.head(&key).await {
-        Ok(info) if info.size == size => Ok(()),
-        Ok(info) => Err(lost(format!(
-            "holds {} bytes of the {size} written",
-            info.size
-        ))),
-        Err(pgdrill_store::StoreError::NotFound { .. }) => Err(lost("does not have it".into())),
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -507,7 +387,7 @@ async fn dump_and_upload(
     id: &BackupId,
     session: &SnapshotSession,
     install: &PgInstall,
-    previous: Option<u64>,
+    previous: Option<AbortOnDrop<Option<u64>>>,
 ) -> Result<(StreamResult, std::result::Result<ArchiveSummary, String>)> {
     let t0 = Instant::now();
     let object_name = layout::dump_object_name(job.keys.enabled());
@@ -525,11 +405,22 @@ async fn dump_and_upload(
     };
     let args = dump_args(job, session.snapshot_id.as_deref());
     job.progress.stage("dump");
-    if let Some((n, from)) = dump_estimate(previous, session.facts.database_size_bytes) {
-        job.progress.set_estimate(n, from);
-    }
-    let streamed =
-        stream_child(job, targets, &key, sizing, install, "pg_dump", &args, true).await?;
+    // Set while the dump runs (the stream waits for it before the stage ends).
+    let database_size = session.facts.database_size_bytes;
+    let progress = job.progress.clone();
+    let estimate = async move {
+        let previous = match previous {
+            Some(p) => p.join().await.flatten(),
+            None => None,
+        };
+        if let Some((n, from)) = dump_estimate(previous, database_size) {
+            progress.set_estimate(n, from);
+        }
+    };
+    let streamed = stream_child(
+        job, targets, &key, sizing, install, "pg_dump", &args, true, estimate,
+    )
+    .await?;
     let result = StreamResult {
         seconds: t0.elapsed().as_secs_f64(),
         frames: streamed.frames,
@@ -547,85 +438,6 @@ async fn dump_and_upload(
         .summary
         .unwrap_or_else(|| Err("the archive was not parsed".into()));
     Ok((result, summary))
-}
-
-/// Roles and tablespaces (`pg_dumpall --globals-only --no-role-passwords`), stored as
-/// `globals.sql.zst[.age]` through the same stages as the dump.
-async fn globals_and_upload(
-    job: &BackupJob<'_>,
-    targets: &Arc<Targets>,
-    id: &BackupId,
-    server_major: u32,
-) -> Result<StoredObject> {
-    let install = job.tools.pick("pg_dumpall", server_major)?;
-    let name = layout::globals_object_name(job.keys.enabled());
-    let key = layout::backup_object(&job.db.name, id, &name);
-    let mut args = vec!["--globals-only".to_string()];
-    if !job.db.globals_passwords {
-        args.push("--no-role-passwords".to_string());
-    }
-    args.extend([
-        "--no-password".to_string(),
-        format!("--database={}", job.source.dbname),
-    ]);
-    job.progress.stage("globals");
-    let s = stream_child(
-        job,
-        targets,
-        &key,
-        Sizing {
-            floor: 0,
-            store_part: true,
-            jobs: 1,
-        },
-        &install,
-        "pg_dumpall",
-        &args,
-        false,
-    )
-    .await?;
-    Ok(StoredObject {
-        name,
-        kind: "globals".into(),
-        size: s.stored.bytes,
-        sha256: s.stored.sha256,
-        raw_size: s.raw.bytes,
-        raw_sha256: s.raw.sha256,
-        file: None,
-        rows: None,
-    })
-}
-
-/// The globals object of an earlier backup of this run (same server, same keys), copied
-/// into this backup: its digests are checked again on the way.
-async fn copy_globals(
-    job: &BackupJob<'_>,
-    targets: &Targets,
-    id: &BackupId,
-    from: &str,
-    object: &StoredObject,
-) -> Result<StoredObject> {
-    job.progress.stage("globals");
-    // From the first store that holds them (the earlier backup may be degraded).
-    let mut read = Err(Error::Failed(format!(
-        "the globals taken earlier in this run ({from}) are in no store: run the backup again"
-    )));
-    for i in targets.live() {
-        read = targets.get(i).store.get(from).await.map_err(Error::from);
-        if read.is_ok() {
-            break;
-        }
-    }
-    let bytes = read?;
-    let digest = hex::encode(Sha256::digest(&bytes));
-    if bytes.len() as u64 != object.size || digest != object.sha256 {
-        return Err(Error::Integrity(format!(
-            "the globals taken earlier in this run ({from}) changed in the store: run the backup again"
-        )));
-    }
-    let key = layout::backup_object(&job.db.name, id, &object.name);
-    targets.put(&key, bytes).await?;
-    Ok(object.clone())
 }
 
 #[cfg(test)]

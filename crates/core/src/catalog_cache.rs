@@ -2,8 +2,9 @@
 //! (docs/FORMAT.md). Derived data: the manifests and drill results stay the truth.
 //!
 //! Each entry carries the *stamp* (ETag, or size and time) its source object had when it was
-//! read. One LIST of the database's `backups/` and `drills/` folders gives every object's
-//! current stamp, so a reader sees at once which entries are still good, which objects are
+//! read. One LIST of the database's `backups/` and `drills/` folders gives every manifest's
+//! and result's current stamp ([`Store::list_folders_with`]: on a folder store a directory
+//! read and a `stat` per backup, not a walk of every object), so a reader sees at once which entries are still good, which objects are
 //! new (written by an older pgdrill that did not update the catalog, or while the catalog
 //! write failed), and which are gone (pruned, deleted by hand): it reads only the new or
 //! changed ones and drops the gone ones. A missing, unreadable or stale catalog is therefore
@@ -19,15 +20,18 @@ use crate::catalog::{newest_first, not_a_backup, read_manifest, Listing, READ_AH
 use crate::drill::evidence::DrillResult;
 use crate::ids::{BackupId, DbName, DrillId};
 use crate::layout;
-use crate::manifest::Manifest;
 use crate::{Error, Result};
-use pgdrill_store::{ObjectInfo, Store, StoreError};
+use pgdrill_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-/// `format_version` of `catalog.json`. A catalog of a newer version is read as missing and
-/// never overwritten (a newer pgdrill sharing the store keeps its own).
-pub const FORMAT_VERSION: u32 = 1;
+mod entry;
+pub use entry::BackupSummary;
+
+/// `format_version` of `catalog.json`. A catalog of another version is rebuilt (format 1
+/// kept whole manifests; see [`BackupSummary`]); one of a newer version is never
+/// overwritten (a newer pgdrill sharing the store keeps its own).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The largest catalog read (200 backups of a database with a few hundred tables fit many
 /// times over); a larger object reads as unreadable and is rebuilt.
@@ -48,14 +52,14 @@ pub struct CatalogFile {
     pub drills: Vec<DrillEntry>,
 }
 
-/// One backup: its manifest (without `objects`), or why the manifest cannot be read.
+/// One backup: the summary of its manifest, or why the manifest cannot be read.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct BackupEntry {
     pub id: BackupId,
     /// The manifest object's stamp when it was read.
     pub stamp: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub manifest: Option<Manifest>,
+    pub summary: Option<BackupSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreadable: Option<String>,
 }
@@ -71,15 +75,20 @@ pub struct DrillEntry {
 /// A database's backups and drills as the catalog gives them.
 #[derive(Debug, Default)]
 pub struct Cached {
-    /// As [`crate::catalog::list`] returns it, except that the manifests' `objects` are empty: use
-    /// [`crate::catalog::read_manifest`] for a backup's objects (restore, verify, prune's deletes).
+    /// As [`crate::catalog::list`] returns it, except that each manifest is what the
+    /// catalog keeps of it ([`BackupSummary::to_manifest`]): its id, database, snapshot,
+    /// start and end, stage seconds, raw and stored bytes, encryption, layout, table count
+    /// (`content.tables` has one unnamed entry per table), `server.version` and
+    /// `tool.version`; everything else (`objects`, `source`, `pg_dump`, `compression`, the
+    /// table names, `policy`, `host`) is empty. Use [`crate::catalog::read_manifest`] for a
+    /// whole manifest (restore, verify, prune's deletes, `show`).
     pub listing: Listing,
     /// As [`crate::drill::list`] returns them: newest first.
     pub drills: Vec<DrillResult>,
 }
 
 /// [`crate::catalog::list`] through the catalog: one LIST, one GET of the catalog, and a GET per
-/// backup the catalog does not know yet. The manifests have no `objects` (see [`Cached`]).
+/// backup the catalog does not know yet. The manifests are summaries (see [`Cached`]).
 pub async fn list(store: &Store, db: &DbName) -> Result<Listing> {
     Ok(load(store, db).await?.listing)
 }
@@ -108,6 +117,13 @@ struct Stored {
     writable: bool,
 }
 
+/// Only the version of a catalog that is not of this one's format (everything else is
+/// skipped, not built).
+#[derive(Deserialize)]
+struct Version {
+    format_version: Option<u64>,
+}
+
 async fn read(store: &Store, db: &DbName) -> Result<Stored> {
     let key = layout::catalog_key(db);
     let (body, info) = match store.get_prefix(&key, MAX_BYTES).await {
@@ -122,14 +138,16 @@ async fn read(store: &Store, db: &DbName) -> Result<Stored> {
         }
         Err(e) => return Err(e.into()),
     };
-    let version = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("format_version").and_then(|v| v.as_u64()));
-    let file = match version {
-        Some(v) if v == u64::from(FORMAT_VERSION) => {
-            serde_json::from_slice::<CatalogFile>(&body).unwrap_or_default()
-        }
-        _ => CatalogFile::default(),
+    // Parsed once as this format; only when that fails (an older or newer format, a
+    // damaged object) is the version looked at.
+    let (file, version) = match serde_json::from_slice::<CatalogFile>(&body) {
+        Ok(f) if f.format_version == FORMAT_VERSION => (f, Some(u64::from(FORMAT_VERSION))),
+        _ => (
+            CatalogFile::default(),
+            serde_json::from_slice::<Version>(&body)
+                .ok()
+                .and_then(|v| v.format_version),
+        ),
     };
     Ok(Stored {
         file,
@@ -140,7 +158,7 @@ async fn read(store: &Store, db: &DbName) -> Result<Stored> {
 }
 
 /// An object's stamp: its ETag, or its size and time when the store gives none.
-fn stamp(o: &ObjectInfo) -> String {
+fn stamp(o: &pgdrill_store::ObjectInfo) -> String {
     o.etag
         .clone()
         .unwrap_or_else(|| format!("{}-{}", o.size, o.last_modified))
@@ -153,29 +171,36 @@ struct Folders {
     incomplete: Vec<(BackupId, i64)>,
 }
 
+/// One LIST of `backups/` ([`Store::list_folders_with`]: on a folder store one directory
+/// read and a `stat` of each folder's manifest); a folder without a manifest (rare: a
+/// backup running or failed) is listed again for its newest object's time.
 async fn folders(store: &Store, db: &DbName) -> Result<Folders> {
-    let mut by_id: BTreeMap<BackupId, (Option<String>, i64)> = BTreeMap::new();
-    for o in store.list(&layout::backups_prefix(db)).await? {
-        let mut parts = o.key.rsplitn(2, '/');
-        let file = parts.next().unwrap_or_default();
-        let dir = parts.next().unwrap_or_default();
-        let Some(id) = dir.rsplit('/').next().and_then(|s| BackupId::parse(s).ok()) else {
-            continue;
-        };
-        let e = by_id.entry(id).or_insert((None, 0));
-        if file == layout::MANIFEST {
-            e.0 = Some(stamp(&o));
-        }
-        e.1 = e.1.max(o.last_modified);
-    }
+    let prefix = layout::backups_prefix(db);
     let mut out = Folders {
         manifests: Vec::new(),
         incomplete: Vec::new(),
     };
-    for (id, (m, t)) in by_id.into_iter().rev() {
-        match m {
-            Some(s) => out.manifests.push((id, s)),
-            None => out.incomplete.push((id, t)),
+    for (folder, manifest) in store
+        .list_folders_with(&prefix, layout::MANIFEST)
+        .await?
+        .into_iter()
+        .rev()
+    {
+        let Ok(id) = BackupId::parse(&folder) else {
+            continue;
+        };
+        match manifest {
+            Some(o) => out.manifests.push((id, stamp(&o))),
+            None => {
+                let t = store
+                    .list(&format!("{prefix}/{folder}"))
+                    .await?
+                    .iter()
+                    .map(|o| o.last_modified)
+                    .max()
+                    .unwrap_or(0);
+                out.incomplete.push((id, t));
+            }
         }
     }
     Ok(out)
@@ -184,12 +209,11 @@ async fn folders(store: &Store, db: &DbName) -> Result<Folders> {
 /// Drill results with their stamps, newest id first. One LIST.
 async fn drill_results(store: &Store, db: &DbName) -> Result<Vec<(DrillId, String)>> {
     let mut out = Vec::new();
-    for o in store.list(&layout::drills_prefix(db)).await? {
-        let mut parts = o.key.rsplitn(3, '/');
-        if parts.next() != Some("result.json") {
-            continue;
-        }
-        if let Some(Ok(id)) = parts.next().map(DrillId::parse) {
+    for (folder, result) in store
+        .list_folders_with(&layout::drills_prefix(db), "result.json")
+        .await?
+    {
+        if let (Ok(id), Some(o)) = (DrillId::parse(&folder), result) {
             out.push((id, stamp(&o)));
         }
     }
@@ -203,10 +227,43 @@ async fn refresh(store: &Store, db: &DbName) -> Result<Cached> {
         attempt += 1;
         // The catalog first, then the LIST: see the module comment.
         let stored = read(store, db).await?;
-        let folders = folders(store, db).await?;
-        let drills = drill_results(store, db).await?;
-        let backups = backup_entries(store, db, &stored.file, folders.manifests).await?;
-        let drills = drill_entries(store, db, &stored.file, drills).await?;
+        let (folders, drills) = futures::try_join!(folders(store, db), drill_results(store, db))?;
+        let backups = entries(
+            &stored.file.backups,
+            folders.manifests,
+            |id, stamp| async move {
+                let (summary, unreadable) = match read_manifest(store, db, &id).await {
+                    Ok(m) => (Some(BackupSummary::of(&m)), None),
+                    Err(e) if not_a_backup(&e) => (None, Some(e.to_string())),
+                    Err(e) => return Err(e),
+                };
+                Ok(Some(BackupEntry {
+                    id,
+                    stamp,
+                    summary,
+                    unreadable,
+                }))
+            },
+        )
+        .await?;
+        let drills = entries(&stored.file.drills, drills, |id, stamp| async move {
+            match store
+                .get(&layout::drill_object(db, &id, "result.json"))
+                .await
+            {
+                // A result that is not valid JSON is left out, as `drill::list` does.
+                Ok(bytes) => Ok(serde_json::from_slice::<DrillResult>(&bytes)
+                    .ok()
+                    .map(|result| DrillEntry {
+                        id: id.as_str().to_string(),
+                        stamp,
+                        result,
+                    })),
+                Err(StoreError::NotFound { .. }) => Ok(None),
+                Err(e) => Err(Error::from(e)),
+            }
+        })
+        .await?;
         let file = CatalogFile {
             format_version: FORMAT_VERSION,
             backups,
@@ -214,14 +271,14 @@ async fn refresh(store: &Store, db: &DbName) -> Result<Cached> {
         };
         let current = stored.exists && same_stamps(&stored.file, &file);
         if current || !stored.writable || attempt > ATTEMPTS {
-            return Ok(cached(file, folders.incomplete));
+            return Ok(cached(db, file, folders.incomplete));
         }
         match write(store, db, &file, stored.etag.as_deref()).await {
-            Ok(()) => return Ok(cached(file, folders.incomplete)),
+            Ok(()) => return Ok(cached(db, file, folders.incomplete)),
             // Someone else wrote meanwhile: read, list and merge again.
             Err(StoreError::AlreadyExists { .. } | StoreError::NotFound { .. }) => continue,
             // Read-only credentials, a store that is down: the answer is right anyway.
-            Err(_) => return Ok(cached(file, folders.incomplete)),
+            Err(_) => return Ok(cached(db, file, folders.incomplete)),
         }
     }
 }
@@ -242,74 +299,56 @@ async fn write(
     Ok(())
 }
 
-/// The entries for `manifests`: the catalog's where the stamp still matches, the others read
-/// ([`READ_AHEAD`] at once). A store failure is an error, as in [`crate::catalog::list`].
-async fn backup_entries(
-    store: &Store,
-    db: &DbName,
-    old: &CatalogFile,
-    manifests: Vec<(BackupId, String)>,
-) -> Result<Vec<BackupEntry>> {
-    use futures::StreamExt;
-    let known: HashMap<(&BackupId, &str), &BackupEntry> = old
-        .backups
-        .iter()
-        .map(|e| ((&e.id, e.stamp.as_str()), e))
-        .collect();
-    let mut out = Vec::with_capacity(manifests.len());
-    let mut missing = Vec::new();
-    for (i, (id, s)) in manifests.into_iter().enumerate() {
-        match known.get(&(&id, s.as_str())) {
-            Some(e) => out.push(Some((*e).clone())),
-            None => {
-                out.push(None);
-                missing.push((i, id, s));
-            }
-        }
-    }
-    let mut read = futures::stream::iter(missing)
-        .map(|(i, id, s)| async move {
-            let r = read_manifest(store, db, &id).await;
-            (i, id, s, r)
-        })
-        .buffer_unordered(READ_AHEAD);
-    while let Some((i, id, stamp, r)) = read.next().await {
-        let (manifest, unreadable) = match r {
-            Ok(mut m) => {
-                m.objects.clear();
-                (Some(m), None)
-            }
-            Err(e) if not_a_backup(&e) => (None, Some(e.to_string())),
-            Err(e) => return Err(e),
-        };
-        out[i] = Some(BackupEntry {
-            id,
-            stamp,
-            manifest,
-            unreadable,
-        });
-    }
-    Ok(out.into_iter().flatten().collect())
+/// An id as a catalog entry names it.
+trait Id {
+    fn name(&self) -> &str;
 }
 
-/// The entries for `results`, as [`backup_entries`]; a result that is not valid JSON is left
-/// out, as [`crate::drill::list`] does.
-async fn drill_entries(
-    store: &Store,
-    db: &DbName,
-    old: &CatalogFile,
-    results: Vec<(DrillId, String)>,
-) -> Result<Vec<DrillEntry>> {
+impl Id for BackupId {
+    fn name(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Id for DrillId {
+    fn name(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// A catalog entry: found again by its object's id and stamp.
+trait Entry: Clone {
+    fn key(&self) -> (&str, &str);
+}
+
+impl Entry for BackupEntry {
+    fn key(&self) -> (&str, &str) {
+        (self.id.as_str(), &self.stamp)
+    }
+}
+
+impl Entry for DrillEntry {
+    fn key(&self) -> (&str, &str) {
+        (&self.id, &self.stamp)
+    }
+}
+
+/// The entries for `found` (`(id, stamp)`, in the order wanted): the old catalog's where
+/// the stamp still matches, the others made by `read` ([`READ_AHEAD`] at once; `None`
+/// leaves the object out). A store failure is an error, as in [`crate::catalog::list`].
+async fn entries<E, I, F, Fut>(old: &[E], found: Vec<(I, String)>, read: F) -> Result<Vec<E>>
+where
+    E: Entry,
+    I: Id,
+    F: Fn(I, String) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<E>>>,
+{
     use futures::StreamExt;
-    let known: HashMap<(&str, &str), &DrillEntry> = old
-        .drills
-        .iter()
-        .map(|e| ((e.id.as_str(), e.stamp.as_str()), e))
-        .collect();
-    let mut out = Vec::with_capacity(results.len());
+    let known: HashMap<(&str, &str), &E> = old.iter().map(|e| (e.key(), e)).collect();
+    let mut out = Vec::with_capacity(found.len());
     let mut missing = Vec::new();
-    for (i, (id, s)) in results.into_iter().enumerate() {
-        match known.get(&(id.as_str(), s.as_str())) {
+    for (i, (id, s)) in found.into_iter().enumerate() {
+        match known.get(&(id.name(), s.as_str())) {
             Some(e) => out.push(Some((*e).clone())),
             None => {
                 out.push(None);
@@ -317,28 +356,14 @@ async fn drill_entries(
             }
         }
     }
-    let mut read = futures::stream::iter(missing)
-        .map(|(i, id, s)| async move {
-            let r = store
-                .get(&layout::drill_object(db, &id, "result.json"))
-                .await;
-            (i, id, s, r)
+    let mut made = futures::stream::iter(missing)
+        .map(|(i, id, s)| {
+            let r = read(id, s);
+            async move { (i, r.await) }
         })
         .buffer_unordered(READ_AHEAD);
-    while let Some((i, id, stamp, r)) = read.next().await {
-        match r {
-            Ok(bytes) => {
-                if let Ok(result) = serde_json::from_slice::<DrillResult>(&bytes) {
-                    out[i] = Some(DrillEntry {
-                        id: id.as_str().to_string(),
-                        stamp,
-                        result,
-                    });
-                }
-            }
-            Err(StoreError::NotFound { .. }) => {}
-            Err(e) => return Err(Error::from(e)),
-        }
+    while let Some((i, r)) = made.next().await {
+        out[i] = r?;
     }
     Ok(out.into_iter().flatten().collect())
 }
@@ -359,14 +384,14 @@ fn same_stamps(a: &CatalogFile, b: &CatalogFile) -> bool {
             .all(|(x, y)| x.id == y.id && x.stamp == y.stamp)
 }
 
-fn cached(file: CatalogFile, incomplete: Vec<(BackupId, i64)>) -> Cached {
+fn cached(db: &DbName, file: CatalogFile, incomplete: Vec<(BackupId, i64)>) -> Cached {
     let mut listing = Listing {
         incomplete,
         ..Listing::default()
     };
     for e in file.backups {
-        match (e.manifest, e.unreadable) {
-            (Some(m), _) => listing.complete.push(m),
+        match (e.summary, e.unreadable) {
+            (Some(s), _) => listing.complete.push(s.to_manifest(db, &e.id)),
             (None, why) => listing
                 .unreadable
                 .push((e.id, why.unwrap_or_else(|| "unreadable".into()))),

@@ -255,7 +255,7 @@ async fn route(app: &App, req: &Request) -> Response {
             let mut r = Response::new(
                 200,
                 "text/html; charset=utf-8",
-                crate::dashboard::render(app),
+                crate::dashboard::render_page(app, &req.query),
             );
             r.headers.push(("Refresh", "60".into()));
             r

@@ -5,7 +5,6 @@
 use crate::jobs::JobKey;
 use crate::timetable::LastRun;
 use jiff::Timestamp;
-use pgdrill_core::catalog;
 use pgdrill_core::config::Policy;
 use pgdrill_core::drill::evidence::DrillResult;
 use pgdrill_core::ids::DbName;
@@ -169,7 +168,7 @@ pub async fn load_all(
         let complete = match (i, &d.error) {
             (0, None) => Ok(ids(&d.backups)),
             (0, Some(e)) => Err(e.clone()),
-            _ => catalog::list(store, name)
+            _ => pgdrill_core::catalog_cache::list(store, name)
                 .await
                 .map(|l| ids(&l.complete))
                 .map_err(|e| e.to_string()),
@@ -224,6 +223,12 @@ impl State {
             .read()
             .map(|g| g.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// `f` over the databases without copying them (the dashboard reads a page of a fleet).
+    pub fn read_dbs<R>(&self, f: impl FnOnce(&[DbData]) -> R) -> R {
+        let g = self.dbs.read().unwrap_or_else(|p| p.into_inner());
+        f(&g)
     }
 
     /// Replaces the view of the databases `dbs` names; others (added meanwhile) stay.

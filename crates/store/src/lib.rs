@@ -13,6 +13,7 @@
 mod check;
 mod error;
 mod faults;
+mod folders;
 mod health;
 mod location;
 mod open;

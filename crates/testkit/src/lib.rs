@@ -9,6 +9,8 @@
 pub mod copies;
 mod fingerprint;
 mod fixture;
+/// PostgreSQL 15's regression database, built by `pg_regress`.
+pub mod regression;
 mod s3;
 /// JSON Schema validation of real output against `docs/schemas/`.
 pub mod schema;
@@ -20,6 +22,7 @@ pub use fingerprint::{fingerprint, DbFingerprint, SequenceState, TableFingerprin
 pub use fixture::{load_fixture, FIXTURE_SQL};
 pub use pgdrill_pg::cluster::{Cluster, ClusterOptions, KeptCluster};
 pub use pgdrill_pg::{PgInstall, PgTools, PgVersion};
+pub use regression::{regression_database, RegressionDb};
 pub use s3::S3Server;
 
 /// Where `scripts/setup-test-deps.sh` puts what Debian does not ship.

@@ -11,6 +11,9 @@ use pgdrill_core::Result;
 use serde_json::json;
 
 pub async fn run(ctx: &Ctx, args: &crate::cli::BackupArgs) -> Result<Output> {
+    // The tools' probes (`pg_config`, `pg_dump --version`) run while the lease is taken
+    // and the snapshot opened.
+    let tools = pgdrill_core::backup::Tools::discover();
     // A server that could not be listed fails the run (exit 1) and alerts, after the others'
     // databases are backed up.
     let unlisted = ctx.fleet.errors();
@@ -37,7 +40,6 @@ pub async fn run(ctx: &Ctx, args: &crate::cli::BackupArgs) -> Result<Output> {
     if !keys.enabled() {
         ctx.ui.warn("backups are not encrypted: set [encryption] recipients or passphrase_env (or --recipient)");
     }
-    let tools = ctx.tools();
     let input = BackupInput {
         databases,
         keys: &keys,

@@ -134,13 +134,14 @@ async fn demo_with_source(
         store.display()
     ));
     let progress = Progress::new();
+    let found = backup::Tools::found(tools.clone());
     let manifest = backup::run(BackupJob {
         store: &store,
         stores: &[],
         db: &db,
         source: spec.clone(),
         keys: &enc,
-        tools,
+        tools: &found,
         compression_level: 2,
         compression_threads: 0,
         part_size: 16 << 20,

@@ -179,7 +179,7 @@ async fn run_job(
     match job.kind {
         JobKind::Backup => {
             let keys = ctx.encryption_keys()?;
-            let tools = ctx.tools();
+            let tools = pgdrill_core::backup::Tools::found(ctx.tools());
             let input = jobs::backup::BackupInput {
                 databases: ctx.settings.select(name)?,
                 keys: &keys,

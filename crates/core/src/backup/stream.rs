@@ -147,7 +147,10 @@ pub(super) struct Streamed {
 /// Runs `tool` (pg_dump or pg_dumpall) and streams its stdout through sha256, the optional
 /// archive parser, zstd and age into a multipart upload of `key`. Commit explicitly: the
 /// upload completes only when the child exited 0, wrote something, and nothing else failed;
-/// otherwise (or on a signal) the child is killed and the upload aborted.
+/// otherwise (or on a signal) the child is killed and the upload aborted. The child starts
+/// while the upload is being created (its first bytes take longer than one round trip);
+/// `beside` runs while the stream does (the progress estimate), and is waited for before
+/// the stream's stage ends.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn stream_child(
     job: &BackupJob<'_>,
@@ -158,22 +161,25 @@ pub(super) async fn stream_child(
     tool: &str,
     args: &[String],
     parse: bool,
+    beside: impl std::future::Future<Output = ()>,
 ) -> Result<Streamed> {
-    let mut upload = super::fanout::FanUpload::open(targets, key, sizing).await?;
     let passfile = job
         .source
         .write_passfile()
         .map_err(|e| Error::Failed(format!("cannot write the temporary password file: {e}")))?;
-    let mut child = match spawn_tool(
+    let mut child = spawn_tool(
         install,
         tool,
         args,
         &job.source,
         passfile.as_ref().map(|f| f.path()),
-    ) {
-        Ok(c) => c,
+    )?;
+    // pg_dump connects and reads the catalog meanwhile; its output waits in the pipe.
+    let mut upload = match super::fanout::FanUpload::open(targets, key, sizing).await {
+        Ok(u) => u,
         Err(e) => {
-            upload.abort().await;
+            child.kill();
+            let _ = child.wait().await;
             return Err(e);
         }
     };
@@ -209,6 +215,20 @@ pub(super) async fn stream_child(
             upload.write(block).await?;
         }
         Ok::<(), pgdrill_store::StoreError>(())
+    };
+    // `beside` is waited for once the stream is through, never when it failed.
+    let pump = async {
+        let mut pump = std::pin::pin!(pump);
+        let mut beside = std::pin::pin!(beside);
+        tokio::select! {
+            r = &mut pump => {
+                if r.is_ok() {
+                    beside.await;
+                }
+                r
+            }
+            () = &mut beside => pump.await,
+        }
     };
     let (pumped, interrupted) = tokio::select! {
         r = pump => (r, false),

@@ -23,6 +23,10 @@ fn ids(l: &Listing) -> Vec<String> {
     l.complete.iter().map(|m| m.backup_id.to_string()).collect()
 }
 
+fn pgdrill_core_summary(m: &crate::manifest::Manifest) -> serde_json::Value {
+    crate::summary::backup(m)
+}
+
 fn stored_ids(c: &CatalogFile) -> Vec<String> {
     c.backups.iter().map(|e| e.id.to_string()).collect()
 }
@@ -50,11 +54,37 @@ async fn a_missing_catalog_is_rebuilt_from_the_manifests() {
     );
     assert_eq!(cached.incomplete.len(), 1);
     assert_eq!(cached.incomplete[0].0.as_str(), "20261103T020000Z-cccc");
-    // The same manifests but for `objects`, which the catalog leaves out.
+    // The same manifests as far as the catalog keeps them (every field its readers use).
     for (c, t) in cached.complete.iter().zip(&truth.complete) {
-        let mut t = t.clone();
-        t.objects.clear();
-        assert_eq!(c, &t);
+        assert_eq!(c, &BackupSummary::of(t).to_manifest(&db, &t.backup_id));
+        assert_eq!(
+            (
+                &c.backup_id,
+                &c.database,
+                &c.snapshot,
+                &c.started_at,
+                &c.finished_at
+            ),
+            (
+                &t.backup_id,
+                &t.database,
+                &t.snapshot,
+                &t.started_at,
+                &t.finished_at
+            )
+        );
+        assert_eq!(
+            (c.raw_bytes, c.stored_bytes, &c.stage_seconds, &c.encryption),
+            (t.raw_bytes, t.stored_bytes, &t.stage_seconds, &t.encryption)
+        );
+        assert_eq!(c.content.tables.len(), t.content.tables.len());
+        assert_eq!(c.encrypted(), t.encrypted());
+        assert_eq!(c.server.version, t.server.version);
+        assert_eq!(
+            pgdrill_core_summary(c),
+            pgdrill_core_summary(t),
+            "list --json and the API show the same"
+        );
     }
     let file = stored(&store, &db).await;
     assert_eq!(file.format_version, FORMAT_VERSION);
@@ -69,7 +99,7 @@ async fn a_current_catalog_is_served_without_reading_the_manifests() {
     // Mark the cached entry (its stamp still matches the manifest): a reader that shows the
     // mark read the catalog, not the manifest.
     let mut file = stored(&store, &db).await;
-    file.backups[0].manifest.as_mut().expect("m").raw_bytes = 4242;
+    file.backups[0].summary.as_mut().expect("m").raw_bytes = 4242;
     let key = layout::catalog_key(&db);
     store
         .put(&key, serde_json::to_vec(&file).expect("json").into())
@@ -90,7 +120,7 @@ async fn a_current_catalog_is_served_without_reading_the_manifests() {
     assert_eq!(l.complete[0].raw_bytes, 0);
     assert_eq!(
         stored(&store, &db).await.backups[0]
-            .manifest
+            .summary
             .as_ref()
             .expect("m")
             .raw_bytes,
@@ -282,4 +312,95 @@ async fn on_s3_the_catalog_is_rebuilt_and_concurrent_updates_keep_every_entry() 
     assert!(!stored_ids(&file).contains(&gone.to_string()));
     let truth = crate::catalog::list(&store, &db).await.expect("list");
     assert_eq!(stored_ids(&file), ids(&truth));
+}
+
+/// Format 1 kept whole manifests under `manifest`: such a catalog, even with stamps that
+/// still match, is rebuilt (never read as entries without a summary) and replaced.
+#[tokio::test]
+async fn a_format_1_catalog_is_rebuilt_not_misread() {
+    let (_dir, store, db) = setup();
+    let id = "20261101T020000Z-aaaa";
+    put_backup(&store, &db, id, "2026-11-01T02:00:01Z").await;
+    let key = layout::backup_object(&db, &BackupId::parse(id).expect("id"), layout::MANIFEST);
+    let stamp = store.head(&key).await.expect("head").etag.expect("etag");
+    let mut m = serde_json::to_value(manifest(id, "2026-11-01T02:00:01Z")).expect("json");
+    m["raw_bytes"] = 4242.into();
+    let v1 = serde_json::json!({
+        "format_version": 1,
+        "backups": [{"id": id, "stamp": stamp, "manifest": m}],
+        "drills": [],
+    });
+    store
+        .put(&layout::catalog_key(&db), v1.to_string().into())
+        .await
+        .expect("put");
+    let l = list(&store, &db).await.expect("cached");
+    assert_eq!(ids(&l), [id]);
+    assert!(l.unreadable.is_empty(), "{:?}", l.unreadable);
+    assert_eq!(l.complete[0].raw_bytes, 0, "read from the manifest");
+    let file = stored(&store, &db).await;
+    assert_eq!(file.format_version, FORMAT_VERSION);
+    assert!(file.backups[0].summary.is_some());
+}
+
+/// What the folder-level LIST must still see, each without a catalog update: a backup
+/// that was in progress (an incomplete folder) when the catalog was written and got its
+/// manifest since; a manifest deleted while its folder stays (a prune that found a reader's
+/// mark); a drill folder that got its `result.json` since.
+#[tokio::test]
+async fn changes_inside_known_folders_are_seen_without_an_update() {
+    let (_dir, store, db) = setup();
+    let (a, b) = ("20261101T020000Z-aaaa", "20261102T020000Z-bbbb");
+    put_backup(&store, &db, a, "2026-11-01T02:00:01Z").await;
+    let b_id = BackupId::parse(b).expect("id");
+    store
+        .put(
+            &layout::backup_object(&db, &b_id, "dump.pgc.zst"),
+            "x".into(),
+        )
+        .await
+        .expect("put");
+    let drill = DrillId::parse("20261103T040000Z-0000").expect("id");
+    store
+        .put(&layout::drill_object(&db, &drill, "log.txt"), "x".into())
+        .await
+        .expect("put");
+    let l = list(&store, &db).await.expect("first");
+    assert_eq!((ids(&l), l.incomplete.len()), (vec![a.to_string()], 1));
+    assert!(stored(&store, &db).await.drills.is_empty());
+
+    // The manifest lands in the known folder; the drill's result in its folder.
+    put_backup(&store, &db, b, "2026-11-02T02:00:01Z").await;
+    let result = serde_json::json!({
+        "schema_version": 1, "drill_id": drill.as_str(), "database": "app", "verdict": "pass",
+        "started_at": "2026-11-03T04:00:00Z", "finished_at": "2026-11-03T04:05:00Z",
+        "tool": {"name": "pgdrill", "version": "0"}, "host": "h",
+        "backup": {"id": b, "snapshot_time": "2026-11-02T02:00:01Z", "finished_at": "2026-11-02T02:00:01Z", "server_version": "15", "pg_dump_version": "15", "objects": []},
+        "target": {"kind": "ephemeral", "url": "u", "server_version": null, "kept": false},
+        "stages": [], "rpo": {"minutes": null, "target_minutes": null, "passed": null},
+        "rto": {"minutes": null, "target_minutes": null, "passed": null}, "checks": [], "error": null, "policy": {}
+    });
+    store
+        .put(
+            &layout::drill_object(&db, &drill, "result.json"),
+            serde_json::to_vec(&result).expect("json").into(),
+        )
+        .await
+        .expect("put");
+    let c = load(&store, &db).await.expect("second");
+    assert_eq!(ids(&c.listing), [b, a]);
+    assert!(c.listing.incomplete.is_empty());
+    assert_eq!(c.drills.len(), 1);
+    assert_eq!(c.drills[0].drill_id, drill.as_str());
+
+    // The newest manifest deleted, its dump kept: gone from the listing, incomplete again.
+    store
+        .delete(&layout::backup_object(&db, &b_id, layout::MANIFEST))
+        .await
+        .expect("delete");
+    let l = list(&store, &db).await.expect("third");
+    assert_eq!(ids(&l), [a]);
+    assert_eq!(l.incomplete.len(), 1);
+    assert_eq!(l.incomplete[0].0, b_id);
+    assert_eq!(stored_ids(&stored(&store, &db).await), [a]);
 }

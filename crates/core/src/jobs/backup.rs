@@ -3,7 +3,7 @@
 
 use super::JobEnv;
 use crate::alert::EventKind;
-use crate::backup::{self, Backup, BackupJob, StoreCopy, TargetStore};
+use crate::backup::{self, Backup, BackupJob, StoreCopy, TargetStore, Tools};
 use crate::cancel::Cancel;
 use crate::config::DatabaseSettings;
 use crate::crypto::EncryptionKeys;
@@ -11,7 +11,7 @@ use crate::ids::DbName;
 use crate::manifest::{Manifest, StoredObject};
 use crate::progress::{Progress, StageRecord};
 use crate::{status, Error, Result};
-use pgdrill_pg::{ConnSpec, PgTools};
+use pgdrill_pg::ConnSpec;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 pub struct BackupInput<'a> {
     pub databases: Vec<&'a DatabaseSettings>,
     pub keys: &'a EncryptionKeys,
-    pub tools: &'a PgTools,
+    /// Found now, or being found while the lease is taken ([`Tools::discover`]).
+    pub tools: &'a Tools,
     /// Whether a config file names the databases. A database named only by a URL on the
     /// command line that never answered and has nothing in the store gets no failure record
     /// (see [`crate::hints::worth_recording`]).
@@ -130,11 +131,13 @@ async fn one(
             json!({}),
         )
         .await;
-    let result = match jx.lease(&db.name, "backup").await {
+    // The lease comes back held after a backup that completed: released beside the
+    // bookkeeping that follows.
+    let (result, held) = match jx.lease(&db.name, "backup").await {
         Ok(held) => 'held: {
             if let Some(e) = jx.slot_taken(&db.name, super::slot::Recorded::Backup).await {
                 held.release().await;
-                break 'held Err(e);
+                break 'held (Err(e), None);
             }
             let s = jx.settings;
             let job = BackupJob {
@@ -166,20 +169,40 @@ async fn one(
                 (Err(_), Some(lost)) => Err(lost),
                 (r, _) => r,
             };
-            held.release().await;
-            r
+            if r.is_err() {
+                held.release().await;
+                break 'held (r, None);
+            }
+            (r, Some(held))
         }
-        Err(e) => Err(e),
+        Err(e) => (Err(e), None),
     };
     match result {
         Ok(b) => {
-            // Each store holding a copy gets its catalog updated (derived data, best effort).
-            crate::catalog_cache::update(jx.store, &db.name).await;
-            for t in input.stores.iter().skip(1) {
-                if b.copies.iter().any(|c| c.ok && c.store == t.name) {
-                    crate::catalog_cache::update(&t.store, &db.name).await;
+            // Each store holding a copy gets its catalog updated (derived data, best effort),
+            // all at once, beside the lease's release (the manifest is written: nothing here
+            // decides whether the backup exists); then the outcome's alert and records, which
+            // a reader may follow straight to the catalog.
+            let catalogs = async {
+                let mut stores = vec![jx.store];
+                for t in input.stores.iter().skip(1) {
+                    if b.copies.iter().any(|c| c.ok && c.store == t.name) {
+                        stores.push(&t.store);
+                    }
                 }
-            }
+                futures::future::join_all(
+                    stores
+                        .into_iter()
+                        .map(|s| crate::catalog_cache::update(s, &db.name)),
+                )
+                .await;
+            };
+            let release = async {
+                if let Some(held) = held {
+                    held.release().await;
+                }
+            };
+            tokio::join!(catalogs, release);
             if b.failed_copies().next().is_none() {
                 succeeded(jx, db, &b.manifest, notifier).await;
             } else {
@@ -341,7 +364,7 @@ mod tests {
             slot: None,
         };
         let keys = EncryptionKeys::new(&[], None).expect("keys");
-        let tools = PgTools::discover();
+        let tools = Tools::found(pgdrill_pg::PgTools::discover());
         let input = BackupInput {
             databases: settings.select(None).expect("databases"),
             keys: &keys,
@@ -381,7 +404,7 @@ mod tests {
             slot: None,
         };
         let keys = EncryptionKeys::new(&[], None).expect("keys");
-        let tools = PgTools::discover();
+        let tools = Tools::found(pgdrill_pg::PgTools::discover());
         let app = DbName::parse("app").expect("name");
         for _ in 0..2 {
             let input = BackupInput {

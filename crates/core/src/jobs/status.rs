@@ -250,7 +250,7 @@ async fn store_copies(
         let complete = if i == 0 {
             primary.clone().map(ids)
         } else {
-            catalog::list(store, db)
+            crate::catalog_cache::list(store, db)
                 .await
                 .map(|l| ids(&l))
                 .map_err(|e| e.to_string())

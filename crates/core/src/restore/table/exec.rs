@@ -72,7 +72,7 @@ pub(super) async fn via_scratch(
         target::create_schemas(&spec, &schemas_of(items, &ids)).await?;
         let list = command::list_file(&list_text(items, &ids))?;
         pg_restore(job, install, &spec, Some(list.path()), part).await?;
-        target::move_tables(&spec, into, &sel.tables).await?;
+        target::move_tables(&spec, into, &sel.tables, &sel.sequences).await?;
         check_cancel(job)?;
         let moved = dir.join("moved.pgc");
         let dumper = job.tools.pick("pg_dump", version_num / 10_000)?;

@@ -257,6 +257,17 @@ impl Archive {
         }
     }
 
+    /// The relations the restore creates under their final names, which the target must not
+    /// hold yet: the tables, and (without `--into-schema`, which moves them into the new
+    /// schema) the shared sequences their definitions need.
+    fn occupied(&self, into: Option<&str>) -> Vec<(String, String)> {
+        let mut names = self.finals().to_vec();
+        if into.is_none() {
+            names.extend(self.picked().1.sequences.iter().cloned());
+        }
+        names
+    }
+
     /// Leaves out the entries needing roles the target lacks.
     fn without_missing_roles(&mut self, roles: &BTreeSet<String>) {
         let (items, sel) = match self {
@@ -345,7 +356,7 @@ pub async fn run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TableReport>
     let t0 = Instant::now();
     let mut a = Archive::prepare(&job, req).await?;
     let into = req.into_schema.as_deref();
-    let t = target::inspect(&job, into, a.finals(), req.scratch).await?;
+    let t = target::inspect(&job, into, &a.occupied(into), req.scratch).await?;
     a.without_missing_roles(&t.roles);
     if req.scratch && t.exists {
         return Err(Error::Refused(format!(

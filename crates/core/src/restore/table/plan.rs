@@ -36,7 +36,7 @@ pub struct TablePlan {
 pub async fn dry_run(job: RestoreJob<'_>, req: &TableRequest) -> Result<TablePlan> {
     let mut a = Archive::prepare(&job, req).await?;
     let into = req.into_schema.as_deref();
-    let t = target::inspect(&job, into, a.finals(), req.scratch).await?;
+    let t = target::inspect(&job, into, &a.occupied(into), req.scratch).await?;
     a.without_missing_roles(&t.roles);
     let (frames, frames_total, estimate, dump_bytes, read) = match &a {
         Archive::Custom(p) => (

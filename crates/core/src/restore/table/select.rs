@@ -2,7 +2,9 @@
 //! partitions, then every entry that belongs to them alone (data, indexes, constraints,
 //! owned sequences and their values, defaults, triggers, RLS and policies, comments, grants,
 //! statistics). An entry that also needs a relation not restored (a foreign key to another
-//! table, a default using a shared sequence) is left out and listed.
+//! table, a default using a shared sequence) is left out and listed. A sequence that a
+//! table's own definition needs (a column default `nextval('shared_seq')` that pg_dump writes
+//! inside CREATE TABLE) comes along with its value: the table cannot be created without it.
 
 use crate::{Error, Result};
 use pgdrill_pg::archive::TocItem;
@@ -28,6 +30,7 @@ const DEPENDENT: &[&str] = &[
     "SEQUENCE SET",
     "DEFAULT",
     "TABLE ATTACH",
+    "STATISTICS",
     "STATISTICS DATA",
 ];
 
@@ -46,8 +49,15 @@ const RELATIONS: &[&str] = &[
 ];
 
 /// What a scratch database needs besides the selection for its definitions to run:
-/// functions, types, domains, collations, extensions (never their data).
+/// functions, types, domains, collations, extensions (never their data), table access
+/// methods (`CREATE TABLE ... USING heap2`), operator classes and families (an index using
+/// one), text search parsers and templates (a dictionary's).
 const SUPPORT: &[&str] = &[
+    "ACCESS METHOD",
+    "OPERATOR CLASS",
+    "OPERATOR FAMILY",
+    "TEXT SEARCH PARSER",
+    "TEXT SEARCH TEMPLATE",
     "EXTENSION",
     "FUNCTION",
     "PROCEDURE",
@@ -76,6 +86,9 @@ pub struct Selection {
     /// Functions, types, extensions, ... the selection depends on (restored only into a
     /// scratch database, which starts empty).
     pub support: BTreeSet<i64>,
+    /// Sequences no restored table owns that a restored table's definition needs (its
+    /// column default calls `nextval` on them): (schema, name).
+    pub sequences: Vec<(String, String)>,
 }
 
 fn is_table(i: &TocItem) -> bool {
@@ -136,9 +149,23 @@ pub fn select(
     }
     let selected_table =
         |ids: &BTreeSet<i64>, d: &i64| ids.contains(d) && by_id.get(d).is_some_and(|t| is_table(t));
+    // What the selected tables' own definitions depend on.
+    let table_deps = |ids: &BTreeSet<i64>| -> BTreeSet<i64> {
+        ids.iter()
+            .filter_map(|d| by_id.get(d))
+            .filter(|t| is_table(t))
+            .flat_map(|t| t.deps.iter().copied())
+            .collect()
+    };
     loop {
         let mut add = Vec::new();
+        let needed = table_deps(&ids);
         for i in items.iter().filter(|i| !ids.contains(&i.dump_id)) {
+            // A sequence a restored table's CREATE TABLE names (an inline column default).
+            if i.desc == "SEQUENCE" && needed.contains(&i.dump_id) {
+                add.push(i.dump_id);
+                continue;
+            }
             // Partitions (and inheritance children) depend on their parent table.
             if is_table(i) && i.deps.iter().any(|d| selected_table(&ids, d)) {
                 add.push(i.dump_id);
@@ -181,7 +208,9 @@ pub fn select(
         if !DEPENDENT.contains(&i.desc.as_str()) || !i.deps.iter().any(|d| ids.contains(d)) {
             continue;
         }
-        let absent: Vec<String> = i
+        // A set: a rule on a view depends on it once per reference (`shoelace_ins` on
+        // the regression database's `shoelace` named it seven times).
+        let absent: BTreeSet<String> = i
             .deps
             .iter()
             .filter(|d| !ids.contains(d))
@@ -192,7 +221,7 @@ pub fn select(
         skipped.push(format!(
             "{}: needs {}, which is not restored",
             label(i),
-            absent.join(", ")
+            absent.into_iter().collect::<Vec<_>>().join(", ")
         ));
     }
     let mut support = BTreeSet::new();
@@ -225,12 +254,19 @@ pub fn select(
         .filter(|i| i.desc == "TABLE DATA" && ids.contains(&i.dump_id))
         .map(|i| i.dump_id)
         .collect();
+    let needed = table_deps(&ids);
+    let sequences = items
+        .iter()
+        .filter(|i| i.desc == "SEQUENCE" && needed.contains(&i.dump_id))
+        .map(|i| (i.namespace.clone(), i.tag.clone()))
+        .collect();
     Ok(Selection {
         ids,
         tables,
         data,
         skipped,
         support,
+        sequences,
     })
 }
 

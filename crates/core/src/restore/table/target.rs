@@ -199,16 +199,26 @@ pub(super) async fn create_schemas(spec: &ConnSpec, schemas: &[String]) -> Resul
 }
 
 /// Moves the tables into schema `into` (their indexes, constraints, owned sequences and
-/// policies move along), in the scratch database.
+/// policies move along), and the shared `sequences` their defaults use, in the scratch
+/// database.
 pub(super) async fn move_tables(
     spec: &ConnSpec,
     into: &str,
     tables: &[(String, String)],
+    sequences: &[(String, String)],
 ) -> Result<()> {
     let mut sql = format!("create schema {};\n", quote_ident(into));
     for (s, n) in tables {
         sql.push_str(&format!(
             "alter table {}.{} set schema {};\n",
+            quote_ident(s),
+            quote_ident(n),
+            quote_ident(into)
+        ));
+    }
+    for (s, n) in sequences {
+        sql.push_str(&format!(
+            "alter sequence {}.{} set schema {};\n",
             quote_ident(s),
             quote_ident(n),
             quote_ident(into)
