@@ -156,6 +156,7 @@ fn a_large_fleet_is_paged_and_every_database_is_on_one_page() {
             drill_window: pgdrill_core::status::DrillWindow::Days(30),
             store_display: "x".into(),
             clock: Arc::new(crate::SystemClock),
+            coverage_days: None,
         }
     };
     let small = render(&app(3));
