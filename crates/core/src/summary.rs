@@ -5,22 +5,8 @@ use crate::drill::evidence::DrillResult;
 use crate::manifest::Manifest;
 use serde_json::{json, Value};
 
-/// A size for people, in binary units (`19.3 MiB`), as the CLI prints them: text for
-/// people says KiB/MiB/GiB, JSON and metrics say bytes.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+/// `1.5 MiB`: defined in [`crate::progress`] (a leaf module), re-exported for listings.
+pub use crate::progress::human_bytes;
 
 /// A complete backup (`list --json`'s `backups[]`, `/api/v1/backups`).
 pub fn backup(m: &Manifest) -> Value {

@@ -303,8 +303,22 @@ pub fn human_count(n: u64) -> String {
     }
 }
 
-/// `1.5 MiB`: binary units, one decimal (one function for progress lines and listings).
-pub use crate::summary::human_bytes;
+/// `1.5 MiB`: binary units, one decimal (one function for progress lines and listings;
+/// `summary` re-exports it).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
 
 #[cfg(test)]
 mod tests {
