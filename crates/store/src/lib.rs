@@ -22,6 +22,9 @@ mod sigv4;
 mod staged;
 mod upload;
 
+/// Serialises [`Store::put_if_match`] on local folders within this process.
+static LOCAL_SWAP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub use check::CopyCheck;
 pub use error::{StoreError, StoreErrorKind};
 pub use location::{redact_store_url, StoreLocation};
@@ -341,8 +344,8 @@ impl Store {
     /// ETag; [`StoreError::AlreadyExists`] ([`StoreErrorKind::Conflict`]) when the object
     /// changed meanwhile, [`StoreError::NotFound`] when it is gone (nothing is written either
     /// way). On S3 this is `If-Match`, atomic across hosts. A local folder has no conditional
-    /// update: it compares then writes, which is atomic only for processes on one host taking
-    /// turns.
+    /// update: it compares then writes, one call at a time within this process; it is not
+    /// atomic across processes that share the folder at the same instant.
     pub async fn put_if_match(
         &self,
         key: &str,
@@ -351,6 +354,10 @@ impl Store {
     ) -> Result<Option<String>, StoreError> {
         let path = self.path(key)?;
         if self.kind == StoreKind::Local {
+            // Compare then write, one at a time in this process: two tasks of one process
+            // (a backup's catalog updates of several databases, a daemon's jobs) must not
+            // both see the old ETag and both write.
+            let _turn = LOCAL_SWAP.lock().await;
             let current = self.head(key).await?;
             if current.etag.as_deref() != Some(etag) {
                 return Err(StoreError::AlreadyExists {
