@@ -9,16 +9,27 @@ use object_store::{
 };
 use std::sync::Arc;
 
-/// Acknowledges every write of a key ending in `suffix` (plain, conditional or multipart)
-/// without storing it, as a store that answers 200 and loses the object.
-#[derive(Debug)]
-pub(crate) struct DropPuts {
-    pub(crate) inner: Arc<dyn ObjectStore>,
-    pub(crate) suffix: String,
+/// What happens to a write of a key ending in the [`Faulty`] store's suffix.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Fault {
+    /// Acknowledged without being stored (plain, conditional or multipart), as a store that
+    /// answers 200 and loses the object.
+    Drop,
+    /// One byte changed on its way (a plain put's body, each part of a multipart upload); the
+    /// store stores what it received.
+    Corrupt,
 }
 
-impl DropPuts {
-    fn drops(&self, location: &Path) -> bool {
+/// A store whose writes of keys ending in `suffix` suffer `fault`; everything else passes.
+#[derive(Debug)]
+pub(crate) struct Faulty {
+    pub(crate) inner: Arc<dyn ObjectStore>,
+    pub(crate) suffix: String,
+    pub(crate) fault: Fault,
+}
+
+impl Faulty {
+    fn hit(&self, location: &Path) -> bool {
         location.as_ref().ends_with(&self.suffix)
     }
 }
@@ -30,24 +41,25 @@ fn fake_ack() -> PutResult {
     }
 }
 
-impl std::fmt::Display for DropPuts {
+impl std::fmt::Display for Faulty {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DropPuts({}, {})", self.suffix, self.inner)
+        write!(f, "{:?}({}, {})", self.fault, self.suffix, self.inner)
     }
 }
 
 #[async_trait]
-impl ObjectStore for DropPuts {
+impl ObjectStore for Faulty {
     async fn put_opts(
         &self,
         location: &Path,
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
-        if self.drops(location) {
-            return Ok(fake_ack());
+        match (self.hit(location), self.fault) {
+            (true, Fault::Drop) => Ok(fake_ack()),
+            (true, Fault::Corrupt) => self.inner.put_opts(location, corrupt(payload), opts).await,
+            (false, _) => self.inner.put_opts(location, payload, opts).await,
         }
-        self.inner.put_opts(location, payload, opts).await
     }
 
     async fn put_multipart_opts(
@@ -56,10 +68,11 @@ impl ObjectStore for DropPuts {
         opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
         let upload = self.inner.put_multipart_opts(location, opts).await?;
-        if self.drops(location) {
-            return Ok(Box::new(DroppedUpload(upload)));
-        }
-        Ok(upload)
+        Ok(match (self.hit(location), self.fault) {
+            (true, Fault::Drop) => Box::new(DroppedUpload(upload)),
+            (true, Fault::Corrupt) => Box::new(CorruptedUpload(upload)),
+            (false, _) => upload,
+        })
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
@@ -111,14 +124,6 @@ impl MultipartUpload for DroppedUpload {
     }
 }
 
-/// Changes one byte of every write of a key ending in `suffix` (a plain put's body, each
-/// part of a multipart upload) on its way to the store, which stores what it received.
-#[derive(Debug)]
-pub(crate) struct CorruptWrites {
-    pub(crate) inner: Arc<dyn ObjectStore>,
-    pub(crate) suffix: String,
-}
-
 /// `payload` with its first byte inverted (an empty payload stays empty).
 fn corrupt(payload: PutPayload) -> PutPayload {
     let mut bytes: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
@@ -126,69 +131,6 @@ fn corrupt(payload: PutPayload) -> PutPayload {
         *b = !*b;
     }
     PutPayload::from(bytes)
-}
-
-impl std::fmt::Display for CorruptWrites {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CorruptWrites({}, {})", self.suffix, self.inner)
-    }
-}
-
-#[async_trait]
-impl ObjectStore for CorruptWrites {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> Result<PutResult> {
-        let payload = if location.as_ref().ends_with(&self.suffix) {
-            corrupt(payload)
-        } else {
-            payload
-        };
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> Result<Box<dyn MultipartUpload>> {
-        let upload = self.inner.put_multipart_opts(location, opts).await?;
-        if location.as_ref().ends_with(&self.suffix) {
-            return Ok(Box::new(CorruptedUpload(upload)));
-        }
-        Ok(upload)
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    async fn head(&self, location: &Path) -> Result<ObjectMeta> {
-        self.inner.head(location).await
-    }
-
-    async fn delete(&self, location: &Path) -> Result<()> {
-        self.inner.delete(location).await
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy(&self, from: &Path, to: &Path) -> Result<()> {
-        self.inner.copy(from, to).await
-    }
-
-    async fn copy_if_not_exists(&self, from: &Path, to: &Path) -> Result<()> {
-        self.inner.copy_if_not_exists(from, to).await
-    }
 }
 
 /// Hands each part on with one byte changed.

@@ -165,9 +165,10 @@ impl Store {
     /// answers 200 and loses the object.
     pub fn with_dropped_puts(self, key_suffix: &str) -> Store {
         Store {
-            inner: Arc::new(faults::DropPuts {
+            inner: Arc::new(faults::Faulty {
                 inner: self.inner,
                 suffix: key_suffix.to_string(),
+                fault: faults::Fault::Drop,
             }),
             // What this wrapper tests is the checks above the store (a backup's HEADs and
             // listing), so the store's own check of each copy stays out of the way.
@@ -181,9 +182,10 @@ impl Store {
     /// disk; the store answers as if it had received the bytes sent.
     pub fn with_corrupted_writes(self, key_suffix: &str) -> Store {
         Store {
-            inner: Arc::new(faults::CorruptWrites {
+            inner: Arc::new(faults::Faulty {
                 inner: self.inner,
                 suffix: key_suffix.to_string(),
+                fault: faults::Fault::Corrupt,
             }),
             ..self
         }
