@@ -366,6 +366,21 @@ impl Lease {
     /// ETag of this holder's last write and that write is recent enough that nobody could
     /// have judged the lease lapsed.
     pub async fn confirm(&self) -> Result<()> {
+        self.check(false).await.map(|_| ())
+    }
+
+    /// [`confirm`](Lease::confirm) for a job that publishes to stores other than the lease's
+    /// (a backup to several stores whose lease store went down meanwhile): when the lease's
+    /// store cannot be reached, the lease still counts as held if its last renewal is less
+    /// than a third of the ttl old. Nobody may judge it lapsed before the whole ttl has passed
+    /// after that renewal by the store's clock, and a store nobody can reach cannot be written
+    /// by a taker either. `Ok(Some(why))` then, for the log; a lease found replaced, lost, or
+    /// too old to vouch for is an error as with `confirm`.
+    pub async fn confirm_or_recent(&self) -> Result<Option<String>> {
+        self.check(true).await
+    }
+
+    async fn check(&self, tolerate_unreachable: bool) -> Result<Option<String>> {
         let g = self.state.lock().await;
         if let Some(why) = &g.lost {
             return Err(self.lost_error(why));
@@ -379,6 +394,14 @@ impl Lease {
         let current = match self.store.head(&self.key).await {
             Ok(info) => info.etag,
             Err(StoreError::NotFound { .. }) => None,
+            Err(e) if tolerate_unreachable && g.renewed.elapsed() < self.ttl / 3 => {
+                return Ok(Some(format!(
+                    "the lease of {} cannot be confirmed in its store ({e}); it was renewed {} s ago, well within its {} s, so it is still this job's",
+                    self.what,
+                    g.renewed.elapsed().as_secs(),
+                    self.ttl.as_secs()
+                )))
+            }
             Err(e) => {
                 return Err(Error::Failed(format!(
                     "cannot confirm this job still holds the lease of {}, so it stopped before publishing anything: {e}",
@@ -390,7 +413,7 @@ impl Lease {
             let who = holder(&self.store, &self.key).await;
             return Err(self.lost_error(&format!("it was taken over by {who}")));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Now by the store's clock (this host's clock corrected by the skew measured when the

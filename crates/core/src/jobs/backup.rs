@@ -8,10 +8,12 @@ use crate::cancel::Cancel;
 use crate::config::DatabaseSettings;
 use crate::crypto::EncryptionKeys;
 use crate::ids::DbName;
+use crate::lease::{self, Lease};
 use crate::manifest::{Manifest, StoredObject};
 use crate::progress::{Progress, StageRecord};
 use crate::{status, Error, Result};
 use pgdrill_pg::ConnSpec;
+use pgdrill_store::Store;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -68,6 +70,7 @@ pub async fn run(jx: &JobEnv<'_>, input: BackupInput<'_>) -> Result<BackupReport
                 let Backup {
                     manifest: m,
                     copies,
+                    ..
                 } = b;
                 if let (Some(server), Some(o)) =
                     (&db.server, m.objects.iter().find(|o| o.kind == "globals"))
@@ -133,15 +136,28 @@ async fn one(
         .await;
     // The lease comes back held after a backup that completed: released beside the
     // bookkeeping that follows.
-    let (result, held) = match jx.lease(&db.name, "backup").await {
-        Ok(held) => 'held: {
-            if let Some(e) = jx.slot_taken(&db.name, super::slot::Recorded::Backup).await {
+    let (result, held) = match take_lease(jx, input, &db.name).await {
+        Ok((held, home)) => 'held: {
+            // A scheduled run's slot is judged in the store holding the lease: whoever held
+            // it before published there.
+            let hjx = JobEnv {
+                store: &home.store,
+                settings: jx.settings,
+                env: jx.env,
+                cancel: jx.cancel.clone(),
+                events: jx.events,
+                slot: jx.slot,
+            };
+            if let Some(e) = hjx
+                .slot_taken(&db.name, super::slot::Recorded::Backup)
+                .await
+            {
                 held.release().await;
                 break 'held (Err(e), None);
             }
             let s = jx.settings;
             let job = BackupJob {
-                store: jx.store,
+                store: &home.store,
                 stores: &input.stores,
                 db,
                 source,
@@ -162,7 +178,7 @@ async fn one(
                 spool_window: s.backup_spool_window,
                 globals_from,
             };
-            let r = backup::run(job).await;
+            let r = backup::run_with(job, &home.passed_over).await;
             progress.finish();
             // Ended by its lost lease: say so rather than "cancelled".
             let r = match (r, held.lost().await) {
@@ -170,7 +186,7 @@ async fn one(
                 (r, _) => r,
             };
             if r.is_err() {
-                held.release().await;
+                bounded(jx, "releasing the lease", held.release()).await;
                 break 'held (r, None);
             }
             (r, Some(held))
@@ -183,8 +199,18 @@ async fn one(
             // all at once, beside the lease's release (the manifest is written: nothing here
             // decides whether the backup exists); then the outcome's alert and records, which
             // a reader may follow straight to the catalog.
+            for note in &b.notes {
+                jx.events.warn(note);
+            }
+            // The primary's copy is the first (the only one with one store); one that failed
+            // (the primary is down, or was at the start) gets none of the bookkeeping that
+            // could wait on it, beyond the bounded failure record `status` reads there.
+            let primary_ok = b.copies.first().is_none_or(|c| c.ok);
             let catalogs = async {
-                let mut stores = vec![jx.store];
+                let mut stores = Vec::new();
+                if primary_ok {
+                    stores.push(jx.store);
+                }
                 for t in input.stores.iter().skip(1) {
                     if b.copies.iter().any(|c| c.ok && c.store == t.name) {
                         stores.push(&t.store);
@@ -199,29 +225,49 @@ async fn one(
             };
             let release = async {
                 if let Some(held) = held {
-                    held.release().await;
+                    bounded(jx, "releasing the lease", held.release()).await;
                 }
             };
             tokio::join!(catalogs, release);
             if b.failed_copies().next().is_none() {
                 succeeded(jx, db, &b.manifest, notifier).await;
             } else {
-                degraded(jx, db, &b, notifier).await;
+                // With the primary's copy missing, the alert's de-duplication state is kept
+                // in the first store holding the backup rather than waited for on the
+                // primary (a duplicate alert at worst).
+                let elsewhere = if primary_ok {
+                    None
+                } else {
+                    input
+                        .stores
+                        .iter()
+                        .zip(&b.copies)
+                        .find(|(_, c)| c.ok)
+                        .and_then(|(t, _)| {
+                            super::Notifier::new(&jx.settings.alerts, jx.env, &t.store, jx.events)
+                                .ok()
+                        })
+                };
+                degraded(jx, db, &b, elsewhere.as_ref().unwrap_or(notifier)).await;
             }
             Ok((b, progress.stages()))
         }
         Err(e) => {
             let e = e.context(format!("backup of {}", db.name));
             if !matches!(e, Error::Locked(_)) {
-                if crate::hints::worth_recording(jx.store, &db.name, &e, input.configured).await {
-                    status::record_failure(jx.store, &db.name, "backup", &e.to_string()).await;
-                    let rec = status::FailureRecord {
-                        job: "backup".into(),
-                        at: crate::time::Timestamp::now(),
-                        message: e.to_string(),
-                    };
-                    super::failures::append(jx.store, &db.name, rec).await;
-                }
+                let record = async {
+                    if crate::hints::worth_recording(jx.store, &db.name, &e, input.configured).await
+                    {
+                        status::record_failure(jx.store, &db.name, "backup", &e.to_string()).await;
+                        let rec = status::FailureRecord {
+                            job: "backup".into(),
+                            at: crate::time::Timestamp::now(),
+                            message: e.to_string(),
+                        };
+                        super::failures::append(jx.store, &db.name, rec).await;
+                    }
+                };
+                bounded(jx, "recording the failure", record).await;
                 notifier
                     .send(
                         EventKind::BackupFailed,
@@ -233,6 +279,87 @@ async fn one(
             }
             Err(e)
         }
+    }
+}
+
+/// Where a backup's lease is held: the primary store, or, with several stores when the
+/// primary cannot be reached, the first reachable store after it in configured order.
+struct Home {
+    store: Store,
+    /// The stores before it, found unreachable (by index in `BackupInput::stores`), and why:
+    /// their copies fail at once, without a request.
+    passed_over: Vec<(usize, String)>,
+}
+
+/// Takes the lease of `db` in the primary store. With several stores, when the primary
+/// cannot be reached (a store error other than "not found", after the store's own retries),
+/// in the first store after it that can, in configured order, saying so: the backup then
+/// goes to every reachable store and ends degraded. A lease another job holds (exit 6) is
+/// never passed over. Fails with the primary's error when no store can be reached.
+///
+/// Two instances that disagree about the primary's reachability may hold leases in two
+/// stores and both back up: one extra backup at worst, never a lost or corrupt one (ids are
+/// unique, each store's manifest is written last). See docs/ARCHITECTURE.md, "Leases".
+async fn take_lease(
+    jx: &JobEnv<'_>,
+    input: &BackupInput<'_>,
+    db: &DbName,
+) -> Result<(Lease, Home)> {
+    let first = match jx.lease(db, "backup").await {
+        Ok(held) => {
+            let home = Home {
+                store: jx.store.clone(),
+                passed_over: Vec::new(),
+            };
+            return Ok((held, home));
+        }
+        Err(e) if input.stores.len() > 1 && crate::stores::unreachable(&e) => e,
+        Err(e) => return Err(e),
+    };
+    let unreachable =
+        |e: &Error| format!("the store could not be reached when the backup started: {e}");
+    let mut passed_over = vec![(0, unreachable(&first))];
+    let mut said = vec![format!(
+        "store {} unreachable ({first})",
+        input.stores[0].name
+    )];
+    for (i, t) in input.stores.iter().enumerate().skip(1) {
+        match lease::acquire(&t.store, db, "backup", super::slot::lease_ttl()).await {
+            Ok(held) => {
+                super::warn_lease(jx.events, db, &held);
+                jx.events
+                    .warn(&format!("{}; lease taken in {}", said.join("; "), t.name));
+                let home = Home {
+                    store: t.store.clone(),
+                    passed_over,
+                };
+                return Ok((held, home));
+            }
+            Err(e) if crate::stores::unreachable(&e) => {
+                said.push(format!("store {} unreachable ({e})", t.name));
+                passed_over.push((i, unreachable(&e)));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(first)
+}
+
+/// How long the bookkeeping after a backup (the lease's release, the failure record) may
+/// wait on a store that stopped answering: it is best effort and never holds the job up
+/// for the store's whole retry window per request.
+const BOOKKEEPING_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Runs `work` for at most [`BOOKKEEPING_BUDGET`], saying so when it gave up.
+async fn bounded(jx: &JobEnv<'_>, what: &str, work: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(BOOKKEEPING_BUDGET, work)
+        .await
+        .is_err()
+    {
+        jx.events.warn(&format!(
+            "{what} gave up after {} s (the store does not answer); the backup's outcome is not affected",
+            BOOKKEEPING_BUDGET.as_secs()
+        ));
     }
 }
 
@@ -267,13 +394,18 @@ async fn degraded(
         names.first().copied().unwrap_or("STORE"),
     );
     jx.events.warn(&message);
-    status::record_failure(jx.store, &db.name, "backup", &message).await;
-    let rec = status::FailureRecord {
-        job: "backup".into(),
-        at: crate::time::Timestamp::now(),
-        message: message.clone(),
+    // In the primary store, where `status` reads it; bounded, since the primary may be the
+    // store that is down.
+    let record = async {
+        status::record_failure(jx.store, &db.name, "backup", &message).await;
+        let rec = status::FailureRecord {
+            job: "backup".into(),
+            at: crate::time::Timestamp::now(),
+            message: message.clone(),
+        };
+        super::failures::append(jx.store, &db.name, rec).await;
     };
-    super::failures::append(jx.store, &db.name, rec).await;
+    bounded(jx, "recording the degraded backup", record).await;
     notifier
         .send(
             EventKind::BackupDegraded,
