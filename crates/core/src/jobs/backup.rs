@@ -232,22 +232,9 @@ async fn one(
             if b.failed_copies().next().is_none() {
                 succeeded(jx, db, &b.manifest, notifier).await;
             } else {
-                // With the primary's copy missing, the alert's de-duplication state is kept
-                // in the first store holding the backup rather than waited for on the
-                // primary (a duplicate alert at worst).
-                let elsewhere = if primary_ok {
-                    None
-                } else {
-                    input
-                        .stores
-                        .iter()
-                        .zip(&b.copies)
-                        .find(|(_, c)| c.ok)
-                        .and_then(|(t, _)| {
-                            super::Notifier::new(&jx.settings.alerts, jx.env, &t.store, jx.events)
-                                .ok()
-                        })
-                };
+                let elsewhere = (!primary_ok)
+                    .then(|| notifier_beside(jx, input, &b))
+                    .flatten();
                 degraded(jx, db, &b, elsewhere.as_ref().unwrap_or(notifier)).await;
             }
             Ok((b, progress.stages()))
@@ -343,6 +330,18 @@ async fn take_lease(
         }
     }
     Err(first)
+}
+
+/// For a backup whose primary copy failed (the primary may be down): a notifier keeping the
+/// alerts' de-duplication state in the first store holding the backup, rather than waiting
+/// on the primary for it (a duplicate alert at worst).
+fn notifier_beside<'a>(
+    jx: &JobEnv<'a>,
+    input: &BackupInput<'_>,
+    b: &Backup,
+) -> Option<super::Notifier<'a>> {
+    let (t, _) = input.stores.iter().zip(&b.copies).find(|(_, c)| c.ok)?;
+    super::Notifier::new(&jx.settings.alerts, jx.env, &t.store, jx.events).ok()
 }
 
 /// How long the bookkeeping after a backup (the lease's release, the failure record) may
