@@ -51,7 +51,12 @@ pub struct BackupReport {
 /// completed: the first error then (with several databases, the others are in the report).
 pub async fn run(jx: &JobEnv<'_>, input: BackupInput<'_>) -> Result<BackupReport> {
     let several = input.databases.len() > 1;
-    let notifier = jx.notifier()?;
+    let mut notifier = jx.notifier()?;
+    // Once a backup found the primary unreachable, the alerts of the databases after it keep
+    // their de-duplication state in the store that took its lease (not waited for on the
+    // primary again, database after database).
+    let mut passed_primary: Option<Store> = None;
+    let mut switched = false;
     let mut report = BackupReport::default();
     // Per server: the globals object its first backup of this run stored.
     let mut globals: BTreeMap<String, (String, StoredObject)> = BTreeMap::new();
@@ -65,7 +70,14 @@ pub async fn run(jx: &JobEnv<'_>, input: BackupInput<'_>) -> Result<BackupReport
             }
         };
         let from = db.server.as_ref().and_then(|s| globals.get(s)).cloned();
-        match one(jx, &input, db, source, &notifier, from).await {
+        let outcome = one(jx, &input, db, source, &notifier, from, &mut passed_primary).await;
+        if let (false, Some(home)) = (switched, &passed_primary) {
+            if let Ok(n) = super::Notifier::new(&jx.settings.alerts, jx.env, home, jx.events) {
+                notifier = n;
+                switched = true;
+            }
+        }
+        match outcome {
             Ok((b, stages)) => {
                 let Backup {
                     manifest: m,
@@ -108,6 +120,7 @@ async fn one(
     source: ConnSpec,
     notifier: &super::Notifier<'_>,
     globals_from: Option<(String, StoredObject)>,
+    passed_primary: &mut Option<Store>,
 ) -> Result<(Backup, Vec<StageRecord>)> {
     let to = if input.stores.len() > 1 {
         input
@@ -136,8 +149,13 @@ async fn one(
         .await;
     // The lease comes back held after a backup that completed: released beside the
     // bookkeeping that follows.
+    let mut primary_unreachable = false;
     let (result, held) = match take_lease(jx, input, &db.name).await {
         Ok((held, home)) => 'held: {
+            if home.passed_over.first().is_some_and(|(i, _)| *i == 0) {
+                primary_unreachable = true;
+                *passed_primary = Some(home.store.clone());
+            }
             // A scheduled run's slot is judged in the store holding the lease: whoever held
             // it before published there.
             let hjx = JobEnv {
@@ -235,7 +253,8 @@ async fn one(
                 let elsewhere = (!primary_ok)
                     .then(|| notifier_beside(jx, input, &b))
                     .flatten();
-                degraded(jx, db, &b, elsewhere.as_ref().unwrap_or(notifier)).await;
+                let notifier = elsewhere.as_ref().unwrap_or(notifier);
+                degraded(jx, db, &b, notifier, !primary_unreachable).await;
             }
             Ok((b, progress.stages()))
         }
@@ -363,12 +382,14 @@ async fn bounded(jx: &JobEnv<'_>, what: &str, work: impl std::future::Future<Out
 }
 
 /// After a backup complete in some stores only: the audit row (the backup exists), the
-/// `backup_degraded` alert naming the stores that lack their copy, the failure recorded.
+/// `backup_degraded` alert naming the stores that lack their copy, the failure recorded
+/// (`record`: not when the primary, where it goes, was just found unreachable).
 async fn degraded(
     jx: &JobEnv<'_>,
     db: &DatabaseSettings,
     b: &Backup,
     notifier: &super::Notifier<'_>,
+    record: bool,
 ) {
     audit_row(jx, db, &b.manifest).await;
     let m = &b.manifest;
@@ -395,16 +416,18 @@ async fn degraded(
     jx.events.warn(&message);
     // In the primary store, where `status` reads it; bounded, since the primary may be the
     // store that is down.
-    let record = async {
-        status::record_failure(jx.store, &db.name, "backup", &message).await;
-        let rec = status::FailureRecord {
-            job: "backup".into(),
-            at: crate::time::Timestamp::now(),
-            message: message.clone(),
+    if record {
+        let recorded = async {
+            status::record_failure(jx.store, &db.name, "backup", &message).await;
+            let rec = status::FailureRecord {
+                job: "backup".into(),
+                at: crate::time::Timestamp::now(),
+                message: message.clone(),
+            };
+            super::failures::append(jx.store, &db.name, rec).await;
         };
-        super::failures::append(jx.store, &db.name, rec).await;
-    };
-    bounded(jx, "recording the degraded backup", record).await;
+        bounded(jx, "recording the degraded backup", recorded).await;
+    }
     notifier
         .send(
             EventKind::BackupDegraded,
@@ -509,6 +532,100 @@ mod tests {
         let app = DbName::parse("app").expect("name");
         assert!(status::read_failure(&store, &app).await.is_none());
         assert!(store.list("").await.expect("list").is_empty());
+    }
+
+    /// Events kept for assertions.
+    #[derive(Default)]
+    struct Kept(std::sync::Mutex<Vec<String>>);
+
+    impl crate::jobs::Events for Kept {
+        fn info(&self, _: &str) {}
+        fn warn(&self, msg: &str) {
+            if let Ok(mut k) = self.0.lock() {
+                k.push(msg.to_string());
+            }
+        }
+    }
+
+    /// A folder store whose folder is then replaced by a file: every request fails.
+    fn dead(dir: &Path) -> Store {
+        let path = dir.join("dead");
+        let store = Store::open_folder(&path).expect("open");
+        std::fs::remove_dir(&path).expect("rmdir");
+        std::fs::write(&path, b"not a folder").expect("file");
+        store
+    }
+
+    fn target(name: &str, store: Store) -> TargetStore {
+        TargetStore {
+            name: name.into(),
+            store,
+            part_size: 5 << 20,
+            max_in_flight: 2,
+        }
+    }
+
+    /// Issue 19: a primary that cannot be reached passes the lease to the first reachable
+    /// store after it, in order, saying so; a lease held there is still exit 6; with one
+    /// store (or none reachable) the primary's error stands.
+    #[tokio::test]
+    async fn the_lease_goes_to_the_first_reachable_store_when_the_primary_is_down() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let primary = dead(dir.path());
+        let b2 = Store::open_folder(dir.path().join("b2")).expect("store");
+        let local = Store::open_folder(dir.path().join("local")).expect("store");
+        let env = Env::new();
+        let settings = Settings::load(None, "environment", Path::new("/"), &env).expect("settings");
+        let (_handle, cancel) = Cancel::new();
+        let kept = Kept::default();
+        let jx = JobEnv {
+            store: &primary,
+            settings: &settings,
+            env: &env,
+            cancel,
+            events: &kept,
+            slot: None,
+        };
+        let keys = EncryptionKeys::new(&[], None).expect("keys");
+        let tools = Tools::found(pgdrill_pg::PgTools::discover());
+        let app = DbName::parse("app").expect("name");
+        let input = |stores: Vec<TargetStore>| BackupInput {
+            databases: Vec::new(),
+            keys: &keys,
+            tools: &tools,
+            configured: true,
+            jobs: None,
+            stores,
+        };
+        let three = input(vec![
+            target("r2", primary.clone()),
+            target("b2", b2.clone()),
+            target("local", local.clone()),
+        ]);
+        let (held, home) = take_lease(&jx, &three, &app).await.expect("lease");
+        assert!(b2.exists("app/lease.json").await.expect("exists"));
+        assert_eq!(home.passed_over.len(), 1);
+        assert_eq!(home.passed_over[0].0, 0);
+        let said = kept.0.lock().expect("lock").join("\n");
+        assert!(
+            said.contains("store r2 unreachable (") && said.contains("lease taken in b2"),
+            "{said}"
+        );
+        // Held there by another job: exit 6, never passed over to the next store.
+        let e = take_lease(&jx, &three, &app).await.err().expect("locked");
+        assert_eq!(e.exit_code(), 6, "{e}");
+        assert!(!local.exists("app/lease.json").await.expect("exists"));
+        held.release().await;
+        // One store, or none reachable: the primary's error.
+        let one = input(Vec::new());
+        let e = take_lease(&jx, &one, &app).await.err().expect("down");
+        assert!(!matches!(e, Error::Locked(_)), "{e}");
+        let none = input(vec![
+            target("r2", primary.clone()),
+            target("b2", dead(&dir.path().join("b2"))),
+        ]);
+        let e2 = take_lease(&jx, &none, &app).await.err().expect("down");
+        assert_eq!(e2.to_string(), e.to_string());
     }
 
     /// A configured database that does not answer: the failure is recorded, in
