@@ -13,7 +13,9 @@
 //! before a job publishes anything (a backup's manifest, a prune's deletions) it calls
 //! [`Lease::confirm`], which checks that the lease object still carries the ETag of its own
 //! last write. Nobody else can take the lease over before a third of the ttl has passed after
-//! that, which is far longer than writing one manifest takes.
+//! that, which is far longer than writing one manifest takes. A backup to several stores whose
+//! lease store stopped answering uses [`Lease::confirm_or_recent`] instead: the same check,
+//! except that an unreachable lease store is vouched for by a renewal under ttl/3 old.
 
 use crate::cancel::{Cancel, CancelHandle};
 use crate::clock::Clock;
