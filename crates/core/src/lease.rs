@@ -15,7 +15,7 @@
 //! last write. Nobody else can take the lease over before a third of the ttl has passed after
 //! that, which is far longer than writing one manifest takes. A backup to several stores whose
 //! lease store stopped answering uses [`Lease::confirm_or_recent`] instead: the same check,
-//! except that an unreachable lease store is vouched for by a renewal under ttl/3 old.
+//! except that an unreachable lease store is vouched for by the last renewal alone.
 
 use crate::cancel::{Cancel, CancelHandle};
 use crate::clock::Clock;
@@ -373,11 +373,12 @@ impl Lease {
 
     /// [`confirm`](Lease::confirm) for a job that publishes to stores other than the lease's
     /// (a backup to several stores whose lease store went down meanwhile): when the lease's
-    /// store cannot be reached, the lease still counts as held if its last renewal is less
-    /// than a third of the ttl old. Nobody may judge it lapsed before the whole ttl has passed
-    /// after that renewal by the store's clock, and a store nobody can reach cannot be written
-    /// by a taker either. `Ok(Some(why))` then, for the log; a lease found replaced, lost, or
-    /// too old to vouch for is an error as with `confirm`.
+    /// store cannot be reached, the lease still counts as held on the strength of its last
+    /// renewal, which must be under two thirds of the ttl old as for `confirm`. Nobody may
+    /// judge it lapsed before the whole ttl has passed after that renewal by the store's
+    /// clock, and a store nobody can reach cannot be written by a taker either.
+    /// `Ok(Some(why))` then, for the log; a lease found replaced, lost, or too old to vouch
+    /// for is an error as with `confirm`.
     pub async fn confirm_or_recent(&self) -> Result<Option<String>> {
         self.check(true).await
     }
@@ -396,7 +397,9 @@ impl Lease {
         let current = match self.store.head(&self.key).await {
             Ok(info) => info.etag,
             Err(StoreError::NotFound { .. }) => None,
-            Err(e) if tolerate_unreachable && g.renewed.elapsed() < self.ttl / 3 => {
+            // The age checked above leaves at least a third of the ttl before anyone may
+            // judge the lease lapsed, reachable or not.
+            Err(e) if tolerate_unreachable => {
                 return Ok(Some(format!(
                     "the lease of {} cannot be confirmed in its store ({e}); it was renewed {} s ago, well within its {} s, so it is still this job's",
                     self.what,
