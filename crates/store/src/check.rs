@@ -222,6 +222,30 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_digest_is_a_failed_sha256_check_only() {
+        let refused = || {
+            StoreError::Backend {
+            action: "write",
+            key: "db/a".into(),
+            detail: "the store answered HTTP 400 Bad Request (BadDigest: The SHA256 you specified did not match the calculated checksum.), check the store URL".into(),
+            retryable: true,
+        }
+        };
+        match digest_refused(CopyCheck::Sha256, refused()) {
+            StoreError::Mismatch { key, check, detail } => {
+                assert_eq!((key.as_str(), check), ("db/a", "sha256"));
+                assert!(
+                    detail.ends_with("(BadDigest: The SHA256 you specified did not match the calculated checksum.)"),
+                    "{detail}"
+                );
+            }
+            e => panic!("{e}"),
+        }
+        let e = digest_refused(CopyCheck::Size, refused());
+        assert!(matches!(e, StoreError::Backend { .. }), "{e}");
+    }
+
+    #[test]
     fn multipart_etags_are_the_md5_of_the_part_md5s() {
         // Known value: S3's ETag of a two-part upload of "a" and "b".
         let (a, b) = (md5(b"a"), md5(b"b"));
