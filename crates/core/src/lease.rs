@@ -16,6 +16,14 @@
 //! that, which is far longer than writing one manifest takes. A backup to several stores whose
 //! lease store stopped answering uses [`Lease::confirm_or_recent`] instead: the same check,
 //! except that an unreachable lease store is vouched for by the last renewal alone.
+//!
+//! Such a backup also gives its lease the stores after the lease's own
+//! ([`Lease::move_on_to`]): a renewal that cannot reach the lease's store then creates the
+//! same lease (put-if-absent) in the first of them that answers and holds that one from then
+//! on, so a lease store down for long does not stop the backup; one that finds a lease there
+//! already marks the lease lost (someone else runs). The confirm then checks the lease where
+//! it now is, and `release` also deletes the abandoned one if it still carries this holder's
+//! ETag.
 
 use crate::cancel::{Cancel, CancelHandle};
 use crate::clock::Clock;
@@ -59,6 +67,16 @@ impl LeaseRecord {
 
 /// What the holder knows of its lease.
 struct Held {
+    /// The store holding the lease now (the one it was taken in, unless it moved).
+    store: Store,
+    /// That store's name, once [`Lease::move_on_to`] named it.
+    store_name: String,
+    /// Where the lease moves when its store cannot be reached, in order (name, store).
+    next: Vec<(String, Store)>,
+    /// Leases left behind in stores that stopped answering, with their last ETags.
+    abandoned: Vec<(Store, Option<String>)>,
+    /// "store r2 unreachable; lease moved to b2", until a confirm passes it on.
+    moved: Option<String>,
     record: LeaseRecord,
     etag: Option<String>,
     /// When the last write of the lease succeeded (local monotonic clock).
@@ -70,7 +88,6 @@ struct Held {
 /// A held lease; renews itself in the background until `release` (or drop, which stops the
 /// renewal and lets the lease lapse).
 pub struct Lease {
-    store: Store,
     key: String,
     what: String,
     ttl: std::time::Duration,
@@ -159,21 +176,18 @@ pub async fn acquire_with(
     let etag = etag.or(written.etag);
     let (handle, lost) = Cancel::new();
     let state = Arc::new(Mutex::new(Held {
+        store: store.clone(),
+        store_name: String::new(),
+        next: Vec::new(),
+        abandoned: Vec::new(),
+        moved: None,
         record: mine,
         etag,
         renewed: Instant::now(),
         lost: None,
     }));
-    let renewer = tokio::spawn(renew(
-        store.clone(),
-        key.to_string(),
-        ttl,
-        clock,
-        state.clone(),
-        handle,
-    ));
+    let renewer = tokio::spawn(renew(key.to_string(), ttl, clock, state.clone(), handle));
     Ok(Lease {
-        store: store.clone(),
         key: key.to_string(),
         what: what.to_string(),
         ttl,
@@ -291,9 +305,9 @@ async fn holder(store: &Store, key: &str) -> String {
 
 /// Renews every ttl/3 (every ttl/15 after a failed try); marks the lease lost when it was
 /// replaced, or when two thirds of the ttl passed without a successful renewal (before
-/// anyone else may judge it lapsed).
+/// anyone else may judge it lapsed). A renewal that cannot reach the store first moves the
+/// lease to the next store given by [`Lease::move_on_to`] that answers.
 async fn renew(
-    store: Store,
     key: String,
     ttl: std::time::Duration,
     clock: Clock,
@@ -309,6 +323,7 @@ async fn renew(
             break;
         };
         g.record.expires_at = after(clock.now(), ttl);
+        let store = g.store.clone();
         match store.put_if_match(&key, body(&g.record), &etag).await {
             Ok(new) => {
                 g.etag = match new {
@@ -326,6 +341,17 @@ async fn renew(
                 break;
             }
             Err(e) => {
+                match move_on(&mut g, &key, &e).await {
+                    Moved::Yes => {
+                        wait = ttl / 3;
+                        continue;
+                    }
+                    Moved::Refused(why) => {
+                        g.lost = Some(why);
+                        break;
+                    }
+                    Moved::Nowhere => {}
+                }
                 if g.renewed.elapsed() >= ttl * 2 / 3 {
                     g.lost = Some(format!(
                         "it could not be renewed for {} s ({e})",
@@ -340,7 +366,73 @@ async fn renew(
     lost.cancel();
 }
 
+/// What became of a lease whose store could not be reached.
+enum Moved {
+    /// Created in the next store that answered, and held there now.
+    Yes,
+    /// That store already holds a lease of the database: someone else runs (why).
+    Refused(String),
+    /// No store to move to answered (or none was given): the lease stays where it is.
+    Nowhere,
+}
+
+/// Creates the lease (put-if-absent, the same record) in the first store after its own that
+/// answers, and holds it there from then on; the one left behind is released with the rest.
+async fn move_on(g: &mut Held, key: &str, why: &StoreError) -> Moved {
+    let mut i = 0;
+    while i < g.next.len() {
+        let (name, store) = g.next[i].clone();
+        match store.put_if_absent(key, body(&g.record)).await {
+            Ok(etag) => {
+                let etag = match etag {
+                    Some(e) => Some(e),
+                    None => store.head(key).await.ok().and_then(|i| i.etag),
+                };
+                let old = std::mem::replace(&mut g.store, store);
+                let old_etag = std::mem::replace(&mut g.etag, etag);
+                g.abandoned.push((old, old_etag));
+                let from = std::mem::replace(&mut g.store_name, name.clone());
+                g.moved = Some(format!(
+                    "store {from} unreachable ({why}); lease moved to {name}"
+                ));
+                g.next.drain(..=i);
+                g.renewed = Instant::now();
+                return Moved::Yes;
+            }
+            Err(StoreError::AlreadyExists { .. }) => {
+                return Moved::Refused(format!(
+                    "its store {} could not be reached and store {name} already holds a lease of it, by {}",
+                    g.store_name,
+                    holder(&store, key).await
+                ));
+            }
+            Err(_) => i += 1,
+        }
+    }
+    Moved::Nowhere
+}
+
 impl Lease {
+    /// Lets the lease move, when its store (named `here`) cannot be reached at a renewal, to
+    /// the first of `next` (name, store; in order) that answers: a backup to several stores
+    /// whose lease store goes down for long goes on. See the module comment.
+    pub async fn move_on_to(&self, here: &str, next: Vec<(String, Store)>) {
+        let mut g = self.state.lock().await;
+        g.store_name = here.to_string();
+        g.next = next;
+    }
+
+    /// The store holding the lease now (the one it was taken in, unless it moved).
+    pub async fn store(&self) -> Store {
+        self.state.lock().await.store.clone()
+    }
+
+    /// The name of the store holding the lease now, as [`Lease::move_on_to`] named the
+    /// stores (empty without it).
+    pub async fn store_name(&self) -> String {
+        self.state.lock().await.store_name.clone()
+    }
+
     /// Fires when the lease is lost (taken over, or not renewable in time): the job must stop.
     pub fn lost_signal(&self) -> Cancel {
         self.lost.clone()
@@ -384,7 +476,7 @@ impl Lease {
     }
 
     async fn check(&self, tolerate_unreachable: bool) -> Result<Option<String>> {
-        let g = self.state.lock().await;
+        let mut g = self.state.lock().await;
         if let Some(why) = &g.lost {
             return Err(self.lost_error(why));
         }
@@ -394,14 +486,16 @@ impl Lease {
                 g.renewed.elapsed().as_secs()
             )));
         }
-        let current = match self.store.head(&self.key).await {
+        let store = g.store.clone();
+        let current = match store.head(&self.key).await {
             Ok(info) => info.etag,
             Err(StoreError::NotFound { .. }) => None,
             // The age checked above leaves at least a third of the ttl before anyone may
             // judge the lease lapsed, reachable or not.
             Err(e) if tolerate_unreachable => {
+                let moved = g.moved.take().map(|m| format!("{m}; ")).unwrap_or_default();
                 return Ok(Some(format!(
-                    "the lease of {} cannot be confirmed in its store ({e}); it was renewed {} s ago, well within its {} s, so it is still this job's",
+                    "{moved}the lease of {} cannot be confirmed in its store ({e}); it was renewed {} s ago, well within its {} s, so it is still this job's",
                     self.what,
                     g.renewed.elapsed().as_secs(),
                     self.ttl.as_secs()
@@ -415,10 +509,10 @@ impl Lease {
             }
         };
         if current.is_none() || current != g.etag {
-            let who = holder(&self.store, &self.key).await;
+            let who = holder(&store, &self.key).await;
             return Err(self.lost_error(&format!("it was taken over by {who}")));
         }
-        Ok(None)
+        Ok(g.moved.take())
     }
 
     /// Now by the store's clock (this host's clock corrected by the skew measured when the
@@ -447,14 +541,26 @@ impl Lease {
         })
     }
 
-    /// Stops renewing and deletes the lease if it is still ours.
+    /// Stops renewing and deletes the lease if it is still ours; then, after a move, the
+    /// leases left behind that still are (one quick try each: their store stopped answering).
     pub async fn release(self) {
         self.renewer.abort();
         let g = self.state.lock().await;
-        if let Ok(info) = self.store.head(&self.key).await {
-            if info.etag.is_some() && info.etag == g.etag {
-                let _ = self.store.delete(&self.key).await;
-            }
+        delete_if_ours(&g.store, &self.key, &g.etag).await;
+        for (store, etag) in &g.abandoned {
+            let _ = tokio::time::timeout(ABANDONED_RELEASE, delete_if_ours(store, &self.key, etag))
+                .await;
+        }
+    }
+}
+
+/// How long `release` tries to delete a lease left behind in a store that stopped answering.
+const ABANDONED_RELEASE: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn delete_if_ours(store: &Store, key: &str, etag: &Option<String>) {
+    if let Ok(info) = store.head(key).await {
+        if info.etag.is_some() && info.etag == *etag {
+            let _ = store.delete(key).await;
         }
     }
 }

@@ -150,11 +150,20 @@ async fn one(
     // The lease comes back held after a backup that completed: released beside the
     // bookkeeping that follows.
     let mut primary_unreachable = false;
+    let several = input.stores.len() > 1;
     let (result, held) = match take_lease(jx, input, &db.name).await {
         Ok((held, home)) => 'held: {
             if home.passed_over.first().is_some_and(|(i, _)| *i == 0) {
                 primary_unreachable = true;
                 *passed_primary = Some(home.store.clone());
+            }
+            if several {
+                // A lease store down for long moves the lease on to the next that answers.
+                let next = input.stores[home.index + 1..]
+                    .iter()
+                    .map(|t| (t.name.clone(), t.store.clone()))
+                    .collect();
+                held.move_on_to(&input.stores[home.index].name, next).await;
             }
             // A scheduled run's slot is judged in the store holding the lease: whoever held
             // it before published there.
@@ -198,6 +207,15 @@ async fn one(
             };
             let r = backup::run_with(job, &home.passed_over).await;
             progress.finish();
+            // The lease moved off the primary during the backup: the primary stopped
+            // answering, as if found so at the start (for this backup's bookkeeping and the
+            // databases after it).
+            if several && home.index == 0 && held.store_name().await != input.stores[0].name {
+                primary_unreachable = true;
+                if passed_primary.is_none() {
+                    *passed_primary = Some(held.store().await);
+                }
+            }
             // Ended by its lost lease: say so rather than "cancelled".
             let r = match (r, held.lost().await) {
                 (Err(_), Some(lost)) => Err(lost),
@@ -292,6 +310,8 @@ async fn one(
 /// primary cannot be reached, the first reachable store after it in configured order.
 struct Home {
     store: Store,
+    /// Its index in `BackupInput::stores` (0 with one store).
+    index: usize,
     /// The stores before it, found unreachable (by index in `BackupInput::stores`), and why:
     /// their copies fail at once, without a request.
     passed_over: Vec<(usize, String)>,
@@ -315,6 +335,7 @@ async fn take_lease(
         Ok(held) => {
             let home = Home {
                 store: jx.store.clone(),
+                index: 0,
                 passed_over: Vec::new(),
             };
             return Ok((held, home));
@@ -337,6 +358,7 @@ async fn take_lease(
                     .warn(&format!("{}; lease taken in {}", said.join("; "), t.name));
                 let home = Home {
                     store: t.store.clone(),
+                    index: i,
                     passed_over,
                 };
                 return Ok((held, home));

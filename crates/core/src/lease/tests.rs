@@ -172,3 +172,129 @@ async fn a_recent_lease_whose_store_is_down_still_vouches_for_itself() {
     let e = held.confirm_or_recent().await.expect_err("replaced");
     assert!(e.to_string().contains("taken over"), "{e}");
 }
+
+/// A folder store at `dir/name`, and a way to take it down (its folder becomes a file) and
+/// bring it back.
+struct Switchable {
+    path: std::path::PathBuf,
+    aside: std::path::PathBuf,
+    store: Store,
+}
+
+impl Switchable {
+    fn new(dir: &std::path::Path, name: &str) -> Self {
+        let path = dir.join(name);
+        let store = Store::open_folder(&path).expect("store");
+        let aside = dir.join(format!("{name}.aside"));
+        Switchable { path, aside, store }
+    }
+
+    fn down(&self) {
+        std::fs::rename(&self.path, &self.aside).expect("move");
+        std::fs::write(&self.path, b"not a folder").expect("file");
+    }
+
+    fn up(&self) {
+        std::fs::remove_file(&self.path).expect("rm");
+        std::fs::rename(&self.aside, &self.path).expect("back");
+    }
+}
+
+/// Issue 19: a lease store down for longer than two thirds of the ttl: the renewal moves the
+/// lease to the next store that answers (passing a dead one by) (once, said once by the confirm) and the lease stays
+/// held there; release deletes both. Without a store to move to, the same outage loses it.
+#[tokio::test]
+async fn a_lease_whose_store_stays_down_moves_to_the_next_store() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (r2, b2, local) = (
+        Switchable::new(dir.path(), "r2"),
+        Switchable::new(dir.path(), "b2"),
+        Switchable::new(dir.path(), "local"),
+    );
+    let db = DbName::parse("db").expect("db");
+    let ttl = StdDuration::from_secs(3);
+    let held = acquire(&r2.store, &db, "backup", ttl).await.expect("lease");
+    held.move_on_to(
+        "r2",
+        vec![
+            ("local".into(), local.store.clone()),
+            ("b2".into(), b2.store.clone()),
+        ],
+    )
+    .await;
+    let stays = acquire(
+        &local.store,
+        &DbName::parse("other").expect("db"),
+        "backup",
+        ttl,
+    )
+    .await
+    .expect("lease");
+    // r2 stays down past two thirds of the ttl; local, next in line, is down too.
+    r2.down();
+    local.down();
+    tokio::time::sleep(StdDuration::from_millis(3300)).await;
+    assert!(held.lost().await.is_none(), "{:?}", held.lost().await);
+    assert!(stays.lost().await.is_some(), "no store to move to: lost");
+    assert!(b2.store.exists("db/lease.json").await.expect("exists"));
+    let note = held
+        .confirm_or_recent()
+        .await
+        .expect("held in b2")
+        .expect("a note");
+    assert!(
+        note.starts_with("store r2 unreachable (") && note.ends_with("; lease moved to b2"),
+        "{note}"
+    );
+    assert_eq!(
+        held.confirm_or_recent().await.expect("held"),
+        None,
+        "said once"
+    );
+    held.confirm().await.expect("confirmed where it is now");
+    // Still renewed there: another job cannot take it.
+    let e = acquire(&b2.store, &db, "backup", ttl)
+        .await
+        .err()
+        .expect("held");
+    assert_eq!(e.exit_code(), 6, "{e}");
+    r2.up();
+    assert!(r2.store.exists("db/lease.json").await.expect("exists"));
+    held.release().await;
+    assert!(!b2.store.exists("db/lease.json").await.expect("exists"));
+    assert!(
+        !r2.store.exists("db/lease.json").await.expect("exists"),
+        "the lease left behind is released too"
+    );
+}
+
+/// A lease by another holder in the store it would move to: lost (someone else runs there).
+#[tokio::test]
+async fn a_lease_does_not_move_onto_another_holders_lease() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (r2, b2) = (
+        Switchable::new(dir.path(), "r2"),
+        Switchable::new(dir.path(), "b2"),
+    );
+    let db = DbName::parse("db").expect("db");
+    let ttl = StdDuration::from_secs(3);
+    let other = acquire(&b2.store, &db, "backup", TTL).await.expect("other");
+    let held = acquire(&r2.store, &db, "backup", ttl).await.expect("lease");
+    held.move_on_to("r2", vec![("b2".into(), b2.store.clone())])
+        .await;
+    let mut signal = held.lost_signal();
+    r2.down();
+    tokio::time::timeout(StdDuration::from_secs(5), signal.cancelled())
+        .await
+        .expect("the lost signal fired");
+    let e = held.confirm_or_recent().await.expect_err("lost");
+    assert!(
+        e.to_string().contains("store b2 already holds a lease"),
+        "{e}"
+    );
+    other
+        .confirm()
+        .await
+        .expect("the other holder's lease is untouched");
+    r2.up();
+}
