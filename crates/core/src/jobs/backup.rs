@@ -52,10 +52,11 @@ pub struct BackupReport {
 pub async fn run(jx: &JobEnv<'_>, input: BackupInput<'_>) -> Result<BackupReport> {
     let several = input.databases.len() > 1;
     let mut notifier = jx.notifier()?;
-    // Once a backup found the primary unreachable, the alerts of the databases after it keep
-    // their de-duplication state in the store that took its lease (not waited for on the
-    // primary again, database after database).
-    let mut passed_primary: Option<Store> = None;
+    // Once a backup found the primary unreachable, the databases after it take their lease
+    // in the next reachable store at once, and their alerts keep their de-duplication state
+    // in the store that took the first one's lease (not waited for on the primary again,
+    // database after database).
+    let mut fleet = Fleet::new(PRIMARY_REPROBE);
     let mut switched = false;
     let mut report = BackupReport::default();
     // Per server: the globals object its first backup of this run stored.
@@ -70,8 +71,8 @@ pub async fn run(jx: &JobEnv<'_>, input: BackupInput<'_>) -> Result<BackupReport
             }
         };
         let from = db.server.as_ref().and_then(|s| globals.get(s)).cloned();
-        let outcome = one(jx, &input, db, source, &notifier, from, &mut passed_primary).await;
-        if let (false, Some(home)) = (switched, &passed_primary) {
+        let outcome = one(jx, &input, db, source, &notifier, from, &mut fleet).await;
+        if let (false, Some(home)) = (switched, &fleet.passed) {
             if let Ok(n) = super::Notifier::new(&jx.settings.alerts, jx.env, home, jx.events) {
                 notifier = n;
                 switched = true;
@@ -120,7 +121,7 @@ async fn one(
     source: ConnSpec,
     notifier: &super::Notifier<'_>,
     globals_from: Option<(String, StoredObject)>,
-    passed_primary: &mut Option<Store>,
+    fleet: &mut Fleet,
 ) -> Result<(Backup, Vec<StageRecord>)> {
     let to = if input.stores.len() > 1 {
         input
@@ -151,11 +152,21 @@ async fn one(
     // bookkeeping that follows.
     let mut primary_unreachable = false;
     let several = input.stores.len() > 1;
-    let (result, held) = match take_lease(jx, input, &db.name).await {
+    let skip = if several {
+        fleet.skip_primary(jx, &db.name).await
+    } else {
+        None
+    };
+    let (result, held) = match take_lease(jx, input, &db.name, skip.as_deref()).await {
         Ok((held, home)) => 'held: {
-            if home.passed_over.first().is_some_and(|(i, _)| *i == 0) {
-                primary_unreachable = true;
-                *passed_primary = Some(home.store.clone());
+            match home.passed_over.first() {
+                Some((0, why)) => {
+                    primary_unreachable = true;
+                    fleet.primary_down(why, &home.store, skip.is_none());
+                }
+                // Passed over, then tried when nothing else answered, and it did.
+                _ if home.index == 0 => fleet.down = None,
+                _ => {}
             }
             if several {
                 // A lease store down for long moves the lease on to the next that answers.
@@ -212,9 +223,11 @@ async fn one(
             // databases after it).
             if several && home.index == 0 && held.store_name().await != input.stores[0].name {
                 primary_unreachable = true;
-                if passed_primary.is_none() {
-                    *passed_primary = Some(held.store().await);
-                }
+                let why = format!(
+                    "the store stopped answering during the backup of {} (its lease moved on)",
+                    db.name
+                );
+                fleet.primary_down(&why, &held.store().await, true);
             }
             // Ended by its lost lease: say so rather than "cancelled".
             let r = match (r, held.lost().await) {
@@ -279,7 +292,12 @@ async fn one(
         Err(e) => {
             let e = e.context(format!("backup of {}", db.name));
             if !matches!(e, Error::Locked(_)) {
+                // Not waited for on a primary this run found unreachable.
+                let primary_down = fleet.down.is_some();
                 let record = async {
+                    if primary_down {
+                        return;
+                    }
                     if crate::hints::worth_recording(jx.store, &db.name, &e, input.configured).await
                     {
                         status::record_failure(jx.store, &db.name, "backup", &e.to_string()).await;
@@ -306,6 +324,69 @@ async fn one(
     }
 }
 
+/// How long a run goes on passing over a primary found unreachable before it asks it again.
+const PRIMARY_REPROBE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long that one request may take.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// What a run (several databases) knows of its primary store: once a backup found it
+/// unreachable, the next databases take their lease in the next reachable store at once
+/// (their primary copy failed from the outset) instead of each waiting out the primary's
+/// timeouts and retries; every `reprobe` the primary is asked again with one quick request,
+/// and used again once it answers.
+struct Fleet {
+    reprobe: std::time::Duration,
+    /// Why the primary is passed over, and when it was last tried.
+    down: Option<(String, std::time::Instant)>,
+    /// The store that took the lease when the primary was first passed over.
+    passed: Option<Store>,
+}
+
+impl Fleet {
+    fn new(reprobe: std::time::Duration) -> Self {
+        Fleet {
+            reprobe,
+            down: None,
+            passed: None,
+        }
+    }
+
+    /// Why the primary is to be passed over for the backup of `db` (`None`: try it).
+    async fn skip_primary(&mut self, jx: &JobEnv<'_>, db: &DbName) -> Option<String> {
+        let (why, tried) = self.down.as_mut()?;
+        if tried.elapsed() < self.reprobe {
+            return Some(why.clone());
+        }
+        let key = crate::layout::lease_key(db);
+        match tokio::time::timeout(PROBE_TIMEOUT, jx.store.exists(&key)).await {
+            Ok(Ok(_)) => {
+                jx.events.info(&format!(
+                    "the primary store ({}) answers again: the lease of {db} is taken there",
+                    jx.store.display()
+                ));
+                self.down = None;
+                None
+            }
+            _ => {
+                *tried = std::time::Instant::now();
+                Some(why.clone())
+            }
+        }
+    }
+
+    /// A backup found the primary unreachable (`tried`: just now, not passed over on an
+    /// earlier finding) and holds its lease in `home`.
+    fn primary_down(&mut self, why: &str, home: &Store, tried: bool) {
+        if tried || self.down.is_none() {
+            self.down = Some((why.to_string(), std::time::Instant::now()));
+        }
+        if self.passed.is_none() {
+            self.passed = Some(home.clone());
+        }
+    }
+}
+
 /// Where a backup's lease is held: the primary store, or, with several stores when the
 /// primary cannot be reached, the first reachable store after it in configured order.
 struct Home {
@@ -323,6 +404,9 @@ struct Home {
 /// goes to every reachable store and ends degraded. A lease another job holds (exit 6) is
 /// never passed over. Fails with the primary's error when no store can be reached.
 ///
+/// `skip`: the primary was found unreachable earlier in this run (why): it is passed over
+/// without a request, unless no other store can be reached either (then it is tried).
+///
 /// Two instances that disagree about the primary's reachability may hold leases in two
 /// stores and both back up: one extra backup at worst, never a lost or corrupt one (ids are
 /// unique, each store's manifest is written last). See docs/ARCHITECTURE.md, "Leases".
@@ -330,7 +414,21 @@ async fn take_lease(
     jx: &JobEnv<'_>,
     input: &BackupInput<'_>,
     db: &DbName,
+    skip: Option<&str>,
 ) -> Result<(Lease, Home)> {
+    if let (Some(why), true) = (skip, input.stores.len() > 1) {
+        let passed_over = vec![(
+            0,
+            format!("the store could not be reached earlier in this run, so it was not tried for this backup: {why}"),
+        )];
+        let said = vec![format!(
+            "store {} unreachable earlier in this run",
+            input.stores[0].name
+        )];
+        if let Some(found) = elsewhere(jx, input, db, passed_over, said).await? {
+            return Ok(found);
+        }
+    }
     let first = match jx.lease(db, "backup").await {
         Ok(held) => {
             let home = Home {
@@ -343,13 +441,30 @@ async fn take_lease(
         Err(e) if input.stores.len() > 1 && crate::stores::unreachable(&e) => e,
         Err(e) => return Err(e),
     };
-    let unreachable =
-        |e: &Error| format!("the store could not be reached when the backup started: {e}");
-    let mut passed_over = vec![(0, unreachable(&first))];
-    let mut said = vec![format!(
+    let passed_over = vec![(0, unreachable_at_start(&first))];
+    let said = vec![format!(
         "store {} unreachable ({first})",
         input.stores[0].name
     )];
+    match elsewhere(jx, input, db, passed_over, said).await? {
+        Some(found) => Ok(found),
+        None => Err(first),
+    }
+}
+
+fn unreachable_at_start(e: &Error) -> String {
+    format!("the store could not be reached when the backup started: {e}")
+}
+
+/// The lease of `db` in the first store after the primary that answers (`None`: none
+/// does); `passed_over` and `said` begin with the primary's.
+async fn elsewhere(
+    jx: &JobEnv<'_>,
+    input: &BackupInput<'_>,
+    db: &DbName,
+    mut passed_over: Vec<(usize, String)>,
+    mut said: Vec<String>,
+) -> Result<Option<(Lease, Home)>> {
     for (i, t) in input.stores.iter().enumerate().skip(1) {
         match lease::acquire(&t.store, db, "backup", super::slot::lease_ttl()).await {
             Ok(held) => {
@@ -361,16 +476,16 @@ async fn take_lease(
                     index: i,
                     passed_over,
                 };
-                return Ok((held, home));
+                return Ok(Some((held, home)));
             }
             Err(e) if crate::stores::unreachable(&e) => {
                 said.push(format!("store {} unreachable ({e})", t.name));
-                passed_over.push((i, unreachable(&e)));
+                passed_over.push((i, unreachable_at_start(&e)));
             }
             Err(e) => return Err(e),
         }
     }
-    Err(first)
+    Ok(None)
 }
 
 /// For a backup whose primary copy failed (the primary may be down): a notifier keeping the
@@ -587,6 +702,75 @@ mod tests {
         }
     }
 
+    /// Issue 19, fleets: a primary found unreachable is passed over without a request until
+    /// the re-probe interval has passed; then one quick request decides (still down: passed
+    /// over again; answering: used again).
+    #[tokio::test]
+    async fn a_fleet_passes_a_dead_primary_over_until_it_answers_a_probe() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let down = dead(dir.path());
+        let up = Store::open_folder(dir.path().join("up")).expect("store");
+        let b2 = Store::open_folder(dir.path().join("b2")).expect("store");
+        let env = Env::new();
+        let settings = Settings::load(None, "environment", Path::new("/"), &env).expect("settings");
+        let kept = Kept::default();
+        let jx = |store| {
+            let (_handle, cancel) = Cancel::new();
+            JobEnv {
+                store,
+                settings: &settings,
+                env: &env,
+                cancel,
+                events: &kept,
+                slot: None,
+            }
+        };
+        let app = DbName::parse("app").expect("name");
+        let mut fleet = Fleet::new(std::time::Duration::from_secs(3600));
+        assert_eq!(
+            fleet.skip_primary(&jx(&down), &app).await,
+            None,
+            "not known down"
+        );
+        fleet.primary_down("gone", &b2, true);
+        // Within the interval: passed over without asking, even a store that would answer.
+        assert_eq!(
+            fleet.skip_primary(&jx(&up), &app).await.as_deref(),
+            Some("gone")
+        );
+        // The interval passed: asked once; still down, then back.
+        fleet.reprobe = std::time::Duration::ZERO;
+        assert_eq!(
+            fleet.skip_primary(&jx(&down), &app).await.as_deref(),
+            Some("gone")
+        );
+        assert!(fleet.down.is_some());
+        assert_eq!(fleet.skip_primary(&jx(&up), &app).await, None);
+        assert!(fleet.down.is_none());
+        // A later finding keeps the first store that took the lease for the alerts.
+        fleet.primary_down("again", &up, true);
+        assert!(fleet.passed.is_some());
+        // The lease passed over a primary known down: the next store, no request to it.
+        let input = BackupInput {
+            databases: Vec::new(),
+            keys: &EncryptionKeys::new(&[], None).expect("keys"),
+            tools: &Tools::found(pgdrill_pg::PgTools::discover()),
+            configured: true,
+            jobs: None,
+            stores: vec![target("r2", up.clone()), target("b2", b2.clone())],
+        };
+        let (held, home) = take_lease(&jx(&up), &input, &app, Some("gone"))
+            .await
+            .expect("lease");
+        assert_eq!(home.index, 1);
+        assert!(home.passed_over[0]
+            .1
+            .contains("could not be reached earlier in this run"));
+        assert!(!up.exists("app/lease.json").await.expect("exists"));
+        assert!(b2.exists("app/lease.json").await.expect("exists"));
+        held.release().await;
+    }
+
     /// Issue 19: a primary that cannot be reached passes the lease to the first reachable
     /// store after it, in order, saying so; a lease held there is still exit 6; with one
     /// store (or none reachable) the primary's error stands.
@@ -624,7 +808,7 @@ mod tests {
             target("b2", b2.clone()),
             target("local", local.clone()),
         ]);
-        let (held, home) = take_lease(&jx, &three, &app).await.expect("lease");
+        let (held, home) = take_lease(&jx, &three, &app, None).await.expect("lease");
         assert!(b2.exists("app/lease.json").await.expect("exists"));
         assert_eq!(home.passed_over.len(), 1);
         assert_eq!(home.passed_over[0].0, 0);
@@ -634,19 +818,25 @@ mod tests {
             "{said}"
         );
         // Held there by another job: exit 6, never passed over to the next store.
-        let e = take_lease(&jx, &three, &app).await.err().expect("locked");
+        let e = take_lease(&jx, &three, &app, None)
+            .await
+            .err()
+            .expect("locked");
         assert_eq!(e.exit_code(), 6, "{e}");
         assert!(!local.exists("app/lease.json").await.expect("exists"));
         held.release().await;
         // One store, or none reachable: the primary's error.
         let one = input(Vec::new());
-        let e = take_lease(&jx, &one, &app).await.err().expect("down");
+        let e = take_lease(&jx, &one, &app, None).await.err().expect("down");
         assert!(!matches!(e, Error::Locked(_)), "{e}");
         let none = input(vec![
             target("r2", primary.clone()),
             target("b2", dead(&dir.path().join("b2"))),
         ]);
-        let e2 = take_lease(&jx, &none, &app).await.err().expect("down");
+        let e2 = take_lease(&jx, &none, &app, None)
+            .await
+            .err()
+            .expect("down");
         assert_eq!(e2.to_string(), e.to_string());
     }
 
