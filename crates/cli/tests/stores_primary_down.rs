@@ -6,7 +6,11 @@
 //! missing the backup, `copy --to primary` backfills it, and the `backup_copies` SLO is met
 //! again. (b) The primary goes down in the middle of the dump's upload (its lease is there):
 //! the other copies complete all the same, the lease vouched for by its recent renewal.
+//! (e) The primary (holding a 3 s lease) stays down past two thirds of the lease's lifetime:
+//! the renewal moves the lease to the next store, the backup completes degraded.
 //! (c) Every store down: exit 1 with the primary's error, nothing written anywhere.
+//! (f) A fleet (two databases) with the primary down: both complete degraded, and the second
+//! never asks the dead primary (its lease taken in the next store at once).
 //! One source cluster for all of it.
 
 mod common;
@@ -243,10 +247,87 @@ async fn a_backup_completes_degraded_when_the_primary_store_is_down() {
         .count();
     assert_eq!(degraded, 1);
 
+    eprintln!("(e) at {:?}", t0.elapsed());
+    // (e) A 3 s lease in the primary, which goes down mid-upload and stays down: the
+    //     renewal moves the lease to offsite, whose SHA256SUMS (so the confirm before the
+    //     manifests) waits until it has, as a longer upload would; the backup completes.
+    //     Under another name: (b)'s lease is left in the primary until it lapses.
+    let offsite_proxy = FaultProxy::start(&s3b.endpoint());
+    let d3 = d.join("lease-moves");
+    std::fs::create_dir(&d3).expect("dir");
+    std::fs::write(
+        d3.join("pgdrill.toml"),
+        format!(
+            "[encryption]\npassphrase_env = \"PASS\"\n\
+             [[store]]\nname = \"primary\"\nurl = \"s3://backups/pg\"\nendpoint = \"{}\"\n\
+             timeout_seconds = 2\nretry_seconds = 1\n\
+             [[store]]\nname = \"offsite\"\nurl = \"s3://offsite/pg\"\nendpoint = \"{}\"\n\
+             timeout_seconds = 2\nretry_seconds = 30\n\
+             [[store]]\nname = \"local\"\nurl = \"{}\"\n\
+             [[database]]\nname = \"moved\"\nurl_env = \"SRC\"\n",
+            proxy.endpoint,
+            offsite_proxy.endpoint,
+            d3.join("local").display()
+        ),
+    )
+    .expect("config");
+    let stalled = |p: &FaultProxy| {
+        p.requests()
+            .iter()
+            .filter(|r| r.starts_with("STALLED"))
+            .count()
+    };
+    let stalled_before = stalled(&proxy);
+    proxy.stall("partNumber=");
+    offsite_proxy.stall("SHA256SUMS");
+    let mut c = cmd(&d3);
+    c.args(["--json", "backup"])
+        .env("PGDRILL_TEST_LEASE_TTL_SECS", "3")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in &env {
+        c.env(k, v);
+    }
+    let child = c.spawn().expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stalled(&proxy) == stalled_before {
+        assert!(Instant::now() < deadline, "{:?}", proxy.requests());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    proxy.down_for(LONG);
+    while !offsite_proxy
+        .requests()
+        .iter()
+        .any(|r| r.contains("lease.json"))
+    {
+        assert!(Instant::now() < deadline, "{:?}", offsite_proxy.requests());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    offsite_proxy.clear();
+    let o = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let b: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(copies(&b), degraded_primary(), "{b}\n{stderr}");
+    assert!(
+        stderr.contains("store primary unreachable (") && stderr.contains("lease moved to offsite"),
+        "{stderr}"
+    );
+    assert!(
+        !s3b.list_keys("offsite")
+            .iter()
+            .any(|k| k.ends_with("lease.json")),
+        "the moved lease was released: {:?}",
+        s3b.list_keys("offsite")
+    );
+    verify_in(&d3, &backup_id(&b), &["offsite", "local"], &env);
+    proxy.clear();
+    proxy.down_for(Duration::ZERO);
+    offsite_proxy.clear();
+
     eprintln!("(c) at {:?}", t0.elapsed());
     // (c) Every store down: the backup fails (exit 1) with the primary's error and writes
     //     nothing anywhere.
-    let offsite_proxy = FaultProxy::start(&s3b.endpoint());
     offsite_proxy.down_for(LONG);
     proxy.down_for(LONG);
     let d2 = d.join("all-down");
@@ -282,5 +363,80 @@ async fn a_backup_completes_degraded_when_the_primary_store_is_down() {
     proxy.down_for(Duration::ZERO);
     assert_eq!(s3a.list_keys("backups"), before_a);
     assert_eq!(s3b.list_keys("offsite"), before_b);
+    offsite_proxy.down_for(Duration::ZERO);
+
+    eprintln!("(f) at {:?}", t0.elapsed());
+    // (f) Two databases, the primary down: the first finds it so, the second takes its lease
+    //     in offsite at once and never asks the primary; both complete degraded.
+    let mut urls = Vec::new();
+    for name in ["fleet1", "fleet2"] {
+        let url = empty_db(&src.cluster, name).await;
+        tk::connect(&url)
+            .await
+            .batch_execute(&format!(
+                "create table t (id int primary key, v text); insert into t values (1, '{name}')"
+            ))
+            .await
+            .expect("table");
+        urls.push(url);
+    }
+    let d4 = d.join("fleet");
+    std::fs::create_dir(&d4).expect("dir");
+    std::fs::write(
+        d4.join("pgdrill.toml"),
+        format!(
+            "[encryption]\npassphrase_env = \"PASS\"\n\
+             [[store]]\nname = \"primary\"\nurl = \"s3://backups/pg\"\nendpoint = \"{}\"\n\
+             timeout_seconds = 2\nretry_seconds = 1\n\
+             [[store]]\nname = \"offsite\"\nurl = \"s3://offsite/pg\"\nendpoint = \"{}\"\n\
+             [[store]]\nname = \"local\"\nurl = \"{}\"\n\
+             [[database]]\nname = \"fleet1\"\nurl_env = \"F1\"\n\
+             [[database]]\nname = \"fleet2\"\nurl_env = \"F2\"\n",
+            proxy.endpoint,
+            s3b.endpoint(),
+            d4.join("local").display()
+        ),
+    )
+    .expect("config");
+    let mut fenv = env.clone();
+    fenv.extend([("F1", urls[0].as_str()), ("F2", urls[1].as_str())]);
+    let want2 = tk::fingerprint(&urls[1], &pg_dump()).await;
+    proxy.down_for(LONG);
+    let out = run(&d4, &["--json", "backup"], &fenv);
+    out.code(1);
+    let b = out.json();
+    tk::schema::assert_valid("backup.schema.json", &b);
+    let backups = b["backups"].as_array().expect("backups");
+    assert_eq!(backups.len(), 2, "{b}");
+    for one in backups {
+        let got: Vec<(String, bool)> = one["copies"]
+            .as_array()
+            .expect("copies")
+            .iter()
+            .map(|c| (c["store"].as_str().unwrap_or("").into(), c["ok"] == true))
+            .collect();
+        assert_eq!(got, degraded_primary(), "{b}");
+    }
+    assert!(
+        out.stderr
+            .contains("store primary unreachable earlier in this run"),
+        "{}",
+        out.stderr
+    );
+    // The requests that reached the dead primary: the first database's, none of the second's.
+    let seen = proxy.requests();
+    assert!(seen.iter().any(|r| r.contains("/fleet1/")), "{seen:?}");
+    assert!(!seen.iter().any(|r| r.contains("fleet2")), "{seen:?}");
+    proxy.down_for(Duration::ZERO);
+    let target = empty_db(&src.cluster, "fleet2_restored").await;
+    run(
+        &d4,
+        &["--name", "fleet2", "restore", "latest", "--target", &target],
+        &fenv,
+    )
+    .ok();
+    tk::fingerprint(&target, &pg_dump())
+        .await
+        .assert_same(&want2);
     eprintln!("done at {:?}", t0.elapsed());
 }
