@@ -141,6 +141,11 @@ pub async fn run(job: &CopyJob<'_>) -> Result<CopyReport> {
                 let ttl = crate::jobs::slot::lease_ttl();
                 match crate::lease::acquire(store, db, "copy", ttl).await {
                     Ok(l) => Some(l),
+                    Err(e) if crate::stores::unreachable(&e) => {
+                        let e = crate::jobs::prune::primary_only(e, "a copy");
+                        report.failures.push((db.clone(), None, e));
+                        continue;
+                    }
                     Err(e) => {
                         report.failures.push((db.clone(), None, e));
                         continue;
@@ -410,5 +415,60 @@ async fn delete_copy(store: &Store, db: &DbName, id: &BackupId) {
         for o in objects {
             let _ = store.delete(&o.key).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 19: a copy while the primary (where its lease lives) is down takes no lease in
+    /// another store and copies nothing; its error says to run it again once the primary
+    /// answers.
+    #[tokio::test]
+    async fn a_copy_fails_while_the_primary_is_down_and_copies_nothing() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let primary = Store::open_folder(dir.path().join("r2")).expect("store");
+        std::fs::remove_dir(dir.path().join("r2")).expect("rmdir");
+        std::fs::write(dir.path().join("r2"), b"not a folder").expect("file");
+        let b2 = Store::open_folder(dir.path().join("b2")).expect("store");
+        let local = Store::open_folder(dir.path().join("local")).expect("store");
+        let id = "20261101T020000Z-aaaa";
+        let key = format!("app/backups/{id}/manifest.json");
+        b2.put(
+            &key,
+            Bytes::from(crate::stores::tests::manifest(id, "2026-11-01T02:00:00Z")),
+        )
+        .await
+        .expect("put");
+        let (_handle, cancel) = Cancel::new();
+        let job = CopyJob {
+            from: NamedStore {
+                name: "b2",
+                store: &b2,
+            },
+            to: NamedStore {
+                name: "local",
+                store: &local,
+            },
+            databases: vec![DbName::parse("app").expect("db")],
+            selection: Selection::All,
+            part_size: 5 << 20,
+            max_in_flight: 2,
+            cancel,
+            lease_store: Some(&primary),
+        };
+        let report = run(&job).await.expect("report");
+        assert!(report.copied.is_empty());
+        let [(_, None, e)] = &report.failures[..] else {
+            panic!("{:?}", report.failures);
+        };
+        assert!(
+            e.to_string()
+                .contains("a copy takes the database's lease in the primary (first) store only"),
+            "{e}"
+        );
+        assert!(local.list("").await.expect("list").is_empty());
+        assert_eq!(b2.list("").await.expect("list").len(), 1, "no lease in b2");
     }
 }
