@@ -218,10 +218,18 @@ async fn one(
             };
             let r = backup::run_with(job, &home.passed_over).await;
             progress.finish();
-            // The lease moved off the primary during the backup: the primary stopped
-            // answering, as if found so at the start (for this backup's bookkeeping and the
-            // databases after it).
-            if several && home.index == 0 && held.store_name().await != input.stores[0].name {
+            // The lease moved off the primary during the backup and the primary's copy
+            // failed too: the primary stopped answering, as if found so at the start (for
+            // this backup's bookkeeping and the databases after it). A copy that completed
+            // there says the renewal's failure was a passing one.
+            let primary_failed = r
+                .as_ref()
+                .map_or(true, |b| b.copies.first().is_some_and(|c| !c.ok));
+            if several
+                && home.index == 0
+                && primary_failed
+                && held.store_name().await != input.stores[0].name
+            {
                 primary_unreachable = true;
                 let why = format!(
                     "the store stopped answering during the backup of {} (its lease moved on)",
