@@ -65,6 +65,8 @@ pub(crate) struct Target {
     failure: Mutex<Option<String>>,
     /// Seconds from the start to this copy's manifest (or its failure).
     seconds: Mutex<Option<f64>>,
+    /// The ETag the store gave for the manifest it wrote (the catalog update's stamp).
+    manifest_etag: Mutex<Option<String>>,
 }
 
 /// What became of one store's copy of a backup (`backup --json` lists them).
@@ -77,6 +79,9 @@ pub struct StoreCopy {
     pub error: Option<String>,
     pub stored_bytes: u64,
     pub seconds: f64,
+    /// The ETag the store gave for the manifest it wrote, if it did (not in `--json`).
+    #[serde(skip)]
+    pub manifest_etag: Option<String>,
 }
 
 /// The stores of one backup, primary first.
@@ -97,6 +102,7 @@ impl Targets {
                     max_in_flight: t.max_in_flight,
                     failure: Mutex::new(None),
                     seconds: Mutex::new(None),
+                    manifest_etag: Mutex::new(None),
                 })
                 .collect(),
             started: Instant::now(),
@@ -135,10 +141,13 @@ impl Targets {
         }
     }
 
-    /// Records that store `i`'s manifest is written.
-    pub(crate) fn done(&self, i: usize) {
+    /// Records that store `i`'s manifest is written (with the ETag the store gave).
+    pub(crate) fn done(&self, i: usize, etag: Option<String>) {
         if let Ok(mut s) = self.list[i].seconds.lock() {
             *s = Some(self.started.elapsed().as_secs_f64());
+        }
+        if let Ok(mut e) = self.list[i].manifest_etag.lock() {
+            *e = etag;
         }
     }
 
@@ -219,6 +228,7 @@ impl Targets {
                         .ok()
                         .and_then(|s| *s)
                         .unwrap_or_else(|| self.started.elapsed().as_secs_f64()),
+                    manifest_etag: t.manifest_etag.lock().ok().and_then(|e| e.clone()),
                 }
             })
             .collect()
@@ -397,7 +407,7 @@ mod tests {
         }
         up.finish().await.expect("finish");
         assert_eq!(good.get("a/big").await.expect("get").len(), 9 << 20);
-        targets.done(1);
+        targets.done(1, None);
         let copies = targets.copies(42);
         assert_eq!(copies[0].store, "bad");
         assert!(!copies[0].ok && copies[0].error.is_some() && copies[0].stored_bytes == 0);

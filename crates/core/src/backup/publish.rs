@@ -69,7 +69,10 @@ pub(super) async fn publish(job: &BackupJob<'_>, targets: &Targets, m: &Manifest
             let json_len = json.len() as u64;
             // An existing manifest is another backup's (ids are unique): never clean up
             // after this.
-            store.put_if_absent(&key, json).await.map_err(|e| (false, Error::from(e)))?;
+            let etag = store
+                .put_if_absent(&key, json)
+                .await
+                .map_err(|e| (false, Error::from(e)))?;
             let after = async {
                 let dir = layout::backup_dir(&m.database, &m.backup_id);
                 let (confirmed, listed) = tokio::join!(
@@ -87,14 +90,14 @@ pub(super) async fn publish(job: &BackupJob<'_>, targets: &Targets, m: &Manifest
                 }
                 Ok(())
             };
-            after.await.map_err(|e| (true, e))
+            after.await.map(|()| etag).map_err(|e| (true, e))
         }
     }))
     .await;
     let mut last = None;
     for (i, r) in live.into_iter().zip(written) {
         match r {
-            Ok(()) => targets.done(i),
+            Ok(etag) => targets.done(i, etag),
             Err((cleanup, e)) => {
                 targets.fail(i, &e);
                 if cleanup {

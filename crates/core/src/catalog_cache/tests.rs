@@ -404,3 +404,123 @@ async fn changes_inside_known_folders_are_seen_without_an_update() {
     assert_eq!(l.incomplete[0].0, b_id);
     assert_eq!(stored_ids(&stored(&store, &db).await), [a]);
 }
+
+/// A backup's manifest written as `publish` writes it (create-if-absent), returning the
+/// manifest, with `raw_bytes` changed after the write (so an entry showing 4242 was taken
+/// from the manifest handed over, not read back), and the store's copy with the ETag.
+async fn write_backup(store: &Store, db: &DbName, id: &str) -> (Manifest, StoreCopy) {
+    let snapshot = format!("{}-{}-{}T00:00:01Z", &id[0..4], &id[4..6], &id[6..8]);
+    let v = manifest(id, &snapshot);
+    let json = serde_json::to_vec(&v).expect("json");
+    let mut m: Manifest = serde_json::from_value(v).expect("manifest");
+    let key = layout::backup_object(db, &m.backup_id, layout::MANIFEST);
+    let etag = store
+        .put_if_absent(&key, json.into())
+        .await
+        .expect("create");
+    m.raw_bytes = 4242;
+    let copy = StoreCopy {
+        store: "default".into(),
+        ok: true,
+        check: "size".into(),
+        error: None,
+        stored_bytes: 1,
+        seconds: 0.0,
+        manifest_etag: etag,
+    };
+    (m, copy)
+}
+
+fn raw_bytes(c: &CatalogFile) -> Vec<(String, u64)> {
+    c.backups
+        .iter()
+        .map(|e| {
+            (
+                e.id.to_string(),
+                e.summary.as_ref().map(|s| s.raw_bytes).unwrap_or(u64::MAX),
+            )
+        })
+        .collect()
+}
+
+/// A backup's update begun beside its dump: the catalog read and listed first, then, once
+/// the manifest is written, its entry added from the manifest handed over (not read back),
+/// stamped so that readers find it current (no rewrite, no manifest read).
+#[tokio::test]
+async fn a_prefetched_update_adds_the_written_manifest_without_reading_it() {
+    let (_dir, store, db) = setup();
+    put_backup(&store, &db, "20261101T020000Z-aaaa", "2026-11-01T02:00:01Z").await;
+    update(&store, &db).await;
+    let catalogs = Prefetch::start(vec![store.clone()], &db);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (m, copy) = write_backup(&store, &db, "20261102T020000Z-bbbb").await;
+    catalogs.update(&m, &[copy]).await;
+    let file = stored(&store, &db).await;
+    assert_eq!(
+        raw_bytes(&file),
+        [
+            ("20261102T020000Z-bbbb".to_string(), 4242),
+            ("20261101T020000Z-aaaa".to_string(), 0)
+        ]
+    );
+    // Its stamp is the one the store lists: a reader serves it as it is.
+    let key = layout::catalog_key(&db);
+    let etag = store.head(&key).await.expect("head").etag;
+    let l = list(&store, &db).await.expect("cached");
+    assert_eq!(l.complete[0].raw_bytes, 4242);
+    assert_eq!(store.head(&key).await.expect("head").etag, etag);
+}
+
+/// The catalog changed between the early read and the swap (another job's update): the
+/// swap is refused and the update starts again from a fresh read, keeping both entries.
+#[tokio::test]
+async fn a_prefetched_update_against_a_changed_catalog_reads_again() {
+    let (_dir, store, db) = setup();
+    put_backup(&store, &db, "20261101T020000Z-aaaa", "2026-11-01T02:00:01Z").await;
+    update(&store, &db).await;
+    let catalogs = Prefetch::start(vec![store.clone()], &db);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    put_backup(&store, &db, "20261101T030000Z-cccc", "2026-11-01T03:00:01Z").await;
+    update(&store, &db).await;
+    let (m, copy) = write_backup(&store, &db, "20261102T020000Z-bbbb").await;
+    catalogs.update(&m, &[copy]).await;
+    assert_eq!(
+        raw_bytes(&stored(&store, &db).await),
+        [
+            ("20261102T020000Z-bbbb".to_string(), 4242),
+            ("20261101T030000Z-cccc".to_string(), 0),
+            ("20261101T020000Z-aaaa".to_string(), 0)
+        ]
+    );
+}
+
+/// A store that gave no ETag for the manifest: listed again (after the early read), the
+/// manifest's entry stamped as listed, still not read back. A copy that failed in a second
+/// store leaves that store's catalog alone; a missing catalog is created.
+#[tokio::test]
+async fn without_an_etag_the_listed_stamp_is_taken_and_failed_copies_are_left_alone() {
+    let (_dir, store, db) = setup();
+    let other_dir = tempfile::tempdir().expect("tmp");
+    let other = Store::open_folder(other_dir.path()).expect("store");
+    let catalogs = Prefetch::start(vec![store.clone(), other.clone()], &db);
+    let (m, mut copy) = write_backup(&store, &db, "20261102T020000Z-bbbb").await;
+    copy.manifest_etag = None;
+    let failed = StoreCopy {
+        store: "other".into(),
+        ok: false,
+        manifest_etag: None,
+        ..copy.clone()
+    };
+    catalogs.update(&m, &[copy, failed]).await;
+    let file = stored(&store, &db).await;
+    assert_eq!(
+        raw_bytes(&file),
+        [("20261102T020000Z-bbbb".to_string(), 4242)]
+    );
+    let key = layout::backup_object(&db, &m.backup_id, layout::MANIFEST);
+    assert_eq!(
+        Some(file.backups[0].stamp.clone()),
+        store.head(&key).await.expect("head").etag
+    );
+    assert!(!other.exists(&layout::catalog_key(&db)).await.expect("head"));
+}

@@ -139,6 +139,15 @@ async fn one(
                 held.release().await;
                 break 'held (Err(e), None);
             }
+            // The catalogs' updates begin beside the dump (read and listed now, swapped
+            // once the manifest is written).
+            let catalogs = crate::catalog_cache::Prefetch::start(
+                std::iter::once(jx.store)
+                    .chain(input.stores.iter().skip(1).map(|t| &t.store))
+                    .cloned()
+                    .collect(),
+                &db.name,
+            );
             let s = jx.settings;
             let job = BackupJob {
                 store: jx.store,
@@ -173,7 +182,7 @@ async fn one(
                 held.release().await;
                 break 'held (r, None);
             }
-            (r, Some(held))
+            (r, Some((held, catalogs)))
         }
         Err(e) => (Err(e), None),
     };
@@ -183,26 +192,9 @@ async fn one(
             // all at once, beside the lease's release (the manifest is written: nothing here
             // decides whether the backup exists); then the outcome's alert and records, which
             // a reader may follow straight to the catalog.
-            let catalogs = async {
-                let mut stores = vec![jx.store];
-                for t in input.stores.iter().skip(1) {
-                    if b.copies.iter().any(|c| c.ok && c.store == t.name) {
-                        stores.push(&t.store);
-                    }
-                }
-                futures::future::join_all(
-                    stores
-                        .into_iter()
-                        .map(|s| crate::catalog_cache::update(s, &db.name)),
-                )
-                .await;
-            };
-            let release = async {
-                if let Some(held) = held {
-                    held.release().await;
-                }
-            };
-            tokio::join!(catalogs, release);
+            if let Some((held, catalogs)) = held {
+                tokio::join!(catalogs.update(&b.manifest, &b.copies), held.release());
+            }
             if b.failed_copies().next().is_none() {
                 succeeded(jx, db, &b.manifest, notifier).await;
             } else {
