@@ -191,12 +191,20 @@ async fn one(
             // Each store holding a copy gets its catalog updated (derived data, best effort),
             // all at once, beside the lease's release (the manifest is written: nothing here
             // decides whether the backup exists); then the outcome's alert and records, which
-            // a reader may follow straight to the catalog.
-            if let Some((held, catalogs)) = held {
-                tokio::join!(catalogs.update(&b.manifest, &b.copies), held.release());
-            }
-            if b.failed_copies().next().is_none() {
-                succeeded(jx, db, &b.manifest, notifier).await;
+            // a reader may follow straight to the catalog. Whether a failure was recorded
+            // (for the alert) is read beside them.
+            let whole = b.failed_copies().next().is_none();
+            let failing =
+                async { whole && status::read_failure(jx.store, &db.name).await.is_some() };
+            let was_failing = match held {
+                Some((held, catalogs)) => {
+                    let updated = catalogs.update(&b.manifest, &b.copies);
+                    tokio::join!(updated, held.release(), failing).2
+                }
+                None => failing.await,
+            };
+            if whole {
+                succeeded(jx, db, &b.manifest, notifier, was_failing).await;
             } else {
                 degraded(jx, db, &b, notifier).await;
             }
@@ -290,16 +298,16 @@ async fn audit_row(jx: &JobEnv<'_>, db: &DatabaseSettings, m: &Manifest) {
     }
 }
 
-/// After a completed backup: the audit row (best effort), the alert, the failure record
-/// cleared.
+/// After a completed backup: the audit row (best effort), the alert (`was_failing`: a
+/// failure was recorded, read after the backup), the failure record cleared.
 async fn succeeded(
     jx: &JobEnv<'_>,
     db: &DatabaseSettings,
     m: &Manifest,
     notifier: &super::Notifier<'_>,
+    was_failing: bool,
 ) {
     audit_row(jx, db, m).await;
-    let was_failing = status::read_failure(jx.store, &db.name).await.is_some();
     let kind = if was_failing {
         EventKind::Recovered
     } else {
