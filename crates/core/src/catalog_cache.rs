@@ -110,10 +110,11 @@ pub async fn update(store: &Store, db: &DbName) {
     let _ = refresh(store, db).await;
 }
 
-/// A manifest this process just wrote to a store, with the ETag its write returned.
+/// A manifest this process just wrote to a store, with its stamp as the store listed it
+/// after the write ([`stamp`]; `publish` lists the backup's folder to confirm it).
 struct Written {
     id: BackupId,
-    etag: Option<String>,
+    stamp: Option<String>,
     summary: BackupSummary,
 }
 
@@ -130,7 +131,7 @@ impl Written {
 
 impl Listed {
     /// Adds (or replaces) the entry of `k`, listed before it was written, at its place
-    /// (newest id first), stamped with its write's ETag.
+    /// (newest id first), with its listed stamp.
     fn add(&mut self, k: &Written) {
         self.backups.retain(|e| e.id != k.id);
         let at = self
@@ -138,7 +139,7 @@ impl Listed {
             .iter()
             .position(|e| e.id.as_str() < k.id.as_str())
             .unwrap_or(self.backups.len());
-        let stamp = k.etag.clone().unwrap_or_default();
+        let stamp = k.stamp.clone().unwrap_or_default();
         self.backups.insert(at, k.entry(stamp));
     }
 }
@@ -159,8 +160,8 @@ async fn prepare(store: &Store, db: &DbName) -> Result<Prepared> {
 
 /// A backup's catalog updates begun while it runs ([`Prefetch::start`] beside the dump):
 /// each store's catalog read, then its `backups/` and `drills/` listed and the manifests the
-/// catalog lacks read, so that once the manifest is written (and the store gave its ETag)
-/// only the compare-and-swap of the catalog is left. The catalog is still read before the
+/// catalog lacks read, so that once the manifest is written (and listed: its stamp) only the
+/// compare-and-swap of the catalog is left. The catalog is still read before the
 /// listing, and the swap is on the ETag read: a catalog changed since (a drill's result, a
 /// prune) makes the swap fail and the update start again from a fresh read. Dropped, it
 /// stops what is still running.
@@ -188,8 +189,8 @@ impl Prefetch {
     }
 
     /// After backup `m` was written: the catalog of the job's store, and of each other store
-    /// holding a copy, brought up to date with `m` (not read back when the store gave its
-    /// ETag), all at once. Best effort, as [`update`].
+    /// holding a copy, brought up to date with `m` (never read back), all at once. Best
+    /// effort, as [`update`].
     pub async fn update(mut self, m: &Manifest, copies: &[StoreCopy]) {
         let stores = std::mem::take(&mut self.stores);
         let db = &self.db;
@@ -203,7 +204,7 @@ impl Prefetch {
                 }
                 let known = copy.map(|c| Written {
                     id: m.backup_id.clone(),
-                    etag: c.manifest_etag.clone(),
+                    stamp: c.manifest_stamp.clone(),
                     summary: summary.clone(),
                 });
                 Some(async move {
@@ -273,8 +274,9 @@ async fn read(store: &Store, db: &DbName) -> Result<Stored> {
     })
 }
 
-/// An object's stamp: its ETag, or its size and time when the store gives none.
-fn stamp(o: &pgdrill_store::ObjectInfo) -> String {
+/// An object's stamp as a listing shows it: its ETag, or its size and time when the store
+/// lists none (s3s-fs, for one, lists no ETags, though its PUT answers with one).
+pub(crate) fn stamp(o: &pgdrill_store::ObjectInfo) -> String {
     o.etag
         .clone()
         .unwrap_or_else(|| format!("{}-{}", o.size, o.last_modified))
@@ -352,10 +354,10 @@ struct Listed {
 
 /// The catalog's entries for what the store lists now (the caller read the catalog
 /// first): the old ones whose stamp still matches, the others read. `known`, a manifest the
-/// caller just wrote, is taken as it is instead of read back when its listed stamp is the
-/// ETag its write returned (or, with no ETag, whatever stamp is listed: the key is written
-/// once, create-if-absent). Without `incomplete` a folder without a manifest is skipped
-/// (not listed again for its time).
+/// caller just wrote, is taken as it is instead of read back when it is listed with the
+/// stamp the caller saw (or, without one, with any stamp: the key is written once,
+/// create-if-absent). Without `incomplete` a folder without a manifest is skipped (not
+/// listed again for its time).
 async fn list_entries(
     store: &Store,
     db: &DbName,
@@ -370,7 +372,7 @@ async fn list_entries(
         folders.manifests,
         |id, stamp| async move {
             if let Some(k) = known.filter(|k| k.id == id) {
-                if k.etag.as_ref().is_none_or(|e| *e == stamp) {
+                if k.stamp.as_ref().is_none_or(|e| *e == stamp) {
                     return Ok(Some(k.entry(stamp)));
                 }
             }
@@ -416,7 +418,7 @@ async fn list_entries(
 /// Read, list, merge and swap until the swap succeeds (or [`ATTEMPTS`] ran out). `first`:
 /// a read (and perhaps a listing after it) made earlier, used by the first attempt only;
 /// `known`: a manifest the caller just wrote (see [`list_entries`]). A listing made before
-/// `known` was written is used only when `known` has its ETag (its entry is added to it);
+/// `known` was written is used only when `known` has its stamp (its entry is added to it);
 /// otherwise the store is listed again, still after the read.
 async fn refresh_with(
     store: &Store,
@@ -433,7 +435,7 @@ async fn refresh_with(
             None => (read(store, db).await?, None),
         };
         let listed = match (early, known) {
-            (Some(mut l), Some(k)) if k.etag.is_some() => {
+            (Some(mut l), Some(k)) if k.stamp.is_some() => {
                 l.add(k);
                 l
             }

@@ -65,8 +65,8 @@ pub(crate) struct Target {
     failure: Mutex<Option<String>>,
     /// Seconds from the start to this copy's manifest (or its failure).
     seconds: Mutex<Option<f64>>,
-    /// The ETag the store gave for the manifest it wrote (the catalog update's stamp).
-    manifest_etag: Mutex<Option<String>>,
+    /// The manifest's stamp as the store listed it (the catalog update's).
+    manifest_stamp: Mutex<Option<String>>,
 }
 
 /// What became of one store's copy of a backup (`backup --json` lists them).
@@ -79,9 +79,10 @@ pub struct StoreCopy {
     pub error: Option<String>,
     pub stored_bytes: u64,
     pub seconds: f64,
-    /// The ETag the store gave for the manifest it wrote, if it did (not in `--json`).
+    /// The manifest's stamp as the store listed it after writing it (its ETag, or its size
+    /// and time on a store that lists none): what the catalog keeps. Not in `--json`.
     #[serde(skip)]
-    pub manifest_etag: Option<String>,
+    pub manifest_stamp: Option<String>,
 }
 
 /// The stores of one backup, primary first.
@@ -102,7 +103,7 @@ impl Targets {
                     max_in_flight: t.max_in_flight,
                     failure: Mutex::new(None),
                     seconds: Mutex::new(None),
-                    manifest_etag: Mutex::new(None),
+                    manifest_stamp: Mutex::new(None),
                 })
                 .collect(),
             started: Instant::now(),
@@ -141,13 +142,13 @@ impl Targets {
         }
     }
 
-    /// Records that store `i`'s manifest is written (with the ETag the store gave).
-    pub(crate) fn done(&self, i: usize, etag: Option<String>) {
+    /// Records that store `i`'s manifest is written (with its listed stamp).
+    pub(crate) fn done(&self, i: usize, stamp: Option<String>) {
         if let Ok(mut s) = self.list[i].seconds.lock() {
             *s = Some(self.started.elapsed().as_secs_f64());
         }
-        if let Ok(mut e) = self.list[i].manifest_etag.lock() {
-            *e = etag;
+        if let Ok(mut e) = self.list[i].manifest_stamp.lock() {
+            *e = stamp;
         }
     }
 
@@ -228,7 +229,7 @@ impl Targets {
                         .ok()
                         .and_then(|s| *s)
                         .unwrap_or_else(|| self.started.elapsed().as_secs_f64()),
-                    manifest_etag: t.manifest_etag.lock().ok().and_then(|e| e.clone()),
+                    manifest_stamp: t.manifest_stamp.lock().ok().and_then(|e| e.clone()),
                 }
             })
             .collect()

@@ -407,17 +407,23 @@ async fn changes_inside_known_folders_are_seen_without_an_update() {
 
 /// A backup's manifest written as `publish` writes it (create-if-absent), returning the
 /// manifest, with `raw_bytes` changed after the write (so an entry showing 4242 was taken
-/// from the manifest handed over, not read back), and the store's copy with the ETag.
+/// from the manifest handed over, not read back), and the store's copy with the manifest's
+/// stamp as the store lists it (as `publish` sees it).
 async fn write_backup(store: &Store, db: &DbName, id: &str) -> (Manifest, StoreCopy) {
     let snapshot = format!("{}-{}-{}T00:00:01Z", &id[0..4], &id[4..6], &id[6..8]);
     let v = manifest(id, &snapshot);
     let json = serde_json::to_vec(&v).expect("json");
     let mut m: Manifest = serde_json::from_value(v).expect("manifest");
     let key = layout::backup_object(db, &m.backup_id, layout::MANIFEST);
-    let etag = store
+    store
         .put_if_absent(&key, json.into())
         .await
         .expect("create");
+    let listed = store
+        .list(&layout::backup_dir(db, &m.backup_id))
+        .await
+        .expect("list");
+    let stamp = listed.iter().find(|o| o.key == key).map(super::stamp);
     m.raw_bytes = 4242;
     let copy = StoreCopy {
         store: "default".into(),
@@ -426,7 +432,7 @@ async fn write_backup(store: &Store, db: &DbName, id: &str) -> (Manifest, StoreC
         error: None,
         stored_bytes: 1,
         seconds: 0.0,
-        manifest_etag: etag,
+        manifest_stamp: stamp,
     };
     (m, copy)
 }
@@ -494,24 +500,32 @@ async fn a_prefetched_update_against_a_changed_catalog_reads_again() {
     );
 }
 
-/// A store that gave no ETag for the manifest: listed again (after the early read), the
+/// A copy without the manifest's stamp: listed again (after the early read), the
 /// manifest's entry stamped as listed, still not read back. A copy that failed in a second
-/// store leaves that store's catalog alone; a missing catalog is created.
+/// store leaves that store's catalog alone; a third store's good copy gets its catalog; a
+/// missing catalog is created.
 #[tokio::test]
-async fn without_an_etag_the_listed_stamp_is_taken_and_failed_copies_are_left_alone() {
+async fn without_a_stamp_the_listed_one_is_taken_and_failed_copies_are_left_alone() {
     let (_dir, store, db) = setup();
     let other_dir = tempfile::tempdir().expect("tmp");
     let other = Store::open_folder(other_dir.path()).expect("store");
-    let catalogs = Prefetch::start(vec![store.clone(), other.clone()], &db);
+    let third_dir = tempfile::tempdir().expect("tmp");
+    let third = Store::open_folder(third_dir.path()).expect("store");
+    let catalogs = Prefetch::start(vec![store.clone(), other.clone(), third.clone()], &db);
     let (m, mut copy) = write_backup(&store, &db, "20261102T020000Z-bbbb").await;
-    copy.manifest_etag = None;
+    copy.manifest_stamp = None;
     let failed = StoreCopy {
         store: "other".into(),
         ok: false,
-        manifest_etag: None,
+        manifest_stamp: None,
         ..copy.clone()
     };
-    catalogs.update(&m, &[copy, failed]).await;
+    let (_, good) = write_backup(&third, &db, "20261102T020000Z-bbbb").await;
+    catalogs.update(&m, &[copy, failed, good]).await;
+    assert_eq!(
+        raw_bytes(&stored(&third, &db).await),
+        [("20261102T020000Z-bbbb".to_string(), 4242)]
+    );
     let file = stored(&store, &db).await;
     assert_eq!(
         raw_bytes(&file),
