@@ -69,10 +69,7 @@ pub(super) async fn publish(job: &BackupJob<'_>, targets: &Targets, m: &Manifest
             let json_len = json.len() as u64;
             // An existing manifest is another backup's (ids are unique): never clean up
             // after this.
-            store
-                .put_if_absent(&key, json)
-                .await
-                .map_err(|e| (false, Error::from(e)))?;
+            store.put_if_absent(&key, json).await.map_err(|e| (false, Error::from(e)))?;
             let after = async {
                 let dir = layout::backup_dir(&m.database, &m.backup_id);
                 let (confirmed, listed) = tokio::join!(
