@@ -69,6 +69,34 @@ impl StoreSettings {
     }
 }
 
+/// How the primary store is reached, which `Settings` keeps beside `stores` (`--store URL`
+/// keeps them when it replaces the stores): the first configured store's, or, with none
+/// configured, those of `[store]` and the environment.
+pub(super) struct PrimaryTransfer {
+    pub(super) options: pgdrill_store::StoreOptions,
+    pub(super) part_size: usize,
+    pub(super) max_in_flight: usize,
+}
+
+pub(super) fn primary_transfer(
+    stores: &[StoreSettings],
+    single: &StoreSection,
+    env: &Env,
+) -> Result<PrimaryTransfer> {
+    Ok(match stores.first() {
+        Some(p) => PrimaryTransfer {
+            options: p.options.clone(),
+            part_size: p.part_size,
+            max_in_flight: p.max_in_flight,
+        },
+        None => PrimaryTransfer {
+            options: store_options(single, env)?,
+            part_size: part_size(single),
+            max_in_flight: max_in_flight(single),
+        },
+    })
+}
+
 pub(super) fn part_size(s: &StoreSection) -> usize {
     (s.part_size_mib.unwrap_or(16).clamp(5, 4096) as usize) << 20
 }
