@@ -460,21 +460,47 @@ mod tests {
     use pgdrill_store::Store;
     use std::path::Path;
 
+    /// A folder store with the default settings, for the status job to run over.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Store,
+        env: Env,
+        settings: Settings,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().expect("tmp");
+            let store = Store::open_folder(dir.path()).expect("store");
+            let env = Env::new();
+            let settings =
+                Settings::load(None, "environment", Path::new("/"), &env).expect("settings");
+            Fixture {
+                _dir: dir,
+                store,
+                env,
+                settings,
+            }
+        }
+
+        /// A command's run (`slot` `None`) or a scheduled one; never cancelled.
+        fn jx(&self, slot: Option<crate::time::Timestamp>) -> JobEnv<'_> {
+            let (_handle, cancel) = Cancel::new();
+            JobEnv {
+                store: &self.store,
+                settings: &self.settings,
+                env: &self.env,
+                cancel,
+                events: &Silent,
+                slot,
+            }
+        }
+    }
+
     #[tokio::test]
     async fn status_job_records_the_slo_state_and_needs_a_database() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open_folder(dir.path()).expect("store");
-        let env = Env::new();
-        let settings = Settings::load(None, "environment", Path::new("/"), &env).expect("settings");
-        let (_handle, cancel) = Cancel::new();
-        let jx = JobEnv {
-            store: &store,
-            settings: &settings,
-            env: &env,
-            cancel,
-            events: &Silent,
-            slot: None,
-        };
+        let f = Fixture::new();
+        let (store, jx) = (&f.store, f.jx(None));
         let e = run(&jx, Vec::new()).await.expect_err("no database");
         assert_eq!(e.exit_code(), 2);
         let app = DbName::parse("app").expect("name");
@@ -493,21 +519,10 @@ mod tests {
     /// the lease is free it does both.
     #[tokio::test]
     async fn only_the_holder_of_the_alert_lease_alerts() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open_folder(dir.path()).expect("store");
-        let env = Env::new();
-        let settings = Settings::load(None, "environment", Path::new("/"), &env).expect("settings");
-        let (_handle, cancel) = Cancel::new();
-        let jx = JobEnv {
-            store: &store,
-            settings: &settings,
-            env: &env,
-            cancel,
-            events: &Silent,
-            slot: Some(crate::clock::Clock::process().now()),
-        };
+        let f = Fixture::new();
+        let (store, jx) = (&f.store, f.jx(Some(crate::clock::Clock::process().now())));
         let other = crate::lease::acquire_key(
-            &store,
+            store,
             ALERT_LEASE_KEY,
             "the status alerts",
             "status",
