@@ -36,17 +36,7 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
         ));
     }
     let listen = config.listen;
-    let ui = ctx.ui;
-    let json_log = args.log_format == "json";
-    let log: LogSink = Arc::new(move |r: &LogRecord| {
-        let line = log_line(json_log, Timestamp::now(), r);
-        // Warnings and errors are shown even with --quiet.
-        if r.level >= Level::Warn {
-            eprintln!("{line}");
-        } else {
-            ui.info(line);
-        }
-    });
+    let log = log_sink(ctx.ui, args.log_format == "json");
     let runner = CliRunner {
         ctx,
         log: log.clone(),
@@ -62,14 +52,7 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
         store,
         stores,
         databases,
-        policy: {
-            // As `status` judges it: with drill coverage, a drill is due once per window.
-            let mut p = ctx.settings.policy.clone();
-            if let Some(c) = &ctx.settings.coverage {
-                p.drill_max_age_days = p.drill_max_age_days.or(Some(c.days));
-            }
-            p
-        },
+        policy: daemon_policy(&ctx.settings),
         runner: &runner,
         shutdown: ctx.cancel.clone(),
         clock: Arc::new(pgdrill_server::SystemClock),
@@ -80,6 +63,29 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
         json!({"serve": {"listen": listen.to_string(), "stopped": true}}),
         String::new(),
     ))
+}
+
+/// The daemon's log lines, `json` or text, on the terminal.
+fn log_sink(ui: crate::ui::Ui, json: bool) -> LogSink {
+    Arc::new(move |r: &LogRecord| {
+        let line = log_line(json, Timestamp::now(), r);
+        // Warnings and errors are shown even with --quiet.
+        if r.level >= Level::Warn {
+            eprintln!("{line}");
+        } else {
+            ui.info(line);
+        }
+    })
+}
+
+/// The policy handed to the daemon, as `status` judges it: with drill coverage, a drill is
+/// due once per window.
+fn daemon_policy(settings: &pgdrill_core::config::Settings) -> pgdrill_core::config::Policy {
+    let mut p = settings.policy.clone();
+    if let Some(c) = &settings.coverage {
+        p.drill_max_age_days = p.drill_max_age_days.or(Some(c.days));
+    }
+    p
 }
 
 struct CliRunner<'c> {
