@@ -44,6 +44,11 @@ fn main() -> ExitCode {
     {
         pgdrill_core::jobs::slot::set_lease_ttl_for_tests(secs);
     }
+    // Tests of a restore's item count keep what pg_restore printed and what was counted.
+    #[cfg(debug_assertions)]
+    if let Some(file) = std::env::var_os("PGDRILL_TEST_RESTORE_TRACE").filter(|v| !v.is_empty()) {
+        pgdrill_core::restore::trace_item_counts_for_tests(file.into());
+    }
     // Password files a killed pgdrill left behind (their owner no longer holds their lock).
     pgdrill_pg::passfile::sweep_stale(&std::env::temp_dir());
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -214,6 +214,14 @@ fn item_counts(tty: &str, name: &str) -> (Vec<(u64, u64)>, (u64, u64)) {
     (drawn, ended)
 }
 
+/// What the restore traced (`PGDRILL_TEST_RESTORE_TRACE`, debug builds): pg_restore's raw
+/// stderr, then the items counted of the total and the listed ones not counted.
+fn read_trace(file: &Path) -> String {
+    let text = std::fs::read_to_string(file)
+        .unwrap_or_else(|e| format!("(no trace at {}: {e})", file.display()));
+    format!("pg_restore's stderr and the count, as traced:\n{text}")
+}
+
 /// Counts drawn while pg_restore ran grew: a count below the total, and a larger one later.
 fn assert_grew(drawn: &[(u64, u64)], total: u64, tty: &str) {
     assert!(
@@ -253,22 +261,28 @@ async fn a_spool_and_a_directory_layout_restore_count_the_archive_items() {
     // `restore --spool --jobs 2`: one pg_restore over the verified spool file; the leader's
     // items, each counted once by its id.
     let target = src.cluster.url("spooled_tty");
+    let trace = dir.path().join("spooled.trace");
+    let trace_s = trace.display().to_string();
     let (tty, stdout) = on_terminal(
         dir.path(),
         &[
             "--json", "restore", "latest", "--store", &store_s, "--target", &target, "--spool",
             "--jobs", "2",
         ],
-        &[],
+        &[("PGDRILL_TEST_RESTORE_TRACE", &trace_s)],
     );
     let j: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     assert_eq!(j["mode"], "spool", "{j}");
     let (drawn, (done, total)) = item_counts(&tty, "restore");
-    assert!(total > 6 && done == total, "{done}/{total}:\n{tty}");
+    assert!(
+        total > 6 && done == total,
+        "{done}/{total}:\n{tty}\n{}",
+        read_trace(&trace)
+    );
     assert_grew(&drawn, total, &tty);
     let r = stage(&j, "restore");
     assert_eq!(r["item_unit"], "items", "{r}");
-    assert_eq!(r["items"], r["items_total"], "{r}");
+    assert_eq!(r["items"], r["items_total"], "{r}\n{}", read_trace(&trace));
     assert_eq!(r["items_total"].as_u64(), Some(total));
     assert_eq!(
         scalar(
@@ -288,19 +302,26 @@ async fn a_spool_and_a_directory_layout_restore_count_the_archive_items() {
     );
     out.ok();
     let target = src.cluster.url("directory_tty");
+    let trace = dir.path().join("directory.trace");
+    let trace_s = trace.display().to_string();
     let (tty, stdout) = on_terminal(
         dir.path(),
         &[
             "--json", "restore", "latest", "--store", &store_s, "--target", &target, "--jobs", "1",
         ],
-        &[],
+        &[("PGDRILL_TEST_RESTORE_TRACE", &trace_s)],
     );
     let j: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     let (drawn, (done, dir_total)) = item_counts(&tty, "restore");
-    assert_eq!((done, dir_total), (total, total), "{tty}");
+    assert_eq!(
+        (done, dir_total),
+        (total, total),
+        "{tty}\n{}",
+        read_trace(&trace)
+    );
     assert_grew(&drawn, total, &tty);
     let r = stage(&j, "restore");
-    assert_eq!(r["items"], r["items_total"], "{r}");
+    assert_eq!(r["items"], r["items_total"], "{r}\n{}", read_trace(&trace));
     assert_eq!(
         scalar(&target, "select count(*)::text from slow_rows").await,
         "10"

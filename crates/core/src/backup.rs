@@ -46,7 +46,8 @@ const READ_CHUNK: usize = 1 << 20;
 
 /// Everything one backup needs, resolved by the caller.
 pub struct BackupJob<'a> {
-    /// The primary store: read for the previous backup's size.
+    /// The store the job's lease is in (the primary, unless it was unreachable): read for
+    /// the previous backup's size.
     pub store: &'a Store,
     /// Every store the backup is written to, with its name and transfer settings, primary
     /// first (DESIGN.md §9); empty: `store` alone, named "default", with `part_size` and
@@ -132,6 +133,9 @@ fn now_rfc3339() -> String {
 pub struct Backup {
     pub manifest: Manifest,
     pub copies: Vec<StoreCopy>,
+    /// What is worth a line in the job's log about how it was written (a lease vouched for
+    /// by its recent renewal while its store was down).
+    pub notes: Vec<String>,
 }
 
 impl Backup {
@@ -144,6 +148,12 @@ impl Backup {
 /// Runs one backup to every store; returns the manifest written and each copy's outcome.
 /// Fails (and leaves no manifest anywhere) when no store's copy completed.
 pub async fn run(job: BackupJob<'_>) -> Result<Backup> {
+    run_with(job, &[]).await
+}
+
+/// [`run`], with the stores (by index in `job.stores`) already found unreachable and why:
+/// their copies fail from the outset, and nothing is sent to them.
+pub async fn run_with(job: BackupJob<'_>, unreachable: &[(usize, String)]) -> Result<Backup> {
     let stores = if job.stores.is_empty() {
         vec![TargetStore {
             name: crate::config::DEFAULT_STORE_NAME.to_string(),
@@ -155,6 +165,9 @@ pub async fn run(job: BackupJob<'_>) -> Result<Backup> {
         job.stores.to_vec()
     };
     let targets = Arc::new(Targets::new(stores));
+    for (i, why) in unreachable {
+        targets.unreachable(*i, why);
+    }
     let manifest = run_to(&job, &targets).await?;
     // What a failed store holds of this backup is not a copy: it goes.
     targets
@@ -162,6 +175,7 @@ pub async fn run(job: BackupJob<'_>) -> Result<Backup> {
         .await;
     Ok(Backup {
         copies: targets.copies(manifest.stored_bytes),
+        notes: targets.notes(),
         manifest,
     })
 }

@@ -167,19 +167,24 @@ async fn prepare(store: &Store, db: &DbName) -> Result<Prepared> {
 /// stops what is still running.
 pub struct Prefetch {
     db: DbName,
-    stores: Vec<(Store, tokio::task::JoinHandle<Option<Prepared>>)>,
+    /// Per store, in the order of the backup's copies: `None` for one left alone (found
+    /// unreachable before the backup began).
+    stores: Vec<Option<(Store, tokio::task::JoinHandle<Option<Prepared>>)>>,
 }
 
 impl Prefetch {
     /// Starts reading the catalogs of `stores`: the job's store first, then the other
-    /// stores of the backup in the order of its copies (`Backup::copies`).
-    pub fn start(stores: Vec<Store>, db: &DbName) -> Prefetch {
+    /// stores of the backup in the order of its copies (`Backup::copies`); `None` for a
+    /// store that must get no request (it is neither read now nor updated later).
+    pub fn start(stores: Vec<Option<Store>>, db: &DbName) -> Prefetch {
         let stores = stores
             .into_iter()
             .map(|store| {
-                let (s, db) = (store.clone(), db.clone());
-                let task = tokio::spawn(async move { prepare(&s, &db).await.ok() });
-                (store, task)
+                store.map(|store| {
+                    let (s, db) = (store.clone(), db.clone());
+                    let task = tokio::spawn(async move { prepare(&s, &db).await.ok() });
+                    (store, task)
+                })
             })
             .collect();
         Prefetch {
@@ -188,38 +193,38 @@ impl Prefetch {
         }
     }
 
-    /// After backup `m` was written: the catalog of the job's store, and of each other store
-    /// holding a copy, brought up to date with `m` (never read back), all at once. Best
-    /// effort, as [`update`].
+    /// After backup `m` was written: the catalog of each store holding a good copy (the
+    /// job's store also when the backup lists no copies) brought up to date with `m` (never
+    /// read back), all at once. Best effort, as [`update`].
     pub async fn update(mut self, m: &Manifest, copies: &[StoreCopy]) {
         let stores = std::mem::take(&mut self.stores);
         let db = &self.db;
         let summary = BackupSummary::of(m);
-        futures::future::join_all(stores.into_iter().enumerate().filter_map(
-            |(i, (store, task))| {
-                let copy = copies.get(i).filter(|c| c.ok);
-                if i > 0 && copy.is_none() {
-                    task.abort();
-                    return None;
-                }
-                let known = copy.map(|c| Written {
-                    id: m.backup_id.clone(),
-                    stamp: c.manifest_stamp.clone(),
-                    summary: summary.clone(),
-                });
-                Some(async move {
-                    let first = task.await.ok().flatten();
-                    let _ = refresh_with(&store, db, first, known.as_ref()).await;
-                })
-            },
-        ))
+        futures::future::join_all(stores.into_iter().enumerate().filter_map(|(i, slot)| {
+            let (store, task) = slot?;
+            let copy = copies.get(i);
+            // A failed copy's store (the primary's too: it may be down) is left alone.
+            if copy.is_some_and(|c| !c.ok) || (i > 0 && copy.is_none()) {
+                task.abort();
+                return None;
+            }
+            let known = copy.map(|c| Written {
+                id: m.backup_id.clone(),
+                stamp: c.manifest_stamp.clone(),
+                summary: summary.clone(),
+            });
+            Some(async move {
+                let first = task.await.ok().flatten();
+                let _ = refresh_with(&store, db, first, known.as_ref()).await;
+            })
+        }))
         .await;
     }
 }
 
 impl Drop for Prefetch {
     fn drop(&mut self) {
-        for (_, task) in &self.stores {
+        for (_, task) in self.stores.iter().flatten() {
             task.abort();
         }
     }

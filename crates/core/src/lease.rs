@@ -13,7 +13,9 @@
 //! before a job publishes anything (a backup's manifest, a prune's deletions) it calls
 //! [`Lease::confirm`], which checks that the lease object still carries the ETag of its own
 //! last write. Nobody else can take the lease over before a third of the ttl has passed after
-//! that, which is far longer than writing one manifest takes.
+//! that, which is far longer than writing one manifest takes. A backup to several stores whose
+//! lease store stopped answering uses [`Lease::confirm_or_recent`] instead: the same check,
+//! except that an unreachable lease store is vouched for by the last renewal alone.
 
 use crate::cancel::{Cancel, CancelHandle};
 use crate::clock::Clock;
@@ -366,6 +368,22 @@ impl Lease {
     /// ETag of this holder's last write and that write is recent enough that nobody could
     /// have judged the lease lapsed.
     pub async fn confirm(&self) -> Result<()> {
+        self.check(false).await.map(|_| ())
+    }
+
+    /// [`confirm`](Lease::confirm) for a job that publishes to stores other than the lease's
+    /// (a backup to several stores whose lease store went down meanwhile): when the lease's
+    /// store cannot be reached, the lease still counts as held on the strength of its last
+    /// renewal, which must be under two thirds of the ttl old as for `confirm`. Nobody may
+    /// judge it lapsed before the whole ttl has passed after that renewal by the store's
+    /// clock, and a store nobody can reach cannot be written by a taker either.
+    /// `Ok(Some(why))` then, for the log; a lease found replaced, lost, or too old to vouch
+    /// for is an error as with `confirm`.
+    pub async fn confirm_or_recent(&self) -> Result<Option<String>> {
+        self.check(true).await
+    }
+
+    async fn check(&self, tolerate_unreachable: bool) -> Result<Option<String>> {
         let g = self.state.lock().await;
         if let Some(why) = &g.lost {
             return Err(self.lost_error(why));
@@ -379,6 +397,16 @@ impl Lease {
         let current = match self.store.head(&self.key).await {
             Ok(info) => info.etag,
             Err(StoreError::NotFound { .. }) => None,
+            // The age checked above leaves at least a third of the ttl before anyone may
+            // judge the lease lapsed, reachable or not.
+            Err(e) if tolerate_unreachable => {
+                return Ok(Some(format!(
+                    "the lease of {} cannot be confirmed in its store ({e}); it was renewed {} s ago, well within its {} s, so it is still this job's",
+                    self.what,
+                    g.renewed.elapsed().as_secs(),
+                    self.ttl.as_secs()
+                )))
+            }
             Err(e) => {
                 return Err(Error::Failed(format!(
                     "cannot confirm this job still holds the lease of {}, so it stopped before publishing anything: {e}",
@@ -390,7 +418,7 @@ impl Lease {
             let who = holder(&self.store, &self.key).await;
             return Err(self.lost_error(&format!("it was taken over by {who}")));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Now by the store's clock (this host's clock corrected by the skew measured when the

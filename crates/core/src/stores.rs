@@ -63,8 +63,9 @@ enum Answer {
 }
 
 /// A store error that says nothing about the backup (the store is down, denies access,
-/// times out): the next store may answer.
-fn unreachable(e: &Error) -> bool {
+/// times out): the next store may answer. A backup whose primary store fails so takes its
+/// lease in the next store (`jobs::backup`).
+pub(crate) fn unreachable(e: &Error) -> bool {
     matches!(e, Error::Store { .. }) && !e.is_not_found()
 }
 

@@ -3,11 +3,16 @@
 //! store receives its own copy, over its own connection, onto its own disks.
 //!
 //! - [`CopyCheck::Sha256`]: every PUT and every part carries `x-amz-checksum-sha256`, the
-//!   SHA-256 pgdrill computed of the bytes it sends; the service recomputes it on receipt and
-//!   refuses the request (400 `BadDigest`) when they differ, and the multipart completion
-//!   names each part's checksum. AWS S3 and MinIO check it; Backblaze B2 refuses the
-//!   header; moto accepts it without checking it; s3s-fs (the benchmark's server) checks it on
-//!   a PUT, not on parts.
+//!   SHA-256 the S3 client (object_store) computes of the request body it is about to send;
+//!   the service recomputes it on receipt and refuses the request (400 `BadDigest`, which
+//!   pgdrill reports as the copy failing its check) when they differ. So it catches what
+//!   changes the bytes between the client and the service (the network, a proxy, the
+//!   service's receiving end), not what changed them in pgdrill before the request was built,
+//!   nor what the service does to them once accepted; the multipart completion only repeats
+//!   the checksums the service answered for the parts. AWS S3 and MinIO check it; Backblaze
+//!   B2 refuses the header; moto accepts it without checking it (the test of this check puts
+//!   a link that checks as S3 does in front of moto); s3s-fs (the benchmark's server) checks
+//!   it on a PUT, not on parts.
 //! - [`CopyCheck::Etag`]: pgdrill computes the MD5 of each PUT and each part and compares the
 //!   ETag the service answers (the MD5, or for a multipart upload the MD5 of the parts' MD5s
 //!   followed by `-<parts>`). Valid only where ETags are MD5s: unencrypted or SSE-S3 buckets
@@ -19,6 +24,7 @@
 //!   network mount), not later decay of the medium, which `verify` finds.
 //! - [`CopyCheck::Size`]: only the size, which the backup confirms with a HEAD anyway.
 
+use crate::StoreError;
 use async_trait::async_trait;
 use md5::{Digest, Md5};
 use object_store::{MultipartUpload, PutPayload, PutResult, UploadPart};
@@ -82,6 +88,30 @@ impl CopyCheck {
 impl std::fmt::Display for CopyCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// With `sha256`, the service refusing a body whose SHA-256 is not the one sent (S3's 400
+/// `BadDigest`) is that copy failing its check: [`StoreError::Mismatch`] (nothing was
+/// stored). Any other error is returned as it is.
+pub(crate) fn digest_refused(check: CopyCheck, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Backend { key, detail, .. }
+            if check == CopyCheck::Sha256 && detail.contains("BadDigest") =>
+        {
+            let said = detail
+                .find("(BadDigest")
+                .and_then(|i| Some(&detail[i + 1..i + detail[i..].find(')')?]))
+                .unwrap_or("BadDigest");
+            StoreError::Mismatch {
+                key,
+                check: check.as_str(),
+                detail: format!(
+                    "the store refused the bytes it received, whose SHA-256 is not the one sent ({said})"
+                ),
+            }
+        }
+        e => e,
     }
 }
 
@@ -189,6 +219,30 @@ mod tests {
         assert_eq!(CopyCheck::parse("none"), Some(CopyCheck::Size));
         assert_eq!(CopyCheck::parse("reread"), None);
         assert_eq!(CopyCheck::parse("md5"), None);
+    }
+
+    #[test]
+    fn a_refused_digest_is_a_failed_sha256_check_only() {
+        let refused = || {
+            StoreError::Backend {
+            action: "write",
+            key: "db/a".into(),
+            detail: "the store answered HTTP 400 Bad Request (BadDigest: The SHA256 you specified did not match the calculated checksum.), check the store URL".into(),
+            retryable: true,
+        }
+        };
+        match digest_refused(CopyCheck::Sha256, refused()) {
+            StoreError::Mismatch { key, check, detail } => {
+                assert_eq!((key.as_str(), check), ("db/a", "sha256"));
+                assert!(
+                    detail.ends_with("(BadDigest: The SHA256 you specified did not match the calculated checksum.)"),
+                    "{detail}"
+                );
+            }
+            e => panic!("{e}"),
+        }
+        let e = digest_refused(CopyCheck::Size, refused());
+        assert!(matches!(e, StoreError::Backend { .. }), "{e}");
     }
 
     #[test]

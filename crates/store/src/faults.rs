@@ -16,7 +16,9 @@ pub(crate) enum Fault {
     /// answers 200 and loses the object.
     Drop,
     /// One byte changed on its way (a plain put's body, each part of a multipart upload); the
-    /// store stores what it received.
+    /// store stores what it received. The change happens above the S3 client, which computes
+    /// a `sha256` store's checksum of the changed bytes: only `etag` and a folder's re-read
+    /// see it (`sha256` is tested through a link instead, `tests/copy_check.rs`).
     Corrupt,
 }
 

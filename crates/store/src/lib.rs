@@ -250,13 +250,16 @@ impl Store {
 
     /// [`put`](Store::put), then the store's [`CopyCheck`] of what it holds: the returned
     /// ETag against the MD5 of `bytes` (`etag`), the file read back (a folder); with
-    /// `sha256` the service itself refused a corrupted request. A copy that fails its check
+    /// `sha256` the service itself refuses a corrupted request (`BadDigest`). A copy that fails its check
     /// is deleted and the error is [`StoreError::Mismatch`]. For keys one writer owns (a
     /// backup's objects): a folder re-read could see a concurrent writer's object.
     pub async fn put_checked(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
         let path = self.path(key)?;
         let put = self.inner.put(&path, PutPayload::from_bytes(bytes.clone()));
-        let done = self.call("write", key, put).await?;
+        let done = self
+            .call("write", key, put)
+            .await
+            .map_err(|e| check::digest_refused(self.check, e))?;
         let checked = match self.check {
             CopyCheck::Etag => {
                 let want = hex::encode(check::md5(&bytes));

@@ -82,7 +82,8 @@ impl Upload {
                 writer.wait_for_capacity(self.max_in_flight),
                 |e| StoreError::from_backend("upload a part of", key, e),
             )
-            .await?;
+            .await
+            .map_err(|e| check::digest_refused(self.store.copy_check(), e))?;
         self.bytes += data.len() as u64;
         if let Verify::Reread(h) = &mut self.verify {
             h.update(&data);
@@ -113,7 +114,8 @@ impl Upload {
             .run("upload a part of", key, writer.wait_for_capacity(0), |e| {
                 StoreError::from_backend("upload a part of", key, e)
             })
-            .await;
+            .await
+            .map_err(|e| check::digest_refused(self.store.copy_check(), e));
         if let Err(e) = parts {
             let abort = writer.abort();
             let _ = self
@@ -129,7 +131,8 @@ impl Upload {
             .run("complete the upload of", key, writer.finish(), |e| {
                 StoreError::from_backend("complete the upload of", key, e)
             })
-            .await?;
+            .await
+            .map_err(|e| check::digest_refused(self.store.copy_check(), e))?;
         let verify = std::mem::replace(&mut self.verify, Verify::None);
         let checked = match verify {
             Verify::None => Ok(()),

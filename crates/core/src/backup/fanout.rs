@@ -7,6 +7,10 @@
 //! of this backup is deleted at the end. The others go on. An operation returns an error
 //! only when no store is left, the last store's error: with one store, a backup fails
 //! exactly as it did before there were several.
+//!
+//! A store found unreachable before the backup started (its lease could not be taken there,
+//! see `jobs::backup`) is failed from the outset ([`Targets::unreachable`]): nothing is sent
+//! to it, and nothing is cleaned up there, so a dead store costs the backup no waiting.
 
 use crate::ids::{BackupId, DbName};
 use crate::{layout, Error, Result};
@@ -14,6 +18,7 @@ use bytes::Bytes;
 use futures::future::join_all;
 use pgdrill_store::{Store, StoreError, Upload};
 use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -67,6 +72,8 @@ pub(crate) struct Target {
     seconds: Mutex<Option<f64>>,
     /// The manifest's stamp as the store listed it (the catalog update's).
     manifest_stamp: Mutex<Option<String>>,
+    /// Failed before anything was sent to it (unreachable): nothing to clean up there.
+    untouched: AtomicBool,
 }
 
 /// What became of one store's copy of a backup (`backup --json` lists them).
@@ -89,6 +96,8 @@ pub struct StoreCopy {
 pub(crate) struct Targets {
     list: Vec<Target>,
     started: Instant,
+    /// What is worth saying about how the backup was written (for the job's log).
+    notes: Mutex<Vec<String>>,
 }
 
 impl Targets {
@@ -104,10 +113,17 @@ impl Targets {
                     failure: Mutex::new(None),
                     seconds: Mutex::new(None),
                     manifest_stamp: Mutex::new(None),
+                    untouched: AtomicBool::new(false),
                 })
                 .collect(),
             started: Instant::now(),
+            notes: Mutex::new(Vec::new()),
         }
+    }
+
+    /// How many stores the backup goes to.
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
     }
 
     pub(crate) fn get(&self, i: usize) -> &Target {
@@ -140,6 +156,32 @@ impl Targets {
                 }
             }
         }
+    }
+
+    /// Marks store `i` failed before anything was written to it (found unreachable): it
+    /// gets no request from this backup, not even a cleanup.
+    pub(crate) fn unreachable(&self, i: usize, why: &str) {
+        if i < self.list.len() {
+            self.fail(i, &why);
+            self.list[i].untouched.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether store `i` may hold something of this backup (it was not failed untouched).
+    fn touched(&self, i: usize) -> bool {
+        !self.list[i].untouched.load(Ordering::SeqCst)
+    }
+
+    /// Keeps `note` for the job's log.
+    pub(crate) fn note(&self, note: String) {
+        if let Ok(mut n) = self.notes.lock() {
+            n.push(note);
+        }
+    }
+
+    /// The notes kept so far.
+    pub(crate) fn notes(&self) -> Vec<String> {
+        self.notes.lock().map(|n| n.clone()).unwrap_or_default()
     }
 
     /// Records that store `i`'s manifest is written (with its listed stamp).
@@ -200,13 +242,14 @@ impl Targets {
 
     /// Deletes backup `id` from every store (a backup that failed as a whole).
     pub(crate) async fn delete_everywhere(&self, db: &DbName, id: &BackupId) {
-        join_all((0..self.list.len()).map(|i| self.delete_backup(i, db, id))).await;
+        let touched: Vec<usize> = (0..self.list.len()).filter(|&i| self.touched(i)).collect();
+        join_all(touched.into_iter().map(|i| self.delete_backup(i, db, id))).await;
     }
 
     /// Deletes backup `id` from the stores whose copy failed (the others are complete).
     pub(crate) async fn delete_failed(&self, db: &DbName, id: &BackupId) {
         let failed: Vec<usize> = (0..self.list.len())
-            .filter(|&i| self.is_failed(i))
+            .filter(|&i| self.is_failed(i) && self.touched(i))
             .collect();
         join_all(failed.into_iter().map(|i| self.delete_backup(i, db, id))).await;
     }
@@ -462,6 +505,59 @@ mod tests {
             .await
             .expect("put");
         assert_eq!(targets.live(), vec![1]);
+    }
+
+    /// Issue 19: a store found unreachable before the backup (its lease could not be taken)
+    /// gets no request at all: no object, no cleanup; the others get every byte.
+    #[tokio::test]
+    async fn a_store_failed_as_unreachable_gets_no_request() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let dead = Store::open_folder(dir.path().join("dead")).expect("open");
+        let good = Store::open_folder(dir.path().join("good")).expect("open");
+        // Something of another writer under the backup's folder: a cleanup would delete it.
+        let db = DbName::parse("app").expect("db");
+        let id = BackupId::parse("20261206T020000Z-ab12").expect("id");
+        let other = layout::backup_object(&db, &id, "other");
+        dead.put(&other, Bytes::from_static(b"o"))
+            .await
+            .expect("put");
+        let targets = Arc::new(Targets::new(vec![
+            target("dead", dead.clone()),
+            target("good", good.clone()),
+        ]));
+        targets.unreachable(0, "the store could not be reached when the backup started");
+        let key = layout::backup_object(&db, &id, "small");
+        targets
+            .put(&key, Bytes::from_static(b"x"))
+            .await
+            .expect("put");
+        let mut up = FanUpload::open(
+            &targets,
+            &layout::backup_object(&db, &id, "big"),
+            Sizing {
+                floor: 0,
+                store_part: true,
+                jobs: 1,
+            },
+        )
+        .await
+        .expect("open");
+        up.write(Bytes::from(vec![1u8; 1 << 20]))
+            .await
+            .expect("write");
+        up.finish().await.expect("finish");
+        targets.delete_failed(&db, &id).await;
+        assert_eq!(dead.list("").await.expect("list").len(), 1, "untouched");
+        assert!(good.exists(&key).await.expect("exists"));
+        let copies = targets.copies(1);
+        assert!(!copies[0].ok && copies[1].ok);
+        assert!(copies[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("could not be reached")));
+        targets.delete_everywhere(&db, &id).await;
+        assert_eq!(dead.list("").await.expect("list").len(), 1, "untouched");
+        assert!(!good.exists(&key).await.expect("exists"));
     }
 
     #[tokio::test]

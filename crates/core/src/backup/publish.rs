@@ -47,6 +47,16 @@ pub(super) async fn publish(job: &BackupJob<'_>, targets: &Targets, m: &Manifest
             }),
             async {
                 match job.lease {
+                    // With several stores, a lease store that went down during the backup
+                    // does not stop the others' copies while the lease is recent enough to
+                    // vouch for itself (`Lease::confirm_or_recent`).
+                    Some(lease) if targets.len() > 1 => {
+                        lease.confirm_or_recent().await.map(|note| {
+                            if let Some(note) = note {
+                                targets.note(note);
+                            }
+                        })
+                    }
                     Some(lease) => lease.confirm().await,
                     None => Ok(()),
                 }

@@ -457,7 +457,7 @@ async fn a_prefetched_update_adds_the_written_manifest_without_reading_it() {
     let (_dir, store, db) = setup();
     put_backup(&store, &db, "20261101T020000Z-aaaa", "2026-11-01T02:00:01Z").await;
     update(&store, &db).await;
-    let catalogs = Prefetch::start(vec![store.clone()], &db);
+    let catalogs = Prefetch::start(vec![Some(store.clone())], &db);
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let (m, copy) = write_backup(&store, &db, "20261102T020000Z-bbbb").await;
     catalogs.update(&m, &[copy]).await;
@@ -484,7 +484,7 @@ async fn a_prefetched_update_against_a_changed_catalog_reads_again() {
     let (_dir, store, db) = setup();
     put_backup(&store, &db, "20261101T020000Z-aaaa", "2026-11-01T02:00:01Z").await;
     update(&store, &db).await;
-    let catalogs = Prefetch::start(vec![store.clone()], &db);
+    let catalogs = Prefetch::start(vec![Some(store.clone())], &db);
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     put_backup(&store, &db, "20261101T030000Z-cccc", "2026-11-01T03:00:01Z").await;
     update(&store, &db).await;
@@ -511,7 +511,14 @@ async fn without_a_stamp_the_listed_one_is_taken_and_failed_copies_are_left_alon
     let other = Store::open_folder(other_dir.path()).expect("store");
     let third_dir = tempfile::tempdir().expect("tmp");
     let third = Store::open_folder(third_dir.path()).expect("store");
-    let catalogs = Prefetch::start(vec![store.clone(), other.clone(), third.clone()], &db);
+    let catalogs = Prefetch::start(
+        vec![
+            Some(store.clone()),
+            Some(other.clone()),
+            Some(third.clone()),
+        ],
+        &db,
+    );
     let (m, mut copy) = write_backup(&store, &db, "20261102T020000Z-bbbb").await;
     copy.manifest_stamp = None;
     let failed = StoreCopy {
@@ -537,4 +544,30 @@ async fn without_a_stamp_the_listed_one_is_taken_and_failed_copies_are_left_alon
         store.head(&key).await.expect("head").etag
     );
     assert!(!other.exists(&layout::catalog_key(&db)).await.expect("head"));
+}
+
+/// A primary whose copy failed (it may be down) gets no catalog update, and one left out at
+/// the start (found unreachable) gets no request at all; the good copy's store is updated.
+#[tokio::test]
+async fn a_failed_or_left_out_primary_is_not_updated() {
+    let (_dir, store, db) = setup();
+    let second_dir = tempfile::tempdir().expect("tmp");
+    let second = Store::open_folder(second_dir.path()).expect("store");
+    for left_out in [false, true] {
+        let primary = (!left_out).then(|| store.clone());
+        let catalogs = Prefetch::start(vec![primary, Some(second.clone())], &db);
+        let (m, good) = write_backup(&second, &db, "20261102T020000Z-cccc").await;
+        let failed = StoreCopy {
+            store: "primary".into(),
+            ok: false,
+            manifest_stamp: None,
+            ..good.clone()
+        };
+        catalogs.update(&m, &[failed, good]).await;
+        assert!(!store.exists(&layout::catalog_key(&db)).await.expect("head"));
+        assert_eq!(
+            raw_bytes(&stored(&second, &db).await),
+            [("20261102T020000Z-cccc".to_string(), 4242)]
+        );
+    }
 }

@@ -31,6 +31,7 @@ const SPECIAL_VARS: &[&str] = &[
     "PGDRILL_TEST_CLOCK_OFFSET_SECS",
     "PGDRILL_TEST_DROP_PUT",
     "PGDRILL_TEST_LEASE_TTL_SECS",
+    "PGDRILL_TEST_RESTORE_TRACE",
 ];
 
 /// Keys whose values stay strings even when they look like numbers.

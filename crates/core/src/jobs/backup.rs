@@ -8,10 +8,12 @@ use crate::cancel::Cancel;
 use crate::config::DatabaseSettings;
 use crate::crypto::EncryptionKeys;
 use crate::ids::DbName;
+use crate::lease::{self, Lease};
 use crate::manifest::{Manifest, StoredObject};
 use crate::progress::{Progress, StageRecord};
 use crate::{status, Error, Result};
 use pgdrill_pg::ConnSpec;
+use pgdrill_store::Store;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -49,7 +51,12 @@ pub struct BackupReport {
 /// completed: the first error then (with several databases, the others are in the report).
 pub async fn run(jx: &JobEnv<'_>, input: BackupInput<'_>) -> Result<BackupReport> {
     let several = input.databases.len() > 1;
-    let notifier = jx.notifier()?;
+    let mut notifier = jx.notifier()?;
+    // Once a backup found the primary unreachable, the alerts of the databases after it keep
+    // their de-duplication state in the store that took its lease (not waited for on the
+    // primary again, database after database).
+    let mut passed_primary: Option<Store> = None;
+    let mut switched = false;
     let mut report = BackupReport::default();
     // Per server: the globals object its first backup of this run stored.
     let mut globals: BTreeMap<String, (String, StoredObject)> = BTreeMap::new();
@@ -63,11 +70,19 @@ pub async fn run(jx: &JobEnv<'_>, input: BackupInput<'_>) -> Result<BackupReport
             }
         };
         let from = db.server.as_ref().and_then(|s| globals.get(s)).cloned();
-        match one(jx, &input, db, source, &notifier, from).await {
+        let outcome = one(jx, &input, db, source, &notifier, from, &mut passed_primary).await;
+        if let (false, Some(home)) = (switched, &passed_primary) {
+            if let Ok(n) = super::Notifier::new(&jx.settings.alerts, jx.env, home, jx.events) {
+                notifier = n;
+                switched = true;
+            }
+        }
+        match outcome {
             Ok((b, stages)) => {
                 let Backup {
                     manifest: m,
                     copies,
+                    ..
                 } = b;
                 if let (Some(server), Some(o)) =
                     (&db.server, m.objects.iter().find(|o| o.kind == "globals"))
@@ -105,6 +120,7 @@ async fn one(
     source: ConnSpec,
     notifier: &super::Notifier<'_>,
     globals_from: Option<(String, StoredObject)>,
+    passed_primary: &mut Option<Store>,
 ) -> Result<(Backup, Vec<StageRecord>)> {
     let to = if input.stores.len() > 1 {
         input
@@ -133,24 +149,42 @@ async fn one(
         .await;
     // The lease comes back held after a backup that completed: released beside the
     // bookkeeping that follows.
-    let (result, held) = match jx.lease(&db.name, "backup").await {
-        Ok(held) => 'held: {
-            if let Some(e) = jx.slot_taken(&db.name, super::slot::Recorded::Backup).await {
+    let mut primary_unreachable = false;
+    let (result, held) = match take_lease(jx, input, &db.name).await {
+        Ok((held, home)) => 'held: {
+            if home.passed_over.first().is_some_and(|(i, _)| *i == 0) {
+                primary_unreachable = true;
+                *passed_primary = Some(home.store.clone());
+            }
+            // A scheduled run's slot is judged in the store holding the lease: whoever held
+            // it before published there.
+            let hjx = JobEnv {
+                store: &home.store,
+                settings: jx.settings,
+                env: jx.env,
+                cancel: jx.cancel.clone(),
+                events: jx.events,
+                slot: jx.slot,
+            };
+            if let Some(e) = hjx
+                .slot_taken(&db.name, super::slot::Recorded::Backup)
+                .await
+            {
                 held.release().await;
                 break 'held (Err(e), None);
             }
             // The catalogs' updates begin beside the dump (read and listed now, swapped
-            // once the manifest is written).
+            // once the manifest is written). A primary found unreachable gets no request.
             let catalogs = crate::catalog_cache::Prefetch::start(
-                std::iter::once(jx.store)
-                    .chain(input.stores.iter().skip(1).map(|t| &t.store))
-                    .cloned()
+                std::iter::once((!primary_unreachable).then_some(jx.store))
+                    .chain(input.stores.iter().skip(1).map(|t| Some(&t.store)))
+                    .map(|s| s.cloned())
                     .collect(),
                 &db.name,
             );
             let s = jx.settings;
             let job = BackupJob {
-                store: jx.store,
+                store: &home.store,
                 stores: &input.stores,
                 db,
                 source,
@@ -171,7 +205,7 @@ async fn one(
                 spool_window: s.backup_spool_window,
                 globals_from,
             };
-            let r = backup::run(job).await;
+            let r = backup::run_with(job, &home.passed_over).await;
             progress.finish();
             // Ended by its lost lease: say so rather than "cancelled".
             let r = match (r, held.lost().await) {
@@ -179,7 +213,7 @@ async fn one(
                 (r, _) => r,
             };
             if r.is_err() {
-                held.release().await;
+                bounded(jx, "releasing the lease", held.release()).await;
                 break 'held (r, None);
             }
             (r, Some((held, catalogs)))
@@ -193,35 +227,52 @@ async fn one(
             // decides whether the backup exists); then the outcome's alert and records, which
             // a reader may follow straight to the catalog. Whether a failure was recorded
             // (for the alert) is read beside them.
+            for note in &b.notes {
+                jx.events.warn(note);
+            }
+            // The primary's copy is the first (the only one with one store); one that failed
+            // (the primary is down, or was at the start) gets none of the bookkeeping that
+            // could wait on it, beyond the bounded failure record `status` reads there: the
+            // catalogs are updated only where a copy is good.
+            let primary_ok = b.copies.first().is_none_or(|c| c.ok);
             let whole = b.failed_copies().next().is_none();
             let failing =
                 async { whole && status::read_failure(jx.store, &db.name).await.is_some() };
             let was_failing = match held {
                 Some((held, catalogs)) => {
                     let updated = catalogs.update(&b.manifest, &b.copies);
-                    tokio::join!(updated, held.release(), failing).2
+                    let released = bounded(jx, "releasing the lease", held.release());
+                    tokio::join!(updated, released, failing).2
                 }
                 None => failing.await,
             };
             if whole {
                 succeeded(jx, db, &b.manifest, notifier, was_failing).await;
             } else {
-                degraded(jx, db, &b, notifier).await;
+                let elsewhere = (!primary_ok)
+                    .then(|| notifier_beside(jx, input, &b))
+                    .flatten();
+                let notifier = elsewhere.as_ref().unwrap_or(notifier);
+                degraded(jx, db, &b, notifier, !primary_unreachable).await;
             }
             Ok((b, progress.stages()))
         }
         Err(e) => {
             let e = e.context(format!("backup of {}", db.name));
             if !matches!(e, Error::Locked(_)) {
-                if crate::hints::worth_recording(jx.store, &db.name, &e, input.configured).await {
-                    status::record_failure(jx.store, &db.name, "backup", &e.to_string()).await;
-                    let rec = status::FailureRecord {
-                        job: "backup".into(),
-                        at: crate::time::Timestamp::now(),
-                        message: e.to_string(),
-                    };
-                    super::failures::append(jx.store, &db.name, rec).await;
-                }
+                let record = async {
+                    if crate::hints::worth_recording(jx.store, &db.name, &e, input.configured).await
+                    {
+                        status::record_failure(jx.store, &db.name, "backup", &e.to_string()).await;
+                        let rec = status::FailureRecord {
+                            job: "backup".into(),
+                            at: crate::time::Timestamp::now(),
+                            message: e.to_string(),
+                        };
+                        super::failures::append(jx.store, &db.name, rec).await;
+                    }
+                };
+                bounded(jx, "recording the failure", record).await;
                 notifier
                     .send(
                         EventKind::BackupFailed,
@@ -236,13 +287,108 @@ async fn one(
     }
 }
 
+/// Where a backup's lease is held: the primary store, or, with several stores when the
+/// primary cannot be reached, the first reachable store after it in configured order.
+struct Home {
+    store: Store,
+    /// The stores before it, found unreachable (by index in `BackupInput::stores`), and why:
+    /// their copies fail at once, without a request.
+    passed_over: Vec<(usize, String)>,
+}
+
+/// Takes the lease of `db` in the primary store. With several stores, when the primary
+/// cannot be reached (a store error other than "not found", after the store's own retries),
+/// in the first store after it that can, in configured order, saying so: the backup then
+/// goes to every reachable store and ends degraded. A lease another job holds (exit 6) is
+/// never passed over. Fails with the primary's error when no store can be reached.
+///
+/// Two instances that disagree about the primary's reachability may hold leases in two
+/// stores and both back up: one extra backup at worst, never a lost or corrupt one (ids are
+/// unique, each store's manifest is written last). See docs/ARCHITECTURE.md, "Leases".
+async fn take_lease(
+    jx: &JobEnv<'_>,
+    input: &BackupInput<'_>,
+    db: &DbName,
+) -> Result<(Lease, Home)> {
+    let first = match jx.lease(db, "backup").await {
+        Ok(held) => {
+            let home = Home {
+                store: jx.store.clone(),
+                passed_over: Vec::new(),
+            };
+            return Ok((held, home));
+        }
+        Err(e) if input.stores.len() > 1 && crate::stores::unreachable(&e) => e,
+        Err(e) => return Err(e),
+    };
+    let unreachable =
+        |e: &Error| format!("the store could not be reached when the backup started: {e}");
+    let mut passed_over = vec![(0, unreachable(&first))];
+    let mut said = vec![format!(
+        "store {} unreachable ({first})",
+        input.stores[0].name
+    )];
+    for (i, t) in input.stores.iter().enumerate().skip(1) {
+        match lease::acquire(&t.store, db, "backup", super::slot::lease_ttl()).await {
+            Ok(held) => {
+                super::warn_lease(jx.events, db, &held);
+                jx.events
+                    .warn(&format!("{}; lease taken in {}", said.join("; "), t.name));
+                let home = Home {
+                    store: t.store.clone(),
+                    passed_over,
+                };
+                return Ok((held, home));
+            }
+            Err(e) if crate::stores::unreachable(&e) => {
+                said.push(format!("store {} unreachable ({e})", t.name));
+                passed_over.push((i, unreachable(&e)));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(first)
+}
+
+/// For a backup whose primary copy failed (the primary may be down): a notifier keeping the
+/// alerts' de-duplication state in the first store holding the backup, rather than waiting
+/// on the primary for it (a duplicate alert at worst).
+fn notifier_beside<'a>(
+    jx: &JobEnv<'a>,
+    input: &BackupInput<'_>,
+    b: &Backup,
+) -> Option<super::Notifier<'a>> {
+    let (t, _) = input.stores.iter().zip(&b.copies).find(|(_, c)| c.ok)?;
+    super::Notifier::new(&jx.settings.alerts, jx.env, &t.store, jx.events).ok()
+}
+
+/// How long the bookkeeping after a backup (the lease's release, the failure record) may
+/// wait on a store that stopped answering: it is best effort and never holds the job up
+/// for the store's whole retry window per request.
+const BOOKKEEPING_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Runs `work` for at most [`BOOKKEEPING_BUDGET`], saying so when it gave up.
+async fn bounded(jx: &JobEnv<'_>, what: &str, work: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(BOOKKEEPING_BUDGET, work)
+        .await
+        .is_err()
+    {
+        jx.events.warn(&format!(
+            "{what} gave up after {} s (the store does not answer); the backup's outcome is not affected",
+            BOOKKEEPING_BUDGET.as_secs()
+        ));
+    }
+}
+
 /// After a backup complete in some stores only: the audit row (the backup exists), the
-/// `backup_degraded` alert naming the stores that lack their copy, the failure recorded.
+/// `backup_degraded` alert naming the stores that lack their copy, the failure recorded
+/// (`record`: not when the primary, where it goes, was just found unreachable).
 async fn degraded(
     jx: &JobEnv<'_>,
     db: &DatabaseSettings,
     b: &Backup,
     notifier: &super::Notifier<'_>,
+    record: bool,
 ) {
     audit_row(jx, db, &b.manifest).await;
     let m = &b.manifest;
@@ -267,13 +413,20 @@ async fn degraded(
         names.first().copied().unwrap_or("STORE"),
     );
     jx.events.warn(&message);
-    status::record_failure(jx.store, &db.name, "backup", &message).await;
-    let rec = status::FailureRecord {
-        job: "backup".into(),
-        at: crate::time::Timestamp::now(),
-        message: message.clone(),
-    };
-    super::failures::append(jx.store, &db.name, rec).await;
+    // In the primary store, where `status` reads it; bounded, since the primary may be the
+    // store that is down.
+    if record {
+        let recorded = async {
+            status::record_failure(jx.store, &db.name, "backup", &message).await;
+            let rec = status::FailureRecord {
+                job: "backup".into(),
+                at: crate::time::Timestamp::now(),
+                message: message.clone(),
+            };
+            super::failures::append(jx.store, &db.name, rec).await;
+        };
+        bounded(jx, "recording the degraded backup", recorded).await;
+    }
     notifier
         .send(
             EventKind::BackupDegraded,
@@ -378,6 +531,100 @@ mod tests {
         let app = DbName::parse("app").expect("name");
         assert!(status::read_failure(&store, &app).await.is_none());
         assert!(store.list("").await.expect("list").is_empty());
+    }
+
+    /// Events kept for assertions.
+    #[derive(Default)]
+    struct Kept(std::sync::Mutex<Vec<String>>);
+
+    impl crate::jobs::Events for Kept {
+        fn info(&self, _: &str) {}
+        fn warn(&self, msg: &str) {
+            if let Ok(mut k) = self.0.lock() {
+                k.push(msg.to_string());
+            }
+        }
+    }
+
+    /// A folder store whose folder is then replaced by a file: every request fails.
+    fn dead(dir: &Path) -> Store {
+        let path = dir.join("dead");
+        let store = Store::open_folder(&path).expect("open");
+        std::fs::remove_dir(&path).expect("rmdir");
+        std::fs::write(&path, b"not a folder").expect("file");
+        store
+    }
+
+    fn target(name: &str, store: Store) -> TargetStore {
+        TargetStore {
+            name: name.into(),
+            store,
+            part_size: 5 << 20,
+            max_in_flight: 2,
+        }
+    }
+
+    /// Issue 19: a primary that cannot be reached passes the lease to the first reachable
+    /// store after it, in order, saying so; a lease held there is still exit 6; with one
+    /// store (or none reachable) the primary's error stands.
+    #[tokio::test]
+    async fn the_lease_goes_to_the_first_reachable_store_when_the_primary_is_down() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let primary = dead(dir.path());
+        let b2 = Store::open_folder(dir.path().join("b2")).expect("store");
+        let local = Store::open_folder(dir.path().join("local")).expect("store");
+        let env = Env::new();
+        let settings = Settings::load(None, "environment", Path::new("/"), &env).expect("settings");
+        let (_handle, cancel) = Cancel::new();
+        let kept = Kept::default();
+        let jx = JobEnv {
+            store: &primary,
+            settings: &settings,
+            env: &env,
+            cancel,
+            events: &kept,
+            slot: None,
+        };
+        let keys = EncryptionKeys::new(&[], None).expect("keys");
+        let tools = Tools::found(pgdrill_pg::PgTools::discover());
+        let app = DbName::parse("app").expect("name");
+        let input = |stores: Vec<TargetStore>| BackupInput {
+            databases: Vec::new(),
+            keys: &keys,
+            tools: &tools,
+            configured: true,
+            jobs: None,
+            stores,
+        };
+        let three = input(vec![
+            target("r2", primary.clone()),
+            target("b2", b2.clone()),
+            target("local", local.clone()),
+        ]);
+        let (held, home) = take_lease(&jx, &three, &app).await.expect("lease");
+        assert!(b2.exists("app/lease.json").await.expect("exists"));
+        assert_eq!(home.passed_over.len(), 1);
+        assert_eq!(home.passed_over[0].0, 0);
+        let said = kept.0.lock().expect("lock").join("\n");
+        assert!(
+            said.contains("store r2 unreachable (") && said.contains("lease taken in b2"),
+            "{said}"
+        );
+        // Held there by another job: exit 6, never passed over to the next store.
+        let e = take_lease(&jx, &three, &app).await.err().expect("locked");
+        assert_eq!(e.exit_code(), 6, "{e}");
+        assert!(!local.exists("app/lease.json").await.expect("exists"));
+        held.release().await;
+        // One store, or none reachable: the primary's error.
+        let one = input(Vec::new());
+        let e = take_lease(&jx, &one, &app).await.err().expect("down");
+        assert!(!matches!(e, Error::Locked(_)), "{e}");
+        let none = input(vec![
+            target("r2", primary.clone()),
+            target("b2", dead(&dir.path().join("b2"))),
+        ]);
+        let e2 = take_lease(&jx, &none, &app).await.err().expect("down");
+        assert_eq!(e2.to_string(), e.to_string());
     }
 
     /// A configured database that does not answer: the failure is recorded, in

@@ -141,3 +141,34 @@ async fn renewal_that_finds_the_lease_replaced_marks_it_lost() {
     assert!(held.lost().await.is_some());
     assert!(held.confirm().await.is_err());
 }
+
+/// Issue 19: a backup to several stores whose lease store goes down before the manifests:
+/// `confirm` stops (it cannot check), `confirm_or_recent` vouches for a lease renewed moments
+/// ago and says so; a lease found replaced is refused by both.
+#[tokio::test]
+async fn a_recent_lease_whose_store_is_down_still_vouches_for_itself() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("store");
+    let store = Store::open_folder(&path).expect("store");
+    let held = acquire(&store, &DbName::parse("db").expect("db"), "backup", TTL)
+        .await
+        .expect("lease");
+    assert_eq!(held.confirm_or_recent().await.expect("reachable"), None);
+    // The store goes away: its folder becomes a file.
+    let aside = dir.path().join("aside");
+    std::fs::rename(&path, &aside).expect("move");
+    std::fs::write(&path, b"not a folder").expect("file");
+    assert!(held.confirm().await.is_err());
+    let note = held
+        .confirm_or_recent()
+        .await
+        .expect("recent")
+        .expect("a note");
+    assert!(note.contains("cannot be confirmed"), "{note}");
+    // Back, with the lease replaced by someone else's: refused.
+    std::fs::remove_file(&path).expect("rm");
+    std::fs::rename(&aside, &path).expect("back");
+    std::fs::write(path.join("db/lease.json"), b"{}").expect("replace");
+    let e = held.confirm_or_recent().await.expect_err("replaced");
+    assert!(e.to_string().contains("taken over"), "{e}");
+}

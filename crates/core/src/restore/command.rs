@@ -14,6 +14,7 @@ use std::time::Duration;
 
 mod items;
 pub(super) use items::run_counted;
+pub use items::trace_item_counts_for_tests;
 
 /// A temp file holding a `--use-list`.
 pub(super) fn list_file(text: &str) -> Result<tempfile::NamedTempFile> {

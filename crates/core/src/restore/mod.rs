@@ -39,6 +39,7 @@ mod supabase;
 pub mod table;
 mod verdict;
 
+pub use command::trace_item_counts_for_tests;
 pub use plan::{resolve_jobs, Database, Mode, RestorePlan, MAX_JOBS};
 pub use spool::{free_bytes, Holdback};
 pub use sql::unquote_ident;

@@ -12,16 +12,29 @@ use crate::restore::RestoreJob;
 use crate::{Error, Result};
 use pgdrill_pg::child::{self, Keep, LineFilter};
 use pgdrill_pg::PgInstall;
-use std::collections::HashSet;
-use std::path::Path;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-/// The archive items a pg_restore run will restore: their dump ids, and the first words of
-/// their kinds (`TABLE`, `SEQUENCE`, ...), from its `--list`.
+/// Where [`ItemCounter`] appends what it read and what it counted (tests only): see
+/// [`trace_item_counts_for_tests`].
+static TRACE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Every counted pg_restore of this process appends to `file` its raw stderr lines, then
+/// the items it counted of the total and the listed items it did not count, so that a test
+/// whose count is off can show why (set by debug builds from `PGDRILL_TEST_RESTORE_TRACE`).
+pub fn trace_item_counts_for_tests(file: PathBuf) {
+    let _ = TRACE.set(file);
+}
+
+/// The archive items a pg_restore run will restore: their dump ids (with the rest of their
+/// list line, to name them), and the first words of their kinds (`TABLE`, `SEQUENCE`, ...),
+/// from its `--list`.
 #[derive(Debug, Default)]
 pub(in crate::restore) struct TocItems {
-    ids: HashSet<i64>,
+    ids: HashMap<i64, String>,
     kinds: HashSet<String>,
 }
 
@@ -41,7 +54,7 @@ impl TocItems {
             if matches!(kind, "ENCODING" | "STDSTRINGS" | "SEARCHPATH") {
                 continue;
             }
-            items.ids.insert(id);
+            items.ids.insert(id, rest.trim().to_string());
             items.kinds.insert(kind.to_string());
         }
         items
@@ -64,6 +77,10 @@ pub(in crate::restore) struct ItemCounter {
     seen: HashSet<i64>,
     done: u64,
     progress: Arc<Progress>,
+    /// Levels whose messages are still to come (see [`Parsed`]).
+    orphans: VecDeque<&'static str>,
+    /// The trace file of a test ([`trace_item_counts_for_tests`]).
+    trace: Option<std::fs::File>,
 }
 
 impl ItemCounter {
@@ -78,6 +95,14 @@ impl ItemCounter {
             seen: HashSet::new(),
             done: 0,
             progress,
+            orphans: VecDeque::new(),
+            trace: TRACE.get().and_then(|f| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(f)
+                    .ok()
+            }),
         }
         .started()
     }
@@ -89,22 +114,37 @@ impl ItemCounter {
 
     /// One stderr line: `Some(line)` to keep, `None` for a verbose line (counted).
     pub(in crate::restore) fn line(&mut self, line: String) -> Option<String> {
-        // Workers and the leader write to one stderr, a message in several writes: a line
-        // may carry another's `pg_restore:` prefix, or lack its own.
-        let (prefixes, rest) = strip_prefixes(&line);
-        if LEVELS.iter().any(|l| rest.starts_with(l)) {
-            return Some(if prefixes == 1 {
-                line
-            } else {
-                format!("pg_restore: {rest}")
-            });
+        if let Some(f) = self.trace.as_mut() {
+            let _ = writeln!(f, "{line}");
         }
-        if prefixes == 0 && !VERBOSE.iter().any(|v| rest.starts_with(v)) {
-            // `Command was:`, a message's continuation, the server's notices.
-            return Some(line);
+        let Parsed {
+            prefixes,
+            mut levels,
+            msg,
+        } = parse(&line);
+        if is_verbose(msg) || (prefixes > 0 && levels.is_empty() && !msg.starts_with('[')) {
+            // Levels before a verbose message are those of messages still to come.
+            self.orphans.extend(levels);
+            self.count(msg);
+            return None;
         }
-        self.count(rest);
-        None
+        if let Some(level) = levels.pop() {
+            // Any other level belongs to a message still to come.
+            self.orphans.extend(levels);
+            return Some(format!("pg_restore: {level} {msg}"));
+        }
+        if prefixes > 0 {
+            // `pg_restore: [archiver (db)] ...` (before PostgreSQL 12).
+            return Some(format!("pg_restore: {msg}"));
+        }
+        // A message whose level went to an earlier line (not the `Command was:` that continues
+        // the message before it); else `Command was:`, a continuation, the server's notices.
+        if !msg.starts_with("Command was:") {
+            if let Some(level) = self.orphans.pop_front() {
+                return Some(format!("pg_restore: {level} {msg}"));
+            }
+        }
+        Some(line)
     }
 
     fn count(&mut self, msg: &str) {
@@ -119,7 +159,8 @@ impl ItemCounter {
             .find_map(|p| msg.strip_prefix(p))
             .and_then(|r| r.split_whitespace().next()?.parse::<i64>().ok())
             .is_some_and(|id| {
-                (self.items.ids.is_empty() || self.items.ids.contains(&id)) && self.seen.insert(id)
+                (self.items.ids.is_empty() || self.items.ids.contains_key(&id))
+                    && self.seen.insert(id)
             })
         } else if let Some(r) = msg.strip_prefix("executing ") {
             // Not the session's own statements (`executing SELECT pg_catalog.set_config`).
@@ -144,10 +185,35 @@ impl ItemCounter {
     }
 }
 
-/// Prefixes of the messages pg_restore prints without `--verbose` (after `pg_restore: `).
-const LEVELS: &[&str] = &["error:", "warning:", "detail:", "hint:", "fatal:", "["];
+impl Drop for ItemCounter {
+    /// Ends a test's trace: the count, and the listed items no line named (by id, with
+    /// `--jobs` above 1).
+    fn drop(&mut self) {
+        let Some(f) = self.trace.as_mut() else {
+            return;
+        };
+        let mut missed: Vec<_> = self
+            .items
+            .ids
+            .iter()
+            .filter(|(id, _)| self.parallel && !self.seen.contains(id))
+            .collect();
+        missed.sort();
+        let _ = writeln!(
+            f,
+            "== pgdrill counted {} of {} items; listed but not counted: {missed:?}",
+            self.done,
+            self.items.len()
+        );
+    }
+}
 
-/// Beginnings of `--verbose` messages, to recognise one whose prefix went to another line.
+/// The levels of the messages pg_restore prints without `--verbose` (after `pg_restore: `;
+/// `fatal:` before PostgreSQL 15).
+const LEVELS: &[&str] = &["error:", "warning:", "detail:", "hint:", "fatal:"];
+
+/// Beginnings of `--verbose` messages, to recognise one whose prefix went to another line,
+/// or that follows another's level.
 const VERBOSE: &[&str] = &[
     "connecting to database",
     "creating ",
@@ -171,15 +237,43 @@ const VERBOSE: &[&str] = &[
     "enabling triggers",
 ];
 
-/// (how many `pg_restore:` prefixes, the message after them)
-fn strip_prefixes(line: &str) -> (usize, &str) {
-    let mut rest = line;
-    let mut n = 0;
-    while let Some(r) = rest.trim_start().strip_prefix("pg_restore:") {
-        rest = r;
-        n += 1;
+/// One stderr line taken apart. pg_restore's leader and its workers write to one stderr,
+/// each message in three or four writes (`pg_restore:`, ` `, a level such as `error: `, then
+/// the message and its newline in one): the writes of several processes interleave, so a line
+/// is any mix of others' prefixes, spaces and levels, then one whole message, and a message
+/// may come without its own prefix and level (they went to an earlier line).
+#[derive(Debug, PartialEq)]
+struct Parsed<'a> {
+    /// How many `pg_restore:`.
+    prefixes: usize,
+    /// The levels (`error:`, ...), in order.
+    levels: Vec<&'static str>,
+    /// The message after them.
+    msg: &'a str,
+}
+
+fn parse(line: &str) -> Parsed<'_> {
+    let mut p = Parsed {
+        prefixes: 0,
+        levels: Vec::new(),
+        msg: line.trim_start(),
+    };
+    loop {
+        if let Some(r) = p.msg.strip_prefix("pg_restore:") {
+            p.prefixes += 1;
+            p.msg = r.trim_start();
+        } else if let Some(l) = LEVELS.iter().find(|l| p.msg.starts_with(**l)) {
+            p.levels.push(l);
+            p.msg = p.msg[l.len()..].trim_start();
+        } else {
+            return p;
+        }
     }
-    (n, if n == 0 { rest } else { rest.trim_start() })
+}
+
+/// A `--verbose` message (of level info).
+fn is_verbose(msg: &str) -> bool {
+    VERBOSE.iter().any(|v| msg.starts_with(v))
 }
 
 /// `pg_restore --list` with the selection of `run` (privileges, `--use-list`): the items it
@@ -323,6 +417,63 @@ pg_restore: warning: errors ignored on restore: 2\n"
                 "Command was: SET transaction_timeout = 0;".into(),
                 "pg_restore: error: could not execute query: x".into(),
                 "pg_restore: warning: errors ignored on restore: 2".into()
+            ]
+        );
+    }
+
+    /// The flaky `progress` test (55 of 56 items): a message whose prefix came before
+    /// another process's whole message, so that only its ` ` is left at the start of its own
+    /// line. Lines as pg_restore 18 `--jobs 2` printed them on a loaded machine.
+    #[test]
+    fn a_message_that_lost_its_prefix_to_the_line_before_is_counted() {
+        let stderr = "pg_restore: processing item 214 TABLE a\n\
+pg_restore: creating TABLE \"public.a\"\npg_restore: processing item 3362 COMMENT TABLE a\n\
+pg_restore: processing item 215 TABLE b\npg_restore: processing item 216 SEQUENCE s\n\
+pg_restore: entering main parallel loop\npg_restore: launching item 3351 TABLE DATA a\n\
+pg_restore: launching item 3352 TABLE DATA b\n\
+pg_restore: pg_restore:processing data for table \"public.a\"\n\
+ finished item 3352 TABLE DATA b\npg_restore: launching item 3354 BLOB METADATA 16406\n\
+ pg_restore: processing data for table \"public.b\"\n\
+pg_restore: pg_restore:executing BLOB METADATA 16406\n finished item 3351 TABLE DATA a\n\
+pg_restore:pg_restore: finished item 3354 BLOB METADATA 16406\n\
+ finished item 3355 BLOBS 16406\n \tfinished item 3364 SEQUENCE SET s\n\
+pg_restore: finished item 3202 CONSTRAINT a a_pkey\npg_restore: finished item 3203 INDEX a_t_idx\n\
+pg_restore: finished main parallel loop\n";
+        let (kept, done, total) = feed(true, stderr);
+        assert_eq!(kept, Vec::<String>::new());
+        assert_eq!((done, total), (11, 11));
+        assert_eq!(
+            parse(" finished item 3352 TABLE DATA b"),
+            Parsed {
+                prefixes: 0,
+                levels: vec![],
+                msg: "finished item 3352 TABLE DATA b"
+            }
+        );
+    }
+
+    /// A worker's level (`error: `) written between the leader's prefix and its message: the
+    /// leader's message is counted, and the level goes to the worker's message on a later line.
+    #[test]
+    fn a_level_before_anothers_message_is_given_back_to_its_own() {
+        let stderr = "pg_restore: processing item 214 TABLE a\n\
+pg_restore: processing item 3362 COMMENT TABLE a\npg_restore: processing item 215 TABLE b\n\
+pg_restore: processing item 216 SEQUENCE s\npg_restore: finished item 3351 TABLE DATA a\n\
+pg_restore: finished item 3352 TABLE DATA b\npg_restore: finished item 3354 BLOB METADATA 16406\n\
+pg_restore: finished item 3355 BLOBS 16406\npg_restore: finished item 3364 SEQUENCE SET s\n\
+pg_restore: pg_restore: error: finished item 3202 CONSTRAINT a a_pkey\n\
+could not execute query: ERROR:  x\nCommand was: CREATE INDEX i ON a (t);\n\
+pg_restore: error: pg_restore: finished item 3203 INDEX a_t_idx\n\
+could not execute query: ERROR:  y\npg_restore: warning: errors ignored on restore: 2\n";
+        let (kept, done, total) = feed(true, stderr);
+        assert_eq!((done, total), (11, 11));
+        assert_eq!(
+            kept,
+            vec![
+                "pg_restore: error: could not execute query: ERROR:  x".to_string(),
+                "Command was: CREATE INDEX i ON a (t);".into(),
+                "pg_restore: error: could not execute query: ERROR:  y".into(),
+                "pg_restore: warning: errors ignored on restore: 2".into(),
             ]
         );
     }
