@@ -16,10 +16,12 @@
 //! new as every manifest that existed when it started, and one whose swap fails reads and
 //! lists again. Two writers never lose each other's entries.
 
+use crate::backup::StoreCopy;
 use crate::catalog::{newest_first, not_a_backup, read_manifest, Listing, READ_AHEAD};
 use crate::drill::evidence::DrillResult;
 use crate::ids::{BackupId, DbName, DrillId};
 use crate::layout;
+use crate::manifest::Manifest;
 use crate::{Error, Result};
 use pgdrill_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -108,6 +110,126 @@ pub async fn update(store: &Store, db: &DbName) {
     let _ = refresh(store, db).await;
 }
 
+/// A manifest this process just wrote to a store, with its stamp as the store listed it
+/// after the write ([`stamp`]; `publish` lists the backup's folder to confirm it).
+struct Written {
+    id: BackupId,
+    stamp: Option<String>,
+    summary: BackupSummary,
+}
+
+impl Written {
+    fn entry(&self, stamp: String) -> BackupEntry {
+        BackupEntry {
+            id: self.id.clone(),
+            stamp,
+            summary: Some(self.summary.clone()),
+            unreadable: None,
+        }
+    }
+}
+
+impl Listed {
+    /// Adds (or replaces) the entry of `k`, listed before it was written, at its place
+    /// (newest id first), with its listed stamp.
+    fn add(&mut self, k: &Written) {
+        self.backups.retain(|e| e.id != k.id);
+        let at = self
+            .backups
+            .iter()
+            .position(|e| e.id.as_str() < k.id.as_str())
+            .unwrap_or(self.backups.len());
+        let stamp = k.stamp.clone().unwrap_or_default();
+        self.backups.insert(at, k.entry(stamp));
+    }
+}
+
+/// A catalog read, then (when that worked) the store listed and merged with it: the first
+/// half of an update, made before the job's own write.
+struct Prepared {
+    stored: Stored,
+    listed: Option<Listed>,
+}
+
+async fn prepare(store: &Store, db: &DbName) -> Result<Prepared> {
+    let stored = read(store, db).await?;
+    // The backup running has a folder without a manifest yet: not listed again.
+    let listed = list_entries(store, db, &stored, None, false).await.ok();
+    Ok(Prepared { stored, listed })
+}
+
+/// A backup's catalog updates begun while it runs ([`Prefetch::start`] beside the dump):
+/// each store's catalog read, then its `backups/` and `drills/` listed and the manifests the
+/// catalog lacks read, so that once the manifest is written (and listed: its stamp) only the
+/// compare-and-swap of the catalog is left. The catalog is still read before the
+/// listing, and the swap is on the ETag read: a catalog changed since (a drill's result, a
+/// prune) makes the swap fail and the update start again from a fresh read. Dropped, it
+/// stops what is still running.
+pub struct Prefetch {
+    db: DbName,
+    /// Per store, in the order of the backup's copies: `None` for one left alone (found
+    /// unreachable before the backup began).
+    stores: Vec<Option<(Store, tokio::task::JoinHandle<Option<Prepared>>)>>,
+}
+
+impl Prefetch {
+    /// Starts reading the catalogs of `stores`: the job's store first, then the other
+    /// stores of the backup in the order of its copies (`Backup::copies`); `None` for a
+    /// store that must get no request (it is neither read now nor updated later).
+    pub fn start(stores: Vec<Option<Store>>, db: &DbName) -> Prefetch {
+        let stores = stores
+            .into_iter()
+            .map(|store| {
+                store.map(|store| {
+                    let (s, db) = (store.clone(), db.clone());
+                    let task = tokio::spawn(async move { prepare(&s, &db).await.ok() });
+                    (store, task)
+                })
+            })
+            .collect();
+        Prefetch {
+            db: db.clone(),
+            stores,
+        }
+    }
+
+    /// After backup `m` was written: the catalog of each store holding a good copy (the
+    /// job's store also when the backup lists no copies) brought up to date with `m` (never
+    /// read back), all at once. Best effort, as [`update`].
+    pub async fn update(mut self, m: &Manifest, copies: &[StoreCopy]) {
+        let stores = std::mem::take(&mut self.stores);
+        let db = &self.db;
+        let summary = BackupSummary::of(m);
+        futures::future::join_all(stores.into_iter().enumerate().filter_map(|(i, slot)| {
+            let (store, task) = slot?;
+            let copy = copies.get(i);
+            // A failed copy's store (the primary's too: it may be down) is left alone.
+            if copy.is_some_and(|c| !c.ok) || (i > 0 && copy.is_none()) {
+                task.abort();
+                return None;
+            }
+            let known = copy.map(|c| Written {
+                id: m.backup_id.clone(),
+                stamp: c.manifest_stamp.clone(),
+                summary: summary.clone(),
+            });
+            Some(async move {
+                let first = task.await.ok().flatten();
+                let _ = refresh_with(&store, db, first, known.as_ref()).await;
+            })
+        }))
+        .await;
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        for (_, task) in self.stores.iter().flatten() {
+            task.abort();
+        }
+    }
+}
+
 /// The catalog and its ETag; an empty one when it is missing or unreadable, `writable`
 /// false when it is of a newer format.
 struct Stored {
@@ -157,8 +279,9 @@ async fn read(store: &Store, db: &DbName) -> Result<Stored> {
     })
 }
 
-/// An object's stamp: its ETag, or its size and time when the store gives none.
-fn stamp(o: &pgdrill_store::ObjectInfo) -> String {
+/// An object's stamp as a listing shows it: its ETag, or its size and time when the store
+/// lists none (s3s-fs, for one, lists no ETags, though its PUT answers with one).
+pub(crate) fn stamp(o: &pgdrill_store::ObjectInfo) -> String {
     o.etag
         .clone()
         .unwrap_or_else(|| format!("{}-{}", o.size, o.last_modified))
@@ -172,9 +295,10 @@ struct Folders {
 }
 
 /// One LIST of `backups/` ([`Store::list_folders_with`]: on a folder store one directory
-/// read and a `stat` of each folder's manifest); a folder without a manifest (rare: a
-/// backup running or failed) is listed again for its newest object's time.
-async fn folders(store: &Store, db: &DbName) -> Result<Folders> {
+/// read and a `stat` of each folder's manifest); with `incomplete`, a folder without a
+/// manifest (rare: a backup running or failed) is listed again for its newest object's
+/// time, else it is skipped.
+async fn folders(store: &Store, db: &DbName, incomplete: bool) -> Result<Folders> {
     let prefix = layout::backups_prefix(db);
     let mut out = Folders {
         manifests: Vec::new(),
@@ -191,6 +315,7 @@ async fn folders(store: &Store, db: &DbName) -> Result<Folders> {
         };
         match manifest {
             Some(o) => out.manifests.push((id, stamp(&o))),
+            None if !incomplete => {}
             None => {
                 let t = store
                     .list(&format!("{prefix}/{folder}"))
@@ -222,48 +347,110 @@ async fn drill_results(store: &Store, db: &DbName) -> Result<Vec<(DrillId, Strin
 }
 
 async fn refresh(store: &Store, db: &DbName) -> Result<Cached> {
+    refresh_with(store, db, None, None).await
+}
+
+/// What one LIST of `backups/` and one of `drills/` give, made into entries.
+struct Listed {
+    backups: Vec<BackupEntry>,
+    drills: Vec<DrillEntry>,
+    incomplete: Vec<(BackupId, i64)>,
+}
+
+/// The catalog's entries for what the store lists now (the caller read the catalog
+/// first): the old ones whose stamp still matches, the others read. `known`, a manifest the
+/// caller just wrote, is taken as it is instead of read back when it is listed with the
+/// stamp the caller saw (or, without one, with any stamp: the key is written once,
+/// create-if-absent). Without `incomplete` a folder without a manifest is skipped (not
+/// listed again for its time).
+async fn list_entries(
+    store: &Store,
+    db: &DbName,
+    stored: &Stored,
+    known: Option<&Written>,
+    incomplete: bool,
+) -> Result<Listed> {
+    let (folders, drills) =
+        futures::try_join!(folders(store, db, incomplete), drill_results(store, db))?;
+    let backups = entries(
+        &stored.file.backups,
+        folders.manifests,
+        |id, stamp| async move {
+            if let Some(k) = known.filter(|k| k.id == id) {
+                if k.stamp.as_ref().is_none_or(|e| *e == stamp) {
+                    return Ok(Some(k.entry(stamp)));
+                }
+            }
+            let (summary, unreadable) = match read_manifest(store, db, &id).await {
+                Ok(m) => (Some(BackupSummary::of(&m)), None),
+                Err(e) if not_a_backup(&e) => (None, Some(e.to_string())),
+                Err(e) => return Err(e),
+            };
+            Ok(Some(BackupEntry {
+                id,
+                stamp,
+                summary,
+                unreadable,
+            }))
+        },
+    )
+    .await?;
+    let drills = entries(&stored.file.drills, drills, |id, stamp| async move {
+        match store
+            .get(&layout::drill_object(db, &id, "result.json"))
+            .await
+        {
+            // A result that is not valid JSON is left out, as `drill::list` does.
+            Ok(bytes) => Ok(serde_json::from_slice::<DrillResult>(&bytes)
+                .ok()
+                .map(|result| DrillEntry {
+                    id: id.as_str().to_string(),
+                    stamp,
+                    result,
+                })),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::from(e)),
+        }
+    })
+    .await?;
+    Ok(Listed {
+        backups,
+        drills,
+        incomplete: folders.incomplete,
+    })
+}
+
+/// Read, list, merge and swap until the swap succeeds (or [`ATTEMPTS`] ran out). `first`:
+/// a read (and perhaps a listing after it) made earlier, used by the first attempt only;
+/// `known`: a manifest the caller just wrote (see [`list_entries`]). A listing made before
+/// `known` was written is used only when `known` has its stamp (its entry is added to it);
+/// otherwise the store is listed again, still after the read.
+async fn refresh_with(
+    store: &Store,
+    db: &DbName,
+    mut first: Option<Prepared>,
+    known: Option<&Written>,
+) -> Result<Cached> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         // The catalog first, then the LIST: see the module comment.
-        let stored = read(store, db).await?;
-        let (folders, drills) = futures::try_join!(folders(store, db), drill_results(store, db))?;
-        let backups = entries(
-            &stored.file.backups,
-            folders.manifests,
-            |id, stamp| async move {
-                let (summary, unreadable) = match read_manifest(store, db, &id).await {
-                    Ok(m) => (Some(BackupSummary::of(&m)), None),
-                    Err(e) if not_a_backup(&e) => (None, Some(e.to_string())),
-                    Err(e) => return Err(e),
-                };
-                Ok(Some(BackupEntry {
-                    id,
-                    stamp,
-                    summary,
-                    unreadable,
-                }))
-            },
-        )
-        .await?;
-        let drills = entries(&stored.file.drills, drills, |id, stamp| async move {
-            match store
-                .get(&layout::drill_object(db, &id, "result.json"))
-                .await
-            {
-                // A result that is not valid JSON is left out, as `drill::list` does.
-                Ok(bytes) => Ok(serde_json::from_slice::<DrillResult>(&bytes)
-                    .ok()
-                    .map(|result| DrillEntry {
-                        id: id.as_str().to_string(),
-                        stamp,
-                        result,
-                    })),
-                Err(StoreError::NotFound { .. }) => Ok(None),
-                Err(e) => Err(Error::from(e)),
+        let (stored, early) = match first.take() {
+            Some(p) => (p.stored, p.listed),
+            None => (read(store, db).await?, None),
+        };
+        let listed = match (early, known) {
+            (Some(mut l), Some(k)) if k.stamp.is_some() => {
+                l.add(k);
+                l
             }
-        })
-        .await?;
+            _ => list_entries(store, db, &stored, known, true).await?,
+        };
+        let Listed {
+            backups,
+            drills,
+            incomplete,
+        } = listed;
         let file = CatalogFile {
             format_version: FORMAT_VERSION,
             backups,
@@ -271,14 +458,14 @@ async fn refresh(store: &Store, db: &DbName) -> Result<Cached> {
         };
         let current = stored.exists && same_stamps(&stored.file, &file);
         if current || !stored.writable || attempt > ATTEMPTS {
-            return Ok(cached(db, file, folders.incomplete));
+            return Ok(cached(db, file, incomplete));
         }
         match write(store, db, &file, stored.etag.as_deref()).await {
-            Ok(()) => return Ok(cached(db, file, folders.incomplete)),
+            Ok(()) => return Ok(cached(db, file, incomplete)),
             // Someone else wrote meanwhile: read, list and merge again.
             Err(StoreError::AlreadyExists { .. } | StoreError::NotFound { .. }) => continue,
             // Read-only credentials, a store that is down: the answer is right anyway.
-            Err(_) => return Ok(cached(db, file, folders.incomplete)),
+            Err(_) => return Ok(cached(db, file, incomplete)),
         }
     }
 }

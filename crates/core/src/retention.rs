@@ -100,83 +100,21 @@ pub fn plan(
 ) -> Plan {
     let mut sorted: Vec<&Candidate> = complete.iter().collect();
     sorted.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
-    let mut reasons: BTreeMap<BackupId, Vec<String>> = BTreeMap::new();
-    fn add(reasons: &mut BTreeMap<BackupId, Vec<String>>, id: &BackupId, r: String) {
-        reasons.entry(id.clone()).or_default().push(r);
-    }
-
-    if let Some(newest) = sorted.first() {
-        add(&mut reasons, &newest.id, "newest complete backup".into());
-    }
-    for c in &sorted {
-        if protected.contains(&c.id) {
-            add(&mut reasons, &c.id, "used by the last passing drill".into());
-        }
-        if c.time > now {
-            add(
-                &mut reasons,
-                &c.id,
-                "dated in the future (clock skew?)".into(),
-            );
-        }
-    }
-    if let Some(n) = p.keep_last {
-        for c in sorted.iter().take(n) {
-            add(&mut reasons, &c.id, format!("keep_last {n}"));
-        }
-    }
-    if let Some(days) = p.keep_within_days {
-        let cutoff = now.as_second() - (days as i64) * 86_400;
-        for c in sorted.iter().filter(|c| c.time.as_second() >= cutoff) {
-            add(&mut reasons, &c.id, format!("within {days} days"));
-        }
-    }
-    let buckets: [(&str, Option<usize>, BucketKey); 3] = [
-        ("daily", p.keep_daily, |d| d.to_string()),
-        ("weekly", p.keep_weekly, |d| {
-            let w = d.iso_week_date();
-            format!("{}-W{:02}", w.year(), w.week())
-        }),
-        ("monthly", p.keep_monthly, |d| {
-            format!("{}-{:02}", d.year(), d.month())
-        }),
-    ];
-    for (label, n, key) in buckets {
-        let Some(n) = n else { continue };
-        let mut seen = BTreeSet::new();
-        for c in &sorted {
-            if seen.len() >= n {
-                break;
-            }
-            let date = c.time.to_zoned(p.tz.clone()).date();
-            if seen.insert(key(&date)) {
-                add(&mut reasons, &c.id, format!("keep_{label} {n}"));
-            }
-        }
-    }
+    // Each rule adds its reasons in turn: a kept backup lists them in this order.
+    let mut reasons = Reasons::default();
+    reasons.always_kept(&sorted, protected, now);
+    reasons.by_count_and_age(&sorted, p, now);
+    reasons.by_calendar(&sorted, p);
     let mut out = Plan::default();
     if !p.has_rules() {
         out.note = Some("no retention rule is configured ([retention] or policy retention_days): nothing is deleted".into());
         for c in &sorted {
-            add(&mut reasons, &c.id, "no retention rule".into());
+            reasons.add(&c.id, "no retention rule".into());
         }
     }
-    // keep_min: the newest backups until at least keep_min are kept.
-    let mut kept = sorted
-        .iter()
-        .filter(|c| reasons.contains_key(&c.id))
-        .count();
+    reasons.keep_min(&sorted, p.keep_min);
     for c in &sorted {
-        if kept >= p.keep_min {
-            break;
-        }
-        if !reasons.contains_key(&c.id) {
-            add(&mut reasons, &c.id, format!("keep_min {}", p.keep_min));
-            kept += 1;
-        }
-    }
-    for c in &sorted {
-        match reasons.remove(&c.id) {
+        match reasons.0.remove(&c.id) {
             Some(r) => out.keep.push((c.id.clone(), r)),
             None => out.delete.push(c.id.clone()),
         }
@@ -188,6 +126,90 @@ pub fn plan(
         }
     }
     out
+}
+
+/// Why each backup is kept (a backup with no reason is deleted), the reasons in the order
+/// the rules gave them. The rules take the backups newest first.
+#[derive(Default)]
+struct Reasons(BTreeMap<BackupId, Vec<String>>);
+
+impl Reasons {
+    fn add(&mut self, id: &BackupId, r: String) {
+        self.0.entry(id.clone()).or_default().push(r);
+    }
+
+    /// Whatever the rules say: the newest backup, the one the last passing drill used, and
+    /// any dated in the future (the clock may be wrong, not the backup).
+    fn always_kept(&mut self, sorted: &[&Candidate], protected: &[BackupId], now: Timestamp) {
+        if let Some(newest) = sorted.first() {
+            self.add(&newest.id, "newest complete backup".into());
+        }
+        for c in sorted {
+            if protected.contains(&c.id) {
+                self.add(&c.id, "used by the last passing drill".into());
+            }
+            if c.time > now {
+                self.add(&c.id, "dated in the future (clock skew?)".into());
+            }
+        }
+    }
+
+    /// `keep_last` and `keep_within_days`.
+    fn by_count_and_age(&mut self, sorted: &[&Candidate], p: &RetentionPolicy, now: Timestamp) {
+        if let Some(n) = p.keep_last {
+            for c in sorted.iter().take(n) {
+                self.add(&c.id, format!("keep_last {n}"));
+            }
+        }
+        if let Some(days) = p.keep_within_days {
+            let cutoff = now.as_second() - (days as i64) * 86_400;
+            for c in sorted.iter().filter(|c| c.time.as_second() >= cutoff) {
+                self.add(&c.id, format!("within {days} days"));
+            }
+        }
+    }
+
+    /// `keep_daily`, `keep_weekly`, `keep_monthly`: the newest backup of each of the last
+    /// N days, ISO weeks or months (in the policy's time zone) that have one.
+    fn by_calendar(&mut self, sorted: &[&Candidate], p: &RetentionPolicy) {
+        let buckets: [(&str, Option<usize>, BucketKey); 3] = [
+            ("daily", p.keep_daily, |d| d.to_string()),
+            ("weekly", p.keep_weekly, |d| {
+                let w = d.iso_week_date();
+                format!("{}-W{:02}", w.year(), w.week())
+            }),
+            ("monthly", p.keep_monthly, |d| {
+                format!("{}-{:02}", d.year(), d.month())
+            }),
+        ];
+        for (label, n, key) in buckets {
+            let Some(n) = n else { continue };
+            let mut seen = BTreeSet::new();
+            for c in sorted {
+                if seen.len() >= n {
+                    break;
+                }
+                let date = c.time.to_zoned(p.tz.clone()).date();
+                if seen.insert(key(&date)) {
+                    self.add(&c.id, format!("keep_{label} {n}"));
+                }
+            }
+        }
+    }
+
+    /// `keep_min`: the newest backups not kept otherwise, until at least `keep_min` are kept.
+    fn keep_min(&mut self, sorted: &[&Candidate], keep_min: usize) {
+        let mut kept = sorted.iter().filter(|c| self.0.contains_key(&c.id)).count();
+        for c in sorted {
+            if kept >= keep_min {
+                break;
+            }
+            if !self.0.contains_key(&c.id) {
+                self.add(&c.id, format!("keep_min {keep_min}"));
+                kept += 1;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -166,6 +166,21 @@ impl DrillWindow {
         }
     }
 
+    /// For a schedule: the last fire time whose grace is over, the one a passing drill must
+    /// have started at or after (`None`: none is due yet, or the window is not a schedule).
+    fn due(&self, now: Timestamp) -> Option<Timestamp> {
+        match self {
+            DrillWindow::Scheduled {
+                schedule,
+                tz,
+                grace_seconds,
+            } => Timestamp::from_second(now.as_second().saturating_sub(*grace_seconds))
+                .ok()
+                .and_then(|t| schedule.prev_at_or_before(t, tz)),
+            _ => None,
+        }
+    }
+
     /// From the loaded settings (the policy and `[schedule]`); with `[drill] coverage_days`
     /// (and no `drill_max_age_days`), a drill is due once in that many days.
     pub fn from_settings(settings: &crate::config::Settings) -> DrillWindow {
@@ -207,117 +222,24 @@ pub fn evaluate(
     let age = newest
         .and_then(|m| time::parse(&m.snapshot.time))
         .map(|t| time::seconds_between(t, now));
-    let mut slos = Vec::new();
-    slos.push(match age {
-        Some(a) => Slo {
-            name: "backup_freshness".into(),
-            ok: a <= threshold,
-            detail: format!(
-                "newest backup is {} old (threshold {})",
-                hours(a.max(0)),
-                hours(threshold)
-            ),
-        },
-        None => Slo {
-            name: "backup_freshness".into(),
-            ok: false,
-            detail: "no complete backup".into(),
-        },
-    });
     let passing = drills.iter().find(|d| d.passed());
     let pass_time = passing.and_then(|d| time::parse(&d.started_at));
-    let utc = |t: Timestamp| t.to_zoned(jiff::tz::TimeZone::UTC);
-    // For a schedule: the last fire time whose grace is over, the one a passing drill must
-    // have started at or after (`None`: none is due yet).
-    let due = match &window {
-        DrillWindow::Scheduled {
-            schedule,
-            tz,
-            grace_seconds,
-        } => Timestamp::from_second(now.as_second().saturating_sub(*grace_seconds))
-            .ok()
-            .and_then(|t| schedule.prev_at_or_before(t, tz)),
-        _ => None,
-    };
-    let drill_ok = match (pass_time, &window) {
-        (None, DrillWindow::Scheduled { .. }) => due.is_none(),
-        (None, _) => false,
-        (Some(t), DrillWindow::CalendarMonth) => {
-            let (t, now) = (utc(t), utc(now));
-            t.year() == now.year() && t.month() == now.month()
-        }
-        (Some(t), DrillWindow::Days(n)) => time::seconds_between(t, now) <= *n as i64 * 86_400,
-        (Some(t), DrillWindow::Scheduled { .. }) => due.is_none_or(|d| t >= d),
-    };
-    let window_text = match (&window, due) {
-        (DrillWindow::CalendarMonth, _) => "this calendar month".to_string(),
-        (DrillWindow::Days(n), _) => format!("in the last {n} days"),
-        (DrillWindow::Scheduled { schedule, .. }, Some(d)) => format!(
-            "since the scheduled drill of {} ({schedule})",
-            time::rfc3339_secs(d)
-        ),
-        (DrillWindow::Scheduled { schedule, .. }, None) => {
-            format!("none due yet by the schedule {schedule}")
-        }
-    };
-    slos.push(Slo {
-        name: "drill_freshness".into(),
-        ok: drill_ok,
-        detail: match pass_time {
-            Some(t) => format!(
-                "last passing drill {} ({} required)",
-                time::rfc3339_secs(t),
-                window_text
-            ),
-            None => format!("no passing drill recorded (one {window_text} required)"),
-        },
-    });
+    let mut slos = vec![
+        backup_freshness(age, threshold),
+        drill_freshness(pass_time, &window, now),
+    ];
     let last = drills.first();
     if let Some(d) = last {
-        if let Some(ok) = d.rto.passed {
-            slos.push(Slo {
-                name: "rto".into(),
-                ok,
-                detail: format!(
-                    "last drill RTO {}, target {}",
-                    d.rto
-                        .minutes
-                        .map_or("n/a".to_string(), |m| time::human_secs(m * 60.0)),
-                    time::human_secs(d.rto.target_minutes.unwrap_or(0) as f64 * 60.0)
-                ),
-            });
-        }
-        if let Some(ok) = d.rpo.passed {
-            slos.push(Slo {
-                name: "rpo".into(),
-                ok,
-                detail: format!(
-                    "last drill RPO {}, target {}",
-                    d.rpo
-                        .minutes
-                        .map_or("n/a".to_string(), |m| time::human_secs(m * 60.0)),
-                    time::human_secs(d.rpo.target_minutes.unwrap_or(0) as f64 * 60.0)
-                ),
-            });
-        }
+        slos.extend(measured("rto", "RTO", &d.rto));
+        slos.extend(measured("rpo", "RPO", &d.rpo));
     }
     if let Some(s) = size_anomaly(complete) {
         slos.push(s);
     }
+    // A failure before the newest backup finished is behind us: that backup completed since.
     let newest_time = newest.and_then(|m| time::parse(&m.finished_at));
     let failure = last_failure.filter(|f| newest_time.map(|t| f.at > t).unwrap_or(true));
-    if let Some(f) = &failure {
-        slos.push(Slo {
-            name: "last_run".into(),
-            ok: false,
-            detail: format!(
-                "{} failed at {}: {}",
-                f.job,
-                time::rfc3339_secs(f.at),
-                f.message
-            ),
-        });
-    }
+    slos.extend(failure.as_ref().map(last_run));
     DbStatus {
         database: database.to_string(),
         backups: complete.len(),
@@ -340,6 +262,94 @@ pub fn evaluate(
         dropped: false,
         excluded: false,
         stores: Vec::new(),
+    }
+}
+
+/// The newest backup's age (`None`: there is none) against the freshness threshold.
+fn backup_freshness(age: Option<i64>, threshold: i64) -> Slo {
+    match age {
+        Some(a) => Slo {
+            name: "backup_freshness".into(),
+            ok: a <= threshold,
+            detail: format!(
+                "newest backup is {} old (threshold {})",
+                hours(a.max(0)),
+                hours(threshold)
+            ),
+        },
+        None => Slo {
+            name: "backup_freshness".into(),
+            ok: false,
+            detail: "no complete backup".into(),
+        },
+    }
+}
+
+/// Whether the last passing drill (started at `pass_time`) falls in the drill window.
+fn drill_freshness(pass_time: Option<Timestamp>, window: &DrillWindow, now: Timestamp) -> Slo {
+    let utc = |t: Timestamp| t.to_zoned(jiff::tz::TimeZone::UTC);
+    let due = window.due(now);
+    let drill_ok = match (pass_time, window) {
+        (None, DrillWindow::Scheduled { .. }) => due.is_none(),
+        (None, _) => false,
+        (Some(t), DrillWindow::CalendarMonth) => {
+            let (t, now) = (utc(t), utc(now));
+            t.year() == now.year() && t.month() == now.month()
+        }
+        (Some(t), DrillWindow::Days(n)) => time::seconds_between(t, now) <= *n as i64 * 86_400,
+        (Some(t), DrillWindow::Scheduled { .. }) => due.is_none_or(|d| t >= d),
+    };
+    let window_text = match (window, due) {
+        (DrillWindow::CalendarMonth, _) => "this calendar month".to_string(),
+        (DrillWindow::Days(n), _) => format!("in the last {n} days"),
+        (DrillWindow::Scheduled { schedule, .. }, Some(d)) => format!(
+            "since the scheduled drill of {} ({schedule})",
+            time::rfc3339_secs(d)
+        ),
+        (DrillWindow::Scheduled { schedule, .. }, None) => {
+            format!("none due yet by the schedule {schedule}")
+        }
+    };
+    Slo {
+        name: "drill_freshness".into(),
+        ok: drill_ok,
+        detail: match pass_time {
+            Some(t) => format!(
+                "last passing drill {} ({} required)",
+                time::rfc3339_secs(t),
+                window_text
+            ),
+            None => format!("no passing drill recorded (one {window_text} required)"),
+        },
+    }
+}
+
+/// The last drill's RTO or RPO (`label`) against its target, when the drill judged it.
+fn measured(name: &str, label: &str, t: &crate::drill::evidence::Target) -> Option<Slo> {
+    let ok = t.passed?;
+    Some(Slo {
+        name: name.into(),
+        ok,
+        detail: format!(
+            "last drill {label} {}, target {}",
+            t.minutes
+                .map_or("n/a".to_string(), |m| time::human_secs(m * 60.0)),
+            time::human_secs(t.target_minutes.unwrap_or(0) as f64 * 60.0)
+        ),
+    })
+}
+
+/// The failed job recorded since the newest backup finished (see [`FailureRecord`]).
+fn last_run(f: &FailureRecord) -> Slo {
+    Slo {
+        name: "last_run".into(),
+        ok: false,
+        detail: format!(
+            "{} failed at {}: {}",
+            f.job,
+            time::rfc3339_secs(f.at),
+            f.message
+        ),
     }
 }
 
@@ -389,112 +399,119 @@ pub fn prometheus(statuses: &[DbStatus]) -> String {
             out.push_str(&format!("{name}{{{labels}}} {v}\n"));
         }
     };
-    let db = |s: &DbStatus| format!("database=\"{}\"", esc_label(&s.database));
-    metric(
-        "pgdrill_backups",
-        "Complete backups in the store.",
-        "gauge",
-        statuses.iter().map(|s| (db(s), s.backups as f64)).collect(),
-    );
-    metric(
-        "pgdrill_backup_last_success_timestamp_seconds",
-        "Snapshot time of the newest complete backup.",
-        "gauge",
-        statuses
-            .iter()
-            .filter_map(|s| {
-                s.newest_snapshot
-                    .as_deref()
-                    .and_then(time::parse)
-                    .map(|t| (db(s), t.as_second() as f64))
-            })
-            .collect(),
-    );
-    metric(
-        "pgdrill_backup_age_seconds",
-        "Age of the newest complete backup.",
-        "gauge",
-        statuses
-            .iter()
-            .filter_map(|s| s.newest_age_seconds.map(|a| (db(s), a as f64)))
-            .collect(),
-    );
-    metric(
-        "pgdrill_backup_freshness_threshold_seconds",
-        "Backup freshness SLO threshold.",
-        "gauge",
-        statuses
-            .iter()
-            .map(|s| (db(s), s.freshness_threshold_seconds as f64))
-            .collect(),
-    );
-    let mut sizes = Vec::new();
-    for s in statuses {
-        if let (Some(r), Some(st)) = (s.newest_raw_bytes, s.newest_stored_bytes) {
-            sizes.push((format!("{},kind=\"raw\"", db(s)), r as f64));
-            sizes.push((format!("{},kind=\"stored\"", db(s)), st as f64));
-        }
+    for (name, help, value) in BACKUP_GAUGES {
+        metric(name, help, "gauge", per_database(statuses, value));
     }
     metric(
         "pgdrill_newest_backup_bytes",
         "Size of the newest complete backup: kind=raw (the pg_dump stream) or stored (after zstd and age).",
         "gauge",
-        sizes,
+        size_rows(statuses),
+    );
+    for (name, help, value) in DRILL_GAUGES {
+        metric(name, help, "gauge", per_database(statuses, value));
+    }
+    metric(
+        "pgdrill_slo_ok",
+        "1 when the SLO is met (or has nothing to judge yet), 0 when violated.",
+        "gauge",
+        slo_rows(statuses),
     );
     metric(
+        "pgdrill_build_info",
+        "Always 1; the version label is pgdrill's.",
+        "gauge",
+        vec![(format!("version=\"{}\"", env!("CARGO_PKG_VERSION")), 1.0)],
+    );
+    out
+}
+
+/// A gauge with one series per database that has a value: name, help, the value.
+type PerDatabase = (&'static str, &'static str, fn(&DbStatus) -> Option<f64>);
+
+/// The backup gauges, in the order they are exposed (before the sizes).
+const BACKUP_GAUGES: [PerDatabase; 4] = [
+    ("pgdrill_backups", "Complete backups in the store.", |s| {
+        Some(s.backups as f64)
+    }),
+    (
+        "pgdrill_backup_last_success_timestamp_seconds",
+        "Snapshot time of the newest complete backup.",
+        |s| seconds(s.newest_snapshot.as_deref()),
+    ),
+    (
+        "pgdrill_backup_age_seconds",
+        "Age of the newest complete backup.",
+        |s| s.newest_age_seconds.map(|a| a as f64),
+    ),
+    (
+        "pgdrill_backup_freshness_threshold_seconds",
+        "Backup freshness SLO threshold.",
+        |s| Some(s.freshness_threshold_seconds as f64),
+    ),
+];
+
+/// The drill gauges and the policy's targets, in the order they are exposed.
+const DRILL_GAUGES: [PerDatabase; 5] = [
+    (
         "pgdrill_drill_last_pass_timestamp_seconds",
         "Start time of the last passing drill.",
-        "gauge",
-        statuses
-            .iter()
-            .filter_map(|s| {
-                s.last_passing_drill_at
-                    .as_deref()
-                    .and_then(time::parse)
-                    .map(|t| (db(s), t.as_second() as f64))
-            })
-            .collect(),
-    );
-    metric(
+        |s| seconds(s.last_passing_drill_at.as_deref()),
+    ),
+    (
         "pgdrill_drill_rto_seconds",
         "RTO measured by the last drill.",
-        "gauge",
-        statuses
-            .iter()
-            .filter_map(|s| s.last_rto_seconds.map(|v| (db(s), v)))
-            .collect(),
-    );
-    metric(
+        |s| s.last_rto_seconds,
+    ),
+    (
         "pgdrill_drill_rpo_seconds",
         "RPO measured by the last drill.",
-        "gauge",
-        statuses
-            .iter()
-            .filter_map(|s| s.last_rpo_seconds.map(|v| (db(s), v)))
-            .collect(),
-    );
-    for (name, help, f) in [
-        (
-            "pgdrill_rto_target_seconds",
-            "The policy's RTO target (rto_minutes).",
-            (|s: &DbStatus| s.rto_target_seconds) as fn(&DbStatus) -> Option<u64>,
-        ),
-        (
-            "pgdrill_rpo_target_seconds",
-            "The policy's RPO target (rpo_minutes).",
-            |s: &DbStatus| s.rpo_target_seconds,
-        ),
-    ] {
-        metric(
-            name,
-            help,
-            "gauge",
-            statuses
-                .iter()
-                .filter_map(|s| f(s).map(|v| (db(s), v as f64)))
-                .collect(),
-        );
+        |s| s.last_rpo_seconds,
+    ),
+    (
+        "pgdrill_rto_target_seconds",
+        "The policy's RTO target (rto_minutes).",
+        |s| s.rto_target_seconds.map(|v| v as f64),
+    ),
+    (
+        "pgdrill_rpo_target_seconds",
+        "The policy's RPO target (rpo_minutes).",
+        |s| s.rpo_target_seconds.map(|v| v as f64),
+    ),
+];
+
+/// The `database` label of a database's series.
+fn db_label(s: &DbStatus) -> String {
+    format!("database=\"{}\"", esc_label(&s.database))
+}
+
+/// An RFC 3339 time as Unix seconds; `None` when absent or unreadable (no series then).
+fn seconds(t: Option<&str>) -> Option<f64> {
+    t.and_then(time::parse).map(|t| t.as_second() as f64)
+}
+
+fn per_database(statuses: &[DbStatus], value: fn(&DbStatus) -> Option<f64>) -> Vec<(String, f64)> {
+    statuses
+        .iter()
+        .filter_map(|s| value(s).map(|v| (db_label(s), v)))
+        .collect()
+}
+
+/// The newest backup's raw and stored size, a series each (`kind`), when both are known.
+fn size_rows(statuses: &[DbStatus]) -> Vec<(String, f64)> {
+    let mut sizes = Vec::new();
+    for s in statuses {
+        if let (Some(r), Some(st)) = (s.newest_raw_bytes, s.newest_stored_bytes) {
+            sizes.push((format!("{},kind=\"raw\"", db_label(s)), r as f64));
+            sizes.push((format!("{},kind=\"stored\"", db_label(s)), st as f64));
+        }
     }
+    sizes
+}
+
+/// One series per database and SLO: every standard SLO ([`SLO_NAMES`]) and any other the
+/// database has.
+fn slo_rows(statuses: &[DbStatus]) -> Vec<(String, f64)> {
     let mut slo_rows = Vec::new();
     for s in statuses {
         let extra = s.slos.iter().map(|x| x.name.as_str());
@@ -505,24 +522,12 @@ pub fn prometheus(statuses: &[DbStatus]) -> String {
             // dump_size, no failure for last_run) is met: the series is always there.
             let ok = s.slos.iter().filter(|x| x.name == name).all(|x| x.ok);
             slo_rows.push((
-                format!("{},slo=\"{}\"", db(s), esc_label(name)),
+                format!("{},slo=\"{}\"", db_label(s), esc_label(name)),
                 if ok { 1.0 } else { 0.0 },
             ));
         }
     }
-    metric(
-        "pgdrill_slo_ok",
-        "1 when the SLO is met (or has nothing to judge yet), 0 when violated.",
-        "gauge",
-        slo_rows,
-    );
-    metric(
-        "pgdrill_build_info",
-        "Always 1; the version label is pgdrill's.",
-        "gauge",
-        vec![(format!("version=\"{}\"", env!("CARGO_PKG_VERSION")), 1.0)],
-    );
-    out
+    slo_rows
 }
 
 /// Every SLO `evaluate` (and [`DbStatus::add_damaged_manifests`]) can report; `pgdrill_slo_ok`

@@ -45,8 +45,39 @@ pub fn render(app: &App) -> String {
         .iter()
         .map(|d| d.status(&app.policy, &app.drill_window, now))
         .collect();
+    // The same gauges as `status --prometheus` first, then the daemon's own.
     let mut out = Out(status::prometheus(&statuses));
     let jobs = app.state.jobs();
+    job_gauges(&mut out, &jobs);
+    counters(&mut out, &jobs);
+    database_gauges(&mut out, &dbs);
+    store_gauges(&mut out, &statuses);
+    if let Some(days) = app.coverage_days {
+        coverage(&mut out, &dbs, days, now);
+    }
+    out.metric(
+        "pgdrill_store_read_ok",
+        "0 when the daemon's last read of the database's backups and drills failed.",
+        dbs.iter()
+            .map(|d| {
+                (
+                    db_label(d.name.as_str()),
+                    if d.error.is_some() { 0.0 } else { 1.0 },
+                )
+            })
+            .collect(),
+    );
+    out.0
+}
+
+/// The `database` label of a database's series.
+fn db_label(name: &str) -> String {
+    format!("database=\"{}\"", esc(name))
+}
+
+/// Per task and database: the last success, the last run's duration and verdict, whether
+/// it runs now, and when it runs next.
+fn job_gauges(out: &mut Out, jobs: &[crate::state::JobState]) {
     let job_labels = |j: &crate::state::JobState| {
         format!(
             "task=\"{}\",database=\"{}\"",
@@ -95,8 +126,11 @@ pub fn render(app: &App) -> String {
             .filter_map(|j| j.next_run.map(|t| (job_labels(j), t.as_second() as f64)))
             .collect(),
     );
-    counters(&mut out, &jobs);
-    let db = |name: &str| format!("database=\"{}\"", esc(name));
+}
+
+/// Per database, from the daemon's store view: the last drill's failed checks and the bytes
+/// of all its complete backups.
+fn database_gauges(out: &mut Out, dbs: &[crate::state::DbData]) {
     out.metric(
         "pgdrill_check_failures",
         "Checks that failed in the last drill.",
@@ -104,7 +138,7 @@ pub fn render(app: &App) -> String {
             .filter_map(|d| {
                 d.drills.first().map(|r| {
                     let failed = r.checks.iter().filter(|c| !c.passed).count();
-                    (db(d.name.as_str()), failed as f64)
+                    (db_label(d.name.as_str()), failed as f64)
                 })
             })
             .collect(),
@@ -115,11 +149,15 @@ pub fn render(app: &App) -> String {
         dbs.iter()
             .map(|d| {
                 let total: u64 = d.backups.iter().map(|m| m.stored_bytes).sum();
-                (db(d.name.as_str()), total as f64)
+                (db_label(d.name.as_str()), total as f64)
             })
             .collect(),
     );
-    // Several stores: each store's copies of each database (label `store`).
+}
+
+/// Several stores: each store's copies of each database (label `store`); no series with one
+/// store (its statuses list no copies).
+fn store_gauges(out: &mut Out, statuses: &[status::DbStatus]) {
     let copies: Vec<(String, &status::copies::StoreCopies)> = statuses
         .iter()
         .flat_map(|s| {
@@ -159,22 +197,6 @@ pub fn render(app: &App) -> String {
             .map(|(l, c)| (l.clone(), c.missing.len() as f64))
             .collect(),
     );
-    if let Some(days) = app.coverage_days {
-        coverage(&mut out, &dbs, days, now);
-    }
-    out.metric(
-        "pgdrill_store_read_ok",
-        "0 when the daemon's last read of the database's backups and drills failed.",
-        dbs.iter()
-            .map(|d| {
-                (
-                    db(d.name.as_str()),
-                    if d.error.is_some() { 0.0 } else { 1.0 },
-                )
-            })
-            .collect(),
-    );
-    out.0
 }
 
 /// Drill coverage (`[drill] coverage_days`): the fleet's share of databases proven by a
@@ -220,10 +242,7 @@ fn coverage(
         last.iter()
             .map(|(name, _)| {
                 let overdue = report.overdue.iter().any(|o| &o.database == name);
-                (
-                    format!("database=\"{}\"", esc(name.as_str())),
-                    if overdue { 0.0 } else { 1.0 },
-                )
+                (db_label(name.as_str()), if overdue { 0.0 } else { 1.0 })
             })
             .collect(),
     );
@@ -233,7 +252,7 @@ fn coverage(
 /// completed, drills by outcome, and failures of every task.
 fn counters(out: &mut Out, jobs: &[crate::state::JobState]) {
     use crate::jobs::JobKind;
-    let db = |j: &crate::state::JobState| format!("database=\"{}\"", esc(j.key.database_label()));
+    let db = |j: &crate::state::JobState| db_label(j.key.database_label());
     out.counter(
         "pgdrill_backups_total",
         "Backups this daemon completed since it started.",

@@ -5,11 +5,8 @@
 use super::Output;
 use crate::cli::ServeArgs;
 use crate::context::Ctx;
+use job::{outcome, run_job};
 use pgdrill_core::cancel::Cancel;
-use pgdrill_core::jobs::{
-    self,
-    drill::{DrillEntry, DrillReport},
-};
 use pgdrill_core::time::Timestamp;
 use pgdrill_core::{Error, Result};
 use pgdrill_server::{
@@ -18,6 +15,8 @@ use pgdrill_server::{
 };
 use serde_json::json;
 use std::sync::Arc;
+
+mod job;
 
 pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
     let mut config = ServeConfig::from_settings(
@@ -37,17 +36,7 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
         ));
     }
     let listen = config.listen;
-    let ui = ctx.ui;
-    let json_log = args.log_format == "json";
-    let log: LogSink = Arc::new(move |r: &LogRecord| {
-        let line = log_line(json_log, Timestamp::now(), r);
-        // Warnings and errors are shown even with --quiet.
-        if r.level >= Level::Warn {
-            eprintln!("{line}");
-        } else {
-            ui.info(line);
-        }
-    });
+    let log = log_sink(ctx.ui, args.log_format == "json");
     let runner = CliRunner {
         ctx,
         log: log.clone(),
@@ -63,14 +52,7 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
         store,
         stores,
         databases,
-        policy: {
-            // As `status` judges it: with drill coverage, a drill is due once per window.
-            let mut p = ctx.settings.policy.clone();
-            if let Some(c) = &ctx.settings.coverage {
-                p.drill_max_age_days = p.drill_max_age_days.or(Some(c.days));
-            }
-            p
-        },
+        policy: daemon_policy(&ctx.settings),
         runner: &runner,
         shutdown: ctx.cancel.clone(),
         clock: Arc::new(pgdrill_server::SystemClock),
@@ -81,6 +63,29 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<Output> {
         json!({"serve": {"listen": listen.to_string(), "stopped": true}}),
         String::new(),
     ))
+}
+
+/// The daemon's log lines, `json` or text, on the terminal.
+fn log_sink(ui: crate::ui::Ui, json: bool) -> LogSink {
+    Arc::new(move |r: &LogRecord| {
+        let line = log_line(json, Timestamp::now(), r);
+        // Warnings and errors are shown even with --quiet.
+        if r.level >= Level::Warn {
+            eprintln!("{line}");
+        } else {
+            ui.info(line);
+        }
+    })
+}
+
+/// The policy handed to the daemon, as `status` judges it: with drill coverage, a drill is
+/// due once per window.
+fn daemon_policy(settings: &pgdrill_core::config::Settings) -> pgdrill_core::config::Policy {
+    let mut p = settings.policy.clone();
+    if let Some(c) = &settings.coverage {
+        p.drill_max_age_days = p.drill_max_age_days.or(Some(c.days));
+    }
+    p
 }
 
 struct CliRunner<'c> {
@@ -163,146 +168,6 @@ impl JobRunner for CliRunner<'_> {
     }
 }
 
-/// Runs one scheduled job through the same core job as its command, and says how it went:
-/// `Ok((ok, summary))`, or the error that stopped it.
-async fn run_job(
-    ctx: &Ctx,
-    job: &JobKey,
-    slot: Option<Timestamp>,
-    events: &JobLog,
-) -> Result<(bool, String)> {
-    let store = ctx.store()?;
-    let mut jx = ctx.job_env(&store);
-    jx.events = events;
-    jx.slot = slot;
-    let name = ctx.name.as_deref();
-    match job.kind {
-        JobKind::Backup => {
-            let keys = ctx.encryption_keys()?;
-            let tools = pgdrill_core::backup::Tools::found(ctx.tools());
-            let input = jobs::backup::BackupInput {
-                databases: ctx.settings.select(name)?,
-                keys: &keys,
-                tools: &tools,
-                configured: true,
-                jobs: None,
-                stores: ctx.named_stores(&store)?,
-            };
-            let r = jobs::backup::run(&jx, input).await?;
-            let done = r.done.iter().map(|m| {
-                format!(
-                    "backup {} ({} stored)",
-                    m.backup_id,
-                    pgdrill_core::summary::human_bytes(m.stored_bytes)
-                )
-            });
-            let failed = r.failures.iter().map(|(_, e)| e.to_string());
-            let degraded = r.copies.iter().flatten().filter(|c| !c.ok).map(|c| {
-                format!(
-                    "store {} lacks its copy: {}",
-                    c.store,
-                    c.error.as_deref().unwrap_or("the copy failed")
-                )
-            });
-            let summary = done
-                .chain(failed)
-                .chain(degraded)
-                .collect::<Vec<_>>()
-                .join("; ");
-            let all_copies = r.copies.iter().flatten().all(|c| c.ok);
-            Ok((r.failures.is_empty() && all_copies, summary))
-        }
-        JobKind::Drill => {
-            // The evidence goes to the store (the dashboard serves it from there); the
-            // local copy is only a by-product, kept out of the daemon's working dir.
-            let dir = tempfile::tempdir().map_err(|e| {
-                Error::Failed(format!(
-                    "cannot create a folder for the drill evidence: {e}"
-                ))
-            })?;
-            let tools = ctx.tools();
-            let read_from = ctx.read_stores()?;
-            let input = jobs::drill::DrillInput {
-                name,
-                selector: "latest",
-                target: None,
-                report_dir: Some(dir.path().join("report")),
-                keep: false,
-                keep_on_failure: false,
-                jobs: None,
-                major: None,
-                keys: ctx.decryption_keys()?,
-                tools: &tools,
-                read_from: &read_from,
-            };
-            let r = jobs::drill::run(&jx, input).await?;
-            Ok((r.exit_code() == 0, drill_summary(&r)))
-        }
-        JobKind::Prune => {
-            let databases = ctx.databases_to_list(&store).await?;
-            let stores = ctx.stores()?;
-            let r = jobs::prune::run(&jx, &stores, databases, name, false).await?;
-            let lines: Vec<String> = r
-                .databases
-                .iter()
-                .map(|(db, o)| {
-                    let p = &o.plan;
-                    let at = o
-                        .store
-                        .as_ref()
-                        .map(|s| format!(" in store {s}"))
-                        .unwrap_or_default();
-                    format!(
-                        "{db}{at}: {} kept, {} deleted, {} incomplete removed",
-                        p.keep.len(),
-                        p.delete.len(),
-                        p.delete_incomplete.len()
-                    )
-                })
-                .collect();
-            let mirrors = r.mirrors.as_deref().unwrap_or_default();
-            let mirror_lines = super::mirror::render_prune(mirrors).human;
-            let mirror_lines = mirror_lines.lines().filter(|l| l.contains(" kept, "));
-            let all: Vec<&str> = lines
-                .iter()
-                .map(String::as_str)
-                .chain(mirror_lines)
-                .collect();
-            let all: Vec<&str> = all
-                .into_iter()
-                .chain(r.store_errors.iter().map(String::as_str))
-                .collect();
-            Ok((r.store_errors.is_empty(), all.join("; ")))
-        }
-        JobKind::Status => {
-            let databases = ctx.databases_to_list(&store).await?;
-            let stores = ctx.stores()?;
-            let report = jobs::status::run_fleet(&jx, &stores, databases, &ctx.fleet).await?;
-            let mut violated: Vec<&str> = report
-                .databases
-                .iter()
-                .flat_map(|d| d.slos.iter())
-                .filter(|slo| !slo.ok)
-                .map(|slo| slo.name.as_str())
-                .collect();
-            if report.coverage.as_ref().is_some_and(|c| !c.ok) {
-                violated.push("drill_coverage");
-            }
-            Ok(status_outcome(&violated))
-        }
-        JobKind::Mirror => {
-            let input = jobs::mirror::RunInput {
-                name,
-                ..Default::default()
-            };
-            let entries = jobs::mirror::run(&jx, &input).await?;
-            let out = super::mirror::render_run(entries);
-            let first = out.human.lines().next().unwrap_or_default().to_string();
-            Ok((out.exit_code == 0, first))
-        }
-    }
-}
-
 /// Why a scheduled backup or drill of `db` for `slot` need not run: the store shows one
 /// started at or after the slot's fire time (another replica's). A store that cannot be read
 /// answers `None`: the job then runs and meets the same store itself.
@@ -334,70 +199,6 @@ fn log_line(json: bool, ts: Timestamp, r: &LogRecord) -> String {
     pgdrill_server::log::render(json, &ts, r)
 }
 
-/// The status job's verdict is the SLO verdict: a violated SLO is not an "ok" job (the
-/// dashboard, the log line and `pgdrill_job_last_run_ok` would otherwise show a green "ok"
-/// next to "SLO violated").
-fn status_outcome(violated: &[&str]) -> (bool, String) {
-    if violated.is_empty() {
-        (true, "all SLOs met".into())
-    } else {
-        (false, format!("SLO violated: {}", violated.join(", ")))
-    }
-}
-
-/// One line about a drill run: the drill's id, verdict and checks, or the first database
-/// that could not be drilled.
-fn drill_summary(r: &DrillReport) -> String {
-    if let [DrillEntry::Ran(o)] = r.entries.as_slice() {
-        let d = &o.result;
-        return format!(
-            "drill {} {}: {}/{} checks passed{}",
-            d.drill_id,
-            d.verdict,
-            d.checks.iter().filter(|c| c.passed).count(),
-            d.checks.len(),
-            d.error
-                .as_ref()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
-        );
-    }
-    match r.entries.first() {
-        Some(DrillEntry::Ran(o)) => super::drill::render(&o.result)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string(),
-        Some(DrillEntry::CouldNotRun(db, e)) => format!("{db}: cannot drill: {e}"),
-        None => String::new(),
-    }
-}
-
-/// A job's verdict and one line about it: a backup or prune that failed for any database, or
-/// a failing drill, is not ok; a job another host holds the lease of is skipped.
-fn outcome(kind: JobKind, result: Result<(bool, String)>) -> JobOutcome {
-    let _ = kind;
-    match result {
-        Ok((ok, summary)) => JobOutcome {
-            ok,
-            skipped: false,
-            summary,
-            retry: false,
-        },
-        Err(e) => {
-            // Another host or daemon runs this job now: not a failure of this one; tried
-            // again later in case it dies holding the lease.
-            let locked = matches!(e, Error::Locked(_));
-            JobOutcome {
-                ok: false,
-                skipped: locked,
-                summary: e.to_string(),
-                retry: locked,
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,28 +221,5 @@ mod tests {
         assert_eq!(v["level"], "info");
         assert_eq!(v["component"], "serve");
         assert_eq!(v["msg"], "backup of app failed in 1.0s: \"quoted\"\nnext");
-    }
-
-    #[test]
-    fn a_violated_slo_is_not_an_ok_status_job() {
-        let (ok, summary) = status_outcome(&["drill_freshness", "rto"]);
-        assert!(!ok, "{summary}");
-        assert_eq!(summary, "SLO violated: drill_freshness, rto");
-        let o = outcome(JobKind::Status, Ok((ok, summary)));
-        assert!(!o.ok && !o.skipped);
-        assert_eq!(status_outcome(&[]), (true, "all SLOs met".to_string()));
-    }
-
-    #[test]
-    fn lease_conflict_is_a_skipped_job_not_a_failure() {
-        for kind in [JobKind::Backup, JobKind::Drill, JobKind::Prune] {
-            let o = outcome(
-                kind,
-                Err(Error::Locked("app is locked by a backup job".into())),
-            );
-            assert!(o.skipped && !o.ok, "{kind:?}");
-            let o = outcome(kind, Err(Error::Failed("pg_dump failed".into())));
-            assert!(!o.skipped && !o.ok, "{kind:?}");
-        }
     }
 }

@@ -70,6 +70,8 @@ pub(crate) struct Target {
     failure: Mutex<Option<String>>,
     /// Seconds from the start to this copy's manifest (or its failure).
     seconds: Mutex<Option<f64>>,
+    /// The manifest's stamp as the store listed it (the catalog update's).
+    manifest_stamp: Mutex<Option<String>>,
     /// Failed before anything was sent to it (unreachable): nothing to clean up there.
     untouched: AtomicBool,
 }
@@ -84,6 +86,10 @@ pub struct StoreCopy {
     pub error: Option<String>,
     pub stored_bytes: u64,
     pub seconds: f64,
+    /// The manifest's stamp as the store listed it after writing it (its ETag, or its size
+    /// and time on a store that lists none): what the catalog keeps. Not in `--json`.
+    #[serde(skip)]
+    pub manifest_stamp: Option<String>,
 }
 
 /// The stores of one backup, primary first.
@@ -106,6 +112,7 @@ impl Targets {
                     max_in_flight: t.max_in_flight,
                     failure: Mutex::new(None),
                     seconds: Mutex::new(None),
+                    manifest_stamp: Mutex::new(None),
                     untouched: AtomicBool::new(false),
                 })
                 .collect(),
@@ -177,10 +184,13 @@ impl Targets {
         self.notes.lock().map(|n| n.clone()).unwrap_or_default()
     }
 
-    /// Records that store `i`'s manifest is written.
-    pub(crate) fn done(&self, i: usize) {
+    /// Records that store `i`'s manifest is written (with its listed stamp).
+    pub(crate) fn done(&self, i: usize, stamp: Option<String>) {
         if let Ok(mut s) = self.list[i].seconds.lock() {
             *s = Some(self.started.elapsed().as_secs_f64());
+        }
+        if let Ok(mut e) = self.list[i].manifest_stamp.lock() {
+            *e = stamp;
         }
     }
 
@@ -262,6 +272,7 @@ impl Targets {
                         .ok()
                         .and_then(|s| *s)
                         .unwrap_or_else(|| self.started.elapsed().as_secs_f64()),
+                    manifest_stamp: t.manifest_stamp.lock().ok().and_then(|e| e.clone()),
                 }
             })
             .collect()
@@ -440,7 +451,7 @@ mod tests {
         }
         up.finish().await.expect("finish");
         assert_eq!(good.get("a/big").await.expect("get").len(), 9 << 20);
-        targets.done(1);
+        targets.done(1, None);
         let copies = targets.copies(42);
         assert_eq!(copies[0].store, "bad");
         assert!(!copies[0].ok && copies[0].error.is_some() && copies[0].stored_bytes == 0);

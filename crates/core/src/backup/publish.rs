@@ -88,23 +88,28 @@ pub(super) async fn publish(job: &BackupJob<'_>, targets: &Targets, m: &Manifest
                 );
                 confirmed?;
                 let listed = listed?;
-                if !listed.iter().any(|o| o.key == key) {
+                // Listed: its stamp is what the catalog's LIST will show.
+                let Some(stamp) = listed
+                    .iter()
+                    .find(|o| o.key == key)
+                    .map(crate::catalog_cache::stamp)
+                else {
                     return Err(Error::Failed(format!(
                         "the store acknowledged {} of backup {} and reads it back but does not list it, so the backup would never be found: nothing was published",
                         layout::MANIFEST,
                         m.backup_id
                     )));
-                }
-                Ok(())
+                };
+                Ok(stamp)
             };
-            after.await.map_err(|e| (true, e))
+            after.await.map(Some).map_err(|e| (true, e))
         }
     }))
     .await;
     let mut last = None;
     for (i, r) in live.into_iter().zip(written) {
         match r {
-            Ok(()) => targets.done(i),
+            Ok(stamp) => targets.done(i, stamp),
             Err((cleanup, e)) => {
                 targets.fail(i, &e);
                 if cleanup {

@@ -163,119 +163,31 @@ pub(super) async fn stream_child(
     parse: bool,
     beside: impl std::future::Future<Output = ()>,
 ) -> Result<Streamed> {
-    let passfile = job
-        .source
-        .write_passfile()
-        .map_err(|e| Error::Failed(format!("cannot write the temporary password file: {e}")))?;
-    let mut child = spawn_tool(
-        install,
-        tool,
-        args,
-        &job.source,
-        passfile.as_ref().map(|f| f.path()),
-    )?;
+    // The password file must outlive the child: it is dropped (deleted) once it exited.
+    let (passfile, mut child) = spawn_child(job, install, tool, args)?;
     // pg_dump connects and reads the catalog meanwhile; its output waits in the pipe.
-    let mut upload = match super::fanout::FanUpload::open(targets, key, sizing).await {
-        Ok(u) => u,
-        Err(e) => {
-            child.kill();
-            let _ = child.wait().await;
-            return Err(e);
-        }
-    };
-    let Some(stdout) = child.take_stdout() else {
-        child.kill();
-        upload.abort().await;
-        return Err(Error::Failed(format!("cannot capture {tool}'s output")));
-    };
-    let (parse_tx, parser) = if parse {
-        // Whole frames of FRAME_RAW bytes, shared with the compressor.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(2);
-        let handle = std::thread::spawn(move || {
-            parse_archive_buffered(StdBlockReader::new(rx)).map_err(|e| e.to_string())
-        });
-        (Some(tx), Some(handle))
-    } else {
-        (None, None)
-    };
+    let (mut upload, stdout) = open_upload(&mut child, targets, key, sizing, tool).await?;
+    let (parse_tx, parser) = spawn_parser(parse);
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let keys = job.keys.clone();
-    let (level, threads) = (
-        job.compression_level,
-        worker_threads(job.compression_threads),
-    );
-    let progress = job.progress.clone();
-    let encoder = tokio::task::spawn_blocking(move || {
-        encode_stage(stdout, parse_tx, keys, level, threads, out_tx, progress)
-    });
-
-    let mut cancel = job.cancel.clone();
-    let pump = async {
-        while let Some(block) = out_rx.recv().await {
-            upload.write(block).await?;
-        }
-        Ok::<(), pgdrill_store::StoreError>(())
-    };
-    // `beside` is waited for once the stream is through, never when it failed.
-    let pump = async {
-        let mut pump = std::pin::pin!(pump);
-        let mut beside = std::pin::pin!(beside);
-        tokio::select! {
-            r = &mut pump => {
-                if r.is_ok() {
-                    beside.await;
-                }
-                r
-            }
-            () = &mut beside => pump.await,
-        }
-    };
-    let (pumped, interrupted) = tokio::select! {
-        r = pump => (r, false),
-        _ = cancel.cancelled() => (Ok(()), true),
-    };
+    let encoder = spawn_encoder(job, stdout, parse_tx, out_tx);
+    let (pumped, interrupted) = pump(&mut out_rx, &mut upload, beside, job.cancel.clone()).await;
     if pumped.is_err() || interrupted {
         child.kill();
     }
+    // Only now (the child killed if need be) does the encoder see the end of its channel.
     drop(out_rx);
     let encoded = encoder
         .await
         .map_err(|e| Error::Failed(format!("the compression stage crashed: {e}")))?;
-    let status = child.wait().await.ok();
-    let stderr_tail = child.stderr_lines();
-    let summary = parser.map(|p| {
-        p.join()
-            .unwrap_or_else(|_| Err("the archive parser crashed".into()))
-    });
-    drop(passfile);
-
-    let failure = if interrupted {
-        Some(Error::Failed(
-            "the backup was interrupted by a signal; the partial upload was aborted and no manifest was written".into(),
-        ))
-    } else if let Err(e) = pumped {
-        Some(
-            Error::from(e)
-                .map_message(|m| format!("the upload failed, so the backup was aborted: {m}")),
-        )
-    } else if !status.map(|s| s.success()).unwrap_or(false) {
-        let msg = match locks::timed_out_tables(&stderr_tail) {
-            Some(tables) if tool == "pg_dump" => {
-                locks::describe(&job.source, &tables, job.lock_wait_timeout).await
-            }
-            _ => tool_failure(tool, status, &stderr_tail),
-        };
-        Some(Error::Failed(msg))
-    } else if let Err(e) = &encoded {
-        Some(Error::Failed(e.to_string()))
-    } else if encoded.as_ref().map(|e| e.raw.bytes == 0).unwrap_or(false) {
-        Some(Error::Failed(format!(
-            "{tool} exited successfully but wrote nothing; the backup was aborted"
-        )))
-    } else {
-        None
+    let ended = Ended {
+        interrupted,
+        pumped,
+        status: child.wait().await.ok(),
+        stderr_tail: child.stderr_lines(),
     };
-    if let Some(e) = failure {
+    let summary = parser.map(join_parser);
+    drop(passfile);
+    if let Some(e) = failure(job, tool, ended, &encoded).await {
         upload.abort().await;
         return Err(e);
     }
@@ -293,6 +205,186 @@ pub(super) async fn stream_child(
         frames: encoded.frames,
         compressed: encoded.compressed,
     })
+}
+
+/// Starts `tool` with the source's password (if any) in a temporary password file, which
+/// the caller keeps until the child exited.
+fn spawn_child(
+    job: &BackupJob<'_>,
+    install: &PgInstall,
+    tool: &str,
+    args: &[String],
+) -> Result<(
+    Option<pgdrill_pg::passfile::PassFile>,
+    pgdrill_pg::child::Child,
+)> {
+    let passfile = job
+        .source
+        .write_passfile()
+        .map_err(|e| Error::Failed(format!("cannot write the temporary password file: {e}")))?;
+    let child = spawn_tool(
+        install,
+        tool,
+        args,
+        &job.source,
+        passfile.as_ref().map(|f| f.path()),
+    )?;
+    Ok((passfile, child))
+}
+
+/// Opens the upload of `key` in every store while the child starts, and takes the child's
+/// stdout. When either fails nothing is left behind: the child is killed and the upload
+/// aborted.
+async fn open_upload(
+    child: &mut pgdrill_pg::child::Child,
+    targets: &std::sync::Arc<super::fanout::Targets>,
+    key: &str,
+    sizing: super::fanout::Sizing,
+    tool: &str,
+) -> Result<(super::fanout::FanUpload, std::process::ChildStdout)> {
+    let upload = match super::fanout::FanUpload::open(targets, key, sizing).await {
+        Ok(u) => u,
+        Err(e) => {
+            child.kill();
+            let _ = child.wait().await;
+            return Err(e);
+        }
+    };
+    let Some(stdout) = child.take_stdout() else {
+        child.kill();
+        upload.abort().await;
+        return Err(Error::Failed(format!("cannot capture {tool}'s output")));
+    };
+    Ok((upload, stdout))
+}
+
+/// The archive parser's thread: its summary, or why the archive could not be parsed.
+type Parser = std::thread::JoinHandle<std::result::Result<ArchiveSummary, String>>;
+
+/// With `parse`, starts the archive parser on a thread of its own, and gives the sender the
+/// encode stage hands it whole frames of FRAME_RAW bytes with (shared with the compressor,
+/// not copied).
+fn spawn_parser(parse: bool) -> (Option<std::sync::mpsc::SyncSender<Bytes>>, Option<Parser>) {
+    if !parse {
+        return (None, None);
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(2);
+    let handle = std::thread::spawn(move || {
+        parse_archive_buffered(StdBlockReader::new(rx)).map_err(|e| e.to_string())
+    });
+    (Some(tx), Some(handle))
+}
+
+/// The parser's summary; a parser thread that panicked reads as an archive that could not
+/// be parsed.
+fn join_parser(p: Parser) -> std::result::Result<ArchiveSummary, String> {
+    p.join()
+        .unwrap_or_else(|_| Err("the archive parser crashed".into()))
+}
+
+/// Starts [`encode_stage`] on a blocking thread with the job's keys, compression and
+/// progress; its blocks come out of `out_tx`'s receiver.
+fn spawn_encoder(
+    job: &BackupJob<'_>,
+    stdout: std::process::ChildStdout,
+    parse_tx: Option<std::sync::mpsc::SyncSender<Bytes>>,
+    out_tx: tokio::sync::mpsc::Sender<Bytes>,
+) -> tokio::task::JoinHandle<Result<EncodeOut>> {
+    let keys = job.keys.clone();
+    let (level, threads) = (
+        job.compression_level,
+        worker_threads(job.compression_threads),
+    );
+    let progress = job.progress.clone();
+    tokio::task::spawn_blocking(move || {
+        encode_stage(stdout, parse_tx, keys, level, threads, out_tx, progress)
+    })
+}
+
+/// Writes the encoder's blocks to the upload until the encoder is done or the upload
+/// failed, or until `cancel` fires (then `true`: interrupted). `beside` is waited for once
+/// the stream is through, never when it failed.
+async fn pump(
+    out_rx: &mut tokio::sync::mpsc::Receiver<Bytes>,
+    upload: &mut super::fanout::FanUpload,
+    beside: impl std::future::Future<Output = ()>,
+    mut cancel: crate::cancel::Cancel,
+) -> (std::result::Result<(), pgdrill_store::StoreError>, bool) {
+    let pump = async {
+        while let Some(block) = out_rx.recv().await {
+            upload.write(block).await?;
+        }
+        Ok::<(), pgdrill_store::StoreError>(())
+    };
+    let pump = async {
+        let mut pump = std::pin::pin!(pump);
+        let mut beside = std::pin::pin!(beside);
+        tokio::select! {
+            r = &mut pump => {
+                if r.is_ok() {
+                    beside.await;
+                }
+                r
+            }
+            () = &mut beside => pump.await,
+        }
+    };
+    tokio::select! {
+        r = pump => (r, false),
+        _ = cancel.cancelled() => (Ok(()), true),
+    }
+}
+
+/// How the stream ended, apart from the encoder's result.
+struct Ended {
+    /// A signal cancelled the job.
+    interrupted: bool,
+    /// Whether every block reached the upload.
+    pumped: std::result::Result<(), pgdrill_store::StoreError>,
+    /// The child's exit (`None`: it could not be waited for).
+    status: Option<std::process::ExitStatus>,
+    /// The last lines the child wrote to stderr.
+    stderr_tail: Vec<String>,
+}
+
+/// Why the upload must not complete, if it must not: the first of an interruption, a failed
+/// upload, a failed child (a lock wait that timed out named as such), a failed encoder, or
+/// a child that wrote nothing. The order matters: the first cause is the one reported, and
+/// the later ones are often its consequences (a killed child, an encoder whose channel
+/// closed).
+async fn failure(
+    job: &BackupJob<'_>,
+    tool: &str,
+    ended: Ended,
+    encoded: &Result<EncodeOut>,
+) -> Option<Error> {
+    if ended.interrupted {
+        return Some(Error::Failed(
+            "the backup was interrupted by a signal; the partial upload was aborted and no manifest was written".into(),
+        ));
+    }
+    if let Err(e) = ended.pumped {
+        return Some(
+            Error::from(e)
+                .map_message(|m| format!("the upload failed, so the backup was aborted: {m}")),
+        );
+    }
+    if !ended.status.map(|s| s.success()).unwrap_or(false) {
+        let msg = match locks::timed_out_tables(&ended.stderr_tail) {
+            Some(tables) if tool == "pg_dump" => {
+                locks::describe(&job.source, &tables, job.lock_wait_timeout).await
+            }
+            _ => tool_failure(tool, ended.status, &ended.stderr_tail),
+        };
+        return Some(Error::Failed(msg));
+    }
+    match encoded {
+        Err(e) => Some(Error::Failed(e.to_string())),
+        Ok(e) if e.raw.bytes == 0 => Some(Error::Failed(format!(
+            "{tool} exited successfully but wrote nothing; the backup was aborted"
+        ))),
+        Ok(_) => None,
+    }
 }
 
 pub(super) fn tool_failure(

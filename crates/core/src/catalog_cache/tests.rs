@@ -404,3 +404,171 @@ async fn changes_inside_known_folders_are_seen_without_an_update() {
     assert_eq!(l.incomplete[0].0, b_id);
     assert_eq!(stored_ids(&stored(&store, &db).await), [a]);
 }
+
+/// A backup's manifest written as `publish` writes it (create-if-absent), returning the
+/// manifest, with `raw_bytes` changed after the write (so an entry showing 4242 was taken
+/// from the manifest handed over, not read back), and the store's copy with the manifest's
+/// stamp as the store lists it (as `publish` sees it).
+async fn write_backup(store: &Store, db: &DbName, id: &str) -> (Manifest, StoreCopy) {
+    let snapshot = format!("{}-{}-{}T00:00:01Z", &id[0..4], &id[4..6], &id[6..8]);
+    let v = manifest(id, &snapshot);
+    let json = serde_json::to_vec(&v).expect("json");
+    let mut m: Manifest = serde_json::from_value(v).expect("manifest");
+    let key = layout::backup_object(db, &m.backup_id, layout::MANIFEST);
+    store
+        .put_if_absent(&key, json.into())
+        .await
+        .expect("create");
+    let listed = store
+        .list(&layout::backup_dir(db, &m.backup_id))
+        .await
+        .expect("list");
+    let stamp = listed.iter().find(|o| o.key == key).map(super::stamp);
+    m.raw_bytes = 4242;
+    let copy = StoreCopy {
+        store: "default".into(),
+        ok: true,
+        check: "size".into(),
+        error: None,
+        stored_bytes: 1,
+        seconds: 0.0,
+        manifest_stamp: stamp,
+    };
+    (m, copy)
+}
+
+fn raw_bytes(c: &CatalogFile) -> Vec<(String, u64)> {
+    c.backups
+        .iter()
+        .map(|e| {
+            (
+                e.id.to_string(),
+                e.summary.as_ref().map(|s| s.raw_bytes).unwrap_or(u64::MAX),
+            )
+        })
+        .collect()
+}
+
+/// A backup's update begun beside its dump: the catalog read and listed first, then, once
+/// the manifest is written, its entry added from the manifest handed over (not read back),
+/// stamped so that readers find it current (no rewrite, no manifest read).
+#[tokio::test]
+async fn a_prefetched_update_adds_the_written_manifest_without_reading_it() {
+    let (_dir, store, db) = setup();
+    put_backup(&store, &db, "20261101T020000Z-aaaa", "2026-11-01T02:00:01Z").await;
+    update(&store, &db).await;
+    let catalogs = Prefetch::start(vec![Some(store.clone())], &db);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (m, copy) = write_backup(&store, &db, "20261102T020000Z-bbbb").await;
+    catalogs.update(&m, &[copy]).await;
+    let file = stored(&store, &db).await;
+    assert_eq!(
+        raw_bytes(&file),
+        [
+            ("20261102T020000Z-bbbb".to_string(), 4242),
+            ("20261101T020000Z-aaaa".to_string(), 0)
+        ]
+    );
+    // Its stamp is the one the store lists: a reader serves it as it is.
+    let key = layout::catalog_key(&db);
+    let etag = store.head(&key).await.expect("head").etag;
+    let l = list(&store, &db).await.expect("cached");
+    assert_eq!(l.complete[0].raw_bytes, 4242);
+    assert_eq!(store.head(&key).await.expect("head").etag, etag);
+}
+
+/// The catalog changed between the early read and the swap (another job's update): the
+/// swap is refused and the update starts again from a fresh read, keeping both entries.
+#[tokio::test]
+async fn a_prefetched_update_against_a_changed_catalog_reads_again() {
+    let (_dir, store, db) = setup();
+    put_backup(&store, &db, "20261101T020000Z-aaaa", "2026-11-01T02:00:01Z").await;
+    update(&store, &db).await;
+    let catalogs = Prefetch::start(vec![Some(store.clone())], &db);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    put_backup(&store, &db, "20261101T030000Z-cccc", "2026-11-01T03:00:01Z").await;
+    update(&store, &db).await;
+    let (m, copy) = write_backup(&store, &db, "20261102T020000Z-bbbb").await;
+    catalogs.update(&m, &[copy]).await;
+    assert_eq!(
+        raw_bytes(&stored(&store, &db).await),
+        [
+            ("20261102T020000Z-bbbb".to_string(), 4242),
+            ("20261101T030000Z-cccc".to_string(), 0),
+            ("20261101T020000Z-aaaa".to_string(), 0)
+        ]
+    );
+}
+
+/// A copy without the manifest's stamp: listed again (after the early read), the
+/// manifest's entry stamped as listed, still not read back. A copy that failed in a second
+/// store leaves that store's catalog alone; a third store's good copy gets its catalog; a
+/// missing catalog is created.
+#[tokio::test]
+async fn without_a_stamp_the_listed_one_is_taken_and_failed_copies_are_left_alone() {
+    let (_dir, store, db) = setup();
+    let other_dir = tempfile::tempdir().expect("tmp");
+    let other = Store::open_folder(other_dir.path()).expect("store");
+    let third_dir = tempfile::tempdir().expect("tmp");
+    let third = Store::open_folder(third_dir.path()).expect("store");
+    let catalogs = Prefetch::start(
+        vec![
+            Some(store.clone()),
+            Some(other.clone()),
+            Some(third.clone()),
+        ],
+        &db,
+    );
+    let (m, mut copy) = write_backup(&store, &db, "20261102T020000Z-bbbb").await;
+    copy.manifest_stamp = None;
+    let failed = StoreCopy {
+        store: "other".into(),
+        ok: false,
+        manifest_stamp: None,
+        ..copy.clone()
+    };
+    let (_, good) = write_backup(&third, &db, "20261102T020000Z-bbbb").await;
+    catalogs.update(&m, &[copy, failed, good]).await;
+    assert_eq!(
+        raw_bytes(&stored(&third, &db).await),
+        [("20261102T020000Z-bbbb".to_string(), 4242)]
+    );
+    let file = stored(&store, &db).await;
+    assert_eq!(
+        raw_bytes(&file),
+        [("20261102T020000Z-bbbb".to_string(), 4242)]
+    );
+    let key = layout::backup_object(&db, &m.backup_id, layout::MANIFEST);
+    assert_eq!(
+        Some(file.backups[0].stamp.clone()),
+        store.head(&key).await.expect("head").etag
+    );
+    assert!(!other.exists(&layout::catalog_key(&db)).await.expect("head"));
+}
+
+/// A primary whose copy failed (it may be down) gets no catalog update, and one left out at
+/// the start (found unreachable) gets no request at all; the good copy's store is updated.
+#[tokio::test]
+async fn a_failed_or_left_out_primary_is_not_updated() {
+    let (_dir, store, db) = setup();
+    let second_dir = tempfile::tempdir().expect("tmp");
+    let second = Store::open_folder(second_dir.path()).expect("store");
+    for (left_out, id) in [
+        (false, "20261102T020000Z-cccc"),
+        (true, "20261103T020000Z-dddd"),
+    ] {
+        let primary = (!left_out).then(|| store.clone());
+        let catalogs = Prefetch::start(vec![primary, Some(second.clone())], &db);
+        let (m, good) = write_backup(&second, &db, id).await;
+        let failed = StoreCopy {
+            store: "primary".into(),
+            ok: false,
+            manifest_stamp: None,
+            ..good.clone()
+        };
+        catalogs.update(&m, &[failed, good]).await;
+        assert!(!store.exists(&layout::catalog_key(&db)).await.expect("head"));
+        let file = stored(&second, &db).await;
+        assert!(raw_bytes(&file).contains(&(id.to_string(), 4242)), "{id}");
+    }
+}

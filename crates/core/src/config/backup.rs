@@ -64,3 +64,21 @@ pub(super) fn lock_wait_timeout(b: &BackupSection) -> Result<std::time::Duration
         )),
     }
 }
+
+/// `[backup] spool_window_mib` in bytes, clamped to 1 MiB .. 1 TiB.
+pub(super) fn spool_window(b: &BackupSection) -> u64 {
+    b.spool_window_mib
+        .map(|m| m.clamp(1, 1 << 20) << 20)
+        .unwrap_or(DEFAULT_SPOOL_WINDOW)
+}
+
+/// `[compression] level` (default 2): a zstd level from 1 to 19.
+pub(super) fn compression_level(c: &CompressionSection) -> Result<i32> {
+    let level = c.level.unwrap_or(2);
+    if !(1..=19).contains(&level) {
+        return Err(Error::Invalid(format!(
+            "compression.level {level} is out of range: use 1 (fastest) to 19 (smallest)"
+        )));
+    }
+    Ok(level)
+}

@@ -134,6 +134,28 @@ impl DrillSettings {
     }
 }
 
+/// Every `[[database]]` entry resolved, in order; two with one name are refused (commands
+/// select a database by name, so the second could never be reached).
+pub(super) fn all_database_settings(
+    sections: &[DatabaseSection],
+    env: &Env,
+) -> Result<Vec<DatabaseSettings>> {
+    let mut databases = Vec::new();
+    for (i, d) in sections.iter().enumerate() {
+        databases.push(database_settings(d, i, env)?);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for d in &databases {
+        if !seen.insert(d.name.clone()) {
+            return Err(Error::Invalid(format!(
+                "two [[database]] entries are named {}: give each a distinct name",
+                d.name
+            )));
+        }
+    }
+    Ok(databases)
+}
+
 pub(super) fn database_settings(
     d: &DatabaseSection,
     index: usize,

@@ -109,160 +109,209 @@ fn default_fetch_timeout() -> u64 {
 }
 
 /// Reads `source` and its keys from a `[database.drill]` table: `None` for pgdrill's own
-/// backups.
+/// backups. The keys are checked in a fixed order, so that of several mistakes the same one
+/// is reported first.
 pub fn physical_from_table(t: &toml::Table, db: &str) -> Result<Option<PhysicalDrill>> {
-    let bad = |key: &str, what: &str| {
-        Error::Invalid(format!("database {db}: [database.drill] {key} {what}"))
+    let t = DrillTable { t, db };
+    let kind = t.kind()?;
+    let Some(source) = t.source(kind)? else {
+        return Ok(None);
     };
-    let kind = match t.get("source") {
-        None => "pgdrill",
-        Some(toml::Value::String(s)) => s.as_str(),
-        Some(v) => {
-            return Err(bad(
-                "source",
-                &format!(
-                "= {v} must be one of \"pgdrill\", \"pgbackrest\", \"barman-cloud\", \"command\""
-            ),
-            ))
-        }
-    };
-    let sub = |name: &str| -> Result<Option<toml::Value>> {
-        match t.get(name) {
-            None => Ok(None),
-            Some(v @ toml::Value::Table(_)) => Ok(Some(v.clone())),
-            Some(_) => Err(bad(
-                name,
-                &format!("must be a table ([database.drill.{name}])"),
-            )),
-        }
-    };
-    let typed = |name: &str| -> Result<toml::Value> {
-        sub(name)?.ok_or_else(|| {
-            Error::Invalid(format!(
-                "database {db}: source = \"{kind}\" needs a [database.drill.{name}] table"
-            ))
-        })
-    };
-    let invalid = |name: &str| {
-        let db = db.to_string();
-        let name = name.to_string();
-        move |e: toml::de::Error| {
-            Error::Invalid(format!(
-                "database {db}: [database.drill.{name}] is invalid: {}",
-                e.message().split_whitespace().collect::<Vec<_>>().join(" ")
-            ))
-        }
-    };
-    let source = match kind {
-        "pgdrill" => {
-            if let Some(k) = PHYSICAL_KEYS[1..].iter().find(|k| t.contains_key(**k)) {
-                return Err(bad(k, "applies to a physical source only: set source = \"pgbackrest\", \"barman-cloud\" or \"command\""));
-            }
-            return Ok(None);
-        }
-        "pgbackrest" => {
-            let s: PgBackRestSource = typed("pgbackrest")?.try_into().map_err(invalid("pgbackrest"))?;
-            if s.stanza.trim().is_empty() {
-                return Err(bad("pgbackrest.stanza", "must name the stanza"));
-            }
-            PhysicalSource::PgBackRest(s)
-        }
-        "barman-cloud" => {
-            let s: BarmanCloudSource = typed("barman_cloud")?.try_into().map_err(invalid("barman_cloud"))?;
-            if !s.url.contains("://") {
-                return Err(bad("barman_cloud.url", &format!("= {:?} must be a bucket URL such as s3://bucket/prefix", s.url)));
-            }
-            if s.server_name.trim().is_empty() {
-                return Err(bad("barman_cloud.server_name", "must name the server"));
-            }
-            PhysicalSource::BarmanCloud(s)
-        }
-        "command" => {
-            let s: CommandSource = typed("command")?.try_into().map_err(invalid("command"))?;
-            if s.run.first().is_none_or(|p| p.trim().is_empty()) {
-                return Err(bad("command.run", "must be a program and its arguments, e.g. run = [\"/usr/local/bin/fetch-backup\", \"--latest\"]"));
-            }
-            PhysicalSource::Command(s)
-        }
-        other => return Err(bad("source", &format!("= {other:?} is not a source: use \"pgdrill\", \"pgbackrest\", \"barman-cloud\" or \"command\""))),
-    };
-    // The tables of the other sources would be ignored silently.
-    for other in ["pgbackrest", "barman_cloud", "command"] {
-        let own = match &source {
-            PhysicalSource::PgBackRest(_) => "pgbackrest",
-            PhysicalSource::BarmanCloud(_) => "barman_cloud",
-            PhysicalSource::Command(_) => "command",
-        };
-        if other != own && t.contains_key(other) {
-            return Err(bad(
-                other,
-                &format!("does not apply to source = \"{kind}\": remove it"),
-            ));
-        }
-    }
-    let target_time = match t.get("target_time") {
-        None => None,
-        Some(toml::Value::String(s)) => Some(time::parse(s).ok_or_else(|| {
-            bad(
-                "target_time",
-                &format!("= {s:?} is not an RFC 3339 time: write it like \"2026-11-21T02:00:00Z\""),
-            )
-        })?),
-        Some(toml::Value::Datetime(d)) => Some(time::parse(&d.to_string()).ok_or_else(|| {
-            bad(
-                "target_time",
-                "needs a time zone: write it like 2026-11-21T02:00:00Z",
-            )
-        })?),
-        Some(v) => return Err(bad("target_time", &format!("= {v} is not a time"))),
-    };
-    if let (PhysicalSource::Command(c), Some(_)) = (&source, target_time) {
-        if c.restore_command.is_none() {
-            return Err(bad(
-                "target_time",
-                "needs [database.drill.command] restore_command: recovery to a time fetches WAL",
-            ));
-        }
-    }
-    let recovery_timeout = match t.get("recovery_timeout_seconds") {
-        None => Duration::from_secs(1800),
-        Some(toml::Value::Integer(n)) if *n > 0 => Duration::from_secs(*n as u64),
-        Some(v) => {
-            return Err(bad(
-                "recovery_timeout_seconds",
-                &format!("= {v} must be a positive number of seconds"),
-            ))
-        }
-    };
-    let text = |key: &str| -> Result<Option<String>> {
-        match t.get(key) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
-            Some(v) => Err(bad(key, &format!("= {v} must be a non-empty string"))),
-        }
-    };
-    let env = match t.get("env") {
-        None => Vec::new(),
-        Some(toml::Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_string))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| {
-                bad(
-                    "env",
-                    "must list variable names, e.g. env = [\"PGBACKREST_REPO1_CIPHER_PASS\"]",
-                )
-            })?,
-        Some(v) => return Err(bad("env", &format!("= {v} must list variable names"))),
-    };
+    t.refuse_other_sources(&source, kind)?;
+    let target_time = t.target_time(&source)?;
+    let recovery_timeout = t.recovery_timeout()?;
+    let env = t.env()?;
     Ok(Some(PhysicalDrill {
         source,
         target_time,
         recovery_timeout,
-        dbname: text("dbname")?,
-        user: text("user")?.unwrap_or_else(|| "postgres".into()),
+        dbname: t.text("dbname")?,
+        user: t.text("user")?.unwrap_or_else(|| "postgres".into()),
         env,
     }))
+}
+
+/// One database's `[database.drill]` table, read key by key; every error names the
+/// database and the key.
+struct DrillTable<'a> {
+    t: &'a toml::Table,
+    db: &'a str,
+}
+
+impl<'a> DrillTable<'a> {
+    fn bad(&self, key: &str, what: &str) -> Error {
+        Error::Invalid(format!(
+            "database {}: [database.drill] {key} {what}",
+            self.db
+        ))
+    }
+
+    /// `source` (default "pgdrill"), not yet checked against the known kinds.
+    fn kind(&self) -> Result<&'a str> {
+        match self.t.get("source") {
+            None => Ok("pgdrill"),
+            Some(toml::Value::String(s)) => Ok(s.as_str()),
+            Some(v) => Err(self.bad(
+                "source",
+                &format!(
+                    "= {v} must be one of \"pgdrill\", \"pgbackrest\", \"barman-cloud\", \"command\""
+                ),
+            )),
+        }
+    }
+
+    /// The physical source `kind` names, typed from its own table; `None` for pgdrill's own
+    /// backups, which refuse the physical keys (they would be ignored silently).
+    fn source(&self, kind: &str) -> Result<Option<PhysicalSource>> {
+        let source = match kind {
+            "pgdrill" => {
+                if let Some(k) = PHYSICAL_KEYS[1..].iter().find(|k| self.t.contains_key(**k)) {
+                    return Err(self.bad(k, "applies to a physical source only: set source = \"pgbackrest\", \"barman-cloud\" or \"command\""));
+                }
+                return Ok(None);
+            }
+            "pgbackrest" => {
+                let s: PgBackRestSource = self.section("pgbackrest", kind)?;
+                if s.stanza.trim().is_empty() {
+                    return Err(self.bad("pgbackrest.stanza", "must name the stanza"));
+                }
+                PhysicalSource::PgBackRest(s)
+            }
+            "barman-cloud" => {
+                let s: BarmanCloudSource = self.section("barman_cloud", kind)?;
+                if !s.url.contains("://") {
+                    return Err(self.bad("barman_cloud.url", &format!("= {:?} must be a bucket URL such as s3://bucket/prefix", s.url)));
+                }
+                if s.server_name.trim().is_empty() {
+                    return Err(self.bad("barman_cloud.server_name", "must name the server"));
+                }
+                PhysicalSource::BarmanCloud(s)
+            }
+            "command" => {
+                let s: CommandSource = self.section("command", kind)?;
+                if s.run.first().is_none_or(|p| p.trim().is_empty()) {
+                    return Err(self.bad("command.run", "must be a program and its arguments, e.g. run = [\"/usr/local/bin/fetch-backup\", \"--latest\"]"));
+                }
+                PhysicalSource::Command(s)
+            }
+            other => return Err(self.bad("source", &format!("= {other:?} is not a source: use \"pgdrill\", \"pgbackrest\", \"barman-cloud\" or \"command\""))),
+        };
+        Ok(Some(source))
+    }
+
+    /// The `[database.drill.<name>]` table `source = kind` needs, typed.
+    fn section<T: serde::de::DeserializeOwned>(&self, name: &str, kind: &str) -> Result<T> {
+        let value = match self.t.get(name) {
+            None => {
+                return Err(Error::Invalid(format!(
+                    "database {}: source = \"{kind}\" needs a [database.drill.{name}] table",
+                    self.db
+                )))
+            }
+            Some(v @ toml::Value::Table(_)) => v.clone(),
+            Some(_) => {
+                return Err(self.bad(name, &format!("must be a table ([database.drill.{name}])")))
+            }
+        };
+        value.try_into().map_err(|e: toml::de::Error| {
+            Error::Invalid(format!(
+                "database {}: [database.drill.{name}] is invalid: {}",
+                self.db,
+                e.message().split_whitespace().collect::<Vec<_>>().join(" ")
+            ))
+        })
+    }
+
+    /// The tables of the other sources would be ignored silently: refused.
+    fn refuse_other_sources(&self, source: &PhysicalSource, kind: &str) -> Result<()> {
+        let own = match source {
+            PhysicalSource::PgBackRest(_) => "pgbackrest",
+            PhysicalSource::BarmanCloud(_) => "barman_cloud",
+            PhysicalSource::Command(_) => "command",
+        };
+        for other in ["pgbackrest", "barman_cloud", "command"] {
+            if other != own && self.t.contains_key(other) {
+                return Err(self.bad(
+                    other,
+                    &format!("does not apply to source = \"{kind}\": remove it"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `target_time`, a string or a TOML datetime, with its time zone. A command source
+    /// recovers to a time only with a `restore_command` (recovery to a time fetches WAL).
+    fn target_time(&self, source: &PhysicalSource) -> Result<Option<Timestamp>> {
+        let target_time = match self.t.get("target_time") {
+            None => None,
+            Some(toml::Value::String(s)) => Some(time::parse(s).ok_or_else(|| {
+                self.bad(
+                    "target_time",
+                    &format!(
+                        "= {s:?} is not an RFC 3339 time: write it like \"2026-11-21T02:00:00Z\""
+                    ),
+                )
+            })?),
+            Some(toml::Value::Datetime(d)) => {
+                Some(time::parse(&d.to_string()).ok_or_else(|| {
+                    self.bad(
+                        "target_time",
+                        "needs a time zone: write it like 2026-11-21T02:00:00Z",
+                    )
+                })?)
+            }
+            Some(v) => return Err(self.bad("target_time", &format!("= {v} is not a time"))),
+        };
+        if let (PhysicalSource::Command(c), Some(_)) = (source, target_time) {
+            if c.restore_command.is_none() {
+                return Err(self.bad(
+                    "target_time",
+                    "needs [database.drill.command] restore_command: recovery to a time fetches WAL",
+                ));
+            }
+        }
+        Ok(target_time)
+    }
+
+    /// `recovery_timeout_seconds` (default 30 minutes).
+    fn recovery_timeout(&self) -> Result<Duration> {
+        match self.t.get("recovery_timeout_seconds") {
+            None => Ok(Duration::from_secs(1800)),
+            Some(toml::Value::Integer(n)) if *n > 0 => Ok(Duration::from_secs(*n as u64)),
+            Some(v) => Err(self.bad(
+                "recovery_timeout_seconds",
+                &format!("= {v} must be a positive number of seconds"),
+            )),
+        }
+    }
+
+    /// An optional non-empty string.
+    fn text(&self, key: &str) -> Result<Option<String>> {
+        match self.t.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+            Some(v) => Err(self.bad(key, &format!("= {v} must be a non-empty string"))),
+        }
+    }
+
+    /// `env`: the names of the variables passed to the tool and the `restore_command`.
+    fn env(&self) -> Result<Vec<String>> {
+        match self.t.get("env") {
+            None => Ok(Vec::new()),
+            Some(toml::Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    self.bad(
+                        "env",
+                        "must list variable names, e.g. env = [\"PGBACKREST_REPO1_CIPHER_PASS\"]",
+                    )
+                }),
+            Some(v) => Err(self.bad("env", &format!("= {v} must list variable names"))),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -40,11 +40,12 @@ pub use server::{
 };
 pub use store::{check_store_name, StoreSection, StoreSettings, DEFAULT_STORE_NAME};
 
-use backup::{backup_jobs, lock_wait_timeout};
-use database::database_settings;
+use backup::{backup_jobs, compression_level, lock_wait_timeout, spool_window};
+use database::all_database_settings;
 use overlay::{interpolate_table, one_line, overlay_env};
-use policy::check_policy;
-use store::store_options;
+use policy::effective_policy;
+use server::all_server_settings;
+use store::primary_transfer;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -193,15 +194,10 @@ impl Settings {
         Settings::from_file(file, base_dir, env)
     }
 
+    /// The file's sections validated into settings. They are checked in this order, so that
+    /// of several mistakes the same one is reported first; each check lives with its section.
     fn from_file(file: FileConfig, base_dir: &Path, env: &Env) -> Result<Settings> {
-        let mut policy = Policy::default();
-        if let Some(pf) = &file.policy_file {
-            let path = base_dir.join(pf);
-            policy = read_policy_file(&path)?;
-            check_policy(&policy, &format!("policy_file {}:", path.display()))?;
-        }
-        check_policy(&file.policy, "[policy]")?;
-        policy = policy.overlay(&file.policy);
+        let policy = effective_policy(file.policy_file.as_deref(), &file.policy, base_dir)?;
         let schedule = Schedules::from_section(&file.schedule, &policy)?;
         let retention = crate::retention::RetentionPolicy::from_section(
             &file.retention,
@@ -216,57 +212,21 @@ impl Settings {
             env,
             policy.retention_days,
         )?;
-        let primary = stores.first();
-        let store_options = match primary {
-            Some(p) => p.options.clone(),
-            None => store_options(&file.store, env)?,
-        };
-        let level = file.compression.level.unwrap_or(2);
-        if !(1..=19).contains(&level) {
-            return Err(Error::Invalid(format!(
-                "compression.level {level} is out of range: use 1 (fastest) to 19 (smallest)"
-            )));
-        }
+        let primary = primary_transfer(&stores, &file.store, env)?;
+        let compression_level = compression_level(&file.compression)?;
         let restore = RestoreSettings::from_section(&file.restore)?;
-        let mut databases = Vec::new();
-        for (i, d) in file.databases.iter().enumerate() {
-            databases.push(database_settings(d, i, env)?);
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        for d in &databases {
-            if !seen.insert(d.name.clone()) {
-                return Err(Error::Invalid(format!(
-                    "two [[database]] entries are named {}: give each a distinct name",
-                    d.name
-                )));
-            }
-        }
-        let mut servers = Vec::new();
-        for s in &file.servers {
-            let s = server::server_settings(s)?;
-            if servers.iter().any(|x: &ServerSettings| x.name == s.name) {
-                return Err(Error::Invalid(format!(
-                    "two [[server]] entries are named {}: give each a distinct name",
-                    s.name
-                )));
-            }
-            servers.push(s);
-        }
+        let databases = all_database_settings(&file.databases, env)?;
+        let servers = all_server_settings(&file.servers)?;
         Ok(Settings {
-            store_url: primary.map(|p| p.location.clone()),
-            store_options,
-            part_size: primary.map_or_else(|| store::part_size(&file.store), |p| p.part_size),
-            max_in_flight: primary
-                .map_or_else(|| store::max_in_flight(&file.store), |p| p.max_in_flight),
+            store_url: stores.first().map(|p| p.location.clone()),
+            store_options: primary.options,
+            part_size: primary.part_size,
+            max_in_flight: primary.max_in_flight,
             stores,
             lock_wait_timeout: lock_wait_timeout(&file.backup)?,
             backup_jobs: backup_jobs(&file.backup)?,
             backup_spool_dir: file.backup.spool_dir.as_ref().map(|d| base_dir.join(d)),
-            backup_spool_window: file
-                .backup
-                .spool_window_mib
-                .map(|m| m.clamp(1, 1 << 20) << 20)
-                .unwrap_or(backup::DEFAULT_SPOOL_WINDOW),
+            backup_spool_window: spool_window(&file.backup),
             recipients: file.encryption.recipients.clone(),
             passphrase_env: file.encryption.passphrase_env.clone(),
             identity_files: file
@@ -275,7 +235,7 @@ impl Settings {
                 .iter()
                 .map(|p| base_dir.join(p))
                 .collect(),
-            compression_level: level,
+            compression_level,
             compression_threads: file.compression.threads.unwrap_or(0),
             policy,
             protected_targets: crate::protect::ProtectedTarget::parse_all(&file.protected_targets)?,

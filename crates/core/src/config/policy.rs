@@ -55,6 +55,24 @@ impl Policy {
 
 /// Policy durations are positive: `rpo_minutes = 0` (or a negative number) would make every
 /// check fail, or mean nothing. `monthly_restore_day` is a schedule (the drill's default).
+/// The policy in force: `policy_file` (relative to the config's folder), then `[policy]`'s
+/// set keys over it. Each is checked on its own first, so an error names where the bad
+/// value was written.
+pub(super) fn effective_policy(
+    policy_file: Option<&str>,
+    section: &Policy,
+    base_dir: &Path,
+) -> Result<Policy> {
+    let mut policy = Policy::default();
+    if let Some(pf) = policy_file {
+        let path = base_dir.join(pf);
+        policy = read_policy_file(&path)?;
+        check_policy(&policy, &format!("policy_file {}:", path.display()))?;
+    }
+    check_policy(section, "[policy]")?;
+    Ok(policy.overlay(section))
+}
+
 pub(super) fn check_policy(p: &Policy, origin: &str) -> Result<()> {
     let keys = [
         ("rpo_minutes", p.rpo_minutes),

@@ -156,6 +156,23 @@ impl ServerSettings {
     }
 }
 
+/// Every `[[server]]` entry checked, in order; names must be distinct (they name the
+/// servers in `status`, the dashboard and the discovered databases' records).
+pub(super) fn all_server_settings(sections: &[ServerSection]) -> Result<Vec<ServerSettings>> {
+    let mut servers = Vec::new();
+    for s in sections {
+        let s = server_settings(s)?;
+        if servers.iter().any(|x: &ServerSettings| x.name == s.name) {
+            return Err(Error::Invalid(format!(
+                "two [[server]] entries are named {}: give each a distinct name",
+                s.name
+            )));
+        }
+        servers.push(s);
+    }
+    Ok(servers)
+}
+
 pub(super) fn server_settings(s: &ServerSection) -> Result<ServerSettings> {
     let ok_name = !s.name.is_empty()
         && s.name.len() <= 64

@@ -69,6 +69,34 @@ impl StoreSettings {
     }
 }
 
+/// How the primary store is reached, which `Settings` keeps beside `stores` (`--store URL`
+/// keeps them when it replaces the stores): the first configured store's, or, with none
+/// configured, those of `[store]` and the environment.
+pub(super) struct PrimaryTransfer {
+    pub(super) options: pgdrill_store::StoreOptions,
+    pub(super) part_size: usize,
+    pub(super) max_in_flight: usize,
+}
+
+pub(super) fn primary_transfer(
+    stores: &[StoreSettings],
+    single: &StoreSection,
+    env: &Env,
+) -> Result<PrimaryTransfer> {
+    Ok(match stores.first() {
+        Some(p) => PrimaryTransfer {
+            options: p.options.clone(),
+            part_size: p.part_size,
+            max_in_flight: p.max_in_flight,
+        },
+        None => PrimaryTransfer {
+            options: store_options(single, env)?,
+            part_size: part_size(single),
+            max_in_flight: max_in_flight(single),
+        },
+    })
+}
+
 pub(super) fn part_size(s: &StoreSection) -> usize {
     (s.part_size_mib.unwrap_or(16).clamp(5, 4096) as usize) << 20
 }
@@ -107,12 +135,6 @@ pub(super) fn stores(
     env: &Env,
     retention_days: Option<u64>,
 ) -> Result<Vec<StoreSettings>> {
-    let retention = |s: &StoreSection| {
-        s.retention
-            .as_ref()
-            .map(|r| crate::retention::RetentionPolicy::from_section(r, retention_days))
-            .transpose()
-    };
     if many.is_empty() {
         let Some(location) = store_location(single, base_dir, env)? else {
             return Ok(Vec::new());
@@ -122,56 +144,78 @@ pub(super) fn stores(
             .clone()
             .unwrap_or_else(|| DEFAULT_STORE_NAME.into());
         check_store_name(&name)?;
-        return Ok(vec![StoreSettings {
-            name,
-            location,
-            options: store_options(single, env)?,
-            part_size: part_size(single),
-            max_in_flight: max_in_flight(single),
-            retention: retention(single)?,
-        }]);
+        return Ok(vec![resolve(single, name, location, env, retention_days)?]);
     }
     let mut out: Vec<StoreSettings> = Vec::new();
     for (i, s) in many.iter().enumerate() {
-        let Some(name) = &s.name else {
-            return Err(Error::Invalid(format!(
-                "[[store]] entry {} has no name: give each store a name (e.g. name = \"offsite\")",
-                i + 1
-            )));
-        };
-        check_store_name(name)?;
-        if out.iter().any(|o| &o.name == name) {
-            return Err(Error::Invalid(format!(
-                "two [[store]] entries are named {name}: give each a distinct name"
-            )));
-        }
-        let Some(url) = &s.url else {
-            return Err(Error::Invalid(format!(
-                "[[store]] {name} has no url: set url (s3://bucket/prefix or a folder)"
-            )));
-        };
-        let location = pgdrill_store::StoreLocation::parse(url)
-            .map_err(|e| Error::Invalid(format!("[[store]] {name} url: {e}")))?
-            .relative_to(base_dir);
-        if let Some(o) = out
-            .iter()
-            .find(|o| o.location.to_string() == location.to_string())
-        {
-            return Err(Error::Invalid(format!(
-                "[[store]] {name} and {} have the same url: each store must be a different place",
-                o.name
-            )));
-        }
-        out.push(StoreSettings {
-            name: name.clone(),
-            location,
-            options: store_options(s, env)?,
-            part_size: part_size(s),
-            max_in_flight: max_in_flight(s),
-            retention: retention(s)?,
-        });
+        let (name, location) = entry_place(i, s, &out, base_dir)?;
+        out.push(resolve(s, name, location, env, retention_days)?);
     }
     Ok(out)
+}
+
+/// The name and location of `[[store]]` entry `i` (from 0), checked against the entries
+/// before it (`earlier`): each needs a name and a url, both its own, or two stores would be
+/// one place or could not be told apart.
+fn entry_place(
+    i: usize,
+    s: &StoreSection,
+    earlier: &[StoreSettings],
+    base_dir: &Path,
+) -> Result<(String, pgdrill_store::StoreLocation)> {
+    let Some(name) = &s.name else {
+        return Err(Error::Invalid(format!(
+            "[[store]] entry {} has no name: give each store a name (e.g. name = \"offsite\")",
+            i + 1
+        )));
+    };
+    check_store_name(name)?;
+    if earlier.iter().any(|o| &o.name == name) {
+        return Err(Error::Invalid(format!(
+            "two [[store]] entries are named {name}: give each a distinct name"
+        )));
+    }
+    let Some(url) = &s.url else {
+        return Err(Error::Invalid(format!(
+            "[[store]] {name} has no url: set url (s3://bucket/prefix or a folder)"
+        )));
+    };
+    let location = pgdrill_store::StoreLocation::parse(url)
+        .map_err(|e| Error::Invalid(format!("[[store]] {name} url: {e}")))?
+        .relative_to(base_dir);
+    if let Some(o) = earlier
+        .iter()
+        .find(|o| o.location.to_string() == location.to_string())
+    {
+        return Err(Error::Invalid(format!(
+            "[[store]] {name} and {} have the same url: each store must be a different place",
+            o.name
+        )));
+    }
+    Ok((name.clone(), location))
+}
+
+/// A store's settings once its name and location are known: the rest comes from its
+/// section (its own `[store.retention]`, with the policy's `retention_days`).
+fn resolve(
+    s: &StoreSection,
+    name: String,
+    location: pgdrill_store::StoreLocation,
+    env: &Env,
+    retention_days: Option<u64>,
+) -> Result<StoreSettings> {
+    Ok(StoreSettings {
+        name,
+        location,
+        options: store_options(s, env)?,
+        part_size: part_size(s),
+        max_in_flight: max_in_flight(s),
+        retention: s
+            .retention
+            .as_ref()
+            .map(|r| crate::retention::RetentionPolicy::from_section(r, retention_days))
+            .transpose()?,
+    })
 }
 
 pub(super) fn store_options(s: &StoreSection, env: &Env) -> Result<pgdrill_store::StoreOptions> {

@@ -193,6 +193,15 @@ async fn one(
                 held.release().await;
                 break 'held (Err(e), None);
             }
+            // The catalogs' updates begin beside the dump (read and listed now, swapped
+            // once the manifest is written). A primary found unreachable gets no request.
+            let catalogs = crate::catalog_cache::Prefetch::start(
+                std::iter::once((!primary_unreachable).then_some(jx.store))
+                    .chain(input.stores.iter().skip(1).map(|t| Some(&t.store)))
+                    .map(|s| s.cloned())
+                    .collect(),
+                &db.name,
+            );
             let s = jx.settings;
             let job = BackupJob {
                 store: &home.store,
@@ -246,7 +255,7 @@ async fn one(
                 bounded(jx, "releasing the lease", held.release()).await;
                 break 'held (r, None);
             }
-            (r, Some(held))
+            (r, Some((held, catalogs)))
         }
         Err(e) => (Err(e), None),
     };
@@ -255,39 +264,29 @@ async fn one(
             // Each store holding a copy gets its catalog updated (derived data, best effort),
             // all at once, beside the lease's release (the manifest is written: nothing here
             // decides whether the backup exists); then the outcome's alert and records, which
-            // a reader may follow straight to the catalog.
+            // a reader may follow straight to the catalog. Whether a failure was recorded
+            // (for the alert) is read beside them.
             for note in &b.notes {
                 jx.events.warn(note);
             }
             // The primary's copy is the first (the only one with one store); one that failed
             // (the primary is down, or was at the start) gets none of the bookkeeping that
-            // could wait on it, beyond the bounded failure record `status` reads there.
+            // could wait on it, beyond the bounded failure record `status` reads there: the
+            // catalogs are updated only where a copy is good.
             let primary_ok = b.copies.first().is_none_or(|c| c.ok);
-            let catalogs = async {
-                let mut stores = Vec::new();
-                if primary_ok {
-                    stores.push(jx.store);
+            let whole = b.failed_copies().next().is_none();
+            let failing =
+                async { whole && status::read_failure(jx.store, &db.name).await.is_some() };
+            let was_failing = match held {
+                Some((held, catalogs)) => {
+                    let updated = catalogs.update(&b.manifest, &b.copies);
+                    let released = bounded(jx, "releasing the lease", held.release());
+                    tokio::join!(updated, released, failing).2
                 }
-                for t in input.stores.iter().skip(1) {
-                    if b.copies.iter().any(|c| c.ok && c.store == t.name) {
-                        stores.push(&t.store);
-                    }
-                }
-                futures::future::join_all(
-                    stores
-                        .into_iter()
-                        .map(|s| crate::catalog_cache::update(s, &db.name)),
-                )
-                .await;
+                None => failing.await,
             };
-            let release = async {
-                if let Some(held) = held {
-                    bounded(jx, "releasing the lease", held.release()).await;
-                }
-            };
-            tokio::join!(catalogs, release);
-            if b.failed_copies().next().is_none() {
-                succeeded(jx, db, &b.manifest, notifier).await;
+            if whole {
+                succeeded(jx, db, &b.manifest, notifier, was_failing).await;
             } else {
                 let elsewhere = (!primary_ok)
                     .then(|| notifier_beside(jx, input, &b))
@@ -597,16 +596,16 @@ async fn audit_row(jx: &JobEnv<'_>, db: &DatabaseSettings, m: &Manifest) {
     }
 }
 
-/// After a completed backup: the audit row (best effort), the alert, the failure record
-/// cleared.
+/// After a completed backup: the audit row (best effort), the alert (`was_failing`: a
+/// failure was recorded, read after the backup), the failure record cleared.
 async fn succeeded(
     jx: &JobEnv<'_>,
     db: &DatabaseSettings,
     m: &Manifest,
     notifier: &super::Notifier<'_>,
+    was_failing: bool,
 ) {
     audit_row(jx, db, m).await;
-    let was_failing = status::read_failure(jx.store, &db.name).await.is_some();
     let kind = if was_failing {
         EventKind::Recovered
     } else {

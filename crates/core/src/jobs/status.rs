@@ -69,100 +69,177 @@ pub async fn run_fleet(
     databases: Vec<DbName>,
     fleet: &Fleet,
 ) -> Result<FleetStatus> {
-    let policy = &jx.settings.policy;
-    let window = DrillWindow::from_settings(jx.settings);
-    let now = crate::clock::Clock::process().now();
-    let mut statuses = Vec::new();
-    let mut proven = Vec::new();
-    // The catalogs of a fleet, a few at once (the store's round trips overlap).
-    let loaded: Vec<Result<crate::catalog_cache::Cached>> = {
-        use futures::StreamExt;
-        futures::stream::iter(&databases)
-            .map(|db| crate::catalog_cache::load(jx.store, db))
-            .buffered(8)
-            .collect()
-            .await
+    let judging = Judging {
+        policy: &jx.settings.policy,
+        window: DrillWindow::from_settings(jx.settings),
+        now: crate::clock::Clock::process().now(),
     };
+    let mut statuses = Vec::new();
+    // Databases still backed up, each with its last passing drill: the coverage SLO's input.
+    let mut proven = Vec::new();
+    let loaded = load_catalogs(jx.store, &databases).await;
     for (db, loaded) in databases.into_iter().zip(loaded) {
-        let crate::catalog_cache::Cached { listing, drills } = match loaded {
+        let cached = match loaded {
             Ok(c) => c,
             // With several stores, a primary that cannot be read leaves this database's SLOs
             // unjudged (its drills and records live there), but its copies are still shown.
             Err(e @ Error::Store { .. }) if stores.len() > 1 => {
-                statuses.push(primary_down(stores, &db, &e, policy, &window, now).await);
+                statuses.push(primary_down(stores, &db, &e, &judging).await);
                 continue;
             }
             Err(e) => return Err(e),
         };
-        let failure = status::read_failure(jx.store, &db).await;
-        let mut s = status::evaluate(
-            db.as_str(),
-            &listing.complete,
-            &drills,
-            failure,
-            policy,
-            window.clone(),
-            now,
-        );
-        s.add_damaged_manifests(&listing.unreadable);
-        if stores.len() > 1 {
-            let (copies, slo) = store_copies(
-                stores,
-                &db,
-                Ok(&listing),
-                s.freshness_threshold_seconds,
-                now,
-            )
-            .await;
-            s.stores = copies;
-            s.slos.push(slo);
-        }
-        let membership = fleet.server_of(&db).map(|(server, m)| {
-            s.server = Some(server.to_string());
-            m
-        });
-        s.dropped = membership == Some(Membership::Dropped);
-        s.excluded = membership == Some(Membership::Excluded);
-        if s.dropped || s.excluded {
-            let (name, why) = if s.dropped {
-                ("dropped", "no longer on server")
-            } else {
-                (
-                    "excluded",
-                    "excluded by the include/exclude patterns of server",
-                )
-            };
-            s.slos = vec![Slo {
-                name: name.into(),
-                ok: true,
-                detail: format!(
-                    "{why} {}: not backed up any more; its {} backup(s) are kept by the retention policy",
-                    s.server.as_deref().unwrap_or_default(),
-                    s.backups
-                ),
-            }];
-        } else {
-            let last = drills
-                .iter()
-                .find(|d| d.passed())
-                .and_then(|d| crate::time::parse(&d.started_at));
-            proven.push((db.clone(), last));
-            let physical = jx
-                .settings
-                .databases
-                .iter()
-                .find(|d| d.name == db)
-                .and_then(|d| d.drill_settings.physical.as_ref());
-            if let Some(p) = physical {
-                s.physical_freshness(p.source.kind(), &drills, now);
-            }
+        let mut s = judge(jx, stores, &db, &cached, &judging).await;
+        if !apply_membership(&mut s, fleet, &db) {
+            proven.push((db.clone(), last_passed(&cached.drills)));
+            physical_freshness(jx, &mut s, &db, &cached.drills, judging.now);
         }
         statuses.push(s);
     }
+    send_alerts(jx, &statuses).await?;
+    if statuses.is_empty() {
+        return Err(Error::Invalid(format!(
+            "no database is configured or has backups in {}",
+            jx.store.display()
+        )));
+    }
+    let coverage = jx
+        .settings
+        .coverage
+        .as_ref()
+        .map(|c| coverage::report(&proven, c.days, judging.now));
+    let stores = summarize(stores, &statuses);
+    Ok(FleetStatus {
+        databases: statuses,
+        coverage,
+        stores,
+    })
+}
+
+/// What every database of one run is judged against: one policy and one clock reading, so
+/// that all of them (and the coverage) are judged at the same instant.
+struct Judging<'a> {
+    policy: &'a crate::config::Policy,
+    window: DrillWindow,
+    now: crate::time::Timestamp,
+}
+
+/// The catalogs of a fleet, a few at once (the store's round trips overlap), in the order
+/// of `databases`.
+async fn load_catalogs(
+    store: &pgdrill_store::Store,
+    databases: &[DbName],
+) -> Vec<Result<crate::catalog_cache::Cached>> {
+    use futures::StreamExt;
+    futures::stream::iter(databases)
+        .map(|db| crate::catalog_cache::load(store, db))
+        .buffered(8)
+        .collect()
+        .await
+}
+
+/// One database's SLOs from its catalog and last failure record; with several stores, the
+/// `backup_copies` SLO too (the primary's listing is `cached`, already read).
+async fn judge(
+    jx: &JobEnv<'_>,
+    stores: &crate::stores::Stores,
+    db: &DbName,
+    cached: &crate::catalog_cache::Cached,
+    judging: &Judging<'_>,
+) -> DbStatus {
+    let failure = status::read_failure(jx.store, db).await;
+    let mut s = status::evaluate(
+        db.as_str(),
+        &cached.listing.complete,
+        &cached.drills,
+        failure,
+        judging.policy,
+        judging.window.clone(),
+        judging.now,
+    );
+    s.add_damaged_manifests(&cached.listing.unreadable);
+    if stores.len() > 1 {
+        let (copies, slo) = store_copies(
+            stores,
+            db,
+            Ok(&cached.listing),
+            s.freshness_threshold_seconds,
+            judging.now,
+        )
+        .await;
+        s.stores = copies;
+        s.slos.push(slo);
+    }
+    s
+}
+
+/// Marks `s` with what `[[server]]` discovery says of `db`; one dropped from its server or
+/// excluded by its patterns is no longer backed up, so its SLOs give way to one line saying
+/// so (nothing is expected of it any more). Returns whether it was.
+fn apply_membership(s: &mut DbStatus, fleet: &Fleet, db: &DbName) -> bool {
+    let membership = fleet.server_of(db).map(|(server, m)| {
+        s.server = Some(server.to_string());
+        m
+    });
+    s.dropped = membership == Some(Membership::Dropped);
+    s.excluded = membership == Some(Membership::Excluded);
+    if !(s.dropped || s.excluded) {
+        return false;
+    }
+    let (name, why) = if s.dropped {
+        ("dropped", "no longer on server")
+    } else {
+        (
+            "excluded",
+            "excluded by the include/exclude patterns of server",
+        )
+    };
+    s.slos = vec![Slo {
+        name: name.into(),
+        ok: true,
+        detail: format!(
+            "{why} {}: not backed up any more; its {} backup(s) are kept by the retention policy",
+            s.server.as_deref().unwrap_or_default(),
+            s.backups
+        ),
+    }];
+    true
+}
+
+/// When `db` was last proven restorable: the start of its newest passing drill.
+fn last_passed(drills: &[crate::drill::evidence::DrillResult]) -> Option<crate::time::Timestamp> {
+    drills
+        .iter()
+        .find(|d| d.passed())
+        .and_then(|d| crate::time::parse(&d.started_at))
+}
+
+/// With a physical drill configured for `db`, the freshness of its physical backups too.
+fn physical_freshness(
+    jx: &JobEnv<'_>,
+    s: &mut DbStatus,
+    db: &DbName,
+    drills: &[crate::drill::evidence::DrillResult],
+    now: crate::time::Timestamp,
+) {
+    let physical = jx
+        .settings
+        .databases
+        .iter()
+        .find(|d| &d.name == db)
+        .and_then(|d| d.drill_settings.physical.as_ref());
+    if let Some(p) = physical {
+        s.physical_freshness(p.source.kind(), drills, now);
+    }
+}
+
+/// Alerts on every database, when this instance holds the status-alert lease (see the
+/// module's comment); the others only evaluate.
+async fn send_alerts(jx: &JobEnv<'_>, statuses: &[DbStatus]) -> Result<()> {
     let notifier = jx.notifier()?;
     match alert_lease(jx).await {
         Ok(lease) => {
-            for s in &statuses {
+            for s in statuses {
                 if s.dropped {
                     alert_dropped(jx, &notifier, s).await;
                 } else if !s.excluded {
@@ -177,23 +254,7 @@ pub async fn run_fleet(
             "the status alerts are being sent by another instance ({holder}): this run only evaluates"
         )),
     }
-    if statuses.is_empty() {
-        return Err(Error::Invalid(format!(
-            "no database is configured or has backups in {}",
-            jx.store.display()
-        )));
-    }
-    let coverage = jx
-        .settings
-        .coverage
-        .as_ref()
-        .map(|c| coverage::report(&proven, c.days, now));
-    let stores = summarize(stores, &statuses);
-    Ok(FleetStatus {
-        databases: statuses,
-        coverage,
-        stores,
-    })
+    Ok(())
 }
 
 /// What every store holds of `db` (the first store's listing is `primary`, already read).
@@ -203,11 +264,10 @@ async fn primary_down(
     stores: &crate::stores::Stores,
     db: &DbName,
     e: &Error,
-    policy: &crate::config::Policy,
-    window: &DrillWindow,
-    now: crate::time::Timestamp,
+    judging: &Judging<'_>,
 ) -> DbStatus {
-    let mut s = status::evaluate(db.as_str(), &[], &[], None, policy, window.clone(), now);
+    let (policy, window, now) = (judging.policy, judging.window.clone(), judging.now);
+    let mut s = status::evaluate(db.as_str(), &[], &[], None, policy, window, now);
     let (copies, slo) = store_copies(
         stores,
         db,
@@ -400,21 +460,47 @@ mod tests {
     use pgdrill_store::Store;
     use std::path::Path;
 
+    /// A folder store with the default settings, for the status job to run over.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Store,
+        env: Env,
+        settings: Settings,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().expect("tmp");
+            let store = Store::open_folder(dir.path()).expect("store");
+            let env = Env::new();
+            let settings =
+                Settings::load(None, "environment", Path::new("/"), &env).expect("settings");
+            Fixture {
+                _dir: dir,
+                store,
+                env,
+                settings,
+            }
+        }
+
+        /// A command's run (`slot` `None`) or a scheduled one; never cancelled.
+        fn jx(&self, slot: Option<crate::time::Timestamp>) -> JobEnv<'_> {
+            let (_handle, cancel) = Cancel::new();
+            JobEnv {
+                store: &self.store,
+                settings: &self.settings,
+                env: &self.env,
+                cancel,
+                events: &Silent,
+                slot,
+            }
+        }
+    }
+
     #[tokio::test]
     async fn status_job_records_the_slo_state_and_needs_a_database() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open_folder(dir.path()).expect("store");
-        let env = Env::new();
-        let settings = Settings::load(None, "environment", Path::new("/"), &env).expect("settings");
-        let (_handle, cancel) = Cancel::new();
-        let jx = JobEnv {
-            store: &store,
-            settings: &settings,
-            env: &env,
-            cancel,
-            events: &Silent,
-            slot: None,
-        };
+        let f = Fixture::new();
+        let (store, jx) = (&f.store, f.jx(None));
         let e = run(&jx, Vec::new()).await.expect_err("no database");
         assert_eq!(e.exit_code(), 2);
         let app = DbName::parse("app").expect("name");
@@ -433,21 +519,10 @@ mod tests {
     /// the lease is free it does both.
     #[tokio::test]
     async fn only_the_holder_of_the_alert_lease_alerts() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open_folder(dir.path()).expect("store");
-        let env = Env::new();
-        let settings = Settings::load(None, "environment", Path::new("/"), &env).expect("settings");
-        let (_handle, cancel) = Cancel::new();
-        let jx = JobEnv {
-            store: &store,
-            settings: &settings,
-            env: &env,
-            cancel,
-            events: &Silent,
-            slot: Some(crate::clock::Clock::process().now()),
-        };
+        let f = Fixture::new();
+        let (store, jx) = (&f.store, f.jx(Some(crate::clock::Clock::process().now())));
         let other = crate::lease::acquire_key(
-            &store,
+            store,
             ALERT_LEASE_KEY,
             "the status alerts",
             "status",
