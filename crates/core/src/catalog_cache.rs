@@ -279,14 +279,6 @@ async fn read(store: &Store, db: &DbName) -> Result<Stored> {
     })
 }
 
-/// An object's stamp as a listing shows it: its ETag, or its size and time when the store
-/// lists none (s3s-fs, for one, lists no ETags, though its PUT answers with one).
-pub(crate) fn stamp(o: &pgdrill_store::ObjectInfo) -> String {
-    o.etag
-        .clone()
-        .unwrap_or_else(|| format!("{}-{}", o.size, o.last_modified))
-}
-
 /// What one LIST of `backups/` shows: manifests with their stamps (newest id first), and the
 /// folders without one with their newest object's time.
 struct Folders {
@@ -314,7 +306,7 @@ async fn folders(store: &Store, db: &DbName, incomplete: bool) -> Result<Folders
             continue;
         };
         match manifest {
-            Some(o) => out.manifests.push((id, stamp(&o))),
+            Some(o) => out.manifests.push((id, o.stamp())),
             None if !incomplete => {}
             None => {
                 let t = store
@@ -339,7 +331,7 @@ async fn drill_results(store: &Store, db: &DbName) -> Result<Vec<(DrillId, Strin
         .await?
     {
         if let (Ok(id), Some(o)) = (DrillId::parse(&folder), result) {
-            out.push((id, stamp(&o)));
+            out.push((id, o.stamp()));
         }
     }
     out.sort_by(|a, b| b.0.as_str().cmp(a.0.as_str()));

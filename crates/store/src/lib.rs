@@ -54,6 +54,17 @@ pub struct ObjectInfo {
     pub etag: Option<String>,
 }
 
+impl ObjectInfo {
+    /// The object's stamp as a listing shows it: its ETag, or its size and time when the
+    /// store lists none (s3s-fs, for one, lists no ETags, though its PUT answers with one).
+    /// Two listings showing the same stamp show the same object version.
+    pub fn stamp(&self) -> String {
+        self.etag
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", self.size, self.last_modified))
+    }
+}
+
 /// A handle on one store location (folder or bucket + prefix); clones share it.
 ///
 /// # Contract

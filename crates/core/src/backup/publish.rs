@@ -92,7 +92,7 @@ pub(super) async fn publish(job: &BackupJob<'_>, targets: &Targets, m: &Manifest
                 let Some(stamp) = listed
                     .iter()
                     .find(|o| o.key == key)
-                    .map(crate::catalog_cache::stamp)
+                    .map(pgdrill_store::ObjectInfo::stamp)
                 else {
                     return Err(Error::Failed(format!(
                         "the store acknowledged {} of backup {} and reads it back but does not list it, so the backup would never be found: nothing was published",

@@ -423,7 +423,10 @@ async fn write_backup(store: &Store, db: &DbName, id: &str) -> (Manifest, StoreC
         .list(&layout::backup_dir(db, &m.backup_id))
         .await
         .expect("list");
-    let stamp = listed.iter().find(|o| o.key == key).map(super::stamp);
+    let stamp = listed
+        .iter()
+        .find(|o| o.key == key)
+        .map(pgdrill_store::ObjectInfo::stamp);
     m.raw_bytes = 4242;
     let copy = StoreCopy {
         store: "default".into(),
