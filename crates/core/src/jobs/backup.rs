@@ -123,6 +123,49 @@ async fn one(
     globals_from: Option<(String, StoredObject)>,
     fleet: &mut Fleet,
 ) -> Result<(Backup, Vec<StageRecord>)> {
+    announce(jx, input, db, &source, notifier).await;
+    let progress = Progress::new();
+    let _guard = jx.events.progress(progress.clone());
+    // The lease comes back held after a backup that completed: released beside the
+    // bookkeeping that follows.
+    let mut primary_unreachable = false;
+    let several = input.stores.len() > 1;
+    let skip = if several {
+        fleet.skip_primary(jx, &db.name).await
+    } else {
+        None
+    };
+    let (result, held) = match take_lease(jx, input, &db.name, skip.as_deref()).await {
+        Ok((held, home)) => {
+            let run = Leased {
+                held,
+                home,
+                skip: skip.as_deref(),
+                progress: progress.clone(),
+                source,
+                globals_from,
+            };
+            under_lease(jx, input, db, fleet, run, &mut primary_unreachable).await
+        }
+        Err(e) => (Err(e), None),
+    };
+    match result {
+        Ok(b) => {
+            completed(jx, input, db, &b, held, notifier, primary_unreachable).await;
+            Ok((b, progress.stages()))
+        }
+        Err(e) => Err(failed(jx, input, db, e, notifier, fleet).await),
+    }
+}
+
+/// Logs where the backup goes and sends the "started" event.
+async fn announce(
+    jx: &JobEnv<'_>,
+    input: &BackupInput<'_>,
+    db: &DatabaseSettings,
+    source: &ConnSpec,
+    notifier: &super::Notifier<'_>,
+) {
     let to = if input.stores.len() > 1 {
         input
             .stores
@@ -138,8 +181,6 @@ async fn one(
         db.name,
         source.redacted(),
     ));
-    let progress = Progress::new();
-    let _guard = jx.events.progress(progress.clone());
     notifier
         .send(
             EventKind::JobStarted,
@@ -148,187 +189,251 @@ async fn one(
             json!({}),
         )
         .await;
-    // The lease comes back held after a backup that completed: released beside the
-    // bookkeeping that follows.
-    let mut primary_unreachable = false;
+}
+
+/// A lease just taken, where, and for what.
+struct Leased<'a> {
+    held: Lease,
+    home: Home,
+    /// The primary was passed over because this run found it down earlier (why).
+    skip: Option<&'a str>,
+    progress: std::sync::Arc<Progress>,
+    source: ConnSpec,
+    globals_from: Option<(String, StoredObject)>,
+}
+
+/// The backup itself, under its lease: the lease set to move on when its store stops
+/// answering, the slot judged, the catalogs' prefetch begun, the backup run. The lease (and
+/// the prefetch) come back only when the backup completed; on any failure the lease is
+/// released here. Sets `primary_unreachable` when the primary was, or became, unreachable.
+async fn under_lease(
+    jx: &JobEnv<'_>,
+    input: &BackupInput<'_>,
+    db: &DatabaseSettings,
+    fleet: &mut Fleet,
+    run: Leased<'_>,
+    primary_unreachable: &mut bool,
+) -> (
+    Result<Backup>,
+    Option<(Lease, crate::catalog_cache::Prefetch)>,
+) {
+    let Leased {
+        held,
+        home,
+        skip,
+        progress,
+        source,
+        globals_from,
+    } = run;
     let several = input.stores.len() > 1;
-    let skip = if several {
-        fleet.skip_primary(jx, &db.name).await
-    } else {
-        None
-    };
-    let (result, held) = match take_lease(jx, input, &db.name, skip.as_deref()).await {
-        Ok((held, home)) => 'held: {
-            match home.passed_over.first() {
-                Some((0, why)) => {
-                    primary_unreachable = true;
-                    fleet.primary_down(why, &home.store, skip.is_none());
-                }
-                // Passed over, then tried when nothing else answered, and it did.
-                _ if home.index == 0 => fleet.down = None,
-                _ => {}
-            }
-            if several {
-                // A lease store down for long moves the lease on to the next that answers.
-                let next = input.stores[home.index + 1..]
-                    .iter()
-                    .map(|t| (t.name.clone(), t.store.clone()))
-                    .collect();
-                held.move_on_to(&input.stores[home.index].name, next).await;
-            }
-            // A scheduled run's slot is judged in the store holding the lease: whoever held
-            // it before published there.
-            let hjx = JobEnv {
-                store: &home.store,
-                settings: jx.settings,
-                env: jx.env,
-                cancel: jx.cancel.clone(),
-                events: jx.events,
-                slot: jx.slot,
-            };
-            if let Some(e) = hjx
-                .slot_taken(&db.name, super::slot::Recorded::Backup)
-                .await
-            {
-                held.release().await;
-                break 'held (Err(e), None);
-            }
-            // The catalogs' updates begin beside the dump (read and listed now, swapped
-            // once the manifest is written). A primary found unreachable gets no request.
-            let catalogs = crate::catalog_cache::Prefetch::start(
-                std::iter::once((!primary_unreachable).then_some(jx.store))
-                    .chain(input.stores.iter().skip(1).map(|t| Some(&t.store)))
-                    .map(|s| s.cloned())
-                    .collect(),
-                &db.name,
-            );
-            let s = jx.settings;
-            let job = BackupJob {
-                store: &home.store,
-                stores: &input.stores,
-                db,
-                source,
-                keys: input.keys,
-                tools: input.tools,
-                compression_level: s.compression_level,
-                compression_threads: s.compression_threads,
-                part_size: s.part_size,
-                max_in_flight: s.max_in_flight,
-                lock_wait_timeout: s.lock_wait_timeout,
-                policy: &s.policy,
-                progress: progress.clone(),
-                // A lost lease stops the backup as a signal would.
-                cancel: Cancel::either(&jx.cancel, &held.lost_signal()),
-                lease: Some(&held),
-                jobs: input.jobs.unwrap_or(s.backup_jobs),
-                spool_dir: s.backup_spool_dir.clone(),
-                spool_window: s.backup_spool_window,
-                globals_from,
-            };
-            let r = backup::run_with(job, &home.passed_over).await;
-            progress.finish();
-            // The lease moved off the primary during the backup and the primary's copy
-            // failed too: the primary stopped answering, as if found so at the start (for
-            // this backup's bookkeeping and the databases after it). A copy that completed
-            // there says the renewal's failure was a passing one.
-            let primary_failed = r
-                .as_ref()
-                .map_or(true, |b| b.copies.first().is_some_and(|c| !c.ok));
-            if several
-                && home.index == 0
-                && primary_failed
-                && held.store_name().await != input.stores[0].name
-            {
-                primary_unreachable = true;
-                let why = format!(
-                    "the store stopped answering during the backup of {} (its lease moved on)",
-                    db.name
-                );
-                fleet.primary_down(&why, &held.store().await, true);
-            }
-            // Ended by its lost lease: say so rather than "cancelled".
-            let r = match (r, held.lost().await) {
-                (Err(_), Some(lost)) => Err(lost),
-                (r, _) => r,
-            };
-            if r.is_err() {
-                bounded(jx, "releasing the lease", held.release()).await;
-                break 'held (r, None);
-            }
-            (r, Some((held, catalogs)))
+    match home.passed_over.first() {
+        Some((0, why)) => {
+            *primary_unreachable = true;
+            fleet.primary_down(why, &home.store, skip.is_none());
         }
-        Err(e) => (Err(e), None),
-    };
-    match result {
-        Ok(b) => {
-            // Each store holding a copy gets its catalog updated (derived data, best effort),
-            // all at once, beside the lease's release (the manifest is written: nothing here
-            // decides whether the backup exists); then the outcome's alert and records, which
-            // a reader may follow straight to the catalog. Whether a failure was recorded
-            // (for the alert) is read beside them.
-            for note in &b.notes {
-                jx.events.warn(note);
-            }
-            // The primary's copy is the first (the only one with one store); one that failed
-            // (the primary is down, or was at the start) gets none of the bookkeeping that
-            // could wait on it, beyond the bounded failure record `status` reads there: the
-            // catalogs are updated only where a copy is good.
-            let primary_ok = b.copies.first().is_none_or(|c| c.ok);
-            let whole = b.failed_copies().next().is_none();
-            let failing =
-                async { whole && status::read_failure(jx.store, &db.name).await.is_some() };
-            let was_failing = match held {
-                Some((held, catalogs)) => {
-                    let updated = catalogs.update(&b.manifest, &b.copies);
-                    let released = bounded(jx, "releasing the lease", held.release());
-                    tokio::join!(updated, released, failing).2
-                }
-                None => failing.await,
-            };
-            if whole {
-                succeeded(jx, db, &b.manifest, notifier, was_failing).await;
-            } else {
-                let elsewhere = (!primary_ok)
-                    .then(|| notifier_beside(jx, input, &b))
-                    .flatten();
-                let notifier = elsewhere.as_ref().unwrap_or(notifier);
-                degraded(jx, db, &b, notifier, !primary_unreachable).await;
-            }
-            Ok((b, progress.stages()))
-        }
-        Err(e) => {
-            let e = e.context(format!("backup of {}", db.name));
-            if !matches!(e, Error::Locked(_)) {
-                // Not waited for on a primary this run found unreachable.
-                let primary_down = fleet.down.is_some();
-                let record = async {
-                    if primary_down {
-                        return;
-                    }
-                    if crate::hints::worth_recording(jx.store, &db.name, &e, input.configured).await
-                    {
-                        status::record_failure(jx.store, &db.name, "backup", &e.to_string()).await;
-                        let rec = status::FailureRecord {
-                            job: "backup".into(),
-                            at: crate::time::Timestamp::now(),
-                            message: e.to_string(),
-                        };
-                        super::failures::append(jx.store, &db.name, rec).await;
-                    }
-                };
-                bounded(jx, "recording the failure", record).await;
-                notifier
-                    .send(
-                        EventKind::BackupFailed,
-                        db.name.as_str(),
-                        e.to_string(),
-                        json!({"exit_code": e.exit_code()}),
-                    )
-                    .await;
-            }
-            Err(e)
-        }
+        // Passed over, then tried when nothing else answered, and it did.
+        _ if home.index == 0 => fleet.down = None,
+        _ => {}
     }
+    if several {
+        // A lease store down for long moves the lease on to the next that answers.
+        let next = input.stores[home.index + 1..]
+            .iter()
+            .map(|t| (t.name.clone(), t.store.clone()))
+            .collect();
+        held.move_on_to(&input.stores[home.index].name, next).await;
+    }
+    if let Some(e) = slot_taken_in(jx, &home.store, &db.name).await {
+        held.release().await;
+        return (Err(e), None);
+    }
+    // The catalogs' updates begin beside the dump (read and listed now, swapped
+    // once the manifest is written). A primary found unreachable gets no request.
+    let catalogs = crate::catalog_cache::Prefetch::start(
+        std::iter::once((!*primary_unreachable).then_some(jx.store))
+            .chain(input.stores.iter().skip(1).map(|t| Some(&t.store)))
+            .map(|s| s.cloned())
+            .collect(),
+        &db.name,
+    );
+    let job = backup_job(
+        jx,
+        input,
+        db,
+        &home.store,
+        &held,
+        &progress,
+        source,
+        globals_from,
+    );
+    let r = backup::run_with(job, &home.passed_over).await;
+    progress.finish();
+    // The lease moved off the primary during the backup and the primary's copy
+    // failed too: the primary stopped answering, as if found so at the start (for
+    // this backup's bookkeeping and the databases after it). A copy that completed
+    // there says the renewal's failure was a passing one.
+    let primary_failed = r
+        .as_ref()
+        .map_or(true, |b| b.copies.first().is_some_and(|c| !c.ok));
+    if several
+        && home.index == 0
+        && primary_failed
+        && held.store_name().await != input.stores[0].name
+    {
+        *primary_unreachable = true;
+        let why = format!(
+            "the store stopped answering during the backup of {} (its lease moved on)",
+            db.name
+        );
+        fleet.primary_down(&why, &held.store().await, true);
+    }
+    // Ended by its lost lease: say so rather than "cancelled".
+    let r = match (r, held.lost().await) {
+        (Err(_), Some(lost)) => Err(lost),
+        (r, _) => r,
+    };
+    if r.is_err() {
+        bounded(jx, "releasing the lease", held.release()).await;
+        return (r, None);
+    }
+    (r, Some((held, catalogs)))
+}
+
+/// Whether a scheduled run's slot was already used, judged in `store`, the store holding the
+/// lease: whoever held it before published there.
+async fn slot_taken_in(jx: &JobEnv<'_>, store: &Store, db: &DbName) -> Option<Error> {
+    let hjx = JobEnv {
+        store,
+        settings: jx.settings,
+        env: jx.env,
+        cancel: jx.cancel.clone(),
+        events: jx.events,
+        slot: jx.slot,
+    };
+    hjx.slot_taken(db, super::slot::Recorded::Backup).await
+}
+
+/// The backup of `db` to every store, its lease held in `home` (a lost lease stops it as
+/// a signal would), with the settings' transfer and compression values.
+#[allow(clippy::too_many_arguments)]
+fn backup_job<'a>(
+    jx: &'a JobEnv<'_>,
+    input: &'a BackupInput<'_>,
+    db: &'a DatabaseSettings,
+    home: &'a Store,
+    held: &'a Lease,
+    progress: &std::sync::Arc<Progress>,
+    source: ConnSpec,
+    globals_from: Option<(String, StoredObject)>,
+) -> BackupJob<'a> {
+    let s = jx.settings;
+    BackupJob {
+        store: home,
+        stores: &input.stores,
+        db,
+        source,
+        keys: input.keys,
+        tools: input.tools,
+        compression_level: s.compression_level,
+        compression_threads: s.compression_threads,
+        part_size: s.part_size,
+        max_in_flight: s.max_in_flight,
+        lock_wait_timeout: s.lock_wait_timeout,
+        policy: &s.policy,
+        progress: progress.clone(),
+        // A lost lease stops the backup as a signal would.
+        cancel: Cancel::either(&jx.cancel, &held.lost_signal()),
+        lease: Some(held),
+        jobs: input.jobs.unwrap_or(s.backup_jobs),
+        spool_dir: s.backup_spool_dir.clone(),
+        spool_window: s.backup_spool_window,
+        globals_from,
+    }
+}
+
+/// After a backup that completed (whole or degraded): each store holding a copy gets its
+/// catalog updated (derived data, best effort), all at once, beside the lease's release
+/// (the manifest is written: nothing here decides whether the backup exists); then the
+/// outcome's alert and records, which a reader may follow straight to the catalog. Whether
+/// a failure was recorded (for the alert) is read beside them.
+async fn completed(
+    jx: &JobEnv<'_>,
+    input: &BackupInput<'_>,
+    db: &DatabaseSettings,
+    b: &Backup,
+    held: Option<(Lease, crate::catalog_cache::Prefetch)>,
+    notifier: &super::Notifier<'_>,
+    primary_unreachable: bool,
+) {
+    for note in &b.notes {
+        jx.events.warn(note);
+    }
+    // The primary's copy is the first (the only one with one store); one that failed
+    // (the primary is down, or was at the start) gets none of the bookkeeping that
+    // could wait on it, beyond the bounded failure record `status` reads there: the
+    // catalogs are updated only where a copy is good.
+    let primary_ok = b.copies.first().is_none_or(|c| c.ok);
+    let whole = b.failed_copies().next().is_none();
+    let failing = async { whole && status::read_failure(jx.store, &db.name).await.is_some() };
+    let was_failing = match held {
+        Some((held, catalogs)) => {
+            let updated = catalogs.update(&b.manifest, &b.copies);
+            let released = bounded(jx, "releasing the lease", held.release());
+            tokio::join!(updated, released, failing).2
+        }
+        None => failing.await,
+    };
+    if whole {
+        succeeded(jx, db, &b.manifest, notifier, was_failing).await;
+    } else {
+        let elsewhere = (!primary_ok)
+            .then(|| notifier_beside(jx, input, b))
+            .flatten();
+        let notifier = elsewhere.as_ref().unwrap_or(notifier);
+        degraded(jx, db, b, notifier, !primary_unreachable).await;
+    }
+}
+
+/// After a backup that failed or did not start: the failure recorded (bounded; not on a
+/// primary this run found down) and alerted, unless another job holds the lease. Gives
+/// back the error with its context.
+async fn failed(
+    jx: &JobEnv<'_>,
+    input: &BackupInput<'_>,
+    db: &DatabaseSettings,
+    e: Error,
+    notifier: &super::Notifier<'_>,
+    fleet: &Fleet,
+) -> Error {
+    let e = e.context(format!("backup of {}", db.name));
+    if !matches!(e, Error::Locked(_)) {
+        // Not waited for on a primary this run found unreachable.
+        let primary_down = fleet.down.is_some();
+        let record = async {
+            if primary_down {
+                return;
+            }
+            if crate::hints::worth_recording(jx.store, &db.name, &e, input.configured).await {
+                status::record_failure(jx.store, &db.name, "backup", &e.to_string()).await;
+                let rec = status::FailureRecord {
+                    job: "backup".into(),
+                    at: crate::time::Timestamp::now(),
+                    message: e.to_string(),
+                };
+                super::failures::append(jx.store, &db.name, rec).await;
+            }
+        };
+        bounded(jx, "recording the failure", record).await;
+        notifier
+            .send(
+                EventKind::BackupFailed,
+                db.name.as_str(),
+                e.to_string(),
+                json!({"exit_code": e.exit_code()}),
+            )
+            .await;
+    }
+    e
 }
 
 /// How long a run goes on passing over a primary found unreachable before it asks it again.
